@@ -1,0 +1,57 @@
+# Loom's developer commands. `make test` is the test command; `make check`
+# is everything else CI verifies (generated code, vendored protos, lint).
+
+SHELL := /usr/bin/env bash
+export GOTOOLCHAIN := local
+
+BUF := go tool -modfile=tools/go.mod buf
+# The Go modules of this repository (see README, "Module layout").
+MODULES := . gen
+# Where third_party/protovalidate comes from.
+PROTOVALIDATE_VERSION := v1.2.2
+
+.PHONY: all test check generate check-generated check-vendored lint fmt breaking bench
+
+all: check test
+
+## test: every test of every module, with the race detector
+test:
+	@for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test -race -count=1 ./...) || exit 1; done
+
+## generate: regenerate gen/ from proto/
+generate:
+	rm -rf gen/loom
+	$(BUF) generate
+
+## check-generated: fail when gen/ differs from what proto/ generates
+check-generated: generate
+	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
+		git status --porcelain -- gen; git diff --stat -- gen; \
+		echo "gen/ is stale: run 'make generate' and commit the result"; exit 1; fi
+
+## check-vendored: fail when third_party/protovalidate differs from its pinned release
+check-vendored:
+	@dir=$$(cd tools && go mod download -json github.com/bufbuild/protovalidate@$(PROTOVALIDATE_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+	diff -u $$dir/proto/protovalidate/buf/validate/validate.proto third_party/protovalidate/buf/validate/validate.proto && \
+	echo "third_party/protovalidate matches github.com/bufbuild/protovalidate@$(PROTOVALIDATE_VERSION)"
+
+## lint: buf lint, gofmt and go vet
+lint:
+	$(BUF) lint
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	@for m in $(MODULES); do (cd $$m && go vet ./...) || exit 1; done
+
+## fmt: format the Go code
+fmt:
+	gofmt -w $$(git ls-files '*.go' | grep -v '^gen/')
+
+## breaking: compare the API with main's (run before changing a released .proto)
+breaking:
+	$(BUF) breaking --against '.git#branch=main'
+
+## check: everything CI verifies besides the tests
+check: check-generated check-vendored lint
+
+## bench: the storage benchmarks
+bench:
+	go test -run '^$$' -bench . -benchtime 200x ./server/internal/store/

@@ -1,0 +1,70 @@
+// Command loom is the Loom control plane.
+//
+//	loom serve   serve the API against an external Redis (production mode)
+//
+// Every flag can also be set through a LOOM_* environment variable (the
+// flag wins); run `loom serve -h` for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/loomhq/loom/server"
+)
+
+const usage = `loom is a control plane for fleet-wide migrations.
+
+Usage:
+  loom serve [flags]   serve the API (Connect, gRPC, gRPC-Web) against Redis
+
+Run 'loom serve -h' for the flags; each has a LOOM_* environment variable.
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "loom:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "serve":
+		cfg, logCfg, err := parseServe(args[1:], os.LookupEnv, stderr)
+		if err != nil {
+			return err
+		}
+		return serve(cfg, logCfg.logger(stderr))
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stderr, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func serve(cfg server.Config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	return srv.Run(ctx)
+}

@@ -1,0 +1,76 @@
+// Package api serves Loom's Connect services (loom.v1) over the use cases of
+// the migration package: one file per service, the conversions in
+// convert.go, and the single mapping of domain errors to Connect codes in
+// errors.go. It also serves gRPC health and reflection, and applies CORS.
+// It is the only package of the server that imports connect.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"connectrpc.com/connect"
+	connectcors "connectrpc.com/cors"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"connectrpc.com/validate"
+	"github.com/rs/cors"
+
+	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// Options is what the API is built from.
+type Options struct {
+	Registry  *migration.Registry
+	Discovery *migration.Discovery
+	Logger    *slog.Logger
+	// Ready reports whether the server can serve (its dependencies answer);
+	// gRPC health says NOT_SERVING while it returns an error.
+	Ready func(context.Context) error
+	// CORSOrigins are the browser origins allowed to call the API; "*"
+	// allows any; empty allows none but the server's own.
+	CORSOrigins []string
+}
+
+// ServiceNames are the fully-qualified names of the loom.v1 services.
+var ServiceNames = []string{
+	loomv1connect.RegistryServiceName,
+	loomv1connect.DiscoveryServiceName,
+	loomv1connect.RunServiceName,
+	loomv1connect.EventServiceName,
+}
+
+// NewHandler builds the HTTP handler of the whole API. Every request is
+// validated against the rules in the .proto files before a handler sees it,
+// and every error leaves through toConnectError.
+func NewHandler(o Options) http.Handler {
+	opts := []connect.HandlerOption{
+		// Outermost first: the error interceptor also sees validation refusals.
+		connect.WithInterceptors(errorInterceptor{log: o.Logger}, validate.NewInterceptor()),
+	}
+	mux := http.NewServeMux()
+	mux.Handle(loomv1connect.NewRegistryServiceHandler(&RegistryServer{Registry: o.Registry}, opts...))
+	mux.Handle(loomv1connect.NewDiscoveryServiceHandler(&DiscoveryServer{Discovery: o.Discovery}, opts...))
+	// Runs and events arrive with the durable Runs; until then every RPC of
+	// these services answers Unimplemented.
+	mux.Handle(loomv1connect.NewRunServiceHandler(loomv1connect.UnimplementedRunServiceHandler{}, opts...))
+	mux.Handle(loomv1connect.NewEventServiceHandler(loomv1connect.UnimplementedEventServiceHandler{}, opts...))
+
+	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, ServiceNames...)...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpchealth.NewHandler(&healthChecker{ready: o.Ready}))
+
+	if len(o.CORSOrigins) == 0 {
+		return mux
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: o.CORSOrigins,
+		AllowedMethods: connectcors.AllowedMethods(),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
+		ExposedHeaders: connectcors.ExposedHeaders(),
+		MaxAge:         7200,
+	}).Handler(mux)
+}

@@ -1,0 +1,604 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/server/internal/api"
+	"github.com/loomhq/loom/server/internal/migration"
+	"github.com/loomhq/loom/server/internal/redistest"
+	"github.com/loomhq/loom/server/internal/store"
+)
+
+// testAPI is the API on a real Redis, served over HTTP/1.1 and cleartext
+// HTTP/2 like the production server.
+type testAPI struct {
+	url   string
+	store *store.Store
+	redis *redistest.Server
+}
+
+func newTestAPI(t *testing.T) *testAPI {
+	t.Helper()
+	rs := redistest.Start(t)
+	st := store.New(redis.NewClient(&redis.Options{Addr: rs.Addr()}))
+	t.Cleanup(func() { _ = st.Close() })
+	clock := func() time.Time { return time.Now().UTC() }
+	h := api.NewHandler(api.Options{
+		Registry:    &migration.Registry{Store: st, Now: clock},
+		Discovery:   &migration.Discovery{Store: st, Now: clock},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready:       st.Ping,
+		CORSOrigins: []string{"https://console.example"},
+	})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &testAPI{url: srv.URL, store: st, redis: rs}
+}
+
+// h2c is an HTTP client speaking cleartext HTTP/2, as gRPC needs.
+func h2c() *http.Client {
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: tr}
+}
+
+// protocols are the wire protocols every client test runs over.
+var protocols = []struct {
+	name   string
+	client func() *http.Client
+	opts   []connect.ClientOption
+}{
+	{"connect-json", func() *http.Client { return http.DefaultClient }, []connect.ClientOption{connect.WithProtoJSON()}},
+	{"connect-proto", func() *http.Client { return http.DefaultClient }, nil},
+	{"grpc", h2c, []connect.ClientOption{connect.WithGRPC()}},
+	{"grpc-web", func() *http.Client { return http.DefaultClient }, []connect.ClientOption{connect.WithGRPCWeb()}},
+}
+
+type clients struct {
+	registry  loomv1connect.RegistryServiceClient
+	discovery loomv1connect.DiscoveryServiceClient
+	runs      loomv1connect.RunServiceClient
+	events    loomv1connect.EventServiceClient
+}
+
+func (a *testAPI) clients(hc *http.Client, opts ...connect.ClientOption) clients {
+	return clients{
+		registry:  loomv1connect.NewRegistryServiceClient(hc, a.url, opts...),
+		discovery: loomv1connect.NewDiscoveryServiceClient(hc, a.url, opts...),
+		runs:      loomv1connect.NewRunServiceClient(hc, a.url, opts...),
+		events:    loomv1connect.NewEventServiceClient(hc, a.url, opts...),
+	}
+}
+
+func sampleMigration(id string) *loomv1.Migration {
+	return &loomv1.Migration{
+		Id:          id,
+		Name:        "Upgrade Go",
+		Description: "Move every service to Go 1.23.",
+		Steps: []*loomv1.StepDefinition{
+			{Name: "bump-go", Type: "open-pr", Config: map[string]string{"go_version": "1.23"}},
+			{Name: "review", Type: "manual-review"},
+		},
+		RequiredInputs: []*loomv1.InputDefinition{{Name: "target_version", Label: "Target Go version"}},
+		MigratorUrl:    "http://127.0.0.1:9999",
+	}
+}
+
+func sampleCandidate(id, kind string) *loomv1.Candidate {
+	return &loomv1.Candidate{
+		Id:       id,
+		Kind:     kind,
+		Metadata: map[string]string{"team": "payments"},
+		Files:    []*loomv1.FileGroup{{Name: "go.mod", Files: []*loomv1.FileRef{{Path: "go.mod"}}}},
+	}
+}
+
+func wantCode(t *testing.T, err error, code connect.Code) *connect.Error {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want %v", code)
+	}
+	if got := connect.CodeOf(err); got != code {
+		t.Fatalf("got code %v (%v), want %v", got, err, code)
+	}
+	var cerr *connect.Error
+	errors.As(err, &cerr)
+	return cerr
+}
+
+func errorInfo(t *testing.T, cerr *connect.Error) *errdetails.ErrorInfo {
+	t.Helper()
+	for _, d := range cerr.Details() {
+		v, err := d.Value()
+		if err != nil {
+			t.Fatalf("decode error detail: %v", err)
+		}
+		if info, ok := v.(*errdetails.ErrorInfo); ok {
+			return info
+		}
+	}
+	t.Fatalf("error %v has no ErrorInfo detail", cerr)
+	return nil
+}
+
+func TestRegistryAndDiscoveryOverEveryProtocol(t *testing.T) {
+	a := newTestAPI(t)
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := a.clients(p.client(), p.opts...)
+			id := "go-upgrade-" + strings.ReplaceAll(p.name, "-", "")
+
+			ann, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration(id)}))
+			if err != nil {
+				t.Fatalf("announce: %v", err)
+			}
+			if !ann.Msg.Created || ann.Msg.Updated {
+				t.Fatalf("first announce: created=%v updated=%v, want created only", ann.Msg.Created, ann.Msg.Updated)
+			}
+			if ann.Msg.Migration.GetCreateTime() == nil || len(ann.Msg.Migration.GetSteps()) != 2 {
+				t.Fatalf("announce returned %v", ann.Msg.Migration)
+			}
+
+			sub, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+				MigrationId: id,
+				Candidates:  []*loomv1.Candidate{sampleCandidate("acme/payments", "service"), sampleCandidate("acme/orders", "service")},
+			}))
+			if err != nil {
+				t.Fatalf("submit: %v", err)
+			}
+			if sub.Msg.AddedCount != 2 {
+				t.Fatalf("submit added %d, want 2: %v", sub.Msg.AddedCount, sub.Msg)
+			}
+
+			list, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: id}))
+			if err != nil {
+				t.Fatalf("list: %v", err)
+			}
+			if got := ids(list.Msg.Candidates); got != "acme/orders,acme/payments" {
+				t.Fatalf("listed %s", got)
+			}
+			if list.Msg.Candidates[0].Status != loomv1.CandidateStatus_CANDIDATE_STATUS_NOT_STARTED ||
+				list.Msg.Candidates[0].MigrationId != id || list.Msg.Candidates[0].Metadata["team"] != "payments" {
+				t.Fatalf("candidate came back as %v", list.Msg.Candidates[0])
+			}
+
+			got, err := c.registry.GetMigration(ctx, connect.NewRequest(&loomv1.GetMigrationRequest{MigrationId: id}))
+			if err != nil {
+				t.Fatalf("get: %v", err)
+			}
+			if got.Msg.Migration.GetCandidateCounts().GetNotStarted() != 2 || got.Msg.Migration.GetCandidateCounts().GetTotal() != 2 {
+				t.Fatalf("counts %v", got.Msg.Migration.GetCandidateCounts())
+			}
+		})
+	}
+}
+
+func ids(cs []*loomv1.Candidate) string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Id)
+	}
+	return strings.Join(out, ",")
+}
+
+func TestAnnounceIsIdempotentAndKeepsCandidates(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	c := a.clients(http.DefaultClient)
+	m := sampleMigration("keep")
+	if _, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+		MigrationId: "keep", Candidates: []*loomv1.Candidate{sampleCandidate("a", "service")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+
+	again, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Msg.Created || again.Msg.Updated {
+		t.Fatalf("identical re-announce: created=%v updated=%v", again.Msg.Created, again.Msg.Updated)
+	}
+
+	m.Description = "Now with a better description."
+	m.Steps = append(m.Steps, &loomv1.StepDefinition{Name: "cleanup", Type: "open-pr"})
+	changed, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !changed.Msg.Updated || len(changed.Msg.Migration.Steps) != 3 {
+		t.Fatalf("changed re-announce: updated=%v steps=%d", changed.Msg.Updated, len(changed.Msg.Migration.Steps))
+	}
+	if !changed.Msg.Migration.UpdateTime.AsTime().After(changed.Msg.Migration.CreateTime.AsTime()) &&
+		!changed.Msg.Migration.UpdateTime.AsTime().Equal(changed.Msg.Migration.CreateTime.AsTime()) {
+		t.Fatalf("update time %v before create time %v", changed.Msg.Migration.UpdateTime, changed.Msg.Migration.CreateTime)
+	}
+	if n := changed.Msg.Migration.CandidateCounts.GetTotal(); n != 1 {
+		t.Fatalf("re-announce left %d candidates, want 1", n)
+	}
+	got, err := c.discovery.GetCandidate(ctx, connect.NewRequest(&loomv1.GetCandidateRequest{MigrationId: "keep", CandidateId: "a"}))
+	if err != nil || got.Msg.Candidate.Kind != "service" {
+		t.Fatalf("candidate after re-announce: %v, %v", got, err)
+	}
+}
+
+func TestResubmitLeavesRunningAndCompletedAlone(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	c := a.clients(http.DefaultClient)
+	if _, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("fleet")})); err != nil {
+		t.Fatal(err)
+	}
+	first := []*loomv1.Candidate{sampleCandidate("idle", "service"), sampleCandidate("busy", "service"), sampleCandidate("done", "service")}
+	if _, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{MigrationId: "fleet", Candidates: first})); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := a.store.SetCandidateStatus(ctx, "fleet", "busy", migration.CandidateNotStarted, migration.CandidateRunning, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []migration.CandidateStatus{migration.CandidateRunning, migration.CandidateCompleted} {
+		from := migration.CandidateNotStarted
+		if to == migration.CandidateCompleted {
+			from = migration.CandidateRunning
+		}
+		if err := a.store.SetCandidateStatus(ctx, "fleet", "done", from, to, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := map[string]*loomv1.Candidate{}
+	for _, id := range []string{"busy", "done"} {
+		r, err := c.discovery.GetCandidate(ctx, connect.NewRequest(&loomv1.GetCandidateRequest{MigrationId: "fleet", CandidateId: id}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[id] = r.Msg.Candidate
+	}
+
+	// Re-discovery with changed data for everyone, plus a newcomer.
+	second := []*loomv1.Candidate{sampleCandidate("idle", "repository"), sampleCandidate("busy", "repository"), sampleCandidate("done", "repository"), sampleCandidate("new", "service")}
+	for _, cand := range second {
+		cand.Metadata["team"] = "platform"
+	}
+	res, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{MigrationId: "fleet", Candidates: second}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(res.Msg.LeftAloneIds, ","); got != "busy,done" {
+		t.Errorf("left alone %q, want busy,done", got)
+	}
+	if got := strings.Join(res.Msg.UpdatedIds, ","); got != "idle" {
+		t.Errorf("updated %q, want idle", got)
+	}
+	if got := strings.Join(res.Msg.AddedIds, ","); got != "new" {
+		t.Errorf("added %q, want new", got)
+	}
+	if res.Msg.LeftAloneCount != 2 || res.Msg.UpdatedCount != 1 || res.Msg.AddedCount != 1 {
+		t.Errorf("counts %v", res.Msg)
+	}
+	for id, want := range before {
+		r, err := c.discovery.GetCandidate(ctx, connect.NewRequest(&loomv1.GetCandidateRequest{MigrationId: "fleet", CandidateId: id}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Msg.Candidate.String() != want.String() {
+			t.Errorf("%s changed by re-discovery:\nbefore %v\nafter  %v", id, want, r.Msg.Candidate)
+		}
+	}
+	running, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{
+		MigrationId: "fleet", Status: loomv1.CandidateStatus_CANDIDATE_STATUS_RUNNING,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids(running.Msg.Candidates) != "busy" || running.Msg.TotalSize != 1 {
+		t.Errorf("running candidates: %s (total %d)", ids(running.Msg.Candidates), running.Msg.TotalSize)
+	}
+}
+
+func TestListCandidatesPagesAndFilters(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	c := a.clients(http.DefaultClient)
+	if _, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("paged")})); err != nil {
+		t.Fatal(err)
+	}
+	var cands []*loomv1.Candidate
+	for i := range 25 {
+		kind := "service"
+		if i%5 == 0 {
+			kind = "topic"
+		}
+		cands = append(cands, sampleCandidate(string(rune('a'+i))+"-svc", kind))
+	}
+	if _, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{MigrationId: "paged", Candidates: cands})); err != nil {
+		t.Fatal(err)
+	}
+
+	var seen []string
+	token := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+		res, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{
+			MigrationId: "paged", PageSize: 10, PageToken: token,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Msg.TotalSize != 25 {
+			t.Fatalf("total %d, want 25", res.Msg.TotalSize)
+		}
+		for _, cand := range res.Msg.Candidates {
+			seen = append(seen, cand.Id)
+		}
+		if token = res.Msg.NextPageToken; token == "" {
+			break
+		}
+	}
+	if len(seen) != 25 || seen[0] != "a-svc" || seen[24] != "y-svc" {
+		t.Fatalf("paged through %d candidates: %v", len(seen), seen)
+	}
+
+	topics, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "paged", Kind: "topic", PageSize: 2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids(topics.Msg.Candidates) != "a-svc,f-svc" || topics.Msg.TotalSize != 5 || topics.Msg.NextPageToken == "" {
+		t.Fatalf("topics page: %s total %d", ids(topics.Msg.Candidates), topics.Msg.TotalSize)
+	}
+
+	// A token is bound to its filters.
+	_, err = c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{
+		MigrationId: "paged", Kind: "service", PageToken: topics.Msg.NextPageToken,
+	}))
+	cerr := wantCode(t, err, connect.CodeInvalidArgument)
+	if !strings.Contains(cerr.Message(), "page_token") {
+		t.Fatalf("refusal does not name page_token: %v", cerr)
+	}
+}
+
+func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			c := a.clients(p.client(), p.opts...)
+			cases := []struct {
+				name  string
+				call  func() error
+				field string
+			}{
+				{"migration id with underscore", func() error {
+					m := sampleMigration("bad_id")
+					_, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m}))
+					return err
+				}, "migration.id"},
+				{"no steps", func() error {
+					m := sampleMigration("bad-steps")
+					m.Steps = nil
+					_, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m}))
+					return err
+				}, "migration.steps"},
+				{"duplicate step names", func() error {
+					m := sampleMigration("bad-dup")
+					m.Steps[1].Name = m.Steps[0].Name
+					_, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m}))
+					return err
+				}, "migration"},
+				{"migrator url not http", func() error {
+					m := sampleMigration("bad-url")
+					m.MigratorUrl = "ftp://example.com"
+					_, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m}))
+					return err
+				}, "migration.migrator_url"},
+				{"missing migration", func() error {
+					_, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{}))
+					return err
+				}, "migration"},
+				{"candidate id starting with a dash", func() error {
+					_, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+						MigrationId: "whatever", Candidates: []*loomv1.Candidate{sampleCandidate("-x", "service")},
+					}))
+					return err
+				}, "candidates[0].id"},
+				{"duplicate candidate ids", func() error {
+					_, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+						MigrationId: "whatever", Candidates: []*loomv1.Candidate{sampleCandidate("x", "service"), sampleCandidate("x", "service")},
+					}))
+					return err
+				}, "candidates"},
+				{"no candidates", func() error {
+					_, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{MigrationId: "whatever"}))
+					return err
+				}, "candidates"},
+				{"page size too large", func() error {
+					_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "whatever", PageSize: 5000}))
+					return err
+				}, "page_size"},
+				{"garbage page token", func() error {
+					_, err := c.registry.ListMigrations(ctx, connect.NewRequest(&loomv1.ListMigrationsRequest{PageToken: "not-a-token"}))
+					return err
+				}, "page_token"},
+				{"empty input update", func() error {
+					_, err := c.discovery.UpdateCandidateInputs(ctx, connect.NewRequest(&loomv1.UpdateCandidateInputsRequest{MigrationId: "whatever", CandidateId: "x"}))
+					return err
+				}, "inputs"},
+			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					cerr := wantCode(t, tc.call(), connect.CodeInvalidArgument)
+					if !strings.Contains(cerr.Message(), tc.field) {
+						t.Fatalf("refusal %q does not name %s", cerr.Message(), tc.field)
+					}
+				})
+			}
+			res, err := c.registry.ListMigrations(ctx, connect.NewRequest(&loomv1.ListMigrationsRequest{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Msg.Migrations) != 0 {
+				t.Fatalf("refused requests stored %d migrations", len(res.Msg.Migrations))
+			}
+		})
+	}
+}
+
+func TestUnknownIdsAreNotFound(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	c := a.clients(h2c(), connect.WithGRPC())
+	_, err := c.registry.GetMigration(ctx, connect.NewRequest(&loomv1.GetMigrationRequest{MigrationId: "nope"}))
+	if info := errorInfo(t, wantCode(t, err, connect.CodeNotFound)); info.Reason != migration.ReasonMigrationNotFound || info.Domain != api.ErrorDomain {
+		t.Fatalf("error info %v", info)
+	}
+	_, err = c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+		MigrationId: "nope", Candidates: []*loomv1.Candidate{sampleCandidate("x", "service")},
+	}))
+	wantCode(t, err, connect.CodeNotFound)
+	_, err = c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "nope"}))
+	wantCode(t, err, connect.CodeNotFound)
+	_, err = c.registry.DeleteMigration(ctx, connect.NewRequest(&loomv1.DeleteMigrationRequest{MigrationId: "nope"}))
+	wantCode(t, err, connect.CodeNotFound)
+
+	if _, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("real")})); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.discovery.GetCandidate(ctx, connect.NewRequest(&loomv1.GetCandidateRequest{MigrationId: "real", CandidateId: "ghost"}))
+	if info := errorInfo(t, wantCode(t, err, connect.CodeNotFound)); info.Reason != migration.ReasonCandidateNotFound {
+		t.Fatalf("error info %v", info)
+	}
+	_, err = c.discovery.UpdateCandidateInputs(ctx, connect.NewRequest(&loomv1.UpdateCandidateInputsRequest{
+		MigrationId: "real", CandidateId: "ghost", Inputs: map[string]string{"a": "b"},
+	}))
+	wantCode(t, err, connect.CodeNotFound)
+}
+
+func TestDeleteRefusedWhileRunning(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	c := a.clients(http.DefaultClient)
+	if _, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("del")})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+		MigrationId: "del", Candidates: []*loomv1.Candidate{sampleCandidate("a", "service"), sampleCandidate("b", "service")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.store.SetCandidateStatus(ctx, "del", "a", migration.CandidateNotStarted, migration.CandidateRunning, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.registry.DeleteMigration(ctx, connect.NewRequest(&loomv1.DeleteMigrationRequest{MigrationId: "del"}))
+	if info := errorInfo(t, wantCode(t, err, connect.CodeFailedPrecondition)); info.Reason != migration.ReasonMigrationHasRunning {
+		t.Fatalf("error info %v", info)
+	}
+	if _, err := c.discovery.GetCandidate(ctx, connect.NewRequest(&loomv1.GetCandidateRequest{MigrationId: "del", CandidateId: "b"})); err != nil {
+		t.Fatalf("refused delete removed a candidate: %v", err)
+	}
+
+	if err := a.store.SetCandidateStatus(ctx, "del", "a", migration.CandidateRunning, migration.CandidateNotStarted, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.registry.DeleteMigration(ctx, connect.NewRequest(&loomv1.DeleteMigrationRequest{MigrationId: "del"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Msg.DeletedCandidates != 2 {
+		t.Fatalf("deleted %d candidates, want 2", res.Msg.DeletedCandidates)
+	}
+	_, err = c.registry.GetMigration(ctx, connect.NewRequest(&loomv1.GetMigrationRequest{MigrationId: "del"}))
+	wantCode(t, err, connect.CodeNotFound)
+}
+
+func TestUpdateCandidateInputs(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	c := a.clients(http.DefaultClient, connect.WithProtoJSON())
+	if _, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("inputs")})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+		MigrationId: "inputs", Candidates: []*loomv1.Candidate{sampleCandidate("a", "service")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	set := func(in map[string]string, remove ...string) map[string]string {
+		t.Helper()
+		r, err := c.discovery.UpdateCandidateInputs(ctx, connect.NewRequest(&loomv1.UpdateCandidateInputsRequest{
+			MigrationId: "inputs", CandidateId: "a", Inputs: in, RemoveInputs: remove,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Msg.Candidate.Inputs
+	}
+	if got := set(map[string]string{"target_version": "1.23", "owner": "me"}); len(got) != 2 || got["target_version"] != "1.23" {
+		t.Fatalf("inputs %v", got)
+	}
+	if got := set(map[string]string{"target_version": "1.24"}, "owner"); len(got) != 1 || got["target_version"] != "1.24" {
+		t.Fatalf("inputs %v", got)
+	}
+	// Re-discovery does not touch stored inputs.
+	if _, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+		MigrationId: "inputs", Candidates: []*loomv1.Candidate{sampleCandidate("a", "repository")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.discovery.GetCandidate(ctx, connect.NewRequest(&loomv1.GetCandidateRequest{MigrationId: "inputs", CandidateId: "a"}))
+	if err != nil || r.Msg.Candidate.Inputs["target_version"] != "1.24" || r.Msg.Candidate.Kind != "repository" {
+		t.Fatalf("after re-discovery: %v %v", r, err)
+	}
+}
+
+func TestRunAndEventServicesAnswerUnimplemented(t *testing.T) {
+	a := newTestAPI(t)
+	c := a.clients(http.DefaultClient)
+	_, err := c.runs.GetRun(context.Background(), connect.NewRequest(&loomv1.GetRunRequest{RunId: "m__c"}))
+	wantCode(t, err, connect.CodeUnimplemented)
+}
+
+func TestCORSPreflightForConfiguredOrigin(t *testing.T) {
+	a := newTestAPI(t)
+	for _, tc := range []struct {
+		origin string
+		allow  bool
+	}{{"https://console.example", true}, {"https://evil.example", false}} {
+		req, _ := http.NewRequest(http.MethodOptions, a.url+"/"+loomv1connect.RegistryServiceName+"/ListMigrations", nil)
+		req.Header.Set("Origin", tc.origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "connect-protocol-version,content-type")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		got := res.Header.Get("Access-Control-Allow-Origin")
+		if tc.allow && got != tc.origin || !tc.allow && got != "" {
+			t.Errorf("origin %s: Access-Control-Allow-Origin %q", tc.origin, got)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package api
+
+import (
+	"context"
+
+	"connectrpc.com/connect"
+
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/server/internal/migration"
+	"github.com/loomhq/loom/server/internal/protoconv"
+)
+
+// RegistryServer serves loom.v1.RegistryService.
+type RegistryServer struct {
+	Registry *migration.Registry
+}
+
+var _ loomv1connect.RegistryServiceHandler = (*RegistryServer)(nil)
+
+// Announce creates or updates a Migration.
+func (s *RegistryServer) Announce(ctx context.Context, req *connect.Request[loomv1.AnnounceRequest]) (*connect.Response[loomv1.AnnounceResponse], error) {
+	m, created, updated, err := s.Registry.Announce(ctx, protoconv.MigrationFromProto(req.Msg.GetMigration()))
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.AnnounceResponse{
+		Migration: protoconv.MigrationToProto(m),
+		Created:   created,
+		Updated:   updated,
+	}), nil
+}
+
+// GetMigration returns one Migration.
+func (s *RegistryServer) GetMigration(ctx context.Context, req *connect.Request[loomv1.GetMigrationRequest]) (*connect.Response[loomv1.GetMigrationResponse], error) {
+	m, err := s.Registry.Get(ctx, req.Msg.GetMigrationId())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.GetMigrationResponse{Migration: protoconv.MigrationToProto(m)}), nil
+}
+
+// ListMigrations pages through the Migrations.
+func (s *RegistryServer) ListMigrations(ctx context.Context, req *connect.Request[loomv1.ListMigrationsRequest]) (*connect.Response[loomv1.ListMigrationsResponse], error) {
+	after, err := decodePageToken(req.Msg.GetPageToken(), "")
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.Registry.List(ctx, migration.PageRequest{After: after, Limit: int(req.Msg.GetPageSize())})
+	if err != nil {
+		return nil, err
+	}
+	res := &loomv1.ListMigrationsResponse{NextPageToken: encodePageToken(page.Next, "")}
+	for _, m := range page.Migrations {
+		res.Migrations = append(res.Migrations, protoconv.MigrationToProto(m))
+	}
+	return connect.NewResponse(res), nil
+}
+
+// DeleteMigration removes a Migration and its Candidates.
+func (s *RegistryServer) DeleteMigration(ctx context.Context, req *connect.Request[loomv1.DeleteMigrationRequest]) (*connect.Response[loomv1.DeleteMigrationResponse], error) {
+	n, err := s.Registry.Delete(ctx, req.Msg.GetMigrationId())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.DeleteMigrationResponse{DeletedCandidates: n}), nil
+}

@@ -1,0 +1,55 @@
+package migration
+
+import (
+	"context"
+	"fmt"
+)
+
+// MaxSubmitCandidates is the most Candidates one submission may hold.
+const MaxSubmitCandidates = 1000
+
+// Discovery is the use case of submitting and reading Candidates.
+type Discovery struct {
+	Store CandidateStore
+	Now   Clock
+}
+
+// Submit merges discovered Candidates into their Migration.
+func (d *Discovery) Submit(ctx context.Context, s Submission) (SubmitResult, error) {
+	if len(s.Candidates) > MaxSubmitCandidates {
+		return SubmitResult{}, InvalidArgument("candidates", "TOO_MANY_CANDIDATES",
+			"at most %d candidates per submission, got %d", MaxSubmitCandidates, len(s.Candidates))
+	}
+	seen := make(map[string]bool, len(s.Candidates))
+	for i, c := range s.Candidates {
+		if seen[c.ID] {
+			return SubmitResult{}, InvalidArgument(fmt.Sprintf("candidates[%d].id", i), "DUPLICATE_CANDIDATE_ID",
+				"candidate id %q appears twice", c.ID)
+		}
+		seen[c.ID] = true
+		if err := checkStepNames(c.Steps); err != nil {
+			return SubmitResult{}, err
+		}
+	}
+	res, err := d.Store.SubmitCandidates(ctx, s, d.Now())
+	if err != nil {
+		return SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", s.MigrationID, err)
+	}
+	return res, nil
+}
+
+// List returns one page of a Migration's Candidates in id order.
+func (d *Discovery) List(ctx context.Context, migrationID string, f CandidateFilter, page PageRequest) (CandidatePage, error) {
+	page.Limit = clampPage(page.Limit, DefaultCandidatePageSize, MaxCandidatePageSize)
+	return d.Store.ListCandidates(ctx, migrationID, f, page)
+}
+
+// Get returns one Candidate.
+func (d *Discovery) Get(ctx context.Context, migrationID, candidateID string) (Candidate, error) {
+	return d.Store.GetCandidate(ctx, migrationID, candidateID)
+}
+
+// UpdateInputs sets and removes stored inputs of a Candidate.
+func (d *Discovery) UpdateInputs(ctx context.Context, migrationID, candidateID string, change InputChange) (Candidate, error) {
+	return d.Store.UpdateCandidateInputs(ctx, migrationID, candidateID, change, d.Now())
+}

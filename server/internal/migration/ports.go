@@ -1,0 +1,101 @@
+package migration
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// MigrationStore keeps Migrations, Candidates and Run views. Every method is
+// atomic: it applies whole or not at all, and concurrent callers lose
+// nothing. Unknown ids are reported as refusals wrapping ErrNotFound.
+type MigrationStore interface {
+	RegistryStore
+	CandidateStore
+}
+
+// RegistryStore keeps Migration definitions.
+type RegistryStore interface {
+	// PutMigration creates m or replaces its definition. The stored times
+	// follow the definition: CreateTime is kept, UpdateTime moves to now only
+	// when the definition changed.
+	PutMigration(ctx context.Context, m Migration, now time.Time) (stored Migration, created, updated bool, err error)
+	GetMigration(ctx context.Context, id string) (Migration, error)
+	ListMigrations(ctx context.Context, page PageRequest) (MigrationPage, error)
+	// DeleteMigration removes the Migration with its Candidates and Run
+	// views, refusing (ErrFailedPrecondition) while a Candidate is running.
+	DeleteMigration(ctx context.Context, id string) (deletedCandidates int64, err error)
+}
+
+// CandidateStore keeps the Candidates of each Migration.
+type CandidateStore interface {
+	// SubmitCandidates merges discovered Candidates (see Submission).
+	SubmitCandidates(ctx context.Context, s Submission, now time.Time) (SubmitResult, error)
+	ListCandidates(ctx context.Context, migrationID string, f CandidateFilter, page PageRequest) (CandidatePage, error)
+	GetCandidate(ctx context.Context, migrationID, candidateID string) (Candidate, error)
+	UpdateCandidateInputs(ctx context.Context, migrationID, candidateID string, change InputChange, now time.Time) (Candidate, error)
+}
+
+// Clock tells the time; tests inject a fixed one.
+type Clock func() time.Time
+
+// RunStore keeps the run views: the read side of Runs, written by the Run's
+// workflow and read without asking the ExecutionEngine.
+type RunStore interface {
+	// BeginRun moves the Candidate to running for run.Execution, stores the
+	// Run's inputs back on the Candidate and creates its view. It refuses
+	// (ErrFailedPrecondition) a completed Candidate or a newer execution.
+	// Repeating it for the execution already begun changes nothing and
+	// returns the stored view.
+	BeginRun(ctx context.Context, run Run) (Run, error)
+	// SaveRun stores the view of run when run.Execution is the Candidate's
+	// current execution and run.Seq is newer than the stored one; older
+	// writes are ignored. A completed Run also completes its Candidate; a
+	// cancelled one puts it back to not_started. Returns the stored view.
+	SaveRun(ctx context.Context, run Run) (Run, error)
+	GetRun(ctx context.Context, migrationID, candidateID string) (Run, error)
+	ListRuns(ctx context.Context, migrationID string, f RunFilter, page PageRequest) (RunPage, error)
+	// WatchRun notifies of every stored change of a Run until ctx ends.
+	WatchRun(ctx context.Context, migrationID, candidateID string) (<-chan struct{}, error)
+}
+
+// RunFilter selects Runs in a listing. Zero fields select all.
+type RunFilter struct {
+	Status            RunStatus
+	CurrentStepStatus StepStatus
+}
+
+// RunPage is one page of a Run listing.
+type RunPage struct {
+	Runs  []Run
+	Next  string
+	Total int64
+}
+
+// ExecutionEngine runs each Run durably: it walks the steps, dispatches
+// them, and holds the Run's authoritative state while it is running.
+type ExecutionEngine interface {
+	// StartRun starts the execution described by m. A Run already running
+	// under m.RunID is refused with ErrAlreadyExists.
+	StartRun(ctx context.Context, m Manifest) error
+	// Act applies a step action to the running execution of runID, checked
+	// against the transition table before anything changes, and returns the
+	// Run after it. ErrRunNotActive when no execution is running.
+	Act(ctx context.Context, runID string, a StepAction) (run Run, changed bool, err error)
+	// CancelRun cancels the running execution of runID and returns once it
+	// has stopped and cleaned up. ErrRunNotActive when none is running.
+	CancelRun(ctx context.Context, runID, reason, actor string) error
+}
+
+// ErrRunNotActive says the ExecutionEngine has no running execution of a
+// Run; the use case then answers from the run view.
+var ErrRunNotActive = errors.New("run has no running execution")
+
+// MigratorNotifier calls the Migrators.
+type MigratorNotifier interface {
+	// ExecuteStep dispatches a step. Transient failures wrap ErrUnavailable;
+	// the Migrator's own refusals wrap ErrFailedPrecondition.
+	ExecuteStep(ctx context.Context, migratorURL string, d Dispatch) error
+	// PreviewRun asks for the per-step diffs of a Candidate.
+	PreviewRun(ctx context.Context, migratorURL string, p PreviewRequest) ([]StepPreview, error)
+}

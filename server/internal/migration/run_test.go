@@ -1,0 +1,193 @@
+package migration_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+// runAt returns a running Run whose first of two steps is at status s,
+// attempt 1.
+func runAt(s migration.StepStatus) migration.Run {
+	r := migration.Run{
+		ID: "m__c", MigrationID: "m", CandidateID: "c", Execution: 2, Status: migration.RunRunning,
+		Steps: []migration.StepDefinition{{Name: "one", Type: "t"}, {Name: "two", Type: "t"}},
+	}
+	r.BeginStep(0, 1, t0)
+	r.Results[0].Status = s
+	return r
+}
+
+func report(s migration.StepStatus) migration.StepAction {
+	return migration.StepAction{Kind: migration.ActionReport, Execution: 2, Step: "one", Attempt: 1, Status: s, Actor: migration.ActorMigrator}
+}
+
+func TestStepTransitionTable(t *testing.T) {
+	all := migration.StepStatuses
+	legal := map[migration.StepStatus][]migration.StepStatus{
+		migration.StepInProgress:     {migration.StepInProgress, migration.StepOpen, migration.StepAwaitingReview, migration.StepMerged, migration.StepCompleted, migration.StepFailed},
+		migration.StepOpen:           {migration.StepOpen, migration.StepMerged, migration.StepFailed},
+		migration.StepAwaitingReview: {migration.StepCompleted, migration.StepFailed},
+		migration.StepFailed:         {},
+	}
+	for from, tos := range legal {
+		for _, to := range all {
+			ok := false
+			for _, l := range tos {
+				ok = ok || l == to
+			}
+			r := runAt(from)
+			before := r.Clone()
+			a := report(to)
+			a.PRURL = "https://git.example/pr/1"
+			_, err := r.Apply(a, t0.Add(time.Minute))
+			if ok && err != nil {
+				t.Errorf("%s → %s refused: %v", from, to, err)
+			}
+			if !ok {
+				if !errors.Is(err, migration.ErrFailedPrecondition) {
+					t.Errorf("%s → %s: got %v, want failed precondition", from, to, err)
+				}
+				if r.Seq != before.Seq || r.Results[0].Status != before.Results[0].Status {
+					t.Errorf("%s → %s: refusal changed the step", from, to)
+				}
+			}
+		}
+	}
+}
+
+func TestDuplicateReportChangesNothing(t *testing.T) {
+	r := runAt(migration.StepInProgress)
+	a := report(migration.StepOpen)
+	a.PRURL, a.Metadata = "https://git.example/pr/7", map[string]string{"branch": "loom/one"}
+	if changed, err := r.Apply(a, t0.Add(time.Minute)); err != nil || !changed {
+		t.Fatalf("first report: changed=%v err=%v", changed, err)
+	}
+	seq := r.Seq
+	if changed, err := r.Apply(a, t0.Add(2*time.Minute)); err != nil || changed {
+		t.Fatalf("duplicate report: changed=%v err=%v", changed, err)
+	}
+	if r.Seq != seq || !r.Results[0].UpdateTime.Equal(t0.Add(time.Minute)) {
+		t.Fatal("duplicate report touched the Run")
+	}
+	// Same status with new data is an update.
+	a.Message = "CI is green"
+	if changed, err := r.Apply(a, t0.Add(3*time.Minute)); err != nil || !changed {
+		t.Fatalf("open → open with a message: changed=%v err=%v", changed, err)
+	}
+}
+
+func TestLateDuplicateOfAFinishedStepIsHarmless(t *testing.T) {
+	r := runAt(migration.StepOpen)
+	if _, err := r.Apply(report(migration.StepMerged), t0); err != nil {
+		t.Fatal(err)
+	}
+	r.BeginStep(1, 1, t0.Add(time.Minute))
+	if changed, err := r.Apply(report(migration.StepMerged), t0.Add(2*time.Minute)); err != nil || changed {
+		t.Fatalf("late duplicate: changed=%v err=%v", changed, err)
+	}
+	// Another status for the past step is refused as not current.
+	_, err := r.Apply(report(migration.StepFailed), t0.Add(2*time.Minute))
+	var ref *migration.Refusal
+	if !errors.As(err, &ref) || ref.Reason != migration.ReasonStepNotCurrent || ref.Metadata["current_step"] != "two" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestActionsAreRefusedWhenStale(t *testing.T) {
+	cases := []struct {
+		name   string
+		at     migration.StepStatus
+		action migration.StepAction
+		reason string
+	}{
+		{"old execution", migration.StepInProgress, func() migration.StepAction { a := report(migration.StepOpen); a.Execution = 1; return a }(), migration.ReasonStaleExecution},
+		{"old attempt", migration.StepInProgress, func() migration.StepAction { a := report(migration.StepFailed); a.Attempt = 2; return a }(), migration.ReasonStaleAttempt},
+		{"other step", migration.StepInProgress, func() migration.StepAction { a := report(migration.StepFailed); a.Step = "two"; return a }(), migration.ReasonStepNotCurrent},
+		{"retry of a step not failed", migration.StepOpen, migration.StepAction{Kind: migration.ActionRetry, Step: "one", Attempt: 1}, migration.ReasonTransitionNotAllowed},
+		{"review of an open step", migration.StepOpen, migration.StepAction{Kind: migration.ActionFinishReview, Step: "one", Attempt: 1, Status: migration.StepCompleted}, migration.ReasonTransitionNotAllowed},
+		{"merge of a step in review", migration.StepAwaitingReview, migration.StepAction{Kind: migration.ActionMarkMerged, Step: "one", Attempt: 1}, migration.ReasonTransitionNotAllowed},
+		{"report after failure", migration.StepFailed, report(migration.StepInProgress), migration.ReasonTransitionNotAllowed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runAt(tc.at)
+			before := r.Clone()
+			_, err := r.Apply(tc.action, t0.Add(time.Hour))
+			var ref *migration.Refusal
+			if !errors.As(err, &ref) || ref.Reason != tc.reason {
+				t.Fatalf("got %v, want reason %s", err, tc.reason)
+			}
+			if ref.Metadata["current_step"] != "one" || ref.Metadata["current_status"] != string(tc.at) || ref.Metadata["execution"] != "2" {
+				t.Fatalf("refusal metadata %v", ref.Metadata)
+			}
+			if r.Seq != before.Seq || r.Results[0].Status != before.Results[0].Status {
+				t.Fatal("refusal changed the Run")
+			}
+		})
+	}
+}
+
+func TestRetryStartsTheNextAttempt(t *testing.T) {
+	r := runAt(migration.StepInProgress)
+	a := report(migration.StepFailed)
+	a.Message = "tests failed"
+	a.PRURL = "https://git.example/pr/9"
+	if _, err := r.Apply(a, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(migration.StepAction{Kind: migration.ActionRetry, Step: "one", Attempt: 1, Actor: "alice"}, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c := r.Current()
+	if c.Attempt != 2 || c.Status != migration.StepInProgress || c.Actor != "alice" || c.Message != "" || c.PRURL != "https://git.example/pr/9" {
+		t.Fatalf("after retry: %+v", *c)
+	}
+	// A second retry naming the old attempt is refused: two operators retrying
+	// at once start one attempt.
+	if _, err := r.Apply(migration.StepAction{Kind: migration.ActionRetry, Step: "one", Attempt: 1}, t0.Add(time.Hour)); err == nil {
+		t.Fatal("second retry of attempt 1 accepted")
+	}
+}
+
+func TestOperatorOverrides(t *testing.T) {
+	r := runAt(migration.StepAwaitingReview)
+	if _, err := r.Apply(migration.StepAction{Kind: migration.ActionFinishReview, Step: "one", Attempt: 1, Status: migration.StepCompleted, Message: "LGTM", Actor: "bob"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Current(); c.Status != migration.StepCompleted || c.Message != "LGTM" || c.Actor != "bob" || !c.EndTime.Equal(t0) {
+		t.Fatalf("after review: %+v", *c)
+	}
+	r = runAt(migration.StepOpen)
+	if _, err := r.Apply(migration.StepAction{Kind: migration.ActionMarkMerged, Step: "one", Attempt: 1, Actor: "carol"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Current(); c.Status != migration.StepMerged || c.Actor != "carol" {
+		t.Fatalf("after mark merged: %+v", *c)
+	}
+}
+
+func TestNothingIsAcceptedOnceTheRunEnded(t *testing.T) {
+	r := runAt(migration.StepInProgress)
+	r.Finish(migration.RunCancelled, "wrong target", t0)
+	_, err := r.Apply(report(migration.StepOpen), t0)
+	var ref *migration.Refusal
+	if !errors.As(err, &ref) || ref.Reason != migration.ReasonRunNotRunning {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestRunIDRoundTrip(t *testing.T) {
+	id := migration.RunID("go-upgrade", "acme/pay__ments")
+	m, c, ok := migration.ParseRunID(id)
+	if !ok || m != "go-upgrade" || c != "acme/pay__ments" {
+		t.Fatalf("ParseRunID(%q) = %q, %q, %v", id, m, c, ok)
+	}
+	if _, _, ok := migration.ParseRunID("no-separator"); ok {
+		t.Fatal("parsed an id without __")
+	}
+}

@@ -1,0 +1,261 @@
+package migration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+)
+
+// Runs is the use case of starting, driving, reading and stopping Runs.
+type Runs struct {
+	Store interface {
+		RegistryStore
+		CandidateStore
+		RunStore
+	}
+	Engine    ExecutionEngine
+	Migrators MigratorNotifier
+	Now       Clock
+	// PreviewTimeout bounds a Migrator's preview.
+	PreviewTimeout time.Duration
+	// Heartbeat is the longest a watcher waits without a message.
+	Heartbeat time.Duration
+}
+
+// StartRun starts the Run of one Candidate.
+func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, inputs map[string]string) (Run, error) {
+	m, err := u.Store.GetMigration(ctx, migrationID)
+	if err != nil {
+		return Run{}, err
+	}
+	c, err := u.Store.GetCandidate(ctx, migrationID, candidateID)
+	if err != nil {
+		return Run{}, err
+	}
+	runID := RunID(migrationID, candidateID)
+	switch c.Status {
+	case CandidateRunning:
+		return Run{}, AlreadyExists(ReasonCandidateRunning, "candidate %q is already running (run %s)", candidateID, runID).With("run_id", runID)
+	case CandidateCompleted:
+		return Run{}, FailedPrecondition(ReasonCandidateCompleted, "candidate %q has completed this migration", candidateID).With("run_id", runID)
+	}
+	merged := maps.Clone(c.Inputs)
+	if merged == nil {
+		merged = map[string]string{}
+	}
+	maps.Copy(merged, inputs)
+	var missing []string
+	for _, in := range m.RequiredInputs {
+		if strings.TrimSpace(merged[in.Name]) == "" {
+			missing = append(missing, in.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return Run{}, FailedPrecondition(ReasonMissingInputs, "missing required inputs: %s", strings.Join(missing, ", ")).
+			With("missing", strings.Join(missing, ","))
+	}
+	steps := c.Steps
+	if len(steps) == 0 {
+		steps = m.Steps
+	}
+	manifest := Manifest{
+		RunID:         runID,
+		Execution:     c.Execution + 1,
+		MigrationID:   m.ID,
+		MigrationName: m.Name,
+		Steps:         steps,
+		MigratorURL:   m.MigratorURL,
+		Candidate:     c,
+		Inputs:        merged,
+	}
+	// The engine decides who wins a race of two starts (one running
+	// execution per Run id); the store then records it. Should this process
+	// die in between, the Run's workflow records it on its own first step.
+	if err := u.Engine.StartRun(ctx, manifest); err != nil {
+		if errors.Is(err, ErrAlreadyExists) {
+			return Run{}, AlreadyExists(ReasonCandidateRunning, "candidate %q is already running (run %s)", candidateID, runID).With("run_id", runID)
+		}
+		return Run{}, fmt.Errorf("start run %s: %w", runID, err)
+	}
+	run, err := u.Store.BeginRun(ctx, NewRun(manifest, u.Now()))
+	if err != nil {
+		// The Candidate changed under us (completed by a Run that ended
+		// meanwhile): withdraw the execution just started.
+		if cerr := u.Engine.CancelRun(context.WithoutCancel(ctx), runID, "start refused: "+err.Error(), ActorLoom); cerr != nil && !errors.Is(cerr, ErrRunNotActive) {
+			err = errors.Join(err, cerr)
+		}
+		return Run{}, err
+	}
+	return run, nil
+}
+
+// CancelRun cancels a running Run; its Candidate goes back to not_started.
+func (u *Runs) CancelRun(ctx context.Context, runID, reason, actor string) (Run, error) {
+	view, err := u.GetRun(ctx, runID)
+	if err != nil {
+		return Run{}, err
+	}
+	if view.Status != RunRunning {
+		return Run{}, FailedPrecondition(ReasonRunNotRunning, "run %s is %s", runID, view.Status).
+			With("run_id", runID).With("run_status", string(view.Status))
+	}
+	err = u.Engine.CancelRun(ctx, runID, reason, actor)
+	if errors.Is(err, ErrRunNotActive) {
+		// The view says running but no execution runs: the process that
+		// started it died before its first step. Record the cancel here.
+		view.Finish(RunCancelled, reason, u.Now())
+		if _, err := u.Store.SaveRun(ctx, view); err != nil {
+			return Run{}, err
+		}
+	} else if err != nil {
+		return Run{}, fmt.Errorf("cancel run %s: %w", runID, err)
+	}
+	return u.GetRun(ctx, runID)
+}
+
+// Act applies a step action (a Migrator's report, a retry, an operator's
+// override) to a running Run.
+func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Run, bool, error) {
+	run, changed, err := u.Engine.Act(ctx, runID, a)
+	if !errors.Is(err, ErrRunNotActive) {
+		return run, changed, err
+	}
+	// No execution runs: answer from the view, so that a late duplicate of a
+	// finished step is accepted and anything else gets the precise refusal.
+	view, verr := u.GetRun(ctx, runID)
+	if verr != nil {
+		return Run{}, false, verr
+	}
+	if view.IsDuplicateReport(a) {
+		return view, false, nil
+	}
+	if view.Status != RunRunning {
+		probe := view.Clone()
+		_, err := probe.Apply(a, u.Now()) // the refusal, with where the Run stands
+		return Run{}, false, err
+	}
+	// The view says running but no execution runs: its start did not finish.
+	return Run{}, false, FailedPrecondition(ReasonRunNotRunning,
+		"run %s has no running execution (its start did not finish); cancel it and start it again", runID).With("run_id", runID)
+}
+
+// GetRun returns the view of a Run.
+func (u *Runs) GetRun(ctx context.Context, runID string) (Run, error) {
+	m, c, ok := ParseRunID(runID)
+	if !ok {
+		return Run{}, InvalidArgument("run_id", "INVALID_RUN_ID", "run id %q is not {migration_id}__{candidate_id}", runID)
+	}
+	return u.Store.GetRun(ctx, m, c)
+}
+
+// ListRuns returns a page of a Migration's Runs in Candidate id order.
+func (u *Runs) ListRuns(ctx context.Context, migrationID string, f RunFilter, page PageRequest) (RunPage, error) {
+	page.Limit = clampPage(page.Limit, DefaultCandidatePageSize, MaxCandidatePageSize)
+	return u.Store.ListRuns(ctx, migrationID, f, page)
+}
+
+// WatchRun sends the Run after afterVersion, then every newer version, and
+// calls heartbeat when nothing changed for u.Heartbeat. It returns once a
+// completed or cancelled Run was sent, or when ctx ends.
+func (u *Runs) WatchRun(ctx context.Context, runID string, afterVersion int64, send func(Run) error, heartbeat func(time.Time) error) error {
+	m, c, ok := ParseRunID(runID)
+	if !ok {
+		return InvalidArgument("run_id", "INVALID_RUN_ID", "run id %q is not {migration_id}__{candidate_id}", runID)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Subscribe before the first read, so no change falls between the two.
+	changes, err := u.Store.WatchRun(ctx, m, c)
+	if err != nil {
+		return err
+	}
+	every := u.Heartbeat
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	last := afterVersion
+	for {
+		run, err := u.Store.GetRun(ctx, m, c)
+		if err != nil {
+			return err
+		}
+		if run.Version > last {
+			if err := send(run); err != nil {
+				return err
+			}
+			last = run.Version
+			tick.Reset(every)
+		}
+		if run.Status != RunRunning {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, open := <-changes:
+			if !open {
+				return Unavailable(ReasonExecutionEngineFailure, "watch of run %s ended: the store closed it", runID)
+			}
+		case <-tick.C:
+			if err := heartbeat(u.Now()); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// PreviewRun asks the Migrator what each step would change for a
+// Candidate. Nothing is stored.
+func (u *Runs) PreviewRun(ctx context.Context, migrationID, candidateID string, inputs map[string]string) ([]StepPreview, error) {
+	m, err := u.Store.GetMigration(ctx, migrationID)
+	if err != nil {
+		return nil, err
+	}
+	c, err := u.Store.GetCandidate(ctx, migrationID, candidateID)
+	if err != nil {
+		return nil, err
+	}
+	merged := maps.Clone(c.Inputs)
+	if merged == nil {
+		merged = map[string]string{}
+	}
+	maps.Copy(merged, inputs)
+	steps := c.Steps
+	if len(steps) == 0 {
+		steps = m.Steps
+	}
+	timeout := u.PreviewTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	previews, err := u.Migrators.PreviewRun(ctx, m.MigratorURL, PreviewRequest{
+		MigrationID: m.ID,
+		Steps:       steps,
+		Candidate:   c,
+		Inputs:      merged,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Answer in step order with one entry per step, whatever the Migrator sent.
+	byName := make(map[string]StepPreview, len(previews))
+	for _, p := range previews {
+		byName[p.StepName] = p
+	}
+	out := make([]StepPreview, len(steps))
+	for i, s := range steps {
+		p, ok := byName[s.Name]
+		if !ok {
+			p = StepPreview{StepName: s.Name, Error: "the Migrator returned no preview for this step"}
+		}
+		out[i] = p
+	}
+	return out, nil
+}

@@ -1,0 +1,174 @@
+package migration
+
+import (
+	"strings"
+	"time"
+)
+
+// Migration is the registered definition of a repeatable process. Its
+// Candidates are stored beside it, not inside it.
+type Migration struct {
+	ID             string
+	Name           string
+	Description    string
+	Overview       string
+	Steps          []StepDefinition
+	RequiredInputs []InputDefinition
+	MigratorURL    string
+	CreateTime     time.Time
+	UpdateTime     time.Time
+	// Counts is filled on reads; ignored on writes.
+	Counts CandidateCounts
+}
+
+// StepDefinition is the plan of one Step.
+type StepDefinition struct {
+	Name          string
+	Type          string
+	MigratorApp   string
+	Config        map[string]string
+	Description   string
+	ReportTimeout time.Duration
+}
+
+// InputDefinition names an input an operator must provide before a Run.
+type InputDefinition struct {
+	Name        string
+	Label       string
+	Description string
+}
+
+// CandidateCounts is how many Candidates of a Migration are in each status.
+type CandidateCounts struct {
+	NotStarted int64
+	Running    int64
+	Completed  int64
+}
+
+// Total is the number of Candidates.
+func (c CandidateCounts) Total() int64 { return c.NotStarted + c.Running + c.Completed }
+
+// CandidateStatus tracks whether a Run has been attempted for a Candidate.
+type CandidateStatus string
+
+// The Candidate statuses. There is no failed Candidate: a failed step keeps
+// its Candidate running.
+const (
+	CandidateNotStarted CandidateStatus = "not_started"
+	CandidateRunning    CandidateStatus = "running"
+	CandidateCompleted  CandidateStatus = "completed"
+)
+
+// CandidateStatuses lists every status, in lifecycle order.
+var CandidateStatuses = []CandidateStatus{CandidateNotStarted, CandidateRunning, CandidateCompleted}
+
+// Valid reports whether s is one of the defined statuses.
+func (s CandidateStatus) Valid() bool {
+	switch s {
+	case CandidateNotStarted, CandidateRunning, CandidateCompleted:
+		return true
+	}
+	return false
+}
+
+// Candidate is a subject a Migration can be applied to.
+type Candidate struct {
+	ID       string
+	Kind     string
+	Metadata map[string]string
+	Files    []FileGroup
+	// Steps, when not empty, replace the Migration's steps for this Candidate.
+	Steps []StepDefinition
+
+	// The fields below are kept by the server; discovery never sets them.
+	MigrationID        string
+	Status             CandidateStatus
+	Inputs             map[string]string
+	NoLongerDiscovered bool
+	CreateTime         time.Time
+	UpdateTime         time.Time
+	// Execution is the number of the Candidate's latest Run execution, 0
+	// before its first start.
+	Execution int64
+}
+
+// FileGroup is a named group of a Candidate's files.
+type FileGroup struct {
+	Name  string
+	Files []FileRef
+}
+
+// FileRef points at one file of a Candidate.
+type FileRef struct {
+	Path string
+	URL  string
+}
+
+// SubmitResult says what a SubmitCandidates did with each submitted id.
+type SubmitResult struct {
+	Added              []string
+	Updated            []string
+	Unchanged          []string
+	LeftAlone          []string
+	NoLongerDiscovered []string
+}
+
+// Submission is one SubmitCandidates call.
+type Submission struct {
+	MigrationID string
+	Candidates  []Candidate
+	// Complete ends a discovery pass: Candidates not submitted in the pass
+	// are flagged no longer discovered.
+	Complete bool
+	// Round names a pass that spans several submissions; empty means this
+	// submission alone is the pass.
+	Round string
+}
+
+// CandidateFilter selects Candidates in a listing. Zero fields select all.
+type CandidateFilter struct {
+	Status CandidateStatus
+	Kind   string
+}
+
+// PageRequest asks for the page of items whose keys sort after After.
+type PageRequest struct {
+	After string
+	Limit int
+}
+
+// CandidatePage is one page of a Candidate listing.
+type CandidatePage struct {
+	Candidates []Candidate
+	// Next is the key to pass as After for the next page; empty on the last.
+	Next  string
+	Total int64
+}
+
+// MigrationPage is one page of the Migration listing.
+type MigrationPage struct {
+	Migrations []Migration
+	Next       string
+}
+
+// InputChange sets and removes stored inputs of a Candidate. Remove is
+// applied before Set.
+type InputChange struct {
+	Set    map[string]string
+	Remove []string
+}
+
+// RunID is the identifier of a Candidate's Run: "{migrationID}__{candidateID}".
+func RunID(migrationID, candidateID string) string {
+	return migrationID + "__" + candidateID
+}
+
+// ParseRunID splits a RunID at its first "__"; Migration ids have no
+// underscore, so the split is unambiguous.
+func ParseRunID(runID string) (migrationID, candidateID string, ok bool) {
+	m, c, ok := strings.Cut(runID, "__")
+	if !ok || m == "" || c == "" {
+		return "", "", false
+	}
+	return m, c, true
+}

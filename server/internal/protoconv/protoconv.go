@@ -1,0 +1,314 @@
+// Package protoconv converts between the API's protobuf messages (loom.v1)
+// and the domain types of package migration, in both directions, for the
+// API handlers and for the Migrator client alike. Output-only fields of
+// requests are dropped here, so no handler can store them.
+package protoconv
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// MigrationFromProto reads a Migration definition; output-only fields are dropped.
+func MigrationFromProto(p *loomv1.Migration) migration.Migration {
+	return migration.Migration{
+		ID:             p.GetId(),
+		Name:           p.GetName(),
+		Description:    p.GetDescription(),
+		Overview:       p.GetOverview(),
+		Steps:          StepsFromProto(p.GetSteps()),
+		RequiredInputs: InputDefsFromProto(p.GetRequiredInputs()),
+		MigratorURL:    p.GetMigratorUrl(),
+	}
+}
+
+// MigrationToProto renders a stored Migration.
+func MigrationToProto(m migration.Migration) *loomv1.Migration {
+	return &loomv1.Migration{
+		Id:              m.ID,
+		Name:            m.Name,
+		Description:     m.Description,
+		Overview:        m.Overview,
+		Steps:           StepsToProto(m.Steps),
+		RequiredInputs:  InputDefsToProto(m.RequiredInputs),
+		MigratorUrl:     m.MigratorURL,
+		CreateTime:      TimeToProto(m.CreateTime),
+		UpdateTime:      TimeToProto(m.UpdateTime),
+		CandidateCounts: CountsToProto(m.Counts),
+	}
+}
+
+// CountsToProto renders Candidate counts.
+func CountsToProto(c migration.CandidateCounts) *loomv1.CandidateCounts {
+	return &loomv1.CandidateCounts{
+		NotStarted: c.NotStarted,
+		Running:    c.Running,
+		Completed:  c.Completed,
+		Total:      c.Total(),
+	}
+}
+
+// StepsFromProto reads step definitions.
+func StepsFromProto(ps []*loomv1.StepDefinition) []migration.StepDefinition {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]migration.StepDefinition, len(ps))
+	for i, p := range ps {
+		out[i] = migration.StepDefinition{
+			Name:          p.GetName(),
+			Type:          p.GetType(),
+			MigratorApp:   p.GetMigratorApp(),
+			Config:        p.GetConfig(),
+			Description:   p.GetDescription(),
+			ReportTimeout: p.GetReportTimeout().AsDuration(),
+		}
+	}
+	return out
+}
+
+// StepsToProto renders step definitions.
+func StepsToProto(steps []migration.StepDefinition) []*loomv1.StepDefinition {
+	out := make([]*loomv1.StepDefinition, len(steps))
+	for i, s := range steps {
+		out[i] = &loomv1.StepDefinition{
+			Name:        s.Name,
+			Type:        s.Type,
+			MigratorApp: s.MigratorApp,
+			Config:      s.Config,
+			Description: s.Description,
+		}
+		if s.ReportTimeout > 0 {
+			out[i].ReportTimeout = durationpb.New(s.ReportTimeout)
+		}
+	}
+	return out
+}
+
+// InputDefsFromProto reads input definitions.
+func InputDefsFromProto(ps []*loomv1.InputDefinition) []migration.InputDefinition {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]migration.InputDefinition, len(ps))
+	for i, p := range ps {
+		out[i] = migration.InputDefinition{Name: p.GetName(), Label: p.GetLabel(), Description: p.GetDescription()}
+	}
+	return out
+}
+
+// InputDefsToProto renders input definitions.
+func InputDefsToProto(defs []migration.InputDefinition) []*loomv1.InputDefinition {
+	out := make([]*loomv1.InputDefinition, len(defs))
+	for i, d := range defs {
+		out[i] = &loomv1.InputDefinition{Name: d.Name, Label: d.Label, Description: d.Description}
+	}
+	return out
+}
+
+// CandidateFromProto reads a discovered Candidate; output-only fields are dropped.
+func CandidateFromProto(p *loomv1.Candidate) migration.Candidate {
+	return migration.Candidate{
+		ID:       p.GetId(),
+		Kind:     p.GetKind(),
+		Metadata: p.GetMetadata(),
+		Files:    FileGroupsFromProto(p.GetFiles()),
+		Steps:    StepsFromProto(p.GetSteps()),
+	}
+}
+
+// CandidateToProto renders a stored Candidate.
+func CandidateToProto(c migration.Candidate) *loomv1.Candidate {
+	return &loomv1.Candidate{
+		Id:                 c.ID,
+		Kind:               c.Kind,
+		Metadata:           c.Metadata,
+		Files:              FileGroupsToProto(c.Files),
+		Steps:              StepsToProto(c.Steps),
+		Status:             CandidateStatusToProto(c.Status),
+		Inputs:             c.Inputs,
+		MigrationId:        c.MigrationID,
+		NoLongerDiscovered: c.NoLongerDiscovered,
+		CreateTime:         TimeToProto(c.CreateTime),
+		UpdateTime:         TimeToProto(c.UpdateTime),
+	}
+}
+
+// FileGroupsFromProto reads file groups.
+func FileGroupsFromProto(ps []*loomv1.FileGroup) []migration.FileGroup {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]migration.FileGroup, len(ps))
+	for i, p := range ps {
+		files := make([]migration.FileRef, len(p.GetFiles()))
+		for j, f := range p.GetFiles() {
+			files[j] = migration.FileRef{Path: f.GetPath(), URL: f.GetUrl()}
+		}
+		out[i] = migration.FileGroup{Name: p.GetName(), Files: files}
+	}
+	return out
+}
+
+// FileGroupsToProto renders file groups.
+func FileGroupsToProto(groups []migration.FileGroup) []*loomv1.FileGroup {
+	out := make([]*loomv1.FileGroup, len(groups))
+	for i, g := range groups {
+		files := make([]*loomv1.FileRef, len(g.Files))
+		for j, f := range g.Files {
+			files[j] = &loomv1.FileRef{Path: f.Path, Url: f.URL}
+		}
+		out[i] = &loomv1.FileGroup{Name: g.Name, Files: files}
+	}
+	return out
+}
+
+var candidateStatuses = map[migration.CandidateStatus]loomv1.CandidateStatus{
+	migration.CandidateNotStarted: loomv1.CandidateStatus_CANDIDATE_STATUS_NOT_STARTED,
+	migration.CandidateRunning:    loomv1.CandidateStatus_CANDIDATE_STATUS_RUNNING,
+	migration.CandidateCompleted:  loomv1.CandidateStatus_CANDIDATE_STATUS_COMPLETED,
+}
+
+// CandidateStatusToProto renders a Candidate status.
+func CandidateStatusToProto(s migration.CandidateStatus) loomv1.CandidateStatus {
+	return candidateStatuses[s]
+}
+
+// CandidateStatusFromProto maps a filter; unspecified means any ("").
+func CandidateStatusFromProto(p loomv1.CandidateStatus) migration.CandidateStatus {
+	for d, v := range candidateStatuses {
+		if v == p {
+			return d
+		}
+	}
+	return ""
+}
+
+// TimeToProto renders a time; the zero time is unset.
+func TimeToProto(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+var runStatuses = map[migration.RunStatus]loomv1.RunStatus{
+	migration.RunRunning:   loomv1.RunStatus_RUN_STATUS_RUNNING,
+	migration.RunCompleted: loomv1.RunStatus_RUN_STATUS_COMPLETED,
+	migration.RunCancelled: loomv1.RunStatus_RUN_STATUS_CANCELLED,
+}
+
+// RunStatusFromProto maps a filter; unspecified means any ("").
+func RunStatusFromProto(p loomv1.RunStatus) migration.RunStatus {
+	for d, v := range runStatuses {
+		if v == p {
+			return d
+		}
+	}
+	return ""
+}
+
+var stepStatuses = map[migration.StepStatus]loomv1.StepStatus{
+	migration.StepInProgress:     loomv1.StepStatus_STEP_STATUS_IN_PROGRESS,
+	migration.StepOpen:           loomv1.StepStatus_STEP_STATUS_OPEN,
+	migration.StepMerged:         loomv1.StepStatus_STEP_STATUS_MERGED,
+	migration.StepAwaitingReview: loomv1.StepStatus_STEP_STATUS_AWAITING_REVIEW,
+	migration.StepCompleted:      loomv1.StepStatus_STEP_STATUS_COMPLETED,
+	migration.StepFailed:         loomv1.StepStatus_STEP_STATUS_FAILED,
+}
+
+// StepStatusToProto renders a step status.
+func StepStatusToProto(s migration.StepStatus) loomv1.StepStatus { return stepStatuses[s] }
+
+// StepStatusFromProto reads a step status; unspecified is "".
+func StepStatusFromProto(p loomv1.StepStatus) migration.StepStatus {
+	for d, v := range stepStatuses {
+		if v == p {
+			return d
+		}
+	}
+	return ""
+}
+
+// RunToProto renders a Run with its step results.
+func RunToProto(r migration.Run) *loomv1.Run {
+	p := &loomv1.Run{
+		Id:                r.ID,
+		MigrationId:       r.MigrationID,
+		CandidateId:       r.CandidateID,
+		Execution:         r.Execution,
+		Status:            runStatuses[r.Status],
+		Steps:             StepsToProto(r.Steps),
+		CurrentStep:       r.CurrentStepName(),
+		CurrentStepStatus: StepStatusToProto(r.CurrentStepStatus()),
+		Inputs:            r.Inputs,
+		StartTime:         TimeToProto(r.StartTime),
+		UpdateTime:        TimeToProto(r.UpdateTime),
+		EndTime:           TimeToProto(r.EndTime),
+		CancelReason:      r.CancelReason,
+		Version:           r.Version,
+	}
+	for _, s := range r.Results {
+		p.StepResults = append(p.StepResults, StepResultToProto(s))
+	}
+	return p
+}
+
+// StepResultToProto renders one step's result.
+func StepResultToProto(s migration.StepResult) *loomv1.StepResult {
+	return &loomv1.StepResult{
+		StepName:   s.StepName,
+		Status:     StepStatusToProto(s.Status),
+		Metadata:   s.Metadata,
+		PrUrl:      s.PRURL,
+		Message:    s.Message,
+		Attempt:    int32(s.Attempt),
+		StartTime:  TimeToProto(s.StartTime),
+		UpdateTime: TimeToProto(s.UpdateTime),
+		EndTime:    TimeToProto(s.EndTime),
+		Actor:      s.Actor,
+	}
+}
+
+var fileDiffStatuses = map[migration.FileDiffStatus]loomv1.FileDiffStatus{
+	migration.FileAdded:    loomv1.FileDiffStatus_FILE_DIFF_STATUS_ADDED,
+	migration.FileModified: loomv1.FileDiffStatus_FILE_DIFF_STATUS_MODIFIED,
+	migration.FileDeleted:  loomv1.FileDiffStatus_FILE_DIFF_STATUS_DELETED,
+}
+
+// StepPreviewsToProto renders previews.
+func StepPreviewsToProto(ps []migration.StepPreview) []*loomv1.StepPreview {
+	out := make([]*loomv1.StepPreview, len(ps))
+	for i, p := range ps {
+		sp := &loomv1.StepPreview{StepName: p.StepName, Skipped: p.Skipped, SkipReason: p.SkipReason, Error: p.Error}
+		for _, d := range p.Diffs {
+			sp.Diffs = append(sp.Diffs, &loomv1.FileDiff{Repo: d.Repo, Path: d.Path, Before: d.Before, After: d.After, Status: fileDiffStatuses[d.Status]})
+		}
+		out[i] = sp
+	}
+	return out
+}
+
+// StepPreviewsFromProto reads previews.
+func StepPreviewsFromProto(ps []*loomv1.StepPreview) []migration.StepPreview {
+	out := make([]migration.StepPreview, len(ps))
+	for i, p := range ps {
+		sp := migration.StepPreview{StepName: p.GetStepName(), Skipped: p.GetSkipped(), SkipReason: p.GetSkipReason(), Error: p.GetError()}
+		for _, d := range p.GetDiffs() {
+			fd := migration.FileDiff{Repo: d.GetRepo(), Path: d.GetPath(), Before: d.GetBefore(), After: d.GetAfter()}
+			for k, v := range fileDiffStatuses {
+				if v == d.GetStatus() {
+					fd.Status = k
+				}
+			}
+			sp.Diffs = append(sp.Diffs, fd)
+		}
+		out[i] = sp
+	}
+	return out
+}

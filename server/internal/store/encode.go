@@ -1,0 +1,309 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// Storage records. They are not the domain types and not API messages: they
+// are what is written to Redis, so they change only with a new version.
+// Every JSON record carries "v" (recordVersion); a reader refuses a version it
+// does not know rather than guess.
+//
+// Records are canonical: the same definition always encodes to the same
+// bytes (struct fields in declaration order, map keys sorted by
+// encoding/json, nil and empty slices and maps both omitted), so the scripts
+// decide "changed or not" by comparing strings.
+
+// recordVersion is the version of every JSON record written by this package.
+const recordVersion = 1
+
+// Fields of the Migration hash (see migrationKey). The scripts use the same
+// literal names.
+const (
+	fieldDef   = "def"
+	fieldCtime = "ctime"
+	fieldUtime = "utime"
+)
+
+// Fields of the Candidate hash (see candidateKey), besides def, ctime, utime.
+const (
+	fieldKind   = "kind"
+	fieldStatus = "status"
+	fieldInputs = "inputs"
+	fieldExec   = "exec"
+	fieldGone   = "gone"
+)
+
+// counterField is the field of the Migration hash counting its Candidates in
+// status s: "n:<status>".
+func counterField(s migration.CandidateStatus) string { return "n:" + string(s) }
+
+// migrationRecord is the "def" field of the Migration hash: the definition
+// as announced, without id (it is in the key) and without times (fields of
+// their own, so that an identical re-announce compares equal).
+type migrationRecord struct {
+	V              int           `json:"v"`
+	Name           string        `json:"name,omitempty"`
+	Description    string        `json:"description,omitempty"`
+	Overview       string        `json:"overview,omitempty"`
+	Steps          []stepRecord  `json:"steps,omitempty"`
+	RequiredInputs []inputRecord `json:"required_inputs,omitempty"`
+	MigratorURL    string        `json:"migrator_url,omitempty"`
+}
+
+// stepRecord is one step definition, in a Migration or a Candidate.
+type stepRecord struct {
+	Name        string            `json:"name"`
+	Type        string            `json:"type,omitempty"`
+	MigratorApp string            `json:"migrator_app,omitempty"`
+	Config      map[string]string `json:"config,omitempty"`
+	Description string            `json:"description,omitempty"`
+	// ReportTimeoutNS is the step's report timeout in nanoseconds (exact
+	// round trip of a time.Duration); 0 means none.
+	ReportTimeoutNS int64 `json:"report_timeout_ns,omitempty"`
+}
+
+// inputRecord is one required input of a Migration.
+type inputRecord struct {
+	Name        string `json:"name"`
+	Label       string `json:"label,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// candidateRecord is the "def" field of a Candidate hash: what discovery
+// reported, nothing the server keeps.
+type candidateRecord struct {
+	V        int               `json:"v"`
+	Kind     string            `json:"kind"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Files    []fileGroupRecord `json:"files,omitempty"`
+	Steps    []stepRecord      `json:"steps,omitempty"`
+}
+
+// fileGroupRecord is one named group of a Candidate's files.
+type fileGroupRecord struct {
+	Name  string          `json:"name"`
+	Files []fileRefRecord `json:"files,omitempty"`
+}
+
+// fileRefRecord is one file of a Candidate.
+type fileRefRecord struct {
+	Path string `json:"path"`
+	URL  string `json:"url,omitempty"`
+}
+
+// The "inputs" field of a Candidate hash is a plain JSON object of string
+// values (operator input name -> value), "{}" when there is none. It carries
+// no "v" because any key may be an input name; it is edited in Lua with
+// cjson (see updateInputsScript). A future format would use another field.
+
+// encodeMigrationDef returns the canonical "def" of m.
+func encodeMigrationDef(m migration.Migration) (string, error) {
+	r := migrationRecord{
+		V:           recordVersion,
+		Name:        m.Name,
+		Description: m.Description,
+		Overview:    m.Overview,
+		Steps:       stepRecords(m.Steps),
+		MigratorURL: m.MigratorURL,
+	}
+	for _, in := range m.RequiredInputs {
+		r.RequiredInputs = append(r.RequiredInputs, inputRecord(in))
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return "", fmt.Errorf("encode migration %s: %w", m.ID, err)
+	}
+	return string(b), nil
+}
+
+// decodeMigration builds the Migration id from the fields of its hash.
+func decodeMigration(id string, h map[string]string) (migration.Migration, error) {
+	var r migrationRecord
+	if err := unmarshalRecord(h[fieldDef], &r); err != nil {
+		return migration.Migration{}, fmt.Errorf("decode migration %s: %w", id, err)
+	}
+	m := migration.Migration{
+		ID:          id,
+		Name:        r.Name,
+		Description: r.Description,
+		Overview:    r.Overview,
+		Steps:       stepDefinitions(r.Steps),
+		MigratorURL: r.MigratorURL,
+	}
+	for _, in := range r.RequiredInputs {
+		m.RequiredInputs = append(m.RequiredInputs, migration.InputDefinition(in))
+	}
+	var err error
+	if m.CreateTime, err = parseMillis(h[fieldCtime]); err != nil {
+		return migration.Migration{}, fmt.Errorf("decode migration %s: ctime: %w", id, err)
+	}
+	if m.UpdateTime, err = parseMillis(h[fieldUtime]); err != nil {
+		return migration.Migration{}, fmt.Errorf("decode migration %s: utime: %w", id, err)
+	}
+	counts := []*int64{&m.Counts.NotStarted, &m.Counts.Running, &m.Counts.Completed}
+	for i, s := range migration.CandidateStatuses {
+		if *counts[i], err = parseInt(h[counterField(s)]); err != nil {
+			return migration.Migration{}, fmt.Errorf("decode migration %s: %s: %w", id, counterField(s), err)
+		}
+	}
+	return m, nil
+}
+
+// encodeCandidateDef returns the canonical "def" of c: only what discovery
+// reports (kind, metadata, files, steps).
+func encodeCandidateDef(c migration.Candidate) (string, error) {
+	r := candidateRecord{
+		V:        recordVersion,
+		Kind:     c.Kind,
+		Metadata: c.Metadata,
+		Steps:    stepRecords(c.Steps),
+	}
+	if len(r.Metadata) == 0 {
+		r.Metadata = nil
+	}
+	for _, g := range c.Files {
+		gr := fileGroupRecord{Name: g.Name}
+		for _, f := range g.Files {
+			gr.Files = append(gr.Files, fileRefRecord(f))
+		}
+		r.Files = append(r.Files, gr)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return "", fmt.Errorf("encode candidate %s: %w", c.ID, err)
+	}
+	return string(b), nil
+}
+
+// decodeCandidate builds Candidate id of Migration migrationID from the
+// fields of its hash.
+func decodeCandidate(migrationID, id string, h map[string]string) (migration.Candidate, error) {
+	fail := func(what string, err error) (migration.Candidate, error) {
+		return migration.Candidate{}, fmt.Errorf("decode candidate %s/%s: %s: %w", migrationID, id, what, err)
+	}
+	var r candidateRecord
+	if err := unmarshalRecord(h[fieldDef], &r); err != nil {
+		return fail("def", err)
+	}
+	c := migration.Candidate{
+		ID:                 id,
+		Kind:               r.Kind,
+		Metadata:           r.Metadata,
+		Steps:              stepDefinitions(r.Steps),
+		MigrationID:        migrationID,
+		Status:             migration.CandidateStatus(h[fieldStatus]),
+		NoLongerDiscovered: h[fieldGone] != "",
+	}
+	if k := h[fieldKind]; k != "" {
+		c.Kind = k // the hash field is what the indexes follow
+	}
+	for _, g := range r.Files {
+		fg := migration.FileGroup{Name: g.Name}
+		for _, f := range g.Files {
+			fg.Files = append(fg.Files, migration.FileRef(f))
+		}
+		c.Files = append(c.Files, fg)
+	}
+	if !c.Status.Valid() {
+		return fail("status", fmt.Errorf("unknown status %q", c.Status))
+	}
+	c.Inputs = map[string]string{}
+	if raw := h[fieldInputs]; raw != "" {
+		// cjson encodes an empty Lua table as "{}"; "[]" is tolerated too.
+		if raw != "[]" {
+			if err := json.Unmarshal([]byte(raw), &c.Inputs); err != nil {
+				return fail("inputs", err)
+			}
+		}
+	}
+	var err error
+	if c.Execution, err = parseInt(h[fieldExec]); err != nil {
+		return fail("exec", err)
+	}
+	if c.CreateTime, err = parseMillis(h[fieldCtime]); err != nil {
+		return fail("ctime", err)
+	}
+	if c.UpdateTime, err = parseMillis(h[fieldUtime]); err != nil {
+		return fail("utime", err)
+	}
+	return c, nil
+}
+
+// unmarshalRecord decodes a versioned JSON record into r, refusing an
+// unknown version.
+func unmarshalRecord(raw string, r any) error {
+	if raw == "" {
+		return errors.New("missing record")
+	}
+	var head struct {
+		V int `json:"v"`
+	}
+	if err := json.Unmarshal([]byte(raw), &head); err != nil {
+		return err
+	}
+	if head.V != recordVersion {
+		return fmt.Errorf("unsupported record version %d", head.V)
+	}
+	return json.Unmarshal([]byte(raw), r)
+}
+
+func stepRecords(steps []migration.StepDefinition) []stepRecord {
+	var out []stepRecord
+	for _, s := range steps {
+		r := stepRecord{
+			Name:            s.Name,
+			Type:            s.Type,
+			MigratorApp:     s.MigratorApp,
+			Config:          s.Config,
+			Description:     s.Description,
+			ReportTimeoutNS: int64(s.ReportTimeout),
+		}
+		if len(r.Config) == 0 {
+			r.Config = nil
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func stepDefinitions(recs []stepRecord) []migration.StepDefinition {
+	var out []migration.StepDefinition
+	for _, r := range recs {
+		out = append(out, migration.StepDefinition{
+			Name:          r.Name,
+			Type:          r.Type,
+			MigratorApp:   r.MigratorApp,
+			Config:        r.Config,
+			Description:   r.Description,
+			ReportTimeout: time.Duration(r.ReportTimeoutNS),
+		})
+	}
+	return out
+}
+
+// millis is how times are stored: unix milliseconds.
+func millis(t time.Time) int64 { return t.UnixMilli() }
+
+// parseMillis reads a stored time; the domain gets it in UTC.
+func parseMillis(s string) (time.Time, error) {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(ms).UTC(), nil
+}
+
+// parseInt reads a stored integer; a missing field is 0.
+func parseInt(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return strconv.ParseInt(s, 10, 64)
+}

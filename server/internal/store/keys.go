@@ -1,0 +1,112 @@
+package store
+
+// Every Redis key Loom uses is built by a function in this file.
+//
+// Layout (m = Migration id, c = Candidate id, s = Candidate status, k = kind):
+//
+//	loom:migrations                  ZSET  global index of Migration ids
+//	loom:{m}:migration               HASH  the Migration: definition, times, counters
+//	loom:{m}:c:<c>                   HASH  one Candidate
+//	loom:{m}:cands                   ZSET  every Candidate id of m
+//	loom:{m}:cands:status:<s>        ZSET  Candidate ids of m in status s
+//	loom:{m}:cands:kind:<k>          ZSET  Candidate ids of m of kind k
+//	loom:{m}:cands:sk:<s>:<k>        ZSET  Candidate ids of m in status s and of kind k
+//	loom:{m}:kinds                   HASH  kind -> number of Candidates of m of that kind
+//
+// Every key of one Migration carries the hash tag {m}, so all of them live in
+// one Redis Cluster slot and one Lua script may touch them all. The global
+// index is the only key outside a Migration's slot; it is therefore updated
+// by a separate command after the Migration's own script (see Store).
+//
+// All sorted sets here give every member the score 0: members are ordered
+// lexicographically (byte order), which is the order of every listing, and
+// pages are read with ZRANGE ... BYLEX from an exclusive lower bound.
+//
+// Lua scripts cannot call Go, so for keys whose name depends on data the
+// script reads (a Candidate's key, the index of its current kind) the caller
+// passes the key prefix in KEYS and the script appends the variable part.
+// Each prefix function below says which key function it is the prefix of;
+// keys_test.go checks that prefix+suffix equals the key function's result.
+// Because a prefix contains the hash tag, every key built from it is in the
+// same slot as the keys declared in KEYS.
+//
+// Identifiers never need escaping: Migration ids are [a-z0-9-], Candidate ids
+// [A-Za-z0-9._/-], kinds [A-Za-z0-9._-] and statuses [a-z_], none of which is
+// a brace, and no status or kind contains ':', so "sk:<s>:<k>" is
+// unambiguous. Candidate keys ("c:<id>") cannot collide with the other keys
+// of the Migration ("cands...", "migration", "kinds"): none of those has ':'
+// as its second byte after the tag.
+//
+// Run views (added by the Runs issue) will live under the same tag, e.g.
+// loom:{m}:run:<c>, so DeleteMigration's script can remove them too.
+
+const keyPrefix = "loom:"
+
+// migrationsKey is the global index of Migrations.
+// ZSET, every member has score 0; member = Migration id.
+func migrationsKey() string { return keyPrefix + "migrations" }
+
+// migrationTag is the common start of every key of Migration m: "loom:{m}:".
+func migrationTag(m string) string { return keyPrefix + "{" + m + "}:" }
+
+// migrationKey holds one Migration.
+// HASH with fields:
+//
+//	def             JSON migrationRecord (see encode.go): the definition, no times
+//	ctime, utime    creation and last definition change, unix milliseconds
+//	n:not_started   number of Candidates in that status (also n:running,
+//	n:running       n:completed); kept by the same scripts that move
+//	n:completed     Candidates between statuses
+func migrationKey(m string) string { return migrationTag(m) + "migration" }
+
+// candidateKey holds one Candidate.
+// HASH with fields:
+//
+//	def      JSON candidateRecord (see encode.go): what discovery reported
+//	kind     the Candidate's kind (copy of def's, for the scripts' indexes)
+//	status   not_started | running | completed
+//	inputs   JSON object of the operator's inputs, string -> string ("{}" at first)
+//	exec     latest Run execution number, 0 before the first start
+//	ctime    creation time, unix milliseconds
+//	utime    last change, unix milliseconds
+//	gone     "1" when the last complete discovery did not report it; absent otherwise
+//	round    the discovery round that last reported it (internal; never returned)
+func candidateKey(m, c string) string { return candidateKeyPrefix(m) + c }
+
+// candidateKeyPrefix is the prefix of candidateKey: candidateKey(m, c) ==
+// candidateKeyPrefix(m) + c.
+func candidateKeyPrefix(m string) string { return migrationTag(m) + "c:" }
+
+// candidatesKey indexes every Candidate of m.
+// ZSET, score 0, member = Candidate id.
+func candidatesKey(m string) string { return migrationTag(m) + "cands" }
+
+// statusIndexKey indexes the Candidates of m in status s.
+// ZSET, score 0, member = Candidate id.
+func statusIndexKey(m, s string) string { return statusIndexPrefix(m) + s }
+
+// statusIndexPrefix is the prefix of statusIndexKey: statusIndexKey(m, s) ==
+// statusIndexPrefix(m) + s.
+func statusIndexPrefix(m string) string { return migrationTag(m) + "cands:status:" }
+
+// kindIndexKey indexes the Candidates of m of kind k.
+// ZSET, score 0, member = Candidate id.
+func kindIndexKey(m, k string) string { return kindIndexPrefix(m) + k }
+
+// kindIndexPrefix is the prefix of kindIndexKey: kindIndexKey(m, k) ==
+// kindIndexPrefix(m) + k.
+func kindIndexPrefix(m string) string { return migrationTag(m) + "cands:kind:" }
+
+// statusKindIndexKey indexes the Candidates of m in status s and of kind k.
+// ZSET, score 0, member = Candidate id.
+func statusKindIndexKey(m, s, k string) string { return statusKindIndexPrefix(m) + s + ":" + k }
+
+// statusKindIndexPrefix is the prefix of statusKindIndexKey:
+// statusKindIndexKey(m, s, k) == statusKindIndexPrefix(m) + s + ":" + k.
+func statusKindIndexPrefix(m string) string { return migrationTag(m) + "cands:sk:" }
+
+// kindsKey counts the Candidates of m per kind, so that DeleteMigration
+// knows which kind indexes exist without scanning.
+// HASH, field = kind, value = number of Candidates of that kind (a field is
+// removed when its count reaches 0).
+func kindsKey(m string) string { return migrationTag(m) + "kinds" }

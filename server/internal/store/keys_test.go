@@ -1,0 +1,89 @@
+package store
+
+import (
+	"strings"
+	"testing"
+)
+
+// hashTag is the part of key Redis Cluster hashes: the text between the
+// first '{' and the next '}', when not empty; else the whole key.
+func hashTag(key string) string {
+	i := strings.IndexByte(key, '{')
+	if i < 0 {
+		return key
+	}
+	j := strings.IndexByte(key[i+1:], '}')
+	if j <= 0 {
+		return key
+	}
+	return key[i+1 : i+1+j]
+}
+
+func TestKeysOfAMigrationShareItsHashTag(t *testing.T) {
+	const m, c = "helm-upgrade", "acme/payments.v1_x-y"
+	keys := map[string]string{
+		"migration":       migrationKey(m),
+		"candidate":       candidateKey(m, c),
+		"candidates":      candidatesKey(m),
+		"status index":    statusIndexKey(m, "running"),
+		"kind index":      kindIndexKey(m, "service"),
+		"status×kind":     statusKindIndexKey(m, "running", "service"),
+		"kinds":           kindsKey(m),
+		"candidate pfx":   candidateKeyPrefix(m),
+		"status pfx":      statusIndexPrefix(m),
+		"kind pfx":        kindIndexPrefix(m),
+		"status×kind pfx": statusKindIndexPrefix(m),
+	}
+	for name, k := range keys {
+		if !strings.HasPrefix(k, "loom:") {
+			t.Errorf("%s key %q lacks the loom: prefix", name, k)
+		}
+		if got := hashTag(k); got != m {
+			t.Errorf("%s key %q hashes on %q, want %q", name, k, got, m)
+		}
+	}
+	if hashTag(migrationsKey()) == m {
+		t.Errorf("the global index must not be tied to one migration")
+	}
+}
+
+// The scripts build keys from prefixes: the prefixes must agree with the
+// key functions.
+func TestPrefixesMatchKeyFunctions(t *testing.T) {
+	const m = "mig-1"
+	for _, tc := range []struct{ key, fromPrefix string }{
+		{candidateKey(m, "org/repo"), candidateKeyPrefix(m) + "org/repo"},
+		{statusIndexKey(m, "not_started"), statusIndexPrefix(m) + "not_started"},
+		{kindIndexKey(m, "topic"), kindIndexPrefix(m) + "topic"},
+		{statusKindIndexKey(m, "completed", "topic"), statusKindIndexPrefix(m) + "completed" + ":" + "topic"},
+	} {
+		if tc.key != tc.fromPrefix {
+			t.Errorf("key %q, built from prefix %q", tc.key, tc.fromPrefix)
+		}
+	}
+}
+
+func TestKeysAreDistinct(t *testing.T) {
+	const m = "m"
+	// Candidate ids that look like other keys' suffixes must not collide.
+	seen := map[string]string{}
+	for name, k := range map[string]string{
+		"migration":        migrationKey(m),
+		"cands":            candidatesKey(m),
+		"kinds":            kindsKey(m),
+		"candidate cands":  candidateKey(m, "cands"),
+		"candidate kinds":  candidateKey(m, "kinds"),
+		"candidate migr":   candidateKey(m, "migration"),
+		"status running":   statusIndexKey(m, "running"),
+		"kind running":     kindIndexKey(m, "running"),
+		"sk running:a":     statusKindIndexKey(m, "running", "a"),
+		"candidate x":      candidateKey(m, "x"),
+		"candidate c:x":    candidateKey(m, "c:x"),
+		"status index pfx": statusIndexPrefix(m),
+	} {
+		if other, ok := seen[k]; ok {
+			t.Errorf("%s and %s are both %q", name, other, k)
+		}
+		seen[k] = name
+	}
+}

@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options say how to reach Redis.
+type Options struct {
+	// Addrs is one address, or several (seed nodes) for Redis Cluster.
+	Addrs    []string
+	Username string
+	Password string
+	// DB is the database number; not with Redis Cluster.
+	DB int
+}
+
+// Open connects to Redis and checks that it answers. The Store owns the
+// connection: Close releases it.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	client := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:        o.Addrs,
+		Username:     o.Username,
+		Password:     o.Password,
+		DB:           o.DB,
+		DialTimeout:  5 * time.Second,
+		ReadTimeout:  5 * time.Second,
+		WriteTimeout: 5 * time.Second,
+	})
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := client.Ping(pctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis at %s does not answer: %w", strings.Join(o.Addrs, ","), err)
+	}
+	s := New(client)
+	s.owned = true
+	return s, nil
+}
+
+// Close releases the connection when Open made it.
+func (s *Store) Close() error {
+	if s.owned {
+		return s.rdb.Close()
+	}
+	return nil
+}
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.rdb.Ping(ctx).Err()
+}
+
+// Durability is what Redis says of its persistence.
+type Durability struct {
+	// AOF is true when the append-only file is on.
+	AOF bool
+}
+
+// Durability reads Redis's persistence settings (INFO persistence; on a
+// cluster, of one node).
+func (s *Store) Durability(ctx context.Context) (Durability, error) {
+	info, err := s.rdb.Info(ctx, "persistence").Result()
+	if err != nil {
+		return Durability{}, fmt.Errorf("read redis persistence: %w", err)
+	}
+	var d Durability
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "aof_enabled:"); ok {
+			d.AOF = v == "1"
+		}
+	}
+	return d, nil
+}

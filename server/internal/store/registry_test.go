@@ -1,0 +1,267 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+func TestPutMigration(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+
+	changed := testMigration("helm")
+	changed.Steps[0].Config["c"] = "3"
+	sameButEmpty := testMigration("helm")
+	sameButEmpty.Steps[1].Config = map[string]string{} // nil and empty are one definition
+
+	steps := []struct {
+		name                 string
+		m                    migration.Migration
+		now                  int
+		created, updated     bool
+		wantCtime, wantUtime int
+	}{
+		{"create", testMigration("helm"), 0, true, false, 0, 0},
+		{"identical re-announce", testMigration("helm"), 1, false, false, 0, 0},
+		{"identical up to empty maps", sameButEmpty, 2, false, false, 0, 0},
+		{"definition changed", changed, 3, false, true, 0, 3},
+		{"changed back", testMigration("helm"), 4, false, true, 0, 4},
+	}
+	for _, st := range steps {
+		stored, created, updated, err := s.PutMigration(ctx, st.m, at(st.now))
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if created != st.created || updated != st.updated {
+			t.Errorf("%s: created, updated = %v, %v; want %v, %v", st.name, created, updated, st.created, st.updated)
+		}
+		want := st.m
+		want.Steps = slices.Clone(want.Steps)
+		want.Steps[1].Config = nil
+		want.CreateTime, want.UpdateTime = at(st.wantCtime).Truncate(1e6), at(st.wantUtime).Truncate(1e6)
+		if !reflect.DeepEqual(stored, want) {
+			t.Errorf("%s: stored\n %+v\nwant\n %+v", st.name, stored, want)
+		}
+		got, err := s.GetMigration(ctx, "helm")
+		if err != nil {
+			t.Fatalf("%s: get: %v", st.name, err)
+		}
+		if !reflect.DeepEqual(got, stored) {
+			t.Errorf("%s: get returns %+v, put returned %+v", st.name, got, stored)
+		}
+	}
+	if got := zmembers(t, rdb, migrationsKey()); !slices.Equal(got, []string{"helm"}) {
+		t.Errorf("index = %v", got)
+	}
+}
+
+func TestPutMigrationNeverTouchesCandidates(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc"), cand("b", "svc")}}, at(1))
+	mustSetStatus(t, s, "m", "a", migration.CandidateNotStarted, migration.CandidateRunning)
+	before := hgetall(t, rdb, candidateKey("m", "a"))
+	changed := testMigration("m")
+	changed.Name = "renamed"
+	stored, _, updated, err := s.PutMigration(ctx, changed, at(5))
+	if err != nil || !updated {
+		t.Fatalf("put: updated %v, err %v", updated, err)
+	}
+	if want := (migration.CandidateCounts{NotStarted: 1, Running: 1}); stored.Counts != want {
+		t.Errorf("counts %+v, want %+v", stored.Counts, want)
+	}
+	if after := hgetall(t, rdb, candidateKey("m", "a")); !reflect.DeepEqual(before, after) {
+		t.Errorf("candidate changed by a re-announce: %v -> %v", before, after)
+	}
+	checkInvariants(t, rdb, "m")
+}
+
+func TestMigrationCounts(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustPut(t, s, "other")
+	var cs []migration.Candidate
+	for _, id := range ids("c", 0, 6) {
+		cs = append(cs, cand(id, "svc"))
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs}, at(1))
+	mustSetStatus(t, s, "m", "c000", migration.CandidateNotStarted, migration.CandidateRunning)
+	mustSetStatus(t, s, "m", "c001", migration.CandidateNotStarted, migration.CandidateRunning)
+	mustSetStatus(t, s, "m", "c002", migration.CandidateNotStarted, migration.CandidateRunning)
+	mustSetStatus(t, s, "m", "c002", migration.CandidateRunning, migration.CandidateCompleted)
+
+	want := migration.CandidateCounts{NotStarted: 3, Running: 2, Completed: 1}
+	m, err := s.GetMigration(ctx, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Counts != want || m.Counts.Total() != 6 {
+		t.Errorf("get: counts %+v, want %+v", m.Counts, want)
+	}
+	page, err := s.ListMigrations(ctx, migration.PageRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Migrations) != 2 || page.Migrations[0].ID != "m" || page.Migrations[0].Counts != want ||
+		page.Migrations[1].Counts != (migration.CandidateCounts{}) {
+		t.Errorf("list: %+v", page)
+	}
+	checkInvariants(t, rdb, "m")
+}
+
+func TestListMigrationsPaging(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	var all []string
+	for i := range 23 {
+		all = append(all, fmt.Sprintf("mig-%02d", i))
+	}
+	for _, i := range rand.Perm(len(all)) { // announce order does not matter
+		mustPut(t, s, all[i])
+	}
+	// An index entry whose Migration is gone (a crash between a delete's
+	// script and its ZREM) is skipped, without breaking the paging.
+	if err := rdb.ZAdd(ctx, migrationsKey(), redis.Z{Member: "mig-05x"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, limit := range []int{1, 5, 10, 22, 23, 24, 100} {
+		t.Run(fmt.Sprint("limit=", limit), func(t *testing.T) {
+			var got []string
+			after := ""
+			pages := 0
+			for {
+				page, err := s.ListMigrations(ctx, migration.PageRequest{After: after, Limit: limit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pages++
+				if len(page.Migrations) > limit {
+					t.Fatalf("page of %d, limit %d", len(page.Migrations), limit)
+				}
+				for _, m := range page.Migrations {
+					if m.Name != "Upgrade "+m.ID || m.CreateTime.IsZero() {
+						t.Errorf("incomplete migration %+v", m)
+					}
+					got = append(got, m.ID)
+				}
+				if page.Next == "" {
+					break
+				}
+				if page.Next <= after {
+					t.Fatalf("next %q does not move past %q", page.Next, after)
+				}
+				after = page.Next
+				if pages > 100 {
+					t.Fatal("paging does not end")
+				}
+			}
+			if !slices.Equal(got, all) {
+				t.Errorf("paged ids %v, want %v", got, all)
+			}
+		})
+	}
+	page, err := s.ListMigrations(ctx, migration.PageRequest{After: "mig-22"})
+	if err != nil || len(page.Migrations) != 0 || page.Next != "" {
+		t.Errorf("after the last: %+v, %v", page, err)
+	}
+	page, err = s.ListMigrations(ctx, migration.PageRequest{}) // 0 means the default size
+	if err != nil || len(page.Migrations) != 23 || page.Next != "" {
+		t.Errorf("default limit: %d migrations, next %q, %v", len(page.Migrations), page.Next, err)
+	}
+
+	// Deleting the ghost reports not found and drops its stale entry.
+	_, err = s.DeleteMigration(ctx, "mig-05x")
+	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
+	if n := len(zmembers(t, rdb, migrationsKey())); n != 23 {
+		t.Errorf("index holds %d ids after the ghost's delete, want 23", n)
+	}
+}
+
+func TestDeleteMigration(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "doomed")
+	mustPut(t, s, "doomed-not") // shares a prefix; must survive
+	var cs []migration.Candidate
+	for i, id := range ids("org/repo.", 0, 40) {
+		cs = append(cs, cand(id, []string{"svc", "repo", "topic"}[i%3], "i", fmt.Sprint(i)))
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "doomed", Candidates: cs}, at(1))
+	mustSubmit(t, s, migration.Submission{MigrationID: "doomed-not", Candidates: cs[:5]}, at(1))
+	mustSetStatus(t, s, "doomed", "org/repo.001", migration.CandidateNotStarted, migration.CandidateRunning)
+	mustSetStatus(t, s, "doomed", "org/repo.002", migration.CandidateNotStarted, migration.CandidateRunning)
+	mustSetStatus(t, s, "doomed", "org/repo.002", migration.CandidateRunning, migration.CandidateCompleted)
+	// A kind whose last Candidate moved away leaves no key behind either.
+	mustSubmit(t, s, migration.Submission{MigrationID: "doomed", Candidates: []migration.Candidate{cand("org/repo.000", "lonely")}}, at(2))
+	mustSubmit(t, s, migration.Submission{MigrationID: "doomed", Candidates: []migration.Candidate{cand("org/repo.000", "svc")}}, at(3))
+
+	keysBefore := scanKeys(t, rdb, migrationKeysPattern("doomed"))
+	_, err := s.DeleteMigration(ctx, "doomed")
+	r := refusal(t, err, migration.ErrFailedPrecondition, migration.ReasonMigrationHasRunning)
+	if r.Metadata["running_candidates"] != "1" {
+		t.Errorf("refusal metadata %v", r.Metadata)
+	}
+	if keysAfter := scanKeys(t, rdb, migrationKeysPattern("doomed")); !slices.Equal(keysBefore, keysAfter) {
+		t.Errorf("a refused delete changed keys: %v -> %v", keysBefore, keysAfter)
+	}
+	if _, err := s.GetMigration(ctx, "doomed"); err != nil {
+		t.Errorf("get after refused delete: %v", err)
+	}
+
+	mustSetStatus(t, s, "doomed", "org/repo.001", migration.CandidateRunning, migration.CandidateNotStarted)
+	n, err := s.DeleteMigration(ctx, "doomed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 40 {
+		t.Errorf("deleted %d candidates, want 40", n)
+	}
+	if left := scanKeys(t, rdb, migrationKeysPattern("doomed")); len(left) != 0 {
+		t.Errorf("keys left behind: %v", left)
+	}
+	if got := zmembers(t, rdb, migrationsKey()); !slices.Equal(got, []string{"doomed-not"}) {
+		t.Errorf("index after delete = %v", got)
+	}
+	_, err = s.GetMigration(ctx, "doomed")
+	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
+	_, err = s.DeleteMigration(ctx, "doomed")
+	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
+	if ids := checkInvariants(t, rdb, "doomed-not"); len(ids) != 5 {
+		t.Errorf("the other migration lost candidates: %v", ids)
+	}
+
+	// The id can be announced again, from scratch.
+	stored, created, _, err := s.PutMigration(ctx, testMigration("doomed"), at(9))
+	if err != nil || !created || stored.Counts.Total() != 0 {
+		t.Errorf("re-create: %+v created=%v err=%v", stored.Counts, created, err)
+	}
+}
+
+func TestDeleteEmptyMigration(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	mustPut(t, s, "empty")
+	n, err := s.DeleteMigration(context.Background(), "empty")
+	if err != nil || n != 0 {
+		t.Fatalf("delete: %d, %v", n, err)
+	}
+	if size := rdb.DBSize(context.Background()).Val(); size != 0 {
+		t.Errorf("%d keys left: %v", size, scanKeys(t, rdb, "*"))
+	}
+}

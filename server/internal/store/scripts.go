@@ -1,0 +1,357 @@
+package store
+
+import "github.com/redis/go-redis/v9"
+
+// Lua scripts: every change that touches more than one key is one script, so
+// it applies whole or not at all and concurrent writers cannot interleave.
+// Scripts run with redis.Script.Run (EVALSHA, falling back to EVAL).
+//
+// Keys. Each script declares in KEYS the fixed keys it touches and, where it
+// must reach keys named by data it reads (a Candidate, the index of its
+// kind), the key prefix of those keys (see keys.go, "...Prefix" functions).
+// The script appends the variable part to the prefix. Every prefix carries
+// the Migration's hash tag, so every key a script builds is in the slot of
+// its declared keys: the scripts run unchanged on Redis Cluster, which runs a
+// script on the node that owns its declared keys' slot, where every key built
+// this way lives too.
+//
+// Replies. Scripts that can refuse return an array whose first element is a
+// reply code (reply* below), followed by the script's data. Refusals are
+// data, not Redis errors, so no error string is ever parsed.
+//
+// Names. Scripts use the literal hash field names of keys.go and encode.go
+// ("def", "status", "n:<status>", ...) and the status names "not_started",
+// "running", "completed" of migration.CandidateStatus. They need Redis ≥ 6.2
+// (ZRANGE ... BYLEX).
+
+// Reply codes: the first element of a script's reply.
+const (
+	replyOK                = 0
+	replyMigrationNotFound = 1
+	replyCandidateNotFound = 2
+	replyHasRunning        = 3
+	replyStatusChanged     = 4
+)
+
+// Submission outcome per Candidate, in submitScript's reply.
+const (
+	outcomeAdded     = 1
+	outcomeUpdated   = 2
+	outcomeUnchanged = 3
+	outcomeLeftAlone = 4
+)
+
+// putMigrationScript creates a Migration or replaces its definition.
+//
+//	KEYS[1] migrationKey(m)
+//	ARGV[1] def: canonical JSON migrationRecord
+//	ARGV[2] now, unix milliseconds
+//
+// Creates the hash (def, ctime = utime = now, counters 0) when absent; when
+// present and def differs, replaces def and sets utime = now; when def is
+// identical, writes nothing. Never touches Candidates, nor the global index
+// (another slot: the caller ZADDs it afterwards).
+//
+// Returns {created (0|1), updated (0|1), HGETALL of the hash after the change}.
+var putMigrationScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'def')
+local created, updated = 0, 0
+if not cur then
+  redis.call('HSET', KEYS[1], 'def', ARGV[1], 'ctime', ARGV[2], 'utime', ARGV[2],
+    'n:not_started', 0, 'n:running', 0, 'n:completed', 0)
+  created = 1
+elseif cur ~= ARGV[1] then
+  redis.call('HSET', KEYS[1], 'def', ARGV[1], 'utime', ARGV[2])
+  updated = 1
+end
+return {created, updated, redis.call('HGETALL', KEYS[1])}
+`)
+
+// deleteMigrationScript removes a Migration and everything stored under its
+// hash tag, unless one of its Candidates is running.
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] candidatesKey(m)
+//	KEYS[3] kindsKey(m)
+//	KEYS[4] candidateKeyPrefix(m)
+//	KEYS[5] statusIndexPrefix(m)
+//	KEYS[6] kindIndexPrefix(m)
+//	KEYS[7] statusKindIndexPrefix(m)
+//
+// Returns {replyMigrationNotFound} when the Migration hash does not exist,
+// {replyHasRunning, n} when its n:running counter is above 0 (nothing is
+// deleted), else {replyOK, number of Candidates deleted}.
+//
+// Keys are UNLINKed (memory is freed off the main thread) in groups of 500,
+// under Lua's unpack limit. The script walks every Candidate id, so it costs
+// O(Candidates); it is the one operation whose cost grows with the Migration
+// (measured: ≈ 240 ms, during which Redis serves no one else, for 100,000
+// Candidates on a 2-core machine). It stays one script so that "refuse while
+// running" and the delete are one atomic step; should that pause matter, the
+// remedy is a two-step delete (atomically mark the Migration deleted, then
+// UNLINK in batches). The caller ZREMs the id from the global index
+// afterwards.
+var deleteMigrationScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+local running = tonumber(redis.call('HGET', KEYS[1], 'n:running') or '0')
+if running > 0 then return {3, running} end
+
+local batch = {}
+local function unlink(key)
+  batch[#batch + 1] = key
+  if #batch == 500 then
+    redis.call('UNLINK', unpack(batch))
+    batch = {}
+  end
+end
+
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+for _, id in ipairs(ids) do unlink(KEYS[4] .. id) end
+
+local kinds = redis.call('HKEYS', KEYS[3])
+for _, s in ipairs({'not_started', 'running', 'completed'}) do
+  unlink(KEYS[5] .. s)
+  for _, k in ipairs(kinds) do unlink(KEYS[7] .. s .. ':' .. k) end
+end
+for _, k in ipairs(kinds) do unlink(KEYS[6] .. k) end
+
+-- Run views go here: the Runs issue adds their keys (same hash tag) to
+-- this script, e.g. one prefix in KEYS and a walk of the ids above.
+
+unlink(KEYS[2])
+unlink(KEYS[3])
+unlink(KEYS[1])
+if #batch > 0 then redis.call('UNLINK', unpack(batch)) end
+return {0, #ids}
+`)
+
+// submitScript merges one submission of discovered Candidates (at most
+// migration.MaxSubmitCandidates) into a Migration, atomically.
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] candidatesKey(m)
+//	KEYS[3] kindsKey(m)
+//	KEYS[4] candidateKeyPrefix(m)
+//	KEYS[5] statusIndexPrefix(m)
+//	KEYS[6] kindIndexPrefix(m)
+//	KEYS[7] statusKindIndexPrefix(m)
+//	ARGV[1] now, unix milliseconds
+//	ARGV[2] round: the discovery round this submission belongs to
+//	ARGV[3..] one triple per Candidate: id, kind, def (canonical JSON
+//	        candidateRecord)
+//
+// Per Candidate, in order:
+//   - absent: created not_started (inputs "{}", exec 0, ctime = utime = now,
+//     round), added to cands, status, kind and status×kind indexes, kinds
+//     count and n:not_started incremented → outcomeAdded;
+//   - not_started, and kind or def differ or it is flagged gone: def, kind,
+//     utime, round written, gone cleared; a kind change moves it between the
+//     kind and status×kind indexes and the kinds counts → outcomeUpdated;
+//   - not_started and identical: only round written → outcomeUnchanged;
+//   - running or completed: nothing written at all (not even round; such a
+//     Candidate is never flagged gone, so its round does not matter)
+//     → outcomeLeftAlone.
+//
+// Returns {replyMigrationNotFound} when the Migration does not exist
+// (nothing is written), else {replyOK, outcome of each triple, in order}.
+var submitScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+local now, round = ARGV[1], ARGV[2]
+local NS = 'not_started'
+local out = {0}
+local added = 0
+for i = 3, #ARGV, 3 do
+  local id, kind, def = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local key = KEYS[4] .. id
+  local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone')
+  if not cur[1] then
+    redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'inputs', '{}',
+      'exec', 0, 'ctime', now, 'utime', now, 'round', round)
+    redis.call('ZADD', KEYS[2], 0, id)
+    redis.call('ZADD', KEYS[5] .. NS, 0, id)
+    redis.call('ZADD', KEYS[6] .. kind, 0, id)
+    redis.call('ZADD', KEYS[7] .. NS .. ':' .. kind, 0, id)
+    redis.call('HINCRBY', KEYS[3], kind, 1)
+    added = added + 1
+    out[#out + 1] = 1
+  elseif cur[1] ~= NS then
+    out[#out + 1] = 4
+  elseif cur[2] ~= kind or cur[3] ~= def or cur[4] then
+    local old = cur[2]
+    if old ~= kind then
+      if old then
+        redis.call('ZREM', KEYS[6] .. old, id)
+        redis.call('ZREM', KEYS[7] .. NS .. ':' .. old, id)
+        if redis.call('HINCRBY', KEYS[3], old, -1) <= 0 then redis.call('HDEL', KEYS[3], old) end
+      end
+      redis.call('ZADD', KEYS[6] .. kind, 0, id)
+      redis.call('ZADD', KEYS[7] .. NS .. ':' .. kind, 0, id)
+      redis.call('HINCRBY', KEYS[3], kind, 1)
+    end
+    redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now, 'round', round)
+    redis.call('HDEL', key, 'gone')
+    out[#out + 1] = 2
+  else
+    redis.call('HSET', key, 'round', round)
+    out[#out + 1] = 3
+  end
+end
+if added > 0 then redis.call('HINCRBY', KEYS[1], 'n:not_started', added) end
+return out
+`)
+
+// sweepScript flags, in one batch, the not_started Candidates that a
+// complete discovery round did not report.
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] statusIndexKey(m, "not_started")
+//	KEYS[3] candidateKeyPrefix(m)
+//	ARGV[1] after: walk ids strictly after this one; "" starts at the first
+//	ARGV[2] batch size (ids examined, not ids flagged)
+//	ARGV[3] round: the round that just completed
+//	ARGV[4] now, unix milliseconds
+//
+// Walks up to ARGV[2] ids of the not_started index in lex order; each one
+// whose hash still says not_started (re-checked here, atomically), whose
+// round differs from ARGV[3] and that is not already flagged gets gone = "1"
+// and utime = now. Running and completed Candidates are not in the index
+// walked and are re-checked anyway, so they are never touched.
+//
+// It walks the not_started index rather than all of cands: only not_started
+// Candidates can be flagged, so running and completed ones cost the sweep
+// nothing. An id's place in the order is fixed, so a Candidate that is
+// not_started when the walk reaches its place is examined, whatever moved
+// between batches.
+//
+// Returns {replyMigrationNotFound} when the Migration no longer exists, else
+// {replyOK, next, flagged ids...} where next is the last id examined when
+// the batch was full (pass it as ARGV[1] of the next call) and "" when the
+// walk is over.
+var sweepScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+local min = '-'
+if ARGV[1] ~= '' then min = '(' .. ARGV[1] end
+local n = tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', KEYS[2], min, '+', 'BYLEX', 'LIMIT', 0, n)
+local out = {0, ''}
+if #ids == n then out[2] = ids[#ids] end
+for _, id in ipairs(ids) do
+  local key = KEYS[3] .. id
+  local cur = redis.call('HMGET', key, 'status', 'round', 'gone')
+  if cur[1] == 'not_started' and cur[2] ~= ARGV[3] and not cur[3] then
+    redis.call('HSET', key, 'gone', '1', 'utime', ARGV[4])
+    out[#out + 1] = id
+  end
+end
+return out
+`)
+
+// listCandidatesScript reads one page of a Candidate index, consistently.
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] the index to page through: candidatesKey, statusIndexKey,
+//	        kindIndexKey or statusKindIndexKey
+//	KEYS[3] candidateKeyPrefix(m)
+//	ARGV[1] after: ids strictly after this one; "" starts at the first
+//	ARGV[2] most ids to return (the page size + 1, to learn if more exist)
+//
+// Returns {replyMigrationNotFound} when the Migration does not exist, else
+// {replyOK, ZCARD of the index, id1, HGETALL of id1, id2, ...}.
+var listCandidatesScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+local min = '-'
+if ARGV[1] ~= '' then min = '(' .. ARGV[1] end
+local out = {0, redis.call('ZCARD', KEYS[2])}
+local ids = redis.call('ZRANGE', KEYS[2], min, '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', KEYS[3] .. id)
+end
+return out
+`)
+
+// getCandidateScript reads one Candidate, telling an unknown Migration from
+// an unknown Candidate in the same round trip.
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] candidateKey(m, c)
+//
+// Returns {replyMigrationNotFound}, {replyCandidateNotFound} or
+// {replyOK, HGETALL of the Candidate}.
+var getCandidateScript = redis.NewScript(`
+local h = redis.call('HGETALL', KEYS[2])
+if #h == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+  return {2}
+end
+return {0, h}
+`)
+
+// updateInputsScript removes then sets operator inputs of a Candidate, in
+// any status. The inputs field is a JSON object edited with Redis's cjson:
+// decode, change, encode, all inside the script (atomic; no WATCH retries).
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] candidateKey(m, c)
+//	ARGV[1] now, unix milliseconds
+//	ARGV[2] r: the number of input names to remove
+//	ARGV[3..2+r] input names to remove
+//	ARGV[3+r..] pairs of input name, value to set
+//
+// Sets inputs and utime = now. Returns {replyMigrationNotFound},
+// {replyCandidateNotFound} or {replyOK, HGETALL of the Candidate after}.
+var updateInputsScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+  return {2}
+end
+local raw = redis.call('HGET', KEYS[2], 'inputs')
+local inputs = {}
+if raw and raw ~= '' then inputs = cjson.decode(raw) end
+local r = tonumber(ARGV[2])
+for i = 3, 2 + r do inputs[ARGV[i]] = nil end
+for i = 3 + r, #ARGV, 2 do inputs[ARGV[i]] = ARGV[i + 1] end
+local enc = '{}'
+if next(inputs) ~= nil then enc = cjson.encode(inputs) end
+redis.call('HSET', KEYS[2], 'inputs', enc, 'utime', ARGV[1])
+return {0, redis.call('HGETALL', KEYS[2])}
+`)
+
+// setStatusScript moves a Candidate from one status to another if its status
+// is still the expected one (compare-and-set).
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] candidateKey(m, c)
+//	KEYS[3] statusIndexPrefix(m)
+//	KEYS[4] statusKindIndexPrefix(m)
+//	ARGV[1] c, the Candidate id (member of the indexes)
+//	ARGV[2] from: the status expected
+//	ARGV[3] to: the new status
+//	ARGV[4] now, unix milliseconds
+//
+// On success: status = to, utime = now, moved from the status and
+// status×kind indexes of from to those of to, n:from decremented and n:to
+// incremented; O(log N). from == to is a success that writes nothing.
+//
+// Returns {replyMigrationNotFound}, {replyCandidateNotFound},
+// {replyStatusChanged, current status} when the status is not from (nothing
+// written), or {replyOK}.
+var setStatusScript = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[2], 'status', 'kind')
+if not cur[1] then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+  return {2}
+end
+local id, from, to = ARGV[1], ARGV[2], ARGV[3]
+if cur[1] ~= from then return {4, cur[1]} end
+if from == to then return {0} end
+local kind = cur[2]
+redis.call('HSET', KEYS[2], 'status', to, 'utime', ARGV[4])
+redis.call('ZREM', KEYS[3] .. from, id)
+redis.call('ZADD', KEYS[3] .. to, 0, id)
+redis.call('ZREM', KEYS[4] .. from .. ':' .. kind, id)
+redis.call('ZADD', KEYS[4] .. to .. ':' .. kind, 0, id)
+redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
+redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
+return {0}
+`)

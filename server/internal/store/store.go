@@ -1,0 +1,581 @@
+// Package store keeps Migrations and their Candidates in Redis: it is the
+// MigrationStore adapter, and the only package of Loom that imports go-redis.
+//
+// Keys are built in keys.go, multi-key changes are the Lua scripts of
+// scripts.go, storage records and their conversion to domain types are in
+// encode.go. Every key of one Migration shares the hash tag {migrationID},
+// so the store works on a single Redis and on Redis Cluster alike
+// (New takes a redis.UniversalClient). It needs Redis ≥ 6.2.
+//
+// # The global index
+//
+// loom:migrations lists every Migration id. It cannot share a slot with
+// every Migration, so it is not written by the Migrations' scripts but by a
+// separate command right after them: PutMigration ZADDs (on every call, not
+// only on create, so that an index entry lost to a failure between the two
+// commands is repaired by the Migrator's next announce), DeleteMigration
+// ZREMs after its script and then re-adds the id if a concurrent
+// PutMigration created the Migration again in between (PutMigration's ZADD
+// always follows its script, so either that ZADD or this re-add comes last).
+// An index entry may thus briefly (or, after a crash between the two
+// commands, until the next Put or Delete of that id) name a Migration whose
+// hash is gone: ListMigrations skips such entries.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// defaultSweepBatch is how many ids one sweepScript call examines: small
+// enough that a complete discovery of a large Migration never blocks Redis
+// for long (a couple of milliseconds per call), large enough that 100k
+// Candidates take 200 round trips (measured: ≈ 370 ms in all, on 2 cores).
+const defaultSweepBatch = 500
+
+// Store is the Redis MigrationStore. It is safe for concurrent use, by any
+// number of server replicas sharing one Redis.
+type Store struct {
+	rdb        redis.UniversalClient
+	owned      bool // Close closes rdb
+	sweepBatch int
+	// afterDeleteScript, when set (tests only), runs between
+	// DeleteMigration's script and its index update, to replay a race.
+	afterDeleteScript func(id string)
+}
+
+var _ migration.MigrationStore = (*Store)(nil)
+
+// New returns a Store on client, a *redis.Client or a *redis.ClusterClient
+// (or a failover client). The caller owns (and closes) the client.
+func New(client redis.UniversalClient) *Store {
+	return &Store{rdb: client, sweepBatch: defaultSweepBatch}
+}
+
+// PutMigration creates m or replaces its definition (see putMigrationScript).
+// updated is true only when the definition changed; an identical re-announce
+// writes nothing but the (idempotent) index entry.
+func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now time.Time) (stored migration.Migration, created, updated bool, err error) {
+	def, err := encodeMigrationDef(m)
+	if err != nil {
+		return migration.Migration{}, false, false, err
+	}
+	res, err := putMigrationScript.Run(ctx, s.rdb, []string{migrationKey(m.ID)}, def, millis(now)).Slice()
+	if err != nil {
+		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: %w", m.ID, err)
+	}
+	if len(res) != 3 {
+		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: unexpected reply %v", m.ID, res)
+	}
+	c, err1 := replyInt(res[0])
+	u, err2 := replyInt(res[1])
+	h, err3 := replyFields(res[2])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: %w", m.ID, err)
+	}
+	// Always (not only on create): repairs an entry lost between the script
+	// and this command by an earlier failure. See the package doc.
+	if err := s.rdb.ZAdd(ctx, migrationsKey(), redis.Z{Member: m.ID}).Err(); err != nil {
+		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: index: %w", m.ID, err)
+	}
+	stored, err = decodeMigration(m.ID, h)
+	if err != nil {
+		return migration.Migration{}, false, false, err
+	}
+	return stored, c == 1, u == 1, nil
+}
+
+// GetMigration returns the Migration id with its Candidate counts.
+func (s *Store) GetMigration(ctx context.Context, id string) (migration.Migration, error) {
+	h, err := s.rdb.HGetAll(ctx, migrationKey(id)).Result()
+	if err != nil {
+		return migration.Migration{}, fmt.Errorf("get migration %s: %w", id, err)
+	}
+	if len(h) == 0 {
+		return migration.Migration{}, migration.MigrationNotFound(id)
+	}
+	return decodeMigration(id, h)
+}
+
+// ListMigrations returns the page of Migrations whose ids sort after
+// page.After, in id order, with their counts. A page may hold fewer than
+// page.Limit Migrations when index entries name deleted Migrations (they are
+// skipped); Next is then still the last id of the page's window, so paging
+// always moves forward. page.Limit ≤ 0 means
+// migration.DefaultMigrationPageSize.
+func (s *Store) ListMigrations(ctx context.Context, page migration.PageRequest) (migration.MigrationPage, error) {
+	limit := page.Limit
+	if limit <= 0 {
+		limit = migration.DefaultMigrationPageSize
+	}
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key:   migrationsKey(),
+		Start: lexAfter(page.After),
+		Stop:  "+",
+		ByLex: true,
+		Count: int64(limit) + 1,
+	}).Result()
+	if err != nil {
+		return migration.MigrationPage{}, fmt.Errorf("list migrations: %w", err)
+	}
+	var out migration.MigrationPage
+	if len(ids) > limit {
+		ids = ids[:limit]
+		out.Next = ids[limit-1]
+	}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	// One pipeline; on Redis Cluster go-redis splits it per node.
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, migrationKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return migration.MigrationPage{}, fmt.Errorf("list migrations: %w", err)
+	}
+	for i, id := range ids {
+		h := cmds[i].Val()
+		if len(h) == 0 {
+			continue // deleted; its index entry is about to go (see package doc)
+		}
+		m, err := decodeMigration(id, h)
+		if err != nil {
+			return migration.MigrationPage{}, fmt.Errorf("list migrations: %w", err)
+		}
+		out.Migrations = append(out.Migrations, m)
+	}
+	return out, nil
+}
+
+// DeleteMigration removes the Migration id, its Candidates, their indexes
+// (and, once the Runs issue adds them, its Run views), refusing while a
+// Candidate is running. It returns the number of Candidates deleted.
+func (s *Store) DeleteMigration(ctx context.Context, id string) (int64, error) {
+	res, err := deleteMigrationScript.Run(ctx, s.rdb, []string{
+		migrationKey(id),
+		candidatesKey(id),
+		kindsKey(id),
+		candidateKeyPrefix(id),
+		statusIndexPrefix(id),
+		kindIndexPrefix(id),
+		statusKindIndexPrefix(id),
+	}).Slice()
+	if err != nil {
+		return 0, fmt.Errorf("delete migration %s: %w", id, err)
+	}
+	code, err := replyCode(res)
+	if err != nil {
+		return 0, fmt.Errorf("delete migration %s: %w", id, err)
+	}
+	switch code {
+	case replyMigrationNotFound:
+		// Drop a stale index entry if one was left by a crash; best effort,
+		// the answer is "not found" either way.
+		_ = s.unindex(ctx, id)
+		return 0, migration.MigrationNotFound(id)
+	case replyHasRunning:
+		n, _ := replyIntAt(res, 1)
+		return 0, migration.FailedPrecondition(migration.ReasonMigrationHasRunning,
+			"migration %q has %d running candidates", id, n).
+			With("migration_id", id).With("running_candidates", strconv.FormatInt(n, 10))
+	case replyOK:
+	default:
+		return 0, fmt.Errorf("delete migration %s: unexpected reply %v", id, res)
+	}
+	n, err := replyIntAt(res, 1)
+	if err != nil {
+		return 0, fmt.Errorf("delete migration %s: %w", id, err)
+	}
+	if s.afterDeleteScript != nil {
+		s.afterDeleteScript(id)
+	}
+	if err := s.unindex(ctx, id); err != nil {
+		return 0, fmt.Errorf("delete migration %s: index: %w", id, err)
+	}
+	return n, nil
+}
+
+// unindex removes id from the global index, then puts it back if the
+// Migration exists again (a PutMigration ran between the delete script and
+// the ZREM). See the package doc.
+func (s *Store) unindex(ctx context.Context, id string) error {
+	if err := s.rdb.ZRem(ctx, migrationsKey(), id).Err(); err != nil {
+		return err
+	}
+	n, err := s.rdb.Exists(ctx, migrationKey(id)).Result()
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return s.rdb.ZAdd(ctx, migrationsKey(), redis.Z{Member: id}).Err()
+	}
+	return nil
+}
+
+// SubmitCandidates merges a submission into its Migration in one atomic
+// script (see submitScript): new Candidates are added not_started, known
+// not_started ones updated when their discovered data changed, running and
+// completed ones left alone. Result lists are in submission order.
+//
+// Every submitted not_started Candidate is marked with the submission's
+// round (s.Round, or a fresh random value when it is empty, which makes this
+// submission a round of its own). When s.Complete is set, the not_started
+// Candidates not marked with this round are then flagged no longer
+// discovered, in batches (see sweepScript) so that a large Migration never
+// blocks Redis; they are listed in id order. Submitting a flagged Candidate
+// again clears the flag (it counts as updated).
+//
+// Rounds assume a Migrator uses a fresh Round name for each pass. One edge:
+// a Candidate submitted while running (left alone, so not marked) and moved
+// back to not_started (a cancelled Run) before the same round completes is
+// flagged; the next pass that reports it clears the flag.
+func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, now time.Time) (migration.SubmitResult, error) {
+	m := sub.MigrationID
+	round := sub.Round
+	if round == "" {
+		round = "r:" + rand.Text()
+	}
+	args := make([]any, 0, 2+3*len(sub.Candidates))
+	args = append(args, millis(now), round)
+	for _, c := range sub.Candidates {
+		def, err := encodeCandidateDef(c)
+		if err != nil {
+			return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
+		}
+		args = append(args, c.ID, c.Kind, def)
+	}
+	res, err := submitScript.Run(ctx, s.rdb, []string{
+		migrationKey(m),
+		candidatesKey(m),
+		kindsKey(m),
+		candidateKeyPrefix(m),
+		statusIndexPrefix(m),
+		kindIndexPrefix(m),
+		statusKindIndexPrefix(m),
+	}, args...).Slice()
+	if err != nil {
+		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
+	}
+	code, err := replyCode(res)
+	if err != nil {
+		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
+	}
+	switch {
+	case code == replyMigrationNotFound:
+		return migration.SubmitResult{}, migration.MigrationNotFound(m)
+	case code != replyOK || len(res) != 1+len(sub.Candidates):
+		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: unexpected reply of %d elements", m, len(res))
+	}
+	var out migration.SubmitResult
+	for i, c := range sub.Candidates {
+		o, err := replyInt(res[1+i])
+		if err != nil {
+			return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
+		}
+		switch o {
+		case outcomeAdded:
+			out.Added = append(out.Added, c.ID)
+		case outcomeUpdated:
+			out.Updated = append(out.Updated, c.ID)
+		case outcomeUnchanged:
+			out.Unchanged = append(out.Unchanged, c.ID)
+		case outcomeLeftAlone:
+			out.LeftAlone = append(out.LeftAlone, c.ID)
+		default:
+			return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: unexpected outcome %d", m, o)
+		}
+	}
+	if sub.Complete {
+		gone, err := s.sweep(ctx, m, round, now)
+		if err != nil {
+			return migration.SubmitResult{}, err
+		}
+		out.NoLongerDiscovered = gone
+	}
+	return out, nil
+}
+
+// sweep flags the not_started Candidates of m whose round is not round, one
+// batch of s.sweepBatch ids per script call, and returns their ids.
+func (s *Store) sweep(ctx context.Context, m, round string, now time.Time) ([]string, error) {
+	keys := []string{migrationKey(m), statusIndexKey(m, string(migration.CandidateNotStarted)), candidateKeyPrefix(m)}
+	var flagged []string
+	after := ""
+	for {
+		res, err := sweepScript.Run(ctx, s.rdb, keys, after, s.sweepBatch, round, millis(now)).Slice()
+		if err != nil {
+			return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
+		}
+		code, err := replyCode(res)
+		if err != nil {
+			return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
+		}
+		if code == replyMigrationNotFound {
+			return nil, migration.MigrationNotFound(m) // deleted during the sweep
+		}
+		if code != replyOK || len(res) < 2 {
+			return nil, fmt.Errorf("complete discovery of %s: unexpected reply %v", m, res)
+		}
+		next, err := replyString(res[1])
+		if err != nil {
+			return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
+		}
+		for _, v := range res[2:] {
+			id, err := replyString(v)
+			if err != nil {
+				return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
+			}
+			flagged = append(flagged, id)
+		}
+		if next == "" {
+			return flagged, nil
+		}
+		after = next
+	}
+}
+
+// ListCandidates returns one page of m's Candidates matching f, in id order,
+// with the number of Candidates matching f, read in one script (one round
+// trip, one consistent view). page.Limit ≤ 0 means
+// migration.DefaultCandidatePageSize.
+func (s *Store) ListCandidates(ctx context.Context, m string, f migration.CandidateFilter, page migration.PageRequest) (migration.CandidatePage, error) {
+	if f.Status != "" && !f.Status.Valid() {
+		return migration.CandidatePage{}, migration.InvalidArgument("status", "INVALID_STATUS", "unknown candidate status %q", f.Status)
+	}
+	limit := page.Limit
+	if limit <= 0 {
+		limit = migration.DefaultCandidatePageSize
+	}
+	var index string
+	switch {
+	case f.Status != "" && f.Kind != "":
+		index = statusKindIndexKey(m, string(f.Status), f.Kind)
+	case f.Status != "":
+		index = statusIndexKey(m, string(f.Status))
+	case f.Kind != "":
+		index = kindIndexKey(m, f.Kind)
+	default:
+		index = candidatesKey(m)
+	}
+	res, err := listCandidatesScript.Run(ctx, s.rdb, []string{migrationKey(m), index, candidateKeyPrefix(m)},
+		page.After, limit+1).Slice()
+	if err != nil {
+		return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
+	}
+	code, err := replyCode(res)
+	if err != nil {
+		return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
+	}
+	if code == replyMigrationNotFound {
+		return migration.CandidatePage{}, migration.MigrationNotFound(m)
+	}
+	if code != replyOK || len(res) < 2 || len(res)%2 != 0 {
+		return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: unexpected reply of %d elements", m, len(res))
+	}
+	var out migration.CandidatePage
+	if out.Total, err = replyInt(res[1]); err != nil {
+		return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
+	}
+	items := res[2:]
+	if len(items)/2 > limit {
+		items = items[:2*limit]
+		if out.Next, err = replyString(items[2*limit-2]); err != nil {
+			return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
+		}
+	}
+	out.Candidates = make([]migration.Candidate, 0, len(items)/2)
+	for i := 0; i < len(items); i += 2 {
+		id, err1 := replyString(items[i])
+		h, err2 := replyFields(items[i+1])
+		if err := errors.Join(err1, err2); err != nil {
+			return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
+		}
+		if len(h) == 0 {
+			continue // cannot happen: indexes and hashes change together
+		}
+		c, err := decodeCandidate(m, id, h)
+		if err != nil {
+			return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
+		}
+		out.Candidates = append(out.Candidates, c)
+	}
+	return out, nil
+}
+
+// GetCandidate returns one Candidate of m.
+func (s *Store) GetCandidate(ctx context.Context, m, c string) (migration.Candidate, error) {
+	res, err := getCandidateScript.Run(ctx, s.rdb, []string{migrationKey(m), candidateKey(m, c)}).Slice()
+	if err != nil {
+		return migration.Candidate{}, fmt.Errorf("get candidate %s/%s: %w", m, c, err)
+	}
+	return candidateReply(res, m, c, "get candidate")
+}
+
+// UpdateCandidateInputs removes change.Remove then sets change.Set in the
+// stored inputs of a Candidate, in any status, and moves its update time to
+// now (see updateInputsScript).
+func (s *Store) UpdateCandidateInputs(ctx context.Context, m, c string, change migration.InputChange, now time.Time) (migration.Candidate, error) {
+	args := make([]any, 0, 2+len(change.Remove)+2*len(change.Set))
+	args = append(args, millis(now), len(change.Remove))
+	for _, k := range change.Remove {
+		args = append(args, k)
+	}
+	for _, k := range slices.Sorted(maps.Keys(change.Set)) {
+		args = append(args, k, change.Set[k])
+	}
+	res, err := updateInputsScript.Run(ctx, s.rdb, []string{migrationKey(m), candidateKey(m, c)}, args...).Slice()
+	if err != nil {
+		return migration.Candidate{}, fmt.Errorf("update inputs of candidate %s/%s: %w", m, c, err)
+	}
+	return candidateReply(res, m, c, "update inputs of candidate")
+}
+
+// candidateReply decodes {code, HGETALL} replies of getCandidateScript and
+// updateInputsScript.
+func candidateReply(res []any, m, c, op string) (migration.Candidate, error) {
+	code, err := replyCode(res)
+	if err != nil {
+		return migration.Candidate{}, fmt.Errorf("%s %s/%s: %w", op, m, c, err)
+	}
+	switch code {
+	case replyMigrationNotFound:
+		return migration.Candidate{}, migration.MigrationNotFound(m)
+	case replyCandidateNotFound:
+		return migration.Candidate{}, migration.CandidateNotFound(m, c)
+	case replyOK:
+	default:
+		return migration.Candidate{}, fmt.Errorf("%s %s/%s: unexpected reply %v", op, m, c, res)
+	}
+	if len(res) != 2 {
+		return migration.Candidate{}, fmt.Errorf("%s %s/%s: unexpected reply %v", op, m, c, res)
+	}
+	h, err := replyFields(res[1])
+	if err != nil {
+		return migration.Candidate{}, fmt.Errorf("%s %s/%s: %w", op, m, c, err)
+	}
+	return decodeCandidate(m, c, h)
+}
+
+// SetCandidateStatus moves Candidate c of m from status from to status to,
+// atomically and in O(log N) (see setStatusScript). When the Candidate's
+// status is not from, it changes nothing and refuses with
+// migration.ErrFailedPrecondition, reason migration.ReasonCandidateStatusChanged and
+// the current status in the metadata key "status". from == to is accepted
+// and writes nothing. Unknown ids are refusals wrapping migration.ErrNotFound.
+func (s *Store) SetCandidateStatus(ctx context.Context, m, c string, from, to migration.CandidateStatus, now time.Time) error {
+	if !from.Valid() {
+		return migration.InvalidArgument("from", "INVALID_STATUS", "unknown candidate status %q", from)
+	}
+	if !to.Valid() {
+		return migration.InvalidArgument("to", "INVALID_STATUS", "unknown candidate status %q", to)
+	}
+	res, err := setStatusScript.Run(ctx, s.rdb, []string{
+		migrationKey(m),
+		candidateKey(m, c),
+		statusIndexPrefix(m),
+		statusKindIndexPrefix(m),
+	}, c, string(from), string(to), millis(now)).Slice()
+	if err != nil {
+		return fmt.Errorf("set status of candidate %s/%s: %w", m, c, err)
+	}
+	code, err := replyCode(res)
+	if err != nil {
+		return fmt.Errorf("set status of candidate %s/%s: %w", m, c, err)
+	}
+	switch code {
+	case replyOK:
+		return nil
+	case replyMigrationNotFound:
+		return migration.MigrationNotFound(m)
+	case replyCandidateNotFound:
+		return migration.CandidateNotFound(m, c)
+	case replyStatusChanged:
+		cur := ""
+		if len(res) > 1 {
+			cur, _ = replyString(res[1])
+		}
+		return migration.FailedPrecondition(migration.ReasonCandidateStatusChanged,
+			"candidate %q of migration %q is %s, not %s", c, m, cur, from).
+			With("migration_id", m).With("candidate_id", c).With("status", cur)
+	}
+	return fmt.Errorf("set status of candidate %s/%s: unexpected reply %v", m, c, res)
+}
+
+// lexAfter is the ZRANGE BYLEX lower bound of the ids strictly after after;
+// "" means from the first.
+func lexAfter(after string) string {
+	if after == "" {
+		return "-"
+	}
+	return "(" + after
+}
+
+// Script replies, decoded. Lua integers arrive as int64, strings as string,
+// tables as []any (RESP2 and RESP3 alike).
+
+func replyCode(res []any) (int64, error) {
+	if len(res) == 0 {
+		return 0, errors.New("empty script reply")
+	}
+	return replyInt(res[0])
+}
+
+func replyIntAt(res []any, i int) (int64, error) {
+	if i >= len(res) {
+		return 0, fmt.Errorf("short script reply %v", res)
+	}
+	return replyInt(res[i])
+}
+
+func replyInt(v any) (int64, error) {
+	switch n := v.(type) {
+	case int64:
+		return n, nil
+	case string:
+		return strconv.ParseInt(n, 10, 64)
+	}
+	return 0, fmt.Errorf("unexpected %T in script reply, want integer", v)
+}
+
+func replyString(v any) (string, error) {
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	return "", fmt.Errorf("unexpected %T in script reply, want string", v)
+}
+
+// replyFields turns the flat field/value array of HGETALL (as a script sees
+// it) into a map.
+func replyFields(v any) (map[string]string, error) {
+	a, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("unexpected %T in script reply, want array", v)
+	}
+	if len(a)%2 != 0 {
+		return nil, errors.New("odd field list in script reply")
+	}
+	h := make(map[string]string, len(a)/2)
+	for i := 0; i < len(a); i += 2 {
+		k, err1 := replyString(a[i])
+		val, err2 := replyString(a[i+1])
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		h[k] = val
+	}
+	return h, nil
+}

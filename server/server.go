@@ -1,0 +1,147 @@
+// Package server is Loom's composition root: it turns a Config into a
+// running control plane (the Connect API on one port, its Redis store, and
+// gRPC health and reflection) and stops it gracefully.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/loomhq/loom/server/internal/api"
+	"github.com/loomhq/loom/server/internal/migration"
+	"github.com/loomhq/loom/server/internal/store"
+)
+
+// Config is everything the server needs. Zero values take the defaults of
+// DefaultConfig.
+type Config struct {
+	// Addr is the address the API listens on, e.g. "127.0.0.1:8080" or ":8080".
+	Addr string
+	// Redis is where Migrations, Candidates and Run views live.
+	Redis store.Options
+	// CORSOrigins are the browser origins allowed to call the API, e.g.
+	// "https://console.example.com"; "*" allows any. Empty: same origin only.
+	CORSOrigins []string
+	// ShutdownTimeout bounds how long a stop waits for calls in flight.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig is the configuration of a local server.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:8080",
+		Redis:           store.Options{Addrs: []string{"127.0.0.1:6379"}},
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	if c.Addr == "" {
+		return errors.New("addr: must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("addr: %w", err)
+	}
+	if len(c.Redis.Addrs) == 0 {
+		return errors.New("redis addr: at least one address is needed")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return errors.New("shutdown timeout: must be positive")
+	}
+	return nil
+}
+
+// Server is a Loom control plane.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Store
+	handler http.Handler
+}
+
+// New connects to Redis and builds the API. Close releases what it opened.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	st, err := store.Open(ctx, cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	if d, err := st.Durability(ctx); err != nil {
+		log.Warn("could not read Redis persistence settings", "error", err)
+	} else if !d.AOF {
+		log.Warn("Redis has no append-only file: a Redis restart loses Migrations, Candidates and Run views; run it with --appendonly yes --appendfsync everysec")
+	}
+	s := &Server{cfg: cfg, log: log, store: st}
+	s.handler = s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() http.Handler {
+	now := func() time.Time { return time.Now().UTC() }
+	return api.NewHandler(api.Options{
+		Registry:    &migration.Registry{Store: s.store, Now: now},
+		Discovery:   &migration.Discovery{Store: s.store, Now: now},
+		Logger:      s.log,
+		Ready:       s.store.Ping,
+		CORSOrigins: s.cfg.CORSOrigins,
+	})
+}
+
+// Handler is the server's HTTP handler, for tests and for embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run serves on cfg.Addr until ctx is done, then stops gracefully: it stops
+// accepting calls and waits up to ShutdownTimeout for those in flight.
+func (s *Server) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, l)
+}
+
+// Serve is Run on a listener the caller opened.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	// Cleartext HTTP/2 (h2c) so gRPC clients work without TLS.
+	protocols.SetUnencryptedHTTP2(true)
+	hs := &http.Server{
+		Handler:           s.handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(l) }()
+	s.log.Info("loom is serving", "addr", l.Addr().String())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("stopping: waiting for calls in flight", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// Close releases the server's connections.
+func (s *Server) Close() error { return s.store.Close() }
