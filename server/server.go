@@ -1,6 +1,7 @@
 // Package server is Loom's composition root: it turns a Config into a
-// running control plane (the Connect API on one port, its Redis store, and
-// gRPC health and reflection) and stops it gracefully.
+// running control plane (the Connect API on one port, its Redis store, the
+// Temporal worker that executes Runs, gRPC health and reflection) and stops
+// it gracefully.
 package server
 
 import (
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/loomhq/loom/server/internal/api"
+	"github.com/loomhq/loom/server/internal/dispatch"
+	"github.com/loomhq/loom/server/internal/engine"
 	"github.com/loomhq/loom/server/internal/migration"
 	"github.com/loomhq/loom/server/internal/store"
 )
@@ -24,6 +27,13 @@ type Config struct {
 	Addr string
 	// Redis is where Migrations, Candidates and Run views live.
 	Redis store.Options
+	// Temporal is where Runs execute.
+	Temporal TemporalConfig
+	// DispatchWindow is how long a dispatch retries an unreachable Migrator
+	// before the step fails.
+	DispatchWindow time.Duration
+	// PreviewTimeout bounds a Migrator's answer to a preview.
+	PreviewTimeout time.Duration
 	// CORSOrigins are the browser origins allowed to call the API, e.g.
 	// "https://console.example.com"; "*" allows any. Empty: same origin only.
 	CORSOrigins []string
@@ -31,11 +41,28 @@ type Config struct {
 	ShutdownTimeout time.Duration
 }
 
+// TemporalConfig says how to reach Temporal.
+type TemporalConfig struct {
+	// HostPort is the frontend address, e.g. "127.0.0.1:7233".
+	HostPort  string
+	Namespace string
+	// TaskQueue is where this server's worker takes Runs from; every
+	// replica of one Loom uses the same.
+	TaskQueue string
+}
+
 // DefaultConfig is the configuration of a local server.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            "127.0.0.1:8080",
-		Redis:           store.Options{Addrs: []string{"127.0.0.1:6379"}},
+		Addr:  "127.0.0.1:8080",
+		Redis: store.Options{Addrs: []string{"127.0.0.1:6379"}},
+		Temporal: TemporalConfig{
+			HostPort:  "127.0.0.1:7233",
+			Namespace: "default",
+			TaskQueue: engine.DefaultTaskQueue,
+		},
+		DispatchWindow:  time.Hour,
+		PreviewTimeout:  time.Minute,
 		ShutdownTimeout: 15 * time.Second,
 	}
 }
@@ -51,6 +78,12 @@ func (c Config) Validate() error {
 	if len(c.Redis.Addrs) == 0 {
 		return errors.New("redis addr: at least one address is needed")
 	}
+	if c.Temporal.HostPort == "" || c.Temporal.Namespace == "" || c.Temporal.TaskQueue == "" {
+		return errors.New("temporal: address, namespace and task queue are needed")
+	}
+	if c.DispatchWindow <= 0 || c.PreviewTimeout <= 0 {
+		return errors.New("dispatch window and preview timeout: must be positive")
+	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown timeout: must be positive")
 	}
@@ -59,13 +92,16 @@ func (c Config) Validate() error {
 
 // Server is a Loom control plane.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *store.Store
-	handler http.Handler
+	cfg      Config
+	log      *slog.Logger
+	store    *store.Store
+	temporal *engine.Client
+	worker   *engine.Worker
+	handler  http.Handler
 }
 
-// New connects to Redis and builds the API. Close releases what it opened.
+// New connects to Redis and Temporal and builds the API and the worker.
+// Close releases what it opened.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -74,25 +110,47 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tc, err := engine.Dial(ctx, engine.DialOptions{
+		HostPort:  cfg.Temporal.HostPort,
+		Namespace: cfg.Temporal.Namespace,
+		Logger:    log,
+	})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
 	if d, err := st.Durability(ctx); err != nil {
 		log.Warn("could not read Redis persistence settings", "error", err)
 	} else if !d.AOF {
 		log.Warn("Redis has no append-only file: a Redis restart loses Migrations, Candidates and Run views; run it with --appendonly yes --appendfsync everysec")
 	}
-	s := &Server{cfg: cfg, log: log, store: st}
-	s.handler = s.routes()
+	s := &Server{cfg: cfg, log: log, store: st, temporal: tc}
+	migrators := dispatch.New(dispatch.Options{})
+	s.worker = tc.NewWorker(cfg.Temporal.TaskQueue, &engine.Activities{Store: st, Migrators: migrators})
+	now := func() time.Time { return time.Now().UTC() }
+	s.handler = api.NewHandler(api.Options{
+		Registry:  &migration.Registry{Store: st, Now: now},
+		Discovery: &migration.Discovery{Store: st, Now: now},
+		Runs: &migration.Runs{
+			Store: st,
+			Engine: tc.Engine(engine.Options{
+				TaskQueue:      cfg.Temporal.TaskQueue,
+				DispatchWindow: cfg.DispatchWindow,
+			}),
+			Migrators:      migrators,
+			Now:            now,
+			PreviewTimeout: cfg.PreviewTimeout,
+		},
+		Logger:      log,
+		Ready:       s.ready,
+		CORSOrigins: cfg.CORSOrigins,
+	})
 	return s, nil
 }
 
-func (s *Server) routes() http.Handler {
-	now := func() time.Time { return time.Now().UTC() }
-	return api.NewHandler(api.Options{
-		Registry:    &migration.Registry{Store: s.store, Now: now},
-		Discovery:   &migration.Discovery{Store: s.store, Now: now},
-		Logger:      s.log,
-		Ready:       s.store.Ping,
-		CORSOrigins: s.cfg.CORSOrigins,
-	})
+// ready reports whether Redis and Temporal both answer.
+func (s *Server) ready(ctx context.Context) error {
+	return errors.Join(s.store.Ping(ctx), s.temporal.Ping(ctx))
 }
 
 // Handler is the server's HTTP handler, for tests and for embedding.
@@ -121,9 +179,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	if err := s.worker.Start(); err != nil {
+		return err
+	}
+	// The worker stops after the API: calls in flight may wait on Runs.
+	defer s.worker.Stop()
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(l) }()
-	s.log.Info("loom is serving", "addr", l.Addr().String())
+	s.log.Info("loom is serving", "addr", l.Addr().String(),
+		"temporal", s.cfg.Temporal.HostPort, "namespace", s.cfg.Temporal.Namespace, "task_queue", s.cfg.Temporal.TaskQueue)
 
 	select {
 	case err := <-served:
@@ -144,4 +208,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 }
 
 // Close releases the server's connections.
-func (s *Server) Close() error { return s.store.Close() }
+func (s *Server) Close() error {
+	s.temporal.Close()
+	return s.store.Close()
+}

@@ -25,6 +25,7 @@ import (
 type Options struct {
 	Registry  *migration.Registry
 	Discovery *migration.Discovery
+	Runs      *migration.Runs
 	Logger    *slog.Logger
 	// Ready reports whether the server can serve (its dependencies answer);
 	// gRPC health says NOT_SERVING while it returns an error.
@@ -53,10 +54,8 @@ func NewHandler(o Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(loomv1connect.NewRegistryServiceHandler(&RegistryServer{Registry: o.Registry}, opts...))
 	mux.Handle(loomv1connect.NewDiscoveryServiceHandler(&DiscoveryServer{Discovery: o.Discovery}, opts...))
-	// Runs and events arrive with the durable Runs; until then every RPC of
-	// these services answers Unimplemented.
-	mux.Handle(loomv1connect.NewRunServiceHandler(loomv1connect.UnimplementedRunServiceHandler{}, opts...))
-	mux.Handle(loomv1connect.NewEventServiceHandler(loomv1connect.UnimplementedEventServiceHandler{}, opts...))
+	mux.Handle(loomv1connect.NewRunServiceHandler(&RunServer{Runs: o.Runs}, opts...))
+	mux.Handle(loomv1connect.NewEventServiceHandler(&EventServer{Runs: o.Runs}, opts...))
 
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, ServiceNames...)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

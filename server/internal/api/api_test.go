@@ -38,8 +38,11 @@ func newTestAPI(t *testing.T) *testAPI {
 	t.Cleanup(func() { _ = st.Close() })
 	clock := func() time.Time { return time.Now().UTC() }
 	h := api.NewHandler(api.Options{
-		Registry:    &migration.Registry{Store: st, Now: clock},
-		Discovery:   &migration.Discovery{Store: st, Now: clock},
+		Registry:  &migration.Registry{Store: st, Now: clock},
+		Discovery: &migration.Discovery{Store: st, Now: clock},
+		// Reads of Runs come from the store alone; the ExecutionEngine is
+		// exercised by the server's end-to-end tests.
+		Runs:        &migration.Runs{Store: st, Now: clock},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Ready:       st.Ping,
 		CORSOrigins: []string{"https://console.example"},
@@ -574,11 +577,63 @@ func TestUpdateCandidateInputs(t *testing.T) {
 	}
 }
 
-func TestRunAndEventServicesAnswerUnimplemented(t *testing.T) {
+func TestRunRequestsAreValidated(t *testing.T) {
 	a := newTestAPI(t)
-	c := a.clients(http.DefaultClient)
-	_, err := c.runs.GetRun(context.Background(), connect.NewRequest(&loomv1.GetRunRequest{RunId: "m__c"}))
-	wantCode(t, err, connect.CodeUnimplemented)
+	ctx := context.Background()
+	c := a.clients(h2c(), connect.WithGRPC())
+	for _, tc := range []struct {
+		name  string
+		call  func() error
+		field string
+	}{
+		{"run id without separator", func() error {
+			_, err := c.runs.GetRun(ctx, connect.NewRequest(&loomv1.GetRunRequest{RunId: "no-separator"}))
+			return err
+		}, "run_id"},
+		{"retry of attempt 0", func() error {
+			_, err := c.runs.RetryStep(ctx, connect.NewRequest(&loomv1.RetryStepRequest{RunId: "m__c", StepName: "s"}))
+			return err
+		}, "attempt"},
+		{"review outcome that is not an outcome", func() error {
+			_, err := c.runs.FinishReview(ctx, connect.NewRequest(&loomv1.FinishReviewRequest{
+				RunId: "m__c", StepName: "s", Attempt: 1, Outcome: loomv1.StepStatus_STEP_STATUS_OPEN,
+			}))
+			return err
+		}, "outcome"},
+		{"open without a PR URL", func() error {
+			_, err := c.events.ReportStepStatus(ctx, connect.NewRequest(&loomv1.ReportStepStatusRequest{
+				RunId: "m__c", Execution: 1, StepName: "s", Attempt: 1, Status: loomv1.StepStatus_STEP_STATUS_OPEN,
+			}))
+			return err
+		}, "pr_url"},
+		{"report without a status", func() error {
+			_, err := c.events.ReportStepStatus(ctx, connect.NewRequest(&loomv1.ReportStepStatusRequest{
+				RunId: "m__c", Execution: 1, StepName: "s", Attempt: 1,
+			}))
+			return err
+		}, "status"},
+		{"report of execution 0", func() error {
+			_, err := c.events.ReportStepStatus(ctx, connect.NewRequest(&loomv1.ReportStepStatusRequest{
+				RunId: "m__c", StepName: "s", Attempt: 1, Status: loomv1.StepStatus_STEP_STATUS_FAILED,
+			}))
+			return err
+		}, "execution"},
+		{"start without a candidate", func() error {
+			_, err := c.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "m"}))
+			return err
+		}, "candidate_id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cerr := wantCode(t, tc.call(), connect.CodeInvalidArgument)
+			if !strings.Contains(cerr.Message(), tc.field) {
+				t.Fatalf("refusal %q does not name %s", cerr.Message(), tc.field)
+			}
+		})
+	}
+	_, err := c.runs.GetRun(ctx, connect.NewRequest(&loomv1.GetRunRequest{RunId: "m__never-started"}))
+	if info := errorInfo(t, wantCode(t, err, connect.CodeNotFound)); info.Reason != migration.ReasonRunNotFound {
+		t.Fatalf("error info %v", info)
+	}
 }
 
 func TestCORSPreflightForConfiguredOrigin(t *testing.T) {

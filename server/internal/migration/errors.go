@@ -37,6 +37,7 @@ const (
 	ReasonMigratorUnavailable    = "MIGRATOR_UNAVAILABLE"
 	ReasonMigratorRefused        = "MIGRATOR_REFUSED"
 	ReasonExecutionEngineFailure = "EXECUTION_ENGINE_UNAVAILABLE"
+	ReasonStoreUnavailable       = "STORE_UNAVAILABLE"
 )
 
 // Refusal is a request refused for a reason a caller can act on. It wraps

@@ -12,6 +12,7 @@ import (
 type MigrationStore interface {
 	RegistryStore
 	CandidateStore
+	RunStore
 }
 
 // RegistryStore keeps Migration definitions.

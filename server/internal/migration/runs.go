@@ -11,11 +11,7 @@ import (
 
 // Runs is the use case of starting, driving, reading and stopping Runs.
 type Runs struct {
-	Store interface {
-		RegistryStore
-		CandidateStore
-		RunStore
-	}
+	Store     MigrationStore
 	Engine    ExecutionEngine
 	Migrators MigratorNotifier
 	Now       Clock
@@ -198,10 +194,15 @@ func (u *Runs) WatchRun(ctx context.Context, runID string, afterVersion int64, s
 		case <-ctx.Done():
 			return ctx.Err()
 		case _, open := <-changes:
-			if !open {
-				return Unavailable(ReasonExecutionEngineFailure, "watch of run %s ended: the store closed it", runID)
+			if !open && ctx.Err() == nil {
+				return Unavailable(ReasonStoreUnavailable, "the watch of run %s was interrupted; watch again from version %d", runID, last)
 			}
 		case <-tick.C:
+			// Re-read on every tick too, so a change whose notice was lost
+			// (a reconnect to Redis) shows within one heartbeat.
+			if run, err := u.Store.GetRun(ctx, m, c); err == nil && run.Version > last {
+				continue
+			}
 			if err := heartbeat(u.Now()); err != nil {
 				return err
 			}

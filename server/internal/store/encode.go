@@ -307,3 +307,130 @@ func parseInt(s string) (int64, error) {
 	}
 	return strconv.ParseInt(s, 10, 64)
 }
+
+// Fields of the run view hash (see runKey).
+const (
+	fieldView = "view"
+	fieldVer  = "ver"
+)
+
+// runRecord is the "view" field of a run view hash: the Run as its workflow
+// last saved it. Times are unix milliseconds, 0 when unset.
+type runRecord struct {
+	V            int                `json:"v"`
+	Execution    int64              `json:"exec"`
+	Status       string             `json:"status"`
+	Steps        []stepRecord       `json:"steps,omitempty"`
+	Results      []stepResultRecord `json:"results,omitempty"`
+	Inputs       map[string]string  `json:"inputs,omitempty"`
+	StartTime    int64              `json:"start,omitempty"`
+	UpdateTime   int64              `json:"update,omitempty"`
+	EndTime      int64              `json:"end,omitempty"`
+	CancelReason string             `json:"cancel_reason,omitempty"`
+	Seq          int64              `json:"seq"`
+}
+
+// stepResultRecord is one StepResult of a runRecord.
+type stepResultRecord struct {
+	Step       string            `json:"step"`
+	Status     string            `json:"status"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	PRURL      string            `json:"pr_url,omitempty"`
+	Message    string            `json:"message,omitempty"`
+	Attempt    int               `json:"attempt"`
+	StartTime  int64             `json:"start,omitempty"`
+	UpdateTime int64             `json:"update,omitempty"`
+	EndTime    int64             `json:"end,omitempty"`
+	LastReport int64             `json:"last_report,omitempty"`
+	Actor      string            `json:"actor,omitempty"`
+}
+
+func encodeRun(r migration.Run) (string, error) {
+	rec := runRecord{
+		V:            recordVersion,
+		Execution:    r.Execution,
+		Status:       string(r.Status),
+		Steps:        stepRecords(r.Steps),
+		Inputs:       r.Inputs,
+		StartTime:    optMillis(r.StartTime),
+		UpdateTime:   optMillis(r.UpdateTime),
+		EndTime:      optMillis(r.EndTime),
+		CancelReason: r.CancelReason,
+		Seq:          r.Seq,
+	}
+	for _, s := range r.Results {
+		rec.Results = append(rec.Results, stepResultRecord{
+			Step:       s.StepName,
+			Status:     string(s.Status),
+			Metadata:   s.Metadata,
+			PRURL:      s.PRURL,
+			Message:    s.Message,
+			Attempt:    s.Attempt,
+			StartTime:  optMillis(s.StartTime),
+			UpdateTime: optMillis(s.UpdateTime),
+			EndTime:    optMillis(s.EndTime),
+			LastReport: optMillis(s.LastReport),
+			Actor:      s.Actor,
+		})
+	}
+	b, err := json.Marshal(rec)
+	return string(b), err
+}
+
+func decodeRun(migrationID, candidateID string, h map[string]string) (migration.Run, error) {
+	var rec runRecord
+	if err := unmarshalRecord(h[fieldView], &rec); err != nil {
+		return migration.Run{}, fmt.Errorf("decode run %s__%s: %w", migrationID, candidateID, err)
+	}
+	ver, err := parseInt(h[fieldVer])
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("decode run %s__%s version: %w", migrationID, candidateID, err)
+	}
+	r := migration.Run{
+		ID:           migration.RunID(migrationID, candidateID),
+		MigrationID:  migrationID,
+		CandidateID:  candidateID,
+		Execution:    rec.Execution,
+		Status:       migration.RunStatus(rec.Status),
+		Steps:        stepDefinitions(rec.Steps),
+		Inputs:       rec.Inputs,
+		StartTime:    fromOptMillis(rec.StartTime),
+		UpdateTime:   fromOptMillis(rec.UpdateTime),
+		EndTime:      fromOptMillis(rec.EndTime),
+		CancelReason: rec.CancelReason,
+		Seq:          rec.Seq,
+		Version:      ver,
+	}
+	for _, s := range rec.Results {
+		r.Results = append(r.Results, migration.StepResult{
+			StepName:   s.Step,
+			Status:     migration.StepStatus(s.Status),
+			Metadata:   s.Metadata,
+			PRURL:      s.PRURL,
+			Message:    s.Message,
+			Attempt:    s.Attempt,
+			StartTime:  fromOptMillis(s.StartTime),
+			UpdateTime: fromOptMillis(s.UpdateTime),
+			EndTime:    fromOptMillis(s.EndTime),
+			LastReport: fromOptMillis(s.LastReport),
+			Actor:      s.Actor,
+		})
+	}
+	return r, nil
+}
+
+// optMillis stores an optional time: 0 when unset.
+func optMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromOptMillis reads an optional time; 0 is the zero time.
+func fromOptMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}

@@ -12,6 +12,14 @@ package store
 //	loom:{m}:cands:kind:<k>          ZSET  Candidate ids of m of kind k
 //	loom:{m}:cands:sk:<s>:<k>        ZSET  Candidate ids of m in status s and of kind k
 //	loom:{m}:kinds                   HASH  kind -> number of Candidates of m of that kind
+//	loom:{m}:run:<c>                 HASH  the run view of Candidate c's Run
+//	loom:{m}:runs                    ZSET  every Candidate id of m with a run view
+//	loom:{m}:runs:status:<r>         ZSET  ... whose Run is in status r
+//	loom:{m}:runs:step:<t>           ZSET  ... whose current step is in status t
+//	loom:{m}:runs:rt:<r>:<t>         ZSET  ... both
+//
+// and one Pub/Sub channel per Run, loom:{m}:run:<c>:changes, on which every
+// stored change of the run view is announced (the message is its version).
 //
 // Every key of one Migration carries the hash tag {m}, so all of them live in
 // one Redis Cluster slot and one Lua script may touch them all. The global
@@ -37,8 +45,9 @@ package store
 // of the Migration ("cands...", "migration", "kinds"): none of those has ':'
 // as its second byte after the tag.
 //
-// Run views (added by the Runs issue) will live under the same tag, e.g.
-// loom:{m}:run:<c>, so DeleteMigration's script can remove them too.
+// Run views live under the same tag, so the scripts that change a Run and
+// its Candidate together, and DeleteMigration's, stay in one slot. "run:<c>"
+// and "runs..." cannot collide: their fourth byte after the tag differs.
 
 const keyPrefix = "loom:"
 
@@ -110,3 +119,46 @@ func statusKindIndexPrefix(m string) string { return migrationTag(m) + "cands:sk
 // HASH, field = kind, value = number of Candidates of that kind (a field is
 // removed when its count reaches 0).
 func kindsKey(m string) string { return migrationTag(m) + "kinds" }
+
+// runKey holds the run view of Candidate c's Run: the read side of the Run,
+// written by its workflow.
+// HASH with fields:
+//
+//	view     JSON runRecord (see encode.go)
+//	ver      version: +1 at every stored change, across executions
+//	exec     the execution the view belongs to
+//	seq      the Run's change counter within that execution
+//	status   running | completed | cancelled (copy of view's, for indexes)
+//	step     status of the current step, "" when none (copy, for indexes)
+func runKey(m, c string) string { return runKeyPrefix(m) + c }
+
+// runKeyPrefix is the prefix of runKey: runKey(m, c) == runKeyPrefix(m) + c.
+func runKeyPrefix(m string) string { return migrationTag(m) + "run:" }
+
+// runChannel is the Pub/Sub channel announcing changes of runKey(m, c).
+func runChannel(m, c string) string { return runKey(m, c) + ":changes" }
+
+// runsKey indexes every Candidate of m that has a run view.
+// ZSET, score 0, member = Candidate id.
+func runsKey(m string) string { return migrationTag(m) + "runs" }
+
+// runStatusIndexKey indexes the Runs of m in status r.
+// ZSET, score 0, member = Candidate id.
+func runStatusIndexKey(m, r string) string { return runStatusIndexPrefix(m) + r }
+
+// runStatusIndexPrefix is the prefix of runStatusIndexKey.
+func runStatusIndexPrefix(m string) string { return migrationTag(m) + "runs:status:" }
+
+// runStepIndexKey indexes the Runs of m whose current step is in status t.
+// ZSET, score 0, member = Candidate id.
+func runStepIndexKey(m, t string) string { return runStepIndexPrefix(m) + t }
+
+// runStepIndexPrefix is the prefix of runStepIndexKey.
+func runStepIndexPrefix(m string) string { return migrationTag(m) + "runs:step:" }
+
+// runStatusStepIndexKey indexes the Runs of m in status r whose current
+// step is in status t. ZSET, score 0, member = Candidate id.
+func runStatusStepIndexKey(m, r, t string) string { return runStatusStepIndexPrefix(m) + r + ":" + t }
+
+// runStatusStepIndexPrefix is the prefix of runStatusStepIndexKey.
+func runStatusStepIndexPrefix(m string) string { return migrationTag(m) + "runs:rt:" }

@@ -31,6 +31,9 @@ const (
 	replyCandidateNotFound = 2
 	replyHasRunning        = 3
 	replyStatusChanged     = 4
+	replyCompleted         = 5
+	replyStaleExecution    = 6
+	replyRunNotFound       = 7
 )
 
 // Submission outcome per Candidate, in submitScript's reply.
@@ -77,6 +80,11 @@ return {created, updated, redis.call('HGETALL', KEYS[1])}
 //	KEYS[5] statusIndexPrefix(m)
 //	KEYS[6] kindIndexPrefix(m)
 //	KEYS[7] statusKindIndexPrefix(m)
+//	KEYS[8] runKeyPrefix(m)
+//	KEYS[9] runsKey(m)
+//	KEYS[10] runStatusIndexPrefix(m)
+//	KEYS[11] runStepIndexPrefix(m)
+//	KEYS[12] runStatusStepIndexPrefix(m)
 //
 // Returns {replyMigrationNotFound} when the Migration hash does not exist,
 // {replyHasRunning, n} when its n:running counter is above 0 (nothing is
@@ -115,8 +123,14 @@ for _, s in ipairs({'not_started', 'running', 'completed'}) do
 end
 for _, k in ipairs(kinds) do unlink(KEYS[6] .. k) end
 
--- Run views go here: the Runs issue adds their keys (same hash tag) to
--- this script, e.g. one prefix in KEYS and a walk of the ids above.
+for _, id in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do unlink(KEYS[8] .. id) end
+local stepStatuses = {'in_progress', 'open', 'merged', 'awaiting_review', 'completed', 'failed'}
+for _, r in ipairs({'running', 'completed', 'cancelled'}) do
+  unlink(KEYS[10] .. r)
+  for _, t in ipairs(stepStatuses) do unlink(KEYS[12] .. r .. ':' .. t) end
+end
+for _, t in ipairs(stepStatuses) do unlink(KEYS[11] .. t) end
+unlink(KEYS[9])
 
 unlink(KEYS[2])
 unlink(KEYS[3])
@@ -354,4 +368,175 @@ redis.call('ZADD', KEYS[4] .. to .. ':' .. kind, 0, id)
 redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
 redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
 return {0}
+`)
+
+// Run views. A run view is written only by the Run's own workflow (and by a
+// cancel of a Run whose workflow is gone), so the scripts below guard against
+// writes from another execution and against writes arriving out of order
+// (the Seq of a view only grows within an execution). Each accepted write
+// bumps the view's version, moves the Run between the run indexes, and
+// PUBLISHes the version on runChannel, for watchers on any replica.
+
+// runViewLua is shared by beginRunScript and saveRunScript (same KEYS, see
+// runKeysDoc): storeView writes a run view, keeps the run indexes and
+// announces the new version on channel; moveCandidate moves the Candidate
+// between statuses with its indexes and counters.
+const runViewLua = `
+local function storeView(id, view, exec, seq, status, step, channel)
+  local runKey = KEYS[3]
+  local old = redis.call('HMGET', runKey, 'status', 'step')
+  if old[1] then
+    redis.call('ZREM', KEYS[7] .. old[1], id)
+    if old[2] and old[2] ~= '' then
+      redis.call('ZREM', KEYS[8] .. old[2], id)
+      redis.call('ZREM', KEYS[9] .. old[1] .. ':' .. old[2], id)
+    end
+  end
+  local ver = redis.call('HINCRBY', runKey, 'ver', 1)
+  redis.call('HSET', runKey, 'view', view, 'exec', exec, 'seq', seq, 'status', status, 'step', step)
+  redis.call('ZADD', KEYS[6], 0, id)
+  redis.call('ZADD', KEYS[7] .. status, 0, id)
+  if step ~= '' then
+    redis.call('ZADD', KEYS[8] .. step, 0, id)
+    redis.call('ZADD', KEYS[9] .. status .. ':' .. step, 0, id)
+  end
+  redis.call('PUBLISH', channel, ver)
+end
+
+local function moveCandidate(id, kind, from, to, now)
+  if from == to then return end
+  redis.call('HSET', KEYS[2], 'status', to, 'utime', now)
+  redis.call('ZREM', KEYS[4] .. from, id)
+  redis.call('ZADD', KEYS[4] .. to, 0, id)
+  redis.call('ZREM', KEYS[5] .. from .. ':' .. kind, id)
+  redis.call('ZADD', KEYS[5] .. to .. ':' .. kind, 0, id)
+  redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
+  redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
+end
+`
+
+// runKeysDoc is the KEYS of beginRunScript and saveRunScript:
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] candidateKey(m, c)
+//	KEYS[3] runKey(m, c)
+//	KEYS[4] statusIndexPrefix(m)
+//	KEYS[5] statusKindIndexPrefix(m)
+//	KEYS[6] runsKey(m)
+//	KEYS[7] runStatusIndexPrefix(m)
+//	KEYS[8] runStepIndexPrefix(m)
+//	KEYS[9] runStatusStepIndexPrefix(m)
+
+// beginRunScript records the start of execution N of a Candidate's Run: the
+// Candidate becomes running with exec N and the Run's inputs, and the run
+// view is created. KEYS: see runKeysDoc.
+//
+//	ARGV[1] candidate id
+//	ARGV[2] N, the execution
+//	ARGV[3] inputs, JSON object
+//	ARGV[4] view, JSON runRecord
+//	ARGV[5] seq of the view
+//	ARGV[6] now, unix milliseconds
+//	ARGV[7] runChannel(m, c)
+//
+// Allowed when the Candidate is not_started with exec < N, or running with
+// exec < N (a start whose workflow never ran: the ExecutionEngine admits one
+// running execution per Run, so that one is gone). Running with exec = N is
+// a repeat: nothing is written.
+//
+// Returns {replyMigrationNotFound}, {replyCandidateNotFound},
+// {replyCompleted}, {replyStaleExecution, current exec} or
+// {replyOK, HGETALL of the run view}.
+var beginRunScript = redis.NewScript(runViewLua + `
+local c = redis.call('HMGET', KEYS[2], 'status', 'kind', 'exec')
+if not c[1] then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+  return {2}
+end
+local id, n, now = ARGV[1], tonumber(ARGV[2]), ARGV[6]
+local status, kind, exec = c[1], c[2], tonumber(c[3] or '0')
+if status == 'completed' then return {5} end
+if exec == n and status == 'running' then return {0, redis.call('HGETALL', KEYS[3])} end
+if exec >= n then return {6, exec} end
+moveCandidate(id, kind, status, 'running', now)
+redis.call('HSET', KEYS[2], 'exec', n, 'inputs', ARGV[3], 'utime', now)
+storeView(id, ARGV[4], n, ARGV[5], 'running', '', ARGV[7])
+return {0, redis.call('HGETALL', KEYS[3])}
+`)
+
+// saveRunScript stores a newer run view of the current execution. A view of
+// a finished Run moves its Candidate too: completed → completed, cancelled →
+// not_started. KEYS: see runKeysDoc.
+//
+//	ARGV[1] candidate id
+//	ARGV[2] N, the execution of the view
+//	ARGV[3] seq of the view
+//	ARGV[4] view, JSON runRecord
+//	ARGV[5] Run status: running | completed | cancelled
+//	ARGV[6] status of the current step, "" when none
+//	ARGV[7] now, unix milliseconds
+//	ARGV[8] runChannel(m, c)
+//
+// A view whose seq is not above the stored one (same execution) is older
+// than what is stored: ignored, not an error. A Candidate with no run view
+// was never begun (exec 0): it has no current execution, so any save is
+// refused as stale.
+//
+// Returns {replyMigrationNotFound}, {replyCandidateNotFound},
+// {replyStaleExecution, current exec} or {replyOK, HGETALL of the run view}.
+var saveRunScript = redis.NewScript(runViewLua + `
+local c = redis.call('HMGET', KEYS[2], 'status', 'kind', 'exec')
+if not c[1] then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+  return {2}
+end
+local id, n, seq, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[7]
+local status, kind, exec = c[1], c[2], tonumber(c[3] or '0')
+if exec ~= n then return {6, exec} end
+local r = redis.call('HMGET', KEYS[3], 'exec', 'seq')
+if not r[1] then return {6, exec} end
+if tonumber(r[1] or '0') == n and tonumber(r[2] or '-1') >= seq then
+  return {0, redis.call('HGETALL', KEYS[3])}
+end
+storeView(id, ARGV[4], n, seq, ARGV[5], ARGV[6], ARGV[8])
+if status == 'running' then
+  if ARGV[5] == 'completed' then moveCandidate(id, kind, 'running', 'completed', now)
+  elseif ARGV[5] == 'cancelled' then moveCandidate(id, kind, 'running', 'not_started', now) end
+end
+return {0, redis.call('HGETALL', KEYS[3])}
+`)
+
+// getRunScript reads one run view.
+//
+//	KEYS[1] runKey(m, c)
+//
+// Returns {replyRunNotFound} or {replyOK, HGETALL of the run view}.
+var getRunScript = redis.NewScript(`
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return {7} end
+return {0, h}
+`)
+
+// listRunsScript reads one page of run views in Candidate id order.
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] the index to page through: runsKey, runStatusIndexKey,
+//	        runStepIndexKey or runStatusStepIndexKey
+//	KEYS[3] runKeyPrefix(m)
+//	ARGV[1] after: ids strictly after this one; "" starts at the first
+//	ARGV[2] most ids to return (the page size + 1, to learn if more exist)
+//
+// Returns {replyMigrationNotFound} when the Migration does not exist, else
+// {replyOK, ZCARD of the index, id1, HGETALL of id1's view, id2, ...}.
+var listRunsScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+local min = '-'
+if ARGV[1] ~= '' then min = '(' .. ARGV[1] end
+local out = {0, redis.call('ZCARD', KEYS[2])}
+local ids = redis.call('ZRANGE', KEYS[2], min, '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', KEYS[3] .. id)
+end
+return out
 `)

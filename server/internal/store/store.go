@@ -173,6 +173,11 @@ func (s *Store) DeleteMigration(ctx context.Context, id string) (int64, error) {
 		statusIndexPrefix(id),
 		kindIndexPrefix(id),
 		statusKindIndexPrefix(id),
+		runKeyPrefix(id),
+		runsKey(id),
+		runStatusIndexPrefix(id),
+		runStepIndexPrefix(id),
+		runStatusStepIndexPrefix(id),
 	}).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("delete migration %s: %w", id, err)

@@ -1,0 +1,140 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/server/internal/migration"
+	"github.com/loomhq/loom/server/internal/protoconv"
+)
+
+// RunServer serves loom.v1.RunService.
+type RunServer struct {
+	Runs *migration.Runs
+}
+
+var _ loomv1connect.RunServiceHandler = (*RunServer)(nil)
+
+// PreviewRun asks the Migrator for the diffs of one Candidate.
+func (s *RunServer) PreviewRun(ctx context.Context, req *connect.Request[loomv1.PreviewRunRequest]) (*connect.Response[loomv1.PreviewRunResponse], error) {
+	previews, err := s.Runs.PreviewRun(ctx, req.Msg.GetMigrationId(), req.Msg.GetCandidateId(), req.Msg.GetInputs())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.PreviewRunResponse{Steps: protoconv.StepPreviewsToProto(previews)}), nil
+}
+
+// StartRun starts the Run of one Candidate.
+func (s *RunServer) StartRun(ctx context.Context, req *connect.Request[loomv1.StartRunRequest]) (*connect.Response[loomv1.StartRunResponse], error) {
+	run, err := s.Runs.StartRun(ctx, req.Msg.GetMigrationId(), req.Msg.GetCandidateId(), req.Msg.GetInputs())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.StartRunResponse{Run: protoconv.RunToProto(run)}), nil
+}
+
+// CancelRun cancels a running Run.
+func (s *RunServer) CancelRun(ctx context.Context, req *connect.Request[loomv1.CancelRunRequest]) (*connect.Response[loomv1.CancelRunResponse], error) {
+	run, err := s.Runs.CancelRun(ctx, req.Msg.GetRunId(), req.Msg.GetReason(), caller(req))
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.CancelRunResponse{Run: protoconv.RunToProto(run)}), nil
+}
+
+// RetryStep dispatches a failed step again.
+func (s *RunServer) RetryStep(ctx context.Context, req *connect.Request[loomv1.RetryStepRequest]) (*connect.Response[loomv1.RetryStepResponse], error) {
+	run, _, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
+		Kind:    migration.ActionRetry,
+		Step:    req.Msg.GetStepName(),
+		Attempt: int(req.Msg.GetAttempt()),
+		Actor:   caller(req),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.RetryStepResponse{Run: protoconv.RunToProto(run)}), nil
+}
+
+// FinishReview finishes a step awaiting review.
+func (s *RunServer) FinishReview(ctx context.Context, req *connect.Request[loomv1.FinishReviewRequest]) (*connect.Response[loomv1.FinishReviewResponse], error) {
+	run, _, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
+		Kind:    migration.ActionFinishReview,
+		Step:    req.Msg.GetStepName(),
+		Attempt: int(req.Msg.GetAttempt()),
+		Status:  protoconv.StepStatusFromProto(req.Msg.GetOutcome()),
+		Message: req.Msg.GetNote(),
+		Actor:   caller(req),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.FinishReviewResponse{Run: protoconv.RunToProto(run)}), nil
+}
+
+// MarkStepMerged records a merge made outside Loom.
+func (s *RunServer) MarkStepMerged(ctx context.Context, req *connect.Request[loomv1.MarkStepMergedRequest]) (*connect.Response[loomv1.MarkStepMergedResponse], error) {
+	run, _, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
+		Kind:    migration.ActionMarkMerged,
+		Step:    req.Msg.GetStepName(),
+		Attempt: int(req.Msg.GetAttempt()),
+		Message: req.Msg.GetNote(),
+		Actor:   caller(req),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.MarkStepMergedResponse{Run: protoconv.RunToProto(run)}), nil
+}
+
+// GetRun returns a Run.
+func (s *RunServer) GetRun(ctx context.Context, req *connect.Request[loomv1.GetRunRequest]) (*connect.Response[loomv1.GetRunResponse], error) {
+	run, err := s.Runs.GetRun(ctx, req.Msg.GetRunId())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.GetRunResponse{Run: protoconv.RunToProto(run)}), nil
+}
+
+// ListRuns pages through a Migration's Runs.
+func (s *RunServer) ListRuns(ctx context.Context, req *connect.Request[loomv1.ListRunsRequest]) (*connect.Response[loomv1.ListRunsResponse], error) {
+	filter := migration.RunFilter{
+		Status:            protoconv.RunStatusFromProto(req.Msg.GetStatus()),
+		CurrentStepStatus: protoconv.StepStatusFromProto(req.Msg.GetCurrentStepStatus()),
+	}
+	filterKey := req.Msg.GetMigrationId() + "|" + string(filter.Status) + "|" + string(filter.CurrentStepStatus)
+	after, err := decodePageToken(req.Msg.GetPageToken(), filterKey)
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.Runs.ListRuns(ctx, req.Msg.GetMigrationId(), filter,
+		migration.PageRequest{After: after, Limit: int(req.Msg.GetPageSize())})
+	if err != nil {
+		return nil, err
+	}
+	res := &loomv1.ListRunsResponse{
+		NextPageToken: encodePageToken(page.Next, filterKey),
+		TotalSize:     page.Total,
+		Runs:          make([]*loomv1.Run, len(page.Runs)),
+	}
+	for i, r := range page.Runs {
+		res.Runs[i] = protoconv.RunToProto(r)
+	}
+	return connect.NewResponse(res), nil
+}
+
+// WatchRun streams a Run until it ends.
+func (s *RunServer) WatchRun(ctx context.Context, req *connect.Request[loomv1.WatchRunRequest], stream *connect.ServerStream[loomv1.WatchRunResponse]) error {
+	return s.Runs.WatchRun(ctx, req.Msg.GetRunId(), req.Msg.GetAfterVersion(),
+		func(run migration.Run) error {
+			return stream.Send(&loomv1.WatchRunResponse{Update: &loomv1.WatchRunResponse_Run{Run: protoconv.RunToProto(run)}})
+		},
+		func(now time.Time) error {
+			return stream.Send(&loomv1.WatchRunResponse{Update: &loomv1.WatchRunResponse_Heartbeat{Heartbeat: timestamppb.New(now)}})
+		})
+}

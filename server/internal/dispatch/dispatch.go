@@ -1,0 +1,141 @@
+// Package dispatch is the MigratorNotifier: a Connect client of
+// loom.migrator.v1.MigratorService that dispatches steps and asks for
+// previews, with a deadline on every call, and sorts the Migrator's failures
+// into transient (retry) and refusals (give up).
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
+	"github.com/loomhq/loom/gen/loom/migrator/v1/migratorv1connect"
+	"github.com/loomhq/loom/server/internal/migration"
+	"github.com/loomhq/loom/server/internal/protoconv"
+)
+
+// Options configure the Notifier.
+type Options struct {
+	// HTTPClient makes the calls; nil uses a client with sane transport
+	// timeouts.
+	HTTPClient *http.Client
+	// CallTimeout bounds one ExecuteStep call. A Migrator must accept a
+	// step quickly and do the work in the background.
+	CallTimeout time.Duration
+	// ClientOptions are added to every Connect client (interceptors, ...).
+	ClientOptions []connect.ClientOption
+}
+
+// Notifier calls Migrators over Connect.
+type Notifier struct {
+	http    *http.Client
+	timeout time.Duration
+	opts    []connect.ClientOption
+
+	mu      sync.Mutex
+	clients map[string]migratorv1connect.MigratorServiceClient
+}
+
+var _ migration.MigratorNotifier = (*Notifier)(nil)
+
+// New returns a Notifier.
+func New(o Options) *Notifier {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 2 * time.Minute,
+		}}
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 20 * time.Second
+	}
+	return &Notifier{http: o.HTTPClient, timeout: o.CallTimeout, opts: o.ClientOptions, clients: map[string]migratorv1connect.MigratorServiceClient{}}
+}
+
+func (n *Notifier) client(url string) migratorv1connect.MigratorServiceClient {
+	url = strings.TrimRight(url, "/")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, ok := n.clients[url]
+	if !ok {
+		c = migratorv1connect.NewMigratorServiceClient(n.http, url, n.opts...)
+		n.clients[url] = c
+	}
+	return c
+}
+
+// ExecuteStep dispatches one step.
+func (n *Notifier) ExecuteStep(ctx context.Context, url string, d migration.Dispatch) error {
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
+	defer cancel()
+	_, err := n.client(url).ExecuteStep(ctx, connect.NewRequest(&migratorv1.ExecuteStepRequest{
+		RunId:       d.RunID,
+		Execution:   d.Execution,
+		MigrationId: d.MigrationID,
+		Step:        protoconv.StepsToProto([]migration.StepDefinition{d.Step})[0],
+		StepIndex:   int32(d.StepIndex),
+		Attempt:     int32(d.Attempt),
+		Candidate:   protoconv.CandidateToProto(d.Candidate),
+		Inputs:      d.Inputs,
+	}))
+	return classify(url, err)
+}
+
+// PreviewRun asks for the per-step diffs of one Candidate; ctx bounds it.
+func (n *Notifier) PreviewRun(ctx context.Context, url string, p migration.PreviewRequest) ([]migration.StepPreview, error) {
+	res, err := n.client(url).PreviewRun(ctx, connect.NewRequest(&migratorv1.PreviewRunRequest{
+		MigrationId: p.MigrationID,
+		Steps:       protoconv.StepsToProto(p.Steps),
+		Candidate:   protoconv.CandidateToProto(p.Candidate),
+		Inputs:      p.Inputs,
+	}))
+	if err != nil {
+		return nil, classify(url, err)
+	}
+	return protoconv.StepPreviewsFromProto(res.Msg.GetSteps()), nil
+}
+
+// refusals are the Migrator's answers that no retry can change; every other
+// code is retried.
+var refusals = map[connect.Code]bool{
+	connect.CodeInvalidArgument:    true,
+	connect.CodeNotFound:           true,
+	connect.CodeUnimplemented:      true,
+	connect.CodeFailedPrecondition: true,
+	connect.CodePermissionDenied:   true,
+	connect.CodeUnauthenticated:    true,
+	connect.CodeOutOfRange:         true,
+}
+
+// classify sorts a call's failure: the Migrator's refusals become
+// failed-precondition refusals carrying its message; everything else
+// (refused connections, timeouts, 5xx) is unavailable and worth a retry.
+func classify(url string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	code := connect.CodeOf(err)
+	msg := err.Error()
+	var cerr *connect.Error
+	if errors.As(err, &cerr) {
+		msg = cerr.Message()
+	}
+	if refusals[code] {
+		return migration.FailedPrecondition(migration.ReasonMigratorRefused, "the Migrator refused (%s): %s", code, msg).
+			With("migrator_url", url).With("code", code.String())
+	}
+	return migration.Unavailable(migration.ReasonMigratorUnavailable, "the Migrator at %s is unavailable (%s): %s", url, code, msg).
+		With("migrator_url", url)
+}

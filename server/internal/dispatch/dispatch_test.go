@@ -1,0 +1,97 @@
+package dispatch_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
+	"github.com/loomhq/loom/gen/loom/migrator/v1/migratorv1connect"
+	"github.com/loomhq/loom/server/internal/dispatch"
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// migrator answers every call with err (nil: accepts), after delay.
+type migrator struct {
+	migratorv1connect.UnimplementedMigratorServiceHandler
+	err   error
+	delay time.Duration
+	got   *migratorv1.ExecuteStepRequest
+}
+
+func (m *migrator) ExecuteStep(ctx context.Context, req *connect.Request[migratorv1.ExecuteStepRequest]) (*connect.Response[migratorv1.ExecuteStepResponse], error) {
+	m.got = req.Msg
+	select {
+	case <-time.After(m.delay):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	return connect.NewResponse(&migratorv1.ExecuteStepResponse{}), nil
+}
+
+func serve(t *testing.T, m *migrator) string {
+	_, h := migratorv1connect.NewMigratorServiceHandler(m)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+var dispatchOne = migration.Dispatch{
+	RunID: "m__c", Execution: 3, MigrationID: "m", Attempt: 2, StepIndex: 1,
+	Step:      migration.StepDefinition{Name: "s", Type: "t", Config: map[string]string{"k": "v"}},
+	Candidate: migration.Candidate{ID: "c", Kind: "service"},
+	Inputs:    map[string]string{"target": "1.23"},
+}
+
+func TestDispatchCarriesTheStep(t *testing.T) {
+	m := &migrator{}
+	if err := dispatch.New(dispatch.Options{}).ExecuteStep(context.Background(), serve(t, m), dispatchOne); err != nil {
+		t.Fatal(err)
+	}
+	g := m.got
+	if g.RunId != "m__c" || g.Execution != 3 || g.Attempt != 2 || g.StepIndex != 1 || g.Step.Config["k"] != "v" ||
+		g.Candidate.Id != "c" || g.Inputs["target"] != "1.23" {
+		t.Fatalf("the Migrator got %v", g)
+	}
+}
+
+func TestFailuresAreSortedIntoRetryAndRefusal(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		m     *migrator
+		url   string
+		kind  error
+		delay time.Duration
+	}{
+		{"unavailable", &migrator{err: connect.NewError(connect.CodeUnavailable, errors.New("busy"))}, "", migration.ErrUnavailable, 0},
+		{"internal", &migrator{err: connect.NewError(connect.CodeInternal, errors.New("bug"))}, "", migration.ErrUnavailable, 0},
+		{"invalid argument", &migrator{err: connect.NewError(connect.CodeInvalidArgument, errors.New("no such step type"))}, "", migration.ErrFailedPrecondition, 0},
+		{"unimplemented", &migrator{err: connect.NewError(connect.CodeUnimplemented, errors.New("nope"))}, "", migration.ErrFailedPrecondition, 0},
+		{"failed precondition", &migrator{err: connect.NewError(connect.CodeFailedPrecondition, errors.New("repo archived"))}, "", migration.ErrFailedPrecondition, 0},
+		{"too slow", &migrator{delay: time.Second}, "", migration.ErrUnavailable, 0},
+		{"nobody listening", nil, "http://127.0.0.1:1", migration.ErrUnavailable, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := tc.url
+			if tc.m != nil {
+				url = serve(t, tc.m)
+			}
+			n := dispatch.New(dispatch.Options{CallTimeout: 200 * time.Millisecond})
+			err := n.ExecuteStep(context.Background(), url, dispatchOne)
+			if !errors.Is(err, tc.kind) {
+				t.Fatalf("got %v, want %v", err, tc.kind)
+			}
+			var ref *migration.Refusal
+			if !errors.As(err, &ref) || ref.Metadata["migrator_url"] != url {
+				t.Fatalf("refusal %+v does not name the Migrator", ref)
+			}
+		})
+	}
+}

@@ -1,0 +1,65 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// Store is where the activities read Migrations and write run views.
+type Store = migration.MigrationStore
+
+// Activities are the side effects of a Run's workflow. Their method names
+// are the activity names recorded in histories: never rename one.
+type Activities struct {
+	Store     Store
+	Migrators migration.MigratorNotifier
+}
+
+// BeginRun records the start of an execution (a local activity).
+func (a *Activities) BeginRun(ctx context.Context, run migration.Run) (migration.Run, error) {
+	stored, err := a.Store.BeginRun(ctx, run)
+	return stored, permanentIfRefused(err)
+}
+
+// SaveRun writes the run view (a local activity).
+func (a *Activities) SaveRun(ctx context.Context, run migration.Run) (migration.Run, error) {
+	stored, err := a.Store.SaveRun(ctx, run)
+	return stored, permanentIfRefused(err)
+}
+
+// DispatchStep sends one step to the Migrator. It reads the Migrator's URL
+// from the current Migration and the inputs from the current Candidate, so
+// a re-announce moves even Runs in flight and updated inputs reach the next
+// dispatch. Transient failures are retried by Temporal; a Migrator's refusal
+// is not.
+func (a *Activities) DispatchStep(ctx context.Context, d migration.Dispatch) error {
+	m, err := a.Store.GetMigration(ctx, d.MigrationID)
+	if err != nil {
+		return permanentIfRefused(fmt.Errorf("read migration %s: %w", d.MigrationID, err))
+	}
+	c, err := a.Store.GetCandidate(ctx, d.MigrationID, d.Candidate.ID)
+	if err != nil {
+		return permanentIfRefused(fmt.Errorf("read candidate %s: %w", d.Candidate.ID, err))
+	}
+	d.Inputs = c.Inputs
+	err = a.Migrators.ExecuteStep(ctx, m.MigratorURL, d)
+	if errors.Is(err, migration.ErrFailedPrecondition) || errors.Is(err, migration.ErrInvalidArgument) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), errTypeMigratorRefused, nil)
+	}
+	return err
+}
+
+// permanentIfRefused stops Temporal from retrying a write the store refused
+// for a reason a retry cannot change.
+func permanentIfRefused(err error) error {
+	var ref *migration.Refusal
+	if errors.As(err, &ref) && !errors.Is(err, migration.ErrUnavailable) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), errKindPrefix+kindName(ref.Kind)+"."+ref.Reason, nil)
+	}
+	return err
+}

@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+)
+
+// DialOptions say how to reach Temporal.
+type DialOptions struct {
+	HostPort  string
+	Namespace string
+	// Logger receives the Temporal SDK's warnings and errors.
+	Logger *slog.Logger
+}
+
+// Client is a connection to Temporal, from which the server builds its
+// ExecutionEngine and its worker, so that no other package sees Temporal.
+type Client struct {
+	c client.Client
+}
+
+// Dial connects to Temporal and checks that it answers.
+func Dial(ctx context.Context, o DialOptions) (*Client, error) {
+	// The SDK logs every poll and start at info: keep warnings and errors.
+	logger := o.Logger.With("component", "temporal")
+	quiet := slog.New(levelFloor{Handler: logger.Handler(), min: slog.LevelWarn})
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:  o.HostPort,
+		Namespace: o.Namespace,
+		Logger:    sdklog.NewStructuredLogger(quiet),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal at %s (namespace %s) does not answer: %w", o.HostPort, o.Namespace, err)
+	}
+	return &Client{c: c}, nil
+}
+
+// NewClient wraps an existing Temporal client (tests, embedding).
+func NewClient(c client.Client) *Client { return &Client{c: c} }
+
+// Engine returns the ExecutionEngine over this connection.
+func (c *Client) Engine(o Options) *Engine { return New(c.c, o) }
+
+// Ping reports whether Temporal answers.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.c.CheckHealth(ctx, &client.CheckHealthRequest{})
+	return err
+}
+
+// Close closes the connection.
+func (c *Client) Close() { c.c.Close() }
+
+// Worker executes Runs: their workflows and activities.
+type Worker struct {
+	w worker.Worker
+}
+
+// NewWorker returns a worker of taskQueue; Start it, then Stop it.
+func (c *Client) NewWorker(taskQueue string, acts *Activities) *Worker {
+	return &Worker{w: NewWorker(c.c, taskQueue, acts)}
+}
+
+// Start starts polling for Runs.
+func (w *Worker) Start() error {
+	if err := w.w.Start(); err != nil {
+		return fmt.Errorf("start the temporal worker: %w", err)
+	}
+	return nil
+}
+
+// Stop stops polling and waits for the tasks in hand.
+func (w *Worker) Stop() { w.w.Stop() }
+
+// levelFloor drops records below min.
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelFloor{Handler: h.Handler.WithAttrs(as), min: h.min}
+}
+
+func (h levelFloor) WithGroup(name string) slog.Handler {
+	return levelFloor{Handler: h.Handler.WithGroup(name), min: h.min}
+}

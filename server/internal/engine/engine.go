@@ -1,0 +1,193 @@
+// Package engine is the ExecutionEngine on Temporal: one workflow execution
+// per Run execution (workflow id = RunID), its activities, the worker that
+// runs them, and the client side that starts, updates and cancels Runs. It
+// is the only package that imports the Temporal SDK.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// DefaultTaskQueue is the task queue of Runs when none is configured.
+const DefaultTaskQueue = "loom-runs"
+
+// Options configure the engine.
+type Options struct {
+	TaskQueue string
+	// DispatchWindow is how long a dispatch retries an unreachable Migrator.
+	DispatchWindow time.Duration
+	// CancelWait bounds how long CancelRun waits for the Run to stop.
+	CancelWait time.Duration
+}
+
+// Engine implements migration.ExecutionEngine with a Temporal client.
+type Engine struct {
+	client client.Client
+	opts   Options
+}
+
+var _ migration.ExecutionEngine = (*Engine)(nil)
+
+// New returns an engine over c.
+func New(c client.Client, opts Options) *Engine {
+	if opts.TaskQueue == "" {
+		opts.TaskQueue = DefaultTaskQueue
+	}
+	if opts.DispatchWindow <= 0 {
+		opts.DispatchWindow = time.Hour
+	}
+	if opts.CancelWait <= 0 {
+		opts.CancelWait = 30 * time.Second
+	}
+	return &Engine{client: c, opts: opts}
+}
+
+// NewWorker returns the Temporal worker that executes Runs; the caller
+// starts and stops it.
+func NewWorker(c client.Client, taskQueue string, acts *Activities) worker.Worker {
+	if taskQueue == "" {
+		taskQueue = DefaultTaskQueue
+	}
+	w := worker.New(c, taskQueue, worker.Options{})
+	Register(w, acts)
+	return w
+}
+
+var workflowRegisterOptions = workflow.RegisterOptions{Name: WorkflowName}
+
+// Register registers the workflow and activities of Runs on r.
+func Register(r worker.Registry, acts *Activities) {
+	r.RegisterWorkflowWithOptions(RunWorkflow, workflowRegisterOptions)
+	r.RegisterActivity(acts)
+}
+
+// StartRun starts the workflow of one Run execution.
+func (e *Engine) StartRun(ctx context.Context, m migration.Manifest) error {
+	_, err := e.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        m.RunID,
+		TaskQueue: e.opts.TaskQueue,
+		// A Run id is reused by every start after a cancel; only one
+		// execution may run at a time.
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("Run %s, execution %d", m.RunID, m.Execution),
+	}, WorkflowName, RunInput{Manifest: m, DispatchWindow: e.opts.DispatchWindow})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return fmt.Errorf("run %s: %w", m.RunID, migration.ErrAlreadyExists)
+	}
+	return engineError(err)
+}
+
+// Act sends a step action to the running execution of runID and waits for
+// its answer: refused by the workflow's validator, or applied.
+func (e *Engine) Act(ctx context.Context, runID string, a migration.StepAction) (migration.Run, bool, error) {
+	h, err := e.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   runID,
+		UpdateName:   UpdateStepAction,
+		Args:         []any{a},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return migration.Run{}, false, decodeError(err)
+	}
+	var res ActionResult
+	if err := h.Get(ctx, &res); err != nil {
+		return migration.Run{}, false, decodeError(err)
+	}
+	return res.Run, res.Changed, nil
+}
+
+// CancelRun cancels the running execution of runID and waits until its
+// workflow has recorded the cancel and ended.
+func (e *Engine) CancelRun(ctx context.Context, runID, reason, actor string) error {
+	err := e.client.SignalWorkflow(ctx, runID, "", SignalCancel, CancelRequest{Reason: reason, Actor: actor})
+	if err != nil {
+		return decodeError(err)
+	}
+	if err := e.client.CancelWorkflow(ctx, runID, ""); err != nil {
+		return decodeError(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, e.opts.CancelWait)
+	defer cancel()
+	err = e.client.GetWorkflow(wctx, runID, "").Get(wctx, nil)
+	var canceled *temporal.CanceledError
+	if err == nil || errors.As(err, &canceled) {
+		return nil
+	}
+	return decodeError(err)
+}
+
+// decodeError turns what the Temporal client returns into the domain's
+// errors: the workflow's refusals back into migration.Refusal, a missing or
+// closed execution into ErrRunNotActive.
+func decodeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && strings.HasPrefix(appErr.Type(), errKindPrefix) {
+		kind, reason, _ := strings.Cut(strings.TrimPrefix(appErr.Type(), errKindPrefix), ".")
+		ref := &migration.Refusal{Kind: kindByName(kind), Reason: reason, Message: appErr.Message()}
+		if appErr.HasDetails() {
+			_ = appErr.Details(&ref.Metadata)
+		}
+		return ref
+	}
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("%w: %v", migration.ErrRunNotActive, err)
+	}
+	return engineError(err)
+}
+
+// engineError marks failures to reach Temporal as unavailable.
+func engineError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var unavailable *serviceerror.Unavailable
+	var deadline *serviceerror.DeadlineExceeded
+	if errors.As(err, &unavailable) || errors.As(err, &deadline) || errors.Is(err, context.DeadlineExceeded) {
+		return migration.Unavailable(migration.ReasonExecutionEngineFailure, "the execution engine is unavailable: %v", err)
+	}
+	return err
+}
+
+var kinds = map[string]error{
+	"not_found":           migration.ErrNotFound,
+	"already_exists":      migration.ErrAlreadyExists,
+	"failed_precondition": migration.ErrFailedPrecondition,
+	"invalid_argument":    migration.ErrInvalidArgument,
+	"unavailable":         migration.ErrUnavailable,
+}
+
+func kindName(kind error) string {
+	for name, k := range kinds {
+		if k == kind {
+			return name
+		}
+	}
+	return "failed_precondition"
+}
+
+func kindByName(name string) error {
+	if k, ok := kinds[name]; ok {
+		return k
+	}
+	return migration.ErrFailedPrecondition
+}

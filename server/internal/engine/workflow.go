@@ -1,0 +1,332 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// Names registered with Temporal. They are recorded in every history:
+// never rename one while Runs are in flight.
+const (
+	// WorkflowName is the workflow type of a Run.
+	WorkflowName = "loom.Run"
+	// UpdateStepAction carries a migration.StepAction to a running Run.
+	UpdateStepAction = "step-action"
+	// SignalCancel carries the reason of a cancel, sent just before it.
+	SignalCancel = "cancel"
+
+	activityBeginRun     = "BeginRun"
+	activitySaveRun      = "SaveRun"
+	activityDispatchStep = "DispatchStep"
+
+	// errTypeMigratorRefused marks a dispatch the Migrator refused for good.
+	errTypeMigratorRefused = "MigratorRefused"
+	// errKindPrefix prefixes the type of an application error that carries a
+	// migration.Refusal; the rest of the type is the refusal's reason.
+	errKindPrefix = "loom.refusal."
+)
+
+// RunInput is the input of a Run's workflow.
+type RunInput struct {
+	Manifest migration.Manifest
+	// DispatchWindow is how long a dispatch keeps retrying while the
+	// Migrator cannot be reached before the step fails.
+	DispatchWindow time.Duration
+}
+
+// ActionResult is the answer of UpdateStepAction.
+type ActionResult struct {
+	Run     migration.Run
+	Changed bool
+}
+
+// CancelRequest is the payload of SignalCancel.
+type CancelRequest struct {
+	Reason string
+	Actor  string
+}
+
+// RunWorkflow walks the steps of one Run execution in order: each step is
+// dispatched to the Migrator, then the workflow waits, for weeks if need be,
+// for the step to succeed; a failed step holds the Run until an operator
+// retries it or cancels the Run. Step changes arrive as UpdateStepAction
+// updates, refused by the validator when the transition table forbids them.
+func RunWorkflow(ctx workflow.Context, in RunInput) error {
+	f := &runFlow{in: in, run: migration.NewRun(in.Manifest, workflow.Now(ctx))}
+	if err := f.setup(ctx); err != nil {
+		return err
+	}
+	return f.execute(ctx)
+}
+
+type runFlow struct {
+	in  RunInput
+	run migration.Run
+	// dispatchDue is set when the current attempt still has to be sent to
+	// the Migrator: a new step, or a retry.
+	dispatchDue bool
+	// heard is the step and attempt the Migrator last reported on.
+	heard stepAttempt
+}
+
+type stepAttempt struct {
+	step    string
+	attempt int
+}
+
+func (f *runFlow) setup(ctx workflow.Context) error {
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateStepAction, f.act,
+		workflow.UpdateHandlerOptions{Validator: f.validate})
+}
+
+// validate tries the action on a copy of the Run; a refusal rejects the
+// update before it reaches the history.
+func (f *runFlow) validate(ctx workflow.Context, a migration.StepAction) error {
+	probe := f.run.Clone()
+	if _, err := probe.Apply(a, workflow.Now(ctx)); err != nil {
+		return encodeRefusal(err)
+	}
+	return nil
+}
+
+func (f *runFlow) act(ctx workflow.Context, a migration.StepAction) (ActionResult, error) {
+	now := workflow.Now(ctx)
+	changed, err := f.run.Apply(a, now)
+	if err != nil {
+		return ActionResult{}, encodeRefusal(err)
+	}
+	if a.Kind == migration.ActionReport {
+		// Any report, even a repeated one, shows the Migrator is alive.
+		if c := f.run.Current(); c.StepName == a.Step && c.Attempt == a.Attempt {
+			c.LastReport = now
+			f.heard = stepAttempt{a.Step, a.Attempt}
+		}
+	}
+	if a.Kind == migration.ActionRetry {
+		f.dispatchDue = true
+	}
+	if changed {
+		if err := f.save(ctx); err != nil {
+			return ActionResult{}, err
+		}
+	}
+	return ActionResult{Run: f.run.Clone(), Changed: changed}, nil
+}
+
+func (f *runFlow) execute(ctx workflow.Context) error {
+	if err := f.begin(ctx); err != nil {
+		return f.stop(ctx, err)
+	}
+	for i := range f.run.Steps {
+		f.run.BeginStep(i, 1, workflow.Now(ctx))
+		f.dispatchDue = true
+		if err := f.save(ctx); err != nil {
+			return f.stop(ctx, err)
+		}
+		if err := f.runStep(ctx, i); err != nil {
+			return f.stop(ctx, err)
+		}
+	}
+	f.run.Finish(migration.RunCompleted, "", workflow.Now(ctx))
+	if err := f.save(ctx); err != nil {
+		return err
+	}
+	// Let update handlers still saving finish, so their callers get answers.
+	return workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+}
+
+// runStep dispatches step i and waits until it succeeds, dispatching again
+// after every retry.
+func (f *runFlow) runStep(ctx workflow.Context, i int) error {
+	for {
+		if f.dispatchDue {
+			f.dispatchDue = false
+			if err := f.dispatch(ctx, i); err != nil {
+				return err
+			}
+		}
+		if err := f.awaitOutcome(ctx, i); err != nil {
+			return err
+		}
+		c := f.run.Current()
+		switch {
+		case c.Status.Succeeded():
+			return nil
+		case f.dispatchDue:
+			continue
+		case c.Status == migration.StepFailed:
+			// Held until an operator retries the step or cancels the Run.
+			if err := workflow.Await(ctx, func() bool { return f.dispatchDue }); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// awaitOutcome waits until the current attempt succeeds, fails, or is to be
+// dispatched again. A step with a report timeout fails when its Migrator
+// stays silent in in_progress for longer.
+func (f *runFlow) awaitOutcome(ctx workflow.Context, i int) error {
+	done := func() bool {
+		c := f.run.Current()
+		return c.Status.Succeeded() || c.Status == migration.StepFailed || f.dispatchDue
+	}
+	timeout := f.run.Steps[i].ReportTimeout
+	for !done() {
+		c := f.run.Current()
+		if timeout <= 0 || c.Status != migration.StepInProgress {
+			return workflow.Await(ctx, func() bool {
+				return done() || (timeout > 0 && f.run.Current().Status == migration.StepInProgress)
+			})
+		}
+		attempt, lastReport := c.Attempt, c.LastReport
+		wait := lastReport.Add(timeout).Sub(workflow.Now(ctx))
+		if wait > 0 {
+			heard, err := workflow.AwaitWithTimeout(ctx, wait, func() bool {
+				c := f.run.Current()
+				return done() || c.Attempt != attempt || c.Status != migration.StepInProgress || !c.LastReport.Equal(lastReport)
+			})
+			if err != nil {
+				return err
+			}
+			if heard {
+				continue
+			}
+		}
+		f.run.FailStep(fmt.Sprintf("no report: the Migrator said nothing for %s while the step was in progress", timeout), workflow.Now(ctx))
+		return f.save(ctx)
+	}
+	return nil
+}
+
+// dispatch sends the current attempt of step i to the Migrator, retrying
+// transient failures for the dispatch window. When it gives up, or the
+// Migrator refuses, the step fails with the reason; unless the Migrator has
+// already reported on this attempt, which proves it got the step.
+func (f *runFlow) dispatch(ctx workflow.Context, i int) error {
+	c := f.run.Current()
+	attempt := c.Attempt
+	window := f.in.DispatchWindow
+	if window <= 0 {
+		window = time.Hour
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: window,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: []string{errTypeMigratorRefused},
+		},
+	})
+	m := f.in.Manifest
+	err := workflow.ExecuteActivity(actx, activityDispatchStep, migration.Dispatch{
+		RunID:       m.RunID,
+		Execution:   m.Execution,
+		MigrationID: m.MigrationID,
+		Step:        f.run.Steps[i],
+		StepIndex:   i,
+		Attempt:     attempt,
+		Candidate:   m.Candidate,
+	}).Get(ctx, nil)
+	if err == nil || temporal.IsCanceledError(err) || ctx.Err() != nil {
+		return err
+	}
+	c = f.run.Current()
+	if c.Attempt != attempt || c.Status != migration.StepInProgress || f.heard == (stepAttempt{c.StepName, attempt}) {
+		return nil
+	}
+	f.run.FailStep("dispatch failed: "+dispatchFailure(err), workflow.Now(ctx))
+	return f.save(ctx)
+}
+
+// dispatchFailure is the reason an operator reads on a step whose dispatch
+// failed: the Migrator's own message when it refused, the last transport
+// error otherwise.
+func dispatchFailure(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) {
+		msg := "the Migrator could not be reached within the dispatch window"
+		var last *temporal.ApplicationError
+		if errors.As(timeoutErr.Unwrap(), &last) {
+			msg += " (last error: " + last.Message() + ")"
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+func (f *runFlow) localCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    200 * time.Millisecond,
+			BackoffCoefficient: 2,
+			MaximumInterval:    30 * time.Second,
+		},
+	})
+}
+
+// begin records the execution in the store (idempotent: StartRun usually
+// did it already).
+func (f *runFlow) begin(ctx workflow.Context) error {
+	var stored migration.Run
+	if err := workflow.ExecuteLocalActivity(f.localCtx(ctx), activityBeginRun, f.run).Get(ctx, &stored); err != nil {
+		return err
+	}
+	f.run.Version = stored.Version
+	return nil
+}
+
+// save writes the Run's view. Writes can finish out of order (the main loop
+// and an update handler may both save); the store keeps the newest Seq.
+func (f *runFlow) save(ctx workflow.Context) error {
+	var stored migration.Run
+	if err := workflow.ExecuteLocalActivity(f.localCtx(ctx), activitySaveRun, f.run.Clone()).Get(ctx, &stored); err != nil {
+		return err
+	}
+	f.run.Version = max(f.run.Version, stored.Version)
+	return nil
+}
+
+// stop ends the workflow on err. A cancel records the Run cancelled (its
+// Candidate back to not_started) in a context that the cancel does not
+// reach, then ends the workflow as cancelled.
+func (f *runFlow) stop(ctx workflow.Context, err error) error {
+	if !temporal.IsCanceledError(err) {
+		return err
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	var req CancelRequest
+	ch := workflow.GetSignalChannel(dctx, SignalCancel)
+	for ch.ReceiveAsync(&req) {
+	}
+	f.run.Finish(migration.RunCancelled, req.Reason, workflow.Now(dctx))
+	if serr := f.save(dctx); serr != nil {
+		return serr
+	}
+	_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) })
+	return err
+}
+
+// encodeRefusal carries a migration.Refusal across Temporal: its kind and
+// reason in the error type, its metadata as details.
+func encodeRefusal(err error) error {
+	var ref *migration.Refusal
+	if !errors.As(err, &ref) {
+		return err
+	}
+	return temporal.NewApplicationErrorWithOptions(ref.Message, errKindPrefix+kindName(ref.Kind)+"."+ref.Reason,
+		temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{ref.Metadata}})
+}

@@ -1,0 +1,391 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// fakeStore keeps the run view like the real store does (the newest Seq
+// wins, whatever order the writes finish in); the methods the workflow never
+// reaches stay nil (and would panic).
+type fakeStore struct {
+	Store
+	mu    sync.Mutex
+	view  migration.Run
+	saves int
+	url   string
+}
+
+func (s *fakeStore) BeginRun(_ context.Context, run migration.Run) (migration.Run, error) {
+	return s.SaveRun(context.Background(), run)
+}
+
+func (s *fakeStore) SaveRun(_ context.Context, run migration.Run) (migration.Run, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.saves > 0 && run.Seq <= s.view.Seq {
+		return s.view, nil
+	}
+	s.saves++
+	run.Version = int64(s.saves)
+	s.view = run
+	return run, nil
+}
+
+func (s *fakeStore) GetMigration(_ context.Context, id string) (migration.Migration, error) {
+	return migration.Migration{ID: id, MigratorURL: s.url}, nil
+}
+
+func (s *fakeStore) GetCandidate(_ context.Context, m, c string) (migration.Candidate, error) {
+	return migration.Candidate{ID: c, MigrationID: m, Inputs: map[string]string{"target": "1.23"}}, nil
+}
+
+func (s *fakeStore) last() migration.Run {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.view.Clone()
+}
+
+// fakeMigrator records dispatches; fail, when set, decides each one's fate.
+type fakeMigrator struct {
+	mu         sync.Mutex
+	dispatches []migration.Dispatch
+	fail       func(n int, d migration.Dispatch) error
+}
+
+func (m *fakeMigrator) ExecuteStep(_ context.Context, url string, d migration.Dispatch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dispatches = append(m.dispatches, d)
+	if m.fail != nil {
+		return m.fail(len(m.dispatches), d)
+	}
+	return nil
+}
+
+func (m *fakeMigrator) PreviewRun(context.Context, string, migration.PreviewRequest) ([]migration.StepPreview, error) {
+	return nil, errors.New("not used")
+}
+
+func (m *fakeMigrator) sent() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, d := range m.dispatches {
+		out = append(out, d.Step.Name+"#"+string(rune('0'+d.Attempt)))
+	}
+	return out
+}
+
+type harness struct {
+	testsuite.WorkflowTestSuite
+	t        *testing.T
+	env      *testsuite.TestWorkflowEnvironment
+	store    *fakeStore
+	migrator *fakeMigrator
+}
+
+func newHarness(t *testing.T, steps ...migration.StepDefinition) (*harness, RunInput) {
+	h := &harness{t: t, store: &fakeStore{url: "http://migrator"}, migrator: &fakeMigrator{}}
+	h.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	h.env = h.NewTestWorkflowEnvironment()
+	h.env.SetStartTime(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	Register(h.env, &Activities{Store: h.store, Migrators: h.migrator})
+	if len(steps) == 0 {
+		steps = []migration.StepDefinition{{Name: "open-pr", Type: "pr"}, {Name: "review", Type: "manual-review"}}
+	}
+	return h, RunInput{
+		Manifest: migration.Manifest{
+			RunID: "m__c", Execution: 1, MigrationID: "m", Steps: steps,
+			Candidate: migration.Candidate{ID: "c", MigrationID: "m"},
+			Inputs:    map[string]string{"target": "1.23"},
+		},
+		DispatchWindow: time.Hour,
+	}
+}
+
+// outcome is what happened to one update.
+type outcome struct {
+	rejected error
+	result   ActionResult
+	err      error
+	done     bool
+}
+
+// at sends a step action after d of virtual time.
+func (h *harness) at(d time.Duration, a migration.StepAction) *outcome {
+	o := &outcome{}
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(UpdateStepAction, "", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { o.rejected, o.done = err, true },
+			OnComplete: func(v any, err error) {
+				o.err, o.done = err, true
+				if r, ok := v.(ActionResult); ok {
+					o.result = r
+				}
+			},
+		}, a)
+	}, d)
+	return o
+}
+
+func report(step string, attempt int, s migration.StepStatus) migration.StepAction {
+	a := migration.StepAction{Kind: migration.ActionReport, Execution: 1, Step: step, Attempt: attempt, Status: s, Actor: migration.ActorMigrator}
+	if s == migration.StepOpen {
+		a.PRURL = "https://git.example/pr/1"
+	}
+	return a
+}
+
+func (h *harness) run(in RunInput) error {
+	h.env.ExecuteWorkflow(RunWorkflow, in)
+	if !h.env.IsWorkflowCompleted() {
+		h.t.Fatal("workflow did not complete")
+	}
+	return h.env.GetWorkflowError()
+}
+
+func wantRejected(t *testing.T, o *outcome, reason string) {
+	t.Helper()
+	if !o.done || o.rejected == nil {
+		t.Fatalf("update not rejected: %+v", o)
+	}
+	var ref *migration.Refusal
+	if err := decodeError(o.rejected); !errors.As(err, &ref) || ref.Reason != reason {
+		t.Fatalf("rejection %v, want reason %s", o.rejected, reason)
+	}
+}
+
+func TestRunWalksOpenMergedThenReviewCompleted(t *testing.T) {
+	h, in := newHarness(t)
+	opened := h.at(time.Minute, report("open-pr", 1, migration.StepOpen))
+	merged := h.at(3*24*time.Hour, report("open-pr", 1, migration.StepMerged))
+	review := h.at(3*24*time.Hour+time.Minute, report("review", 1, migration.StepAwaitingReview))
+	finished := h.at(5*24*time.Hour, migration.StepAction{Kind: migration.ActionFinishReview, Step: "review", Attempt: 1, Status: migration.StepCompleted, Message: "LGTM", Actor: "alice"})
+
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*outcome{opened, merged, review, finished} {
+		if !o.done || o.rejected != nil || o.err != nil {
+			t.Fatalf("update failed: %+v", o)
+		}
+	}
+	if !opened.result.Changed || opened.result.Run.Current().PRURL != "https://git.example/pr/1" {
+		t.Fatalf("open answered %+v", opened.result)
+	}
+	if got := strings.Join(h.migrator.sent(), ","); got != "open-pr#1,review#1" {
+		t.Fatalf("dispatches %s", got)
+	}
+	last := h.store.last()
+	if last.Status != migration.RunCompleted || len(last.Results) != 2 ||
+		last.Results[0].Status != migration.StepMerged || last.Results[1].Status != migration.StepCompleted ||
+		last.Results[1].Actor != "alice" || last.Results[1].Message != "LGTM" {
+		t.Fatalf("final run %+v", last)
+	}
+	if d := h.migrator.dispatches[0]; d.Inputs["target"] != "1.23" || d.Candidate.ID != "c" || d.Execution != 1 {
+		t.Fatalf("dispatch %+v", d)
+	}
+}
+
+func TestFailedStepWaitsForRetry(t *testing.T) {
+	h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr"})
+	failed := h.at(time.Minute, func() migration.StepAction {
+		a := report("only", 1, migration.StepFailed)
+		a.Message = "tests failed"
+		return a
+	}())
+	// Nothing happens for a week: the Run holds.
+	early := h.at(7*24*time.Hour, report("only", 1, migration.StepCompleted))
+	retried := h.at(7*24*time.Hour+time.Minute, migration.StepAction{Kind: migration.ActionRetry, Step: "only", Attempt: 1, Actor: "bob"})
+	retriedTwice := h.at(7*24*time.Hour+2*time.Minute, migration.StepAction{Kind: migration.ActionRetry, Step: "only", Attempt: 1, Actor: "carol"})
+	done := h.at(8*24*time.Hour, report("only", 2, migration.StepCompleted))
+
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	if failed.err != nil || failed.rejected != nil {
+		t.Fatalf("failure report: %+v", failed)
+	}
+	wantRejected(t, early, migration.ReasonTransitionNotAllowed)
+	if retried.err != nil || retried.rejected != nil || retried.result.Run.Current().Attempt != 2 {
+		t.Fatalf("retry: %+v", retried)
+	}
+	wantRejected(t, retriedTwice, migration.ReasonStaleAttempt)
+	if done.err != nil || done.rejected != nil {
+		t.Fatalf("completion: %+v", done)
+	}
+	if got := strings.Join(h.migrator.sent(), ","); got != "only#1,only#2" {
+		t.Fatalf("dispatches %s", got)
+	}
+	if last := h.store.last(); last.Status != migration.RunCompleted || last.Results[0].Attempt != 2 {
+		t.Fatalf("final run %+v", last)
+	}
+}
+
+func TestCancelWhileWaiting(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before []migration.StepAction
+	}{
+		{"waiting for a merge", []migration.StepAction{report("open-pr", 1, migration.StepOpen)}},
+		{"held by a failed step", []migration.StepAction{report("open-pr", 1, migration.StepFailed)}},
+		{"waiting for the first report", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, in := newHarness(t)
+			for i, a := range tc.before {
+				h.at(time.Duration(i+1)*time.Minute, a)
+			}
+			h.env.RegisterDelayedCallback(func() {
+				h.env.SignalWorkflow(SignalCancel, CancelRequest{Reason: "wrong target", Actor: "alice"})
+				h.env.CancelWorkflow()
+			}, 48*time.Hour)
+			err := h.run(in)
+			var canceled *temporal.CanceledError
+			if !errors.As(err, &canceled) {
+				t.Fatalf("workflow ended with %v, want cancelled", err)
+			}
+			last := h.store.last()
+			if last.Status != migration.RunCancelled || last.CancelReason != "wrong target" || last.EndTime.IsZero() {
+				t.Fatalf("final run %+v", last)
+			}
+			if got := strings.Join(h.migrator.sent(), ","); got != "open-pr#1" {
+				t.Fatalf("dispatches %s", got)
+			}
+		})
+	}
+}
+
+func TestOutOfOrderAndStaleReportsAreRefused(t *testing.T) {
+	h, in := newHarness(t)
+	wrongStep := h.at(time.Minute, report("review", 1, migration.StepCompleted))
+	wrongAttempt := h.at(2*time.Minute, report("open-pr", 2, migration.StepOpen))
+	oldExecution := h.at(3*time.Minute, func() migration.StepAction { a := report("open-pr", 1, migration.StepOpen); a.Execution = 7; return a }())
+	opened := h.at(4*time.Minute, report("open-pr", 1, migration.StepOpen))
+	duplicate := h.at(5*time.Minute, report("open-pr", 1, migration.StepOpen))
+	reviewOnOpen := h.at(6*time.Minute, report("open-pr", 1, migration.StepAwaitingReview))
+	merged := h.at(7*time.Minute, report("open-pr", 1, migration.StepMerged))
+	lateDuplicate := h.at(8*time.Minute, report("open-pr", 1, migration.StepMerged))
+	h.at(9*time.Minute, report("review", 1, migration.StepCompleted))
+
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	wantRejected(t, wrongStep, migration.ReasonStepNotCurrent)
+	wantRejected(t, wrongAttempt, migration.ReasonStaleAttempt)
+	wantRejected(t, oldExecution, migration.ReasonStaleExecution)
+	wantRejected(t, reviewOnOpen, migration.ReasonTransitionNotAllowed)
+	if opened.err != nil || !opened.result.Changed || merged.err != nil {
+		t.Fatalf("legal reports: %+v %+v", opened, merged)
+	}
+	if duplicate.err != nil || duplicate.rejected != nil || duplicate.result.Changed {
+		t.Fatalf("duplicate: %+v", duplicate)
+	}
+	if lateDuplicate.err != nil || lateDuplicate.rejected != nil || lateDuplicate.result.Changed {
+		t.Fatalf("late duplicate of a finished step: %+v", lateDuplicate)
+	}
+	if last := h.store.last(); last.Status != migration.RunCompleted {
+		t.Fatalf("final run %+v", last)
+	}
+}
+
+func TestMigratorDownForAWhile(t *testing.T) {
+	h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr"})
+	h.migrator.fail = func(n int, _ migration.Dispatch) error {
+		if n <= 5 {
+			return migration.Unavailable(migration.ReasonMigratorUnavailable, "connection refused")
+		}
+		return nil
+	}
+	h.at(2*time.Hour, report("only", 1, migration.StepCompleted))
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.migrator.dispatches); n != 6 {
+		t.Fatalf("%d dispatch attempts, want 6", n)
+	}
+	if last := h.store.last(); last.Status != migration.RunCompleted {
+		t.Fatalf("final run %+v", last)
+	}
+}
+
+func TestMigratorDownForTooLongFailsTheStep(t *testing.T) {
+	h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr"})
+	h.migrator.fail = func(int, migration.Dispatch) error {
+		return migration.Unavailable(migration.ReasonMigratorUnavailable, "connection refused")
+	}
+	var failed migration.Run
+	h.env.RegisterDelayedCallback(func() {
+		failed = h.store.last()
+		h.env.CancelWorkflow()
+	}, 3*time.Hour)
+	_ = h.run(in)
+	c := failed.Current()
+	if c == nil || c.Status != migration.StepFailed || !strings.Contains(c.Message, "dispatch failed") || !strings.Contains(c.Message, "connection refused") {
+		t.Fatalf("step after the dispatch window: %+v", c)
+	}
+}
+
+func TestMigratorRefusalFailsTheStepAtOnce(t *testing.T) {
+	h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr"})
+	h.migrator.fail = func(int, migration.Dispatch) error {
+		return migration.FailedPrecondition(migration.ReasonMigratorRefused, "unknown step type pr")
+	}
+	retried := h.at(time.Hour, migration.StepAction{Kind: migration.ActionRetry, Step: "only", Attempt: 1})
+	var afterRetry migration.Run
+	h.env.RegisterDelayedCallback(func() {
+		afterRetry = h.store.last()
+		h.env.CancelWorkflow()
+	}, 2*time.Hour)
+	_ = h.run(in)
+	if n := len(h.migrator.dispatches); n != 2 {
+		t.Fatalf("%d dispatches, want one per attempt", n)
+	}
+	if retried.rejected != nil || retried.err != nil {
+		t.Fatalf("retry: %+v", retried)
+	}
+	c := afterRetry.Current()
+	if c.Status != migration.StepFailed || c.Attempt != 2 || !strings.Contains(c.Message, "unknown step type pr") {
+		t.Fatalf("step: %+v", c)
+	}
+}
+
+func TestSilentMigratorFailsTheStepWithNoReport(t *testing.T) {
+	h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr", ReportTimeout: time.Hour})
+	progress := h.at(50*time.Minute, func() migration.StepAction {
+		a := report("only", 1, migration.StepInProgress)
+		a.Message = "cloning"
+		return a
+	}())
+	var state migration.Run
+	h.env.RegisterDelayedCallback(func() { state = h.store.last() }, 100*time.Minute)
+	var later migration.Run
+	h.env.RegisterDelayedCallback(func() {
+		later = h.store.last()
+		h.env.CancelWorkflow()
+	}, 3*time.Hour)
+	_ = h.run(in)
+	if progress.err != nil || progress.rejected != nil {
+		t.Fatalf("progress report: %+v", progress)
+	}
+	// The report at 50 min restarted the clock: still in progress at 100 min.
+	if c := state.Current(); c.Status != migration.StepInProgress {
+		t.Fatalf("at 100 min: %+v", c)
+	}
+	if c := later.Current(); c.Status != migration.StepFailed || !strings.HasPrefix(c.Message, "no report") {
+		t.Fatalf("at 3 h: %+v", c)
+	}
+}

@@ -1,0 +1,219 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+var _ migration.RunStore = (*Store)(nil)
+
+// runKeys are the KEYS of beginRunScript and saveRunScript (runKeysDoc).
+func runKeys(m, c string) []string {
+	return []string{
+		migrationKey(m),
+		candidateKey(m, c),
+		runKey(m, c),
+		statusIndexPrefix(m),
+		statusKindIndexPrefix(m),
+		runsKey(m),
+		runStatusIndexPrefix(m),
+		runStepIndexPrefix(m),
+		runStatusStepIndexPrefix(m),
+	}
+}
+
+// BeginRun moves the Candidate to running for run.Execution, stores the
+// Run's inputs on it and creates the run view (see beginRunScript).
+func (s *Store) BeginRun(ctx context.Context, run migration.Run) (migration.Run, error) {
+	view, err := encodeRun(run)
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("encode run %s: %w", run.ID, err)
+	}
+	inputs := run.Inputs
+	if inputs == nil {
+		inputs = map[string]string{}
+	}
+	in, err := json.Marshal(inputs)
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("encode inputs of run %s: %w", run.ID, err)
+	}
+	res, err := beginRunScript.Run(ctx, s.rdb, runKeys(run.MigrationID, run.CandidateID),
+		run.CandidateID, run.Execution, string(in), view, run.Seq, millis(run.StartTime),
+		runChannel(run.MigrationID, run.CandidateID)).Slice()
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("begin run %s: %w", run.ID, err)
+	}
+	return s.runReply(res, run, "begin run")
+}
+
+// SaveRun stores a newer view of the current execution (see saveRunScript).
+func (s *Store) SaveRun(ctx context.Context, run migration.Run) (migration.Run, error) {
+	view, err := encodeRun(run)
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("encode run %s: %w", run.ID, err)
+	}
+	res, err := saveRunScript.Run(ctx, s.rdb, runKeys(run.MigrationID, run.CandidateID),
+		run.CandidateID, run.Execution, run.Seq, view, string(run.Status), string(run.CurrentStepStatus()),
+		millis(run.UpdateTime), runChannel(run.MigrationID, run.CandidateID)).Slice()
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("save run %s: %w", run.ID, err)
+	}
+	return s.runReply(res, run, "save run")
+}
+
+func (s *Store) runReply(res []any, run migration.Run, op string) (migration.Run, error) {
+	m, c := run.MigrationID, run.CandidateID
+	code, err := replyCode(res)
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("%s %s: %w", op, run.ID, err)
+	}
+	switch code {
+	case replyOK:
+	case replyMigrationNotFound:
+		return migration.Run{}, migration.MigrationNotFound(m)
+	case replyCandidateNotFound:
+		return migration.Run{}, migration.CandidateNotFound(m, c)
+	case replyCompleted:
+		return migration.Run{}, migration.FailedPrecondition(migration.ReasonCandidateCompleted,
+			"candidate %q has completed this migration", c).With("run_id", run.ID)
+	case replyStaleExecution:
+		cur, _ := replyIntAt(res, 1)
+		return migration.Run{}, migration.FailedPrecondition(migration.ReasonStaleExecution,
+			"execution %d of run %s is not the current one (%d)", run.Execution, run.ID, cur).
+			With("run_id", run.ID).With("execution", strconv.FormatInt(cur, 10))
+	default:
+		return migration.Run{}, fmt.Errorf("%s %s: unexpected reply %v", op, run.ID, res)
+	}
+	if len(res) != 2 {
+		return migration.Run{}, fmt.Errorf("%s %s: unexpected reply %v", op, run.ID, res)
+	}
+	h, err := replyFields(res[1])
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("%s %s: %w", op, run.ID, err)
+	}
+	return decodeRun(m, c, h)
+}
+
+// GetRun returns the run view of Candidate c of m.
+func (s *Store) GetRun(ctx context.Context, m, c string) (migration.Run, error) {
+	res, err := getRunScript.Run(ctx, s.rdb, []string{runKey(m, c)}).Slice()
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("get run %s__%s: %w", m, c, err)
+	}
+	code, err := replyCode(res)
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("get run %s__%s: %w", m, c, err)
+	}
+	if code == replyRunNotFound {
+		id := migration.RunID(m, c)
+		return migration.Run{}, migration.NotFound(migration.ReasonRunNotFound, "run %s not found: the candidate was never started", id).With("run_id", id)
+	}
+	if code != replyOK || len(res) != 2 {
+		return migration.Run{}, fmt.Errorf("get run %s__%s: unexpected reply %v", m, c, res)
+	}
+	h, err := replyFields(res[1])
+	if err != nil {
+		return migration.Run{}, fmt.Errorf("get run %s__%s: %w", m, c, err)
+	}
+	return decodeRun(m, c, h)
+}
+
+// ListRuns returns a page of the run views of m in Candidate id order.
+func (s *Store) ListRuns(ctx context.Context, m string, f migration.RunFilter, page migration.PageRequest) (migration.RunPage, error) {
+	limit := page.Limit
+	if limit <= 0 {
+		limit = migration.DefaultCandidatePageSize
+	}
+	var index string
+	switch {
+	case f.Status != "" && f.CurrentStepStatus != "":
+		index = runStatusStepIndexKey(m, string(f.Status), string(f.CurrentStepStatus))
+	case f.Status != "":
+		index = runStatusIndexKey(m, string(f.Status))
+	case f.CurrentStepStatus != "":
+		index = runStepIndexKey(m, string(f.CurrentStepStatus))
+	default:
+		index = runsKey(m)
+	}
+	res, err := listRunsScript.Run(ctx, s.rdb, []string{migrationKey(m), index, runKeyPrefix(m)}, page.After, limit+1).Slice()
+	if err != nil {
+		return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
+	}
+	code, err := replyCode(res)
+	if err != nil {
+		return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
+	}
+	if code == replyMigrationNotFound {
+		return migration.RunPage{}, migration.MigrationNotFound(m)
+	}
+	if code != replyOK || len(res) < 2 || len(res)%2 != 0 {
+		return migration.RunPage{}, fmt.Errorf("list runs of %s: unexpected reply of %d elements", m, len(res))
+	}
+	var out migration.RunPage
+	if out.Total, err = replyInt(res[1]); err != nil {
+		return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
+	}
+	items := res[2:]
+	if len(items)/2 > limit {
+		items = items[:2*limit]
+		if out.Next, err = replyString(items[2*limit-2]); err != nil {
+			return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
+		}
+	}
+	for i := 0; i < len(items); i += 2 {
+		id, err1 := replyString(items[i])
+		h, err2 := replyFields(items[i+1])
+		if err := errors.Join(err1, err2); err != nil {
+			return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
+		}
+		if len(h) == 0 {
+			continue
+		}
+		r, err := decodeRun(m, id, h)
+		if err != nil {
+			return migration.RunPage{}, err
+		}
+		out.Runs = append(out.Runs, r)
+	}
+	return out, nil
+}
+
+// WatchRun subscribes to the changes of one run view. The channel receives
+// a value after every stored change (coalesced: a slow reader sees one value
+// for several changes) and is closed when ctx ends or the subscription
+// breaks for good.
+func (s *Store) WatchRun(ctx context.Context, m, c string) (<-chan struct{}, error) {
+	sub := s.rdb.Subscribe(ctx, runChannel(m, c))
+	// Wait for the subscription to be confirmed, so that no change made after
+	// WatchRun returns can be missed.
+	if _, err := sub.Receive(ctx); err != nil {
+		_ = sub.Close()
+		return nil, fmt.Errorf("watch run %s__%s: %w", m, c, err)
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		msgs := sub.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-msgs:
+				if !ok {
+					return
+				}
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
+}
