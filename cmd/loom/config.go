@@ -72,6 +72,28 @@ func (f *flags) int(p *int, name string, def int, help string) {
 	f.fs.IntVar(p, name, def, help+" ($"+f.envName(name)+")")
 }
 
+func (f *flags) bool(p *bool, name string, def bool, help string) {
+	if v, ok := f.env(f.envName(name)); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil && f.err == nil {
+			f.err = fmt.Errorf("%s: %w", f.envName(name), err)
+		}
+		def = b
+	}
+	f.fs.BoolVar(p, name, def, help+" ($"+f.envName(name)+")")
+}
+
+func (c logConfig) validate() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.level)); err != nil {
+		return fmt.Errorf("log-level: %w", err)
+	}
+	if c.format != "text" && c.format != "json" {
+		return fmt.Errorf("log-format: %q is neither text nor json", c.format)
+	}
+	return nil
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, v := range strings.Split(s, ",") {
@@ -113,12 +135,8 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	}
 	cfg.Redis.Addrs = splitList(redisAddrs)
 	cfg.CORSOrigins = splitList(cors)
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(lc.level)); err != nil {
-		return cfg, lc, fmt.Errorf("log-level: %w", err)
-	}
-	if lc.format != "text" && lc.format != "json" {
-		return cfg, lc, fmt.Errorf("log-format: %q is neither text nor json", lc.format)
+	if err := lc.validate(); err != nil {
+		return cfg, lc, err
 	}
 	return cfg, lc, cfg.Validate()
 }

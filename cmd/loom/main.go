@@ -1,6 +1,7 @@
 // Command loom is the Loom control plane.
 //
-//	loom serve   serve the API against an external Redis (production mode)
+//	loom dev     everything on one machine: Redis, Temporal, Loom and an example Migrator
+//	loom serve   serve the API against an external Redis and Temporal (production mode)
 //
 // Every flag can also be set through a LOOM_* environment variable (the
 // flag wins); run `loom serve -h` for the list.
@@ -23,9 +24,12 @@ import (
 const usage = `loom is a control plane for fleet-wide migrations.
 
 Usage:
-  loom serve [flags]   serve the API (Connect, gRPC, gRPC-Web) against Redis
+  loom dev [flags]     a working system on this machine: an embedded Temporal, a Redis,
+                       the Loom server and an example Migrator over a sample fleet
+  loom serve [flags]   production: serve the API (Connect, gRPC, gRPC-Web) against
+                       an external Redis and Temporal
 
-Run 'loom serve -h' for the flags; each has a LOOM_* environment variable.
+Run 'loom dev -h' or 'loom serve -h' for the flags; each has a LOOM_* environment variable.
 `
 
 func main() {
@@ -49,6 +53,12 @@ func run(args []string, stderr io.Writer) error {
 			return err
 		}
 		return serve(cfg, logCfg.logger(stderr))
+	case "dev":
+		cfg, err := parseDev(args[1:], os.LookupEnv, stderr)
+		if err != nil {
+			return err
+		}
+		return dev(cfg, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stderr, usage)
 		return nil

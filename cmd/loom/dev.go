@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/loomhq/loom/internal/devenv"
+)
+
+type devConfig struct {
+	env devenv.Config
+	log logConfig
+}
+
+func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error) {
+	c := devConfig{env: devenv.Config{Example: true}}
+	f := &flags{fs: flag.NewFlagSet("loom dev", flag.ContinueOnError), env: env}
+	f.fs.SetOutput(stderr)
+	f.string(&c.env.DataDir, "data-dir", ".loom", "where Redis, Temporal and the sample fleet keep their state")
+	f.string(&c.env.Addr, "addr", "127.0.0.1:8080", "address the API listens on")
+	f.int(&c.env.TemporalPort, "temporal-port", 7233, "port of the embedded Temporal server")
+	f.int(&c.env.RedisPort, "redis-port", 6380, "port of the development Redis")
+	f.bool(&c.env.Example, "example", true, "run the example Migrator over a sample fleet of git repositories")
+	f.int(&c.env.FleetSize, "fleet-size", 12, "how many repositories the sample fleet has")
+	f.string(&c.env.ExampleAddr, "example-addr", "127.0.0.1:9090", "address of the example Migrator")
+	f.string(&c.log.level, "log-level", "warn", "log level: debug, info, warn or error")
+	f.string(&c.log.format, "log-format", "text", "log format: text or json")
+	if f.err != nil {
+		return c, f.err
+	}
+	if err := f.fs.Parse(args); err != nil {
+		return c, err
+	}
+	if f.fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
+	}
+	return c, c.log.validate()
+}
+
+func dev(c devConfig, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c.env.Logger = c.log.logger(stderr)
+	fmt.Fprintln(stderr, "loom dev: starting Redis, Temporal and Loom…")
+	return devenv.Run(ctx, c.env, func(e devenv.Env) { printWelcome(stderr, e) })
+}
+
+func printWelcome(w io.Writer, e devenv.Env) {
+	state := "kept in " + e.DataDir + " (survives restarts)"
+	if !e.Persistent {
+		state = "IN MEMORY: nothing survives a restart (install redis-server to keep state)"
+	}
+	host := e.APIURL[len("http://"):]
+	fmt.Fprintf(w, `
+Loom is running.
+  API        %s  (Connect, gRPC, gRPC-Web; reflection on)
+  Temporal   %s
+  Redis      %s
+  State      %s
+`, e.APIURL, e.TemporalAddr, e.RedisAddr, state)
+	if e.FleetDir != "" {
+		fmt.Fprintf(w, "  Fleet      %s  (git repositories the example Migrator migrates)\n", e.FleetDir)
+	}
+	fmt.Fprintf(w, `
+Try:
+  grpcurl -plaintext %[1]s list
+  grpcurl -plaintext -d '{"migration_id": "go-directive"}' %[1]s loom.v1.DiscoveryService/ListCandidates
+  grpcurl -plaintext -d '{"migration_id": "go-directive", "candidate_id": "svc-01", "inputs": {"go_version": "1.23", "toolchain": "1.23.4"}}' %[1]s loom.v1.RunService/PreviewRun
+
+Stop with Ctrl-C.
+`, host)
+}

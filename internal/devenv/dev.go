@@ -1,0 +1,198 @@
+package devenv
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/loomhq/loom/cmd/example-migrator/gomigrator"
+	"github.com/loomhq/loom/migratorsdk"
+	"github.com/loomhq/loom/server"
+)
+
+// Config is a development environment.
+type Config struct {
+	// DataDir keeps Redis's and Temporal's state, the sample fleet and the
+	// lock.
+	DataDir string
+	// Addr is where the Loom API listens.
+	Addr string
+	// TemporalPort and RedisPort: 0 picks free ports.
+	TemporalPort int
+	RedisPort    int
+	// RedisBinary overrides the redis-server looked up on PATH; "none"
+	// forces the in-memory fallback.
+	RedisBinary string
+	// Example runs the example Migrator over a sample fleet of FleetSize
+	// git repositories in DataDir/fleet, listening on ExampleAddr.
+	Example     bool
+	FleetSize   int
+	ExampleAddr string
+	Logger      *slog.Logger
+}
+
+// Env is a running development environment.
+type Env struct {
+	// APIURL is the Loom API, e.g. "http://127.0.0.1:8080".
+	APIURL       string
+	DataDir      string
+	Persistent   bool
+	RedisAddr    string
+	TemporalAddr string
+	// FleetDir is where the example Migrator's repositories are ("" when it
+	// does not run).
+	FleetDir string
+}
+
+// Run starts Redis, Temporal, the Loom server and, if asked, the example
+// Migrator, calls ready once the API answers, and stops everything in
+// reverse order when ctx ends.
+func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	release, err := Lock(dir)
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	rds, err := StartRedis(ctx, RedisOptions{Dir: dir, Port: cfg.RedisPort, Binary: cfg.RedisBinary, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer rds.Stop()
+
+	// Temporal and Redis persist together or not at all: Runs never outlive
+	// their Candidates, nor the reverse.
+	tdir := filepath.Join(dir, "temporal")
+	if !rds.Persistent() {
+		tdir = ""
+	}
+	tmp, err := StartTemporal(ctx, TemporalOptions{Dir: tdir, FrontendPort: cfg.TemporalPort, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := tmp.Stop(); serr != nil && err == nil {
+			err = fmt.Errorf("stop temporal: %w", serr)
+		}
+	}()
+
+	scfg := server.DefaultConfig()
+	scfg.Addr = cfg.Addr
+	scfg.Redis.Addrs = []string{rds.Addr()}
+	scfg.Temporal.HostPort = tmp.HostPort()
+	scfg.Temporal.Namespace = tmp.Namespace()
+	// A development server stops at once: nobody waits on it.
+	scfg.ShutdownTimeout = 3 * time.Second
+	srv, err := server.New(ctx, scfg, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	l, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	sctx, stopServer := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, l) }()
+	defer func() {
+		stopServer()
+		if serr := <-served; serr != nil && err == nil {
+			err = serr
+		}
+	}()
+
+	env := Env{
+		APIURL:       "http://" + l.Addr().String(),
+		DataDir:      dir,
+		Persistent:   rds.Persistent() && tmp.Persistent(),
+		RedisAddr:    rds.Addr(),
+		TemporalAddr: tmp.HostPort(),
+	}
+	if cfg.Example {
+		env.FleetDir = filepath.Join(dir, "fleet")
+		stopExample, err := startExample(ctx, cfg, env, log)
+		if err != nil {
+			return err
+		}
+		defer stopExample()
+	}
+	if ready != nil {
+		ready(env)
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-served:
+		served <- err // for the deferred stop
+		return err
+	}
+}
+
+// startExample generates the sample fleet (once) and runs the example
+// Migrator against the server until stop is called. It returns once the
+// Migration is announced and its Candidates submitted.
+func startExample(ctx context.Context, cfg Config, env Env, log *slog.Logger) (stop func(), err error) {
+	if err := gomigrator.GenerateFleet(ctx, env.FleetDir, cfg.FleetSize); err != nil {
+		return nil, fmt.Errorf("generate the sample fleet: %w", err)
+	}
+	l, err := net.Listen("tcp", cfg.ExampleAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the example migrator on %s: %w", cfg.ExampleAddr, err)
+	}
+	m, err := migratorsdk.New(gomigrator.Spec(env.FleetDir), migratorsdk.Options{
+		LoomURL:         env.APIURL,
+		ListenAddr:      l.Addr().String(),
+		Logger:          log.With("component", "example-migrator"),
+		MergeCheckEvery: 2 * time.Second,
+		ShutdownTimeout: 3 * time.Second,
+	})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(m.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(l) }()
+	mctx, cancel := context.WithCancel(context.Background())
+	stop = func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer scancel()
+		_ = hs.Shutdown(sctx)
+		m.Stop(sctx)
+	}
+	sctx, scancel := context.WithTimeout(ctx, time.Minute)
+	defer scancel()
+	if err := startUntil(sctx, mctx, m); err != nil {
+		stop()
+		return nil, fmt.Errorf("start the example migrator: %w", err)
+	}
+	return stop, nil
+}
+
+// startUntil starts m's background work for the life of mctx, giving up if
+// the announce has not succeeded when limit ends.
+func startUntil(limit, mctx context.Context, m *migratorsdk.Migrator) error {
+	started := make(chan error, 1)
+	go func() { started <- m.Start(mctx) }()
+	select {
+	case err := <-started:
+		return err
+	case <-limit.Done():
+		return limit.Err()
+	}
+}

@@ -1,0 +1,216 @@
+package devenv_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/internal/devenv"
+)
+
+// dev is one `loom dev` started by a test.
+type dev struct {
+	env       devenv.Env
+	stop      func()
+	discovery loomv1connect.DiscoveryServiceClient
+	runs      loomv1connect.RunServiceClient
+}
+
+func startDev(t *testing.T, dir string, mutate ...func(*devenv.Config)) *dev {
+	t.Helper()
+	cfg := devenv.Config{
+		DataDir: dir, Addr: "127.0.0.1:0", ExampleAddr: "127.0.0.1:0",
+		Example: true, FleetSize: 3,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan devenv.Env, 1)
+	done := make(chan error, 1)
+	go func() { done <- devenv.Run(ctx, cfg, func(e devenv.Env) { ready <- e }) }()
+	var env devenv.Env
+	select {
+	case env = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("loom dev did not start: %v", err)
+	case <-time.After(2 * time.Minute):
+		cancel()
+		t.Fatal("loom dev did not start within 2 minutes")
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("loom dev stopped with %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return &dev{
+		env:       env,
+		stop:      stop,
+		discovery: loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, env.APIURL),
+		runs:      loomv1connect.NewRunServiceClient(http.DefaultClient, env.APIURL),
+	}
+}
+
+const migrationID = "go-directive"
+
+var inputs = map[string]string{"go_version": "1.23", "toolchain": "1.23.4"}
+
+// waitStep waits until the Run's current step is step at status.
+func (d *dev) waitStep(t *testing.T, runID, step string, status loomv1.StepStatus) *loomv1.Run {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last *loomv1.Run
+	for time.Now().Before(deadline) {
+		res, err := d.runs.GetRun(context.Background(), connect.NewRequest(&loomv1.GetRunRequest{RunId: runID}))
+		if err == nil {
+			last = res.Msg.Run
+			if last.CurrentStep == step && last.CurrentStepStatus == status {
+				return last
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("run %s never reached %s %s; last %v", runID, step, status, last)
+	return nil
+}
+
+func merge(t *testing.T, repo, branch string) {
+	t.Helper()
+	cmd := exec.Command("git", "-C", repo, "merge", "-q", branch)
+	cmd.Env = append(cmd.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t", "GIT_CONFIG_GLOBAL=/dev/null")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git merge %s: %v: %s", branch, err, out)
+	}
+}
+
+// TestAFullMigrationAcrossRestarts drives the example Migrator's sample
+// fleet through the public API as a newcomer would after `loom dev`: discover,
+// preview real diffs, start, merge each branch, finish the review, with
+// `loom dev` stopped and started again mid-Run.
+func TestAFullMigrationAcrossRestarts(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	if !d.env.Persistent {
+		t.Fatal("with redis-server installed, loom dev must persist")
+	}
+
+	list, err := d.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: migrationID}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list.Msg.TotalSize != 3 {
+		t.Fatalf("discovered %d candidates, want 3", list.Msg.TotalSize)
+	}
+
+	prev, err := d.runs.PreviewRun(ctx, connect.NewRequest(&loomv1.PreviewRunRequest{MigrationId: migrationID, CandidateId: "svc-01", Inputs: inputs}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diffs := prev.Msg.Steps[0].Diffs; len(diffs) != 1 || !strings.Contains(diffs[0].Before, "go 1.19") || !strings.Contains(diffs[0].After, "go 1.23") {
+		t.Fatalf("preview %v", prev.Msg)
+	}
+
+	if _, err := d.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migrationID, CandidateId: "svc-01", Inputs: inputs})); err != nil {
+		t.Fatal(err)
+	}
+	const runID = migrationID + "__svc-01"
+	run := d.waitStep(t, runID, "bump-go", loomv1.StepStatus_STEP_STATUS_OPEN)
+	if !strings.HasPrefix(run.StepResults[0].PrUrl, "file://") {
+		t.Fatalf("pull request %q", run.StepResults[0].PrUrl)
+	}
+	repo := filepath.Join(d.env.FleetDir, "svc-01")
+	merge(t, repo, "loom/bump-go")
+	d.waitStep(t, runID, "pin-toolchain", loomv1.StepStatus_STEP_STATUS_OPEN)
+
+	// Stop and start again: the Run, its Candidate and the Migration are there.
+	d.stop()
+	d = startDev(t, dir)
+	d.waitStep(t, runID, "pin-toolchain", loomv1.StepStatus_STEP_STATUS_OPEN)
+	merge(t, repo, "loom/pin-toolchain")
+	d.waitStep(t, runID, "review", loomv1.StepStatus_STEP_STATUS_AWAITING_REVIEW)
+	if _, err := d.runs.FinishReview(ctx, connect.NewRequest(&loomv1.FinishReviewRequest{
+		RunId: runID, StepName: "review", Attempt: 1, Outcome: loomv1.StepStatus_STEP_STATUS_COMPLETED, Note: "builds",
+	})); err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+
+	// Re-discovery (at the next start) leaves the completed Candidate alone.
+	d = startDev(t, dir)
+	c, err := d.discovery.GetCandidate(ctx, connect.NewRequest(&loomv1.GetCandidateRequest{MigrationId: migrationID, CandidateId: "svc-01"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Msg.Candidate.Status != loomv1.CandidateStatus_CANDIDATE_STATUS_COMPLETED {
+		t.Fatalf("svc-01 is %v after re-discovery", c.Msg.Candidate.Status)
+	}
+	r, err := d.runs.GetRun(ctx, connect.NewRequest(&loomv1.GetRunRequest{RunId: runID}))
+	if err != nil || r.Msg.Run.Status != loomv1.RunStatus_RUN_STATUS_COMPLETED {
+		t.Fatalf("run after the restarts: %v %v", r, err)
+	}
+}
+
+// TestWithoutRedisServerNothingPersists runs the whole stack on the
+// in-memory Redis-compatible fallback (and Temporal in memory).
+func TestWithoutRedisServerNothingPersists(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := startDev(t, dir, func(c *devenv.Config) { c.RedisBinary = "none" })
+	if d.env.Persistent {
+		t.Fatal("the in-memory fallback claims to persist")
+	}
+	if _, err := d.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migrationID, CandidateId: "svc-02", Inputs: inputs})); err != nil {
+		t.Fatal(err)
+	}
+	const runID = migrationID + "__svc-02"
+	watch, err := d.runs.WatchRun(ctx, connect.NewRequest(&loomv1.WatchRunRequest{RunId: runID}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for watch.Receive() {
+		if r := watch.Msg().GetRun(); r.GetCurrentStepStatus() == loomv1.StepStatus_STEP_STATUS_OPEN {
+			break
+		}
+	}
+	if err := watch.Err(); err != nil {
+		t.Fatal(err)
+	}
+	watch.Close()
+	d.stop()
+
+	d = startDev(t, dir, func(c *devenv.Config) { c.RedisBinary = "none" })
+	_, err = d.runs.GetRun(ctx, connect.NewRequest(&loomv1.GetRunRequest{RunId: runID}))
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("after a restart of the in-memory loom dev the run is still there: %v", err)
+	}
+}
+
+func TestASecondLoomDevOnTheSameDirectoryIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	startDev(t, dir, func(c *devenv.Config) { c.Example = false })
+	err := devenv.Run(context.Background(), devenv.Config{DataDir: dir, Addr: "127.0.0.1:0"}, nil)
+	if !errors.Is(err, devenv.ErrLocked) {
+		t.Fatalf("second loom dev: %v", err)
+	}
+}

@@ -1,0 +1,146 @@
+package migratorsdk
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+)
+
+// Client is a typed client of the Loom services a Migrator calls.
+type Client struct {
+	registry  loomv1connect.RegistryServiceClient
+	discovery loomv1connect.DiscoveryServiceClient
+	events    loomv1connect.EventServiceClient
+	runs      loomv1connect.RunServiceClient
+}
+
+// NewClient returns a client of the Loom API at loomURL (e.g.
+// "http://localhost:8080"). A nil httpClient uses http.DefaultClient.
+func NewClient(loomURL string, httpClient *http.Client, opts ...connect.ClientOption) *Client {
+	if httpClient == nil {
+		httpClient = http.DefaultClient
+	}
+	return &Client{
+		registry:  loomv1connect.NewRegistryServiceClient(httpClient, loomURL, opts...),
+		discovery: loomv1connect.NewDiscoveryServiceClient(httpClient, loomURL, opts...),
+		events:    loomv1connect.NewEventServiceClient(httpClient, loomURL, opts...),
+		runs:      loomv1connect.NewRunServiceClient(httpClient, loomURL, opts...),
+	}
+}
+
+// Announce creates or updates the Migration, to be dispatched at migratorURL.
+func (c *Client) Announce(ctx context.Context, m Migration, migratorURL string) (created, updated bool, err error) {
+	res, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: MigrationToProto(m, migratorURL)}))
+	if err != nil {
+		return false, false, err
+	}
+	return res.Msg.GetCreated(), res.Msg.GetUpdated(), nil
+}
+
+// MaxSubmitBatch is the most Candidates one SubmitCandidates call carries.
+const MaxSubmitBatch = 1000
+
+// SubmitCandidates submits at most MaxSubmitBatch Candidates. complete ends
+// a discovery pass named round (see Migrator.Discover, which batches).
+func (c *Client) SubmitCandidates(ctx context.Context, migrationID string, cs []Candidate, complete bool, round string) (SubmitResult, error) {
+	req := &loomv1.SubmitCandidatesRequest{MigrationId: migrationID, Complete: complete, Round: round}
+	for _, cand := range cs {
+		req.Candidates = append(req.Candidates, CandidateToProto(cand))
+	}
+	res, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(req))
+	if err != nil {
+		return SubmitResult{}, err
+	}
+	m := res.Msg
+	return SubmitResult{Added: m.GetAddedIds(), Updated: m.GetUpdatedIds(), Unchanged: m.GetUnchangedIds(),
+		LeftAlone: m.GetLeftAloneIds(), NoLongerDiscovered: m.GetNoLongerDiscoveredIds()}, nil
+}
+
+// ReportStep sends one step report. changed is false for a repeat of the
+// step's current state.
+func (c *Client) ReportStep(ctx context.Context, r Report) (changed bool, err error) {
+	res, err := c.events.ReportStepStatus(ctx, connect.NewRequest(&loomv1.ReportStepStatusRequest{
+		RunId:     r.RunID,
+		Execution: r.Execution,
+		StepName:  r.Step,
+		Attempt:   int32(r.Attempt),
+		Status:    StatusToProto(r.Status),
+		PrUrl:     r.PRURL,
+		Metadata:  r.Metadata,
+		Message:   r.Message,
+	}))
+	if err != nil {
+		return false, err
+	}
+	return res.Msg.GetChanged(), nil
+}
+
+// OpenSteps lists the steps of the Migration's running Runs whose pull
+// request waits for its merge.
+func (c *Client) OpenSteps(ctx context.Context, migrationID string) ([]OpenStep, error) {
+	var out []OpenStep
+	token := ""
+	for {
+		res, err := c.runs.ListRuns(ctx, connect.NewRequest(&loomv1.ListRunsRequest{
+			MigrationId:       migrationID,
+			Status:            loomv1.RunStatus_RUN_STATUS_RUNNING,
+			CurrentStepStatus: loomv1.StepStatus_STEP_STATUS_OPEN,
+			PageSize:          1000,
+			PageToken:         token,
+		}))
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range res.Msg.GetRuns() {
+			for _, s := range r.GetStepResults() {
+				if s.GetStepName() == r.GetCurrentStep() {
+					out = append(out, OpenStep{RunID: r.GetId(), Execution: r.GetExecution(), Step: s.GetStepName(),
+						Attempt: int(s.GetAttempt()), CandidateID: r.GetCandidateId(), PRURL: s.GetPrUrl(), Metadata: s.GetMetadata()})
+				}
+			}
+		}
+		if token = res.Msg.GetNextPageToken(); token == "" {
+			return out, nil
+		}
+	}
+}
+
+// IsRefused reports whether err is Loom refusing a request for good (a
+// stale or illegal report, an unknown Run, bad input): retrying it cannot
+// succeed. Other errors (Loom unreachable, overloaded) are worth a retry.
+func IsRefused(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeFailedPrecondition, connect.CodeNotFound, connect.CodeInvalidArgument,
+		connect.CodeAlreadyExists, connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeUnimplemented:
+		return true
+	}
+	return false
+}
+
+// retry calls f until it succeeds, fails for good (IsRefused), or ctx ends,
+// waiting with capped exponential backoff in between. onRetry sees each
+// transient failure.
+func retry(ctx context.Context, f func() error, onRetry func(err error, wait time.Duration)) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || IsRefused(err) {
+			return err
+		}
+		if onRetry != nil {
+			onRetry(err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}

@@ -1,0 +1,184 @@
+package migratorsdk
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// StepHandler executes one step type. It runs in the background: Loom's
+// dispatch has already been answered when it starts, so it may take minutes.
+// It reports through d (Progress, Opened, AwaitingReview, Completed, Failed).
+//
+// What its return means:
+//   - nil, having reported nothing final or waiting: the SDK reports
+//     Completed;
+//   - nil after Opened or AwaitingReview: the step stays there (a merge is
+//     reported later, see Spec.CheckMerged; a review by an operator or by
+//     d.Completed);
+//   - an error: the SDK reports Failed with the error's message, which is
+//     the reason an operator reads before retrying the step;
+//   - a panic is recovered and reported as Failed.
+//
+// ctx ends when the Migrator stops. A handler must be idempotent: after a
+// Migrator restart, or when Loom retries a dispatch whose answer it did not
+// get, the same (Run, execution, step, attempt) can arrive again (duplicates
+// while the Migrator runs are filtered for you).
+type StepHandler func(ctx context.Context, d *Dispatch) error
+
+// Dispatch is one step to execute, as Loom sent it, and the way to report
+// on it.
+type Dispatch struct {
+	RunID       string
+	Execution   int64
+	MigrationID string
+	Step        Step
+	// StepIndex is the step's position in the Run, from 0.
+	StepIndex int
+	// Attempt is 1, then one more after each retry an operator asked for.
+	Attempt   int
+	Candidate Candidate
+	// Inputs are the operator's inputs at the time of this dispatch.
+	Inputs map[string]string
+
+	client *Client
+	log    *slog.Logger
+	mu     sync.Mutex
+	last   StepStatus
+}
+
+// ReportOption adds to a report.
+type ReportOption func(*Report)
+
+// WithMetadata attaches key-value pairs to the step (they replace earlier
+// ones), e.g. the branch a pull request comes from.
+func WithMetadata(m map[string]string) ReportOption { return func(r *Report) { r.Metadata = m } }
+
+// WithMessage sets the message operators read on the step.
+func WithMessage(msg string) ReportOption { return func(r *Report) { r.Message = msg } }
+
+// Progress reports that the step is under way, with a message.
+func (d *Dispatch) Progress(ctx context.Context, message string, opts ...ReportOption) error {
+	return d.report(ctx, StatusInProgress, "", message, opts)
+}
+
+// Opened reports the pull request the step opened: the step is open until
+// the pull request is merged (Merged, or Spec.CheckMerged).
+func (d *Dispatch) Opened(ctx context.Context, prURL string, opts ...ReportOption) error {
+	return d.report(ctx, StatusOpen, prURL, "", opts)
+}
+
+// Merged reports that the step's pull request was merged: the Run moves on.
+func (d *Dispatch) Merged(ctx context.Context, opts ...ReportOption) error {
+	return d.report(ctx, StatusMerged, "", "", opts)
+}
+
+// AwaitingReview reports that the step waits for a person, with what they
+// should check; an operator finishes it in Loom (or the Migrator, with
+// Completed or Failed).
+func (d *Dispatch) AwaitingReview(ctx context.Context, instructions string, opts ...ReportOption) error {
+	return d.report(ctx, StatusAwaitingReview, "", instructions, opts)
+}
+
+// Completed reports that the step is done: the Run moves on.
+func (d *Dispatch) Completed(ctx context.Context, opts ...ReportOption) error {
+	return d.report(ctx, StatusCompleted, "", "", opts)
+}
+
+// Failed reports that the step failed, with a reason a person can act on.
+// The Run holds until an operator retries the step.
+func (d *Dispatch) Failed(ctx context.Context, reason string, opts ...ReportOption) error {
+	return d.report(ctx, StatusFailed, "", reason, opts)
+}
+
+// report sends a report, retrying while Loom is unreachable. A refusal
+// (the Run moved on, was cancelled, or the transition is not allowed) is
+// returned at once: see IsRefused.
+func (d *Dispatch) report(ctx context.Context, s StepStatus, prURL, message string, opts []ReportOption) error {
+	r := Report{RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt, Status: s, PRURL: prURL, Message: message}
+	for _, o := range opts {
+		o(&r)
+	}
+	err := retry(ctx, func() error {
+		_, err := d.client.ReportStep(ctx, r)
+		return err
+	}, func(err error, wait time.Duration) {
+		d.log.Warn("report to Loom failed; retrying", "status", string(s), "retry_in", wait, "error", err)
+	})
+	if err != nil {
+		return fmt.Errorf("report %s: %w", s, err)
+	}
+	d.mu.Lock()
+	d.last = s
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Dispatch) lastStatus() StepStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last
+}
+
+func (d *Dispatch) key() string {
+	return d.RunID + "\x00" + strconv.FormatInt(d.Execution, 10) + "\x00" + d.Step.Name + "\x00" + strconv.Itoa(d.Attempt)
+}
+
+// execute runs the handler and reports what its return means.
+func (d *Dispatch) execute(ctx context.Context, h StepHandler) {
+	err := callHandler(ctx, h, d)
+	switch last := d.lastStatus(); {
+	case err != nil:
+		if rerr := d.Failed(ctx, err.Error()); rerr != nil {
+			d.log.Error("could not report the step failed", "reason", err, "error", rerr)
+		}
+	case last == "" || last == StatusInProgress:
+		if rerr := d.Completed(ctx); rerr != nil {
+			d.log.Error("could not report the step completed", "error", rerr)
+		}
+	}
+}
+
+func callHandler(ctx context.Context, h StepHandler, d *Dispatch) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.log.Error("step handler panicked", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("the Migrator's handler for step type %q panicked: %v", d.Step.Type, p)
+		}
+	}()
+	return h(ctx, d)
+}
+
+// seenDispatches remembers recent dispatches, so that a duplicate of one
+// running or recently done is not executed twice.
+type seenDispatches struct {
+	mu    sync.Mutex
+	at    map[string]time.Time
+	order []string
+	max   int
+	ttl   time.Duration
+}
+
+func newSeenDispatches() *seenDispatches {
+	return &seenDispatches{at: map[string]time.Time{}, max: 10000, ttl: 24 * time.Hour}
+}
+
+// first records key and reports whether it is new.
+func (s *seenDispatches) first(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.order) > 0 && (len(s.order) >= s.max || now.Sub(s.at[s.order[0]]) > s.ttl) {
+		delete(s.at, s.order[0])
+		s.order = s.order[1:]
+	}
+	if _, ok := s.at[key]; ok {
+		return false
+	}
+	s.at[key] = now
+	s.order = append(s.order, key)
+	return true
+}

@@ -1,0 +1,111 @@
+// Package migratorsdk is how you write a Migrator for Loom.
+//
+// Loom is a control plane for fleet-wide migrations. A Migrator is the
+// service that knows how to do one class of change (bump a Go version,
+// upgrade a Helm chart, move a topic): it announces a Migration (ordered
+// Steps), discovers the Candidates it applies to, and executes the steps Loom
+// dispatches to it, one Run per Candidate. Loom keeps every Run's state,
+// durably, for as long as steps wait for a merge or a review; the Migrator
+// does the work and reports.
+//
+// # Lifecycle
+//
+//  1. Announce: on start, the Migrator tells Loom its Migration and the URL
+//     where Loom reaches it. Repeating it is harmless; changed steps apply
+//     to Runs started afterwards.
+//  2. Discover: the Migrator submits every Candidate it finds (in batches of
+//     at most 1,000, as one pass). Loom adds new ones, updates those not
+//     started, and never touches a running or completed one.
+//  3. Dispatch: when an operator starts a Run, Loom calls the Migrator's
+//     ExecuteStep for each step in turn. The SDK answers at once and runs
+//     your handler in the background.
+//  4. Report: the handler reports what happened: Progress, Opened (a pull
+//     request), AwaitingReview (a person must look), Completed, Failed.
+//     Loom moves to the next step on Merged or Completed.
+//  5. Merge: a step that opened a pull request stays open, for weeks if need
+//     be, until it is merged. Spec.CheckMerged lets the SDK ask you about
+//     open steps periodically and report the merges.
+//
+// # A Migrator in one main
+//
+//	func main() {
+//		spec := migratorsdk.Spec{
+//			Migration: migratorsdk.Migration{
+//				ID:   "go-upgrade",
+//				Name: "Upgrade Go",
+//				Steps: []migratorsdk.Step{
+//					{Name: "bump-go", Type: "open-pr"},
+//					{Name: "review", Type: "manual-review"},
+//				},
+//				Inputs: []migratorsdk.Input{{Name: "go_version", Label: "Target Go version"}},
+//			},
+//			Handlers: map[string]migratorsdk.StepHandler{
+//				"open-pr": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+//					url, err := openPullRequest(ctx, d.Candidate, d.Inputs["go_version"])
+//					if err != nil {
+//						return err // reported as Failed, with this message
+//					}
+//					return d.Opened(ctx, url)
+//				},
+//				"manual-review": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+//					return d.AwaitingReview(ctx, "Check the service's dashboards, then finish the review in Loom.")
+//				},
+//			},
+//			Discover:    findServices,
+//			CheckMerged: func(ctx context.Context, s migratorsdk.OpenStep) (bool, error) { return isMerged(ctx, s.PRURL) },
+//		}
+//		m, err := migratorsdk.New(spec, migratorsdk.Options{LoomURL: "http://localhost:8080"})
+//		if err != nil {
+//			log.Fatal(err) // says what is wrong with the spec
+//		}
+//		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+//		defer stop()
+//		if err := m.Run(ctx); err != nil {
+//			log.Fatal(err)
+//		}
+//	}
+//
+// New fails fast, naming what is wrong: a step type without a handler, a
+// handler no step uses, a duplicate step name, an id Loom would refuse.
+// Run serves MigratorService (Connect, gRPC and gRPC-Web on one port) at
+// Options.ListenAddr, announces with retries until Loom answers, discovers,
+// checks merges, and stops cleanly when its context ends, waiting for the
+// handlers in flight. To serve MigratorService from an existing server
+// instead, mount Handler on your mux and call Start and Stop.
+//
+// # Two ways to fail
+//
+// A step's outcome is data: when the change cannot be made (the tests fail,
+// the repository is archived), return an error from the handler or call
+// d.Failed with a reason a person can act on. The Run then waits until an
+// operator fixes the cause and retries the step, which dispatches it again
+// with Attempt one higher.
+//
+// An infrastructure fault is a Go error from the SDK's calls: Loom
+// unreachable, a report refused. Reports are retried while Loom cannot be
+// reached; a refusal (the Run was cancelled, the attempt is no longer
+// current) is returned at once: IsRefused tells them apart.
+//
+// # Idempotency
+//
+// Loom dispatches again when it did not get an answer, so the same (Run,
+// execution, step, attempt) may arrive twice. While the Migrator runs, the SDK
+// drops such duplicates; across a restart, your handler must notice work
+// already done (a branch that exists, a pull request already open) and
+// report it rather than do it twice.
+//
+// # Previews
+//
+// Operators preview a Run before starting it: Loom asks the Migrator what
+// each step would change, as whole files before and after. Diffs are
+// stacked: step k shows its change on top of steps 1..k-1, like the pull
+// request it will open. StackedPreview does the stacking: write each step's
+// change once, as an ApplyFunc on a FileSet, and use it both for the preview
+// and in the handler that makes the change for real.
+//
+// # Testing
+//
+// Package migratortest is a fake Loom for your tests: start it, point the
+// Migrator at it, dispatch a step, and wait for the reports, with no Loom
+// server, Temporal or Redis. See the examples.
+package migratorsdk

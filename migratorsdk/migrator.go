@@ -1,0 +1,427 @@
+package migratorsdk
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
+	"github.com/loomhq/loom/gen/loom/migrator/v1/migratorv1connect"
+)
+
+// DiscoverFunc returns every Candidate the Migrator finds today. The SDK
+// submits them to Loom in batches, as one discovery pass: Candidates of
+// earlier passes that are missing are flagged "no longer discovered" (never
+// dropped), and Candidates already running or completed are left alone.
+type DiscoverFunc func(ctx context.Context) ([]Candidate, error)
+
+// MergeCheckFunc says whether the pull request of an open step was merged.
+// The SDK calls it periodically for every open step of the Migration (read
+// from Loom, so it survives Migrator restarts) and reports Merged when it
+// says so.
+type MergeCheckFunc func(ctx context.Context, s OpenStep) (merged bool, err error)
+
+// Spec is a Migrator: its Migration, a handler per step type, and the
+// optional preview, discovery and merge check.
+type Spec struct {
+	Migration Migration
+	// Handlers execute the steps, by step type. Every type used by the
+	// Migration's steps needs one.
+	Handlers map[string]StepHandler
+	// Preview answers Loom's previews; nil answers "unimplemented".
+	Preview PreviewFunc
+	// Discover finds the Candidates; nil submits none.
+	Discover DiscoverFunc
+	// CheckMerged detects merged pull requests; nil leaves that to the
+	// handlers (d.Merged) or to operators.
+	CheckMerged MergeCheckFunc
+}
+
+// Options say where the Migrator meets Loom. Only LoomURL is required.
+type Options struct {
+	// LoomURL is Loom's API, e.g. "http://localhost:8080".
+	LoomURL string
+	// ListenAddr is where Run serves MigratorService; default
+	// "127.0.0.1:9090".
+	ListenAddr string
+	// AdvertiseURL is the URL Loom calls this Migrator at (the Migration's
+	// migrator_url); default "http://" + ListenAddr (127.0.0.1 for an empty
+	// host).
+	AdvertiseURL string
+	// HTTPClient calls Loom; default http.DefaultClient.
+	HTTPClient *http.Client
+	// ClientOptions are added to every call to Loom (interceptors, headers).
+	ClientOptions []connect.ClientOption
+	// Logger receives the Migrator's logs; default slog.Default().
+	Logger *slog.Logger
+	// DiscoverEvery repeats discovery; 0 discovers once, at start.
+	DiscoverEvery time.Duration
+	// MergeCheckEvery is how often CheckMerged runs; default 15 s.
+	MergeCheckEvery time.Duration
+	// ShutdownTimeout bounds how long a stop waits for handlers in flight
+	// before cancelling them; default 30 s.
+	ShutdownTimeout time.Duration
+}
+
+// Migrator serves a Spec: it announces the Migration, discovers Candidates,
+// executes dispatched steps and answers previews.
+type Migrator struct {
+	spec   Spec
+	opts   Options
+	log    *slog.Logger
+	client *Client
+	seen   *seenDispatches
+
+	// work is the context of the handlers; cancelled after ShutdownTimeout.
+	work       context.Context
+	cancelWork context.CancelFunc
+	running    sync.WaitGroup
+}
+
+var (
+	slugPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	typePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+)
+
+// New checks spec and returns its Migrator. It fails fast, saying why, on
+// what would only fail later in Loom: invalid ids, duplicate step names, a
+// step type without handler, a handler no step uses.
+func New(spec Spec, opts Options) (*Migrator, error) {
+	m := spec.Migration
+	var errs []error
+	if opts.LoomURL == "" {
+		errs = append(errs, errors.New("Options.LoomURL is required"))
+	}
+	if !slugPattern.MatchString(m.ID) {
+		errs = append(errs, fmt.Errorf("migration id %q: lowercase letters, digits and inner hyphens, 1-63 characters", m.ID))
+	}
+	if m.Name == "" {
+		errs = append(errs, errors.New("migration name is required"))
+	}
+	if len(m.Steps) == 0 {
+		errs = append(errs, errors.New("a migration needs at least one step"))
+	}
+	names := map[string]bool{}
+	used := map[string]bool{}
+	for _, s := range m.Steps {
+		if !slugPattern.MatchString(s.Name) {
+			errs = append(errs, fmt.Errorf("step name %q: lowercase letters, digits and inner hyphens, 1-63 characters", s.Name))
+		}
+		if names[s.Name] {
+			errs = append(errs, fmt.Errorf("step name %q appears twice", s.Name))
+		}
+		names[s.Name] = true
+		if !typePattern.MatchString(s.Type) {
+			errs = append(errs, fmt.Errorf("step %q: type %q: lowercase letters, digits, '.', '_' and '-'", s.Name, s.Type))
+		}
+		if spec.Handlers[s.Type] == nil {
+			errs = append(errs, fmt.Errorf("step %q: no handler for step type %q in Spec.Handlers", s.Name, s.Type))
+		}
+		used[s.Type] = true
+	}
+	for t := range spec.Handlers {
+		if !used[t] {
+			errs = append(errs, fmt.Errorf("Spec.Handlers has a handler for step type %q, which no step uses", t))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("migrator %s: %w", m.ID, err)
+	}
+	if opts.ListenAddr == "" {
+		opts.ListenAddr = "127.0.0.1:9090"
+	}
+	if opts.AdvertiseURL == "" {
+		host, port, err := net.SplitHostPort(opts.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("ListenAddr %q: %w", opts.ListenAddr, err)
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		opts.AdvertiseURL = "http://" + net.JoinHostPort(host, port)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MergeCheckEvery <= 0 {
+		opts.MergeCheckEvery = 15 * time.Second
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	work, cancel := context.WithCancel(context.Background())
+	return &Migrator{
+		spec:       spec,
+		opts:       opts,
+		log:        opts.Logger.With("migration_id", m.ID),
+		client:     NewClient(opts.LoomURL, opts.HTTPClient, opts.ClientOptions...),
+		seen:       newSeenDispatches(),
+		work:       work,
+		cancelWork: cancel,
+	}, nil
+}
+
+// Client is the Migrator's client of Loom.
+func (m *Migrator) Client() *Client { return m.client }
+
+// Run serves MigratorService on Options.ListenAddr (Connect, gRPC and
+// gRPC-Web), announces the Migration (retrying until Loom answers),
+// discovers Candidates and checks merges, until ctx ends; then it stops
+// accepting steps and waits for the handlers in flight (see
+// Options.ShutdownTimeout).
+func (m *Migrator) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", m.opts.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", m.opts.ListenAddr, err)
+	}
+	return m.Serve(ctx, l)
+}
+
+// Serve is Run on a listener the caller opened.
+func (m *Migrator) Serve(ctx context.Context, l net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle(m.Handler())
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	hs := &http.Server{Handler: mux, Protocols: &protocols, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(l) }()
+	m.log.Info("migrator is serving", "addr", l.Addr().String(), "advertised_url", m.opts.AdvertiseURL, "loom", m.opts.LoomURL)
+
+	started := make(chan error, 1)
+	go func() { started <- m.Start(ctx) }()
+
+	var err error
+	select {
+	case err = <-served:
+		err = fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	m.Stop(sctx)
+	if serr := <-started; serr != nil && !errors.Is(serr, context.Canceled) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Handler returns MigratorService's path and handler, to mount on a mux of
+// your own; then call Start to announce and discover, and Stop at the end.
+func (m *Migrator) Handler() (string, http.Handler) {
+	return migratorv1connect.NewMigratorServiceHandler(&service{m: m})
+}
+
+// Start announces the Migration (retrying until Loom answers), then
+// discovers Candidates and checks merges in the background until ctx ends.
+// It returns once the Migration is announced and the first discovery pass is
+// submitted.
+func (m *Migrator) Start(ctx context.Context) error {
+	if err := m.Announce(ctx); err != nil {
+		return err
+	}
+	if m.spec.Discover != nil {
+		if err := m.Discover(ctx); err != nil {
+			m.log.Error("discovery failed", "error", err)
+		}
+		if m.opts.DiscoverEvery > 0 {
+			go m.every(ctx, m.opts.DiscoverEvery, func() {
+				if err := m.Discover(ctx); err != nil && ctx.Err() == nil {
+					m.log.Error("discovery failed", "error", err)
+				}
+			})
+		}
+	}
+	if m.spec.CheckMerged != nil {
+		go m.every(ctx, m.opts.MergeCheckEvery, func() { m.checkMerges(ctx) })
+	}
+	return nil
+}
+
+// Stop waits for the handlers in flight until ctx ends, then cancels them.
+func (m *Migrator) Stop(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { m.running.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		m.log.Warn("stopping: cancelling step handlers still running")
+		m.cancelWork()
+		<-done
+	}
+	m.cancelWork()
+}
+
+func (m *Migrator) every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
+// Announce announces the Migration, retrying while Loom cannot be reached.
+func (m *Migrator) Announce(ctx context.Context) error {
+	var created, updated bool
+	err := retry(ctx, func() error {
+		var err error
+		created, updated, err = m.client.Announce(ctx, m.spec.Migration, m.opts.AdvertiseURL)
+		return err
+	}, func(err error, wait time.Duration) {
+		m.log.Warn("Loom does not answer the announce yet; retrying", "loom", m.opts.LoomURL, "retry_in", wait, "error", err)
+	})
+	if err != nil {
+		return fmt.Errorf("announce %s: %w", m.spec.Migration.ID, err)
+	}
+	m.log.Info("migration announced", "created", created, "updated", updated, "migrator_url", m.opts.AdvertiseURL)
+	return nil
+}
+
+// Discover runs one discovery pass and submits it in batches.
+func (m *Migrator) Discover(ctx context.Context) error {
+	cands, err := m.spec.Discover(ctx)
+	if err != nil {
+		return fmt.Errorf("discover: %w", err)
+	}
+	round := newRound()
+	var total SubmitResult
+	for start := 0; start < len(cands) || start == 0; start += MaxSubmitBatch {
+		end := min(start+MaxSubmitBatch, len(cands))
+		batch := cands[start:end]
+		last := end == len(cands)
+		if len(batch) == 0 {
+			break // nothing discovered: nothing to submit (a submit needs one Candidate)
+		}
+		var res SubmitResult
+		err := retry(ctx, func() error {
+			var err error
+			res, err = m.client.SubmitCandidates(ctx, m.spec.Migration.ID, batch, last, round)
+			return err
+		}, func(err error, wait time.Duration) {
+			m.log.Warn("submitting candidates failed; retrying", "retry_in", wait, "error", err)
+		})
+		if err != nil {
+			return fmt.Errorf("submit candidates %d-%d: %w", start, end, err)
+		}
+		total.Added = append(total.Added, res.Added...)
+		total.Updated = append(total.Updated, res.Updated...)
+		total.Unchanged = append(total.Unchanged, res.Unchanged...)
+		total.LeftAlone = append(total.LeftAlone, res.LeftAlone...)
+		total.NoLongerDiscovered = append(total.NoLongerDiscovered, res.NoLongerDiscovered...)
+	}
+	m.log.Info("candidates submitted", "discovered", len(cands), "added", len(total.Added), "updated", len(total.Updated),
+		"unchanged", len(total.Unchanged), "left_alone", len(total.LeftAlone), "no_longer_discovered", len(total.NoLongerDiscovered))
+	return nil
+}
+
+func newRound() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// checkMerges asks CheckMerged about every open step and reports the merged.
+func (m *Migrator) checkMerges(ctx context.Context) {
+	open, err := m.client.OpenSteps(ctx, m.spec.Migration.ID)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn("listing open steps failed", "error", err)
+		}
+		return
+	}
+	for _, s := range open {
+		merged, err := m.spec.CheckMerged(ctx, s)
+		if err != nil {
+			m.log.Warn("merge check failed", "run_id", s.RunID, "step", s.Step, "error", err)
+			continue
+		}
+		if !merged {
+			continue
+		}
+		_, err = m.client.ReportStep(ctx, Report{RunID: s.RunID, Execution: s.Execution, Step: s.Step, Attempt: s.Attempt, Status: StatusMerged})
+		if err != nil && !IsRefused(err) {
+			m.log.Warn("reporting a merge failed; will retry", "run_id", s.RunID, "step", s.Step, "error", err)
+		} else if err == nil {
+			m.log.Info("pull request merged", "run_id", s.RunID, "step", s.Step, "attempt", s.Attempt)
+		}
+	}
+}
+
+// service implements MigratorService for a Migrator.
+type service struct {
+	m *Migrator
+}
+
+func (s *service) ExecuteStep(_ context.Context, req *connect.Request[migratorv1.ExecuteStepRequest]) (*connect.Response[migratorv1.ExecuteStepResponse], error) {
+	m := s.m
+	msg := req.Msg
+	if msg.GetRunId() == "" || msg.GetStep() == nil || msg.GetCandidate() == nil || msg.GetAttempt() < 1 || msg.GetExecution() < 1 {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("a dispatch needs run_id, execution, step, attempt and candidate"))
+	}
+	h := m.spec.Handlers[msg.GetStep().GetType()]
+	if h == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("no handler for step type %q", msg.GetStep().GetType()))
+	}
+	if m.work.Err() != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("the Migrator is stopping"))
+	}
+	d := &Dispatch{
+		RunID:       msg.GetRunId(),
+		Execution:   msg.GetExecution(),
+		MigrationID: msg.GetMigrationId(),
+		Step:        StepFromProto(msg.GetStep()),
+		StepIndex:   int(msg.GetStepIndex()),
+		Attempt:     int(msg.GetAttempt()),
+		Candidate:   CandidateFromProto(msg.GetCandidate()),
+		Inputs:      msg.GetInputs(),
+		client:      m.client,
+	}
+	d.log = m.log.With("run_id", d.RunID, "execution", d.Execution, "step", d.Step.Name, "attempt", d.Attempt, "candidate_id", d.Candidate.ID)
+	if !m.seen.first(d.key(), time.Now()) {
+		d.log.Info("duplicate dispatch ignored")
+		return connect.NewResponse(&migratorv1.ExecuteStepResponse{}), nil
+	}
+	m.running.Add(1)
+	go func() {
+		defer m.running.Done()
+		d.log.Info("step dispatched")
+		d.execute(m.work, h)
+	}()
+	return connect.NewResponse(&migratorv1.ExecuteStepResponse{}), nil
+}
+
+func (s *service) PreviewRun(ctx context.Context, req *connect.Request[migratorv1.PreviewRunRequest]) (*connect.Response[migratorv1.PreviewRunResponse], error) {
+	if s.m.spec.Preview == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this Migrator has no preview"))
+	}
+	if req.Msg.GetCandidate() == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("a preview needs a candidate"))
+	}
+	previews, err := s.m.spec.Preview(ctx, PreviewRequest{
+		MigrationID: req.Msg.GetMigrationId(),
+		Steps:       StepsFromProto(req.Msg.GetSteps()),
+		Candidate:   CandidateFromProto(req.Msg.GetCandidate()),
+		Inputs:      req.Msg.GetInputs(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&migratorv1.PreviewRunResponse{Steps: PreviewsToProto(previews)}), nil
+}

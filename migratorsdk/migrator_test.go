@@ -1,0 +1,335 @@
+package migratorsdk_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
+	"github.com/loomhq/loom/gen/loom/migrator/v1/migratorv1connect"
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/migratorsdk"
+	"github.com/loomhq/loom/migratorsdk/migratortest"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func spec(handlers map[string]migratorsdk.StepHandler) migratorsdk.Spec {
+	var steps []migratorsdk.Step
+	for _, t := range []string{"open-pr", "plain", "failing", "panicking", "slow"} {
+		if handlers[t] != nil {
+			steps = append(steps, migratorsdk.Step{Name: "step-" + t, Type: t})
+		}
+	}
+	return migratorsdk.Spec{
+		Migration: migratorsdk.Migration{ID: "test-migration", Name: "Test", Steps: steps},
+		Handlers:  handlers,
+		Discover: func(context.Context) ([]migratorsdk.Candidate, error) {
+			return []migratorsdk.Candidate{{ID: "acme/payments", Kind: "service"}}, nil
+		},
+	}
+}
+
+// start runs a Migrator against loomURL until the test ends; the returned
+// stop stops it early and waits.
+func start(t *testing.T, s migratorsdk.Spec, o migratorsdk.Options) (url string, stop func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.ListenAddr = l.Addr().String()
+	if o.Logger == nil {
+		o.Logger = quiet()
+	}
+	m, err := migratorsdk.New(s, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Serve(ctx, l) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	return "http://" + l.Addr().String(), stop
+}
+
+func TestAnnounceWaitsForLoom(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens: Loom is down
+
+	s := spec(map[string]migratorsdk.StepHandler{"plain": func(context.Context, *migratorsdk.Dispatch) error { return nil }})
+	url, _ := start(t, s, migratorsdk.Options{LoomURL: "http://" + addr})
+	time.Sleep(500 * time.Millisecond)
+
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loom := migratortest.Serve(t, l)
+	loom.WaitAnnounced(t, "test-migration")
+	if _, migratorURL, _ := loom.Migration("test-migration"); migratorURL != url {
+		t.Fatalf("announced migrator URL %s, want %s", migratorURL, url)
+	}
+	loom.WaitCandidates(t, "test-migration", 1)
+}
+
+func TestDiscoveryIsSubmittedInBatchesOfOnePass(t *testing.T) {
+	loom := migratortest.New(t)
+	s := spec(map[string]migratorsdk.StepHandler{"plain": func(context.Context, *migratorsdk.Dispatch) error { return nil }})
+	s.Discover = func(context.Context) ([]migratorsdk.Candidate, error) {
+		var cs []migratorsdk.Candidate
+		for i := range 2500 {
+			cs = append(cs, migratorsdk.Candidate{ID: fmt.Sprintf("svc-%04d", i), Kind: "service"})
+		}
+		return cs, nil
+	}
+	start(t, s, migratorsdk.Options{LoomURL: loom.URL()})
+	loom.WaitCandidates(t, "test-migration", 2500)
+	subs := loom.Submissions()
+	if len(subs) != 3 {
+		t.Fatalf("%d submissions, want 3", len(subs))
+	}
+	for i, sub := range subs {
+		if sub.Round == "" || sub.Round != subs[0].Round {
+			t.Errorf("submission %d has round %q, want the pass's %q", i, sub.Round, subs[0].Round)
+		}
+		if sub.Complete != (i == 2) {
+			t.Errorf("submission %d complete=%v", i, sub.Complete)
+		}
+	}
+	if n := len(subs[2].Candidates); n != 500 {
+		t.Errorf("last batch has %d candidates", n)
+	}
+}
+
+func TestHandlerOutcomes(t *testing.T) {
+	var merged atomic.Bool
+	loom := migratortest.New(t)
+	s := spec(map[string]migratorsdk.StepHandler{
+		"open-pr": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+			return d.Opened(ctx, "https://git.example/pr/1", migratorsdk.WithMetadata(map[string]string{"branch": "loom/x"}))
+		},
+		"plain":     func(context.Context, *migratorsdk.Dispatch) error { return nil },
+		"failing":   func(context.Context, *migratorsdk.Dispatch) error { return errors.New("tests failed: 3 of 120") },
+		"panicking": func(context.Context, *migratorsdk.Dispatch) error { panic("nil map") },
+	})
+	s.CheckMerged = func(_ context.Context, o migratorsdk.OpenStep) (bool, error) {
+		if o.Metadata["branch"] != "loom/x" || o.PRURL != "https://git.example/pr/1" {
+			return false, fmt.Errorf("open step %+v", o)
+		}
+		return merged.Load(), nil
+	}
+	start(t, s, migratorsdk.Options{LoomURL: loom.URL(), MergeCheckEvery: 50 * time.Millisecond})
+	loom.WaitCandidates(t, "test-migration", 1)
+
+	pr := loom.MustDispatch(t, "test-migration", "step-open-pr", "acme/payments", nil)
+	pr.MustWait(t, migratorsdk.StatusOpen)
+	time.Sleep(200 * time.Millisecond)
+	if s := pr.Status(); s != migratorsdk.StatusOpen {
+		t.Fatalf("an open step became %s before its merge", s)
+	}
+	merged.Store(true)
+	pr.MustWait(t, migratorsdk.StatusMerged)
+
+	plain := loom.MustDispatch(t, "test-migration", "step-plain", "acme/payments", nil)
+	plain.MustWait(t, migratorsdk.StatusCompleted)
+
+	failing := loom.MustDispatch(t, "test-migration", "step-failing", "acme/payments", nil)
+	if rep := failing.MustWait(t, migratorsdk.StatusFailed); rep.Message != "tests failed: 3 of 120" {
+		t.Fatalf("failure reported as %q", rep.Message)
+	}
+
+	panicking := loom.MustDispatch(t, "test-migration", "step-panicking", "acme/payments", nil)
+	if rep := panicking.MustWait(t, migratorsdk.StatusFailed); !strings.Contains(rep.Message, "panicked: nil map") {
+		t.Fatalf("panic reported as %q", rep.Message)
+	}
+}
+
+func TestDuplicateDispatchRunsTheHandlerOnce(t *testing.T) {
+	var calls atomic.Int32
+	loom := migratortest.New(t)
+	s := spec(map[string]migratorsdk.StepHandler{"plain": func(context.Context, *migratorsdk.Dispatch) error {
+		calls.Add(1)
+		return nil
+	}})
+	url, _ := start(t, s, migratorsdk.Options{LoomURL: loom.URL()})
+	loom.WaitCandidates(t, "test-migration", 1)
+	run := loom.MustDispatch(t, "test-migration", "step-plain", "acme/payments", nil)
+	run.MustWait(t, migratorsdk.StatusCompleted)
+
+	// Loom retries a dispatch whose answer it lost: same run, execution, step, attempt.
+	c := migratorv1connect.NewMigratorServiceClient(http.DefaultClient, url)
+	req := &migratorv1.ExecuteStepRequest{RunId: run.ID, Execution: 1, MigrationId: "test-migration", Attempt: 1,
+		Step: &loomv1.StepDefinition{Name: "step-plain", Type: "plain"}, Candidate: &loomv1.Candidate{Id: "acme/payments", Kind: "service"}}
+	if _, err := c.ExecuteStep(context.Background(), connect.NewRequest(req)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times", n)
+	}
+
+	// An unknown step type is refused at once, for Loom to fail the step.
+	req.Step.Type = "no-such-type"
+	_, err := c.ExecuteStep(context.Background(), connect.NewRequest(req))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "no-such-type") {
+		t.Fatalf("unknown step type: %v", err)
+	}
+	// No preview configured.
+	_, err = c.PreviewRun(context.Background(), connect.NewRequest(&migratorv1.PreviewRunRequest{Candidate: req.Candidate}))
+	if connect.CodeOf(err) != connect.CodeUnimplemented {
+		t.Fatalf("preview without PreviewFunc: %v", err)
+	}
+}
+
+func TestStopWaitsForHandlersInFlight(t *testing.T) {
+	release := make(chan struct{})
+	var finished atomic.Bool
+	loom := migratortest.New(t)
+	s := spec(map[string]migratorsdk.StepHandler{"slow": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+		<-release
+		finished.Store(true)
+		return nil
+	}})
+	_, stop := start(t, s, migratorsdk.Options{LoomURL: loom.URL(), ShutdownTimeout: 10 * time.Second})
+	loom.WaitCandidates(t, "test-migration", 1)
+	run := loom.MustDispatch(t, "test-migration", "step-slow", "acme/payments", nil)
+
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("stop returned while a handler was running")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
+	if !finished.Load() {
+		t.Fatal("handler did not finish")
+	}
+	run.MustWait(t, migratorsdk.StatusCompleted)
+}
+
+func TestReportsAreRetriedWhileLoomIsDown(t *testing.T) {
+	proceed := make(chan struct{})
+	loom := migratortest.New(t)
+	s := spec(map[string]migratorsdk.StepHandler{"plain": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+		<-proceed
+		return d.Progress(ctx, "halfway")
+	}})
+	start(t, s, migratorsdk.Options{LoomURL: loom.URL()})
+	loom.WaitCandidates(t, "test-migration", 1)
+	run := loom.MustDispatch(t, "test-migration", "step-plain", "acme/payments", nil)
+	loom.SetUnavailable(true)
+	close(proceed)
+	time.Sleep(500 * time.Millisecond)
+	loom.SetUnavailable(false)
+	run.MustWait(t, migratorsdk.StatusCompleted)
+	reps := run.Reports()
+	if len(reps) != 2 || reps[0].Message != "halfway" {
+		t.Fatalf("reports %+v", reps)
+	}
+}
+
+func TestStackedPreviewKeepsGoingAfterAFailedStep(t *testing.T) {
+	base := func(_ context.Context, repo, path string) (string, bool, error) {
+		if path == "a.txt" {
+			return "a\n", true, nil
+		}
+		return "", false, nil
+	}
+	apply := func(ctx context.Context, step migratorsdk.Step, files *migratorsdk.FileSet) (string, error) {
+		switch step.Name {
+		case "broken":
+			files.Write("r", "a.txt", "half-done\n")
+			return "", errors.New("cannot parse a.txt")
+		case "noop":
+			return "already done", nil
+		case "add":
+			files.Write("r", "b.txt", "new\n")
+		case "edit":
+			c, _, err := files.Read(ctx, "r", "a.txt")
+			if err != nil {
+				return "", err
+			}
+			files.Write("r", "a.txt", c+"more\n")
+			files.Delete("r", "b.txt")
+		}
+		return "", nil
+	}
+	got := migratorsdk.StackedPreview(context.Background(), migratorsdk.PreviewRequest{Steps: []migratorsdk.Step{
+		{Name: "broken"}, {Name: "noop"}, {Name: "add"}, {Name: "edit"},
+	}}, base, apply)
+	if got[0].Error != "cannot parse a.txt" || len(got[0].Diffs) != 0 {
+		t.Errorf("broken: %+v", got[0])
+	}
+	if !got[1].Skipped || got[1].SkipReason != "already done" {
+		t.Errorf("noop: %+v", got[1])
+	}
+	if len(got[2].Diffs) != 1 || got[2].Diffs[0].Status != migratorsdk.FileAdded || got[2].Diffs[0].After != "new\n" {
+		t.Errorf("add: %+v", got[2])
+	}
+	// The failed step's half-done write did not leak into later steps.
+	e := got[3].Diffs
+	if len(e) != 2 || e[0].Path != "a.txt" || e[0].Before != "a\n" || e[0].After != "a\nmore\n" || e[1].Status != migratorsdk.FileDeleted || e[1].Before != "new\n" {
+		t.Errorf("edit: %+v", got[3])
+	}
+}
+
+func TestNewFailsFast(t *testing.T) {
+	h := func(context.Context, *migratorsdk.Dispatch) error { return nil }
+	for _, tc := range []struct {
+		name string
+		spec migratorsdk.Spec
+		opts migratorsdk.Options
+		want string
+	}{
+		{"no Loom", spec(map[string]migratorsdk.StepHandler{"plain": h}), migratorsdk.Options{}, "LoomURL"},
+		{"unused handler", func() migratorsdk.Spec {
+			s := spec(map[string]migratorsdk.StepHandler{"plain": h})
+			s.Handlers["extra"] = h
+			return s
+		}(), migratorsdk.Options{LoomURL: "http://x"}, `"extra", which no step uses`},
+		{"duplicate step", func() migratorsdk.Spec {
+			s := spec(map[string]migratorsdk.StepHandler{"plain": h})
+			s.Migration.Steps = append(s.Migration.Steps, s.Migration.Steps[0])
+			return s
+		}(), migratorsdk.Options{LoomURL: "http://x"}, "appears twice"},
+		{"bad id", func() migratorsdk.Spec {
+			s := spec(map[string]migratorsdk.StepHandler{"plain": h})
+			s.Migration.ID = "Bad_ID"
+			return s
+		}(), migratorsdk.Options{LoomURL: "http://x"}, `migration id "Bad_ID"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := migratorsdk.New(tc.spec, tc.opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error mentioning %s", err, tc.want)
+			}
+		})
+	}
+}
