@@ -52,6 +52,8 @@ breaking:
 ## check: everything CI verifies besides the tests
 check: check-generated check-vendored lint
 
-## bench: the storage benchmarks
+## bench: the storage benchmarks and the step-latency harness
 bench:
 	go test -run '^$$' -bench . -benchtime 200x ./server/internal/store/
+	go run ./cmd/loom-bench -runs 50 -steps 5 -concurrency 1
+	go run ./cmd/loom-bench -runs 100 -steps 5 -concurrency 10
