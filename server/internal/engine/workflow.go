@@ -73,6 +73,12 @@ type runFlow struct {
 	dispatchDue bool
 	// heard is the step and attempt the Migrator last reported on.
 	heard stepAttempt
+	// stopDispatch cancels the dispatch in flight, if any: a step can move
+	// on (a report arrived, an operator retried) while its dispatch still
+	// retries an unreachable Migrator.
+	stopDispatch workflow.CancelFunc
+	// failure is an error of the dispatch goroutine that must end the Run.
+	failure error
 }
 
 type stepAttempt struct {
@@ -144,15 +150,18 @@ func (f *runFlow) execute(ctx workflow.Context) error {
 // runStep dispatches step i and waits until it succeeds, dispatching again
 // after every retry.
 func (f *runFlow) runStep(ctx workflow.Context, i int) error {
+	defer f.cancelDispatch()
 	for {
 		if f.dispatchDue {
 			f.dispatchDue = false
-			if err := f.dispatch(ctx, i); err != nil {
-				return err
-			}
+			f.cancelDispatch()
+			f.startDispatch(ctx, i)
 		}
 		if err := f.awaitOutcome(ctx, i); err != nil {
 			return err
+		}
+		if f.failure != nil {
+			return f.failure
 		}
 		c := f.run.Current()
 		switch {
@@ -175,7 +184,7 @@ func (f *runFlow) runStep(ctx workflow.Context, i int) error {
 func (f *runFlow) awaitOutcome(ctx workflow.Context, i int) error {
 	done := func() bool {
 		c := f.run.Current()
-		return c.Status.Succeeded() || c.Status == migration.StepFailed || f.dispatchDue
+		return c.Status.Succeeded() || c.Status == migration.StepFailed || f.dispatchDue || f.failure != nil
 	}
 	timeout := f.run.Steps[i].ReportTimeout
 	for !done() {
@@ -205,29 +214,28 @@ func (f *runFlow) awaitOutcome(ctx workflow.Context, i int) error {
 	return nil
 }
 
-// dispatch sends the current attempt of step i to the Migrator, retrying
-// transient failures for the dispatch window. When it gives up, or the
-// Migrator refuses, the step fails with the reason; unless the Migrator has
-// already reported on this attempt, which proves it got the step.
-func (f *runFlow) dispatch(ctx workflow.Context, i int) error {
-	c := f.run.Current()
-	attempt := c.Attempt
+func (f *runFlow) cancelDispatch() {
+	if f.stopDispatch != nil {
+		f.stopDispatch()
+		f.stopDispatch = nil
+	}
+}
+
+// startDispatch sends the current attempt of step i to the Migrator in the
+// background, retrying transient failures for the dispatch window, while the
+// Run waits for the step's outcome. When it gives up, or the Migrator
+// refuses, the step fails with the reason, unless the Migrator has reported
+// on this attempt meanwhile (it got the step) or the step moved on.
+func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
+	attempt := f.run.Current().Attempt
 	window := f.in.DispatchWindow
 	if window <= 0 {
 		window = time.Hour
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: window,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: []string{errTypeMigratorRefused},
-		},
-	})
+	dctx, cancel := workflow.WithCancel(ctx)
+	f.stopDispatch = cancel
 	m := f.in.Manifest
-	err := workflow.ExecuteActivity(actx, activityDispatchStep, migration.Dispatch{
+	d := migration.Dispatch{
 		RunID:       m.RunID,
 		Execution:   m.Execution,
 		MigrationID: m.MigrationID,
@@ -235,16 +243,31 @@ func (f *runFlow) dispatch(ctx workflow.Context, i int) error {
 		StepIndex:   i,
 		Attempt:     attempt,
 		Candidate:   m.Candidate,
-	}).Get(ctx, nil)
-	if err == nil || temporal.IsCanceledError(err) || ctx.Err() != nil {
-		return err
 	}
-	c = f.run.Current()
-	if c.Attempt != attempt || c.Status != migration.StepInProgress || f.heard == (stepAttempt{c.StepName, attempt}) {
-		return nil
-	}
-	f.run.FailStep("dispatch failed: "+dispatchFailure(err), workflow.Now(ctx))
-	return f.save(ctx)
+	workflow.Go(dctx, func(gctx workflow.Context) {
+		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
+			StartToCloseTimeout:    30 * time.Second,
+			ScheduleToCloseTimeout: window,
+			RetryPolicy: &temporal.RetryPolicy{
+				InitialInterval:        time.Second,
+				BackoffCoefficient:     2,
+				MaximumInterval:        time.Minute,
+				NonRetryableErrorTypes: []string{errTypeMigratorRefused},
+			},
+		})
+		err := workflow.ExecuteActivity(actx, activityDispatchStep, d).Get(gctx, nil)
+		if err == nil || temporal.IsCanceledError(err) || gctx.Err() != nil {
+			return
+		}
+		c := f.run.Current()
+		if c.StepName != d.Step.Name || c.Attempt != attempt || c.Status != migration.StepInProgress || f.heard == (stepAttempt{c.StepName, attempt}) {
+			return
+		}
+		f.run.FailStep("dispatch failed: "+dispatchFailure(err), workflow.Now(gctx))
+		if err := f.save(gctx); err != nil && gctx.Err() == nil {
+			f.failure = err
+		}
+	})
 }
 
 // dispatchFailure is the reason an operator reads on a step whose dispatch

@@ -389,3 +389,28 @@ func TestSilentMigratorFailsTheStepWithNoReport(t *testing.T) {
 		t.Fatalf("at 3 h: %+v", c)
 	}
 }
+
+// A Migrator that got the step although its answer never came back reports
+// on it: the Run moves on without waiting for the dispatch to give up.
+func TestAReportWhileTheDispatchRetriesMovesTheRunOn(t *testing.T) {
+	h, in := newHarness(t)
+	h.migrator.fail = func(_ int, d migration.Dispatch) error {
+		if d.Step.Name == "open-pr" {
+			return migration.Unavailable(migration.ReasonMigratorUnavailable, "answer lost")
+		}
+		return nil
+	}
+	h.at(20*time.Second, report("open-pr", 1, migration.StepOpen))
+	h.at(40*time.Second, report("open-pr", 1, migration.StepMerged))
+	done := h.at(60*time.Second, report("review", 1, migration.StepCompleted))
+	if err := h.run(in); err != nil {
+		t.Fatalf("%v; last saved: %+v; done %+v", err, h.store.last(), done)
+	}
+	if done.err != nil || done.rejected != nil {
+		t.Fatalf("the second step was not reached in time: %+v", done)
+	}
+	last := h.store.last()
+	if last.Status != migration.RunCompleted || !last.EndTime.Before(time.Date(2026, 11, 26, 9, 2, 0, 0, time.UTC)) {
+		t.Fatalf("run %s at %v", last.Status, last.EndTime)
+	}
+}

@@ -226,7 +226,7 @@ func reportAllowed(from, to StepStatus) bool {
 // with the same data is accepted and changes nothing. Refusals change nothing
 // and say where the step stands.
 func (r *Run) Apply(a StepAction, now time.Time) (changed bool, err error) {
-	if r.IsDuplicateReport(a) {
+	if r.IsDuplicateReport(a) || r.repeatsCurrent(a) {
 		return false, nil
 	}
 	if err := r.check(a); err != nil {
@@ -286,6 +286,20 @@ func (r *Run) IsDuplicateReport(a StepAction) bool {
 		}
 	}
 	return false
+}
+
+// repeatsCurrent reports whether a is a Migrator's report of exactly the
+// current step's state (status and data): a duplicate delivery, accepted
+// without change whatever the status, even those the table lets no report
+// repeat (awaiting_review, failed).
+func (r *Run) repeatsCurrent(a StepAction) bool {
+	c := r.Current()
+	if a.Kind != ActionReport || c == nil || r.Status != RunRunning || (a.Execution != 0 && a.Execution != r.Execution) ||
+		a.Step != c.StepName || a.Attempt != c.Attempt || a.Status != c.Status {
+		return false
+	}
+	return (a.PRURL == "" || a.PRURL == c.PRURL) && (a.Message == "" || a.Message == c.Message) &&
+		(len(a.Metadata) == 0 || maps.Equal(a.Metadata, c.Metadata))
 }
 
 func (r *Run) check(a StepAction) error {

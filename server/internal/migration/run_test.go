@@ -191,3 +191,21 @@ func TestRunIDRoundTrip(t *testing.T) {
 		t.Fatal("parsed an id without __")
 	}
 }
+
+func TestARepeatedReportOfAWaitingOrFailedStepIsHarmless(t *testing.T) {
+	for _, s := range []migration.StepStatus{migration.StepAwaitingReview, migration.StepFailed} {
+		r := runAt(migration.StepInProgress)
+		a := report(s)
+		a.Message = "look at the canary"
+		if changed, err := r.Apply(a, t0); err != nil || !changed {
+			t.Fatalf("%s: changed=%v err=%v", s, changed, err)
+		}
+		if changed, err := r.Apply(a, t0.Add(time.Minute)); err != nil || changed {
+			t.Fatalf("repeated %s: changed=%v err=%v", s, changed, err)
+		}
+		a.Message = "something else"
+		if _, err := r.Apply(a, t0.Add(time.Minute)); err == nil {
+			t.Fatalf("%s with other data was accepted", s)
+		}
+	}
+}
