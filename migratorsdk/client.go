@@ -21,7 +21,8 @@ type Client struct {
 }
 
 // NewClient returns a client of the Loom API at loomURL (e.g.
-// "http://localhost:8080"). A nil httpClient uses http.DefaultClient.
+// "http://localhost:8080"). A nil httpClient uses http.DefaultClient. Add
+// WithToken(token) to authenticate.
 func NewClient(loomURL string, httpClient *http.Client, opts ...connect.ClientOption) *Client {
 	if httpClient == nil {
 		httpClient = http.DefaultClient
@@ -66,14 +67,15 @@ func (c *Client) SubmitCandidates(ctx context.Context, migrationID string, cs []
 // step's current state.
 func (c *Client) ReportStep(ctx context.Context, r Report) (changed bool, err error) {
 	res, err := c.events.ReportStepStatus(ctx, connect.NewRequest(&loomv1.ReportStepStatusRequest{
-		RunId:     r.RunID,
-		Execution: r.Execution,
-		StepName:  r.Step,
-		Attempt:   int32(r.Attempt),
-		Status:    StatusToProto(r.Status),
-		PrUrl:     r.PRURL,
-		Metadata:  r.Metadata,
-		Message:   r.Message,
+		RunId:         r.RunID,
+		Execution:     r.Execution,
+		StepName:      r.Step,
+		Attempt:       int32(r.Attempt),
+		Status:        StatusToProto(r.Status),
+		PrUrl:         r.PRURL,
+		Metadata:      r.Metadata,
+		Message:       r.Message,
+		CallbackToken: r.CallbackToken,
 	}))
 	if err != nil {
 		return false, err
@@ -101,7 +103,8 @@ func (c *Client) OpenSteps(ctx context.Context, migrationID string) ([]OpenStep,
 			for _, s := range r.GetStepResults() {
 				if s.GetStepName() == r.GetCurrentStep() {
 					out = append(out, OpenStep{RunID: r.GetId(), Execution: r.GetExecution(), Step: s.GetStepName(),
-						Attempt: int(s.GetAttempt()), CandidateID: r.GetCandidateId(), PRURL: s.GetPrUrl(), Metadata: s.GetMetadata()})
+						Attempt: int(s.GetAttempt()), CandidateID: r.GetCandidateId(), PRURL: s.GetPrUrl(), Metadata: s.GetMetadata(),
+						CallbackToken: s.GetCallbackToken()})
 				}
 			}
 		}
@@ -143,4 +146,50 @@ func retry(ctx context.Context, f func() error, onRetry func(err error, wait tim
 		}
 		wait = min(wait*2, 10*time.Second)
 	}
+}
+
+// WithToken authenticates every call to Loom with a bearer token (a Loom
+// token of the migrator role, or your identity provider's access token).
+func WithToken(token string) connect.ClientOption {
+	return connect.WithInterceptors(bearer(token))
+}
+
+type bearer string
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// SigningKeys returns the public keys Loom signs its calls with; none when
+// Loom does not sign (it does not authenticate callers).
+func (c *Client) SigningKeys(ctx context.Context) (map[string][]byte, error) {
+	res, err := c.registry.ListSigningKeys(ctx, connect.NewRequest(&loomv1.ListSigningKeysRequest{}))
+	if connect.CodeOf(err) == connect.CodeUnimplemented {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	keys := map[string][]byte{}
+	for _, k := range res.Msg.GetKeys() {
+		if k.GetAlgorithm() == "Ed25519" {
+			keys[k.GetId()] = k.GetPublicKey()
+		}
+	}
+	return keys, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // StepHandler executes one step type. It runs in the background: Loom's
@@ -45,10 +46,11 @@ type Dispatch struct {
 	// Inputs are the operator's inputs at the time of this dispatch.
 	Inputs map[string]string
 
-	client *Client
-	log    *slog.Logger
-	mu     sync.Mutex
-	last   StepStatus
+	client        *Client
+	log           *slog.Logger
+	callbackToken string
+	mu            sync.Mutex
+	last          StepStatus
 }
 
 // ReportOption adds to a report.
@@ -99,10 +101,14 @@ func (d *Dispatch) Failed(ctx context.Context, reason string, opts ...ReportOpti
 // (the Run moved on, was cancelled, or the transition is not allowed) is
 // returned at once: see IsRefused.
 func (d *Dispatch) report(ctx context.Context, s StepStatus, prURL, message string, opts []ReportOption) error {
-	r := Report{RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt, Status: s, PRURL: prURL, Message: message}
+	r := Report{RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt, Status: s, PRURL: prURL, Message: message,
+		CallbackToken: d.callbackToken}
 	for _, o := range opts {
 		o(&r)
 	}
+	// Loom refuses longer messages; a refused Failed would leave the step
+	// in progress, so cut rather than lose the report.
+	r.Message = truncate(r.Message, maxMessage)
 	err := retry(ctx, func() error {
 		_, err := d.client.ReportStep(ctx, r)
 		return err
@@ -128,9 +134,33 @@ func (d *Dispatch) key() string {
 	return d.RunID + "\x00" + strconv.FormatInt(d.Execution, 10) + "\x00" + d.Step.Name + "\x00" + strconv.Itoa(d.Attempt)
 }
 
+// maxMessage is the longest message Loom takes (ReportStepStatusRequest).
+const maxMessage = 4000
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len(" […]")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + " […]"
+}
+
 // execute runs the handler and reports what its return means.
 func (d *Dispatch) execute(ctx context.Context, h StepHandler) {
 	err := callHandler(ctx, h, d)
+	if ctx.Err() != nil && d.lastStatus() != StatusOpen && d.lastStatus() != StatusAwaitingReview && !d.lastStatus().final() {
+		// The Migrator is stopping and cut the handler off: say so, on a
+		// context of its own, so the step does not wait forever in progress.
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if rerr := d.Failed(rctx, "interrupted: the Migrator stopped while executing the step; retry it"); rerr != nil {
+			d.log.Error("could not report the interrupted step", "error", rerr)
+		}
+		return
+	}
 	switch last := d.lastStatus(); {
 	case err != nil:
 		if rerr := d.Failed(ctx, err.Error()); rerr != nil {

@@ -54,7 +54,10 @@
 //			Discover:    findServices,
 //			CheckMerged: func(ctx context.Context, s migratorsdk.OpenStep) (bool, error) { return isMerged(ctx, s.PRURL) },
 //		}
-//		m, err := migratorsdk.New(spec, migratorsdk.Options{LoomURL: "http://localhost:8080"})
+//		m, err := migratorsdk.New(spec, migratorsdk.Options{
+//			LoomURL: "http://localhost:8080",
+//			Token:   os.Getenv("LOOM_TOKEN"), // a token of the migrator role
+//		})
 //		if err != nil {
 //			log.Fatal(err) // says what is wrong with the spec
 //		}
@@ -102,6 +105,17 @@
 // request it will open. StackedPreview does the stacking: write each step's
 // change once, as an ApplyFunc on a FileSet, and use it both for the preview
 // and in the handler that makes the change for real.
+//
+// # Trust
+//
+// A Loom that authenticates callers wants a token of the migrator role
+// (Options.Token), scoped to the Migrations the Migrator owns. Each dispatch
+// carries a callback token bound to its Run execution, step and attempt; the
+// SDK puts it on every report of that step (and on merge reports) without
+// any code of yours. Loom signs its calls to the Migrator: the SDK fetches
+// Loom's public keys from Options.LoomURL and refuses calls that are not
+// signed by them, so your Migrator obeys only its Loom. Against a Loom that
+// does not sign (in tests), nothing is checked.
 //
 // # Testing
 //

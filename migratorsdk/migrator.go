@@ -60,6 +60,9 @@ type Options struct {
 	AdvertiseURL string
 	// HTTPClient calls Loom; default http.DefaultClient.
 	HTTPClient *http.Client
+	// Token authenticates the Migrator to Loom (a token of the migrator
+	// role); empty for a Loom that does not authenticate callers.
+	Token string
 	// ClientOptions are added to every call to Loom (interceptors, headers).
 	ClientOptions []connect.ClientOption
 	// Logger receives the Migrator's logs; default slog.Default().
@@ -81,6 +84,7 @@ type Migrator struct {
 	log    *slog.Logger
 	client *Client
 	seen   *seenDispatches
+	verify *verifier
 
 	// work is the context of the handlers; cancelled after ShutdownTimeout.
 	work       context.Context
@@ -160,12 +164,18 @@ func New(spec Spec, opts Options) (*Migrator, error) {
 		opts.ShutdownTimeout = 30 * time.Second
 	}
 	work, cancel := context.WithCancel(context.Background())
+	copts := opts.ClientOptions
+	if opts.Token != "" {
+		copts = append([]connect.ClientOption{WithToken(opts.Token)}, copts...)
+	}
+	client := NewClient(opts.LoomURL, opts.HTTPClient, copts...)
 	return &Migrator{
 		spec:       spec,
 		opts:       opts,
 		log:        opts.Logger.With("migration_id", m.ID),
-		client:     NewClient(opts.LoomURL, opts.HTTPClient, opts.ClientOptions...),
+		client:     client,
 		seen:       newSeenDispatches(),
+		verify:     &verifier{client: client, now: time.Now},
 		work:       work,
 		cancelWork: cancel,
 	}, nil
@@ -220,8 +230,11 @@ func (m *Migrator) Serve(ctx context.Context, l net.Listener) error {
 
 // Handler returns MigratorService's path and handler, to mount on a mux of
 // your own; then call Start to announce and discover, and Stop at the end.
+// The handler refuses calls not signed by the Loom at Options.LoomURL
+// (when that Loom signs its calls).
 func (m *Migrator) Handler() (string, http.Handler) {
-	return migratorv1connect.NewMigratorServiceHandler(&service{m: m})
+	path, h := migratorv1connect.NewMigratorServiceHandler(&service{m: m})
+	return path, m.verify.wrap(h)
 }
 
 // Start announces the Migration (retrying until Loom answers), then
@@ -291,6 +304,9 @@ func (m *Migrator) Announce(ctx context.Context) error {
 		return fmt.Errorf("announce %s: %w", m.spec.Migration.ID, err)
 	}
 	m.log.Info("migration announced", "created", created, "updated", updated, "migrator_url", m.opts.AdvertiseURL)
+	if err := m.verify.load(ctx); err != nil {
+		m.log.Warn("could not fetch Loom's signing keys yet; will on the first dispatch", "error", err)
+	}
 	return nil
 }
 
@@ -355,7 +371,8 @@ func (m *Migrator) checkMerges(ctx context.Context) {
 		if !merged {
 			continue
 		}
-		_, err = m.client.ReportStep(ctx, Report{RunID: s.RunID, Execution: s.Execution, Step: s.Step, Attempt: s.Attempt, Status: StatusMerged})
+		_, err = m.client.ReportStep(ctx, Report{RunID: s.RunID, Execution: s.Execution, Step: s.Step, Attempt: s.Attempt,
+			Status: StatusMerged, CallbackToken: s.CallbackToken})
 		if err != nil && !IsRefused(err) {
 			m.log.Warn("reporting a merge failed; will retry", "run_id", s.RunID, "step", s.Step, "error", err)
 		} else if err == nil {
@@ -383,15 +400,16 @@ func (s *service) ExecuteStep(_ context.Context, req *connect.Request[migratorv1
 		return nil, connect.NewError(connect.CodeUnavailable, errors.New("the Migrator is stopping"))
 	}
 	d := &Dispatch{
-		RunID:       msg.GetRunId(),
-		Execution:   msg.GetExecution(),
-		MigrationID: msg.GetMigrationId(),
-		Step:        StepFromProto(msg.GetStep()),
-		StepIndex:   int(msg.GetStepIndex()),
-		Attempt:     int(msg.GetAttempt()),
-		Candidate:   CandidateFromProto(msg.GetCandidate()),
-		Inputs:      msg.GetInputs(),
-		client:      m.client,
+		RunID:         msg.GetRunId(),
+		Execution:     msg.GetExecution(),
+		MigrationID:   msg.GetMigrationId(),
+		Step:          StepFromProto(msg.GetStep()),
+		StepIndex:     int(msg.GetStepIndex()),
+		Attempt:       int(msg.GetAttempt()),
+		Candidate:     CandidateFromProto(msg.GetCandidate()),
+		Inputs:        msg.GetInputs(),
+		client:        m.client,
+		callbackToken: msg.GetCallbackToken(),
 	}
 	d.log = m.log.With("run_id", d.RunID, "execution", d.Execution, "step", d.Step.Name, "attempt", d.Attempt, "candidate_id", d.Candidate.ID)
 	if !m.seen.first(d.key(), time.Now()) {

@@ -333,3 +333,59 @@ func TestNewFailsFast(t *testing.T) {
 		})
 	}
 }
+
+func TestAMigratorObeysOnlyItsLoom(t *testing.T) {
+	loom := migratortest.New(t)
+	loom.EnableSigning()
+	var calls atomic.Int32
+	s := spec(map[string]migratorsdk.StepHandler{"plain": func(context.Context, *migratorsdk.Dispatch) error {
+		calls.Add(1)
+		return nil
+	}})
+	url, _ := start(t, s, migratorsdk.Options{LoomURL: loom.URL()})
+	loom.WaitCandidates(t, "test-migration", 1)
+
+	// Its Loom's signed dispatch is obeyed, and the report carries the
+	// dispatch's callback token (the fake refuses a report without it).
+	loom.MustDispatch(t, "test-migration", "step-plain", "acme/payments", nil).MustWait(t, migratorsdk.StatusCompleted)
+
+	req := &migratorv1.ExecuteStepRequest{RunId: "test-migration__acme/payments", Execution: 1, MigrationId: "test-migration", Attempt: 7,
+		Step: &loomv1.StepDefinition{Name: "step-plain", Type: "plain"}, Candidate: &loomv1.Candidate{Id: "acme/payments", Kind: "service"}}
+	unsigned := migratorv1connect.NewMigratorServiceClient(http.DefaultClient, url)
+	if _, err := unsigned.ExecuteStep(context.Background(), connect.NewRequest(req)); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("an unsigned dispatch: %v", err)
+	}
+	// Another Loom's signature is no better.
+	impostor := migratortest.New(t)
+	impostor.EnableSigning()
+	impostor.Register(s.Migration, url, migratorsdk.Candidate{ID: "acme/payments", Kind: "service"})
+	if _, err := impostor.Dispatch(context.Background(), "test-migration", "step-plain", "acme/payments", nil); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("a dispatch signed by another Loom: %v", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("the handler ran %d times", n)
+	}
+}
+
+func TestLongReasonsAndInterruptedHandlersStillReachLoom(t *testing.T) {
+	loom := migratortest.New(t)
+	s := spec(map[string]migratorsdk.StepHandler{
+		"failing": func(context.Context, *migratorsdk.Dispatch) error { return errors.New(strings.Repeat("é", 5000)) },
+		"slow": func(ctx context.Context, _ *migratorsdk.Dispatch) error {
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	})
+	_, stop := start(t, s, migratorsdk.Options{LoomURL: loom.URL(), ShutdownTimeout: 200 * time.Millisecond})
+	loom.WaitCandidates(t, "test-migration", 1)
+	failing := loom.MustDispatch(t, "test-migration", "step-failing", "acme/payments", nil)
+	if rep := failing.MustWait(t, migratorsdk.StatusFailed); len(rep.Message) > 4000 || !strings.HasSuffix(rep.Message, "[…]") {
+		t.Fatalf("a long reason was reported as %d bytes", len(rep.Message))
+	}
+	slow := loom.MustDispatch(t, "test-migration", "step-slow", "acme/payments", nil)
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	if rep := slow.MustWait(t, migratorsdk.StatusFailed); !strings.HasPrefix(rep.Message, "interrupted") {
+		t.Fatalf("an interrupted handler was reported as %q", rep.Message)
+	}
+}

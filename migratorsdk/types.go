@@ -85,6 +85,12 @@ const (
 	StatusFailed         StepStatus = "failed"
 )
 
+// final reports whether a step in this status is done with (the Run moves
+// on or waits for an operator's retry).
+func (s StepStatus) final() bool {
+	return s == StatusMerged || s == StatusCompleted || s == StatusFailed
+}
+
 // Report is one step report sent to Loom.
 type Report struct {
 	RunID     string
@@ -95,6 +101,9 @@ type Report struct {
 	PRURL     string
 	Message   string
 	Metadata  map[string]string
+	// CallbackToken is the dispatch's callback token, which Loom requires
+	// on reports when it authenticates callers. The SDK fills it in.
+	CallbackToken string
 }
 
 // OpenStep is a step of a running Run whose pull request waits for its
@@ -107,6 +116,8 @@ type OpenStep struct {
 	CandidateID string
 	PRURL       string
 	Metadata    map[string]string
+	// CallbackToken authorises the report of this step's merge.
+	CallbackToken string
 }
 
 // PreviewRequest asks what a Run would change for one Candidate.

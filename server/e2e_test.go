@@ -33,6 +33,8 @@ type world struct {
 	temporal *temporaltest.TestServer
 	redis    *redistest.Server
 	migrator *testMigrator
+	// secure, when set, configures authentication of the Looms started.
+	secure func(*server.Config)
 }
 
 func newWorld(t *testing.T) *world {
@@ -69,6 +71,11 @@ func (w *world) startLoom() *loom {
 	cfg.Temporal.Namespace = w.temporal.GetDefaultNamespace()
 	cfg.DispatchWindow = 20 * time.Second
 	cfg.PreviewTimeout = 3 * time.Second
+	cfg.Security.Insecure = true // trust has its own end-to-end tests
+	cfg.Security.AllowMigratorNets = []string{"127.0.0.0/8"}
+	if w.secure != nil {
+		w.secure(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -25,4 +27,10 @@ func writeHistory(path string, res *workflowservice.GetWorkflowExecutionHistoryR
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
 }

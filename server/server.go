@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,11 @@ type Config struct {
 	CORSOrigins []string
 	// ShutdownTimeout bounds how long a stop waits for calls in flight.
 	ShutdownTimeout time.Duration
+	// Security: authentication, keys, limits and the Migrator address
+	// policy.
+	Security SecurityConfig
+	// TLS of the API and of calls to Migrators.
+	TLS TLSConfig
 }
 
 // TemporalConfig says how to reach Temporal.
@@ -84,6 +90,12 @@ func (c Config) Validate() error {
 	if c.DispatchWindow <= 0 || c.PreviewTimeout <= 0 {
 		return errors.New("dispatch window and preview timeout: must be positive")
 	}
+	if err := c.Security.validate(); err != nil {
+		return err
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("tls: give both the certificate and the key file")
+	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown timeout: must be positive")
 	}
@@ -98,6 +110,7 @@ type Server struct {
 	temporal *engine.Client
 	worker   *engine.Worker
 	handler  http.Handler
+	tls      *tls.Config
 }
 
 // New connects to Redis and Temporal and builds the API and the worker.
@@ -105,6 +118,17 @@ type Server struct {
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	sec, err := buildSecurity(ctx, cfg.Security, cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := serverTLS(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Security.Insecure {
+		log.Warn("authentication is OFF (-insecure-no-auth): anyone who reaches the port can announce Migrations and drive Runs")
 	}
 	st, err := store.Open(ctx, cfg.Redis)
 	if err != nil {
@@ -124,12 +148,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	} else if !d.AOF {
 		log.Warn("Redis has no append-only file: a Redis restart loses Migrations, Candidates and Run views; run it with --appendonly yes --appendfsync everysec")
 	}
-	s := &Server{cfg: cfg, log: log, store: st, temporal: tc}
-	migrators := dispatch.New(dispatch.Options{})
-	s.worker = tc.NewWorker(cfg.Temporal.TaskQueue, &engine.Activities{Store: st, Migrators: migrators})
+	s := &Server{cfg: cfg, log: log, store: st, temporal: tc, tls: tlsCfg}
+	migrators := dispatch.New(dispatch.Options{Policy: sec.policy, Signer: sec.signer, TLS: sec.migrTLS})
+	s.worker = tc.NewWorker(cfg.Temporal.TaskQueue, &engine.Activities{Store: st, Migrators: migrators, Callbacks: sec.callbacks})
 	now := func() time.Time { return time.Now().UTC() }
 	s.handler = api.NewHandler(api.Options{
-		Registry:  &migration.Registry{Store: st, Now: now},
+		Registry:  &migration.Registry{Store: st, Now: now, CheckURL: sec.policy.CheckURL},
 		Discovery: &migration.Discovery{Store: st, Now: now},
 		Runs: &migration.Runs{
 			Store: st,
@@ -141,9 +165,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			Now:            now,
 			PreviewTimeout: cfg.PreviewTimeout,
 		},
-		Logger:      log,
-		Ready:       s.ready,
-		CORSOrigins: cfg.CORSOrigins,
+		Logger:          log,
+		Ready:           s.ready,
+		CORSOrigins:     cfg.CORSOrigins,
+		Authenticator:   sec.authn,
+		Callbacks:       sec.callbacks,
+		Signer:          sec.signer,
+		RateLimit:       cfg.Security.RateLimit,
+		Burst:           cfg.Security.Burst,
+		MaxRequestBytes: cfg.Security.MaxRequestBytes,
+		ProtectHealth:   cfg.Security.ProtectHealth,
 	})
 	return s, nil
 }
@@ -170,8 +201,13 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	// Cleartext HTTP/2 (h2c) so gRPC clients work without TLS.
-	protocols.SetUnencryptedHTTP2(true)
+	if s.tls != nil {
+		protocols.SetHTTP2(true)
+		l = tls.NewListener(l, s.tls)
+	} else {
+		// Cleartext HTTP/2 (h2c) so gRPC clients work without TLS.
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	hs := &http.Server{
 		Handler:           s.handler,
 		Protocols:         &protocols,

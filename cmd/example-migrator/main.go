@@ -28,6 +28,7 @@ func main() {
 
 func run() error {
 	loom := flag.String("loom", envOr("LOOM_URL", "http://127.0.0.1:8080"), "Loom's API ($LOOM_URL)")
+	token := flag.String("token", os.Getenv("LOOM_TOKEN"), "token of the migrator role ($LOOM_TOKEN); loom dev writes one to .loom/migrator.token")
 	listen := flag.String("listen", "127.0.0.1:9090", "where Loom reaches this Migrator")
 	fleet := flag.String("fleet", "fleet", "folder of git repositories to migrate")
 	generate := flag.Int("generate", 0, "first create a sample fleet of this many repositories in -fleet")
@@ -46,6 +47,7 @@ func run() error {
 	}
 	m, err := migratorsdk.New(gomigrator.Spec(dir), migratorsdk.Options{
 		LoomURL:    *loom,
+		Token:      *token,
 		ListenAddr: *listen,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})

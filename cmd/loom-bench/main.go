@@ -111,18 +111,19 @@ func bench(runs, steps, concurrency int) error {
 	if err != nil {
 		return err
 	}
-	m, err := migratorsdk.New(spec, migratorsdk.Options{LoomURL: env.APIURL, ListenAddr: l.Addr().String(), Logger: quiet})
+	m, err := migratorsdk.New(spec, migratorsdk.Options{LoomURL: env.APIURL, Token: env.MigratorToken, ListenAddr: l.Addr().String(), Logger: quiet})
 	if err != nil {
 		return err
 	}
 	mctx, mcancel := context.WithCancel(ctx)
 	defer mcancel()
 	go func() { _ = m.Serve(mctx, l) }()
-	if err := waitForCandidates(ctx, env.APIURL, runs); err != nil {
+	operator := migratorsdk.WithToken(env.OperatorToken)
+	if err := waitForCandidates(ctx, env.APIURL, runs, operator); err != nil {
 		return err
 	}
 
-	client := loomv1connect.NewRunServiceClient(http.DefaultClient, env.APIURL)
+	client := loomv1connect.NewRunServiceClient(http.DefaultClient, env.APIURL, operator)
 	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
 	errs := make(chan error, runs)
@@ -169,8 +170,8 @@ func bench(runs, steps, concurrency int) error {
 	return nil
 }
 
-func waitForCandidates(ctx context.Context, apiURL string, n int) error {
-	c := loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, apiURL)
+func waitForCandidates(ctx context.Context, apiURL string, n int, opts ...connect.ClientOption) error {
+	c := loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, apiURL, opts...)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		res, err := c.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "bench", PageSize: 1}))

@@ -72,6 +72,17 @@ func (f *flags) int(p *int, name string, def int, help string) {
 	f.fs.IntVar(p, name, def, help+" ($"+f.envName(name)+")")
 }
 
+func (f *flags) float(p *float64, name string, def float64, help string) {
+	if v, ok := f.env(f.envName(name)); ok {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil && f.err == nil {
+			f.err = fmt.Errorf("%s: %w", f.envName(name), err)
+		}
+		def = x
+	}
+	f.fs.Float64Var(p, name, def, help+" ($"+f.envName(name)+")")
+}
+
 func (f *flags) bool(p *bool, name string, def bool, help string) {
 	if v, ok := f.env(f.envName(name)); ok {
 		b, err := strconv.ParseBool(v)
@@ -121,6 +132,29 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	f.duration(&cfg.DispatchWindow, "dispatch-window", cfg.DispatchWindow, "how long a dispatch retries an unreachable Migrator before the step fails")
 	f.duration(&cfg.PreviewTimeout, "preview-timeout", cfg.PreviewTimeout, "how long a preview waits for the Migrator")
 	f.string(&cors, "cors-origins", "", "browser origins allowed to call the API, comma-separated; * for any")
+	var nets, hosts string
+	sec := &cfg.Security
+	f.bool(&sec.Insecure, "insecure-no-auth", false, "serve everyone without a token (trusted networks only)")
+	f.string(&sec.TokensFile, "tokens-file", "", "static tokens, hashed (loom tokens create prints entries)")
+	f.string(&sec.KeysFile, "keys-file", "", "callback-token and call-signing keys (loom keys init writes one)")
+	f.string(&sec.JWT.Issuer, "jwt-issuer", "", "accept JWT access tokens of this issuer")
+	f.string(&sec.JWT.Audience, "jwt-audience", "", "audience JWT access tokens must carry")
+	f.string(&sec.JWT.JWKSURL, "jwt-jwks-url", "", "URL of the issuer's JSON Web Key Set")
+	f.string(&sec.JWT.JWKSFile, "jwt-jwks-file", "", "file of the issuer's JSON Web Key Set")
+	f.string(&sec.JWT.RoleClaim, "jwt-role-claim", "loom_role", "claim holding the caller's role")
+	f.string(&sec.JWT.MigrationsClaim, "jwt-migrations-claim", "loom_migrations", "claim listing a migrator's Migrations (id or prefix*)")
+	f.bool(&sec.ProtectHealth, "protect-health", false, "require a token for gRPC health and reflection too")
+	f.float(&sec.RateLimit, "rate-limit", 50, "calls per second per caller (0: no limit)")
+	f.int(&sec.Burst, "rate-burst", 200, "burst of calls per caller")
+	f.int(&sec.MaxRequestBytes, "max-request-bytes", 4<<20, "largest request message")
+	f.string(&nets, "allow-migrator-nets", "", "networks Migrators may be in although refused by default (loopback, link-local), comma-separated CIDRs")
+	f.string(&hosts, "allow-migrator-hosts", "", "the only Migrator host names Loom calls, comma-separated (*.domain for a domain); empty: any")
+	f.string(&cfg.TLS.CertFile, "tls-cert", "", "serve TLS with this certificate (reloaded when it changes)")
+	f.string(&cfg.TLS.KeyFile, "tls-key", "", "key of -tls-cert")
+	f.string(&cfg.TLS.ClientCAFile, "tls-client-ca", "", "verify the client certificates callers present against this CA (mutual TLS)")
+	f.string(&cfg.TLS.MigratorCAFile, "migrator-ca", "", "CA of https:// Migrators")
+	f.string(&cfg.TLS.MigratorCertFile, "migrator-cert", "", "client certificate presented to Migrators (mutual TLS)")
+	f.string(&cfg.TLS.MigratorKeyFile, "migrator-key", "", "key of -migrator-cert")
 	f.duration(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a stop waits for calls in flight")
 	f.string(&lc.level, "log-level", "info", "log level: debug, info, warn or error")
 	f.string(&lc.format, "log-format", "text", "log format: text or json")
@@ -135,6 +169,8 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	}
 	cfg.Redis.Addrs = splitList(redisAddrs)
 	cfg.CORSOrigins = splitList(cors)
+	cfg.Security.AllowMigratorNets = splitList(nets)
+	cfg.Security.AllowMigratorHosts = splitList(hosts)
 	if err := lc.validate(); err != nil {
 		return cfg, lc, err
 	}

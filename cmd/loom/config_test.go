@@ -20,10 +20,10 @@ func TestServeConfigPrecedence(t *testing.T) {
 		wantRedis []string
 		wantStop  time.Duration
 	}{
-		{"defaults", nil, nil, "127.0.0.1:8080", []string{"127.0.0.1:6379"}, 15 * time.Second},
-		{"environment over defaults", map[string]string{"LOOM_ADDR": ":9000", "LOOM_REDIS_ADDR": "a:1, b:2", "LOOM_SHUTDOWN_TIMEOUT": "3s"}, nil,
+		{"defaults", map[string]string{"LOOM_INSECURE_NO_AUTH": "true"}, nil, "127.0.0.1:8080", []string{"127.0.0.1:6379"}, 15 * time.Second},
+		{"environment over defaults", map[string]string{"LOOM_ADDR": ":9000", "LOOM_REDIS_ADDR": "a:1, b:2", "LOOM_SHUTDOWN_TIMEOUT": "3s", "LOOM_TOKENS_FILE": "t.json", "LOOM_KEYS_FILE": "k.json"}, nil,
 			":9000", []string{"a:1", "b:2"}, 3 * time.Second},
-		{"flags over environment", map[string]string{"LOOM_ADDR": ":9000"}, []string{"-addr", ":9100", "-redis-addr", "r:6380"},
+		{"flags over environment", map[string]string{"LOOM_ADDR": ":9000"}, []string{"-addr", ":9100", "-redis-addr", "r:6380", "-insecure-no-auth"},
 			":9100", []string{"r:6380"}, 15 * time.Second},
 	}
 	for _, tc := range cases {
@@ -45,12 +45,15 @@ func TestServeConfigRefusesNonsense(t *testing.T) {
 		env  map[string]string
 		args []string
 	}{
-		{"bad duration in env", map[string]string{"LOOM_SHUTDOWN_TIMEOUT": "soon"}, nil},
-		{"bad log level", nil, []string{"-log-level", "loud"}},
-		{"bad log format", nil, []string{"-log-format", "xml"}},
-		{"no redis", nil, []string{"-redis-addr", ""}},
-		{"addr without port", nil, []string{"-addr", "localhost"}},
-		{"stray argument", nil, []string{"extra"}},
+		{"bad duration in env", map[string]string{"LOOM_SHUTDOWN_TIMEOUT": "soon", "LOOM_INSECURE_NO_AUTH": "1"}, nil},
+		{"bad log level", nil, []string{"-insecure-no-auth", "-log-level", "loud"}},
+		{"bad log format", nil, []string{"-insecure-no-auth", "-log-format", "xml"}},
+		{"no redis", nil, []string{"-insecure-no-auth", "-redis-addr", ""}},
+		{"addr without port", nil, []string{"-insecure-no-auth", "-addr", "localhost"}},
+		{"stray argument", nil, []string{"-insecure-no-auth", "extra"}},
+		{"no authentication", nil, nil},
+		{"tokens without keys", nil, []string{"-tokens-file", "t.json"}},
+		{"a certificate without its key", nil, []string{"-insecure-no-auth", "-tls-cert", "c.pem"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := parseServe(tc.args, env(tc.env), io.Discard); err == nil {

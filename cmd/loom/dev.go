@@ -66,12 +66,15 @@ Loom is running.
 	if e.FleetDir != "" {
 		fmt.Fprintf(w, "  Fleet      %s  (git repositories the example Migrator migrates)\n", e.FleetDir)
 	}
-	fmt.Fprintf(w, `
-Try:
+	fmt.Fprintf(w, `  Tokens     operator: %[2]s
+             migrator: %[3]s
+
+Try (callers need a token: the operator's is in the data directory):
+  export LOOM_TOKEN=$(cat %[2]s)
   grpcurl -plaintext %[1]s list
-  grpcurl -plaintext -d '{"migration_id": "go-directive"}' %[1]s loom.v1.DiscoveryService/ListCandidates
-  grpcurl -plaintext -d '{"migration_id": "go-directive", "candidate_id": "svc-01", "inputs": {"go_version": "1.23", "toolchain": "1.23.4"}}' %[1]s loom.v1.RunService/PreviewRun
+  grpcurl -plaintext -H "authorization: Bearer $LOOM_TOKEN" -d '{"migration_id": "go-directive"}' %[1]s loom.v1.DiscoveryService/ListCandidates
+  grpcurl -plaintext -H "authorization: Bearer $LOOM_TOKEN" -d '{"migration_id": "go-directive", "candidate_id": "svc-01", "inputs": {"go_version": "1.23", "toolchain": "1.23.4"}}' %[1]s loom.v1.RunService/PreviewRun
 
 Stop with Ctrl-C.
-`, host)
+`, host, e.OperatorTokenFile, e.MigratorTokenFile)
 }

@@ -28,6 +28,8 @@ Usage:
                        the Loom server and an example Migrator over a sample fleet
   loom serve [flags]   production: serve the API (Connect, gRPC, gRPC-Web) against
                        an external Redis and Temporal
+  loom tokens create   make a token for a person or a Migrator (a role, a scope)
+  loom keys init       make the keys file of callback tokens and call signatures
 
 Run 'loom dev -h' or 'loom serve -h' for the flags; each has a LOOM_* environment variable.
 `
@@ -59,6 +61,16 @@ func run(args []string, stderr io.Writer) error {
 			return err
 		}
 		return dev(cfg, stderr)
+	case "tokens":
+		if len(args) < 2 || args[1] != "create" {
+			return errors.New("usage: loom tokens create -subject NAME -role ROLE [-migrations IDS] [-add-to FILE]")
+		}
+		return tokensCreate(args[2:], os.Stdout, stderr)
+	case "keys":
+		if len(args) < 2 || args[1] != "init" {
+			return errors.New("usage: loom keys init [-out keys.json]")
+		}
+		return keysInit(args[2:], stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stderr, usage)
 		return nil

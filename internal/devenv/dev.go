@@ -46,6 +46,11 @@ type Env struct {
 	// FleetDir is where the example Migrator's repositories are ("" when it
 	// does not run).
 	FleetDir string
+	// OperatorToken and MigratorToken authenticate a person (role operator)
+	// and a Migrator (role migrator, every Migration) with this Loom; their
+	// files are OperatorTokenFile and MigratorTokenFile.
+	OperatorToken, MigratorToken         string
+	OperatorTokenFile, MigratorTokenFile string
 }
 
 // Run starts Redis, Temporal, the Loom server and, if asked, the example
@@ -88,8 +93,17 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 		}
 	}()
 
+	creds, err := ensureCredentials(dir)
+	if err != nil {
+		return err
+	}
 	scfg := server.DefaultConfig()
 	scfg.Addr = cfg.Addr
+	scfg.Security.TokensFile = creds.tokensFile
+	scfg.Security.KeysFile = creds.keysFile
+	// Migrators run on this machine in development.
+	scfg.Security.AllowMigratorNets = []string{"127.0.0.0/8", "::1/128"}
+	scfg.Security.RateLimit = 0
 	scfg.Redis.Addrs = []string{rds.Addr()}
 	scfg.Temporal.HostPort = tmp.HostPort()
 	scfg.Temporal.Namespace = tmp.Namespace()
@@ -115,11 +129,15 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 	}()
 
 	env := Env{
-		APIURL:       "http://" + l.Addr().String(),
-		DataDir:      dir,
-		Persistent:   rds.Persistent() && tmp.Persistent(),
-		RedisAddr:    rds.Addr(),
-		TemporalAddr: tmp.HostPort(),
+		APIURL:            "http://" + l.Addr().String(),
+		DataDir:           dir,
+		Persistent:        rds.Persistent() && tmp.Persistent(),
+		RedisAddr:         rds.Addr(),
+		TemporalAddr:      tmp.HostPort(),
+		OperatorToken:     creds.operator,
+		MigratorToken:     creds.migrator,
+		OperatorTokenFile: creds.operatorFile,
+		MigratorTokenFile: creds.migratorFile,
 	}
 	if cfg.Example {
 		env.FleetDir = filepath.Join(dir, "fleet")
@@ -154,6 +172,7 @@ func startExample(ctx context.Context, cfg Config, env Env, log *slog.Logger) (s
 	}
 	m, err := migratorsdk.New(gomigrator.Spec(env.FleetDir), migratorsdk.Options{
 		LoomURL:         env.APIURL,
+		Token:           env.MigratorToken,
 		ListenAddr:      l.Addr().String(),
 		Logger:          log.With("component", "example-migrator"),
 		MergeCheckEvery: 2 * time.Second,

@@ -17,6 +17,7 @@ import (
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
 	"github.com/loomhq/loom/internal/devenv"
+	"github.com/loomhq/loom/migratorsdk"
 )
 
 // dev is one `loom dev` started by a test.
@@ -63,11 +64,12 @@ func startDev(t *testing.T, dir string, mutate ...func(*devenv.Config)) *dev {
 		}
 	}
 	t.Cleanup(stop)
+	operator := migratorsdk.WithToken(env.OperatorToken)
 	return &dev{
 		env:       env,
 		stop:      stop,
-		discovery: loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, env.APIURL),
-		runs:      loomv1connect.NewRunServiceClient(http.DefaultClient, env.APIURL),
+		discovery: loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, env.APIURL, operator),
+		runs:      loomv1connect.NewRunServiceClient(http.DefaultClient, env.APIURL, operator),
 	}
 }
 
@@ -114,6 +116,12 @@ func TestAFullMigrationAcrossRestarts(t *testing.T) {
 	if !d.env.Persistent {
 		t.Fatal("with redis-server installed, loom dev must persist")
 	}
+	// Callers need a token; the operator's is in the data directory.
+	anonymous := loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, d.env.APIURL)
+	if _, err := anonymous.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: migrationID})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("a call without a token: %v", err)
+	}
+	operatorToken := d.env.OperatorToken
 
 	list, err := d.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: migrationID}))
 	if err != nil {
@@ -143,9 +151,13 @@ func TestAFullMigrationAcrossRestarts(t *testing.T) {
 	merge(t, repo, "loom/bump-go")
 	d.waitStep(t, runID, "pin-toolchain", loomv1.StepStatus_STEP_STATUS_OPEN)
 
-	// Stop and start again: the Run, its Candidate and the Migration are there.
+	// Stop and start again: the Run, its Candidate and the Migration are
+	// there, and the tokens too.
 	d.stop()
 	d = startDev(t, dir)
+	if d.env.OperatorToken != operatorToken {
+		t.Fatal("loom dev made a new operator token at its restart")
+	}
 	d.waitStep(t, runID, "pin-toolchain", loomv1.StepStatus_STEP_STATUS_OPEN)
 	merge(t, repo, "loom/pin-toolchain")
 	d.waitStep(t, runID, "review", loomv1.StepStatus_STEP_STATUS_AWAITING_REVIEW)

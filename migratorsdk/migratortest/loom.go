@@ -12,13 +12,21 @@
 package migratortest
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,6 +53,8 @@ type Loom struct {
 	candidates  map[string]map[string]*loomv1.Candidate
 	submits     []*loomv1.SubmitCandidatesRequest
 	runs        map[string]*Run
+	// signing, when set, signs calls to Migrators like Loom does.
+	signing ed25519.PrivateKey
 }
 
 // New starts a fake Loom for the test; it stops when the test ends.
@@ -168,6 +178,21 @@ func (l *Loom) WaitAnnounced(t testing.TB, id string) migratorsdk.Migration {
 	return m
 }
 
+// Register records a Migration and its Candidates as if its Migrator had
+// announced and discovered them: a dispatch can then be sent to a Migrator
+// at migratorURL that never talked to this fake (to test that it refuses a
+// Loom that is not its own, say).
+func (l *Loom) Register(m migratorsdk.Migration, migratorURL string, candidates ...migratorsdk.Candidate) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.migrations[m.ID] = migratorsdk.MigrationToProto(m, migratorURL)
+	l.candidates[m.ID] = map[string]*loomv1.Candidate{}
+	for _, c := range candidates {
+		l.candidates[m.ID][c.ID] = migratorsdk.CandidateToProto(c)
+	}
+	l.notify()
+}
+
 // Candidates returns the submitted Candidates of a Migration, by id.
 func (l *Loom) Candidates(migrationID string) []migratorsdk.Candidate {
 	l.mu.Lock()
@@ -221,6 +246,7 @@ type Run struct {
 
 	// Guarded by l.mu.
 	attempt int
+	token   string // the current attempt's callback token
 	status  migratorsdk.StepStatus
 	prURL   string
 	meta    map[string]string
@@ -274,14 +300,62 @@ func (r *Run) dispatch(ctx context.Context) error {
 	r.l.mu.Lock()
 	attempt := r.attempt
 	cand := r.l.candidates[r.MigrationID][r.Candidate]
+	r.token = newCallbackToken()
+	token := r.token
 	r.l.mu.Unlock()
-	c := migratorv1connect.NewMigratorServiceClient(http.DefaultClient, r.url)
+	c := migratorv1connect.NewMigratorServiceClient(r.l.migratorClient(), r.url)
 	_, err := c.ExecuteStep(ctx, connect.NewRequest(&migratorv1.ExecuteStepRequest{
 		RunId: r.ID, Execution: r.Execution, MigrationId: r.MigrationID,
 		Step: migratorsdk.StepsToProto([]migratorsdk.Step{r.Step})[0], StepIndex: int32(r.StepIndex), Attempt: int32(attempt),
-		Candidate: cand, Inputs: r.inputs,
+		Candidate: cand, Inputs: r.inputs, CallbackToken: token,
 	}))
 	return err
+}
+
+func newCallbackToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return "test." + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// EnableSigning makes the fake Loom sign its calls to Migrators and publish
+// the key, as a Loom that authenticates callers does: the Migrator then
+// refuses calls that are not signed.
+func (l *Loom) EnableSigning() {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	l.mu.Lock()
+	l.signing = priv
+	l.mu.Unlock()
+}
+
+// migratorClient is the HTTP client of calls to Migrators: signed when
+// EnableSigning was called.
+func (l *Loom) migratorClient() *http.Client {
+	l.mu.Lock()
+	key := l.signing
+	l.mu.Unlock()
+	if key == nil {
+		return http.DefaultClient
+	}
+	return &http.Client{Transport: signer{key: key}}
+}
+
+// signer signs requests with the header format of MigratorService.
+type signer struct{ key ed25519.PrivateKey }
+
+func (s signer) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	r := req.Clone(req.Context())
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	t := time.Now().Unix()
+	sum := sha256.Sum256(body)
+	msg := "loom-signature-v1\n" + r.Method + "\n" + r.URL.Path + "\n" + strconv.FormatInt(t, 10) + "\n" + hex.EncodeToString(sum[:])
+	sig := ed25519.Sign(s.key, []byte(msg))
+	r.Header.Set("Loom-Signature", "v1;key=test;t="+strconv.FormatInt(t, 10)+";sig="+base64.RawURLEncoding.EncodeToString(sig))
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // Retry dispatches a failed step again as its next attempt.
@@ -363,7 +437,7 @@ func (l *Loom) Preview(ctx context.Context, migrationID, candidateID string, inp
 	if len(cand.GetSteps()) > 0 {
 		steps = cand.GetSteps()
 	}
-	c := migratorv1connect.NewMigratorServiceClient(http.DefaultClient, m.GetMigratorUrl())
+	c := migratorv1connect.NewMigratorServiceClient(l.migratorClient(), m.GetMigratorUrl())
 	res, err := c.PreviewRun(ctx, connect.NewRequest(&migratorv1.PreviewRunRequest{MigrationId: migrationID, Steps: steps, Candidate: cand, Inputs: inputs}))
 	if err != nil {
 		return nil, err
@@ -380,6 +454,9 @@ var allowed = map[migratorsdk.StepStatus][]migratorsdk.StepStatus{
 
 // report applies a Migrator's report; call with l.mu held.
 func (r *Run) report(rep migratorsdk.Report) (changed bool, err error) {
+	if rep.CallbackToken != r.token && !(rep.Attempt < r.attempt) {
+		return false, connect.NewError(connect.CodeUnauthenticated, errors.New("callback_token: not the token of this dispatch"))
+	}
 	switch {
 	case rep.Execution != r.Execution:
 		return false, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("execution %d is not the current one (%d)", rep.Execution, r.Execution))
@@ -449,6 +526,16 @@ func (s *registry) Announce(_ context.Context, req *connect.Request[loomv1.Annou
 	return connect.NewResponse(&loomv1.AnnounceResponse{Migration: m, Created: !existed, Updated: existed}), nil
 }
 
+func (s *registry) ListSigningKeys(context.Context, *connect.Request[loomv1.ListSigningKeysRequest]) (*connect.Response[loomv1.ListSigningKeysResponse], error) {
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	res := &loomv1.ListSigningKeysResponse{}
+	if s.l.signing != nil {
+		res.Keys = append(res.Keys, &loomv1.SigningKey{Id: "test", Algorithm: "Ed25519", PublicKey: s.l.signing.Public().(ed25519.PublicKey)})
+	}
+	return connect.NewResponse(res), nil
+}
+
 func (s *registry) GetMigration(_ context.Context, req *connect.Request[loomv1.GetMigrationRequest]) (*connect.Response[loomv1.GetMigrationResponse], error) {
 	s.l.mu.Lock()
 	defer s.l.mu.Unlock()
@@ -507,6 +594,7 @@ func (s *events) ReportStepStatus(_ context.Context, req *connect.Request[loomv1
 	changed, err := r.report(migratorsdk.Report{
 		RunID: req.Msg.GetRunId(), Execution: req.Msg.GetExecution(), Step: req.Msg.GetStepName(), Attempt: int(req.Msg.GetAttempt()),
 		Status: migratorsdk.StatusFromProto(req.Msg.GetStatus()), PRURL: req.Msg.GetPrUrl(), Message: req.Msg.GetMessage(), Metadata: req.Msg.GetMetadata(),
+		CallbackToken: req.Msg.GetCallbackToken(),
 	})
 	if err != nil {
 		return nil, err
@@ -542,7 +630,7 @@ func (s *runs) ListRuns(_ context.Context, req *connect.Request[loomv1.ListRunsR
 		res.Runs = append(res.Runs, &loomv1.Run{
 			Id: r.ID, MigrationId: r.MigrationID, CandidateId: r.Candidate, Execution: r.Execution,
 			Status: loomv1.RunStatus_RUN_STATUS_RUNNING, CurrentStep: r.Step.Name, CurrentStepStatus: st,
-			StepResults: []*loomv1.StepResult{{StepName: r.Step.Name, Status: st, PrUrl: r.prURL, Metadata: r.meta, Attempt: int32(r.attempt)}},
+			StepResults: []*loomv1.StepResult{{StepName: r.Step.Name, Status: st, PrUrl: r.prURL, Metadata: r.meta, Attempt: int32(r.attempt), CallbackToken: r.token}},
 		})
 	}
 	res.TotalSize = int64(len(res.Runs))

@@ -45,7 +45,14 @@ type ReportStepStatusRequest struct {
 	// Human-readable message: progress, review instructions, or the reason
 	// of a failure a person can act on. Kept from an earlier report when
 	// empty.
-	Message       string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	// The callback token of the dispatch reported on
+	// (loom.migrator.v1.ExecuteStepRequest.callback_token). Required when the
+	// server authenticates callers: a token not issued by this server for
+	// exactly this run, execution, step and attempt is refused with
+	// UNAUTHENTICATED; a genuine one for an attempt that is no longer current
+	// with FAILED_PRECONDITION.
+	CallbackToken string `protobuf:"bytes,9,opt,name=callback_token,json=callbackToken,proto3" json:"callback_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -136,6 +143,13 @@ func (x *ReportStepStatusRequest) GetMessage() string {
 	return ""
 }
 
+func (x *ReportStepStatusRequest) GetCallbackToken() string {
+	if x != nil {
+		return x.CallbackToken
+	}
+	return ""
+}
+
 // Response of EventService.ReportStepStatus.
 type ReportStepStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -196,7 +210,7 @@ var File_loom_v1_event_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_event_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bloom/v1/event_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x11loom/v1/run.proto\"\xf5\x05\n" +
+	"\x1bloom/v1/event_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x11loom/v1/run.proto\"\xa6\x06\n" +
 	"\x17ReportStepStatusRequest\x12e\n" +
 	"\x06run_id\x18\x01 \x01(\tBN\xbaHKrI2G^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?__[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x05runId\x12%\n" +
 	"\texecution\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\texecution\x12H\n" +
@@ -208,7 +222,8 @@ const file_loom_v1_event_service_proto_rawDesc = "" +
 	"\n" +
 	"pr_url.uri\x12\x17must be an absolute URL\x1a\x1athis == '' || this.isUri()r\x03\x18\x80\x10R\x05prUrl\x12d\n" +
 	"\bmetadata\x18\a \x03(\v2..loom.v1.ReportStepStatusRequest.MetadataEntryB\x18\xbaH\x15\x9a\x01\x12\x10d\"\ar\x05\x10\x01\x18\x80\x01*\x05r\x03\x18\x80 R\bmetadata\x12\"\n" +
-	"\amessage\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\amessage\x1a;\n" +
+	"\amessage\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\amessage\x12/\n" +
+	"\x0ecallback_token\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\rcallbackToken\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:z\xbaHw\x1au\n" +

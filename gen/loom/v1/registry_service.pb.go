@@ -10,6 +10,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -427,11 +428,168 @@ func (x *DeleteMigrationResponse) GetDeletedCandidates() int64 {
 	return 0
 }
 
+// Request of RegistryService.ListSigningKeys.
+type ListSigningKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSigningKeysRequest) Reset() {
+	*x = ListSigningKeysRequest{}
+	mi := &file_loom_v1_registry_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSigningKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSigningKeysRequest) ProtoMessage() {}
+
+func (x *ListSigningKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_registry_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSigningKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListSigningKeysRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{8}
+}
+
+// Response of RegistryService.ListSigningKeys.
+type ListSigningKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keys that verify Loom's signatures, the current signing key first.
+	Keys          []*SigningKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSigningKeysResponse) Reset() {
+	*x = ListSigningKeysResponse{}
+	mi := &file_loom_v1_registry_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSigningKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSigningKeysResponse) ProtoMessage() {}
+
+func (x *ListSigningKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_registry_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSigningKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListSigningKeysResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListSigningKeysResponse) GetKeys() []*SigningKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// A public key Loom signs its calls to Migrators with.
+type SigningKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key id, as named by the `key=` field of the Loom-Signature header.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The signature algorithm; always "Ed25519" for now.
+	Algorithm string `protobuf:"bytes,2,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	// The raw 32-byte Ed25519 public key.
+	PublicKey []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// When the key stops verifying (after a rotation); unset for the keys in
+	// use.
+	RetireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=retire_time,json=retireTime,proto3" json:"retire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKey) Reset() {
+	*x = SigningKey{}
+	mi := &file_loom_v1_registry_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKey) ProtoMessage() {}
+
+func (x *SigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_registry_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
+func (*SigningKey) Descriptor() ([]byte, []int) {
+	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SigningKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SigningKey) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *SigningKey) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *SigningKey) GetRetireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetireTime
+	}
+	return nil
+}
+
 var File_loom_v1_registry_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_registry_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1eloom/v1/registry_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17loom/v1/migration.proto\"K\n" +
+	"\x1eloom/v1/registry_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loom/v1/migration.proto\"K\n" +
 	"\x0fAnnounceRequest\x128\n" +
 	"\tmigration\x18\x01 \x01(\v2\x12.loom.v1.MigrationB\x06\xbaH\x03\xc8\x01\x01R\tmigration\"x\n" +
 	"\x10AnnounceResponse\x120\n" +
@@ -455,12 +613,24 @@ const file_loom_v1_registry_service_proto_rawDesc = "" +
 	"\x16DeleteMigrationRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\"H\n" +
 	"\x17DeleteMigrationResponse\x12-\n" +
-	"\x12deleted_candidates\x18\x01 \x01(\x03R\x11deletedCandidates2\xdc\x02\n" +
+	"\x12deleted_candidates\x18\x01 \x01(\x03R\x11deletedCandidates\"\x18\n" +
+	"\x16ListSigningKeysRequest\"B\n" +
+	"\x17ListSigningKeysResponse\x12'\n" +
+	"\x04keys\x18\x01 \x03(\v2\x13.loom.v1.SigningKeyR\x04keys\"\x96\x01\n" +
+	"\n" +
+	"SigningKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\talgorithm\x18\x02 \x01(\tR\talgorithm\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x12;\n" +
+	"\vretire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"retireTime2\xb7\x03\n" +
 	"\x0fRegistryService\x12D\n" +
 	"\bAnnounce\x12\x18.loom.v1.AnnounceRequest\x1a\x19.loom.v1.AnnounceResponse\"\x03\x90\x02\x02\x12P\n" +
 	"\fGetMigration\x12\x1c.loom.v1.GetMigrationRequest\x1a\x1d.loom.v1.GetMigrationResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\x0eListMigrations\x12\x1e.loom.v1.ListMigrationsRequest\x1a\x1f.loom.v1.ListMigrationsResponse\"\x03\x90\x02\x01\x12Y\n" +
-	"\x0fDeleteMigration\x12\x1f.loom.v1.DeleteMigrationRequest\x1a .loom.v1.DeleteMigrationResponse\"\x03\x90\x02\x02B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
+	"\x0fDeleteMigration\x12\x1f.loom.v1.DeleteMigrationRequest\x1a .loom.v1.DeleteMigrationResponse\"\x03\x90\x02\x02\x12Y\n" +
+	"\x0fListSigningKeys\x12\x1f.loom.v1.ListSigningKeysRequest\x1a .loom.v1.ListSigningKeysResponse\"\x03\x90\x02\x01B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
 
 var (
 	file_loom_v1_registry_service_proto_rawDescOnce sync.Once
@@ -474,7 +644,7 @@ func file_loom_v1_registry_service_proto_rawDescGZIP() []byte {
 	return file_loom_v1_registry_service_proto_rawDescData
 }
 
-var file_loom_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_loom_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_loom_v1_registry_service_proto_goTypes = []any{
 	(*AnnounceRequest)(nil),         // 0: loom.v1.AnnounceRequest
 	(*AnnounceResponse)(nil),        // 1: loom.v1.AnnounceResponse
@@ -484,26 +654,34 @@ var file_loom_v1_registry_service_proto_goTypes = []any{
 	(*ListMigrationsResponse)(nil),  // 5: loom.v1.ListMigrationsResponse
 	(*DeleteMigrationRequest)(nil),  // 6: loom.v1.DeleteMigrationRequest
 	(*DeleteMigrationResponse)(nil), // 7: loom.v1.DeleteMigrationResponse
-	(*Migration)(nil),               // 8: loom.v1.Migration
+	(*ListSigningKeysRequest)(nil),  // 8: loom.v1.ListSigningKeysRequest
+	(*ListSigningKeysResponse)(nil), // 9: loom.v1.ListSigningKeysResponse
+	(*SigningKey)(nil),              // 10: loom.v1.SigningKey
+	(*Migration)(nil),               // 11: loom.v1.Migration
+	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
 }
 var file_loom_v1_registry_service_proto_depIdxs = []int32{
-	8, // 0: loom.v1.AnnounceRequest.migration:type_name -> loom.v1.Migration
-	8, // 1: loom.v1.AnnounceResponse.migration:type_name -> loom.v1.Migration
-	8, // 2: loom.v1.GetMigrationResponse.migration:type_name -> loom.v1.Migration
-	8, // 3: loom.v1.ListMigrationsResponse.migrations:type_name -> loom.v1.Migration
-	0, // 4: loom.v1.RegistryService.Announce:input_type -> loom.v1.AnnounceRequest
-	2, // 5: loom.v1.RegistryService.GetMigration:input_type -> loom.v1.GetMigrationRequest
-	4, // 6: loom.v1.RegistryService.ListMigrations:input_type -> loom.v1.ListMigrationsRequest
-	6, // 7: loom.v1.RegistryService.DeleteMigration:input_type -> loom.v1.DeleteMigrationRequest
-	1, // 8: loom.v1.RegistryService.Announce:output_type -> loom.v1.AnnounceResponse
-	3, // 9: loom.v1.RegistryService.GetMigration:output_type -> loom.v1.GetMigrationResponse
-	5, // 10: loom.v1.RegistryService.ListMigrations:output_type -> loom.v1.ListMigrationsResponse
-	7, // 11: loom.v1.RegistryService.DeleteMigration:output_type -> loom.v1.DeleteMigrationResponse
-	8, // [8:12] is the sub-list for method output_type
-	4, // [4:8] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	11, // 0: loom.v1.AnnounceRequest.migration:type_name -> loom.v1.Migration
+	11, // 1: loom.v1.AnnounceResponse.migration:type_name -> loom.v1.Migration
+	11, // 2: loom.v1.GetMigrationResponse.migration:type_name -> loom.v1.Migration
+	11, // 3: loom.v1.ListMigrationsResponse.migrations:type_name -> loom.v1.Migration
+	10, // 4: loom.v1.ListSigningKeysResponse.keys:type_name -> loom.v1.SigningKey
+	12, // 5: loom.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	0,  // 6: loom.v1.RegistryService.Announce:input_type -> loom.v1.AnnounceRequest
+	2,  // 7: loom.v1.RegistryService.GetMigration:input_type -> loom.v1.GetMigrationRequest
+	4,  // 8: loom.v1.RegistryService.ListMigrations:input_type -> loom.v1.ListMigrationsRequest
+	6,  // 9: loom.v1.RegistryService.DeleteMigration:input_type -> loom.v1.DeleteMigrationRequest
+	8,  // 10: loom.v1.RegistryService.ListSigningKeys:input_type -> loom.v1.ListSigningKeysRequest
+	1,  // 11: loom.v1.RegistryService.Announce:output_type -> loom.v1.AnnounceResponse
+	3,  // 12: loom.v1.RegistryService.GetMigration:output_type -> loom.v1.GetMigrationResponse
+	5,  // 13: loom.v1.RegistryService.ListMigrations:output_type -> loom.v1.ListMigrationsResponse
+	7,  // 14: loom.v1.RegistryService.DeleteMigration:output_type -> loom.v1.DeleteMigrationResponse
+	9,  // 15: loom.v1.RegistryService.ListSigningKeys:output_type -> loom.v1.ListSigningKeysResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_registry_service_proto_init() }
@@ -518,7 +696,7 @@ func file_loom_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_registry_service_proto_rawDesc), len(file_loom_v1_registry_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -371,7 +371,13 @@ type StepResult struct {
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Who last changed the step: `migrator`, or the operator who finished a
 	// review, marked a pull request merged or retried the step.
-	Actor         string `protobuf:"bytes,10,opt,name=actor,proto3" json:"actor,omitempty"`
+	Actor string `protobuf:"bytes,10,opt,name=actor,proto3" json:"actor,omitempty"`
+	// The callback token of the current attempt of the current step, which a
+	// report on it must carry (see ReportStepStatusRequest.callback_token).
+	// Set only for the Migrator that owns the Migration (and admins), and only
+	// on the current step of a running Run: a Migrator that restarted can
+	// still report a merge it detects.
+	CallbackToken string `protobuf:"bytes,11,opt,name=callback_token,json=callbackToken,proto3" json:"callback_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -472,6 +478,13 @@ func (x *StepResult) GetEndTime() *timestamppb.Timestamp {
 func (x *StepResult) GetActor() string {
 	if x != nil {
 		return x.Actor
+	}
+	return ""
+}
+
+func (x *StepResult) GetCallbackToken() string {
+	if x != nil {
+		return x.CallbackToken
 	}
 	return ""
 }
@@ -613,7 +626,7 @@ const file_loom_v1_run_proto_rawDesc = "" +
 	"\aversion\x18\x0f \x01(\x03R\aversion\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x04\n" +
 	"\n" +
 	"StepResult\x12\x1b\n" +
 	"\tstep_name\x18\x01 \x01(\tR\bstepName\x12+\n" +
@@ -628,7 +641,8 @@ const file_loom_v1_run_proto_rawDesc = "" +
 	"updateTime\x125\n" +
 	"\bend_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x14\n" +
 	"\x05actor\x18\n" +
-	" \x01(\tR\x05actor\x1a;\n" +
+	" \x01(\tR\x05actor\x12%\n" +
+	"\x0ecallback_token\x18\v \x01(\tR\rcallbackToken\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x03\n" +

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
@@ -33,6 +34,23 @@ type Options struct {
 	// CORSOrigins are the browser origins allowed to call the API; "*"
 	// allows any; empty allows none but the server's own.
 	CORSOrigins []string
+	// Authenticator, when set, requires a bearer token on every call and
+	// applies auth.Rules; nil serves everyone (development only).
+	Authenticator *auth.Authenticator
+	// Callbacks signs and checks the callback tokens of dispatches; nil
+	// when callers are not authenticated.
+	Callbacks *auth.Callbacks
+	// Signer's public keys are published by ListSigningKeys.
+	Signer *auth.Signer
+	// RateLimit is each caller's sustained calls per second (and Burst its
+	// burst); 0 disables the limit.
+	RateLimit float64
+	Burst     int
+	// MaxRequestBytes bounds a request message; 0 means 4 MiB.
+	MaxRequestBytes int
+	// ProtectHealth also requires a token for gRPC health and reflection
+	// (open by default: probes and tools list services without one).
+	ProtectHealth bool
 }
 
 // ServiceNames are the fully-qualified names of the loom.v1 services.
@@ -47,20 +65,33 @@ var ServiceNames = []string{
 // validated against the rules in the .proto files before a handler sees it,
 // and every error leaves through toConnectError.
 func NewHandler(o Options) http.Handler {
-	opts := []connect.HandlerOption{
-		// Outermost first: the error interceptor also sees validation refusals.
-		connect.WithInterceptors(errorInterceptor{log: o.Logger}, validate.NewInterceptor()),
+	// Outermost first: errors of every later stage are mapped and logged;
+	// callers are authenticated before their requests are even validated.
+	interceptors := []connect.Interceptor{errorInterceptor{log: o.Logger}}
+	var openOpts []connect.HandlerOption
+	if o.Authenticator != nil {
+		authn := &authInterceptor{authn: o.Authenticator, limit: newCallerLimits(o.RateLimit, o.Burst)}
+		interceptors = append(interceptors, authn)
+		if o.ProtectHealth {
+			openOpts = append(openOpts, connect.WithInterceptors(healthAuth{authn}))
+		}
 	}
+	interceptors = append(interceptors, validate.NewInterceptor())
+	maxBytes := o.MaxRequestBytes
+	if maxBytes <= 0 {
+		maxBytes = 4 << 20
+	}
+	opts := []connect.HandlerOption{connect.WithInterceptors(interceptors...), connect.WithReadMaxBytes(maxBytes)}
 	mux := http.NewServeMux()
-	mux.Handle(loomv1connect.NewRegistryServiceHandler(&RegistryServer{Registry: o.Registry}, opts...))
+	mux.Handle(loomv1connect.NewRegistryServiceHandler(&RegistryServer{Registry: o.Registry, Signer: o.Signer}, opts...))
 	mux.Handle(loomv1connect.NewDiscoveryServiceHandler(&DiscoveryServer{Discovery: o.Discovery}, opts...))
-	mux.Handle(loomv1connect.NewRunServiceHandler(&RunServer{Runs: o.Runs}, opts...))
-	mux.Handle(loomv1connect.NewEventServiceHandler(&EventServer{Runs: o.Runs}, opts...))
+	mux.Handle(loomv1connect.NewRunServiceHandler(&RunServer{Runs: o.Runs, Callbacks: o.Callbacks}, opts...))
+	mux.Handle(loomv1connect.NewEventServiceHandler(&EventServer{Runs: o.Runs, Callbacks: o.Callbacks}, opts...))
 
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, ServiceNames...)...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle(grpchealth.NewHandler(&healthChecker{ready: o.Ready}))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, openOpts...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, openOpts...))
+	mux.Handle(grpchealth.NewHandler(&healthChecker{ready: o.Ready}, openOpts...))
 
 	if len(o.CORSOrigins) == 0 {
 		return mux

@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"errors"
 
 	"connectrpc.com/connect"
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/migration"
 	"github.com/loomhq/loom/server/internal/protoconv"
 )
@@ -14,6 +16,9 @@ import (
 // EventServer serves loom.v1.EventService.
 type EventServer struct {
 	Runs *migration.Runs
+	// Callbacks, when set, requires every report to carry the callback token
+	// of the dispatch it reports on.
+	Callbacks *auth.Callbacks
 }
 
 var _ loomv1connect.EventServiceHandler = (*EventServer)(nil)
@@ -21,6 +26,15 @@ var _ loomv1connect.EventServiceHandler = (*EventServer)(nil)
 // ReportStepStatus applies a Migrator's report to its Run.
 func (s *EventServer) ReportStepStatus(ctx context.Context, req *connect.Request[loomv1.ReportStepStatusRequest]) (*connect.Response[loomv1.ReportStepStatusResponse], error) {
 	m := req.Msg
+	if s.Callbacks != nil {
+		err := s.Callbacks.Verify(m.GetCallbackToken(), auth.Binding{
+			RunID: m.GetRunId(), Execution: m.GetExecution(), Step: m.GetStepName(), Attempt: int(m.GetAttempt()),
+		})
+		if err != nil {
+			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New(
+				"callback_token: not the token Loom issued for this run, execution, step and attempt (copy it from the dispatch)"))
+		}
+	}
 	run, changed, err := s.Runs.Act(ctx, m.GetRunId(), migration.StepAction{
 		Kind:      migration.ActionReport,
 		Execution: m.GetExecution(),
@@ -30,7 +44,7 @@ func (s *EventServer) ReportStepStatus(ctx context.Context, req *connect.Request
 		PRURL:     m.GetPrUrl(),
 		Message:   m.GetMessage(),
 		Metadata:  m.GetMetadata(),
-		Actor:     migration.ActorMigrator,
+		Actor:     reporter(ctx),
 	})
 	if err != nil {
 		return nil, err
@@ -42,4 +56,13 @@ func (s *EventServer) ReportStepStatus(ctx context.Context, req *connect.Request
 		}
 	}
 	return connect.NewResponse(res), nil
+}
+
+// reporter names who reported: the Migrator's authenticated subject, or
+// "migrator" when callers are not authenticated.
+func reporter(ctx context.Context) string {
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		return p.Subject
+	}
+	return migration.ActorMigrator
 }

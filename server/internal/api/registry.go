@@ -7,6 +7,7 @@ import (
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/migration"
 	"github.com/loomhq/loom/server/internal/protoconv"
 )
@@ -14,6 +15,8 @@ import (
 // RegistryServer serves loom.v1.RegistryService.
 type RegistryServer struct {
 	Registry *migration.Registry
+	// Signer's public keys are listed by ListSigningKeys; nil lists none.
+	Signer *auth.Signer
 }
 
 var _ loomv1connect.RegistryServiceHandler = (*RegistryServer)(nil)
@@ -51,7 +54,12 @@ func (s *RegistryServer) ListMigrations(ctx context.Context, req *connect.Reques
 		return nil, err
 	}
 	res := &loomv1.ListMigrationsResponse{NextPageToken: encodePageToken(page.Next, "")}
+	p, authenticated := auth.PrincipalFrom(ctx)
 	for _, m := range page.Migrations {
+		// A Migrator sees only its own Migrations (a page may come out short).
+		if authenticated && p.Role == auth.RoleMigrator && !p.Scope.Owns(m.ID) {
+			continue
+		}
 		res.Migrations = append(res.Migrations, protoconv.MigrationToProto(m))
 	}
 	return connect.NewResponse(res), nil
@@ -64,4 +72,15 @@ func (s *RegistryServer) DeleteMigration(ctx context.Context, req *connect.Reque
 		return nil, err
 	}
 	return connect.NewResponse(&loomv1.DeleteMigrationResponse{DeletedCandidates: n}), nil
+}
+
+// ListSigningKeys lists the public keys of Loom's calls to Migrators.
+func (s *RegistryServer) ListSigningKeys(context.Context, *connect.Request[loomv1.ListSigningKeysRequest]) (*connect.Response[loomv1.ListSigningKeysResponse], error) {
+	res := &loomv1.ListSigningKeysResponse{}
+	if s.Signer != nil {
+		for _, k := range s.Signer.PublicKeys() {
+			res.Keys = append(res.Keys, &loomv1.SigningKey{Id: k.ID, Algorithm: "Ed25519", PublicKey: k.Public, RetireTime: protoconv.TimeToProto(k.RetireTime)})
+		}
+	}
+	return connect.NewResponse(res), nil
 }

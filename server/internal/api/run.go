@@ -9,6 +9,7 @@ import (
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/migration"
 	"github.com/loomhq/loom/server/internal/protoconv"
 )
@@ -16,6 +17,26 @@ import (
 // RunServer serves loom.v1.RunService.
 type RunServer struct {
 	Runs *migration.Runs
+	// Callbacks, when set, signs the callback token shown to the Migrator
+	// that owns a Run (StepResult.callback_token).
+	Callbacks *auth.Callbacks
+}
+
+// view renders a Run for the caller: the current step's callback token is
+// included for its Migrator (and admins) only.
+func (s *RunServer) view(ctx context.Context, r migration.Run) *loomv1.Run {
+	p := protoconv.RunToProto(r)
+	c := r.Current()
+	if s.Callbacks == nil || c == nil || r.Status != migration.RunRunning {
+		return p
+	}
+	if who, ok := auth.PrincipalFrom(ctx); !ok || !(who.Role == auth.RoleAdmin || who.Role == auth.RoleMigrator && who.Scope.Owns(r.MigrationID)) {
+		return p
+	}
+	p.StepResults[len(p.StepResults)-1].CallbackToken = s.Callbacks.Sign(auth.Binding{
+		RunID: r.ID, Execution: r.Execution, Step: c.StepName, Attempt: c.Attempt,
+	})
+	return p
 }
 
 var _ loomv1connect.RunServiceHandler = (*RunServer)(nil)
@@ -35,16 +56,16 @@ func (s *RunServer) StartRun(ctx context.Context, req *connect.Request[loomv1.St
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&loomv1.StartRunResponse{Run: protoconv.RunToProto(run)}), nil
+	return connect.NewResponse(&loomv1.StartRunResponse{Run: s.view(ctx, run)}), nil
 }
 
 // CancelRun cancels a running Run.
 func (s *RunServer) CancelRun(ctx context.Context, req *connect.Request[loomv1.CancelRunRequest]) (*connect.Response[loomv1.CancelRunResponse], error) {
-	run, err := s.Runs.CancelRun(ctx, req.Msg.GetRunId(), req.Msg.GetReason(), caller(req))
+	run, err := s.Runs.CancelRun(ctx, req.Msg.GetRunId(), req.Msg.GetReason(), caller(ctx, req))
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&loomv1.CancelRunResponse{Run: protoconv.RunToProto(run)}), nil
+	return connect.NewResponse(&loomv1.CancelRunResponse{Run: s.view(ctx, run)}), nil
 }
 
 // RetryStep dispatches a failed step again.
@@ -53,12 +74,12 @@ func (s *RunServer) RetryStep(ctx context.Context, req *connect.Request[loomv1.R
 		Kind:    migration.ActionRetry,
 		Step:    req.Msg.GetStepName(),
 		Attempt: int(req.Msg.GetAttempt()),
-		Actor:   caller(req),
+		Actor:   caller(ctx, req),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&loomv1.RetryStepResponse{Run: protoconv.RunToProto(run)}), nil
+	return connect.NewResponse(&loomv1.RetryStepResponse{Run: s.view(ctx, run)}), nil
 }
 
 // FinishReview finishes a step awaiting review.
@@ -69,12 +90,12 @@ func (s *RunServer) FinishReview(ctx context.Context, req *connect.Request[loomv
 		Attempt: int(req.Msg.GetAttempt()),
 		Status:  protoconv.StepStatusFromProto(req.Msg.GetOutcome()),
 		Message: req.Msg.GetNote(),
-		Actor:   caller(req),
+		Actor:   caller(ctx, req),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&loomv1.FinishReviewResponse{Run: protoconv.RunToProto(run)}), nil
+	return connect.NewResponse(&loomv1.FinishReviewResponse{Run: s.view(ctx, run)}), nil
 }
 
 // MarkStepMerged records a merge made outside Loom.
@@ -84,12 +105,12 @@ func (s *RunServer) MarkStepMerged(ctx context.Context, req *connect.Request[loo
 		Step:    req.Msg.GetStepName(),
 		Attempt: int(req.Msg.GetAttempt()),
 		Message: req.Msg.GetNote(),
-		Actor:   caller(req),
+		Actor:   caller(ctx, req),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&loomv1.MarkStepMergedResponse{Run: protoconv.RunToProto(run)}), nil
+	return connect.NewResponse(&loomv1.MarkStepMergedResponse{Run: s.view(ctx, run)}), nil
 }
 
 // GetRun returns a Run.
@@ -98,7 +119,7 @@ func (s *RunServer) GetRun(ctx context.Context, req *connect.Request[loomv1.GetR
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&loomv1.GetRunResponse{Run: protoconv.RunToProto(run)}), nil
+	return connect.NewResponse(&loomv1.GetRunResponse{Run: s.view(ctx, run)}), nil
 }
 
 // ListRuns pages through a Migration's Runs.
@@ -123,7 +144,7 @@ func (s *RunServer) ListRuns(ctx context.Context, req *connect.Request[loomv1.Li
 		Runs:          make([]*loomv1.Run, len(page.Runs)),
 	}
 	for i, r := range page.Runs {
-		res.Runs[i] = protoconv.RunToProto(r)
+		res.Runs[i] = s.view(ctx, r)
 	}
 	return connect.NewResponse(res), nil
 }
@@ -132,7 +153,7 @@ func (s *RunServer) ListRuns(ctx context.Context, req *connect.Request[loomv1.Li
 func (s *RunServer) WatchRun(ctx context.Context, req *connect.Request[loomv1.WatchRunRequest], stream *connect.ServerStream[loomv1.WatchRunResponse]) error {
 	return s.Runs.WatchRun(ctx, req.Msg.GetRunId(), req.Msg.GetAfterVersion(),
 		func(run migration.Run) error {
-			return stream.Send(&loomv1.WatchRunResponse{Update: &loomv1.WatchRunResponse_Run{Run: protoconv.RunToProto(run)}})
+			return stream.Send(&loomv1.WatchRunResponse{Update: &loomv1.WatchRunResponse_Run{Run: s.view(ctx, run)}})
 		},
 		func(now time.Time) error {
 			return stream.Send(&loomv1.WatchRunResponse{Update: &loomv1.WatchRunResponse_Heartbeat{Heartbeat: timestamppb.New(now)}})

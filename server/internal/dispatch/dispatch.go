@@ -6,7 +6,9 @@ package dispatch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
 	"github.com/loomhq/loom/gen/loom/migrator/v1/migratorv1connect"
+	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/migration"
 	"github.com/loomhq/loom/server/internal/protoconv"
 )
@@ -30,6 +33,16 @@ type Options struct {
 	CallTimeout time.Duration
 	// ClientOptions are added to every Connect client (interceptors, ...).
 	ClientOptions []connect.ClientOption
+	// Policy limits the addresses Loom calls; nil allows every address
+	// (tests). Applied to HTTPClient's own transport only when HTTPClient is
+	// nil.
+	Policy *Policy
+	// Signer signs every call (see MigratorService); nil sends unsigned
+	// calls.
+	Signer *auth.Signer
+	// TLS configures calls to https:// Migrators: a private CA, a client
+	// certificate for mutual TLS. Nil uses the system's roots.
+	TLS *tls.Config
 }
 
 // Notifier calls Migrators over Connect.
@@ -47,13 +60,29 @@ var _ migration.MigratorNotifier = (*Notifier)(nil)
 // New returns a Notifier.
 func New(o Options) *Notifier {
 	if o.HTTPClient == nil {
+		dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+		if o.Policy != nil {
+			dialer.Control = o.Policy.control
+		}
 		o.HTTPClient = &http.Client{Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
+			// No proxy: the policy must see the Migrator's own address.
+			DialContext:           dialer.DialContext,
+			TLSClientConfig:       o.TLS,
+			ForceAttemptHTTP2:     true,
 			MaxIdleConnsPerHost:   16,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 2 * time.Minute,
 		}}
+	}
+	if o.Policy != nil || o.Signer != nil {
+		base := o.HTTPClient.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		c := *o.HTTPClient
+		c.Transport = &guard{base: base, policy: o.Policy, signer: o.Signer}
+		o.HTTPClient = &c
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = 20 * time.Second
@@ -78,14 +107,15 @@ func (n *Notifier) ExecuteStep(ctx context.Context, url string, d migration.Disp
 	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
 	_, err := n.client(url).ExecuteStep(ctx, connect.NewRequest(&migratorv1.ExecuteStepRequest{
-		RunId:       d.RunID,
-		Execution:   d.Execution,
-		MigrationId: d.MigrationID,
-		Step:        protoconv.StepsToProto([]migration.StepDefinition{d.Step})[0],
-		StepIndex:   int32(d.StepIndex),
-		Attempt:     int32(d.Attempt),
-		Candidate:   protoconv.CandidateToProto(d.Candidate),
-		Inputs:      d.Inputs,
+		RunId:         d.RunID,
+		Execution:     d.Execution,
+		MigrationId:   d.MigrationID,
+		Step:          protoconv.StepsToProto([]migration.StepDefinition{d.Step})[0],
+		StepIndex:     int32(d.StepIndex),
+		Attempt:       int32(d.Attempt),
+		Candidate:     protoconv.CandidateToProto(d.Candidate),
+		Inputs:        d.Inputs,
+		CallbackToken: d.CallbackToken,
 	}))
 	return classify(url, err)
 }

@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
@@ -18,6 +19,8 @@ type Store = migration.MigrationStore
 type Activities struct {
 	Store     Store
 	Migrators migration.MigratorNotifier
+	// Callbacks, when set, signs each dispatch's callback token.
+	Callbacks *auth.Callbacks
 }
 
 // BeginRun records the start of an execution (a local activity).
@@ -47,6 +50,9 @@ func (a *Activities) DispatchStep(ctx context.Context, d migration.Dispatch) err
 		return permanentIfRefused(fmt.Errorf("read candidate %s: %w", d.Candidate.ID, err))
 	}
 	d.Inputs = c.Inputs
+	if a.Callbacks != nil {
+		d.CallbackToken = a.Callbacks.Sign(auth.Binding{RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt})
+	}
 	err = a.Migrators.ExecuteStep(ctx, m.MigratorURL, d)
 	if errors.Is(err, migration.ErrFailedPrecondition) || errors.Is(err, migration.ErrInvalidArgument) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), errTypeMigratorRefused, nil)

@@ -36,6 +36,7 @@ const (
 	ReasonInvalidPageToken       = "INVALID_PAGE_TOKEN"
 	ReasonMigratorUnavailable    = "MIGRATOR_UNAVAILABLE"
 	ReasonMigratorRefused        = "MIGRATOR_REFUSED"
+	ReasonMigratorURLRefused     = "MIGRATOR_URL_REFUSED"
 	ReasonExecutionEngineFailure = "EXECUTION_ENGINE_UNAVAILABLE"
 	ReasonStoreUnavailable       = "STORE_UNAVAILABLE"
 )

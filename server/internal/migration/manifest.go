@@ -45,6 +45,9 @@ type Dispatch struct {
 	Candidate   Candidate
 	// Inputs are the Candidate's inputs at the time of the dispatch.
 	Inputs map[string]string
+	// CallbackToken is what the Migrator's reports on this attempt carry;
+	// empty when callers are not authenticated.
+	CallbackToken string
 }
 
 // PreviewRequest asks a Migrator what a Run would change.

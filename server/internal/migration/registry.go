@@ -17,12 +17,19 @@ const (
 type Registry struct {
 	Store RegistryStore
 	Now   Clock
+	// CheckURL, when set, refuses Migrator URLs Loom must not call.
+	CheckURL func(ctx context.Context, url string) error
 }
 
 // Announce creates or updates a Migration definition by id.
 func (r *Registry) Announce(ctx context.Context, m Migration) (stored Migration, created, updated bool, err error) {
 	if err := checkStepNames(m.Steps); err != nil {
 		return Migration{}, false, false, err
+	}
+	if r.CheckURL != nil {
+		if err := r.CheckURL(ctx, m.MigratorURL); err != nil {
+			return Migration{}, false, false, InvalidArgument("migration.migrator_url", ReasonMigratorURLRefused, "%v", err)
+		}
 	}
 	stored, created, updated, err = r.Store.PutMigration(ctx, m, r.Now())
 	if err != nil {

@@ -45,7 +45,13 @@ type ExecuteStepRequest struct {
 	// The Candidate, as snapshotted when the Run started.
 	Candidate *v1.Candidate `protobuf:"bytes,7,opt,name=candidate,proto3" json:"candidate,omitempty"`
 	// The operator inputs, current at the time of this dispatch.
-	Inputs        map[string]string `protobuf:"bytes,8,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Inputs map[string]string `protobuf:"bytes,8,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The token every report on this step and attempt must carry
+	// (loom.v1.ReportStepStatusRequest.callback_token). It is bound to the
+	// Run execution, step and attempt, stays valid as long as they are
+	// current (weeks, for a step waiting for its merge), and is useless for
+	// anything else. Empty when the Loom server does not authenticate callers.
+	CallbackToken string `protobuf:"bytes,9,opt,name=callback_token,json=callbackToken,proto3" json:"callback_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -134,6 +140,13 @@ func (x *ExecuteStepRequest) GetInputs() map[string]string {
 		return x.Inputs
 	}
 	return nil
+}
+
+func (x *ExecuteStepRequest) GetCallbackToken() string {
+	if x != nil {
+		return x.CallbackToken
+	}
+	return ""
 }
 
 // Response of MigratorService.ExecuteStep: the step was accepted. Its outcome
@@ -297,7 +310,7 @@ var File_loom_migrator_v1_migrator_service_proto protoreflect.FileDescriptor
 
 const file_loom_migrator_v1_migrator_service_proto_rawDesc = "" +
 	"\n" +
-	"'loom/migrator/v1/migrator_service.proto\x12\x10loom.migrator.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17loom/v1/candidate.proto\x1a\x17loom/v1/migration.proto\x1a\x15loom/v1/preview.proto\"\xc6\x03\n" +
+	"'loom/migrator/v1/migrator_service.proto\x12\x10loom.migrator.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17loom/v1/candidate.proto\x1a\x17loom/v1/migration.proto\x1a\x15loom/v1/preview.proto\"\xed\x03\n" +
 	"\x12ExecuteStepRequest\x12\x1e\n" +
 	"\x06run_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x05runId\x12%\n" +
 	"\texecution\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\texecution\x12*\n" +
@@ -307,7 +320,8 @@ const file_loom_migrator_v1_migrator_service_proto_rawDesc = "" +
 	"step_index\x18\x05 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\tstepIndex\x12!\n" +
 	"\aattempt\x18\x06 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\aattempt\x128\n" +
 	"\tcandidate\x18\a \x01(\v2\x12.loom.v1.CandidateB\x06\xbaH\x03\xc8\x01\x01R\tcandidate\x12H\n" +
-	"\x06inputs\x18\b \x03(\v20.loom.migrator.v1.ExecuteStepRequest.InputsEntryR\x06inputs\x1a9\n" +
+	"\x06inputs\x18\b \x03(\v20.loom.migrator.v1.ExecuteStepRequest.InputsEntryR\x06inputs\x12%\n" +
+	"\x0ecallback_token\x18\t \x01(\tR\rcallbackToken\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x15\n" +

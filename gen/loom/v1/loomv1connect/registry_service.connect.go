@@ -45,6 +45,9 @@ const (
 	// RegistryServiceDeleteMigrationProcedure is the fully-qualified name of the RegistryService's
 	// DeleteMigration RPC.
 	RegistryServiceDeleteMigrationProcedure = "/loom.v1.RegistryService/DeleteMigration"
+	// RegistryServiceListSigningKeysProcedure is the fully-qualified name of the RegistryService's
+	// ListSigningKeys RPC.
+	RegistryServiceListSigningKeysProcedure = "/loom.v1.RegistryService/ListSigningKeys"
 )
 
 // RegistryServiceClient is a client for the loom.v1.RegistryService service.
@@ -65,6 +68,11 @@ type RegistryServiceClient interface {
 	// Errors: NOT_FOUND when no Migration has that id; FAILED_PRECONDITION
 	// while any of its Candidates is running (cancel those Runs first).
 	DeleteMigration(context.Context, *connect.Request[v1.DeleteMigrationRequest]) (*connect.Response[v1.DeleteMigrationResponse], error)
+	// ListSigningKeys returns the public keys Loom signs its calls to
+	// Migrators with (see loom.migrator.v1.MigratorService). A key being
+	// retired stays listed until its retire_time, so calls signed just before
+	// a rotation still verify.
+	ListSigningKeys(context.Context, *connect.Request[v1.ListSigningKeysRequest]) (*connect.Response[v1.ListSigningKeysResponse], error)
 }
 
 // NewRegistryServiceClient constructs a client for the loom.v1.RegistryService service. By default,
@@ -106,6 +114,13 @@ func NewRegistryServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		listSigningKeys: connect.NewClient[v1.ListSigningKeysRequest, v1.ListSigningKeysResponse](
+			httpClient,
+			baseURL+RegistryServiceListSigningKeysProcedure,
+			connect.WithSchema(registryServiceMethods.ByName("ListSigningKeys")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -115,6 +130,7 @@ type registryServiceClient struct {
 	getMigration    *connect.Client[v1.GetMigrationRequest, v1.GetMigrationResponse]
 	listMigrations  *connect.Client[v1.ListMigrationsRequest, v1.ListMigrationsResponse]
 	deleteMigration *connect.Client[v1.DeleteMigrationRequest, v1.DeleteMigrationResponse]
+	listSigningKeys *connect.Client[v1.ListSigningKeysRequest, v1.ListSigningKeysResponse]
 }
 
 // Announce calls loom.v1.RegistryService.Announce.
@@ -137,6 +153,11 @@ func (c *registryServiceClient) DeleteMigration(ctx context.Context, req *connec
 	return c.deleteMigration.CallUnary(ctx, req)
 }
 
+// ListSigningKeys calls loom.v1.RegistryService.ListSigningKeys.
+func (c *registryServiceClient) ListSigningKeys(ctx context.Context, req *connect.Request[v1.ListSigningKeysRequest]) (*connect.Response[v1.ListSigningKeysResponse], error) {
+	return c.listSigningKeys.CallUnary(ctx, req)
+}
+
 // RegistryServiceHandler is an implementation of the loom.v1.RegistryService service.
 type RegistryServiceHandler interface {
 	// Announce creates the Migration or updates its definition (name,
@@ -155,6 +176,11 @@ type RegistryServiceHandler interface {
 	// Errors: NOT_FOUND when no Migration has that id; FAILED_PRECONDITION
 	// while any of its Candidates is running (cancel those Runs first).
 	DeleteMigration(context.Context, *connect.Request[v1.DeleteMigrationRequest]) (*connect.Response[v1.DeleteMigrationResponse], error)
+	// ListSigningKeys returns the public keys Loom signs its calls to
+	// Migrators with (see loom.migrator.v1.MigratorService). A key being
+	// retired stays listed until its retire_time, so calls signed just before
+	// a rotation still verify.
+	ListSigningKeys(context.Context, *connect.Request[v1.ListSigningKeysRequest]) (*connect.Response[v1.ListSigningKeysResponse], error)
 }
 
 // NewRegistryServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -192,6 +218,13 @@ func NewRegistryServiceHandler(svc RegistryServiceHandler, opts ...connect.Handl
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	registryServiceListSigningKeysHandler := connect.NewUnaryHandler(
+		RegistryServiceListSigningKeysProcedure,
+		svc.ListSigningKeys,
+		connect.WithSchema(registryServiceMethods.ByName("ListSigningKeys")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/loom.v1.RegistryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RegistryServiceAnnounceProcedure:
@@ -202,6 +235,8 @@ func NewRegistryServiceHandler(svc RegistryServiceHandler, opts ...connect.Handl
 			registryServiceListMigrationsHandler.ServeHTTP(w, r)
 		case RegistryServiceDeleteMigrationProcedure:
 			registryServiceDeleteMigrationHandler.ServeHTTP(w, r)
+		case RegistryServiceListSigningKeysProcedure:
+			registryServiceListSigningKeysHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -225,4 +260,8 @@ func (UnimplementedRegistryServiceHandler) ListMigrations(context.Context, *conn
 
 func (UnimplementedRegistryServiceHandler) DeleteMigration(context.Context, *connect.Request[v1.DeleteMigrationRequest]) (*connect.Response[v1.DeleteMigrationResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RegistryService.DeleteMigration is not implemented"))
+}
+
+func (UnimplementedRegistryServiceHandler) ListSigningKeys(context.Context, *connect.Request[v1.ListSigningKeysRequest]) (*connect.Response[v1.ListSigningKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RegistryService.ListSigningKeys is not implemented"))
 }

@@ -1,0 +1,103 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"strings"
+)
+
+// Authenticator turns a bearer token into a Principal: Loom's static tokens
+// ("loom_…") and, when configured, JWT access tokens.
+type Authenticator struct {
+	Static *StaticTokens
+	JWT    *JWTVerifier
+}
+
+// ErrNoToken says a request carries no bearer token.
+var ErrNoToken = errors.New("no bearer token: send an Authorization: Bearer <token> header")
+
+// Authenticate checks an Authorization header value.
+func (a *Authenticator) Authenticate(ctx context.Context, header string) (Principal, error) {
+	token, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || token == "" {
+		return Principal{}, ErrNoToken
+	}
+	token = strings.TrimSpace(token)
+	switch {
+	case strings.HasPrefix(token, tokenPrefix) && a.Static != nil:
+		return a.Static.Authenticate(token)
+	case strings.Count(token, ".") == 2 && a.JWT != nil:
+		return a.JWT.Authenticate(ctx, token)
+	}
+	return Principal{}, ErrUnknownToken
+}
+
+// Rule says who may call one procedure. Admins may call every procedure.
+type Rule struct {
+	// Roles besides admin that may call it.
+	Roles []Role
+	// Owned limits the migrator role to the Migrations in its scope.
+	Owned bool
+}
+
+var (
+	readers   = Rule{Roles: []Role{RoleViewer, RoleOperator, RoleMigrator}, Owned: true}
+	operators = Rule{Roles: []Role{RoleOperator}}
+	migrators = Rule{Roles: []Role{RoleMigrator}, Owned: true}
+	admins    = Rule{}
+)
+
+// Rules is who may call what, by procedure. A procedure missing here is
+// refused to everyone but admins.
+var Rules = map[string]Rule{
+	"/loom.v1.RegistryService/Announce":               migrators,
+	"/loom.v1.RegistryService/GetMigration":           readers,
+	"/loom.v1.RegistryService/ListMigrations":         readers,
+	"/loom.v1.RegistryService/DeleteMigration":        admins,
+	"/loom.v1.RegistryService/ListSigningKeys":        {Roles: []Role{RoleViewer, RoleOperator, RoleMigrator}},
+	"/loom.v1.DiscoveryService/SubmitCandidates":      migrators,
+	"/loom.v1.DiscoveryService/ListCandidates":        readers,
+	"/loom.v1.DiscoveryService/GetCandidate":          readers,
+	"/loom.v1.DiscoveryService/UpdateCandidateInputs": operators,
+	"/loom.v1.RunService/PreviewRun":                  operators,
+	"/loom.v1.RunService/StartRun":                    operators,
+	"/loom.v1.RunService/CancelRun":                   operators,
+	"/loom.v1.RunService/RetryStep":                   operators,
+	"/loom.v1.RunService/FinishReview":                operators,
+	"/loom.v1.RunService/MarkStepMerged":              operators,
+	"/loom.v1.RunService/GetRun":                      readers,
+	"/loom.v1.RunService/ListRuns":                    readers,
+	"/loom.v1.RunService/WatchRun":                    readers,
+	"/loom.v1.EventService/ReportStepStatus":          migrators,
+}
+
+// Allowed reports whether p may call procedure, and whether the call must
+// then be limited to the Migrations p owns.
+func Allowed(procedure string, p Principal) (ok, ownedOnly bool) {
+	if p.Role == RoleAdmin {
+		return true, false
+	}
+	r, known := Rules[procedure]
+	if !known {
+		return false, false
+	}
+	for _, role := range r.Roles {
+		if role == p.Role {
+			return true, r.Owned && p.Role == RoleMigrator
+		}
+	}
+	return false, false
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the caller of ctx, if authenticated.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}

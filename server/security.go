@@ -1,0 +1,212 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/loomhq/loom/server/auth"
+	"github.com/loomhq/loom/server/internal/dispatch"
+)
+
+// SecurityConfig says who may call Loom, how Loom proves itself to
+// Migrators, and where Loom may call.
+type SecurityConfig struct {
+	// Insecure serves everyone without a token: only for a trusted network.
+	// Otherwise at least one of TokensFile and JWT is required.
+	Insecure bool
+	// TokensFile holds static tokens, hashed (see auth.TokensFile).
+	TokensFile string
+	// JWT accepts OIDC / JWT access tokens when its Issuer is set.
+	JWT auth.JWTConfig
+	// KeysFile holds the callback-token and call-signing keys (`loom keys
+	// init` writes one); required unless Insecure.
+	KeysFile string
+	// ProtectHealth requires a token for gRPC health and reflection too.
+	ProtectHealth bool
+	// RateLimit is each caller's sustained calls per second (Burst its
+	// burst); 0 disables it.
+	RateLimit float64
+	Burst     int
+	// MaxRequestBytes bounds one request message; 0 means 4 MiB.
+	MaxRequestBytes int
+	// AllowMigratorNets are networks Migrators may live in although refused
+	// by default (loopback, link-local, metadata), e.g. "127.0.0.0/8".
+	AllowMigratorNets []string
+	// AllowMigratorHosts, when not empty, are the only Migrator host names
+	// Loom calls ("*.svc.cluster.local" allows a whole domain).
+	AllowMigratorHosts []string
+}
+
+// TLSConfig serves the API over TLS and secures calls to Migrators.
+type TLSConfig struct {
+	// CertFile and KeyFile serve TLS; they are reread when they change, so
+	// a renewed certificate needs no restart.
+	CertFile string
+	KeyFile  string
+	// ClientCAFile verifies client certificates when callers present one
+	// (mutual TLS for Migrators); a certificate that does not verify is
+	// refused.
+	ClientCAFile string
+	// MigratorCAFile verifies https:// Migrators signed by a private CA.
+	MigratorCAFile string
+	// MigratorCertFile and MigratorKeyFile are the client certificate Loom
+	// presents to Migrators that require mutual TLS.
+	MigratorCertFile string
+	MigratorKeyFile  string
+}
+
+func (c SecurityConfig) validate() error {
+	if c.Insecure {
+		return nil
+	}
+	if c.TokensFile == "" && c.JWT.Issuer == "" {
+		return errors.New("authentication: give a tokens file (-tokens-file) or a JWT issuer (-jwt-issuer); " +
+			"or, on a trusted network only, -insecure-no-auth")
+	}
+	if c.KeysFile == "" {
+		return errors.New("keys: give a keys file (-keys-file); `loom keys init -out keys.json` writes one")
+	}
+	return nil
+}
+
+// security is what SecurityConfig and TLSConfig build.
+type security struct {
+	authn     *auth.Authenticator
+	callbacks *auth.Callbacks
+	signer    *auth.Signer
+	policy    *dispatch.Policy
+	migrTLS   *tls.Config
+}
+
+func buildSecurity(ctx context.Context, c SecurityConfig, t TLSConfig) (*security, error) {
+	s := &security{policy: &dispatch.Policy{Hosts: c.AllowMigratorHosts}}
+	for _, cidr := range c.AllowMigratorNets {
+		_, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			return nil, fmt.Errorf("allowed migrator network %q: %w", cidr, err)
+		}
+		s.policy.AllowNets = append(s.policy.AllowNets, n)
+	}
+	if !c.Insecure {
+		s.authn = &auth.Authenticator{}
+		if c.TokensFile != "" {
+			st, err := auth.LoadTokens(c.TokensFile)
+			if err != nil {
+				return nil, err
+			}
+			s.authn.Static = st
+		}
+		if c.JWT.Issuer != "" {
+			v, err := auth.NewJWTVerifier(ctx, c.JWT)
+			if err != nil {
+				return nil, err
+			}
+			s.authn.JWT = v
+		}
+		var err error
+		if s.callbacks, s.signer, err = auth.LoadKeys(c.KeysFile); err != nil {
+			return nil, err
+		}
+	}
+	if t.MigratorCAFile != "" || t.MigratorCertFile != "" {
+		s.migrTLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if t.MigratorCAFile != "" {
+			pool, err := loadPool(t.MigratorCAFile)
+			if err != nil {
+				return nil, err
+			}
+			s.migrTLS.RootCAs = pool
+		}
+		if t.MigratorCertFile != "" {
+			cert, err := tls.LoadX509KeyPair(t.MigratorCertFile, t.MigratorKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("migrator client certificate: %w", err)
+			}
+			s.migrTLS.Certificates = []tls.Certificate{cert}
+		}
+	}
+	return s, nil
+}
+
+// serverTLS is the TLS configuration of the API, nil without a certificate.
+func serverTLS(t TLSConfig) (*tls.Config, error) {
+	if t.CertFile == "" && t.KeyFile == "" {
+		return nil, nil
+	}
+	r := &certReloader{certFile: t.CertFile, keyFile: t.KeyFile}
+	if _, err := r.get(nil); err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.get, NextProtos: []string{"h2", "http/1.1"}}
+	if t.ClientCAFile != "" {
+		pool, err := loadPool(t.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// certReloader serves the certificate of two files, reloading them when
+// their modification time changes (checked at most once a second).
+type certReloader struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	mod     time.Time
+	checked time.Time
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cert != nil && time.Since(r.checked) < time.Second {
+		return r.cert, nil
+	}
+	r.checked = time.Now()
+	ci, err1 := os.Stat(r.certFile)
+	ki, err2 := os.Stat(r.keyFile)
+	if err := errors.Join(err1, err2); err != nil {
+		if r.cert != nil {
+			return r.cert, nil // keep serving the last good one
+		}
+		return nil, fmt.Errorf("tls certificate: %w", err)
+	}
+	mod := ci.ModTime()
+	if ki.ModTime().After(mod) {
+		mod = ki.ModTime()
+	}
+	if r.cert != nil && mod.Equal(r.mod) {
+		return r.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		if r.cert != nil {
+			return r.cert, nil // a half-written renewal: keep the old one
+		}
+		return nil, fmt.Errorf("tls certificate: %w", err)
+	}
+	r.cert, r.mod = &cert, mod
+	return r.cert, nil
+}
