@@ -241,6 +241,9 @@ func TestTLS(t *testing.T) {
 	cfg.Temporal.Namespace = w.temporal.GetDefaultNamespace()
 	cfg.Security.Insecure = true
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
+	// Mutual TLS: a client certificate, when given, must come from this CA.
+	clientCA, clientCert := clientCertificates(t, dir)
+	cfg.TLS.ClientCAFile = clientCA
 	srv, err := server.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -268,6 +271,41 @@ func TestTLS(t *testing.T) {
 	if _, err := c.ListMigrations(ctx, connect.NewRequest(&loomv1.ListMigrationsRequest{})); err == nil {
 		t.Fatal("an untrusted certificate was accepted")
 	}
+	// A client certificate of the CA passes; one of another CA is refused.
+	_, stranger := clientCertificates(t, t.TempDir())
+	for name, tc := range map[string]struct {
+		cert tls.Certificate
+		ok   bool
+	}{"trusted client": {clientCert, true}, "unknown client": {stranger, false}} {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{tc.cert}}, ForceAttemptHTTP2: true}}
+		_, err := loomv1connect.NewRegistryServiceClient(hc, url).ListMigrations(ctx, connect.NewRequest(&loomv1.ListMigrationsRequest{}))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// clientCertificates writes a CA and returns it with a client certificate
+// it signed.
+func clientCertificates(t *testing.T, dir string) (caFile string, cert tls.Certificate) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "migrators-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "go-upgrader"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(dir, "client-ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
+	return caFile, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // selfSigned writes a certificate for 127.0.0.1 and returns a pool trusting it.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/loomhq/loom/cmd/example-migrator/gomigrator"
@@ -28,7 +29,7 @@ func main() {
 
 func run() error {
 	loom := flag.String("loom", envOr("LOOM_URL", "http://127.0.0.1:8080"), "Loom's API ($LOOM_URL)")
-	token := flag.String("token", os.Getenv("LOOM_TOKEN"), "token of the migrator role ($LOOM_TOKEN); loom dev writes one to .loom/migrator.token")
+	token := flag.String("token", defaultToken(), "token of the migrator role ($LOOM_TOKEN, else .loom/migrator.token, written by loom dev)")
 	listen := flag.String("listen", "127.0.0.1:9090", "where Loom reaches this Migrator")
 	fleet := flag.String("fleet", "fleet", "folder of git repositories to migrate")
 	generate := flag.Int("generate", 0, "first create a sample fleet of this many repositories in -fleet")
@@ -55,6 +56,20 @@ func run() error {
 		return err
 	}
 	return m.Run(ctx)
+}
+
+// defaultToken is $LOOM_TOKEN, else the Migrator token `loom dev` keeps in
+// its default data directory, so that the example runs against a local loom
+// dev with no extra step.
+func defaultToken() string {
+	if v := os.Getenv("LOOM_TOKEN"); v != "" {
+		return v
+	}
+	b, err := os.ReadFile(filepath.Join(".loom", "migrator.token"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func envOr(key, def string) string {
