@@ -165,6 +165,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			Now:            now,
 			PreviewTimeout: cfg.PreviewTimeout,
 		},
+		History:         &migration.History{Store: st, Now: now},
+		Metrics:         &migration.Metrics{Store: st, Now: now},
 		Logger:          log,
 		Ready:           s.ready,
 		CORSOrigins:     cfg.CORSOrigins,

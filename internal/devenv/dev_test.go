@@ -26,6 +26,8 @@ type dev struct {
 	stop      func()
 	discovery loomv1connect.DiscoveryServiceClient
 	runs      loomv1connect.RunServiceClient
+	history   loomv1connect.HistoryServiceClient
+	metrics   loomv1connect.MetricsServiceClient
 }
 
 func startDev(t *testing.T, dir string, mutate ...func(*devenv.Config)) *dev {
@@ -70,6 +72,8 @@ func startDev(t *testing.T, dir string, mutate ...func(*devenv.Config)) *dev {
 		stop:      stop,
 		discovery: loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, env.APIURL, operator),
 		runs:      loomv1connect.NewRunServiceClient(http.DefaultClient, env.APIURL, operator),
+		history:   loomv1connect.NewHistoryServiceClient(http.DefaultClient, env.APIURL, operator),
+		metrics:   loomv1connect.NewMetricsServiceClient(http.DefaultClient, env.APIURL, operator),
 	}
 }
 
@@ -180,6 +184,66 @@ func TestAFullMigrationAcrossRestarts(t *testing.T) {
 	r, err := d.runs.GetRun(ctx, connect.NewRequest(&loomv1.GetRunRequest{RunId: runID}))
 	if err != nil || r.Msg.Run.Status != loomv1.RunStatus_RUN_STATUS_COMPLETED {
 		t.Fatalf("run after the restarts: %v %v", r, err)
+	}
+
+	// The Candidate's history tells the whole story, in order, with who did what.
+	page, err := d.history.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: migrationID, CandidateId: "svc-01", PageSize: 100}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var story []string
+	for i := len(page.Msg.Events) - 1; i >= 0; i-- {
+		e := page.Msg.Events[i]
+		line := strings.TrimPrefix(e.Kind.String(), "EVENT_KIND_") + " " + e.Step + " " + e.Details["status"] + " by " + e.Actor
+		story = append(story, strings.Join(strings.Fields(line), " "))
+	}
+	want := []string{
+		"CANDIDATE_DISCOVERED by dev-migrator",
+		"RUN_STARTED by dev-operator",
+		"STEP_DISPATCHED bump-go by loom",
+		"STEP_REPORTED bump-go open by dev-migrator",
+		"STEP_REPORTED bump-go merged by dev-migrator",
+		"STEP_DISPATCHED pin-toolchain by loom",
+		"STEP_REPORTED pin-toolchain open by dev-migrator",
+		"STEP_REPORTED pin-toolchain merged by dev-migrator",
+		"STEP_DISPATCHED review by loom",
+		"STEP_REPORTED review awaiting_review by dev-migrator",
+		"REVIEW_FINISHED review completed by dev-operator",
+		"RUN_COMPLETED by loom",
+	}
+	if strings.Join(story, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("history of svc-01:\n%s\nwant:\n%s", strings.Join(story, "\n"), strings.Join(want, "\n"))
+	}
+	for _, e := range page.Msg.Events {
+		if e.Kind == loomv1.EventKind_EVENT_KIND_RUN_STARTED && e.Details["inputs.go_version"] != "1.23" {
+			t.Errorf("run started without its inputs: %v", e.Details)
+		}
+	}
+
+	// The figures are what the events imply.
+	mres, err := d.metrics.GetMigrationMetrics(ctx, connect.NewRequest(&loomv1.GetMigrationMetricsRequest{MigrationId: migrationID}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mres.Msg.Metrics
+	if m.Candidates.Completed != 1 || m.OpenPullRequests != 0 || m.Failed != 0 || len(m.CurrentSteps) != 0 || len(m.StepDurations) != 3 {
+		t.Fatalf("metrics %v", m)
+	}
+	for _, sd := range m.StepDurations {
+		merged := int64(1)
+		if sd.Step == "review" {
+			merged = 0
+		}
+		if sd.Count != 1 || sd.MergedCount != merged || sd.Max.AsDuration() <= 0 {
+			t.Errorf("durations of %s: %v", sd.Step, sd)
+		}
+	}
+	var started, completed int64
+	for _, b := range m.Burndown {
+		started, completed = started+b.Started, completed+b.Completed
+	}
+	if started != 1 || completed != 1 {
+		t.Errorf("burndown: %d started, %d completed", started, completed)
 	}
 }
 

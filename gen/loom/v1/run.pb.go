@@ -378,6 +378,8 @@ type StepResult struct {
 	// on the current step of a running Run: a Migrator that restarted can
 	// still report a merge it detects.
 	CallbackToken string `protobuf:"bytes,11,opt,name=callback_token,json=callbackToken,proto3" json:"callback_token,omitempty"`
+	// When the attempt's pull request was first reported open; unset before.
+	OpenTime      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=open_time,json=openTime,proto3" json:"open_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -487,6 +489,13 @@ func (x *StepResult) GetCallbackToken() string {
 		return x.CallbackToken
 	}
 	return ""
+}
+
+func (x *StepResult) GetOpenTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OpenTime
+	}
+	return nil
 }
 
 // The MigrationManifest is the snapshot a Run starts from: the Migration's
@@ -626,7 +635,7 @@ const file_loom_v1_run_proto_rawDesc = "" +
 	"\aversion\x18\x0f \x01(\x03R\aversion\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x04\n" +
 	"\n" +
 	"StepResult\x12\x1b\n" +
 	"\tstep_name\x18\x01 \x01(\tR\bstepName\x12+\n" +
@@ -642,7 +651,8 @@ const file_loom_v1_run_proto_rawDesc = "" +
 	"\bend_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x14\n" +
 	"\x05actor\x18\n" +
 	" \x01(\tR\x05actor\x12%\n" +
-	"\x0ecallback_token\x18\v \x01(\tR\rcallbackToken\x1a;\n" +
+	"\x0ecallback_token\x18\v \x01(\tR\rcallbackToken\x127\n" +
+	"\topen_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bopenTime\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x03\n" +
@@ -714,14 +724,15 @@ var file_loom_v1_run_proto_depIdxs = []int32{
 	9,  // 10: loom.v1.StepResult.start_time:type_name -> google.protobuf.Timestamp
 	9,  // 11: loom.v1.StepResult.update_time:type_name -> google.protobuf.Timestamp
 	9,  // 12: loom.v1.StepResult.end_time:type_name -> google.protobuf.Timestamp
-	8,  // 13: loom.v1.MigrationManifest.steps:type_name -> loom.v1.StepDefinition
-	10, // 14: loom.v1.MigrationManifest.candidate:type_name -> loom.v1.Candidate
-	7,  // 15: loom.v1.MigrationManifest.inputs:type_name -> loom.v1.MigrationManifest.InputsEntry
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	9,  // 13: loom.v1.StepResult.open_time:type_name -> google.protobuf.Timestamp
+	8,  // 14: loom.v1.MigrationManifest.steps:type_name -> loom.v1.StepDefinition
+	10, // 15: loom.v1.MigrationManifest.candidate:type_name -> loom.v1.Candidate
+	7,  // 16: loom.v1.MigrationManifest.inputs:type_name -> loom.v1.MigrationManifest.InputsEntry
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_run_proto_init() }

@@ -27,6 +27,8 @@ type Options struct {
 	Registry  *migration.Registry
 	Discovery *migration.Discovery
 	Runs      *migration.Runs
+	History   *migration.History
+	Metrics   *migration.Metrics
 	Logger    *slog.Logger
 	// Ready reports whether the server can serve (its dependencies answer);
 	// gRPC health says NOT_SERVING while it returns an error.
@@ -59,6 +61,8 @@ var ServiceNames = []string{
 	loomv1connect.DiscoveryServiceName,
 	loomv1connect.RunServiceName,
 	loomv1connect.EventServiceName,
+	loomv1connect.HistoryServiceName,
+	loomv1connect.MetricsServiceName,
 }
 
 // NewHandler builds the HTTP handler of the whole API. Every request is
@@ -76,7 +80,7 @@ func NewHandler(o Options) http.Handler {
 			openOpts = append(openOpts, connect.WithInterceptors(healthAuth{authn}))
 		}
 	}
-	interceptors = append(interceptors, validate.NewInterceptor())
+	interceptors = append(interceptors, actorInterceptor{}, validate.NewInterceptor())
 	maxBytes := o.MaxRequestBytes
 	if maxBytes <= 0 {
 		maxBytes = 4 << 20
@@ -87,6 +91,8 @@ func NewHandler(o Options) http.Handler {
 	mux.Handle(loomv1connect.NewDiscoveryServiceHandler(&DiscoveryServer{Discovery: o.Discovery}, opts...))
 	mux.Handle(loomv1connect.NewRunServiceHandler(&RunServer{Runs: o.Runs, Callbacks: o.Callbacks}, opts...))
 	mux.Handle(loomv1connect.NewEventServiceHandler(&EventServer{Runs: o.Runs, Callbacks: o.Callbacks}, opts...))
+	mux.Handle(loomv1connect.NewHistoryServiceHandler(&HistoryServer{History: o.History}, opts...))
+	mux.Handle(loomv1connect.NewMetricsServiceHandler(&MetricsServer{Metrics: o.Metrics}, opts...))
 
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, ServiceNames...)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, openOpts...))

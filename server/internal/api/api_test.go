@@ -43,6 +43,8 @@ func newTestAPI(t *testing.T) *testAPI {
 		// Reads of Runs come from the store alone; the ExecutionEngine is
 		// exercised by the server's end-to-end tests.
 		Runs:        &migration.Runs{Store: st, Now: clock},
+		History:     &migration.History{Store: st, Now: clock},
+		Metrics:     &migration.Metrics{Store: st, Now: clock},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Ready:       st.Ping,
 		CORSOrigins: []string{"https://console.example"},

@@ -7,6 +7,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/loomhq/loom/server/auth"
+	"github.com/loomhq/loom/server/internal/migration"
 )
 
 // caller names who made a request, for the record of operator actions: the
@@ -24,4 +25,22 @@ func caller(ctx context.Context, req connect.AnyRequest) string {
 		agent = "unknown-client"
 	}
 	return agent + "@" + req.Peer().Addr
+}
+
+// actorInterceptor names who acts for the events a call causes: recorded by
+// the store in the same atomic step as the change.
+type actorInterceptor struct{}
+
+func (actorInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		return next(migration.WithActor(ctx, caller(ctx, req)), req)
+	}
+}
+
+func (actorInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (actorInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }

@@ -54,10 +54,9 @@ func (s *RegistryServer) ListMigrations(ctx context.Context, req *connect.Reques
 		return nil, err
 	}
 	res := &loomv1.ListMigrationsResponse{NextPageToken: encodePageToken(page.Next, "")}
-	p, authenticated := auth.PrincipalFrom(ctx)
+	owned := ownedFilter(ctx)
 	for _, m := range page.Migrations {
-		// A Migrator sees only its own Migrations (a page may come out short).
-		if authenticated && p.Role == auth.RoleMigrator && !p.Scope.Owns(m.ID) {
+		if !owned(m.ID) {
 			continue
 		}
 		res.Migrations = append(res.Migrations, protoconv.MigrationToProto(m))
@@ -83,4 +82,13 @@ func (s *RegistryServer) ListSigningKeys(context.Context, *connect.Request[loomv
 		}
 	}
 	return connect.NewResponse(res), nil
+}
+
+// ownedFilter says which Migrations the caller may see in a listing: a
+// Migrator sees only its own (so a page may come out short).
+func ownedFilter(ctx context.Context) func(id string) bool {
+	p, authenticated := auth.PrincipalFrom(ctx)
+	return func(id string) bool {
+		return !authenticated || p.Role != auth.RoleMigrator || p.Scope.Owns(id)
+	}
 }

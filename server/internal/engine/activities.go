@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/loomhq/loom/server/auth"
@@ -29,9 +32,9 @@ func (a *Activities) BeginRun(ctx context.Context, run migration.Run) (migration
 	return stored, permanentIfRefused(err)
 }
 
-// SaveRun writes the run view (a local activity).
-func (a *Activities) SaveRun(ctx context.Context, run migration.Run) (migration.Run, error) {
-	stored, err := a.Store.SaveRun(ctx, run)
+// SaveRun writes the run view with its events (a local activity).
+func (a *Activities) SaveRun(ctx context.Context, in SaveInput) (migration.Run, error) {
+	stored, err := a.Store.SaveRun(ctx, in.Run, in.Events, in.Observations)
 	return stored, permanentIfRefused(err)
 }
 
@@ -56,6 +59,16 @@ func (a *Activities) DispatchStep(ctx context.Context, d migration.Dispatch) err
 	err = a.Migrators.ExecuteStep(ctx, m.MigratorURL, d)
 	if errors.Is(err, migration.ErrFailedPrecondition) || errors.Is(err, migration.ErrInvalidArgument) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), errTypeMigratorRefused, nil)
+	}
+	if err != nil && ctx.Err() == nil {
+		// Record each failed try: Temporal retries it within the window.
+		info := activity.GetInfo(ctx)
+		ev := migration.Event{Time: time.Now().UTC(), Kind: migration.EventDispatchFailed, MigrationID: d.MigrationID,
+			CandidateID: d.Candidate.ID, RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt,
+			Actor: migration.ActorLoom, Details: map[string]string{"reason": err.Error(), "try": strconv.Itoa(int(info.Attempt))}}
+		if aerr := a.Store.AppendEvents(ctx, d.MigrationID, []migration.Event{ev}); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
 	}
 	return err
 }

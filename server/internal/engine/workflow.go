@@ -40,6 +40,14 @@ type RunInput struct {
 	DispatchWindow time.Duration
 }
 
+// SaveInput is the input of the SaveRun activity: a view with the events
+// and durations of its change.
+type SaveInput struct {
+	Run          migration.Run
+	Events       []migration.Event
+	Observations []migration.Observation
+}
+
 // ActionResult is the answer of UpdateStepAction.
 type ActionResult struct {
 	Run     migration.Run
@@ -79,6 +87,17 @@ type runFlow struct {
 	stopDispatch workflow.CancelFunc
 	// failure is an error of the dispatch goroutine that must end the Run.
 	failure error
+	// events and observations of the changes not saved yet: the next save
+	// writes them with the view, atomically.
+	events       []migration.Event
+	observations []migration.Observation
+	saving       bool
+	serialSaves  bool
+}
+
+// record notes events for the next save.
+func (f *runFlow) record(_ time.Time, events ...migration.Event) {
+	f.events = append(f.events, events...)
 }
 
 type stepAttempt struct {
@@ -87,6 +106,8 @@ type stepAttempt struct {
 }
 
 func (f *runFlow) setup(ctx workflow.Context) error {
+	// Runs started before saves were serialized replay without it.
+	f.serialSaves = workflow.GetVersion(ctx, "serial-saves", workflow.DefaultVersion, 1) == 1
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateStepAction, f.act,
 		workflow.UpdateHandlerOptions{Validator: f.validate})
 }
@@ -118,6 +139,9 @@ func (f *runFlow) act(ctx workflow.Context, a migration.StepAction) (ActionResul
 		f.dispatchDue = true
 	}
 	if changed {
+		f.record(now, f.run.ActionEvents(a, now)...)
+		// An action is what makes a step succeed: measure it then, once.
+		f.observations = append(f.observations, f.run.Observations(now)...)
 		if err := f.save(ctx); err != nil {
 			return ActionResult{}, err
 		}
@@ -130,7 +154,9 @@ func (f *runFlow) execute(ctx workflow.Context) error {
 		return f.stop(ctx, err)
 	}
 	for i := range f.run.Steps {
-		f.run.BeginStep(i, 1, workflow.Now(ctx))
+		now := workflow.Now(ctx)
+		f.run.BeginStep(i, 1, now)
+		f.record(now, f.run.DispatchedEvent(now))
 		f.dispatchDue = true
 		if err := f.save(ctx); err != nil {
 			return f.stop(ctx, err)
@@ -140,6 +166,7 @@ func (f *runFlow) execute(ctx workflow.Context) error {
 		}
 	}
 	f.run.Finish(migration.RunCompleted, "", workflow.Now(ctx))
+	f.record(f.run.EndTime, f.run.FinishedEvent(migration.ActorLoom))
 	if err := f.save(ctx); err != nil {
 		return err
 	}
@@ -208,7 +235,10 @@ func (f *runFlow) awaitOutcome(ctx workflow.Context, i int) error {
 				continue
 			}
 		}
-		f.run.FailStep(fmt.Sprintf("no report: the Migrator said nothing for %s while the step was in progress", timeout), workflow.Now(ctx))
+		now := workflow.Now(ctx)
+		reason := fmt.Sprintf("no report: the Migrator said nothing for %s while the step was in progress", timeout)
+		f.run.FailStep(reason, now)
+		f.record(now, f.run.FailedEvent(now, reason))
 		return f.save(ctx)
 	}
 	return nil
@@ -263,7 +293,10 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 		if c.StepName != d.Step.Name || c.Attempt != attempt || c.Status != migration.StepInProgress || f.heard == (stepAttempt{c.StepName, attempt}) {
 			return
 		}
-		f.run.FailStep("dispatch failed: "+dispatchFailure(err), workflow.Now(gctx))
+		now := workflow.Now(gctx)
+		reason := "dispatch failed: " + dispatchFailure(err)
+		f.run.FailStep(reason, now)
+		f.record(now, f.run.FailedEvent(now, reason))
 		if err := f.save(gctx); err != nil && gctx.Err() == nil {
 			f.failure = err
 		}
@@ -312,11 +345,24 @@ func (f *runFlow) begin(ctx workflow.Context) error {
 	return nil
 }
 
-// save writes the Run's view. Writes can finish out of order (the main loop
-// and an update handler may both save); the store keeps the newest Seq.
+// save writes the Run's view with the events and durations recorded since
+// the last save. Writes can finish out of order (the main loop and an update
+// handler may both save); the store keeps the newest Seq, and applies each
+// save's events once.
 func (f *runFlow) save(ctx workflow.Context) error {
+	// One save at a time, so that events reach the history in the order
+	// they happened (an update handler and the main loop may both save).
+	if f.serialSaves {
+		if err := workflow.Await(ctx, func() bool { return !f.saving }); err != nil {
+			return err
+		}
+		f.saving = true
+		defer func() { f.saving = false }()
+	}
+	events, obs := f.events, f.observations
+	f.events, f.observations = nil, nil
 	var stored migration.Run
-	if err := workflow.ExecuteLocalActivity(f.localCtx(ctx), activitySaveRun, f.run.Clone()).Get(ctx, &stored); err != nil {
+	if err := workflow.ExecuteLocalActivity(f.localCtx(ctx), activitySaveRun, SaveInput{Run: f.run.Clone(), Events: events, Observations: obs}).Get(ctx, &stored); err != nil {
 		return err
 	}
 	f.run.Version = max(f.run.Version, stored.Version)
@@ -336,6 +382,11 @@ func (f *runFlow) stop(ctx workflow.Context, err error) error {
 	for ch.ReceiveAsync(&req) {
 	}
 	f.run.Finish(migration.RunCancelled, req.Reason, workflow.Now(dctx))
+	actor := req.Actor
+	if actor == "" {
+		actor = migration.ActorLoom
+	}
+	f.record(f.run.EndTime, f.run.FinishedEvent(actor))
 	if serr := f.save(dctx); serr != nil {
 		return serr
 	}

@@ -22,19 +22,30 @@ import (
 // reaches stay nil (and would panic).
 type fakeStore struct {
 	Store
-	mu    sync.Mutex
-	view  migration.Run
-	saves int
-	url   string
+	mu     sync.Mutex
+	view   migration.Run
+	saves  int
+	url    string
+	events []migration.Event
+	obs    []migration.Observation
 }
 
 func (s *fakeStore) BeginRun(_ context.Context, run migration.Run) (migration.Run, error) {
-	return s.SaveRun(context.Background(), run)
+	return s.SaveRun(context.Background(), run, []migration.Event{run.StartedEvent("tester")}, nil)
 }
 
-func (s *fakeStore) SaveRun(_ context.Context, run migration.Run) (migration.Run, error) {
+func (s *fakeStore) AppendEvents(_ context.Context, _ string, events []migration.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.events = append(s.events, events...)
+	return nil
+}
+
+func (s *fakeStore) SaveRun(_ context.Context, run migration.Run, events []migration.Event, obs []migration.Observation) (migration.Run, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, events...)
+	s.obs = append(s.obs, obs...)
 	if s.saves > 0 && run.Seq <= s.view.Seq {
 		return s.view, nil
 	}
@@ -412,5 +423,62 @@ func TestAReportWhileTheDispatchRetriesMovesTheRunOn(t *testing.T) {
 	last := h.store.last()
 	if last.Status != migration.RunCompleted || !last.EndTime.Before(time.Date(2026, 11, 26, 9, 2, 0, 0, time.UTC)) {
 		t.Fatalf("run %s at %v", last.Status, last.EndTime)
+	}
+}
+
+func (s *fakeStore) kinds() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.events {
+		k := string(e.Kind)
+		if e.Step != "" {
+			k += ":" + e.Step
+		}
+		if st := e.Details["status"]; st != "" {
+			k += ":" + st
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestTheWorkflowRecordsEveryTransition(t *testing.T) {
+	h, in := newHarness(t)
+	h.at(time.Minute, report("open-pr", 1, migration.StepOpen))
+	h.at(3*time.Hour, report("open-pr", 1, migration.StepMerged))
+	h.at(3*time.Hour+time.Minute, report("review", 1, migration.StepFailed))
+	h.at(4*time.Hour, migration.StepAction{Kind: migration.ActionRetry, Step: "review", Attempt: 1, Actor: "alice"})
+	h.at(4*time.Hour+time.Minute, report("review", 2, migration.StepAwaitingReview))
+	h.at(5*time.Hour, migration.StepAction{Kind: migration.ActionFinishReview, Step: "review", Attempt: 2, Status: migration.StepCompleted, Actor: "bob"})
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"run_started", "step_dispatched:open-pr", "step_reported:open-pr:open", "step_reported:open-pr:merged",
+		"step_dispatched:review", "step_reported:review:failed", "step_retried:review", "step_dispatched:review",
+		"step_reported:review:awaiting_review", "review_finished:review:completed", "run_completed",
+	}
+	if got := h.store.kinds(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("events\n got %v\nwant %v", got, want)
+	}
+	for _, e := range h.store.events {
+		if e.Kind == migration.EventStepRetried && (e.Actor != "alice" || e.Attempt != 1) {
+			t.Errorf("retry event %+v", e)
+		}
+		if e.Kind == migration.EventReviewFinished && (e.Actor != "bob" || e.Attempt != 2) {
+			t.Errorf("review event %+v", e)
+		}
+	}
+	var merge, pr time.Duration
+	for _, o := range h.store.obs {
+		if o.Step == "open-pr" && o.Merge {
+			merge = o.Duration
+		} else if o.Step == "open-pr" {
+			pr = o.Duration
+		}
+	}
+	if merge != 3*time.Hour-time.Minute || pr != 3*time.Hour {
+		t.Fatalf("durations: time to merge %v, dispatch to merged %v (observations %+v)", merge, pr, h.store.obs)
 	}
 }

@@ -17,6 +17,8 @@ type Manifest struct {
 	MigratorURL string
 	Candidate   Candidate
 	Inputs      map[string]string
+	// StartedBy is who started the Run.
+	StartedBy string
 }
 
 // NewRun is the Run of a manifest before its first dispatch.
@@ -31,6 +33,7 @@ func NewRun(m Manifest, now time.Time) Run {
 		Inputs:      maps.Clone(m.Inputs),
 		StartTime:   now,
 		UpdateTime:  now,
+		StartedBy:   m.StartedBy,
 	}
 }
 

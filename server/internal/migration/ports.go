@@ -13,6 +13,8 @@ type MigrationStore interface {
 	RegistryStore
 	CandidateStore
 	RunStore
+	HistoryStore
+	MetricsStore
 }
 
 // RegistryStore keeps Migration definitions.
@@ -25,7 +27,7 @@ type RegistryStore interface {
 	ListMigrations(ctx context.Context, page PageRequest) (MigrationPage, error)
 	// DeleteMigration removes the Migration with its Candidates and Run
 	// views, refusing (ErrFailedPrecondition) while a Candidate is running.
-	DeleteMigration(ctx context.Context, id string) (deletedCandidates int64, err error)
+	DeleteMigration(ctx context.Context, id string, now time.Time) (deletedCandidates int64, err error)
 }
 
 // CandidateStore keeps the Candidates of each Migration.
@@ -53,7 +55,9 @@ type RunStore interface {
 	// current execution and run.Seq is newer than the stored one; older
 	// writes are ignored. A completed Run also completes its Candidate; a
 	// cancelled one puts it back to not_started. Returns the stored view.
-	SaveRun(ctx context.Context, run Run) (Run, error)
+	// events and obs are the change's events and measured durations, applied
+	// once whatever order saves land in.
+	SaveRun(ctx context.Context, run Run, events []Event, obs []Observation) (Run, error)
 	GetRun(ctx context.Context, migrationID, candidateID string) (Run, error)
 	ListRuns(ctx context.Context, migrationID string, f RunFilter, page PageRequest) (RunPage, error)
 	// WatchRun notifies of every stored change of a Run until ctx ends.

@@ -51,7 +51,7 @@ func (r *Registry) List(ctx context.Context, page PageRequest) (MigrationPage, e
 
 // Delete removes a Migration unless one of its Candidates is running.
 func (r *Registry) Delete(ctx context.Context, id string) (int64, error) {
-	return r.Store.DeleteMigration(ctx, id)
+	return r.Store.DeleteMigration(ctx, id, r.Now())
 }
 
 func clampPage(n, def, limit int) int {

@@ -55,6 +55,8 @@ type Run struct {
 	UpdateTime   time.Time
 	EndTime      time.Time
 	CancelReason string
+	// StartedBy is who started this execution.
+	StartedBy string
 	// Seq counts the changes of this execution; the store keeps a view only
 	// when its Seq is newer than the one it has.
 	Seq int64
@@ -77,7 +79,9 @@ type StepResult struct {
 	// LastReport is when the Migrator last reported on this attempt (or its
 	// dispatch, before any report): the clock of StepDefinition.ReportTimeout.
 	LastReport time.Time
-	Actor      string
+	// OpenTime is when the attempt's pull request was first reported open.
+	OpenTime time.Time
+	Actor    string
 }
 
 // Current returns the result of the step the Run is on, or nil before the
@@ -261,6 +265,9 @@ func (r *Run) Apply(a StepAction, now time.Time) (changed bool, err error) {
 			return false, nil
 		}
 		next.LastReport = now
+		if next.Status == StepOpen && next.OpenTime.IsZero() {
+			next.OpenTime = now
+		}
 		*c = next
 	}
 	c.Actor = a.Actor

@@ -66,6 +66,7 @@ func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, in
 		MigratorURL:   m.MigratorURL,
 		Candidate:     c,
 		Inputs:        merged,
+		StartedBy:     ActorFrom(ctx),
 	}
 	// The engine decides who wins a race of two starts (one running
 	// execution per Run id); the store then records it. Should this process
@@ -103,7 +104,7 @@ func (u *Runs) CancelRun(ctx context.Context, runID, reason, actor string) (Run,
 		// The view says running but no execution runs: the process that
 		// started it died before its first step. Record the cancel here.
 		view.Finish(RunCancelled, reason, u.Now())
-		if _, err := u.Store.SaveRun(ctx, view); err != nil {
+		if _, err := u.Store.SaveRun(ctx, view, []Event{view.FinishedEvent(actor)}, nil); err != nil {
 			return Run{}, err
 		}
 	} else if err != nil {

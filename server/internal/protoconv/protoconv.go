@@ -271,6 +271,7 @@ func StepResultToProto(s migration.StepResult) *loomv1.StepResult {
 		StartTime:  TimeToProto(s.StartTime),
 		UpdateTime: TimeToProto(s.UpdateTime),
 		EndTime:    TimeToProto(s.EndTime),
+		OpenTime:   TimeToProto(s.OpenTime),
 		Actor:      s.Actor,
 	}
 }
@@ -311,4 +312,80 @@ func StepPreviewsFromProto(ps []*loomv1.StepPreview) []migration.StepPreview {
 		out[i] = sp
 	}
 	return out
+}
+
+var eventKinds = map[migration.EventKind]loomv1.EventKind{
+	migration.EventMigrationAnnounced:     loomv1.EventKind_EVENT_KIND_MIGRATION_ANNOUNCED,
+	migration.EventMigrationUpdated:       loomv1.EventKind_EVENT_KIND_MIGRATION_UPDATED,
+	migration.EventMigrationDeleted:       loomv1.EventKind_EVENT_KIND_MIGRATION_DELETED,
+	migration.EventCandidatesDiscovered:   loomv1.EventKind_EVENT_KIND_CANDIDATES_DISCOVERED,
+	migration.EventCandidateDiscovered:    loomv1.EventKind_EVENT_KIND_CANDIDATE_DISCOVERED,
+	migration.EventCandidateInputsUpdated: loomv1.EventKind_EVENT_KIND_CANDIDATE_INPUTS_UPDATED,
+	migration.EventRunStarted:             loomv1.EventKind_EVENT_KIND_RUN_STARTED,
+	migration.EventStepDispatched:         loomv1.EventKind_EVENT_KIND_STEP_DISPATCHED,
+	migration.EventDispatchFailed:         loomv1.EventKind_EVENT_KIND_DISPATCH_FAILED,
+	migration.EventStepReported:           loomv1.EventKind_EVENT_KIND_STEP_REPORTED,
+	migration.EventStepFailed:             loomv1.EventKind_EVENT_KIND_STEP_FAILED,
+	migration.EventStepRetried:            loomv1.EventKind_EVENT_KIND_STEP_RETRIED,
+	migration.EventReviewFinished:         loomv1.EventKind_EVENT_KIND_REVIEW_FINISHED,
+	migration.EventStepMarkedMerged:       loomv1.EventKind_EVENT_KIND_STEP_MARKED_MERGED,
+	migration.EventRunCancelled:           loomv1.EventKind_EVENT_KIND_RUN_CANCELLED,
+	migration.EventRunCompleted:           loomv1.EventKind_EVENT_KIND_RUN_COMPLETED,
+}
+
+// EventKindsFromProto reads a kind filter.
+func EventKindsFromProto(ps []loomv1.EventKind) []migration.EventKind {
+	var out []migration.EventKind
+	for _, p := range ps {
+		for k, v := range eventKinds {
+			if v == p {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// EventToProto renders an event.
+func EventToProto(e migration.Event) *loomv1.Event {
+	return &loomv1.Event{
+		Id: e.ID, Time: TimeToProto(e.Time), Kind: eventKinds[e.Kind], MigrationId: e.MigrationID,
+		CandidateId: e.CandidateID, RunId: e.RunID, Execution: e.Execution, Step: e.Step,
+		Attempt: int32(e.Attempt), Actor: e.Actor, Details: e.Details,
+	}
+}
+
+// MetricsToProto renders a Migration's figures.
+func MetricsToProto(m migration.MigrationMetrics) *loomv1.MigrationMetrics {
+	p := &loomv1.MigrationMetrics{
+		MigrationId: m.MigrationID, Candidates: CountsToProto(m.Counts),
+		OpenPullRequests: m.OpenPullRequests, AwaitingReview: m.AwaitingReview, Failed: m.Failed, StuckCount: m.StuckCount,
+	}
+	for _, c := range m.CurrentSteps {
+		p.CurrentSteps = append(p.CurrentSteps, &loomv1.CurrentStepCount{Step: c.Step, Status: StepStatusToProto(c.Status), Count: c.Count})
+	}
+	for _, b := range m.Burndown {
+		p.Burndown = append(p.Burndown, &loomv1.BurndownPoint{Start: TimeToProto(b.Start), Started: b.Started, Completed: b.Completed})
+	}
+	for _, d := range m.StepDurations {
+		p.StepDurations = append(p.StepDurations, &loomv1.StepDurations{
+			Step: d.Step, Count: d.Count, P50: durationpb.New(d.P50), P95: durationpb.New(d.P95), Max: durationpb.New(d.Max),
+			MergedCount: d.MergedCount, MergeP50: durationpb.New(d.MergeP50), MergeP95: durationpb.New(d.MergeP95), MergeMax: durationpb.New(d.MergeMax),
+		})
+	}
+	for _, f := range m.RecentFailures {
+		p.RecentFailures = append(p.RecentFailures, &loomv1.Failure{Time: TimeToProto(f.Time), CandidateId: f.CandidateID, Step: f.Step, Attempt: int32(f.Attempt), Message: f.Message})
+	}
+	for _, s := range m.Stuck {
+		p.Stuck = append(p.Stuck, &loomv1.StuckCandidate{CandidateId: s.CandidateID, LastEventTime: TimeToProto(s.LastEventTime)})
+	}
+	return p
+}
+
+// SummaryToProto renders a Migration's headline figures.
+func SummaryToProto(s migration.MigrationSummary) *loomv1.MigrationSummary {
+	return &loomv1.MigrationSummary{
+		Migration: MigrationToProto(s.Migration), OpenPullRequests: s.OpenPullRequests,
+		AwaitingReview: s.AwaitingReview, Failed: s.Failed, CompletedLastDays: s.CompletedLastDays,
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/loomhq/loom/server/internal/migration"
 )
@@ -116,5 +117,54 @@ func BenchmarkSubmitOne(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkMigrationMetrics reads the figures of a Migration of 100 and of
+// 100,000 Candidates, each with a running Run on one of two steps: the cost
+// must not grow with the Migration.
+func BenchmarkMigrationMetrics(b *testing.B) {
+	for _, n := range []int{100, 100_000} {
+		b.Run(fmt.Sprintf("candidates=%d", n), func(b *testing.B) {
+			s, _ := newStore(b)
+			m := fmt.Sprintf("metrics-%d", n)
+			loadMigration(b, s, m, n)
+			ctx := context.Background()
+			// Start a Run for a tenth of them, at most 1,000: enough to fill
+			// every figure; the figures' size does not depend on the count.
+			for i := 0; i < min(n/10, 1000); i++ {
+				r := newRun(m, benchID(i), 1, t0)
+				if _, err := s.BeginRun(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+				r.BeginStep(i%2, 1, t0)
+				if _, err := s.SaveRun(ctx, r, []migration.Event{r.DispatchedEvent(t0)}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			q := migration.MetricsQuery{StuckAfter: time.Hour, Now: t0.Add(24 * time.Hour)}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := s.MigrationMetrics(ctx, m, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAppendEvent measures the history's write path: one event, as a
+// dispatch failure records it.
+func BenchmarkAppendEvent(b *testing.B) {
+	s, _ := newStore(b)
+	mustPut(b, s, "events")
+	ctx := context.Background()
+	e := migration.Event{Time: t0, Kind: migration.EventDispatchFailed, MigrationID: "events", CandidateID: "c", RunID: "events__c",
+		Execution: 1, Step: "s", Attempt: 1, Actor: "loom", Details: map[string]string{"reason": "connection refused"}}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := s.AppendEvents(ctx, "events", []migration.Event{e}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/loomhq/loom/server/internal/migration"
 )
@@ -149,7 +150,7 @@ func TestConcurrentPutAndDeleteKeepTheIndex(t *testing.T) {
 				var err error
 				if (w+i)%2 == 0 {
 					_, _, _, err = s.PutMigration(ctx, testMigration(id), at(i))
-				} else if _, err = s.DeleteMigration(ctx, id); errors.Is(err, migration.ErrNotFound) {
+				} else if _, err = s.DeleteMigration(ctx, id, time.Now()); errors.Is(err, migration.ErrNotFound) {
 					err = nil
 				}
 				if err != nil {
@@ -186,7 +187,7 @@ func TestPutBetweenDeleteScriptAndUnindex(t *testing.T) {
 			t.Errorf("put during delete: created %v, %v", created, err)
 		}
 	}
-	if _, err := s.DeleteMigration(ctx, "m"); err != nil {
+	if _, err := s.DeleteMigration(ctx, "m", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if got := zmembers(t, rdb, migrationsKey()); !slices.Equal(got, []string{"m"}) {

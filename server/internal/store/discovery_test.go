@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/loomhq/loom/server/internal/migration"
 )
@@ -550,7 +551,7 @@ func TestNotFound(t *testing.T) {
 		call   func() error
 	}{
 		{"get migration", noMig, func() error { _, err := s.GetMigration(ctx, "x"); return err }},
-		{"delete migration", noMig, func() error { _, err := s.DeleteMigration(ctx, "x"); return err }},
+		{"delete migration", noMig, func() error { _, err := s.DeleteMigration(ctx, "x", time.Now()); return err }},
 		{"submit", noMig, func() error {
 			_, err := s.SubmitCandidates(ctx, migration.Submission{MigrationID: "x", Candidates: []migration.Candidate{cand("a", "k")}}, at(2))
 			return err

@@ -327,6 +327,7 @@ type runRecord struct {
 	UpdateTime   int64              `json:"update,omitempty"`
 	EndTime      int64              `json:"end,omitempty"`
 	CancelReason string             `json:"cancel_reason,omitempty"`
+	StartedBy    string             `json:"started_by,omitempty"`
 	Seq          int64              `json:"seq"`
 }
 
@@ -342,6 +343,7 @@ type stepResultRecord struct {
 	UpdateTime int64             `json:"update,omitempty"`
 	EndTime    int64             `json:"end,omitempty"`
 	LastReport int64             `json:"last_report,omitempty"`
+	OpenTime   int64             `json:"open,omitempty"`
 	Actor      string            `json:"actor,omitempty"`
 }
 
@@ -356,6 +358,7 @@ func encodeRun(r migration.Run) (string, error) {
 		UpdateTime:   optMillis(r.UpdateTime),
 		EndTime:      optMillis(r.EndTime),
 		CancelReason: r.CancelReason,
+		StartedBy:    r.StartedBy,
 		Seq:          r.Seq,
 	}
 	for _, s := range r.Results {
@@ -370,6 +373,7 @@ func encodeRun(r migration.Run) (string, error) {
 			UpdateTime: optMillis(s.UpdateTime),
 			EndTime:    optMillis(s.EndTime),
 			LastReport: optMillis(s.LastReport),
+			OpenTime:   optMillis(s.OpenTime),
 			Actor:      s.Actor,
 		})
 	}
@@ -398,6 +402,7 @@ func decodeRun(migrationID, candidateID string, h map[string]string) (migration.
 		UpdateTime:   fromOptMillis(rec.UpdateTime),
 		EndTime:      fromOptMillis(rec.EndTime),
 		CancelReason: rec.CancelReason,
+		StartedBy:    rec.StartedBy,
 		Seq:          rec.Seq,
 		Version:      ver,
 	}
@@ -413,6 +418,7 @@ func decodeRun(migrationID, candidateID string, h map[string]string) (migration.
 			UpdateTime: fromOptMillis(s.UpdateTime),
 			EndTime:    fromOptMillis(s.EndTime),
 			LastReport: fromOptMillis(s.LastReport),
+			OpenTime:   fromOptMillis(s.OpenTime),
 			Actor:      s.Actor,
 		})
 	}

@@ -17,6 +17,12 @@ package store
 //	loom:{m}:runs:status:<r>         ZSET  ... whose Run is in status r
 //	loom:{m}:runs:step:<t>           ZSET  ... whose current step is in status t
 //	loom:{m}:runs:rt:<r>:<t>         ZSET  ... both
+//	loom:{m}:events                  STREAM the Migration's lifecycle events
+//	loom:{m}:events:c:<c>            STREAM the events of Candidate c
+//	loom:{m}:metrics                 HASH  incremental figures (current steps, duration histograms)
+//	loom:{m}:burndown                HASH  Runs started and completed per hour
+//	loom:{m}:failures                LIST  the latest step failures, newest first
+//	loom:{m}:activity                ZSET  running Candidates by time of their last event
 //
 // and one Pub/Sub channel per Run, loom:{m}:run:<c>:changes, on which every
 // stored change of the run view is announced (the message is its version).
@@ -162,3 +168,39 @@ func runStatusStepIndexKey(m, r, t string) string { return runStatusStepIndexPre
 
 // runStatusStepIndexPrefix is the prefix of runStatusStepIndexKey.
 func runStatusStepIndexPrefix(m string) string { return migrationTag(m) + "runs:rt:" }
+
+// eventsKey is the lifecycle history of Migration m.
+// STREAM; each entry has fields k (kind), t (unix ms), by (actor) and, when
+// set, c (Candidate), r (Run id), x (execution), s (step), a (attempt),
+// d (JSON object of details). Trimmed by count and age; it outlives the
+// Migration (deleted Migrations' streams expire after the age limit).
+// New entries are announced on the Pub/Sub channel eventsKey(m)+":changes".
+func eventsKey(m string) string { return migrationTag(m) + "events" }
+
+// candidateEventsKey is the history of one Candidate: the same entries, with
+// the same ids, as in eventsKey. STREAM.
+func candidateEventsKey(m, c string) string { return candidateEventsPrefix(m) + c }
+
+// candidateEventsPrefix is the prefix of candidateEventsKey.
+func candidateEventsPrefix(m string) string { return migrationTag(m) + "events:c:" }
+
+// metricsKey holds figures kept as events happen.
+// HASH with fields:
+//
+//	cur:<step>:<status>      running Runs whose current step is <step> in <status>
+//	n:<step>, hn:<step>:<b>  successful attempts of <step>, and per duration bucket b
+//	max:<step>               longest dispatch → success, ms
+//	mn:<step>, hm:<step>:<b>, mmax:<step>   the same for open → merged
+func metricsKey(m string) string { return migrationTag(m) + "metrics" }
+
+// burndownKey counts Runs per hour: fields s:<hour> (started) and
+// c:<hour> (completed), <hour> = unix ms / 3,600,000. HASH.
+func burndownKey(m string) string { return migrationTag(m) + "burndown" }
+
+// failuresKey lists the latest step failures, newest first, each a JSON
+// object {t, c, s, a, m}. LIST, at most 50.
+func failuresKey(m string) string { return migrationTag(m) + "failures" }
+
+// activityKey ranks running Candidates by the time of their last event
+// (score, unix ms): the oldest are stuck. ZSET.
+func activityKey(m string) string { return migrationTag(m) + "activity" }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -185,7 +186,7 @@ func TestListMigrationsPaging(t *testing.T) {
 	}
 
 	// Deleting the ghost reports not found and drops its stale entry.
-	_, err = s.DeleteMigration(ctx, "mig-05x")
+	_, err = s.DeleteMigration(ctx, "mig-05x", time.Now())
 	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
 	if n := len(zmembers(t, rdb, migrationsKey())); n != 23 {
 		t.Errorf("index holds %d ids after the ghost's delete, want 23", n)
@@ -212,7 +213,7 @@ func TestDeleteMigration(t *testing.T) {
 	mustSubmit(t, s, migration.Submission{MigrationID: "doomed", Candidates: []migration.Candidate{cand("org/repo.000", "svc")}}, at(3))
 
 	keysBefore := scanKeys(t, rdb, migrationKeysPattern("doomed"))
-	_, err := s.DeleteMigration(ctx, "doomed")
+	_, err := s.DeleteMigration(ctx, "doomed", time.Now())
 	r := refusal(t, err, migration.ErrFailedPrecondition, migration.ReasonMigrationHasRunning)
 	if r.Metadata["running_candidates"] != "1" {
 		t.Errorf("refusal metadata %v", r.Metadata)
@@ -225,14 +226,14 @@ func TestDeleteMigration(t *testing.T) {
 	}
 
 	mustSetStatus(t, s, "doomed", "org/repo.001", migration.CandidateRunning, migration.CandidateNotStarted)
-	n, err := s.DeleteMigration(ctx, "doomed")
+	n, err := s.DeleteMigration(ctx, "doomed", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != 40 {
 		t.Errorf("deleted %d candidates, want 40", n)
 	}
-	if left := scanKeys(t, rdb, migrationKeysPattern("doomed")); len(left) != 0 {
+	if left := stateKeysLeft(t, rdb, "doomed"); len(left) != 0 {
 		t.Errorf("keys left behind: %v", left)
 	}
 	if got := zmembers(t, rdb, migrationsKey()); !slices.Equal(got, []string{"doomed-not"}) {
@@ -240,7 +241,7 @@ func TestDeleteMigration(t *testing.T) {
 	}
 	_, err = s.GetMigration(ctx, "doomed")
 	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
-	_, err = s.DeleteMigration(ctx, "doomed")
+	_, err = s.DeleteMigration(ctx, "doomed", time.Now())
 	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
 	if ids := checkInvariants(t, rdb, "doomed-not"); len(ids) != 5 {
 		t.Errorf("the other migration lost candidates: %v", ids)
@@ -257,11 +258,11 @@ func TestDeleteEmptyMigration(t *testing.T) {
 	t.Parallel()
 	s, rdb := newStore(t)
 	mustPut(t, s, "empty")
-	n, err := s.DeleteMigration(context.Background(), "empty")
+	n, err := s.DeleteMigration(context.Background(), "empty", time.Now())
 	if err != nil || n != 0 {
 		t.Fatalf("delete: %d, %v", n, err)
 	}
-	if size := rdb.DBSize(context.Background()).Val(); size != 0 {
-		t.Errorf("%d keys left: %v", size, scanKeys(t, rdb, "*"))
+	if left := stateKeysLeft(t, rdb, "empty"); len(left) != 0 {
+		t.Errorf("keys left: %v", left)
 	}
 }

@@ -14,7 +14,7 @@ var _ migration.RunStore = (*Store)(nil)
 
 // runKeys are the KEYS of beginRunScript and saveRunScript (runKeysDoc).
 func runKeys(m, c string) []string {
-	return []string{
+	return withHistoryKeys(m,
 		migrationKey(m),
 		candidateKey(m, c),
 		runKey(m, c),
@@ -24,7 +24,11 @@ func runKeys(m, c string) []string {
 		runStatusIndexPrefix(m),
 		runStepIndexPrefix(m),
 		runStatusStepIndexPrefix(m),
-	}
+		metricsKey(m),
+		burndownKey(m),
+		failuresKey(m),
+		activityKey(m),
+	)
 }
 
 // BeginRun moves the Candidate to running for run.Execution, stores the
@@ -42,24 +46,46 @@ func (s *Store) BeginRun(ctx context.Context, run migration.Run) (migration.Run,
 	if err != nil {
 		return migration.Run{}, fmt.Errorf("encode inputs of run %s: %w", run.ID, err)
 	}
+	starter := run.StartedBy
+	if starter == "" {
+		starter = migration.ActorFrom(ctx)
+	}
 	res, err := beginRunScript.Run(ctx, s.rdb, runKeys(run.MigrationID, run.CandidateID),
-		run.CandidateID, run.Execution, string(in), view, run.Seq, millis(run.StartTime),
-		runChannel(run.MigrationID, run.CandidateID)).Slice()
+		s.historyArgsAs(starter, run.StartTime, run.CandidateID, run.Execution, string(in), view, run.Seq, millis(run.StartTime),
+			runChannel(run.MigrationID, run.CandidateID), run.ID)...).Slice()
 	if err != nil {
 		return migration.Run{}, fmt.Errorf("begin run %s: %w", run.ID, err)
 	}
 	return s.runReply(res, run, "begin run")
 }
 
-// SaveRun stores a newer view of the current execution (see saveRunScript).
-func (s *Store) SaveRun(ctx context.Context, run migration.Run) (migration.Run, error) {
+// observationRecord is a measured duration as saveRunScript takes it.
+type observationRecord struct {
+	S  string `json:"s"`
+	M  bool   `json:"m,omitempty"`
+	MS int64  `json:"ms"`
+	B  int    `json:"b"`
+}
+
+// SaveRun stores a newer view of the current execution, with the events and
+// the durations of its change (see saveRunScript).
+func (s *Store) SaveRun(ctx context.Context, run migration.Run, events []migration.Event, obs []migration.Observation) (migration.Run, error) {
 	view, err := encodeRun(run)
 	if err != nil {
 		return migration.Run{}, fmt.Errorf("encode run %s: %w", run.ID, err)
 	}
+	evs, err := encodeEvents(events)
+	if err != nil {
+		return migration.Run{}, err
+	}
+	recs := make([]observationRecord, len(obs))
+	for i, o := range obs {
+		recs[i] = observationRecord{S: o.Step, M: o.Merge, MS: o.Duration.Milliseconds(), B: migration.BucketOf(o.Duration)}
+	}
+	ob, _ := json.Marshal(recs)
 	res, err := saveRunScript.Run(ctx, s.rdb, runKeys(run.MigrationID, run.CandidateID),
-		run.CandidateID, run.Execution, run.Seq, view, string(run.Status), string(run.CurrentStepStatus()),
-		millis(run.UpdateTime), runChannel(run.MigrationID, run.CandidateID)).Slice()
+		s.withHistoryArgs(ctx, run.UpdateTime, run.CandidateID, run.Execution, run.Seq, view, string(run.Status), string(run.CurrentStepStatus()),
+			millis(run.UpdateTime), runChannel(run.MigrationID, run.CandidateID), run.CurrentStepName(), evs, string(ob))...).Slice()
 	if err != nil {
 		return migration.Run{}, fmt.Errorf("save run %s: %w", run.ID, err)
 	}
@@ -188,12 +214,18 @@ func (s *Store) ListRuns(ctx context.Context, m string, f migration.RunFilter, p
 // for several changes) and is closed when ctx ends or the subscription
 // breaks for good.
 func (s *Store) WatchRun(ctx context.Context, m, c string) (<-chan struct{}, error) {
-	sub := s.rdb.Subscribe(ctx, runChannel(m, c))
+	return s.watch(ctx, runChannel(m, c))
+}
+
+// watch subscribes to a Pub/Sub channel and forwards its messages as
+// coalesced notices until ctx ends.
+func (s *Store) watch(ctx context.Context, channel string) (<-chan struct{}, error) {
+	sub := s.rdb.Subscribe(ctx, channel)
 	// Wait for the subscription to be confirmed, so that no change made after
-	// WatchRun returns can be missed.
+	// watch returns can be missed.
 	if _, err := sub.Receive(ctx); err != nil {
 		_ = sub.Close()
-		return nil, fmt.Errorf("watch run %s__%s: %w", m, c, err)
+		return nil, fmt.Errorf("watch %s: %w", channel, err)
 	}
 	out := make(chan struct{}, 1)
 	go func() {

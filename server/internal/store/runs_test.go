@@ -93,7 +93,7 @@ func mustBegin(t testing.TB, s *Store, r migration.Run) migration.Run {
 
 func mustSave(t testing.TB, s *Store, r migration.Run) migration.Run {
 	t.Helper()
-	got, err := s.SaveRun(context.Background(), r)
+	got, err := s.SaveRun(context.Background(), r, nil, nil)
 	if err != nil {
 		t.Fatalf("save run %s exec %d seq %d: %v", r.ID, r.Execution, r.Seq, err)
 	}
@@ -164,6 +164,10 @@ func dumpMigration(t testing.TB, rdb *redis.Client, m string) map[string]string 
 			out[key] = fmt.Sprint(hgetall(t, rdb, key)) // fmt sorts map keys
 		case "zset":
 			out[key] = fmt.Sprint(zmembers(t, rdb, key))
+		case "stream":
+			out[key] = fmt.Sprint(rdb.XLen(ctx, key).Val(), rdb.XRevRangeN(ctx, key, "+", "-", 1).Val())
+		case "list":
+			out[key] = fmt.Sprint(rdb.LRange(ctx, key, 0, -1).Val())
 		default:
 			t.Fatalf("key %s has unexpected type %q", key, typ)
 		}
@@ -468,7 +472,7 @@ func TestBeginRun(t *testing.T) {
 	wantCounts(t, s, "m", 1, 1, 1)
 	wantListed(t, s, "m", migration.RunFilter{CurrentStepStatus: migration.StepOpen}) // exec 1's step is gone
 	// Execution 1 can write no more, nor begin again.
-	_, err = s.SaveRun(ctx, r)
+	_, err = s.SaveRun(ctx, r, nil, nil)
 	refusal(t, err, migration.ErrFailedPrecondition, migration.ReasonStaleExecution)
 	_, err = s.BeginRun(ctx, newRun("m", "a", 1, at(13)))
 	refusal(t, err, migration.ErrFailedPrecondition, migration.ReasonStaleExecution)
@@ -494,9 +498,9 @@ func TestRunUnknownIDs(t *testing.T) {
 	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
 	_, err = s.BeginRun(ctx, newRun("m", "zz", 1, at(1)))
 	refusal(t, err, migration.ErrNotFound, migration.ReasonCandidateNotFound)
-	_, err = s.SaveRun(ctx, newRun("x", "a", 1, at(1)))
+	_, err = s.SaveRun(ctx, newRun("x", "a", 1, at(1)), nil, nil)
 	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
-	_, err = s.SaveRun(ctx, newRun("m", "zz", 1, at(1)))
+	_, err = s.SaveRun(ctx, newRun("m", "zz", 1, at(1)), nil, nil)
 	refusal(t, err, migration.ErrNotFound, migration.ReasonCandidateNotFound)
 	_, err = s.ListRuns(ctx, "x", migration.RunFilter{}, migration.PageRequest{})
 	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
@@ -506,7 +510,7 @@ func TestRunUnknownIDs(t *testing.T) {
 	for _, exec := range []int64{1, 0} {
 		r := newRun("m", "a", exec, at(1))
 		r.BeginStep(0, 1, at(2))
-		_, err = s.SaveRun(ctx, r)
+		_, err = s.SaveRun(ctx, r, nil, nil)
 		refusal(t, err, migration.ErrFailedPrecondition, migration.ReasonStaleExecution)
 	}
 
@@ -564,7 +568,7 @@ func TestSaveRunKeepsTheNewestView(t *testing.T) {
 		other := r.Clone()
 		other.Execution = exec
 		other.Seq = 99
-		_, err := s.SaveRun(ctx, other)
+		_, err := s.SaveRun(ctx, other, nil, nil)
 		ref := refusal(t, err, migration.ErrFailedPrecondition, migration.ReasonStaleExecution)
 		if ref.Metadata["execution"] != "1" {
 			t.Errorf("stale save metadata %v", ref.Metadata)
@@ -711,7 +715,7 @@ func TestRunLifecycleIndexes(t *testing.T) {
 	mustSaveNew(t, s, b2, 5)
 	// Execution 1's late writes are refused now.
 	b.Seq = 100
-	_, err := s.SaveRun(context.Background(), b)
+	_, err := s.SaveRun(context.Background(), b, nil, nil)
 	refusal(t, err, migration.ErrFailedPrecondition, migration.ReasonStaleExecution)
 	b2.Finish(migration.RunCancelled, "again", now())
 	mustSaveNew(t, s, b2, 6)
@@ -768,7 +772,7 @@ func TestRunRoundTrip(t *testing.T) {
 		w.StartTime, w.UpdateTime, w.EndTime = ms(w.StartTime), ms(w.UpdateTime), ms(w.EndTime)
 		for i := range w.Results {
 			x := &w.Results[i]
-			x.StartTime, x.UpdateTime, x.EndTime, x.LastReport = ms(x.StartTime), ms(x.UpdateTime), ms(x.EndTime), ms(x.LastReport)
+			x.StartTime, x.UpdateTime, x.EndTime, x.LastReport, x.OpenTime = ms(x.StartTime), ms(x.UpdateTime), ms(x.EndTime), ms(x.LastReport), ms(x.OpenTime)
 		}
 		w.Version = version
 		return w
@@ -864,9 +868,9 @@ func TestWatchRun(t *testing.T) {
 	v2 := r.Clone()
 	saved := make(chan error, 1)
 	go func() {
-		_, err := s.SaveRun(context.Background(), v1)
+		_, err := s.SaveRun(context.Background(), v1, nil, nil)
 		if err == nil {
-			_, err = s.SaveRun(context.Background(), v2)
+			_, err = s.SaveRun(context.Background(), v2, nil, nil)
 		}
 		saved <- err
 	}()
@@ -974,7 +978,7 @@ func TestDeleteMigrationWithRuns(t *testing.T) {
 
 	// Refused while c runs; nothing deleted.
 	before := dumpMigration(t, rdb, "doomed")
-	_, err := s.DeleteMigration(ctx, "doomed")
+	_, err := s.DeleteMigration(ctx, "doomed", time.Now())
 	ref := refusal(t, err, migration.ErrFailedPrecondition, migration.ReasonMigrationHasRunning)
 	if ref.Metadata["running_candidates"] != "1" {
 		t.Errorf("refusal metadata %v", ref.Metadata)
@@ -1002,14 +1006,14 @@ func TestDeleteMigrationWithRuns(t *testing.T) {
 		}
 	}
 
-	n, err := s.DeleteMigration(ctx, "doomed")
+	n, err := s.DeleteMigration(ctx, "doomed", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != int64(len(cs)) {
 		t.Errorf("deleted %d candidates, want %d", n, len(cs))
 	}
-	if left := scanKeys(t, rdb, migrationKeysPattern("doomed")); len(left) != 0 {
+	if left := stateKeysLeft(t, rdb, "doomed"); len(left) != 0 {
 		t.Errorf("keys left behind: %v", left)
 	}
 	if got := mustGetRun(t, s, "doomed-not", "org/a"); got.CurrentStepStatus() != migration.StepInProgress {
@@ -1069,7 +1073,7 @@ func TestConcurrentSaveRunKeepsTheNewest(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for _, seq := range work[w] {
-				got, err := s.SaveRun(context.Background(), views[seq])
+				got, err := s.SaveRun(context.Background(), views[seq], nil, nil)
 				if err != nil {
 					t.Errorf("save seq %d: %v", seq, err)
 					return
@@ -1172,7 +1176,7 @@ func TestConcurrentRunLifecycles(t *testing.T) {
 					continue
 				}
 				save := func(r migration.Run) bool {
-					if _, err := s.SaveRun(ctx, r); err != nil {
+					if _, err := s.SaveRun(ctx, r, nil, nil); err != nil {
 						t.Errorf("save %s exec %d seq %d: %v", c, r.Execution, r.Seq, err)
 						return false
 					}
@@ -1229,4 +1233,21 @@ func TestConcurrentRunLifecycles(t *testing.T) {
 	wantCounts(t, s, "m", 8, 8, 8)
 	checkRuns(t, rdb, "m", true)
 	checkListings(t, s, "m", cs...)
+}
+
+// stateKeysLeft returns the keys of Migration m other than its history, and
+// checks that the history left behind expires.
+func stateKeysLeft(t testing.TB, rdb *redis.Client, m string) []string {
+	t.Helper()
+	var left []string
+	for _, k := range scanKeys(t, rdb, migrationKeysPattern(m)) {
+		if strings.HasPrefix(k, eventsKey(m)) {
+			if ttl := rdb.PTTL(context.Background(), k).Val(); ttl <= 0 {
+				t.Errorf("history %s left without expiry (%v)", k, ttl)
+			}
+			continue
+		}
+		left = append(left, k)
+	}
+	return left
 }

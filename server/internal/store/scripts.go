@@ -44,28 +44,66 @@ const (
 	outcomeLeftAlone = 4
 )
 
+// historyLua is prepended to every script that records events. By
+// convention the last two KEYS of such a script are eventsKey(m) and
+// candidateEventsPrefix(m), and its last four ARGV the actor, the most events
+// kept per Migration and per Candidate, and the oldest event id kept (unix
+// ms): addEvent appends an event to the Migration's stream (and, for a
+// Candidate's event, to the Candidate's, under the same id), trims both by
+// count and age, and announces it for watchers.
+const historyLua = `
+local H_ACTOR, H_MAX, H_CMAX, H_MINID = ARGV[#ARGV - 3], ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
+local H_EV, H_CEV = KEYS[#KEYS - 1], KEYS[#KEYS]
+local H_NARGV = #ARGV - 4
+local function addEvent(e)
+  local f = {'k', e.k, 't', tostring(e.t), 'by', e.by or H_ACTOR}
+  if e.c and e.c ~= '' then f[#f + 1] = 'c'; f[#f + 1] = e.c end
+  if e.r and e.r ~= '' then f[#f + 1] = 'r'; f[#f + 1] = e.r end
+  if e.x and tonumber(e.x) ~= 0 then f[#f + 1] = 'x'; f[#f + 1] = tostring(e.x) end
+  if e.s and e.s ~= '' then f[#f + 1] = 's'; f[#f + 1] = e.s end
+  if e.a and tonumber(e.a) ~= 0 then f[#f + 1] = 'a'; f[#f + 1] = tostring(e.a) end
+  if e.d and next(e.d) ~= nil then f[#f + 1] = 'd'; f[#f + 1] = cjson.encode(e.d) end
+  local id = '*'
+  if not e.conly then
+    id = redis.call('XADD', H_EV, 'MAXLEN', '~', H_MAX, '*', unpack(f))
+    redis.call('XTRIM', H_EV, 'MINID', '~', H_MINID)
+    redis.call('PUBLISH', H_EV .. ':changes', id)
+  end
+  if e.c and e.c ~= '' then
+    redis.call('XADD', H_CEV .. e.c, 'MAXLEN', '~', H_CMAX, id, unpack(f))
+    redis.call('XTRIM', H_CEV .. e.c, 'MINID', '~', H_MINID)
+  end
+  return id
+end
+`
+
 // putMigrationScript creates a Migration or replaces its definition.
 //
-//	KEYS[1] migrationKey(m)
+//	KEYS[1] migrationKey(m), then the history KEYS (see historyLua)
 //	ARGV[1] def: canonical JSON migrationRecord
-//	ARGV[2] now, unix milliseconds
+//	ARGV[2] now, unix milliseconds, then the history ARGV
 //
-// Creates the hash (def, ctime = utime = now, counters 0) when absent; when
+// Records migration_announced or migration_updated. Creates the hash (def, ctime = utime = now, counters 0) when absent; when
 // present and def differs, replaces def and sets utime = now; when def is
 // identical, writes nothing. Never touches Candidates, nor the global index
 // (another slot: the caller ZADDs it afterwards).
 //
 // Returns {created (0|1), updated (0|1), HGETALL of the hash after the change}.
-var putMigrationScript = redis.NewScript(`
+var putMigrationScript = redis.NewScript(historyLua + `
 local cur = redis.call('HGET', KEYS[1], 'def')
 local created, updated = 0, 0
 if not cur then
   redis.call('HSET', KEYS[1], 'def', ARGV[1], 'ctime', ARGV[2], 'utime', ARGV[2],
     'n:not_started', 0, 'n:running', 0, 'n:completed', 0)
   created = 1
+  -- The history of a deleted Migration of the same id was set to expire:
+  -- it is this one's again.
+  redis.call('PERSIST', H_EV)
+  addEvent({k = 'migration_announced', t = ARGV[2]})
 elseif cur ~= ARGV[1] then
   redis.call('HSET', KEYS[1], 'def', ARGV[1], 'utime', ARGV[2])
   updated = 1
+  addEvent({k = 'migration_updated', t = ARGV[2]})
 end
 return {created, updated, redis.call('HGETALL', KEYS[1])}
 `)
@@ -85,6 +123,11 @@ return {created, updated, redis.call('HGETALL', KEYS[1])}
 //	KEYS[10] runStatusIndexPrefix(m)
 //	KEYS[11] runStepIndexPrefix(m)
 //	KEYS[12] runStatusStepIndexPrefix(m)
+//	KEYS[13..16] metricsKey, burndownKey, failuresKey, activityKey (m)
+//	then the history KEYS; ARGV[1] now (unix ms), then the history ARGV
+//
+// The history is kept: migration_deleted is its last event, and the streams
+// expire once older than the age limit.
 //
 // Returns {replyMigrationNotFound} when the Migration hash does not exist,
 // {replyHasRunning, n} when its n:running counter is above 0 (nothing is
@@ -99,7 +142,7 @@ return {created, updated, redis.call('HGETALL', KEYS[1])}
 // remedy is a two-step delete (atomically mark the Migration deleted, then
 // UNLINK in batches). The caller ZREMs the id from the global index
 // afterwards.
-var deleteMigrationScript = redis.NewScript(`
+var deleteMigrationScript = redis.NewScript(historyLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
 local running = tonumber(redis.call('HGET', KEYS[1], 'n:running') or '0')
 if running > 0 then return {3, running} end
@@ -131,6 +174,12 @@ for _, r in ipairs({'running', 'completed', 'cancelled'}) do
 end
 for _, t in ipairs(stepStatuses) do unlink(KEYS[11] .. t) end
 unlink(KEYS[9])
+for i = 13, 16 do unlink(KEYS[i]) end
+addEvent({k = 'migration_deleted', t = ARGV[1]})
+local ttl = tonumber(ARGV[1]) - tonumber(H_MINID)
+if ttl < 1000 then ttl = 1000 end
+redis.call('PEXPIRE', H_EV, ttl)
+for _, id in ipairs(ids) do redis.call('PEXPIRE', H_CEV .. id, ttl) end
 
 unlink(KEYS[2])
 unlink(KEYS[3])
@@ -152,7 +201,11 @@ return {0, #ids}
 //	ARGV[1] now, unix milliseconds
 //	ARGV[2] round: the discovery round this submission belongs to
 //	ARGV[3..] one triple per Candidate: id, kind, def (canonical JSON
-//	        candidateRecord)
+//	        candidateRecord); then the history ARGV (the last two KEYS are
+//	        the history KEYS)
+//
+// Records candidate_discovered in the history of each Candidate added or
+// updated, and one candidates_discovered with the counts.
 //
 // Per Candidate, in order:
 //   - absent: created not_started (inputs "{}", exec 0, ctime = utime = now,
@@ -168,13 +221,14 @@ return {0, #ids}
 //
 // Returns {replyMigrationNotFound} when the Migration does not exist
 // (nothing is written), else {replyOK, outcome of each triple, in order}.
-var submitScript = redis.NewScript(`
+var submitScript = redis.NewScript(historyLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
 local now, round = ARGV[1], ARGV[2]
 local NS = 'not_started'
 local out = {0}
 local added = 0
-for i = 3, #ARGV, 3 do
+local counts = {0, 0, 0, 0}
+for i = 3, H_NARGV, 3 do
   local id, kind, def = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = KEYS[4] .. id
   local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone')
@@ -211,6 +265,18 @@ for i = 3, #ARGV, 3 do
   end
 end
 if added > 0 then redis.call('HINCRBY', KEYS[1], 'n:not_started', added) end
+for j = 2, #out do
+  counts[out[j]] = counts[out[j]] + 1
+  if out[j] <= 2 then
+    local id = ARGV[3 + (j - 2) * 3]
+    local outcome = 'added'
+    if out[j] == 2 then outcome = 'updated' end
+    if out[j] == 1 then redis.call('PERSIST', H_CEV .. id) end
+    addEvent({k = 'candidate_discovered', t = now, c = id, conly = true, d = {outcome = outcome, kind = ARGV[4 + (j - 2) * 3]}})
+  end
+end
+addEvent({k = 'candidates_discovered', t = now, d = {added = tostring(counts[1]), updated = tostring(counts[2]),
+  unchanged = tostring(counts[3]), left_alone = tostring(counts[4])}})
 return out
 `)
 
@@ -306,15 +372,17 @@ return {0, h}
 // decode, change, encode, all inside the script (atomic; no WATCH retries).
 //
 //	KEYS[1] migrationKey(m)
-//	KEYS[2] candidateKey(m, c)
+//	KEYS[2] candidateKey(m, c), then the history KEYS (see historyLua)
 //	ARGV[1] now, unix milliseconds
-//	ARGV[2] r: the number of input names to remove
-//	ARGV[3..2+r] input names to remove
-//	ARGV[3+r..] pairs of input name, value to set
+//	ARGV[2] c, the Candidate id
+//	ARGV[3] r: the number of input names to remove
+//	ARGV[4..3+r] input names to remove
+//	ARGV[4+r..] pairs of input name, value to set; then the history ARGV
 //
-// Sets inputs and utime = now. Returns {replyMigrationNotFound},
+// Sets inputs and utime = now, and records candidate_inputs_updated with
+// the names set and removed. Returns {replyMigrationNotFound},
 // {replyCandidateNotFound} or {replyOK, HGETALL of the Candidate after}.
-var updateInputsScript = redis.NewScript(`
+var updateInputsScript = redis.NewScript(historyLua + `
 if redis.call('EXISTS', KEYS[2]) == 0 then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
   return {2}
@@ -322,12 +390,14 @@ end
 local raw = redis.call('HGET', KEYS[2], 'inputs')
 local inputs = {}
 if raw and raw ~= '' then inputs = cjson.decode(raw) end
-local r = tonumber(ARGV[2])
-for i = 3, 2 + r do inputs[ARGV[i]] = nil end
-for i = 3 + r, #ARGV, 2 do inputs[ARGV[i]] = ARGV[i + 1] end
+local r = tonumber(ARGV[3])
+local d = {}
+for i = 4, 3 + r do inputs[ARGV[i]] = nil; d['removed.' .. ARGV[i]] = '' end
+for i = 4 + r, H_NARGV, 2 do inputs[ARGV[i]] = ARGV[i + 1]; d['inputs.' .. ARGV[i]] = ARGV[i + 1] end
 local enc = '{}'
 if next(inputs) ~= nil then enc = cjson.encode(inputs) end
 redis.call('HSET', KEYS[2], 'inputs', enc, 'utime', ARGV[1])
+addEvent({k = 'candidate_inputs_updated', t = ARGV[1], c = ARGV[2], d = d})
 return {0, redis.call('HGETALL', KEYS[2])}
 `)
 
@@ -378,27 +448,34 @@ return {0}
 // PUBLISHes the version on runChannel, for watchers on any replica.
 
 // runViewLua is shared by beginRunScript and saveRunScript (same KEYS, see
-// runKeysDoc): storeView writes a run view, keeps the run indexes and
-// announces the new version on channel; moveCandidate moves the Candidate
-// between statuses with its indexes and counters.
+// runKeysDoc): storeView writes a run view, keeps the run indexes and the
+// count of running Runs per current step and status, and announces the new
+// version on channel; moveCandidate moves the Candidate between statuses
+// with its indexes and counters.
 const runViewLua = `
-local function storeView(id, view, exec, seq, status, step, channel)
+local function storeView(id, view, exec, seq, status, step, channel, cstep)
   local runKey = KEYS[3]
-  local old = redis.call('HMGET', runKey, 'status', 'step')
+  local old = redis.call('HMGET', runKey, 'status', 'step', 'cstep')
   if old[1] then
     redis.call('ZREM', KEYS[7] .. old[1], id)
     if old[2] and old[2] ~= '' then
       redis.call('ZREM', KEYS[8] .. old[2], id)
       redis.call('ZREM', KEYS[9] .. old[1] .. ':' .. old[2], id)
+      if old[1] == 'running' and old[3] then
+        redis.call('HINCRBY', KEYS[10], 'cur:' .. old[3] .. ':' .. old[2], -1)
+      end
     end
   end
   local ver = redis.call('HINCRBY', runKey, 'ver', 1)
-  redis.call('HSET', runKey, 'view', view, 'exec', exec, 'seq', seq, 'status', status, 'step', step)
+  redis.call('HSET', runKey, 'view', view, 'exec', exec, 'seq', seq, 'status', status, 'step', step, 'cstep', cstep)
   redis.call('ZADD', KEYS[6], 0, id)
   redis.call('ZADD', KEYS[7] .. status, 0, id)
   if step ~= '' then
     redis.call('ZADD', KEYS[8] .. step, 0, id)
     redis.call('ZADD', KEYS[9] .. status .. ':' .. step, 0, id)
+    if status == 'running' then
+      redis.call('HINCRBY', KEYS[10], 'cur:' .. cstep .. ':' .. step, 1)
+    end
   end
   redis.call('PUBLISH', channel, ver)
 end
@@ -413,6 +490,8 @@ local function moveCandidate(id, kind, from, to, now)
   redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
   redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
 end
+
+local function hour(ms) return tostring(math.floor(tonumber(ms) / 3600000)) end
 `
 
 // runKeysDoc is the KEYS of beginRunScript and saveRunScript:
@@ -426,10 +505,16 @@ end
 //	KEYS[7] runStatusIndexPrefix(m)
 //	KEYS[8] runStepIndexPrefix(m)
 //	KEYS[9] runStatusStepIndexPrefix(m)
+//	KEYS[10] metricsKey(m)
+//	KEYS[11] burndownKey(m)
+//	KEYS[12] failuresKey(m)
+//	KEYS[13] activityKey(m)
+//	KEYS[14] eventsKey(m), KEYS[15] candidateEventsPrefix(m) (history)
 
 // beginRunScript records the start of execution N of a Candidate's Run: the
-// Candidate becomes running with exec N and the Run's inputs, and the run
-// view is created. KEYS: see runKeysDoc.
+// Candidate becomes running with exec N and the Run's inputs, the run view
+// is created, and run_started is recorded (with the burndown and the
+// Candidate's activity). KEYS: see runKeysDoc.
 //
 //	ARGV[1] candidate id
 //	ARGV[2] N, the execution
@@ -438,6 +523,7 @@ end
 //	ARGV[5] seq of the view
 //	ARGV[6] now, unix milliseconds
 //	ARGV[7] runChannel(m, c)
+//	ARGV[8] the Run id; then the history ARGV (the actor: who started it)
 //
 // Allowed when the Candidate is not_started with exec < N, or running with
 // exec < N (a start whose workflow never ran: the ExecutionEngine admits one
@@ -447,7 +533,7 @@ end
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound},
 // {replyCompleted}, {replyStaleExecution, current exec} or
 // {replyOK, HGETALL of the run view}.
-var beginRunScript = redis.NewScript(runViewLua + `
+var beginRunScript = redis.NewScript(historyLua + runViewLua + `
 local c = redis.call('HMGET', KEYS[2], 'status', 'kind', 'exec')
 if not c[1] then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
@@ -460,13 +546,19 @@ if exec == n and status == 'running' then return {0, redis.call('HGETALL', KEYS[
 if exec >= n then return {6, exec} end
 moveCandidate(id, kind, status, 'running', now)
 redis.call('HSET', KEYS[2], 'exec', n, 'inputs', ARGV[3], 'utime', now)
-storeView(id, ARGV[4], n, ARGV[5], 'running', '', ARGV[7])
+storeView(id, ARGV[4], n, ARGV[5], 'running', '', ARGV[7], '')
+local d = {}
+for k, v in pairs(cjson.decode(ARGV[3])) do d['inputs.' .. k] = v end
+addEvent({k = 'run_started', t = now, c = id, r = ARGV[8], x = n, d = d})
+redis.call('HINCRBY', KEYS[11], 's:' .. hour(now), 1)
+redis.call('ZADD', KEYS[13], now, id)
 return {0, redis.call('HGETALL', KEYS[3])}
 `)
 
-// saveRunScript stores a newer run view of the current execution. A view of
-// a finished Run moves its Candidate too: completed → completed, cancelled →
-// not_started. KEYS: see runKeysDoc.
+// saveRunScript stores a newer run view of the current execution, with the
+// events and measures of the change. A view of a finished Run moves its
+// Candidate too: completed → completed, cancelled → not_started. KEYS: see
+// runKeysDoc.
 //
 //	ARGV[1] candidate id
 //	ARGV[2] N, the execution of the view
@@ -476,6 +568,16 @@ return {0, redis.call('HGETALL', KEYS[3])}
 //	ARGV[6] status of the current step, "" when none
 //	ARGV[7] now, unix milliseconds
 //	ARGV[8] runChannel(m, c)
+//	ARGV[9] name of the current step, "" when none
+//	ARGV[10] events of the change: JSON array of {k, t, c, r, x, s, a, by, d}
+//	ARGV[11] durations measured: JSON array of {s, m (merge: true), ms, b (bucket)}
+//	then the history ARGV
+//
+// Events and measures are applied once per (execution, seq), even when the
+// view itself is older than the stored one (writes may land out of order),
+// and never twice (a retried save after a lost answer). Failures are listed
+// (at most 50), and a running Candidate's last activity is kept for stuck
+// detection.
 //
 // A view whose seq is not above the stored one (same execution) is older
 // than what is stored: ignored, not an error. A Candidate with no run view
@@ -484,7 +586,7 @@ return {0, redis.call('HGETALL', KEYS[3])}
 //
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound},
 // {replyStaleExecution, current exec} or {replyOK, HGETALL of the run view}.
-var saveRunScript = redis.NewScript(runViewLua + `
+var saveRunScript = redis.NewScript(historyLua + runViewLua + `
 local c = redis.call('HMGET', KEYS[2], 'status', 'kind', 'exec')
 if not c[1] then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
@@ -495,15 +597,57 @@ local status, kind, exec = c[1], c[2], tonumber(c[3] or '0')
 if exec ~= n then return {6, exec} end
 local r = redis.call('HMGET', KEYS[3], 'exec', 'seq')
 if not r[1] then return {6, exec} end
+if redis.call('HSETNX', KEYS[3], 'ev:' .. n .. ':' .. seq, 1) == 1 then
+  for _, e in ipairs(cjson.decode(ARGV[10])) do
+    addEvent(e)
+    local d = e.d or {}
+    if e.k == 'step_failed' or (e.k == 'step_reported' and d.status == 'failed') then
+      redis.call('LPUSH', KEYS[12], cjson.encode({t = e.t, c = e.c, s = e.s, a = e.a, m = d.message or d.reason or ''}))
+      redis.call('LTRIM', KEYS[12], 0, 49)
+    end
+  end
+  for _, o in ipairs(cjson.decode(ARGV[11])) do
+    local p, h, mx = 'n:', 'hn:', 'max:'
+    if o.m then p, h, mx = 'mn:', 'hm:', 'mmax:' end
+    redis.call('HINCRBY', KEYS[10], p .. o.s, 1)
+    redis.call('HINCRBY', KEYS[10], h .. o.s .. ':' .. o.b, 1)
+    if o.ms > tonumber(redis.call('HGET', KEYS[10], mx .. o.s) or '0') then
+      redis.call('HSET', KEYS[10], mx .. o.s, o.ms)
+    end
+  end
+  if status == 'running' and ARGV[5] == 'running' then redis.call('ZADD', KEYS[13], now, id) end
+end
 if tonumber(r[1] or '0') == n and tonumber(r[2] or '-1') >= seq then
   return {0, redis.call('HGETALL', KEYS[3])}
 end
-storeView(id, ARGV[4], n, seq, ARGV[5], ARGV[6], ARGV[8])
+storeView(id, ARGV[4], n, seq, ARGV[5], ARGV[6], ARGV[8], ARGV[9])
 if status == 'running' then
-  if ARGV[5] == 'completed' then moveCandidate(id, kind, 'running', 'completed', now)
-  elseif ARGV[5] == 'cancelled' then moveCandidate(id, kind, 'running', 'not_started', now) end
+  if ARGV[5] == 'completed' then
+    moveCandidate(id, kind, 'running', 'completed', now)
+    redis.call('HINCRBY', KEYS[11], 'c:' .. hour(now), 1)
+  elseif ARGV[5] == 'cancelled' then
+    moveCandidate(id, kind, 'running', 'not_started', now)
+  end
 end
+if ARGV[5] ~= 'running' then redis.call('ZREM', KEYS[13], id) end
 return {0, redis.call('HGETALL', KEYS[3])}
+`)
+
+// appendEventsScript records events that come with no change of state.
+//
+//	KEYS[1] migrationKey(m), KEYS[2] activityKey(m), then the history KEYS
+//	ARGV[1] events: JSON array of {k, t, c, r, x, s, a, by, d}; then the
+//	history ARGV
+//
+// A running Candidate's activity moves to the event's time. Returns
+// {replyMigrationNotFound} or {replyOK}.
+var appendEventsScript = redis.NewScript(historyLua + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+for _, e in ipairs(cjson.decode(ARGV[1])) do
+  addEvent(e)
+  if e.c and e.c ~= '' then redis.call('ZADD', KEYS[2], 'XX', e.t, e.c) end
+end
+return {0}
 `)
 
 // getRunScript reads one run view.

@@ -49,6 +49,7 @@ type Store struct {
 	rdb        redis.UniversalClient
 	owned      bool // Close closes rdb
 	sweepBatch int
+	retention  Retention
 	// afterDeleteScript, when set (tests only), runs between
 	// DeleteMigration's script and its index update, to replay a race.
 	afterDeleteScript func(id string)
@@ -59,7 +60,7 @@ var _ migration.MigrationStore = (*Store)(nil)
 // New returns a Store on client, a *redis.Client or a *redis.ClusterClient
 // (or a failover client). The caller owns (and closes) the client.
 func New(client redis.UniversalClient) *Store {
-	return &Store{rdb: client, sweepBatch: defaultSweepBatch}
+	return &Store{rdb: client, sweepBatch: defaultSweepBatch, retention: DefaultRetention}
 }
 
 // PutMigration creates m or replaces its definition (see putMigrationScript).
@@ -70,7 +71,8 @@ func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now tim
 	if err != nil {
 		return migration.Migration{}, false, false, err
 	}
-	res, err := putMigrationScript.Run(ctx, s.rdb, []string{migrationKey(m.ID)}, def, millis(now)).Slice()
+	res, err := putMigrationScript.Run(ctx, s.rdb, withHistoryKeys(m.ID, migrationKey(m.ID)),
+		s.withHistoryArgs(ctx, now, def, millis(now))...).Slice()
 	if err != nil {
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: %w", m.ID, err)
 	}
@@ -164,8 +166,8 @@ func (s *Store) ListMigrations(ctx context.Context, page migration.PageRequest) 
 // DeleteMigration removes the Migration id, its Candidates, their indexes
 // (and, once the Runs issue adds them, its Run views), refusing while a
 // Candidate is running. It returns the number of Candidates deleted.
-func (s *Store) DeleteMigration(ctx context.Context, id string) (int64, error) {
-	res, err := deleteMigrationScript.Run(ctx, s.rdb, []string{
+func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (int64, error) {
+	res, err := deleteMigrationScript.Run(ctx, s.rdb, withHistoryKeys(id,
 		migrationKey(id),
 		candidatesKey(id),
 		kindsKey(id),
@@ -178,7 +180,11 @@ func (s *Store) DeleteMigration(ctx context.Context, id string) (int64, error) {
 		runStatusIndexPrefix(id),
 		runStepIndexPrefix(id),
 		runStatusStepIndexPrefix(id),
-	}).Slice()
+		metricsKey(id),
+		burndownKey(id),
+		failuresKey(id),
+		activityKey(id),
+	), s.withHistoryArgs(ctx, now, millis(now))...).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("delete migration %s: %w", id, err)
 	}
@@ -263,7 +269,7 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 		}
 		args = append(args, c.ID, c.Kind, def)
 	}
-	res, err := submitScript.Run(ctx, s.rdb, []string{
+	res, err := submitScript.Run(ctx, s.rdb, withHistoryKeys(m,
 		migrationKey(m),
 		candidatesKey(m),
 		kindsKey(m),
@@ -271,7 +277,7 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 		statusIndexPrefix(m),
 		kindIndexPrefix(m),
 		statusKindIndexPrefix(m),
-	}, args...).Slice()
+	), s.withHistoryArgs(ctx, now, args...)...).Slice()
 	if err != nil {
 		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
 	}
@@ -434,15 +440,16 @@ func (s *Store) GetCandidate(ctx context.Context, m, c string) (migration.Candid
 // stored inputs of a Candidate, in any status, and moves its update time to
 // now (see updateInputsScript).
 func (s *Store) UpdateCandidateInputs(ctx context.Context, m, c string, change migration.InputChange, now time.Time) (migration.Candidate, error) {
-	args := make([]any, 0, 2+len(change.Remove)+2*len(change.Set))
-	args = append(args, millis(now), len(change.Remove))
+	args := make([]any, 0, 3+len(change.Remove)+2*len(change.Set))
+	args = append(args, millis(now), c, len(change.Remove))
 	for _, k := range change.Remove {
 		args = append(args, k)
 	}
 	for _, k := range slices.Sorted(maps.Keys(change.Set)) {
 		args = append(args, k, change.Set[k])
 	}
-	res, err := updateInputsScript.Run(ctx, s.rdb, []string{migrationKey(m), candidateKey(m, c)}, args...).Slice()
+	res, err := updateInputsScript.Run(ctx, s.rdb, withHistoryKeys(m, migrationKey(m), candidateKey(m, c)),
+		s.withHistoryArgs(ctx, now, args...)...).Slice()
 	if err != nil {
 		return migration.Candidate{}, fmt.Errorf("update inputs of candidate %s/%s: %w", m, c, err)
 	}

@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+var _ migration.HistoryStore = (*Store)(nil)
+
+// Retention bounds the lifecycle history kept per Migration.
+type Retention struct {
+	// MaxEvents per Migration and MaxCandidateEvents per Candidate (both
+	// approximate: Redis trims whole stream nodes).
+	MaxEvents          int64
+	MaxCandidateEvents int64
+	// MaxAge drops older events; a deleted Migration's history expires
+	// after it.
+	MaxAge time.Duration
+}
+
+// DefaultRetention keeps 100,000 events per Migration, 2,000 per Candidate,
+// for 90 days.
+var DefaultRetention = Retention{MaxEvents: 100_000, MaxCandidateEvents: 2_000, MaxAge: 90 * 24 * time.Hour}
+
+// SetRetention changes the retention of the events written from now on.
+func (s *Store) SetRetention(r Retention) {
+	if r.MaxEvents <= 0 {
+		r.MaxEvents = DefaultRetention.MaxEvents
+	}
+	if r.MaxCandidateEvents <= 0 {
+		r.MaxCandidateEvents = DefaultRetention.MaxCandidateEvents
+	}
+	if r.MaxAge <= 0 {
+		r.MaxAge = DefaultRetention.MaxAge
+	}
+	s.retention = r
+}
+
+// withHistoryKeys appends the history KEYS of Migration m (see historyLua).
+func withHistoryKeys(m string, keys ...string) []string {
+	return append(keys, eventsKey(m), candidateEventsPrefix(m))
+}
+
+// withHistoryArgs appends the history ARGV: the actor of ctx, the counts
+// kept and the oldest event id kept.
+func (s *Store) withHistoryArgs(ctx context.Context, now time.Time, args ...any) []any {
+	return s.historyArgsAs(migration.ActorFrom(ctx), now, args...)
+}
+
+func (s *Store) historyArgsAs(actor string, now time.Time, args ...any) []any {
+	return append(args, actor, s.retention.MaxEvents, s.retention.MaxCandidateEvents, millis(now.Add(-s.retention.MaxAge)))
+}
+
+// eventRecord is an event as the scripts take it (JSON in ARGV).
+type eventRecord struct {
+	K  string            `json:"k"`
+	T  string            `json:"t"`
+	C  string            `json:"c,omitempty"`
+	R  string            `json:"r,omitempty"`
+	X  int64             `json:"x,omitempty"`
+	S  string            `json:"s,omitempty"`
+	A  int               `json:"a,omitempty"`
+	By string            `json:"by,omitempty"`
+	D  map[string]string `json:"d,omitempty"`
+}
+
+func encodeEvents(events []migration.Event) (string, error) {
+	recs := make([]eventRecord, len(events))
+	for i, e := range events {
+		recs[i] = eventRecord{K: string(e.Kind), T: strconv.FormatInt(millis(e.Time), 10), C: e.CandidateID, R: e.RunID,
+			X: e.Execution, S: e.Step, A: e.Attempt, By: e.Actor, D: e.Details}
+	}
+	b, err := json.Marshal(recs)
+	return string(b), err
+}
+
+// AppendEvents records events that come with no change of state.
+func (s *Store) AppendEvents(ctx context.Context, m string, events []migration.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	enc, err := encodeEvents(events)
+	if err != nil {
+		return err
+	}
+	res, err := appendEventsScript.Run(ctx, s.rdb, withHistoryKeys(m, migrationKey(m), activityKey(m)),
+		s.withHistoryArgs(ctx, events[0].Time, enc)...).Slice()
+	if err != nil {
+		return fmt.Errorf("append events to %s: %w", m, err)
+	}
+	if code, _ := replyCode(res); code == replyMigrationNotFound {
+		return migration.MigrationNotFound(m)
+	}
+	return nil
+}
+
+// eventFromEntry decodes one stream entry.
+func eventFromEntry(m string, x redis.XMessage) (migration.Event, error) {
+	str := func(k string) string { v, _ := x.Values[k].(string); return v }
+	e := migration.Event{ID: x.ID, Kind: migration.EventKind(str("k")), MigrationID: m, CandidateID: str("c"),
+		RunID: str("r"), Step: str("s"), Actor: str("by")}
+	ms, err := strconv.ParseInt(str("t"), 10, 64)
+	if err != nil {
+		return e, fmt.Errorf("event %s of %s: time %q", x.ID, m, str("t"))
+	}
+	e.Time = time.UnixMilli(ms).UTC()
+	if v := str("x"); v != "" {
+		e.Execution, _ = strconv.ParseInt(v, 10, 64)
+	}
+	if v := str("a"); v != "" {
+		e.Attempt, _ = strconv.Atoi(v)
+	}
+	if v := str("d"); v != "" {
+		if err := json.Unmarshal([]byte(v), &e.Details); err != nil {
+			return e, fmt.Errorf("event %s of %s: details: %w", x.ID, m, err)
+		}
+	}
+	return e, nil
+}
+
+// streamOf is the stream holding the events a filter asks for.
+func streamOf(m, candidate string) string {
+	if candidate != "" {
+		return candidateEventsKey(m, candidate)
+	}
+	return eventsKey(m)
+}
+
+// ListEvents pages through a Migration's (or a Candidate's) events, newest
+// first. Kind filters are applied while reading: a page reads at most ten
+// pages' worth of entries, so a rare kind may come back in short pages, each
+// with the cursor to go on.
+func (s *Store) ListEvents(ctx context.Context, m string, f migration.EventFilter, page migration.PageRequest) (migration.EventPage, error) {
+	limit := page.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	// Times filter on the events' own times (the server's clock), not on
+	// stream ids (Redis's clock): reading newest first, the walk stops at
+	// the first event older than Since.
+	key := streamOf(m, f.CandidateID)
+	end, start := "+", "-"
+	if page.After != "" {
+		end = "(" + page.After
+	}
+	var out migration.EventPage
+	for scanned := 0; scanned < 10*limit; {
+		batch, err := s.rdb.XRevRangeN(ctx, key, end, start, int64(limit+1)).Result()
+		if err != nil {
+			return migration.EventPage{}, fmt.Errorf("list events of %s: %w", m, err)
+		}
+		for _, x := range batch {
+			scanned++
+			e, err := eventFromEntry(m, x)
+			if err != nil {
+				return migration.EventPage{}, err
+			}
+			if !f.Since.IsZero() && e.Time.Before(f.Since) {
+				return out, nil
+			}
+			if !f.Matches(e) {
+				end = "(" + x.ID
+				continue
+			}
+			if len(out.Events) == limit {
+				out.Next = out.Events[limit-1].ID
+				return out, nil
+			}
+			out.Events = append(out.Events, e)
+			end = "(" + x.ID
+		}
+		if len(batch) <= limit {
+			return out, nil // the stream is exhausted
+		}
+	}
+	// Scanned the most a page may: hand back a cursor to go on from.
+	out.Next = strings.TrimPrefix(end, "(")
+	return out, nil
+}
+
+// EventsAfter returns up to limit events after id, oldest first.
+func (s *Store) EventsAfter(ctx context.Context, m, candidate, afterID string, limit int) ([]migration.Event, error) {
+	start := "-"
+	if afterID != "" {
+		start = "(" + afterID
+	}
+	batch, err := s.rdb.XRangeN(ctx, streamOf(m, candidate), start, "+", int64(limit)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read events of %s: %w", m, err)
+	}
+	out := make([]migration.Event, 0, len(batch))
+	for _, x := range batch {
+		e, err := eventFromEntry(m, x)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// LatestEventID is the id of the Migration's newest event.
+func (s *Store) LatestEventID(ctx context.Context, m string) (string, error) {
+	last, err := s.rdb.XRevRangeN(ctx, eventsKey(m), "+", "-", 1).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("read the last event of %s: %w", m, err)
+	}
+	if len(last) == 0 {
+		return "", nil
+	}
+	return last[0].ID, nil
+}
+
+// WatchEvents notifies of every new event of a Migration (coalesced) until
+// ctx ends.
+func (s *Store) WatchEvents(ctx context.Context, m string) (<-chan struct{}, error) {
+	return s.watch(ctx, eventsKey(m)+":changes")
+}

@@ -1,0 +1,343 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+func kindsOf(events []migration.Event) string {
+	var out []string
+	for _, e := range events {
+		k := string(e.Kind)
+		if e.Step != "" {
+			k += ":" + e.Step
+		}
+		out = append(out, k)
+	}
+	return strings.Join(out, ",")
+}
+
+func allEvents(t *testing.T, s *Store, m string, f migration.EventFilter) []migration.Event {
+	t.Helper()
+	page, err := s.ListEvents(context.Background(), m, f, migration.PageRequest{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Newest first: reverse for readability.
+	out := make([]migration.Event, len(page.Events))
+	for i, e := range page.Events {
+		out[len(out)-1-i] = e
+	}
+	return out
+}
+
+// saveWith applies a change to r and saves it with its events, as the
+// workflow does.
+func saveWith(t *testing.T, s *Store, r *migration.Run, now time.Time, events ...migration.Event) migration.Run {
+	t.Helper()
+	stored, err := s.SaveRun(context.Background(), *r, events, r.Observations(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stored
+}
+
+func TestEveryChangeRecordsItsEvent(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := migration.WithActor(context.Background(), "alice")
+	m := testMigration("hist")
+	if _, _, _, err := s.PutMigration(ctx, m, at(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := s.PutMigration(ctx, m, at(1)); err != nil { // identical: no event
+		t.Fatal(err)
+	}
+	m.Description = "changed"
+	if _, _, _, err := s.PutMigration(ctx, m, at(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SubmitCandidates(ctx, migration.Submission{MigrationID: "hist", Candidates: []migration.Candidate{cand("a", "svc"), cand("b", "svc")}}, at(3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateCandidateInputs(ctx, "hist", "a", migration.InputChange{Set: map[string]string{"tag": "v2"}}, at(4)); err != nil {
+		t.Fatal(err)
+	}
+
+	r := newRun("hist", "a", 1, at(5))
+	r.StartedBy = "bob"
+	if _, err := s.BeginRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	r.BeginStep(0, 1, at(6))
+	saveWith(t, s, &r, at(6), r.DispatchedEvent(at(6)))
+	a := reportAction(&r, migration.StepOpen)
+	a.PRURL = "https://git.example/pr/1"
+	runAct(t, &r, a, at(7))
+	saveWith(t, s, &r, at(7), r.ActionEvents(a, at(7))...)
+	a = reportAction(&r, migration.StepMerged)
+	runAct(t, &r, a, at(67))
+	saveWith(t, s, &r, at(67), r.ActionEvents(a, at(67))...)
+
+	got := allEvents(t, s, "hist", migration.EventFilter{})
+	want := "migration_announced,migration_updated,candidates_discovered,candidate_inputs_updated,run_started,step_dispatched:bump,step_reported:bump,step_reported:bump"
+	if kindsOf(got) != want {
+		t.Fatalf("events\n got %s\nwant %s", kindsOf(got), want)
+	}
+	if got[0].Actor != "alice" || got[2].Details["added"] != "2" || got[3].Details["inputs.tag"] != "v2" || got[3].CandidateID != "a" {
+		t.Errorf("details: %+v / %+v / %+v", got[0], got[2], got[3])
+	}
+	if e := got[4]; e.Actor != "bob" || e.RunID != "hist__a" || e.Execution != 1 || e.Details["inputs.tag"] != "v1" {
+		t.Errorf("run started: %+v", e)
+	}
+	if e := got[6]; e.Details["status"] != "open" || e.Details["pr_url"] != "https://git.example/pr/1" || e.Attempt != 1 {
+		t.Errorf("report: %+v", e)
+	}
+	// A Candidate's own history: discovered, inputs, and its Run.
+	mine := allEvents(t, s, "hist", migration.EventFilter{CandidateID: "a"})
+	if kindsOf(mine) != "candidate_discovered,candidate_inputs_updated,run_started,step_dispatched:bump,step_reported:bump,step_reported:bump" {
+		t.Fatalf("a's history: %s", kindsOf(mine))
+	}
+	if other := allEvents(t, s, "hist", migration.EventFilter{CandidateID: "b"}); kindsOf(other) != "candidate_discovered" {
+		t.Fatalf("b's history: %s", kindsOf(other))
+	}
+}
+
+func TestAFailedWriteRecordsNothing(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	if _, err := s.SubmitCandidates(ctx, migration.Submission{MigrationID: "ghost", Candidates: []migration.Candidate{cand("a", "svc")}}, at(1)); err == nil {
+		t.Fatal("submit to an unknown Migration")
+	}
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(1))
+	before := dumpMigration(t, rdb, "m")
+	stale := newRun("m", "a", 7, at(2))
+	stale.BeginStep(0, 1, at(2))
+	if _, err := s.SaveRun(ctx, stale, []migration.Event{stale.DispatchedEvent(at(2))}, nil); !errors.Is(err, migration.ErrFailedPrecondition) {
+		t.Fatalf("stale save: %v", err)
+	}
+	if after := dumpMigration(t, rdb, "m"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("a refused save changed something:\n%v\n%v", before, after)
+	}
+	if n := rdb.Exists(ctx, eventsKey("ghost")).Val(); n != 0 {
+		t.Fatal("a refused submit recorded an event")
+	}
+}
+
+func TestEventsOfASaveAreAppliedOnceInAnyOrder(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
+	r := newRun("m", "a", 1, at(1))
+	if _, err := s.BeginRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	r.BeginStep(0, 1, at(2))
+	first := r.Clone()
+	a := reportAction(&r, migration.StepOpen)
+	a.PRURL = "https://x.example/1"
+	runAct(t, &r, a, at(3))
+	second := r.Clone()
+	// The newer save lands first; the older one's events still count; a
+	// retried save writes nothing twice.
+	for _, save := range []struct {
+		run migration.Run
+		ev  migration.Event
+	}{{second, second.ActionEvents(a, at(3))[0]}, {first, first.DispatchedEvent(at(2))}, {second, second.ActionEvents(a, at(3))[0]}} {
+		if _, err := s.SaveRun(ctx, save.run, []migration.Event{save.ev}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := kindsOf(allEvents(t, s, "m", migration.EventFilter{Kinds: []migration.EventKind{migration.EventStepDispatched, migration.EventStepReported}})); got != "step_reported:bump,step_dispatched:bump" {
+		t.Fatalf("events: %s", got)
+	}
+}
+
+func TestListEventsPagesAndFilters(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	for i := range 30 {
+		c := fmt.Sprintf("c%02d", i)
+		mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand(c, "svc")}}, at(i))
+		if i%3 == 0 {
+			if _, err := s.UpdateCandidateInputs(ctx, "m", c, migration.InputChange{Set: map[string]string{"k": "v"}}, at(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// 1 announce + 30 discoveries + 10 input updates, newest first, by pages of 7.
+	var seen []migration.Event
+	after := ""
+	for pages := 0; ; pages++ {
+		page, err := s.ListEvents(ctx, "m", migration.EventFilter{}, migration.PageRequest{After: after, Limit: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, page.Events...)
+		if after = page.Next; after == "" || pages > 10 {
+			break
+		}
+	}
+	if len(seen) != 41 || seen[0].Kind != migration.EventCandidatesDiscovered || seen[40].Kind != migration.EventMigrationAnnounced {
+		t.Fatalf("paged through %d events: first %s, last %s", len(seen), seen[0].Kind, seen[len(seen)-1].Kind)
+	}
+	for i := 1; i < len(seen); i++ {
+		if !idBefore(seen[i].ID, seen[i-1].ID) {
+			t.Fatalf("not newest first at %d: %s after %s", i, seen[i].ID, seen[i-1].ID)
+		}
+	}
+	inputs, err := s.ListEvents(ctx, "m", migration.EventFilter{Kinds: []migration.EventKind{migration.EventCandidateInputsUpdated}}, migration.PageRequest{Limit: 100})
+	if err != nil || len(inputs.Events) != 10 {
+		t.Fatalf("input events: %d %v", len(inputs.Events), err)
+	}
+	window, err := s.ListEvents(ctx, "m", migration.EventFilter{Kinds: []migration.EventKind{migration.EventCandidatesDiscovered}, Since: at(10), Until: at(20)}, migration.PageRequest{Limit: 100})
+	if err != nil || len(window.Events) != 10 {
+		t.Fatalf("events between minutes 10 and 20: %d %v", len(window.Events), err)
+	}
+	later, err := s.EventsAfter(ctx, "m", "", seen[5].ID, 100)
+	if err != nil || len(later) != 5 || later[4].ID != seen[0].ID {
+		t.Fatalf("events after: %d %v", len(later), err)
+	}
+}
+
+func TestRetentionAndDelete(t *testing.T) {
+	s, rdb := newStore(t)
+	s.SetRetention(Retention{MaxEvents: 50, MaxCandidateEvents: 5, MaxAge: time.Hour})
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	for i := range 500 {
+		if _, err := s.UpdateCandidateInputs(ctx, "m", "a", migration.InputChange{Set: map[string]string{"i": fmt.Sprint(i)}}, at(0)); err != nil && i == 0 {
+			mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
+		}
+	}
+	if n := rdb.XLen(ctx, eventsKey("m")).Val(); n > 200 {
+		t.Errorf("the history holds %d events, kept to about 50", n)
+	}
+	if n := rdb.XLen(ctx, candidateEventsKey("m", "a")).Val(); n > 120 {
+		t.Errorf("a Candidate's history holds %d events, kept to about 5", n)
+	}
+	if _, err := s.DeleteMigration(ctx, "m", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.ListEvents(ctx, "m", migration.EventFilter{}, migration.PageRequest{Limit: 1})
+	if err != nil || len(page.Events) != 1 || page.Events[0].Kind != migration.EventMigrationDeleted {
+		t.Fatalf("the delete event is the last: %+v %v", page.Events, err)
+	}
+	if ttl := rdb.PTTL(ctx, eventsKey("m")).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("a deleted Migration's history expires after the age limit: %v", ttl)
+	}
+	// Announced again: its history is kept again.
+	mustPut(t, s, "m")
+	if ttl := rdb.PTTL(ctx, eventsKey("m")).Val(); ttl != -1 {
+		t.Fatalf("the history of a Migration announced again still expires: %v", ttl)
+	}
+}
+
+func TestMetricsFollowTheRuns(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	var cs []migration.Candidate
+	for i := range 4 {
+		cs = append(cs, cand(fmt.Sprintf("c%d", i), "svc"))
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs}, at(0))
+	runs := make([]migration.Run, 4)
+	for i := range runs {
+		runs[i] = newRun("m", cs[i].ID, 1, at(10))
+		if _, err := s.BeginRun(ctx, runs[i]); err != nil {
+			t.Fatal(err)
+		}
+		runs[i].BeginStep(0, 1, at(11))
+		saveWith(t, s, &runs[i], at(11))
+	}
+	// c0: open; c1: open then merged 2 h later, then review in progress;
+	// c2: failed; c3: open then merged after 30 min, review completed → done.
+	open := func(r *migration.Run, when time.Time) {
+		a := reportAction(r, migration.StepOpen)
+		a.PRURL = "https://x.example/" + r.CandidateID
+		runAct(t, r, a, when)
+		saveWith(t, s, r, when, r.ActionEvents(a, when)...)
+	}
+	step := func(r *migration.Run, st migration.StepStatus, when time.Time) {
+		a := reportAction(r, st)
+		a.Message = "because"
+		runAct(t, r, a, when)
+		saveWith(t, s, r, when, r.ActionEvents(a, when)...)
+	}
+	open(&runs[0], at(12))
+	open(&runs[1], at(12))
+	step(&runs[1], migration.StepMerged, at(132))
+	runs[1].BeginStep(1, 1, at(133))
+	saveWith(t, s, &runs[1], at(133))
+	step(&runs[2], migration.StepFailed, at(13))
+	open(&runs[3], at(12))
+	step(&runs[3], migration.StepMerged, at(42))
+	runs[3].BeginStep(1, 1, at(43))
+	saveWith(t, s, &runs[3], at(43))
+	step(&runs[3], migration.StepCompleted, at(50))
+	runs[3].Finish(migration.RunCompleted, "", at(50))
+	saveWith(t, s, &runs[3], at(50), runs[3].FinishedEvent(migration.ActorLoom))
+
+	got, err := s.MigrationMetrics(ctx, "m", migration.MetricsQuery{StuckAfter: time.Hour, Now: at(200)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.OpenPullRequests != 1 || got.Failed != 1 || got.AwaitingReview != 0 || got.Counts.Running != 3 || got.Counts.Completed != 1 {
+		t.Fatalf("figures: open %d failed %d review %d counts %+v", got.OpenPullRequests, got.Failed, got.AwaitingReview, got.Counts)
+	}
+	cur := fmt.Sprint(got.CurrentSteps)
+	if cur != "[{bump open 1} {bump failed 1} {review in_progress 1}]" {
+		t.Fatalf("current steps %s", cur)
+	}
+	if len(got.StepDurations) != 2 {
+		t.Fatalf("durations %+v", got.StepDurations)
+	}
+	bump := got.StepDurations[0]
+	if bump.Step != "bump" || bump.Count != 2 || bump.MergedCount != 2 || bump.MergeMax != 2*time.Hour || bump.Max != 121*time.Minute ||
+		bump.MergeP50 != 30*time.Minute || bump.MergeP95 != 2*time.Hour {
+		t.Fatalf("bump durations %+v", bump)
+	}
+	if len(got.RecentFailures) != 1 || got.RecentFailures[0].CandidateID != "c2" || got.RecentFailures[0].Message != "because" {
+		t.Fatalf("failures %+v", got.RecentFailures)
+	}
+	// All running ones have been silent since minute 133 at most: stuck after an hour at minute 200.
+	if got.StuckCount != 3 || got.Stuck[0].CandidateID != "c0" && got.Stuck[0].CandidateID != "c2" {
+		t.Fatalf("stuck %d %+v", got.StuckCount, got.Stuck)
+	}
+	var started, completed int64
+	for _, b := range got.Burndown {
+		started += b.Started
+		completed += b.Completed
+	}
+	if started != 4 || completed != 1 {
+		t.Fatalf("burndown: started %d completed %d", started, completed)
+	}
+	fleet, err := s.FleetOverview(ctx, migration.PageRequest{Limit: 10}, at(200))
+	if err != nil || len(fleet.Migrations) != 1 || fleet.Migrations[0].OpenPullRequests != 1 || fleet.Migrations[0].Failed != 1 {
+		t.Fatalf("fleet %+v %v", fleet, err)
+	}
+	var done int64
+	for _, n := range fleet.Migrations[0].CompletedLastDays {
+		done += n
+	}
+	if done != 1 {
+		t.Fatalf("completed over the last days: %v", fleet.Migrations[0].CompletedLastDays)
+	}
+}
+
+// idBefore orders stream ids ("<ms>-<seq>") numerically.
+func idBefore(a, b string) bool {
+	var am, as, bm, bs int64
+	fmt.Sscanf(a, "%d-%d", &am, &as)
+	fmt.Sscanf(b, "%d-%d", &bm, &bs)
+	return am < bm || am == bm && as < bs
+}
