@@ -108,7 +108,7 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 	scfg.Temporal.HostPort = tmp.HostPort()
 	scfg.Temporal.Namespace = tmp.Namespace()
 	// A development server stops at once: nobody waits on it.
-	scfg.ShutdownTimeout = 3 * time.Second
+	scfg.ShutdownTimeout = 5 * time.Second
 	srv, err := server.New(ctx, scfg, log)
 	if err != nil {
 		return err
