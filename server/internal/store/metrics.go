@@ -55,16 +55,7 @@ func (s *Store) MigrationMetrics(ctx context.Context, m string, q migration.Metr
 	cur, durs := parseFigures(figs.Val(), def.Steps)
 	out.CurrentSteps = cur
 	out.StepDurations = durs
-	for _, c := range cur {
-		switch c.Status {
-		case migration.StepOpen:
-			out.OpenPullRequests += c.Count
-		case migration.StepAwaitingReview:
-			out.AwaitingReview += c.Count
-		case migration.StepFailed:
-			out.Failed += c.Count
-		}
-	}
+	out.OpenPullRequests, out.AwaitingReview, out.Failed = attention(cur)
 	out.Burndown = burndown(burn.Val(), def.CreateTime, q.Now, q.Daily)
 	for _, raw := range fails.Val() {
 		var f struct {
@@ -85,6 +76,22 @@ func (s *Store) MigrationMetrics(ctx context.Context, m string, q migration.Metr
 		out.Stuck = append(out.Stuck, migration.StuckCandidate{CandidateID: z.Member.(string), LastEventTime: time.UnixMilli(int64(z.Score)).UTC()})
 	}
 	return out, nil
+}
+
+// attention sums the running Runs an operator may have to act on: those
+// whose current step has a pull request open, awaits review, or failed.
+func attention(cur []migration.CurrentStepCount) (open, review, failed int64) {
+	for _, c := range cur {
+		switch c.Status {
+		case migration.StepOpen:
+			open += c.Count
+		case migration.StepAwaitingReview:
+			review += c.Count
+		case migration.StepFailed:
+			failed += c.Count
+		}
+	}
+	return open, review, failed
 }
 
 // parseFigures reads the metrics hash: running Runs per current step and
@@ -227,16 +234,7 @@ func (s *Store) FleetOverview(ctx context.Context, page migration.PageRequest, n
 	for i, m := range migs.Migrations {
 		sum := migration.MigrationSummary{Migration: m, CompletedLastDays: make([]int64, overviewDays)}
 		cur, _ := parseFigures(figs[i].Val(), m.Steps)
-		for _, c := range cur {
-			switch c.Status {
-			case migration.StepOpen:
-				sum.OpenPullRequests += c.Count
-			case migration.StepAwaitingReview:
-				sum.AwaitingReview += c.Count
-			case migration.StepFailed:
-				sum.Failed += c.Count
-			}
-		}
+		sum.OpenPullRequests, sum.AwaitingReview, sum.Failed = attention(cur)
 		for j, v := range burns[i].Val() {
 			if sv, ok := v.(string); ok {
 				n, _ := strconv.ParseInt(sv, 10, 64)

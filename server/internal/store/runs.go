@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -166,43 +165,15 @@ func (s *Store) ListRuns(ctx context.Context, m string, f migration.RunFilter, p
 	default:
 		index = runsKey(m)
 	}
-	res, err := listRunsScript.Run(ctx, s.rdb, []string{migrationKey(m), index, runKeyPrefix(m)}, page.After, limit+1).Slice()
+	total, next, rows, err := s.readPage(ctx, fmt.Sprintf("list runs of %s", m), m, index, runKeyPrefix(m), page.After, limit)
 	if err != nil {
-		return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
+		return migration.RunPage{}, err
 	}
-	code, err := replyCode(res)
-	if err != nil {
-		return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
-	}
-	if code == replyMigrationNotFound {
-		return migration.RunPage{}, migration.MigrationNotFound(m)
-	}
-	if code != replyOK || len(res) < 2 || len(res)%2 != 0 {
-		return migration.RunPage{}, fmt.Errorf("list runs of %s: unexpected reply of %d elements", m, len(res))
-	}
-	var out migration.RunPage
-	if out.Total, err = replyInt(res[1]); err != nil {
-		return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
-	}
-	items := res[2:]
-	if len(items)/2 > limit {
-		items = items[:2*limit]
-		if out.Next, err = replyString(items[2*limit-2]); err != nil {
-			return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
-		}
-	}
-	for i := 0; i < len(items); i += 2 {
-		id, err1 := replyString(items[i])
-		h, err2 := replyFields(items[i+1])
-		if err := errors.Join(err1, err2); err != nil {
-			return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
-		}
-		if len(h) == 0 {
-			continue
-		}
-		r, err := decodeRun(m, id, h)
+	out := migration.RunPage{Total: total, Next: next, Runs: make([]migration.Run, 0, len(rows))}
+	for _, row := range rows {
+		r, err := decodeRun(m, row.id, row.fields)
 		if err != nil {
-			return migration.RunPage{}, err
+			return migration.RunPage{}, fmt.Errorf("list runs of %s: %w", m, err)
 		}
 		out.Runs = append(out.Runs, r)
 	}

@@ -326,18 +326,21 @@ end
 return out
 `)
 
-// listCandidatesScript reads one page of a Candidate index, consistently.
+// listPageScript reads one page of an index of hashes, consistently: the
+// Candidates of a Migration or its run views.
 //
 //	KEYS[1] migrationKey(m)
 //	KEYS[2] the index to page through: candidatesKey, statusIndexKey,
-//	        kindIndexKey or statusKindIndexKey
-//	KEYS[3] candidateKeyPrefix(m)
+//	        kindIndexKey, statusKindIndexKey, runsKey, runStatusIndexKey,
+//	        runStepIndexKey or runStatusStepIndexKey
+//	KEYS[3] the prefix of the hashes the index names: candidateKeyPrefix(m)
+//	        or runKeyPrefix(m)
 //	ARGV[1] after: ids strictly after this one; "" starts at the first
 //	ARGV[2] most ids to return (the page size + 1, to learn if more exist)
 //
 // Returns {replyMigrationNotFound} when the Migration does not exist, else
 // {replyOK, ZCARD of the index, id1, HGETALL of id1, id2, ...}.
-var listCandidatesScript = redis.NewScript(`
+var listPageScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
 local min = '-'
 if ARGV[1] ~= '' then min = '(' .. ARGV[1] end
@@ -659,28 +662,4 @@ var getRunScript = redis.NewScript(`
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return {7} end
 return {0, h}
-`)
-
-// listRunsScript reads one page of run views in Candidate id order.
-//
-//	KEYS[1] migrationKey(m)
-//	KEYS[2] the index to page through: runsKey, runStatusIndexKey,
-//	        runStepIndexKey or runStatusStepIndexKey
-//	KEYS[3] runKeyPrefix(m)
-//	ARGV[1] after: ids strictly after this one; "" starts at the first
-//	ARGV[2] most ids to return (the page size + 1, to learn if more exist)
-//
-// Returns {replyMigrationNotFound} when the Migration does not exist, else
-// {replyOK, ZCARD of the index, id1, HGETALL of id1's view, id2, ...}.
-var listRunsScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
-local min = '-'
-if ARGV[1] ~= '' then min = '(' .. ARGV[1] end
-local out = {0, redis.call('ZCARD', KEYS[2])}
-local ids = redis.call('ZRANGE', KEYS[2], min, '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGETALL', KEYS[3] .. id)
-end
-return out
 `)

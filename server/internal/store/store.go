@@ -382,43 +382,13 @@ func (s *Store) ListCandidates(ctx context.Context, m string, f migration.Candid
 	default:
 		index = candidatesKey(m)
 	}
-	res, err := listCandidatesScript.Run(ctx, s.rdb, []string{migrationKey(m), index, candidateKeyPrefix(m)},
-		page.After, limit+1).Slice()
+	total, next, rows, err := s.readPage(ctx, fmt.Sprintf("list candidates of %s", m), m, index, candidateKeyPrefix(m), page.After, limit)
 	if err != nil {
-		return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
+		return migration.CandidatePage{}, err
 	}
-	code, err := replyCode(res)
-	if err != nil {
-		return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
-	}
-	if code == replyMigrationNotFound {
-		return migration.CandidatePage{}, migration.MigrationNotFound(m)
-	}
-	if code != replyOK || len(res) < 2 || len(res)%2 != 0 {
-		return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: unexpected reply of %d elements", m, len(res))
-	}
-	var out migration.CandidatePage
-	if out.Total, err = replyInt(res[1]); err != nil {
-		return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
-	}
-	items := res[2:]
-	if len(items)/2 > limit {
-		items = items[:2*limit]
-		if out.Next, err = replyString(items[2*limit-2]); err != nil {
-			return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
-		}
-	}
-	out.Candidates = make([]migration.Candidate, 0, len(items)/2)
-	for i := 0; i < len(items); i += 2 {
-		id, err1 := replyString(items[i])
-		h, err2 := replyFields(items[i+1])
-		if err := errors.Join(err1, err2); err != nil {
-			return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
-		}
-		if len(h) == 0 {
-			continue // cannot happen: indexes and hashes change together
-		}
-		c, err := decodeCandidate(m, id, h)
+	out := migration.CandidatePage{Total: total, Next: next, Candidates: make([]migration.Candidate, 0, len(rows))}
+	for _, row := range rows {
+		c, err := decodeCandidate(m, row.id, row.fields)
 		if err != nil {
 			return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
 		}
@@ -590,4 +560,53 @@ func replyFields(v any) (map[string]string, error) {
 		h[k] = val
 	}
 	return h, nil
+}
+
+// pageRow is one hash read by listPageScript: a Candidate or a run view.
+type pageRow struct {
+	id     string
+	fields map[string]string
+}
+
+// readPage reads up to limit rows of index after the id after, with the
+// index's size and the cursor of the next page ("" on the last). what names
+// the read in errors; an unknown Migration is reported as such, unwrapped.
+func (s *Store) readPage(ctx context.Context, what, m, index, prefix, after string, limit int) (total int64, next string, rows []pageRow, err error) {
+	res, err := listPageScript.Run(ctx, s.rdb, []string{migrationKey(m), index, prefix}, after, limit+1).Slice()
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+	}
+	code, err := replyCode(res)
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if code == replyMigrationNotFound {
+		return 0, "", nil, migration.MigrationNotFound(m)
+	}
+	if code != replyOK || len(res) < 2 || len(res)%2 != 0 {
+		return 0, "", nil, fmt.Errorf("%s: unexpected reply of %d elements", what, len(res))
+	}
+	if total, err = replyInt(res[1]); err != nil {
+		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+	}
+	items := res[2:]
+	if len(items)/2 > limit {
+		items = items[:2*limit]
+		if next, err = replyString(items[2*limit-2]); err != nil {
+			return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	rows = make([]pageRow, 0, len(items)/2)
+	for i := 0; i < len(items); i += 2 {
+		id, err1 := replyString(items[i])
+		h, err2 := replyFields(items[i+1])
+		if err := errors.Join(err1, err2); err != nil {
+			return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if len(h) == 0 {
+			continue // cannot happen: indexes and hashes change together
+		}
+		rows = append(rows, pageRow{id: id, fields: h})
+	}
+	return total, next, rows, nil
 }
