@@ -154,7 +154,7 @@ func (d *Dispatch) execute(ctx context.Context, h StepHandler) {
 	if ctx.Err() != nil && d.lastStatus() != StatusOpen && d.lastStatus() != StatusAwaitingReview && !d.lastStatus().final() {
 		// The Migrator is stopping and cut the handler off: say so, on a
 		// context of its own, so the step does not wait forever in progress.
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if rerr := d.Failed(rctx, "interrupted: the Migrator stopped while executing the step; retry it"); rerr != nil {
 			d.log.Error("could not report the interrupted step", "error", rerr)

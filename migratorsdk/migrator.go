@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
 	"github.com/loomhq/loom/gen/loom/migrator/v1/migratorv1connect"
@@ -164,7 +166,7 @@ func New(spec Spec, opts Options) (*Migrator, error) {
 		opts.ShutdownTimeout = 30 * time.Second
 	}
 	work, cancel := context.WithCancel(context.Background())
-	copts := opts.ClientOptions
+	copts := append([]connect.ClientOption{connect.WithInterceptors(telemetry())}, opts.ClientOptions...)
 	if opts.Token != "" {
 		copts = append([]connect.ClientOption{WithToken(opts.Token)}, copts...)
 	}
@@ -233,7 +235,7 @@ func (m *Migrator) Serve(ctx context.Context, l net.Listener) error {
 // The handler refuses calls not signed by the Loom at Options.LoomURL
 // (when that Loom signs its calls).
 func (m *Migrator) Handler() (string, http.Handler) {
-	path, h := migratorv1connect.NewMigratorServiceHandler(&service{m: m})
+	path, h := migratorv1connect.NewMigratorServiceHandler(&service{m: m}, connect.WithInterceptors(telemetry()))
 	return path, m.verify.wrap(h)
 }
 
@@ -386,7 +388,7 @@ type service struct {
 	m *Migrator
 }
 
-func (s *service) ExecuteStep(_ context.Context, req *connect.Request[migratorv1.ExecuteStepRequest]) (*connect.Response[migratorv1.ExecuteStepResponse], error) {
+func (s *service) ExecuteStep(ctx context.Context, req *connect.Request[migratorv1.ExecuteStepRequest]) (*connect.Response[migratorv1.ExecuteStepResponse], error) {
 	m := s.m
 	msg := req.Msg
 	if msg.GetRunId() == "" || msg.GetStep() == nil || msg.GetCandidate() == nil || msg.GetAttempt() < 1 || msg.GetExecution() < 1 {
@@ -416,11 +418,19 @@ func (s *service) ExecuteStep(_ context.Context, req *connect.Request[migratorv1
 		d.log.Info("duplicate dispatch ignored")
 		return connect.NewResponse(&migratorv1.ExecuteStepResponse{}), nil
 	}
+	// The handler outlives this call: it runs on the Migrator's context, in
+	// the dispatch's trace, so that its reports continue the trace Loom
+	// started.
+	work, span := tracer().Start(trace.ContextWithSpanContext(m.work, trace.SpanContextFromContext(ctx)),
+		"step "+d.Step.Type, trace.WithAttributes(
+			attribute.String("loom.run_id", d.RunID), attribute.String("loom.step", d.Step.Name),
+			attribute.Int("loom.attempt", d.Attempt), attribute.String("loom.candidate_id", d.Candidate.ID)))
 	m.running.Add(1)
 	go func() {
 		defer m.running.Done()
+		defer span.End()
 		d.log.Info("step dispatched")
-		d.execute(m.work, h)
+		d.execute(work, h)
 	}()
 	return connect.NewResponse(&migratorv1.ExecuteStepResponse{}), nil
 }

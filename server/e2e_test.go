@@ -56,6 +56,7 @@ func newWorld(t *testing.T) *world {
 // loom is one running Loom server and clients of its API.
 type loom struct {
 	url       string
+	adminURL  string
 	stop      func()
 	registry  loomv1connect.RegistryServiceClient
 	discovery loomv1connect.DiscoveryServiceClient
@@ -85,8 +86,12 @@ func (w *world) startLoom() *loom {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	admin, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		w.t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, l) }()
+	go func() { done <- srv.Serve(ctx, l, admin) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -101,6 +106,7 @@ func (w *world) startLoom() *loom {
 	url := "http://" + l.Addr().String()
 	return &loom{
 		url:       url,
+		adminURL:  "http://" + admin.Addr().String(),
 		stop:      stop,
 		registry:  loomv1connect.NewRegistryServiceClient(http.DefaultClient, url),
 		discovery: loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, url),

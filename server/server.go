@@ -14,11 +14,17 @@ import (
 	"net/http"
 	"time"
 
+	"connectrpc.com/connect"
+	"connectrpc.com/otelconnect"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/loomhq/loom/server/internal/api"
 	"github.com/loomhq/loom/server/internal/dispatch"
 	"github.com/loomhq/loom/server/internal/engine"
 	"github.com/loomhq/loom/server/internal/migration"
 	"github.com/loomhq/loom/server/internal/store"
+	"github.com/loomhq/loom/server/telemetry"
 )
 
 // Config is everything the server needs. Zero values take the defaults of
@@ -26,6 +32,12 @@ import (
 type Config struct {
 	// Addr is the address the API listens on, e.g. "127.0.0.1:8080" or ":8080".
 	Addr string
+	// AdminAddr is where /metrics (Prometheus), /healthz and /readyz are
+	// served, apart from the API; empty serves none of them.
+	AdminAddr string
+	// TracerProvider records the server's spans; nil uses OpenTelemetry's
+	// global provider (see telemetry.TracingFromEnv).
+	TracerProvider trace.TracerProvider
 	// Redis is where Migrations, Candidates and Run views live.
 	Redis store.Options
 	// Temporal is where Runs execute.
@@ -60,8 +72,9 @@ type TemporalConfig struct {
 // DefaultConfig is the configuration of a local server.
 func DefaultConfig() Config {
 	return Config{
-		Addr:  "127.0.0.1:8080",
-		Redis: store.Options{Addrs: []string{"127.0.0.1:6379"}},
+		Addr:      "127.0.0.1:8080",
+		AdminAddr: "127.0.0.1:8081",
+		Redis:     store.Options{Addrs: []string{"127.0.0.1:6379"}},
 		Temporal: TemporalConfig{
 			HostPort:  "127.0.0.1:7233",
 			Namespace: "default",
@@ -80,6 +93,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("addr: %w", err)
+	}
+	if c.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			return fmt.Errorf("admin addr: %w", err)
+		}
 	}
 	if len(c.Redis.Addrs) == 0 {
 		return errors.New("redis addr: at least one address is needed")
@@ -110,7 +128,9 @@ type Server struct {
 	temporal *engine.Client
 	worker   *engine.Worker
 	handler  http.Handler
+	admin    http.Handler
 	tls      *tls.Config
+	metrics  *telemetry.Metrics
 }
 
 // New connects to Redis and Temporal and builds the API and the worker.
@@ -130,6 +150,23 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.Security.Insecure {
 		log.Warn("authentication is OFF (-insecure-no-auth): anyone who reaches the port can announce Migrations and drive Runs")
 	}
+	metrics, err := telemetry.NewMetrics()
+	if err != nil {
+		return nil, err
+	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	// Callers and Migrators are authenticated: their trace context is
+	// trusted, so one trace follows a step from StartRun to the Migrator's
+	// report.
+	rpcTelemetry, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(tp),
+		otelconnect.WithMeterProvider(metrics.Provider), otelconnect.WithPropagator(telemetry.Propagator()),
+		otelconnect.WithTrustRemote())
+	if err != nil {
+		return nil, fmt.Errorf("rpc telemetry: %w", err)
+	}
 	st, err := store.Open(ctx, cfg.Redis)
 	if err != nil {
 		return nil, err
@@ -138,6 +175,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		HostPort:  cfg.Temporal.HostPort,
 		Namespace: cfg.Temporal.Namespace,
 		Logger:    log,
+		Tracer:    tp.Tracer("github.com/loomhq/loom/server/engine"),
+		Meter:     metrics.Meter("go.temporal.io/sdk"),
 	})
 	if err != nil {
 		_ = st.Close()
@@ -148,8 +187,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	} else if !d.AOF {
 		log.Warn("Redis has no append-only file: a Redis restart loses Migrations, Candidates and Run views; run it with --appendonly yes --appendfsync everysec")
 	}
-	s := &Server{cfg: cfg, log: log, store: st, temporal: tc, tls: tlsCfg}
-	migrators := dispatch.New(dispatch.Options{Policy: sec.policy, Signer: sec.signer, TLS: sec.migrTLS})
+	s := &Server{cfg: cfg, log: log, store: st, temporal: tc, tls: tlsCfg, metrics: metrics}
+	meter := metrics.Meter("github.com/loomhq/loom/server")
+	if err := s.observeRuns(meter); err != nil {
+		s.Close()
+		return nil, err
+	}
+	migrators := dispatch.New(dispatch.Options{Policy: sec.policy, Signer: sec.signer, TLS: sec.migrTLS,
+		Meter: meter, ClientOptions: []connect.ClientOption{connect.WithInterceptors(rpcTelemetry)}})
 	s.worker = tc.NewWorker(cfg.Temporal.TaskQueue, &engine.Activities{Store: st, Migrators: migrators, Callbacks: sec.callbacks})
 	now := func() time.Time { return time.Now().UTC() }
 	s.handler = api.NewHandler(api.Options{
@@ -177,30 +222,37 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		Burst:           cfg.Security.Burst,
 		MaxRequestBytes: cfg.Security.MaxRequestBytes,
 		ProtectHealth:   cfg.Security.ProtectHealth,
+		Telemetry:       rpcTelemetry,
+		Meter:           meter,
 	})
+	s.admin = s.adminHandler()
 	return s, nil
-}
-
-// ready reports whether Redis and Temporal both answer.
-func (s *Server) ready(ctx context.Context) error {
-	return errors.Join(s.store.Ping(ctx), s.temporal.Ping(ctx))
 }
 
 // Handler is the server's HTTP handler, for tests and for embedding.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Run serves on cfg.Addr until ctx is done, then stops gracefully: it stops
-// accepting calls and waits up to ShutdownTimeout for those in flight.
+// Run serves the API on cfg.Addr, and the admin endpoints on cfg.AdminAddr,
+// until ctx is done, then stops gracefully: it stops accepting calls and
+// waits up to ShutdownTimeout for those in flight.
 func (s *Server) Run(ctx context.Context) error {
 	l, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
-	return s.Serve(ctx, l)
+	var admin net.Listener
+	if s.cfg.AdminAddr != "" {
+		if admin, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+			l.Close()
+			return fmt.Errorf("listen on %s (admin): %w", s.cfg.AdminAddr, err)
+		}
+	}
+	return s.Serve(ctx, l, admin)
 }
 
-// Serve is Run on a listener the caller opened.
-func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+// Serve is Run on listeners the caller opened: the API's and the admin
+// endpoints' (nil serves no admin endpoints).
+func (s *Server) Serve(ctx context.Context, l, admin net.Listener) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	if s.tls != nil {
@@ -224,6 +276,14 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	defer s.worker.Stop()
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(l) }()
+	if admin != nil {
+		as := &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+		go func() { _ = as.Serve(admin) }()
+		// Probes answer until the very end: the admin server closes last.
+		defer as.Close()
+		s.log.Info("admin endpoints are serving", "addr", admin.Addr().String(), "paths", "/metrics /healthz /readyz")
+	}
 	s.log.Info("loom is serving", "addr", l.Addr().String(),
 		"temporal", s.cfg.Temporal.HostPort, "namespace", s.cfg.Temporal.Namespace, "task_queue", s.cfg.Temporal.TaskQueue)
 
@@ -250,5 +310,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 // Close releases the server's connections.
 func (s *Server) Close() error {
 	s.temporal.Close()
+	_ = s.metrics.Provider.Shutdown(context.Background())
 	return s.store.Close()
 }

@@ -255,7 +255,7 @@ func TestTLS(t *testing.T) {
 	}
 	sctx, cancel := contextWithCancel()
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, l) }()
+	go func() { done <- srv.Serve(sctx, l, nil) }()
 	defer func() { cancel(); <-done }()
 
 	url := "https://" + l.Addr().String()

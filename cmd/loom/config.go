@@ -122,6 +122,7 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	f := &flags{fs: flag.NewFlagSet("loom serve", flag.ContinueOnError), env: env}
 	f.fs.SetOutput(stderr)
 	f.string(&cfg.Addr, "addr", cfg.Addr, "address the API listens on")
+	f.string(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "address of /metrics, /healthz and /readyz (unauthenticated: keep it private); empty: off")
 	f.string(&redisAddrs, "redis-addr", strings.Join(cfg.Redis.Addrs, ","), "Redis address; several, comma-separated, for Redis Cluster")
 	f.string(&cfg.Redis.Username, "redis-username", "", "Redis ACL user name")
 	f.string(&cfg.Redis.Password, "redis-password", "", "Redis password")

@@ -23,6 +23,7 @@ func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error)
 	f.fs.SetOutput(stderr)
 	f.string(&c.env.DataDir, "data-dir", ".loom", "where Redis, Temporal and the sample fleet keep their state")
 	f.string(&c.env.Addr, "addr", "127.0.0.1:8080", "address the API listens on")
+	f.string(&c.env.AdminAddr, "admin-addr", "127.0.0.1:8081", "address of /metrics, /healthz and /readyz; empty: off")
 	f.int(&c.env.TemporalPort, "temporal-port", 7233, "port of the embedded Temporal server")
 	f.int(&c.env.RedisPort, "redis-port", 6380, "port of the development Redis")
 	f.bool(&c.env.Example, "example", true, "run the example Migrator over a sample fleet of git repositories")
@@ -46,6 +47,11 @@ func dev(c devConfig, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	c.env.Logger = c.log.logger(stderr)
+	shutdown, err := installTracing(ctx, c.env.Logger)
+	if err != nil {
+		return err
+	}
+	defer shutdown()
 	fmt.Fprintln(stderr, "loom dev: starting Redis, Temporal and Loom…")
 	return devenv.Run(ctx, c.env, func(e devenv.Env) { printWelcome(stderr, e) })
 }
@@ -63,6 +69,9 @@ Loom is running.
   Redis      %s
   State      %s
 `, e.APIURL, e.TemporalAddr, e.RedisAddr, state)
+	if e.AdminURL != "" {
+		fmt.Fprintf(w, "  Admin      %s/metrics  /healthz  /readyz\n", e.AdminURL)
+	}
 	if e.FleetDir != "" {
 		fmt.Fprintf(w, "  Fleet      %s  (git repositories the example Migrator migrates)\n", e.FleetDir)
 	}

@@ -17,8 +17,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel"
 
 	"github.com/loomhq/loom/server"
+	"github.com/loomhq/loom/server/telemetry"
 )
 
 const usage = `loom is a control plane for fleet-wide migrations.
@@ -83,10 +87,37 @@ func run(args []string, stderr io.Writer) error {
 func serve(cfg server.Config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	shutdown, err := installTracing(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer shutdown()
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	return srv.Run(ctx)
+}
+
+// installTracing makes the tracer provider OTEL_* ask for the process's
+// global one, for the server and for everything else in the process (the
+// example Migrator of loom dev), and returns what flushes it at exit.
+func installTracing(ctx context.Context, log *slog.Logger) (shutdown func(), err error) {
+	tr, err := telemetry.TracingFromEnv(ctx, "loom")
+	if err != nil {
+		return nil, err
+	}
+	otel.SetTracerProvider(tr.Provider)
+	otel.SetTextMapPropagator(telemetry.Propagator())
+	if tr.Exporting {
+		log.Info("exporting traces over OTLP")
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(ctx); err != nil {
+			log.Warn("could not flush the last traces", "error", err)
+		}
+	}, nil
 }

@@ -21,6 +21,9 @@ type Config struct {
 	DataDir string
 	// Addr is where the Loom API listens.
 	Addr string
+	// AdminAddr is where /metrics, /healthz and /readyz are served; empty
+	// serves none.
+	AdminAddr string
 	// TemporalPort and RedisPort: 0 picks free ports.
 	TemporalPort int
 	RedisPort    int
@@ -38,7 +41,9 @@ type Config struct {
 // Env is a running development environment.
 type Env struct {
 	// APIURL is the Loom API, e.g. "http://127.0.0.1:8080".
-	APIURL       string
+	APIURL string
+	// AdminURL serves /metrics, /healthz and /readyz ("" when off).
+	AdminURL     string
 	DataDir      string
 	Persistent   bool
 	RedisAddr    string
@@ -118,9 +123,16 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	var admin net.Listener
+	if cfg.AdminAddr != "" {
+		if admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			l.Close()
+			return fmt.Errorf("listen on %s (admin): %w", cfg.AdminAddr, err)
+		}
+	}
 	sctx, stopServer := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(sctx, l) }()
+	go func() { served <- srv.Serve(sctx, l, admin) }()
 	defer func() {
 		stopServer()
 		if serr := <-served; serr != nil && err == nil {
@@ -130,6 +142,7 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 
 	env := Env{
 		APIURL:            "http://" + l.Addr().String(),
+		AdminURL:          adminURL(admin),
 		DataDir:           dir,
 		Persistent:        rds.Persistent() && tmp.Persistent(),
 		RedisAddr:         rds.Addr(),
@@ -214,4 +227,11 @@ func startUntil(limit, mctx context.Context, m *migratorsdk.Migrator) error {
 	case <-limit.Done():
 		return limit.Err()
 	}
+}
+
+func adminURL(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return "http://" + l.Addr().String()
 }

@@ -100,6 +100,23 @@ func (d *dev) waitStep(t *testing.T, runID, step string, status loomv1.StepStatu
 	return nil
 }
 
+// waitRun waits until the Run is in status.
+func (d *dev) waitRun(t *testing.T, runID string, status loomv1.RunStatus) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last *loomv1.Run
+	for time.Now().Before(deadline) {
+		res, err := d.runs.GetRun(context.Background(), connect.NewRequest(&loomv1.GetRunRequest{RunId: runID}))
+		if err == nil {
+			if last = res.Msg.Run; last.Status == status {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("run %s never became %s; last %v", runID, status, last)
+}
+
 func merge(t *testing.T, repo, branch string) {
 	t.Helper()
 	cmd := exec.Command("git", "-C", repo, "merge", "-q", branch)

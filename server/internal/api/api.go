@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"connectrpc.com/validate"
 	"github.com/rs/cors"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
 	"github.com/loomhq/loom/server/auth"
@@ -53,6 +54,12 @@ type Options struct {
 	// ProtectHealth also requires a token for gRPC health and reflection
 	// (open by default: probes and tools list services without one).
 	ProtectHealth bool
+	// Telemetry, when set, is the outermost interceptor of every loom.v1
+	// call: it traces the call and measures it (otelconnect).
+	Telemetry connect.Interceptor
+	// Meter records the API's own figures (reports processed); nil records
+	// nothing.
+	Meter metric.Meter
 }
 
 // ServiceNames are the fully-qualified names of the loom.v1 services.
@@ -71,7 +78,11 @@ var ServiceNames = []string{
 func NewHandler(o Options) http.Handler {
 	// Outermost first: errors of every later stage are mapped and logged;
 	// callers are authenticated before their requests are even validated.
-	interceptors := []connect.Interceptor{errorInterceptor{log: o.Logger}}
+	var interceptors []connect.Interceptor
+	if o.Telemetry != nil {
+		interceptors = append(interceptors, o.Telemetry)
+	}
+	interceptors = append(interceptors, errorInterceptor{log: o.Logger})
 	var openOpts []connect.HandlerOption
 	if o.Authenticator != nil {
 		authn := &authInterceptor{authn: o.Authenticator, limit: newCallerLimits(o.RateLimit, o.Burst)}
@@ -90,7 +101,7 @@ func NewHandler(o Options) http.Handler {
 	mux.Handle(loomv1connect.NewRegistryServiceHandler(&RegistryServer{Registry: o.Registry, Signer: o.Signer}, opts...))
 	mux.Handle(loomv1connect.NewDiscoveryServiceHandler(&DiscoveryServer{Discovery: o.Discovery}, opts...))
 	mux.Handle(loomv1connect.NewRunServiceHandler(&RunServer{Runs: o.Runs, Callbacks: o.Callbacks}, opts...))
-	mux.Handle(loomv1connect.NewEventServiceHandler(&EventServer{Runs: o.Runs, Callbacks: o.Callbacks}, opts...))
+	mux.Handle(loomv1connect.NewEventServiceHandler(newEventServer(o.Runs, o.Callbacks, o.Meter), opts...))
 	mux.Handle(loomv1connect.NewHistoryServiceHandler(&HistoryServer{History: o.History}, opts...))
 	mux.Handle(loomv1connect.NewMetricsServiceHandler(&MetricsServer{Metrics: o.Metrics}, opts...))
 

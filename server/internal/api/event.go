@@ -5,6 +5,9 @@ import (
 	"errors"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
@@ -19,13 +22,38 @@ type EventServer struct {
 	// Callbacks, when set, requires every report to carry the callback token
 	// of the dispatch it reports on.
 	Callbacks *auth.Callbacks
+
+	reports metric.Int64Counter
+}
+
+func newEventServer(runs *migration.Runs, callbacks *auth.Callbacks, meter metric.Meter) *EventServer {
+	if meter == nil {
+		meter = noop.NewMeterProvider().Meter("")
+	}
+	reports, _ := meter.Int64Counter("loom.events.processed", metric.WithUnit("{report}"),
+		metric.WithDescription("Step status reports of Migrators processed, by Migration, reported status and result (changed, unchanged or refused)."))
+	return &EventServer{Runs: runs, Callbacks: callbacks, reports: reports}
 }
 
 var _ loomv1connect.EventServiceHandler = (*EventServer)(nil)
 
 // ReportStepStatus applies a Migrator's report to its Run.
-func (s *EventServer) ReportStepStatus(ctx context.Context, req *connect.Request[loomv1.ReportStepStatusRequest]) (*connect.Response[loomv1.ReportStepStatusResponse], error) {
+func (s *EventServer) ReportStepStatus(ctx context.Context, req *connect.Request[loomv1.ReportStepStatusRequest]) (res *connect.Response[loomv1.ReportStepStatusResponse], err error) {
 	m := req.Msg
+	if s.reports != nil {
+		defer func() {
+			result := "refused"
+			if err == nil {
+				result = "unchanged"
+				if res.Msg.GetChanged() {
+					result = "changed"
+				}
+			}
+			mig, _, _ := migration.ParseRunID(m.GetRunId())
+			s.reports.Add(ctx, 1, metric.WithAttributes(attribute.String("migration_id", mig),
+				attribute.String("status", string(protoconv.StepStatusFromProto(m.GetStatus()))), attribute.String("result", result)))
+		}()
+	}
 	if s.Callbacks != nil {
 		err := s.Callbacks.Verify(m.GetCallbackToken(), auth.Binding{
 			RunID: m.GetRunId(), Execution: m.GetExecution(), Step: m.GetStepName(), Attempt: int(m.GetAttempt()),
@@ -49,13 +77,13 @@ func (s *EventServer) ReportStepStatus(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, err
 	}
-	res := &loomv1.ReportStepStatusResponse{Changed: changed}
+	out := &loomv1.ReportStepStatusResponse{Changed: changed}
 	for _, r := range run.Results {
 		if r.StepName == m.GetStepName() {
-			res.Step = protoconv.StepResultToProto(r)
+			out.Step = protoconv.StepResultToProto(r)
 		}
 	}
-	return connect.NewResponse(res), nil
+	return connect.NewResponse(out), nil
 }
 
 // reporter names who reported: the Migrator's authenticated subject, or

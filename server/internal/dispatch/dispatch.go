@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
 	"github.com/loomhq/loom/gen/loom/migrator/v1/migratorv1connect"
@@ -43,6 +46,9 @@ type Options struct {
 	// TLS configures calls to https:// Migrators: a private CA, a client
 	// certificate for mutual TLS. Nil uses the system's roots.
 	TLS *tls.Config
+	// Meter records dispatch latency and failures per Migration; nil
+	// records nothing.
+	Meter metric.Meter
 }
 
 // Notifier calls Migrators over Connect.
@@ -53,6 +59,9 @@ type Notifier struct {
 
 	mu      sync.Mutex
 	clients map[string]migratorv1connect.MigratorServiceClient
+
+	duration metric.Float64Histogram
+	failures metric.Int64Counter
 }
 
 var _ migration.MigratorNotifier = (*Notifier)(nil)
@@ -87,7 +96,17 @@ func New(o Options) *Notifier {
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = 20 * time.Second
 	}
-	return &Notifier{http: o.HTTPClient, timeout: o.CallTimeout, opts: o.ClientOptions, clients: map[string]migratorv1connect.MigratorServiceClient{}}
+	if o.Meter == nil {
+		o.Meter = noop.NewMeterProvider().Meter("")
+	}
+	n := &Notifier{http: o.HTTPClient, timeout: o.CallTimeout, opts: o.ClientOptions, clients: map[string]migratorv1connect.MigratorServiceClient{}}
+	// Instruments of a valid name never fail to build.
+	n.duration, _ = o.Meter.Float64Histogram("loom.dispatch.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time the Migrator took to accept or refuse a dispatched step, by Migration and outcome (accepted, unavailable, refused)."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20))
+	n.failures, _ = o.Meter.Int64Counter("loom.dispatch.failures", metric.WithUnit("{dispatch}"),
+		metric.WithDescription("Dispatches that failed, by Migration and outcome: unavailable (retried) or refused (the step fails)."))
+	return n
 }
 
 func (n *Notifier) client(url string) migratorv1connect.MigratorServiceClient {
@@ -103,10 +122,12 @@ func (n *Notifier) client(url string) migratorv1connect.MigratorServiceClient {
 }
 
 // ExecuteStep dispatches one step.
-func (n *Notifier) ExecuteStep(ctx context.Context, url string, d migration.Dispatch) error {
+func (n *Notifier) ExecuteStep(ctx context.Context, url string, d migration.Dispatch) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
-	_, err := n.client(url).ExecuteStep(ctx, connect.NewRequest(&migratorv1.ExecuteStepRequest{
+	start := time.Now()
+	defer func() { n.observe(ctx, d.MigrationID, start, err) }()
+	_, err = n.client(url).ExecuteStep(ctx, connect.NewRequest(&migratorv1.ExecuteStepRequest{
 		RunId:         d.RunID,
 		Execution:     d.Execution,
 		MigrationId:   d.MigrationID,
@@ -132,6 +153,26 @@ func (n *Notifier) PreviewRun(ctx context.Context, url string, p migration.Previ
 		return nil, classify(url, err)
 	}
 	return protoconv.StepPreviewsFromProto(res.Msg.GetSteps()), nil
+}
+
+// observe records one dispatch's latency and, if it failed, its failure.
+// A dispatch cancelled by Loom itself (the step moved on) is neither.
+func (n *Notifier) observe(ctx context.Context, migrationID string, start time.Time, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	outcome := "accepted"
+	switch {
+	case errors.Is(err, migration.ErrFailedPrecondition):
+		outcome = "refused"
+	case err != nil:
+		outcome = "unavailable"
+	}
+	attrs := metric.WithAttributes(attribute.String("migration_id", migrationID), attribute.String("outcome", outcome))
+	n.duration.Record(ctx, time.Since(start).Seconds(), attrs)
+	if err != nil {
+		n.failures.Add(ctx, 1, attrs)
+	}
 }
 
 // refusals are the Migrator's answers that no retry can change; every other

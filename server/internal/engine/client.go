@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 )
@@ -16,6 +19,12 @@ type DialOptions struct {
 	Namespace string
 	// Logger receives the Temporal SDK's warnings and errors.
 	Logger *slog.Logger
+	// Tracer, when set, traces workflow starts, updates, signals and
+	// activities, continuing the trace of the API call that caused them.
+	Tracer trace.Tracer
+	// Meter, when set, receives the Temporal SDK's metrics (workflow and
+	// activity task latencies, poll results, ...).
+	Meter metric.Meter
 }
 
 // Client is a connection to Temporal, from which the server builds its
@@ -29,11 +38,22 @@ func Dial(ctx context.Context, o DialOptions) (*Client, error) {
 	// The SDK logs every poll and start at info: keep warnings and errors.
 	logger := o.Logger.With("component", "temporal")
 	quiet := slog.New(levelFloor{Handler: logger.Handler(), min: slog.LevelWarn})
-	c, err := client.DialContext(ctx, client.Options{
+	opts := client.Options{
 		HostPort:  o.HostPort,
 		Namespace: o.Namespace,
 		Logger:    sdklog.NewStructuredLogger(quiet),
-	})
+	}
+	if o.Tracer != nil {
+		tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{Tracer: o.Tracer})
+		if err != nil {
+			return nil, fmt.Errorf("temporal tracing: %w", err)
+		}
+		opts.Interceptors = append(opts.Interceptors, tracing)
+	}
+	if o.Meter != nil {
+		opts.MetricsHandler = temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{Meter: o.Meter})
+	}
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s (namespace %s) does not answer: %w", o.HostPort, o.Namespace, err)
 	}

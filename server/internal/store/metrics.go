@@ -245,3 +245,34 @@ func (s *Store) FleetOverview(ctx context.Context, page migration.PageRequest, n
 	}
 	return out, nil
 }
+
+// RunCounts returns, for every Migration, how many of its Runs are in each
+// status: one ZCARD per Migration and status, pipelined. It is what a
+// Prometheus scrape reads, so it costs O(Migrations), never O(Candidates).
+func (s *Store) RunCounts(ctx context.Context) (map[string]map[migration.RunStatus]int64, error) {
+	ids, err := s.rdb.ZRange(ctx, migrationsKey(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("count runs: %w", err)
+	}
+	cmds := make([][]*redis.IntCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			for _, st := range migration.RunStatuses {
+				cmds[i] = append(cmds[i], p.ZCard(ctx, runStatusIndexKey(id, string(st))))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count runs: %w", err)
+	}
+	out := make(map[string]map[migration.RunStatus]int64, len(ids))
+	for i, id := range ids {
+		counts := make(map[migration.RunStatus]int64, len(migration.RunStatuses))
+		for j, st := range migration.RunStatuses {
+			counts[st] = cmds[i][j].Val()
+		}
+		out[id] = counts
+	}
+	return out, nil
+}
