@@ -11,6 +11,7 @@ require (
 	connectrpc.com/validate v0.9.0
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/go-jose/go-jose/v4 v4.1.4
+	github.com/google/uuid v1.6.0
 	github.com/loomhq/loom/gen v0.0.0-00010101000000-000000000000
 	github.com/loomhq/loom/migratorsdk v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.21.0
@@ -126,7 +127,6 @@ require (
 	github.com/golang/snappy v1.0.0 // indirect
 	github.com/google/gnostic-models v0.7.1 // indirect
 	github.com/google/s2a-go v0.1.9 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/googleapis/enterprise-certificate-proxy v0.3.15 // indirect
 	github.com/googleapis/gax-go/v2 v2.22.0 // indirect
 	github.com/gorilla/mux v1.8.1 // indirect

@@ -1,9 +1,9 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,6 +35,8 @@ type world struct {
 	migrator *testMigrator
 	// secure, when set, configures authentication of the Looms started.
 	secure func(*server.Config)
+	// log receives the Looms' logs.
+	log *slog.Logger
 }
 
 func newWorld(t *testing.T) *world {
@@ -45,6 +47,15 @@ func newWorld(t *testing.T) *world {
 		redis:    redistest.Start(t),
 		migrator: newTestMigrator(),
 	}
+	// The Looms' warnings and errors are kept and shown when the test fails:
+	// an "internal error" answer alone says nothing about its cause.
+	var logs syncBuffer
+	w.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("Loom's warnings and errors:\n%s", logs.String())
+		}
+	})
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.migrator.handler.ServeHTTP(rw, r)
 	}))
@@ -78,7 +89,7 @@ func (w *world) startLoom() *loom {
 		w.secure(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := server.New(ctx, cfg, w.log)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -613,4 +624,22 @@ func TestUnknownRunsAreNotFound(t *testing.T) {
 		RunId: "go-upgrade__acme/payments", Execution: 1, StepName: "bump-go", Attempt: 1, Status: loomv1.StepStatus_STEP_STATUS_OPEN,
 	}))
 	wantCode(t, err, connect.CodeInvalidArgument, "")
+}
+
+// syncBuffer is a bytes.Buffer that Looms' goroutines may write at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

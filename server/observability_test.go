@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -174,4 +176,95 @@ func TestProbesFollowRedisAndRecoverByThemselves(t *testing.T) {
 	expect("with Redis down", http.StatusServiceUnavailable, grpchealth.StatusNotServing)
 	w.redis.Restart()
 	expect("with Redis back", http.StatusOK, grpchealth.StatusServing)
+}
+
+// lines are the JSON log lines written so far.
+func (b *syncBuffer) lines() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestEveryLogLineAboutARunNamesIt(t *testing.T) {
+	w := newWorld(t)
+	var sink syncBuffer
+	w.log = slog.New(slog.NewJSONHandler(&sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l := w.startLoom()
+	l.setup(t, w.migrator.url, "acme/payments")
+	// The Migrator is down at first: the dispatch fails once and is retried.
+	w.migrator.setDown(true)
+	if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{
+		MigrationId: "go-upgrade", CandidateId: "acme/payments", Inputs: map[string]string{"target_version": "1.23"},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	w.migrator.setDown(false)
+	d := w.nextDispatch()
+	l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_FAILED, func(r *loomv1.ReportStepStatusRequest) { r.Message = "go.mod is generated" })
+	// A report on an attempt that does not exist is refused, and logged so.
+	if _, err := l.report(t, d, loomv1.StepStatus_STEP_STATUS_OPEN, func(r *loomv1.ReportStepStatusRequest) { r.Attempt = 9 }); err == nil {
+		t.Fatal("a report of attempt 9 was accepted")
+	}
+	if _, err := l.runs.RetryStep(ctx, connect.NewRequest(&loomv1.RetryStepRequest{RunId: d.RunId, StepName: "bump-go", Attempt: 1})); err != nil {
+		t.Fatal(err)
+	}
+	w.nextDispatch()
+	if _, err := l.runs.CancelRun(ctx, connect.NewRequest(&loomv1.CancelRunRequest{RunId: d.RunId, Reason: "wrong fleet"})); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !hasMessage(sink.lines(), "run cancelled") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Which lines are about a Run: Temporal's (they name the workflow) and
+	// Loom's own, and which of those are about one step attempt.
+	perStep := map[string]bool{"dispatching step": true, "step changed": true, "step failed": true,
+		"dispatch failed; retrying": true, "rpc refused": true}
+	seen := map[string]int{}
+	for _, line := range sink.lines() {
+		msg, _ := line["msg"].(string)
+		_, temporal := line["WorkflowID"]
+		_, run := line["run_id"]
+		if !temporal && !run && !strings.HasPrefix(msg, "run ") && !perStep[msg] {
+			continue
+		}
+		seen[msg]++
+		want := []string{"migration_id", "candidate_id", "run_id"}
+		if perStep[msg] {
+			want = append(want, "step", "attempt")
+		}
+		for _, k := range want {
+			if _, ok := line[k]; !ok {
+				t.Errorf("%q has no %s: %v", msg, k, line)
+			}
+		}
+		if line["run_id"] != nil && line["run_id"] != "go-upgrade__acme/payments" || line["migration_id"] != nil && line["migration_id"] != "go-upgrade" {
+			t.Errorf("%q names another Run: %v", msg, line)
+		}
+	}
+	t.Logf("lines about the Run: %v", seen)
+	// Each kind of line showed up, so the checks above checked something.
+	for _, msg := range []string{"run started", "dispatching step", "dispatch failed; retrying", "Activity error.", "step changed", "rpc refused", "run cancelled"} {
+		if seen[msg] == 0 {
+			t.Errorf("no %q line; lines about the Run: %v", msg, seen)
+		}
+	}
+}
+
+func hasMessage(lines []map[string]any, msg string) bool {
+	for _, l := range lines {
+		if l["msg"] == msg {
+			return true
+		}
+	}
+	return false
 }

@@ -7,6 +7,8 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/loomhq/loom/server/internal/migration"
 )
@@ -84,7 +86,7 @@ func (i errorInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		res, err := next(ctx, req)
 		if err != nil {
-			return nil, i.convert(ctx, req.Spec().Procedure, err)
+			return nil, i.convert(ctx, req.Spec().Procedure, req.Any(), err)
 		}
 		return res, nil
 	}
@@ -97,18 +99,54 @@ func (i errorInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) 
 func (i errorInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		if err := next(ctx, conn); err != nil {
-			return i.convert(ctx, conn.Spec().Procedure, err)
+			return i.convert(ctx, conn.Spec().Procedure, nil, err)
 		}
 		return nil
 	}
 }
 
-func (i errorInterceptor) convert(ctx context.Context, procedure string, err error) error {
+func (i errorInterceptor) convert(ctx context.Context, procedure string, req any, err error) error {
 	cerr, unexpected := toConnectError(err)
+	attrs := append([]any{"procedure", procedure}, runAttrs(req)...)
 	if unexpected {
-		i.log.ErrorContext(ctx, "rpc failed", "procedure", procedure, "error", err)
+		i.log.ErrorContext(ctx, "rpc failed", append(attrs, "error", err)...)
 	} else {
-		i.log.DebugContext(ctx, "rpc refused", "procedure", procedure, "code", cerr.Code().String(), "error", cerr.Message())
+		i.log.DebugContext(ctx, "rpc refused", append(attrs, "code", cerr.Code().String(), "error", cerr.Message())...)
 	}
 	return cerr
+}
+
+// runFields are the request fields that say which Run a call is about, and
+// the log keys they go by.
+var runFields = []struct{ field, key string }{
+	{"migration_id", "migration_id"}, {"candidate_id", "candidate_id"}, {"run_id", "run_id"},
+	{"execution", "execution"}, {"step_name", "step"}, {"attempt", "attempt"},
+}
+
+// runAttrs returns the log attributes of the Run req is about: those of
+// runFields it has and sets. A run id alone also names its Migration and
+// Candidate.
+func runAttrs(req any) []any {
+	msg, ok := req.(proto.Message)
+	if !ok {
+		return nil
+	}
+	r := msg.ProtoReflect()
+	fields := r.Descriptor().Fields()
+	var attrs []any
+	have := map[string]bool{}
+	for _, f := range runFields {
+		fd := fields.ByName(protoreflect.Name(f.field))
+		if fd == nil || fd.IsList() || fd.IsMap() || !r.Has(fd) {
+			continue
+		}
+		attrs = append(attrs, f.key, r.Get(fd).Interface())
+		have[f.key] = true
+	}
+	if fd := fields.ByName("run_id"); fd != nil && r.Has(fd) && !have["migration_id"] {
+		if m, c, ok := migration.ParseRunID(r.Get(fd).String()); ok {
+			attrs = append(attrs, "migration_id", m, "candidate_id", c)
+		}
+	}
+	return attrs
 }

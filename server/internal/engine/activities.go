@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/loomhq/loom/server/auth"
@@ -57,12 +58,15 @@ func (a *Activities) DispatchStep(ctx context.Context, d migration.Dispatch) err
 		d.CallbackToken = a.Callbacks.Sign(auth.Binding{RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt})
 	}
 	err = a.Migrators.ExecuteStep(ctx, m.MigratorURL, d)
+	logger := log.With(activity.GetLogger(ctx), "execution", d.Execution, "step", d.Step.Name, "attempt", d.Attempt)
 	if errors.Is(err, migration.ErrFailedPrecondition) || errors.Is(err, migration.ErrInvalidArgument) {
+		logger.Warn("the Migrator refused the step", "migrator_url", m.MigratorURL, "error", err)
 		return temporal.NewNonRetryableApplicationError(err.Error(), errTypeMigratorRefused, nil)
 	}
 	if err != nil && ctx.Err() == nil {
 		// Record each failed try: Temporal retries it within the window.
 		info := activity.GetInfo(ctx)
+		logger.Warn("dispatch failed; retrying", "migrator_url", m.MigratorURL, "try", info.Attempt, "error", err)
 		ev := migration.Event{Time: time.Now().UTC(), Kind: migration.EventDispatchFailed, MigrationID: d.MigrationID,
 			CandidateID: d.Candidate.ID, RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt,
 			Actor: migration.ActorLoom, Details: map[string]string{"reason": err.Error(), "try": strconv.Itoa(int(info.Attempt))}}

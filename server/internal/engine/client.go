@@ -11,6 +11,8 @@ import (
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
+
+	"github.com/loomhq/loom/server/internal/migration"
 )
 
 // DialOptions say how to reach Temporal.
@@ -35,13 +37,10 @@ type Client struct {
 
 // Dial connects to Temporal and checks that it answers.
 func Dial(ctx context.Context, o DialOptions) (*Client, error) {
-	// The SDK logs every poll and start at info: keep warnings and errors.
-	logger := o.Logger.With("component", "temporal")
-	quiet := slog.New(levelFloor{Handler: logger.Handler(), min: slog.LevelWarn})
 	opts := client.Options{
 		HostPort:  o.HostPort,
 		Namespace: o.Namespace,
-		Logger:    sdklog.NewStructuredLogger(quiet),
+		Logger:    sdklog.NewStructuredLogger(slog.New(runAttrs{Handler: o.Logger.Handler()})),
 	}
 	if o.Tracer != nil {
 		tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{Tracer: o.Tracer})
@@ -96,20 +95,59 @@ func (w *Worker) Start() error {
 // Stop stops polling and waits for the tasks in hand.
 func (w *Worker) Stop() { w.w.Stop() }
 
-// levelFloor drops records below min.
-type levelFloor struct {
+// runAttrs names the Run of every line the Temporal SDK logs about a
+// workflow or an activity: from the WorkflowID it attaches (the run id), it
+// adds migration_id, candidate_id and run_id, the keys of the rest of
+// Loom's logs.
+type runAttrs struct {
 	slog.Handler
-	min slog.Level
+	// named is set once the attributes are added, by WithAttrs.
+	named bool
 }
 
-func (h levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
+func (h runAttrs) WithAttrs(as []slog.Attr) slog.Handler {
+	named := h.named
+	if !named {
+		for _, a := range as {
+			if extra := nameRun(a); extra != nil {
+				as, named = append(as, extra...), true
+				break
+			}
+		}
+	}
+	return runAttrs{Handler: h.Handler.WithAttrs(as), named: named}
 }
 
-func (h levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
-	return levelFloor{Handler: h.Handler.WithAttrs(as), min: h.min}
+func (h runAttrs) WithGroup(name string) slog.Handler {
+	return runAttrs{Handler: h.Handler.WithGroup(name), named: h.named}
 }
 
-func (h levelFloor) WithGroup(name string) slog.Handler {
-	return levelFloor{Handler: h.Handler.WithGroup(name), min: h.min}
+// Handle names the Run of a line that passes its WorkflowID with the message
+// rather than through With.
+func (h runAttrs) Handle(ctx context.Context, r slog.Record) error {
+	if !h.named {
+		var extra []slog.Attr
+		r.Attrs(func(a slog.Attr) bool {
+			extra = nameRun(a)
+			return extra == nil
+		})
+		if extra != nil {
+			r = r.Clone()
+			r.AddAttrs(extra...)
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// nameRun returns the attributes naming the Run of a WorkflowID attribute.
+func nameRun(a slog.Attr) []slog.Attr {
+	if a.Key != "WorkflowID" {
+		return nil
+	}
+	id := a.Value.String()
+	m, c, ok := migration.ParseRunID(id)
+	if !ok {
+		return nil
+	}
+	return []slog.Attr{slog.String("migration_id", m), slog.String("candidate_id", c), slog.String("run_id", id)}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -95,21 +96,39 @@ func (e *Engine) StartRun(ctx context.Context, m migration.Manifest) error {
 
 // Act sends a step action to the running execution of runID and waits for
 // its answer: refused by the workflow's validator, or applied.
+//
+// An update can be aborted before the workflow saw it when the workflow task
+// carrying it fails for reasons of the worker, not of the action: typically
+// right after a server restart, when the task went to the sticky queue of a
+// worker that is gone. Temporal answers WorkflowNotReady then, and the action
+// is sent again under the same update id, so it is applied at most once.
 func (e *Engine) Act(ctx context.Context, runID string, a migration.StepAction) (migration.Run, bool, error) {
-	h, err := e.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	opts := client.UpdateWorkflowOptions{
+		UpdateID:     uuid.NewString(),
 		WorkflowID:   runID,
 		UpdateName:   UpdateStepAction,
 		Args:         []any{a},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		return migration.Run{}, false, decodeError(err)
 	}
 	var res ActionResult
-	if err := h.Get(ctx, &res); err != nil {
-		return migration.Run{}, false, decodeError(err)
+	for wait := 50 * time.Millisecond; ; wait *= 2 {
+		h, err := e.client.UpdateWorkflow(ctx, opts)
+		if err == nil {
+			err = h.Get(ctx, &res)
+		}
+		var notReady *serviceerror.WorkflowNotReady
+		if !errors.As(err, &notReady) || wait > 2*time.Second {
+			if err != nil {
+				return migration.Run{}, false, decodeError(err)
+			}
+			return res.Run, res.Changed, nil
+		}
+		select {
+		case <-ctx.Done():
+			return migration.Run{}, false, decodeError(err)
+		case <-time.After(wait):
+		}
 	}
-	return res.Run, res.Changed, nil
 }
 
 // CancelRun cancels the running execution of runID and waits until its
@@ -162,7 +181,8 @@ func engineError(err error) error {
 	}
 	var unavailable *serviceerror.Unavailable
 	var deadline *serviceerror.DeadlineExceeded
-	if errors.As(err, &unavailable) || errors.As(err, &deadline) || errors.Is(err, context.DeadlineExceeded) {
+	var notReady *serviceerror.WorkflowNotReady
+	if errors.As(err, &unavailable) || errors.As(err, &deadline) || errors.As(err, &notReady) || errors.Is(err, context.DeadlineExceeded) {
 		return migration.Unavailable(migration.ReasonExecutionEngineFailure, "the execution engine is unavailable: %v", err)
 	}
 	return err

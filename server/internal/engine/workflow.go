@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -95,6 +96,14 @@ type runFlow struct {
 	serialSaves  bool
 }
 
+// logger is the Run's logger: Temporal's workflow logger (silent while a
+// history replays), whose lines the server's handler completes with
+// migration_id, candidate_id and run_id (see runAttrs); callers add the step
+// and attempt.
+func (f *runFlow) logger(ctx workflow.Context) log.Logger {
+	return log.With(workflow.GetLogger(ctx), "execution", f.in.Manifest.Execution)
+}
+
 // record notes events for the next save.
 func (f *runFlow) record(_ time.Time, events ...migration.Event) {
 	f.events = append(f.events, events...)
@@ -139,6 +148,9 @@ func (f *runFlow) act(ctx workflow.Context, a migration.StepAction) (ActionResul
 		f.dispatchDue = true
 	}
 	if changed {
+		cur := f.run.Current()
+		f.logger(ctx).Info("step changed", "step", a.Step, "attempt", a.Attempt, "action", string(a.Kind),
+			"status", string(cur.Status), "actor", a.Actor)
 		f.record(now, f.run.ActionEvents(a, now)...)
 		// An action is what makes a step succeed: measure it then, once.
 		f.observations = append(f.observations, f.run.Observations(now)...)
@@ -153,6 +165,7 @@ func (f *runFlow) execute(ctx workflow.Context) error {
 	if err := f.begin(ctx); err != nil {
 		return f.stop(ctx, err)
 	}
+	f.logger(ctx).Info("run started", "steps", len(f.run.Steps))
 	for i := range f.run.Steps {
 		now := workflow.Now(ctx)
 		f.run.BeginStep(i, 1, now)
@@ -170,6 +183,7 @@ func (f *runFlow) execute(ctx workflow.Context) error {
 	if err := f.save(ctx); err != nil {
 		return err
 	}
+	f.logger(ctx).Info("run completed")
 	// Let update handlers still saving finish, so their callers get answers.
 	return workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
@@ -237,6 +251,7 @@ func (f *runFlow) awaitOutcome(ctx workflow.Context, i int) error {
 		}
 		now := workflow.Now(ctx)
 		reason := fmt.Sprintf("no report: the Migrator said nothing for %s while the step was in progress", timeout)
+		f.logger(ctx).Warn("step failed", "step", c.StepName, "attempt", attempt, "reason", reason)
 		f.run.FailStep(reason, now)
 		f.record(now, f.run.FailedEvent(now, reason))
 		return f.save(ctx)
@@ -274,6 +289,7 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 		Attempt:     attempt,
 		Candidate:   m.Candidate,
 	}
+	f.logger(ctx).Info("dispatching step", "step", d.Step.Name, "attempt", attempt)
 	workflow.Go(dctx, func(gctx workflow.Context) {
 		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
 			StartToCloseTimeout:    30 * time.Second,
@@ -295,6 +311,7 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 		}
 		now := workflow.Now(gctx)
 		reason := "dispatch failed: " + dispatchFailure(err)
+		f.logger(gctx).Warn("step failed", "step", d.Step.Name, "attempt", attempt, "reason", reason)
 		f.run.FailStep(reason, now)
 		f.record(now, f.run.FailedEvent(now, reason))
 		if err := f.save(gctx); err != nil && gctx.Err() == nil {
@@ -390,6 +407,7 @@ func (f *runFlow) stop(ctx workflow.Context, err error) error {
 	if serr := f.save(dctx); serr != nil {
 		return serr
 	}
+	f.logger(dctx).Info("run cancelled", "reason", req.Reason, "actor", actor)
 	_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) })
 	return err
 }
