@@ -11,12 +11,13 @@
 //
 // loom:migrations lists every Migration id. It cannot share a slot with
 // every Migration, so it is not written by the Migrations' scripts but by a
-// separate command right after them: PutMigration ZADDs (on every call, not
-// only on create, so that an index entry lost to a failure between the two
-// commands is repaired by the Migrator's next announce), DeleteMigration
-// ZREMs after its script and then re-adds the id if a concurrent
-// PutMigration created the Migration again in between (PutMigration's ZADD
-// always follows its script, so either that ZADD or this re-add comes last).
+// separate command right after them: after its script, PutMigration and
+// DeleteMigration both reindex the id, making its entry agree with whether
+// the Migration exists, and check again (see reindex): a Put and a Delete of
+// one id interleaving between their scripts and their index writes can then
+// not leave a live Migration unlisted nor a deleted one listed. Put does it
+// on every call, not only on create, so that an entry lost to a failure
+// between the two commands is repaired by the Migrator's next announce.
 // An index entry may thus briefly (or, after a crash between the two
 // commands, until the next Put or Delete of that id) name a Migration whose
 // hash is gone: ListMigrations skips such entries.
@@ -87,7 +88,7 @@ func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now tim
 	}
 	// Always (not only on create): repairs an entry lost between the script
 	// and this command by an earlier failure. See the package doc.
-	if err := s.rdb.ZAdd(ctx, migrationsKey(), redis.Z{Member: m.ID}).Err(); err != nil {
+	if err := s.reindex(ctx, m.ID); err != nil {
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: index: %w", m.ID, err)
 	}
 	stored, err = decodeMigration(m.ID, h)
@@ -196,7 +197,7 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 	case replyMigrationNotFound:
 		// Drop a stale index entry if one was left by a crash; best effort,
 		// the answer is "not found" either way.
-		_ = s.unindex(ctx, id)
+		_ = s.reindex(ctx, id)
 		return 0, migration.MigrationNotFound(id)
 	case replyHasRunning:
 		n, _ := replyIntAt(res, 1)
@@ -214,27 +215,41 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 	if s.afterDeleteScript != nil {
 		s.afterDeleteScript(id)
 	}
-	if err := s.unindex(ctx, id); err != nil {
+	if err := s.reindex(ctx, id); err != nil {
 		return 0, fmt.Errorf("delete migration %s: index: %w", id, err)
 	}
 	return n, nil
 }
 
-// unindex removes id from the global index, then puts it back if the
-// Migration exists again (a PutMigration ran between the delete script and
-// the ZREM). See the package doc.
-func (s *Store) unindex(ctx context.Context, id string) error {
-	if err := s.rdb.ZRem(ctx, migrationsKey(), id).Err(); err != nil {
-		return err
+// reindex makes the global index entry of id agree with whether the
+// Migration exists, after a script that created or deleted it. Puts and
+// deletes of one id may interleave between their scripts and these commands
+// (see the package doc), so it writes what it read, then reads again and
+// repeats while the Migration changed meanwhile: whichever reindex writes
+// last has read the final state, so the index converges once the writers are
+// quiet.
+func (s *Store) reindex(ctx context.Context, id string) error {
+	for {
+		before, err := s.rdb.Exists(ctx, migrationKey(id)).Result()
+		if err != nil {
+			return err
+		}
+		if before > 0 {
+			err = s.rdb.ZAdd(ctx, migrationsKey(), redis.Z{Member: id}).Err()
+		} else {
+			err = s.rdb.ZRem(ctx, migrationsKey(), id).Err()
+		}
+		if err != nil {
+			return err
+		}
+		after, err := s.rdb.Exists(ctx, migrationKey(id)).Result()
+		if err != nil {
+			return err
+		}
+		if after == before {
+			return nil
+		}
 	}
-	n, err := s.rdb.Exists(ctx, migrationKey(id)).Result()
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		return s.rdb.ZAdd(ctx, migrationsKey(), redis.Z{Member: id}).Err()
-	}
-	return nil
 }
 
 // SubmitCandidates merges a submission into its Migration in one atomic
