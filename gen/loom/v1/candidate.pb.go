@@ -126,9 +126,15 @@ type Candidate struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When the Candidate last changed (discovery data, status or inputs).
 	// Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// When anything about the Candidate last happened: the time of its latest
+	// lifecycle event or change (discovery, status, inputs, and every change
+	// of its Run, such as a step moving on). Later than or equal to
+	// update_time. ListCandidates can order by it (CANDIDATE_ORDER_LAST_CHANGE).
+	// Output only: ignored on SubmitCandidates.
+	LastChangeTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_change_time,json=lastChangeTime,proto3" json:"last_change_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Candidate) Reset() {
@@ -234,6 +240,13 @@ func (x *Candidate) GetCreateTime() *timestamppb.Timestamp {
 func (x *Candidate) GetUpdateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Candidate) GetLastChangeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastChangeTime
 	}
 	return nil
 }
@@ -353,7 +366,7 @@ var File_loom_v1_candidate_proto protoreflect.FileDescriptor
 
 const file_loom_v1_candidate_proto_rawDesc = "" +
 	"\n" +
-	"\x17loom/v1/candidate.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loom/v1/migration.proto\"\xfe\x06\n" +
+	"\x17loom/v1/candidate.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loom/v1/migration.proto\"\xc4\a\n" +
 	"\tCandidate\x12:\n" +
 	"\x02id\x18\x01 \x01(\tB*\xbaH'r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x02id\x12<\n" +
 	"\x04kind\x18\x02 \x01(\tB(\xbaH%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04kind\x12V\n" +
@@ -368,7 +381,8 @@ const file_loom_v1_candidate_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x1a;\n" +
+	"updateTime\x12D\n" +
+	"\x10last_change_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0elastChangeTime\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -422,12 +436,13 @@ var file_loom_v1_candidate_proto_depIdxs = []int32{
 	5, // 4: loom.v1.Candidate.inputs:type_name -> loom.v1.Candidate.InputsEntry
 	7, // 5: loom.v1.Candidate.create_time:type_name -> google.protobuf.Timestamp
 	7, // 6: loom.v1.Candidate.update_time:type_name -> google.protobuf.Timestamp
-	3, // 7: loom.v1.FileGroup.files:type_name -> loom.v1.FileRef
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	7, // 7: loom.v1.Candidate.last_change_time:type_name -> google.protobuf.Timestamp
+	3, // 8: loom.v1.FileGroup.files:type_name -> loom.v1.FileRef
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_candidate_proto_init() }

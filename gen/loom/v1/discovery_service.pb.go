@@ -22,6 +22,71 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// The orders ListCandidates can list Candidates in.
+type CandidateOrder int32
+
+const (
+	// Not set: by id.
+	CandidateOrder_CANDIDATE_ORDER_UNSPECIFIED CandidateOrder = 0
+	// By id, in byte order (`A` < `Z` < `a`).
+	CandidateOrder_CANDIDATE_ORDER_ID CandidateOrder = 1
+	// By status in lifecycle order: not_started, running, completed.
+	CandidateOrder_CANDIDATE_ORDER_STATUS CandidateOrder = 2
+	// By how far the Candidate's Run has gone: first the Candidates with no
+	// current step (never started, cancelled, or not yet dispatched), then
+	// those whose current step is the first, the second, ... (the position in
+	// the steps the Run walks: the Migration's, or the Candidate's own), then
+	// those whose Run completed.
+	CandidateOrder_CANDIDATE_ORDER_CURRENT_STEP CandidateOrder = 3
+	// By last_change_time, oldest first.
+	CandidateOrder_CANDIDATE_ORDER_LAST_CHANGE CandidateOrder = 4
+)
+
+// Enum value maps for CandidateOrder.
+var (
+	CandidateOrder_name = map[int32]string{
+		0: "CANDIDATE_ORDER_UNSPECIFIED",
+		1: "CANDIDATE_ORDER_ID",
+		2: "CANDIDATE_ORDER_STATUS",
+		3: "CANDIDATE_ORDER_CURRENT_STEP",
+		4: "CANDIDATE_ORDER_LAST_CHANGE",
+	}
+	CandidateOrder_value = map[string]int32{
+		"CANDIDATE_ORDER_UNSPECIFIED":  0,
+		"CANDIDATE_ORDER_ID":           1,
+		"CANDIDATE_ORDER_STATUS":       2,
+		"CANDIDATE_ORDER_CURRENT_STEP": 3,
+		"CANDIDATE_ORDER_LAST_CHANGE":  4,
+	}
+)
+
+func (x CandidateOrder) Enum() *CandidateOrder {
+	p := new(CandidateOrder)
+	*p = x
+	return p
+}
+
+func (x CandidateOrder) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CandidateOrder) Descriptor() protoreflect.EnumDescriptor {
+	return file_loom_v1_discovery_service_proto_enumTypes[0].Descriptor()
+}
+
+func (CandidateOrder) Type() protoreflect.EnumType {
+	return &file_loom_v1_discovery_service_proto_enumTypes[0]
+}
+
+func (x CandidateOrder) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CandidateOrder.Descriptor instead.
+func (CandidateOrder) EnumDescriptor() ([]byte, []int) {
+	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{0}
+}
+
 // Request of DiscoveryService.SubmitCandidates.
 type SubmitCandidatesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -242,9 +307,29 @@ type ListCandidatesRequest struct {
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Most Candidates to return; 0 means 100. At most 1,000.
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// next_page_token of the previous page, sent with the same filters; empty
-	// for the first page.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// next_page_token of the previous page, sent with the same filters, order
+	// and direction (else INVALID_ARGUMENT); empty for the first page.
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only Candidates whose Run is running with its current step of this name
+	// (a StepDefinition.name, same rule); empty means any. A Candidate whose
+	// Run completed, was cancelled or never started has no current step.
+	CurrentStep string `protobuf:"bytes,6,opt,name=current_step,json=currentStep,proto3" json:"current_step,omitempty"`
+	// Only Candidates whose Run is running with its current step in this
+	// status; unspecified means any.
+	CurrentStepStatus StepStatus `protobuf:"varint,7,opt,name=current_step_status,json=currentStepStatus,proto3,enum=loom.v1.StepStatus" json:"current_step_status,omitempty"`
+	// Only Candidates whose id starts with this text (case-sensitive), e.g.
+	// `acme/` or `checkout`; empty means any. Same characters as a Candidate
+	// id.
+	IdPrefix string `protobuf:"bytes,8,opt,name=id_prefix,json=idPrefix,proto3" json:"id_prefix,omitempty"`
+	// Only Candidates whose metadata has every one of these pairs, exactly
+	// (key and value, case-sensitive), e.g. `{"team": "payments"}`. At most 4
+	// pairs; empty means any.
+	Metadata map[string]string `protobuf:"bytes,9,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The order of the listing; unspecified means by id. Candidates that tie
+	// (same status, same step, same time) are in id order.
+	OrderBy CandidateOrder `protobuf:"varint,10,opt,name=order_by,json=orderBy,proto3,enum=loom.v1.CandidateOrder" json:"order_by,omitempty"`
+	// Reverse the order (ties too: by id descending).
+	Descending    bool `protobuf:"varint,11,opt,name=descending,proto3" json:"descending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,15 +399,61 @@ func (x *ListCandidatesRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListCandidatesRequest) GetCurrentStep() string {
+	if x != nil {
+		return x.CurrentStep
+	}
+	return ""
+}
+
+func (x *ListCandidatesRequest) GetCurrentStepStatus() StepStatus {
+	if x != nil {
+		return x.CurrentStepStatus
+	}
+	return StepStatus_STEP_STATUS_UNSPECIFIED
+}
+
+func (x *ListCandidatesRequest) GetIdPrefix() string {
+	if x != nil {
+		return x.IdPrefix
+	}
+	return ""
+}
+
+func (x *ListCandidatesRequest) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *ListCandidatesRequest) GetOrderBy() CandidateOrder {
+	if x != nil {
+		return x.OrderBy
+	}
+	return CandidateOrder_CANDIDATE_ORDER_UNSPECIFIED
+}
+
+func (x *ListCandidatesRequest) GetDescending() bool {
+	if x != nil {
+		return x.Descending
+	}
+	return false
+}
+
 // Response of DiscoveryService.ListCandidates.
 type ListCandidatesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One page of Candidates, in id order.
+	// One page of Candidates, in the order asked for.
 	Candidates []*Candidate `protobuf:"bytes,1,rep,name=candidates,proto3" json:"candidates,omitempty"`
 	// Token for the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// How many Candidates match the filters, across all pages.
-	TotalSize     int64 `protobuf:"varint,3,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
+	TotalSize int64 `protobuf:"varint,3,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
+	// The progress of the Run of each Candidate of this page, keyed by
+	// Candidate id: one entry per Candidate of `candidates`, read together
+	// with it.
+	Progress      map[string]*CandidateProgress `protobuf:"bytes,4,rep,name=progress,proto3" json:"progress,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +509,80 @@ func (x *ListCandidatesResponse) GetTotalSize() int64 {
 	return 0
 }
 
+func (x *ListCandidatesResponse) GetProgress() map[string]*CandidateProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+// Where the Run of a Candidate stands, as one row of a Candidate table shows
+// it. Output only.
+type CandidateProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Status of the Candidate's latest Run; unspecified when it was never
+	// started.
+	RunStatus RunStatus `protobuf:"varint,1,opt,name=run_status,json=runStatus,proto3,enum=loom.v1.RunStatus" json:"run_status,omitempty"`
+	// Name of the step the Run is on; empty unless the Run is running and has
+	// dispatched its first step.
+	CurrentStep string `protobuf:"bytes,2,opt,name=current_step,json=currentStep,proto3" json:"current_step,omitempty"`
+	// Status of the current step; unspecified when there is no current step.
+	CurrentStepStatus StepStatus `protobuf:"varint,3,opt,name=current_step_status,json=currentStepStatus,proto3,enum=loom.v1.StepStatus" json:"current_step_status,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CandidateProgress) Reset() {
+	*x = CandidateProgress{}
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CandidateProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CandidateProgress) ProtoMessage() {}
+
+func (x *CandidateProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CandidateProgress.ProtoReflect.Descriptor instead.
+func (*CandidateProgress) Descriptor() ([]byte, []int) {
+	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CandidateProgress) GetRunStatus() RunStatus {
+	if x != nil {
+		return x.RunStatus
+	}
+	return RunStatus_RUN_STATUS_UNSPECIFIED
+}
+
+func (x *CandidateProgress) GetCurrentStep() string {
+	if x != nil {
+		return x.CurrentStep
+	}
+	return ""
+}
+
+func (x *CandidateProgress) GetCurrentStepStatus() StepStatus {
+	if x != nil {
+		return x.CurrentStepStatus
+	}
+	return StepStatus_STEP_STATUS_UNSPECIFIED
+}
+
 // Request of DiscoveryService.GetCandidate.
 type GetCandidateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -391,7 +596,7 @@ type GetCandidateRequest struct {
 
 func (x *GetCandidateRequest) Reset() {
 	*x = GetCandidateRequest{}
-	mi := &file_loom_v1_discovery_service_proto_msgTypes[4]
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +608,7 @@ func (x *GetCandidateRequest) String() string {
 func (*GetCandidateRequest) ProtoMessage() {}
 
 func (x *GetCandidateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_discovery_service_proto_msgTypes[4]
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +621,7 @@ func (x *GetCandidateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCandidateRequest.ProtoReflect.Descriptor instead.
 func (*GetCandidateRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{4}
+	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetCandidateRequest) GetMigrationId() string {
@@ -444,7 +649,7 @@ type GetCandidateResponse struct {
 
 func (x *GetCandidateResponse) Reset() {
 	*x = GetCandidateResponse{}
-	mi := &file_loom_v1_discovery_service_proto_msgTypes[5]
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +661,7 @@ func (x *GetCandidateResponse) String() string {
 func (*GetCandidateResponse) ProtoMessage() {}
 
 func (x *GetCandidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_discovery_service_proto_msgTypes[5]
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +674,7 @@ func (x *GetCandidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCandidateResponse.ProtoReflect.Descriptor instead.
 func (*GetCandidateResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{5}
+	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetCandidateResponse) GetCandidate() *Candidate {
@@ -497,7 +702,7 @@ type UpdateCandidateInputsRequest struct {
 
 func (x *UpdateCandidateInputsRequest) Reset() {
 	*x = UpdateCandidateInputsRequest{}
-	mi := &file_loom_v1_discovery_service_proto_msgTypes[6]
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +714,7 @@ func (x *UpdateCandidateInputsRequest) String() string {
 func (*UpdateCandidateInputsRequest) ProtoMessage() {}
 
 func (x *UpdateCandidateInputsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_discovery_service_proto_msgTypes[6]
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +727,7 @@ func (x *UpdateCandidateInputsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateCandidateInputsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateCandidateInputsRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{6}
+	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateCandidateInputsRequest) GetMigrationId() string {
@@ -564,7 +769,7 @@ type UpdateCandidateInputsResponse struct {
 
 func (x *UpdateCandidateInputsResponse) Reset() {
 	*x = UpdateCandidateInputsResponse{}
-	mi := &file_loom_v1_discovery_service_proto_msgTypes[7]
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +781,7 @@ func (x *UpdateCandidateInputsResponse) String() string {
 func (*UpdateCandidateInputsResponse) ProtoMessage() {}
 
 func (x *UpdateCandidateInputsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_discovery_service_proto_msgTypes[7]
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +794,7 @@ func (x *UpdateCandidateInputsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateCandidateInputsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateCandidateInputsResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{7}
+	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateCandidateInputsResponse) GetCandidate() *Candidate {
@@ -603,7 +808,7 @@ var File_loom_v1_discovery_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1floom/v1/discovery_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17loom/v1/candidate.proto\"\xce\x02\n" +
+	"\x1floom/v1/discovery_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17loom/v1/candidate.proto\x1a\x11loom/v1/run.proto\"\xce\x02\n" +
 	"\x17SubmitCandidatesRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12\xa6\x01\n" +
 	"\n" +
@@ -625,7 +830,7 @@ const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"\x0funchanged_count\x18\b \x01(\x05R\x0eunchangedCount\x12(\n" +
 	"\x10left_alone_count\x18\t \x01(\x05R\x0eleftAloneCount\x12;\n" +
 	"\x1ano_longer_discovered_count\x18\n" +
-	" \x01(\x05R\x17noLongerDiscoveredCount\"\xb6\x02\n" +
+	" \x01(\x05R\x17noLongerDiscoveredCount\"\xa3\x06\n" +
 	"\x15ListCandidatesRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12:\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x18.loom.v1.CandidateStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12?\n" +
@@ -633,14 +838,35 @@ const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"\tpage_size\x18\x04 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x93\x01\n" +
+	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12Q\n" +
+	"\fcurrent_step\x18\x06 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vcurrentStep\x12M\n" +
+	"\x13current_step_status\x18\a \x01(\x0e2\x13.loom.v1.StepStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x11currentStepStatus\x12J\n" +
+	"\tid_prefix\x18\b \x01(\tB-\xbaH*\xd8\x01\x01r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\bidPrefix\x12b\n" +
+	"\bmetadata\x18\t \x03(\v2,.loom.v1.ListCandidatesRequest.MetadataEntryB\x18\xbaH\x15\x9a\x01\x12\x10\x04\"\ar\x05\x10\x01\x18\x80\x01*\x05r\x03\x18\x80 R\bmetadata\x12<\n" +
+	"\border_by\x18\n" +
+	" \x01(\x0e2\x17.loom.v1.CandidateOrderB\b\xbaH\x05\x82\x01\x02\x10\x01R\aorderBy\x12\x1e\n" +
+	"\n" +
+	"descending\x18\v \x01(\bR\n" +
+	"descending\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x02\n" +
 	"\x16ListCandidatesResponse\x122\n" +
 	"\n" +
 	"candidates\x18\x01 \x03(\v2\x12.loom.v1.CandidateR\n" +
 	"candidates\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x03 \x01(\x03R\ttotalSize\"\xb4\x01\n" +
+	"total_size\x18\x03 \x01(\x03R\ttotalSize\x12I\n" +
+	"\bprogress\x18\x04 \x03(\v2-.loom.v1.ListCandidatesResponse.ProgressEntryR\bprogress\x1aW\n" +
+	"\rProgressEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.loom.v1.CandidateProgressR\x05value:\x028\x01\"\xae\x01\n" +
+	"\x11CandidateProgress\x121\n" +
+	"\n" +
+	"run_status\x18\x01 \x01(\x0e2\x12.loom.v1.RunStatusR\trunStatus\x12!\n" +
+	"\fcurrent_step\x18\x02 \x01(\tR\vcurrentStep\x12C\n" +
+	"\x13current_step_status\x18\x03 \x01(\x0e2\x13.loom.v1.StepStatusR\x11currentStepStatus\"\xb4\x01\n" +
 	"\x13GetCandidateRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12M\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB*\xbaH'r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\"H\n" +
@@ -656,7 +882,13 @@ const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:|\xbaHy\x1aw\n" +
 	"!update_candidate_inputs.not_empty\x12\x1bset inputs or remove_inputs\x1a5size(this.inputs) > 0 || size(this.remove_inputs) > 0\"Q\n" +
 	"\x1dUpdateCandidateInputsResponse\x120\n" +
-	"\tcandidate\x18\x01 \x01(\v2\x12.loom.v1.CandidateR\tcandidate2\x87\x03\n" +
+	"\tcandidate\x18\x01 \x01(\v2\x12.loom.v1.CandidateR\tcandidate*\xa8\x01\n" +
+	"\x0eCandidateOrder\x12\x1f\n" +
+	"\x1bCANDIDATE_ORDER_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12CANDIDATE_ORDER_ID\x10\x01\x12\x1a\n" +
+	"\x16CANDIDATE_ORDER_STATUS\x10\x02\x12 \n" +
+	"\x1cCANDIDATE_ORDER_CURRENT_STEP\x10\x03\x12\x1f\n" +
+	"\x1bCANDIDATE_ORDER_LAST_CHANGE\x10\x042\x87\x03\n" +
 	"\x10DiscoveryService\x12\\\n" +
 	"\x10SubmitCandidates\x12 .loom.v1.SubmitCandidatesRequest\x1a!.loom.v1.SubmitCandidatesResponse\"\x03\x90\x02\x02\x12V\n" +
 	"\x0eListCandidates\x12\x1e.loom.v1.ListCandidatesRequest\x1a\x1f.loom.v1.ListCandidatesResponse\"\x03\x90\x02\x01\x12P\n" +
@@ -675,40 +907,54 @@ func file_loom_v1_discovery_service_proto_rawDescGZIP() []byte {
 	return file_loom_v1_discovery_service_proto_rawDescData
 }
 
-var file_loom_v1_discovery_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_loom_v1_discovery_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_loom_v1_discovery_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_loom_v1_discovery_service_proto_goTypes = []any{
-	(*SubmitCandidatesRequest)(nil),       // 0: loom.v1.SubmitCandidatesRequest
-	(*SubmitCandidatesResponse)(nil),      // 1: loom.v1.SubmitCandidatesResponse
-	(*ListCandidatesRequest)(nil),         // 2: loom.v1.ListCandidatesRequest
-	(*ListCandidatesResponse)(nil),        // 3: loom.v1.ListCandidatesResponse
-	(*GetCandidateRequest)(nil),           // 4: loom.v1.GetCandidateRequest
-	(*GetCandidateResponse)(nil),          // 5: loom.v1.GetCandidateResponse
-	(*UpdateCandidateInputsRequest)(nil),  // 6: loom.v1.UpdateCandidateInputsRequest
-	(*UpdateCandidateInputsResponse)(nil), // 7: loom.v1.UpdateCandidateInputsResponse
-	nil,                                   // 8: loom.v1.UpdateCandidateInputsRequest.InputsEntry
-	(*Candidate)(nil),                     // 9: loom.v1.Candidate
-	(CandidateStatus)(0),                  // 10: loom.v1.CandidateStatus
+	(CandidateOrder)(0),                   // 0: loom.v1.CandidateOrder
+	(*SubmitCandidatesRequest)(nil),       // 1: loom.v1.SubmitCandidatesRequest
+	(*SubmitCandidatesResponse)(nil),      // 2: loom.v1.SubmitCandidatesResponse
+	(*ListCandidatesRequest)(nil),         // 3: loom.v1.ListCandidatesRequest
+	(*ListCandidatesResponse)(nil),        // 4: loom.v1.ListCandidatesResponse
+	(*CandidateProgress)(nil),             // 5: loom.v1.CandidateProgress
+	(*GetCandidateRequest)(nil),           // 6: loom.v1.GetCandidateRequest
+	(*GetCandidateResponse)(nil),          // 7: loom.v1.GetCandidateResponse
+	(*UpdateCandidateInputsRequest)(nil),  // 8: loom.v1.UpdateCandidateInputsRequest
+	(*UpdateCandidateInputsResponse)(nil), // 9: loom.v1.UpdateCandidateInputsResponse
+	nil,                                   // 10: loom.v1.ListCandidatesRequest.MetadataEntry
+	nil,                                   // 11: loom.v1.ListCandidatesResponse.ProgressEntry
+	nil,                                   // 12: loom.v1.UpdateCandidateInputsRequest.InputsEntry
+	(*Candidate)(nil),                     // 13: loom.v1.Candidate
+	(CandidateStatus)(0),                  // 14: loom.v1.CandidateStatus
+	(StepStatus)(0),                       // 15: loom.v1.StepStatus
+	(RunStatus)(0),                        // 16: loom.v1.RunStatus
 }
 var file_loom_v1_discovery_service_proto_depIdxs = []int32{
-	9,  // 0: loom.v1.SubmitCandidatesRequest.candidates:type_name -> loom.v1.Candidate
-	10, // 1: loom.v1.ListCandidatesRequest.status:type_name -> loom.v1.CandidateStatus
-	9,  // 2: loom.v1.ListCandidatesResponse.candidates:type_name -> loom.v1.Candidate
-	9,  // 3: loom.v1.GetCandidateResponse.candidate:type_name -> loom.v1.Candidate
-	8,  // 4: loom.v1.UpdateCandidateInputsRequest.inputs:type_name -> loom.v1.UpdateCandidateInputsRequest.InputsEntry
-	9,  // 5: loom.v1.UpdateCandidateInputsResponse.candidate:type_name -> loom.v1.Candidate
-	0,  // 6: loom.v1.DiscoveryService.SubmitCandidates:input_type -> loom.v1.SubmitCandidatesRequest
-	2,  // 7: loom.v1.DiscoveryService.ListCandidates:input_type -> loom.v1.ListCandidatesRequest
-	4,  // 8: loom.v1.DiscoveryService.GetCandidate:input_type -> loom.v1.GetCandidateRequest
-	6,  // 9: loom.v1.DiscoveryService.UpdateCandidateInputs:input_type -> loom.v1.UpdateCandidateInputsRequest
-	1,  // 10: loom.v1.DiscoveryService.SubmitCandidates:output_type -> loom.v1.SubmitCandidatesResponse
-	3,  // 11: loom.v1.DiscoveryService.ListCandidates:output_type -> loom.v1.ListCandidatesResponse
-	5,  // 12: loom.v1.DiscoveryService.GetCandidate:output_type -> loom.v1.GetCandidateResponse
-	7,  // 13: loom.v1.DiscoveryService.UpdateCandidateInputs:output_type -> loom.v1.UpdateCandidateInputsResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	13, // 0: loom.v1.SubmitCandidatesRequest.candidates:type_name -> loom.v1.Candidate
+	14, // 1: loom.v1.ListCandidatesRequest.status:type_name -> loom.v1.CandidateStatus
+	15, // 2: loom.v1.ListCandidatesRequest.current_step_status:type_name -> loom.v1.StepStatus
+	10, // 3: loom.v1.ListCandidatesRequest.metadata:type_name -> loom.v1.ListCandidatesRequest.MetadataEntry
+	0,  // 4: loom.v1.ListCandidatesRequest.order_by:type_name -> loom.v1.CandidateOrder
+	13, // 5: loom.v1.ListCandidatesResponse.candidates:type_name -> loom.v1.Candidate
+	11, // 6: loom.v1.ListCandidatesResponse.progress:type_name -> loom.v1.ListCandidatesResponse.ProgressEntry
+	16, // 7: loom.v1.CandidateProgress.run_status:type_name -> loom.v1.RunStatus
+	15, // 8: loom.v1.CandidateProgress.current_step_status:type_name -> loom.v1.StepStatus
+	13, // 9: loom.v1.GetCandidateResponse.candidate:type_name -> loom.v1.Candidate
+	12, // 10: loom.v1.UpdateCandidateInputsRequest.inputs:type_name -> loom.v1.UpdateCandidateInputsRequest.InputsEntry
+	13, // 11: loom.v1.UpdateCandidateInputsResponse.candidate:type_name -> loom.v1.Candidate
+	5,  // 12: loom.v1.ListCandidatesResponse.ProgressEntry.value:type_name -> loom.v1.CandidateProgress
+	1,  // 13: loom.v1.DiscoveryService.SubmitCandidates:input_type -> loom.v1.SubmitCandidatesRequest
+	3,  // 14: loom.v1.DiscoveryService.ListCandidates:input_type -> loom.v1.ListCandidatesRequest
+	6,  // 15: loom.v1.DiscoveryService.GetCandidate:input_type -> loom.v1.GetCandidateRequest
+	8,  // 16: loom.v1.DiscoveryService.UpdateCandidateInputs:input_type -> loom.v1.UpdateCandidateInputsRequest
+	2,  // 17: loom.v1.DiscoveryService.SubmitCandidates:output_type -> loom.v1.SubmitCandidatesResponse
+	4,  // 18: loom.v1.DiscoveryService.ListCandidates:output_type -> loom.v1.ListCandidatesResponse
+	7,  // 19: loom.v1.DiscoveryService.GetCandidate:output_type -> loom.v1.GetCandidateResponse
+	9,  // 20: loom.v1.DiscoveryService.UpdateCandidateInputs:output_type -> loom.v1.UpdateCandidateInputsResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_discovery_service_proto_init() }
@@ -717,18 +963,20 @@ func file_loom_v1_discovery_service_proto_init() {
 		return
 	}
 	file_loom_v1_candidate_proto_init()
+	file_loom_v1_run_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_discovery_service_proto_rawDesc), len(file_loom_v1_discovery_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   9,
+			NumEnums:      1,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_loom_v1_discovery_service_proto_goTypes,
 		DependencyIndexes: file_loom_v1_discovery_service_proto_depIdxs,
+		EnumInfos:         file_loom_v1_discovery_service_proto_enumTypes,
 		MessageInfos:      file_loom_v1_discovery_service_proto_msgTypes,
 	}.Build()
 	File_loom_v1_discovery_service_proto = out.File

@@ -376,13 +376,64 @@ func TestListCandidatesPagesAndFilters(t *testing.T) {
 		t.Fatalf("topics page: %s total %d", ids(topics.Msg.Candidates), topics.Msg.TotalSize)
 	}
 
-	// A token is bound to its filters.
-	_, err = c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{
-		MigrationId: "paged", Kind: "service", PageToken: topics.Msg.NextPageToken,
+	// A token is bound to its filters, its order and its direction.
+	for _, other := range []*loomv1.ListCandidatesRequest{
+		{MigrationId: "paged", Kind: "service"},
+		{MigrationId: "paged", Kind: "topic", Descending: true},
+		{MigrationId: "paged", Kind: "topic", OrderBy: loomv1.CandidateOrder_CANDIDATE_ORDER_LAST_CHANGE},
+		{MigrationId: "paged", Kind: "topic", Metadata: map[string]string{"team": "payments"}},
+		{MigrationId: "paged", Kind: "topic", IdPrefix: "a"},
+	} {
+		other.PageToken = topics.Msg.NextPageToken
+		_, err = c.discovery.ListCandidates(ctx, connect.NewRequest(other))
+		cerr := wantCode(t, err, connect.CodeInvalidArgument)
+		if !strings.Contains(cerr.Message(), "page_token") {
+			t.Fatalf("refusal does not name page_token: %v", cerr)
+		}
+	}
+
+	// Filters and orders combine; every page of a descending listing by
+	// last change carries each row's progress and last change.
+	if _, err := c.discovery.UpdateCandidateInputs(ctx, connect.NewRequest(&loomv1.UpdateCandidateInputsRequest{
+		MigrationId: "paged", CandidateId: "l-svc", Inputs: map[string]string{"tag": "v2"},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	token = ""
+	for {
+		res, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{
+			MigrationId: "paged", Kind: "service", Metadata: map[string]string{"team": "payments"}, IdPrefix: "l",
+			OrderBy: loomv1.CandidateOrder_CANDIDATE_ORDER_LAST_CHANGE, Descending: true, PageSize: 1, PageToken: token,
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Msg.TotalSize != 1 {
+			t.Fatalf("total %d, want 1", res.Msg.TotalSize)
+		}
+		for _, cand := range res.Msg.Candidates {
+			order = append(order, cand.Id)
+			if cand.LastChangeTime == nil || len(res.Msg.Progress) != 1 ||
+				res.Msg.Progress[cand.Id].GetRunStatus() != loomv1.RunStatus_RUN_STATUS_UNSPECIFIED {
+				t.Errorf("row %v progress %v", cand, res.Msg.Progress)
+			}
+		}
+		if token = res.Msg.NextPageToken; token == "" {
+			break
+		}
+	}
+	if strings.Join(order, ",") != "l-svc" {
+		t.Errorf("listed %v", order)
+	}
+	res, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{
+		MigrationId: "paged", OrderBy: loomv1.CandidateOrder_CANDIDATE_ORDER_LAST_CHANGE, Descending: true, PageSize: 2,
 	}))
-	cerr := wantCode(t, err, connect.CodeInvalidArgument)
-	if !strings.Contains(cerr.Message(), "page_token") {
-		t.Fatalf("refusal does not name page_token: %v", cerr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids(res.Msg.Candidates) != "l-svc,y-svc" || res.Msg.TotalSize != 25 {
+		t.Errorf("latest changes: %s (total %d)", ids(res.Msg.Candidates), res.Msg.TotalSize)
 	}
 }
 
@@ -448,6 +499,35 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 					_, err := c.registry.ListMigrations(ctx, connect.NewRequest(&loomv1.ListMigrationsRequest{PageToken: "not-a-token"}))
 					return err
 				}, "page_token"},
+				{"garbage candidate page token", func() error {
+					_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "whatever", PageToken: "not-a-token"}))
+					return err
+				}, "page_token"},
+				{"current step not a step name", func() error {
+					_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "whatever", CurrentStep: "Bump_It"}))
+					return err
+				}, "current_step"},
+				{"undefined current step status", func() error {
+					_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "whatever", CurrentStepStatus: 42}))
+					return err
+				}, "current_step_status"},
+				{"id prefix with a space", func() error {
+					_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "whatever", IdPrefix: "acme pay"}))
+					return err
+				}, "id_prefix"},
+				{"too many metadata filters", func() error {
+					_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "whatever",
+						Metadata: map[string]string{"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}}))
+					return err
+				}, "metadata"},
+				{"empty metadata key", func() error {
+					_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "whatever", Metadata: map[string]string{"": "x"}}))
+					return err
+				}, "metadata"},
+				{"undefined order", func() error {
+					_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "whatever", OrderBy: 9}))
+					return err
+				}, "order_by"},
 				{"empty input update", func() error {
 					_, err := c.discovery.UpdateCandidateInputs(ctx, connect.NewRequest(&loomv1.UpdateCandidateInputsRequest{MigrationId: "whatever", CandidateId: "x"}))
 					return err

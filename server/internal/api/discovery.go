@@ -2,6 +2,9 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 
 	"connectrpc.com/connect"
 
@@ -47,19 +50,27 @@ func (s *DiscoveryServer) SubmitCandidates(ctx context.Context, req *connect.Req
 	}), nil
 }
 
-// ListCandidates pages through a Migration's Candidates.
+// ListCandidates pages through a Migration's Candidates, filtered and
+// ordered, with their Runs' progress.
 func (s *DiscoveryServer) ListCandidates(ctx context.Context, req *connect.Request[loomv1.ListCandidatesRequest]) (*connect.Response[loomv1.ListCandidatesResponse], error) {
+	msg := req.Msg
 	filter := migration.CandidateFilter{
-		Status: protoconv.CandidateStatusFromProto(req.Msg.GetStatus()),
-		Kind:   req.Msg.GetKind(),
+		Status:            protoconv.CandidateStatusFromProto(msg.GetStatus()),
+		Kind:              msg.GetKind(),
+		CurrentStep:       msg.GetCurrentStep(),
+		CurrentStepStatus: protoconv.StepStatusFromProto(msg.GetCurrentStepStatus()),
+		IDPrefix:          msg.GetIdPrefix(),
+		Metadata:          msg.GetMetadata(),
+		Order:             protoconv.CandidateOrderFromProto(msg.GetOrderBy()),
+		Descending:        msg.GetDescending(),
 	}
-	filterKey := req.Msg.GetMigrationId() + "|" + string(filter.Status) + "|" + filter.Kind
-	after, err := decodePageToken(req.Msg.GetPageToken(), filterKey)
+	filterKey := candidateFilterKey(msg.GetMigrationId(), filter)
+	after, err := decodePageToken(msg.GetPageToken(), filterKey)
 	if err != nil {
 		return nil, err
 	}
-	page, err := s.Discovery.List(ctx, req.Msg.GetMigrationId(), filter,
-		migration.PageRequest{After: after, Limit: int(req.Msg.GetPageSize())})
+	page, err := s.Discovery.List(ctx, msg.GetMigrationId(), filter,
+		migration.PageRequest{After: after, Limit: int(msg.GetPageSize())})
 	if err != nil {
 		return nil, err
 	}
@@ -67,11 +78,25 @@ func (s *DiscoveryServer) ListCandidates(ctx context.Context, req *connect.Reque
 		NextPageToken: encodePageToken(page.Next, filterKey),
 		TotalSize:     page.Total,
 		Candidates:    make([]*loomv1.Candidate, len(page.Candidates)),
+		Progress:      make(map[string]*loomv1.CandidateProgress, len(page.Candidates)),
 	}
 	for i, c := range page.Candidates {
 		res.Candidates[i] = protoconv.CandidateToProto(c)
+		res.Progress[c.ID] = protoconv.CandidateProgressToProto(c.Progress)
 	}
 	return connect.NewResponse(res), nil
+}
+
+// candidateFilterKey binds a page token to the Migration, the filters, the
+// order and the direction it was made with: a digest of all of them, so
+// that the token stays short whatever the metadata filters hold.
+func candidateFilterKey(migrationID string, f migration.CandidateFilter) string {
+	b, _ := json.Marshal(struct {
+		M string
+		F migration.CandidateFilter
+	}{migrationID, f}) // encoding/json sorts the metadata map's keys
+	sum := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
 // GetCandidate returns one Candidate.

@@ -38,9 +38,14 @@ func (d *Discovery) Submit(ctx context.Context, s Submission) (SubmitResult, err
 	return res, nil
 }
 
-// List returns one page of a Migration's Candidates in id order.
+// List returns one page of a Migration's Candidates matching f, in f's
+// order.
 func (d *Discovery) List(ctx context.Context, migrationID string, f CandidateFilter, page PageRequest) (CandidatePage, error) {
 	page.Limit = clampPage(page.Limit, DefaultCandidatePageSize, MaxCandidatePageSize)
+	if len(f.Metadata) > MaxCandidateMetadataFilters {
+		return CandidatePage{}, InvalidArgument("metadata", "TOO_MANY_METADATA_FILTERS",
+			"at most %d metadata pairs, got %d", MaxCandidateMetadataFilters, len(f.Metadata))
+	}
 	return d.Store.ListCandidates(ctx, migrationID, f, page)
 }
 

@@ -90,6 +90,21 @@ type Candidate struct {
 	// Execution is the number of the Candidate's latest Run execution, 0
 	// before its first start.
 	Execution int64
+	// LastChangeTime is when anything about the Candidate last happened: its
+	// latest lifecycle event or change, Run changes included. Set on reads.
+	LastChangeTime time.Time
+	// Progress is where the Candidate's latest Run stands. Set on reads.
+	Progress CandidateProgress
+}
+
+// CandidateProgress is where a Candidate's latest Run stands, as a row of a
+// Candidate listing shows it. Zero for a Candidate never started.
+type CandidateProgress struct {
+	RunStatus RunStatus
+	// CurrentStep and CurrentStepStatus are the Run's current step, empty
+	// unless the Run is running and has dispatched its first step.
+	CurrentStep       string
+	CurrentStepStatus StepStatus
 }
 
 // FileGroup is a named group of a Candidate's files.
@@ -125,10 +140,55 @@ type Submission struct {
 	Round string
 }
 
-// CandidateFilter selects Candidates in a listing. Zero fields select all.
+// CandidateFilter selects Candidates in a listing, and orders them. Zero
+// fields select all; a Candidate must match every field set.
 type CandidateFilter struct {
 	Status CandidateStatus
 	Kind   string
+	// CurrentStep and CurrentStepStatus select the Candidates whose Run is
+	// running with its current step of that name, in that status.
+	CurrentStep       string
+	CurrentStepStatus StepStatus
+	// IDPrefix selects the Candidates whose id starts with it.
+	IDPrefix string
+	// Metadata selects the Candidates whose metadata holds every pair, at
+	// most MaxCandidateMetadataFilters.
+	Metadata map[string]string
+
+	// Order is the order of the listing; "" is by id. Ties are in id order.
+	Order CandidateOrder
+	// Descending reverses the order, ties included.
+	Descending bool
+}
+
+// MaxCandidateMetadataFilters is the most metadata pairs one Candidate
+// listing may filter on.
+const MaxCandidateMetadataFilters = 4
+
+// CandidateOrder is an order of a Candidate listing.
+type CandidateOrder string
+
+// The orders of a Candidate listing.
+const (
+	// OrderByID: by id, in byte order.
+	OrderByID CandidateOrder = "id"
+	// OrderByStatus: by status, in the order of CandidateStatuses.
+	OrderByStatus CandidateOrder = "status"
+	// OrderByCurrentStep: by the position of the Run's current step: no
+	// current step first, then the first step, the second..., then Runs
+	// completed.
+	OrderByCurrentStep CandidateOrder = "current_step"
+	// OrderByLastChange: by LastChangeTime, oldest first.
+	OrderByLastChange CandidateOrder = "last_change"
+)
+
+// Valid reports whether o is one of the orders, or "" (by id).
+func (o CandidateOrder) Valid() bool {
+	switch o {
+	case "", OrderByID, OrderByStatus, OrderByCurrentStep, OrderByLastChange:
+		return true
+	}
+	return false
 }
 
 // PageRequest asks for the page of items whose keys sort after After.

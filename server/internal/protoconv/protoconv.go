@@ -136,7 +136,34 @@ func CandidateToProto(c migration.Candidate) *loomv1.Candidate {
 		NoLongerDiscovered: c.NoLongerDiscovered,
 		CreateTime:         TimeToProto(c.CreateTime),
 		UpdateTime:         TimeToProto(c.UpdateTime),
+		LastChangeTime:     TimeToProto(c.LastChangeTime),
 	}
+}
+
+// CandidateProgressToProto renders where a Candidate's Run stands.
+func CandidateProgressToProto(p migration.CandidateProgress) *loomv1.CandidateProgress {
+	return &loomv1.CandidateProgress{
+		RunStatus:         runStatuses[p.RunStatus],
+		CurrentStep:       p.CurrentStep,
+		CurrentStepStatus: StepStatusToProto(p.CurrentStepStatus),
+	}
+}
+
+var candidateOrders = map[loomv1.CandidateOrder]migration.CandidateOrder{
+	loomv1.CandidateOrder_CANDIDATE_ORDER_UNSPECIFIED:  migration.OrderByID,
+	loomv1.CandidateOrder_CANDIDATE_ORDER_ID:           migration.OrderByID,
+	loomv1.CandidateOrder_CANDIDATE_ORDER_STATUS:       migration.OrderByStatus,
+	loomv1.CandidateOrder_CANDIDATE_ORDER_CURRENT_STEP: migration.OrderByCurrentStep,
+	loomv1.CandidateOrder_CANDIDATE_ORDER_LAST_CHANGE:  migration.OrderByLastChange,
+}
+
+// CandidateOrderFromProto maps an order of ListCandidates; unspecified (and
+// an unknown value, which validation refuses first) is by id.
+func CandidateOrderFromProto(p loomv1.CandidateOrder) migration.CandidateOrder {
+	if o, ok := candidateOrders[p]; ok {
+		return o
+	}
+	return migration.OrderByID
 }
 
 // FileGroupsFromProto reads file groups.

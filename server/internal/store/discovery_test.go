@@ -37,7 +37,7 @@ func TestSubmitOutcomes(t *testing.T) {
 	want := migration.Candidate{
 		ID: "a-same", Kind: "svc", Metadata: map[string]string{"v": "1"}, MigrationID: "m",
 		Status: migration.CandidateNotStarted, Inputs: map[string]string{},
-		CreateTime: at(1).Truncate(1e6), UpdateTime: at(1).Truncate(1e6),
+		CreateTime: at(1).Truncate(1e6), UpdateTime: at(1).Truncate(1e6), LastChangeTime: at(1).Truncate(1e6),
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("new candidate\n %+v\nwant\n %+v", c, want)

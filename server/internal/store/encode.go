@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -232,6 +234,51 @@ func decodeCandidate(migrationID, id string, h map[string]string) (migration.Can
 	}
 	if c.UpdateTime, err = parseMillis(h[fieldUtime]); err != nil {
 		return fail("utime", err)
+	}
+	return c, nil
+}
+
+// encodeMetadataPairs returns the "midx" field of a Candidate hash: the JSON
+// array of the metadataPair of each pair of metadata, in key order ("[]"
+// when there is none). The scripts add the Candidate to the metadata index
+// of each.
+func encodeMetadataPairs(metadata map[string]string) string {
+	pairs := make([]string, 0, len(metadata))
+	for _, k := range slices.Sorted(maps.Keys(metadata)) {
+		pairs = append(pairs, metadataPair(k, metadata[k]))
+	}
+	b, _ := json.Marshal(pairs)
+	return string(b)
+}
+
+// decodeCandidateRow is decodeCandidate with what a row shows beside the
+// hash (see candidateRowLua): run, the run view's status, current step name
+// and status (nil each without a run view), and change, the last change
+// ("" when not indexed: the update time stands in).
+func decodeCandidateRow(migrationID, id string, h map[string]string, run, change any) (migration.Candidate, error) {
+	c, err := decodeCandidate(migrationID, id, h)
+	if err != nil {
+		return c, err
+	}
+	if f, ok := run.([]any); ok && len(f) == 3 {
+		st, _ := f[0].(string)
+		step, _ := f[1].(string)
+		stepStatus, _ := f[2].(string)
+		c.Progress = migration.CandidateProgress{
+			RunStatus:         migration.RunStatus(st),
+			CurrentStep:       step,
+			CurrentStepStatus: migration.StepStatus(stepStatus),
+		}
+	}
+	c.LastChangeTime = c.UpdateTime
+	if ms, _ := change.(string); ms != "" {
+		f, err := strconv.ParseFloat(ms, 64)
+		if err != nil {
+			return c, fmt.Errorf("decode candidate %s/%s: last change: %w", migrationID, id, err)
+		}
+		if t := time.UnixMilli(int64(f)).UTC(); t.After(c.LastChangeTime) {
+			c.LastChangeTime = t
+		}
 	}
 	return c, nil
 }

@@ -1,5 +1,12 @@
 package store
 
+import (
+	"slices"
+	"strconv"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
 // Every Redis key Loom uses is built by a function in this file.
 //
 // Layout (m = Migration id, c = Candidate id, s = Candidate status, k = kind):
@@ -12,6 +19,14 @@ package store
 //	loom:{m}:cands:kind:<k>          ZSET  Candidate ids of m of kind k
 //	loom:{m}:cands:sk:<s>:<k>        ZSET  Candidate ids of m in status s and of kind k
 //	loom:{m}:kinds                   HASH  kind -> number of Candidates of m of that kind
+//	loom:{m}:cands:by:status         ZSET  every Candidate id of m, scored by status (order)
+//	loom:{m}:cands:by:step           ZSET  every Candidate id of m, scored by its Run's step position
+//	loom:{m}:cands:by:change         ZSET  every Candidate id of m, scored by its last change (ms)
+//	loom:{m}:cands:step:<name>       ZSET  Candidate ids of m whose running Run's current step is <name>
+//	loom:{m}:snames                  HASH  step name -> number of Candidates in its cands:step index
+//	loom:{m}:cands:meta:<pair>       ZSET  Candidate ids of m whose metadata has the pair (see metadataPair)
+//	loom:{m}:metas                   HASH  pair -> number of Candidates in its cands:meta index
+//	loom:{m}:cands:tmp, :tmp:prefix  ZSET  scratch of one ListCandidates script, deleted by it
 //	loom:{m}:run:<c>                 HASH  the run view of Candidate c's Run
 //	loom:{m}:runs                    ZSET  every Candidate id of m with a run view
 //	loom:{m}:runs:status:<r>         ZSET  ... whose Run is in status r
@@ -32,9 +47,11 @@ package store
 // index is the only key outside a Migration's slot; it is therefore updated
 // by a separate command after the Migration's own script (see Store).
 //
-// All sorted sets here give every member the score 0: members are ordered
-// lexicographically (byte order), which is the order of every listing, and
-// pages are read with ZRANGE ... BYLEX from an exclusive lower bound.
+// The sorted sets give every member the score 0: members are ordered
+// lexicographically (byte order), which is the order of every listing by id,
+// and pages are read with ZRANGE ... BYLEX from an exclusive lower bound.
+// The exceptions are the three cands:by:* orders of ListCandidates (scored,
+// ties in id order) and activityKey.
 //
 // Lua scripts cannot call Go, so for keys whose name depends on data the
 // script reads (a Candidate's key, the index of its current kind) the caller
@@ -45,11 +62,16 @@ package store
 // same slot as the keys declared in KEYS.
 //
 // Identifiers never need escaping: Migration ids are [a-z0-9-], Candidate ids
-// [A-Za-z0-9._/-], kinds [A-Za-z0-9._-] and statuses [a-z_], none of which is
-// a brace, and no status or kind contains ':', so "sk:<s>:<k>" is
-// unambiguous. Candidate keys ("c:<id>") cannot collide with the other keys
-// of the Migration ("cands...", "migration", "kinds"): none of those has ':'
-// as its second byte after the tag.
+// [A-Za-z0-9._/-], kinds [A-Za-z0-9._-], step names [a-z0-9-] and statuses
+// [a-z_], none of which is a brace, and no status or kind contains ':', so
+// "sk:<s>:<k>" is unambiguous. Metadata keys and values may hold any
+// character, braces included; that is harmless after the tag (Redis Cluster
+// hashes the first {...} only), and metadataPair makes a pair unambiguous by
+// its key's length. Candidate keys ("c:<id>") cannot collide with the other
+// keys of the Migration ("cands...", "migration", "kinds", "snames",
+// "metas"): none of those has ':' as its second byte after the tag. Under
+// "cands:" the next segment (status, kind, sk, by, step, meta, tmp) tells the
+// indexes apart.
 //
 // Run views live under the same tag, so the scripts that change a Run and
 // its Candidate together, and DeleteMigration's, stay in one slot. "run:<c>"
@@ -85,6 +107,8 @@ func migrationKey(m string) string { return migrationTag(m) + "migration" }
 //	ctime    creation time, unix milliseconds
 //	utime    last change, unix milliseconds
 //	gone     "1" when the last complete discovery did not report it; absent otherwise
+//	midx     JSON array of the metadataPair of each metadata pair: the
+//	         metadata indexes it is in (absent when stored before them)
 //	round    the discovery round that last reported it (internal; never returned)
 func candidateKey(m, c string) string { return candidateKeyPrefix(m) + c }
 
@@ -126,6 +150,71 @@ func statusKindIndexPrefix(m string) string { return migrationTag(m) + "cands:sk
 // removed when its count reaches 0).
 func kindsKey(m string) string { return migrationTag(m) + "kinds" }
 
+// statusOrderKey orders every Candidate of m by status, in lifecycle order:
+// ZSET, member = Candidate id, score = statusOrder of its status (ties, by
+// id). Kept by the scripts that move Candidates between statuses.
+func statusOrderKey(m string) string { return migrationTag(m) + "cands:by:status" }
+
+// statusOrder is the score of status s in statusOrderKey: its position in
+// migration.CandidateStatuses, from 1. The scripts use the same numbers.
+func statusOrder(s migration.CandidateStatus) int {
+	return slices.Index(migration.CandidateStatuses, s) + 1
+}
+
+// stepOrderKey orders every Candidate of m by how far its Run has gone:
+// ZSET, member = Candidate id, score = stepPosition of its run view (0 for a
+// Candidate never started). Kept by the run view scripts.
+func stepOrderKey(m string) string { return migrationTag(m) + "cands:by:step" }
+
+// changeIndexKey orders every Candidate of m by its last change: ZSET,
+// member = Candidate id, score = unix ms of its latest lifecycle event or
+// change (never decreases: ZADD GT). The history helper (historyLua's
+// addEvent) keeps it for every event of a Candidate, and the scripts that
+// set a Candidate's utime without an event keep it too.
+func changeIndexKey(m string) string { return migrationTag(m) + "cands:by:change" }
+
+// currentStepIndexKey indexes the Candidates of m whose Run is running with
+// its current step named name. ZSET, score 0, member = Candidate id.
+func currentStepIndexKey(m, name string) string { return currentStepIndexPrefix(m) + name }
+
+// currentStepIndexPrefix is the prefix of currentStepIndexKey.
+func currentStepIndexPrefix(m string) string { return migrationTag(m) + "cands:step:" }
+
+// stepNamesKey counts the members of each currentStepIndexKey of m, so that
+// DeleteMigration finds those indexes without scanning. HASH, field = step
+// name, value = count (removed at 0).
+func stepNamesKey(m string) string { return migrationTag(m) + "snames" }
+
+// metadataIndexKey indexes the Candidates of m whose metadata maps key to
+// value. ZSET, score 0, member = Candidate id.
+func metadataIndexKey(m, key, value string) string {
+	return metadataIndexPrefix(m) + metadataPair(key, value)
+}
+
+// metadataIndexPrefix is the prefix of metadataIndexKey.
+func metadataIndexPrefix(m string) string { return migrationTag(m) + "cands:meta:" }
+
+// metadataPair names one metadata pair in a key: "<len(key)>:<key>=<value>".
+// The length (in bytes) makes it unambiguous whatever the key and value
+// hold, '=' and ':' included.
+func metadataPair(key, value string) string {
+	return strconv.Itoa(len(key)) + ":" + key + "=" + value
+}
+
+// metadataPairsKey counts the members of each metadataIndexKey of m, so
+// that DeleteMigration finds those indexes without scanning. HASH, field =
+// metadataPair, value = count (removed at 0).
+func metadataPairsKey(m string) string { return migrationTag(m) + "metas" }
+
+// listTempKey and listPrefixTempKey are the scratch sets of one
+// ListCandidates script (intersections of its filters, the ids with its id
+// prefix). ZSET; the script deletes them before it returns (they also
+// expire, should a script fail half-way), so they never outlive a request.
+func listTempKey(m string) string { return migrationTag(m) + "cands:tmp" }
+
+// listPrefixTempKey: see listTempKey.
+func listPrefixTempKey(m string) string { return migrationTag(m) + "cands:tmp:prefix" }
+
 // runKey holds the run view of Candidate c's Run: the read side of the Run,
 // written by its workflow.
 // HASH with fields:
@@ -136,6 +225,7 @@ func kindsKey(m string) string { return migrationTag(m) + "kinds" }
 //	seq      the Run's change counter within that execution
 //	status   running | completed | cancelled (copy of view's, for indexes)
 //	step     status of the current step, "" when none (copy, for indexes)
+//	cstep    name of the current step, "" when none (copy, for indexes)
 func runKey(m, c string) string { return runKeyPrefix(m) + c }
 
 // runKeyPrefix is the prefix of runKey: runKey(m, c) == runKeyPrefix(m) + c.

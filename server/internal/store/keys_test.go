@@ -33,6 +33,17 @@ func TestKeysOfAMigrationShareItsHashTag(t *testing.T) {
 		"status pfx":      statusIndexPrefix(m),
 		"kind pfx":        kindIndexPrefix(m),
 		"status×kind pfx": statusKindIndexPrefix(m),
+		"status order":    statusOrderKey(m),
+		"step order":      stepOrderKey(m),
+		"change order":    changeIndexKey(m),
+		"step name index": currentStepIndexKey(m, "bump"),
+		"step name pfx":   currentStepIndexPrefix(m),
+		"step names":      stepNamesKey(m),
+		"metadata index":  metadataIndexKey(m, "{team}", "a}b{"),
+		"metadata pfx":    metadataIndexPrefix(m),
+		"metadata pairs":  metadataPairsKey(m),
+		"list scratch":    listTempKey(m),
+		"prefix scratch":  listPrefixTempKey(m),
 	}
 	for name, k := range keys {
 		if !strings.HasPrefix(k, "loom:") {
@@ -56,6 +67,9 @@ func TestPrefixesMatchKeyFunctions(t *testing.T) {
 		{statusIndexKey(m, "not_started"), statusIndexPrefix(m) + "not_started"},
 		{kindIndexKey(m, "topic"), kindIndexPrefix(m) + "topic"},
 		{statusKindIndexKey(m, "completed", "topic"), statusKindIndexPrefix(m) + "completed" + ":" + "topic"},
+		{currentStepIndexKey(m, "bump-go"), currentStepIndexPrefix(m) + "bump-go"},
+		{metadataIndexKey(m, "team", "pay=ments"), metadataIndexPrefix(m) + metadataPair("team", "pay=ments")},
+		{metadataIndexKey(m, "team", "pay=ments"), metadataIndexPrefix(m) + "4:team=pay=ments"},
 	} {
 		if tc.key != tc.fromPrefix {
 			t.Errorf("key %q, built from prefix %q", tc.key, tc.fromPrefix)
@@ -80,10 +94,37 @@ func TestKeysAreDistinct(t *testing.T) {
 		"candidate x":      candidateKey(m, "x"),
 		"candidate c:x":    candidateKey(m, "c:x"),
 		"status index pfx": statusIndexPrefix(m),
+		"status order":     statusOrderKey(m),
+		"step order":       stepOrderKey(m),
+		"change order":     changeIndexKey(m),
+		"step names":       stepNamesKey(m),
+		"metadata pairs":   metadataPairsKey(m),
+		"list scratch":     listTempKey(m),
+		"prefix scratch":   listPrefixTempKey(m),
+		"step by":          currentStepIndexKey(m, "by"),
+		"step status":      currentStepIndexKey(m, "status"),
+		"meta a=b":         metadataIndexKey(m, "a", "b"),
+		"meta a==b":        metadataIndexKey(m, "a=", "b"),
+		"meta a=,=b":       metadataIndexKey(m, "a", "=b"),
+		"candidate snames": candidateKey(m, "snames"),
+		"candidate metas":  candidateKey(m, "metas"),
 	} {
 		if other, ok := seen[k]; ok {
 			t.Errorf("%s and %s are both %q", name, other, k)
 		}
 		seen[k] = name
+	}
+}
+
+// Metadata pairs name their index unambiguously, whatever the key and the
+// value hold.
+func TestMetadataPairIsUnambiguous(t *testing.T) {
+	seen := map[string][2]string{}
+	for _, kv := range [][2]string{{"a", "b=c"}, {"a=b", "c"}, {"a", "=b=c"}, {"1:a", "b"}, {"1", ":a=b"}, {"", "1:a=b"}, {"a:b", ""}} {
+		p := metadataPair(kv[0], kv[1])
+		if other, ok := seen[p]; ok {
+			t.Errorf("%q and %q are both %q", kv, other, p)
+		}
+		seen[p] = kv
 	}
 }

@@ -27,7 +27,28 @@ func runKeys(m, c string) []string {
 		burndownKey(m),
 		failuresKey(m),
 		activityKey(m),
+		statusOrderKey(m),
+		stepOrderKey(m),
+		currentStepIndexPrefix(m),
+		stepNamesKey(m),
 	)
+}
+
+// stepPositionDone is the stepPosition of a completed Run: after every step
+// (a Run has at most 100).
+const stepPositionDone = 1000
+
+// stepPosition is r's score in stepOrderKey: 0 without a current step
+// (cancelled, or not dispatched yet), i+1 while running on step i of its
+// steps, stepPositionDone once completed.
+func stepPosition(r migration.Run) int {
+	switch {
+	case r.Status == migration.RunCompleted:
+		return stepPositionDone
+	case r.Status == migration.RunRunning:
+		return len(r.Results)
+	}
+	return 0
 }
 
 // BeginRun moves the Candidate to running for run.Execution, stores the
@@ -84,7 +105,7 @@ func (s *Store) SaveRun(ctx context.Context, run migration.Run, events []migrati
 	ob, _ := json.Marshal(recs)
 	res, err := saveRunScript.Run(ctx, s.rdb, runKeys(run.MigrationID, run.CandidateID),
 		s.withHistoryArgs(ctx, run.UpdateTime, run.CandidateID, run.Execution, run.Seq, view, string(run.Status), string(run.CurrentStepStatus()),
-			millis(run.UpdateTime), runChannel(run.MigrationID, run.CandidateID), run.CurrentStepName(), evs, string(ob))...).Slice()
+			millis(run.UpdateTime), runChannel(run.MigrationID, run.CandidateID), run.CurrentStepName(), evs, string(ob), stepPosition(run))...).Slice()
 	if err != nil {
 		return migration.Run{}, fmt.Errorf("save run %s: %w", run.ID, err)
 	}

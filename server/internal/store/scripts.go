@@ -45,15 +45,25 @@ const (
 )
 
 // historyLua is prepended to every script that records events. By
-// convention the last two KEYS of such a script are eventsKey(m) and
-// candidateEventsPrefix(m), and its last four ARGV the actor, the most events
-// kept per Migration and per Candidate, and the oldest event id kept (unix
-// ms): addEvent appends an event to the Migration's stream (and, for a
-// Candidate's event, to the Candidate's, under the same id), trims both by
-// count and age, and announces it for watchers.
+// convention the last three KEYS of such a script are changeIndexKey(m),
+// eventsKey(m) and candidateEventsPrefix(m), and its last four ARGV the
+// actor, the most events kept per Migration and per Candidate, and the
+// oldest event id kept (unix ms): addEvent appends an event to the
+// Migration's stream (and, for a Candidate's event, to the Candidate's,
+// under the same id), trims both by count and age, and announces it for
+// watchers. A Candidate's event also moves the Candidate's last change
+// forward (ZADD XX GT: never backwards, and never for a Candidate that is
+// not in the index, such as one of a deleted Migration).
+//
+// touch moves a Candidate's last change to now: the scripts call it where
+// they set its utime, events or not. The Candidate must exist.
+//
+// STATUS_ORDER is statusOrder (keys.go) of each Candidate status.
 const historyLua = `
 local H_ACTOR, H_MAX, H_CMAX, H_MINID = ARGV[#ARGV - 3], ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
-local H_EV, H_CEV = KEYS[#KEYS - 1], KEYS[#KEYS]
+local H_LAST, H_EV, H_CEV = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+local STATUS_ORDER = {not_started = 1, running = 2, completed = 3}
+local function touch(id, now) redis.call('ZADD', H_LAST, 'GT', now, id) end
 local H_NARGV = #ARGV - 4
 local function addEvent(e)
   local f = {'k', e.k, 't', tostring(e.t), 'by', e.by or H_ACTOR}
@@ -72,6 +82,7 @@ local function addEvent(e)
   if e.c and e.c ~= '' then
     redis.call('XADD', H_CEV .. e.c, 'MAXLEN', '~', H_CMAX, id, unpack(f))
     redis.call('XTRIM', H_CEV .. e.c, 'MINID', '~', H_MINID)
+    redis.call('ZADD', H_LAST, 'XX', 'GT', tostring(e.t), e.c)
   end
   return id
 end
@@ -124,7 +135,12 @@ return {created, updated, redis.call('HGETALL', KEYS[1])}
 //	KEYS[11] runStepIndexPrefix(m)
 //	KEYS[12] runStatusStepIndexPrefix(m)
 //	KEYS[13..16] metricsKey, burndownKey, failuresKey, activityKey (m)
-//	then the history KEYS; ARGV[1] now (unix ms), then the history ARGV
+//	KEYS[17] statusOrderKey(m), KEYS[18] stepOrderKey(m)
+//	KEYS[19] stepNamesKey(m), KEYS[20] currentStepIndexPrefix(m)
+//	KEYS[21] metadataPairsKey(m), KEYS[22] metadataIndexPrefix(m)
+//	KEYS[23] listTempKey(m), KEYS[24] listPrefixTempKey(m)
+//	then the history KEYS (changeIndexKey is one of them); ARGV[1] now
+//	(unix ms), then the history ARGV
 //
 // The history is kept: migration_deleted is its last event, and the streams
 // expire once older than the age limit.
@@ -175,6 +191,10 @@ end
 for _, t in ipairs(stepStatuses) do unlink(KEYS[11] .. t) end
 unlink(KEYS[9])
 for i = 13, 16 do unlink(KEYS[i]) end
+for _, name in ipairs(redis.call('HKEYS', KEYS[19])) do unlink(KEYS[20] .. name) end
+for _, pair in ipairs(redis.call('HKEYS', KEYS[21])) do unlink(KEYS[22] .. pair) end
+for _, i in ipairs({17, 18, 19, 21, 23, 24}) do unlink(KEYS[i]) end
+unlink(H_LAST)
 addEvent({k = 'migration_deleted', t = ARGV[1]})
 local ttl = tonumber(ARGV[1]) - tonumber(H_MINID)
 if ttl < 1000 then ttl = 1000 end
@@ -198,22 +218,30 @@ return {0, #ids}
 //	KEYS[5] statusIndexPrefix(m)
 //	KEYS[6] kindIndexPrefix(m)
 //	KEYS[7] statusKindIndexPrefix(m)
+//	KEYS[8] statusOrderKey(m)
+//	KEYS[9] stepOrderKey(m)
+//	KEYS[10] metadataIndexPrefix(m)
+//	KEYS[11] metadataPairsKey(m), then the history KEYS
 //	ARGV[1] now, unix milliseconds
 //	ARGV[2] round: the discovery round this submission belongs to
-//	ARGV[3..] one triple per Candidate: id, kind, def (canonical JSON
-//	        candidateRecord); then the history ARGV (the last two KEYS are
-//	        the history KEYS)
+//	ARGV[3..] one quadruple per Candidate: id, kind, def (canonical JSON
+//	        candidateRecord), midx (JSON array of the metadataPair of each
+//	        metadata pair, sorted); then the history ARGV
 //
 // Records candidate_discovered in the history of each Candidate added or
 // updated, and one candidates_discovered with the counts.
 //
 // Per Candidate, in order:
 //   - absent: created not_started (inputs "{}", exec 0, ctime = utime = now,
-//     round), added to cands, status, kind and status×kind indexes, kinds
-//     count and n:not_started incremented → outcomeAdded;
+//     round, midx), added to cands, status, kind, status×kind and metadata
+//     indexes and to the three orders (status, step position 0, last change
+//     now), kinds and metadata pair counts and n:not_started incremented
+//     → outcomeAdded;
 //   - not_started, and kind or def differ or it is flagged gone: def, kind,
-//     utime, round written, gone cleared; a kind change moves it between the
-//     kind and status×kind indexes and the kinds counts → outcomeUpdated;
+//     utime, round, midx written, gone cleared, last change now; a kind
+//     change moves it between the kind and status×kind indexes and the kinds
+//     counts, a metadata change between the metadata indexes and their
+//     counts → outcomeUpdated;
 //   - not_started and identical: only round written → outcomeUnchanged;
 //   - running or completed: nothing written at all (not even round; such a
 //     Candidate is never flagged gone, so its round does not matter)
@@ -228,23 +256,43 @@ local NS = 'not_started'
 local out = {0}
 local added = 0
 local counts = {0, 0, 0, 0}
-for i = 3, H_NARGV, 3 do
-  local id, kind, def = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local function indexMetadata(id, midx, delta)
+  for _, pair in ipairs(cjson.decode(midx)) do
+    if delta > 0 then
+      redis.call('ZADD', KEYS[10] .. pair, 0, id)
+      redis.call('HINCRBY', KEYS[11], pair, 1)
+    else
+      redis.call('ZREM', KEYS[10] .. pair, id)
+      if redis.call('HINCRBY', KEYS[11], pair, -1) <= 0 then redis.call('HDEL', KEYS[11], pair) end
+    end
+  end
+end
+for i = 3, H_NARGV, 4 do
+  local id, kind, def, midx = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = KEYS[4] .. id
-  local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone')
+  local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone', 'midx')
   if not cur[1] then
     redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'inputs', '{}',
-      'exec', 0, 'ctime', now, 'utime', now, 'round', round)
+      'exec', 0, 'ctime', now, 'utime', now, 'round', round, 'midx', midx)
     redis.call('ZADD', KEYS[2], 0, id)
     redis.call('ZADD', KEYS[5] .. NS, 0, id)
     redis.call('ZADD', KEYS[6] .. kind, 0, id)
     redis.call('ZADD', KEYS[7] .. NS .. ':' .. kind, 0, id)
     redis.call('HINCRBY', KEYS[3], kind, 1)
+    redis.call('ZADD', KEYS[8], STATUS_ORDER[NS], id)
+    redis.call('ZADD', KEYS[9], 0, id)
+    touch(id, now)
+    indexMetadata(id, midx, 1)
     added = added + 1
     out[#out + 1] = 1
   elseif cur[1] ~= NS then
     out[#out + 1] = 4
   elseif cur[2] ~= kind or cur[3] ~= def or cur[4] then
+    if (cur[5] or '[]') ~= midx then
+      indexMetadata(id, cur[5] or '[]', -1)
+      indexMetadata(id, midx, 1)
+    end
+    touch(id, now)
     local old = cur[2]
     if old ~= kind then
       if old then
@@ -256,7 +304,7 @@ for i = 3, H_NARGV, 3 do
       redis.call('ZADD', KEYS[7] .. NS .. ':' .. kind, 0, id)
       redis.call('HINCRBY', KEYS[3], kind, 1)
     end
-    redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now, 'round', round)
+    redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now, 'round', round, 'midx', midx)
     redis.call('HDEL', key, 'gone')
     out[#out + 1] = 2
   else
@@ -268,11 +316,11 @@ if added > 0 then redis.call('HINCRBY', KEYS[1], 'n:not_started', added) end
 for j = 2, #out do
   counts[out[j]] = counts[out[j]] + 1
   if out[j] <= 2 then
-    local id = ARGV[3 + (j - 2) * 3]
+    local id = ARGV[3 + (j - 2) * 4]
     local outcome = 'added'
     if out[j] == 2 then outcome = 'updated' end
     if out[j] == 1 then redis.call('PERSIST', H_CEV .. id) end
-    addEvent({k = 'candidate_discovered', t = now, c = id, conly = true, d = {outcome = outcome, kind = ARGV[4 + (j - 2) * 3]}})
+    addEvent({k = 'candidate_discovered', t = now, c = id, conly = true, d = {outcome = outcome, kind = ARGV[4 + (j - 2) * 4]}})
   end
 end
 addEvent({k = 'candidates_discovered', t = now, d = {added = tostring(counts[1]), updated = tostring(counts[2]),
@@ -286,6 +334,7 @@ return out
 //	KEYS[1] migrationKey(m)
 //	KEYS[2] statusIndexKey(m, "not_started")
 //	KEYS[3] candidateKeyPrefix(m)
+//	KEYS[4] changeIndexKey(m)
 //	ARGV[1] after: walk ids strictly after this one; "" starts at the first
 //	ARGV[2] batch size (ids examined, not ids flagged)
 //	ARGV[3] round: the round that just completed
@@ -294,7 +343,7 @@ return out
 // Walks up to ARGV[2] ids of the not_started index in lex order; each one
 // whose hash still says not_started (re-checked here, atomically), whose
 // round differs from ARGV[3] and that is not already flagged gets gone = "1"
-// and utime = now. Running and completed Candidates are not in the index
+// and utime = now (its last change too). Running and completed Candidates are not in the index
 // walked and are re-checked anyway, so they are never touched.
 //
 // It walks the not_started index rather than all of cands: only not_started
@@ -320,6 +369,7 @@ for _, id in ipairs(ids) do
   local cur = redis.call('HMGET', key, 'status', 'round', 'gone')
   if cur[1] == 'not_started' and cur[2] ~= ARGV[3] and not cur[3] then
     redis.call('HSET', key, 'gone', '1', 'utime', ARGV[4])
+    redis.call('ZADD', KEYS[4], 'GT', ARGV[4], id)
     out[#out + 1] = id
   end
 end
@@ -353,21 +403,186 @@ end
 return out
 `)
 
+// listCandidatesScript reads one page of the Candidates of a Migration
+// that match every filter, in one order, with the number of matches and
+// each row's progress, consistently (one script, one view).
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] candidateKeyPrefix(m)
+//	KEYS[3] runKeyPrefix(m)
+//	KEYS[4] changeIndexKey(m) (for each row's last change)
+//	KEYS[5] the order: candidatesKey(m) for id order, else statusOrderKey,
+//	        stepOrderKey or changeIndexKey
+//	KEYS[6] candidatesKey(m)
+//	KEYS[7] listTempKey(m), KEYS[8] listPrefixTempKey(m): scratch
+//	KEYS[9..] the filter sets, each of score 0 (status, kind, status×kind,
+//	        current step name, current step status, metadata pair indexes)
+//	ARGV[1] "1" for id order (KEYS[5] is lexicographic), else "0"
+//	ARGV[2] id prefix, "" for none
+//	ARGV[3] "1" for descending order
+//	ARGV[4], ARGV[5] the cursor: score and id of the last row of the
+//	        previous page (ARGV[5] "" for the first page)
+//	ARGV[6] most rows to return (page size + 1, to learn if more exist)
+//
+// The rows are a range of ranks of one sorted set, src:
+//   - id order: with no filter set, cands itself; with one, that set; with
+//     more, their ZINTERSTORE into KEYS[7] (scores 0). An id prefix is a
+//     range of ranks found with ZLEXCOUNT.
+//   - another order: with no filter and no prefix, the order's set itself;
+//     else the ZINTERSTORE of the order (weight 1: the scores are the
+//     order's) with the filter sets (weight 0) and, for a prefix, the ids
+//     of cands in the prefix's lex range (ZRANGESTORE into KEYS[8]).
+//
+// Cost. Unfiltered, a page is O(log N + page): ZRANK-like counts and a
+// ZRANGE by rank. With filters it is dominated by the intersection:
+// ZINTERSTORE is O(S·K + M·log M), S the size of the smallest set, K the
+// number of sets (at most 9: status×kind or one of them, step name, step
+// status, 4 metadata pairs, prefix, order), M the number of matches, so it
+// is bounded by the Migration's size, never by more: with 10,000
+// Candidates, a few milliseconds (see BenchmarkListCandidatesFiltered). The
+// scratch sets live only within the script (deleted before it returns; they
+// also expire after 60 s should the script fail half-way), so concurrent
+// requests never see each other's.
+//
+// The cursor is a position, not a rank: the next page starts after (score,
+// id) in (score, id) order, wherever rows moved since. For a scored src the
+// number of rows before it is found by ZCOUNT, then by a binary search over
+// the ranks of its score's ties (ties are in member byte order; bytes are
+// compared one by one, never with Lua's locale-dependent string <).
+//
+// Returns {replyMigrationNotFound}, else {replyOK, total, then per row: id,
+// score in src, HGETALL of the Candidate, its run fields and last change
+// (candidateRowLua)}.
+var listCandidatesScript = redis.NewScript(candidateRowLua + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+local lex, prefix, desc = ARGV[1] == '1', ARGV[2], ARGV[3] == '1'
+local n = tonumber(ARGV[6])
+local sets = {}
+for i = 9, #KEYS do sets[#sets + 1] = KEYS[i] end
+local src, scratch = KEYS[5], false
+if lex then
+  if #sets == 1 then
+    src = sets[1]
+  elseif #sets > 1 then
+    redis.call('ZINTERSTORE', KEYS[7], #sets, unpack(sets))
+    src, scratch = KEYS[7], true
+  end
+else
+  if prefix ~= '' then
+    redis.call('ZRANGESTORE', KEYS[8], KEYS[6], '[' .. prefix, '(' .. prefix .. '\255', 'BYLEX')
+    redis.call('PEXPIRE', KEYS[8], 60000)
+    sets[#sets + 1] = KEYS[8]
+  end
+  if #sets > 0 then
+    local args = {'ZINTERSTORE', KEYS[7], #sets + 1, KEYS[5]}
+    for _, k in ipairs(sets) do args[#args + 1] = k end
+    args[#args + 1] = 'WEIGHTS'
+    args[#args + 1] = 1
+    for _ = 1, #sets do args[#args + 1] = 0 end
+    redis.call(unpack(args))
+    src, scratch = KEYS[7], true
+  end
+end
+if scratch then redis.call('PEXPIRE', KEYS[7], 60000) end
+
+local lo, hi = 0, redis.call('ZCARD', src)
+if lex and prefix ~= '' then
+  lo = redis.call('ZLEXCOUNT', src, '-', '(' .. prefix)
+  hi = redis.call('ZLEXCOUNT', src, '-', '(' .. prefix .. '\255')
+end
+
+local function cmp(x, y)
+  if x == y then return 0 end
+  for i = 1, math.min(#x, #y) do
+    local p, q = string.byte(x, i), string.byte(y, i)
+    if p ~= q then
+      if p < q then return -1 end
+      return 1
+    end
+  end
+  if #x < #y then return -1 end
+  return 1
+end
+
+-- before(score, id, incl): how many rows of src come before (score, id),
+-- or before or at it when incl.
+local function before(score, id, incl)
+  if lex then
+    local b = '('
+    if incl then b = '[' end
+    return redis.call('ZLEXCOUNT', src, '-', b .. id)
+  end
+  local a = redis.call('ZCOUNT', src, '-inf', '(' .. score)
+  local b = redis.call('ZCOUNT', src, '-inf', score)
+  while a < b do
+    local mid = math.floor((a + b) / 2)
+    local c = cmp(redis.call('ZRANGE', src, mid, mid)[1], id)
+    if c < 0 or (incl and c == 0) then a = mid + 1 else b = mid end
+  end
+  return a
+end
+
+local first, last
+if not desc then
+  first = lo
+  if ARGV[5] ~= '' then first = math.max(lo, before(ARGV[4], ARGV[5], true)) end
+  last = math.min(hi, first + n) - 1
+else
+  local stop = hi
+  if ARGV[5] ~= '' then stop = math.min(hi, before(ARGV[4], ARGV[5], false)) end
+  first, last = math.max(lo, stop - n), stop - 1
+end
+
+local out = {0, hi - lo}
+if first <= last then
+  local r = redis.call('ZRANGE', src, first, last, 'WITHSCORES')
+  local from, to, step = 1, #r - 1, 2
+  if desc then from, to, step = #r - 1, 1, -2 end
+  for i = from, to, step do
+    local id = r[i]
+    local p = progressOf(KEYS[3] .. id, KEYS[4], id)
+    out[#out + 1] = id
+    out[#out + 1] = r[i + 1]
+    out[#out + 1] = redis.call('HGETALL', KEYS[2] .. id)
+    out[#out + 1] = p[1]
+    out[#out + 1] = p[2]
+  end
+end
+if scratch then redis.call('DEL', KEYS[7]) end
+if prefix ~= '' and not lex then redis.call('DEL', KEYS[8]) end
+return out
+`)
+
+// candidateRowLua reads what a Candidate's row shows beside its hash:
+// progressOf(runKey, changeKey, id) returns {HMGET of its run view's
+// status, cstep, step (nil each when it has no run view), its last change
+// (ZSCORE, "" when unknown)}.
+const candidateRowLua = `
+local function progressOf(runKey, changeKey, id)
+  return {redis.call('HMGET', runKey, 'status', 'cstep', 'step'), redis.call('ZSCORE', changeKey, id) or ''}
+end
+`
+
 // getCandidateScript reads one Candidate, telling an unknown Migration from
 // an unknown Candidate in the same round trip.
 //
 //	KEYS[1] migrationKey(m)
 //	KEYS[2] candidateKey(m, c)
+//	KEYS[3] runKey(m, c)
+//	KEYS[4] changeIndexKey(m)
+//	ARGV[1] c
 //
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound} or
-// {replyOK, HGETALL of the Candidate}.
-var getCandidateScript = redis.NewScript(`
+// {replyOK, HGETALL of the Candidate, run fields, last change} (see
+// candidateRowLua).
+var getCandidateScript = redis.NewScript(candidateRowLua + `
 local h = redis.call('HGETALL', KEYS[2])
 if #h == 0 then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
   return {2}
 end
-return {0, h}
+local p = progressOf(KEYS[3], KEYS[4], ARGV[1])
+return {0, h, p[1], p[2]}
 `)
 
 // updateInputsScript removes then sets operator inputs of a Candidate, in
@@ -375,7 +590,8 @@ return {0, h}
 // decode, change, encode, all inside the script (atomic; no WATCH retries).
 //
 //	KEYS[1] migrationKey(m)
-//	KEYS[2] candidateKey(m, c), then the history KEYS (see historyLua)
+//	KEYS[2] candidateKey(m, c)
+//	KEYS[3] runKey(m, c), then the history KEYS (see historyLua)
 //	ARGV[1] now, unix milliseconds
 //	ARGV[2] c, the Candidate id
 //	ARGV[3] r: the number of input names to remove
@@ -384,8 +600,9 @@ return {0, h}
 //
 // Sets inputs and utime = now, and records candidate_inputs_updated with
 // the names set and removed. Returns {replyMigrationNotFound},
-// {replyCandidateNotFound} or {replyOK, HGETALL of the Candidate after}.
-var updateInputsScript = redis.NewScript(historyLua + `
+// {replyCandidateNotFound} or {replyOK, HGETALL of the Candidate after, run
+// fields, last change} (see candidateRowLua).
+var updateInputsScript = redis.NewScript(historyLua + candidateRowLua + `
 if redis.call('EXISTS', KEYS[2]) == 0 then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
   return {2}
@@ -401,7 +618,9 @@ local enc = '{}'
 if next(inputs) ~= nil then enc = cjson.encode(inputs) end
 redis.call('HSET', KEYS[2], 'inputs', enc, 'utime', ARGV[1])
 addEvent({k = 'candidate_inputs_updated', t = ARGV[1], c = ARGV[2], d = d})
-return {0, redis.call('HGETALL', KEYS[2])}
+touch(ARGV[2], ARGV[1])
+local p = progressOf(KEYS[3], H_LAST, ARGV[2])
+return {0, redis.call('HGETALL', KEYS[2]), p[1], p[2]}
 `)
 
 // setStatusScript moves a Candidate from one status to another if its status
@@ -411,14 +630,17 @@ return {0, redis.call('HGETALL', KEYS[2])}
 //	KEYS[2] candidateKey(m, c)
 //	KEYS[3] statusIndexPrefix(m)
 //	KEYS[4] statusKindIndexPrefix(m)
+//	KEYS[5] statusOrderKey(m)
+//	KEYS[6] changeIndexKey(m)
 //	ARGV[1] c, the Candidate id (member of the indexes)
 //	ARGV[2] from: the status expected
 //	ARGV[3] to: the new status
 //	ARGV[4] now, unix milliseconds
 //
 // On success: status = to, utime = now, moved from the status and
-// status×kind indexes of from to those of to, n:from decremented and n:to
-// incremented; O(log N). from == to is a success that writes nothing.
+// status×kind indexes of from to those of to and to its place in the status
+// order, last change now, n:from decremented and n:to incremented;
+// O(log N). from == to is a success that writes nothing.
 //
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound},
 // {replyStatusChanged, current status} when the status is not from (nothing
@@ -438,6 +660,8 @@ redis.call('ZREM', KEYS[3] .. from, id)
 redis.call('ZADD', KEYS[3] .. to, 0, id)
 redis.call('ZREM', KEYS[4] .. from .. ':' .. kind, id)
 redis.call('ZADD', KEYS[4] .. to .. ':' .. kind, 0, id)
+redis.call('ZADD', KEYS[5], ({not_started = 1, running = 2, completed = 3})[to], id)
+redis.call('ZADD', KEYS[6], 'GT', ARGV[4], id)
 redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
 redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
 return {0}
@@ -451,14 +675,24 @@ return {0}
 // PUBLISHes the version on runChannel, for watchers on any replica.
 
 // runViewLua is shared by beginRunScript and saveRunScript (same KEYS, see
-// runKeysDoc): storeView writes a run view, keeps the run indexes and the
-// count of running Runs per current step and status, and announces the new
-// version on channel; moveCandidate moves the Candidate between statuses
-// with its indexes and counters.
+// runKeysDoc): storeView writes a run view, keeps the run indexes, the
+// Candidate's current step index and step order (spos: stepPosition), and
+// the count of running Runs per current step and status, and announces the
+// new version on channel; moveCandidate moves the Candidate between statuses
+// with its indexes, order and counters.
 const runViewLua = `
-local function storeView(id, view, exec, seq, status, step, channel, cstep)
+local function storeView(id, view, exec, seq, status, step, channel, cstep, spos)
   local runKey = KEYS[3]
   local old = redis.call('HMGET', runKey, 'status', 'step', 'cstep')
+  if old[3] and old[3] ~= '' then
+    redis.call('ZREM', KEYS[16] .. old[3], id)
+    if redis.call('HINCRBY', KEYS[17], old[3], -1) <= 0 then redis.call('HDEL', KEYS[17], old[3]) end
+  end
+  if cstep ~= '' then
+    redis.call('ZADD', KEYS[16] .. cstep, 0, id)
+    redis.call('HINCRBY', KEYS[17], cstep, 1)
+  end
+  redis.call('ZADD', KEYS[15], spos, id)
   if old[1] then
     redis.call('ZREM', KEYS[7] .. old[1], id)
     if old[2] and old[2] ~= '' then
@@ -490,6 +724,8 @@ local function moveCandidate(id, kind, from, to, now)
   redis.call('ZADD', KEYS[4] .. to, 0, id)
   redis.call('ZREM', KEYS[5] .. from .. ':' .. kind, id)
   redis.call('ZADD', KEYS[5] .. to .. ':' .. kind, 0, id)
+  redis.call('ZADD', KEYS[14], STATUS_ORDER[to], id)
+  touch(id, now)
   redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
   redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
 end
@@ -512,7 +748,12 @@ local function hour(ms) return tostring(math.floor(tonumber(ms) / 3600000)) end
 //	KEYS[11] burndownKey(m)
 //	KEYS[12] failuresKey(m)
 //	KEYS[13] activityKey(m)
-//	KEYS[14] eventsKey(m), KEYS[15] candidateEventsPrefix(m) (history)
+//	KEYS[14] statusOrderKey(m)
+//	KEYS[15] stepOrderKey(m)
+//	KEYS[16] currentStepIndexPrefix(m)
+//	KEYS[17] stepNamesKey(m)
+//	KEYS[18] changeIndexKey(m), KEYS[19] eventsKey(m),
+//	KEYS[20] candidateEventsPrefix(m) (history)
 
 // beginRunScript records the start of execution N of a Candidate's Run: the
 // Candidate becomes running with exec N and the Run's inputs, the run view
@@ -549,7 +790,7 @@ if exec == n and status == 'running' then return {0, redis.call('HGETALL', KEYS[
 if exec >= n then return {6, exec} end
 moveCandidate(id, kind, status, 'running', now)
 redis.call('HSET', KEYS[2], 'exec', n, 'inputs', ARGV[3], 'utime', now)
-storeView(id, ARGV[4], n, ARGV[5], 'running', '', ARGV[7], '')
+storeView(id, ARGV[4], n, ARGV[5], 'running', '', ARGV[7], '', 0)
 local d = {}
 for k, v in pairs(cjson.decode(ARGV[3])) do d['inputs.' .. k] = v end
 addEvent({k = 'run_started', t = now, c = id, r = ARGV[8], x = n, d = d})
@@ -574,6 +815,7 @@ return {0, redis.call('HGETALL', KEYS[3])}
 //	ARGV[9] name of the current step, "" when none
 //	ARGV[10] events of the change: JSON array of {k, t, c, r, x, s, a, by, d}
 //	ARGV[11] durations measured: JSON array of {s, m (merge: true), ms, b (bucket)}
+//	ARGV[12] stepPosition of the view
 //	then the history ARGV
 //
 // Events and measures are applied once per (execution, seq), even when the
@@ -623,7 +865,8 @@ end
 if tonumber(r[1] or '0') == n and tonumber(r[2] or '-1') >= seq then
   return {0, redis.call('HGETALL', KEYS[3])}
 end
-storeView(id, ARGV[4], n, seq, ARGV[5], ARGV[6], ARGV[8], ARGV[9])
+storeView(id, ARGV[4], n, seq, ARGV[5], ARGV[6], ARGV[8], ARGV[9], ARGV[12])
+touch(id, now)
 if status == 'running' then
   if ARGV[5] == 'completed' then
     moveCandidate(id, kind, 'running', 'completed', now)

@@ -29,8 +29,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -185,6 +187,14 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 		burndownKey(id),
 		failuresKey(id),
 		activityKey(id),
+		statusOrderKey(id),
+		stepOrderKey(id),
+		stepNamesKey(id),
+		currentStepIndexPrefix(id),
+		metadataPairsKey(id),
+		metadataIndexPrefix(id),
+		listTempKey(id),
+		listPrefixTempKey(id),
 	), s.withHistoryArgs(ctx, now, millis(now))...).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("delete migration %s: %w", id, err)
@@ -275,14 +285,14 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 	if round == "" {
 		round = "r:" + rand.Text()
 	}
-	args := make([]any, 0, 2+3*len(sub.Candidates))
+	args := make([]any, 0, 2+4*len(sub.Candidates))
 	args = append(args, millis(now), round)
 	for _, c := range sub.Candidates {
 		def, err := encodeCandidateDef(c)
 		if err != nil {
 			return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
 		}
-		args = append(args, c.ID, c.Kind, def)
+		args = append(args, c.ID, c.Kind, def, encodeMetadataPairs(c.Metadata))
 	}
 	res, err := submitScript.Run(ctx, s.rdb, withHistoryKeys(m,
 		migrationKey(m),
@@ -292,6 +302,10 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 		statusIndexPrefix(m),
 		kindIndexPrefix(m),
 		statusKindIndexPrefix(m),
+		statusOrderKey(m),
+		stepOrderKey(m),
+		metadataIndexPrefix(m),
+		metadataPairsKey(m),
 	), s.withHistoryArgs(ctx, now, args...)...).Slice()
 	if err != nil {
 		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
@@ -338,7 +352,7 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 // sweep flags the not_started Candidates of m whose round is not round, one
 // batch of s.sweepBatch ids per script call, and returns their ids.
 func (s *Store) sweep(ctx context.Context, m, round string, now time.Time) ([]string, error) {
-	keys := []string{migrationKey(m), statusIndexKey(m, string(migration.CandidateNotStarted)), candidateKeyPrefix(m)}
+	keys := []string{migrationKey(m), statusIndexKey(m, string(migration.CandidateNotStarted)), candidateKeyPrefix(m), changeIndexKey(m)}
 	var flagged []string
 	after := ""
 	for {
@@ -374,47 +388,133 @@ func (s *Store) sweep(ctx context.Context, m, round string, now time.Time) ([]st
 	}
 }
 
-// ListCandidates returns one page of m's Candidates matching f, in id order,
-// with the number of Candidates matching f, read in one script (one round
-// trip, one consistent view). page.Limit ≤ 0 means
-// migration.DefaultCandidatePageSize.
+// ListCandidates returns one page of m's Candidates matching f, in f's
+// order, with each one's progress and the number of Candidates matching f,
+// read in one script (one round trip, one consistent view; see
+// listCandidatesScript for what each filter and order costs). page.Limit ≤ 0
+// means migration.DefaultCandidatePageSize; page.After is the Next of the
+// previous page, made with the same filter.
 func (s *Store) ListCandidates(ctx context.Context, m string, f migration.CandidateFilter, page migration.PageRequest) (migration.CandidatePage, error) {
 	if f.Status != "" && !f.Status.Valid() {
 		return migration.CandidatePage{}, migration.InvalidArgument("status", "INVALID_STATUS", "unknown candidate status %q", f.Status)
+	}
+	if f.CurrentStepStatus != "" && !slices.Contains(migration.StepStatuses, f.CurrentStepStatus) {
+		return migration.CandidatePage{}, migration.InvalidArgument("current_step_status", "INVALID_STATUS", "unknown step status %q", f.CurrentStepStatus)
+	}
+	afterScore, afterID, err := parseCandidateCursor(page.After)
+	if err != nil {
+		return migration.CandidatePage{}, err
 	}
 	limit := page.Limit
 	if limit <= 0 {
 		limit = migration.DefaultCandidatePageSize
 	}
-	var index string
+	order, lex := candidatesKey(m), "1"
+	switch f.Order {
+	case "", migration.OrderByID:
+	case migration.OrderByStatus:
+		order, lex = statusOrderKey(m), "0"
+	case migration.OrderByCurrentStep:
+		order, lex = stepOrderKey(m), "0"
+	case migration.OrderByLastChange:
+		order, lex = changeIndexKey(m), "0"
+	default:
+		return migration.CandidatePage{}, migration.InvalidArgument("order_by", "INVALID_ORDER", "unknown candidate order %q", f.Order)
+	}
+	keys := []string{migrationKey(m), candidateKeyPrefix(m), runKeyPrefix(m), changeIndexKey(m), order,
+		candidatesKey(m), listTempKey(m), listPrefixTempKey(m)}
 	switch {
 	case f.Status != "" && f.Kind != "":
-		index = statusKindIndexKey(m, string(f.Status), f.Kind)
+		keys = append(keys, statusKindIndexKey(m, string(f.Status), f.Kind))
 	case f.Status != "":
-		index = statusIndexKey(m, string(f.Status))
+		keys = append(keys, statusIndexKey(m, string(f.Status)))
 	case f.Kind != "":
-		index = kindIndexKey(m, f.Kind)
-	default:
-		index = candidatesKey(m)
+		keys = append(keys, kindIndexKey(m, f.Kind))
 	}
-	total, next, rows, err := s.readPage(ctx, fmt.Sprintf("list candidates of %s", m), m, index, candidateKeyPrefix(m), page.After, limit)
+	if f.CurrentStep != "" {
+		keys = append(keys, currentStepIndexKey(m, f.CurrentStep))
+	}
+	if f.CurrentStepStatus != "" {
+		keys = append(keys, runStepIndexKey(m, string(f.CurrentStepStatus)))
+	}
+	for _, k := range slices.Sorted(maps.Keys(f.Metadata)) {
+		keys = append(keys, metadataIndexKey(m, k, f.Metadata[k]))
+	}
+	desc := "0"
+	if f.Descending {
+		desc = "1"
+	}
+	what := fmt.Sprintf("list candidates of %s", m)
+	res, err := listCandidatesScript.Run(ctx, s.rdb, keys, lex, f.IDPrefix, desc, afterScore, afterID, limit+1).Slice()
 	if err != nil {
-		return migration.CandidatePage{}, err
+		return migration.CandidatePage{}, fmt.Errorf("%s: %w", what, err)
 	}
-	out := migration.CandidatePage{Total: total, Next: next, Candidates: make([]migration.Candidate, 0, len(rows))}
-	for _, row := range rows {
-		c, err := decodeCandidate(m, row.id, row.fields)
+	code, err := replyCode(res)
+	if err != nil {
+		return migration.CandidatePage{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if code == replyMigrationNotFound {
+		return migration.CandidatePage{}, migration.MigrationNotFound(m)
+	}
+	const width = 5 // id, score, hash, run fields, last change
+	if code != replyOK || len(res) < 2 || (len(res)-2)%width != 0 {
+		return migration.CandidatePage{}, fmt.Errorf("%s: unexpected reply of %d elements", what, len(res))
+	}
+	var out migration.CandidatePage
+	if out.Total, err = replyInt(res[1]); err != nil {
+		return migration.CandidatePage{}, fmt.Errorf("%s: %w", what, err)
+	}
+	rows := res[2:]
+	more := len(rows)/width > limit
+	if more {
+		rows = rows[:width*limit]
+	}
+	out.Candidates = make([]migration.Candidate, 0, len(rows)/width)
+	for i := 0; i < len(rows); i += width {
+		id, err1 := replyString(rows[i])
+		score, err2 := replyString(rows[i+1])
+		h, err3 := replyFields(rows[i+2])
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return migration.CandidatePage{}, fmt.Errorf("%s: %w", what, err)
+		}
+		if more && i == len(rows)-width {
+			out.Next = id // in id order, the id is the place
+			if lex != "1" {
+				out.Next = score + " " + id
+			}
+		}
+		if len(h) == 0 {
+			continue // cannot happen: indexes and hashes change together
+		}
+		c, err := decodeCandidateRow(m, id, h, rows[i+3], rows[i+4])
 		if err != nil {
-			return migration.CandidatePage{}, fmt.Errorf("list candidates of %s: %w", m, err)
+			return migration.CandidatePage{}, fmt.Errorf("%s: %w", what, err)
 		}
 		out.Candidates = append(out.Candidates, c)
 	}
 	return out, nil
 }
 
+// parseCandidateCursor reads a CandidatePage.Next: "<score> <id>", the
+// place of the last row in the listing's order. A bare id (the cursor of
+// listings in id order before orders existed) has score 0.
+func parseCandidateCursor(after string) (score, id string, err error) {
+	if after == "" {
+		return "", "", nil
+	}
+	score, id, ok := strings.Cut(after, " ")
+	if !ok {
+		return "0", after, nil
+	}
+	if f, perr := strconv.ParseFloat(score, 64); perr != nil || math.IsNaN(f) || math.IsInf(f, 0) || id == "" {
+		return "", "", migration.InvalidArgument("page_token", migration.ReasonInvalidPageToken, "malformed candidate cursor")
+	}
+	return score, id, nil
+}
+
 // GetCandidate returns one Candidate of m.
 func (s *Store) GetCandidate(ctx context.Context, m, c string) (migration.Candidate, error) {
-	res, err := getCandidateScript.Run(ctx, s.rdb, []string{migrationKey(m), candidateKey(m, c)}).Slice()
+	res, err := getCandidateScript.Run(ctx, s.rdb, []string{migrationKey(m), candidateKey(m, c), runKey(m, c), changeIndexKey(m)}, c).Slice()
 	if err != nil {
 		return migration.Candidate{}, fmt.Errorf("get candidate %s/%s: %w", m, c, err)
 	}
@@ -433,7 +533,7 @@ func (s *Store) UpdateCandidateInputs(ctx context.Context, m, c string, change m
 	for _, k := range slices.Sorted(maps.Keys(change.Set)) {
 		args = append(args, k, change.Set[k])
 	}
-	res, err := updateInputsScript.Run(ctx, s.rdb, withHistoryKeys(m, migrationKey(m), candidateKey(m, c)),
+	res, err := updateInputsScript.Run(ctx, s.rdb, withHistoryKeys(m, migrationKey(m), candidateKey(m, c), runKey(m, c)),
 		s.withHistoryArgs(ctx, now, args...)...).Slice()
 	if err != nil {
 		return migration.Candidate{}, fmt.Errorf("update inputs of candidate %s/%s: %w", m, c, err)
@@ -441,8 +541,8 @@ func (s *Store) UpdateCandidateInputs(ctx context.Context, m, c string, change m
 	return candidateReply(res, m, c, "update inputs of candidate")
 }
 
-// candidateReply decodes {code, HGETALL} replies of getCandidateScript and
-// updateInputsScript.
+// candidateReply decodes {code, HGETALL, run fields, last change} replies of
+// getCandidateScript and updateInputsScript.
 func candidateReply(res []any, m, c, op string) (migration.Candidate, error) {
 	code, err := replyCode(res)
 	if err != nil {
@@ -457,14 +557,14 @@ func candidateReply(res []any, m, c, op string) (migration.Candidate, error) {
 	default:
 		return migration.Candidate{}, fmt.Errorf("%s %s/%s: unexpected reply %v", op, m, c, res)
 	}
-	if len(res) != 2 {
+	if len(res) != 4 {
 		return migration.Candidate{}, fmt.Errorf("%s %s/%s: unexpected reply %v", op, m, c, res)
 	}
 	h, err := replyFields(res[1])
 	if err != nil {
 		return migration.Candidate{}, fmt.Errorf("%s %s/%s: %w", op, m, c, err)
 	}
-	return decodeCandidate(m, c, h)
+	return decodeCandidateRow(m, c, h, res[2], res[3])
 }
 
 // SetCandidateStatus moves Candidate c of m from status from to status to,
@@ -485,6 +585,8 @@ func (s *Store) SetCandidateStatus(ctx context.Context, m, c string, from, to mi
 		candidateKey(m, c),
 		statusIndexPrefix(m),
 		statusKindIndexPrefix(m),
+		statusOrderKey(m),
+		changeIndexKey(m),
 	}, c, string(from), string(to), millis(now)).Slice()
 	if err != nil {
 		return fmt.Errorf("set status of candidate %s/%s: %w", m, c, err)

@@ -62,9 +62,16 @@ type DiscoveryServiceClient interface {
 	// does). Safe to repeat.
 	// Errors: NOT_FOUND when the Migration does not exist.
 	SubmitCandidates(context.Context, *connect.Request[v1.SubmitCandidatesRequest]) (*connect.Response[v1.SubmitCandidatesResponse], error)
-	// ListCandidates pages through the Candidates of a Migration in id order,
-	// optionally only those of one status and/or kind.
-	// Errors: NOT_FOUND when the Migration does not exist.
+	// ListCandidates pages through the Candidates of a Migration, with the
+	// progress of their Runs: in id order by default, or ordered by status,
+	// current step or last change (ascending or descending); optionally only
+	// those matching every filter given (status, kind, current step and its
+	// status, id prefix, metadata). Each filter and order is served by an
+	// index kept in the store, so a page costs about the same with 100 or
+	// 10,000 Candidates; total_size counts every match.
+	// Errors: NOT_FOUND when the Migration does not exist; INVALID_ARGUMENT
+	// naming the field for a malformed filter, or page_token when the token
+	// was made for other filters or another order.
 	ListCandidates(context.Context, *connect.Request[v1.ListCandidatesRequest]) (*connect.Response[v1.ListCandidatesResponse], error)
 	// GetCandidate returns one Candidate.
 	// Errors: NOT_FOUND when the Migration or the Candidate does not exist.
@@ -161,9 +168,16 @@ type DiscoveryServiceHandler interface {
 	// does). Safe to repeat.
 	// Errors: NOT_FOUND when the Migration does not exist.
 	SubmitCandidates(context.Context, *connect.Request[v1.SubmitCandidatesRequest]) (*connect.Response[v1.SubmitCandidatesResponse], error)
-	// ListCandidates pages through the Candidates of a Migration in id order,
-	// optionally only those of one status and/or kind.
-	// Errors: NOT_FOUND when the Migration does not exist.
+	// ListCandidates pages through the Candidates of a Migration, with the
+	// progress of their Runs: in id order by default, or ordered by status,
+	// current step or last change (ascending or descending); optionally only
+	// those matching every filter given (status, kind, current step and its
+	// status, id prefix, metadata). Each filter and order is served by an
+	// index kept in the store, so a page costs about the same with 100 or
+	// 10,000 Candidates; total_size counts every match.
+	// Errors: NOT_FOUND when the Migration does not exist; INVALID_ARGUMENT
+	// naming the field for a malformed filter, or page_token when the token
+	// was made for other filters or another order.
 	ListCandidates(context.Context, *connect.Request[v1.ListCandidatesRequest]) (*connect.Response[v1.ListCandidatesResponse], error)
 	// GetCandidate returns one Candidate.
 	// Errors: NOT_FOUND when the Migration or the Candidate does not exist.
