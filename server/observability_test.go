@@ -205,7 +205,12 @@ func TestEveryLogLineAboutARunNamesIt(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Back up once a dispatch has failed (however slow the machine).
+	for began := time.Now(); !hasMessage(sink.lines(), "dispatch failed; retrying"); time.Sleep(20 * time.Millisecond) {
+		if time.Since(began) > 20*time.Second {
+			t.Fatal("no dispatch failed while the Migrator was down")
+		}
+	}
 	w.migrator.setDown(false)
 	d := w.nextDispatch()
 	l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_FAILED, func(r *loomv1.ReportStepStatusRequest) { r.Message = "go.mod is generated" })
