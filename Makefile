@@ -10,13 +10,15 @@ MODULES := . gen migratorsdk
 # Where third_party/protovalidate comes from.
 PROTOVALIDATE_VERSION := v1.2.2
 
-.PHONY: all test check generate check-generated check-vendored lint fmt breaking bench
+.PHONY: all test check generate check-generated check-vendored lint fmt breaking bench \
+	console console-deps check-console test-console
 
 all: check test
 
-## test: every test of every module, with the race detector
+## test: every test of every module, with the race detector, then the console's
 test:
 	@for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test -race -count=1 ./...) || exit 1; done
+	$(MAKE) test-console
 
 ## generate: regenerate gen/ from proto/
 generate:
@@ -49,8 +51,26 @@ fmt:
 breaking:
 	$(BUF) breaking --against '.git#branch=main'
 
+## console-deps: the console's pinned npm packages (package-lock.json)
+console-deps:
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+
+## console: regenerate the console's TypeScript clients and rebuild the assets the server embeds
+console: console-deps
+	cd console && npm run generate && npm run build
+
+## check-console: fail when console/src/gen or the embedded console is stale
+check-console: console
+	@if [ -n "$$(git status --porcelain -- console/src/gen server/internal/console/dist)" ]; then \
+		git status --porcelain -- console/src/gen server/internal/console/dist; \
+		echo "the console is stale: run 'make console' and commit the result"; exit 1; fi
+
+## test-console: the console's unit tests (vitest) and its end-to-end tests in Chromium
+test-console: console-deps
+	cd console && npm test && npm run e2e
+
 ## check: everything CI verifies besides the tests
-check: check-generated check-vendored lint
+check: check-generated check-vendored lint check-console
 
 ## bench: the storage benchmarks and the step-latency harness
 bench:

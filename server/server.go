@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/loomhq/loom/server/internal/api"
+	"github.com/loomhq/loom/server/internal/console"
 	"github.com/loomhq/loom/server/internal/dispatch"
 	"github.com/loomhq/loom/server/internal/engine"
 	"github.com/loomhq/loom/server/internal/migration"
@@ -50,6 +51,9 @@ type Config struct {
 	// CORSOrigins are the browser origins allowed to call the API, e.g.
 	// "https://console.example.com"; "*" allows any. Empty: same origin only.
 	CORSOrigins []string
+	// NoConsole turns off the browser console served at / (the API's paths
+	// are the same either way).
+	NoConsole bool
 	// ShutdownTimeout bounds how long a stop waits for calls in flight.
 	ShutdownTimeout time.Duration
 	// Security: authentication, keys, limits and the Migrator address
@@ -224,6 +228,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		ProtectHealth:   cfg.Security.ProtectHealth,
 		Telemetry:       rpcTelemetry,
 		Meter:           meter,
+		Console:         consoleHandler(cfg),
 	})
 	s.admin = s.adminHandler()
 	return s, nil
@@ -312,4 +317,11 @@ func (s *Server) Close() error {
 	s.temporal.Close()
 	_ = s.metrics.Provider.Shutdown(context.Background())
 	return s.store.Close()
+}
+
+func consoleHandler(cfg Config) http.Handler {
+	if cfg.NoConsole {
+		return nil
+	}
+	return console.Handler()
 }

@@ -119,6 +119,7 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	cfg := server.DefaultConfig()
 	var lc logConfig
 	var redisAddrs, cors string
+	var console bool
 	f := &flags{fs: flag.NewFlagSet("loom serve", flag.ContinueOnError), env: env}
 	f.fs.SetOutput(stderr)
 	f.string(&cfg.Addr, "addr", cfg.Addr, "address the API listens on")
@@ -132,6 +133,7 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	f.string(&cfg.Temporal.TaskQueue, "task-queue", cfg.Temporal.TaskQueue, "Temporal task queue of Runs (the same on every replica)")
 	f.duration(&cfg.DispatchWindow, "dispatch-window", cfg.DispatchWindow, "how long a dispatch retries an unreachable Migrator before the step fails")
 	f.duration(&cfg.PreviewTimeout, "preview-timeout", cfg.PreviewTimeout, "how long a preview waits for the Migrator")
+	f.bool(&console, "console", true, "serve the browser console at /")
 	f.string(&cors, "cors-origins", "", "browser origins allowed to call the API, comma-separated; * for any")
 	var nets, hosts string
 	sec := &cfg.Security
@@ -170,6 +172,7 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	}
 	cfg.Redis.Addrs = splitList(redisAddrs)
 	cfg.CORSOrigins = splitList(cors)
+	cfg.NoConsole = !console
 	cfg.Security.AllowMigratorNets = splitList(nets)
 	cfg.Security.AllowMigratorHosts = splitList(hosts)
 	if err := lc.validate(); err != nil {

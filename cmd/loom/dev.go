@@ -19,11 +19,13 @@ type devConfig struct {
 
 func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error) {
 	c := devConfig{env: devenv.Config{Example: true}}
+	var console bool
 	f := &flags{fs: flag.NewFlagSet("loom dev", flag.ContinueOnError), env: env}
 	f.fs.SetOutput(stderr)
 	f.string(&c.env.DataDir, "data-dir", ".loom", "where Redis, Temporal and the sample fleet keep their state")
 	f.string(&c.env.Addr, "addr", "127.0.0.1:8080", "address the API listens on")
 	f.string(&c.env.AdminAddr, "admin-addr", "127.0.0.1:8081", "address of /metrics, /healthz and /readyz; empty: off")
+	f.bool(&console, "console", true, "serve the browser console at the API's address")
 	f.int(&c.env.TemporalPort, "temporal-port", 7233, "port of the embedded Temporal server")
 	f.int(&c.env.RedisPort, "redis-port", 6380, "port of the development Redis")
 	f.bool(&c.env.Example, "example", true, "run the example Migrator over a sample fleet of git repositories")
@@ -40,6 +42,7 @@ func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error)
 	if f.fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
 	}
+	c.env.NoConsole = !console
 	return c, c.log.validate()
 }
 
@@ -62,9 +65,11 @@ func printWelcome(w io.Writer, e devenv.Env) {
 		state = "IN MEMORY: nothing survives a restart (install redis-server to keep state)"
 	}
 	host := e.APIURL[len("http://"):]
-	fmt.Fprintf(w, `
-Loom is running.
-  API        %s  (Connect, gRPC, gRPC-Web; reflection on)
+	fmt.Fprint(w, "\nLoom is running.\n")
+	if e.ConsoleURL != "" {
+		fmt.Fprintf(w, "  Console    %s  (open it: signs you in as the operator)\n", e.ConsoleURL)
+	}
+	fmt.Fprintf(w, `  API        %s  (Connect, gRPC, gRPC-Web; reflection on)
   Temporal   %s
   Redis      %s
   State      %s

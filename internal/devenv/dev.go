@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"time"
 
@@ -24,6 +25,8 @@ type Config struct {
 	// AdminAddr is where /metrics, /healthz and /readyz are served; empty
 	// serves none.
 	AdminAddr string
+	// NoConsole turns off the browser console at the API's /.
+	NoConsole bool
 	// TemporalPort and RedisPort: 0 picks free ports.
 	TemporalPort int
 	RedisPort    int
@@ -42,6 +45,10 @@ type Config struct {
 type Env struct {
 	// APIURL is the Loom API, e.g. "http://127.0.0.1:8080".
 	APIURL string
+	// ConsoleURL opens the console signed in as the operator: the token
+	// rides in the URL's fragment, which browsers never send to a server
+	// ("" when the console is off).
+	ConsoleURL string
 	// AdminURL serves /metrics, /healthz and /readyz ("" when off).
 	AdminURL     string
 	DataDir      string
@@ -104,6 +111,7 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 	}
 	scfg := server.DefaultConfig()
 	scfg.Addr = cfg.Addr
+	scfg.NoConsole = cfg.NoConsole
 	scfg.Security.TokensFile = creds.tokensFile
 	scfg.Security.KeysFile = creds.keysFile
 	// Migrators run on this machine in development.
@@ -151,6 +159,9 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 		MigratorToken:     creds.migrator,
 		OperatorTokenFile: creds.operatorFile,
 		MigratorTokenFile: creds.migratorFile,
+	}
+	if !cfg.NoConsole {
+		env.ConsoleURL = env.APIURL + "/#token=" + url.QueryEscape(creds.operator)
 	}
 	if cfg.Example {
 		env.FleetDir = filepath.Join(dir, "fleet")

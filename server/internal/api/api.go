@@ -60,6 +60,9 @@ type Options struct {
 	// Meter records the API's own figures (reports processed); nil records
 	// nothing.
 	Meter metric.Meter
+	// Console, when set, serves every path the API does not (the browser
+	// console at /).
+	Console http.Handler
 }
 
 // ServiceNames are the fully-qualified names of the loom.v1 services.
@@ -109,6 +112,9 @@ func NewHandler(o Options) http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, openOpts...))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, openOpts...))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{ready: o.Ready}, openOpts...))
+	if o.Console != nil {
+		mux.Handle("/", o.Console)
+	}
 
 	if len(o.CORSOrigins) == 0 {
 		return mux

@@ -1,0 +1,275 @@
+// End-to-end tests of the console in a real browser: Debian's Chromium
+// driven by playwright-core, against a real `loom dev` (Redis, embedded
+// Temporal, the example Migrator and its sample fleet of git repositories).
+// They walk a newcomer's path: find a Candidate, preview its diff, start it,
+// follow it live to `completed` while the test merges its branches, fail and
+// retry a step, read its history; and cancel another Run. Each page is
+// saved as a screenshot under e2e/screenshots/. At the end they measure
+// (and print, without asserting) the first render of a Migration of 10,000
+// Candidates and the latency of a filter change.
+//
+//   npm run e2e            (builds ../cmd/loom; needs /usr/bin/chromium)
+//   CHROMIUM=/path npm run e2e
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+const root = resolve(import.meta.dirname, "../..");
+const shots = resolve(import.meta.dirname, "screenshots");
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const work = mkdtempSync(join(tmpdir(), "loom-console-e2e-"));
+mkdirSync(shots, { recursive: true });
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.on("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+async function startLoom() {
+  const bin = join(work, "loom");
+  execFileSync("go", ["build", "-o", bin, "./cmd/loom"], { cwd: root, stdio: "inherit" });
+  const [api, temporal, redis, example] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const data = join(work, "data");
+  const proc = spawn(
+    bin,
+    [
+      "dev",
+      "-data-dir", data,
+      "-addr", `127.0.0.1:${api}`,
+      "-admin-addr", "",
+      "-temporal-port", String(temporal),
+      "-redis-port", String(redis),
+      "-example-addr", `127.0.0.1:${example}`,
+      "-fleet-size", "4",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  const consoleURL = await new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`loom dev did not start:\n${out}`)), 120_000);
+    const onData = (b) => {
+      out += b;
+      const m = out.match(/Console\s+(\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        res(m[1]);
+      }
+    };
+    proc.stdout.on("data", onData);
+    proc.stderr.on("data", onData);
+    proc.on("exit", (code) => rej(new Error(`loom dev exited (${code}):\n${out}`)));
+  });
+  return {
+    proc,
+    consoleURL,
+    apiURL: `http://127.0.0.1:${api}`,
+    fleet: join(data, "fleet"),
+    migratorToken: readFileSync(join(data, "migrator.token"), "utf8").trim(),
+    exampleURL: `http://127.0.0.1:${example}`,
+    logs: () => out,
+  };
+}
+
+const results = [];
+async function step(name, fn) {
+  const began = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true, ms: Date.now() - began });
+    console.log(`ok   ${name} (${Date.now() - began} ms)`);
+  } catch (err) {
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}\n${err.stack ?? err}`);
+    throw err;
+  }
+}
+
+function git(repo, ...args) {
+  execFileSync("git", ["-C", repo, ...args], { stdio: "pipe" });
+}
+
+async function call(loom, path, body) {
+  const res = await fetch(loom.apiURL + path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${loom.migratorToken}` },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+const loom = await startLoom();
+const browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox"] });
+let failed = false;
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e));
+  const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  const step1 = (name) => page.locator(`li.step[data-step="${name}"]`);
+  const origin = new URL(loom.consoleURL).origin;
+
+  await step("home lists the Migration, signed in by the printed URL", async () => {
+    await page.goto(loom.consoleURL);
+    await page.getByRole("link", { name: "Raise the go directive" }).waitFor();
+    if (page.url().includes("token=")) throw new Error("the token stayed in the address bar");
+    await shot("01-home");
+  });
+
+  await step("filter Candidates; the URL keeps the filter", async () => {
+    await page.getByRole("link", { name: "Raise the go directive" }).click();
+    await page.getByText(/4 Candidates match/).waitFor();
+    await page.getByLabel("Id starts with").fill("svc-0");
+    await page.getByLabel("Status", { exact: true }).selectOption("not_started");
+    await page.waitForURL(/status=not_started/);
+    await page.getByText(/4 Candidates match/).waitFor();
+    await page.getByLabel("Id starts with").fill("svc-01");
+    await page.getByText(/^1 Candidates match/).waitFor();
+    await shot("02-candidates-filtered");
+    // A link reproduces the view.
+    await page.goto(page.url());
+    await page.getByText(/^1 Candidates match/).waitFor();
+  });
+
+  await step("preview shows the real diff", async () => {
+    await page.getByRole("link", { name: "svc-01", exact: true }).click();
+    await page.getByRole("heading", { name: "svc-01" }).waitFor();
+    await page.getByRole("button", { name: /Preview or start/ }).click();
+    // Checked before sending: the required inputs are empty.
+    await page.getByRole("button", { name: "Preview", exact: true }).click();
+    await page.getByText(/Required: Target go version, Toolchain/).waitFor();
+    await page.getByLabel(/Target go version/).fill("1.23");
+    await page.getByLabel(/^Toolchain/).fill("1.23.4");
+    await page.getByRole("button", { name: "Preview", exact: true }).click();
+    const diff = page.getByLabel(/Diff of .*go\.mod/).first();
+    await diff.waitFor();
+    const text = await diff.innerText();
+    if (!text.includes("go 1.19") || !text.includes("go 1.23")) throw new Error(`diff: ${text}`);
+    await page.getByRole("button", { name: "Side by side" }).click();
+    await shot("03-preview");
+  });
+
+  await step("start; the first step becomes open without a reload", async () => {
+    await page.getByRole("button", { name: "Start Run" }).click();
+    await page.getByText("Started svc-01").waitFor();
+    await step1("bump-go").and(page.locator('[data-status="open"]')).waitFor({ timeout: 30_000 });
+    await shot("04-started");
+  });
+
+  await step("merging the branch outside shows merged, live", async () => {
+    const nav = await page.evaluate(() => performance.getEntriesByType("navigation").length);
+    const repo = join(loom.fleet, "svc-01");
+    git(repo, "merge", "-q", "loom/bump-go");
+    await step1("bump-go").and(page.locator('[data-status="merged"]')).waitFor({ timeout: 30_000 });
+    await step1("pin-toolchain").and(page.locator('[data-status="open"]')).waitFor({ timeout: 30_000 });
+    git(repo, "merge", "-q", "loom/pin-toolchain");
+    await step1("review").and(page.locator('[data-status="awaiting_review"]')).waitFor({ timeout: 30_000 });
+    const after = await page.evaluate(() => performance.getEntriesByType("navigation").length);
+    if (after !== nav) throw new Error("the page reloaded");
+    await shot("05-awaiting-review");
+  });
+
+  await step("fail the review step, retry it, finish it: completed", async () => {
+    await page.getByRole("button", { name: "Review failed" }).click();
+    await step1("review").and(page.locator('[data-status="failed"]')).waitFor({ timeout: 30_000 });
+    await shot("06-failed");
+    await page.getByRole("button", { name: "Retry step" }).click();
+    await step1("review").and(page.locator('[data-status="awaiting_review"]')).waitFor({ timeout: 30_000 });
+    await page.getByRole("button", { name: "Review done" }).click();
+    await page.locator("#run-h").getByText("completed").waitFor({ timeout: 30_000 });
+  });
+
+  await step("the history tells who did what", async () => {
+    const history = page.locator("section", { has: page.locator("#history-h") });
+    await history.getByText("run completed").waitFor({ timeout: 15_000 });
+    await history.getByText("step retried").waitFor();
+    await history.getByText("review finished").first().waitFor();
+    await history.getByText("run started").waitFor();
+    await shot("07-completed-history");
+  });
+
+  await step("cancel a Run, with confirmation", async () => {
+    await page.goto(`${origin}/m/go-directive/c/svc-02`);
+    await page.getByRole("button", { name: /Preview or start/ }).click();
+    await page.getByLabel(/Target go version/).fill("1.23");
+    await page.getByLabel(/^Toolchain/).fill("1.23.4");
+    await page.getByRole("button", { name: "Start Run" }).click();
+    await step1("bump-go").and(page.locator('[data-status="open"]')).waitFor({ timeout: 30_000 });
+    page.once("dialog", (d) => d.accept("not now"));
+    await page.getByRole("button", { name: "Cancel Run…" }).click();
+    await page.locator("#run-h").getByText("cancelled").waitFor({ timeout: 30_000 });
+    await page.getByText("Cancelled: not now").waitFor();
+    await shot("08-cancelled");
+  });
+
+  await step("metrics, history and the command palette", async () => {
+    await page.goto(`${origin}/m/go-directive?tab=metrics`);
+    await page.getByRole("heading", { name: "Step durations" }).waitFor();
+    await shot("09-metrics");
+    await page.goto(`${origin}/history`);
+    await page.locator(".eventlog table").getByText("run cancelled").first().waitFor();
+    await shot("10-history");
+    await page.keyboard.press("Control+k");
+    await page.getByPlaceholder(/Migration name or Candidate id/).fill("svc-03");
+    await page.getByRole("option", { name: /svc-03/ }).click();
+    await page.getByRole("heading", { name: "svc-03" }).waitFor();
+  });
+
+  // Measured, not asserted: a Migration of 10,000 Candidates.
+  await step("measure a Migration of 10,000 Candidates", async () => {
+    await call(loom, "/loom.v1.RegistryService/Announce", {
+      migration: {
+        id: "big-fleet",
+        name: "Big fleet",
+        steps: [{ name: "touch", type: "noop" }],
+        migratorUrl: loom.exampleURL,
+      },
+    });
+    for (let b = 0; b < 10; b++) {
+      const candidates = Array.from({ length: 1000 }, (_, i) => ({
+        id: `team-${String(b).padStart(2, "0")}/svc-${String(i).padStart(4, "0")}`,
+        kind: i % 3 ? "service" : "library",
+        metadata: { team: `team-${b}` },
+      }));
+      await call(loom, "/loom.v1.DiscoveryService/SubmitCandidates", { migrationId: "big-fleet", candidates, round: "r1" });
+    }
+    const began = Date.now();
+    await page.goto(`${origin}/m/big-fleet`);
+    await page.getByText("10000 Candidates match").waitFor({ timeout: 30_000 });
+    await page.getByRole("link", { name: "team-00/svc-0000" }).waitFor();
+    const firstRender = Date.now() - began;
+    const t0 = Date.now();
+    await page.getByLabel("Id starts with").fill("team-07/svc-09");
+    await page.getByText(/^100 Candidates match/).waitFor();
+    const filterChange = Date.now() - t0;
+    const t1 = Date.now();
+    await page.getByRole("button", { name: /Last change/ }).click();
+    await page.waitForURL(/order=last_change/);
+    await page.locator("table.grid[aria-busy=false]").waitFor();
+    const sortChange = Date.now() - t1;
+    await shot("11-big-fleet");
+    console.log(`MEASURE first render of a Migration of 10,000 Candidates: ${firstRender} ms`);
+    console.log(`MEASURE filter change (id prefix, 100 of 10,000): ${filterChange} ms; sort change: ${sortChange} ms`);
+  });
+
+  if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join("\n")}`);
+} catch (err) {
+  failed = true;
+  console.log("--- loom dev output ---\n" + loom.logs().slice(-4000));
+} finally {
+  await browser.close();
+  loom.proc.kill("SIGINT");
+  await new Promise((r) => loom.proc.once("exit", r));
+  rmSync(work, { recursive: true, force: true });
+}
+console.log(`${results.filter((r) => r.ok).length}/${results.length} steps passed; screenshots in ${shots}`);
+process.exit(failed ? 1 : 0);

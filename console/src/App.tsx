@@ -1,0 +1,28 @@
+import { lazy } from "react";
+import { Route, Routes } from "react-router";
+import { Layout } from "./components/Layout";
+import { Home } from "./pages/Home";
+import { NotFound } from "./components/Common";
+
+// Pages load on first visit: the fleet page does not wait for the diff and
+// Markdown renderers of the others.
+const MigrationPage = lazy(() => import("./pages/MigrationPage").then((m) => ({ default: m.MigrationPage })));
+const CandidatePage = lazy(() => import("./pages/CandidatePage").then((m) => ({ default: m.CandidatePage })));
+const HistoryPage = lazy(() => import("./pages/HistoryPage").then((m) => ({ default: m.HistoryPage })));
+const FleetMetricsPage = lazy(() => import("./pages/FleetMetricsPage").then((m) => ({ default: m.FleetMetricsPage })));
+
+export function App() {
+  return (
+    <Routes>
+      <Route element={<Layout />}>
+        <Route index element={<Home />} />
+        <Route path="metrics" element={<FleetMetricsPage />} />
+        <Route path="history" element={<HistoryPage />} />
+        <Route path="m/:migrationId" element={<MigrationPage />} />
+        {/* Candidate ids contain slashes (acme/billing): the rest of the path is the id. */}
+        <Route path="m/:migrationId/c/*" element={<CandidatePage />} />
+        <Route path="*" element={<NotFound />} />
+      </Route>
+    </Routes>
+  );
+}

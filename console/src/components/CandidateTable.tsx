@@ -1,0 +1,248 @@
+import { useState } from "react";
+import { Link, useSearchParams } from "react-router";
+import { keepPreviousData, useQuery } from "@tanstack/react-query";
+import { discovery } from "../api";
+import { CandidateStatus } from "../gen/loom/v1/candidate_pb";
+import { CandidateOrder } from "../gen/loom/v1/discovery_service_pb";
+import type { Migration } from "../gen/loom/v1/migration_pb";
+import { StepStatus } from "../gen/loom/v1/run_pb";
+import { ago, candidateStatusLabel, n, parseEnum, stepStatusLabel, time } from "../format";
+import { Badge, candidatePath, Empty, ErrorBox } from "./Common";
+
+const candidateStatuses = ["not_started", "running", "completed"];
+const stepStatuses = ["in_progress", "open", "merged", "awaiting_review", "completed", "failed"];
+const orders = ["id", "status", "current_step", "last_change"];
+
+// Filters is the table's state as the URL holds it, so a link reproduces
+// the view: ?status=running&step=bump-go&step_status=open&q=acme/&meta=team=payments&order=last_change&desc=1
+export function readFilters(p: URLSearchParams) {
+  const meta: Record<string, string> = {};
+  for (const kv of p.getAll("meta")) {
+    const i = kv.indexOf("=");
+    if (i > 0) meta[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return {
+    status: p.get("status") ?? "",
+    kind: p.get("kind") ?? "",
+    step: p.get("step") ?? "",
+    stepStatus: p.get("step_status") ?? "",
+    q: p.get("q") ?? "",
+    meta,
+    order: p.get("order") ?? "id",
+    desc: p.get("desc") === "1",
+    page: p.get("page") ?? "",
+  };
+}
+
+export function listRequest(migrationId: string, f: ReturnType<typeof readFilters>, pageSize: number) {
+  return {
+    migrationId,
+    status: parseEnum<CandidateStatus>(CandidateStatus, f.status),
+    kind: f.kind,
+    currentStep: f.step,
+    currentStepStatus: parseEnum<StepStatus>(StepStatus, f.stepStatus),
+    idPrefix: f.q,
+    metadata: f.meta,
+    orderBy: parseEnum<CandidateOrder>(CandidateOrder, f.order),
+    descending: f.desc,
+    pageSize,
+    pageToken: f.page,
+  };
+}
+
+export function CandidateTable({ migration }: { migration: Migration }) {
+  const [params, setParams] = useSearchParams();
+  const f = readFilters(params);
+  const [pageSize] = useState(50);
+  // Tokens of the pages before this one, for "previous".
+  const [back, setBack] = useState<string[]>([]);
+  const q = useQuery({
+    queryKey: ["candidates", migration.id, params.toString()],
+    queryFn: ({ signal }) => discovery.listCandidates(listRequest(migration.id, f, pageSize), { signal }),
+    placeholderData: keepPreviousData,
+  });
+  const set = (changes: Record<string, string | string[] | null>, keepPage = false) => {
+    const next = new URLSearchParams(params);
+    for (const [k, v] of Object.entries(changes)) {
+      next.delete(k);
+      if (Array.isArray(v)) v.forEach((x) => next.append(k, x));
+      else if (v) next.set(k, v);
+    }
+    if (!keepPage) {
+      next.delete("page");
+      setBack([]);
+    }
+    setParams(next, { replace: !keepPage });
+  };
+  const sortBy = (key: string) => set({ order: key, desc: f.order === key && !f.desc ? "1" : null });
+  const sortMark = (key: string) => (f.order === key ? (f.desc ? " ▼" : " ▲") : "");
+  const ariaSort = (key: string) => (f.order === key ? (f.desc ? "descending" : "ascending") : "none");
+  const [metaDraft, setMetaDraft] = useState("");
+  return (
+    <section aria-label="Candidates">
+      <form className="filters" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          Id starts with
+          <input aria-label="Id starts with" type="search" value={f.q} onChange={(e) => set({ q: e.target.value })} placeholder="acme/" />
+        </label>
+        <label>
+          Status
+          <select aria-label="Status" value={f.status} onChange={(e) => set({ status: e.target.value })}>
+            <option value="">any</option>
+            {candidateStatuses.map((s) => (
+              <option key={s} value={s}>
+                {s.replace("_", " ")}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Kind
+          <input aria-label="Kind" value={f.kind} onChange={(e) => set({ kind: e.target.value })} placeholder="any" size={10} />
+        </label>
+        <label>
+          Current step
+          <select aria-label="Current step" value={f.step} onChange={(e) => set({ step: e.target.value })}>
+            <option value="">any</option>
+            {migration.steps.map((s) => (
+              <option key={s.name} value={s.name}>
+                {s.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Step status
+          <select aria-label="Step status" value={f.stepStatus} onChange={(e) => set({ step_status: e.target.value })}>
+            <option value="">any</option>
+            {stepStatuses.map((s) => (
+              <option key={s} value={s}>
+                {s.replace("_", " ")}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Metadata key=value
+          <input aria-label="Metadata key=value" value={metaDraft}
+            onChange={(e) => setMetaDraft(e.target.value)}
+            onKeyDown={(e) => {
+              if (e.key === "Enter" && metaDraft.includes("=")) {
+                set({ meta: [...params.getAll("meta"), metaDraft.trim()] });
+                setMetaDraft("");
+              }
+            }}
+            placeholder="team=payments ⏎"
+          />
+        </label>
+        {Object.entries(f.meta).map(([k, v]) => (
+          <button
+            key={k}
+            type="button"
+            className="chip"
+            aria-label={`Remove filter ${k}=${v}`}
+            onClick={() => set({ meta: params.getAll("meta").filter((x) => !x.startsWith(k + "=")) })}
+          >
+            {k}={v} ×
+          </button>
+        ))}
+        <label>
+          Sort by
+          <select aria-label="Sort by" value={f.order} onChange={(e) => set({ order: e.target.value })}>
+            {orders.map((o) => (
+              <option key={o} value={o}>
+                {o.replace("_", " ")}
+              </option>
+            ))}
+          </select>
+        </label>
+      </form>
+      {q.isError && <ErrorBox error={q.error} />}
+      <div className="table-meta" aria-live="polite">
+        {q.data ? `${n(q.data.totalSize)} Candidates match` : "Loading Candidates…"}
+        {q.isFetching && q.data && " · updating…"}
+      </div>
+      {q.data && q.data.candidates.length === 0 ? (
+        <Empty>No Candidate matches these filters.</Empty>
+      ) : (
+        <table className="grid" aria-busy={q.isFetching}>
+          <thead>
+            <tr>
+              <th aria-sort={ariaSort("id")}>
+                <button type="button" className="sort" onClick={() => sortBy("id")}>
+                  Candidate{sortMark("id")}
+                </button>
+              </th>
+              <th>Kind</th>
+              <th aria-sort={ariaSort("status")}>
+                <button type="button" className="sort" onClick={() => sortBy("status")}>
+                  Status{sortMark("status")}
+                </button>
+              </th>
+              <th aria-sort={ariaSort("current_step")}>
+                <button type="button" className="sort" onClick={() => sortBy("current_step")}>
+                  Current step{sortMark("current_step")}
+                </button>
+              </th>
+              <th aria-sort={ariaSort("last_change")}>
+                <button type="button" className="sort" onClick={() => sortBy("last_change")}>
+                  Last change{sortMark("last_change")}
+                </button>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {q.data?.candidates.map((c) => {
+              const p = q.data.progress[c.id];
+              return (
+                <tr key={c.id}>
+                  <td>
+                    <Link to={candidatePath(migration.id, c.id)}>{c.id}</Link>
+                    {c.noLongerDiscovered && <span className="muted small"> (no longer discovered)</span>}
+                  </td>
+                  <td>{c.kind}</td>
+                  <td>
+                    <Badge value={candidateStatusLabel(c.status)} />
+                  </td>
+                  <td>
+                    {p?.currentStep ? (
+                      <>
+                        {p.currentStep} <Badge value={stepStatusLabel(p.currentStepStatus)} />
+                      </>
+                    ) : (
+                      <span className="muted">—</span>
+                    )}
+                  </td>
+                  <td title={time(c.lastChangeTime)}>{ago(c.lastChangeTime)}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+      <div className="pager">
+        <button
+          type="button"
+          disabled={back.length === 0}
+          onClick={() => {
+            const prev = back[back.length - 1];
+            setBack(back.slice(0, -1));
+            set({ page: prev || null }, true);
+          }}
+        >
+          ← Previous
+        </button>
+        <button
+          type="button"
+          disabled={!q.data?.nextPageToken}
+          onClick={() => {
+            setBack([...back, f.page]);
+            set({ page: q.data!.nextPageToken }, true);
+          }}
+        >
+          Next →
+        </button>
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,69 @@
+import { useState, type ReactNode } from "react";
+import { Link } from "react-router";
+import { errorText, isUnauthenticated } from "../api";
+import { setToken } from "../auth";
+
+// ErrorBox shows a server error as the server said it: Connect code and
+// message. A missing or refused token offers the sign-in form instead.
+export function ErrorBox({ error }: { error: unknown }) {
+  if (isUnauthenticated(error)) return <SignIn message={errorText(error)} />;
+  return (
+    <div role="alert" className="error">
+      {errorText(error)}
+    </div>
+  );
+}
+
+export function SignIn({ message }: { message?: string }) {
+  const [token, setValue] = useState("");
+  return (
+    <form
+      className="card signin"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setToken(token);
+        window.location.reload();
+      }}
+    >
+      <h2>Sign in</h2>
+      {message && <p className="muted">{message}</p>}
+      <p>
+        Paste a Loom token (<code>loom tokens create</code> makes one; <code>loom dev</code> prints a console URL that
+        signs you in). It is kept for this browser tab only.
+      </p>
+      <label>
+        Token
+        <input type="password" autoComplete="off" value={token} onChange={(e) => setValue(e.target.value)} required />
+      </label>
+      <button type="submit">Sign in</button>
+    </form>
+  );
+}
+
+export function Loading({ what }: { what: string }) {
+  return (
+    <div className="loading" role="status" aria-live="polite">
+      Loading {what}…
+    </div>
+  );
+}
+
+export function Empty({ children }: { children: ReactNode }) {
+  return <div className="empty">{children}</div>;
+}
+
+export function Badge({ value }: { value: string }) {
+  return <span className={`badge badge-${value}`}>{value.replaceAll("_", " ")}</span>;
+}
+
+export function NotFound() {
+  return (
+    <Empty>
+      Nothing here. <Link to="/">Back to the fleet</Link>
+    </Empty>
+  );
+}
+
+export function candidatePath(migrationId: string, candidateId: string): string {
+  return `/m/${encodeURIComponent(migrationId)}/c/${candidateId.split("/").map(encodeURIComponent).join("/")}`;
+}

@@ -1,0 +1,124 @@
+import { useEffect, useState } from "react";
+import { Link } from "react-router";
+import { useInfiniteQuery } from "@tanstack/react-query";
+import { history } from "../api";
+import type { Event, EventKind } from "../gen/loom/v1/history_service_pb";
+import { eventKindLabel, time } from "../format";
+import { candidatePath, Empty, ErrorBox, Loading } from "./Common";
+
+// EventLog is the lifecycle history of a Migration or of one Candidate:
+// pages of ListEvents, newest first, and new events as WatchEvents delivers
+// them (prepended live, no reload). onEvent hears every live event.
+export function EventLog({
+  migrationId,
+  candidateId = "",
+  kinds = [],
+  onEvent,
+}: {
+  migrationId: string;
+  candidateId?: string;
+  kinds?: EventKind[];
+  onEvent?: (e: Event) => void;
+}) {
+  const key = ["events", migrationId, candidateId, kinds.join(",")];
+  const q = useInfiniteQuery({
+    queryKey: key,
+    initialPageParam: "",
+    queryFn: ({ pageParam, signal }) =>
+      history.listEvents({ migrationId, candidateId, kinds, pageSize: 50, pageToken: pageParam }, { signal }),
+    getNextPageParam: (last) => last.nextPageToken || undefined,
+    staleTime: Infinity,
+  });
+  const [live, setLive] = useState<Event[]>([]);
+  // The stream's first message (an event or a heartbeat) says it is up.
+  const [link, setLink] = useState<"connecting" | "live" | "reconnecting">("connecting");
+  const newest = q.data?.pages[0]?.events[0]?.id ?? "";
+  const loaded = q.isSuccess;
+  useEffect(() => {
+    setLive([]);
+    if (!loaded) return;
+    const ctl = new AbortController();
+    let after = newest;
+    (async () => {
+      let delay = 500;
+      while (!ctl.signal.aborted) {
+        try {
+          for await (const res of history.watchEvents({ migrationId, candidateId, kinds, afterId: after }, { signal: ctl.signal })) {
+            setLink("live");
+            delay = 500;
+            if (res.update.case === "event") {
+              const e = res.update.value;
+              after = e.id;
+              setLive((l) => (l.some((x) => x.id === e.id) ? l : [e, ...l]));
+              onEvent?.(e);
+            }
+          }
+        } catch {
+          if (ctl.signal.aborted) return;
+        }
+        setLink("reconnecting");
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 10_000);
+      }
+    })();
+    return () => ctl.abort();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [migrationId, candidateId, kinds.join(","), loaded]);
+  if (q.isPending) return <Loading what="history" />;
+  if (q.isError) return <ErrorBox error={q.error} />;
+  const events = [...live, ...q.data.pages.flatMap((p) => p.events)];
+  return (
+    <div className="eventlog">
+      <div className="muted small" aria-live="polite">
+        {link === "live" ? "● live" : `○ ${link}…`}
+      </div>
+      {events.length === 0 ? (
+        <Empty>No event yet.</Empty>
+      ) : (
+        <table className="grid compact">
+          <thead>
+            <tr>
+              <th>Time</th>
+              <th>Event</th>
+              {!candidateId && <th>Candidate</th>}
+              <th>Step</th>
+              <th>Who</th>
+              <th>Details</th>
+            </tr>
+          </thead>
+          <tbody>
+            {events.map((e) => (
+              <tr key={e.id}>
+                <td className="nowrap">{time(e.time)}</td>
+                <td>{eventKindLabel(e.kind)}</td>
+                {!candidateId && (
+                  <td>{e.candidateId && <Link to={candidatePath(e.migrationId, e.candidateId)}>{e.candidateId}</Link>}</td>
+                )}
+                <td>
+                  {e.step}
+                  {e.attempt > 0 && <span className="muted"> #{e.attempt}</span>}
+                  {e.execution > 0n && <span className="muted small"> (execution {String(e.execution)})</span>}
+                </td>
+                <td>{e.actor}</td>
+                <td className="details">
+                  {Object.entries(e.details)
+                    .sort(([a], [b]) => a.localeCompare(b))
+                    .map(([k, v]) => (
+                      <div key={k}>
+                        <span className="muted">{k}</span> {k.endsWith("url") ? <a href={v}>{v}</a> : v}
+                      </div>
+                    ))}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {q.hasNextPage && (
+        <button type="button" onClick={() => q.fetchNextPage()} disabled={q.isFetchingNextPage}>
+          Older events
+        </button>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,131 @@
+import { useQuery } from "@tanstack/react-query";
+import { Link } from "react-router";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { metrics } from "../api";
+import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
+import { ago, duration, n, stepStatusLabel, time } from "../format";
+import { Badge, candidatePath, Empty, ErrorBox, Loading } from "./Common";
+import { Burndown } from "./Charts";
+
+export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
+  const q = useQuery({
+    queryKey: ["metrics", migrationId],
+    queryFn: ({ signal }) => metrics.getMigrationMetrics({ migrationId, burndownUnit: BurndownUnit.HOUR }, { signal }),
+    refetchInterval: 15_000,
+  });
+  if (q.isPending) return <Loading what="metrics" />;
+  if (q.isError) return <ErrorBox error={q.error} />;
+  const m = q.data.metrics!;
+  return (
+    <div className="metrics">
+      <div className="tiles">
+        <Tile label="Open PRs" value={n(m.openPullRequests)} />
+        <Tile label="Awaiting review" value={n(m.awaitingReview)} />
+        <Tile label="Failed steps" value={n(m.failed)} bad={n(m.failed) > 0} />
+        <Tile label="Stuck" value={n(m.stuckCount)} bad={n(m.stuckCount) > 0} />
+      </div>
+      <h2>Burndown</h2>
+      {m.burndown.length === 0 ? (
+        <Empty>No Run has started yet.</Empty>
+      ) : (
+        <Burndown
+          points={m.burndown.map((p) => ({
+            t: p.start ? timestampMs(p.start) : 0,
+            started: n(p.started),
+            completed: n(p.completed),
+          }))}
+        />
+      )}
+      <h2>Where the running Candidates are</h2>
+      {m.currentSteps.length === 0 ? (
+        <Empty>Nothing is running.</Empty>
+      ) : (
+        <table className="grid compact">
+          <thead>
+            <tr>
+              <th>Step</th>
+              <th>Status</th>
+              <th className="num">Runs</th>
+            </tr>
+          </thead>
+          <tbody>
+            {m.currentSteps.map((s) => (
+              <tr key={s.step + s.status}>
+                <td>{s.step}</td>
+                <td>
+                  <Badge value={stepStatusLabel(s.status)} />
+                </td>
+                <td className="num">{n(s.count)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <h2>Step durations</h2>
+      <table className="grid compact">
+        <thead>
+          <tr>
+            <th>Step</th>
+            <th className="num">Succeeded</th>
+            <th className="num">p50</th>
+            <th className="num">p95</th>
+            <th className="num">max</th>
+            <th className="num">Merged</th>
+            <th className="num">Time to merge p50</th>
+            <th className="num">p95</th>
+          </tr>
+        </thead>
+        <tbody>
+          {m.stepDurations.map((s) => (
+            <tr key={s.step}>
+              <td>{s.step}</td>
+              <td className="num">{n(s.count)}</td>
+              <td className="num">{duration(s.p50)}</td>
+              <td className="num">{duration(s.p95)}</td>
+              <td className="num">{duration(s.max)}</td>
+              <td className="num">{n(s.mergedCount)}</td>
+              <td className="num">{duration(s.mergeP50)}</td>
+              <td className="num">{duration(s.mergeP95)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <h2>Recent failures</h2>
+      {m.recentFailures.length === 0 ? (
+        <Empty>No step has failed.</Empty>
+      ) : (
+        <ul className="failures">
+          {m.recentFailures.map((f, i) => (
+            <li key={i}>
+              <Link to={candidatePath(migrationId, f.candidateId)}>{f.candidateId}</Link> · {f.step} (attempt {f.attempt}) ·{" "}
+              <span className="muted">{time(f.time)}</span>
+              <div className="message">{f.message}</div>
+            </li>
+          ))}
+        </ul>
+      )}
+      <h2>Stuck Candidates</h2>
+      {m.stuck.length === 0 ? (
+        <Empty>No running Candidate has been quiet for long.</Empty>
+      ) : (
+        <ul>
+          {m.stuck.map((s) => (
+            <li key={s.candidateId}>
+              <Link to={candidatePath(migrationId, s.candidateId)}>{s.candidateId}</Link>{" "}
+              <span className="muted">last event {ago(s.lastEventTime)}</span>
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+function Tile({ label, value, bad }: { label: string; value: number; bad?: boolean }) {
+  return (
+    <div className={`tile ${bad ? "bad" : ""}`}>
+      <div className="value">{value}</div>
+      <div className="label">{label}</div>
+    </div>
+  );
+}

@@ -1,0 +1,50 @@
+import { useQueries } from "@tanstack/react-query";
+import { Link } from "react-router";
+import { runs } from "../api";
+import { RunStatus } from "../gen/loom/v1/run_pb";
+import { stepStatusLabel } from "../format";
+import { Badge, candidatePath } from "./Common";
+import { useFleet } from "./Layout";
+
+// The Candidates running now, across the fleet: the first Runs of each
+// Migration that has any running (the count says how many there are).
+export function RunningPanel() {
+  const fleet = useFleet();
+  const active = (fleet.data?.migrations ?? []).filter((s) => Number(s.migration?.candidateCounts?.running ?? 0n) > 0);
+  const lists = useQueries({
+    queries: active.map((s) => ({
+      queryKey: ["running", s.migration!.id],
+      queryFn: ({ signal }: { signal: AbortSignal }) =>
+        runs.listRuns({ migrationId: s.migration!.id, status: RunStatus.RUNNING, pageSize: 10 }, { signal }),
+      refetchInterval: 10_000,
+    })),
+  });
+  return (
+    <aside className="running" aria-label="Running now">
+      <h2>Running now</h2>
+      {active.length === 0 && <p className="muted">Nothing is running.</p>}
+      {active.map((s, i) => {
+        const id = s.migration!.id;
+        const data = lists[i]?.data;
+        return (
+          <section key={id}>
+            <h3>
+              <Link to={`/m/${id}?status=running`}>{s.migration!.name || id}</Link>{" "}
+              <span className="muted">{String(data?.totalSize ?? s.migration!.candidateCounts?.running ?? "")}</span>
+            </h3>
+            <ul>
+              {data?.runs.map((r) => (
+                <li key={r.id}>
+                  <Link to={candidatePath(id, r.candidateId)}>{r.candidateId}</Link>
+                  <div className="muted small">
+                    {r.currentStep} <Badge value={stepStatusLabel(r.currentStepStatus)} />
+                  </div>
+                </li>
+              ))}
+            </ul>
+          </section>
+        );
+      })}
+    </aside>
+  );
+}

@@ -1,0 +1,33 @@
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { BrowserRouter } from "react-router";
+import { App } from "./App";
+import { takeTokenFromURL } from "./auth";
+import { isUnauthenticated } from "./api";
+import "./styles.css";
+import "diff2html/bundles/css/diff2html.min.css";
+import "uplot/dist/uPlot.min.css";
+
+takeTokenFromURL();
+
+const queryClient = new QueryClient({
+  defaultOptions: {
+    queries: {
+      // A refused token is not retried: the sign-in form shows instead.
+      retry: (count, err) => !isUnauthenticated(err) && count < 2,
+      staleTime: 5_000,
+      refetchOnWindowFocus: true,
+    },
+  },
+});
+
+createRoot(document.getElementById("root")!).render(
+  <StrictMode>
+    <QueryClientProvider client={queryClient}>
+      <BrowserRouter>
+        <App />
+      </BrowserRouter>
+    </QueryClientProvider>
+  </StrictMode>,
+);

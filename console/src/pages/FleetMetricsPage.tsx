@@ -1,0 +1,100 @@
+import { useQueries } from "@tanstack/react-query";
+import { Link } from "react-router";
+import { metrics } from "../api";
+import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
+import { duration, n, time } from "../format";
+import { candidatePath, Empty, ErrorBox, Loading } from "../components/Common";
+import { useFleet } from "../components/Layout";
+
+// Fleet metrics: per Migration and step, how long steps take and how often
+// they fail, Runs completed per day, and the latest failures everywhere.
+export function FleetMetricsPage() {
+  const fleet = useFleet();
+  const ids = (fleet.data?.migrations ?? []).map((s) => s.migration!.id);
+  const all = useQueries({
+    queries: ids.map((migrationId) => ({
+      queryKey: ["metrics", migrationId, "day"],
+      queryFn: ({ signal }: { signal: AbortSignal }) =>
+        metrics.getMigrationMetrics({ migrationId, burndownUnit: BurndownUnit.DAY }, { signal }),
+      refetchInterval: 30_000,
+    })),
+  });
+  if (fleet.isPending) return <Loading what="the fleet" />;
+  if (fleet.isError) return <ErrorBox error={fleet.error} />;
+  const failing = all.find((q) => q.isError);
+  const loaded = all.flatMap((q) => (q.data?.metrics ? [q.data.metrics] : []));
+  const failures = loaded
+    .flatMap((m) => m.recentFailures.map((f) => ({ ...f, migrationId: m.migrationId })))
+    .sort((a, b) => Number((b.time?.seconds ?? 0n) - (a.time?.seconds ?? 0n)))
+    .slice(0, 30);
+  return (
+    <>
+      <div className="page-head">
+        <h1>Fleet metrics</h1>
+      </div>
+      {failing && <ErrorBox error={failing.error} />}
+      {ids.length === 0 && <Empty>No Migration yet.</Empty>}
+      {loaded.map((m) => {
+        const failed = new Map<string, number>();
+        for (const f of m.recentFailures) failed.set(f.step, (failed.get(f.step) ?? 0) + 1);
+        return (
+          <section key={m.migrationId} className="card">
+            <h2>
+              <Link to={`/m/${m.migrationId}?tab=metrics`}>{m.migrationId}</Link>
+            </h2>
+            <p className="muted small">
+              Runs completed per day:{" "}
+              {m.burndown.length === 0
+                ? "none yet"
+                : m.burndown.map((p) => `${time(p.start).split(",")[0]}: ${n(p.completed)}`).join(" · ")}
+            </p>
+            <table className="grid compact">
+              <thead>
+                <tr>
+                  <th>Step</th>
+                  <th className="num">Succeeded</th>
+                  <th className="num">Recent failures</th>
+                  <th className="num">Failure rate</th>
+                  <th className="num">p50</th>
+                  <th className="num">p95</th>
+                  <th className="num">Time to merge p50</th>
+                </tr>
+              </thead>
+              <tbody>
+                {m.stepDurations.map((s) => {
+                  const f = failed.get(s.step) ?? 0;
+                  const total = n(s.count) + f;
+                  return (
+                    <tr key={s.step}>
+                      <td>{s.step}</td>
+                      <td className="num">{n(s.count)}</td>
+                      <td className="num">{f}</td>
+                      <td className="num">{total ? `${Math.round((100 * f) / total)}%` : "—"}</td>
+                      <td className="num">{duration(s.p50)}</td>
+                      <td className="num">{duration(s.p95)}</td>
+                      <td className="num">{duration(s.mergeP50)}</td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </section>
+        );
+      })}
+      <h2>Recent failures across the fleet</h2>
+      {failures.length === 0 ? (
+        <Empty>No step has failed lately.</Empty>
+      ) : (
+        <ul className="failures">
+          {failures.map((f, i) => (
+            <li key={i}>
+              <Link to={candidatePath(f.migrationId, f.candidateId)}>{f.candidateId}</Link> · {f.migrationId} · {f.step} (attempt{" "}
+              {f.attempt}) · <span className="muted">{time(f.time)}</span>
+              <div className="message">{f.message}</div>
+            </li>
+          ))}
+        </ul>
+      )}
+    </>
+  );
+}

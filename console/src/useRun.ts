@@ -1,0 +1,53 @@
+import { useEffect, useState } from "react";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { runs } from "./api";
+import type { Run } from "./gen/loom/v1/run_pb";
+
+export type RunState = { run?: Run; missing: boolean; error?: unknown; live: boolean };
+
+// useRun follows a Run live through RunService.WatchRun: the current Run at
+// once, then every change as the server stores it. A dropped stream is
+// resumed after the last version seen, so no change is missed and none is
+// shown twice. `generation` restarts the watch (after a start, say).
+// A Candidate without a Run answers NotFound: state.missing.
+export function useRun(runId: string, generation = 0): RunState {
+  const [state, setState] = useState<RunState>({ missing: false, live: false });
+  useEffect(() => {
+    const ctl = new AbortController();
+    let version = 0n;
+    let delay = 500;
+    (async () => {
+      while (!ctl.signal.aborted) {
+        try {
+          for await (const res of runs.watchRun({ runId, afterVersion: version }, { signal: ctl.signal })) {
+            delay = 500;
+            if (res.update.case === "run") {
+              const run = res.update.value;
+              version = run.version;
+              setState({ run, missing: false, live: true });
+            } else {
+              setState((s) => (s.live ? s : { ...s, live: true }));
+            }
+          }
+        } catch (err) {
+          if (ctl.signal.aborted) return;
+          const e = ConnectError.from(err);
+          if (e.code === Code.NotFound) {
+            // No Run yet: the page restarts the watch (generation) when
+            // the Candidate's history says one started.
+            setState({ missing: true, live: false });
+            return;
+          } else {
+            setState((s) => ({ ...s, error: err, live: false }));
+          }
+          if (e.code === Code.Unauthenticated || e.code === Code.PermissionDenied || e.code === Code.InvalidArgument) return;
+        }
+        // The stream ended or broke: resume after a pause (longer each time).
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 10_000);
+      }
+    })();
+    return () => ctl.abort();
+  }, [runId, generation]);
+  return state;
+}
