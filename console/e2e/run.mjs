@@ -143,6 +143,7 @@ try {
   await step("preview shows the real diff", async () => {
     await page.getByRole("link", { name: "svc-01", exact: true }).click();
     await page.getByRole("heading", { name: "svc-01" }).waitFor();
+    await page.getByText(/\(operator\)/).waitFor();
     await page.getByRole("button", { name: /Preview or start/ }).click();
     // Checked before sending: the required inputs are empty.
     await page.getByRole("button", { name: "Preview", exact: true }).click();
@@ -222,6 +223,20 @@ try {
     await page.getByPlaceholder(/Migration name or Candidate id/).fill("svc-03");
     await page.getByRole("option", { name: /svc-03/ }).click();
     await page.getByRole("heading", { name: "svc-03" }).waitFor();
+  });
+
+  await step("a migrator sees no operator controls", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const p = await ctx.newPage();
+    await p.goto(`${origin}/m/go-directive/c/svc-03#token=${encodeURIComponent(loom.migratorToken)}`);
+    await p.getByRole("heading", { name: "svc-03" }).waitFor();
+    await p.getByText(/\(migrator\)/).waitFor();
+    await p.getByRole("heading", { name: "History" }).waitFor();
+    for (const name of [/Preview/, /Start/, /Edit inputs/]) {
+      if ((await p.getByRole("button", { name }).count()) > 0) throw new Error(`a migrator is offered ${name}`);
+    }
+    await p.screenshot({ path: join(shots, "12-as-migrator.png"), fullPage: true });
+    await ctx.close();
   });
 
   // Measured, not asserted: a Migration of 10,000 Candidates.

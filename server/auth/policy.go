@@ -55,6 +55,7 @@ var Rules = map[string]Rule{
 	"/loom.v1.RegistryService/ListMigrations":         readers,
 	"/loom.v1.RegistryService/DeleteMigration":        admins,
 	"/loom.v1.RegistryService/ListSigningKeys":        {Roles: []Role{RoleViewer, RoleOperator, RoleMigrator}},
+	"/loom.v1.RegistryService/GetCaller":              {Roles: []Role{RoleViewer, RoleOperator, RoleMigrator}},
 	"/loom.v1.DiscoveryService/SubmitCandidates":      migrators,
 	"/loom.v1.DiscoveryService/ListCandidates":        readers,
 	"/loom.v1.DiscoveryService/GetCandidate":          readers,

@@ -7,6 +7,7 @@ import { metrics } from "../api";
 import { CommandPalette } from "./CommandPalette";
 import { RunningPanel } from "./RunningPanel";
 import { Loading } from "./Common";
+import { useCaller } from "../caller";
 
 type Theme = "light" | "dark";
 
@@ -41,6 +42,7 @@ export function Layout() {
     return () => window.removeEventListener("keydown", onKey);
   }, []);
   const signedIn = getToken() !== "";
+  const caller = useCaller();
   return (
     <div className="app">
       <a className="skip" href="#main">
@@ -69,6 +71,11 @@ export function Layout() {
         >
           {theme === "dark" ? "☀" : "☾"}
         </button>
+        {caller.data?.authenticated && (
+          <span className="muted small" title="who this console acts as">
+            {caller.data.subject} ({caller.data.role})
+          </span>
+        )}
         {signedIn && (
           <button
             type="button"

@@ -13,6 +13,9 @@ import { Badge, Empty, ErrorBox, Loading } from "../components/Common";
 import { EventLog } from "../components/EventLog";
 import { PreviewView } from "../components/Preview";
 import { useRun } from "../useRun";
+import { useCan } from "../caller";
+import { DiscoveryService } from "../gen/loom/v1/discovery_service_pb";
+import { RunService } from "../gen/loom/v1/run_service_pb";
 
 export function CandidatePage() {
   const { migrationId = "", "*": rest = "" } = useParams();
@@ -31,6 +34,7 @@ export function CandidatePage() {
   const run = useRun(rid, generation);
   const [preview, setPreview] = useState<PreviewRunResponse | null>(null);
   const [starting, setStarting] = useState(false);
+  const can = useCan();
 
   if (cand.isPending || mig.isPending) return <Loading what="the Candidate" />;
   if (mig.isError) return <ErrorBox error={mig.error} />;
@@ -57,12 +61,12 @@ export function CandidatePage() {
       </div>
 
       <div className="actions">
-        {!starting && (
+        {!starting && can(RunService.method.previewRun) && (
           <button type="button" onClick={() => setStarting(true)}>
             {active || c.status === CandidateStatus.COMPLETED ? "Preview…" : "Preview or start…"}
           </button>
         )}
-        {active && r && <CancelButton run={r} onDone={refresh} />}
+        {active && r && can(RunService.method.cancelRun) && <CancelButton run={r} onDone={refresh} />}
       </div>
 
       {starting && (
@@ -70,7 +74,7 @@ export function CandidatePage() {
           m={m}
           candidateId={c.id}
           stored={c.inputs}
-          canStart={!active && c.status !== CandidateStatus.COMPLETED}
+          canStart={!active && c.status !== CandidateStatus.COMPLETED && can(RunService.method.startRun)}
           onPreview={setPreview}
           onClose={() => setStarting(false)}
           onStarted={() => {
@@ -300,6 +304,7 @@ function Timeline({ run, onChanged }: { run: Run; onChanged: () => void }) {
 }
 
 function StepActions({ run, step, onChanged }: { run: Run; step: StepResult; onChanged: () => void }) {
+  const can = useCan();
   const act = useMutation({
     mutationFn: async (what: "retry" | "done" | "failed" | "merged") => {
       const base = { runId: run.id, stepName: step.stepName, attempt: step.attempt };
@@ -329,16 +334,20 @@ function StepActions({ run, step, onChanged }: { run: Run; step: StepResult; onC
   );
   switch (step.status) {
     case StepStatus.FAILED:
-      return <div className="actions">{b("retry", "Retry step", "primary")}</div>;
+      return can(RunService.method.retryStep) && <div className="actions">{b("retry", "Retry step", "primary")}</div>;
     case StepStatus.AWAITING_REVIEW:
       return (
+        can(RunService.method.finishReview) && (
         <div className="actions">
           {b("done", "Review done", "primary")}
           {b("failed", "Review failed", "danger")}
         </div>
+        )
       );
     case StepStatus.OPEN:
-      return <div className="actions">{b("merged", "Mark merged (merged outside Loom)")}</div>;
+      return (
+        can(RunService.method.markStepMerged) && <div className="actions">{b("merged", "Mark merged (merged outside Loom)")}</div>
+      );
     default:
       return null;
   }
@@ -352,6 +361,7 @@ function InputsEditor(props: {
   onSaved: () => void;
 }) {
   const [draft, setDraft] = useState<Record<string, string> | null>(null);
+  const can = useCan();
   const save = useMutation({
     mutationFn: (inputs: Record<string, string>) => {
       const set: Record<string, string> = {};
@@ -391,7 +401,7 @@ function InputsEditor(props: {
             ))}
           </dl>
         )}
-        {names.length > 0 && (
+        {names.length > 0 && can(DiscoveryService.method.updateCandidateInputs) && (
           <button type="button" onClick={() => setDraft({ ...props.stored })}>
             Edit inputs
           </button>

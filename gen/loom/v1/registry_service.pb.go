@@ -465,6 +465,121 @@ func (*ListSigningKeysRequest) Descriptor() ([]byte, []int) {
 	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{8}
 }
 
+// Request of RegistryService.GetCaller.
+type GetCallerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerRequest) Reset() {
+	*x = GetCallerRequest{}
+	mi := &file_loom_v1_registry_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerRequest) ProtoMessage() {}
+
+func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_registry_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{9}
+}
+
+// Response of RegistryService.GetCaller.
+type GetCallerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether this Loom authenticates its callers; false when it runs without
+	// authentication (-insecure-no-auth), where everyone may call everything.
+	Authenticated bool `protobuf:"varint,1,opt,name=authenticated,proto3" json:"authenticated,omitempty"`
+	// The caller's subject, as recorded on its actions ("alice"); empty
+	// without authentication.
+	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The caller's role: "viewer", "operator", "migrator" or "admin"; empty
+	// without authentication.
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// The procedures the caller may call, e.g. "/loom.v1.RunService/StartRun",
+	// in byte order. A migrator's calls are further limited to the Migrations
+	// it owns.
+	AllowedProcedures []string `protobuf:"bytes,4,rep,name=allowed_procedures,json=allowedProcedures,proto3" json:"allowed_procedures,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GetCallerResponse) Reset() {
+	*x = GetCallerResponse{}
+	mi := &file_loom_v1_registry_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerResponse) ProtoMessage() {}
+
+func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_registry_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerResponse.ProtoReflect.Descriptor instead.
+func (*GetCallerResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetCallerResponse) GetAuthenticated() bool {
+	if x != nil {
+		return x.Authenticated
+	}
+	return false
+}
+
+func (x *GetCallerResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *GetCallerResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *GetCallerResponse) GetAllowedProcedures() []string {
+	if x != nil {
+		return x.AllowedProcedures
+	}
+	return nil
+}
+
 // Response of RegistryService.ListSigningKeys.
 type ListSigningKeysResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -476,7 +591,7 @@ type ListSigningKeysResponse struct {
 
 func (x *ListSigningKeysResponse) Reset() {
 	*x = ListSigningKeysResponse{}
-	mi := &file_loom_v1_registry_service_proto_msgTypes[9]
+	mi := &file_loom_v1_registry_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +603,7 @@ func (x *ListSigningKeysResponse) String() string {
 func (*ListSigningKeysResponse) ProtoMessage() {}
 
 func (x *ListSigningKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_registry_service_proto_msgTypes[9]
+	mi := &file_loom_v1_registry_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +616,7 @@ func (x *ListSigningKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSigningKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListSigningKeysResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{9}
+	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListSigningKeysResponse) GetKeys() []*SigningKey {
@@ -529,7 +644,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_loom_v1_registry_service_proto_msgTypes[10]
+	mi := &file_loom_v1_registry_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +656,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_registry_service_proto_msgTypes[10]
+	mi := &file_loom_v1_registry_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +669,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{10}
+	return file_loom_v1_registry_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SigningKey) GetId() string {
@@ -614,7 +729,13 @@ const file_loom_v1_registry_service_proto_rawDesc = "" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\"H\n" +
 	"\x17DeleteMigrationResponse\x12-\n" +
 	"\x12deleted_candidates\x18\x01 \x01(\x03R\x11deletedCandidates\"\x18\n" +
-	"\x16ListSigningKeysRequest\"B\n" +
+	"\x16ListSigningKeysRequest\"\x12\n" +
+	"\x10GetCallerRequest\"\x96\x01\n" +
+	"\x11GetCallerResponse\x12$\n" +
+	"\rauthenticated\x18\x01 \x01(\bR\rauthenticated\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12-\n" +
+	"\x12allowed_procedures\x18\x04 \x03(\tR\x11allowedProcedures\"B\n" +
 	"\x17ListSigningKeysResponse\x12'\n" +
 	"\x04keys\x18\x01 \x03(\v2\x13.loom.v1.SigningKeyR\x04keys\"\x96\x01\n" +
 	"\n" +
@@ -624,13 +745,14 @@ const file_loom_v1_registry_service_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12;\n" +
 	"\vretire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"retireTime2\xb7\x03\n" +
+	"retireTime2\x80\x04\n" +
 	"\x0fRegistryService\x12D\n" +
 	"\bAnnounce\x12\x18.loom.v1.AnnounceRequest\x1a\x19.loom.v1.AnnounceResponse\"\x03\x90\x02\x02\x12P\n" +
 	"\fGetMigration\x12\x1c.loom.v1.GetMigrationRequest\x1a\x1d.loom.v1.GetMigrationResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\x0eListMigrations\x12\x1e.loom.v1.ListMigrationsRequest\x1a\x1f.loom.v1.ListMigrationsResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\x0fDeleteMigration\x12\x1f.loom.v1.DeleteMigrationRequest\x1a .loom.v1.DeleteMigrationResponse\"\x03\x90\x02\x02\x12Y\n" +
-	"\x0fListSigningKeys\x12\x1f.loom.v1.ListSigningKeysRequest\x1a .loom.v1.ListSigningKeysResponse\"\x03\x90\x02\x01B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
+	"\x0fListSigningKeys\x12\x1f.loom.v1.ListSigningKeysRequest\x1a .loom.v1.ListSigningKeysResponse\"\x03\x90\x02\x01\x12G\n" +
+	"\tGetCaller\x12\x19.loom.v1.GetCallerRequest\x1a\x1a.loom.v1.GetCallerResponse\"\x03\x90\x02\x01B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
 
 var (
 	file_loom_v1_registry_service_proto_rawDescOnce sync.Once
@@ -644,7 +766,7 @@ func file_loom_v1_registry_service_proto_rawDescGZIP() []byte {
 	return file_loom_v1_registry_service_proto_rawDescData
 }
 
-var file_loom_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_loom_v1_registry_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_loom_v1_registry_service_proto_goTypes = []any{
 	(*AnnounceRequest)(nil),         // 0: loom.v1.AnnounceRequest
 	(*AnnounceResponse)(nil),        // 1: loom.v1.AnnounceResponse
@@ -655,30 +777,34 @@ var file_loom_v1_registry_service_proto_goTypes = []any{
 	(*DeleteMigrationRequest)(nil),  // 6: loom.v1.DeleteMigrationRequest
 	(*DeleteMigrationResponse)(nil), // 7: loom.v1.DeleteMigrationResponse
 	(*ListSigningKeysRequest)(nil),  // 8: loom.v1.ListSigningKeysRequest
-	(*ListSigningKeysResponse)(nil), // 9: loom.v1.ListSigningKeysResponse
-	(*SigningKey)(nil),              // 10: loom.v1.SigningKey
-	(*Migration)(nil),               // 11: loom.v1.Migration
-	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
+	(*GetCallerRequest)(nil),        // 9: loom.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),       // 10: loom.v1.GetCallerResponse
+	(*ListSigningKeysResponse)(nil), // 11: loom.v1.ListSigningKeysResponse
+	(*SigningKey)(nil),              // 12: loom.v1.SigningKey
+	(*Migration)(nil),               // 13: loom.v1.Migration
+	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
 }
 var file_loom_v1_registry_service_proto_depIdxs = []int32{
-	11, // 0: loom.v1.AnnounceRequest.migration:type_name -> loom.v1.Migration
-	11, // 1: loom.v1.AnnounceResponse.migration:type_name -> loom.v1.Migration
-	11, // 2: loom.v1.GetMigrationResponse.migration:type_name -> loom.v1.Migration
-	11, // 3: loom.v1.ListMigrationsResponse.migrations:type_name -> loom.v1.Migration
-	10, // 4: loom.v1.ListSigningKeysResponse.keys:type_name -> loom.v1.SigningKey
-	12, // 5: loom.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
+	13, // 0: loom.v1.AnnounceRequest.migration:type_name -> loom.v1.Migration
+	13, // 1: loom.v1.AnnounceResponse.migration:type_name -> loom.v1.Migration
+	13, // 2: loom.v1.GetMigrationResponse.migration:type_name -> loom.v1.Migration
+	13, // 3: loom.v1.ListMigrationsResponse.migrations:type_name -> loom.v1.Migration
+	12, // 4: loom.v1.ListSigningKeysResponse.keys:type_name -> loom.v1.SigningKey
+	14, // 5: loom.v1.SigningKey.retire_time:type_name -> google.protobuf.Timestamp
 	0,  // 6: loom.v1.RegistryService.Announce:input_type -> loom.v1.AnnounceRequest
 	2,  // 7: loom.v1.RegistryService.GetMigration:input_type -> loom.v1.GetMigrationRequest
 	4,  // 8: loom.v1.RegistryService.ListMigrations:input_type -> loom.v1.ListMigrationsRequest
 	6,  // 9: loom.v1.RegistryService.DeleteMigration:input_type -> loom.v1.DeleteMigrationRequest
 	8,  // 10: loom.v1.RegistryService.ListSigningKeys:input_type -> loom.v1.ListSigningKeysRequest
-	1,  // 11: loom.v1.RegistryService.Announce:output_type -> loom.v1.AnnounceResponse
-	3,  // 12: loom.v1.RegistryService.GetMigration:output_type -> loom.v1.GetMigrationResponse
-	5,  // 13: loom.v1.RegistryService.ListMigrations:output_type -> loom.v1.ListMigrationsResponse
-	7,  // 14: loom.v1.RegistryService.DeleteMigration:output_type -> loom.v1.DeleteMigrationResponse
-	9,  // 15: loom.v1.RegistryService.ListSigningKeys:output_type -> loom.v1.ListSigningKeysResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
+	9,  // 11: loom.v1.RegistryService.GetCaller:input_type -> loom.v1.GetCallerRequest
+	1,  // 12: loom.v1.RegistryService.Announce:output_type -> loom.v1.AnnounceResponse
+	3,  // 13: loom.v1.RegistryService.GetMigration:output_type -> loom.v1.GetMigrationResponse
+	5,  // 14: loom.v1.RegistryService.ListMigrations:output_type -> loom.v1.ListMigrationsResponse
+	7,  // 15: loom.v1.RegistryService.DeleteMigration:output_type -> loom.v1.DeleteMigrationResponse
+	11, // 16: loom.v1.RegistryService.ListSigningKeys:output_type -> loom.v1.ListSigningKeysResponse
+	10, // 17: loom.v1.RegistryService.GetCaller:output_type -> loom.v1.GetCallerResponse
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -696,7 +822,7 @@ func file_loom_v1_registry_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_registry_service_proto_rawDesc), len(file_loom_v1_registry_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

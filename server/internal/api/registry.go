@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"slices"
 
 	"connectrpc.com/connect"
 
@@ -81,6 +82,23 @@ func (s *RegistryServer) ListSigningKeys(context.Context, *connect.Request[loomv
 			res.Keys = append(res.Keys, &loomv1.SigningKey{Id: k.ID, Algorithm: "Ed25519", PublicKey: k.Public, RetireTime: protoconv.TimeToProto(k.RetireTime)})
 		}
 	}
+	return connect.NewResponse(res), nil
+}
+
+// GetCaller says who the caller is and which procedures auth.Rules lets it
+// call (every one when the server does not authenticate).
+func (s *RegistryServer) GetCaller(ctx context.Context, _ *connect.Request[loomv1.GetCallerRequest]) (*connect.Response[loomv1.GetCallerResponse], error) {
+	p, authenticated := auth.PrincipalFrom(ctx)
+	res := &loomv1.GetCallerResponse{Authenticated: authenticated}
+	if authenticated {
+		res.Subject, res.Role = p.Subject, string(p.Role)
+	}
+	for proc := range auth.Rules {
+		if ok, _ := auth.Allowed(proc, p); ok || !authenticated {
+			res.AllowedProcedures = append(res.AllowedProcedures, proc)
+		}
+	}
+	slices.Sort(res.AllowedProcedures)
 	return connect.NewResponse(res), nil
 }
 

@@ -381,3 +381,43 @@ func (b bearerFor) WrapStreamingClient(next connect.StreamingClientFunc) connect
 func (b bearerFor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
 }
+
+func TestGetCallerSaysWhatEachRoleMayCall(t *testing.T) {
+	a := newSecureAPI(t)
+	registry := loomv1connect.NewRegistryServiceClient(http.DefaultClient, a.url)
+	for _, role := range []auth.Role{auth.RoleViewer, auth.RoleOperator, auth.RoleMigrator, auth.RoleAdmin} {
+		req := connect.NewRequest(&loomv1.GetCallerRequest{})
+		req.Header().Set("Authorization", "Bearer "+a.tokens[string(role)])
+		res, err := registry.GetCaller(context.Background(), req)
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		var want []string
+		for _, proc := range procedures() {
+			if ok, _ := auth.Allowed(proc, auth.Principal{Role: role}); ok {
+				want = append(want, proc)
+			}
+		}
+		slices.Sort(want)
+		got := res.Msg
+		if !got.Authenticated || got.Role != string(role) || got.Subject != "the-"+string(role) || !slices.Equal(got.AllowedProcedures, want) {
+			t.Errorf("%s: %v, want procedures %v", role, got, want)
+		}
+	}
+	// Without a token, nothing is said.
+	_, err := registry.GetCaller(context.Background(), connect.NewRequest(&loomv1.GetCallerRequest{}))
+	if connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Errorf("no token: %v", err)
+	}
+	// A Loom that does not authenticate lets everyone call everything.
+	open := newSecureAPI(t, func(o *api.Options) { o.Authenticator = nil })
+	res, err := loomv1connect.NewRegistryServiceClient(http.DefaultClient, open.url).GetCaller(context.Background(), connect.NewRequest(&loomv1.GetCallerRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := procedures()
+	slices.Sort(all)
+	if res.Msg.Authenticated || res.Msg.Role != "" || !slices.Equal(res.Msg.AllowedProcedures, all) {
+		t.Errorf("without authentication: %v", res.Msg)
+	}
+}

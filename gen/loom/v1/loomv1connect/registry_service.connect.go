@@ -48,6 +48,9 @@ const (
 	// RegistryServiceListSigningKeysProcedure is the fully-qualified name of the RegistryService's
 	// ListSigningKeys RPC.
 	RegistryServiceListSigningKeysProcedure = "/loom.v1.RegistryService/ListSigningKeys"
+	// RegistryServiceGetCallerProcedure is the fully-qualified name of the RegistryService's GetCaller
+	// RPC.
+	RegistryServiceGetCallerProcedure = "/loom.v1.RegistryService/GetCaller"
 )
 
 // RegistryServiceClient is a client for the loom.v1.RegistryService service.
@@ -73,6 +76,10 @@ type RegistryServiceClient interface {
 	// retired stays listed until its retire_time, so calls signed just before
 	// a rotation still verify.
 	ListSigningKeys(context.Context, *connect.Request[v1.ListSigningKeysRequest]) (*connect.Response[v1.ListSigningKeysResponse], error)
+	// GetCaller says who the caller is to this Loom and which procedures it
+	// may call, so that a client (the console) shows only the controls its
+	// caller can use. The server still checks every call.
+	GetCaller(context.Context, *connect.Request[v1.GetCallerRequest]) (*connect.Response[v1.GetCallerResponse], error)
 }
 
 // NewRegistryServiceClient constructs a client for the loom.v1.RegistryService service. By default,
@@ -121,6 +128,13 @@ func NewRegistryServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		getCaller: connect.NewClient[v1.GetCallerRequest, v1.GetCallerResponse](
+			httpClient,
+			baseURL+RegistryServiceGetCallerProcedure,
+			connect.WithSchema(registryServiceMethods.ByName("GetCaller")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -131,6 +145,7 @@ type registryServiceClient struct {
 	listMigrations  *connect.Client[v1.ListMigrationsRequest, v1.ListMigrationsResponse]
 	deleteMigration *connect.Client[v1.DeleteMigrationRequest, v1.DeleteMigrationResponse]
 	listSigningKeys *connect.Client[v1.ListSigningKeysRequest, v1.ListSigningKeysResponse]
+	getCaller       *connect.Client[v1.GetCallerRequest, v1.GetCallerResponse]
 }
 
 // Announce calls loom.v1.RegistryService.Announce.
@@ -158,6 +173,11 @@ func (c *registryServiceClient) ListSigningKeys(ctx context.Context, req *connec
 	return c.listSigningKeys.CallUnary(ctx, req)
 }
 
+// GetCaller calls loom.v1.RegistryService.GetCaller.
+func (c *registryServiceClient) GetCaller(ctx context.Context, req *connect.Request[v1.GetCallerRequest]) (*connect.Response[v1.GetCallerResponse], error) {
+	return c.getCaller.CallUnary(ctx, req)
+}
+
 // RegistryServiceHandler is an implementation of the loom.v1.RegistryService service.
 type RegistryServiceHandler interface {
 	// Announce creates the Migration or updates its definition (name,
@@ -181,6 +201,10 @@ type RegistryServiceHandler interface {
 	// retired stays listed until its retire_time, so calls signed just before
 	// a rotation still verify.
 	ListSigningKeys(context.Context, *connect.Request[v1.ListSigningKeysRequest]) (*connect.Response[v1.ListSigningKeysResponse], error)
+	// GetCaller says who the caller is to this Loom and which procedures it
+	// may call, so that a client (the console) shows only the controls its
+	// caller can use. The server still checks every call.
+	GetCaller(context.Context, *connect.Request[v1.GetCallerRequest]) (*connect.Response[v1.GetCallerResponse], error)
 }
 
 // NewRegistryServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -225,6 +249,13 @@ func NewRegistryServiceHandler(svc RegistryServiceHandler, opts ...connect.Handl
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	registryServiceGetCallerHandler := connect.NewUnaryHandler(
+		RegistryServiceGetCallerProcedure,
+		svc.GetCaller,
+		connect.WithSchema(registryServiceMethods.ByName("GetCaller")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/loom.v1.RegistryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RegistryServiceAnnounceProcedure:
@@ -237,6 +268,8 @@ func NewRegistryServiceHandler(svc RegistryServiceHandler, opts ...connect.Handl
 			registryServiceDeleteMigrationHandler.ServeHTTP(w, r)
 		case RegistryServiceListSigningKeysProcedure:
 			registryServiceListSigningKeysHandler.ServeHTTP(w, r)
+		case RegistryServiceGetCallerProcedure:
+			registryServiceGetCallerHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -264,4 +297,8 @@ func (UnimplementedRegistryServiceHandler) DeleteMigration(context.Context, *con
 
 func (UnimplementedRegistryServiceHandler) ListSigningKeys(context.Context, *connect.Request[v1.ListSigningKeysRequest]) (*connect.Response[v1.ListSigningKeysResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RegistryService.ListSigningKeys is not implemented"))
+}
+
+func (UnimplementedRegistryServiceHandler) GetCaller(context.Context, *connect.Request[v1.GetCallerRequest]) (*connect.Response[v1.GetCallerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RegistryService.GetCaller is not implemented"))
 }

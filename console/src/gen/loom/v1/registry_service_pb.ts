@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loom/v1/registry_service.proto.
  */
 export const file_loom_v1_registry_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5sb29tL3YxL3JlZ2lzdHJ5X3NlcnZpY2UucHJvdG8SB2xvb20udjEiQAoPQW5ub3VuY2VSZXF1ZXN0Ei0KCW1pZ3JhdGlvbhgBIAEoCzISLmxvb20udjEuTWlncmF0aW9uQga6SAPIAQEiWwoQQW5ub3VuY2VSZXNwb25zZRIlCgltaWdyYXRpb24YASABKAsyEi5sb29tLnYxLk1pZ3JhdGlvbhIPCgdjcmVhdGVkGAIgASgIEg8KB3VwZGF0ZWQYAyABKAgiWAoTR2V0TWlncmF0aW9uUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQiPQoUR2V0TWlncmF0aW9uUmVzcG9uc2USJQoJbWlncmF0aW9uGAEgASgLMhIubG9vbS52MS5NaWdyYXRpb24iVAoVTGlzdE1pZ3JhdGlvbnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY9AMoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiACCJZChZMaXN0TWlncmF0aW9uc1Jlc3BvbnNlEiYKCm1pZ3JhdGlvbnMYASADKAsyEi5sb29tLnYxLk1pZ3JhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiWwoWRGVsZXRlTWlncmF0aW9uUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQiNQoXRGVsZXRlTWlncmF0aW9uUmVzcG9uc2USGgoSZGVsZXRlZF9jYW5kaWRhdGVzGAEgASgDIhgKFkxpc3RTaWduaW5nS2V5c1JlcXVlc3QiPAoXTGlzdFNpZ25pbmdLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmxvb20udjEuU2lnbmluZ0tleSJwCgpTaWduaW5nS2V5EgoKAmlkGAEgASgJEhEKCWFsZ29yaXRobRgCIAEoCRISCgpwdWJsaWNfa2V5GAMgASgMEi8KC3JldGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDK3AwoPUmVnaXN0cnlTZXJ2aWNlEkQKCEFubm91bmNlEhgubG9vbS52MS5Bbm5vdW5jZVJlcXVlc3QaGS5sb29tLnYxLkFubm91bmNlUmVzcG9uc2UiA5ACAhJQCgxHZXRNaWdyYXRpb24SHC5sb29tLnYxLkdldE1pZ3JhdGlvblJlcXVlc3QaHS5sb29tLnYxLkdldE1pZ3JhdGlvblJlc3BvbnNlIgOQAgESVgoOTGlzdE1pZ3JhdGlvbnMSHi5sb29tLnYxLkxpc3RNaWdyYXRpb25zUmVxdWVzdBofLmxvb20udjEuTGlzdE1pZ3JhdGlvbnNSZXNwb25zZSIDkAIBElkKD0RlbGV0ZU1pZ3JhdGlvbhIfLmxvb20udjEuRGVsZXRlTWlncmF0aW9uUmVxdWVzdBogLmxvb20udjEuRGVsZXRlTWlncmF0aW9uUmVzcG9uc2UiA5ACAhJZCg9MaXN0U2lnbmluZ0tleXMSHy5sb29tLnYxLkxpc3RTaWduaW5nS2V5c1JlcXVlc3QaIC5sb29tLnYxLkxpc3RTaWduaW5nS2V5c1Jlc3BvbnNlIgOQAgFCK1opZ2l0aHViLmNvbS9sb29taHEvbG9vbS9nZW4vbG9vbS92MTtsb29tdjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_loom_v1_migration]);
+  fileDesc("Ch5sb29tL3YxL3JlZ2lzdHJ5X3NlcnZpY2UucHJvdG8SB2xvb20udjEiQAoPQW5ub3VuY2VSZXF1ZXN0Ei0KCW1pZ3JhdGlvbhgBIAEoCzISLmxvb20udjEuTWlncmF0aW9uQga6SAPIAQEiWwoQQW5ub3VuY2VSZXNwb25zZRIlCgltaWdyYXRpb24YASABKAsyEi5sb29tLnYxLk1pZ3JhdGlvbhIPCgdjcmVhdGVkGAIgASgIEg8KB3VwZGF0ZWQYAyABKAgiWAoTR2V0TWlncmF0aW9uUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQiPQoUR2V0TWlncmF0aW9uUmVzcG9uc2USJQoJbWlncmF0aW9uGAEgASgLMhIubG9vbS52MS5NaWdyYXRpb24iVAoVTGlzdE1pZ3JhdGlvbnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY9AMoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiACCJZChZMaXN0TWlncmF0aW9uc1Jlc3BvbnNlEiYKCm1pZ3JhdGlvbnMYASADKAsyEi5sb29tLnYxLk1pZ3JhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiWwoWRGVsZXRlTWlncmF0aW9uUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQiNQoXRGVsZXRlTWlncmF0aW9uUmVzcG9uc2USGgoSZGVsZXRlZF9jYW5kaWRhdGVzGAEgASgDIhgKFkxpc3RTaWduaW5nS2V5c1JlcXVlc3QiEgoQR2V0Q2FsbGVyUmVxdWVzdCJlChFHZXRDYWxsZXJSZXNwb25zZRIVCg1hdXRoZW50aWNhdGVkGAEgASgIEg8KB3N1YmplY3QYAiABKAkSDAoEcm9sZRgDIAEoCRIaChJhbGxvd2VkX3Byb2NlZHVyZXMYBCADKAkiPAoXTGlzdFNpZ25pbmdLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmxvb20udjEuU2lnbmluZ0tleSJwCgpTaWduaW5nS2V5EgoKAmlkGAEgASgJEhEKCWFsZ29yaXRobRgCIAEoCRISCgpwdWJsaWNfa2V5GAMgASgMEi8KC3JldGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDKABAoPUmVnaXN0cnlTZXJ2aWNlEkQKCEFubm91bmNlEhgubG9vbS52MS5Bbm5vdW5jZVJlcXVlc3QaGS5sb29tLnYxLkFubm91bmNlUmVzcG9uc2UiA5ACAhJQCgxHZXRNaWdyYXRpb24SHC5sb29tLnYxLkdldE1pZ3JhdGlvblJlcXVlc3QaHS5sb29tLnYxLkdldE1pZ3JhdGlvblJlc3BvbnNlIgOQAgESVgoOTGlzdE1pZ3JhdGlvbnMSHi5sb29tLnYxLkxpc3RNaWdyYXRpb25zUmVxdWVzdBofLmxvb20udjEuTGlzdE1pZ3JhdGlvbnNSZXNwb25zZSIDkAIBElkKD0RlbGV0ZU1pZ3JhdGlvbhIfLmxvb20udjEuRGVsZXRlTWlncmF0aW9uUmVxdWVzdBogLmxvb20udjEuRGVsZXRlTWlncmF0aW9uUmVzcG9uc2UiA5ACAhJZCg9MaXN0U2lnbmluZ0tleXMSHy5sb29tLnYxLkxpc3RTaWduaW5nS2V5c1JlcXVlc3QaIC5sb29tLnYxLkxpc3RTaWduaW5nS2V5c1Jlc3BvbnNlIgOQAgESRwoJR2V0Q2FsbGVyEhkubG9vbS52MS5HZXRDYWxsZXJSZXF1ZXN0GhoubG9vbS52MS5HZXRDYWxsZXJSZXNwb25zZSIDkAIBQitaKWdpdGh1Yi5jb20vbG9vbWhxL2xvb20vZ2VuL2xvb20vdjE7bG9vbXYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_loom_v1_migration]);
 
 /**
  * Request of RegistryService.Announce.
@@ -230,6 +230,68 @@ export const ListSigningKeysRequestSchema: GenMessage<ListSigningKeysRequest> = 
   messageDesc(file_loom_v1_registry_service, 8);
 
 /**
+ * Request of RegistryService.GetCaller.
+ *
+ * @generated from message loom.v1.GetCallerRequest
+ */
+export type GetCallerRequest = Message<"loom.v1.GetCallerRequest"> & {
+};
+
+/**
+ * Describes the message loom.v1.GetCallerRequest.
+ * Use `create(GetCallerRequestSchema)` to create a new message.
+ */
+export const GetCallerRequestSchema: GenMessage<GetCallerRequest> = /*@__PURE__*/
+  messageDesc(file_loom_v1_registry_service, 9);
+
+/**
+ * Response of RegistryService.GetCaller.
+ *
+ * @generated from message loom.v1.GetCallerResponse
+ */
+export type GetCallerResponse = Message<"loom.v1.GetCallerResponse"> & {
+  /**
+   * Whether this Loom authenticates its callers; false when it runs without
+   * authentication (-insecure-no-auth), where everyone may call everything.
+   *
+   * @generated from field: bool authenticated = 1;
+   */
+  authenticated: boolean;
+
+  /**
+   * The caller's subject, as recorded on its actions ("alice"); empty
+   * without authentication.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * The caller's role: "viewer", "operator", "migrator" or "admin"; empty
+   * without authentication.
+   *
+   * @generated from field: string role = 3;
+   */
+  role: string;
+
+  /**
+   * The procedures the caller may call, e.g. "/loom.v1.RunService/StartRun",
+   * in byte order. A migrator's calls are further limited to the Migrations
+   * it owns.
+   *
+   * @generated from field: repeated string allowed_procedures = 4;
+   */
+  allowedProcedures: string[];
+};
+
+/**
+ * Describes the message loom.v1.GetCallerResponse.
+ * Use `create(GetCallerResponseSchema)` to create a new message.
+ */
+export const GetCallerResponseSchema: GenMessage<GetCallerResponse> = /*@__PURE__*/
+  messageDesc(file_loom_v1_registry_service, 10);
+
+/**
  * Response of RegistryService.ListSigningKeys.
  *
  * @generated from message loom.v1.ListSigningKeysResponse
@@ -248,7 +310,7 @@ export type ListSigningKeysResponse = Message<"loom.v1.ListSigningKeysResponse">
  * Use `create(ListSigningKeysResponseSchema)` to create a new message.
  */
 export const ListSigningKeysResponseSchema: GenMessage<ListSigningKeysResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_registry_service, 9);
+  messageDesc(file_loom_v1_registry_service, 11);
 
 /**
  * A public key Loom signs its calls to Migrators with.
@@ -291,7 +353,7 @@ export type SigningKey = Message<"loom.v1.SigningKey"> & {
  * Use `create(SigningKeySchema)` to create a new message.
  */
 export const SigningKeySchema: GenMessage<SigningKey> = /*@__PURE__*/
-  messageDesc(file_loom_v1_registry_service, 10);
+  messageDesc(file_loom_v1_registry_service, 12);
 
 /**
  * RegistryService holds the Migrations. A Migrator announces its Migration on
@@ -360,6 +422,18 @@ export const RegistryService: GenService<{
     methodKind: "unary";
     input: typeof ListSigningKeysRequestSchema;
     output: typeof ListSigningKeysResponseSchema;
+  },
+  /**
+   * GetCaller says who the caller is to this Loom and which procedures it
+   * may call, so that a client (the console) shows only the controls its
+   * caller can use. The server still checks every call.
+   *
+   * @generated from rpc loom.v1.RegistryService.GetCaller
+   */
+  getCaller: {
+    methodKind: "unary";
+    input: typeof GetCallerRequestSchema;
+    output: typeof GetCallerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_loom_v1_registry_service, 0);
