@@ -97,10 +97,10 @@ function git(repo, ...args) {
   execFileSync("git", ["-C", repo, ...args], { stdio: "pipe" });
 }
 
-async function call(loom, path, body) {
+async function call(loom, path, body, token = loom.migratorToken) {
   const res = await fetch(loom.apiURL + path, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${loom.migratorToken}` },
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
     body: JSON.stringify(body),
   });
   if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
@@ -210,6 +210,20 @@ try {
     await page.locator("#run-h").getByText("cancelled").waitFor({ timeout: 30_000 });
     await page.getByText("Cancelled: not now").waitFor();
     await shot("08-cancelled");
+  });
+
+  await step("the Candidate table follows a Run started elsewhere, live", async () => {
+    await page.goto(`${origin}/m/go-directive?status=running`);
+    await page.getByText(/^0 Candidates match/).waitFor();
+    const operator = decodeURIComponent(new URL(loom.consoleURL).hash.replace("#token=", ""));
+    await call(
+      loom,
+      "/loom.v1.RunService/StartRun",
+      { migrationId: "go-directive", candidateId: "svc-04", inputs: { go_version: "1.23", toolchain: "1.23.4" } },
+      operator,
+    );
+    await page.getByRole("region", { name: "Candidates" }).getByRole("link", { name: "svc-04", exact: true }).waitFor({ timeout: 15_000 });
+    await page.getByText(/^1 Candidates match/).waitFor();
   });
 
   await step("metrics, history and the command palette", async () => {

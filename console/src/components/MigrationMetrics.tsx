@@ -11,7 +11,6 @@ export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
   const q = useQuery({
     queryKey: ["metrics", migrationId],
     queryFn: ({ signal }) => metrics.getMigrationMetrics({ migrationId, burndownUnit: BurndownUnit.HOUR }, { signal }),
-    refetchInterval: 15_000,
   });
   if (q.isPending) return <Loading what="metrics" />;
   if (q.isError) return <ErrorBox error={q.error} />;

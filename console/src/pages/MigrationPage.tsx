@@ -6,6 +6,7 @@ import { ErrorBox, Loading } from "../components/Common";
 import { CandidateTable } from "../components/CandidateTable";
 import { MigrationMetricsView } from "../components/MigrationMetrics";
 import { n } from "../format";
+import { useLiveMigration } from "../useLiveMigration";
 
 const tabs = ["candidates", "overview", "metrics"] as const;
 type Tab = (typeof tabs)[number];
@@ -14,6 +15,7 @@ export function MigrationPage() {
   const { migrationId = "" } = useParams();
   const [params, setParams] = useSearchParams();
   const tab: Tab = (tabs as readonly string[]).includes(params.get("tab") ?? "") ? (params.get("tab") as Tab) : "candidates";
+  useLiveMigration(migrationId);
   const mig = useQuery({
     queryKey: ["migration", migrationId],
     queryFn: ({ signal }) => registry.getMigration({ migrationId }, { signal }),
