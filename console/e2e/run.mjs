@@ -230,6 +230,11 @@ try {
     await page.goto(`${origin}/m/go-directive?tab=metrics`);
     await page.getByRole("heading", { name: "Step durations" }).waitFor();
     await shot("09-metrics");
+    // The review step failed once and succeeded once (svc-01).
+    await page.goto(`${origin}/metrics`);
+    const review = page.locator("section", { hasText: "go-directive" }).locator("tr", { hasText: /^review/ });
+    await review.getByText("50%").waitFor();
+    await shot("09b-fleet-metrics");
     await page.goto(`${origin}/history`);
     await page.locator(".eventlog table").getByText("run cancelled").first().waitFor();
     await shot("10-history");

@@ -66,6 +66,7 @@ export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
           <tr>
             <th>Step</th>
             <th className="num">Succeeded</th>
+            <th className="num">Failed</th>
             <th className="num">p50</th>
             <th className="num">p95</th>
             <th className="num">max</th>
@@ -79,6 +80,7 @@ export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
             <tr key={s.step}>
               <td>{s.step}</td>
               <td className="num">{n(s.count)}</td>
+              <td className={`num ${n(s.failedCount) > 0 ? "bad" : ""}`}>{n(s.failedCount)}</td>
               <td className="num">{duration(s.p50)}</td>
               <td className="num">{duration(s.p95)}</td>
               <td className="num">{duration(s.max)}</td>

@@ -35,8 +35,6 @@ export function FleetMetricsPage() {
       {failing && <ErrorBox error={failing.error} />}
       {ids.length === 0 && <Empty>No Migration yet.</Empty>}
       {loaded.map((m) => {
-        const failed = new Map<string, number>();
-        for (const f of m.recentFailures) failed.set(f.step, (failed.get(f.step) ?? 0) + 1);
         return (
           <section key={m.migrationId} className="card">
             <h2>
@@ -53,7 +51,7 @@ export function FleetMetricsPage() {
                 <tr>
                   <th>Step</th>
                   <th className="num">Succeeded</th>
-                  <th className="num">Recent failures</th>
+                  <th className="num">Failed</th>
                   <th className="num">Failure rate</th>
                   <th className="num">p50</th>
                   <th className="num">p95</th>
@@ -62,7 +60,7 @@ export function FleetMetricsPage() {
               </thead>
               <tbody>
                 {m.stepDurations.map((s) => {
-                  const f = failed.get(s.step) ?? 0;
+                  const f = n(s.failedCount);
                   const total = n(s.count) + f;
                   return (
                     <tr key={s.step}>

@@ -454,8 +454,9 @@ func (x *BurndownPoint) GetCompleted() int64 {
 	return 0
 }
 
-// Durations of one step's successful attempts. Percentiles come from
-// fixed buckets: each is the upper bound of the bucket it falls in.
+// Durations of one step's successful attempts, and how many failed.
+// Percentiles come from fixed buckets: each is the upper bound of the
+// bucket it falls in.
 type StepDurations struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The step.
@@ -475,7 +476,11 @@ type StepDurations struct {
 	// See merge_p50.
 	MergeP95 *durationpb.Duration `protobuf:"bytes,8,opt,name=merge_p95,json=mergeP95,proto3" json:"merge_p95,omitempty"`
 	// See merge_p50.
-	MergeMax      *durationpb.Duration `protobuf:"bytes,9,opt,name=merge_max,json=mergeMax,proto3" json:"merge_max,omitempty"`
+	MergeMax *durationpb.Duration `protobuf:"bytes,9,opt,name=merge_max,json=mergeMax,proto3" json:"merge_max,omitempty"`
+	// Attempts of the step that failed (reported failed by the Migrator, or
+	// failed by Loom when its dispatch could not be delivered): with count,
+	// the step's failure rate is failed_count / (count + failed_count).
+	FailedCount   int64 `protobuf:"varint,10,opt,name=failed_count,json=failedCount,proto3" json:"failed_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -571,6 +576,13 @@ func (x *StepDurations) GetMergeMax() *durationpb.Duration {
 		return x.MergeMax
 	}
 	return nil
+}
+
+func (x *StepDurations) GetFailedCount() int64 {
+	if x != nil {
+		return x.FailedCount
+	}
+	return 0
 }
 
 // One step failure.
@@ -937,7 +949,7 @@ const file_loom_v1_metrics_service_proto_rawDesc = "" +
 	"\rBurndownPoint\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x18\n" +
 	"\astarted\x18\x02 \x01(\x03R\astarted\x12\x1c\n" +
-	"\tcompleted\x18\x03 \x01(\x03R\tcompleted\"\x8b\x03\n" +
+	"\tcompleted\x18\x03 \x01(\x03R\tcompleted\"\xae\x03\n" +
 	"\rStepDurations\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12+\n" +
@@ -947,7 +959,9 @@ const file_loom_v1_metrics_service_proto_rawDesc = "" +
 	"\fmerged_count\x18\x06 \x01(\x03R\vmergedCount\x126\n" +
 	"\tmerge_p50\x18\a \x01(\v2\x19.google.protobuf.DurationR\bmergeP50\x126\n" +
 	"\tmerge_p95\x18\b \x01(\v2\x19.google.protobuf.DurationR\bmergeP95\x126\n" +
-	"\tmerge_max\x18\t \x01(\v2\x19.google.protobuf.DurationR\bmergeMax\"\xa4\x01\n" +
+	"\tmerge_max\x18\t \x01(\v2\x19.google.protobuf.DurationR\bmergeMax\x12!\n" +
+	"\ffailed_count\x18\n" +
+	" \x01(\x03R\vfailedCount\"\xa4\x01\n" +
 	"\aFailure\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12!\n" +
 	"\fcandidate_id\x18\x02 \x01(\tR\vcandidateId\x12\x12\n" +

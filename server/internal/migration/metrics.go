@@ -42,6 +42,8 @@ type StepDurations struct {
 	P50, P95, Max                time.Duration
 	MergedCount                  int64
 	MergeP50, MergeP95, MergeMax time.Duration
+	// FailedCount is how many attempts of the step failed.
+	FailedCount int64
 }
 
 // Failure is one step failure.

@@ -398,6 +398,7 @@ func MetricsToProto(m migration.MigrationMetrics) *loomv1.MigrationMetrics {
 		p.StepDurations = append(p.StepDurations, &loomv1.StepDurations{
 			Step: d.Step, Count: d.Count, P50: durationpb.New(d.P50), P95: durationpb.New(d.P95), Max: durationpb.New(d.Max),
 			MergedCount: d.MergedCount, MergeP50: durationpb.New(d.MergeP50), MergeP95: durationpb.New(d.MergeP95), MergeMax: durationpb.New(d.MergeMax),
+			FailedCount: d.FailedCount,
 		})
 	}
 	for _, f := range m.RecentFailures {

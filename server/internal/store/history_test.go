@@ -303,7 +303,7 @@ func TestMetricsFollowTheRuns(t *testing.T) {
 	}
 	bump := got.StepDurations[0]
 	if bump.Step != "bump" || bump.Count != 2 || bump.MergedCount != 2 || bump.MergeMax != 2*time.Hour || bump.Max != 121*time.Minute ||
-		bump.MergeP50 != 30*time.Minute || bump.MergeP95 != 2*time.Hour {
+		bump.MergeP50 != 30*time.Minute || bump.MergeP95 != 2*time.Hour || bump.FailedCount != 1 {
 		t.Fatalf("bump durations %+v", bump)
 	}
 	if len(got.RecentFailures) != 1 || got.RecentFailures[0].CandidateID != "c2" || got.RecentFailures[0].Message != "because" {

@@ -281,6 +281,7 @@ func candidateEventsPrefix(m string) string { return migrationTag(m) + "events:c
 //	n:<step>, hn:<step>:<b>  successful attempts of <step>, and per duration bucket b
 //	max:<step>               longest dispatch → success, ms
 //	mn:<step>, hm:<step>:<b>, mmax:<step>   the same for open → merged
+//	f:<step>                 failed attempts of <step>
 func metricsKey(m string) string { return migrationTag(m) + "metrics" }
 
 // burndownKey counts Runs per hour: fields s:<hour> (started) and

@@ -110,7 +110,7 @@ func parseFigures(h map[string]string, steps []migration.StepDefinition) ([]migr
 	}
 	var cur []migration.CurrentStepCount
 	type hist struct {
-		n, mn     int64
+		n, mn, f  int64
 		run, mrg  []int64
 		max, mmax time.Duration
 	}
@@ -135,6 +135,8 @@ func parseFigures(h map[string]string, steps []migration.StepDefinition) ([]migr
 			get(rest).n = n
 		case "mn":
 			get(rest).mn = n
+		case "f":
+			get(rest).f = n
 		case "max":
 			get(rest).max = time.Duration(n) * time.Millisecond
 		case "mmax":
@@ -166,7 +168,7 @@ func parseFigures(h map[string]string, steps []migration.StepDefinition) ([]migr
 		durs = append(durs, migration.StepDurations{
 			Step: step, Count: h.n, Max: h.max,
 			P50: migration.Percentile(h.run, 0.5, h.max), P95: migration.Percentile(h.run, 0.95, h.max),
-			MergedCount: h.mn, MergeMax: h.mmax,
+			MergedCount: h.mn, MergeMax: h.mmax, FailedCount: h.f,
 			MergeP50: migration.Percentile(h.mrg, 0.5, h.mmax), MergeP95: migration.Percentile(h.mrg, 0.95, h.mmax),
 		})
 	}

@@ -820,9 +820,10 @@ return {0, redis.call('HGETALL', KEYS[3])}
 //
 // Events and measures are applied once per (execution, seq), even when the
 // view itself is older than the stored one (writes may land out of order),
-// and never twice (a retried save after a lost answer). Failures are listed
-// (at most 50), and a running Candidate's last activity is kept for stuck
-// detection.
+// and never twice (a retried save after a lost answer). Failures (a step
+// failed by Loom, reported failed, or a review finished as failed) are
+// listed (at most 50) and counted per step, and a running Candidate's last
+// activity is kept for stuck detection.
 //
 // A view whose seq is not above the stored one (same execution) is older
 // than what is stored: ignored, not an error. A Candidate with no run view
@@ -846,9 +847,10 @@ if redis.call('HSETNX', KEYS[3], 'ev:' .. n .. ':' .. seq, 1) == 1 then
   for _, e in ipairs(cjson.decode(ARGV[10])) do
     addEvent(e)
     local d = e.d or {}
-    if e.k == 'step_failed' or (e.k == 'step_reported' and d.status == 'failed') then
+    if e.k == 'step_failed' or ((e.k == 'step_reported' or e.k == 'review_finished') and d.status == 'failed') then
       redis.call('LPUSH', KEYS[12], cjson.encode({t = e.t, c = e.c, s = e.s, a = e.a, m = d.message or d.reason or ''}))
       redis.call('LTRIM', KEYS[12], 0, 49)
+      redis.call('HINCRBY', KEYS[10], 'f:' .. e.s, 1)
     end
   end
   for _, o in ipairs(cjson.decode(ARGV[11])) do
