@@ -234,6 +234,7 @@ try {
     await page.goto(`${origin}/metrics`);
     const review = page.locator("section", { hasText: "go-directive" }).locator("tr", { hasText: /^review/ });
     await review.getByText("50%").waitFor();
+    await page.locator("section", { hasText: "go-directive" }).getByText(/[1-9]\d* events in 30 days/).waitFor();
     await shot("09b-fleet-metrics");
     await page.goto(`${origin}/history`);
     await page.locator(".eventlog table").getByText("run cancelled").first().waitFor();

@@ -85,8 +85,8 @@ export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
               <td className="num">{duration(s.p95)}</td>
               <td className="num">{duration(s.max)}</td>
               <td className="num">{n(s.mergedCount)}</td>
-              <td className="num">{duration(s.mergeP50)}</td>
-              <td className="num">{duration(s.mergeP95)}</td>
+              <td className="num">{n(s.mergedCount) ? duration(s.mergeP50) : "—"}</td>
+              <td className="num">{n(s.mergedCount) ? duration(s.mergeP95) : "—"}</td>
             </tr>
           ))}
         </tbody>

@@ -5,9 +5,11 @@ import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
 import { duration, n, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "../components/Common";
 import { useFleet } from "../components/Layout";
+import { Sparkline } from "../components/Charts";
 
-// Fleet metrics: per Migration and step, how long steps take and how often
-// they fail, Runs completed per day, and the latest failures everywhere.
+// Fleet metrics: per Migration, events per day; per step, how long steps
+// take and how often they fail; Runs completed per day, and the latest
+// failures everywhere.
 export function FleetMetricsPage() {
   const fleet = useFleet();
   const ids = (fleet.data?.migrations ?? []).map((s) => s.migration!.id);
@@ -40,6 +42,16 @@ export function FleetMetricsPage() {
             <h2>
               <Link to={`/m/${m.migrationId}?tab=metrics`}>{m.migrationId}</Link>
             </h2>
+            <div className="events-per-day">
+              <Sparkline
+                values={m.eventsPerDay.map((d) => n(d.count))}
+                label={`Events per day over 30 days: ${m.eventsPerDay.map((d) => n(d.count)).join(", ")}`}
+              />
+              <span className="muted small">
+                {m.eventsPerDay.reduce((a, d) => a + n(d.count), 0)} events in 30 days ·{" "}
+                {n(m.eventsPerDay[m.eventsPerDay.length - 1]?.count)} today
+              </span>
+            </div>
             <p className="muted small">
               Runs completed per day:{" "}
               {m.burndown.length === 0
@@ -70,7 +82,7 @@ export function FleetMetricsPage() {
                       <td className="num">{total ? `${Math.round((100 * f) / total)}%` : "—"}</td>
                       <td className="num">{duration(s.p50)}</td>
                       <td className="num">{duration(s.p95)}</td>
-                      <td className="num">{duration(s.mergeP50)}</td>
+                      <td className="num">{n(s.mergedCount) ? duration(s.mergeP50) : "—"}</td>
                     </tr>
                   );
                 })}

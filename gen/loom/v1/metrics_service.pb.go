@@ -214,7 +214,10 @@ type MigrationMetrics struct {
 	// first (at most 100).
 	Stuck []*StuckCandidate `protobuf:"bytes,10,rep,name=stuck,proto3" json:"stuck,omitempty"`
 	// How many running Candidates are stuck in all.
-	StuckCount    int64 `protobuf:"varint,11,opt,name=stuck_count,json=stuckCount,proto3" json:"stuck_count,omitempty"`
+	StuckCount int64 `protobuf:"varint,11,opt,name=stuck_count,json=stuckCount,proto3" json:"stuck_count,omitempty"`
+	// Lifecycle events recorded per UTC day over the last 30 days, oldest
+	// first, days without events included (count 0).
+	EventsPerDay  []*DayCount `protobuf:"bytes,12,rep,name=events_per_day,json=eventsPerDay,proto3" json:"events_per_day,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +329,13 @@ func (x *MigrationMetrics) GetStuckCount() int64 {
 	return 0
 }
 
+func (x *MigrationMetrics) GetEventsPerDay() []*DayCount {
+	if x != nil {
+		return x.EventsPerDay
+	}
+	return nil
+}
+
 // How many running Runs are at one step, in one status.
 type CurrentStepCount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -390,6 +400,61 @@ func (x *CurrentStepCount) GetCount() int64 {
 	return 0
 }
 
+// A count for one UTC day.
+type DayCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start of the day (00:00 UTC).
+	Day *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	// How many.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DayCount) Reset() {
+	*x = DayCount{}
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DayCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DayCount) ProtoMessage() {}
+
+func (x *DayCount) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DayCount.ProtoReflect.Descriptor instead.
+func (*DayCount) Descriptor() ([]byte, []int) {
+	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DayCount) GetDay() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Day
+	}
+	return nil
+}
+
+func (x *DayCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // One burndown bucket.
 type BurndownPoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -405,7 +470,7 @@ type BurndownPoint struct {
 
 func (x *BurndownPoint) Reset() {
 	*x = BurndownPoint{}
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[4]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +482,7 @@ func (x *BurndownPoint) String() string {
 func (*BurndownPoint) ProtoMessage() {}
 
 func (x *BurndownPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[4]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +495,7 @@ func (x *BurndownPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BurndownPoint.ProtoReflect.Descriptor instead.
 func (*BurndownPoint) Descriptor() ([]byte, []int) {
-	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{4}
+	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BurndownPoint) GetStart() *timestamppb.Timestamp {
@@ -487,7 +552,7 @@ type StepDurations struct {
 
 func (x *StepDurations) Reset() {
 	*x = StepDurations{}
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[5]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +564,7 @@ func (x *StepDurations) String() string {
 func (*StepDurations) ProtoMessage() {}
 
 func (x *StepDurations) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[5]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +577,7 @@ func (x *StepDurations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDurations.ProtoReflect.Descriptor instead.
 func (*StepDurations) Descriptor() ([]byte, []int) {
-	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{5}
+	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StepDurations) GetStep() string {
@@ -604,7 +669,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[6]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +681,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[6]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +694,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{6}
+	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Failure) GetTime() *timestamppb.Timestamp {
@@ -680,7 +745,7 @@ type StuckCandidate struct {
 
 func (x *StuckCandidate) Reset() {
 	*x = StuckCandidate{}
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[7]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +757,7 @@ func (x *StuckCandidate) String() string {
 func (*StuckCandidate) ProtoMessage() {}
 
 func (x *StuckCandidate) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[7]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +770,7 @@ func (x *StuckCandidate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StuckCandidate.ProtoReflect.Descriptor instead.
 func (*StuckCandidate) Descriptor() ([]byte, []int) {
-	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{7}
+	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StuckCandidate) GetCandidateId() string {
@@ -735,7 +800,7 @@ type GetFleetOverviewRequest struct {
 
 func (x *GetFleetOverviewRequest) Reset() {
 	*x = GetFleetOverviewRequest{}
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[8]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +812,7 @@ func (x *GetFleetOverviewRequest) String() string {
 func (*GetFleetOverviewRequest) ProtoMessage() {}
 
 func (x *GetFleetOverviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[8]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +825,7 @@ func (x *GetFleetOverviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFleetOverviewRequest.ProtoReflect.Descriptor instead.
 func (*GetFleetOverviewRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{8}
+	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetFleetOverviewRequest) GetPageSize() int32 {
@@ -790,7 +855,7 @@ type GetFleetOverviewResponse struct {
 
 func (x *GetFleetOverviewResponse) Reset() {
 	*x = GetFleetOverviewResponse{}
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[9]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +867,7 @@ func (x *GetFleetOverviewResponse) String() string {
 func (*GetFleetOverviewResponse) ProtoMessage() {}
 
 func (x *GetFleetOverviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[9]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +880,7 @@ func (x *GetFleetOverviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFleetOverviewResponse.ProtoReflect.Descriptor instead.
 func (*GetFleetOverviewResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{9}
+	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetFleetOverviewResponse) GetMigrations() []*MigrationSummary {
@@ -851,7 +916,7 @@ type MigrationSummary struct {
 
 func (x *MigrationSummary) Reset() {
 	*x = MigrationSummary{}
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[10]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +928,7 @@ func (x *MigrationSummary) String() string {
 func (*MigrationSummary) ProtoMessage() {}
 
 func (x *MigrationSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_metrics_service_proto_msgTypes[10]
+	mi := &file_loom_v1_metrics_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +941,7 @@ func (x *MigrationSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrationSummary.ProtoReflect.Descriptor instead.
 func (*MigrationSummary) Descriptor() ([]byte, []int) {
-	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{10}
+	return file_loom_v1_metrics_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MigrationSummary) GetMigration() *Migration {
@@ -925,7 +990,7 @@ const file_loom_v1_metrics_service_proto_rawDesc = "" +
 	"stuckAfter\x12D\n" +
 	"\rburndown_unit\x18\x03 \x01(\x0e2\x15.loom.v1.BurndownUnitB\b\xbaH\x05\x82\x01\x02\x10\x01R\fburndownUnit\"R\n" +
 	"\x1bGetMigrationMetricsResponse\x123\n" +
-	"\ametrics\x18\x01 \x01(\v2\x19.loom.v1.MigrationMetricsR\ametrics\"\x9c\x04\n" +
+	"\ametrics\x18\x01 \x01(\v2\x19.loom.v1.MigrationMetricsR\ametrics\"\xd5\x04\n" +
 	"\x10MigrationMetrics\x12!\n" +
 	"\fmigration_id\x18\x01 \x01(\tR\vmigrationId\x128\n" +
 	"\n" +
@@ -941,11 +1006,15 @@ const file_loom_v1_metrics_service_proto_rawDesc = "" +
 	"\x05stuck\x18\n" +
 	" \x03(\v2\x17.loom.v1.StuckCandidateR\x05stuck\x12\x1f\n" +
 	"\vstuck_count\x18\v \x01(\x03R\n" +
-	"stuckCount\"i\n" +
+	"stuckCount\x127\n" +
+	"\x0eevents_per_day\x18\f \x03(\v2\x11.loom.v1.DayCountR\feventsPerDay\"i\n" +
 	"\x10CurrentStepCount\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12+\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x13.loom.v1.StepStatusR\x06status\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x03R\x05count\"y\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\"N\n" +
+	"\bDayCount\x12,\n" +
+	"\x03day\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"y\n" +
 	"\rBurndownPoint\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x18\n" +
 	"\astarted\x18\x02 \x01(\x03R\astarted\x12\x1c\n" +
@@ -1008,57 +1077,60 @@ func file_loom_v1_metrics_service_proto_rawDescGZIP() []byte {
 }
 
 var file_loom_v1_metrics_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_loom_v1_metrics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_loom_v1_metrics_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_loom_v1_metrics_service_proto_goTypes = []any{
 	(BurndownUnit)(0),                   // 0: loom.v1.BurndownUnit
 	(*GetMigrationMetricsRequest)(nil),  // 1: loom.v1.GetMigrationMetricsRequest
 	(*GetMigrationMetricsResponse)(nil), // 2: loom.v1.GetMigrationMetricsResponse
 	(*MigrationMetrics)(nil),            // 3: loom.v1.MigrationMetrics
 	(*CurrentStepCount)(nil),            // 4: loom.v1.CurrentStepCount
-	(*BurndownPoint)(nil),               // 5: loom.v1.BurndownPoint
-	(*StepDurations)(nil),               // 6: loom.v1.StepDurations
-	(*Failure)(nil),                     // 7: loom.v1.Failure
-	(*StuckCandidate)(nil),              // 8: loom.v1.StuckCandidate
-	(*GetFleetOverviewRequest)(nil),     // 9: loom.v1.GetFleetOverviewRequest
-	(*GetFleetOverviewResponse)(nil),    // 10: loom.v1.GetFleetOverviewResponse
-	(*MigrationSummary)(nil),            // 11: loom.v1.MigrationSummary
-	(*durationpb.Duration)(nil),         // 12: google.protobuf.Duration
-	(*CandidateCounts)(nil),             // 13: loom.v1.CandidateCounts
-	(StepStatus)(0),                     // 14: loom.v1.StepStatus
-	(*timestamppb.Timestamp)(nil),       // 15: google.protobuf.Timestamp
-	(*Migration)(nil),                   // 16: loom.v1.Migration
+	(*DayCount)(nil),                    // 5: loom.v1.DayCount
+	(*BurndownPoint)(nil),               // 6: loom.v1.BurndownPoint
+	(*StepDurations)(nil),               // 7: loom.v1.StepDurations
+	(*Failure)(nil),                     // 8: loom.v1.Failure
+	(*StuckCandidate)(nil),              // 9: loom.v1.StuckCandidate
+	(*GetFleetOverviewRequest)(nil),     // 10: loom.v1.GetFleetOverviewRequest
+	(*GetFleetOverviewResponse)(nil),    // 11: loom.v1.GetFleetOverviewResponse
+	(*MigrationSummary)(nil),            // 12: loom.v1.MigrationSummary
+	(*durationpb.Duration)(nil),         // 13: google.protobuf.Duration
+	(*CandidateCounts)(nil),             // 14: loom.v1.CandidateCounts
+	(StepStatus)(0),                     // 15: loom.v1.StepStatus
+	(*timestamppb.Timestamp)(nil),       // 16: google.protobuf.Timestamp
+	(*Migration)(nil),                   // 17: loom.v1.Migration
 }
 var file_loom_v1_metrics_service_proto_depIdxs = []int32{
-	12, // 0: loom.v1.GetMigrationMetricsRequest.stuck_after:type_name -> google.protobuf.Duration
+	13, // 0: loom.v1.GetMigrationMetricsRequest.stuck_after:type_name -> google.protobuf.Duration
 	0,  // 1: loom.v1.GetMigrationMetricsRequest.burndown_unit:type_name -> loom.v1.BurndownUnit
 	3,  // 2: loom.v1.GetMigrationMetricsResponse.metrics:type_name -> loom.v1.MigrationMetrics
-	13, // 3: loom.v1.MigrationMetrics.candidates:type_name -> loom.v1.CandidateCounts
+	14, // 3: loom.v1.MigrationMetrics.candidates:type_name -> loom.v1.CandidateCounts
 	4,  // 4: loom.v1.MigrationMetrics.current_steps:type_name -> loom.v1.CurrentStepCount
-	5,  // 5: loom.v1.MigrationMetrics.burndown:type_name -> loom.v1.BurndownPoint
-	6,  // 6: loom.v1.MigrationMetrics.step_durations:type_name -> loom.v1.StepDurations
-	7,  // 7: loom.v1.MigrationMetrics.recent_failures:type_name -> loom.v1.Failure
-	8,  // 8: loom.v1.MigrationMetrics.stuck:type_name -> loom.v1.StuckCandidate
-	14, // 9: loom.v1.CurrentStepCount.status:type_name -> loom.v1.StepStatus
-	15, // 10: loom.v1.BurndownPoint.start:type_name -> google.protobuf.Timestamp
-	12, // 11: loom.v1.StepDurations.p50:type_name -> google.protobuf.Duration
-	12, // 12: loom.v1.StepDurations.p95:type_name -> google.protobuf.Duration
-	12, // 13: loom.v1.StepDurations.max:type_name -> google.protobuf.Duration
-	12, // 14: loom.v1.StepDurations.merge_p50:type_name -> google.protobuf.Duration
-	12, // 15: loom.v1.StepDurations.merge_p95:type_name -> google.protobuf.Duration
-	12, // 16: loom.v1.StepDurations.merge_max:type_name -> google.protobuf.Duration
-	15, // 17: loom.v1.Failure.time:type_name -> google.protobuf.Timestamp
-	15, // 18: loom.v1.StuckCandidate.last_event_time:type_name -> google.protobuf.Timestamp
-	11, // 19: loom.v1.GetFleetOverviewResponse.migrations:type_name -> loom.v1.MigrationSummary
-	16, // 20: loom.v1.MigrationSummary.migration:type_name -> loom.v1.Migration
-	1,  // 21: loom.v1.MetricsService.GetMigrationMetrics:input_type -> loom.v1.GetMigrationMetricsRequest
-	9,  // 22: loom.v1.MetricsService.GetFleetOverview:input_type -> loom.v1.GetFleetOverviewRequest
-	2,  // 23: loom.v1.MetricsService.GetMigrationMetrics:output_type -> loom.v1.GetMigrationMetricsResponse
-	10, // 24: loom.v1.MetricsService.GetFleetOverview:output_type -> loom.v1.GetFleetOverviewResponse
-	23, // [23:25] is the sub-list for method output_type
-	21, // [21:23] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	6,  // 5: loom.v1.MigrationMetrics.burndown:type_name -> loom.v1.BurndownPoint
+	7,  // 6: loom.v1.MigrationMetrics.step_durations:type_name -> loom.v1.StepDurations
+	8,  // 7: loom.v1.MigrationMetrics.recent_failures:type_name -> loom.v1.Failure
+	9,  // 8: loom.v1.MigrationMetrics.stuck:type_name -> loom.v1.StuckCandidate
+	5,  // 9: loom.v1.MigrationMetrics.events_per_day:type_name -> loom.v1.DayCount
+	15, // 10: loom.v1.CurrentStepCount.status:type_name -> loom.v1.StepStatus
+	16, // 11: loom.v1.DayCount.day:type_name -> google.protobuf.Timestamp
+	16, // 12: loom.v1.BurndownPoint.start:type_name -> google.protobuf.Timestamp
+	13, // 13: loom.v1.StepDurations.p50:type_name -> google.protobuf.Duration
+	13, // 14: loom.v1.StepDurations.p95:type_name -> google.protobuf.Duration
+	13, // 15: loom.v1.StepDurations.max:type_name -> google.protobuf.Duration
+	13, // 16: loom.v1.StepDurations.merge_p50:type_name -> google.protobuf.Duration
+	13, // 17: loom.v1.StepDurations.merge_p95:type_name -> google.protobuf.Duration
+	13, // 18: loom.v1.StepDurations.merge_max:type_name -> google.protobuf.Duration
+	16, // 19: loom.v1.Failure.time:type_name -> google.protobuf.Timestamp
+	16, // 20: loom.v1.StuckCandidate.last_event_time:type_name -> google.protobuf.Timestamp
+	12, // 21: loom.v1.GetFleetOverviewResponse.migrations:type_name -> loom.v1.MigrationSummary
+	17, // 22: loom.v1.MigrationSummary.migration:type_name -> loom.v1.Migration
+	1,  // 23: loom.v1.MetricsService.GetMigrationMetrics:input_type -> loom.v1.GetMigrationMetricsRequest
+	10, // 24: loom.v1.MetricsService.GetFleetOverview:input_type -> loom.v1.GetFleetOverviewRequest
+	2,  // 25: loom.v1.MetricsService.GetMigrationMetrics:output_type -> loom.v1.GetMigrationMetricsResponse
+	11, // 26: loom.v1.MetricsService.GetFleetOverview:output_type -> loom.v1.GetFleetOverviewResponse
+	25, // [25:27] is the sub-list for method output_type
+	23, // [23:25] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_metrics_service_proto_init() }
@@ -1074,7 +1146,7 @@ func file_loom_v1_metrics_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_metrics_service_proto_rawDesc), len(file_loom_v1_metrics_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,6 +19,18 @@ type MigrationMetrics struct {
 	RecentFailures   []Failure
 	Stuck            []StuckCandidate
 	StuckCount       int64
+	// EventsPerDay counts lifecycle events per UTC day over the last
+	// EventDays days, oldest first, zeros included.
+	EventsPerDay []DayCount
+}
+
+// EventDays is how many days MigrationMetrics.EventsPerDay covers.
+const EventDays = 30
+
+// DayCount is a count for the UTC day starting at Day.
+type DayCount struct {
+	Day   time.Time
+	Count int64
 }
 
 // CurrentStepCount is how many running Runs are at one step in one status.

@@ -407,6 +407,9 @@ func MetricsToProto(m migration.MigrationMetrics) *loomv1.MigrationMetrics {
 	for _, s := range m.Stuck {
 		p.Stuck = append(p.Stuck, &loomv1.StuckCandidate{CandidateId: s.CandidateID, LastEventTime: TimeToProto(s.LastEventTime)})
 	}
+	for _, d := range m.EventsPerDay {
+		p.EventsPerDay = append(p.EventsPerDay, &loomv1.DayCount{Day: TimeToProto(d.Day), Count: d.Count})
+	}
 	return p
 }
 

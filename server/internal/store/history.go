@@ -47,7 +47,7 @@ func (s *Store) SetRetention(r Retention) {
 
 // withHistoryKeys appends the history KEYS of Migration m (see historyLua).
 func withHistoryKeys(m string, keys ...string) []string {
-	return append(keys, changeIndexKey(m), eventsKey(m), candidateEventsPrefix(m))
+	return append(keys, changeIndexKey(m), eventDaysKey(m), eventsKey(m), candidateEventsPrefix(m))
 }
 
 // withHistoryArgs appends the history ARGV: the actor of ctx, the counts

@@ -242,7 +242,7 @@ func TestRetentionAndDelete(t *testing.T) {
 }
 
 func TestMetricsFollowTheRuns(t *testing.T) {
-	s, _ := newStore(t)
+	s, rdb := newStore(t)
 	ctx := context.Background()
 	mustPut(t, s, "m")
 	var cs []migration.Candidate
@@ -308,6 +308,17 @@ func TestMetricsFollowTheRuns(t *testing.T) {
 	}
 	if len(got.RecentFailures) != 1 || got.RecentFailures[0].CandidateID != "c2" || got.RecentFailures[0].Message != "because" {
 		t.Fatalf("failures %+v", got.RecentFailures)
+	}
+	// Every event of the Migration is counted in its day.
+	if len(got.EventsPerDay) != migration.EventDays || !got.EventsPerDay[migration.EventDays-1].Day.Equal(at(200).UTC().Truncate(24*time.Hour)) {
+		t.Fatalf("events per day: %d days, last %v", len(got.EventsPerDay), got.EventsPerDay[len(got.EventsPerDay)-1].Day)
+	}
+	var counted int64
+	for _, d := range got.EventsPerDay {
+		counted += d.Count
+	}
+	if recorded := rdb.XLen(ctx, eventsKey("m")).Val(); counted != recorded || counted == 0 {
+		t.Fatalf("events per day add up to %d, the history holds %d", counted, recorded)
 	}
 	// All running ones have been silent since minute 133 at most: stuck after an hour at minute 200.
 	if got.StuckCount != 3 || got.Stuck[0].CandidateID != "c0" && got.Stuck[0].CandidateID != "c2" {

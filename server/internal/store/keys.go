@@ -33,6 +33,7 @@ import (
 //	loom:{m}:runs:step:<t>           ZSET  ... whose current step is in status t
 //	loom:{m}:runs:rt:<r>:<t>         ZSET  ... both
 //	loom:{m}:events                  STREAM the Migration's lifecycle events
+//	loom:{m}:events:days             HASH  events per UTC day
 //	loom:{m}:events:c:<c>            STREAM the events of Candidate c
 //	loom:{m}:metrics                 HASH  incremental figures (current steps, duration histograms)
 //	loom:{m}:burndown                HASH  Runs started and completed per hour
@@ -266,6 +267,12 @@ func runStatusStepIndexPrefix(m string) string { return migrationTag(m) + "runs:
 // Migration (deleted Migrations' streams expire after the age limit).
 // New entries are announced on the Pub/Sub channel eventsKey(m)+":changes".
 func eventsKey(m string) string { return migrationTag(m) + "events" }
+
+// eventDaysKey counts the events of Migration m per UTC day: HASH, field =
+// day (unix ms / 86,400,000), value = events recorded that day. Kept by
+// addEvent with the stream, and like the stream it outlives the Migration
+// until the history's age limit.
+func eventDaysKey(m string) string { return eventsKey(m) + ":days" }
 
 // candidateEventsKey is the history of one Candidate: the same entries, with
 // the same ids, as in eventsKey. STREAM.

@@ -37,6 +37,7 @@ func (s *Store) MigrationMetrics(ctx context.Context, m string, q migration.Metr
 	mig := pipe.HGetAll(ctx, migrationKey(m))
 	figs := pipe.HGetAll(ctx, metricsKey(m))
 	burn := pipe.HGetAll(ctx, burndownKey(m))
+	days := pipe.HGetAll(ctx, eventDaysKey(m))
 	fails := pipe.LRange(ctx, failuresKey(m), 0, 49)
 	stuckN := pipe.ZCount(ctx, activityKey(m), "-inf", strconv.FormatInt(cutoff, 10))
 	stuck := pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: activityKey(m), Start: "-inf", Stop: strconv.FormatInt(cutoff, 10),
@@ -72,10 +73,25 @@ func (s *Store) MigrationMetrics(ctx context.Context, m string, q migration.Metr
 		attempt, _ := strconv.Atoi(fmt.Sprint(f.A))
 		out.RecentFailures = append(out.RecentFailures, migration.Failure{Time: time.UnixMilli(ms).UTC(), CandidateID: f.C, Step: f.S, Attempt: attempt, Message: f.M})
 	}
+	out.EventsPerDay = eventsPerDay(days.Val(), q.Now)
 	for _, z := range stuck.Val() {
 		out.Stuck = append(out.Stuck, migration.StuckCandidate{CandidateID: z.Member.(string), LastEventTime: time.UnixMilli(int64(z.Score)).UTC()})
 	}
 	return out, nil
+}
+
+// eventsPerDay reads the events-per-day hash into the last
+// migration.EventDays days up to now's, zeros included.
+func eventsPerDay(h map[string]string, now time.Time) []migration.DayCount {
+	const day = 24 * time.Hour
+	today := now.UTC().Truncate(day)
+	out := make([]migration.DayCount, migration.EventDays)
+	for i := range out {
+		d := today.Add(-time.Duration(migration.EventDays-1-i) * day)
+		n, _ := strconv.ParseInt(h[strconv.FormatInt(d.UnixMilli()/day.Milliseconds(), 10)], 10, 64)
+		out[i] = migration.DayCount{Day: d, Count: n}
+	}
+	return out
 }
 
 // attention sums the running Runs an operator may have to act on: those

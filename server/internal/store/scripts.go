@@ -45,13 +45,14 @@ const (
 )
 
 // historyLua is prepended to every script that records events. By
-// convention the last three KEYS of such a script are changeIndexKey(m),
-// eventsKey(m) and candidateEventsPrefix(m), and its last four ARGV the
+// convention the last four KEYS of such a script are changeIndexKey(m),
+// eventDaysKey(m), eventsKey(m) and candidateEventsPrefix(m), and its last
+// four ARGV the
 // actor, the most events kept per Migration and per Candidate, and the
 // oldest event id kept (unix ms): addEvent appends an event to the
 // Migration's stream (and, for a Candidate's event, to the Candidate's,
-// under the same id), trims both by count and age, and announces it for
-// watchers. A Candidate's event also moves the Candidate's last change
+// under the same id), trims both by count and age, counts it in its day,
+// and announces it for watchers. A Candidate's event also moves the Candidate's last change
 // forward (ZADD XX GT: never backwards, and never for a Candidate that is
 // not in the index, such as one of a deleted Migration).
 //
@@ -61,7 +62,7 @@ const (
 // STATUS_ORDER is statusOrder (keys.go) of each Candidate status.
 const historyLua = `
 local H_ACTOR, H_MAX, H_CMAX, H_MINID = ARGV[#ARGV - 3], ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
-local H_LAST, H_EV, H_CEV = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+local H_LAST, H_DAYS, H_EV, H_CEV = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local STATUS_ORDER = {not_started = 1, running = 2, completed = 3}
 local function touch(id, now) redis.call('ZADD', H_LAST, 'GT', now, id) end
 local H_NARGV = #ARGV - 4
@@ -78,6 +79,7 @@ local function addEvent(e)
     id = redis.call('XADD', H_EV, 'MAXLEN', '~', H_MAX, '*', unpack(f))
     redis.call('XTRIM', H_EV, 'MINID', '~', H_MINID)
     redis.call('PUBLISH', H_EV .. ':changes', id)
+    redis.call('HINCRBY', H_DAYS, tostring(math.floor(tonumber(e.t) / 86400000)), 1)
   end
   if e.c and e.c ~= '' then
     redis.call('XADD', H_CEV .. e.c, 'MAXLEN', '~', H_CMAX, id, unpack(f))
@@ -110,6 +112,7 @@ if not cur then
   -- The history of a deleted Migration of the same id was set to expire:
   -- it is this one's again.
   redis.call('PERSIST', H_EV)
+  redis.call('PERSIST', H_DAYS)
   addEvent({k = 'migration_announced', t = ARGV[2]})
 elseif cur ~= ARGV[1] then
   redis.call('HSET', KEYS[1], 'def', ARGV[1], 'utime', ARGV[2])
@@ -199,6 +202,7 @@ addEvent({k = 'migration_deleted', t = ARGV[1]})
 local ttl = tonumber(ARGV[1]) - tonumber(H_MINID)
 if ttl < 1000 then ttl = 1000 end
 redis.call('PEXPIRE', H_EV, ttl)
+redis.call('PEXPIRE', H_DAYS, ttl)
 for _, id in ipairs(ids) do redis.call('PEXPIRE', H_CEV .. id, ttl) end
 
 unlink(KEYS[2])
@@ -752,8 +756,8 @@ local function hour(ms) return tostring(math.floor(tonumber(ms) / 3600000)) end
 //	KEYS[15] stepOrderKey(m)
 //	KEYS[16] currentStepIndexPrefix(m)
 //	KEYS[17] stepNamesKey(m)
-//	KEYS[18] changeIndexKey(m), KEYS[19] eventsKey(m),
-//	KEYS[20] candidateEventsPrefix(m) (history)
+//	KEYS[18] changeIndexKey(m), KEYS[19] eventDaysKey(m),
+//	KEYS[20] eventsKey(m), KEYS[21] candidateEventsPrefix(m) (history)
 
 // beginRunScript records the start of execution N of a Candidate's Run: the
 // Candidate becomes running with exec N and the Run's inputs, the run view

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loom/v1/metrics_service.proto.
  */
 export const file_loom_v1_metrics_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1sb29tL3YxL21ldHJpY3Nfc2VydmljZS5wcm90bxIHbG9vbS52MSLRAQoaR2V0TWlncmF0aW9uTWV0cmljc1JlcXVlc3QSQQoMbWlncmF0aW9uX2lkGAEgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEjgKC3N0dWNrX2FmdGVyGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyABI2Cg1idXJuZG93bl91bml0GAMgASgOMhUubG9vbS52MS5CdXJuZG93blVuaXRCCLpIBYIBAhABIkkKG0dldE1pZ3JhdGlvbk1ldHJpY3NSZXNwb25zZRIqCgdtZXRyaWNzGAEgASgLMhkubG9vbS52MS5NaWdyYXRpb25NZXRyaWNzIo8DChBNaWdyYXRpb25NZXRyaWNzEhQKDG1pZ3JhdGlvbl9pZBgBIAEoCRIsCgpjYW5kaWRhdGVzGAIgASgLMhgubG9vbS52MS5DYW5kaWRhdGVDb3VudHMSMAoNY3VycmVudF9zdGVwcxgDIAMoCzIZLmxvb20udjEuQ3VycmVudFN0ZXBDb3VudBIaChJvcGVuX3B1bGxfcmVxdWVzdHMYBCABKAMSFwoPYXdhaXRpbmdfcmV2aWV3GAUgASgDEg4KBmZhaWxlZBgGIAEoAxIoCghidXJuZG93bhgHIAMoCzIWLmxvb20udjEuQnVybmRvd25Qb2ludBIuCg5zdGVwX2R1cmF0aW9ucxgIIAMoCzIWLmxvb20udjEuU3RlcER1cmF0aW9ucxIpCg9yZWNlbnRfZmFpbHVyZXMYCSADKAsyEC5sb29tLnYxLkZhaWx1cmUSJgoFc3R1Y2sYCiADKAsyFy5sb29tLnYxLlN0dWNrQ2FuZGlkYXRlEhMKC3N0dWNrX2NvdW50GAsgASgDIlQKEEN1cnJlbnRTdGVwQ291bnQSDAoEc3RlcBgBIAEoCRIjCgZzdGF0dXMYAiABKA4yEy5sb29tLnYxLlN0ZXBTdGF0dXMSDQoFY291bnQYAyABKAMiXgoNQnVybmRvd25Qb2ludBIpCgVzdGFydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3RhcnRlZBgCIAEoAxIRCgljb21wbGV0ZWQYAyABKAMi2gIKDVN0ZXBEdXJhdGlvbnMSDAoEc3RlcBgBIAEoCRINCgVjb3VudBgCIAEoAxImCgNwNTAYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoDcDk1GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKA21heBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtZXJnZWRfY291bnQYBiABKAMSLAoJbWVyZ2VfcDUwGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCW1lcmdlX3A5NRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgltZXJnZV9tYXgYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMZmFpbGVkX2NvdW50GAogASgDInkKB0ZhaWx1cmUSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMY2FuZGlkYXRlX2lkGAIgASgJEgwKBHN0ZXAYAyABKAkSDwoHYXR0ZW1wdBgEIAEoBRIPCgdtZXNzYWdlGAUgASgJIlsKDlN0dWNrQ2FuZGlkYXRlEhQKDGNhbmRpZGF0ZV9pZBgBIAEoCRIzCg9sYXN0X2V2ZW50X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlYKF0dldEZsZWV0T3ZlcnZpZXdSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY9AMoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiACCJiChhHZXRGbGVldE92ZXJ2aWV3UmVzcG9uc2USLQoKbWlncmF0aW9ucxgBIAMoCzIZLmxvb20udjEuTWlncmF0aW9uU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkimwEKEE1pZ3JhdGlvblN1bW1hcnkSJQoJbWlncmF0aW9uGAEgASgLMhIubG9vbS52MS5NaWdyYXRpb24SGgoSb3Blbl9wdWxsX3JlcXVlc3RzGAIgASgDEhcKD2F3YWl0aW5nX3JldmlldxgDIAEoAxIOCgZmYWlsZWQYBCABKAMSGwoTY29tcGxldGVkX2xhc3RfZGF5cxgFIAMoAypcCgxCdXJuZG93blVuaXQSHQoZQlVSTkRPV05fVU5JVF9VTlNQRUNJRklFRBAAEhYKEkJVUk5ET1dOX1VOSVRfSE9VUhABEhUKEUJVUk5ET1dOX1VOSVRfREFZEAIy1QEKDk1ldHJpY3NTZXJ2aWNlEmUKE0dldE1pZ3JhdGlvbk1ldHJpY3MSIy5sb29tLnYxLkdldE1pZ3JhdGlvbk1ldHJpY3NSZXF1ZXN0GiQubG9vbS52MS5HZXRNaWdyYXRpb25NZXRyaWNzUmVzcG9uc2UiA5ACARJcChBHZXRGbGVldE92ZXJ2aWV3EiAubG9vbS52MS5HZXRGbGVldE92ZXJ2aWV3UmVxdWVzdBohLmxvb20udjEuR2V0RmxlZXRPdmVydmlld1Jlc3BvbnNlIgOQAgFCK1opZ2l0aHViLmNvbS9sb29taHEvbG9vbS9nZW4vbG9vbS92MTtsb29tdjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_loom_v1_migration, file_loom_v1_run]);
+  fileDesc("Ch1sb29tL3YxL21ldHJpY3Nfc2VydmljZS5wcm90bxIHbG9vbS52MSLRAQoaR2V0TWlncmF0aW9uTWV0cmljc1JlcXVlc3QSQQoMbWlncmF0aW9uX2lkGAEgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEjgKC3N0dWNrX2FmdGVyGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyABI2Cg1idXJuZG93bl91bml0GAMgASgOMhUubG9vbS52MS5CdXJuZG93blVuaXRCCLpIBYIBAhABIkkKG0dldE1pZ3JhdGlvbk1ldHJpY3NSZXNwb25zZRIqCgdtZXRyaWNzGAEgASgLMhkubG9vbS52MS5NaWdyYXRpb25NZXRyaWNzIroDChBNaWdyYXRpb25NZXRyaWNzEhQKDG1pZ3JhdGlvbl9pZBgBIAEoCRIsCgpjYW5kaWRhdGVzGAIgASgLMhgubG9vbS52MS5DYW5kaWRhdGVDb3VudHMSMAoNY3VycmVudF9zdGVwcxgDIAMoCzIZLmxvb20udjEuQ3VycmVudFN0ZXBDb3VudBIaChJvcGVuX3B1bGxfcmVxdWVzdHMYBCABKAMSFwoPYXdhaXRpbmdfcmV2aWV3GAUgASgDEg4KBmZhaWxlZBgGIAEoAxIoCghidXJuZG93bhgHIAMoCzIWLmxvb20udjEuQnVybmRvd25Qb2ludBIuCg5zdGVwX2R1cmF0aW9ucxgIIAMoCzIWLmxvb20udjEuU3RlcER1cmF0aW9ucxIpCg9yZWNlbnRfZmFpbHVyZXMYCSADKAsyEC5sb29tLnYxLkZhaWx1cmUSJgoFc3R1Y2sYCiADKAsyFy5sb29tLnYxLlN0dWNrQ2FuZGlkYXRlEhMKC3N0dWNrX2NvdW50GAsgASgDEikKDmV2ZW50c19wZXJfZGF5GAwgAygLMhEubG9vbS52MS5EYXlDb3VudCJUChBDdXJyZW50U3RlcENvdW50EgwKBHN0ZXAYASABKAkSIwoGc3RhdHVzGAIgASgOMhMubG9vbS52MS5TdGVwU3RhdHVzEg0KBWNvdW50GAMgASgDIkIKCERheUNvdW50EicKA2RheRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFY291bnQYAiABKAMiXgoNQnVybmRvd25Qb2ludBIpCgVzdGFydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3RhcnRlZBgCIAEoAxIRCgljb21wbGV0ZWQYAyABKAMi2gIKDVN0ZXBEdXJhdGlvbnMSDAoEc3RlcBgBIAEoCRINCgVjb3VudBgCIAEoAxImCgNwNTAYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoDcDk1GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKA21heBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtZXJnZWRfY291bnQYBiABKAMSLAoJbWVyZ2VfcDUwGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCW1lcmdlX3A5NRgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCgltZXJnZV9tYXgYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMZmFpbGVkX2NvdW50GAogASgDInkKB0ZhaWx1cmUSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMY2FuZGlkYXRlX2lkGAIgASgJEgwKBHN0ZXAYAyABKAkSDwoHYXR0ZW1wdBgEIAEoBRIPCgdtZXNzYWdlGAUgASgJIlsKDlN0dWNrQ2FuZGlkYXRlEhQKDGNhbmRpZGF0ZV9pZBgBIAEoCRIzCg9sYXN0X2V2ZW50X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlYKF0dldEZsZWV0T3ZlcnZpZXdSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY9AMoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiACCJiChhHZXRGbGVldE92ZXJ2aWV3UmVzcG9uc2USLQoKbWlncmF0aW9ucxgBIAMoCzIZLmxvb20udjEuTWlncmF0aW9uU3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkimwEKEE1pZ3JhdGlvblN1bW1hcnkSJQoJbWlncmF0aW9uGAEgASgLMhIubG9vbS52MS5NaWdyYXRpb24SGgoSb3Blbl9wdWxsX3JlcXVlc3RzGAIgASgDEhcKD2F3YWl0aW5nX3JldmlldxgDIAEoAxIOCgZmYWlsZWQYBCABKAMSGwoTY29tcGxldGVkX2xhc3RfZGF5cxgFIAMoAypcCgxCdXJuZG93blVuaXQSHQoZQlVSTkRPV05fVU5JVF9VTlNQRUNJRklFRBAAEhYKEkJVUk5ET1dOX1VOSVRfSE9VUhABEhUKEUJVUk5ET1dOX1VOSVRfREFZEAIy1QEKDk1ldHJpY3NTZXJ2aWNlEmUKE0dldE1pZ3JhdGlvbk1ldHJpY3MSIy5sb29tLnYxLkdldE1pZ3JhdGlvbk1ldHJpY3NSZXF1ZXN0GiQubG9vbS52MS5HZXRNaWdyYXRpb25NZXRyaWNzUmVzcG9uc2UiA5ACARJcChBHZXRGbGVldE92ZXJ2aWV3EiAubG9vbS52MS5HZXRGbGVldE92ZXJ2aWV3UmVxdWVzdBohLmxvb20udjEuR2V0RmxlZXRPdmVydmlld1Jlc3BvbnNlIgOQAgFCK1opZ2l0aHViLmNvbS9sb29taHEvbG9vbS9nZW4vbG9vbS92MTtsb29tdjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_loom_v1_migration, file_loom_v1_run]);
 
 /**
  * Request of MetricsService.GetMigrationMetrics.
@@ -160,6 +160,14 @@ export type MigrationMetrics = Message<"loom.v1.MigrationMetrics"> & {
    * @generated from field: int64 stuck_count = 11;
    */
   stuckCount: bigint;
+
+  /**
+   * Lifecycle events recorded per UTC day over the last 30 days, oldest
+   * first, days without events included (count 0).
+   *
+   * @generated from field: repeated loom.v1.DayCount events_per_day = 12;
+   */
+  eventsPerDay: DayCount[];
 };
 
 /**
@@ -205,6 +213,34 @@ export const CurrentStepCountSchema: GenMessage<CurrentStepCount> = /*@__PURE__*
   messageDesc(file_loom_v1_metrics_service, 3);
 
 /**
+ * A count for one UTC day.
+ *
+ * @generated from message loom.v1.DayCount
+ */
+export type DayCount = Message<"loom.v1.DayCount"> & {
+  /**
+   * Start of the day (00:00 UTC).
+   *
+   * @generated from field: google.protobuf.Timestamp day = 1;
+   */
+  day?: Timestamp | undefined;
+
+  /**
+   * How many.
+   *
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message loom.v1.DayCount.
+ * Use `create(DayCountSchema)` to create a new message.
+ */
+export const DayCountSchema: GenMessage<DayCount> = /*@__PURE__*/
+  messageDesc(file_loom_v1_metrics_service, 4);
+
+/**
  * One burndown bucket.
  *
  * @generated from message loom.v1.BurndownPoint
@@ -237,7 +273,7 @@ export type BurndownPoint = Message<"loom.v1.BurndownPoint"> & {
  * Use `create(BurndownPointSchema)` to create a new message.
  */
 export const BurndownPointSchema: GenMessage<BurndownPoint> = /*@__PURE__*/
-  messageDesc(file_loom_v1_metrics_service, 4);
+  messageDesc(file_loom_v1_metrics_service, 5);
 
 /**
  * Durations of one step's successful attempts, and how many failed.
@@ -325,7 +361,7 @@ export type StepDurations = Message<"loom.v1.StepDurations"> & {
  * Use `create(StepDurationsSchema)` to create a new message.
  */
 export const StepDurationsSchema: GenMessage<StepDurations> = /*@__PURE__*/
-  messageDesc(file_loom_v1_metrics_service, 5);
+  messageDesc(file_loom_v1_metrics_service, 6);
 
 /**
  * One step failure.
@@ -374,7 +410,7 @@ export type Failure = Message<"loom.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_loom_v1_metrics_service, 6);
+  messageDesc(file_loom_v1_metrics_service, 7);
 
 /**
  * A running Candidate nothing happened to for a while.
@@ -402,7 +438,7 @@ export type StuckCandidate = Message<"loom.v1.StuckCandidate"> & {
  * Use `create(StuckCandidateSchema)` to create a new message.
  */
 export const StuckCandidateSchema: GenMessage<StuckCandidate> = /*@__PURE__*/
-  messageDesc(file_loom_v1_metrics_service, 7);
+  messageDesc(file_loom_v1_metrics_service, 8);
 
 /**
  * Request of MetricsService.GetFleetOverview.
@@ -430,7 +466,7 @@ export type GetFleetOverviewRequest = Message<"loom.v1.GetFleetOverviewRequest">
  * Use `create(GetFleetOverviewRequestSchema)` to create a new message.
  */
 export const GetFleetOverviewRequestSchema: GenMessage<GetFleetOverviewRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_metrics_service, 8);
+  messageDesc(file_loom_v1_metrics_service, 9);
 
 /**
  * Response of MetricsService.GetFleetOverview.
@@ -458,7 +494,7 @@ export type GetFleetOverviewResponse = Message<"loom.v1.GetFleetOverviewResponse
  * Use `create(GetFleetOverviewResponseSchema)` to create a new message.
  */
 export const GetFleetOverviewResponseSchema: GenMessage<GetFleetOverviewResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_metrics_service, 9);
+  messageDesc(file_loom_v1_metrics_service, 10);
 
 /**
  * The headline figures of one Migration.
@@ -507,7 +543,7 @@ export type MigrationSummary = Message<"loom.v1.MigrationSummary"> & {
  * Use `create(MigrationSummarySchema)` to create a new message.
  */
 export const MigrationSummarySchema: GenMessage<MigrationSummary> = /*@__PURE__*/
-  messageDesc(file_loom_v1_metrics_service, 10);
+  messageDesc(file_loom_v1_metrics_service, 11);
 
 /**
  * The width of a burndown bucket.
