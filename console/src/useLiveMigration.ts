@@ -1,6 +1,7 @@
 import { useEffect } from "react";
 import { useQueryClient } from "@tanstack/react-query";
 import { history } from "./api";
+import { follow } from "./stream";
 
 // useLiveMigration keeps a Migration's page current without polling: it
 // follows the Migration's history (WatchEvents, one stream) and refreshes
@@ -20,25 +21,17 @@ export function useLiveMigration(migrationId: string) {
         }
       }, 500);
     };
-    (async () => {
-      let delay = 500;
-      let after = "";
-      while (!ctl.signal.aborted) {
-        try {
-          for await (const res of history.watchEvents({ migrationId, afterId: after }, { signal: ctl.signal })) {
-            delay = 500;
-            if (res.update.case === "event") {
-              after = res.update.value.id;
-              refresh();
-            }
-          }
-        } catch {
-          if (ctl.signal.aborted) return;
+    let after = "";
+    follow(
+      (signal) => history.watchEvents({ migrationId, afterId: after }, { signal }),
+      (res) => {
+        if (res.update.case === "event") {
+          after = res.update.value.id;
+          refresh();
         }
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 10_000);
-      }
-    })();
+      },
+      ctl.signal,
+    );
     return () => {
       ctl.abort();
       clearTimeout(timer);

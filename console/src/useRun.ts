@@ -2,6 +2,7 @@ import { useEffect, useState } from "react";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { runs } from "./api";
 import type { Run } from "./gen/loom/v1/run_pb";
+import { follow } from "./stream";
 
 export type RunState = { run?: Run; missing: boolean; error?: unknown; live: boolean };
 
@@ -15,38 +16,31 @@ export function useRun(runId: string, generation = 0): RunState {
   useEffect(() => {
     const ctl = new AbortController();
     let version = 0n;
-    let delay = 500;
-    (async () => {
-      while (!ctl.signal.aborted) {
-        try {
-          for await (const res of runs.watchRun({ runId, afterVersion: version }, { signal: ctl.signal })) {
-            delay = 500;
-            if (res.update.case === "run") {
-              const run = res.update.value;
-              version = run.version;
-              setState({ run, missing: false, live: true });
-            } else {
-              setState((s) => (s.live ? s : { ...s, live: true }));
-            }
-          }
-        } catch (err) {
-          if (ctl.signal.aborted) return;
-          const e = ConnectError.from(err);
-          if (e.code === Code.NotFound) {
-            // No Run yet: the page restarts the watch (generation) when
-            // the Candidate's history says one started.
-            setState({ missing: true, live: false });
-            return;
-          } else {
-            setState((s) => ({ ...s, error: err, live: false }));
-          }
-          if (e.code === Code.Unauthenticated || e.code === Code.PermissionDenied || e.code === Code.InvalidArgument) return;
+    follow(
+      (signal) => runs.watchRun({ runId, afterVersion: version }, { signal }),
+      (res) => {
+        if (res.update.case === "run") {
+          const run = res.update.value;
+          version = run.version;
+          setState({ run, missing: false, live: true });
+        } else {
+          setState((s) => (s.live ? s : { ...s, live: true }));
         }
-        // The stream ended or broke: resume after a pause (longer each time).
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 10_000);
-      }
-    })();
+      },
+      ctl.signal,
+      (err) => {
+        if (err === undefined) return false;
+        const code = ConnectError.from(err).code;
+        if (code === Code.NotFound) {
+          // No Run yet: the page restarts the watch (generation) when the
+          // Candidate's history says one started.
+          setState({ missing: true, live: false });
+          return true;
+        }
+        setState((s) => ({ ...s, error: err, live: false }));
+        return code === Code.Unauthenticated || code === Code.PermissionDenied || code === Code.InvalidArgument;
+      },
+    );
     return () => ctl.abort();
   }, [runId, generation]);
   return state;

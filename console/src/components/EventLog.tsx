@@ -5,6 +5,7 @@ import { history } from "../api";
 import type { Event, EventKind } from "../gen/loom/v1/history_service_pb";
 import { eventKindLabel, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "./Common";
+import { follow } from "../stream";
 
 // EventLog is the lifecycle history of a Migration or of one Candidate:
 // pages of ListEvents, newest first, and new events as WatchEvents delivers
@@ -39,28 +40,23 @@ export function EventLog({
     if (!loaded) return;
     const ctl = new AbortController();
     let after = newest;
-    (async () => {
-      let delay = 500;
-      while (!ctl.signal.aborted) {
-        try {
-          for await (const res of history.watchEvents({ migrationId, candidateId, kinds, afterId: after }, { signal: ctl.signal })) {
-            setLink("live");
-            delay = 500;
-            if (res.update.case === "event") {
-              const e = res.update.value;
-              after = e.id;
-              setLive((l) => (l.some((x) => x.id === e.id) ? l : [e, ...l]));
-              onEvent?.(e);
-            }
-          }
-        } catch {
-          if (ctl.signal.aborted) return;
+    follow(
+      (signal) => history.watchEvents({ migrationId, candidateId, kinds, afterId: after }, { signal }),
+      (res) => {
+        setLink("live");
+        if (res.update.case === "event") {
+          const e = res.update.value;
+          after = e.id;
+          setLive((l) => (l.some((x) => x.id === e.id) ? l : [e, ...l]));
+          onEvent?.(e);
         }
+      },
+      ctl.signal,
+      () => {
         setLink("reconnecting");
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 10_000);
-      }
-    })();
+        return false;
+      },
+    );
     return () => ctl.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [migrationId, candidateId, kinds.join(","), loaded]);
