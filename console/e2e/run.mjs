@@ -132,6 +132,13 @@ try {
     await page.getByLabel("Status", { exact: true }).selectOption("not_started");
     await page.waitForURL(/status=not_started/);
     await page.getByText(/4 Candidates match/).waitFor();
+    // The keyboard walks the rows.
+    await page.getByRole("link", { name: "svc-01", exact: true }).focus();
+    await page.keyboard.press("j");
+    await page.keyboard.press("j");
+    await page.keyboard.press("k");
+    const focused = await page.evaluate(() => document.activeElement?.textContent);
+    if (focused !== "svc-02") throw new Error(`after j j k the focus is on ${focused}`);
     await page.getByLabel("Id starts with").fill("svc-01");
     await page.getByText(/^1 Candidates match/).waitFor();
     await shot("02-candidates-filtered");
@@ -243,6 +250,10 @@ try {
     await page.getByPlaceholder(/Migration name or Candidate id/).fill("svc-03");
     await page.getByRole("option", { name: /svc-03/ }).click();
     await page.getByRole("heading", { name: "svc-03" }).waitFor();
+    await page.getByRole("button", { name: "Switch to dark theme" }).click();
+    if ((await page.evaluate(() => document.documentElement.dataset.theme)) !== "dark") throw new Error("no dark theme");
+    await shot("10b-dark");
+    await page.getByRole("button", { name: "Switch to light theme" }).click();
   });
 
   await step("a migrator sees no operator controls", async () => {

@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useState, type KeyboardEvent } from "react";
 import { Link, useSearchParams } from "react-router";
 import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import { discovery } from "../api";
@@ -48,6 +48,19 @@ export function listRequest(migrationId: string, f: ReturnType<typeof readFilter
     pageSize,
     pageToken: f.page,
   };
+}
+
+// moveBetweenRows lets the keyboard walk the table: j / ↓ and k / ↑ move
+// between the Candidates' links, Enter opens one.
+function moveBetweenRows(e: KeyboardEvent<HTMLTableElement>) {
+  const down = e.key === "j" || e.key === "ArrowDown";
+  if (!down && e.key !== "k" && e.key !== "ArrowUp") return;
+  const links = Array.from(e.currentTarget.querySelectorAll<HTMLAnchorElement>("tbody td:first-child a"));
+  const next = links.indexOf(document.activeElement as HTMLAnchorElement) + (down ? 1 : -1);
+  if (next >= 0 && next < links.length) {
+    e.preventDefault();
+    links[next].focus();
+  }
 }
 
 export function CandidateTable({ migration }: { migration: Migration }) {
@@ -160,12 +173,13 @@ export function CandidateTable({ migration }: { migration: Migration }) {
       {q.isError && <ErrorBox error={q.error} />}
       <div className="table-meta" aria-live="polite">
         {q.data ? `${n(q.data.totalSize)} Candidates match` : "Loading Candidates…"}
+        <span className="small"> · j/k or ↓/↑ move between rows, Enter opens</span>
         {q.isFetching && q.data && " · updating…"}
       </div>
       {q.data && q.data.candidates.length === 0 ? (
         <Empty>No Candidate matches these filters.</Empty>
       ) : (
-        <table className="grid" aria-busy={q.isFetching}>
+        <table className="grid" aria-busy={q.isFetching} onKeyDown={moveBetweenRows}>
           <thead>
             <tr>
               <th aria-sort={ariaSort("id")}>
