@@ -48,7 +48,9 @@ func (h *History) Watch(ctx context.Context, migrationID string, f EventFilter, 
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	beat := false
+	// The first round answers at once: the events to catch up on, or a
+	// heartbeat, so a client knows the stream is open.
+	beat := true
 	for {
 		// Read everything after the last event sent; the Candidate filter
 		// reads the Candidate's own stream.

@@ -176,7 +176,7 @@ func (u *Runs) WatchRun(ctx context.Context, runID string, afterVersion int64, s
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	last := afterVersion
-	for {
+	for first := true; ; first = false {
 		run, err := u.Store.GetRun(ctx, m, c)
 		if err != nil {
 			return err
@@ -187,6 +187,12 @@ func (u *Runs) WatchRun(ctx context.Context, runID string, afterVersion int64, s
 			}
 			last = run.Version
 			tick.Reset(every)
+		} else if first && run.Status == RunRunning {
+			// A resumed watch with nothing new answers at once too, so a
+			// client knows the stream is open.
+			if err := heartbeat(u.Now()); err != nil {
+				return err
+			}
 		}
 		if run.Status != RunRunning {
 			return nil

@@ -50,8 +50,9 @@ type HistoryServiceClient interface {
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
 	// WatchEvents streams a Migration's new events as they are written
 	// (oldest first), with a heartbeat at least every 30 seconds; resume after
-	// a disconnection by passing the last event id seen. Works from a browser
-	// over Connect-Web.
+	// a disconnection by passing the last event id seen. The first message
+	// comes at once (the events after after_id, or a heartbeat), so a client
+	// knows it is following. Works from a browser over Connect-Web.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest]) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error)
 }
 
@@ -108,8 +109,9 @@ type HistoryServiceHandler interface {
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
 	// WatchEvents streams a Migration's new events as they are written
 	// (oldest first), with a heartbeat at least every 30 seconds; resume after
-	// a disconnection by passing the last event id seen. Works from a browser
-	// over Connect-Web.
+	// a disconnection by passing the last event id seen. The first message
+	// comes at once (the events after after_id, or a heartbeat), so a client
+	// knows it is following. Works from a browser over Connect-Web.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error
 }
 

@@ -99,8 +99,9 @@ type RunServiceClient interface {
 	ListRuns(context.Context, *connect.Request[v1.ListRunsRequest]) (*connect.Response[v1.ListRunsResponse], error)
 	// WatchRun streams a Run: first the whole Run, then the whole Run again on
 	// every change, and a heartbeat at least every 30 seconds while nothing
-	// changes. The stream ends after the Run is sent `completed` or
-	// `cancelled`. Works from a browser over Connect-Web.
+	// changes. A watch resumed with after_version at the Run's version answers
+	// at once with a heartbeat. The stream ends after the Run is sent
+	// `completed` or `cancelled`. Works from a browser over Connect-Web.
 	// Errors: NOT_FOUND when the Candidate has never been started.
 	WatchRun(context.Context, *connect.Request[v1.WatchRunRequest]) (*connect.ServerStreamForClient[v1.WatchRunResponse], error)
 }
@@ -280,8 +281,9 @@ type RunServiceHandler interface {
 	ListRuns(context.Context, *connect.Request[v1.ListRunsRequest]) (*connect.Response[v1.ListRunsResponse], error)
 	// WatchRun streams a Run: first the whole Run, then the whole Run again on
 	// every change, and a heartbeat at least every 30 seconds while nothing
-	// changes. The stream ends after the Run is sent `completed` or
-	// `cancelled`. Works from a browser over Connect-Web.
+	// changes. A watch resumed with after_version at the Run's version answers
+	// at once with a heartbeat. The stream ends after the Run is sent
+	// `completed` or `cancelled`. Works from a browser over Connect-Web.
 	// Errors: NOT_FOUND when the Candidate has never been started.
 	WatchRun(context.Context, *connect.Request[v1.WatchRunRequest], *connect.ServerStream[v1.WatchRunResponse]) error
 }

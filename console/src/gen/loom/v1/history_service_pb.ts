@@ -437,8 +437,9 @@ export const HistoryService: GenService<{
   /**
    * WatchEvents streams a Migration's new events as they are written
    * (oldest first), with a heartbeat at least every 30 seconds; resume after
-   * a disconnection by passing the last event id seen. Works from a browser
-   * over Connect-Web.
+   * a disconnection by passing the last event id seen. The first message
+   * comes at once (the events after after_id, or a heartbeat), so a client
+   * knows it is following. Works from a browser over Connect-Web.
    *
    * @generated from rpc loom.v1.HistoryService.WatchEvents
    */

@@ -686,8 +686,9 @@ export const RunService: GenService<{
   /**
    * WatchRun streams a Run: first the whole Run, then the whole Run again on
    * every change, and a heartbeat at least every 30 seconds while nothing
-   * changes. The stream ends after the Run is sent `completed` or
-   * `cancelled`. Works from a browser over Connect-Web.
+   * changes. A watch resumed with after_version at the Run's version answers
+   * at once with a heartbeat. The stream ends after the Run is sent
+   * `completed` or `cancelled`. Works from a browser over Connect-Web.
    * Errors: NOT_FOUND when the Candidate has never been started.
    *
    * @generated from rpc loom.v1.RunService.WatchRun
