@@ -19,10 +19,7 @@ func TestTheConsoleIsServedBesideTheAPIUnlessTurnedOff(t *testing.T) {
 	on.setup(t, w.migrator.url, "acme/billing")
 	on.stop()
 
-	w.secure = func(c *server.Config) {
-		c.Security.Insecure = true
-		c.NoConsole = true
-	}
+	w.configure = func(c *server.Config) { c.NoConsole = true }
 	off := w.startLoom()
 	if code, _ := get(t, off.url+"/"); code != http.StatusNotFound {
 		t.Fatalf("console turned off: / answers %d", code)

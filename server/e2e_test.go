@@ -33,8 +33,9 @@ type world struct {
 	temporal *temporaltest.TestServer
 	redis    *redistest.Server
 	migrator *testMigrator
-	// secure, when set, configures authentication of the Looms started.
-	secure func(*server.Config)
+	// configure, when set, adjusts the configuration of the Looms started
+	// (authentication, the console...).
+	configure func(*server.Config)
 	// log receives the Looms' logs.
 	log *slog.Logger
 }
@@ -85,8 +86,8 @@ func (w *world) startLoom() *loom {
 	cfg.PreviewTimeout = 3 * time.Second
 	cfg.Security.Insecure = true // trust has its own end-to-end tests
 	cfg.Security.AllowMigratorNets = []string{"127.0.0.0/8"}
-	if w.secure != nil {
-		w.secure(&cfg)
+	if w.configure != nil {
+		w.configure(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, w.log)

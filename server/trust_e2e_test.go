@@ -110,7 +110,7 @@ func TestTrustEndToEnd(t *testing.T) {
 	sigs := &signatures{}
 	inner := w.migrator.handler
 	w.migrator.handler = sigs.wrap(inner)
-	w.secure = func(c *server.Config) {
+	w.configure = func(c *server.Config) {
 		c.Security = server.SecurityConfig{TokensFile: tokensFile, KeysFile: keysFile, AllowMigratorNets: []string{"127.0.0.0/8"}}
 	}
 	l := w.startLoom()

@@ -50,6 +50,23 @@ export function listRequest(migrationId: string, f: ReturnType<typeof readFilter
   };
 }
 
+// Choice is one select of the filter bar; "" (any) first when anyOption.
+function Choice(props: { label: string; value: string; options: string[]; anyOption?: boolean; onChange: (v: string) => void }) {
+  return (
+    <label>
+      {props.label}
+      <select aria-label={props.label} value={props.value} onChange={(e) => props.onChange(e.target.value)}>
+        {props.anyOption && <option value="">any</option>}
+        {props.options.map((o) => (
+          <option key={o} value={o}>
+            {o.replaceAll("_", " ")}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
 // moveBetweenRows lets the keyboard walk the table: j / ↓ and k / ↑ move
 // between the Candidates' links, Enter opens one.
 function moveBetweenRows(e: KeyboardEvent<HTMLTableElement>) {
@@ -98,43 +115,13 @@ export function CandidateTable({ migration }: { migration: Migration }) {
           Id starts with
           <input aria-label="Id starts with" type="search" value={f.q} onChange={(e) => set({ q: e.target.value })} placeholder="acme/" />
         </label>
-        <label>
-          Status
-          <select aria-label="Status" value={f.status} onChange={(e) => set({ status: e.target.value })}>
-            <option value="">any</option>
-            {candidateStatuses.map((s) => (
-              <option key={s} value={s}>
-                {s.replace("_", " ")}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Choice label="Status" value={f.status} options={candidateStatuses} anyOption onChange={(v) => set({ status: v })} />
         <label>
           Kind
           <input aria-label="Kind" value={f.kind} onChange={(e) => set({ kind: e.target.value })} placeholder="any" size={10} />
         </label>
-        <label>
-          Current step
-          <select aria-label="Current step" value={f.step} onChange={(e) => set({ step: e.target.value })}>
-            <option value="">any</option>
-            {migration.steps.map((s) => (
-              <option key={s.name} value={s.name}>
-                {s.name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Step status
-          <select aria-label="Step status" value={f.stepStatus} onChange={(e) => set({ step_status: e.target.value })}>
-            <option value="">any</option>
-            {stepStatuses.map((s) => (
-              <option key={s} value={s}>
-                {s.replace("_", " ")}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Choice label="Current step" value={f.step} options={migration.steps.map((s) => s.name)} anyOption onChange={(v) => set({ step: v })} />
+        <Choice label="Step status" value={f.stepStatus} options={stepStatuses} anyOption onChange={(v) => set({ step_status: v })} />
         <label>
           Metadata key=value
           <input aria-label="Metadata key=value" value={metaDraft}
@@ -159,16 +146,7 @@ export function CandidateTable({ migration }: { migration: Migration }) {
             {k}={v} ×
           </button>
         ))}
-        <label>
-          Sort by
-          <select aria-label="Sort by" value={f.order} onChange={(e) => set({ order: e.target.value })}>
-            {orders.map((o) => (
-              <option key={o} value={o}>
-                {o.replace("_", " ")}
-              </option>
-            ))}
-          </select>
-        </label>
+        <Choice label="Sort by" value={f.order} options={orders} onChange={(v) => set({ order: v })} />
       </form>
       {q.isError && <ErrorBox error={q.error} />}
       <div className="table-meta" aria-live="polite">

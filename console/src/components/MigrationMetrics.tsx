@@ -3,9 +3,10 @@ import { Link } from "react-router";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { metrics } from "../api";
 import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
-import { ago, duration, n, stepStatusLabel, time } from "../format";
+import { ago, n, stepStatusLabel, time } from "../format";
 import { Badge, candidatePath, Empty, ErrorBox, Loading } from "./Common";
 import { Burndown } from "./Charts";
+import { StepDurationsTable } from "./StepDurationsTable";
 
 export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
   const q = useQuery({
@@ -61,36 +62,7 @@ export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
         </table>
       )}
       <h2>Step durations</h2>
-      <table className="grid compact">
-        <thead>
-          <tr>
-            <th>Step</th>
-            <th className="num">Succeeded</th>
-            <th className="num">Failed</th>
-            <th className="num">p50</th>
-            <th className="num">p95</th>
-            <th className="num">max</th>
-            <th className="num">Merged</th>
-            <th className="num">Time to merge p50</th>
-            <th className="num">p95</th>
-          </tr>
-        </thead>
-        <tbody>
-          {m.stepDurations.map((s) => (
-            <tr key={s.step}>
-              <td>{s.step}</td>
-              <td className="num">{n(s.count)}</td>
-              <td className={`num ${n(s.failedCount) > 0 ? "bad" : ""}`}>{n(s.failedCount)}</td>
-              <td className="num">{duration(s.p50)}</td>
-              <td className="num">{duration(s.p95)}</td>
-              <td className="num">{duration(s.max)}</td>
-              <td className="num">{n(s.mergedCount)}</td>
-              <td className="num">{n(s.mergedCount) ? duration(s.mergeP50) : "—"}</td>
-              <td className="num">{n(s.mergedCount) ? duration(s.mergeP95) : "—"}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <StepDurationsTable steps={m.stepDurations} detailed />
       <h2>Recent failures</h2>
       {m.recentFailures.length === 0 ? (
         <Empty>No step has failed.</Empty>

@@ -2,10 +2,11 @@ import { useQueries } from "@tanstack/react-query";
 import { Link } from "react-router";
 import { metrics } from "../api";
 import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
-import { duration, n, time } from "../format";
+import { n, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "../components/Common";
 import { useFleet } from "../components/Layout";
 import { Sparkline } from "../components/Charts";
+import { StepDurationsTable } from "../components/StepDurationsTable";
 
 // Fleet metrics: per Migration, events per day; per step, how long steps
 // take and how often they fail; Runs completed per day, and the latest
@@ -36,61 +37,30 @@ export function FleetMetricsPage() {
       </div>
       {failing && <ErrorBox error={failing.error} />}
       {ids.length === 0 && <Empty>No Migration yet.</Empty>}
-      {loaded.map((m) => {
-        return (
-          <section key={m.migrationId} className="card">
-            <h2>
-              <Link to={`/m/${m.migrationId}?tab=metrics`}>{m.migrationId}</Link>
-            </h2>
-            <div className="events-per-day">
-              <Sparkline
-                values={m.eventsPerDay.map((d) => n(d.count))}
-                label={`Events per day over 30 days: ${m.eventsPerDay.map((d) => n(d.count)).join(", ")}`}
-              />
-              <span className="muted small">
-                {m.eventsPerDay.reduce((a, d) => a + n(d.count), 0)} events in 30 days ·{" "}
-                {n(m.eventsPerDay[m.eventsPerDay.length - 1]?.count)} today
-              </span>
-            </div>
-            <p className="muted small">
-              Runs completed per day:{" "}
-              {m.burndown.length === 0
-                ? "none yet"
-                : m.burndown.map((p) => `${time(p.start).split(",")[0]}: ${n(p.completed)}`).join(" · ")}
-            </p>
-            <table className="grid compact">
-              <thead>
-                <tr>
-                  <th>Step</th>
-                  <th className="num">Succeeded</th>
-                  <th className="num">Failed</th>
-                  <th className="num">Failure rate</th>
-                  <th className="num">p50</th>
-                  <th className="num">p95</th>
-                  <th className="num">Time to merge p50</th>
-                </tr>
-              </thead>
-              <tbody>
-                {m.stepDurations.map((s) => {
-                  const f = n(s.failedCount);
-                  const total = n(s.count) + f;
-                  return (
-                    <tr key={s.step}>
-                      <td>{s.step}</td>
-                      <td className="num">{n(s.count)}</td>
-                      <td className="num">{f}</td>
-                      <td className="num">{total ? `${Math.round((100 * f) / total)}%` : "—"}</td>
-                      <td className="num">{duration(s.p50)}</td>
-                      <td className="num">{duration(s.p95)}</td>
-                      <td className="num">{n(s.mergedCount) ? duration(s.mergeP50) : "—"}</td>
-                    </tr>
-                  );
-                })}
-              </tbody>
-            </table>
-          </section>
-        );
-      })}
+      {loaded.map((m) => (
+        <section key={m.migrationId} className="card">
+          <h2>
+            <Link to={`/m/${m.migrationId}?tab=metrics`}>{m.migrationId}</Link>
+          </h2>
+          <div className="events-per-day">
+            <Sparkline
+              values={m.eventsPerDay.map((d) => n(d.count))}
+              label={`Events per day over 30 days: ${m.eventsPerDay.map((d) => n(d.count)).join(", ")}`}
+            />
+            <span className="muted small">
+              {m.eventsPerDay.reduce((a, d) => a + n(d.count), 0)} events in 30 days ·{" "}
+              {n(m.eventsPerDay[m.eventsPerDay.length - 1]?.count)} today
+            </span>
+          </div>
+          <p className="muted small">
+            Runs completed per day:{" "}
+            {m.burndown.length === 0
+              ? "none yet"
+              : m.burndown.map((p) => `${time(p.start).split(",")[0]}: ${n(p.completed)}`).join(" · ")}
+          </p>
+          <StepDurationsTable steps={m.stepDurations} />
+        </section>
+      ))}
       <h2>Recent failures across the fleet</h2>
       {failures.length === 0 ? (
         <Empty>No step has failed lately.</Empty>

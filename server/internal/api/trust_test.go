@@ -122,14 +122,17 @@ func (a *secureAPI) call(t *testing.T, procedure, token, body string) string {
 	return e.Code
 }
 
+// serviceFiles are the files of the loom.v1 services the server serves.
+var serviceFiles = []protoreflect.FileDescriptor{
+	loomv1.File_loom_v1_registry_service_proto, loomv1.File_loom_v1_discovery_service_proto,
+	loomv1.File_loom_v1_run_service_proto, loomv1.File_loom_v1_event_service_proto,
+	loomv1.File_loom_v1_history_service_proto, loomv1.File_loom_v1_metrics_service_proto,
+}
+
 // ownedBody is a request naming the Migration "mine", whatever the RPC,
 // so that the matrix tests roles and not ownership.
 func ownedBody(proc string) string {
-	for _, fd := range []protoreflect.FileDescriptor{
-		loomv1.File_loom_v1_registry_service_proto, loomv1.File_loom_v1_discovery_service_proto,
-		loomv1.File_loom_v1_run_service_proto, loomv1.File_loom_v1_event_service_proto,
-		loomv1.File_loom_v1_history_service_proto, loomv1.File_loom_v1_metrics_service_proto,
-	} {
+	for _, fd := range serviceFiles {
 		for i := range fd.Services().Len() {
 			svc := fd.Services().Get(i)
 			for j := range svc.Methods().Len() {
@@ -155,11 +158,7 @@ func ownedBody(proc string) string {
 // procedures lists every RPC the server serves, from the descriptors.
 func procedures() []string {
 	var out []string
-	for _, fd := range []protoreflect.FileDescriptor{
-		loomv1.File_loom_v1_registry_service_proto, loomv1.File_loom_v1_discovery_service_proto,
-		loomv1.File_loom_v1_run_service_proto, loomv1.File_loom_v1_event_service_proto,
-		loomv1.File_loom_v1_history_service_proto, loomv1.File_loom_v1_metrics_service_proto,
-	} {
+	for _, fd := range serviceFiles {
 		for i := range fd.Services().Len() {
 			svc := fd.Services().Get(i)
 			for j := range svc.Methods().Len() {
