@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/loomhq/loom/internal/freeport"
 )
 
 // RedisOptions configure the development Redis.
@@ -55,7 +57,7 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	port := o.Port
 	if port == 0 {
 		var err error
-		if port, err = freePort(); err != nil {
+		if port, err = freeport.Pick(); err != nil {
 			return nil, err
 		}
 	} else if err := checkPortFree(port); err != nil {

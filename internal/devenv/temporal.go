@@ -25,7 +25,11 @@ import (
 	"go.temporal.io/server/common/primitives"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/loomhq/loom/internal/freeport"
 )
 
 // TemporalOptions configure the embedded Temporal server.
@@ -67,7 +71,7 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	frontend := o.FrontendPort
 	if frontend == 0 {
 		var err error
-		if frontend, err = freePort(); err != nil {
+		if frontend, err = freeport.Pick(); err != nil {
 			return nil, err
 		}
 	}
@@ -114,7 +118,7 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 
 	ports := map[string]int{"frontend": frontend}
 	for _, svc := range []string{"history", "matching", "worker"} {
-		if ports[svc], err = freePort(); err != nil {
+		if ports[svc], err = freeport.Pick(); err != nil {
 			return nil, err
 		}
 	}
@@ -159,7 +163,7 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 		temporal.WithConfig(cfg),
 		temporal.ForServices(temporal.DefaultServices),
 		temporal.WithStaticHosts(hosts),
-		temporal.WithLogger(tlog.NewZapLogger(tlog.BuildZapLogger(logCfg))),
+		temporal.WithLogger(tlog.NewZapLogger(fatalToStderr(tlog.BuildZapLogger(logCfg)))),
 		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
 			// Each step boundary waits for the history shard's queues: poll
 			// them fast, so a Migrator's report reaches the next dispatch in
@@ -200,6 +204,16 @@ func (t *Temporal) Stop() error {
 	return err
 }
 
+// fatalToStderr also writes the server's Panic and Fatal lines to stderr.
+// Temporal answers some failures (a port it cannot bind) with a fatal log
+// and os.Exit(1): without this the only trace would be in temporal.log,
+// which a scratch or test directory may not keep.
+func fatalToStderr(z *zap.Logger) *zap.Logger {
+	enc := zap.NewDevelopmentEncoderConfig()
+	stderr := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), zapcore.PanicLevel)
+	return z.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, stderr) }))
+}
+
 func (t *Temporal) removeScratch() {
 	if t.scratch != "" {
 		_ = os.RemoveAll(t.scratch)
@@ -224,15 +238,6 @@ func setupFileSchema(sql *config.SQL) error {
 		return fmt.Errorf("install %s: %w", sql.DatabaseName, err)
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // checkPortFree reports a port another process listens on.
