@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/loomhq/loom/server/auth"
+	"github.com/loomhq/loom/server/internal/console"
 	"github.com/loomhq/loom/server/internal/dispatch"
 )
 
@@ -23,8 +25,13 @@ type SecurityConfig struct {
 	Insecure bool
 	// TokensFile holds static tokens, hashed (see auth.TokensFile).
 	TokensFile string
-	// JWT accepts OIDC / JWT access tokens when its Issuer is set.
+	// JWT accepts OIDC / JWT access tokens when its Issuer is set. Without
+	// a JWKS URL or file, the keys are found through the issuer's OpenID
+	// configuration.
 	JWT auth.JWTConfig
+	// ConsoleOIDC lets the console sign people in at the JWT issuer, when
+	// its ClientID is set.
+	ConsoleOIDC ConsoleOIDC
 	// KeysFile holds the callback-token and call-signing keys (`loom keys
 	// init` writes one); required unless Insecure.
 	KeysFile string
@@ -42,6 +49,22 @@ type SecurityConfig struct {
 	// AllowMigratorHosts, when not empty, are the only Migrator host names
 	// Loom calls ("*.svc.cluster.local" allows a whole domain).
 	AllowMigratorHosts []string
+}
+
+// ConsoleOIDC configures the console's sign-in at an OpenID Provider: the
+// authorization-code flow with PKCE (S256) of a public client, the browser
+// exchanging the code itself. The provider must allow the console's origin
+// (CORS) at its token endpoint and its redirect URI, the console's origin
+// followed by /signin/callback.
+type ConsoleOIDC struct {
+	// ClientID is the console's client at the provider.
+	ClientID string
+	// Scopes to ask for; empty means openid, profile and email.
+	Scopes []string
+	// UseIDToken sends the ID token to Loom rather than the access token,
+	// for providers whose access tokens are opaque; the audience checked
+	// (-jwt-audience) is then the client id.
+	UseIDToken bool
 }
 
 // TLSConfig serves the API over TLS and secures calls to Migrators.
@@ -70,6 +93,9 @@ func (c SecurityConfig) validate() error {
 		return errors.New("authentication: give a tokens file (-tokens-file) or a JWT issuer (-jwt-issuer); " +
 			"or, on a trusted network only, -insecure-no-auth")
 	}
+	if c.ConsoleOIDC.ClientID != "" && c.JWT.Issuer == "" {
+		return errors.New("oidc: the console's client id (-oidc-client-id) needs the provider as JWT issuer (-jwt-issuer)")
+	}
 	if c.KeysFile == "" {
 		return errors.New("keys: give a keys file (-keys-file); `loom keys init -out keys.json` writes one")
 	}
@@ -83,6 +109,8 @@ type security struct {
 	signer    *auth.Signer
 	policy    *dispatch.Policy
 	migrTLS   *tls.Config
+	// signIn is what the console needs for OIDC sign-in; nil without it.
+	signIn *console.OIDC
 }
 
 func buildSecurity(ctx context.Context, c SecurityConfig, t TLSConfig) (*security, error) {
@@ -104,6 +132,9 @@ func buildSecurity(ctx context.Context, c SecurityConfig, t TLSConfig) (*securit
 			s.authn.Static = st
 		}
 		if c.JWT.Issuer != "" {
+			if err := s.discover(ctx, &c); err != nil {
+				return nil, err
+			}
 			v, err := auth.NewJWTVerifier(ctx, c.JWT)
 			if err != nil {
 				return nil, err
@@ -133,6 +164,39 @@ func buildSecurity(ctx context.Context, c SecurityConfig, t TLSConfig) (*securit
 		}
 	}
 	return s, nil
+}
+
+// discover reads the issuer's OpenID configuration when the console signs in
+// there or the keys are to be found through it.
+func (s *security) discover(ctx context.Context, c *SecurityConfig) error {
+	if c.ConsoleOIDC.ClientID == "" && (c.JWT.JWKSURL != "" || c.JWT.JWKSFile != "") {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	d, err := auth.Discover(dctx, http.DefaultClient, c.JWT.Issuer)
+	if err != nil {
+		return err
+	}
+	if c.JWT.JWKSURL == "" && c.JWT.JWKSFile == "" {
+		c.JWT.JWKSURL = d.JWKSURI
+	}
+	if o := c.ConsoleOIDC; o.ClientID != "" {
+		scopes := o.Scopes
+		if len(scopes) == 0 {
+			scopes = []string{"openid", "profile", "email"}
+		}
+		s.signIn = &console.OIDC{
+			Issuer:                d.Issuer,
+			ClientID:              o.ClientID,
+			AuthorizationEndpoint: d.AuthorizationEndpoint,
+			TokenEndpoint:         d.TokenEndpoint,
+			EndSessionEndpoint:    d.EndSessionEndpoint,
+			Scopes:                scopes,
+			UseIDToken:            o.UseIDToken,
+		}
+	}
+	return nil
 }
 
 // serverTLS is the TLS configuration of the API, nil without a certificate.

@@ -228,7 +228,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		ProtectHealth:   cfg.Security.ProtectHealth,
 		Telemetry:       rpcTelemetry,
 		Meter:           meter,
-		Console:         consoleHandler(cfg),
+		Console:         consoleHandler(cfg, sec),
 	})
 	s.admin = s.adminHandler()
 	return s, nil
@@ -319,9 +319,9 @@ func (s *Server) Close() error {
 	return s.store.Close()
 }
 
-func consoleHandler(cfg Config) http.Handler {
+func consoleHandler(cfg Config, sec *security) http.Handler {
 	if cfg.NoConsole {
 		return nil
 	}
-	return console.Handler()
+	return console.Handler(console.Options{OIDC: sec.signIn})
 }

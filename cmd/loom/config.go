@@ -142,10 +142,12 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	f.string(&sec.KeysFile, "keys-file", "", "callback-token and call-signing keys (loom keys init writes one)")
 	f.string(&sec.JWT.Issuer, "jwt-issuer", "", "accept JWT access tokens of this issuer")
 	f.string(&sec.JWT.Audience, "jwt-audience", "", "audience JWT access tokens must carry")
-	f.string(&sec.JWT.JWKSURL, "jwt-jwks-url", "", "URL of the issuer's JSON Web Key Set")
+	f.string(&sec.JWT.JWKSURL, "jwt-jwks-url", "", "URL of the issuer's JSON Web Key Set (default: the jwks_uri of its OpenID configuration)")
 	f.string(&sec.JWT.JWKSFile, "jwt-jwks-file", "", "file of the issuer's JSON Web Key Set")
 	f.string(&sec.JWT.RoleClaim, "jwt-role-claim", "loom_role", "claim holding the caller's role")
 	f.string(&sec.JWT.MigrationsClaim, "jwt-migrations-claim", "loom_migrations", "claim listing a migrator's Migrations (id or prefix*)")
+	var scopes string
+	oidcFlags(f, &sec.ConsoleOIDC, &scopes)
 	f.bool(&sec.ProtectHealth, "protect-health", false, "require a token for gRPC health and reflection too")
 	f.float(&sec.RateLimit, "rate-limit", 50, "calls per second per caller (0: no limit)")
 	f.int(&sec.Burst, "rate-burst", 200, "burst of calls per caller")
@@ -175,8 +177,16 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	cfg.NoConsole = !console
 	cfg.Security.AllowMigratorNets = splitList(nets)
 	cfg.Security.AllowMigratorHosts = splitList(hosts)
+	cfg.Security.ConsoleOIDC.Scopes = strings.Fields(scopes)
 	if err := lc.validate(); err != nil {
 		return cfg, lc, err
 	}
 	return cfg, lc, cfg.Validate()
+}
+
+// oidcFlags are the console's sign-in at the JWT issuer, in serve and dev.
+func oidcFlags(f *flags, o *server.ConsoleOIDC, scopes *string) {
+	f.string(&o.ClientID, "oidc-client-id", "", "the console's client id at the JWT issuer: the console signs in there (authorization code + PKCE)")
+	f.string(scopes, "oidc-scopes", "openid profile email", "scopes the console asks the issuer for, space-separated")
+	f.bool(&o.UseIDToken, "oidc-use-id-token", false, "the console sends the ID token rather than the access token (for opaque access tokens; -jwt-audience is then the client id)")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -54,11 +55,24 @@ func TestServeConfigRefusesNonsense(t *testing.T) {
 		{"no authentication", nil, nil},
 		{"tokens without keys", nil, []string{"-tokens-file", "t.json"}},
 		{"a certificate without its key", nil, []string{"-insecure-no-auth", "-tls-cert", "c.pem"}},
+		{"console sign-in without an issuer", nil, []string{"-tokens-file", "t.json", "-keys-file", "k.json", "-oidc-client-id", "loom-console"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := parseServe(tc.args, env(tc.env), io.Discard); err == nil {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+func TestServeConfigTakesTheConsolesSignIn(t *testing.T) {
+	cfg, _, err := parseServe([]string{"-keys-file", "k.json", "-jwt-issuer", "https://idp.example.com", "-jwt-audience", "loom",
+		"-oidc-client-id", "loom-console", "-oidc-use-id-token"}, env(map[string]string{"LOOM_OIDC_SCOPES": "openid  groups"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.Security.ConsoleOIDC
+	if o.ClientID != "loom-console" || !o.UseIDToken || strings.Join(o.Scopes, ",") != "openid,groups" {
+		t.Errorf("console sign-in %+v", o)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/loomhq/loom/internal/devenv"
@@ -31,6 +32,11 @@ func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error)
 	f.bool(&c.env.Example, "example", true, "run the example Migrator over a sample fleet of git repositories")
 	f.int(&c.env.FleetSize, "fleet-size", 12, "how many repositories the sample fleet has")
 	f.string(&c.env.ExampleAddr, "example-addr", "127.0.0.1:9090", "address of the example Migrator")
+	var scopes string
+	f.string(&c.env.JWT.Issuer, "jwt-issuer", "", "also accept JWTs of this issuer (to try single sign-on locally)")
+	f.string(&c.env.JWT.Audience, "jwt-audience", "", "audience those JWTs must carry")
+	f.string(&c.env.JWT.RoleClaim, "jwt-role-claim", "loom_role", "claim holding the caller's role")
+	oidcFlags(f, &c.env.ConsoleOIDC, &scopes)
 	f.string(&c.log.level, "log-level", "warn", "log level: debug, info, warn or error")
 	f.string(&c.log.format, "log-format", "text", "log format: text or json")
 	if f.err != nil {
@@ -43,6 +49,7 @@ func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error)
 		return c, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
 	}
 	c.env.NoConsole = !console
+	c.env.ConsoleOIDC.Scopes = strings.Fields(scopes)
 	return c, c.log.validate()
 }
 

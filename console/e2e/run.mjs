@@ -8,11 +8,16 @@
 // (and print, without asserting) the first render of a Migration of 10,000
 // Candidates and the latency of a filter change.
 //
+// Single sign-on is tried against a real OpenID Provider (../tools/testidp:
+// zitadel/oidc's provider library): `loom dev` is pointed at it, and a new
+// browser signs in through its login form with the authorization-code flow
+// and PKCE.
+//
 //   npm run e2e            (builds ../cmd/loom; needs /usr/bin/chromium)
 //   CHROMIUM=/path npm run e2e
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -23,21 +28,69 @@ const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const work = mkdtempSync(join(tmpdir(), "loom-console-e2e-"));
 mkdirSync(shots, { recursive: true });
 
+// freePort finds a port and keeps the kernel from handing it to anyone else
+// for a while: the listening side closes an accepted connection first, so
+// its TIME_WAIT holds the port, while an explicit bind (ours) still works.
+// Temporal, given a taken port, ends the whole process.
 function freePort() {
   return new Promise((res, rej) => {
-    const s = createServer();
+    const s = createServer((conn) => {
+      const { port } = s.address();
+      conn.destroy();
+      s.close(() => res(port));
+    });
     s.on("error", rej);
     s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
+      const c = connect(s.address().port, "127.0.0.1");
+      c.on("error", () => {});
+      c.on("close", () => c.destroy());
     });
   });
 }
 
-async function startLoom() {
+// Children die with the test, however it ends.
+const children = [];
+process.on("exit", () => children.forEach((c) => c.exitCode === null && c.kill("SIGKILL")));
+
+// waitFor reads a child's output until re matches, and returns the match.
+function waitFor(proc, re, what) {
+  let out = "";
+  const logs = () => out;
+  const found = new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`${what} did not start:\n${out}`)), 120_000);
+    const onData = (b) => {
+      out += b;
+      const m = out.match(re);
+      if (m) {
+        clearTimeout(timer);
+        res(m);
+      }
+    };
+    proc.stdout.on("data", onData);
+    proc.stderr.on("data", onData);
+    proc.on("exit", (code) => rej(new Error(`${what} exited (${code}):\n${out}`)));
+  });
+  return { found, logs };
+}
+
+async function startIdP(api) {
+  const bin = join(work, "testidp");
+  execFileSync("go", ["build", "-o", bin, "./testidp"], { cwd: join(root, "tools"), stdio: "inherit" });
+  const port = await freePort();
+  const proc = spawn(
+    bin,
+    ["-addr", `127.0.0.1:${port}`, "-client-id", "loom-console", "-redirect-uri", `http://127.0.0.1:${api}/signin/callback`],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  children.push(proc);
+  const { found } = waitFor(proc, /issuer (\S+)/, "the test OpenID Provider");
+  return { proc, issuer: (await found)[1] };
+}
+
+async function startLoom(api, idp) {
   const bin = join(work, "loom");
   execFileSync("go", ["build", "-o", bin, "./cmd/loom"], { cwd: root, stdio: "inherit" });
-  const [api, temporal, redis, example] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const [temporal, redis, example] = [await freePort(), await freePort(), await freePort()];
   const data = join(work, "data");
   const proc = spawn(
     bin,
@@ -50,24 +103,15 @@ async function startLoom() {
       "-redis-port", String(redis),
       "-example-addr", `127.0.0.1:${example}`,
       "-fleet-size", "4",
+      "-jwt-issuer", idp.issuer,
+      "-jwt-audience", "loom-console",
+      "-oidc-client-id", "loom-console",
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
-  let out = "";
-  const consoleURL = await new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`loom dev did not start:\n${out}`)), 120_000);
-    const onData = (b) => {
-      out += b;
-      const m = out.match(/Console\s+(\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        res(m[1]);
-      }
-    };
-    proc.stdout.on("data", onData);
-    proc.stderr.on("data", onData);
-    proc.on("exit", (code) => rej(new Error(`loom dev exited (${code}):\n${out}`)));
-  });
+  children.push(proc);
+  const { found, logs } = waitFor(proc, /Console\s+(\S+)/, "loom dev");
+  const consoleURL = (await found)[1];
   return {
     proc,
     consoleURL,
@@ -75,7 +119,7 @@ async function startLoom() {
     fleet: join(data, "fleet"),
     migratorToken: readFileSync(join(data, "migrator.token"), "utf8").trim(),
     exampleURL: `http://127.0.0.1:${example}`,
-    logs: () => out,
+    logs,
   };
 }
 
@@ -107,10 +151,13 @@ async function call(loom, path, body, token = loom.migratorToken) {
   return res.json();
 }
 
-const loom = await startLoom();
-const browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox"] });
+const apiPort = await freePort();
+const idp = await startIdP(apiPort);
+const loom = await startLoom(apiPort, idp);
+let browser;
 let failed = false;
 try {
+  browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox"] });
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(e));
@@ -270,6 +317,32 @@ try {
     await ctx.close();
   });
 
+  await step("single sign-on at the OpenID Provider, with PKCE", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const p = await ctx.newPage();
+    p.on("pageerror", (e) => pageErrors.push(e));
+    await p.goto(`${origin}/m/go-directive`);
+    // Not signed in: the form offers the provider.
+    const sso = p.getByRole("button", { name: `Sign in with ${new URL(idp.issuer).host}` });
+    await sso.waitFor();
+    await p.screenshot({ path: join(shots, "13-sign-in.png"), fullPage: true });
+    await sso.click();
+    // The provider's own login form.
+    await p.waitForURL((u) => u.origin === new URL(idp.issuer).origin);
+    await p.locator('input[name="username"]').fill("ada");
+    await p.locator('input[name="password"]').fill("loom");
+    await p.locator('button[type="submit"], input[type="submit"]').first().click();
+    // Back on the page the sign-in started from, signed in as the
+    // provider's user with the role its token carries.
+    await p.waitForURL(`${origin}/m/go-directive`);
+    await p.getByText("u-ada (operator)").waitFor();
+    await p.getByText(/Candidates match/).waitFor();
+    const token = await p.evaluate(() => sessionStorage.getItem("loom.token"));
+    if (!token || token.split(".").length !== 3) throw new Error(`the token kept is not a JWT: ${token}`);
+    await p.screenshot({ path: join(shots, "14-signed-in-by-oidc.png"), fullPage: true });
+    await ctx.close();
+  });
+
   // Measured, not asserted: a Migration of 10,000 Candidates.
   await step("measure a Migration of 10,000 Candidates", async () => {
     await call(loom, "/loom.v1.RegistryService/Announce", {
@@ -310,11 +383,13 @@ try {
   if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join("\n")}`);
 } catch (err) {
   failed = true;
+  if (!results.length) console.log(err);
   console.log("--- loom dev output ---\n" + loom.logs().slice(-4000));
 } finally {
-  await browser.close();
+  await browser?.close();
   loom.proc.kill("SIGINT");
   await new Promise((r) => loom.proc.once("exit", r));
+  idp.proc.kill();
   rmSync(work, { recursive: true, force: true });
 }
 console.log(`${results.filter((r) => r.ok).length}/${results.length} steps passed; screenshots in ${shots}`);

@@ -31,3 +31,147 @@ export function onTokenChange(l: () => void): () => void {
   listeners.add(l);
   return () => listeners.delete(l);
 }
+
+// Single sign-on at an OpenID Provider: the authorization-code flow with
+// PKCE (S256) of a public client, the browser exchanging the code at the
+// provider's token endpoint itself. The server publishes the provider's
+// endpoints in a meta tag of index.html (it has read them from the
+// provider's discovery document) and lets the page reach the token endpoint
+// in its Content-Security-Policy.
+export interface OIDCConfig {
+  issuer: string;
+  clientId: string;
+  authorizationEndpoint: string;
+  tokenEndpoint: string;
+  endSessionEndpoint?: string;
+  scopes: string[];
+  useIdToken?: boolean;
+}
+
+export const callbackPath = "/signin/callback";
+const pendingKey = "loom.oidc.pending";
+const errorKey = "loom.signin.error";
+
+interface Pending {
+  state: string;
+  nonce: string;
+  verifier: string;
+  returnTo: string;
+}
+
+export function oidcConfig(doc: Document = document): OIDCConfig | null {
+  const content = doc.querySelector('meta[name="loom-oidc"]')?.getAttribute("content");
+  if (!content) return null;
+  try {
+    return JSON.parse(content) as OIDCConfig;
+  } catch {
+    return null;
+  }
+}
+
+function base64url(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function random(): string {
+  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+// The S256 code challenge of a verifier (RFC 7636, section 4.2).
+export async function codeChallenge(verifier: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  return base64url(new Uint8Array(digest));
+}
+
+// beginSignIn sends the browser to the provider; it comes back to
+// callbackPath, where completeSignIn takes over.
+export async function beginSignIn(cfg: OIDCConfig, loc: Location = window.location): Promise<void> {
+  if (!crypto.subtle) {
+    throw new Error("single sign-on needs a secure context: open the console over https (or on localhost)");
+  }
+  const pending: Pending = { state: random(), nonce: random(), verifier: random(), returnTo: loc.pathname + loc.search };
+  sessionStorage.setItem(pendingKey, JSON.stringify(pending));
+  const u = new URL(cfg.authorizationEndpoint);
+  u.searchParams.set("response_type", "code");
+  u.searchParams.set("client_id", cfg.clientId);
+  u.searchParams.set("redirect_uri", loc.origin + callbackPath);
+  u.searchParams.set("scope", cfg.scopes.join(" "));
+  u.searchParams.set("state", pending.state);
+  u.searchParams.set("nonce", pending.nonce);
+  u.searchParams.set("code_challenge", await codeChallenge(pending.verifier));
+  u.searchParams.set("code_challenge_method", "S256");
+  loc.assign(u.toString());
+}
+
+// The claims of a JWT, unverified: the server verifies the token it is
+// given; the browser only checks the nonce it asked for.
+function claims(jwt: string): Record<string, unknown> | null {
+  try {
+    const part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(part), (c) => c.charCodeAt(0))));
+  } catch {
+    return null;
+  }
+}
+
+// completeSignIn finishes a sign-in when the provider has sent the browser
+// back to callbackPath: it checks the state, exchanges the code with the
+// PKCE verifier, keeps the token and returns to the page the sign-in started
+// from. What went wrong is kept for the sign-in form (takeSignInError).
+// It reports whether the page was the callback.
+export async function completeSignIn(
+  cfg: OIDCConfig | null,
+  loc: Location = window.location,
+  hist: History = window.history,
+  fetchFn: typeof fetch = fetch,
+): Promise<boolean> {
+  if (loc.pathname !== callbackPath) return false;
+  const params = new URLSearchParams(loc.search);
+  const raw = sessionStorage.getItem(pendingKey);
+  sessionStorage.removeItem(pendingKey);
+  const pending = raw ? (JSON.parse(raw) as Pending) : null;
+  try {
+    if (!cfg) throw new Error("this server does not offer single sign-on");
+    const refused = params.get("error");
+    if (refused) throw new Error(`the provider refused: ${refused} ${params.get("error_description") ?? ""}`.trim());
+    if (!pending || params.get("state") !== pending.state) {
+      throw new Error("this answer of the provider is not for a sign-in started in this tab (state mismatch): sign in again");
+    }
+    const code = params.get("code");
+    if (!code) throw new Error("the provider sent no authorization code");
+    const res = await fetchFn(cfg.tokenEndpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        code,
+        redirect_uri: loc.origin + callbackPath,
+        client_id: cfg.clientId,
+        code_verifier: pending.verifier,
+      }),
+    });
+    const body = (await res.json().catch(() => ({}))) as Record<string, string | undefined>;
+    if (!res.ok) {
+      throw new Error(`the token endpoint answered ${res.status}: ${body.error ?? ""} ${body.error_description ?? ""}`.trim());
+    }
+    if (body.id_token && claims(body.id_token)?.nonce !== pending.nonce) {
+      throw new Error("the ID token is not for this sign-in (nonce mismatch): sign in again");
+    }
+    const token = cfg.useIdToken ? body.id_token : body.access_token;
+    if (!token) throw new Error(`the token endpoint sent no ${cfg.useIdToken ? "ID" : "access"} token`);
+    setToken(token);
+  } catch (e) {
+    sessionStorage.setItem(errorKey, e instanceof Error ? e.message : String(e));
+  }
+  hist.replaceState(null, "", pending?.returnTo ?? "/");
+  return true;
+}
+
+// takeSignInError returns (once) why the last sign-in failed.
+export function takeSignInError(): string {
+  const e = sessionStorage.getItem(errorKey) ?? "";
+  sessionStorage.removeItem(errorKey);
+  return e;
+}

@@ -3,7 +3,7 @@ import { createRoot } from "react-dom/client";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { BrowserRouter } from "react-router";
 import { App } from "./App";
-import { takeTokenFromURL } from "./auth";
+import { completeSignIn, oidcConfig, takeTokenFromURL } from "./auth";
 import { isUnauthenticated } from "./api";
 import "./styles.css";
 import "diff2html/bundles/css/diff2html.min.css";
@@ -22,12 +22,16 @@ const queryClient = new QueryClient({
   },
 });
 
-createRoot(document.getElementById("root")!).render(
-  <StrictMode>
-    <QueryClientProvider client={queryClient}>
-      <BrowserRouter>
-        <App />
-      </BrowserRouter>
-    </QueryClientProvider>
-  </StrictMode>,
+// A sign-in coming back from the provider is finished before the first
+// render, so that no page asks the server anything without its token.
+void completeSignIn(oidcConfig()).finally(() =>
+  createRoot(document.getElementById("root")!).render(
+    <StrictMode>
+      <QueryClientProvider client={queryClient}>
+        <BrowserRouter>
+          <App />
+        </BrowserRouter>
+      </QueryClientProvider>
+    </StrictMode>,
+  ),
 );

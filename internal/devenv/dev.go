@@ -13,6 +13,7 @@ import (
 	"github.com/loomhq/loom/cmd/example-migrator/gomigrator"
 	"github.com/loomhq/loom/migratorsdk"
 	"github.com/loomhq/loom/server"
+	"github.com/loomhq/loom/server/auth"
 )
 
 // Config is a development environment.
@@ -39,6 +40,11 @@ type Config struct {
 	FleetSize   int
 	ExampleAddr string
 	Logger      *slog.Logger
+	// JWT, when its Issuer is set, also accepts that issuer's tokens, and
+	// ConsoleOIDC signs the console in there: single sign-on tried locally.
+	// The tokens loom dev writes keep working.
+	JWT         auth.JWTConfig
+	ConsoleOIDC server.ConsoleOIDC
 }
 
 // Env is a running development environment.
@@ -114,6 +120,8 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 	scfg.NoConsole = cfg.NoConsole
 	scfg.Security.TokensFile = creds.tokensFile
 	scfg.Security.KeysFile = creds.keysFile
+	scfg.Security.JWT = cfg.JWT
+	scfg.Security.ConsoleOIDC = cfg.ConsoleOIDC
 	// Migrators run on this machine in development.
 	scfg.Security.AllowMigratorNets = []string{"127.0.0.0/8", "::1/128"}
 	scfg.Security.RateLimit = 0

@@ -1,7 +1,7 @@
 import { useState, type ReactNode } from "react";
 import { Link } from "react-router";
 import { errorText, isUnauthenticated } from "../api";
-import { setToken } from "../auth";
+import { beginSignIn, oidcConfig, setToken, takeSignInError } from "../auth";
 
 // ErrorBox shows a server error as the server said it: Connect code and
 // message. A missing or refused token offers the sign-in form instead.
@@ -16,6 +16,8 @@ export function ErrorBox({ error }: { error: unknown }) {
 
 export function SignIn({ message }: { message?: string }) {
   const [token, setValue] = useState("");
+  const [failure, setFailure] = useState(takeSignInError);
+  const oidc = oidcConfig();
   return (
     <form
       className="card signin"
@@ -27,8 +29,23 @@ export function SignIn({ message }: { message?: string }) {
     >
       <h2>Sign in</h2>
       {message && <p className="muted">{message}</p>}
+      {failure && (
+        <p role="alert" className="error">
+          Single sign-on failed: {failure}
+        </p>
+      )}
+      {oidc && (
+        <p>
+          <button
+            type="button"
+            onClick={() => beginSignIn(oidc).catch((e: unknown) => setFailure(e instanceof Error ? e.message : String(e)))}
+          >
+            Sign in with {new URL(oidc.issuer).host}
+          </button>
+        </p>
+      )}
       <p>
-        Paste a Loom token (<code>loom tokens create</code> makes one; <code>loom dev</code> prints a console URL that
+        {oidc ? "Or paste" : "Paste"} a Loom token (<code>loom tokens create</code> makes one; <code>loom dev</code> prints a console URL that
         signs you in). It is kept for this browser tab only.
       </p>
       <label>

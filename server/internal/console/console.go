@@ -5,9 +5,13 @@
 package console
 
 import (
+	"bytes"
 	"embed"
+	"encoding/json"
+	"html"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 )
@@ -15,12 +19,32 @@ import (
 //go:embed all:dist
 var dist embed.FS
 
+// OIDC is what the console needs to sign people in at an OpenID Provider
+// with the authorization-code flow and PKCE. It is published in index.html
+// (a meta tag: the page must know it before anyone is signed in, and the
+// Content-Security-Policy forbids inline scripts).
+type OIDC struct {
+	Issuer                string   `json:"issuer"`
+	ClientID              string   `json:"clientId"`
+	AuthorizationEndpoint string   `json:"authorizationEndpoint"`
+	TokenEndpoint         string   `json:"tokenEndpoint"`
+	EndSessionEndpoint    string   `json:"endSessionEndpoint,omitempty"`
+	Scopes                []string `json:"scopes"`
+	UseIDToken            bool     `json:"useIdToken,omitempty"`
+}
+
+// Options configure the console.
+type Options struct {
+	// OIDC, when set, offers sign-in at the provider besides a pasted token.
+	OIDC *OIDC
+}
+
 // Handler serves the console: a file of dist/ by its path, and index.html
 // for every other GET, so that client-side routes (/m/go-upgrade/c/...) can
 // be linked and reloaded. It answers only GET and HEAD: the API is POST (and
 // Connect GETs carry ?connect=v1), so an unknown procedure still gets a 404
 // from here, never a page of HTML.
-func Handler() http.Handler {
+func Handler(o Options) http.Handler {
 	root, err := fs.Sub(dist, "dist")
 	if err != nil {
 		panic(err) // dist is embedded at build time: it exists.
@@ -29,6 +53,22 @@ func Handler() http.Handler {
 	if err != nil {
 		panic("console: dist/index.html is missing: run `npm run build` in console/")
 	}
+	// The console loads nothing from elsewhere and is never framed.
+	// Inline styles are allowed for the style attributes React sets; the
+	// browser exchanges a sign-in code at the provider's token endpoint.
+	connect := "'self'"
+	if o.OIDC != nil {
+		meta, err := json.Marshal(o.OIDC)
+		if err != nil {
+			panic(err) // strings and a bool always marshal
+		}
+		tag := `<meta name="loom-oidc" content="` + html.EscapeString(string(meta)) + `" />`
+		index = bytes.Replace(index, []byte("</head>"), []byte(tag+"</head>"), 1)
+		if u, err := url.Parse(o.OIDC.TokenEndpoint); err == nil && u.Host != "" {
+			connect += " " + u.Scheme + "://" + u.Host
+		}
+	}
+	csp := "default-src 'self'; connect-src " + connect + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 	files := http.FileServerFS(root)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || r.URL.Query().Has("connect") {
@@ -38,9 +78,7 @@ func Handler() http.Handler {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
-		// The console loads nothing from elsewhere and is never framed.
-		// Inline styles are allowed for the style attributes React sets.
-		h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("Content-Security-Policy", csp)
 		name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
 		if name != "" && name != "index.html" {
 			if st, err := fs.Stat(root, name); err == nil && !st.IsDir() {

@@ -27,7 +27,7 @@ func body(t *testing.T, r *http.Response) string {
 }
 
 func TestServesTheBuiltConsoleAndItsRoutes(t *testing.T) {
-	h := Handler()
+	h := Handler(Options{})
 	index, err := fs.ReadFile(dist, "dist/index.html")
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestServesTheBuiltConsoleAndItsRoutes(t *testing.T) {
 }
 
 func TestLeavesTheAPIsRequestsAlone(t *testing.T) {
-	h := Handler()
+	h := Handler(Options{})
 	cases := []struct{ method, target string }{
 		{http.MethodPost, "/loom.v1.NoSuchService/Call"},             // Connect, gRPC, gRPC-Web
 		{http.MethodGet, "/loom.v1.RegistryService/Nope?connect=v1"}, // Connect GET
@@ -77,6 +77,40 @@ func TestLeavesTheAPIsRequestsAlone(t *testing.T) {
 	for _, c := range cases {
 		if r := get(t, h, c.method, c.target); r.StatusCode != http.StatusNotFound {
 			t.Errorf("%s %s: %d, want 404", c.method, c.target, r.StatusCode)
+		}
+	}
+}
+
+func TestPublishesOIDCSignInAndLetsThePageReachTheTokenEndpoint(t *testing.T) {
+	// Without OIDC the page reaches only its own origin.
+	plain := get(t, Handler(Options{}), http.MethodGet, "/")
+	if csp := plain.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self';") {
+		t.Errorf("without OIDC: Content-Security-Policy %q", csp)
+	}
+	if strings.Contains(body(t, plain), "loom-oidc") {
+		t.Error("without OIDC the page announces a provider")
+	}
+	h := Handler(Options{OIDC: &OIDC{
+		Issuer: "https://idp.example.com/realms/a", ClientID: `loom "console"`,
+		AuthorizationEndpoint: "https://idp.example.com/auth", TokenEndpoint: "https://tokens.example.com:8443/token",
+		Scopes: []string{"openid", "email"},
+	}})
+	for _, path := range []string{"/", "/signin/callback?code=x&state=y"} {
+		r := get(t, h, http.MethodGet, path)
+		page := body(t, r)
+		m := regexp.MustCompile(`<meta name="loom-oidc" content="([^"]*)" />`).FindStringSubmatch(page)
+		if m == nil {
+			t.Fatalf("GET %s: no loom-oidc meta tag in %s", path, page)
+		}
+		// The JSON is escaped for the attribute: quotes in values stay inside it.
+		if want := `&#34;clientId&#34;:&#34;loom \&#34;console\&#34;&#34;`; !strings.Contains(m[1], want) {
+			t.Errorf("GET %s: meta content %s lacks %s", path, m[1], want)
+		}
+		if !strings.Contains(m[1], "https://tokens.example.com:8443/token") || !strings.Contains(m[1], "https://idp.example.com/auth") {
+			t.Errorf("GET %s: meta content %s lacks the endpoints", path, m[1])
+		}
+		if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self' https://tokens.example.com:8443;") {
+			t.Errorf("GET %s: Content-Security-Policy %q does not allow the token endpoint", path, csp)
 		}
 	}
 }
