@@ -278,6 +278,8 @@ try {
     );
     await page.getByRole("region", { name: "Candidates" }).getByRole("link", { name: "svc-04", exact: true }).waitFor({ timeout: 15_000 });
     await page.getByText(/^1 Candidates match/).waitFor();
+    // The running-now panel follows the fleet feed too: no polling.
+    await page.getByRole("complementary", { name: "Running now" }).getByRole("link", { name: "svc-04", exact: true }).waitFor({ timeout: 5_000 });
   });
 
   await step("metrics, history and the command palette", async () => {

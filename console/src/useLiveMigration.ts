@@ -1,40 +1,27 @@
-import { useEffect } from "react";
+import { useCallback, useEffect, useRef } from "react";
 import { useQueryClient } from "@tanstack/react-query";
-import { history } from "./api";
-import { follow } from "./stream";
+import { useFleetEvents } from "./fleetFeed";
 
 // useLiveMigration keeps a Migration's page current without polling: it
-// follows the Migration's history (WatchEvents, one stream) and refreshes
-// the table, counts and metrics when something happened — at most twice a
-// second, however busy the Migration.
+// listens to the fleet feed (one stream for the tab) for the Migration's
+// events and refreshes the table, counts and metrics when something
+// happened — at most twice a second, however busy the Migration.
 export function useLiveMigration(migrationId: string) {
   const qc = useQueryClient();
-  useEffect(() => {
-    const ctl = new AbortController();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const refresh = () => {
-      if (timer) return;
-      timer = setTimeout(() => {
-        timer = undefined;
-        for (const key of [["candidates", migrationId], ["metrics", migrationId], ["migration", migrationId], ["fleet"], ["running", migrationId]]) {
+  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  useEffect(() => () => clearTimeout(timer.current), []);
+  const listener = useCallback(
+    (e: { migrationId: string } | null) => {
+      if (e && e.migrationId !== migrationId) return;
+      if (timer.current) return;
+      timer.current = setTimeout(() => {
+        timer.current = undefined;
+        for (const key of [["candidates", migrationId], ["metrics", migrationId], ["migration", migrationId]]) {
           qc.invalidateQueries({ queryKey: key });
         }
       }, 500);
-    };
-    let after = "";
-    follow(
-      (signal) => history.watchEvents({ migrationId, afterId: after }, { signal }),
-      (res) => {
-        if (res.update.case === "event") {
-          after = res.update.value.id;
-          refresh();
-        }
-      },
-      ctl.signal,
-    );
-    return () => {
-      ctl.abort();
-      clearTimeout(timer);
-    };
-  }, [migrationId, qc]);
+    },
+    [migrationId, qc],
+  );
+  useFleetEvents(listener);
 }

@@ -6,6 +6,7 @@ import { getToken, setToken } from "../auth";
 import { metrics } from "../api";
 import { CommandPalette } from "./CommandPalette";
 import { RunningPanel } from "./RunningPanel";
+import { FleetFeedContext, useFleetFeedSource } from "../fleetFeed";
 import { Loading } from "./Common";
 import { useCaller } from "../caller";
 
@@ -55,62 +56,65 @@ export function Layout() {
   }, []);
   const signedIn = getToken() !== "";
   const caller = useCaller();
+  const feed = useFleetFeedSource();
   return (
-    <div className="app">
-      <a className="skip" href="#main">
-        Skip to content
-      </a>
-      <header className="top">
-        <Link to="/" className="brand">
-          Loom
-        </Link>
-        <nav aria-label="Main">
-          <NavLink to="/" end>
-            Fleet
-          </NavLink>
-          <NavLink to="/metrics">Metrics</NavLink>
-          <NavLink to="/history">History</NavLink>
-        </nav>
-        <div className="spacer" />
-        <button type="button" className="ghost" onClick={() => setPalette(true)} aria-keyshortcuts="Control+K Meta+K">
-          Jump to… <kbd>Ctrl K</kbd>
-        </button>
-        <button
-          type="button"
-          className="ghost"
-          aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
-          onClick={() => setTheme(theme === "dark" ? "light" : "dark")}
-        >
-          {theme === "dark" ? "☀" : "☾"}
-        </button>
-        {caller.data?.authenticated && (
-          <span className="muted small" title="who this console acts as">
-            {caller.data.subject} ({caller.data.role})
-          </span>
-        )}
-        {signedIn && (
+    <FleetFeedContext.Provider value={feed}>
+      <div className="app">
+        <a className="skip" href="#main">
+          Skip to content
+        </a>
+        <header className="top">
+          <Link to="/" className="brand">
+            Loom
+          </Link>
+          <nav aria-label="Main">
+            <NavLink to="/" end>
+              Fleet
+            </NavLink>
+            <NavLink to="/metrics">Metrics</NavLink>
+            <NavLink to="/history">History</NavLink>
+          </nav>
+          <div className="spacer" />
+          <button type="button" className="ghost" onClick={() => setPalette(true)} aria-keyshortcuts="Control+K Meta+K">
+            Jump to… <kbd>Ctrl K</kbd>
+          </button>
           <button
             type="button"
             className="ghost"
-            onClick={() => {
-              setToken("");
-              window.location.reload();
-            }}
+            aria-label={`Switch to ${theme === "dark" ? "light" : "dark"} theme`}
+            onClick={() => setTheme(theme === "dark" ? "light" : "dark")}
           >
-            Sign out
+            {theme === "dark" ? "☀" : "☾"}
           </button>
-        )}
-      </header>
-      <div className="body">
-        <main id="main" tabIndex={-1}>
-          <Suspense fallback={<Loading what="the page" />}>
-            <Outlet />
-          </Suspense>
-        </main>
-        <RunningPanel />
+          {caller.data?.authenticated && (
+            <span className="muted small" title="who this console acts as">
+              {caller.data.subject} ({caller.data.role})
+            </span>
+          )}
+          {signedIn && (
+            <button
+              type="button"
+              className="ghost"
+              onClick={() => {
+                setToken("");
+                window.location.reload();
+              }}
+            >
+              Sign out
+            </button>
+          )}
+        </header>
+        <div className="body">
+          <main id="main" tabIndex={-1}>
+            <Suspense fallback={<Loading what="the page" />}>
+              <Outlet />
+            </Suspense>
+          </main>
+          <RunningPanel />
+        </div>
+        <CommandPalette open={palette} onClose={() => setPalette(false)} />
+        <Toaster theme={theme} position="bottom-right" richColors closeButton />
       </div>
-      <CommandPalette open={palette} onClose={() => setPalette(false)} />
-      <Toaster theme={theme} position="bottom-right" richColors closeButton />
-    </div>
+    </FleetFeedContext.Provider>
   );
 }

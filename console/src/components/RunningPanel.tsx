@@ -7,7 +7,8 @@ import { Badge, candidatePath } from "./Common";
 import { useFleet } from "./Layout";
 
 // The Candidates running now, across the fleet: the first Runs of each
-// Migration that has any running (the count says how many there are).
+// Migration that has any running (the count says how many there are). The
+// fleet feed refreshes it when anything happens.
 export function RunningPanel() {
   const fleet = useFleet();
   const active = (fleet.data?.migrations ?? []).filter((s) => Number(s.migration?.candidateCounts?.running ?? 0n) > 0);
@@ -16,7 +17,6 @@ export function RunningPanel() {
       queryKey: ["running", s.migration!.id],
       queryFn: ({ signal }: { signal: AbortSignal }) =>
         runs.listRuns({ migrationId: s.migration!.id, status: RunStatus.RUNNING, pageSize: 10 }, { signal }),
-      refetchInterval: 10_000,
     })),
   });
   return (

@@ -430,7 +430,10 @@ func (x *ListEventsResponse) GetNextPageToken() string {
 // Request of HistoryService.WatchEvents.
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The Migration whose events to follow.
+	// The Migration whose events to follow. Empty follows the whole fleet:
+	// the new events of every Migration the caller may read, from now on
+	// (a live feed for dashboards; each Migration's own history stays the
+	// complete, resumable record).
 	MigrationId string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
 	// Only the events of this Candidate; empty means all.
 	CandidateId string `protobuf:"bytes,2,opt,name=candidate_id,json=candidateId,proto3" json:"candidate_id,omitempty"`
@@ -622,12 +625,13 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"d\n" +
 	"\x12ListEventsResponse\x12&\n" +
 	"\x06events\x18\x01 \x03(\v2\x0e.loom.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x97\x02\n" +
-	"\x12WatchEventsRequest\x12N\n" +
-	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12P\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xef\x03\n" +
+	"\x12WatchEventsRequest\x12Q\n" +
+	"\fmigration_id\x18\x01 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12P\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB-\xbaH*\xd8\x01\x01r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\x12;\n" +
 	"\x05kinds\x18\x03 \x03(\x0e2\x12.loom.v1.EventKindB\x11\xbaH\x0e\x92\x01\v\x10\x10\"\a\x82\x01\x04\x10\x01 \x00R\x05kinds\x12\"\n" +
-	"\bafter_id\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\aafterId\"\x83\x01\n" +
+	"\bafter_id\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\aafterId:\xd2\x01\xbaH\xce\x01\x1a\xcb\x01\n" +
+	"\x12watch_events.fleet\x12hcandidate_id and after_id need a migration_id: the fleet-wide feed starts now and has no single position\x1aKthis.migration_id != '' || (this.candidate_id == '' && this.after_id == '')\"\x83\x01\n" +
 	"\x13WatchEventsResponse\x12&\n" +
 	"\x05event\x18\x01 \x01(\v2\x0e.loom.v1.EventH\x00R\x05event\x12:\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\theartbeatB\b\n" +

@@ -54,16 +54,20 @@ func (s *HistoryServer) ListEvents(ctx context.Context, req *connect.Request[loo
 	return connect.NewResponse(res), nil
 }
 
-// WatchEvents streams a Migration's new events.
+// WatchEvents streams a Migration's new events, or the whole fleet's.
 func (s *HistoryServer) WatchEvents(ctx context.Context, req *connect.Request[loomv1.WatchEventsRequest], stream *connect.ServerStream[loomv1.WatchEventsResponse]) error {
 	m := req.Msg
-	return s.History.Watch(ctx, m.GetMigrationId(), eventFilter(m.GetCandidateId(), m.GetKinds(), nil, nil), m.GetAfterId(),
-		func(e migration.Event) error {
-			return stream.Send(&loomv1.WatchEventsResponse{Update: &loomv1.WatchEventsResponse_Event{Event: protoconv.EventToProto(e)}})
-		},
-		func(now time.Time) error {
-			return stream.Send(&loomv1.WatchEventsResponse{Update: &loomv1.WatchEventsResponse_Heartbeat{Heartbeat: timestamppb.New(now)}})
-		})
+	send := func(e migration.Event) error {
+		return stream.Send(&loomv1.WatchEventsResponse{Update: &loomv1.WatchEventsResponse_Event{Event: protoconv.EventToProto(e)}})
+	}
+	beat := func(now time.Time) error {
+		return stream.Send(&loomv1.WatchEventsResponse{Update: &loomv1.WatchEventsResponse_Heartbeat{Heartbeat: timestamppb.New(now)}})
+	}
+	if m.GetMigrationId() == "" {
+		// The fleet: a migrator follows only the Migrations it owns.
+		return s.History.WatchFleet(ctx, eventFilter("", m.GetKinds(), nil, nil), ownedFilter(ctx), send, beat)
+	}
+	return s.History.Watch(ctx, m.GetMigrationId(), eventFilter(m.GetCandidateId(), m.GetKinds(), nil, nil), m.GetAfterId(), send, beat)
 }
 
 // MetricsServer serves loom.v1.MetricsService.

@@ -101,6 +101,13 @@ type HistoryStore interface {
 	EventsAfter(ctx context.Context, migrationID, candidateID, afterID string, limit int) ([]Event, error)
 	// WatchEvents notifies of every new event of a Migration until ctx ends.
 	WatchEvents(ctx context.Context, migrationID string) (<-chan struct{}, error)
+	// WatchFleet names the Migrations whose history grew, as they come
+	// (best effort: names may be dropped), until ctx ends.
+	WatchFleet(ctx context.Context) (<-chan string, error)
+	// MigrationIDs lists every Migration's id.
+	MigrationIDs(ctx context.Context) ([]string, error)
+	// EventIDNow is an event id no later than any event written after it.
+	EventIDNow(ctx context.Context) (string, error)
 	// LatestEventID is the id of the Migration's newest event ("" if none).
 	LatestEventID(ctx context.Context, migrationID string) (string, error)
 	// AppendEvents records events that come with no change of state (a

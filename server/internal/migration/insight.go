@@ -95,6 +95,116 @@ func (h *History) Watch(ctx context.Context, migrationID string, f EventFilter, 
 	}
 }
 
+// WatchFleet sends the events written from now on in every Migration that
+// owned admits, as they come, and calls heartbeat when nothing happened for
+// h.Heartbeat (and once at the start). It returns when ctx ends.
+//
+// The fleet's Pub/Sub channel says which Migration grew; each Migration's
+// stream holds the events, read from a cursor per Migration. A name the
+// channel drops (a reconnection, a slow reader) is made up for on every
+// heartbeat, which reads every Migration's cursor again.
+func (h *History) WatchFleet(ctx context.Context, f EventFilter, owned func(migrationID string) bool, send func(Event) error, heartbeat func(time.Time) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changes, err := h.Store.WatchFleet(ctx)
+	if err != nil {
+		return err
+	}
+	start, err := h.Store.EventIDNow(ctx)
+	if err != nil {
+		return err
+	}
+	cursors := map[string]string{}
+	// catchUp sends what Migration m wrote after its cursor.
+	catchUp := func(m string) (sent bool, err error) {
+		if !owned(m) {
+			return false, nil
+		}
+		last, ok := cursors[m]
+		if !ok {
+			last = start
+		}
+		for {
+			events, err := h.Store.EventsAfter(ctx, m, "", last, 500)
+			if err != nil {
+				return sent, err
+			}
+			for _, e := range events {
+				last = e.ID
+				if !f.Matches(e) {
+					continue
+				}
+				if err := send(e); err != nil {
+					return sent, err
+				}
+				sent = true
+			}
+			cursors[m] = last
+			if len(events) < 500 {
+				return sent, nil
+			}
+		}
+	}
+	every := h.Heartbeat
+	if err := heartbeat(h.Now()); err != nil {
+		return err
+	}
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m, open := <-changes:
+			if !open {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return Unavailable(ReasonStoreUnavailable, "the fleet's event feed was interrupted; watch again")
+			}
+			sent, err := catchUp(m)
+			if err != nil {
+				return err
+			}
+			if sent {
+				tick.Reset(every)
+			}
+		case <-tick.C:
+			ids, err := h.Store.MigrationIDs(ctx)
+			if err != nil {
+				return err
+			}
+			// Deleted Migrations keep their history for a while: their
+			// cursors are read too.
+			known := make(map[string]bool, len(ids))
+			for _, m := range ids {
+				known[m] = true
+			}
+			for m := range cursors {
+				if !known[m] {
+					ids = append(ids, m)
+				}
+			}
+			any := false
+			for _, m := range ids {
+				sent, err := catchUp(m)
+				if err != nil {
+					return err
+				}
+				any = any || sent
+			}
+			if !any {
+				if err := heartbeat(h.Now()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
 // Metrics is the use case of reading a fleet's figures.
 type Metrics struct {
 	Store MetricsStore

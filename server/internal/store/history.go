@@ -225,3 +225,56 @@ func (s *Store) LatestEventID(ctx context.Context, m string) (string, error) {
 func (s *Store) WatchEvents(ctx context.Context, m string) (<-chan struct{}, error) {
 	return s.watch(ctx, eventsKey(m)+":changes")
 }
+
+// WatchFleet names, as they come, the Migrations whose history grew, until
+// ctx ends (the channel then closes). Names are dropped rather than queued
+// behind a slow reader: a reader must also look again now and then
+// (migration.History.WatchFleet does, on every heartbeat).
+func (s *Store) WatchFleet(ctx context.Context) (<-chan string, error) {
+	sub := s.rdb.Subscribe(ctx, fleetChannel)
+	// Confirmed before returning: no event written after this is missed.
+	if _, err := sub.Receive(ctx); err != nil {
+		_ = sub.Close()
+		return nil, fmt.Errorf("watch %s: %w", fleetChannel, err)
+	}
+	out := make(chan string, 256)
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		msgs := sub.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case msg, ok := <-msgs:
+				if !ok {
+					return
+				}
+				select {
+				case out <- msg.Payload:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// MigrationIDs lists the ids of every Migration.
+func (s *Store) MigrationIDs(ctx context.Context) ([]string, error) {
+	ids, err := s.rdb.ZRange(ctx, migrationsKey(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	return ids, nil
+}
+
+// EventIDNow is an event id no older than any event written after it
+// returns (from Redis's clock, which stamps the ids), less a millisecond.
+func (s *Store) EventIDNow(ctx context.Context) (string, error) {
+	now, err := s.rdb.Time(ctx).Result()
+	if err != nil {
+		return "", fmt.Errorf("read redis time: %w", err)
+	}
+	return fmt.Sprintf("%d-0", now.UnixMilli()-1), nil
+}

@@ -268,6 +268,19 @@ func runStatusStepIndexPrefix(m string) string { return migrationTag(m) + "runs:
 // New entries are announced on the Pub/Sub channel eventsKey(m)+":changes".
 func eventsKey(m string) string { return migrationTag(m) + "events" }
 
+// fleetChannel is the Pub/Sub channel on which addEvent announces every
+// Migration whose history grew, with the Migration's id as the message: one
+// subscription follows the fleet. A channel is not a key, so publishing
+// from a script about one Migration is allowed in Redis Cluster too.
+const fleetChannel = keyPrefix + "fleet:changes"
+
+// tagStart and eventsSuffix cut the Migration id out of eventsKey(m) in
+// Lua: string.sub(key, tagStart, -eventsSuffix).
+const (
+	tagStart     = "7" // after "loom:{"
+	eventsSuffix = "9" // before "}:events"
+)
+
 // eventDaysKey counts the events of Migration m per UTC day: HASH, field =
 // day (unix ms / 86,400,000), value = events recorded that day. Kept by
 // addEvent with the stream, and like the stream it outlives the Migration

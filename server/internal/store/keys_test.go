@@ -1,6 +1,7 @@
 package store
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -126,5 +127,15 @@ func TestMetadataPairIsUnambiguous(t *testing.T) {
 			t.Errorf("%q and %q are both %q", kv, other, p)
 		}
 		seen[p] = kv
+	}
+}
+
+func TestTheFleetChannelsCutNamesTheMigration(t *testing.T) {
+	// string.sub(key, tagStart, -eventsSuffix) in Lua, 1-based, inclusive.
+	key := eventsKey("go-upgrade")
+	from, _ := strconv.Atoi(tagStart)
+	back, _ := strconv.Atoi(eventsSuffix)
+	if got := key[from-1 : len(key)-back+1]; got != "go-upgrade" {
+		t.Fatalf("the fleet channel would name %q", got)
 	}
 }

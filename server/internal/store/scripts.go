@@ -52,7 +52,8 @@ const (
 // oldest event id kept (unix ms): addEvent appends an event to the
 // Migration's stream (and, for a Candidate's event, to the Candidate's,
 // under the same id), trims both by count and age, counts it in its day,
-// and announces it for watchers. A Candidate's event also moves the Candidate's last change
+// and announces it for watchers: on the Migration's channel, and with the
+// Migration's id on the fleet's (fleetChannel). A Candidate's event also moves the Candidate's last change
 // forward (ZADD XX GT: never backwards, and never for a Candidate that is
 // not in the index, such as one of a deleted Migration).
 //
@@ -79,6 +80,7 @@ local function addEvent(e)
     id = redis.call('XADD', H_EV, 'MAXLEN', '~', H_MAX, '*', unpack(f))
     redis.call('XTRIM', H_EV, 'MINID', '~', H_MINID)
     redis.call('PUBLISH', H_EV .. ':changes', id)
+    redis.call('PUBLISH', '` + fleetChannel + `', string.sub(H_EV, ` + tagStart + `, -` + eventsSuffix + `))
     redis.call('HINCRBY', H_DAYS, tostring(math.floor(tonumber(e.t) / 86400000)), 1)
   end
   if e.c and e.c ~= '' then

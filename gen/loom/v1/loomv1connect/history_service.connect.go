@@ -52,7 +52,9 @@ type HistoryServiceClient interface {
 	// (oldest first), with a heartbeat at least every 30 seconds; resume after
 	// a disconnection by passing the last event id seen. The first message
 	// comes at once (the events after after_id, or a heartbeat), so a client
-	// knows it is following. Works from a browser over Connect-Web.
+	// knows it is following. Without a migration_id it follows the whole
+	// fleet, from now on (one stream for a dashboard, however many
+	// Migrations). Works from a browser over Connect-Web.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest]) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error)
 }
 
@@ -111,7 +113,9 @@ type HistoryServiceHandler interface {
 	// (oldest first), with a heartbeat at least every 30 seconds; resume after
 	// a disconnection by passing the last event id seen. The first message
 	// comes at once (the events after after_id, or a heartbeat), so a client
-	// knows it is following. Works from a browser over Connect-Web.
+	// knows it is following. Without a migration_id it follows the whole
+	// fleet, from now on (one stream for a dashboard, however many
+	// Migrations). Works from a browser over Connect-Web.
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error
 }
 

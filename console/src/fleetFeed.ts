@@ -1,0 +1,76 @@
+import { createContext, useContext, useEffect, useState } from "react";
+import { useQueryClient } from "@tanstack/react-query";
+import { history, isUnauthenticated } from "./api";
+import { follow } from "./stream";
+import type { Event } from "./gen/loom/v1/history_service_pb";
+
+// The fleet feed: one WatchEvents stream without a Migration per tab, which
+// keeps the fleet's figures and the running-now panel current, and which
+// pages listen to for their own Migration (browsers allow six HTTP/1.1
+// connections per server: one stream per Migration on view would not do).
+// It cannot resume, so after a break everything it keeps current is read
+// again.
+export type FleetListener = (e: Event | null) => void; // null: read everything again
+
+export interface FleetFeed {
+  subscribe(l: FleetListener): () => void;
+}
+
+export const FleetFeedContext = createContext<FleetFeed | null>(null);
+
+export function useFleetFeedSource(): FleetFeed {
+  const qc = useQueryClient();
+  const [feed] = useState(() => {
+    const listeners = new Set<FleetListener>();
+    return {
+      listeners,
+      subscribe(l: FleetListener) {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+    };
+  });
+  useEffect(() => {
+    const ctl = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // At most twice a second, however busy the fleet.
+    const refresh = () => {
+      if (timer) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        qc.invalidateQueries({ queryKey: ["fleet"] });
+        qc.invalidateQueries({ queryKey: ["running"] });
+      }, 500);
+    };
+    follow(
+      (signal) => history.watchEvents({}, { signal }),
+      (res) => {
+        if (res.update.case === "event") {
+          refresh();
+          for (const l of feed.listeners) l(res.update.value);
+        }
+      },
+      ctl.signal,
+      (err) => {
+        // Signed out: the sign-in form reloads the page when signed in.
+        if (isUnauthenticated(err)) return true;
+        // Whatever happened while the stream was down is read again.
+        refresh();
+        for (const l of feed.listeners) l(null);
+        return false;
+      },
+    );
+    return () => {
+      ctl.abort();
+      clearTimeout(timer);
+    };
+  }, [feed, qc]);
+  return feed;
+}
+
+// useFleetEvents calls l for every new event of the fleet (and with null
+// when it should read everything again).
+export function useFleetEvents(l: FleetListener) {
+  const feed = useContext(FleetFeedContext);
+  useEffect(() => feed?.subscribe(l), [feed, l]);
+}

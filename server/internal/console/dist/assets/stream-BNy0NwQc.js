@@ -1,1 +1,0 @@
-async function e(e,t,n,r=()=>!1){let i=500;for(;!n.aborted;){let a;try{for await(let r of e(n))i=500,t(r);a=r(void 0)}catch(e){if(n.aborted)return;a=r(e)}if(a)return;await new Promise(e=>setTimeout(e,i)),i=Math.min(i*2,1e4)}}export{e as t};
