@@ -231,33 +231,7 @@ func (s *Store) WatchEvents(ctx context.Context, m string) (<-chan struct{}, err
 // behind a slow reader: a reader must also look again now and then
 // (migration.History.WatchFleet does, on every heartbeat).
 func (s *Store) WatchFleet(ctx context.Context) (<-chan string, error) {
-	sub := s.rdb.Subscribe(ctx, fleetChannel)
-	// Confirmed before returning: no event written after this is missed.
-	if _, err := sub.Receive(ctx); err != nil {
-		_ = sub.Close()
-		return nil, fmt.Errorf("watch %s: %w", fleetChannel, err)
-	}
-	out := make(chan string, 256)
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		msgs := sub.Channel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case msg, ok := <-msgs:
-				if !ok {
-					return
-				}
-				select {
-				case out <- msg.Payload:
-				default:
-				}
-			}
-		}
-	}()
-	return out, nil
+	return subscribe(ctx, s.rdb, fleetChannel, 256, func(m *redis.Message) string { return m.Payload })
 }
 
 // MigrationIDs lists the ids of every Migration.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
@@ -212,14 +214,22 @@ func (s *Store) WatchRun(ctx context.Context, m, c string) (<-chan struct{}, err
 // watch subscribes to a Pub/Sub channel and forwards its messages as
 // coalesced notices until ctx ends.
 func (s *Store) watch(ctx context.Context, channel string) (<-chan struct{}, error) {
-	sub := s.rdb.Subscribe(ctx, channel)
+	return subscribe(ctx, s.rdb, channel, 1, func(*redis.Message) struct{} { return struct{}{} })
+}
+
+// subscribe forwards a Pub/Sub channel's messages, as conv makes them, into
+// a buffer of size until ctx ends; a message that finds the buffer full is
+// dropped (a reader must not hold the subscription up), so readers treat
+// the messages as hints. The channel closes when ctx ends.
+func subscribe[T any](ctx context.Context, rdb redis.UniversalClient, channel string, size int, conv func(*redis.Message) T) (<-chan T, error) {
+	sub := rdb.Subscribe(ctx, channel)
 	// Wait for the subscription to be confirmed, so that no change made after
-	// watch returns can be missed.
+	// subscribe returns can be missed.
 	if _, err := sub.Receive(ctx); err != nil {
 		_ = sub.Close()
 		return nil, fmt.Errorf("watch %s: %w", channel, err)
 	}
-	out := make(chan struct{}, 1)
+	out := make(chan T, size)
 	go func() {
 		defer close(out)
 		defer sub.Close()
@@ -228,12 +238,12 @@ func (s *Store) watch(ctx context.Context, channel string) (<-chan struct{}, err
 			select {
 			case <-ctx.Done():
 				return
-			case _, ok := <-msgs:
+			case msg, ok := <-msgs:
 				if !ok {
 					return
 				}
 				select {
-				case out <- struct{}{}:
+				case out <- conv(msg):
 				default:
 				}
 			}
