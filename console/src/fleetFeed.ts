@@ -1,5 +1,5 @@
-import { createContext, useContext, useEffect, useState } from "react";
-import { useQueryClient } from "@tanstack/react-query";
+import { createContext, useCallback, useContext, useEffect, useRef, useState } from "react";
+import { useQueryClient, type QueryKey } from "@tanstack/react-query";
 import { history, isUnauthenticated } from "./api";
 import { follow } from "./stream";
 import type { Event } from "./gen/loom/v1/history_service_pb";
@@ -73,4 +73,27 @@ export function useFleetFeedSource(): FleetFeed {
 export function useFleetEvents(l: FleetListener) {
   const feed = useContext(FleetFeedContext);
   useEffect(() => feed?.subscribe(l), [feed, l]);
+}
+
+// useFleetRefresh invalidates, at most once every ms, the queries that pick
+// names for the fleet's events (pick(null): after a break in the feed).
+export function useFleetRefresh(pick: (e: Event | null) => QueryKey[], ms: number) {
+  const qc = useQueryClient();
+  const pending = useRef(new Map<string, QueryKey>());
+  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  useEffect(() => () => clearTimeout(timer.current), []);
+  const listener = useCallback(
+    (e: Event | null) => {
+      for (const key of pick(e)) pending.current.set(JSON.stringify(key), key);
+      if (timer.current || pending.current.size === 0) return;
+      timer.current = setTimeout(() => {
+        timer.current = undefined;
+        const keys = [...pending.current.values()];
+        pending.current.clear();
+        for (const queryKey of keys) qc.invalidateQueries({ queryKey });
+      }, ms);
+    },
+    [pick, ms, qc],
+  );
+  useFleetEvents(listener);
 }

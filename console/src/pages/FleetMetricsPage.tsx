@@ -1,5 +1,4 @@
-import { useCallback, useEffect, useRef } from "react";
-import { useQueries, useQueryClient } from "@tanstack/react-query";
+import { useQueries } from "@tanstack/react-query";
 import { Link } from "react-router";
 import { metrics } from "../api";
 import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
@@ -8,31 +7,11 @@ import { candidatePath, Empty, ErrorBox, Loading } from "../components/Common";
 import { useFleet } from "../components/Layout";
 import { Sparkline } from "../components/Charts";
 import { StepDurationsTable } from "../components/StepDurationsTable";
-import { useFleetEvents } from "../fleetFeed";
+import { useFleetRefresh } from "../fleetFeed";
 
-// useLiveMetrics refreshes the figures of the Migrations the fleet feed
-// names, at most once every two seconds, however busy the fleet.
-function useLiveMetrics() {
-  const qc = useQueryClient();
-  const pending = useRef(new Set<string>());
-  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
-  useEffect(() => () => clearTimeout(timer.current), []);
-  const listener = useCallback(
-    (e: { migrationId: string } | null) => {
-      pending.current.add(e ? e.migrationId : "");
-      if (timer.current) return;
-      timer.current = setTimeout(() => {
-        timer.current = undefined;
-        const ids = pending.current;
-        pending.current = new Set();
-        if (ids.has("")) qc.invalidateQueries({ queryKey: ["metrics"] });
-        else for (const id of ids) qc.invalidateQueries({ queryKey: ["metrics", id] });
-      }, 2_000);
-    },
-    [qc],
-  );
-  useFleetEvents(listener);
-}
+// The figures of the Migrations the fleet feed names are read again, at
+// most once every two seconds, however busy the fleet.
+const metricsOf = (e: { migrationId: string } | null) => [e ? ["metrics", e.migrationId] : ["metrics"]];
 
 // Fleet metrics: per Migration, events per day; per step, how long steps
 // take and how often they fail; Runs completed per day, and the latest
@@ -47,7 +26,7 @@ export function FleetMetricsPage() {
         metrics.getMigrationMetrics({ migrationId, burndownUnit: BurndownUnit.DAY }, { signal }),
     })),
   });
-  useLiveMetrics();
+  useFleetRefresh(metricsOf, 2_000);
   if (fleet.isPending) return <Loading what="the fleet" />;
   if (fleet.isError) return <ErrorBox error={fleet.error} />;
   const failing = all.find((q) => q.isError);
