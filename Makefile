@@ -72,8 +72,7 @@ test-console: console-deps
 ## check: everything CI verifies besides the tests
 check: check-generated check-vendored lint check-console
 
-## bench: the storage benchmarks and the step-latency harness
+## bench: the storage benchmarks, then Loom against bare Temporal side by side (see README, "Performance")
 bench:
 	go test -run '^$$' -bench . -benchtime 200x ./server/internal/store/
-	go run ./cmd/loom-bench -runs 50 -steps 5 -concurrency 1
-	go run ./cmd/loom-bench -runs 100 -steps 5 -concurrency 10
+	go run ./cmd/loom-bench

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -45,11 +46,14 @@ func (a *Activities) SaveRun(ctx context.Context, in SaveInput) (migration.Run, 
 // dispatch. Transient failures are retried by Temporal; a Migrator's refusal
 // is not.
 func (a *Activities) DispatchStep(ctx context.Context, d migration.Dispatch) error {
-	m, err := a.Store.GetMigration(ctx, d.MigrationID)
+	rctx, read := startSpan(ctx, "DispatchStep: read Migration and Candidate")
+	m, err := a.Store.GetMigration(rctx, d.MigrationID)
 	if err != nil {
+		read.End()
 		return permanentIfRefused(fmt.Errorf("read migration %s: %w", d.MigrationID, err))
 	}
-	c, err := a.Store.GetCandidate(ctx, d.MigrationID, d.Candidate.ID)
+	c, err := a.Store.GetCandidate(rctx, d.MigrationID, d.Candidate.ID)
+	read.End()
 	if err != nil {
 		return permanentIfRefused(fmt.Errorf("read candidate %s: %w", d.Candidate.ID, err))
 	}
@@ -75,6 +79,12 @@ func (a *Activities) DispatchStep(ctx context.Context, d migration.Dispatch) err
 		}
 	}
 	return err
+}
+
+// startSpan starts a span for a part of an activity, under the activity's
+// own span (traced by Temporal's interceptor, when tracing is on).
+func startSpan(ctx context.Context, name string) (context.Context, trace.Span) {
+	return trace.SpanFromContext(ctx).TracerProvider().Tracer("github.com/loomhq/loom/server/engine").Start(ctx, name)
 }
 
 // permanentIfRefused stops Temporal from retrying a write the store refused

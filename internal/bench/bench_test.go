@@ -1,0 +1,153 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// TestOneStepRunsHaveNoBoundaryYetAreMeasured runs the bench end to end on
+// real components with one step per Run (which once panicked): both sides
+// run, the table has a row per level, and the boundary is absent rather
+// than made up.
+func TestOneStepRunsHaveNoBoundaryYetAreMeasured(t *testing.T) {
+	var out bytes.Buffer
+	err := Run(context.Background(), Config{Levels: []Level{{1, 3}, {3, 6}}, Steps: 1, Rounds: 2, Bare: true, Warmup: 1, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	t.Log("\n" + got)
+	if !strings.Contains(got, "there is no step boundary") {
+		t.Error("the table does not say that one-step Runs have no boundary")
+	}
+	for _, row := range []string{"| 1 | 3 |", "| 3 | 6 |"} {
+		line := lineStarting(got, row)
+		if line == "" {
+			t.Fatalf("no row %q", row)
+		}
+		cells := strings.Split(line, "|")
+		// | in flight | Runs | bare | Loom | ratio | p50 bare / Loom | ...
+		for i, name := range map[int]string{3: "bare Runs/s", 4: "Loom Runs/s"} {
+			if v := leadingNumber(cells[i]); v <= 0 {
+				t.Errorf("row %q: %s is %q", row, name, cells[i])
+			}
+		}
+		if !strings.Contains(cells[6], "—") {
+			t.Errorf("row %q: a boundary p50 %q for one-step Runs", row, cells[6])
+		}
+	}
+}
+
+// TestTheBreakdownFollowsEveryBoundary checks that the spans the breakdown
+// looks for are still the ones Loom emits: every traced boundary must be
+// followed end to end, and its hops must add up to the boundary.
+func TestTheBreakdownFollowsEveryBoundary(t *testing.T) {
+	var out bytes.Buffer
+	err := Run(context.Background(), Config{Levels: []Level{{2, 4}}, Steps: 3, Rounds: 1, Bare: false, Breakdown: 3, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	t.Log("\n" + got)
+	m := regexp.MustCompile(`traced; (\d+) boundaries followed end to end, (\d+) not`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatal("no breakdown printed")
+	}
+	if m[1] != "6" || m[2] != "0" {
+		t.Errorf("followed %s of 6 boundaries (%s not): the spans Loom emits changed; update breakdown.go", m[1], m[2])
+	}
+	for _, h := range hops {
+		if lineStarting(got, "| "+h+" |") == "" {
+			t.Errorf("hop %q missing", h)
+		}
+	}
+}
+
+func TestAttributeSplitsABoundaryIntoConsecutiveHops(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
+	id := func(n byte) trace.SpanID { return trace.SpanID{n} }
+	const wf = "bench__c-1"
+	spans := []span{
+		{Name: spanReport, ID: id(1), Start: at(0.1), End: at(9)},
+		{Name: spanUpdate, ID: id(2), Parent: id(1), Start: at(0.2), End: at(8.9), WorkflowID: wf},
+		{Name: spanValidate, ID: id(3), Start: at(3), End: at(3.1), WorkflowID: wf},
+		{Name: spanSave, ID: id(4), Start: at(3.3), End: at(3.7), WorkflowID: wf},
+		{Name: spanSave, ID: id(5), Start: at(4), End: at(4.3), WorkflowID: wf},
+		{Name: spanSchedule, ID: id(6), Start: at(4.5), End: at(4.5), WorkflowID: wf},
+		{Name: spanDispatch, ID: id(7), Start: at(5.5), End: at(8), WorkflowID: wf},
+		{Name: spanRead, ID: id(8), Parent: id(7), Start: at(6.8), End: at(7)},
+		{Name: spanExecuteStep, ID: id(9), Parent: id(7), Start: at(7.1), End: at(7.5)},
+	}
+	b := boundary{Kind: stepBoundary, RunID: wf, Step: 1, Reported: t0, Delivered: at(7.4)}
+	bd := attribute([]boundary{b, {Kind: runStart, RunID: wf, Reported: t0, Delivered: at(1)}}, spans)
+	if bd.Matched != 1 || bd.Missed != 0 {
+		t.Fatalf("matched %d, missed %d; want 1, 0", bd.Matched, bd.Missed)
+	}
+	var sum time.Duration
+	for i := range hops {
+		sum += bd.Hops[i][0]
+	}
+	if sum != b.gap() {
+		t.Errorf("hops add up to %v, the boundary is %v", sum, b.gap())
+	}
+	if got := bd.Hops[2][0]; got != 2800*time.Microsecond {
+		t.Errorf("admission %v, want 2.8ms", got)
+	}
+	// A boundary whose dispatch was never traced is not made up.
+	bd = attribute([]boundary{b}, spans[:6])
+	if bd.Matched != 0 || bd.Missed != 1 {
+		t.Errorf("with spans missing: matched %d, missed %d; want 0, 1", bd.Matched, bd.Missed)
+	}
+}
+
+func TestParseLevels(t *testing.T) {
+	got, err := ParseLevels("1:30, 10:100")
+	if err != nil || len(got) != 2 || got[0] != (Level{1, 30}) || got[1] != (Level{10, 100}) {
+		t.Errorf("ParseLevels = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "1", "0:10", "1:0", "a:b", "1:30,"} {
+		if _, err := ParseLevels(bad); err == nil {
+			t.Errorf("ParseLevels(%q) accepted", bad)
+		}
+	}
+}
+
+func TestPercentilesAreNearestRank(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i))
+	}
+	p := percentilesOf(ds)
+	if p.P50 != 50 || p.P90 != 90 || p.P99 != 99 || p.N != 100 {
+		t.Errorf("got %+v", p)
+	}
+	if percentilesOf(nil).N != 0 {
+		t.Error("percentiles of nothing")
+	}
+}
+
+func lineStarting(s, prefix string) string {
+	for line := range strings.SplitSeq(s, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			return line
+		}
+	}
+	return ""
+}
+
+func leadingNumber(cell string) float64 {
+	f := strings.Fields(strings.Trim(cell, " *"))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}

@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.temporal.io/sdk/client"
+
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
+	"github.com/loomhq/loom/internal/devenv"
+	"github.com/loomhq/loom/migratorsdk"
+)
+
+// migrationID is the bench's Migration.
+const migrationID = "bench"
+
+// loomSide drives Runs through Loom's API with a Migrator built on
+// migratorsdk whose every step completes at once.
+type loomSide struct {
+	tc     client.Client
+	runs   loomv1connect.RunServiceClient
+	m      *migratorsdk.Migrator
+	cancel context.CancelFunc
+	served chan error
+	rec    *boundaries
+}
+
+// candidateID is the id of the bench's n-th Candidate (both sides use the
+// same numbering, each with its own prefix).
+func candidateID(n int) string { return fmt.Sprintf("c-%06d", n) }
+
+func startLoom(ctx context.Context, env devenv.Env, tc client.Client, steps, candidates int, log *slog.Logger) (*loomSide, error) {
+	s := &loomSide{tc: tc, rec: newBoundaries()}
+	var defs []migratorsdk.Step
+	for i := range steps {
+		defs = append(defs, migratorsdk.Step{Name: "step-" + strconv.Itoa(i+1), Type: "instant"})
+	}
+	spec := migratorsdk.Spec{
+		Migration: migratorsdk.Migration{ID: migrationID, Name: "Benchmark", Steps: defs},
+		Handlers: map[string]migratorsdk.StepHandler{"instant": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+			s.rec.delivered(d.RunID, d.StepIndex, time.Now())
+			s.rec.reporting(d.RunID, time.Now())
+			return d.Completed(ctx)
+		}},
+		Discover: func(context.Context) ([]migratorsdk.Candidate, error) {
+			cs := make([]migratorsdk.Candidate, candidates)
+			for i := range cs {
+				cs[i] = migratorsdk.Candidate{ID: candidateID(i), Kind: "bench"}
+			}
+			return cs, nil
+		},
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.m, err = migratorsdk.New(spec, migratorsdk.Options{LoomURL: env.APIURL, Token: env.MigratorToken,
+		ListenAddr: l.Addr().String(), Logger: log, ShutdownTimeout: 5 * time.Second})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	mctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.served = cancel, make(chan error, 1)
+	go func() { s.served <- s.m.Serve(mctx, l) }()
+	operator := migratorsdk.WithToken(env.OperatorToken)
+	s.runs = loomv1connect.NewRunServiceClient(http.DefaultClient, env.APIURL, operator)
+	if err := waitForCandidates(ctx, env.APIURL, candidates, operator); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *loomSide) name() string { return "Loom" }
+
+// run starts the Run of Candidate id through Loom's API and waits until its
+// workflow completes, as the bare side does.
+func (s *loomSide) run(ctx context.Context, id string) error {
+	runID := migrationID + "__" + id
+	s.rec.starting(runID, time.Now())
+	if _, err := s.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migrationID, CandidateId: id})); err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	if err := s.tc.GetWorkflow(ctx, runID, "").Get(ctx, nil); err != nil {
+		return fmt.Errorf("run %s: %w", runID, err)
+	}
+	s.rec.completed(runID, time.Now())
+	return nil
+}
+
+func (s *loomSide) boundaries() *boundaries { return s.rec }
+
+func (s *loomSide) stop() {
+	s.cancel()
+	<-s.served
+}
+
+func waitForCandidates(ctx context.Context, apiURL string, n int, opts ...connect.ClientOption) error {
+	c := loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, apiURL, opts...)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		res, err := c.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: migrationID, PageSize: 1}))
+		if err == nil && res.Msg.GetTotalSize() >= int64(n) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the bench Migrator's %d Candidates did not arrive within a minute", n)
+}
