@@ -101,10 +101,11 @@ type bareSide struct {
 	url    string
 	steps  int
 	rec    *boundaries
+	last   *lastReports
 }
 
 func startBare(tc client.Client, steps int) (*bareSide, error) {
-	b := &bareSide{tc: tc, steps: steps, rec: newBoundaries()}
+	b := &bareSide{tc: tc, steps: steps, rec: newBoundaries(), last: newLastReports()}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -139,7 +140,9 @@ func (b *bareSide) serveDispatch(w http.ResponseWriter, r *http.Request) {
 		b.rec.reporting(d.RunID, time.Now())
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = b.tc.SignalWorkflow(ctx, d.RunID, "", bareSignal, d.Step)
+		if err := b.tc.SignalWorkflow(ctx, d.RunID, "", bareSignal, d.Step); err == nil && d.Step == b.steps-1 {
+			b.last.done(d.RunID)
+		}
 	}()
 }
 
@@ -149,12 +152,12 @@ func (b *bareSide) name() string { return "bare Temporal" }
 func (b *bareSide) run(ctx context.Context, id string) error {
 	runID := "bare-" + id
 	b.rec.starting(runID, time.Now())
-	wr, err := b.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: runID, TaskQueue: bareTaskQueue},
+	_, err := b.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: runID, TaskQueue: bareTaskQueue},
 		bareWorkflowName, BareInput{RunID: runID, Steps: b.steps, MigratorURL: b.url})
 	if err != nil {
 		return fmt.Errorf("start %s: %w", runID, err)
 	}
-	if err := wr.Get(ctx, nil); err != nil {
+	if err := awaitClosed(ctx, b.tc, b.last, runID); err != nil {
 		return fmt.Errorf("run %s: %w", runID, err)
 	}
 	b.rec.completed(runID, time.Now())

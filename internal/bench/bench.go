@@ -105,7 +105,7 @@ type result struct {
 	// Gaps are step boundaries; Starts, start → first dispatch; Ends, last
 	// report → workflow completed.
 	Gaps, Starts, Ends []time.Duration
-	CPU                time.Duration
+	CPU, RedisCPU      time.Duration
 	PeakRSS            int64
 }
 
@@ -226,12 +226,14 @@ func Run(ctx context.Context, cfg Config) error {
 				if err != nil {
 					return err
 				}
+				fmt.Fprintf(cfg.Progress, "  %.1f Runs/s; the slowest Run (%s) took %v\n", float64(l.Runs)/ph.elapsed.Seconds(), ph.slowestID, ph.slowest.Round(time.Millisecond))
 				r := per[s]
 				r.Rounds = append(r.Rounds, ph.elapsed)
 				r.Gaps = append(r.Gaps, ph.gaps(stepBoundary)...)
 				r.Starts = append(r.Starts, ph.gaps(runStart)...)
 				r.Ends = append(r.Ends, ph.gaps(runEnd)...)
 				r.CPU += ph.res.cpu
+				r.RedisCPU += ph.res.redisCPU
 				r.PeakRSS = max(r.PeakRSS, ph.res.peakRSS)
 			}
 		}
@@ -254,19 +256,26 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
-		var bareP percentiles
-		if bare != nil {
-			bareP = percentilesOf(results[bare][0].Gaps)
+		spans := tr.take()
+		for _, p := range paths {
+			var bareP percentiles
+			if bare != nil {
+				r := results[bare][0]
+				bareP = percentilesOf(map[stretch][]time.Duration{stepBoundary: r.Gaps, runStart: r.Starts}[p.kind])
+			}
+			attribute(p, ph.samples, spans).print(cfg.Out, bareP)
 		}
-		attribute(ph.samples, tr.take()).print(cfg.Out, bareP)
 	}
 	return nil
 }
 
 type phaseResult struct {
 	elapsed time.Duration
-	samples []boundary
-	res     resources
+	// slowest is the longest a Run took, slowestID its Candidate.
+	slowest   time.Duration
+	slowestID string
+	samples   []boundary
+	res       resources
 }
 
 func (p phaseResult) gaps(kind stretch) []time.Duration {
@@ -291,6 +300,9 @@ func phase(ctx context.Context, s side, l Level, ids []string, m meter) (phaseRe
 	var once sync.Once
 	var first error
 	began := time.Now()
+	var slowMu sync.Mutex
+	var slowest time.Duration
+	slowID := ""
 	for _, id := range ids {
 		select {
 		case sem <- struct{}{}:
@@ -303,9 +315,15 @@ func phase(ctx context.Context, s side, l Level, ids []string, m meter) (phaseRe
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			t0 := time.Now()
 			if err := s.run(ctx, id); err != nil {
 				once.Do(func() { first = fmt.Errorf("%s: %w", s.name(), err); cancel() })
 			}
+			slowMu.Lock()
+			if d := time.Since(t0); d > slowest {
+				slowest, slowID = d, id
+			}
+			slowMu.Unlock()
 		}()
 	}
 	wg.Wait()
@@ -314,16 +332,26 @@ func phase(ctx context.Context, s side, l Level, ids []string, m meter) (phaseRe
 		first = fmt.Errorf("%s: %d Runs at %d in flight did not finish: %w", s.name(), l.Runs, l.InFlight, ctx.Err())
 	}
 	after := m.read()
-	return phaseResult{elapsed: elapsed, samples: s.boundaries().take(),
-		res: resources{cpu: after.cpu - before.cpu, peakRSS: after.peakRSS}}, first
+	return phaseResult{elapsed: elapsed, samples: s.boundaries().take(), slowest: slowest, slowestID: slowID,
+		res: resources{cpu: after.cpu - before.cpu, redisCPU: after.redisCPU - before.redisCPU, peakRSS: after.peakRSS}}, first
 }
 
-// profile starts a CPU profile into dir/name; the returned func stops it.
+// profile starts a CPU profile into dir/name; the returned func stops it
+// and writes the allocations so far beside it, as name.allocs before and
+// after (compare them with pprof -diff_base).
 func profile(dir, name string) (func(), error) {
 	if dir == "" {
 		return func() {}, nil
 	}
-	f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(name, " ", "-")))
+	path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+	writeAllocs := func(suffix string) {
+		if f, err := os.Create(path + suffix); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
+	writeAllocs(".allocs-before")
+	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +359,7 @@ func profile(dir, name string) (func(), error) {
 		f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() { pprof.StopCPUProfile(); f.Close(); writeAllocs(".allocs-after") }, nil
 }
 
 // redisPID asks the development Redis for its process id, so the bench can

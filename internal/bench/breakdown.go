@@ -83,29 +83,28 @@ func (t *tracing) take() []span {
 
 // Span names the breakdown looks for.
 const (
-	spanReport      = "loom.v1.EventService/ReportStepStatus"
-	spanUpdate      = "UpdateWorkflow:step-action"
-	spanValidate    = "ValidateUpdate:step-action"
-	spanHandle      = "HandleUpdate:step-action"
-	spanSave        = "RunActivity:SaveRun"
-	spanSchedule    = "StartActivity:DispatchStep"
-	spanDispatch    = "RunActivity:DispatchStep"
-	spanRead        = "DispatchStep: read Migration and Candidate"
-	spanExecuteStep = "loom.migrator.v1.MigratorService/ExecuteStep"
+	spanStartRun      = "loom.v1.RunService/StartRun"
+	spanStartWorkflow = "StartWorkflow:loom.Run"
+	spanReport        = "loom.v1.EventService/ReportStepStatus"
+	spanUpdate        = "UpdateWorkflow:step-action"
+	spanValidate      = "ValidateUpdate:step-action"
+	spanWrite         = "RunActivity:WriteView"
+	spanDispatch      = "RunActivity:DispatchStep"
+	spanRead          = "DispatchStep: read Migration and Candidate"
+	spanExecuteStep   = "loom.migrator.v1.MigratorService/ExecuteStep"
 )
 
-// hops are the consecutive stretches of a step boundary, in order; each
-// ends at the mark of the same index in marks.
-var hops = []string{
-	"report: Migrator → Loom's API",
-	"API: authenticate, validate, check the callback token",
-	"Update: Temporal → worker (admission)",
-	"Update validator",
-	"update handler, until the view write",
-	"view write of the report (SaveRun)",
-	"workflow: on to the next step",
-	"view write of the dispatch (SaveRun)",
-	"workflow: schedule the dispatch",
+// A path is a stretch of a Run broken into hops: each hop ends at the mark
+// of the same index that follow finds in the spans.
+type path struct {
+	what   string
+	kind   stretch
+	hops   []string
+	follow func(b boundary, f finder) (marks []time.Time, ok bool)
+}
+
+// The hops after the view write, common to both paths.
+var dispatchHops = []string{
 	"workflow task completes → dispatch activity starts",
 	"activity task reaches the worker",
 	"dispatch: read Migration and Candidate (Redis)",
@@ -113,18 +112,106 @@ var hops = []string{
 	"call to the Migrator (HTTP, SDK)",
 }
 
-// breakdown is the hops of each boundary that could be followed in the
-// spans from end to end.
+var paths = []path{
+	{
+		what: "a step boundary (a report → the next dispatch)",
+		kind: stepBoundary,
+		hops: append([]string{
+			"report: Migrator → Loom's API",
+			"API: authenticate, validate, check the callback token",
+			"Update: Temporal → worker (admission)",
+			"Update validator",
+			"update handler and next step, until the view write",
+			"view write: the report and the next dispatch (WriteView)",
+		}, dispatchHops...),
+		follow: func(b boundary, f finder) ([]time.Time, bool) {
+			upd, ok1 := f.first(spanUpdate, b.Reported)
+			report, ok2 := f.byID[upd.Parent]
+			val, ok3 := f.first(spanValidate, upd.Start)
+			write, ok4 := f.first(spanWrite, val.End)
+			tail, ok5 := f.dispatch(write.End)
+			if !(ok1 && ok2 && ok3 && ok4 && ok5) || report.Name != spanReport {
+				return nil, false
+			}
+			return append([]time.Time{report.Start, upd.Start, val.Start, val.End, write.Start, write.End}, tail...), true
+		},
+	},
+	{
+		what: "a Run's start (StartRun → the first dispatch)",
+		kind: runStart,
+		hops: append([]string{
+			"StartRun: operator → Loom's API",
+			"API: authenticate, validate, read Migration and Candidate",
+			"start the workflow (Temporal)",
+			"first workflow task, until the view write",
+			"view write: the execution and its first dispatch (WriteView)",
+		}, dispatchHops...),
+		follow: func(b boundary, f finder) ([]time.Time, bool) {
+			sw, ok1 := f.first(spanStartWorkflow, b.Reported)
+			start, ok2 := f.byID[sw.Parent]
+			write, ok3 := f.first(spanWrite, sw.Start)
+			tail, ok4 := f.dispatch(write.End)
+			if !(ok1 && ok2 && ok3 && ok4) || start.Name != spanStartRun {
+				return nil, false
+			}
+			return append([]time.Time{start.Start, sw.Start, sw.End, write.Start, write.End}, tail...), true
+		},
+	},
+}
+
+// finder looks up the spans of one Run's stretch.
+type finder struct {
+	spans []span // of the Run's workflow, by start time
+	byID  map[trace.SpanID]span
+	end   time.Time // the stretch's end
+}
+
+// first is the first span called name that starts at or after after and
+// before the stretch ends.
+func (f finder) first(name string, after time.Time) (span, bool) {
+	for _, s := range f.spans {
+		if s.Name == name && !s.Start.Before(after) && !s.Start.After(f.end) {
+			return s, true
+		}
+	}
+	return span{}, false
+}
+
+// dispatch is the marks of the dispatch that follows after, up to the end.
+func (f finder) dispatch(after time.Time) ([]time.Time, bool) {
+	disp, ok := f.first(spanDispatch, after)
+	if !ok {
+		return nil, false
+	}
+	var exec, read span
+	var okExec, okRead bool
+	for _, s := range f.byID {
+		switch {
+		case s.Name == spanExecuteStep && s.Parent == disp.ID:
+			exec, okExec = s, true
+		case s.Name == spanRead && s.Parent == disp.ID:
+			read, okRead = s, true
+		}
+	}
+	return []time.Time{disp.Start, read.Start, read.End, exec.Start, f.end}, okExec && okRead
+}
+
+// breakdown is the hops of each stretch of one path that could be followed
+// in the spans from end to end.
 type breakdown struct {
-	Hops    [][]time.Duration // per hop, one sample per boundary
+	path
+	Hops    [][]time.Duration // per hop, one sample per stretch
 	Total   []time.Duration
-	Answer  []time.Duration // the report's answer to the Migrator, off the critical path
 	Matched int
 	Missed  int
 }
 
-// attribute follows each boundary through the spans recorded meanwhile.
-func attribute(samples []boundary, spans []span) breakdown {
+// attribute follows each stretch of p's kind through the spans recorded
+// meanwhile. Where two hops overlap (the API's answer and the workflow task
+// it started run in parallel), a mark earlier than the one before it counts
+// from that one: the hops follow the critical path and add up to the
+// stretch.
+func attribute(p path, samples []boundary, spans []span) breakdown {
 	byWorkflow := map[string][]span{}
 	byID := map[trace.SpanID]span{}
 	for _, s := range spans {
@@ -136,94 +223,53 @@ func attribute(samples []boundary, spans []span) breakdown {
 	for _, ss := range byWorkflow {
 		slices.SortFunc(ss, func(a, b span) int { return a.Start.Compare(b.Start) })
 	}
-	bd := breakdown{Hops: make([][]time.Duration, len(hops))}
+	bd := breakdown{path: p, Hops: make([][]time.Duration, len(p.hops))}
 	for _, b := range samples {
-		if b.Kind != stepBoundary {
+		if b.Kind != p.kind {
 			continue
 		}
-		marks, answer, ok := follow(b, byWorkflow[b.RunID], byID)
-		if !ok {
+		marks, ok := p.follow(b, finder{spans: byWorkflow[b.RunID], byID: byID, end: b.Delivered})
+		if !ok || len(marks) != len(p.hops) {
 			bd.Missed++
 			continue
 		}
 		bd.Matched++
 		prev := b.Reported
 		for i, m := range marks {
+			if m.Before(prev) {
+				m = prev
+			}
 			bd.Hops[i] = append(bd.Hops[i], m.Sub(prev))
 			prev = m
 		}
 		bd.Total = append(bd.Total, b.gap())
-		bd.Answer = append(bd.Answer, answer)
 	}
 	return bd
 }
 
-// follow finds the marks of one boundary: the first span of each kind that
-// starts within it, in the order the boundary goes through them.
-func follow(b boundary, spans []span, byID map[trace.SpanID]span) (marks []time.Time, answer time.Duration, ok bool) {
-	within := func(name string, after time.Time) (span, bool) {
-		for _, s := range spans {
-			if s.Name == name && !s.Start.Before(after) && !s.Start.After(b.Delivered) {
-				return s, true
-			}
-		}
-		return span{}, false
-	}
-	upd, ok1 := within(spanUpdate, b.Reported)
-	report, ok2 := byID[upd.Parent]
-	val, ok3 := within(spanValidate, upd.Start)
-	save1, ok4 := within(spanSave, val.End)
-	save2, ok5 := within(spanSave, save1.End)
-	sched, ok6 := within(spanSchedule, save2.End)
-	disp, ok7 := within(spanDispatch, sched.Start)
-	var exec, read span
-	ok8, ok9 := false, false
-	for _, s := range byID {
-		switch {
-		case s.Name == spanExecuteStep && s.Parent == disp.ID:
-			exec, ok8 = s, true
-		case s.Name == spanRead && s.Parent == disp.ID:
-			read, ok9 = s, true
-		}
-	}
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && ok8 && ok9) || report.Name != spanReport {
-		return nil, 0, false
-	}
-	marks = []time.Time{report.Start, upd.Start, val.Start, val.End, save1.Start, save1.End, save2.Start, save2.End,
-		sched.Start, disp.Start, read.Start, read.End, exec.Start, b.Delivered}
-	for i := 1; i < len(marks); i++ {
-		if marks[i].Before(marks[i-1]) {
-			return nil, 0, false
-		}
-	}
-	return marks, report.End.Sub(b.Reported), true
-}
-
 func (bd breakdown) print(w io.Writer, bare percentiles) {
-	fmt.Fprintf(w, "\nWhere a step boundary goes (Loom, 1 Run in flight, traced; %d boundaries followed end to end, %d not)\n\n", bd.Matched, bd.Missed)
+	fmt.Fprintf(w, "\nWhere %s goes (Loom, 1 Run in flight, traced; %d followed end to end, %d not)\n\n", bd.what, bd.Matched, bd.Missed)
 	if bd.Matched == 0 {
-		fmt.Fprintln(w, "no boundary could be followed through the spans")
+		fmt.Fprintln(w, "none could be followed through the spans")
 		return
 	}
 	total := percentilesOf(bd.Total)
 	fmt.Fprintln(w, "| hop | p50 | p90 | share of the p50 sum |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	var sum time.Duration
-	p50s := make([]time.Duration, len(hops))
-	for i := range hops {
+	p50s := make([]time.Duration, len(bd.hops))
+	for i := range bd.hops {
 		p50s[i] = percentilesOf(bd.Hops[i]).P50
 		sum += p50s[i]
 	}
-	for i, h := range hops {
+	for i, h := range bd.hops {
 		p := percentilesOf(bd.Hops[i])
 		fmt.Fprintf(w, "| %s | %s | %s | %.0f%% |\n", h, ms(p.P50), ms(p.P90), 100*float64(p50s[i])/float64(max(sum, 1)))
 	}
-	fmt.Fprintf(w, "| **report → next dispatch** (traced) | %s | %s | |\n", ms(total.P50), ms(total.P90))
+	fmt.Fprintf(w, "| **the whole stretch** (traced) | %s | %s | |\n", ms(total.P50), ms(total.P90))
 	if bare.N > 0 {
-		fmt.Fprintf(w, "| bare Temporal, signal → next dispatch (untraced, above) | %s | %s | |\n", ms(bare.P50), ms(bare.P90))
+		fmt.Fprintf(w, "| bare Temporal, the same (untraced, above) | %s | %s | |\n", ms(bare.P50), ms(bare.P90))
 	}
-	a := percentilesOf(bd.Answer)
-	fmt.Fprintf(w, "\nThe Migrator gets the report's answer after %s (p50), in parallel with the dispatch.\n", ms(a.P50))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }

@@ -30,6 +30,7 @@ type loomSide struct {
 	cancel context.CancelFunc
 	served chan error
 	rec    *boundaries
+	last   *lastReports
 }
 
 // candidateID is the id of the bench's n-th Candidate (both sides use the
@@ -37,7 +38,7 @@ type loomSide struct {
 func candidateID(n int) string { return fmt.Sprintf("c-%06d", n) }
 
 func startLoom(ctx context.Context, env devenv.Env, tc client.Client, steps, candidates int, log *slog.Logger) (*loomSide, error) {
-	s := &loomSide{tc: tc, rec: newBoundaries()}
+	s := &loomSide{tc: tc, rec: newBoundaries(), last: newLastReports()}
 	var defs []migratorsdk.Step
 	for i := range steps {
 		defs = append(defs, migratorsdk.Step{Name: "step-" + strconv.Itoa(i+1), Type: "instant"})
@@ -47,7 +48,13 @@ func startLoom(ctx context.Context, env devenv.Env, tc client.Client, steps, can
 		Handlers: map[string]migratorsdk.StepHandler{"instant": func(ctx context.Context, d *migratorsdk.Dispatch) error {
 			s.rec.delivered(d.RunID, d.StepIndex, time.Now())
 			s.rec.reporting(d.RunID, time.Now())
-			return d.Completed(ctx)
+			if err := d.Completed(ctx); err != nil {
+				return err
+			}
+			if d.StepIndex == steps-1 {
+				s.last.done(d.RunID)
+			}
+			return nil
 		}},
 		Discover: func(context.Context) ([]migratorsdk.Candidate, error) {
 			cs := make([]migratorsdk.Candidate, candidates)
@@ -89,7 +96,7 @@ func (s *loomSide) run(ctx context.Context, id string) error {
 	if _, err := s.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migrationID, CandidateId: id})); err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
-	if err := s.tc.GetWorkflow(ctx, runID, "").Get(ctx, nil); err != nil {
+	if err := awaitClosed(ctx, s.tc, s.last, runID); err != nil {
 		return fmt.Errorf("run %s: %w", runID, err)
 	}
 	s.rec.completed(runID, time.Now())

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -12,6 +13,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 )
 
 // boundaries records, per Run, when its Migrator reported on a step and,
@@ -90,6 +94,70 @@ func (b *boundaries) take() []boundary {
 	return out
 }
 
+// lastReports tells a Run's driver that its Migrator's last report is
+// answered: from then on the Run's workflow is about to close.
+type lastReports struct {
+	mu sync.Mutex
+	ch map[string]chan struct{}
+}
+
+func newLastReports() *lastReports { return &lastReports{ch: map[string]chan struct{}{}} }
+
+func (l *lastReports) get(runID string) chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.ch[runID]
+	if !ok {
+		c = make(chan struct{})
+		l.ch[runID] = c
+	}
+	return c
+}
+
+// wait returns once runID's last report is answered.
+func (l *lastReports) wait(ctx context.Context, runID string) error {
+	select {
+	case <-l.get(runID):
+		l.mu.Lock()
+		delete(l.ch, runID)
+		l.mu.Unlock()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *lastReports) done(runID string) { close(l.get(runID)) }
+
+// awaitClosed waits until the workflow id has closed, once its last report
+// is answered, the same way for both sides: it asks Temporal every 2 ms.
+// (A long poll on the workflow's close would cost nothing while waiting,
+// but Temporal's sometimes misses a close this quick and answers only when
+// it expires, 20 s later: seen on a few Runs in a thousand.)
+func awaitClosed(ctx context.Context, tc client.Client, last *lastReports, id string) error {
+	if err := last.wait(ctx, id); err != nil {
+		return err
+	}
+	for {
+		d, err := tc.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			return err
+		}
+		switch st := d.GetWorkflowExecutionInfo().GetStatus(); st {
+		case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+			return nil
+		default:
+			return fmt.Errorf("workflow %s ended %s", id, st)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
 // percentiles of a set of durations (nearest rank).
 type percentiles struct {
 	N             int
@@ -113,8 +181,9 @@ func percentilesOf(ds []time.Duration) percentiles {
 // runs on: this one (the embedded Temporal server, Loom and both
 // Migrators live in it) and the development redis-server.
 type resources struct {
-	cpu     time.Duration
-	peakRSS int64 // bytes
+	cpu      time.Duration // both processes
+	redisCPU time.Duration // of which redis-server's
+	peakRSS  int64         // bytes
 }
 
 // meter reads the resources of this process and of the process redisPID.
@@ -142,7 +211,8 @@ func (m meter) read() resources {
 	}
 	r.peakRSS = statusKB("/proc/self/status", "VmHWM:") * 1024
 	if m.redisPID > 0 {
-		r.cpu += procCPU(m.redisPID)
+		r.redisCPU = procCPU(m.redisPID)
+		r.cpu += r.redisCPU
 		r.peakRSS += statusKB(fmt.Sprintf("/proc/%d/status", m.redisPID), "VmHWM:") * 1024
 	}
 	return r

@@ -21,7 +21,7 @@ func printTable(cfg Config, loom, bare []*result) {
 		fmt.Fprint(w, "(one step per Run: there is no step boundary to measure)\n\n")
 	}
 	if bare == nil {
-		fmt.Fprintln(w, "| in flight | Runs | Runs/s | boundary p50 | p90 | p99 | CPU s/Run | peak RSS |")
+		fmt.Fprintln(w, "| in flight | Runs | Runs/s | boundary p50 | p90 | p99 | CPU s/Run (of which Redis) | peak RSS |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 		for _, l := range loom {
 			p := percentilesOf(l.Gaps)
@@ -29,7 +29,7 @@ func printTable(cfg Config, loom, bare []*result) {
 		}
 		return
 	}
-	fmt.Fprintln(w, "| in flight | Runs | Runs/s bare | Runs/s Loom | Loom ÷ bare | boundary p50 bare / Loom | ÷ | p90 bare / Loom | p99 bare / Loom | CPU s/Run bare / Loom | peak RSS bare / Loom |")
+	fmt.Fprintln(w, "| in flight | Runs | Runs/s bare | Runs/s Loom | Loom ÷ bare | boundary p50 bare / Loom | ÷ | p90 bare / Loom | p99 bare / Loom | CPU s/Run (of which Redis) bare / Loom | peak RSS bare / Loom |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for i, l := range loom {
 		b := bare[i]
@@ -104,8 +104,11 @@ func ratio(a, b time.Duration) string {
 	return fmt.Sprintf("%.2f", float64(a)/float64(b))
 }
 
+// cpu is the CPU seconds per Run, and in parentheses the part of it that
+// redis-server spent.
 func cpu(r *result) string {
-	return fmt.Sprintf("%.3f", r.CPU.Seconds()/float64(r.Runs*len(r.Rounds)))
+	n := float64(r.Runs * len(r.Rounds))
+	return fmt.Sprintf("%.3f (%.3f)", r.CPU.Seconds()/n, r.RedisCPU.Seconds()/n)
 }
 
 func mb(b int64) string { return fmt.Sprintf("%d MB", b>>20) }

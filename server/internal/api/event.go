@@ -63,7 +63,7 @@ func (s *EventServer) ReportStepStatus(ctx context.Context, req *connect.Request
 				"callback_token: not the token Loom issued for this run, execution, step and attempt (copy it from the dispatch)"))
 		}
 	}
-	run, changed, err := s.Runs.Act(ctx, m.GetRunId(), migration.StepAction{
+	acted, err := s.Runs.Act(ctx, m.GetRunId(), migration.StepAction{
 		Kind:      migration.ActionReport,
 		Execution: m.GetExecution(),
 		Step:      m.GetStepName(),
@@ -77,13 +77,7 @@ func (s *EventServer) ReportStepStatus(ctx context.Context, req *connect.Request
 	if err != nil {
 		return nil, err
 	}
-	out := &loomv1.ReportStepStatusResponse{Changed: changed}
-	for _, r := range run.Results {
-		if r.StepName == m.GetStepName() {
-			out.Step = protoconv.StepResultToProto(r)
-		}
-	}
-	return connect.NewResponse(out), nil
+	return connect.NewResponse(&loomv1.ReportStepStatusResponse{Changed: acted.Changed, Step: protoconv.StepResultToProto(acted.Step)}), nil
 }
 
 // reporter names who reported: the Migrator's authenticated subject, or

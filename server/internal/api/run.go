@@ -70,7 +70,7 @@ func (s *RunServer) CancelRun(ctx context.Context, req *connect.Request[loomv1.C
 
 // RetryStep dispatches a failed step again.
 func (s *RunServer) RetryStep(ctx context.Context, req *connect.Request[loomv1.RetryStepRequest]) (*connect.Response[loomv1.RetryStepResponse], error) {
-	run, _, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
+	acted, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
 		Kind:    migration.ActionRetry,
 		Step:    req.Msg.GetStepName(),
 		Attempt: int(req.Msg.GetAttempt()),
@@ -79,12 +79,12 @@ func (s *RunServer) RetryStep(ctx context.Context, req *connect.Request[loomv1.R
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&loomv1.RetryStepResponse{Run: s.view(ctx, run)}), nil
+	return connect.NewResponse(&loomv1.RetryStepResponse{Run: s.view(ctx, acted.Run)}), nil
 }
 
 // FinishReview finishes a step awaiting review.
 func (s *RunServer) FinishReview(ctx context.Context, req *connect.Request[loomv1.FinishReviewRequest]) (*connect.Response[loomv1.FinishReviewResponse], error) {
-	run, _, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
+	acted, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
 		Kind:    migration.ActionFinishReview,
 		Step:    req.Msg.GetStepName(),
 		Attempt: int(req.Msg.GetAttempt()),
@@ -95,12 +95,12 @@ func (s *RunServer) FinishReview(ctx context.Context, req *connect.Request[loomv
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&loomv1.FinishReviewResponse{Run: s.view(ctx, run)}), nil
+	return connect.NewResponse(&loomv1.FinishReviewResponse{Run: s.view(ctx, acted.Run)}), nil
 }
 
 // MarkStepMerged records a merge made outside Loom.
 func (s *RunServer) MarkStepMerged(ctx context.Context, req *connect.Request[loomv1.MarkStepMergedRequest]) (*connect.Response[loomv1.MarkStepMergedResponse], error) {
-	run, _, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
+	acted, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
 		Kind:    migration.ActionMarkMerged,
 		Step:    req.Msg.GetStepName(),
 		Attempt: int(req.Msg.GetAttempt()),
@@ -110,7 +110,7 @@ func (s *RunServer) MarkStepMerged(ctx context.Context, req *connect.Request[loo
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&loomv1.MarkStepMergedResponse{Run: s.view(ctx, run)}), nil
+	return connect.NewResponse(&loomv1.MarkStepMergedResponse{Run: s.view(ctx, acted.Run)}), nil
 }
 
 // GetRun returns a Run.

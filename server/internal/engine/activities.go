@@ -35,9 +35,33 @@ func (a *Activities) BeginRun(ctx context.Context, run migration.Run) (migration
 }
 
 // SaveRun writes the run view with its events (a local activity).
+// Executions that still save synchronously use only the version it
+// returns.
 func (a *Activities) SaveRun(ctx context.Context, in SaveInput) (migration.Run, error) {
-	stored, err := a.Store.SaveRun(ctx, in.Run, in.Events, in.Observations)
-	return stored, permanentIfRefused(err)
+	version, err := a.Store.SaveRun(ctx, in.Run, in.Events, in.Observations)
+	return migration.Run{Version: version}, permanentIfRefused(err)
+}
+
+// WriteView writes the run view with its events (a local activity): on an
+// execution's first write, it records the execution first.
+//
+// StartRun records the execution itself just after starting the workflow,
+// so the first write is usually accepted as it is; only when it finds the
+// execution not recorded yet (StartRun is slower, or its process died)
+// does it record it.
+func (a *Activities) WriteView(ctx context.Context, in WriteInput) (ViewWritten, error) {
+	version, err := a.Store.SaveRun(ctx, in.Run, in.Events, in.Observations)
+	var ref *migration.Refusal
+	if in.Begin != nil && errors.As(err, &ref) && ref.Reason == migration.ReasonStaleExecution {
+		if _, err := a.Store.BeginRun(ctx, *in.Begin); err != nil {
+			return ViewWritten{}, permanentIfRefused(err)
+		}
+		version, err = a.Store.SaveRun(ctx, in.Run, in.Events, in.Observations)
+	}
+	if err != nil {
+		return ViewWritten{}, permanentIfRefused(err)
+	}
+	return ViewWritten{Version: version}, nil
 }
 
 // DispatchStep sends one step to the Migrator. It reads the Migrator's URL
@@ -47,17 +71,20 @@ func (a *Activities) SaveRun(ctx context.Context, in SaveInput) (migration.Run, 
 // is not.
 func (a *Activities) DispatchStep(ctx context.Context, d migration.Dispatch) error {
 	rctx, read := startSpan(ctx, "DispatchStep: read Migration and Candidate")
-	m, err := a.Store.GetMigration(rctx, d.MigrationID)
-	if err != nil {
-		read.End()
-		return permanentIfRefused(fmt.Errorf("read migration %s: %w", d.MigrationID, err))
-	}
-	c, err := a.Store.GetCandidate(rctx, d.MigrationID, d.Candidate.ID)
+	m, c, err := a.Store.GetMigrationAndCandidate(rctx, d.MigrationID, d.Candidate.ID)
 	read.End()
 	if err != nil {
-		return permanentIfRefused(fmt.Errorf("read candidate %s: %w", d.Candidate.ID, err))
+		err = fmt.Errorf("read candidate %s of migration %s: %w", d.Candidate.ID, d.MigrationID, err)
+		var ref *migration.Refusal
+		if errors.As(err, &ref) && !errors.Is(err, migration.ErrUnavailable) {
+			return permanentIfRefused(err)
+		}
+		return temporal.NewApplicationErrorWithCause(err.Error(), errTypeStoreUnavailable, err)
 	}
-	d.Inputs = c.Inputs
+	// A running Candidate is never changed by discovery: the one read now is
+	// the one the Run started with, but for its inputs, which apply from the
+	// next dispatch on.
+	d.Candidate, d.Inputs = c, c.Inputs
 	if a.Callbacks != nil {
 		d.CallbackToken = a.Callbacks.Sign(auth.Binding{RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt})
 	}

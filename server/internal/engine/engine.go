@@ -86,7 +86,7 @@ func (e *Engine) StartRun(ctx context.Context, m migration.Manifest) error {
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            fmt.Sprintf("Run %s, execution %d", m.RunID, m.Execution),
-	}, WorkflowName, RunInput{Manifest: m, DispatchWindow: e.opts.DispatchWindow})
+	}, WorkflowName, RunInput{Manifest: m, DispatchWindow: e.opts.DispatchWindow, Version: CurrentVersion})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return fmt.Errorf("run %s: %w", m.RunID, migration.ErrAlreadyExists)
@@ -102,7 +102,7 @@ func (e *Engine) StartRun(ctx context.Context, m migration.Manifest) error {
 // right after a server restart, when the task went to the sticky queue of a
 // worker that is gone. Temporal answers WorkflowNotReady then, and the action
 // is sent again under the same update id, so it is applied at most once.
-func (e *Engine) Act(ctx context.Context, runID string, a migration.StepAction) (migration.Run, bool, error) {
+func (e *Engine) Act(ctx context.Context, runID string, a migration.StepAction) (migration.Acted, error) {
 	opts := client.UpdateWorkflowOptions{
 		UpdateID:     uuid.NewString(),
 		WorkflowID:   runID,
@@ -119,13 +119,13 @@ func (e *Engine) Act(ctx context.Context, runID string, a migration.StepAction) 
 		var notReady *serviceerror.WorkflowNotReady
 		if !errors.As(err, &notReady) || wait > 2*time.Second {
 			if err != nil {
-				return migration.Run{}, false, decodeError(err)
+				return migration.Acted{}, decodeError(err)
 			}
-			return res.Run, res.Changed, nil
+			return res.acted(a), nil
 		}
 		select {
 		case <-ctx.Done():
-			return migration.Run{}, false, decodeError(err)
+			return migration.Acted{}, decodeError(err)
 		case <-time.After(wait):
 		}
 	}

@@ -24,10 +24,15 @@ const (
 
 	activityBeginRun     = "BeginRun"
 	activitySaveRun      = "SaveRun"
+	activityWriteView    = "WriteView"
 	activityDispatchStep = "DispatchStep"
 
 	// errTypeMigratorRefused marks a dispatch the Migrator refused for good.
 	errTypeMigratorRefused = "MigratorRefused"
+	// errTypeStoreUnavailable marks a dispatch that could not read the
+	// Migration or Candidate: not the Migrator's fault, so it does not count
+	// against the dispatch window.
+	errTypeStoreUnavailable = "StoreUnavailable"
 	// errKindPrefix prefixes the type of an application error that carries a
 	// migration.Refusal; the rest of the type is the refusal's reason.
 	errKindPrefix = "loom.refusal."
@@ -39,6 +44,9 @@ type RunInput struct {
 	// DispatchWindow is how long a dispatch keeps retrying while the
 	// Migrator cannot be reached before the step fails.
 	DispatchWindow time.Duration
+	// Version is the workflow version the execution was started at (see
+	// runVersion); 0 for executions started before it was carried here.
+	Version workflow.Version `json:",omitempty"`
 }
 
 // SaveInput is the input of the SaveRun activity: a view with the events
@@ -49,10 +57,42 @@ type SaveInput struct {
 	Observations []migration.Observation
 }
 
-// ActionResult is the answer of UpdateStepAction.
+// WriteInput is the input of the WriteView local activity: the Run's
+// newest state with the events and durations of every change since the last
+// write.
+type WriteInput struct {
+	// Begin, on an execution's first write, is the Run as it started: the
+	// store records the execution (BeginRun) before its view.
+	Begin        *migration.Run
+	Run          migration.Run
+	Events       []migration.Event
+	Observations []migration.Observation
+}
+
+// ViewWritten is the answer of WriteView.
+type ViewWritten struct {
+	Version int64
+}
+
+// ActionResult is the answer of UpdateStepAction, recorded in the Run's
+// history: a Migrator's report gets its Step back, an operator's action the
+// whole Run too. (Runs started before Step existed answer with Run alone.)
 type ActionResult struct {
-	Run     migration.Run
+	Step    migration.StepResult `json:",omitzero"`
+	Run     *migration.Run       `json:",omitempty"`
 	Changed bool
+}
+
+// acted is the answer to a.
+func (r ActionResult) acted(a migration.StepAction) migration.Acted {
+	out := migration.Acted{Step: r.Step, Changed: r.Changed}
+	if r.Run != nil {
+		out.Run = *r.Run
+		if out.Step.StepName == "" {
+			out.Step, _ = r.Run.Result(a.Step)
+		}
+	}
+	return out
 }
 
 // CancelRequest is the payload of SignalCancel.
@@ -68,6 +108,7 @@ type CancelRequest struct {
 // updates, refused by the validator when the transition table forbids them.
 func RunWorkflow(ctx workflow.Context, in RunInput) error {
 	f := &runFlow{in: in, run: migration.NewRun(in.Manifest, workflow.Now(ctx))}
+	f.initial = f.run.Clone()
 	if err := f.setup(ctx); err != nil {
 		return err
 	}
@@ -94,6 +135,17 @@ type runFlow struct {
 	observations []migration.Observation
 	saving       bool
 	serialSaves  bool
+	// background is set for executions whose view is written by writeViews
+	// (see there); older ones save synchronously, as they were recorded.
+	background bool
+	// begun: the store has recorded this execution (BeginRun).
+	begun bool
+	// initial is the Run as it started, for the first write's BeginRun.
+	initial migration.Run
+	// written is the Seq of the newest view written; writing is set while
+	// a write is in flight.
+	written int64
+	writing bool
 }
 
 // logger is the Run's logger: Temporal's workflow logger (silent while a
@@ -114,9 +166,38 @@ type stepAttempt struct {
 	attempt int
 }
 
+// The workflow's versions. A change that would break the replay of Runs in
+// flight raises CurrentVersion: an execution runs the code of the version it
+// started at, carried in its input (RunInput.Version), so a new Run pays
+// nothing for it (a workflow.GetVersion call costs each Run a marker and a
+// search-attribute update in Temporal). Histories recorded at each version
+// are replayed by TestReplayRecordedHistories.
+const (
+	// Executions started before their input carried the version tell
+	// version 1 from 0 by a GetVersion marker of this id.
+	legacyVersionID = "serial-saves"
+	// 1: saves one at a time.
+	versionSerialSaves workflow.Version = 1
+	// 2: the view is written in the background by writeViews, the first
+	// write records the execution, a report's answer is its step alone.
+	versionBackgroundWrites workflow.Version = 2
+
+	// CurrentVersion is the version new executions start at.
+	CurrentVersion = versionBackgroundWrites
+)
+
 func (f *runFlow) setup(ctx workflow.Context) error {
-	// Runs started before saves were serialized replay without it.
-	f.serialSaves = workflow.GetVersion(ctx, "serial-saves", workflow.DefaultVersion, 1) == 1
+	v := f.in.Version
+	if v == 0 {
+		v = workflow.GetVersion(ctx, legacyVersionID, workflow.DefaultVersion, versionSerialSaves)
+	}
+	f.serialSaves = v >= versionSerialSaves
+	f.background = v >= versionBackgroundWrites
+	if f.background {
+		// The writer outlives a cancel: it still has the cancel to write.
+		wctx, _ := workflow.NewDisconnectedContext(ctx)
+		workflow.Go(wctx, f.writeViews)
+	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateStepAction, f.act,
 		workflow.UpdateHandlerOptions{Validator: f.validate})
 }
@@ -158,12 +239,20 @@ func (f *runFlow) act(ctx workflow.Context, a migration.StepAction) (ActionResul
 			return ActionResult{}, err
 		}
 	}
-	return ActionResult{Run: f.run.Clone(), Changed: changed}, nil
+	res := ActionResult{Changed: changed}
+	res.Step, _ = f.run.Result(a.Step)
+	if a.Kind != migration.ActionReport || !f.background {
+		run := f.run.Clone()
+		res.Run = &run
+	}
+	return res, nil
 }
 
 func (f *runFlow) execute(ctx workflow.Context) error {
-	if err := f.begin(ctx); err != nil {
-		return f.stop(ctx, err)
+	if !f.background {
+		if err := f.begin(ctx); err != nil {
+			return f.stop(ctx, err)
+		}
 	}
 	f.logger(ctx).Info("run started", "steps", len(f.run.Steps))
 	for i := range f.run.Steps {
@@ -174,6 +263,16 @@ func (f *runFlow) execute(ctx workflow.Context) error {
 		if err := f.save(ctx); err != nil {
 			return f.stop(ctx, err)
 		}
+		if i == 0 && f.background {
+			// Nothing goes to the Migrator before the store has recorded the
+			// execution (the first write, in this same workflow task).
+			if err := workflow.Await(ctx, func() bool { return f.begun || f.failure != nil }); err != nil {
+				return f.stop(ctx, err)
+			}
+			if f.failure != nil {
+				return f.stop(ctx, f.failure)
+			}
+		}
 		if err := f.runStep(ctx, i); err != nil {
 			return f.stop(ctx, err)
 		}
@@ -182,6 +281,12 @@ func (f *runFlow) execute(ctx workflow.Context) error {
 	f.record(f.run.EndTime, f.run.FinishedEvent(migration.ActorLoom))
 	if err := f.save(ctx); err != nil {
 		return err
+	}
+	if f.background {
+		// The Run is completed whatever happens now: a cancel arriving
+		// meanwhile must not stop the view from saying so.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		f.flush(dctx)
 	}
 	f.logger(ctx).Info("run completed")
 	// Let update handlers still saving finish, so their callers get answers.
@@ -289,6 +394,11 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 		Attempt:     attempt,
 		Candidate:   m.Candidate,
 	}
+	if f.background {
+		// The activity reads the Candidate anyway (for its inputs): the
+		// id is enough, and keeps the Run's history small.
+		d.Candidate = migration.Candidate{ID: m.Candidate.ID}
+	}
 	f.logger(ctx).Info("dispatching step", "step", d.Step.Name, "attempt", attempt)
 	workflow.Go(dctx, func(gctx workflow.Context) {
 		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
@@ -301,9 +411,18 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 				NonRetryableErrorTypes: []string{errTypeMigratorRefused},
 			},
 		})
-		err := workflow.ExecuteActivity(actx, activityDispatchStep, d).Get(gctx, nil)
-		if err == nil || temporal.IsCanceledError(err) || gctx.Err() != nil {
-			return
+		var err error
+		for {
+			err = workflow.ExecuteActivity(actx, activityDispatchStep, d).Get(gctx, nil)
+			if err == nil || temporal.IsCanceledError(err) || gctx.Err() != nil {
+				return
+			}
+			if !f.background || !storeOutage(err) {
+				break
+			}
+			// The window ran out while the store could not be read: the
+			// Migrator was never tried. Dispatch again, with a new window.
+			f.logger(gctx).Warn("the store was unreachable for the whole dispatch window; dispatching again", "step", d.Step.Name, "attempt", attempt, "error", err)
 		}
 		c := f.run.Current()
 		if c.StepName != d.Step.Name || c.Attempt != attempt || c.Status != migration.StepInProgress || f.heard == (stepAttempt{c.StepName, attempt}) {
@@ -318,6 +437,13 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 			f.failure = err
 		}
 	})
+}
+
+// storeOutage reports whether a dispatch gave up because the store could
+// not be read on its last try.
+func storeOutage(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == errTypeStoreUnavailable
 }
 
 // dispatchFailure is the reason an operator reads on a step whose dispatch
@@ -366,7 +492,13 @@ func (f *runFlow) begin(ctx workflow.Context) error {
 // the last save. Writes can finish out of order (the main loop and an update
 // handler may both save); the store keeps the newest Seq, and applies each
 // save's events once.
+//
+// In executions with background writes it does nothing: writeViews picks up
+// every change.
 func (f *runFlow) save(ctx workflow.Context) error {
+	if f.background {
+		return nil
+	}
 	// One save at a time, so that events reach the history in the order
 	// they happened (an update handler and the main loop may both save).
 	if f.serialSaves {
@@ -384,6 +516,89 @@ func (f *runFlow) save(ctx workflow.Context) error {
 	}
 	f.run.Version = max(f.run.Version, stored.Version)
 	return nil
+}
+
+// unwritten reports whether the Run changed since its last write.
+func (f *runFlow) unwritten() bool {
+	return f.run.Seq > f.written || len(f.events) > 0 || len(f.observations) > 0 || !f.begun
+}
+
+// writeViews writes the Run's view, with the events and durations of its
+// changes, in the background for the whole execution. Temporal holds the
+// truth of a Run; its view in the store follows:
+//
+//   - one write at a time, so events reach the history in the order they
+//     happened, and each write carries every change made since the last, so
+//     a report and the next step's dispatch made in one workflow task are one
+//     write;
+//   - a write that fails is retried with a capped backoff and no deadline:
+//     the store being down delays the view, never the Run, and pending
+//     events are kept until written;
+//   - a write the store refuses for good (the Migration or Candidate is
+//     gone) is logged and dropped; the first write's refusal (the Candidate
+//     changed under the start) ends the Run.
+func (f *runFlow) writeViews(ctx workflow.Context) {
+	failures := 0
+	for {
+		if err := workflow.Await(ctx, f.unwritten); err != nil {
+			return
+		}
+		in := WriteInput{Run: f.run.Clone(), Events: f.events, Observations: f.observations}
+		if !f.begun {
+			initial := f.initial
+			in.Begin = &initial
+		}
+		f.writing = true
+		var out ViewWritten
+		err := workflow.ExecuteLocalActivity(f.writeCtx(ctx), activityWriteView, in).Get(ctx, &out)
+		f.writing = false
+		var refused *temporal.ApplicationError
+		switch {
+		case err == nil:
+		case errors.As(err, &refused) && refused.NonRetryable() && !isTimeout(err):
+			if !f.begun {
+				f.failure = err
+				return
+			}
+			f.logger(ctx).Error("the store refused the run view: dropped", "seq", in.Run.Seq, "events", len(in.Events), "error", err)
+		default:
+			failures++
+			wait := min(time.Second<<min(failures-1, 6), time.Minute)
+			f.logger(ctx).Warn("the run view could not be written; retrying", "seq", in.Run.Seq, "retry_in", wait, "failures", failures, "error", err)
+			_ = workflow.Sleep(ctx, wait)
+			continue
+		}
+		failures = 0
+		// Changes recorded while the write was in flight stay pending.
+		f.events = f.events[len(in.Events):]
+		f.observations = f.observations[len(in.Observations):]
+		f.written, f.begun = in.Run.Seq, true
+		f.run.Version = max(f.run.Version, out.Version)
+	}
+}
+
+func isTimeout(err error) bool {
+	var timeout *temporal.TimeoutError
+	return errors.As(err, &timeout)
+}
+
+// writeCtx bounds one write below a workflow task's timeout, so a slow store
+// never holds the task; writeViews retries after it.
+func (f *runFlow) writeCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout:    5 * time.Second,
+		ScheduleToCloseTimeout: 8 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    100 * time.Millisecond,
+			BackoffCoefficient: 2,
+			MaximumInterval:    2 * time.Second,
+		},
+	})
+}
+
+// flush waits until every change is written (or dropped).
+func (f *runFlow) flush(ctx workflow.Context) {
+	_ = workflow.Await(ctx, func() bool { return !f.unwritten() && !f.writing })
 }
 
 // stop ends the workflow on err. A cancel records the Run cancelled (its
@@ -406,6 +621,9 @@ func (f *runFlow) stop(ctx workflow.Context, err error) error {
 	f.record(f.run.EndTime, f.run.FinishedEvent(actor))
 	if serr := f.save(dctx); serr != nil {
 		return serr
+	}
+	if f.background {
+		f.flush(dctx)
 	}
 	f.logger(dctx).Info("run cancelled", "reason", req.Reason, "actor", actor)
 	_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) })

@@ -18,20 +18,45 @@ import (
 )
 
 // fakeStore keeps the run view like the real store does (the newest Seq
-// wins, whatever order the writes finish in); the methods the workflow never
-// reaches stay nil (and would panic).
+// wins, whatever order the writes finish in; a view of an execution not
+// begun is refused as stale); the methods the workflow never reaches stay
+// nil (and would panic).
 type fakeStore struct {
 	Store
-	mu     sync.Mutex
-	view   migration.Run
+	mu    sync.Mutex
+	view  migration.Run
+	begun int64 // the execution begun
+	evseq int64 // the seq whose events were applied last
+	// down, when set, says whether the store is unreachable now.
+	down   func() bool
 	saves  int
 	url    string
 	events []migration.Event
 	obs    []migration.Observation
 }
 
+func (s *fakeStore) failWhile(down func() bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
+
 func (s *fakeStore) BeginRun(_ context.Context, run migration.Run) (migration.Run, error) {
-	return s.SaveRun(context.Background(), run, []migration.Event{run.StartedEvent("tester")}, nil)
+	s.mu.Lock()
+	if s.down != nil && s.down() {
+		s.mu.Unlock()
+		return migration.Run{}, migration.Unavailable(migration.ReasonStoreUnavailable, "redis: connection refused")
+	}
+	if s.begun == run.Execution {
+		defer s.mu.Unlock()
+		return s.view, nil
+	}
+	s.begun = run.Execution
+	s.mu.Unlock()
+	if _, err := s.SaveRun(context.Background(), run, []migration.Event{run.StartedEvent("tester")}, nil); err != nil {
+		return migration.Run{}, err
+	}
+	return s.last(), nil
 }
 
 func (s *fakeStore) AppendEvents(_ context.Context, _ string, events []migration.Event) error {
@@ -41,18 +66,29 @@ func (s *fakeStore) AppendEvents(_ context.Context, _ string, events []migration
 	return nil
 }
 
-func (s *fakeStore) SaveRun(_ context.Context, run migration.Run, events []migration.Event, obs []migration.Observation) (migration.Run, error) {
+func (s *fakeStore) SaveRun(_ context.Context, run migration.Run, events []migration.Event, obs []migration.Observation) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.events = append(s.events, events...)
-	s.obs = append(s.obs, obs...)
+	if s.down != nil && s.down() {
+		return 0, migration.Unavailable(migration.ReasonStoreUnavailable, "redis: connection refused")
+	}
+	if s.begun != run.Execution {
+		return 0, migration.FailedPrecondition(migration.ReasonStaleExecution, "execution %d is not the current one", run.Execution)
+	}
+	// Like the store: events once per seq above the last applied, the
+	// view only when newer.
+	if run.Seq > s.evseq || s.saves == 0 {
+		s.evseq = run.Seq
+		s.events = append(s.events, events...)
+		s.obs = append(s.obs, obs...)
+	}
 	if s.saves > 0 && run.Seq <= s.view.Seq {
-		return s.view, nil
+		return s.view.Version, nil
 	}
 	s.saves++
 	run.Version = int64(s.saves)
 	s.view = run
-	return run, nil
+	return run.Version, nil
 }
 
 func (s *fakeStore) GetMigration(_ context.Context, id string) (migration.Migration, error) {
@@ -61,6 +97,18 @@ func (s *fakeStore) GetMigration(_ context.Context, id string) (migration.Migrat
 
 func (s *fakeStore) GetCandidate(_ context.Context, m, c string) (migration.Candidate, error) {
 	return migration.Candidate{ID: c, MigrationID: m, Inputs: map[string]string{"target": "1.23"}}, nil
+}
+
+func (s *fakeStore) GetMigrationAndCandidate(ctx context.Context, m, c string) (migration.Migration, migration.Candidate, error) {
+	s.mu.Lock()
+	down := s.down != nil && s.down()
+	s.mu.Unlock()
+	if down {
+		return migration.Migration{}, migration.Candidate{}, errors.New("redis: connection refused")
+	}
+	mig, _ := s.GetMigration(ctx, m)
+	cand, _ := s.GetCandidate(ctx, m, c)
+	return mig, cand, nil
 }
 
 func (s *fakeStore) last() migration.Run {
@@ -109,8 +157,12 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, steps ...migration.StepDefinition) (*harness, RunInput) {
+	return newHarnessLog(t, io.Discard, steps...)
+}
+
+func newHarnessLog(t *testing.T, logTo io.Writer, steps ...migration.StepDefinition) (*harness, RunInput) {
 	h := &harness{t: t, store: &fakeStore{url: "http://migrator"}, migrator: &fakeMigrator{}}
-	h.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	h.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(logTo, nil))))
 	h.env = h.NewTestWorkflowEnvironment()
 	h.env.SetStartTime(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
 	Register(h.env, &Activities{Store: h.store, Migrators: h.migrator})
@@ -124,6 +176,7 @@ func newHarness(t *testing.T, steps ...migration.StepDefinition) (*harness, RunI
 			Inputs:    map[string]string{"target": "1.23"},
 		},
 		DispatchWindow: time.Hour,
+		Version:        CurrentVersion,
 	}
 }
 
@@ -194,8 +247,13 @@ func TestRunWalksOpenMergedThenReviewCompleted(t *testing.T) {
 			t.Fatalf("update failed: %+v", o)
 		}
 	}
-	if !opened.result.Changed || opened.result.Run.Current().PRURL != "https://git.example/pr/1" {
+	// A report is answered with its step alone; an operator's action with
+	// the whole Run.
+	if !opened.result.Changed || opened.result.Step.PRURL != "https://git.example/pr/1" || opened.result.Run != nil {
 		t.Fatalf("open answered %+v", opened.result)
+	}
+	if r := finished.result.Run; r == nil || r.Results[1].Status != migration.StepCompleted || finished.result.Step.Message != "LGTM" {
+		t.Fatalf("review finished answered %+v", finished.result)
 	}
 	if got := strings.Join(h.migrator.sent(), ","); got != "open-pr#1,review#1" {
 		t.Fatalf("dispatches %s", got)
@@ -231,7 +289,7 @@ func TestFailedStepWaitsForRetry(t *testing.T) {
 		t.Fatalf("failure report: %+v", failed)
 	}
 	wantRejected(t, early, migration.ReasonTransitionNotAllowed)
-	if retried.err != nil || retried.rejected != nil || retried.result.Run.Current().Attempt != 2 {
+	if retried.err != nil || retried.rejected != nil || retried.result.Run == nil || retried.result.Run.Current().Attempt != 2 || retried.result.Step.Attempt != 2 {
 		t.Fatalf("retry: %+v", retried)
 	}
 	wantRejected(t, retriedTwice, migration.ReasonStaleAttempt)
@@ -480,5 +538,64 @@ func TestTheWorkflowRecordsEveryTransition(t *testing.T) {
 	}
 	if merge != 3*time.Hour-time.Minute || pr != 3*time.Hour {
 		t.Fatalf("durations: time to merge %v, dispatch to merged %v (observations %+v)", merge, pr, h.store.obs)
+	}
+}
+
+// The store down for a long while delays the Run's view and its next
+// dispatch, never the Run: reports are answered, and once the store is back
+// the view and the history catch up with every event, once, in order, and
+// the Run goes on to the end.
+func TestTheStoreDownForALongWhileOnlyDelaysTheRun(t *testing.T) {
+	h, in := newHarness(t)
+	start := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	back := start.Add(90 * time.Minute)
+	h.store.failWhile(func() bool { now := h.env.Now(); return now.After(start.Add(30*time.Second)) && now.Before(back) })
+	opened := h.at(time.Minute, report("open-pr", 1, migration.StepOpen))
+	merged := h.at(10*time.Minute, report("open-pr", 1, migration.StepMerged))
+	var during migration.Run
+	h.env.RegisterDelayedCallback(func() { during = h.store.last() }, 80*time.Minute)
+	review := h.at(100*time.Minute, report("review", 1, migration.StepCompleted))
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*outcome{opened, merged, review} {
+		if !o.done || o.rejected != nil || o.err != nil {
+			t.Fatalf("a report: %+v", o)
+		}
+	}
+	if len(during.Results) != 1 || during.Results[0].Status != migration.StepInProgress {
+		t.Fatalf("the view during the outage should be the last one written: %+v", during.Results)
+	}
+	if got := strings.Join(h.migrator.sent(), ","); got != "open-pr#1,review#1" {
+		t.Fatalf("dispatches: %s", got)
+	}
+	if d := h.migrator.dispatches[1]; d.Inputs["target"] != "1.23" {
+		t.Fatalf("the dispatch after the outage: %+v", d)
+	}
+	last := h.store.last()
+	if last.Status != migration.RunCompleted || last.Results[1].Status != migration.StepCompleted {
+		t.Fatalf("the view after the outage: %+v", last)
+	}
+	want := "run_started,step_dispatched:open-pr,step_reported:open-pr:open,step_reported:open-pr:merged,step_dispatched:review,step_reported:review:completed,run_completed"
+	if got := strings.Join(h.store.kinds(), ","); got != want {
+		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+}
+
+// A report and the dispatch of the next step it lets go are one write; so
+// are the last report and the Run's completion.
+func TestAReportAndTheNextDispatchAreOneWrite(t *testing.T) {
+	h, in := newHarness(t)
+	h.at(time.Minute, report("open-pr", 1, migration.StepOpen))
+	h.at(2*time.Minute, report("open-pr", 1, migration.StepMerged))
+	h.at(3*time.Minute, report("review", 1, migration.StepCompleted))
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	// The execution's begin (no StartRun recorded it here), then: open-pr
+	// dispatched, its open report, merged + review dispatched, review
+	// completed + Run completed.
+	if h.store.saves != 5 {
+		t.Fatalf("%d view writes, want 5", h.store.saves)
 	}
 }

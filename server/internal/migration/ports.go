@@ -36,6 +36,9 @@ type CandidateStore interface {
 	SubmitCandidates(ctx context.Context, s Submission, now time.Time) (SubmitResult, error)
 	ListCandidates(ctx context.Context, migrationID string, f CandidateFilter, page PageRequest) (CandidatePage, error)
 	GetCandidate(ctx context.Context, migrationID, candidateID string) (Candidate, error)
+	// GetMigrationAndCandidate reads a Candidate with its Migration at once
+	// (one round trip): what a start, a preview and a dispatch need.
+	GetMigrationAndCandidate(ctx context.Context, migrationID, candidateID string) (Migration, Candidate, error)
 	UpdateCandidateInputs(ctx context.Context, migrationID, candidateID string, change InputChange, now time.Time) (Candidate, error)
 }
 
@@ -54,10 +57,10 @@ type RunStore interface {
 	// SaveRun stores the view of run when run.Execution is the Candidate's
 	// current execution and run.Seq is newer than the stored one; older
 	// writes are ignored. A completed Run also completes its Candidate; a
-	// cancelled one puts it back to not_started. Returns the stored view.
-	// events and obs are the change's events and measured durations, applied
-	// once whatever order saves land in.
-	SaveRun(ctx context.Context, run Run, events []Event, obs []Observation) (Run, error)
+	// cancelled one puts it back to not_started. events and obs are the change's events and measured durations, applied
+	// once (a Run's saves come one at a time, in order). Returns the stored
+	// view's version.
+	SaveRun(ctx context.Context, run Run, events []Event, obs []Observation) (version int64, err error)
 	GetRun(ctx context.Context, migrationID, candidateID string) (Run, error)
 	ListRuns(ctx context.Context, migrationID string, f RunFilter, page PageRequest) (RunPage, error)
 	// WatchRun notifies of every stored change of a Run until ctx ends.
@@ -84,12 +87,25 @@ type ExecutionEngine interface {
 	// under m.RunID is refused with ErrAlreadyExists.
 	StartRun(ctx context.Context, m Manifest) error
 	// Act applies a step action to the running execution of runID, checked
-	// against the transition table before anything changes, and returns the
-	// Run after it. ErrRunNotActive when no execution is running.
-	Act(ctx context.Context, runID string, a StepAction) (run Run, changed bool, err error)
+	// against the transition table before anything changes, and says how
+	// the step and Run stand after it. ErrRunNotActive when no execution is
+	// running.
+	Act(ctx context.Context, runID string, a StepAction) (Acted, error)
 	// CancelRun cancels the running execution of runID and returns once it
 	// has stopped and cleaned up. ErrRunNotActive when none is running.
 	CancelRun(ctx context.Context, runID, reason, actor string) error
+}
+
+// Acted is the answer to a step action that was applied (or accepted as a
+// repeat).
+type Acted struct {
+	// Step is the step acted on, as it stands after the action.
+	Step StepResult
+	// Run is the whole Run after the action, for operators' actions. A
+	// Migrator's report is answered with Step alone: the answer is recorded
+	// in the Run's history at every report, so it is kept small.
+	Run     Run
+	Changed bool
 }
 
 // ErrRunNotActive says the ExecutionEngine has no running execution of a

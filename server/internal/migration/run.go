@@ -93,6 +93,16 @@ func (r *Run) Current() *StepResult {
 	return &r.Results[len(r.Results)-1]
 }
 
+// Result returns the latest result of the step named name, if reached.
+func (r *Run) Result(name string) (StepResult, bool) {
+	for i := len(r.Results) - 1; i >= 0; i-- {
+		if r.Results[i].StepName == name {
+			return r.Results[i], true
+		}
+	}
+	return StepResult{}, false
+}
+
 // CurrentDefinition returns the definition of the current step.
 func (r *Run) CurrentDefinition() StepDefinition {
 	return r.Steps[len(r.Results)-1]

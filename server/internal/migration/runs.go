@@ -23,11 +23,7 @@ type Runs struct {
 
 // StartRun starts the Run of one Candidate.
 func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, inputs map[string]string) (Run, error) {
-	m, err := u.Store.GetMigration(ctx, migrationID)
-	if err != nil {
-		return Run{}, err
-	}
-	c, err := u.Store.GetCandidate(ctx, migrationID, candidateID)
+	m, c, err := u.Store.GetMigrationAndCandidate(ctx, migrationID, candidateID)
 	if err != nil {
 		return Run{}, err
 	}
@@ -115,27 +111,28 @@ func (u *Runs) CancelRun(ctx context.Context, runID, reason, actor string) (Run,
 
 // Act applies a step action (a Migrator's report, a retry, an operator's
 // override) to a running Run.
-func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Run, bool, error) {
-	run, changed, err := u.Engine.Act(ctx, runID, a)
+func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Acted, error) {
+	acted, err := u.Engine.Act(ctx, runID, a)
 	if !errors.Is(err, ErrRunNotActive) {
-		return run, changed, err
+		return acted, err
 	}
 	// No execution runs: answer from the view, so that a late duplicate of a
 	// finished step is accepted and anything else gets the precise refusal.
 	view, verr := u.GetRun(ctx, runID)
 	if verr != nil {
-		return Run{}, false, verr
+		return Acted{}, verr
 	}
 	if view.IsDuplicateReport(a) {
-		return view, false, nil
+		step, _ := view.Result(a.Step)
+		return Acted{Step: step, Run: view}, nil
 	}
 	if view.Status != RunRunning {
 		probe := view.Clone()
 		_, err := probe.Apply(a, u.Now()) // the refusal, with where the Run stands
-		return Run{}, false, err
+		return Acted{}, err
 	}
 	// The view says running but no execution runs: its start did not finish.
-	return Run{}, false, FailedPrecondition(ReasonRunNotRunning,
+	return Acted{}, FailedPrecondition(ReasonRunNotRunning,
 		"run %s has no running execution (its start did not finish); cancel it and start it again", runID).With("run_id", runID)
 }
 
@@ -220,11 +217,7 @@ func (u *Runs) WatchRun(ctx context.Context, runID string, afterVersion int64, s
 // PreviewRun asks the Migrator what each step would change for a
 // Candidate. Nothing is stored.
 func (u *Runs) PreviewRun(ctx context.Context, migrationID, candidateID string, inputs map[string]string) ([]StepPreview, error) {
-	m, err := u.Store.GetMigration(ctx, migrationID)
-	if err != nil {
-		return nil, err
-	}
-	c, err := u.Store.GetCandidate(ctx, migrationID, candidateID)
+	m, c, err := u.Store.GetMigrationAndCandidate(ctx, migrationID, candidateID)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -585,5 +586,34 @@ func TestNotFound(t *testing.T) {
 	// A not-found update created nothing.
 	if _, err := s.GetCandidate(ctx, "m", "b"); err == nil {
 		t.Errorf("candidate b exists")
+	}
+}
+
+func TestGetMigrationAndCandidateReadsBothInOneCall(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
+	m, c, err := s.GetMigrationAndCandidate(ctx, "m", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantM, err1 := s.GetMigration(ctx, "m")
+	wantC, err2 := s.GetCandidate(ctx, "m", "a")
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(m, wantM) || !reflect.DeepEqual(c, wantC) {
+		t.Fatalf("read %+v / %+v, want %+v / %+v", m, c, wantM, wantC)
+	}
+	for _, tc := range []struct{ m, c, reason string }{
+		{"m", "zz", migration.ReasonCandidateNotFound},
+		{"nope", "a", migration.ReasonMigrationNotFound},
+	} {
+		_, _, err := s.GetMigrationAndCandidate(ctx, tc.m, tc.c)
+		var ref *migration.Refusal
+		if !errors.Is(err, migration.ErrNotFound) || !errors.As(err, &ref) || ref.Reason != tc.reason {
+			t.Errorf("%s/%s: %v, want not found (%s)", tc.m, tc.c, err, tc.reason)
+		}
 	}
 }

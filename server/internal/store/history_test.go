@@ -41,11 +41,10 @@ func allEvents(t *testing.T, s *Store, m string, f migration.EventFilter) []migr
 // workflow does.
 func saveWith(t *testing.T, s *Store, r *migration.Run, now time.Time, events ...migration.Event) migration.Run {
 	t.Helper()
-	stored, err := s.SaveRun(context.Background(), *r, events, r.Observations(now))
-	if err != nil {
+	if _, err := s.SaveRun(context.Background(), *r, events, r.Observations(now)); err != nil {
 		t.Fatal(err)
 	}
-	return stored
+	return mustGetRun(t, s, r.MigrationID, r.CandidateID)
 }
 
 func TestEveryChangeRecordsItsEvent(t *testing.T) {
@@ -130,7 +129,9 @@ func TestAFailedWriteRecordsNothing(t *testing.T) {
 	}
 }
 
-func TestEventsOfASaveAreAppliedOnceInAnyOrder(t *testing.T) {
+// A Run's workflow saves one change set at a time, in order, and retries a
+// save whose answer it lost: each save's events are applied once.
+func TestEventsOfASaveAreAppliedOnceWhenRetried(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	mustPut(t, s, "m")
@@ -145,17 +146,82 @@ func TestEventsOfASaveAreAppliedOnceInAnyOrder(t *testing.T) {
 	a.PRURL = "https://x.example/1"
 	runAct(t, &r, a, at(3))
 	second := r.Clone()
-	// The newer save lands first; the older one's events still count; a
-	// retried save writes nothing twice.
-	for _, save := range []struct {
+	saves := []struct {
 		run migration.Run
 		ev  migration.Event
-	}{{second, second.ActionEvents(a, at(3))[0]}, {first, first.DispatchedEvent(at(2))}, {second, second.ActionEvents(a, at(3))[0]}} {
+	}{{first, first.DispatchedEvent(at(2))}, {first, first.DispatchedEvent(at(2))}, {second, second.ActionEvents(a, at(3))[0]}, {second, second.ActionEvents(a, at(3))[0]}}
+	for _, save := range saves {
 		if _, err := s.SaveRun(ctx, save.run, []migration.Event{save.ev}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := kindsOf(allEvents(t, s, "m", migration.EventFilter{Kinds: []migration.EventKind{migration.EventStepDispatched, migration.EventStepReported}})); got != "step_reported:bump,step_dispatched:bump" {
+	if got := kindsOf(allEvents(t, s, "m", migration.EventFilter{Kinds: []migration.EventKind{migration.EventStepDispatched, migration.EventStepReported}})); got != "step_dispatched:bump,step_reported:bump" {
+		t.Fatalf("events: %s", got)
+	}
+	// A save older than the one stored is a late duplicate: nothing of it is
+	// applied again.
+	if _, err := s.SaveRun(ctx, first, []migration.Event{first.DispatchedEvent(at(2))}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := kindsOf(allEvents(t, s, "m", migration.EventFilter{})); strings.Count(got, "step_dispatched") != 1 {
+		t.Fatalf("a late duplicate applied again: %s", got)
+	}
+}
+
+// The run view's record keeps the same fields however many times it is
+// saved: reading or saving a Run weeks old costs what it cost on day one.
+func TestARunViewDoesNotGrowWithItsSaves(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
+	r := newRun("m", "a", 1, at(1))
+	mustBegin(t, s, r)
+	r.BeginStep(0, 1, at(2))
+	saveWith(t, s, &r, at(2), r.DispatchedEvent(at(2)))
+	fields := rdb.HLen(ctx, runKey("m", "a")).Val()
+	for i := range 200 {
+		a := reportAction(&r, migration.StepInProgress)
+		a.Message = fmt.Sprint("progress ", i)
+		runAct(t, &r, a, at(3+i))
+		saveWith(t, s, &r, at(3+i), r.ActionEvents(a, at(3+i))...)
+	}
+	if got := rdb.HLen(ctx, runKey("m", "a")).Val(); got != fields {
+		t.Fatalf("the run view has %d fields after 200 saves, %d after the first", got, fields)
+	}
+	if n := len(allEvents(t, s, "m", migration.EventFilter{Kinds: []migration.EventKind{migration.EventStepReported}})); n != 200 {
+		t.Fatalf("%d reports recorded, want 200", n)
+	}
+}
+
+// Views written before evseq marked each save with a field of its own:
+// the first save now removes them, and counts the saves up to the stored
+// seq as applied.
+func TestALegacyRunViewLosesItsPerSaveFields(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
+	r := newRun("m", "a", 1, at(1))
+	mustBegin(t, s, r)
+	r.BeginStep(0, 1, at(2))
+	saveWith(t, s, &r, at(2), r.DispatchedEvent(at(2)))
+	key := runKey("m", "a")
+	// As an older Loom left it.
+	rdb.HDel(ctx, key, "evseq")
+	rdb.HSet(ctx, key, "ev:1:0", 1, "ev:1:1", 1)
+	// A retry of the stored save applies nothing; the next save applies.
+	saveWith(t, s, &r, at(2), r.DispatchedEvent(at(2)))
+	a := reportAction(&r, migration.StepOpen)
+	a.PRURL = "https://x.example/1"
+	runAct(t, &r, a, at(3))
+	saveWith(t, s, &r, at(3), r.ActionEvents(a, at(3))...)
+	for _, f := range rdb.HKeys(ctx, key).Val() {
+		if strings.HasPrefix(f, "ev:") {
+			t.Errorf("field %s left", f)
+		}
+	}
+	if got := kindsOf(allEvents(t, s, "m", migration.EventFilter{Kinds: []migration.EventKind{migration.EventStepDispatched, migration.EventStepReported}})); got != "step_dispatched:bump,step_reported:bump" {
 		t.Fatalf("events: %s", got)
 	}
 }

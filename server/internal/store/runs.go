@@ -90,15 +90,16 @@ type observationRecord struct {
 }
 
 // SaveRun stores a newer view of the current execution, with the events and
-// the durations of its change (see saveRunScript).
-func (s *Store) SaveRun(ctx context.Context, run migration.Run, events []migration.Event, obs []migration.Observation) (migration.Run, error) {
+// the durations of its change (see saveRunScript), and returns the stored
+// view's version.
+func (s *Store) SaveRun(ctx context.Context, run migration.Run, events []migration.Event, obs []migration.Observation) (int64, error) {
 	view, err := encodeRun(run)
 	if err != nil {
-		return migration.Run{}, fmt.Errorf("encode run %s: %w", run.ID, err)
+		return 0, fmt.Errorf("encode run %s: %w", run.ID, err)
 	}
 	evs, err := encodeEvents(events)
 	if err != nil {
-		return migration.Run{}, err
+		return 0, err
 	}
 	recs := make([]observationRecord, len(obs))
 	for i, o := range obs {
@@ -109,33 +110,22 @@ func (s *Store) SaveRun(ctx context.Context, run migration.Run, events []migrati
 		s.withHistoryArgs(ctx, run.UpdateTime, run.CandidateID, run.Execution, run.Seq, view, string(run.Status), string(run.CurrentStepStatus()),
 			millis(run.UpdateTime), runChannel(run.MigrationID, run.CandidateID), run.CurrentStepName(), evs, string(ob), stepPosition(run))...).Slice()
 	if err != nil {
-		return migration.Run{}, fmt.Errorf("save run %s: %w", run.ID, err)
+		return 0, fmt.Errorf("save run %s: %w", run.ID, err)
 	}
-	return s.runReply(res, run, "save run")
+	if err := s.runRefusal(res, run, "save run"); err != nil {
+		return 0, err
+	}
+	ver, err := replyIntAt(res, 1)
+	if err != nil || len(res) != 2 {
+		return 0, fmt.Errorf("save run %s: unexpected reply %v", run.ID, res)
+	}
+	return ver, nil
 }
 
 func (s *Store) runReply(res []any, run migration.Run, op string) (migration.Run, error) {
 	m, c := run.MigrationID, run.CandidateID
-	code, err := replyCode(res)
-	if err != nil {
-		return migration.Run{}, fmt.Errorf("%s %s: %w", op, run.ID, err)
-	}
-	switch code {
-	case replyOK:
-	case replyMigrationNotFound:
-		return migration.Run{}, migration.MigrationNotFound(m)
-	case replyCandidateNotFound:
-		return migration.Run{}, migration.CandidateNotFound(m, c)
-	case replyCompleted:
-		return migration.Run{}, migration.FailedPrecondition(migration.ReasonCandidateCompleted,
-			"candidate %q has completed this migration", c).With("run_id", run.ID)
-	case replyStaleExecution:
-		cur, _ := replyIntAt(res, 1)
-		return migration.Run{}, migration.FailedPrecondition(migration.ReasonStaleExecution,
-			"execution %d of run %s is not the current one (%d)", run.Execution, run.ID, cur).
-			With("run_id", run.ID).With("execution", strconv.FormatInt(cur, 10))
-	default:
-		return migration.Run{}, fmt.Errorf("%s %s: unexpected reply %v", op, run.ID, res)
+	if err := s.runRefusal(res, run, op); err != nil {
+		return migration.Run{}, err
 	}
 	if len(res) != 2 {
 		return migration.Run{}, fmt.Errorf("%s %s: unexpected reply %v", op, run.ID, res)
@@ -145,6 +135,33 @@ func (s *Store) runReply(res []any, run migration.Run, op string) (migration.Run
 		return migration.Run{}, fmt.Errorf("%s %s: %w", op, run.ID, err)
 	}
 	return decodeRun(m, c, h)
+}
+
+// runRefusal turns the refusals of beginRunScript and saveRunScript into
+// errors; nil for replyOK.
+func (s *Store) runRefusal(res []any, run migration.Run, op string) error {
+	m, c := run.MigrationID, run.CandidateID
+	code, err := replyCode(res)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, run.ID, err)
+	}
+	switch code {
+	case replyOK:
+		return nil
+	case replyMigrationNotFound:
+		return migration.MigrationNotFound(m)
+	case replyCandidateNotFound:
+		return migration.CandidateNotFound(m, c)
+	case replyCompleted:
+		return migration.FailedPrecondition(migration.ReasonCandidateCompleted,
+			"candidate %q has completed this migration", c).With("run_id", run.ID)
+	case replyStaleExecution:
+		cur, _ := replyIntAt(res, 1)
+		return migration.FailedPrecondition(migration.ReasonStaleExecution,
+			"execution %d of run %s is not the current one (%d)", run.Execution, run.ID, cur).
+			With("run_id", run.ID).With("execution", strconv.FormatInt(cur, 10))
+	}
+	return fmt.Errorf("%s %s: unexpected reply %v", op, run.ID, res)
 }
 
 // GetRun returns the run view of Candidate c of m.

@@ -591,6 +591,26 @@ local p = progressOf(KEYS[3], KEYS[4], ARGV[1])
 return {0, h, p[1], p[2]}
 `)
 
+// getMigrationCandidateScript reads one Candidate and its Migration.
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] candidateKey(m, c)
+//	KEYS[3] runKey(m, c)
+//	KEYS[4] changeIndexKey(m)
+//	ARGV[1] c
+//
+// Returns {replyMigrationNotFound}, {replyCandidateNotFound} or
+// {replyOK, HGETALL of the Candidate, run fields, last change, HGETALL of
+// the Migration}.
+var getMigrationCandidateScript = redis.NewScript(candidateRowLua + `
+local m = redis.call('HGETALL', KEYS[1])
+if #m == 0 then return {1} end
+local h = redis.call('HGETALL', KEYS[2])
+if #h == 0 then return {2} end
+local p = progressOf(KEYS[3], KEYS[4], ARGV[1])
+return {0, h, p[1], p[2], m}
+`)
+
 // updateInputsScript removes then sets operator inputs of a Candidate, in
 // any status. The inputs field is a JSON object edited with Redis's cjson:
 // decode, change, encode, all inside the script (atomic; no WATCH retries).
@@ -737,6 +757,20 @@ local function moveCandidate(id, kind, from, to, now)
 end
 
 local function hour(ms) return tostring(math.floor(tonumber(ms) / 3600000)) end
+
+-- eventsSeq is the seq of the run view's execution up to which its events
+-- are applied (evseq). Views written before evseq marked each save with a
+-- field 'ev:<exec>:<seq>', a field per save for ever: those are removed
+-- once, and every save up to the stored seq counts as applied (saves were
+-- already one at a time).
+local function eventsSeq(runKey, stored)
+  local e = redis.call('HGET', runKey, 'evseq')
+  if e then return tonumber(e) end
+  for _, f in ipairs(redis.call('HKEYS', runKey)) do
+    if string.sub(f, 1, 3) == 'ev:' then redis.call('HDEL', runKey, f) end
+  end
+  return tonumber(stored or '-1')
+end
 `
 
 // runKeysDoc is the KEYS of beginRunScript and saveRunScript:
@@ -796,7 +830,9 @@ if exec == n and status == 'running' then return {0, redis.call('HGETALL', KEYS[
 if exec >= n then return {6, exec} end
 moveCandidate(id, kind, status, 'running', now)
 redis.call('HSET', KEYS[2], 'exec', n, 'inputs', ARGV[3], 'utime', now)
+eventsSeq(KEYS[3], nil)
 storeView(id, ARGV[4], n, ARGV[5], 'running', '', ARGV[7], '', 0)
+redis.call('HSET', KEYS[3], 'evseq', ARGV[5])
 local d = {}
 for k, v in pairs(cjson.decode(ARGV[3])) do d['inputs.' .. k] = v end
 addEvent({k = 'run_started', t = now, c = id, r = ARGV[8], x = n, d = d})
@@ -824,9 +860,11 @@ return {0, redis.call('HGETALL', KEYS[3])}
 //	ARGV[12] stepPosition of the view
 //	then the history ARGV
 //
-// Events and measures are applied once per (execution, seq), even when the
-// view itself is older than the stored one (writes may land out of order),
-// and never twice (a retried save after a lost answer). Failures (a step
+// Events and measures are applied with a seq above every seq whose events
+// were applied (evseq, one field: the record does not grow with the Run's
+// age), so never twice (a retried save after a lost answer). A Run's
+// workflow writes one save at a time, in order, each carrying every change
+// since the last write, so none is skipped. Failures (a step
 // failed by Loom, reported failed, or a review finished as failed) are
 // listed (at most 50) and counted per step, and a running Candidate's last
 // activity is kept for stuck detection.
@@ -837,7 +875,7 @@ return {0, redis.call('HGETALL', KEYS[3])}
 // refused as stale.
 //
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound},
-// {replyStaleExecution, current exec} or {replyOK, HGETALL of the run view}.
+// {replyStaleExecution, current exec} or {replyOK, the view's version}.
 var saveRunScript = redis.NewScript(historyLua + runViewLua + `
 local c = redis.call('HMGET', KEYS[2], 'status', 'kind', 'exec')
 if not c[1] then
@@ -849,7 +887,8 @@ local status, kind, exec = c[1], c[2], tonumber(c[3] or '0')
 if exec ~= n then return {6, exec} end
 local r = redis.call('HMGET', KEYS[3], 'exec', 'seq')
 if not r[1] then return {6, exec} end
-if redis.call('HSETNX', KEYS[3], 'ev:' .. n .. ':' .. seq, 1) == 1 then
+if seq > eventsSeq(KEYS[3], r[2]) then
+  redis.call('HSET', KEYS[3], 'evseq', seq)
   for _, e in ipairs(cjson.decode(ARGV[10])) do
     addEvent(e)
     local d = e.d or {}
@@ -871,7 +910,7 @@ if redis.call('HSETNX', KEYS[3], 'ev:' .. n .. ':' .. seq, 1) == 1 then
   if status == 'running' and ARGV[5] == 'running' then redis.call('ZADD', KEYS[13], now, id) end
 end
 if tonumber(r[1] or '0') == n and tonumber(r[2] or '-1') >= seq then
-  return {0, redis.call('HGETALL', KEYS[3])}
+  return {0, tonumber(redis.call('HGET', KEYS[3], 'ver'))}
 end
 storeView(id, ARGV[4], n, seq, ARGV[5], ARGV[6], ARGV[8], ARGV[9], ARGV[12])
 touch(id, now)
@@ -884,7 +923,7 @@ if status == 'running' then
   end
 end
 if ARGV[5] ~= 'running' then redis.call('ZREM', KEYS[13], id) end
-return {0, redis.call('HGETALL', KEYS[3])}
+return {0, tonumber(redis.call('HGET', KEYS[3], 'ver'))}
 `)
 
 // appendEventsScript records events that come with no change of state.

@@ -521,6 +521,32 @@ func (s *Store) GetCandidate(ctx context.Context, m, c string) (migration.Candid
 	return candidateReply(res, m, c, "get candidate")
 }
 
+// GetMigrationAndCandidate reads Candidate c of m and m itself in one
+// round trip (see getMigrationCandidateScript).
+func (s *Store) GetMigrationAndCandidate(ctx context.Context, m, c string) (migration.Migration, migration.Candidate, error) {
+	res, err := getMigrationCandidateScript.Run(ctx, s.rdb, []string{migrationKey(m), candidateKey(m, c), runKey(m, c), changeIndexKey(m)}, c).Slice()
+	if err != nil {
+		return migration.Migration{}, migration.Candidate{}, fmt.Errorf("get candidate %s/%s: %w", m, c, err)
+	}
+	if len(res) != 5 {
+		_, err := candidateReply(res, m, c, "get candidate")
+		if err == nil {
+			err = fmt.Errorf("get candidate %s/%s: unexpected reply %v", m, c, res)
+		}
+		return migration.Migration{}, migration.Candidate{}, err
+	}
+	cand, err := candidateReply(res[:4], m, c, "get candidate")
+	if err != nil {
+		return migration.Migration{}, migration.Candidate{}, err
+	}
+	h, err := replyFields(res[4])
+	if err != nil {
+		return migration.Migration{}, migration.Candidate{}, fmt.Errorf("get migration %s: %w", m, err)
+	}
+	mig, err := decodeMigration(m, h)
+	return mig, cand, err
+}
+
 // UpdateCandidateInputs removes change.Remove then sets change.Set in the
 // stored inputs of a Candidate, in any status, and moves its update time to
 // now (see updateInputsScript).
