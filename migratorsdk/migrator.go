@@ -60,7 +60,7 @@ type Options struct {
 	// migrator_url); default "http://" + ListenAddr (127.0.0.1 for an empty
 	// host).
 	AdvertiseURL string
-	// HTTPClient calls Loom; default http.DefaultClient.
+	// HTTPClient calls Loom; default DefaultHTTPClient().
 	HTTPClient *http.Client
 	// Token authenticates the Migrator to Loom (a token of the migrator
 	// role); empty for a Loom that does not authenticate callers.
@@ -235,7 +235,9 @@ func (m *Migrator) Serve(ctx context.Context, l net.Listener) error {
 // The handler refuses calls not signed by the Loom at Options.LoomURL
 // (when that Loom signs its calls).
 func (m *Migrator) Handler() (string, http.Handler) {
-	path, h := migratorv1connect.NewMigratorServiceHandler(&service{m: m}, connect.WithInterceptors(telemetry()))
+	// A dispatch's answer is a few bytes: gzip would only cost CPU.
+	path, h := migratorv1connect.NewMigratorServiceHandler(&service{m: m}, connect.WithInterceptors(telemetry()),
+		connect.WithCompressMinBytes(1024))
 	return path, m.verify.wrap(h)
 }
 

@@ -78,7 +78,8 @@ func startLoom(ctx context.Context, env devenv.Env, tc client.Client, steps, can
 	s.cancel, s.served = cancel, make(chan error, 1)
 	go func() { s.served <- s.m.Serve(mctx, l) }()
 	operator := migratorsdk.WithToken(env.OperatorToken)
-	s.runs = loomv1connect.NewRunServiceClient(http.DefaultClient, env.APIURL, operator)
+	// The operator starts many Runs at once: as many connections as it needs.
+	s.runs = loomv1connect.NewRunServiceClient(migratorsdk.DefaultHTTPClient(), env.APIURL, operator)
 	if err := waitForCandidates(ctx, env.APIURL, candidates, operator); err != nil {
 		s.stop()
 		return nil, err
