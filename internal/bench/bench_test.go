@@ -86,7 +86,7 @@ func TestAttributeSplitsABoundaryIntoConsecutiveHops(t *testing.T) {
 		{Name: spanUpdate, ID: id(2), Parent: id(1), Start: at(0.2), End: at(8.9), WorkflowID: wf},
 		{Name: spanValidate, ID: id(3), Start: at(3), End: at(3.1), WorkflowID: wf},
 		{Name: spanWrite, ID: id(4), Start: at(3.3), End: at(4.3), WorkflowID: wf},
-		{Name: spanDispatch, ID: id(7), Start: at(5.5), End: at(8), WorkflowID: wf},
+		{Name: spanDispatch, ID: id(7), Start: at(3.4), End: at(8), WorkflowID: wf},
 		{Name: spanRead, ID: id(8), Parent: id(7), Start: at(6.8), End: at(7)},
 		{Name: spanExecuteStep, ID: id(9), Parent: id(7), Start: at(7.1), End: at(7.5)},
 	}
@@ -111,7 +111,7 @@ func TestAttributeSplitsABoundaryIntoConsecutiveHops(t *testing.T) {
 		t.Errorf("call %v, want 0.3ms", got)
 	}
 	// A boundary whose dispatch was never traced is not made up.
-	bd = attribute(paths[0], []boundary{b}, spans[:4])
+	bd = attribute(paths[0], []boundary{b}, spans[:5])
 	if bd.Matched != 0 || bd.Missed != 1 {
 		t.Errorf("with spans missing: matched %d, missed %d; want 0, 1", bd.Matched, bd.Missed)
 	}

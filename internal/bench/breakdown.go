@@ -103,10 +103,9 @@ type path struct {
 	follow func(b boundary, f finder) (marks []time.Time, ok bool)
 }
 
-// The hops after the view write, common to both paths.
+// The hops of a dispatch, common to both paths: it is made in the
+// workflow task, as a local activity.
 var dispatchHops = []string{
-	"workflow task completes → dispatch activity starts",
-	"activity task reaches the worker",
 	"dispatch: read Migration and Candidate (Redis)",
 	"dispatch: sign, until the call",
 	"call to the Migrator (HTTP, SDK)",
@@ -121,19 +120,17 @@ var paths = []path{
 			"API: authenticate, validate, check the callback token",
 			"Update: Temporal → worker (admission)",
 			"Update validator",
-			"update handler and next step, until the view write",
-			"view write: the report and the next dispatch (WriteView)",
+			"update handler and next step, until the dispatch",
 		}, dispatchHops...),
 		follow: func(b boundary, f finder) ([]time.Time, bool) {
 			upd, ok1 := f.first(spanUpdate, b.Reported)
 			report, ok2 := f.byID[upd.Parent]
 			val, ok3 := f.first(spanValidate, upd.Start)
-			write, ok4 := f.first(spanWrite, val.End)
-			tail, ok5 := f.dispatch(write.End)
-			if !(ok1 && ok2 && ok3 && ok4 && ok5) || report.Name != spanReport {
+			tail, ok4 := f.dispatch(val.End)
+			if !(ok1 && ok2 && ok3 && ok4) || report.Name != spanReport {
 				return nil, false
 			}
-			return append([]time.Time{report.Start, upd.Start, val.Start, val.End, write.Start, write.End}, tail...), true
+			return append([]time.Time{report.Start, upd.Start, val.Start, val.End}, tail...), true
 		},
 	},
 	{
@@ -145,6 +142,7 @@ var paths = []path{
 			"start the workflow (Temporal)",
 			"first workflow task, until the view write",
 			"view write: the execution and its first dispatch (WriteView)",
+			"workflow, until the dispatch",
 		}, dispatchHops...),
 		follow: func(b boundary, f finder) ([]time.Time, bool) {
 			sw, ok1 := f.first(spanStartWorkflow, b.Reported)
@@ -177,7 +175,8 @@ func (f finder) first(name string, after time.Time) (span, bool) {
 	return span{}, false
 }
 
-// dispatch is the marks of the dispatch that follows after, up to the end.
+// dispatch is the marks of the dispatch that follows after, up to the end:
+// its reads' start and end, its call's start and the end.
 func (f finder) dispatch(after time.Time) ([]time.Time, bool) {
 	disp, ok := f.first(spanDispatch, after)
 	if !ok {
@@ -193,7 +192,7 @@ func (f finder) dispatch(after time.Time) ([]time.Time, bool) {
 			read, okRead = s, true
 		}
 	}
-	return []time.Time{disp.Start, read.Start, read.End, exec.Start, f.end}, okExec && okRead
+	return []time.Time{read.Start, read.End, exec.Start, f.end}, okExec && okRead
 }
 
 // breakdown is the hops of each stretch of one path that could be followed

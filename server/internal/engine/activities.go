@@ -64,12 +64,21 @@ func (a *Activities) WriteView(ctx context.Context, in WriteInput) (ViewWritten,
 	return ViewWritten{Version: version}, nil
 }
 
+// DispatchInput is the input of DispatchStep: the dispatch, and whether a
+// first try was made in the workflow task already (it counts as try 1).
+// Dispatches recorded before it existed decode into it unchanged.
+type DispatchInput struct {
+	migration.Dispatch
+	TriedAtOnce bool `json:",omitempty"`
+}
+
 // DispatchStep sends one step to the Migrator. It reads the Migrator's URL
 // from the current Migration and the inputs from the current Candidate, so
 // a re-announce moves even Runs in flight and updated inputs reach the next
 // dispatch. Transient failures are retried by Temporal; a Migrator's refusal
 // is not.
-func (a *Activities) DispatchStep(ctx context.Context, d migration.Dispatch) error {
+func (a *Activities) DispatchStep(ctx context.Context, in DispatchInput) error {
+	d := in.Dispatch
 	rctx, read := startSpan(ctx, "DispatchStep: read Migration and Candidate")
 	m, c, err := a.Store.GetMigrationAndCandidate(rctx, d.MigrationID, d.Candidate.ID)
 	read.End()
@@ -96,11 +105,14 @@ func (a *Activities) DispatchStep(ctx context.Context, d migration.Dispatch) err
 	}
 	if err != nil && ctx.Err() == nil {
 		// Record each failed try: Temporal retries it within the window.
-		info := activity.GetInfo(ctx)
-		logger.Warn("dispatch failed; retrying", "migrator_url", m.MigratorURL, "try", info.Attempt, "error", err)
+		try := int(activity.GetInfo(ctx).Attempt)
+		if in.TriedAtOnce {
+			try++
+		}
+		logger.Warn("dispatch failed; retrying", "migrator_url", m.MigratorURL, "try", try, "error", err)
 		ev := migration.Event{Time: time.Now().UTC(), Kind: migration.EventDispatchFailed, MigrationID: d.MigrationID,
 			CandidateID: d.Candidate.ID, RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt,
-			Actor: migration.ActorLoom, Details: map[string]string{"reason": err.Error(), "try": strconv.Itoa(int(info.Attempt))}}
+			Actor: migration.ActorLoom, Details: map[string]string{"reason": err.Error(), "try": strconv.Itoa(try)}}
 		if aerr := a.Store.AppendEvents(ctx, d.MigrationID, []migration.Event{ev}); aerr != nil {
 			err = errors.Join(err, aerr)
 		}

@@ -412,8 +412,28 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 			},
 		})
 		var err error
+		if f.background {
+			// A Migrator answers a dispatch at once: the first try is made in
+			// the workflow task itself, which saves the activity's trips
+			// through Temporal. Only when it fails to get an answer does the
+			// dispatch become an activity retried for the whole window.
+			lctx := workflow.WithLocalActivityOptions(gctx, workflow.LocalActivityOptions{
+				StartToCloseTimeout:    dispatchAtOnce,
+				ScheduleToCloseTimeout: dispatchAtOnce,
+				RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+			})
+			err = workflow.ExecuteLocalActivity(lctx, activityDispatchStep, DispatchInput{Dispatch: d}).Get(gctx, nil)
+			if err == nil || temporal.IsCanceledError(err) || gctx.Err() != nil {
+				return
+			}
+			if refusedForGood(err) {
+				f.failDispatch(gctx, d, attempt, err)
+				return
+			}
+			f.logger(gctx).Info("the Migrator did not take the step at once; dispatching it with retries", "step", d.Step.Name, "attempt", attempt, "error", err)
+		}
 		for {
-			err = workflow.ExecuteActivity(actx, activityDispatchStep, d).Get(gctx, nil)
+			err = workflow.ExecuteActivity(actx, activityDispatchStep, DispatchInput{Dispatch: d, TriedAtOnce: f.background}).Get(gctx, nil)
 			if err == nil || temporal.IsCanceledError(err) || gctx.Err() != nil {
 				return
 			}
@@ -424,19 +444,38 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 			// Migrator was never tried. Dispatch again, with a new window.
 			f.logger(gctx).Warn("the store was unreachable for the whole dispatch window; dispatching again", "step", d.Step.Name, "attempt", attempt, "error", err)
 		}
-		c := f.run.Current()
-		if c.StepName != d.Step.Name || c.Attempt != attempt || c.Status != migration.StepInProgress || f.heard == (stepAttempt{c.StepName, attempt}) {
-			return
-		}
-		now := workflow.Now(gctx)
-		reason := "dispatch failed: " + dispatchFailure(err)
-		f.logger(gctx).Warn("step failed", "step", d.Step.Name, "attempt", attempt, "reason", reason)
-		f.run.FailStep(reason, now)
-		f.record(now, f.run.FailedEvent(now, reason))
-		if err := f.save(gctx); err != nil && gctx.Err() == nil {
-			f.failure = err
-		}
+		f.failDispatch(gctx, d, attempt, err)
 	})
+}
+
+// dispatchAtOnce bounds the first try of a dispatch, made in the workflow
+// task: a Migrator must answer a dispatch at once (it does the work in the
+// background), and the workflow task must not be held long.
+const dispatchAtOnce = 5 * time.Second
+
+// failDispatch fails the step d dispatched because its dispatch failed
+// with err, unless the Migrator has reported on this attempt meanwhile (it
+// got the step) or the step moved on.
+func (f *runFlow) failDispatch(ctx workflow.Context, d migration.Dispatch, attempt int, err error) {
+	c := f.run.Current()
+	if c.StepName != d.Step.Name || c.Attempt != attempt || c.Status != migration.StepInProgress || f.heard == (stepAttempt{c.StepName, attempt}) {
+		return
+	}
+	now := workflow.Now(ctx)
+	reason := "dispatch failed: " + dispatchFailure(err)
+	f.logger(ctx).Warn("step failed", "step", d.Step.Name, "attempt", attempt, "reason", reason)
+	f.run.FailStep(reason, now)
+	f.record(now, f.run.FailedEvent(now, reason))
+	if err := f.save(ctx); err != nil && ctx.Err() == nil {
+		f.failure = err
+	}
+}
+
+// refusedForGood reports whether a dispatch failed in a way no retry can
+// change: the Migrator refused it, or the Migration or Candidate is gone.
+func refusedForGood(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.NonRetryable() && !isTimeout(err)
 }
 
 // storeOutage reports whether a dispatch gave up because the store could

@@ -386,6 +386,17 @@ func TestMigratorDownForAWhile(t *testing.T) {
 	if n := len(h.migrator.dispatches); n != 6 {
 		t.Fatalf("%d dispatch attempts, want 6", n)
 	}
+	// The first try was made in the workflow task, the others by the
+	// activity: the history numbers them all in one sequence.
+	var tries []string
+	for _, e := range h.store.events {
+		if e.Kind == migration.EventDispatchFailed {
+			tries = append(tries, e.Details["try"])
+		}
+	}
+	if got := strings.Join(tries, ","); got != "1,2,3,4,5" {
+		t.Fatalf("failed tries recorded: %s", got)
+	}
 	if last := h.store.last(); last.Status != migration.RunCompleted {
 		t.Fatalf("final run %+v", last)
 	}

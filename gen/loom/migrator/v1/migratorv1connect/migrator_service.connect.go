@@ -46,6 +46,9 @@ type MigratorServiceClient interface {
 	// ExecuteStep dispatches one step of a Run to the Migrator. Answer quickly
 	// (within seconds): accept the work, continue it in the background, and
 	// report its progress and outcome with loom.v1.EventService.ReportStepStatus.
+	// Answer before you report: Loom makes the first try of a dispatch while it
+	// holds the Run, so a report sent before the answer waits for it; with no
+	// answer within 5 seconds the dispatch is sent again.
 	//
 	// Loom dispatches again when a call fails for a transient reason
 	// (UNAVAILABLE, DEADLINE_EXCEEDED, a refused connection), so the same
@@ -109,6 +112,9 @@ type MigratorServiceHandler interface {
 	// ExecuteStep dispatches one step of a Run to the Migrator. Answer quickly
 	// (within seconds): accept the work, continue it in the background, and
 	// report its progress and outcome with loom.v1.EventService.ReportStepStatus.
+	// Answer before you report: Loom makes the first try of a dispatch while it
+	// holds the Run, so a report sent before the answer waits for it; with no
+	// answer within 5 seconds the dispatch is sent again.
 	//
 	// Loom dispatches again when a call fails for a transient reason
 	// (UNAVAILABLE, DEADLINE_EXCEEDED, a refused connection), so the same
