@@ -130,7 +130,7 @@ func (v *verifier) check(r *http.Request, body []byte) error {
 	if skew := v.now().Sub(time.Unix(t, 0)); skew > maxSkew || skew < -maxSkew {
 		return errors.New("signature too old or from the future: check the clocks")
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(fields["sig"])
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(fields["sig"])
 	if err != nil {
 		return errBadSignature
 	}

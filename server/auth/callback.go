@@ -97,7 +97,7 @@ func (c *Callbacks) Verify(token string, b Binding) error {
 	if len(parts) != 3 || parts[0] != callbackPrefix {
 		return ErrBadCallbackToken
 	}
-	got, err := base64.RawURLEncoding.DecodeString(parts[2])
+	got, err := base64.RawURLEncoding.Strict().DecodeString(parts[2])
 	if err != nil || len(got) != sha256.Size {
 		return ErrBadCallbackToken
 	}

@@ -107,7 +107,7 @@ func NewHandler(o Options) http.Handler {
 	// more CPU than the bytes it saves (a compressor reset alone is ~0.1 ms).
 	compressMin := connect.WithCompressMinBytes(compressMinBytes)
 	openOpts = append(openOpts, compressMin)
-	opts := []connect.HandlerOption{connect.WithInterceptors(interceptors...), connect.WithReadMaxBytes(maxBytes), compressMin}
+	opts := append([]connect.HandlerOption{connect.WithInterceptors(interceptors...), connect.WithReadMaxBytes(maxBytes), compressMin}, jsonCodecs()...)
 	mux := http.NewServeMux()
 	mux.Handle(loomv1connect.NewRegistryServiceHandler(&RegistryServer{Registry: o.Registry, Signer: o.Signer}, opts...))
 	mux.Handle(loomv1connect.NewDiscoveryServiceHandler(&DiscoveryServer{Discovery: o.Discovery}, opts...))

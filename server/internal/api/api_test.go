@@ -739,3 +739,37 @@ func TestCORSPreflightForConfiguredOrigin(t *testing.T) {
 		}
 	}
 }
+
+// Over JSON, an enum value given by a name its enum does not define is
+// refused with invalid_argument naming the field, wherever it is (a filter,
+// a list, a nested message), rather than dropped, which would widen a
+// listing to everything; fields the server does not know are still
+// ignored, so a newer client works with an older server.
+func TestUndefinedEnumNamesAreRefusedOverJSON(t *testing.T) {
+	a := newTestAPI(t)
+	post := func(procedure, body string) (int, string) {
+		t.Helper()
+		res, err := http.Post(a.url+procedure, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	for _, tc := range []struct{ procedure, body, field string }{
+		{"/loom.v1.RunService/ListRuns", `{"migration_id": "m", "status": "NOPE"}`, "status"},
+		{"/loom.v1.RunService/ListRuns", `{"migrationId": "m", "currentStepStatus": "STEP_STATUS_DONE"}`, "current_step_status"},
+		{"/loom.v1.DiscoveryService/ListCandidates", `{"migration_id": "m", "status": "RUNNING"}`, "status"},
+		{"/loom.v1.HistoryService/ListEvents", `{"migration_id": "m", "kinds": ["EVENT_KIND_STEP_REPORTED", "EVENT_KIND_NOPE"]}`, "kinds[1]"},
+	} {
+		code, body := post(tc.procedure, tc.body)
+		if code != http.StatusBadRequest || !strings.Contains(body, `"invalid_argument"`) || !strings.Contains(body, tc.field+`: \"`) {
+			t.Errorf("%s %s: %d %s; want invalid_argument naming %s", tc.procedure, tc.body, code, body, tc.field)
+		}
+	}
+	// Defined names and unknown fields pass.
+	if code, body := post("/loom.v1.RunService/ListRuns", `{"migration_id": "m", "status": "RUN_STATUS_RUNNING", "from_the_future": 1}`); code == http.StatusBadRequest {
+		t.Errorf("a valid request refused: %s", body)
+	}
+}

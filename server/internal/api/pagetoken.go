@@ -29,7 +29,7 @@ func decodePageToken(token, filter string) (string, error) {
 	}
 	bad := migration.InvalidArgument("page_token", migration.ReasonInvalidPageToken,
 		"not a page token of this listing; pass next_page_token unchanged, with the same filters")
-	b, err := base64.RawURLEncoding.DecodeString(token)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(token)
 	if err != nil {
 		return "", bad
 	}
