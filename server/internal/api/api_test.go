@@ -773,3 +773,58 @@ func TestUndefinedEnumNamesAreRefusedOverJSON(t *testing.T) {
 		t.Errorf("a valid request refused: %s", body)
 	}
 }
+
+// With Redis down, calls answer unavailable (retry later) with the reason
+// STORE_UNAVAILABLE, over every protocol, and work again once it is back.
+func TestRedisDownAnswersUnavailable(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	c := a.clients(http.DefaultClient)
+	if _, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("go-upgrade")})); err != nil {
+		t.Fatal(err)
+	}
+	a.redis.Stop()
+	for _, p := range protocols {
+		c := a.clients(p.client(), p.opts...)
+		_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "go-upgrade"}))
+		if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "store (Redis) cannot be reached") {
+			t.Errorf("%s: ListCandidates with Redis down: %v, want unavailable", p.name, err)
+		}
+		if reason := errorReason(err); reason != migration.ReasonStoreUnavailable {
+			t.Errorf("%s: reason %q, want %s", p.name, reason, migration.ReasonStoreUnavailable)
+		}
+		_, err = c.runs.GetRun(ctx, connect.NewRequest(&loomv1.GetRunRequest{RunId: "go-upgrade__x"}))
+		if connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Errorf("%s: GetRun with Redis down: %v, want unavailable", p.name, err)
+		}
+	}
+	// A new, empty Redis: the store answers again (within the second
+	// go-redis waits between dials), here that the Migration is unknown.
+	a.redis.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: "go-upgrade"}))
+		if connect.CodeOf(err) == connect.CodeNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after Redis came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func errorReason(err error) string {
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) {
+		return ""
+	}
+	for _, d := range cerr.Details() {
+		if v, derr := d.Value(); derr == nil {
+			if info, ok := v.(*errdetails.ErrorInfo); ok {
+				return info.Reason
+			}
+		}
+	}
+	return ""
+}

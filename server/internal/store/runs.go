@@ -244,6 +244,9 @@ func subscribe[T any](ctx context.Context, rdb redis.UniversalClient, channel st
 	// subscribe returns can be missed.
 	if _, err := sub.Receive(ctx); err != nil {
 		_ = sub.Close()
+		if u := unreachable(err); u != nil {
+			err = u
+		}
 		return nil, fmt.Errorf("watch %s: %w", channel, err)
 	}
 	out := make(chan T, size)

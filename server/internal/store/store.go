@@ -61,8 +61,10 @@ type Store struct {
 var _ migration.MigrationStore = (*Store)(nil)
 
 // New returns a Store on client, a *redis.Client or a *redis.ClusterClient
-// (or a failover client). The caller owns (and closes) the client.
+// (or a failover client). The caller owns (and closes) the client; New adds
+// a hook to it that reports Redis unreachable as migration.ErrUnavailable.
 func New(client redis.UniversalClient) *Store {
+	client.AddHook(unreachableHook{})
 	return &Store{rdb: client, sweepBatch: defaultSweepBatch, retention: DefaultRetention}
 }
 

@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loomhq/loom/server/internal/migration"
+)
+
+// unreachableHook turns every failure to reach Redis into a
+// migration.ErrUnavailable refusal (reason STORE_UNAVAILABLE), at the one
+// place every command passes: callers answer `unavailable` (retry later),
+// never `internal`, and the Run's workflow retries rather than gives up.
+// Redis's own answers (a script's error, a missing key) pass unchanged.
+type unreachableHook struct{}
+
+func (unreachableHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (unreachableHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if u := unreachable(err); u != nil {
+			cmd.SetErr(u)
+			return u
+		}
+		return err
+	}
+}
+
+func (unreachableHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if u := unreachable(c.Err()); u != nil {
+				c.SetErr(u)
+			}
+		}
+		if u := unreachable(err); u != nil {
+			return u
+		}
+		return err
+	}
+}
+
+// busyPrefixes are Redis answers that say "not now": loading its data,
+// a cluster or a replica not ready, a script running too long.
+var busyPrefixes = []string{"LOADING ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "BUSY ", "READONLY "}
+
+// unreachable is err as an unavailable refusal when it says Redis could
+// not be reached or cannot serve now; nil otherwise.
+func unreachable(err error) error {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, migration.ErrUnavailable) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	var netErr net.Error
+	var rerr redis.Error
+	switch {
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
+	case errors.As(err, &rerr) && hasAnyPrefix(rerr.Error(), busyPrefixes):
+	default:
+		return nil
+	}
+	return migration.Unavailable(migration.ReasonStoreUnavailable, "the store (Redis) cannot be reached: %v", err)
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
