@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +55,16 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	if bin == "" || bin == "none" {
 		return startMiniredis(o)
 	}
+	dir := filepath.Join(o.Dir, "redis")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// A loom dev killed without its cleanup (SIGKILL, a crash) may have left
+	// its redis-server running on this directory: two on one append-only
+	// file would corrupt it, and the old one holds the port.
+	if err := stopStale(dir, o.Logger); err != nil {
+		return nil, err
+	}
 	port := o.Port
 	if port == 0 {
 		var err error
@@ -62,10 +73,6 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		}
 	} else if err := checkPortFree(port); err != nil {
 		return nil, fmt.Errorf("redis port %d: %w", port, err)
-	}
-	dir := filepath.Join(o.Dir, "redis")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
 	}
 	logPath := filepath.Join(dir, "redis.log")
 	cmd := exec.Command(bin,
@@ -80,12 +87,12 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	)
 	// Its own process group: a Ctrl-C in the terminal reaches `loom dev`,
 	// which then stops Redis last, after the server has stopped writing.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	// Killed with loom dev should loom dev die without stopping it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	r := &Redis{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, exited: make(chan error, 1)}
+	if err := startLocked(cmd, r.exited); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	r := &Redis{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, exited: make(chan error, 1)}
-	go func() { r.exited <- cmd.Wait() }()
 	deadline := time.Now().Add(15 * time.Second)
 	for !ping(r.addr) {
 		select {
@@ -102,6 +109,79 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		}
 	}
 	return r, nil
+}
+
+// startLocked starts cmd from a goroutine locked to its OS thread, which
+// then waits for the child on that thread: the kernel sends Pdeathsig when
+// the thread that started the child ends, and Go may end an idle thread
+// long before the process. exited receives the child's end.
+func startLocked(cmd *exec.Cmd, exited chan<- error) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Never unlocked: the thread ends with this goroutine, after the
+		// child has.
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		exited <- cmd.Wait()
+	}()
+	return <-started
+}
+
+// stopStale stops every redis-server working in dir (its current directory,
+// which redis-server moves to): one left by a loom dev that died without its
+// cleanup. SIGTERM lets it flush its append-only file; SIGKILL after 10 s.
+func stopStale(dir string, log *slog.Logger) error {
+	want, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil // not Linux: nothing to find this way
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err != nil || cwd != want {
+			continue
+		}
+		comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if !strings.HasPrefix(strings.TrimSpace(string(comm)), "redis-server") {
+			continue
+		}
+		log.Warn("stopping a redis-server an earlier loom dev left running on this data directory", "pid", pid, "dir", dir)
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			continue
+		}
+		if !waitGone(pid, 10*time.Second) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			if !waitGone(pid, 5*time.Second) {
+				return fmt.Errorf("a redis-server (pid %d) still runs on %s and does not stop", pid, dir)
+			}
+		}
+	}
+	return nil
+}
+
+// waitGone waits until pid has exited (or is a zombie).
+func waitGone(pid int, d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+			return true
+		}
+	}
+	return false
 }
 
 func startMiniredis(o RedisOptions) (*Redis, error) {
