@@ -1,6 +1,8 @@
 package migratorsdk
 
 import (
+	"time"
+
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
@@ -19,6 +21,15 @@ func MigrationToProto(m Migration, migratorURL string) *loomv1.Migration {
 		Steps:       StepsToProto(m.Steps),
 		MigratorUrl: migratorURL,
 	}
+	if m.DispatchLease > 0 {
+		p.DispatchLease = durationpb.New(m.DispatchLease)
+	}
+	for t, d := range m.DispatchLeaseByType {
+		if p.DispatchLeaseByType == nil {
+			p.DispatchLeaseByType = map[string]*durationpb.Duration{}
+		}
+		p.DispatchLeaseByType[t] = durationpb.New(d)
+	}
 	for _, in := range m.Inputs {
 		p.RequiredInputs = append(p.RequiredInputs, &loomv1.InputDefinition{Name: in.Name, Label: in.Label, Description: in.Description})
 	}
@@ -27,7 +38,14 @@ func MigrationToProto(m Migration, migratorURL string) *loomv1.Migration {
 
 // MigrationFromProto reads an API Migration.
 func MigrationFromProto(p *loomv1.Migration) Migration {
-	m := Migration{ID: p.GetId(), Name: p.GetName(), Description: p.GetDescription(), Overview: p.GetOverview(), Steps: StepsFromProto(p.GetSteps())}
+	m := Migration{ID: p.GetId(), Name: p.GetName(), Description: p.GetDescription(), Overview: p.GetOverview(), Steps: StepsFromProto(p.GetSteps()),
+		DispatchLease: p.GetDispatchLease().AsDuration()}
+	for t, d := range p.GetDispatchLeaseByType() {
+		if m.DispatchLeaseByType == nil {
+			m.DispatchLeaseByType = map[string]time.Duration{}
+		}
+		m.DispatchLeaseByType[t] = d.AsDuration()
+	}
 	for _, in := range p.GetRequiredInputs() {
 		m.Inputs = append(m.Inputs, Input{Name: in.GetName(), Label: in.GetLabel(), Description: in.GetDescription()})
 	}

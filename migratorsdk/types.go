@@ -19,6 +19,15 @@ type Migration struct {
 	// Inputs an operator must give before a Run starts; their values reach
 	// every Dispatch in Dispatch.Inputs.
 	Inputs []Input
+	// DispatchLease is how long this Migrator may hold a step it accepted
+	// without reporting before Loom dispatches it again, same attempt;
+	// zero takes Loom's default (10 minutes). DispatchLeaseByType sets it
+	// per step type, for handlers that work long without a word. The SDK
+	// ignores a dispatch it is still executing (and reports progress only
+	// when you call Progress), so a handler runs twice only when the
+	// Migrator died with the step: handlers must be idempotent.
+	DispatchLease       time.Duration
+	DispatchLeaseByType map[string]time.Duration
 }
 
 // Step is one unit of work of a Migration.

@@ -46,6 +46,10 @@ type Config struct {
 	// DispatchWindow is how long a dispatch retries an unreachable Migrator
 	// before the step fails.
 	DispatchWindow time.Duration
+	// DispatchLease is how long a Migrator may hold an accepted step
+	// without a report before it is dispatched again, for Migrations that
+	// set no lease of their own.
+	DispatchLease time.Duration
 	// PreviewTimeout bounds a Migrator's answer to a preview.
 	PreviewTimeout time.Duration
 	// CORSOrigins are the browser origins allowed to call the API, e.g.
@@ -85,6 +89,7 @@ func DefaultConfig() Config {
 			TaskQueue: engine.DefaultTaskQueue,
 		},
 		DispatchWindow:  time.Hour,
+		DispatchLease:   10 * time.Minute,
 		PreviewTimeout:  time.Minute,
 		ShutdownTimeout: 15 * time.Second,
 	}
@@ -109,8 +114,8 @@ func (c Config) Validate() error {
 	if c.Temporal.HostPort == "" || c.Temporal.Namespace == "" || c.Temporal.TaskQueue == "" {
 		return errors.New("temporal: address, namespace and task queue are needed")
 	}
-	if c.DispatchWindow <= 0 || c.PreviewTimeout <= 0 {
-		return errors.New("dispatch window and preview timeout: must be positive")
+	if c.DispatchWindow <= 0 || c.PreviewTimeout <= 0 || c.DispatchLease < 10*time.Second {
+		return errors.New("dispatch window and preview timeout: must be positive; dispatch lease: at least 10s")
 	}
 	if err := c.Security.validate(); err != nil {
 		return err
@@ -209,6 +214,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			Engine: tc.Engine(engine.Options{
 				TaskQueue:      cfg.Temporal.TaskQueue,
 				DispatchWindow: cfg.DispatchWindow,
+				DispatchLease:  cfg.DispatchLease,
 			}),
 			Migrators:      migrators,
 			Now:            now,

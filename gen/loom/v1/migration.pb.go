@@ -67,8 +67,21 @@ type Migration struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// How many Candidates are in each status. Output only: ignored on input.
 	CandidateCounts *CandidateCounts `protobuf:"bytes,10,opt,name=candidate_counts,json=candidateCounts,proto3" json:"candidate_counts,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How long the Migrator may hold a step it accepted without reporting
+	// on it. A step still `in_progress` with no report for this long (the
+	// Migrator may have died with it) is dispatched again with the same
+	// attempt and callback token; every report renews the lease. So a step
+	// is never lost to a Migrator that crashed, and a handler must be
+	// idempotent (the Go SDK ignores a dispatch it is still executing).
+	// Unset: the server's default (10 minutes unless configured). At least
+	// 10 seconds, at most 7 days.
+	DispatchLease *durationpb.Duration `protobuf:"bytes,11,opt,name=dispatch_lease,json=dispatchLease,proto3" json:"dispatch_lease,omitempty"`
+	// Leases per step type (StepDefinition.type), overriding dispatch_lease
+	// for steps whose handlers work long without a report, e.g.
+	// `{"build-image": "3600s"}`. Same bounds.
+	DispatchLeaseByType map[string]*durationpb.Duration `protobuf:"bytes,12,rep,name=dispatch_lease_by_type,json=dispatchLeaseByType,proto3" json:"dispatch_lease_by_type,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Migration) Reset() {
@@ -167,6 +180,20 @@ func (x *Migration) GetUpdateTime() *timestamppb.Timestamp {
 func (x *Migration) GetCandidateCounts() *CandidateCounts {
 	if x != nil {
 		return x.CandidateCounts
+	}
+	return nil
+}
+
+func (x *Migration) GetDispatchLease() *durationpb.Duration {
+	if x != nil {
+		return x.DispatchLease
+	}
+	return nil
+}
+
+func (x *Migration) GetDispatchLeaseByType() map[string]*durationpb.Duration {
+	if x != nil {
+		return x.DispatchLeaseByType
 	}
 	return nil
 }
@@ -418,7 +445,8 @@ var File_loom_v1_migration_proto protoreflect.FileDescriptor
 
 const file_loom_v1_migration_proto_rawDesc = "" +
 	"\n" +
-	"\x17loom/v1/migration.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\a\n" +
+	"\x17loom/v1/migration.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\n" +
+	"\n" +
 	"\tMigration\x12;\n" +
 	"\x02id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x02id\x12\x1e\n" +
 	"\x04name\x18\x02 \x01(\tB\n" +
@@ -435,7 +463,16 @@ const file_loom_v1_migration_proto_rawDesc = "" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12C\n" +
 	"\x10candidate_counts\x18\n" +
-	" \x01(\v2\x18.loom.v1.CandidateCountsR\x0fcandidateCounts:\xfc\x01\xbaH\xf8\x01\x1ao\n" +
+	" \x01(\v2\x18.loom.v1.CandidateCountsR\x0fcandidateCounts\x12R\n" +
+	"\x0edispatch_lease\x18\v \x01(\v2\x19.google.protobuf.DurationB\x10\xbaH\r\xaa\x01\n" +
+	"\"\x04\b\x80\xf5$2\x02\b\n" +
+	"R\rdispatchLease\x12\xa5\x01\n" +
+	"\x16dispatch_lease_by_type\x18\f \x03(\v2+.loom.v1.Migration.DispatchLeaseByTypeEntryBC\xbaH@\x9a\x01=\x10d\"*r(2&^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$*\r\xaa\x01\n" +
+	"\"\x04\b\x80\xf5$2\x02\b\n" +
+	"R\x13dispatchLeaseByType\x1aa\n" +
+	"\x18DispatchLeaseByTypeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01:\xfc\x01\xbaH\xf8\x01\x1ao\n" +
 	"\x1bmigration.unique_step_names\x12,step names must be unique within a Migration\x1a\"this.steps.map(s, s.name).unique()\x1a\x84\x01\n" +
 	"\x1cmigration.unique_input_names\x126required input names must be unique within a Migration\x1a,this.required_inputs.map(i, i.name).unique()\"\xef\x03\n" +
 	"\x0eStepDefinition\x12?\n" +
@@ -471,29 +508,33 @@ func file_loom_v1_migration_proto_rawDescGZIP() []byte {
 	return file_loom_v1_migration_proto_rawDescData
 }
 
-var file_loom_v1_migration_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_loom_v1_migration_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_loom_v1_migration_proto_goTypes = []any{
 	(*Migration)(nil),             // 0: loom.v1.Migration
 	(*StepDefinition)(nil),        // 1: loom.v1.StepDefinition
 	(*InputDefinition)(nil),       // 2: loom.v1.InputDefinition
 	(*CandidateCounts)(nil),       // 3: loom.v1.CandidateCounts
-	nil,                           // 4: loom.v1.StepDefinition.ConfigEntry
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 6: google.protobuf.Duration
+	nil,                           // 4: loom.v1.Migration.DispatchLeaseByTypeEntry
+	nil,                           // 5: loom.v1.StepDefinition.ConfigEntry
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
 }
 var file_loom_v1_migration_proto_depIdxs = []int32{
-	1, // 0: loom.v1.Migration.steps:type_name -> loom.v1.StepDefinition
-	2, // 1: loom.v1.Migration.required_inputs:type_name -> loom.v1.InputDefinition
-	5, // 2: loom.v1.Migration.create_time:type_name -> google.protobuf.Timestamp
-	5, // 3: loom.v1.Migration.update_time:type_name -> google.protobuf.Timestamp
-	3, // 4: loom.v1.Migration.candidate_counts:type_name -> loom.v1.CandidateCounts
-	4, // 5: loom.v1.StepDefinition.config:type_name -> loom.v1.StepDefinition.ConfigEntry
-	6, // 6: loom.v1.StepDefinition.report_timeout:type_name -> google.protobuf.Duration
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	1,  // 0: loom.v1.Migration.steps:type_name -> loom.v1.StepDefinition
+	2,  // 1: loom.v1.Migration.required_inputs:type_name -> loom.v1.InputDefinition
+	6,  // 2: loom.v1.Migration.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 3: loom.v1.Migration.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 4: loom.v1.Migration.candidate_counts:type_name -> loom.v1.CandidateCounts
+	7,  // 5: loom.v1.Migration.dispatch_lease:type_name -> google.protobuf.Duration
+	4,  // 6: loom.v1.Migration.dispatch_lease_by_type:type_name -> loom.v1.Migration.DispatchLeaseByTypeEntry
+	5,  // 7: loom.v1.StepDefinition.config:type_name -> loom.v1.StepDefinition.ConfigEntry
+	7,  // 8: loom.v1.StepDefinition.report_timeout:type_name -> google.protobuf.Duration
+	7,  // 9: loom.v1.Migration.DispatchLeaseByTypeEntry.value:type_name -> google.protobuf.Duration
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_migration_proto_init() }
@@ -507,7 +548,7 @@ func file_loom_v1_migration_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_migration_proto_rawDesc), len(file_loom_v1_migration_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
@@ -471,6 +472,18 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 					_, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m}))
 					return err
 				}, "migration.migrator_url"},
+				{"dispatch lease under 10 s", func() error {
+					m := sampleMigration("bad-lease")
+					m.DispatchLease = durationpb.New(time.Second)
+					_, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m}))
+					return err
+				}, "migration.dispatch_lease"},
+				{"lease for a step type that is no type", func() error {
+					m := sampleMigration("bad-lease-type")
+					m.DispatchLeaseByType = map[string]*durationpb.Duration{"Build Image": durationpb.New(time.Hour)}
+					_, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: m}))
+					return err
+				}, "migration.dispatch_lease_by_type"},
 				{"missing migration", func() error {
 					_, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{}))
 					return err

@@ -30,6 +30,9 @@ type Options struct {
 	TaskQueue string
 	// DispatchWindow is how long a dispatch retries an unreachable Migrator.
 	DispatchWindow time.Duration
+	// DispatchLease is how long an accepted dispatch may go without a report
+	// before it is dispatched again, when the Migration sets none.
+	DispatchLease time.Duration
 	// CancelWait bounds how long CancelRun waits for the Run to stop.
 	CancelWait time.Duration
 }
@@ -86,7 +89,8 @@ func (e *Engine) StartRun(ctx context.Context, m migration.Manifest) error {
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            fmt.Sprintf("Run %s, execution %d", m.RunID, m.Execution),
-	}, WorkflowName, RunInput{Manifest: m, DispatchWindow: e.opts.DispatchWindow, Version: CurrentVersion})
+	}, WorkflowName, RunInput{Manifest: m, DispatchWindow: e.opts.DispatchWindow,
+		DispatchLease: e.opts.DispatchLease, Version: CurrentVersion})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return fmt.Errorf("run %s: %w", m.RunID, migration.ErrAlreadyExists)

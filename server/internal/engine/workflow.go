@@ -44,6 +44,9 @@ type RunInput struct {
 	// DispatchWindow is how long a dispatch keeps retrying while the
 	// Migrator cannot be reached before the step fails.
 	DispatchWindow time.Duration
+	// DispatchLease is the server's lease of an accepted dispatch, for
+	// Migrations that set none.
+	DispatchLease time.Duration `json:",omitempty"`
 	// Version is the workflow version the execution was started at (see
 	// runVersion); 0 for executions started before it was carried here.
 	Version workflow.Version `json:",omitempty"`
@@ -123,6 +126,10 @@ type runFlow struct {
 	dispatchDue bool
 	// heard is the step and attempt the Migrator last reported on.
 	heard stepAttempt
+	// acked is the step and attempt whose dispatch the Migrator accepted,
+	// at ackedAt: the start of its lease.
+	acked   stepAttempt
+	ackedAt time.Time
 	// stopDispatch cancels the dispatch in flight, if any: a step can move
 	// on (a report arrived, an operator retried) while its dispatch still
 	// retries an unreachable Migrator.
@@ -197,6 +204,7 @@ func (f *runFlow) setup(ctx workflow.Context) error {
 		// The writer outlives a cancel: it still has the cancel to write.
 		wctx, _ := workflow.NewDisconnectedContext(ctx)
 		workflow.Go(wctx, f.writeViews)
+		workflow.Go(ctx, f.watchLeases)
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateStepAction, f.act,
 		workflow.UpdateHandlerOptions{Validator: f.validate})
@@ -364,6 +372,101 @@ func (f *runFlow) awaitOutcome(ctx workflow.Context, i int) error {
 	return nil
 }
 
+// watchLeases dispatches again, same attempt, a step whose Migrator accepted
+// it and then went silent for its lease (it may have died with the step):
+// a Migrator still working on it ignores the duplicate. Every report renews
+// the lease; a step open or awaiting review holds none.
+//
+// Timers are never cancelled (each cancel is a command and an event in the
+// Run's history): one is started only when a lease falls due before every
+// pending one, and a timer that fires only makes the watch look again. A
+// Run whose steps are quick starts one timer in all, dropped when it ends.
+func (f *runFlow) watchLeases(ctx workflow.Context) {
+	type holding struct {
+		step              stepAttempt
+		ackedAt, reported time.Time
+	}
+	held := func() (holding, time.Duration, bool) {
+		c := f.run.Current()
+		if c == nil || f.run.Status != migration.RunRunning || c.Status != migration.StepInProgress || f.acked != (stepAttempt{c.StepName, c.Attempt}) {
+			return holding{}, 0, false
+		}
+		return holding{f.acked, f.ackedAt, c.LastReport}, f.lease(f.run.CurrentDefinition()), true
+	}
+	var timerAt time.Time // the earliest pending timer, zero when none
+	ticks := 0
+	for {
+		if err := workflow.Await(ctx, func() bool { _, _, ok := held(); return ok }); err != nil {
+			return
+		}
+		h, lease, _ := held()
+		due := latest(h.reported, h.ackedAt).Add(lease)
+		now := workflow.Now(ctx)
+		if !now.Before(due) {
+			reason := fmt.Sprintf("no report for %s since the Migrator accepted the step: dispatched again", lease)
+			f.logger(ctx).Warn("lease expired", "step", h.step.step, "attempt", h.step.attempt, "reason", reason)
+			f.acked = stepAttempt{}
+			f.run.Redispatch(now)
+			f.record(now, f.run.RedispatchedEvent(now, reason))
+			f.dispatchDue = true
+			continue
+		}
+		if timerAt.IsZero() || due.Before(timerAt) {
+			timerAt = due
+			timer := workflow.NewTimer(ctx, due.Sub(now))
+			workflow.Go(ctx, func(gctx workflow.Context) {
+				_ = timer.Get(gctx, nil)
+				if timerAt.Equal(due) {
+					timerAt = time.Time{}
+				}
+				ticks++
+			})
+		}
+		seen := ticks
+		if err := workflow.Await(ctx, func() bool {
+			now, _, ok := held()
+			return ticks != seen || !ok || now != h
+		}); err != nil {
+			return
+		}
+	}
+}
+
+// lease is how long an accepted dispatch of step s may go without a report:
+// the Migration's lease for the step's type, else its default, else the
+// server's, else defaultLease.
+func (f *runFlow) lease(s migration.StepDefinition) time.Duration {
+	m := f.in.Manifest
+	for _, d := range []time.Duration{m.LeaseByType[s.Type], m.DispatchLease, f.in.DispatchLease} {
+		if d > 0 {
+			return d
+		}
+	}
+	return defaultLease
+}
+
+// defaultLease is the lease when neither the Migration nor the server sets
+// one.
+const defaultLease = 10 * time.Minute
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// earliest is the earlier of two deadlines, a zero one meaning none.
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	}
+	return b
+}
+
 func (f *runFlow) cancelDispatch() {
 	if f.stopDispatch != nil {
 		f.stopDispatch()
@@ -423,7 +526,11 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 				RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
 			})
 			err = workflow.ExecuteLocalActivity(lctx, activityDispatchStep, DispatchInput{Dispatch: d}).Get(gctx, nil)
-			if err == nil || temporal.IsCanceledError(err) || gctx.Err() != nil {
+			if err == nil {
+				f.accepted(gctx, d.Step.Name, attempt)
+				return
+			}
+			if temporal.IsCanceledError(err) || gctx.Err() != nil {
 				return
 			}
 			if refusedForGood(err) {
@@ -434,7 +541,11 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 		}
 		for {
 			err = workflow.ExecuteActivity(actx, activityDispatchStep, DispatchInput{Dispatch: d, TriedAtOnce: f.background}).Get(gctx, nil)
-			if err == nil || temporal.IsCanceledError(err) || gctx.Err() != nil {
+			if err == nil {
+				f.accepted(gctx, d.Step.Name, attempt)
+				return
+			}
+			if temporal.IsCanceledError(err) || gctx.Err() != nil {
 				return
 			}
 			if !f.background || !storeOutage(err) {
@@ -446,6 +557,12 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 		}
 		f.failDispatch(gctx, d, attempt, err)
 	})
+}
+
+// accepted notes that the Migrator accepted the dispatch of step at
+// attempt: its lease starts.
+func (f *runFlow) accepted(ctx workflow.Context, step string, attempt int) {
+	f.acked, f.ackedAt = stepAttempt{step, attempt}, workflow.Now(ctx)
 }
 
 // dispatchAtOnce bounds the first try of a dispatch, made in the workflow

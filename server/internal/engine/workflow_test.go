@@ -280,7 +280,7 @@ func TestFailedStepWaitsForRetry(t *testing.T) {
 	early := h.at(7*24*time.Hour, report("only", 1, migration.StepCompleted))
 	retried := h.at(7*24*time.Hour+time.Minute, migration.StepAction{Kind: migration.ActionRetry, Step: "only", Attempt: 1, Actor: "bob"})
 	retriedTwice := h.at(7*24*time.Hour+2*time.Minute, migration.StepAction{Kind: migration.ActionRetry, Step: "only", Attempt: 1, Actor: "carol"})
-	done := h.at(8*24*time.Hour, report("only", 2, migration.StepCompleted))
+	done := h.at(7*24*time.Hour+5*time.Minute, report("only", 2, migration.StepCompleted))
 
 	if err := h.run(in); err != nil {
 		t.Fatal(err)
@@ -306,12 +306,14 @@ func TestFailedStepWaitsForRetry(t *testing.T) {
 
 func TestCancelWhileWaiting(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		before []migration.StepAction
+		name     string
+		before   []migration.StepAction
+		cancelAt time.Duration
 	}{
-		{"waiting for a merge", []migration.StepAction{report("open-pr", 1, migration.StepOpen)}},
-		{"held by a failed step", []migration.StepAction{report("open-pr", 1, migration.StepFailed)}},
-		{"waiting for the first report", nil},
+		{"waiting for a merge", []migration.StepAction{report("open-pr", 1, migration.StepOpen)}, 48 * time.Hour},
+		{"held by a failed step", []migration.StepAction{report("open-pr", 1, migration.StepFailed)}, 48 * time.Hour},
+		// Within the step's lease: later, it would be dispatched again.
+		{"waiting for the first report", nil, 5 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, in := newHarness(t)
@@ -321,7 +323,7 @@ func TestCancelWhileWaiting(t *testing.T) {
 			h.env.RegisterDelayedCallback(func() {
 				h.env.SignalWorkflow(SignalCancel, CancelRequest{Reason: "wrong target", Actor: "alice"})
 				h.env.CancelWorkflow()
-			}, 48*time.Hour)
+			}, tc.cancelAt)
 			err := h.run(in)
 			var canceled *temporal.CanceledError
 			if !errors.As(err, &canceled) {
@@ -379,7 +381,8 @@ func TestMigratorDownForAWhile(t *testing.T) {
 		}
 		return nil
 	}
-	h.at(2*time.Hour, report("only", 1, migration.StepCompleted))
+	// Tries at 0, 1, 3, 7 and 15 s fail; the one at 31 s is accepted.
+	h.at(5*time.Minute, report("only", 1, migration.StepCompleted))
 	if err := h.run(in); err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +568,7 @@ func TestTheStoreDownForALongWhileOnlyDelaysTheRun(t *testing.T) {
 	merged := h.at(10*time.Minute, report("open-pr", 1, migration.StepMerged))
 	var during migration.Run
 	h.env.RegisterDelayedCallback(func() { during = h.store.last() }, 80*time.Minute)
-	review := h.at(100*time.Minute, report("review", 1, migration.StepCompleted))
+	review := h.at(95*time.Minute, report("review", 1, migration.StepCompleted))
 	if err := h.run(in); err != nil {
 		t.Fatal(err)
 	}
@@ -608,5 +611,62 @@ func TestAReportAndTheNextDispatchAreOneWrite(t *testing.T) {
 	// completed + Run completed.
 	if h.store.saves != 5 {
 		t.Fatalf("%d view writes, want 5", h.store.saves)
+	}
+}
+
+// A Migrator that accepted a step and then went silent (it may have died
+// with it) gets the step again, same attempt, once its lease runs out;
+// every report renews the lease; a step open for review or merge holds no
+// lease.
+func TestASilentMigratorGetsTheStepAgainAfterItsLease(t *testing.T) {
+	h, in := newHarness(t,
+		migration.StepDefinition{Name: "build", Type: "build"},
+		migration.StepDefinition{Name: "open-pr", Type: "pr"})
+	in.Manifest.DispatchLease = 5 * time.Minute
+	in.Manifest.LeaseByType = map[string]time.Duration{"build": 20 * time.Minute}
+	// build: a progress report at 15 min renews its 20 min lease: dispatched
+	// again at 35 min, then completed at 40 min.
+	h.at(15*time.Minute, func() migration.StepAction {
+		a := report("build", 1, migration.StepInProgress)
+		a.Message = "compiling"
+		return a
+	}())
+	var atThirty, atThirtySix []string
+	h.env.RegisterDelayedCallback(func() { atThirty = h.migrator.sent() }, 30*time.Minute)
+	h.env.RegisterDelayedCallback(func() { atThirtySix = h.migrator.sent() }, 36*time.Minute)
+	h.at(40*time.Minute, report("build", 1, migration.StepCompleted))
+	// open-pr: 5 min lease; silent until 12 min after its dispatch, so
+	// dispatched twice more (at 45 and 50 min); opened at 52 min, then open
+	// for two days with no lease; merged.
+	h.at(52*time.Minute, report("open-pr", 1, migration.StepOpen))
+	h.at(48*time.Hour, report("open-pr", 1, migration.StepMerged))
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(atThirty, ","); got != "build#1" {
+		t.Errorf("at 30 min (lease renewed at 15): %s", got)
+	}
+	if got := strings.Join(atThirtySix, ","); got != "build#1,build#1" {
+		t.Errorf("at 36 min (20 min after the last report): %s", got)
+	}
+	if got := strings.Join(h.migrator.sent(), ","); got != "build#1,build#1,open-pr#1,open-pr#1,open-pr#1" {
+		t.Errorf("dispatches: %s", got)
+	}
+	var again []string
+	for _, e := range h.store.events {
+		if e.Kind == migration.EventStepDispatched && e.Details["reason"] != "" {
+			again = append(again, e.Step+": "+e.Details["reason"])
+		}
+	}
+	want := []string{
+		"build: no report for 20m0s since the Migrator accepted the step: dispatched again",
+		"open-pr: no report for 5m0s since the Migrator accepted the step: dispatched again",
+		"open-pr: no report for 5m0s since the Migrator accepted the step: dispatched again",
+	}
+	if strings.Join(again, "\n") != strings.Join(want, "\n") {
+		t.Errorf("redispatches recorded:\n%s\nwant\n%s", strings.Join(again, "\n"), strings.Join(want, "\n"))
+	}
+	if last := h.store.last(); last.Status != migration.RunCompleted {
+		t.Fatalf("final run %+v", last)
 	}
 }

@@ -155,6 +155,11 @@ func (r *Run) DispatchedEvent(now time.Time) Event {
 	return r.event(EventStepDispatched, now, ActorLoom, nil)
 }
 
+// RedispatchedEvent records a step dispatched again, same attempt, and why.
+func (r *Run) RedispatchedEvent(now time.Time, reason string) Event {
+	return r.event(EventStepDispatched, now, ActorLoom, map[string]string{"reason": reason})
+}
+
 // FailedEvent records a step Loom failed itself.
 func (r *Run) FailedEvent(now time.Time, reason string) Event {
 	return r.event(EventStepFailed, now, ActorLoom, map[string]string{"reason": reason})

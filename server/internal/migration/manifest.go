@@ -19,6 +19,10 @@ type Manifest struct {
 	Inputs      map[string]string
 	// StartedBy is who started the Run.
 	StartedBy string
+	// DispatchLease and LeaseByType are the Migration's leases of accepted
+	// dispatches at start (see Migration.DispatchLease); zero: the server's.
+	DispatchLease time.Duration            `json:",omitempty"`
+	LeaseByType   map[string]time.Duration `json:",omitempty"`
 }
 
 // NewRun is the Run of a manifest before its first dispatch.

@@ -82,6 +82,9 @@ type StepResult struct {
 	// OpenTime is when the attempt's pull request was first reported open.
 	OpenTime time.Time
 	Actor    string
+	// Dispatches counts the dispatches of this attempt: 1, and one more each
+	// time its lease ran out (zero in views written before it was kept).
+	Dispatches int
 }
 
 // Current returns the result of the step the Run is on, or nil before the
@@ -147,6 +150,7 @@ func (r *Run) BeginStep(i, attempt int, now time.Time) {
 		UpdateTime: now,
 		LastReport: now,
 		Actor:      ActorLoom,
+		Dispatches: 1,
 	}
 	if i < len(r.Results) {
 		// A retry keeps what the earlier attempt reported (the PR URL, the
@@ -157,6 +161,15 @@ func (r *Run) BeginStep(i, attempt int, now time.Time) {
 	} else {
 		r.Results = append(r.Results, res)
 	}
+	r.touch(now)
+}
+
+// Redispatch records that the current attempt is dispatched again (its
+// lease ran out). The Migrator's silence goes on: LastReport stays.
+func (r *Run) Redispatch(now time.Time) {
+	c := r.Current()
+	c.Dispatches++
+	c.UpdateTime = now
 	r.touch(now)
 }
 

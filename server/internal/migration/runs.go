@@ -63,6 +63,8 @@ func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, in
 		Candidate:     c,
 		Inputs:        merged,
 		StartedBy:     ActorFrom(ctx),
+		DispatchLease: m.DispatchLease,
+		LeaseByType:   m.LeaseByType,
 	}
 	// The engine decides who wins a race of two starts (one running
 	// execution per Run id); the store then records it. Should this process

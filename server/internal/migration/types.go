@@ -15,8 +15,13 @@ type Migration struct {
 	Steps          []StepDefinition
 	RequiredInputs []InputDefinition
 	MigratorURL    string
-	CreateTime     time.Time
-	UpdateTime     time.Time
+	// DispatchLease is how long a Migrator may hold an accepted dispatch
+	// without a report before the step is dispatched again (same attempt);
+	// LeaseByType overrides it per step type. Zero: the server's default.
+	DispatchLease time.Duration
+	LeaseByType   map[string]time.Duration
+	CreateTime    time.Time
+	UpdateTime    time.Time
 	// Counts is filled on reads; ignored on writes.
 	Counts CandidateCounts
 }

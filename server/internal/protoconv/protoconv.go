@@ -24,22 +24,56 @@ func MigrationFromProto(p *loomv1.Migration) migration.Migration {
 		Steps:          StepsFromProto(p.GetSteps()),
 		RequiredInputs: InputDefsFromProto(p.GetRequiredInputs()),
 		MigratorURL:    p.GetMigratorUrl(),
+		DispatchLease:  p.GetDispatchLease().AsDuration(),
+		LeaseByType:    leasesFromProto(p.GetDispatchLeaseByType()),
 	}
+}
+
+func leasesFromProto(p map[string]*durationpb.Duration) map[string]time.Duration {
+	if len(p) == 0 {
+		return nil
+	}
+	out := make(map[string]time.Duration, len(p))
+	for k, d := range p {
+		out[k] = d.AsDuration()
+	}
+	return out
+}
+
+func leasesToProto(m map[string]time.Duration) map[string]*durationpb.Duration {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]*durationpb.Duration, len(m))
+	for k, d := range m {
+		out[k] = durationpb.New(d)
+	}
+	return out
+}
+
+// optDuration renders a duration, nil for zero (unset).
+func optDuration(d time.Duration) *durationpb.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return durationpb.New(d)
 }
 
 // MigrationToProto renders a stored Migration.
 func MigrationToProto(m migration.Migration) *loomv1.Migration {
 	return &loomv1.Migration{
-		Id:              m.ID,
-		Name:            m.Name,
-		Description:     m.Description,
-		Overview:        m.Overview,
-		Steps:           StepsToProto(m.Steps),
-		RequiredInputs:  InputDefsToProto(m.RequiredInputs),
-		MigratorUrl:     m.MigratorURL,
-		CreateTime:      TimeToProto(m.CreateTime),
-		UpdateTime:      TimeToProto(m.UpdateTime),
-		CandidateCounts: CountsToProto(m.Counts),
+		Id:                  m.ID,
+		Name:                m.Name,
+		Description:         m.Description,
+		Overview:            m.Overview,
+		Steps:               StepsToProto(m.Steps),
+		RequiredInputs:      InputDefsToProto(m.RequiredInputs),
+		MigratorUrl:         m.MigratorURL,
+		CreateTime:          TimeToProto(m.CreateTime),
+		UpdateTime:          TimeToProto(m.UpdateTime),
+		CandidateCounts:     CountsToProto(m.Counts),
+		DispatchLease:       optDuration(m.DispatchLease),
+		DispatchLeaseByType: leasesToProto(m.LeaseByType),
 	}
 }
 

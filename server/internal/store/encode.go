@@ -57,6 +57,9 @@ type migrationRecord struct {
 	Steps          []stepRecord  `json:"steps,omitempty"`
 	RequiredInputs []inputRecord `json:"required_inputs,omitempty"`
 	MigratorURL    string        `json:"migrator_url,omitempty"`
+	// LeaseNS and LeaseByTypeNS are the dispatch leases, in nanoseconds.
+	LeaseNS       int64            `json:"lease_ns,omitempty"`
+	LeaseByTypeNS map[string]int64 `json:"lease_by_type_ns,omitempty"`
 }
 
 // stepRecord is one step definition, in a Migration or a Candidate.
@@ -114,6 +117,13 @@ func encodeMigrationDef(m migration.Migration) (string, error) {
 		Overview:    m.Overview,
 		Steps:       stepRecords(m.Steps),
 		MigratorURL: m.MigratorURL,
+		LeaseNS:     int64(m.DispatchLease),
+	}
+	for t, d := range m.LeaseByType {
+		if r.LeaseByTypeNS == nil {
+			r.LeaseByTypeNS = map[string]int64{}
+		}
+		r.LeaseByTypeNS[t] = int64(d)
 	}
 	for _, in := range m.RequiredInputs {
 		r.RequiredInputs = append(r.RequiredInputs, inputRecord(in))
@@ -132,12 +142,19 @@ func decodeMigration(id string, h map[string]string) (migration.Migration, error
 		return migration.Migration{}, fmt.Errorf("decode migration %s: %w", id, err)
 	}
 	m := migration.Migration{
-		ID:          id,
-		Name:        r.Name,
-		Description: r.Description,
-		Overview:    r.Overview,
-		Steps:       stepDefinitions(r.Steps),
-		MigratorURL: r.MigratorURL,
+		ID:            id,
+		Name:          r.Name,
+		Description:   r.Description,
+		Overview:      r.Overview,
+		Steps:         stepDefinitions(r.Steps),
+		MigratorURL:   r.MigratorURL,
+		DispatchLease: time.Duration(r.LeaseNS),
+	}
+	for t, d := range r.LeaseByTypeNS {
+		if m.LeaseByType == nil {
+			m.LeaseByType = map[string]time.Duration{}
+		}
+		m.LeaseByType[t] = time.Duration(d)
 	}
 	for _, in := range r.RequiredInputs {
 		m.RequiredInputs = append(m.RequiredInputs, migration.InputDefinition(in))
@@ -392,6 +409,7 @@ type stepResultRecord struct {
 	LastReport int64             `json:"last_report,omitempty"`
 	OpenTime   int64             `json:"open,omitempty"`
 	Actor      string            `json:"actor,omitempty"`
+	Dispatches int               `json:"dispatches,omitempty"`
 }
 
 func encodeRun(r migration.Run) (string, error) {
@@ -420,6 +438,7 @@ func encodeRun(r migration.Run) (string, error) {
 			UpdateTime: optMillis(s.UpdateTime),
 			EndTime:    optMillis(s.EndTime),
 			LastReport: optMillis(s.LastReport),
+			Dispatches: s.Dispatches,
 			OpenTime:   optMillis(s.OpenTime),
 			Actor:      s.Actor,
 		})
@@ -465,6 +484,7 @@ func decodeRun(migrationID, candidateID string, h map[string]string) (migration.
 			UpdateTime: fromOptMillis(s.UpdateTime),
 			EndTime:    fromOptMillis(s.EndTime),
 			LastReport: fromOptMillis(s.LastReport),
+			Dispatches: s.Dispatches,
 			OpenTime:   fromOptMillis(s.OpenTime),
 			Actor:      s.Actor,
 		})

@@ -44,6 +44,8 @@ func testMigration(id string) migration.Migration {
 		},
 		RequiredInputs: []migration.InputDefinition{{Name: "tag", Label: "Tag", Description: "image tag"}},
 		MigratorURL:    "http://migrator.example:8080",
+		DispatchLease:  15 * time.Minute,
+		LeaseByType:    map[string]time.Duration{"pr": time.Hour},
 	}
 }
 

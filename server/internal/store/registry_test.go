@@ -23,6 +23,8 @@ func TestPutMigration(t *testing.T) {
 	changed.Steps[0].Config["c"] = "3"
 	sameButEmpty := testMigration("helm")
 	sameButEmpty.Steps[1].Config = map[string]string{} // nil and empty are one definition
+	leaseChanged := testMigration("helm")
+	leaseChanged.LeaseByType["pr"] = 2 * time.Hour
 
 	steps := []struct {
 		name                 string
@@ -36,6 +38,7 @@ func TestPutMigration(t *testing.T) {
 		{"identical up to empty maps", sameButEmpty, 2, false, false, 0, 0},
 		{"definition changed", changed, 3, false, true, 0, 3},
 		{"changed back", testMigration("helm"), 4, false, true, 0, 4},
+		{"a lease changed", leaseChanged, 5, false, true, 0, 5},
 	}
 	for _, st := range steps {
 		stored, created, updated, err := s.PutMigration(ctx, st.m, at(st.now))
