@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -583,10 +584,46 @@ func TestMigratorDownAtDispatchAndPreview(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	w.noDispatch(2 * time.Second)
+	// An operator sees it on the Run within seconds: tries so far, the last
+	// error, the next try; in the dispatch-failing listing and the metrics.
+	runID := "go-upgrade__acme/search"
+	var step *loomv1.StepResult
+	for began := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		if rs := l.getRun(t, runID).GetStepResults(); len(rs) > 0 && rs[0].GetDispatchFailures() >= 2 {
+			step = rs[0]
+			break
+		}
+		if time.Since(began) > 10*time.Second {
+			t.Fatalf("10 s with the Migrator down, the Run shows no dispatch failures: %v", l.getRun(t, runID))
+		}
+	}
+	if step.GetStatus() != loomv1.StepStatus_STEP_STATUS_IN_PROGRESS || !strings.Contains(step.GetLastDispatchError(), "unavailable") ||
+		step.GetNextDispatchTime() == nil {
+		t.Fatalf("the Run while the Migrator is down: %v", step)
+	}
+	list, err := l.runs.ListRuns(ctx, connect.NewRequest(&loomv1.ListRunsRequest{MigrationId: "go-upgrade", DispatchFailing: true}))
+	if err != nil || len(list.Msg.GetRuns()) != 1 || list.Msg.GetRuns()[0].GetId() != runID {
+		t.Fatalf("dispatch-failing Runs: %v, %v", list, err)
+	}
+	met, err := connect.NewClient[loomv1.GetMigrationMetricsRequest, loomv1.GetMigrationMetricsResponse](http.DefaultClient,
+		l.url+loomv1connect.MetricsServiceGetMigrationMetricsProcedure).CallUnary(ctx,
+		connect.NewRequest(&loomv1.GetMigrationMetricsRequest{MigrationId: "go-upgrade"}))
+	if err != nil || met.Msg.GetMetrics().GetDispatchFailing() != 1 {
+		t.Fatalf("metrics: %v, %v", met, err)
+	}
+	w.noDispatch(time.Second)
 	w.migrator.setDown(false)
 	if d := w.nextDispatch(); d.Step.Name != "bump-go" || d.Attempt != 1 {
 		t.Fatalf("dispatch once the Migrator is back: %v", d)
+	}
+	// Accepted: the failures are gone.
+	for began := time.Now(); l.getRun(t, runID).GetStepResults()[0].GetDispatchFailures() != 0; time.Sleep(50 * time.Millisecond) {
+		if time.Since(began) > 5*time.Second {
+			t.Fatal("the failures still show after the Migrator accepted the step")
+		}
+	}
+	if list, err := l.runs.ListRuns(ctx, connect.NewRequest(&loomv1.ListRunsRequest{MigrationId: "go-upgrade", DispatchFailing: true})); err != nil || len(list.Msg.GetRuns()) != 0 {
+		t.Fatalf("dispatch-failing Runs after: %v, %v", list, err)
 	}
 
 	// A Migrator that is not there at all: preview answers unavailable at once.

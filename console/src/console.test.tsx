@@ -7,7 +7,9 @@ import { getToken, takeTokenFromURL } from "./auth";
 import { CandidateStatus } from "./gen/loom/v1/candidate_pb";
 import { CandidateOrder } from "./gen/loom/v1/discovery_service_pb";
 import { FileDiffStatus, StepPreviewSchema } from "./gen/loom/v1/preview_pb";
-import { StepStatus } from "./gen/loom/v1/run_pb";
+import { StepResultSchema, StepStatus } from "./gen/loom/v1/run_pb";
+import { DispatchTrouble } from "./components/DispatchTrouble";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 
 describe("the Candidate table's URL", () => {
   it("holds every filter, the order and the page, and becomes the request", () => {
@@ -74,5 +76,29 @@ describe("signing in from loom dev's URL", () => {
     expect(getToken()).toBe("loom_abc");
     expect(window.location.hash).toBe("#other=1");
     expect(window.location.pathname).toBe("/m/x");
+  });
+});
+
+describe("a step Loom cannot dispatch", () => {
+  it("says so with the tries, the last error and the next try", () => {
+    const step = create(StepResultSchema, {
+      stepName: "bump-go",
+      status: StepStatus.IN_PROGRESS,
+      dispatchCount: 1,
+      dispatchFailures: 3,
+      lastDispatchError: "the Migrator at http://m:9 is unavailable: connection refused",
+      nextDispatchTime: timestampFromDate(new Date("2026-12-07T10:00:00Z")),
+    });
+    const { container } = render(<DispatchTrouble step={step} />);
+    const alert = container.querySelector('[role="alert"]')!;
+    expect(alert.textContent).toContain("3 tries failed");
+    expect(alert.textContent).toContain("connection refused");
+    expect(alert.textContent).toContain("Next try");
+  });
+  it("says nothing when the step was handed over, and counts dispatches past a lease", () => {
+    const { container } = render(<DispatchTrouble step={create(StepResultSchema, { dispatchCount: 1 })} />);
+    expect(container.textContent).toBe("");
+    const again = render(<DispatchTrouble step={create(StepResultSchema, { dispatchCount: 3 })} />);
+    expect(again.container.textContent).toContain("dispatched 3 times");
   });
 });

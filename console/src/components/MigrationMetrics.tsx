@@ -23,6 +23,7 @@ export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
         <Tile label="Awaiting review" value={n(m.awaitingReview)} />
         <Tile label="Failed steps" value={n(m.failed)} bad={n(m.failed) > 0} />
         <Tile label="Stuck" value={n(m.stuckCount)} bad={n(m.stuckCount) > 0} />
+        <Tile label="Migrator unreachable" value={n(m.dispatchFailing)} bad={n(m.dispatchFailing) > 0} />
       </div>
       <h2>Burndown</h2>
       {m.burndown.length === 0 ? (

@@ -1,3 +1,4 @@
+import { DispatchTrouble } from "../components/DispatchTrouble";
 import { useState } from "react";
 import { Link, useParams } from "react-router";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
@@ -287,6 +288,7 @@ function Timeline({ run, onChanged }: { run: Run; onChanged: () => void }) {
                   </div>
                 )}
                 {s.message && <div className="message">{s.message}</div>}
+                <DispatchTrouble step={s} />
                 <div className="muted small">
                   started {time(s.startTime)}
                   {s.openTime && <> · opened {time(s.openTime)}</>}

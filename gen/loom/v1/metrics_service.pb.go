@@ -217,9 +217,13 @@ type MigrationMetrics struct {
 	StuckCount int64 `protobuf:"varint,11,opt,name=stuck_count,json=stuckCount,proto3" json:"stuck_count,omitempty"`
 	// Lifecycle events recorded per UTC day over the last 30 days, oldest
 	// first, days without events included (count 0).
-	EventsPerDay  []*DayCount `protobuf:"bytes,12,rep,name=events_per_day,json=eventsPerDay,proto3" json:"events_per_day,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EventsPerDay []*DayCount `protobuf:"bytes,12,rep,name=events_per_day,json=eventsPerDay,proto3" json:"events_per_day,omitempty"`
+	// Running Runs whose current step Loom cannot hand to the Migrator now:
+	// an unreachable (or failing) Migrator. List them with RunService.ListRuns
+	// and dispatch_failing.
+	DispatchFailing int64 `protobuf:"varint,13,opt,name=dispatch_failing,json=dispatchFailing,proto3" json:"dispatch_failing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MigrationMetrics) Reset() {
@@ -334,6 +338,13 @@ func (x *MigrationMetrics) GetEventsPerDay() []*DayCount {
 		return x.EventsPerDay
 	}
 	return nil
+}
+
+func (x *MigrationMetrics) GetDispatchFailing() int64 {
+	if x != nil {
+		return x.DispatchFailing
+	}
+	return 0
 }
 
 // How many running Runs are at one step, in one status.
@@ -910,8 +921,10 @@ type MigrationSummary struct {
 	Failed int64 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
 	// Candidates completed per day over the last 14 days, oldest first.
 	CompletedLastDays []int64 `protobuf:"varint,5,rep,packed,name=completed_last_days,json=completedLastDays,proto3" json:"completed_last_days,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Running Runs whose Migrator Loom cannot reach now.
+	DispatchFailing int64 `protobuf:"varint,6,opt,name=dispatch_failing,json=dispatchFailing,proto3" json:"dispatch_failing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MigrationSummary) Reset() {
@@ -979,6 +992,13 @@ func (x *MigrationSummary) GetCompletedLastDays() []int64 {
 	return nil
 }
 
+func (x *MigrationSummary) GetDispatchFailing() int64 {
+	if x != nil {
+		return x.DispatchFailing
+	}
+	return 0
+}
+
 var File_loom_v1_metrics_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_metrics_service_proto_rawDesc = "" +
@@ -990,7 +1010,7 @@ const file_loom_v1_metrics_service_proto_rawDesc = "" +
 	"stuckAfter\x12D\n" +
 	"\rburndown_unit\x18\x03 \x01(\x0e2\x15.loom.v1.BurndownUnitB\b\xbaH\x05\x82\x01\x02\x10\x01R\fburndownUnit\"R\n" +
 	"\x1bGetMigrationMetricsResponse\x123\n" +
-	"\ametrics\x18\x01 \x01(\v2\x19.loom.v1.MigrationMetricsR\ametrics\"\xd5\x04\n" +
+	"\ametrics\x18\x01 \x01(\v2\x19.loom.v1.MigrationMetricsR\ametrics\"\x80\x05\n" +
 	"\x10MigrationMetrics\x12!\n" +
 	"\fmigration_id\x18\x01 \x01(\tR\vmigrationId\x128\n" +
 	"\n" +
@@ -1007,7 +1027,8 @@ const file_loom_v1_metrics_service_proto_rawDesc = "" +
 	" \x03(\v2\x17.loom.v1.StuckCandidateR\x05stuck\x12\x1f\n" +
 	"\vstuck_count\x18\v \x01(\x03R\n" +
 	"stuckCount\x127\n" +
-	"\x0eevents_per_day\x18\f \x03(\v2\x11.loom.v1.DayCountR\feventsPerDay\"i\n" +
+	"\x0eevents_per_day\x18\f \x03(\v2\x11.loom.v1.DayCountR\feventsPerDay\x12)\n" +
+	"\x10dispatch_failing\x18\r \x01(\x03R\x0fdispatchFailing\"i\n" +
 	"\x10CurrentStepCount\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12+\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x13.loom.v1.StepStatusR\x06status\x12\x14\n" +
@@ -1049,13 +1070,14 @@ const file_loom_v1_metrics_service_proto_rawDesc = "" +
 	"\n" +
 	"migrations\x18\x01 \x03(\v2\x19.loom.v1.MigrationSummaryR\n" +
 	"migrations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe3\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x02\n" +
 	"\x10MigrationSummary\x120\n" +
 	"\tmigration\x18\x01 \x01(\v2\x12.loom.v1.MigrationR\tmigration\x12,\n" +
 	"\x12open_pull_requests\x18\x02 \x01(\x03R\x10openPullRequests\x12'\n" +
 	"\x0fawaiting_review\x18\x03 \x01(\x03R\x0eawaitingReview\x12\x16\n" +
 	"\x06failed\x18\x04 \x01(\x03R\x06failed\x12.\n" +
-	"\x13completed_last_days\x18\x05 \x03(\x03R\x11completedLastDays*\\\n" +
+	"\x13completed_last_days\x18\x05 \x03(\x03R\x11completedLastDays\x12)\n" +
+	"\x10dispatch_failing\x18\x06 \x01(\x03R\x0fdispatchFailing*\\\n" +
 	"\fBurndownUnit\x12\x1d\n" +
 	"\x19BURNDOWN_UNIT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12BURNDOWN_UNIT_HOUR\x10\x01\x12\x15\n" +

@@ -379,9 +379,23 @@ type StepResult struct {
 	// still report a merge it detects.
 	CallbackToken string `protobuf:"bytes,11,opt,name=callback_token,json=callbackToken,proto3" json:"callback_token,omitempty"`
 	// When the attempt's pull request was first reported open; unset before.
-	OpenTime      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=open_time,json=openTime,proto3" json:"open_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OpenTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=open_time,json=openTime,proto3" json:"open_time,omitempty"`
+	// How many times this attempt was dispatched: 1, and one more each time
+	// the Migrator held it past its lease without a report
+	// (Migration.dispatch_lease) and Loom dispatched it again.
+	DispatchCount int32 `protobuf:"varint,13,opt,name=dispatch_count,json=dispatchCount,proto3" json:"dispatch_count,omitempty"`
+	// While Loom cannot hand this attempt to its Migrator (unreachable, or
+	// answering with a transient error): how many tries failed so far. Each
+	// try is also in the history (EVENT_KIND_DISPATCH_FAILED). Zero once the
+	// Migrator accepts the step or the step moves on; past Loom's dispatch
+	// window the step fails with the last error.
+	DispatchFailures int32 `protobuf:"varint,14,opt,name=dispatch_failures,json=dispatchFailures,proto3" json:"dispatch_failures,omitempty"`
+	// The error of the last failed try, while dispatch_failures is not zero.
+	LastDispatchError string `protobuf:"bytes,15,opt,name=last_dispatch_error,json=lastDispatchError,proto3" json:"last_dispatch_error,omitempty"`
+	// When the next try is due, while dispatch_failures is not zero.
+	NextDispatchTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=next_dispatch_time,json=nextDispatchTime,proto3" json:"next_dispatch_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StepResult) Reset() {
@@ -494,6 +508,34 @@ func (x *StepResult) GetCallbackToken() string {
 func (x *StepResult) GetOpenTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.OpenTime
+	}
+	return nil
+}
+
+func (x *StepResult) GetDispatchCount() int32 {
+	if x != nil {
+		return x.DispatchCount
+	}
+	return 0
+}
+
+func (x *StepResult) GetDispatchFailures() int32 {
+	if x != nil {
+		return x.DispatchFailures
+	}
+	return 0
+}
+
+func (x *StepResult) GetLastDispatchError() string {
+	if x != nil {
+		return x.LastDispatchError
+	}
+	return ""
+}
+
+func (x *StepResult) GetNextDispatchTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextDispatchTime
 	}
 	return nil
 }
@@ -635,7 +677,7 @@ const file_loom_v1_run_proto_rawDesc = "" +
 	"\aversion\x18\x0f \x01(\x03R\aversion\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x90\x06\n" +
 	"\n" +
 	"StepResult\x12\x1b\n" +
 	"\tstep_name\x18\x01 \x01(\tR\bstepName\x12+\n" +
@@ -652,7 +694,11 @@ const file_loom_v1_run_proto_rawDesc = "" +
 	"\x05actor\x18\n" +
 	" \x01(\tR\x05actor\x12%\n" +
 	"\x0ecallback_token\x18\v \x01(\tR\rcallbackToken\x127\n" +
-	"\topen_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bopenTime\x1a;\n" +
+	"\topen_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bopenTime\x12%\n" +
+	"\x0edispatch_count\x18\r \x01(\x05R\rdispatchCount\x12+\n" +
+	"\x11dispatch_failures\x18\x0e \x01(\x05R\x10dispatchFailures\x12.\n" +
+	"\x13last_dispatch_error\x18\x0f \x01(\tR\x11lastDispatchError\x12H\n" +
+	"\x12next_dispatch_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x10nextDispatchTime\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x03\n" +
@@ -725,14 +771,15 @@ var file_loom_v1_run_proto_depIdxs = []int32{
 	9,  // 11: loom.v1.StepResult.update_time:type_name -> google.protobuf.Timestamp
 	9,  // 12: loom.v1.StepResult.end_time:type_name -> google.protobuf.Timestamp
 	9,  // 13: loom.v1.StepResult.open_time:type_name -> google.protobuf.Timestamp
-	8,  // 14: loom.v1.MigrationManifest.steps:type_name -> loom.v1.StepDefinition
-	10, // 15: loom.v1.MigrationManifest.candidate:type_name -> loom.v1.Candidate
-	7,  // 16: loom.v1.MigrationManifest.inputs:type_name -> loom.v1.MigrationManifest.InputsEntry
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	9,  // 14: loom.v1.StepResult.next_dispatch_time:type_name -> google.protobuf.Timestamp
+	8,  // 15: loom.v1.MigrationManifest.steps:type_name -> loom.v1.StepDefinition
+	10, // 16: loom.v1.MigrationManifest.candidate:type_name -> loom.v1.Candidate
+	7,  // 17: loom.v1.MigrationManifest.inputs:type_name -> loom.v1.MigrationManifest.InputsEntry
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_run_proto_init() }

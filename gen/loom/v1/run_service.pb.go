@@ -811,9 +811,13 @@ type ListRunsRequest struct {
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page, sent with the same filters; empty
 	// for the first page.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only Runs whose current step Loom cannot hand to its Migrator now (see
+	// StepResult.dispatch_failures): where an unreachable Migrator holds
+	// the fleet up.
+	DispatchFailing bool `protobuf:"varint,6,opt,name=dispatch_failing,json=dispatchFailing,proto3" json:"dispatch_failing,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListRunsRequest) Reset() {
@@ -879,6 +883,13 @@ func (x *ListRunsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListRunsRequest) GetDispatchFailing() bool {
+	if x != nil {
+		return x.DispatchFailing
+	}
+	return false
 }
 
 // Response of RunService.ListRuns.
@@ -1141,7 +1152,7 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\rGetRunRequest\x12e\n" +
 	"\x06run_id\x18\x01 \x01(\tBN\xbaHKrI2G^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?__[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x05runId\"0\n" +
 	"\x0eGetRunResponse\x12\x1e\n" +
-	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\xb8\x02\n" +
+	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\xd6\x04\n" +
 	"\x0fListRunsRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x124\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.loom.v1.RunStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12M\n" +
@@ -1149,7 +1160,9 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\tpage_size\x18\x04 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"{\n" +
+	"page_token\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12)\n" +
+	"\x10dispatch_failing\x18\x06 \x01(\bR\x0fdispatchFailing:\xf0\x01\xbaH\xec\x01\x1a\xe9\x01\n" +
+	" list_runs.dispatch_failing_alone\x12vdispatch_failing selects running Runs whose current step is in progress: give no status or current_step_status with it\x1aM!this.dispatch_failing || (this.status == 0 && this.current_step_status == 0)\"{\n" +
 	"\x10ListRunsResponse\x12 \n" +
 	"\x04runs\x18\x01 \x03(\v2\f.loom.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +

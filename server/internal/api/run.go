@@ -127,8 +127,12 @@ func (s *RunServer) ListRuns(ctx context.Context, req *connect.Request[loomv1.Li
 	filter := migration.RunFilter{
 		Status:            protoconv.RunStatusFromProto(req.Msg.GetStatus()),
 		CurrentStepStatus: protoconv.StepStatusFromProto(req.Msg.GetCurrentStepStatus()),
+		DispatchFailing:   req.Msg.GetDispatchFailing(),
 	}
 	filterKey := req.Msg.GetMigrationId() + "|" + string(filter.Status) + "|" + string(filter.CurrentStepStatus)
+	if filter.DispatchFailing {
+		filterKey += "|dispatch-failing"
+	}
 	after, err := decodePageToken(req.Msg.GetPageToken(), filterKey)
 	if err != nil {
 		return nil, err

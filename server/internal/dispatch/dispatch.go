@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +92,15 @@ func New(o Options) *Notifier {
 		}
 		c := *o.HTTPClient
 		c.Transport = &guard{base: base, policy: o.Policy, signer: o.Signer}
+		o.HTTPClient = &c
+	}
+	{
+		c := *o.HTTPClient
+		base := c.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		c.Transport = connectOnly{base: base}
 		o.HTTPClient = &c
 	}
 	if o.CallTimeout <= 0 {
@@ -196,6 +206,11 @@ func classify(url string, err error) error {
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
+	}
+	var perr *protocolError
+	if errors.As(err, &perr) {
+		return migration.FailedPrecondition(migration.ReasonMigratorRefused, "the Migrator at %s %s", url, perr.Error()).
+			With("migrator_url", url).With("http_status", strconv.Itoa(perr.status))
 	}
 	code := connect.CodeOf(err)
 	msg := err.Error()

@@ -3,7 +3,9 @@ package dispatch_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +80,7 @@ func TestFailuresAreSortedIntoRetryAndRefusal(t *testing.T) {
 		{"too slow", &migrator{delay: time.Second}, "", migration.ErrUnavailable, 0},
 		{"nobody listening", nil, "http://127.0.0.1:1", migration.ErrUnavailable, 0},
 	} {
+
 		t.Run(tc.name, func(t *testing.T) {
 			url := tc.url
 			if tc.m != nil {
@@ -91,6 +94,40 @@ func TestFailuresAreSortedIntoRetryAndRefusal(t *testing.T) {
 			var ref *migration.Refusal
 			if !errors.As(err, &ref) || ref.Metadata["migrator_url"] != url {
 				t.Fatalf("refusal %+v does not name the Migrator", ref)
+			}
+		})
+	}
+}
+
+// A URL that answers, but not as a Migrator (a web page, another service's
+// 404, a proxy's refusal), fails the step at once with what it answered;
+// a server error or a rate limit in any form is still worth a retry.
+func TestAnAnswerThatIsNoMigratorsIsARefusal(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		status      int
+		contentType string
+		kind        error
+	}{
+		{"a web page", http.StatusOK, "text/html; charset=utf-8", migration.ErrFailedPrecondition},
+		{"another service's 404", http.StatusNotFound, "text/plain", migration.ErrFailedPrecondition},
+		{"a proxy's login", http.StatusUnauthorized, "text/html", migration.ErrFailedPrecondition},
+		{"a proxy's 502 page", http.StatusBadGateway, "text/html", migration.ErrUnavailable},
+		{"rate limited", http.StatusTooManyRequests, "text/plain", migration.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte("<html>hello</html>"))
+			}))
+			t.Cleanup(srv.Close)
+			err := dispatch.New(dispatch.Options{}).ExecuteStep(context.Background(), srv.URL, dispatchOne)
+			if !errors.Is(err, tc.kind) {
+				t.Fatalf("got %v, want %v", err, tc.kind)
+			}
+			if tc.kind == migration.ErrFailedPrecondition && !strings.Contains(err.Error(), "not a MigratorService answer") {
+				t.Fatalf("the reason does not say what was wrong: %v", err)
 			}
 		})
 	}

@@ -104,8 +104,13 @@ func (a *Activities) DispatchStep(ctx context.Context, in DispatchInput) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), errTypeMigratorRefused, nil)
 	}
 	if err != nil && ctx.Err() == nil {
-		// Record each failed try: Temporal retries it within the window.
-		try := int(activity.GetInfo(ctx).Attempt)
+		// Record each failed try, on the Run's view too: Temporal retries
+		// it within the window.
+		info := activity.GetInfo(ctx)
+		try, next := int(info.Attempt), time.Now()
+		if !info.IsLocalActivity {
+			next = next.Add(retryBackoff(try))
+		}
 		if in.TriedAtOnce {
 			try++
 		}
@@ -113,11 +118,25 @@ func (a *Activities) DispatchStep(ctx context.Context, in DispatchInput) error {
 		ev := migration.Event{Time: time.Now().UTC(), Kind: migration.EventDispatchFailed, MigrationID: d.MigrationID,
 			CandidateID: d.Candidate.ID, RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt,
 			Actor: migration.ActorLoom, Details: map[string]string{"reason": err.Error(), "try": strconv.Itoa(try)}}
-		if aerr := a.Store.AppendEvents(ctx, d.MigrationID, []migration.Event{ev}); aerr != nil {
-			err = errors.Join(err, aerr)
+		if rerr := a.Store.RecordDispatchFailure(ctx, ev, next); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return err
+	}
+	if err == nil && (in.TriedAtOnce || activity.GetInfo(ctx).Attempt > 1) {
+		// Accepted after failures: they no longer hold the step up. (The
+		// next view write drops them too, should this fail.)
+		if cerr := a.Store.ClearDispatchFailure(ctx, d.MigrationID, d.Candidate.ID, d.Execution, d.Step.Name); cerr != nil {
+			logger.Warn("could not clear the dispatch failures", "error", cerr)
 		}
 	}
 	return err
+}
+
+// retryBackoff is the wait before the dispatch activity's try after try
+// (its RetryPolicy in startDispatch: 1 s doubling, at most a minute).
+func retryBackoff(try int) time.Duration {
+	return min(time.Second<<min(try-1, 6), time.Minute)
 }
 
 // startSpan starts a span for a part of an activity, under the activity's

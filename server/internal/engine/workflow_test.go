@@ -59,6 +59,14 @@ func (s *fakeStore) BeginRun(_ context.Context, run migration.Run) (migration.Ru
 	return s.last(), nil
 }
 
+func (s *fakeStore) RecordDispatchFailure(_ context.Context, ev migration.Event, _ time.Time) error {
+	return s.AppendEvents(context.Background(), ev.MigrationID, []migration.Event{ev})
+}
+
+func (s *fakeStore) ClearDispatchFailure(context.Context, string, string, int64, string) error {
+	return nil
+}
+
 func (s *fakeStore) AppendEvents(_ context.Context, _ string, events []migration.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -22,6 +22,9 @@ type MigrationMetrics struct {
 	// EventsPerDay counts lifecycle events per UTC day over the last
 	// EventDays days, oldest first, zeros included.
 	EventsPerDay []DayCount
+	// DispatchFailing counts the running Runs whose current step Loom
+	// cannot hand to its Migrator now.
+	DispatchFailing int64
 }
 
 // EventDays is how many days MigrationMetrics.EventsPerDay covers.
@@ -89,6 +92,7 @@ type MigrationSummary struct {
 	AwaitingReview    int64
 	Failed            int64
 	CompletedLastDays []int64
+	DispatchFailing   int64
 }
 
 // FleetPage is one page of the fleet overview.

@@ -65,12 +65,21 @@ type RunStore interface {
 	ListRuns(ctx context.Context, migrationID string, f RunFilter, page PageRequest) (RunPage, error)
 	// WatchRun notifies of every stored change of a Run until ctx ends.
 	WatchRun(ctx context.Context, migrationID, candidateID string) (<-chan struct{}, error)
+	// RecordDispatchFailure records a failed try to hand a step to its
+	// Migrator (ev, a dispatch_failed event) and, while the Run's view has
+	// the step in progress, shows it there with the next try's time.
+	RecordDispatchFailure(ctx context.Context, ev Event, next time.Time) error
+	// ClearDispatchFailure forgets them once the Migrator accepted the step.
+	ClearDispatchFailure(ctx context.Context, migrationID, candidateID string, execution int64, step string) error
 }
 
 // RunFilter selects Runs in a listing. Zero fields select all.
 type RunFilter struct {
 	Status            RunStatus
 	CurrentStepStatus StepStatus
+	// DispatchFailing selects the Runs whose current step Loom cannot hand
+	// to its Migrator now; alone.
+	DispatchFailing bool
 }
 
 // RunPage is one page of a Run listing.

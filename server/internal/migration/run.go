@@ -85,6 +85,14 @@ type StepResult struct {
 	// Dispatches counts the dispatches of this attempt: 1, and one more each
 	// time its lease ran out (zero in views written before it was kept).
 	Dispatches int
+
+	// While Loom cannot hand the attempt to its Migrator: the failed tries
+	// so far, the last one's error and when the next is due. Kept by the
+	// store beside the view (set on reads); never part of the workflow's
+	// state.
+	DispatchFailures  int
+	LastDispatchError string
+	NextDispatchTime  time.Time
 }
 
 // Current returns the result of the step the Run is on, or nil before the

@@ -334,6 +334,11 @@ func StepResultToProto(s migration.StepResult) *loomv1.StepResult {
 		EndTime:    TimeToProto(s.EndTime),
 		OpenTime:   TimeToProto(s.OpenTime),
 		Actor:      s.Actor,
+		// Views written before the count was kept say 0: one dispatch.
+		DispatchCount:     int32(max(s.Dispatches, 1)),
+		DispatchFailures:  int32(s.DispatchFailures),
+		LastDispatchError: s.LastDispatchError,
+		NextDispatchTime:  TimeToProto(s.NextDispatchTime),
 	}
 }
 
@@ -421,6 +426,7 @@ func MetricsToProto(m migration.MigrationMetrics) *loomv1.MigrationMetrics {
 	p := &loomv1.MigrationMetrics{
 		MigrationId: m.MigrationID, Candidates: CountsToProto(m.Counts),
 		OpenPullRequests: m.OpenPullRequests, AwaitingReview: m.AwaitingReview, Failed: m.Failed, StuckCount: m.StuckCount,
+		DispatchFailing: m.DispatchFailing,
 	}
 	for _, c := range m.CurrentSteps {
 		p.CurrentSteps = append(p.CurrentSteps, &loomv1.CurrentStepCount{Step: c.Step, Status: StepStatusToProto(c.Status), Count: c.Count})
@@ -452,5 +458,6 @@ func SummaryToProto(s migration.MigrationSummary) *loomv1.MigrationSummary {
 	return &loomv1.MigrationSummary{
 		Migration: MigrationToProto(s.Migration), OpenPullRequests: s.OpenPullRequests,
 		AwaitingReview: s.AwaitingReview, Failed: s.Failed, CompletedLastDays: s.CompletedLastDays,
+		DispatchFailing: s.DispatchFailing,
 	}
 }

@@ -375,7 +375,9 @@ func parseInt(s string) (int64, error) {
 // Fields of the run view hash (see runKey).
 const (
 	fieldView = "view"
-	fieldVer  = "ver"
+	// fieldDispatchFailure holds a run view's dispatchFailure.
+	fieldDispatchFailure = "dfail"
+	fieldVer             = "ver"
 )
 
 // runRecord is the "view" field of a run view hash: the Run as its workflow
@@ -489,6 +491,7 @@ func decodeRun(migrationID, candidateID string, h map[string]string) (migration.
 			Actor:      s.Actor,
 		})
 	}
+	withDispatchFailure(&r, h[fieldDispatchFailure])
 	return r, nil
 }
 

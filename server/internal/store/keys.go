@@ -239,6 +239,11 @@ func runChannel(m, c string) string { return runKey(m, c) + ":changes" }
 // ZSET, score 0, member = Candidate id.
 func runsKey(m string) string { return migrationTag(m) + "runs" }
 
+// runDispatchFailingKey indexes the Runs of m whose current step Loom
+// cannot hand to its Migrator now (see store/dispatch.go). ZSET, score 0,
+// member = Candidate id. DeleteMigration derives it from runsKey.
+func runDispatchFailingKey(m string) string { return runsKey(m) + ":dispatch-failing" }
+
 // runStatusIndexKey indexes the Runs of m in status r.
 // ZSET, score 0, member = Candidate id.
 func runStatusIndexKey(m, r string) string { return runStatusIndexPrefix(m) + r }

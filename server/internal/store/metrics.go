@@ -42,6 +42,7 @@ func (s *Store) MigrationMetrics(ctx context.Context, m string, q migration.Metr
 	stuckN := pipe.ZCount(ctx, activityKey(m), "-inf", strconv.FormatInt(cutoff, 10))
 	stuck := pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{Key: activityKey(m), Start: "-inf", Stop: strconv.FormatInt(cutoff, 10),
 		ByScore: true, Count: maxStuckListed})
+	failing := pipe.ZCard(ctx, runDispatchFailingKey(m))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return migration.MigrationMetrics{}, fmt.Errorf("read metrics of %s: %w", m, err)
 	}
@@ -52,7 +53,7 @@ func (s *Store) MigrationMetrics(ctx context.Context, m string, q migration.Metr
 	if err != nil {
 		return migration.MigrationMetrics{}, err
 	}
-	out := migration.MigrationMetrics{MigrationID: m, Counts: def.Counts, StuckCount: stuckN.Val()}
+	out := migration.MigrationMetrics{MigrationID: m, Counts: def.Counts, StuckCount: stuckN.Val(), DispatchFailing: failing.Val()}
 	cur, durs := parseFigures(figs.Val(), def.Steps)
 	out.CurrentSteps = cur
 	out.StepDurations = durs
@@ -234,6 +235,7 @@ func (s *Store) FleetOverview(ctx context.Context, page migration.PageRequest, n
 	pipe := s.rdb.Pipeline()
 	figs := make([]*redis.MapStringStringCmd, len(migs.Migrations))
 	burns := make([]*redis.SliceCmd, len(migs.Migrations))
+	failing := make([]*redis.IntCmd, len(migs.Migrations))
 	lastHour := now.UnixMilli() / hourMillis
 	var fields []string
 	for d := overviewDays - 1; d >= 0; d-- {
@@ -244,13 +246,14 @@ func (s *Store) FleetOverview(ctx context.Context, page migration.PageRequest, n
 	for i, m := range migs.Migrations {
 		figs[i] = pipe.HGetAll(ctx, metricsKey(m.ID))
 		burns[i] = pipe.HMGet(ctx, burndownKey(m.ID), fields...)
+		failing[i] = pipe.ZCard(ctx, runDispatchFailingKey(m.ID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return migration.FleetPage{}, fmt.Errorf("read the fleet overview: %w", err)
 	}
 	out := migration.FleetPage{Next: migs.Next}
 	for i, m := range migs.Migrations {
-		sum := migration.MigrationSummary{Migration: m, CompletedLastDays: make([]int64, overviewDays)}
+		sum := migration.MigrationSummary{Migration: m, CompletedLastDays: make([]int64, overviewDays), DispatchFailing: failing[i].Val()}
 		cur, _ := parseFigures(figs[i].Val(), m.Steps)
 		sum.OpenPullRequests, sum.AwaitingReview, sum.Failed = attention(cur)
 		for j, v := range burns[i].Val() {

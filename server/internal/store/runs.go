@@ -33,6 +33,7 @@ func runKeys(m, c string) []string {
 		stepOrderKey(m),
 		currentStepIndexPrefix(m),
 		stepNamesKey(m),
+		runDispatchFailingKey(m),
 	)
 }
 
@@ -196,6 +197,8 @@ func (s *Store) ListRuns(ctx context.Context, m string, f migration.RunFilter, p
 	}
 	var index string
 	switch {
+	case f.DispatchFailing:
+		index = runDispatchFailingKey(m)
 	case f.Status != "" && f.CurrentStepStatus != "":
 		index = runStatusStepIndexKey(m, string(f.Status), string(f.CurrentStepStatus))
 	case f.Status != "":

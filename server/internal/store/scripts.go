@@ -194,6 +194,7 @@ for _, r in ipairs({'running', 'completed', 'cancelled'}) do
   for _, t in ipairs(stepStatuses) do unlink(KEYS[12] .. r .. ':' .. t) end
 end
 for _, t in ipairs(stepStatuses) do unlink(KEYS[11] .. t) end
+unlink(KEYS[9] .. ':dispatch-failing')
 unlink(KEYS[9])
 for i = 13, 16 do unlink(KEYS[i]) end
 for _, name in ipairs(redis.call('HKEYS', KEYS[19])) do unlink(KEYS[20] .. name) end
@@ -758,6 +759,18 @@ end
 
 local function hour(ms) return tostring(math.floor(tonumber(ms) / 3600000)) end
 
+-- dropDispatchFailure drops the dispatch failures of the run view (see
+-- store/dispatch.go) unless they are about step keep of execution exec:
+-- the view moved past the attempt they were about.
+local function dropDispatchFailure(id, exec, keep)
+  local d = redis.call('HGET', KEYS[3], 'dfail')
+  if not d then return end
+  local f = cjson.decode(d)
+  if keep ~= '' and f.x == exec and f.s == keep then return end
+  redis.call('HDEL', KEYS[3], 'dfail')
+  redis.call('ZREM', KEYS[18], id)
+end
+
 -- eventsSeq is the seq of the run view's execution up to which its events
 -- are applied (evseq). Views written before evseq marked each save with a
 -- field 'ev:<exec>:<seq>', a field per save for ever: those are removed
@@ -792,8 +805,9 @@ end
 //	KEYS[15] stepOrderKey(m)
 //	KEYS[16] currentStepIndexPrefix(m)
 //	KEYS[17] stepNamesKey(m)
-//	KEYS[18] changeIndexKey(m), KEYS[19] eventDaysKey(m),
-//	KEYS[20] eventsKey(m), KEYS[21] candidateEventsPrefix(m) (history)
+//	KEYS[18] runDispatchFailingKey(m)
+//	KEYS[19] changeIndexKey(m), KEYS[20] eventDaysKey(m),
+//	KEYS[21] eventsKey(m), KEYS[22] candidateEventsPrefix(m) (history)
 
 // beginRunScript records the start of execution N of a Candidate's Run: the
 // Candidate becomes running with exec N and the Run's inputs, the run view
@@ -833,6 +847,7 @@ redis.call('HSET', KEYS[2], 'exec', n, 'inputs', ARGV[3], 'utime', now)
 eventsSeq(KEYS[3], nil)
 storeView(id, ARGV[4], n, ARGV[5], 'running', '', ARGV[7], '', 0)
 redis.call('HSET', KEYS[3], 'evseq', ARGV[5])
+dropDispatchFailure(id, n, '')
 local d = {}
 for k, v in pairs(cjson.decode(ARGV[3])) do d['inputs.' .. k] = v end
 addEvent({k = 'run_started', t = now, c = id, r = ARGV[8], x = n, d = d})
@@ -913,6 +928,11 @@ if tonumber(r[1] or '0') == n and tonumber(r[2] or '-1') >= seq then
   return {0, tonumber(redis.call('HGET', KEYS[3], 'ver'))}
 end
 storeView(id, ARGV[4], n, seq, ARGV[5], ARGV[6], ARGV[8], ARGV[9], ARGV[12])
+if ARGV[5] ~= 'running' or ARGV[6] ~= 'in_progress' then
+  dropDispatchFailure(id, n, '')
+else
+  dropDispatchFailure(id, n, ARGV[9])
+end
 touch(id, now)
 if status == 'running' then
   if ARGV[5] == 'completed' then
