@@ -95,6 +95,16 @@ func (c *Client) ReportStep(ctx context.Context, r Report) (changed bool, err er
 	return res.Msg.GetChanged(), nil
 }
 
+// ResumeSteps asks Loom to dispatch again every step of the Migration that
+// is in progress (see Migrator.Start), and says how many it did.
+func (c *Client) ResumeSteps(ctx context.Context, migrationID string) (int64, error) {
+	res, err := c.events.ResumeSteps(ctx, connect.NewRequest(&loomv1.ResumeStepsRequest{MigrationId: migrationID}))
+	if err != nil {
+		return 0, err
+	}
+	return res.Msg.GetResumed(), nil
+}
+
 // OpenSteps lists the steps of the Migration's running Runs whose pull
 // request waits for its merge.
 func (c *Client) OpenSteps(ctx context.Context, migrationID string) ([]OpenStep, error) {

@@ -26,6 +26,18 @@
 //     be, until it is merged. Spec.CheckMerged lets the SDK ask you about
 //     open steps periodically and report the merges.
 //
+// # When a Migrator dies
+//
+// A step your Migrator accepted and then lost (it crashed, was killed, its
+// machine went away) is never stuck: when the Migrator starts again the SDK
+// asks Loom to dispatch again the Migration's steps in progress, and Loom
+// also dispatches a step again by itself when the Migrator holds it past
+// its lease (Migration.DispatchLease, 10 minutes by default) without a
+// report. Either way the handler runs again with the same Dispatch (run,
+// execution, step, attempt): make it idempotent (check whether the branch
+// or pull request exists before creating it). While the Migrator runs, the
+// SDK ignores a dispatch it is still executing or has just executed.
+//
 // # A Migrator in one main
 //
 //	func main() {

@@ -249,6 +249,9 @@ func (m *Migrator) Start(ctx context.Context) error {
 	if err := m.Announce(ctx); err != nil {
 		return err
 	}
+	// The steps this Migrator was executing when it last stopped (or died)
+	// come back now rather than when their lease runs out.
+	go m.resume(ctx)
 	if m.spec.Discover != nil {
 		if err := m.Discover(ctx); err != nil {
 			m.log.Error("discovery failed", "error", err)
@@ -291,6 +294,26 @@ func (m *Migrator) every(ctx context.Context, d time.Duration, f func()) {
 		case <-t.C:
 			f()
 		}
+	}
+}
+
+// resume asks Loom to dispatch again the Migration's steps in progress,
+// retrying while Loom cannot be reached. Their handlers run again (a step
+// this process is still executing is ignored): handlers must be idempotent.
+func (m *Migrator) resume(ctx context.Context) {
+	var n int64
+	err := retry(ctx, func() error {
+		var err error
+		n, err = m.client.ResumeSteps(ctx, m.spec.Migration.ID)
+		return err
+	}, func(err error, wait time.Duration) {
+		m.log.Warn("could not ask Loom for the steps in progress yet; retrying", "retry_in", wait, "error", err)
+	})
+	switch {
+	case err != nil && ctx.Err() == nil:
+		m.log.Error("could not ask Loom for the steps in progress: they come back when their lease runs out", "error", err)
+	case n > 0:
+		m.log.Info("steps in progress dispatched again", "steps", n)
 	}
 }
 

@@ -296,11 +296,17 @@ func (l *Loom) MustDispatch(t testing.TB, migrationID, stepName, candidateID str
 	return r
 }
 
-func (r *Run) dispatch(ctx context.Context) error {
+func (r *Run) dispatch(ctx context.Context) error { return r.send(ctx, true) }
+
+// send sends the Run's current attempt to the Migrator: with a new callback
+// token for a new attempt, the same one when dispatching it again.
+func (r *Run) send(ctx context.Context, newToken bool) error {
 	r.l.mu.Lock()
 	attempt := r.attempt
 	cand := r.l.candidates[r.MigrationID][r.Candidate]
-	r.token = newCallbackToken()
+	if newToken {
+		r.token = newCallbackToken()
+	}
 	token := r.token
 	r.l.mu.Unlock()
 	c := migratorv1connect.NewMigratorServiceClient(r.l.migratorClient(), r.url)
@@ -603,6 +609,30 @@ func (s *events) ReportStepStatus(_ context.Context, req *connect.Request[loomv1
 	return connect.NewResponse(&loomv1.ReportStepStatusResponse{Changed: changed, Step: &loomv1.StepResult{
 		StepName: r.Step.Name, Status: migratorsdk.StatusToProto(r.status), PrUrl: r.prURL, Message: r.message, Metadata: r.meta, Attempt: int32(r.attempt),
 	}}), nil
+}
+
+// ResumeSteps dispatches again, in the background, the Runs of the
+// Migration whose step is in progress, to the Migrator's current URL, as
+// Loom does when a Migrator starts.
+func (s *events) ResumeSteps(_ context.Context, req *connect.Request[loomv1.ResumeStepsRequest]) (*connect.Response[loomv1.ResumeStepsResponse], error) {
+	s.l.mu.Lock()
+	m, ok := s.l.migrations[req.Msg.GetMigrationId()]
+	if !ok {
+		s.l.mu.Unlock()
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("migration %q not found", req.Msg.GetMigrationId()))
+	}
+	var todo []*Run
+	for _, r := range s.l.runs {
+		if r.MigrationID == req.Msg.GetMigrationId() && r.status == migratorsdk.StatusInProgress {
+			r.url = m.GetMigratorUrl()
+			todo = append(todo, r)
+		}
+	}
+	s.l.mu.Unlock()
+	for _, r := range todo {
+		go func() { _ = r.send(context.Background(), false) }()
+	}
+	return connect.NewResponse(&loomv1.ResumeStepsResponse{Resumed: int64(len(todo))}), nil
 }
 
 type runs struct {

@@ -70,6 +70,7 @@ var Rules = map[string]Rule{
 	"/loom.v1.RunService/ListRuns":                    readers,
 	"/loom.v1.RunService/WatchRun":                    readers,
 	"/loom.v1.EventService/ReportStepStatus":          migrators,
+	"/loom.v1.EventService/ResumeSteps":               migrators,
 	"/loom.v1.HistoryService/ListEvents":              readers,
 	"/loom.v1.HistoryService/WatchEvents":             readers,
 	"/loom.v1.MetricsService/GetMigrationMetrics":     readers,

@@ -22,6 +22,98 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Request of EventService.ResumeSteps.
+type ResumeStepsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Migration whose steps in progress to dispatch again.
+	MigrationId   string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeStepsRequest) Reset() {
+	*x = ResumeStepsRequest{}
+	mi := &file_loom_v1_event_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeStepsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeStepsRequest) ProtoMessage() {}
+
+func (x *ResumeStepsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_event_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeStepsRequest.ProtoReflect.Descriptor instead.
+func (*ResumeStepsRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_event_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ResumeStepsRequest) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+// Response of EventService.ResumeSteps.
+type ResumeStepsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many steps were dispatched again.
+	Resumed       int64 `protobuf:"varint,1,opt,name=resumed,proto3" json:"resumed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeStepsResponse) Reset() {
+	*x = ResumeStepsResponse{}
+	mi := &file_loom_v1_event_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeStepsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeStepsResponse) ProtoMessage() {}
+
+func (x *ResumeStepsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_event_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeStepsResponse.ProtoReflect.Descriptor instead.
+func (*ResumeStepsResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_event_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ResumeStepsResponse) GetResumed() int64 {
+	if x != nil {
+		return x.Resumed
+	}
+	return 0
+}
+
 // Request of EventService.ReportStepStatus. Copy run_id, execution,
 // step_name and attempt from the ExecuteStepRequest being reported on.
 type ReportStepStatusRequest struct {
@@ -59,7 +151,7 @@ type ReportStepStatusRequest struct {
 
 func (x *ReportStepStatusRequest) Reset() {
 	*x = ReportStepStatusRequest{}
-	mi := &file_loom_v1_event_service_proto_msgTypes[0]
+	mi := &file_loom_v1_event_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -71,7 +163,7 @@ func (x *ReportStepStatusRequest) String() string {
 func (*ReportStepStatusRequest) ProtoMessage() {}
 
 func (x *ReportStepStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_event_service_proto_msgTypes[0]
+	mi := &file_loom_v1_event_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -84,7 +176,7 @@ func (x *ReportStepStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStepStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStepStatusRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_event_service_proto_rawDescGZIP(), []int{0}
+	return file_loom_v1_event_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReportStepStatusRequest) GetRunId() string {
@@ -164,7 +256,7 @@ type ReportStepStatusResponse struct {
 
 func (x *ReportStepStatusResponse) Reset() {
 	*x = ReportStepStatusResponse{}
-	mi := &file_loom_v1_event_service_proto_msgTypes[1]
+	mi := &file_loom_v1_event_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +268,7 @@ func (x *ReportStepStatusResponse) String() string {
 func (*ReportStepStatusResponse) ProtoMessage() {}
 
 func (x *ReportStepStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_event_service_proto_msgTypes[1]
+	mi := &file_loom_v1_event_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +281,7 @@ func (x *ReportStepStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStepStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStepStatusResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_event_service_proto_rawDescGZIP(), []int{1}
+	return file_loom_v1_event_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReportStepStatusResponse) GetStep() *StepResult {
@@ -210,7 +302,11 @@ var File_loom_v1_event_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_event_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bloom/v1/event_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x11loom/v1/run.proto\"\xa6\x06\n" +
+	"\x1bloom/v1/event_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x11loom/v1/run.proto\"d\n" +
+	"\x12ResumeStepsRequest\x12N\n" +
+	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\"/\n" +
+	"\x13ResumeStepsResponse\x12\x18\n" +
+	"\aresumed\x18\x01 \x01(\x03R\aresumed\"\xa6\x06\n" +
 	"\x17ReportStepStatusRequest\x12e\n" +
 	"\x06run_id\x18\x01 \x01(\tBN\xbaHKrI2G^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?__[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x05runId\x12%\n" +
 	"\texecution\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\texecution\x12H\n" +
@@ -230,9 +326,10 @@ const file_loom_v1_event_service_proto_rawDesc = "" +
 	"\x18report.open_needs_pr_url\x122pr_url is required when status is STEP_STATUS_OPEN\x1a%this.status != 2 || this.pr_url != ''\"]\n" +
 	"\x18ReportStepStatusResponse\x12'\n" +
 	"\x04step\x18\x01 \x01(\v2\x13.loom.v1.StepResultR\x04step\x12\x18\n" +
-	"\achanged\x18\x02 \x01(\bR\achanged2l\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged2\xbb\x01\n" +
 	"\fEventService\x12\\\n" +
-	"\x10ReportStepStatus\x12 .loom.v1.ReportStepStatusRequest\x1a!.loom.v1.ReportStepStatusResponse\"\x03\x90\x02\x02B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
+	"\x10ReportStepStatus\x12 .loom.v1.ReportStepStatusRequest\x1a!.loom.v1.ReportStepStatusResponse\"\x03\x90\x02\x02\x12M\n" +
+	"\vResumeSteps\x12\x1b.loom.v1.ResumeStepsRequest\x1a\x1c.loom.v1.ResumeStepsResponse\"\x03\x90\x02\x02B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
 
 var (
 	file_loom_v1_event_service_proto_rawDescOnce sync.Once
@@ -246,22 +343,26 @@ func file_loom_v1_event_service_proto_rawDescGZIP() []byte {
 	return file_loom_v1_event_service_proto_rawDescData
 }
 
-var file_loom_v1_event_service_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_loom_v1_event_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_loom_v1_event_service_proto_goTypes = []any{
-	(*ReportStepStatusRequest)(nil),  // 0: loom.v1.ReportStepStatusRequest
-	(*ReportStepStatusResponse)(nil), // 1: loom.v1.ReportStepStatusResponse
-	nil,                              // 2: loom.v1.ReportStepStatusRequest.MetadataEntry
-	(StepStatus)(0),                  // 3: loom.v1.StepStatus
-	(*StepResult)(nil),               // 4: loom.v1.StepResult
+	(*ResumeStepsRequest)(nil),       // 0: loom.v1.ResumeStepsRequest
+	(*ResumeStepsResponse)(nil),      // 1: loom.v1.ResumeStepsResponse
+	(*ReportStepStatusRequest)(nil),  // 2: loom.v1.ReportStepStatusRequest
+	(*ReportStepStatusResponse)(nil), // 3: loom.v1.ReportStepStatusResponse
+	nil,                              // 4: loom.v1.ReportStepStatusRequest.MetadataEntry
+	(StepStatus)(0),                  // 5: loom.v1.StepStatus
+	(*StepResult)(nil),               // 6: loom.v1.StepResult
 }
 var file_loom_v1_event_service_proto_depIdxs = []int32{
-	3, // 0: loom.v1.ReportStepStatusRequest.status:type_name -> loom.v1.StepStatus
-	2, // 1: loom.v1.ReportStepStatusRequest.metadata:type_name -> loom.v1.ReportStepStatusRequest.MetadataEntry
-	4, // 2: loom.v1.ReportStepStatusResponse.step:type_name -> loom.v1.StepResult
-	0, // 3: loom.v1.EventService.ReportStepStatus:input_type -> loom.v1.ReportStepStatusRequest
-	1, // 4: loom.v1.EventService.ReportStepStatus:output_type -> loom.v1.ReportStepStatusResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
+	5, // 0: loom.v1.ReportStepStatusRequest.status:type_name -> loom.v1.StepStatus
+	4, // 1: loom.v1.ReportStepStatusRequest.metadata:type_name -> loom.v1.ReportStepStatusRequest.MetadataEntry
+	6, // 2: loom.v1.ReportStepStatusResponse.step:type_name -> loom.v1.StepResult
+	2, // 3: loom.v1.EventService.ReportStepStatus:input_type -> loom.v1.ReportStepStatusRequest
+	0, // 4: loom.v1.EventService.ResumeSteps:input_type -> loom.v1.ResumeStepsRequest
+	3, // 5: loom.v1.EventService.ReportStepStatus:output_type -> loom.v1.ReportStepStatusResponse
+	1, // 6: loom.v1.EventService.ResumeSteps:output_type -> loom.v1.ResumeStepsResponse
+	5, // [5:7] is the sub-list for method output_type
+	3, // [3:5] is the sub-list for method input_type
 	3, // [3:3] is the sub-list for extension type_name
 	3, // [3:3] is the sub-list for extension extendee
 	0, // [0:3] is the sub-list for field type_name
@@ -279,7 +380,7 @@ func file_loom_v1_event_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_event_service_proto_rawDesc), len(file_loom_v1_event_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

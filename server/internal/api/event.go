@@ -80,6 +80,15 @@ func (s *EventServer) ReportStepStatus(ctx context.Context, req *connect.Request
 	return connect.NewResponse(&loomv1.ReportStepStatusResponse{Changed: acted.Changed, Step: protoconv.StepResultToProto(acted.Step)}), nil
 }
 
+// ResumeSteps dispatches again the steps of a Migration in progress.
+func (s *EventServer) ResumeSteps(ctx context.Context, req *connect.Request[loomv1.ResumeStepsRequest]) (*connect.Response[loomv1.ResumeStepsResponse], error) {
+	n, err := s.Runs.ResumeSteps(ctx, req.Msg.GetMigrationId(), reporter(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.ResumeStepsResponse{Resumed: n}), nil
+}
+
 // reporter names who reported: the Migrator's authenticated subject, or
 // "migrator" when callers are not authenticated.
 func reporter(ctx context.Context) string {

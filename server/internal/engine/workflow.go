@@ -236,6 +236,10 @@ func (f *runFlow) act(ctx workflow.Context, a migration.StepAction) (ActionResul
 	if a.Kind == migration.ActionRetry {
 		f.dispatchDue = true
 	}
+	if a.Kind == migration.ActionRedispatch {
+		f.acked = stepAttempt{}
+		f.dispatchDue = true
+	}
 	if changed {
 		cur := f.run.Current()
 		f.logger(ctx).Info("step changed", "step", a.Step, "attempt", a.Attempt, "action", string(a.Kind),

@@ -678,3 +678,38 @@ func TestASilentMigratorGetsTheStepAgainAfterItsLease(t *testing.T) {
 		t.Fatalf("final run %+v", last)
 	}
 }
+
+// A Migrator that started again asks for its steps in progress: each is
+// dispatched again, same attempt, and the history says why; a step open
+// for review or merge is not.
+func TestARedispatchResendsAStepInProgressOnly(t *testing.T) {
+	h, in := newHarness(t)
+	redispatch := migration.StepAction{Kind: migration.ActionRedispatch, Execution: 1, Step: "open-pr", Attempt: 1, Actor: "go-upgrader"}
+	again := h.at(time.Minute, redispatch)
+	h.at(2*time.Minute, report("open-pr", 1, migration.StepOpen))
+	tooLate := h.at(3*time.Minute, redispatch)
+	h.at(4*time.Minute, report("open-pr", 1, migration.StepMerged))
+	h.at(5*time.Minute, report("review", 1, migration.StepCompleted))
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	if again.err != nil || again.rejected != nil || again.result.Step.Dispatches != 2 {
+		t.Fatalf("redispatch of a step in progress: %+v", again)
+	}
+	wantRejected(t, tooLate, migration.ReasonTransitionNotAllowed)
+	if got := strings.Join(h.migrator.sent(), ","); got != "open-pr#1,open-pr#1,review#1" {
+		t.Fatalf("dispatches: %s", got)
+	}
+	n := 0
+	for _, e := range h.store.events {
+		if e.Kind == migration.EventStepDispatched && strings.Contains(e.Details["reason"], "started again") {
+			n++
+			if e.Actor != "go-upgrader" {
+				t.Errorf("the redispatch is recorded as %s's", e.Actor)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d redispatches recorded, want 1", n)
+	}
+}

@@ -200,6 +200,10 @@ func (r *Run) ActionEvents(a StepAction, now time.Time) []Event {
 		return []Event{r.event(EventReviewFinished, now, a.Actor, map[string]string{"status": string(c.Status), "message": a.Message})}
 	case ActionMarkMerged:
 		return []Event{r.event(EventStepMarkedMerged, now, a.Actor, map[string]string{"message": a.Message})}
+	case ActionRedispatch:
+		ev := r.RedispatchedEvent(now, "the Migrator started again and asked for its steps in progress")
+		ev.Actor = a.Actor
+		return []Event{ev}
 	}
 	return nil
 }

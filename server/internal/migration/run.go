@@ -220,6 +220,9 @@ const (
 	ActionFinishReview ActionKind = "finish_review"
 	// ActionMarkMerged marks an open step merged outside Loom.
 	ActionMarkMerged ActionKind = "mark_merged"
+	// ActionRedispatch dispatches the current attempt of a step in progress
+	// again, at its Migrator's request (it restarted: EventService.ResumeSteps).
+	ActionRedispatch ActionKind = "redispatch"
 )
 
 // StepAction is a request to change the current step of a Run.
@@ -272,6 +275,9 @@ func (r *Run) Apply(a StepAction, now time.Time) (changed bool, err error) {
 	case ActionRetry:
 		r.BeginStep(len(r.Results)-1, c.Attempt+1, now)
 		r.Current().Actor = a.Actor
+		return true, nil
+	case ActionRedispatch:
+		r.Redispatch(now)
 		return true, nil
 	case ActionFinishReview:
 		c.Status, c.Message = a.Status, a.Message
@@ -376,6 +382,8 @@ func (r *Run) check(a StepAction) error {
 		ok = c.Status == StepAwaitingReview && (a.Status == StepCompleted || a.Status == StepFailed)
 	case ActionMarkMerged:
 		ok = c.Status == StepOpen
+	case ActionRedispatch:
+		ok = c.Status == StepInProgress
 	default:
 		return fmt.Errorf("unknown step action %q", a.Kind)
 	}

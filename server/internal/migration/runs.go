@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -136,6 +138,55 @@ func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Acted, erro
 	// The view says running but no execution runs: its start did not finish.
 	return Acted{}, FailedPrecondition(ReasonRunNotRunning,
 		"run %s has no running execution (its start did not finish); cancel it and start it again", runID).With("run_id", runID)
+}
+
+// ResumeSteps dispatches again every step of a Migration's running Runs
+// that is in progress, each with its attempt: its Migrator started again
+// and may have lost the steps it was executing. Runs whose step moved on
+// meanwhile are left alone. It returns how many were dispatched again.
+func (u *Runs) ResumeSteps(ctx context.Context, migrationID, actor string) (int64, error) {
+	if _, err := u.Store.GetMigration(ctx, migrationID); err != nil {
+		return 0, err
+	}
+	var resumed atomic.Int64
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	after := ""
+	for {
+		page, err := u.Store.ListRuns(ctx, migrationID, RunFilter{Status: RunRunning, CurrentStepStatus: StepInProgress},
+			PageRequest{After: after, Limit: MaxCandidatePageSize})
+		if err != nil {
+			return resumed.Load(), err
+		}
+		for _, r := range page.Runs {
+			c := r.Current()
+			a := StepAction{Kind: ActionRedispatch, Execution: r.Execution, Step: c.StepName, Attempt: c.Attempt, Actor: actor}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				_, err := u.Engine.Act(ctx, r.ID, a)
+				var ref *Refusal
+				switch {
+				case err == nil:
+					resumed.Add(1)
+				case errors.Is(err, ErrRunNotActive), errors.As(err, &ref) && !errors.Is(err, ErrUnavailable):
+					// Ended or moved on meanwhile: nothing to resume.
+				default:
+					failed.CompareAndSwap(nil, &err)
+				}
+			})
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return resumed.Load(), *err
+	}
+	return resumed.Load(), nil
 }
 
 // GetRun returns the view of a Run.

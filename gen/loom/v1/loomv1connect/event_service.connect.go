@@ -36,6 +36,9 @@ const (
 	// EventServiceReportStepStatusProcedure is the fully-qualified name of the EventService's
 	// ReportStepStatus RPC.
 	EventServiceReportStepStatusProcedure = "/loom.v1.EventService/ReportStepStatus"
+	// EventServiceResumeStepsProcedure is the fully-qualified name of the EventService's ResumeSteps
+	// RPC.
+	EventServiceResumeStepsProcedure = "/loom.v1.EventService/ResumeSteps"
 )
 
 // EventServiceClient is a client for the loom.v1.EventService service.
@@ -52,6 +55,13 @@ type EventServiceClient interface {
 	// (TRANSITION_NOT_ALLOWED); the ErrorInfo metadata names the current step,
 	// status, attempt and execution.
 	ReportStepStatus(context.Context, *connect.Request[v1.ReportStepStatusRequest]) (*connect.Response[v1.ReportStepStatusResponse], error)
+	// ResumeSteps dispatches again, each with its attempt and callback token,
+	// every step of the Migration that is in progress: what a Migrator calls
+	// when it starts, so that the steps it was executing when it stopped (or
+	// died) resume at once rather than when their lease runs out. A step the
+	// Migrator is still executing comes too: ignore the duplicate (the Go SDK
+	// does). Steps open or awaiting review are not dispatched.
+	ResumeSteps(context.Context, *connect.Request[v1.ResumeStepsRequest]) (*connect.Response[v1.ResumeStepsResponse], error)
 }
 
 // NewEventServiceClient constructs a client for the loom.v1.EventService service. By default, it
@@ -72,17 +82,30 @@ func NewEventServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		resumeSteps: connect.NewClient[v1.ResumeStepsRequest, v1.ResumeStepsResponse](
+			httpClient,
+			baseURL+EventServiceResumeStepsProcedure,
+			connect.WithSchema(eventServiceMethods.ByName("ResumeSteps")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // eventServiceClient implements EventServiceClient.
 type eventServiceClient struct {
 	reportStepStatus *connect.Client[v1.ReportStepStatusRequest, v1.ReportStepStatusResponse]
+	resumeSteps      *connect.Client[v1.ResumeStepsRequest, v1.ResumeStepsResponse]
 }
 
 // ReportStepStatus calls loom.v1.EventService.ReportStepStatus.
 func (c *eventServiceClient) ReportStepStatus(ctx context.Context, req *connect.Request[v1.ReportStepStatusRequest]) (*connect.Response[v1.ReportStepStatusResponse], error) {
 	return c.reportStepStatus.CallUnary(ctx, req)
+}
+
+// ResumeSteps calls loom.v1.EventService.ResumeSteps.
+func (c *eventServiceClient) ResumeSteps(ctx context.Context, req *connect.Request[v1.ResumeStepsRequest]) (*connect.Response[v1.ResumeStepsResponse], error) {
+	return c.resumeSteps.CallUnary(ctx, req)
 }
 
 // EventServiceHandler is an implementation of the loom.v1.EventService service.
@@ -99,6 +122,13 @@ type EventServiceHandler interface {
 	// (TRANSITION_NOT_ALLOWED); the ErrorInfo metadata names the current step,
 	// status, attempt and execution.
 	ReportStepStatus(context.Context, *connect.Request[v1.ReportStepStatusRequest]) (*connect.Response[v1.ReportStepStatusResponse], error)
+	// ResumeSteps dispatches again, each with its attempt and callback token,
+	// every step of the Migration that is in progress: what a Migrator calls
+	// when it starts, so that the steps it was executing when it stopped (or
+	// died) resume at once rather than when their lease runs out. A step the
+	// Migrator is still executing comes too: ignore the duplicate (the Go SDK
+	// does). Steps open or awaiting review are not dispatched.
+	ResumeSteps(context.Context, *connect.Request[v1.ResumeStepsRequest]) (*connect.Response[v1.ResumeStepsResponse], error)
 }
 
 // NewEventServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -115,10 +145,19 @@ func NewEventServiceHandler(svc EventServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	eventServiceResumeStepsHandler := connect.NewUnaryHandler(
+		EventServiceResumeStepsProcedure,
+		svc.ResumeSteps,
+		connect.WithSchema(eventServiceMethods.ByName("ResumeSteps")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/loom.v1.EventService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case EventServiceReportStepStatusProcedure:
 			eventServiceReportStepStatusHandler.ServeHTTP(w, r)
+		case EventServiceResumeStepsProcedure:
+			eventServiceResumeStepsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -130,4 +169,8 @@ type UnimplementedEventServiceHandler struct{}
 
 func (UnimplementedEventServiceHandler) ReportStepStatus(context.Context, *connect.Request[v1.ReportStepStatusRequest]) (*connect.Response[v1.ReportStepStatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.EventService.ReportStepStatus is not implemented"))
+}
+
+func (UnimplementedEventServiceHandler) ResumeSteps(context.Context, *connect.Request[v1.ResumeStepsRequest]) (*connect.Response[v1.ResumeStepsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.EventService.ResumeSteps is not implemented"))
 }

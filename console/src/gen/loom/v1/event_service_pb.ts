@@ -13,7 +13,49 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loom/v1/event_service.proto.
  */
 export const file_loom_v1_event_service: GenFile = /*@__PURE__*/
-  fileDesc("Chtsb29tL3YxL2V2ZW50X3NlcnZpY2UucHJvdG8SB2xvb20udjEixAUKF1JlcG9ydFN0ZXBTdGF0dXNSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEhoKCWV4ZWN1dGlvbhgCIAEoA0IHukgEIgIgABI+CglzdGVwX25hbWUYAyABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSGAoHYXR0ZW1wdBgEIAEoBUIHukgEGgIgABIvCgZzdGF0dXMYBSABKA4yEy5sb29tLnYxLlN0ZXBTdGF0dXNCCrpIB4IBBBABIAASXAoGcHJfdXJsGAYgASgJQky6SEm6AUEKCnByX3VybC51cmkSF211c3QgYmUgYW4gYWJzb2x1dGUgVVJMGhp0aGlzID09ICcnIHx8IHRoaXMuaXNVcmkoKXIDGIAQEloKCG1ldGFkYXRhGAcgAygLMi4ubG9vbS52MS5SZXBvcnRTdGVwU3RhdHVzUmVxdWVzdC5NZXRhZGF0YUVudHJ5Qhi6SBWaARIQZCIHcgUQARiAASoFcgMYgCASGQoHbWVzc2FnZRgIIAEoCUIIukgFcgMYoB8SIAoOY2FsbGJhY2tfdG9rZW4YCSABKAlCCLpIBXIDGIAEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ATp6ukh3GnUKGHJlcG9ydC5vcGVuX25lZWRzX3ByX3VybBIycHJfdXJsIGlzIHJlcXVpcmVkIHdoZW4gc3RhdHVzIGlzIFNURVBfU1RBVFVTX09QRU4aJXRoaXMuc3RhdHVzICE9IDIgfHwgdGhpcy5wcl91cmwgIT0gJyciTgoYUmVwb3J0U3RlcFN0YXR1c1Jlc3BvbnNlEiEKBHN0ZXAYASABKAsyEy5sb29tLnYxLlN0ZXBSZXN1bHQSDwoHY2hhbmdlZBgCIAEoCDJsCgxFdmVudFNlcnZpY2USXAoQUmVwb3J0U3RlcFN0YXR1cxIgLmxvb20udjEuUmVwb3J0U3RlcFN0YXR1c1JlcXVlc3QaIS5sb29tLnYxLlJlcG9ydFN0ZXBTdGF0dXNSZXNwb25zZSIDkAICQitaKWdpdGh1Yi5jb20vbG9vbWhxL2xvb20vZ2VuL2xvb20vdjE7bG9vbXYxYgZwcm90bzM", [file_buf_validate_validate, file_loom_v1_run]);
+  fileDesc("Chtsb29tL3YxL2V2ZW50X3NlcnZpY2UucHJvdG8SB2xvb20udjEiVwoSUmVzdW1lU3RlcHNSZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JCImChNSZXN1bWVTdGVwc1Jlc3BvbnNlEg8KB3Jlc3VtZWQYASABKAMixAUKF1JlcG9ydFN0ZXBTdGF0dXNSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEhoKCWV4ZWN1dGlvbhgCIAEoA0IHukgEIgIgABI+CglzdGVwX25hbWUYAyABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSGAoHYXR0ZW1wdBgEIAEoBUIHukgEGgIgABIvCgZzdGF0dXMYBSABKA4yEy5sb29tLnYxLlN0ZXBTdGF0dXNCCrpIB4IBBBABIAASXAoGcHJfdXJsGAYgASgJQky6SEm6AUEKCnByX3VybC51cmkSF211c3QgYmUgYW4gYWJzb2x1dGUgVVJMGhp0aGlzID09ICcnIHx8IHRoaXMuaXNVcmkoKXIDGIAQEloKCG1ldGFkYXRhGAcgAygLMi4ubG9vbS52MS5SZXBvcnRTdGVwU3RhdHVzUmVxdWVzdC5NZXRhZGF0YUVudHJ5Qhi6SBWaARIQZCIHcgUQARiAASoFcgMYgCASGQoHbWVzc2FnZRgIIAEoCUIIukgFcgMYoB8SIAoOY2FsbGJhY2tfdG9rZW4YCSABKAlCCLpIBXIDGIAEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ATp6ukh3GnUKGHJlcG9ydC5vcGVuX25lZWRzX3ByX3VybBIycHJfdXJsIGlzIHJlcXVpcmVkIHdoZW4gc3RhdHVzIGlzIFNURVBfU1RBVFVTX09QRU4aJXRoaXMuc3RhdHVzICE9IDIgfHwgdGhpcy5wcl91cmwgIT0gJyciTgoYUmVwb3J0U3RlcFN0YXR1c1Jlc3BvbnNlEiEKBHN0ZXAYASABKAsyEy5sb29tLnYxLlN0ZXBSZXN1bHQSDwoHY2hhbmdlZBgCIAEoCDK7AQoMRXZlbnRTZXJ2aWNlElwKEFJlcG9ydFN0ZXBTdGF0dXMSIC5sb29tLnYxLlJlcG9ydFN0ZXBTdGF0dXNSZXF1ZXN0GiEubG9vbS52MS5SZXBvcnRTdGVwU3RhdHVzUmVzcG9uc2UiA5ACAhJNCgtSZXN1bWVTdGVwcxIbLmxvb20udjEuUmVzdW1lU3RlcHNSZXF1ZXN0GhwubG9vbS52MS5SZXN1bWVTdGVwc1Jlc3BvbnNlIgOQAgJCK1opZ2l0aHViLmNvbS9sb29taHEvbG9vbS9nZW4vbG9vbS92MTtsb29tdjFiBnByb3RvMw", [file_buf_validate_validate, file_loom_v1_run]);
+
+/**
+ * Request of EventService.ResumeSteps.
+ *
+ * @generated from message loom.v1.ResumeStepsRequest
+ */
+export type ResumeStepsRequest = Message<"loom.v1.ResumeStepsRequest"> & {
+  /**
+   * The Migration whose steps in progress to dispatch again.
+   *
+   * @generated from field: string migration_id = 1;
+   */
+  migrationId: string;
+};
+
+/**
+ * Describes the message loom.v1.ResumeStepsRequest.
+ * Use `create(ResumeStepsRequestSchema)` to create a new message.
+ */
+export const ResumeStepsRequestSchema: GenMessage<ResumeStepsRequest> = /*@__PURE__*/
+  messageDesc(file_loom_v1_event_service, 0);
+
+/**
+ * Response of EventService.ResumeSteps.
+ *
+ * @generated from message loom.v1.ResumeStepsResponse
+ */
+export type ResumeStepsResponse = Message<"loom.v1.ResumeStepsResponse"> & {
+  /**
+   * How many steps were dispatched again.
+   *
+   * @generated from field: int64 resumed = 1;
+   */
+  resumed: bigint;
+};
+
+/**
+ * Describes the message loom.v1.ResumeStepsResponse.
+ * Use `create(ResumeStepsResponseSchema)` to create a new message.
+ */
+export const ResumeStepsResponseSchema: GenMessage<ResumeStepsResponse> = /*@__PURE__*/
+  messageDesc(file_loom_v1_event_service, 1);
 
 /**
  * Request of EventService.ReportStepStatus. Copy run_id, execution,
@@ -100,7 +142,7 @@ export type ReportStepStatusRequest = Message<"loom.v1.ReportStepStatusRequest">
  * Use `create(ReportStepStatusRequestSchema)` to create a new message.
  */
 export const ReportStepStatusRequestSchema: GenMessage<ReportStepStatusRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_event_service, 0);
+  messageDesc(file_loom_v1_event_service, 2);
 
 /**
  * Response of EventService.ReportStepStatus.
@@ -129,7 +171,7 @@ export type ReportStepStatusResponse = Message<"loom.v1.ReportStepStatusResponse
  * Use `create(ReportStepStatusResponseSchema)` to create a new message.
  */
 export const ReportStepStatusResponseSchema: GenMessage<ReportStepStatusResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_event_service, 1);
+  messageDesc(file_loom_v1_event_service, 3);
 
 /**
  * EventService takes a Migrator's reports on the steps it was dispatched.
@@ -156,6 +198,21 @@ export const EventService: GenService<{
     methodKind: "unary";
     input: typeof ReportStepStatusRequestSchema;
     output: typeof ReportStepStatusResponseSchema;
+  },
+  /**
+   * ResumeSteps dispatches again, each with its attempt and callback token,
+   * every step of the Migration that is in progress: what a Migrator calls
+   * when it starts, so that the steps it was executing when it stopped (or
+   * died) resume at once rather than when their lease runs out. A step the
+   * Migrator is still executing comes too: ignore the duplicate (the Go SDK
+   * does). Steps open or awaiting review are not dispatched.
+   *
+   * @generated from rpc loom.v1.EventService.ResumeSteps
+   */
+  resumeSteps: {
+    methodKind: "unary";
+    input: typeof ResumeStepsRequestSchema;
+    output: typeof ResumeStepsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_loom_v1_event_service, 0);

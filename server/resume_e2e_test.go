@@ -1,0 +1,110 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/migratorsdk"
+)
+
+// A Migrator that dies with steps it accepted (no report, no goodbye) gets
+// them back as soon as it starts again: its SDK asks Loom to dispatch its
+// steps in progress again, and the Runs complete without waiting for their
+// lease. Real Loom, Temporal and Redis; Migrators built on the SDK.
+func TestAMigratorThatDiedGetsItsStepsBackWhenItStarts(t *testing.T) {
+	w := newWorld(t)
+	l := w.startLoom()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	spec := func(handle migratorsdk.StepHandler) migratorsdk.Spec {
+		return migratorsdk.Spec{
+			Migration: migratorsdk.Migration{ID: "resume", Name: "Resume", Steps: []migratorsdk.Step{{Name: "work", Type: "work"}}},
+			Handlers:  map[string]migratorsdk.StepHandler{"work": handle},
+			Discover: func(context.Context) ([]migratorsdk.Candidate, error) {
+				return []migratorsdk.Candidate{{ID: "a", Kind: "service"}, {ID: "b", Kind: "service"}}, nil
+			},
+		}
+	}
+	serve := func(s migratorsdk.Spec) (stopServing func()) {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := migratorsdk.New(s, migratorsdk.Options{LoomURL: l.url, ListenAddr: lis.Addr().String(), Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle(m.Handler())
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(lis) }()
+		if err := m.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return func() { _ = hs.Close() }
+	}
+
+	// The first Migrator accepts both steps, then dies: its handlers never
+	// report, its server goes away.
+	accepted := make(chan string, 2)
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	die := serve(spec(func(ctx context.Context, d *migratorsdk.Dispatch) error {
+		accepted <- d.RunID
+		<-hang
+		return nil
+	}))
+	waitCandidates(t, l, "resume", 2)
+	for _, c := range []string{"a", "b"} {
+		if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "resume", CandidateId: c})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		select {
+		case <-accepted:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first Migrator did not get both steps")
+		}
+	}
+	die()
+
+	// Started again (elsewhere): both Runs complete within seconds, far
+	// below the 10-minute lease.
+	began := time.Now()
+	serve(spec(func(ctx context.Context, d *migratorsdk.Dispatch) error { return d.Completed(ctx) }))
+	for _, id := range []string{"resume__a", "resume__b"} {
+		for l.getRun(t, id).GetStatus() != loomv1.RunStatus_RUN_STATUS_COMPLETED {
+			if time.Since(began) > 20*time.Second {
+				t.Fatalf("%s after the Migrator restarted: %v", id, l.getRun(t, id))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("both Runs completed %v after the Migrator started again", time.Since(began).Round(time.Millisecond))
+	// The history says why the step was dispatched twice.
+	run := l.getRun(t, "resume__a")
+	if n := run.GetStepResults()[0].GetDispatchCount(); n != 2 {
+		t.Errorf("dispatch count %d, want 2", n)
+	}
+}
+
+func waitCandidates(t *testing.T, l *loom, migration string, n int64) {
+	t.Helper()
+	for began := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		res, err := l.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: migration, PageSize: 1}))
+		if err == nil && res.Msg.GetTotalSize() >= n {
+			return
+		}
+		if time.Since(began) > 10*time.Second {
+			t.Fatalf("%d Candidates of %s did not arrive: %v", n, migration, err)
+		}
+	}
+}
