@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -106,5 +107,75 @@ func waitCandidates(t *testing.T, l *loom, migration string, n int64) {
 		if time.Since(began) > 10*time.Second {
 			t.Fatalf("%d Candidates of %s did not arrive: %v", n, migration, err)
 		}
+	}
+}
+
+// A Run whose Migrator reports a lot continues as new on a real Temporal,
+// and goes on where it stood: reports keep being answered across the
+// handover, the next step comes, the Run completes.
+func TestARunContinuesAsNewAndGoesOn(t *testing.T) {
+	w := newWorld(t)
+	l := w.startLoom()
+	l.setup(t, w.migrator.url, "acme/chatty")
+	if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{
+		MigrationId: "go-upgrade", CandidateId: "acme/chatty", Inputs: map[string]string{"target_version": "1.23"},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	d := w.nextDispatch()
+	tc := w.temporal.GetDefaultClient()
+	desc, err := tc.DescribeWorkflowExecution(ctx, d.RunId, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstRun := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	// Report until the workflow continues as new (at Temporal's suggestion,
+	// a few thousand events, or at 1,000 actions), then a few more.
+	currentRun := func() string {
+		desc, err := tc.DescribeWorkflowExecution(ctx, d.RunId, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	}
+	i := 0
+	report := func() {
+		l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_IN_PROGRESS, func(r *loomv1.ReportStepStatusRequest) { r.Message = fmt.Sprint("progress ", i) })
+		i++
+	}
+	for currentRun() == firstRun {
+		if i > 1500 {
+			t.Fatal("1,500 reports and the workflow has not continued as new")
+		}
+		for range 25 {
+			report()
+		}
+	}
+	for range 5 {
+		report()
+	}
+	l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_COMPLETED)
+	review := w.nextDispatch()
+	if review.Step.Name != "review" || review.Execution != d.Execution {
+		t.Fatalf("after continuing as new: %v", review)
+	}
+	l.mustReport(t, review, loomv1.StepStatus_STEP_STATUS_COMPLETED)
+	recordHistory(t, w, d.RunId)
+	for began := time.Now(); l.getRun(t, d.RunId).GetStatus() != loomv1.RunStatus_RUN_STATUS_COMPLETED; time.Sleep(50 * time.Millisecond) {
+		if time.Since(began) > 10*time.Second {
+			t.Fatalf("the Run: %v", l.getRun(t, d.RunId))
+		}
+	}
+	desc, err = tc.DescribeWorkflowExecution(ctx, d.RunId, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(); last == firstRun {
+		t.Fatal("the workflow never continued as new")
+	}
+	// Temporal suggests continuing as new at a few thousand events (the
+	// hard limit is 51,200); so does a workflow run's 1,000th action.
+	if n := desc.GetWorkflowExecutionInfo().GetHistoryLength(); n > 6000 {
+		t.Errorf("the last workflow run's history has %d events", n)
 	}
 }

@@ -122,6 +122,9 @@ func (e *Engine) Act(ctx context.Context, runID string, a migration.StepAction) 
 		}
 		var notReady *serviceerror.WorkflowNotReady
 		if !errors.As(err, &notReady) || wait > 2*time.Second {
+			if step, ok := unchanged(err); ok {
+				return migration.Acted{Step: step}, nil
+			}
 			if err != nil {
 				return migration.Acted{}, decodeError(err)
 			}
@@ -133,6 +136,20 @@ func (e *Engine) Act(ctx context.Context, runID string, a migration.StepAction) 
 		case <-time.After(wait):
 		}
 	}
+}
+
+// unchanged reads the answer of a repeated report the validator answered
+// itself (see runFlow.validate): the step as it stands, nothing changed.
+func unchanged(err error) (migration.StepResult, bool) {
+	var appErr *temporal.ApplicationError
+	if err == nil || !errors.As(err, &appErr) || appErr.Type() != errTypeUnchanged {
+		return migration.StepResult{}, false
+	}
+	var step migration.StepResult
+	if appErr.HasDetails() {
+		_ = appErr.Details(&step)
+	}
+	return step, true
 }
 
 // CancelRun cancels the running execution of runID and waits until its

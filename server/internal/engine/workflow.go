@@ -29,6 +29,9 @@ const (
 
 	// errTypeMigratorRefused marks a dispatch the Migrator refused for good.
 	errTypeMigratorRefused = "MigratorRefused"
+	// errTypeUnchanged rejects a repeated report in the validator, with the
+	// step as it stands in the details: the caller gets changed=false.
+	errTypeUnchanged = "loom.unchanged"
 	// errTypeStoreUnavailable marks a dispatch that could not read the
 	// Migration or Candidate: not the Migrator's fault, so it does not count
 	// against the dispatch window.
@@ -50,6 +53,21 @@ type RunInput struct {
 	// Version is the workflow version the execution was started at (see
 	// runVersion); 0 for executions started before it was carried here.
 	Version workflow.Version `json:",omitempty"`
+	// Carry, in a run that continues an execution (continue-as-new), is
+	// where the execution stands.
+	Carry *Carried `json:",omitempty"`
+}
+
+// Carried is the state an execution carries into its next workflow run:
+// its Run (written to the store already) and its dispatch's standing.
+type Carried struct {
+	Run migration.Run
+	// Accepted is set when the current attempt's dispatch was accepted, at
+	// AcceptedAt (its lease's start); otherwise the new run dispatches it.
+	Accepted   bool      `json:",omitempty"`
+	AcceptedAt time.Time `json:",omitempty"`
+	// Heard is set when the Migrator reported on the current attempt.
+	Heard bool `json:",omitempty"`
 }
 
 // SaveInput is the input of the SaveRun activity: a view with the events
@@ -112,6 +130,18 @@ type CancelRequest struct {
 func RunWorkflow(ctx workflow.Context, in RunInput) error {
 	f := &runFlow{in: in, run: migration.NewRun(in.Manifest, workflow.Now(ctx))}
 	f.initial = f.run.Clone()
+	if c := in.Carry; c != nil {
+		f.run = c.Run.Clone()
+		f.begun, f.written = true, c.Run.Seq
+		if cur := f.run.Current(); cur != nil {
+			if c.Accepted {
+				f.acked, f.ackedAt = stepAttempt{cur.StepName, cur.Attempt}, c.AcceptedAt
+			}
+			if c.Heard {
+				f.heard = stepAttempt{cur.StepName, cur.Attempt}
+			}
+		}
+	}
 	if err := f.setup(ctx); err != nil {
 		return err
 	}
@@ -153,6 +183,49 @@ type runFlow struct {
 	// a write is in flight.
 	written int64
 	writing bool
+	// actions counts the actions this workflow run applied, and dispatching
+	// is set while a dispatch is in flight: see continueDue.
+	actions     int
+	dispatching int
+}
+
+// maxActionsPerRun is how many step actions a workflow run applies before
+// it continues as new (each costs about six history events).
+const maxActionsPerRun = 1000
+
+// errContinueAsNew ends runStep when the workflow run should continue as
+// new.
+var errContinueAsNew = errors.New("continue as new")
+
+// continueDue reports whether the execution should go on in a new workflow
+// run, with a fresh history: its history grew long (Temporal suggests it,
+// or it applied maxActionsPerRun actions) and nothing is in flight that a
+// new run could not pick up. A Run that waits weeks for a merge while its
+// Migrator reports every minute stays far below Temporal's limits.
+func (f *runFlow) continueDue(ctx workflow.Context) bool {
+	if !f.background || f.dispatching > 0 || f.run.Status != migration.RunRunning {
+		return false
+	}
+	return f.actions >= maxActionsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+}
+
+// continueAsNew hands the execution over to a new workflow run once every
+// update in flight is answered and every change is written.
+func (f *runFlow) continueAsNew(ctx workflow.Context) error {
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return f.stop(ctx, err)
+	}
+	f.flush(ctx)
+	c := f.run.Current()
+	carry := &Carried{Run: f.run.Clone()}
+	if c != nil && f.acked == (stepAttempt{c.StepName, c.Attempt}) {
+		carry.Accepted, carry.AcceptedAt = true, f.ackedAt
+	}
+	carry.Heard = c != nil && f.heard == (stepAttempt{c.StepName, c.Attempt})
+	f.logger(ctx).Info("continuing as new", "actions", f.actions, "history_length", workflow.GetInfo(ctx).GetCurrentHistoryLength())
+	in := f.in
+	in.Version, in.Carry = CurrentVersion, carry
+	return workflow.NewContinueAsNewError(ctx, WorkflowName, in)
 }
 
 // logger is the Run's logger: Temporal's workflow logger (silent while a
@@ -214,13 +287,37 @@ func (f *runFlow) setup(ctx workflow.Context) error {
 // update before it reaches the history.
 func (f *runFlow) validate(ctx workflow.Context, a migration.StepAction) error {
 	probe := f.run.Clone()
-	if _, err := probe.Apply(a, workflow.Now(ctx)); err != nil {
+	now := workflow.Now(ctx)
+	changed, err := probe.Apply(a, now)
+	if err != nil {
 		return encodeRefusal(err)
+	}
+	if !changed && f.background && a.Kind == migration.ActionReport && !f.renews(a, now) {
+		// A repeat that changes nothing, and renews nothing that is not
+		// fresh: answered from here, so the Run's history does not grow
+		// with a Migrator that repeats itself.
+		step, _ := f.run.Result(a.Step)
+		return temporal.NewApplicationErrorWithOptions("unchanged", errTypeUnchanged,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{step}})
 	}
 	return nil
 }
 
+// renewEvery is how often a repeated report is recorded to renew the
+// step's lease and report timeout; repeats in between are answered by the
+// validator alone.
+const renewEvery = time.Minute
+
+// renews reports whether a, a repeated report, renews the current
+// attempt's clocks (lease, report timeout) after renewEvery.
+func (f *runFlow) renews(a migration.StepAction, now time.Time) bool {
+	c := f.run.Current()
+	return c != nil && f.run.Status == migration.RunRunning && c.StepName == a.Step && c.Attempt == a.Attempt &&
+		now.Sub(c.LastReport) >= renewEvery
+}
+
 func (f *runFlow) act(ctx workflow.Context, a migration.StepAction) (ActionResult, error) {
+	f.actions++
 	now := workflow.Now(ctx)
 	changed, err := f.run.Apply(a, now)
 	if err != nil {
@@ -266,12 +363,24 @@ func (f *runFlow) execute(ctx workflow.Context) error {
 			return f.stop(ctx, err)
 		}
 	}
-	f.logger(ctx).Info("run started", "steps", len(f.run.Steps))
-	for i := range f.run.Steps {
-		now := workflow.Now(ctx)
-		f.run.BeginStep(i, 1, now)
-		f.record(now, f.run.DispatchedEvent(now))
-		f.dispatchDue = true
+	first := 0
+	if f.in.Carry != nil {
+		// A continued execution goes on with the step it was on; an attempt
+		// in progress whose dispatch was not accepted yet is sent again.
+		first = len(f.run.Results) - 1
+		c := f.run.Current()
+		f.dispatchDue = c.Status == migration.StepInProgress && f.acked != (stepAttempt{c.StepName, c.Attempt})
+		f.logger(ctx).Info("run continued", "step", c.StepName, "attempt", c.Attempt)
+	} else {
+		f.logger(ctx).Info("run started", "steps", len(f.run.Steps))
+	}
+	for i := first; i < len(f.run.Steps); i++ {
+		if f.in.Carry == nil || i > first {
+			now := workflow.Now(ctx)
+			f.run.BeginStep(i, 1, now)
+			f.record(now, f.run.DispatchedEvent(now))
+			f.dispatchDue = true
+		}
 		if err := f.save(ctx); err != nil {
 			return f.stop(ctx, err)
 		}
@@ -286,6 +395,9 @@ func (f *runFlow) execute(ctx workflow.Context) error {
 			}
 		}
 		if err := f.runStep(ctx, i); err != nil {
+			if errors.Is(err, errContinueAsNew) {
+				return f.continueAsNew(ctx)
+			}
 			return f.stop(ctx, err)
 		}
 	}
@@ -327,9 +439,11 @@ func (f *runFlow) runStep(ctx workflow.Context, i int) error {
 			return nil
 		case f.dispatchDue:
 			continue
+		case f.continueDue(ctx):
+			return errContinueAsNew
 		case c.Status == migration.StepFailed:
 			// Held until an operator retries the step or cancels the Run.
-			if err := workflow.Await(ctx, func() bool { return f.dispatchDue }); err != nil {
+			if err := workflow.Await(ctx, func() bool { return f.dispatchDue || f.continueDue(ctx) }); err != nil {
 				return err
 			}
 		}
@@ -342,7 +456,7 @@ func (f *runFlow) runStep(ctx workflow.Context, i int) error {
 func (f *runFlow) awaitOutcome(ctx workflow.Context, i int) error {
 	done := func() bool {
 		c := f.run.Current()
-		return c.Status.Succeeded() || c.Status == migration.StepFailed || f.dispatchDue || f.failure != nil
+		return c.Status.Succeeded() || c.Status == migration.StepFailed || f.dispatchDue || f.failure != nil || f.continueDue(ctx)
 	}
 	timeout := f.run.Steps[i].ReportTimeout
 	for !done() {
@@ -507,7 +621,9 @@ func (f *runFlow) startDispatch(ctx workflow.Context, i int) {
 		d.Candidate = migration.Candidate{ID: m.Candidate.ID}
 	}
 	f.logger(ctx).Info("dispatching step", "step", d.Step.Name, "attempt", attempt)
+	f.dispatching++
 	workflow.Go(dctx, func(gctx workflow.Context) {
+		defer func() { f.dispatching-- }()
 		actx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
 			StartToCloseTimeout:    30 * time.Second,
 			ScheduleToCloseTimeout: window,

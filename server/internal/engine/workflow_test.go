@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -10,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/loomhq/loom/server/internal/migration"
 )
@@ -190,10 +193,12 @@ func newHarnessLog(t *testing.T, logTo io.Writer, steps ...migration.StepDefinit
 
 // outcome is what happened to one update.
 type outcome struct {
-	rejected error
-	result   ActionResult
-	err      error
-	done     bool
+	// unchanged: answered by the validator as a repeat, not recorded.
+	unchanged bool
+	rejected  error
+	result    ActionResult
+	err       error
+	done      bool
 }
 
 // at sends a step action after d of virtual time.
@@ -201,7 +206,16 @@ func (h *harness) at(d time.Duration, a migration.StepAction) *outcome {
 	o := &outcome{}
 	h.env.RegisterDelayedCallback(func() {
 		h.env.UpdateWorkflow(UpdateStepAction, "", &testsuite.TestUpdateCallback{
-			OnReject: func(err error) { o.rejected, o.done = err, true },
+			OnReject: func(err error) {
+				o.done = true
+				// A repeat the validator answers itself is a success that
+				// changed nothing (see Engine.Act).
+				if step, ok := unchanged(err); ok {
+					o.result, o.unchanged = ActionResult{Step: step}, true
+					return
+				}
+				o.rejected = err
+			},
 			OnComplete: func(v any, err error) {
 				o.err, o.done = err, true
 				if r, ok := v.(ActionResult); ok {
@@ -712,4 +726,133 @@ func TestARedispatchResendsAStepInProgressOnly(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d redispatches recorded, want 1", n)
 	}
+}
+
+// A Migrator repeating the same report every 5 s for 10 minutes: the
+// repeats are answered by the validator (nothing recorded) but for one a
+// minute, which renews the step's lease, so it is never dispatched again.
+func TestRepeatedReportsDoNotGrowTheHistory(t *testing.T) {
+	h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr"})
+	in.Manifest.DispatchLease = 2 * time.Minute
+	progress := report("only", 1, migration.StepInProgress)
+	progress.Message = "cloning"
+	var outs []*outcome
+	for s := 5 * time.Second; s <= 10*time.Minute; s += 5 * time.Second {
+		outs = append(outs, h.at(s, progress))
+	}
+	h.at(10*time.Minute+time.Second, report("only", 1, migration.StepCompleted))
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	recorded := 0
+	for _, o := range outs {
+		if !o.done || o.rejected != nil || o.err != nil {
+			t.Fatalf("a repeat: %+v", o)
+		}
+		if !o.unchanged {
+			recorded++
+		}
+		if o.result.Step.Message != "cloning" || o.result.Step.Status != migration.StepInProgress {
+			t.Fatalf("a repeat's answer: %+v", o.result.Step)
+		}
+	}
+	if recorded < 9 || recorded > 12 {
+		t.Errorf("%d of %d repeats recorded, want about one a minute", recorded, len(outs))
+	}
+	if got := strings.Join(h.migrator.sent(), ","); got != "only#1" {
+		t.Errorf("dispatches: %s (the repeats must renew the lease)", got)
+	}
+}
+
+// A Run whose step stays in progress 60 days while its Migrator reports
+// progress every minute continues as new, carrying its state, before its
+// history nears Temporal's limits: no report is lost, none answered twice,
+// the lease and the Run go on, and the Run completes.
+func TestSixtyDaysOfReportsEveryMinuteStayWithinLimits(t *testing.T) {
+	const days = 60
+	total := days * 24 * 60
+	store, migrator := &fakeStore{url: "http://migrator"}, &fakeMigrator{}
+	start := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	_, in := newHarness(t, migration.StepDefinition{Name: "long", Type: "pr"})
+	in.Manifest.DispatchLease = 10 * time.Minute
+	delivered, runs := 0, 0
+	for {
+		runs++
+		if runs > 2*total/maxActionsPerRun+5 {
+			t.Fatal("too many continuations")
+		}
+		h := &harness{t: t, store: store, migrator: migrator}
+		h.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		h.env = h.NewTestWorkflowEnvironment()
+		h.env.SetStartTime(start)
+		Register(h.env, &Activities{Store: store, Migrators: migrator})
+		h.env.SetTestTimeout(time.Minute)
+		// One report a minute from where the last run stopped, each
+		// scheduling the next (the test environment holds few callbacks);
+		// those past this run's end never fire.
+		var next func(k int)
+		next = func(k int) {
+			h.env.RegisterDelayedCallback(func() {
+				a := report("long", 1, migration.StepInProgress)
+				a.Message = fmt.Sprint("progress ", k)
+				if k == total {
+					a.Status, a.Message = migration.StepCompleted, ""
+				}
+				h.env.UpdateWorkflow(UpdateStepAction, "", &testsuite.TestUpdateCallback{
+					OnReject: func(err error) { t.Errorf("report %d refused: %v", k, err) },
+					OnComplete: func(_ any, err error) {
+						if err != nil {
+							t.Errorf("report %d: %v", k, err)
+						}
+						if k < total {
+							delivered++
+						}
+					},
+				}, a)
+				if k < total {
+					next(k + 1)
+				}
+			}, time.Minute)
+		}
+		next(delivered)
+		h.env.ExecuteWorkflow(RunWorkflow, in)
+		err := h.env.GetWorkflowError()
+		var can *workflow.ContinueAsNewError
+		if !errors.As(err, &can) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
+			t.Fatal(err)
+		}
+		start = h.env.Now()
+	}
+	if delivered != total {
+		t.Fatalf("%d of %d reports delivered", delivered, total)
+	}
+	if min := total / maxActionsPerRun; runs < min {
+		t.Fatalf("%d workflow runs for %d reports: it did not continue as new", runs, total)
+	}
+	last := store.last()
+	if last.Status != migration.RunCompleted {
+		t.Fatalf("the Run after 60 days: %+v", last)
+	}
+	reports := 0
+	for _, e := range store.events {
+		if e.Kind == migration.EventStepReported && e.Details["status"] == "in_progress" {
+			if want := fmt.Sprint("progress ", reports); e.Details["message"] != want {
+				t.Fatalf("report %d recorded as %q", reports, e.Details["message"])
+			}
+			reports++
+		}
+	}
+	if reports != total {
+		t.Fatalf("%d progress events recorded, want %d", reports, total)
+	}
+	if got := strings.Join(migrator.sent(), ","); got != "long#1" {
+		t.Fatalf("dispatches: %s", got)
+	}
+	t.Logf("%d reports over %d days in %d workflow runs of at most %d actions each", total, days, runs, maxActionsPerRun)
 }
