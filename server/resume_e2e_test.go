@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/migratorsdk"
 )
@@ -177,5 +179,68 @@ func TestARunContinuesAsNewAndGoesOn(t *testing.T) {
 	// hard limit is 51,200); so does a workflow run's 1,000th action.
 	if n := desc.GetWorkflowExecutionInfo().GetHistoryLength(); n > 6000 {
 		t.Errorf("the last workflow run's history has %d events", n)
+	}
+}
+
+// A Run whose workflow ended without recording it (an older Loom let a
+// workflow fail when Redis was down; here it is terminated) is found by
+// ReconcileRuns and shown as it ended, with the reason, instead of running
+// for ever; its Candidate can start again. Running Runs are left alone.
+func TestReconcileShowsRunsWhoseWorkflowEndedAsTheyEnded(t *testing.T) {
+	w := newWorld(t)
+	l := w.startLoom()
+	l.setup(t, w.migrator.url, "acme/dead", "acme/alive")
+	for _, c := range []string{"acme/dead", "acme/alive"} {
+		if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{
+			MigrationId: "go-upgrade", CandidateId: c, Inputs: map[string]string{"target_version": "1.23"},
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dead *migratorv1.ExecuteStepRequest
+	for range 2 {
+		if d := w.nextDispatch(); d.Candidate.Id == "acme/dead" {
+			dead = d
+		}
+	}
+	if err := w.temporal.GetDefaultClient().TerminateWorkflow(ctx, dead.RunId, "", "as a past Loom's failed save did"); err != nil {
+		t.Fatal(err)
+	}
+	// The view still says running; the Migrator's report is refused with
+	// what to do.
+	if got := l.getRun(t, dead.RunId).GetStatus(); got != loomv1.RunStatus_RUN_STATUS_RUNNING {
+		t.Fatalf("before reconciling: %v", got)
+	}
+	if _, err := l.report(t, dead, loomv1.StepStatus_STEP_STATUS_OPEN, func(r *loomv1.ReportStepStatusRequest) { r.PrUrl = "https://x/1" }); err == nil ||
+		!strings.Contains(err.Error(), "ReconcileRuns") {
+		t.Fatalf("a report on the ended Run: %v", err)
+	}
+	res, err := l.runs.ReconcileRuns(ctx, connect.NewRequest(&loomv1.ReconcileRunsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Msg.GetChecked() != 2 || len(res.Msg.GetFixed()) != 1 || res.Msg.GetFixed()[0].GetRunId() != dead.RunId ||
+		res.Msg.GetFixed()[0].GetStatus() != loomv1.RunStatus_RUN_STATUS_CANCELLED || !strings.Contains(res.Msg.GetFixed()[0].GetReason(), "terminated") {
+		t.Fatalf("reconcile answered %v", res.Msg)
+	}
+	run := l.getRun(t, dead.RunId)
+	if run.GetStatus() != loomv1.RunStatus_RUN_STATUS_CANCELLED || !strings.Contains(run.GetCancelReason(), "start it again") {
+		t.Fatalf("the Run after reconciling: %v", run)
+	}
+	if got := l.getRun(t, "go-upgrade__acme/alive").GetStatus(); got != loomv1.RunStatus_RUN_STATUS_RUNNING {
+		t.Fatalf("the running Run was touched: %v", got)
+	}
+	if c := l.candidate(t, "acme/dead"); c.GetStatus() != loomv1.CandidateStatus_CANDIDATE_STATUS_NOT_STARTED {
+		t.Fatalf("the Candidate: %v", c.GetStatus())
+	}
+	// Nothing left to fix; and the Candidate starts again.
+	if res, err := l.runs.ReconcileRuns(ctx, connect.NewRequest(&loomv1.ReconcileRunsRequest{MigrationId: "go-upgrade"})); err != nil || len(res.Msg.GetFixed()) != 0 {
+		t.Fatalf("a second pass: %v, %v", res, err)
+	}
+	if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "go-upgrade", CandidateId: "acme/dead"})); err != nil {
+		t.Fatalf("start again: %v", err)
+	}
+	if d := w.nextDispatch(); d.Candidate.Id != "acme/dead" || d.Execution != dead.Execution+1 {
+		t.Fatalf("the new execution's dispatch: %v", d)
 	}
 }

@@ -50,6 +50,10 @@ type Config struct {
 	// without a report before it is dispatched again, for Migrations that
 	// set no lease of their own.
 	DispatchLease time.Duration
+	// ReconcileEvery is how often the server brings the views of Runs whose
+	// workflow ended back in line with the engine (a first pass a minute
+	// after start); 0 never does (RunService.ReconcileRuns still does).
+	ReconcileEvery time.Duration
 	// PreviewTimeout bounds a Migrator's answer to a preview.
 	PreviewTimeout time.Duration
 	// CORSOrigins are the browser origins allowed to call the API, e.g.
@@ -90,6 +94,7 @@ func DefaultConfig() Config {
 		},
 		DispatchWindow:  time.Hour,
 		DispatchLease:   10 * time.Minute,
+		ReconcileEvery:  time.Hour,
 		PreviewTimeout:  time.Minute,
 		ShutdownTimeout: 15 * time.Second,
 	}
@@ -140,6 +145,7 @@ type Server struct {
 	admin    http.Handler
 	tls      *tls.Config
 	metrics  *telemetry.Metrics
+	runs     *migration.Runs
 }
 
 // New connects to Redis and Temporal and builds the API and the worker.
@@ -206,20 +212,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		Meter: meter, ClientOptions: []connect.ClientOption{connect.WithInterceptors(rpcTelemetry)}})
 	s.worker = tc.NewWorker(cfg.Temporal.TaskQueue, &engine.Activities{Store: st, Migrators: migrators, Callbacks: sec.callbacks})
 	now := func() time.Time { return time.Now().UTC() }
+	s.runs = &migration.Runs{
+		Store: st,
+		Engine: tc.Engine(engine.Options{
+			TaskQueue:      cfg.Temporal.TaskQueue,
+			DispatchWindow: cfg.DispatchWindow,
+			DispatchLease:  cfg.DispatchLease,
+		}),
+		Migrators:      migrators,
+		Now:            now,
+		PreviewTimeout: cfg.PreviewTimeout,
+	}
 	s.handler = api.NewHandler(api.Options{
 		Registry:  &migration.Registry{Store: st, Now: now, CheckURL: sec.policy.CheckURL},
 		Discovery: &migration.Discovery{Store: st, Now: now},
-		Runs: &migration.Runs{
-			Store: st,
-			Engine: tc.Engine(engine.Options{
-				TaskQueue:      cfg.Temporal.TaskQueue,
-				DispatchWindow: cfg.DispatchWindow,
-				DispatchLease:  cfg.DispatchLease,
-			}),
-			Migrators:      migrators,
-			Now:            now,
-			PreviewTimeout: cfg.PreviewTimeout,
-		},
+		Runs:      s.runs,
 		History:         &migration.History{Store: st, Now: now},
 		Metrics:         &migration.Metrics{Store: st, Now: now},
 		Logger:          log,
@@ -287,6 +294,11 @@ func (s *Server) Serve(ctx context.Context, l, admin net.Listener) error {
 	defer s.worker.Stop()
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(l) }()
+	if s.cfg.ReconcileEvery > 0 {
+		rctx, stopReconciling := context.WithCancel(ctx)
+		defer stopReconciling()
+		go s.reconcileEvery(rctx, time.Minute, s.cfg.ReconcileEvery)
+	}
 	if admin != nil {
 		as := &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
@@ -316,6 +328,30 @@ func (s *Server) Serve(ctx context.Context, l, admin net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// reconcileEvery runs the reconciler after first, then every every, until
+// ctx ends. Every replica does: the fixes are idempotent.
+func (s *Server) reconcileEvery(ctx context.Context, first, every time.Duration) {
+	t := time.NewTimer(first)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rep, err := s.runs.Reconcile(ctx, "")
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("reconciling the run views failed; trying again later", "error", err, "retry_in", every)
+		case len(rep.Fixed) > 0:
+			for _, f := range rep.Fixed {
+				s.log.Warn("run view reconciled with the engine", "run_id", f.RunID, "status", string(f.Status), "reason", f.Reason)
+			}
+		}
+		t.Reset(every)
+	}
 }
 
 // Close releases the server's connections.

@@ -132,6 +132,7 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	f.string(&cfg.Temporal.Namespace, "temporal-namespace", cfg.Temporal.Namespace, "Temporal namespace")
 	f.string(&cfg.Temporal.TaskQueue, "task-queue", cfg.Temporal.TaskQueue, "Temporal task queue of Runs (the same on every replica)")
 	f.duration(&cfg.DispatchWindow, "dispatch-window", cfg.DispatchWindow, "how long a dispatch retries an unreachable Migrator before the step fails")
+	f.duration(&cfg.ReconcileEvery, "reconcile-every", cfg.ReconcileEvery, "how often views of Runs whose workflow ended are brought in line with Temporal (0: never; loom reconcile does it on demand)")
 	f.duration(&cfg.DispatchLease, "dispatch-lease", cfg.DispatchLease, "how long a Migrator may hold an accepted step without a report before it is dispatched again (a Migration may set its own)")
 	f.duration(&cfg.PreviewTimeout, "preview-timeout", cfg.PreviewTimeout, "how long a preview waits for the Migrator")
 	f.bool(&console, "console", true, "serve the browser console at /")

@@ -34,6 +34,8 @@ Usage:
                        an external Redis and Temporal
   loom tokens create   make a token for a person or a Migrator (a role, a scope)
   loom keys init       make the keys file of callback tokens and call signatures
+  loom reconcile       record how Runs whose workflow ended really ended, where their
+                       views still say running (admin token: -token-file, LOOM_TOKEN)
 
 Run 'loom dev -h' or 'loom serve -h' for the flags; each has a LOOM_* environment variable.
 `
@@ -70,6 +72,8 @@ func run(args []string, stderr io.Writer) error {
 			return errors.New("usage: loom tokens create -subject NAME -role ROLE [-migrations IDS] [-add-to FILE]")
 		}
 		return tokensCreate(args[2:], os.Stdout, stderr)
+	case "reconcile":
+		return reconcile(args[1:], os.Stdout, stderr)
 	case "keys":
 		if len(args) < 2 || args[1] != "init" {
 			return errors.New("usage: loom keys init [-out keys.json]")

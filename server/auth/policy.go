@@ -69,6 +69,7 @@ var Rules = map[string]Rule{
 	"/loom.v1.RunService/GetRun":                      readers,
 	"/loom.v1.RunService/ListRuns":                    readers,
 	"/loom.v1.RunService/WatchRun":                    readers,
+	"/loom.v1.RunService/ReconcileRuns":               admins,
 	"/loom.v1.EventService/ReportStepStatus":          migrators,
 	"/loom.v1.EventService/ResumeSteps":               migrators,
 	"/loom.v1.HistoryService/ListEvents":              readers,

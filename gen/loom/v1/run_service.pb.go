@@ -1099,6 +1099,171 @@ func (*WatchRunResponse_Run) isWatchRunResponse_Update() {}
 
 func (*WatchRunResponse_Heartbeat) isWatchRunResponse_Update() {}
 
+// Request of RunService.ReconcileRuns.
+type ReconcileRunsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Migration whose Runs to check; empty checks every Migration.
+	MigrationId   string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileRunsRequest) Reset() {
+	*x = ReconcileRunsRequest{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileRunsRequest) ProtoMessage() {}
+
+func (x *ReconcileRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileRunsRequest.ProtoReflect.Descriptor instead.
+func (*ReconcileRunsRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReconcileRunsRequest) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+// Response of RunService.ReconcileRuns.
+type ReconcileRunsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many running Runs were checked against the engine.
+	Checked int64 `protobuf:"varint,1,opt,name=checked,proto3" json:"checked,omitempty"`
+	// The Runs whose view was fixed.
+	Fixed         []*RunFix `protobuf:"bytes,2,rep,name=fixed,proto3" json:"fixed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileRunsResponse) Reset() {
+	*x = ReconcileRunsResponse{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileRunsResponse) ProtoMessage() {}
+
+func (x *ReconcileRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileRunsResponse.ProtoReflect.Descriptor instead.
+func (*ReconcileRunsResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReconcileRunsResponse) GetChecked() int64 {
+	if x != nil {
+		return x.Checked
+	}
+	return 0
+}
+
+func (x *ReconcileRunsResponse) GetFixed() []*RunFix {
+	if x != nil {
+		return x.Fixed
+	}
+	return nil
+}
+
+// One Run view ReconcileRuns fixed.
+type RunFix struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The RunID.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// What the Run is now recorded as.
+	Status RunStatus `protobuf:"varint,2,opt,name=status,proto3,enum=loom.v1.RunStatus" json:"status,omitempty"`
+	// What the engine said of it.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunFix) Reset() {
+	*x = RunFix{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunFix) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunFix) ProtoMessage() {}
+
+func (x *RunFix) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunFix.ProtoReflect.Descriptor instead.
+func (*RunFix) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RunFix) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunFix) GetStatus() RunStatus {
+	if x != nil {
+		return x.Status
+	}
+	return RunStatus_RUN_STATUS_UNSPECIFIED
+}
+
+func (x *RunFix) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_loom_v1_run_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_run_service_proto_rawDesc = "" +
@@ -1174,7 +1339,16 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\x10WatchRunResponse\x12 \n" +
 	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunH\x00R\x03run\x12:\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\theartbeatB\b\n" +
-	"\x06update2\x8f\x05\n" +
+	"\x06update\"i\n" +
+	"\x14ReconcileRunsRequest\x12Q\n" +
+	"\fmigration_id\x18\x01 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\"X\n" +
+	"\x15ReconcileRunsResponse\x12\x18\n" +
+	"\achecked\x18\x01 \x01(\x03R\achecked\x12%\n" +
+	"\x05fixed\x18\x02 \x03(\v2\x0f.loom.v1.RunFixR\x05fixed\"c\n" +
+	"\x06RunFix\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12*\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x12.loom.v1.RunStatusR\x06status\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason2\xe4\x05\n" +
 	"\n" +
 	"RunService\x12J\n" +
 	"\n" +
@@ -1186,7 +1360,8 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\x0eMarkStepMerged\x12\x1e.loom.v1.MarkStepMergedRequest\x1a\x1f.loom.v1.MarkStepMergedResponse\x12>\n" +
 	"\x06GetRun\x12\x16.loom.v1.GetRunRequest\x1a\x17.loom.v1.GetRunResponse\"\x03\x90\x02\x01\x12D\n" +
 	"\bListRuns\x12\x18.loom.v1.ListRunsRequest\x1a\x19.loom.v1.ListRunsResponse\"\x03\x90\x02\x01\x12F\n" +
-	"\bWatchRun\x12\x18.loom.v1.WatchRunRequest\x1a\x19.loom.v1.WatchRunResponse\"\x03\x90\x02\x010\x01B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
+	"\bWatchRun\x12\x18.loom.v1.WatchRunRequest\x1a\x19.loom.v1.WatchRunResponse\"\x03\x90\x02\x010\x01\x12S\n" +
+	"\rReconcileRuns\x12\x1d.loom.v1.ReconcileRunsRequest\x1a\x1e.loom.v1.ReconcileRunsResponse\"\x03\x90\x02\x02B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
 
 var (
 	file_loom_v1_run_service_proto_rawDescOnce sync.Once
@@ -1200,7 +1375,7 @@ func file_loom_v1_run_service_proto_rawDescGZIP() []byte {
 	return file_loom_v1_run_service_proto_rawDescData
 }
 
-var file_loom_v1_run_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_loom_v1_run_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_loom_v1_run_service_proto_goTypes = []any{
 	(*PreviewRunRequest)(nil),      // 0: loom.v1.PreviewRunRequest
 	(*PreviewRunResponse)(nil),     // 1: loom.v1.PreviewRunResponse
@@ -1220,53 +1395,60 @@ var file_loom_v1_run_service_proto_goTypes = []any{
 	(*ListRunsResponse)(nil),       // 15: loom.v1.ListRunsResponse
 	(*WatchRunRequest)(nil),        // 16: loom.v1.WatchRunRequest
 	(*WatchRunResponse)(nil),       // 17: loom.v1.WatchRunResponse
-	nil,                            // 18: loom.v1.PreviewRunRequest.InputsEntry
-	nil,                            // 19: loom.v1.StartRunRequest.InputsEntry
-	(*StepPreview)(nil),            // 20: loom.v1.StepPreview
-	(*Run)(nil),                    // 21: loom.v1.Run
-	(StepStatus)(0),                // 22: loom.v1.StepStatus
-	(RunStatus)(0),                 // 23: loom.v1.RunStatus
-	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
+	(*ReconcileRunsRequest)(nil),   // 18: loom.v1.ReconcileRunsRequest
+	(*ReconcileRunsResponse)(nil),  // 19: loom.v1.ReconcileRunsResponse
+	(*RunFix)(nil),                 // 20: loom.v1.RunFix
+	nil,                            // 21: loom.v1.PreviewRunRequest.InputsEntry
+	nil,                            // 22: loom.v1.StartRunRequest.InputsEntry
+	(*StepPreview)(nil),            // 23: loom.v1.StepPreview
+	(*Run)(nil),                    // 24: loom.v1.Run
+	(StepStatus)(0),                // 25: loom.v1.StepStatus
+	(RunStatus)(0),                 // 26: loom.v1.RunStatus
+	(*timestamppb.Timestamp)(nil),  // 27: google.protobuf.Timestamp
 }
 var file_loom_v1_run_service_proto_depIdxs = []int32{
-	18, // 0: loom.v1.PreviewRunRequest.inputs:type_name -> loom.v1.PreviewRunRequest.InputsEntry
-	20, // 1: loom.v1.PreviewRunResponse.steps:type_name -> loom.v1.StepPreview
-	19, // 2: loom.v1.StartRunRequest.inputs:type_name -> loom.v1.StartRunRequest.InputsEntry
-	21, // 3: loom.v1.StartRunResponse.run:type_name -> loom.v1.Run
-	21, // 4: loom.v1.CancelRunResponse.run:type_name -> loom.v1.Run
-	21, // 5: loom.v1.RetryStepResponse.run:type_name -> loom.v1.Run
-	22, // 6: loom.v1.FinishReviewRequest.outcome:type_name -> loom.v1.StepStatus
-	21, // 7: loom.v1.FinishReviewResponse.run:type_name -> loom.v1.Run
-	21, // 8: loom.v1.MarkStepMergedResponse.run:type_name -> loom.v1.Run
-	21, // 9: loom.v1.GetRunResponse.run:type_name -> loom.v1.Run
-	23, // 10: loom.v1.ListRunsRequest.status:type_name -> loom.v1.RunStatus
-	22, // 11: loom.v1.ListRunsRequest.current_step_status:type_name -> loom.v1.StepStatus
-	21, // 12: loom.v1.ListRunsResponse.runs:type_name -> loom.v1.Run
-	21, // 13: loom.v1.WatchRunResponse.run:type_name -> loom.v1.Run
-	24, // 14: loom.v1.WatchRunResponse.heartbeat:type_name -> google.protobuf.Timestamp
-	0,  // 15: loom.v1.RunService.PreviewRun:input_type -> loom.v1.PreviewRunRequest
-	2,  // 16: loom.v1.RunService.StartRun:input_type -> loom.v1.StartRunRequest
-	4,  // 17: loom.v1.RunService.CancelRun:input_type -> loom.v1.CancelRunRequest
-	6,  // 18: loom.v1.RunService.RetryStep:input_type -> loom.v1.RetryStepRequest
-	8,  // 19: loom.v1.RunService.FinishReview:input_type -> loom.v1.FinishReviewRequest
-	10, // 20: loom.v1.RunService.MarkStepMerged:input_type -> loom.v1.MarkStepMergedRequest
-	12, // 21: loom.v1.RunService.GetRun:input_type -> loom.v1.GetRunRequest
-	14, // 22: loom.v1.RunService.ListRuns:input_type -> loom.v1.ListRunsRequest
-	16, // 23: loom.v1.RunService.WatchRun:input_type -> loom.v1.WatchRunRequest
-	1,  // 24: loom.v1.RunService.PreviewRun:output_type -> loom.v1.PreviewRunResponse
-	3,  // 25: loom.v1.RunService.StartRun:output_type -> loom.v1.StartRunResponse
-	5,  // 26: loom.v1.RunService.CancelRun:output_type -> loom.v1.CancelRunResponse
-	7,  // 27: loom.v1.RunService.RetryStep:output_type -> loom.v1.RetryStepResponse
-	9,  // 28: loom.v1.RunService.FinishReview:output_type -> loom.v1.FinishReviewResponse
-	11, // 29: loom.v1.RunService.MarkStepMerged:output_type -> loom.v1.MarkStepMergedResponse
-	13, // 30: loom.v1.RunService.GetRun:output_type -> loom.v1.GetRunResponse
-	15, // 31: loom.v1.RunService.ListRuns:output_type -> loom.v1.ListRunsResponse
-	17, // 32: loom.v1.RunService.WatchRun:output_type -> loom.v1.WatchRunResponse
-	24, // [24:33] is the sub-list for method output_type
-	15, // [15:24] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	21, // 0: loom.v1.PreviewRunRequest.inputs:type_name -> loom.v1.PreviewRunRequest.InputsEntry
+	23, // 1: loom.v1.PreviewRunResponse.steps:type_name -> loom.v1.StepPreview
+	22, // 2: loom.v1.StartRunRequest.inputs:type_name -> loom.v1.StartRunRequest.InputsEntry
+	24, // 3: loom.v1.StartRunResponse.run:type_name -> loom.v1.Run
+	24, // 4: loom.v1.CancelRunResponse.run:type_name -> loom.v1.Run
+	24, // 5: loom.v1.RetryStepResponse.run:type_name -> loom.v1.Run
+	25, // 6: loom.v1.FinishReviewRequest.outcome:type_name -> loom.v1.StepStatus
+	24, // 7: loom.v1.FinishReviewResponse.run:type_name -> loom.v1.Run
+	24, // 8: loom.v1.MarkStepMergedResponse.run:type_name -> loom.v1.Run
+	24, // 9: loom.v1.GetRunResponse.run:type_name -> loom.v1.Run
+	26, // 10: loom.v1.ListRunsRequest.status:type_name -> loom.v1.RunStatus
+	25, // 11: loom.v1.ListRunsRequest.current_step_status:type_name -> loom.v1.StepStatus
+	24, // 12: loom.v1.ListRunsResponse.runs:type_name -> loom.v1.Run
+	24, // 13: loom.v1.WatchRunResponse.run:type_name -> loom.v1.Run
+	27, // 14: loom.v1.WatchRunResponse.heartbeat:type_name -> google.protobuf.Timestamp
+	20, // 15: loom.v1.ReconcileRunsResponse.fixed:type_name -> loom.v1.RunFix
+	26, // 16: loom.v1.RunFix.status:type_name -> loom.v1.RunStatus
+	0,  // 17: loom.v1.RunService.PreviewRun:input_type -> loom.v1.PreviewRunRequest
+	2,  // 18: loom.v1.RunService.StartRun:input_type -> loom.v1.StartRunRequest
+	4,  // 19: loom.v1.RunService.CancelRun:input_type -> loom.v1.CancelRunRequest
+	6,  // 20: loom.v1.RunService.RetryStep:input_type -> loom.v1.RetryStepRequest
+	8,  // 21: loom.v1.RunService.FinishReview:input_type -> loom.v1.FinishReviewRequest
+	10, // 22: loom.v1.RunService.MarkStepMerged:input_type -> loom.v1.MarkStepMergedRequest
+	12, // 23: loom.v1.RunService.GetRun:input_type -> loom.v1.GetRunRequest
+	14, // 24: loom.v1.RunService.ListRuns:input_type -> loom.v1.ListRunsRequest
+	16, // 25: loom.v1.RunService.WatchRun:input_type -> loom.v1.WatchRunRequest
+	18, // 26: loom.v1.RunService.ReconcileRuns:input_type -> loom.v1.ReconcileRunsRequest
+	1,  // 27: loom.v1.RunService.PreviewRun:output_type -> loom.v1.PreviewRunResponse
+	3,  // 28: loom.v1.RunService.StartRun:output_type -> loom.v1.StartRunResponse
+	5,  // 29: loom.v1.RunService.CancelRun:output_type -> loom.v1.CancelRunResponse
+	7,  // 30: loom.v1.RunService.RetryStep:output_type -> loom.v1.RetryStepResponse
+	9,  // 31: loom.v1.RunService.FinishReview:output_type -> loom.v1.FinishReviewResponse
+	11, // 32: loom.v1.RunService.MarkStepMerged:output_type -> loom.v1.MarkStepMergedResponse
+	13, // 33: loom.v1.RunService.GetRun:output_type -> loom.v1.GetRunResponse
+	15, // 34: loom.v1.RunService.ListRuns:output_type -> loom.v1.ListRunsResponse
+	17, // 35: loom.v1.RunService.WatchRun:output_type -> loom.v1.WatchRunResponse
+	19, // 36: loom.v1.RunService.ReconcileRuns:output_type -> loom.v1.ReconcileRunsResponse
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_run_service_proto_init() }
@@ -1286,7 +1468,7 @@ func file_loom_v1_run_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_run_service_proto_rawDesc), len(file_loom_v1_run_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

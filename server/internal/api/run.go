@@ -122,6 +122,19 @@ func (s *RunServer) GetRun(ctx context.Context, req *connect.Request[loomv1.GetR
 	return connect.NewResponse(&loomv1.GetRunResponse{Run: s.view(ctx, run)}), nil
 }
 
+// ReconcileRuns brings the views of running Runs in line with the engine.
+func (s *RunServer) ReconcileRuns(ctx context.Context, req *connect.Request[loomv1.ReconcileRunsRequest]) (*connect.Response[loomv1.ReconcileRunsResponse], error) {
+	rep, err := s.Runs.Reconcile(ctx, req.Msg.GetMigrationId())
+	if err != nil {
+		return nil, err
+	}
+	out := &loomv1.ReconcileRunsResponse{Checked: rep.Checked}
+	for _, f := range rep.Fixed {
+		out.Fixed = append(out.Fixed, &loomv1.RunFix{RunId: f.RunID, Status: protoconv.RunStatusToProto(f.Status), Reason: f.Reason})
+	}
+	return connect.NewResponse(out), nil
+}
+
 // ListRuns pages through a Migration's Runs.
 func (s *RunServer) ListRuns(ctx context.Context, req *connect.Request[loomv1.ListRunsRequest]) (*connect.Response[loomv1.ListRunsResponse], error) {
 	filter := migration.RunFilter{

@@ -172,6 +172,43 @@ func (e *Engine) CancelRun(ctx context.Context, runID, reason, actor string) err
 	return decodeError(err)
 }
 
+// Inspect says where the latest execution of runID stands: running (with
+// the Run the workflow holds), completed (with its final Run), cancelled,
+// failed (with why), or missing.
+func (e *Engine) Inspect(ctx context.Context, runID string) (migration.EngineRun, error) {
+	desc, err := e.client.DescribeWorkflowExecution(ctx, runID, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return migration.EngineRun{State: migration.EngineMissing}, nil
+	}
+	if err != nil {
+		return migration.EngineRun{}, engineError(err)
+	}
+	switch st := desc.GetWorkflowExecutionInfo().GetStatus(); st {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		out := migration.EngineRun{State: migration.EngineRunning}
+		if v, err := e.client.QueryWorkflow(ctx, runID, "", QueryRun); err == nil {
+			var r migration.Run
+			if v.Get(&r) == nil {
+				out.Run = &r
+			}
+		}
+		return out, nil
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		var r *migration.Run
+		_ = e.client.GetWorkflow(ctx, runID, "").Get(ctx, &r)
+		return migration.EngineRun{State: migration.EngineCompleted, Run: r}, nil
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		return migration.EngineRun{State: migration.EngineCancelled}, nil
+	default:
+		reason := strings.ToLower(strings.TrimPrefix(st.String(), "WORKFLOW_EXECUTION_STATUS_"))
+		if err := e.client.GetWorkflow(ctx, runID, "").Get(ctx, nil); err != nil {
+			reason += ": " + err.Error()
+		}
+		return migration.EngineRun{State: migration.EngineFailed, Reason: reason}, nil
+	}
+}
+
 // decodeError turns what the Temporal client returns into the domain's
 // errors: the workflow's refusals back into migration.Refusal, a missing or
 // closed execution into ErrRunNotActive.

@@ -21,6 +21,9 @@ const (
 	UpdateStepAction = "step-action"
 	// SignalCancel carries the reason of a cancel, sent just before it.
 	SignalCancel = "cancel"
+	// QueryRun answers the Run as the workflow holds it (the truth the
+	// reconciler compares views with).
+	QueryRun = "run"
 
 	activityBeginRun     = "BeginRun"
 	activitySaveRun      = "SaveRun"
@@ -127,7 +130,10 @@ type CancelRequest struct {
 // for the step to succeed; a failed step holds the Run until an operator
 // retries it or cancels the Run. Step changes arrive as UpdateStepAction
 // updates, refused by the validator when the transition table forbids them.
-func RunWorkflow(ctx workflow.Context, in RunInput) error {
+//
+// A completed execution returns its final Run (executions of version 1 and
+// before return nothing).
+func RunWorkflow(ctx workflow.Context, in RunInput) (*migration.Run, error) {
 	f := &runFlow{in: in, run: migration.NewRun(in.Manifest, workflow.Now(ctx))}
 	f.initial = f.run.Clone()
 	if c := in.Carry; c != nil {
@@ -143,9 +149,16 @@ func RunWorkflow(ctx workflow.Context, in RunInput) error {
 		}
 	}
 	if err := f.setup(ctx); err != nil {
-		return err
+		return nil, err
 	}
-	return f.execute(ctx)
+	if err := f.execute(ctx); err != nil {
+		return nil, err
+	}
+	if !f.background {
+		return nil, nil
+	}
+	final := f.run.Clone()
+	return &final, nil
 }
 
 type runFlow struct {
@@ -278,6 +291,9 @@ func (f *runFlow) setup(ctx workflow.Context) error {
 		wctx, _ := workflow.NewDisconnectedContext(ctx)
 		workflow.Go(wctx, f.writeViews)
 		workflow.Go(ctx, f.watchLeases)
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryRun, func() (migration.Run, error) { return f.run.Clone(), nil }); err != nil {
+		return err
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateStepAction, f.act,
 		workflow.UpdateHandlerOptions{Validator: f.validate})

@@ -103,6 +103,32 @@ type ExecutionEngine interface {
 	// CancelRun cancels the running execution of runID and returns once it
 	// has stopped and cleaned up. ErrRunNotActive when none is running.
 	CancelRun(ctx context.Context, runID, reason, actor string) error
+	// Inspect says where the latest execution of runID stands in the engine.
+	Inspect(ctx context.Context, runID string) (EngineRun, error)
+}
+
+// EngineState is where the engine says an execution stands.
+type EngineState string
+
+// The engine states of an execution.
+const (
+	EngineRunning   EngineState = "running"
+	EngineCompleted EngineState = "completed"
+	EngineCancelled EngineState = "cancelled"
+	// EngineFailed: the workflow ended with an error.
+	EngineFailed EngineState = "failed"
+	// EngineMissing: the engine has no workflow for the Run.
+	EngineMissing EngineState = "missing"
+)
+
+// EngineRun is where the engine says the latest execution of a Run stands.
+type EngineRun struct {
+	State EngineState
+	// Run is the Run as the workflow holds it (running) or ended it
+	// (completed), when it says (older workflows do not).
+	Run *Run
+	// Reason is why it failed.
+	Reason string
 }
 
 // Acted is the answer to a step action that was applied (or accepted as a

@@ -135,9 +135,11 @@ func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Acted, erro
 		_, err := probe.Apply(a, u.Now()) // the refusal, with where the Run stands
 		return Acted{}, err
 	}
-	// The view says running but no execution runs: its start did not finish.
+	// The view says running but no execution runs: the workflow ended
+	// without recording it (an older Loom could), or its start did not
+	// finish. ReconcileRuns records it as it ended.
 	return Acted{}, FailedPrecondition(ReasonRunNotRunning,
-		"run %s has no running execution (its start did not finish); cancel it and start it again", runID).With("run_id", runID)
+		"run %s has no running execution: its workflow ended without recording it, or its start did not finish; an admin's ReconcileRuns (loom reconcile) records how it ended", runID).With("run_id", runID)
 }
 
 // ResumeSteps dispatches again every step of a Migration's running Runs
@@ -187,6 +189,121 @@ func (u *Runs) ResumeSteps(ctx context.Context, migrationID, actor string) (int6
 		return resumed.Load(), *err
 	}
 	return resumed.Load(), nil
+}
+
+// ReconcileReport says what Reconcile checked and fixed.
+type ReconcileReport struct {
+	Checked int64
+	Fixed   []RunFix
+}
+
+// RunFix is one Run view Reconcile fixed: what it now shows, and why.
+type RunFix struct {
+	RunID  string
+	Status RunStatus
+	Reason string
+}
+
+// Reconcile brings the views of running Runs (of migrationID, or of every
+// Migration when empty) back in line with the engine, which holds the
+// truth: a Run whose workflow ended while its view still says running is
+// recorded as it ended (a failed or missing workflow as cancelled, with the
+// reason), which moves its Candidate to match. Views of workflows still
+// running are theirs to write. The reconciler never invents state: it only
+// copies what the engine says.
+func (u *Runs) Reconcile(ctx context.Context, migrationID string) (ReconcileReport, error) {
+	var ids []string
+	if migrationID != "" {
+		if _, err := u.Store.GetMigration(ctx, migrationID); err != nil {
+			return ReconcileReport{}, err
+		}
+		ids = []string{migrationID}
+	} else {
+		for after := ""; ; {
+			page, err := u.Store.ListMigrations(ctx, PageRequest{After: after, Limit: MaxMigrationPageSize})
+			if err != nil {
+				return ReconcileReport{}, err
+			}
+			for _, m := range page.Migrations {
+				ids = append(ids, m.ID)
+			}
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+	}
+	var rep ReconcileReport
+	for _, m := range ids {
+		for after := ""; ; {
+			page, err := u.Store.ListRuns(ctx, m, RunFilter{Status: RunRunning}, PageRequest{After: after, Limit: MaxCandidatePageSize})
+			if err != nil {
+				return rep, err
+			}
+			for _, view := range page.Runs {
+				rep.Checked++
+				fix, err := u.reconcileRun(ctx, view)
+				if err != nil {
+					return rep, fmt.Errorf("reconcile run %s: %w", view.ID, err)
+				}
+				if fix != nil {
+					rep.Fixed = append(rep.Fixed, *fix)
+				}
+			}
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+	}
+	return rep, nil
+}
+
+// reconcileRun fixes the view of one Run that says running, when the
+// engine says its workflow ended.
+func (u *Runs) reconcileRun(ctx context.Context, view Run) (*RunFix, error) {
+	ins, err := u.Engine.Inspect(ctx, view.ID)
+	if err != nil || ins.State == EngineRunning {
+		return nil, err
+	}
+	// Read the view again: the workflow may have written its end meanwhile.
+	if view, err = u.GetRun(ctx, view.ID); err != nil || view.Status != RunRunning {
+		return nil, err
+	}
+	now := u.Now()
+	final := view.Clone()
+	var reason string
+	switch ins.State {
+	case EngineCompleted:
+		reason = "its workflow completed"
+		if ins.Run != nil && ins.Run.Execution == view.Execution && ins.Run.Status == RunCompleted {
+			final = ins.Run.Clone()
+			final.Seq = max(final.Seq, view.Seq) + 1
+			final.UpdateTime = now
+		} else {
+			final.Finish(RunCompleted, "", now)
+		}
+	case EngineCancelled:
+		reason = "its workflow was cancelled"
+		final.Finish(RunCancelled, "cancelled", now)
+	case EngineFailed:
+		reason = "its workflow ended with an error (" + ins.Reason + "); start it again"
+		final.Finish(RunCancelled, reason, now)
+	case EngineMissing:
+		reason = "no workflow runs it (its start did not finish, or the engine lost it); start it again"
+		final.Finish(RunCancelled, reason, now)
+	default:
+		return nil, fmt.Errorf("unknown engine state %q", ins.State)
+	}
+	ev := final.FinishedEvent(ActorLoom)
+	if ev.Details == nil {
+		ev.Details = map[string]string{}
+	}
+	ev.Details["reconciled"] = reason
+	if _, err := u.Store.SaveRun(ctx, final, []Event{ev}, nil); err != nil {
+		return nil, err
+	}
+	return &RunFix{RunID: view.ID, Status: final.Status, Reason: reason}, nil
 }
 
 // GetRun returns the view of a Run.

@@ -264,6 +264,9 @@ var runStatuses = map[migration.RunStatus]loomv1.RunStatus{
 	migration.RunCancelled: loomv1.RunStatus_RUN_STATUS_CANCELLED,
 }
 
+// RunStatusToProto renders a Run status.
+func RunStatusToProto(s migration.RunStatus) loomv1.RunStatus { return runStatuses[s] }
+
 // RunStatusFromProto maps a filter; unspecified means any ("").
 func RunStatusFromProto(p loomv1.RunStatus) migration.RunStatus {
 	for d, v := range runStatuses {

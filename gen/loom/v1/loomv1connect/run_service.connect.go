@@ -52,6 +52,9 @@ const (
 	RunServiceListRunsProcedure = "/loom.v1.RunService/ListRuns"
 	// RunServiceWatchRunProcedure is the fully-qualified name of the RunService's WatchRun RPC.
 	RunServiceWatchRunProcedure = "/loom.v1.RunService/WatchRun"
+	// RunServiceReconcileRunsProcedure is the fully-qualified name of the RunService's ReconcileRuns
+	// RPC.
+	RunServiceReconcileRunsProcedure = "/loom.v1.RunService/ReconcileRuns"
 )
 
 // RunServiceClient is a client for the loom.v1.RunService service.
@@ -104,6 +107,17 @@ type RunServiceClient interface {
 	// `completed` or `cancelled`. Works from a browser over Connect-Web.
 	// Errors: NOT_FOUND when the Candidate has never been started.
 	WatchRun(context.Context, *connect.Request[v1.WatchRunRequest]) (*connect.ServerStreamForClient[v1.WatchRunResponse], error)
+	// ReconcileRuns brings the views of running Runs back in line with the
+	// engine, which holds the truth of every Run: a Run whose workflow ended
+	// (completed, cancelled, failed, or gone) while its view still says
+	// `running` is recorded as it ended, its Candidate moved to match, and
+	// listed in the answer. A workflow that failed (as an older Loom could
+	// let one do when Redis was down) is recorded `cancelled` with the reason,
+	// so the Candidate can be started again. Views of workflows still running
+	// are left to them (each writes its own, retrying until it succeeds). Loom
+	// runs it by itself a minute after it starts and every hour; `loom
+	// reconcile` runs it on demand. Admins only.
+	ReconcileRuns(context.Context, *connect.Request[v1.ReconcileRunsRequest]) (*connect.Response[v1.ReconcileRunsResponse], error)
 }
 
 // NewRunServiceClient constructs a client for the loom.v1.RunService service. By default, it uses
@@ -175,6 +189,13 @@ func NewRunServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		reconcileRuns: connect.NewClient[v1.ReconcileRunsRequest, v1.ReconcileRunsResponse](
+			httpClient,
+			baseURL+RunServiceReconcileRunsProcedure,
+			connect.WithSchema(runServiceMethods.ByName("ReconcileRuns")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -189,6 +210,7 @@ type runServiceClient struct {
 	getRun         *connect.Client[v1.GetRunRequest, v1.GetRunResponse]
 	listRuns       *connect.Client[v1.ListRunsRequest, v1.ListRunsResponse]
 	watchRun       *connect.Client[v1.WatchRunRequest, v1.WatchRunResponse]
+	reconcileRuns  *connect.Client[v1.ReconcileRunsRequest, v1.ReconcileRunsResponse]
 }
 
 // PreviewRun calls loom.v1.RunService.PreviewRun.
@@ -234,6 +256,11 @@ func (c *runServiceClient) ListRuns(ctx context.Context, req *connect.Request[v1
 // WatchRun calls loom.v1.RunService.WatchRun.
 func (c *runServiceClient) WatchRun(ctx context.Context, req *connect.Request[v1.WatchRunRequest]) (*connect.ServerStreamForClient[v1.WatchRunResponse], error) {
 	return c.watchRun.CallServerStream(ctx, req)
+}
+
+// ReconcileRuns calls loom.v1.RunService.ReconcileRuns.
+func (c *runServiceClient) ReconcileRuns(ctx context.Context, req *connect.Request[v1.ReconcileRunsRequest]) (*connect.Response[v1.ReconcileRunsResponse], error) {
+	return c.reconcileRuns.CallUnary(ctx, req)
 }
 
 // RunServiceHandler is an implementation of the loom.v1.RunService service.
@@ -286,6 +313,17 @@ type RunServiceHandler interface {
 	// `completed` or `cancelled`. Works from a browser over Connect-Web.
 	// Errors: NOT_FOUND when the Candidate has never been started.
 	WatchRun(context.Context, *connect.Request[v1.WatchRunRequest], *connect.ServerStream[v1.WatchRunResponse]) error
+	// ReconcileRuns brings the views of running Runs back in line with the
+	// engine, which holds the truth of every Run: a Run whose workflow ended
+	// (completed, cancelled, failed, or gone) while its view still says
+	// `running` is recorded as it ended, its Candidate moved to match, and
+	// listed in the answer. A workflow that failed (as an older Loom could
+	// let one do when Redis was down) is recorded `cancelled` with the reason,
+	// so the Candidate can be started again. Views of workflows still running
+	// are left to them (each writes its own, retrying until it succeeds). Loom
+	// runs it by itself a minute after it starts and every hour; `loom
+	// reconcile` runs it on demand. Admins only.
+	ReconcileRuns(context.Context, *connect.Request[v1.ReconcileRunsRequest]) (*connect.Response[v1.ReconcileRunsResponse], error)
 }
 
 // NewRunServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -353,6 +391,13 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	runServiceReconcileRunsHandler := connect.NewUnaryHandler(
+		RunServiceReconcileRunsProcedure,
+		svc.ReconcileRuns,
+		connect.WithSchema(runServiceMethods.ByName("ReconcileRuns")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/loom.v1.RunService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RunServicePreviewRunProcedure:
@@ -373,6 +418,8 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 			runServiceListRunsHandler.ServeHTTP(w, r)
 		case RunServiceWatchRunProcedure:
 			runServiceWatchRunHandler.ServeHTTP(w, r)
+		case RunServiceReconcileRunsProcedure:
+			runServiceReconcileRunsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -416,4 +463,8 @@ func (UnimplementedRunServiceHandler) ListRuns(context.Context, *connect.Request
 
 func (UnimplementedRunServiceHandler) WatchRun(context.Context, *connect.Request[v1.WatchRunRequest], *connect.ServerStream[v1.WatchRunResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.WatchRun is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) ReconcileRuns(context.Context, *connect.Request[v1.ReconcileRunsRequest]) (*connect.Response[v1.ReconcileRunsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.ReconcileRuns is not implemented"))
 }
