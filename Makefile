@@ -10,14 +10,15 @@ MODULES := . gen migratorsdk
 # Where third_party/protovalidate comes from.
 PROTOVALIDATE_VERSION := v1.2.2
 
-.PHONY: all test check generate check-generated check-vendored lint fmt breaking bench \
+.PHONY: all test check generate check-generated check-vendored lint fmt breaking bench faults \
 	console console-deps check-console test-console
 
 all: check test
 
 ## test: every test of every module, with the race detector, then the console's
+## (the fault scenarios keep Redis down for 3 minutes: hence the timeout)
 test:
-	@for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test -race -count=1 ./...) || exit 1; done
+	@for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test -race -count=1 -timeout 30m ./...) || exit 1; done
 	$(MAKE) test-console
 
 ## generate: regenerate gen/ from proto/
@@ -71,6 +72,10 @@ test-console: console-deps
 
 ## check: everything CI verifies besides the tests
 check: check-generated check-vendored lint check-console
+
+## faults: the failure scenarios, with their figures (see README, "When things fail")
+faults:
+	go run ./cmd/loom-faults
 
 ## bench: the storage benchmarks, then Loom against bare Temporal side by side (see README, "Performance")
 bench:

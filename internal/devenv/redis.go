@@ -80,7 +80,7 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		"--port", strconv.Itoa(port),
 		"--dir", dir,
 		"--appendonly", "yes",
-		"--appendfsync", "everysec",
+		"--appendfsync", "always",
 		"--save", "",
 		"--logfile", logPath,
 		"--pidfile", filepath.Join(dir, "redis.pid"),

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -17,6 +18,19 @@ type Options struct {
 	Password string
 	// DB is the database number; not with Redis Cluster.
 	DB int
+}
+
+func init() {
+	// go-redis prints every failed dial of its pool to stderr, many a
+	// second while Redis is down; Loom says what matters itself (a view
+	// write retried, an API call answered unavailable).
+	redis.SetLogger(quietLogger{})
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
 
 // Open connects to Redis and checks that it answers. The Store owns the
