@@ -224,9 +224,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		PreviewTimeout: cfg.PreviewTimeout,
 	}
 	s.handler = api.NewHandler(api.Options{
-		Registry:  &migration.Registry{Store: st, Now: now, CheckURL: sec.policy.CheckURL},
-		Discovery: &migration.Discovery{Store: st, Now: now},
-		Runs:      s.runs,
+		Registry:        &migration.Registry{Store: st, Now: now, CheckURL: sec.policy.CheckURL},
+		Discovery:       &migration.Discovery{Store: st, Now: now},
+		Runs:            s.runs,
 		History:         &migration.History{Store: st, Now: now},
 		Metrics:         &migration.Metrics{Store: st, Now: now},
 		Logger:          log,
