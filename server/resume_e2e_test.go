@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
 
 	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
@@ -242,5 +243,52 @@ func TestReconcileShowsRunsWhoseWorkflowEndedAsTheyEnded(t *testing.T) {
 	}
 	if d := w.nextDispatch(); d.Candidate.Id != "acme/dead" || d.Execution != dead.Execution+1 {
 		t.Fatalf("the new execution's dispatch: %v", d)
+	}
+}
+
+// A view that fell behind the engine (a Redis that crashed before syncing
+// its last writes: here the write is undone by hand) is repaired by the
+// next repeated report, which finds the engine ahead of it.
+func TestARepeatedReportRepairsAViewBehind(t *testing.T) {
+	w := newWorld(t)
+	l := w.startLoom()
+	l.setup(t, w.migrator.url, "acme/behind")
+	if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{
+		MigrationId: "go-upgrade", CandidateId: "acme/behind", Inputs: map[string]string{"target_version": "1.23"},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	d := w.nextDispatch()
+	rdb := redis.NewClient(&redis.Options{Addr: w.redis.Addr()})
+	defer rdb.Close()
+	key := "loom:{go-upgrade}:run:acme/behind"
+	var before map[string]string
+	for began := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if before = rdb.HGetAll(ctx, key).Val(); strings.Contains(before["view"], "in_progress") {
+			break
+		}
+		if time.Since(began) > 5*time.Second {
+			t.Fatalf("the view never showed the step in progress: %v", before)
+		}
+	}
+	opened := func(r *loomv1.ReportStepStatusRequest) { r.PrUrl = "https://git.example/pr/7" }
+	l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_OPEN, opened)
+	for l.getRun(t, d.RunId).GetCurrentStepStatus() != loomv1.StepStatus_STEP_STATUS_OPEN {
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The write of the report is lost.
+	if err := rdb.HSet(ctx, key, "view", before["view"], "seq", before["seq"], "step", before["step"], "ver", before["ver"]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.getRun(t, d.RunId).GetCurrentStepStatus(); got != loomv1.StepStatus_STEP_STATUS_IN_PROGRESS {
+		t.Fatalf("the view was not set back: %v", got)
+	}
+	// The Migrator repeats itself: the view is repaired.
+	if res := l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_OPEN, opened); res.GetChanged() {
+		t.Fatal("the repeat changed something")
+	}
+	run := l.getRun(t, d.RunId)
+	if run.GetCurrentStepStatus() != loomv1.StepStatus_STEP_STATUS_OPEN || run.GetStepResults()[0].GetPrUrl() != "https://git.example/pr/7" {
+		t.Fatalf("the view after the repeat: %v", run)
 	}
 }

@@ -117,6 +117,9 @@ func (u *Runs) CancelRun(ctx context.Context, runID, reason, actor string) (Run,
 // override) to a running Run.
 func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Acted, error) {
 	acted, err := u.Engine.Act(ctx, runID, a)
+	if err == nil && !acted.Changed && a.Kind == ActionReport {
+		u.repairIfBehind(ctx, runID, acted.Step)
+	}
 	if !errors.Is(err, ErrRunNotActive) {
 		return acted, err
 	}
@@ -189,6 +192,25 @@ func (u *Runs) ResumeSteps(ctx context.Context, migrationID, actor string) (int6
 		return resumed.Load(), *err
 	}
 	return resumed.Load(), nil
+}
+
+// repairIfBehind compares the view of runID with a repeated report's answer
+// (the step as the engine holds it) and, when the view is behind (a Redis
+// that crashed with its last writes unsynced), copies the engine's Run into
+// it. A Migrator repeating itself is how a view behind would show.
+func (u *Runs) repairIfBehind(ctx context.Context, runID string, step StepResult) {
+	view, err := u.GetRun(ctx, runID)
+	if err != nil || view.Status != RunRunning {
+		return
+	}
+	if got, ok := view.Result(step.StepName); ok && got.Status == step.Status && got.Attempt == step.Attempt {
+		return
+	}
+	ins, err := u.Engine.Inspect(ctx, runID)
+	if err != nil || ins.State != EngineRunning || ins.Run == nil || ins.Run.Execution != view.Execution || ins.Run.Seq <= view.Seq {
+		return
+	}
+	_, _ = u.Store.SaveRun(ctx, *ins.Run, nil, nil)
 }
 
 // ReconcileReport says what Reconcile checked and fixed.

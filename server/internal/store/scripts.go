@@ -902,9 +902,12 @@ local status, kind, exec = c[1], c[2], tonumber(c[3] or '0')
 if exec ~= n then return {6, exec} end
 local r = redis.call('HMGET', KEYS[3], 'exec', 'seq')
 if not r[1] then return {6, exec} end
-if seq > eventsSeq(KEYS[3], r[2]) then
+-- A save with nothing to apply (a repair copying the engine's Run) leaves
+-- evseq alone: the writer's own save of that seq still brings its events.
+local evs, obs = cjson.decode(ARGV[10]), cjson.decode(ARGV[11])
+if (#evs > 0 or #obs > 0) and seq > eventsSeq(KEYS[3], r[2]) then
   redis.call('HSET', KEYS[3], 'evseq', seq)
-  for _, e in ipairs(cjson.decode(ARGV[10])) do
+  for _, e in ipairs(evs) do
     addEvent(e)
     local d = e.d or {}
     if e.k == 'step_failed' or ((e.k == 'step_reported' or e.k == 'review_finished') and d.status == 'failed') then
@@ -913,7 +916,7 @@ if seq > eventsSeq(KEYS[3], r[2]) then
       redis.call('HINCRBY', KEYS[10], 'f:' .. e.s, 1)
     end
   end
-  for _, o in ipairs(cjson.decode(ARGV[11])) do
+  for _, o in ipairs(obs) do
     local p, h, mx = 'n:', 'hn:', 'max:'
     if o.m then p, h, mx = 'mn:', 'hm:', 'mmax:' end
     redis.call('HINCRBY', KEYS[10], p .. o.s, 1)
