@@ -51,6 +51,11 @@ type Dispatch struct {
 	callbackToken string
 	mu            sync.Mutex
 	last          StepStatus
+	// lastReport is the last report the handler made (or tried to make),
+	// finished is set once the handler returned: a dispatch of the same
+	// step arriving then sends lastReport again (see resend).
+	lastReport *Report
+	finished   bool
 }
 
 // ReportOption adds to a report.
@@ -109,6 +114,9 @@ func (d *Dispatch) report(ctx context.Context, s StepStatus, prURL, message stri
 	// Loom refuses longer messages; a refused Failed would leave the step
 	// in progress, so cut rather than lose the report.
 	r.Message = truncate(r.Message, maxMessage)
+	d.mu.Lock()
+	d.lastReport = &r
+	d.mu.Unlock()
 	err := retry(ctx, func() error {
 		_, err := d.client.ReportStep(ctx, r)
 		return err
@@ -148,8 +156,44 @@ func truncate(s string, n int) string {
 	return s[:cut] + " […]"
 }
 
+// resend sends the last report of a dispatch whose handler finished again:
+// Loom dispatched the step again, so it did not get (or could not apply)
+// that report. Loom answers a report it has already applied unchanged.
+func (d *Dispatch) resend(ctx context.Context) {
+	d.mu.Lock()
+	r := d.lastReport
+	d.mu.Unlock()
+	if r == nil {
+		return
+	}
+	err := retry(ctx, func() error {
+		_, err := d.client.ReportStep(ctx, *r)
+		return err
+	}, func(err error, wait time.Duration) {
+		d.log.Warn("report to Loom failed; retrying", "status", string(r.Status), "retry_in", wait, "error", err)
+	})
+	if err != nil && ctx.Err() == nil {
+		d.log.Error("could not send the step's last report again", "status", string(r.Status), "error", err)
+	}
+}
+
+// state says whether the handler is at rest (it returned, or reported a
+// status it stays in until someone else acts: open, awaiting review, a
+// final one), and whether it reported.
+func (d *Dispatch) state() (atRest, reported bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	reported = d.lastReport != nil
+	return d.finished || reported && d.lastReport.Status != StatusInProgress, reported
+}
+
 // execute runs the handler and reports what its return means.
 func (d *Dispatch) execute(ctx context.Context, h StepHandler) {
+	defer func() {
+		d.mu.Lock()
+		d.finished = true
+		d.mu.Unlock()
+	}()
 	err := callHandler(ctx, h, d)
 	if ctx.Err() != nil && d.lastStatus() != StatusOpen && d.lastStatus() != StatusAwaitingReview && !d.lastStatus().final() {
 		// The Migrator is stopping and cut the handler off: say so, on a
@@ -187,28 +231,39 @@ func callHandler(ctx context.Context, h StepHandler, d *Dispatch) (err error) {
 // running or recently done is not executed twice.
 type seenDispatches struct {
 	mu    sync.Mutex
-	at    map[string]time.Time
+	at    map[string]seen
 	order []string
 	max   int
 	ttl   time.Duration
 }
 
-func newSeenDispatches() *seenDispatches {
-	return &seenDispatches{at: map[string]time.Time{}, max: 10000, ttl: 24 * time.Hour}
+type seen struct {
+	at time.Time
+	d  *Dispatch
 }
 
-// first records key and reports whether it is new.
-func (s *seenDispatches) first(key string, now time.Time) bool {
+func newSeenDispatches() *seenDispatches {
+	return &seenDispatches{at: map[string]seen{}, max: 10000, ttl: 24 * time.Hour}
+}
+
+// claim records d under its key and returns nil when it is new; otherwise
+// it returns the dispatch seen before under that key. replace, when set,
+// makes d the one recorded in any case.
+func (s *seenDispatches) claim(d *Dispatch, now time.Time, replace bool) *Dispatch {
+	key := d.key()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.order) > 0 && (len(s.order) >= s.max || now.Sub(s.at[s.order[0]]) > s.ttl) {
+	for len(s.order) > 0 && (len(s.order) >= s.max || now.Sub(s.at[s.order[0]].at) > s.ttl) {
 		delete(s.at, s.order[0])
 		s.order = s.order[1:]
 	}
-	if _, ok := s.at[key]; ok {
-		return false
+	prev, ok := s.at[key]
+	if ok && !replace {
+		return prev.d
 	}
-	s.at[key] = now
-	s.order = append(s.order, key)
-	return true
+	if !ok {
+		s.order = append(s.order, key)
+	}
+	s.at[key] = seen{at: now, d: d}
+	return nil
 }

@@ -439,9 +439,26 @@ func (s *service) ExecuteStep(ctx context.Context, req *connect.Request[migrator
 		callbackToken: msg.GetCallbackToken(),
 	}
 	d.log = m.log.With("run_id", d.RunID, "execution", d.Execution, "step", d.Step.Name, "attempt", d.Attempt, "candidate_id", d.Candidate.ID)
-	if !m.seen.first(d.key(), time.Now()) {
-		d.log.Info("duplicate dispatch ignored")
-		return connect.NewResponse(&migratorv1.ExecuteStepResponse{}), nil
+	if prev := m.seen.claim(d, time.Now(), false); prev != nil {
+		switch atRest, reported := prev.state(); {
+		case !atRest:
+			// Still at work: its reports will come.
+			d.log.Info("duplicate dispatch ignored: the step is still executing")
+			return connect.NewResponse(&migratorv1.ExecuteStepResponse{}), nil
+		case reported:
+			// Loom sends the step again after its handler finished: the last
+			// report did not reach it (or was refused while it restarted).
+			d.log.Info("step dispatched again after its handler finished: sending its last report again")
+			m.running.Add(1)
+			go func() {
+				defer m.running.Done()
+				prev.resend(m.work)
+			}()
+			return connect.NewResponse(&migratorv1.ExecuteStepResponse{}), nil
+		default:
+			// It finished without reporting anything: run it again.
+			m.seen.claim(d, time.Now(), true)
+		}
 	}
 	// The handler outlives this call: it runs on the Migrator's context, in
 	// the dispatch's trace, so that its reports continue the trace Loom

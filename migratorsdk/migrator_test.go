@@ -169,7 +169,7 @@ func TestHandlerOutcomes(t *testing.T) {
 	}
 }
 
-func TestDuplicateDispatchRunsTheHandlerOnce(t *testing.T) {
+func TestADuplicateDispatchRunsTheHandlerOnceAndSendsItsLastReportAgain(t *testing.T) {
 	var calls atomic.Int32
 	loom := migratortest.New(t)
 	s := spec(map[string]migratorsdk.StepHandler{"plain": func(context.Context, *migratorsdk.Dispatch) error {
@@ -188,7 +188,13 @@ func TestDuplicateDispatchRunsTheHandlerOnce(t *testing.T) {
 	if _, err := c.ExecuteStep(context.Background(), connect.NewRequest(req)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The handler finished: its last report is sent again (Loom may not have
+	// got it), the handler does not run again.
+	for began := time.Now(); run.Received() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Since(began) > 5*time.Second {
+			t.Fatalf("the last report was not sent again: %d received", run.Received())
+		}
+	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler ran %d times", n)
 	}

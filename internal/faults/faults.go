@@ -109,18 +109,20 @@ func (e *executions) doubled() int {
 
 // api is what a scenario calls of Loom's API.
 type api struct {
+	// lost is filled by awaitCompleted with the Runs it gave up on.
+	lost    []string
 	runs    loomv1connect.RunServiceClient
 	history loomv1connect.HistoryServiceClient
 	disc    loomv1connect.DiscoveryServiceClient
 }
 
-func newAPI(url string, token string) api {
+func newAPI(url string, token string) *api {
 	hc := migratorsdk.DefaultHTTPClient()
 	var opts []connect.ClientOption
 	if token != "" {
 		opts = append(opts, migratorsdk.WithToken(token))
 	}
-	return api{
+	return &api{
 		runs:    loomv1connect.NewRunServiceClient(hc, url, opts...),
 		history: loomv1connect.NewHistoryServiceClient(hc, url, opts...),
 		disc:    loomv1connect.NewDiscoveryServiceClient(hc, url, opts...),
@@ -129,7 +131,7 @@ func newAPI(url string, token string) api {
 
 // startRuns starts the Runs of ids, retrying each until Loom answers (an
 // operator would): a fault may be on.
-func (a api) startRuns(ctx context.Context, migration string, ids []string) error {
+func (a *api) startRuns(ctx context.Context, migration string, ids []string) error {
 	for _, id := range ids {
 		for {
 			_, err := a.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migration, CandidateId: id}))
@@ -151,7 +153,7 @@ func (a api) startRuns(ctx context.Context, migration string, ids []string) erro
 
 // awaitCompleted waits until every Run of ids shows completed, or ctx ends;
 // it returns when the last completed.
-func (a api) awaitCompleted(ctx context.Context, migration string, ids []string) (time.Time, int) {
+func (a *api) awaitCompleted(ctx context.Context, migration string, ids []string) (time.Time, int) {
 	pending := map[string]bool{}
 	for _, id := range ids {
 		pending[migration+"__"+id] = true
@@ -172,7 +174,32 @@ func (a api) awaitCompleted(ctx context.Context, migration string, ids []string)
 			}
 		}
 	}
+	a.lost = a.lost[:0]
+	for id := range pending {
+		a.lost = append(a.lost, id)
+	}
 	return last, len(ids) - len(pending)
+}
+
+// describeLost says where the Runs awaitCompleted gave up on stand.
+func (a *api) describeLost(ctx context.Context, ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		res, err := a.runs.GetRun(ctx, connect.NewRequest(&loomv1.GetRunRequest{RunId: id}))
+		if err != nil {
+			out = append(out, fmt.Sprintf("lost %s: %v", id, err))
+			continue
+		}
+		r := res.Msg.GetRun()
+		var cur *loomv1.StepResult
+		if n := len(r.GetStepResults()); n > 0 {
+			cur = r.GetStepResults()[n-1]
+		}
+		out = append(out, fmt.Sprintf("lost %s: %s, step %s %s (attempt %d, dispatched %d times, %d dispatch failures: %s)", id, r.GetStatus(),
+			cur.GetStepName(), cur.GetStatus(), cur.GetAttempt(), cur.GetDispatchCount(), cur.GetDispatchFailures(), cur.GetLastDispatchError()))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // checkHistories counts, over the Candidates ids of a Migration whose Runs
@@ -180,7 +207,7 @@ func (a api) awaitCompleted(ctx context.Context, migration string, ids []string)
 // Run has one run_started, one step_dispatched and one completed report per
 // step, and one run_completed (dispatches again after a lease are told
 // apart by their reason).
-func (a api) checkHistories(ctx context.Context, migration string, ids []string, steps int) (lost, doubled int, notes []string) {
+func (a *api) checkHistories(ctx context.Context, migration string, ids []string, steps int) (lost, doubled int, notes []string) {
 	for _, id := range ids {
 		count := map[string]int{}
 		token := ""
@@ -223,7 +250,7 @@ func (a api) checkHistories(ctx context.Context, migration string, ids []string,
 }
 
 // waitCandidates waits until the Migration has n Candidates.
-func (a api) waitCandidates(ctx context.Context, migration string, n int) error {
+func (a *api) waitCandidates(ctx context.Context, migration string, n int) error {
 	for ctx.Err() == nil {
 		res, err := a.disc.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: migration, PageSize: 1}))
 		if err == nil && res.Msg.GetTotalSize() >= int64(n) {
@@ -262,7 +289,7 @@ func stepsOf(n int) []migratorsdk.Step {
 
 // viewsDisagree counts the Runs of ids whose view's status is not their
 // workflow's in Temporal (completed for completed, running for running).
-func viewsDisagree(ctx context.Context, hostPort, namespace string, a api, migration string, ids []string, notes *[]string) int {
+func viewsDisagree(ctx context.Context, hostPort, namespace string, a *api, migration string, ids []string, notes *[]string) int {
 	tc, err := client.DialContext(ctx, client.Options{HostPort: hostPort, Namespace: namespace,
 		Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {

@@ -90,6 +90,7 @@ func MigratorKilled(ctx context.Context, cfg MigratorKilledConfig) (Report, erro
 	defer cancel()
 	last, done := a.awaitCompleted(wctx, "crash", ids)
 	rep.Completed, rep.Lost = done, cfg.Runs-done
+	rep.Notes = append(rep.Notes, a.describeLost(ctx, a.lost)...)
 	if done > 0 {
 		rep.Recovery = last.Sub(back)
 	}
@@ -211,6 +212,7 @@ func LoomDevKilled(ctx context.Context, cfg LoomDevKilledConfig) (Report, error)
 	defer cancel()
 	last, done := a.awaitCompleted(wctx, "crashes", ids)
 	rep.Completed, rep.Lost = done, cfg.Runs-done
+	rep.Notes = append(rep.Notes, a.describeLost(ctx, a.lost)...)
 	if done > 0 {
 		rep.Recovery = max(last.Sub(back), 0)
 	}

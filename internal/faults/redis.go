@@ -186,6 +186,7 @@ func RedisOutage(ctx context.Context, cfg RedisOutageConfig) (Report, error) {
 	defer cancel()
 	last, done := a.awaitCompleted(wctx, "outage", ids)
 	rep.Completed, rep.Lost = done, cfg.Runs-done
+	rep.Notes = append(rep.Notes, a.describeLost(ctx, a.lost)...)
 	if done > 0 {
 		rep.Recovery = last.Sub(back)
 	}

@@ -252,6 +252,8 @@ type Run struct {
 	meta    map[string]string
 	message string
 	reports []migratorsdk.Report
+	// received counts every report on the Run, repeats included.
+	received int
 }
 
 // Dispatch sends one step of a Migration for a Candidate to the Migrator
@@ -307,9 +309,9 @@ func (r *Run) send(ctx context.Context, newToken bool) error {
 	if newToken {
 		r.token = newCallbackToken()
 	}
-	token := r.token
+	token, url := r.token, r.url
 	r.l.mu.Unlock()
-	c := migratorv1connect.NewMigratorServiceClient(r.l.migratorClient(), r.url)
+	c := migratorv1connect.NewMigratorServiceClient(r.l.migratorClient(), url)
 	_, err := c.ExecuteStep(ctx, connect.NewRequest(&migratorv1.ExecuteStepRequest{
 		RunId: r.ID, Execution: r.Execution, MigrationId: r.MigrationID,
 		Step: migratorsdk.StepsToProto([]migratorsdk.Step{r.Step})[0], StepIndex: int32(r.StepIndex), Attempt: int32(attempt),
@@ -397,6 +399,14 @@ func (r *Run) Reports() []migratorsdk.Report {
 	r.l.mu.Lock()
 	defer r.l.mu.Unlock()
 	return append([]migratorsdk.Report(nil), r.reports...)
+}
+
+// Received counts the reports on the Run that reached the fake, repeats
+// and refused ones included (Reports has only those that changed it).
+func (r *Run) Received() int {
+	r.l.mu.Lock()
+	defer r.l.mu.Unlock()
+	return r.received
 }
 
 // Wait waits until the step reaches status and returns the report that set
@@ -597,6 +607,7 @@ func (s *events) ReportStepStatus(_ context.Context, req *connect.Request[loomv1
 	if !ok {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("run %q not found", req.Msg.GetRunId()))
 	}
+	r.received++
 	changed, err := r.report(migratorsdk.Report{
 		RunID: req.Msg.GetRunId(), Execution: req.Msg.GetExecution(), Step: req.Msg.GetStepName(), Attempt: int(req.Msg.GetAttempt()),
 		Status: migratorsdk.StatusFromProto(req.Msg.GetStatus()), PRURL: req.Msg.GetPrUrl(), Message: req.Msg.GetMessage(), Metadata: req.Msg.GetMetadata(),

@@ -138,11 +138,12 @@ func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Acted, erro
 		_, err := probe.Apply(a, u.Now()) // the refusal, with where the Run stands
 		return Acted{}, err
 	}
-	// The view says running but no execution runs: the workflow ended
-	// without recording it (an older Loom could), or its start did not
-	// finish. ReconcileRuns records it as it ended.
-	return Acted{}, FailedPrecondition(ReasonRunNotRunning,
-		"run %s has no running execution: its workflow ended without recording it, or its start did not finish; an admin's ReconcileRuns (loom reconcile) records how it ended", runID).With("run_id", runID)
+	// The view says running but the engine has no running execution: it
+	// may be starting again (a restart of Temporal answers so for a moment),
+	// or the workflow ended without recording it (an older Loom could).
+	// Retry later: the reconciler records how it ended, if it did.
+	return Acted{}, Unavailable(ReasonExecutionEngineFailure,
+		"run %s has no running execution in the engine though its view says running: retry later (if its workflow ended, ReconcileRuns — loom reconcile — records how)", runID).With("run_id", runID)
 }
 
 // ResumeSteps dispatches again every step of a Migration's running Runs
