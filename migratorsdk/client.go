@@ -3,10 +3,12 @@ package migratorsdk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
@@ -148,15 +150,55 @@ func IsRefused(err error) bool {
 	return false
 }
 
-// retry calls f until it succeeds, fails for good (IsRefused), or ctx ends,
-// waiting with capped exponential backoff in between. onRetry sees each
-// transient failure.
+// RefusalReason returns the reason Loom gave for refusing a request (the
+// `reason` of the google.rpc.ErrorInfo it attaches, e.g. "STEP_NOT_CURRENT",
+// "STALE_ATTEMPT", "TRANSITION_NOT_ALLOWED"), or "" when err carries none.
+func RefusalReason(err error) string {
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) {
+		return ""
+	}
+	for _, d := range cerr.Details() {
+		if v, derr := d.Value(); derr == nil {
+			if info, ok := v.(*errdetails.ErrorInfo); ok {
+				return info.GetReason()
+			}
+		}
+	}
+	return ""
+}
+
+// retryFor bounds how long a call to Loom is retried while Loom cannot be
+// reached. It outlasts a Loom restart or a store outage by far; a step
+// whose report is given up on is not lost, since Loom dispatches it again
+// when its lease runs out and the SDK then sends the report again.
+const retryFor = time.Hour
+
+// transient reports whether Loom may answer differently if asked again:
+// it was unreachable, overloaded, or restarting (a connection cut mid-answer
+// is Unknown). Anything else, Internal included, would fail the same way
+// again.
+func transient(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeResourceExhausted, connect.CodeAborted, connect.CodeUnknown:
+		return true
+	}
+	return false
+}
+
+// retry calls f until it succeeds, fails in a way a retry cannot help
+// (see transient), ctx ends, or retryFor has passed, waiting with capped
+// exponential backoff in between. onRetry sees each transient failure.
 func retry(ctx context.Context, f func() error, onRetry func(err error, wait time.Duration)) error {
 	wait := 100 * time.Millisecond
+	deadline := time.Now().Add(retryFor)
 	for {
 		err := f()
-		if err == nil || IsRefused(err) {
+		if err == nil || !transient(err) {
 			return err
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("gave up after retrying for %s: %w", retryFor, err)
 		}
 		if onRetry != nil {
 			onRetry(err, wait)

@@ -25,6 +25,14 @@ import (
 //     the reason an operator reads before retrying the step;
 //   - a panic is recovered and reported as Failed.
 //
+// One refusal is not the handler's failure: Loom answering a report with
+// STEP_NOT_CURRENT for the step it dispatched, which happens when Loom
+// restarts between dispatching a step and recording the report that ended
+// the step before it. Whatever the handler returns then, the SDK keeps the
+// refused report and sends it again when Loom dispatches the step again
+// (it does once it has caught up); a handler cut short by a refused
+// Progress runs again on that dispatch.
+//
 // ctx ends when the Migrator stops. A handler must be idempotent: after a
 // Migrator restart, or when Loom retries a dispatch whose answer it did not
 // get, the same (Run, execution, step, attempt) can arrive again (duplicates
@@ -56,6 +64,9 @@ type Dispatch struct {
 	// step arriving then sends lastReport again (see resend).
 	lastReport *Report
 	finished   bool
+	// notCurrent is set while the last report was refused because Loom
+	// does not (yet) have this step as the current one.
+	notCurrent bool
 }
 
 // ReportOption adds to a report.
@@ -123,14 +134,22 @@ func (d *Dispatch) report(ctx context.Context, s StepStatus, prURL, message stri
 	}, func(err error, wait time.Duration) {
 		d.log.Warn("report to Loom failed; retrying", "status", string(s), "retry_in", wait, "error", err)
 	})
+	d.mu.Lock()
+	d.notCurrent = err != nil && RefusalReason(err) == reasonStepNotCurrent
+	if err == nil {
+		d.last = s
+	}
+	d.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("report %s: %w", s, err)
 	}
-	d.mu.Lock()
-	d.last = s
-	d.mu.Unlock()
 	return nil
 }
+
+// reasonStepNotCurrent is Loom's refusal of a report on a step it is not
+// at: either the Run moved on, or Loom dispatched the step and then
+// restarted before the previous step's end was recorded.
+const reasonStepNotCurrent = "STEP_NOT_CURRENT"
 
 func (d *Dispatch) lastStatus() StepStatus {
 	d.mu.Lock()
@@ -205,8 +224,22 @@ func (d *Dispatch) execute(ctx context.Context, h StepHandler) {
 		}
 		return
 	}
+	d.mu.Lock()
+	notCurrent := d.notCurrent
+	if notCurrent && d.lastReport != nil && d.lastReport.Status == StatusInProgress {
+		// The handler stopped on a refused Progress, so its work is not
+		// done: a dispatch of the step again runs it again.
+		d.lastReport = nil
+	}
+	d.mu.Unlock()
+	if notCurrent {
+		d.log.Warn("Loom refused the step's report: the step is not its current one; the report is kept and sent again if Loom dispatches the step again",
+			"handler_error", err)
+		return
+	}
 	switch last := d.lastStatus(); {
 	case err != nil:
+		d.log.Warn("step handler failed: reporting the step failed", "error", err)
 		if rerr := d.Failed(ctx, err.Error()); rerr != nil {
 			d.log.Error("could not report the step failed", "reason", err, "error", rerr)
 		}

@@ -97,9 +97,15 @@
 // with Attempt one higher.
 //
 // An infrastructure fault is a Go error from the SDK's calls: Loom
-// unreachable, a report refused. Reports are retried while Loom cannot be
-// reached; a refusal (the Run was cancelled, the attempt is no longer
-// current) is returned at once: IsRefused tells them apart.
+// unreachable, a report refused. Calls are retried while Loom cannot be
+// reached or is restarting, for up to an hour (a step whose report is given
+// up on is not lost: Loom dispatches it again when its lease runs out, and
+// the SDK sends the report again). Anything a retry cannot help is returned
+// at once: a refusal (the Run was cancelled, the attempt is no longer
+// current; IsRefused and RefusalReason tell which), or Loom failing
+// internally. Every handler error is logged with its Run, step and attempt.
+// A refused announce (a wrong token, a Migration Loom finds invalid) ends
+// Run at once with Loom's reason.
 //
 // # Idempotency
 //

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sync"
 	"time"
@@ -28,10 +29,18 @@ import (
 type DiscoverFunc func(ctx context.Context) ([]Candidate, error)
 
 // MergeCheckFunc says whether the pull request of an open step was merged.
-// The SDK calls it periodically for every open step of the Migration (read
-// from Loom, so it survives Migrator restarts) and reports Merged when it
-// says so.
+// The SDK calls it at start and then every Options.MergeCheckEvery for
+// every open step of the Migration (read from Loom, so it survives Migrator
+// restarts) and reports Merged when it says so. An error wrapping ErrClosed
+// means the pull request was closed without being merged: the SDK reports
+// the step Failed with the error's message, for an operator to act on.
+// Other errors are logged and the step is checked again next time.
 type MergeCheckFunc func(ctx context.Context, s OpenStep) (merged bool, err error)
+
+// ErrClosed is what a MergeCheckFunc wraps when a step's pull request was
+// closed without being merged, e.g.
+// fmt.Errorf("%w: %s was closed by a reviewer", migratorsdk.ErrClosed, url).
+var ErrClosed = errors.New("pull request closed without merge")
 
 // Spec is a Migrator: its Migration, a handler per step type, and the
 // optional preview, discovery and merge check.
@@ -71,22 +80,32 @@ type Options struct {
 	Logger *slog.Logger
 	// DiscoverEvery repeats discovery; 0 discovers once, at start.
 	DiscoverEvery time.Duration
-	// MergeCheckEvery is how often CheckMerged runs; default 15 s.
+	// MergeCheckEvery is how often CheckMerged runs after the check at
+	// start; default 15 s. In tests against migratortest, make it short
+	// (e.g. 100 ms): a merge is seen at the next check.
 	MergeCheckEvery time.Duration
 	// ShutdownTimeout bounds how long a stop waits for handlers in flight
 	// before cancelling them; default 30 s.
 	ShutdownTimeout time.Duration
+	// Routes are served beside MigratorService on Run's (or Serve's)
+	// listener, by http.ServeMux pattern, e.g. a code host's webhook:
+	// {"POST /webhooks/github": hook}. Loom's signature is not checked on
+	// them: they authenticate their callers themselves.
+	Routes map[string]http.Handler
 }
 
 // Migrator serves a Spec: it announces the Migration, discovers Candidates,
 // executes dispatched steps and answers previews.
 type Migrator struct {
-	spec   Spec
-	opts   Options
-	log    *slog.Logger
-	client *Client
-	seen   *seenDispatches
-	verify *verifier
+	spec Spec
+	opts Options
+	// advertiseListener: AdvertiseURL was derived from ListenAddr, so it is
+	// derived again from the port actually bound (ListenAddr ":0").
+	advertiseListener bool
+	log               *slog.Logger
+	client            *Client
+	seen              *seenDispatches
+	verify            *verifier
 
 	// work is the context of the handlers; cancelled after ShutdownTimeout.
 	work       context.Context
@@ -107,6 +126,18 @@ func New(spec Spec, opts Options) (*Migrator, error) {
 	var errs []error
 	if opts.LoomURL == "" {
 		errs = append(errs, errors.New("Options.LoomURL is required"))
+	} else if u, err := url.Parse(opts.LoomURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("Options.LoomURL %q: want an http(s) URL such as http://localhost:8080", opts.LoomURL))
+	}
+	if opts.AdvertiseURL != "" {
+		if u, err := url.Parse(opts.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("Options.AdvertiseURL %q: want the http(s) URL Loom reaches this Migrator at", opts.AdvertiseURL))
+		}
+	}
+	for pattern, h := range opts.Routes {
+		if h == nil || pattern == "" {
+			errs = append(errs, fmt.Errorf("Options.Routes[%q]: a pattern and a handler are required", pattern))
+		}
 	}
 	if !slugPattern.MatchString(m.ID) {
 		errs = append(errs, fmt.Errorf("migration id %q: lowercase letters, digits and inner hyphens, 1-63 characters", m.ID))
@@ -146,15 +177,13 @@ func New(spec Spec, opts Options) (*Migrator, error) {
 	if opts.ListenAddr == "" {
 		opts.ListenAddr = "127.0.0.1:9090"
 	}
+	advertiseListener := opts.AdvertiseURL == ""
 	if opts.AdvertiseURL == "" {
 		host, port, err := net.SplitHostPort(opts.ListenAddr)
 		if err != nil {
 			return nil, fmt.Errorf("ListenAddr %q: %w", opts.ListenAddr, err)
 		}
-		if host == "" || host == "0.0.0.0" || host == "::" {
-			host = "127.0.0.1"
-		}
-		opts.AdvertiseURL = "http://" + net.JoinHostPort(host, port)
+		opts.AdvertiseURL = advertised(host, port)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -172,15 +201,24 @@ func New(spec Spec, opts Options) (*Migrator, error) {
 	}
 	client := NewClient(opts.LoomURL, opts.HTTPClient, copts...)
 	return &Migrator{
-		spec:       spec,
-		opts:       opts,
-		log:        opts.Logger.With("migration_id", m.ID),
-		client:     client,
-		seen:       newSeenDispatches(),
-		verify:     &verifier{client: client, now: time.Now},
-		work:       work,
-		cancelWork: cancel,
+		spec:              spec,
+		opts:              opts,
+		advertiseListener: advertiseListener,
+		log:               opts.Logger.With("migration_id", m.ID),
+		client:            client,
+		seen:              newSeenDispatches(),
+		verify:            &verifier{client: client, now: time.Now},
+		work:              work,
+		cancelWork:        cancel,
 	}, nil
+}
+
+// advertised is the URL Loom reaches a Migrator listening on host:port at.
+func advertised(host, port string) string {
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // Client is the Migrator's client of Loom.
@@ -199,10 +237,24 @@ func (m *Migrator) Run(ctx context.Context) error {
 	return m.Serve(ctx, l)
 }
 
-// Serve is Run on a listener the caller opened.
+// Serve is Run on a listener the caller opened. It returns at once, with
+// the reason, when Loom refuses the announce (a wrong token, a Migration
+// Loom finds invalid): retrying could not help.
 func (m *Migrator) Serve(ctx context.Context, l net.Listener) error {
+	if m.advertiseListener {
+		// ListenAddr ":0" (or a listener of the caller's): advertise the port
+		// actually bound, not the one asked for.
+		host, _, _ := net.SplitHostPort(m.opts.ListenAddr)
+		_, port, err := net.SplitHostPort(l.Addr().String())
+		if err == nil {
+			m.opts.AdvertiseURL = advertised(host, port)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle(m.Handler())
+	for pattern, h := range m.opts.Routes {
+		mux.Handle(pattern, h)
+	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -211,21 +263,38 @@ func (m *Migrator) Serve(ctx context.Context, l net.Listener) error {
 	go func() { served <- hs.Serve(l) }()
 	m.log.Info("migrator is serving", "addr", l.Addr().String(), "advertised_url", m.opts.AdvertiseURL, "loom", m.opts.LoomURL)
 
+	sctx, stopStart := context.WithCancel(ctx)
+	defer stopStart()
 	started := make(chan error, 1)
-	go func() { started <- m.Start(ctx) }()
+	go func() { started <- m.Start(sctx) }()
 
 	var err error
-	select {
-	case err = <-served:
-		err = fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	startDone := false
+	for done := false; !done; {
+		select {
+		case err = <-served:
+			err = fmt.Errorf("serve: %w", err)
+			done = true
+		case serr := <-started:
+			startDone = true
+			started = nil
+			if serr != nil && ctx.Err() == nil {
+				m.log.Error("migrator stops: Loom refused it", "error", serr)
+				err, done = serr, true
+			}
+		case <-ctx.Done():
+			done = true
+		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
+	stopStart()
+	shut, cancel := context.WithTimeout(context.Background(), m.opts.ShutdownTimeout)
 	defer cancel()
-	_ = hs.Shutdown(sctx)
-	m.Stop(sctx)
-	if serr := <-started; serr != nil && !errors.Is(serr, context.Canceled) && err == nil {
-		err = serr
+	_ = hs.Shutdown(shut)
+	m.Stop(shut)
+	if !startDone {
+		if serr := <-started; serr != nil && !errors.Is(serr, context.Canceled) && err == nil {
+			err = serr
+		}
 	}
 	return err
 }
@@ -265,7 +334,10 @@ func (m *Migrator) Start(ctx context.Context) error {
 		}
 	}
 	if m.spec.CheckMerged != nil {
-		go m.every(ctx, m.opts.MergeCheckEvery, func() { m.checkMerges(ctx) })
+		go func() {
+			m.CheckMerges(ctx)
+			m.every(ctx, m.opts.MergeCheckEvery, func() { m.CheckMerges(ctx) })
+		}()
 	}
 	return nil
 }
@@ -380,8 +452,14 @@ func newRound() string {
 	return hex.EncodeToString(b)
 }
 
-// checkMerges asks CheckMerged about every open step and reports the merged.
-func (m *Migrator) checkMerges(ctx context.Context) {
+// CheckMerges asks Spec.CheckMerged about every open step of the Migration
+// now and reports the merged ones (and, for ErrClosed, the failed). The SDK
+// calls it periodically; call it yourself when you learn of a merge sooner,
+// e.g. from a code host's webhook. Concurrent calls are safe.
+func (m *Migrator) CheckMerges(ctx context.Context) {
+	if m.spec.CheckMerged == nil {
+		return
+	}
 	open, err := m.client.OpenSteps(ctx, m.spec.Migration.ID)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -391,19 +469,28 @@ func (m *Migrator) checkMerges(ctx context.Context) {
 	}
 	for _, s := range open {
 		merged, err := m.spec.CheckMerged(ctx, s)
-		if err != nil {
-			m.log.Warn("merge check failed", "run_id", s.RunID, "step", s.Step, "error", err)
+		status, message := StatusMerged, ""
+		switch {
+		case errors.Is(err, ErrClosed):
+			status, message = StatusFailed, truncate(err.Error(), maxMessage)
+		case err != nil:
+			m.log.Warn("merge check failed; checking again later", "run_id", s.RunID, "step", s.Step, "attempt", s.Attempt, "error", err)
 			continue
-		}
-		if !merged {
+		case !merged:
 			continue
 		}
 		_, err = m.client.ReportStep(ctx, Report{RunID: s.RunID, Execution: s.Execution, Step: s.Step, Attempt: s.Attempt,
-			Status: StatusMerged, CallbackToken: s.CallbackToken})
-		if err != nil && !IsRefused(err) {
-			m.log.Warn("reporting a merge failed; will retry", "run_id", s.RunID, "step", s.Step, "error", err)
-		} else if err == nil {
-			m.log.Info("pull request merged", "run_id", s.RunID, "step", s.Step, "attempt", s.Attempt)
+			Status: status, Message: message, CallbackToken: s.CallbackToken})
+		switch {
+		case err == nil && status == StatusMerged:
+			m.log.Info("pull request merged", "run_id", s.RunID, "step", s.Step, "attempt", s.Attempt, "pr_url", s.PRURL)
+		case err == nil:
+			m.log.Warn("pull request closed without merge: step reported failed", "run_id", s.RunID, "step", s.Step, "attempt", s.Attempt, "pr_url", s.PRURL, "reason", message)
+		case IsRefused(err):
+			// The Run moved on or was cancelled since Loom listed the step.
+			m.log.Info("merge report refused", "run_id", s.RunID, "step", s.Step, "attempt", s.Attempt, "error", err)
+		default:
+			m.log.Warn("reporting a merge failed; checking again later", "run_id", s.RunID, "step", s.Step, "attempt", s.Attempt, "error", err)
 		}
 	}
 }

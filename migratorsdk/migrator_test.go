@@ -395,3 +395,139 @@ func TestLongReasonsAndInterruptedHandlersStillReachLoom(t *testing.T) {
 		t.Fatalf("an interrupted handler was reported as %q", rep.Message)
 	}
 }
+
+// Loom can dispatch a step and restart before it records the end of the step
+// before; it then refuses the step's reports (STEP_NOT_CURRENT) until it has
+// caught up and dispatches the step again. The work done is not a failure.
+func TestAReportRefusedAsNotCurrentIsSentWhenTheStepIsDispatchedAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		progress bool  // the handler reports progress first, and stops when refused
+		runs     int32 // at least; the Migrator's start may dispatch it once more
+
+	}{
+		{name: "completed", runs: 1},
+		{name: "refused progress", progress: true, runs: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			proceed := make(chan struct{})
+			finished := make(chan struct{}, 2)
+			loom := migratortest.New(t)
+			s := spec(map[string]migratorsdk.StepHandler{"plain": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+				defer func() { finished <- struct{}{} }()
+				calls.Add(1)
+				<-proceed
+				if tc.progress {
+					if err := d.Progress(ctx, "halfway"); err != nil {
+						return err
+					}
+				}
+				return d.Completed(ctx)
+			}})
+			start(t, s, migratorsdk.Options{LoomURL: loom.URL()})
+			loom.WaitCandidates(t, "test-migration", 1)
+			run := loom.MustDispatch(t, "test-migration", "step-plain", "acme/payments", nil)
+			run.Behind()
+			close(proceed)
+			<-finished
+			time.Sleep(200 * time.Millisecond) // room for a wrong Failed report, which the SDK would then send again
+			if err := run.DispatchAgain(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			run.MustWait(t, migratorsdk.StatusCompleted)
+			if n := calls.Load(); n < tc.runs || !tc.progress && n != tc.runs {
+				t.Fatalf("handler ran %d times, want %d", n, tc.runs)
+			}
+			for _, rep := range run.Reports() {
+				if rep.Status == migratorsdk.StatusFailed {
+					t.Fatalf("step reported failed: %+v", run.Reports())
+				}
+			}
+		})
+	}
+}
+
+func TestRefusalReason(t *testing.T) {
+	loom := migratortest.New(t)
+	c := migratorsdk.NewClient(loom.URL(), nil)
+	_, err := c.ReportStep(context.Background(), migratorsdk.Report{RunID: "nope", Step: "s", Status: migratorsdk.StatusCompleted})
+	if connect.CodeOf(err) != connect.CodeNotFound || migratorsdk.RefusalReason(err) != "" {
+		t.Fatalf("unknown run: %v, reason %q", err, migratorsdk.RefusalReason(err))
+	}
+	if migratorsdk.RefusalReason(errors.New("plain")) != "" || migratorsdk.RefusalReason(nil) != "" {
+		t.Fatal("a reason from an error that has none")
+	}
+}
+
+// Mistakes end the Migrator at once with the reason, rather than leaving it
+// serving and silent.
+func TestARefusedAnnounceEndsServeAtOnce(t *testing.T) {
+	loom := migratortest.New(t)
+	loom.RequireToken("the-right-token")
+	s := spec(map[string]migratorsdk.StepHandler{"plain": func(context.Context, *migratorsdk.Dispatch) error { return nil }})
+	for _, token := range []string{"", "a-wrong-token"} {
+		m, err := migratorsdk.New(s, migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: "127.0.0.1:0", Token: token, Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- m.Run(context.Background()) }()
+		select {
+		case err := <-done:
+			if connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "announce test-migration") {
+				t.Fatalf("token %q: Run ended with %v", token, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("token %q: Run still serving 5 s after Loom refused its announce", token)
+		}
+	}
+	// The right token: it serves, and advertises the port it bound for ":0".
+	url, _ := start(t, s, migratorsdk.Options{LoomURL: loom.URL(), Token: "the-right-token"})
+	loom.WaitCandidates(t, "test-migration", 1)
+	if _, migratorURL, _ := loom.Migration("test-migration"); migratorURL != url {
+		t.Fatalf("announced %s, want %s", migratorURL, url)
+	}
+}
+
+func TestRunAdvertisesThePortItBound(t *testing.T) {
+	loom := migratortest.New(t)
+	s := spec(map[string]migratorsdk.StepHandler{"plain": func(context.Context, *migratorsdk.Dispatch) error { return nil }})
+	m, err := migratorsdk.New(s, migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Run(t.Context())
+	loom.WaitCandidates(t, "test-migration", 1)
+	run := loom.MustDispatch(t, "test-migration", "step-plain", "acme/payments", nil)
+	run.MustWait(t, migratorsdk.StatusCompleted)
+	if _, u, _ := loom.Migration("test-migration"); strings.HasSuffix(u, ":0") {
+		t.Fatalf("advertised %s", u)
+	}
+}
+
+func TestAClosedPullRequestFailsItsStepAndMergesAreCheckedAtStart(t *testing.T) {
+	loom := migratortest.New(t)
+	var closed atomic.Bool
+	s := spec(map[string]migratorsdk.StepHandler{"open-pr": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+		return d.Opened(ctx, "https://git.example/pr/7")
+	}})
+	s.CheckMerged = func(_ context.Context, o migratorsdk.OpenStep) (bool, error) {
+		if closed.Load() {
+			return false, fmt.Errorf("%w: %s was closed by a reviewer", migratorsdk.ErrClosed, o.PRURL)
+		}
+		return false, nil
+	}
+	_, stop := start(t, s, migratorsdk.Options{LoomURL: loom.URL(), MergeCheckEvery: time.Hour})
+	loom.WaitCandidates(t, "test-migration", 1)
+	run := loom.MustDispatch(t, "test-migration", "step-open-pr", "acme/payments", nil)
+	run.MustWait(t, migratorsdk.StatusOpen)
+	stop()
+	closed.Store(true)
+	// A Migrator that starts checks at once, not one MergeCheckEvery later.
+	start(t, s, migratorsdk.Options{LoomURL: loom.URL(), MergeCheckEvery: time.Hour})
+	rep := run.MustWait(t, migratorsdk.StatusFailed)
+	if !strings.Contains(rep.Message, "closed without merge: https://git.example/pr/7 was closed by a reviewer") {
+		t.Fatalf("failed with %q", rep.Message)
+	}
+}

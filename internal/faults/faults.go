@@ -195,8 +195,9 @@ func (a *api) describeLost(ctx context.Context, ids []string) []string {
 		if n := len(r.GetStepResults()); n > 0 {
 			cur = r.GetStepResults()[n-1]
 		}
-		out = append(out, fmt.Sprintf("lost %s: %s, step %s %s (attempt %d, dispatched %d times, %d dispatch failures: %s)", id, r.GetStatus(),
-			cur.GetStepName(), cur.GetStatus(), cur.GetAttempt(), cur.GetDispatchCount(), cur.GetDispatchFailures(), cur.GetLastDispatchError()))
+		out = append(out, fmt.Sprintf("lost %s: %s, step %s %s (attempt %d, dispatched %d times, %d dispatch failures: %s), by %s: %q", id, r.GetStatus(),
+			cur.GetStepName(), cur.GetStatus(), cur.GetAttempt(), cur.GetDispatchCount(), cur.GetDispatchFailures(), cur.GetLastDispatchError(),
+			cur.GetActor(), cur.GetMessage()))
 	}
 	sort.Strings(out)
 	return out

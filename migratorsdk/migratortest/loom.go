@@ -4,11 +4,19 @@
 // for previews, with no Temporal and no Redis.
 //
 //	loom := migratortest.New(t)
-//	m, _ := migratorsdk.New(spec, migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: "127.0.0.1:0"})
-//	go m.Run(ctx)
-//	loom.WaitAnnounced(t, "my-migration")
+//	m, err := migratorsdk.New(spec, migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: "127.0.0.1:0",
+//		MergeCheckEvery: 100 * time.Millisecond})
+//	if err != nil {
+//		t.Fatal(err)
+//	}
+//	go m.Run(t.Context())
+//	loom.WaitCandidates(t, "my-migration", 1)
 //	run := loom.MustDispatch(t, "my-migration", "bump", "acme/payments", nil)
 //	run.MustWait(t, migratorsdk.StatusOpen)
+//
+// A Migrator sees a merge at its next merge check: in tests, make
+// Options.MergeCheckEvery short, as above (the default, 15 s, is longer
+// than MustWait waits).
 package migratortest
 
 import (
@@ -33,6 +41,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
 	"github.com/loomhq/loom/gen/loom/migrator/v1/migratorv1connect"
@@ -49,6 +58,7 @@ type Loom struct {
 	mu          sync.Mutex
 	changed     chan struct{} // closed and replaced at every change
 	unavailable bool
+	token       string // when set, calls must carry it as a bearer token
 	migrations  map[string]*loomv1.Migration
 	candidates  map[string]map[string]*loomv1.Candidate
 	submits     []*loomv1.SubmitCandidatesRequest
@@ -109,14 +119,26 @@ func (l *Loom) SetUnavailable(down bool) {
 	l.unavailable = down
 }
 
+// RequireToken makes the fake refuse, as Unauthenticated, every call that
+// does not carry token as a bearer token (migratorsdk.Options.Token), like
+// a Loom that authenticates callers; "" accepts every call again.
+func (l *Loom) RequireToken(token string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.token = token
+}
+
 func (l *Loom) outage() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			l.mu.Lock()
-			down := l.unavailable
+			down, token := l.unavailable, l.token
 			l.mu.Unlock()
 			if down {
 				return nil, connect.NewError(connect.CodeUnavailable, errors.New("fake Loom is unavailable"))
+			}
+			if token != "" && req.Header().Get("Authorization") != "Bearer "+token {
+				return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("a valid bearer token is required"))
 			}
 			return next(ctx, req)
 		}
@@ -254,6 +276,8 @@ type Run struct {
 	reports []migratorsdk.Report
 	// received counts every report on the Run, repeats included.
 	received int
+	// behind: reports are refused as not current until DispatchAgain.
+	behind bool
 }
 
 // Dispatch sends one step of a Migration for a Candidate to the Migrator
@@ -299,6 +323,15 @@ func (l *Loom) MustDispatch(t testing.TB, migrationID, stepName, candidateID str
 }
 
 func (r *Run) dispatch(ctx context.Context) error { return r.send(ctx, true) }
+
+// refusal is a FAILED_PRECONDITION with the ErrorInfo reason Loom gives.
+func refusal(reason, format string, args ...any) error {
+	err := connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(format, args...))
+	if d, derr := connect.NewErrorDetail(&errdetails.ErrorInfo{Reason: reason, Domain: "loom.dev"}); derr == nil {
+		err.AddDetail(d)
+	}
+	return err
+}
 
 // send sends the Run's current attempt to the Migrator: with a new callback
 // token for a new attempt, the same one when dispatching it again.
@@ -380,6 +413,25 @@ func (r *Run) Retry(ctx context.Context) error {
 	return r.dispatch(ctx)
 }
 
+// Behind makes the fake act as a Loom that dispatched the step and then
+// restarted before it recorded the end of the step before: it refuses the
+// Migrator's reports on the step with STEP_NOT_CURRENT until DispatchAgain.
+func (r *Run) Behind() {
+	r.l.mu.Lock()
+	r.behind = true
+	r.l.mu.Unlock()
+}
+
+// DispatchAgain sends the step's current attempt again, with the same
+// callback token, as Loom does once it has caught up with the Run (or when
+// it did not get the Migrator's answer to a dispatch).
+func (r *Run) DispatchAgain(ctx context.Context) error {
+	r.l.mu.Lock()
+	r.behind = false
+	r.l.mu.Unlock()
+	return r.send(ctx, false)
+}
+
 // Status is the step's current status.
 func (r *Run) Status() migratorsdk.StepStatus {
 	r.l.mu.Lock()
@@ -434,6 +486,9 @@ func (r *Run) MustWait(t testing.TB, status migratorsdk.StepStatus) migratorsdk.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rep, err := r.Wait(ctx, status)
+	if err != nil && status == migratorsdk.StatusMerged && r.Status() == migratorsdk.StatusOpen {
+		t.Fatalf("%v; a Migrator reports a merge at its next merge check: make Options.MergeCheckEvery short in tests (it is 15 s by default)", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,11 +530,13 @@ func (r *Run) report(rep migratorsdk.Report) (changed bool, err error) {
 	}
 	switch {
 	case rep.Execution != r.Execution:
-		return false, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("execution %d is not the current one (%d)", rep.Execution, r.Execution))
+		return false, refusal("STALE_EXECUTION", "execution %d is not the current one (%d)", rep.Execution, r.Execution)
 	case rep.Step != r.Step.Name:
-		return false, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("step %q is not the current step (%q is)", rep.Step, r.Step.Name))
+		return false, refusal("STEP_NOT_CURRENT", "step %q is not the current step (%q is)", rep.Step, r.Step.Name)
+	case r.behind:
+		return false, refusal("STEP_NOT_CURRENT", "step %q is not the current step (the one before it is)", rep.Step)
 	case rep.Attempt != r.attempt:
-		return false, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("attempt %d is not the current one (%d)", rep.Attempt, r.attempt))
+		return false, refusal("STALE_ATTEMPT", "attempt %d is not the current one (%d)", rep.Attempt, r.attempt)
 	}
 	if rep.Status == r.status && (rep.Status == migratorsdk.StatusMerged || rep.Status == migratorsdk.StatusCompleted) {
 		return false, nil // a late duplicate of the final report
@@ -489,7 +546,7 @@ func (r *Run) report(rep migratorsdk.Report) (changed bool, err error) {
 		ok = ok || s == rep.Status
 	}
 	if !ok {
-		return false, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("step %q is %s: %s is not allowed", r.Step.Name, r.status, rep.Status))
+		return false, refusal("TRANSITION_NOT_ALLOWED", "step %q is %s: %s is not allowed", r.Step.Name, r.status, rep.Status)
 	}
 	if rep.Status == migratorsdk.StatusOpen && rep.PRURL == "" && r.prURL == "" {
 		return false, connect.NewError(connect.CodeInvalidArgument, errors.New("pr_url: required when status is open"))

@@ -53,7 +53,11 @@ type EventServiceClient interface {
 	// (reason STALE_EXECUTION, STALE_ATTEMPT), the step is not the current one
 	// (STEP_NOT_CURRENT) or the transition is not allowed
 	// (TRANSITION_NOT_ALLOWED); the ErrorInfo metadata names the current step,
-	// status, attempt and execution.
+	// status, attempt and execution. STEP_NOT_CURRENT on the step a Migrator
+	// was just dispatched is not a failure of its work: Loom restarted after
+	// dispatching it and before recording the end of the step before; it
+	// dispatches the step again once it has caught up. Keep the result and
+	// report it then (the Go SDK does).
 	ReportStepStatus(context.Context, *connect.Request[v1.ReportStepStatusRequest]) (*connect.Response[v1.ReportStepStatusResponse], error)
 	// ResumeSteps dispatches again, each with its attempt and callback token,
 	// every step of the Migration that is in progress: what a Migrator calls
@@ -120,7 +124,11 @@ type EventServiceHandler interface {
 	// (reason STALE_EXECUTION, STALE_ATTEMPT), the step is not the current one
 	// (STEP_NOT_CURRENT) or the transition is not allowed
 	// (TRANSITION_NOT_ALLOWED); the ErrorInfo metadata names the current step,
-	// status, attempt and execution.
+	// status, attempt and execution. STEP_NOT_CURRENT on the step a Migrator
+	// was just dispatched is not a failure of its work: Loom restarted after
+	// dispatching it and before recording the end of the step before; it
+	// dispatches the step again once it has caught up. Keep the result and
+	// report it then (the Go SDK does).
 	ReportStepStatus(context.Context, *connect.Request[v1.ReportStepStatusRequest]) (*connect.Response[v1.ReportStepStatusResponse], error)
 	// ResumeSteps dispatches again, each with its attempt and callback token,
 	// every step of the Migration that is in progress: what a Migrator calls

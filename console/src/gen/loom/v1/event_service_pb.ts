@@ -190,7 +190,11 @@ export const EventService: GenService<{
    * (reason STALE_EXECUTION, STALE_ATTEMPT), the step is not the current one
    * (STEP_NOT_CURRENT) or the transition is not allowed
    * (TRANSITION_NOT_ALLOWED); the ErrorInfo metadata names the current step,
-   * status, attempt and execution.
+   * status, attempt and execution. STEP_NOT_CURRENT on the step a Migrator
+   * was just dispatched is not a failure of its work: Loom restarted after
+   * dispatching it and before recording the end of the step before; it
+   * dispatches the step again once it has caught up. Keep the result and
+   * report it then (the Go SDK does).
    *
    * @generated from rpc loom.v1.EventService.ReportStepStatus
    */
