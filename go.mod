@@ -12,7 +12,7 @@ require (
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/go-jose/go-jose/v4 v4.1.4
 	github.com/google/uuid v1.6.0
-	github.com/loomhq/loom/gen v0.0.0-00010101000000-000000000000
+	github.com/loomhq/loom/gen v0.1.0
 	github.com/loomhq/loom/migratorsdk v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.21.0
 	github.com/prometheus/client_model v0.6.2

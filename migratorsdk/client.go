@@ -51,7 +51,7 @@ func DefaultHTTPClient() *http.Client {
 
 // Announce creates or updates the Migration, to be dispatched at migratorURL.
 func (c *Client) Announce(ctx context.Context, m Migration, migratorURL string) (created, updated bool, err error) {
-	res, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: MigrationToProto(m, migratorURL)}))
+	res, err := c.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: migrationToProto(m, migratorURL)}))
 	if err != nil {
 		return false, false, err
 	}
@@ -66,7 +66,7 @@ const MaxSubmitBatch = 1000
 func (c *Client) SubmitCandidates(ctx context.Context, migrationID string, cs []Candidate, complete bool, round string) (SubmitResult, error) {
 	req := &loomv1.SubmitCandidatesRequest{MigrationId: migrationID, Complete: complete, Round: round}
 	for _, cand := range cs {
-		req.Candidates = append(req.Candidates, CandidateToProto(cand))
+		req.Candidates = append(req.Candidates, candidateToProto(cand))
 	}
 	res, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(req))
 	if err != nil {
@@ -85,7 +85,7 @@ func (c *Client) ReportStep(ctx context.Context, r Report) (changed bool, err er
 		Execution:     r.Execution,
 		StepName:      r.Step,
 		Attempt:       int32(r.Attempt),
-		Status:        StatusToProto(r.Status),
+		Status:        statusToProto(r.Status),
 		PrUrl:         r.PRURL,
 		Metadata:      r.Metadata,
 		Message:       r.Message,

@@ -6,19 +6,31 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/migratorsdk/internal/convert"
 )
 
-// Conversions between the SDK's types and the API's messages, exported
-// for tools (such as migratortest) that speak the API directly.
+// Conversions between the SDK's types and the API's messages; migratortest
+// reaches them through internal/convert.
+func init() {
+	convert.MigrationToProto = migrationToProto
+	convert.MigrationFromProto = migrationFromProto
+	convert.StepsToProto = stepsToProto
+	convert.StepsFromProto = stepsFromProto
+	convert.CandidateToProto = candidateToProto
+	convert.CandidateFromProto = candidateFromProto
+	convert.StatusToProto = statusToProto
+	convert.StatusFromProto = statusFromProto
+	convert.PreviewsFromProto = previewsFromProto
+}
 
-// MigrationToProto is the API message of m, dispatched at migratorURL.
-func MigrationToProto(m Migration, migratorURL string) *loomv1.Migration {
+// migrationToProto is the API message of m, dispatched at migratorURL.
+func migrationToProto(m Migration, migratorURL string) *loomv1.Migration {
 	p := &loomv1.Migration{
 		Id:          m.ID,
 		Name:        m.Name,
 		Description: m.Description,
 		Overview:    m.Overview,
-		Steps:       StepsToProto(m.Steps),
+		Steps:       stepsToProto(m.Steps),
 		MigratorUrl: migratorURL,
 	}
 	if m.DispatchLease > 0 {
@@ -36,9 +48,9 @@ func MigrationToProto(m Migration, migratorURL string) *loomv1.Migration {
 	return p
 }
 
-// MigrationFromProto reads an API Migration.
-func MigrationFromProto(p *loomv1.Migration) Migration {
-	m := Migration{ID: p.GetId(), Name: p.GetName(), Description: p.GetDescription(), Overview: p.GetOverview(), Steps: StepsFromProto(p.GetSteps()),
+// migrationFromProto reads an API Migration.
+func migrationFromProto(p *loomv1.Migration) Migration {
+	m := Migration{ID: p.GetId(), Name: p.GetName(), Description: p.GetDescription(), Overview: p.GetOverview(), Steps: stepsFromProto(p.GetSteps()),
 		DispatchLease: p.GetDispatchLease().AsDuration()}
 	for t, d := range p.GetDispatchLeaseByType() {
 		if m.DispatchLeaseByType == nil {
@@ -52,8 +64,8 @@ func MigrationFromProto(p *loomv1.Migration) Migration {
 	return m
 }
 
-// StepsToProto renders step definitions as API messages.
-func StepsToProto(steps []Step) []*loomv1.StepDefinition {
+// stepsToProto renders step definitions as API messages.
+func stepsToProto(steps []Step) []*loomv1.StepDefinition {
 	var out []*loomv1.StepDefinition
 	for _, s := range steps {
 		p := &loomv1.StepDefinition{Name: s.Name, Type: s.Type, Description: s.Description, Config: s.Config}
@@ -65,23 +77,23 @@ func StepsToProto(steps []Step) []*loomv1.StepDefinition {
 	return out
 }
 
-// StepFromProto reads an API step definition.
-func StepFromProto(p *loomv1.StepDefinition) Step {
+// stepFromProto reads an API step definition.
+func stepFromProto(p *loomv1.StepDefinition) Step {
 	return Step{Name: p.GetName(), Type: p.GetType(), Description: p.GetDescription(), Config: p.GetConfig(), ReportTimeout: p.GetReportTimeout().AsDuration()}
 }
 
-// StepsFromProto reads API step definitions.
-func StepsFromProto(ps []*loomv1.StepDefinition) []Step {
+// stepsFromProto reads API step definitions.
+func stepsFromProto(ps []*loomv1.StepDefinition) []Step {
 	var out []Step
 	for _, p := range ps {
-		out = append(out, StepFromProto(p))
+		out = append(out, stepFromProto(p))
 	}
 	return out
 }
 
-// CandidateToProto renders a Candidate as an API message.
-func CandidateToProto(c Candidate) *loomv1.Candidate {
-	p := &loomv1.Candidate{Id: c.ID, Kind: c.Kind, Metadata: c.Metadata, Steps: StepsToProto(c.Steps)}
+// candidateToProto renders a Candidate as an API message.
+func candidateToProto(c Candidate) *loomv1.Candidate {
+	p := &loomv1.Candidate{Id: c.ID, Kind: c.Kind, Metadata: c.Metadata, Steps: stepsToProto(c.Steps)}
 	for _, g := range c.Files {
 		pg := &loomv1.FileGroup{Name: g.Name}
 		for _, f := range g.Files {
@@ -92,9 +104,9 @@ func CandidateToProto(c Candidate) *loomv1.Candidate {
 	return p
 }
 
-// CandidateFromProto reads an API Candidate.
-func CandidateFromProto(p *loomv1.Candidate) Candidate {
-	c := Candidate{ID: p.GetId(), Kind: p.GetKind(), Metadata: p.GetMetadata(), Steps: StepsFromProto(p.GetSteps())}
+// candidateFromProto reads an API Candidate.
+func candidateFromProto(p *loomv1.Candidate) Candidate {
+	c := Candidate{ID: p.GetId(), Kind: p.GetKind(), Metadata: p.GetMetadata(), Steps: stepsFromProto(p.GetSteps())}
 	for _, g := range p.GetFiles() {
 		fg := FileGroup{Name: g.GetName()}
 		for _, f := range g.GetFiles() {
@@ -114,11 +126,11 @@ var stepStatuses = map[StepStatus]loomv1.StepStatus{
 	StatusFailed:         loomv1.StepStatus_STEP_STATUS_FAILED,
 }
 
-// StatusToProto maps a step status to the API's.
-func StatusToProto(s StepStatus) loomv1.StepStatus { return stepStatuses[s] }
+// statusToProto maps a step status to the API's.
+func statusToProto(s StepStatus) loomv1.StepStatus { return stepStatuses[s] }
 
-// StatusFromProto maps an API step status to the SDK's.
-func StatusFromProto(p loomv1.StepStatus) StepStatus {
+// statusFromProto maps an API step status to the SDK's.
+func statusFromProto(p loomv1.StepStatus) StepStatus {
 	for s, v := range stepStatuses {
 		if v == p {
 			return s
@@ -133,8 +145,8 @@ var fileStatuses = map[FileStatus]loomv1.FileDiffStatus{
 	FileDeleted:  loomv1.FileDiffStatus_FILE_DIFF_STATUS_DELETED,
 }
 
-// PreviewsToProto renders previews as API messages.
-func PreviewsToProto(ps []StepPreview) []*loomv1.StepPreview {
+// previewsToProto renders previews as API messages.
+func previewsToProto(ps []StepPreview) []*loomv1.StepPreview {
 	var out []*loomv1.StepPreview
 	for _, p := range ps {
 		sp := &loomv1.StepPreview{StepName: p.Step, Skipped: p.Skipped, SkipReason: p.SkipReason, Error: p.Error}
@@ -146,8 +158,8 @@ func PreviewsToProto(ps []StepPreview) []*loomv1.StepPreview {
 	return out
 }
 
-// PreviewsFromProto maps API previews to the SDK's.
-func PreviewsFromProto(ps []*loomv1.StepPreview) []StepPreview {
+// previewsFromProto maps API previews to the SDK's.
+func previewsFromProto(ps []*loomv1.StepPreview) []StepPreview {
 	var out []StepPreview
 	for _, p := range ps {
 		sp := StepPreview{Step: p.GetStepName(), Skipped: p.GetSkipped(), SkipReason: p.GetSkipReason(), Error: p.GetError()}

@@ -517,10 +517,10 @@ func (s *service) ExecuteStep(ctx context.Context, req *connect.Request[migrator
 		RunID:         msg.GetRunId(),
 		Execution:     msg.GetExecution(),
 		MigrationID:   msg.GetMigrationId(),
-		Step:          StepFromProto(msg.GetStep()),
+		Step:          stepFromProto(msg.GetStep()),
 		StepIndex:     int(msg.GetStepIndex()),
 		Attempt:       int(msg.GetAttempt()),
-		Candidate:     CandidateFromProto(msg.GetCandidate()),
+		Candidate:     candidateFromProto(msg.GetCandidate()),
 		Inputs:        msg.GetInputs(),
 		client:        m.client,
 		callbackToken: msg.GetCallbackToken(),
@@ -573,12 +573,12 @@ func (s *service) PreviewRun(ctx context.Context, req *connect.Request[migratorv
 	}
 	previews, err := s.m.spec.Preview(ctx, PreviewRequest{
 		MigrationID: req.Msg.GetMigrationId(),
-		Steps:       StepsFromProto(req.Msg.GetSteps()),
-		Candidate:   CandidateFromProto(req.Msg.GetCandidate()),
+		Steps:       stepsFromProto(req.Msg.GetSteps()),
+		Candidate:   candidateFromProto(req.Msg.GetCandidate()),
 		Inputs:      req.Msg.GetInputs(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&migratorv1.PreviewRunResponse{Steps: PreviewsToProto(previews)}), nil
+	return connect.NewResponse(&migratorv1.PreviewRunResponse{Steps: previewsToProto(previews)}), nil
 }

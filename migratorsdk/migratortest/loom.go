@@ -48,6 +48,20 @@ import (
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
 	"github.com/loomhq/loom/migratorsdk"
+	"github.com/loomhq/loom/migratorsdk/internal/convert"
+)
+
+// The SDK's conversions (see internal/convert).
+var (
+	migrationToProto   = convert.MigrationToProto.(func(migratorsdk.Migration, string) *loomv1.Migration)
+	migrationFromProto = convert.MigrationFromProto.(func(*loomv1.Migration) migratorsdk.Migration)
+	stepsToProto       = convert.StepsToProto.(func([]migratorsdk.Step) []*loomv1.StepDefinition)
+	stepsFromProto     = convert.StepsFromProto.(func([]*loomv1.StepDefinition) []migratorsdk.Step)
+	candidateToProto   = convert.CandidateToProto.(func(migratorsdk.Candidate) *loomv1.Candidate)
+	candidateFromProto = convert.CandidateFromProto.(func(*loomv1.Candidate) migratorsdk.Candidate)
+	statusToProto      = convert.StatusToProto.(func(migratorsdk.StepStatus) loomv1.StepStatus)
+	statusFromProto    = convert.StatusFromProto.(func(loomv1.StepStatus) migratorsdk.StepStatus)
+	previewsFromProto  = convert.PreviewsFromProto.(func([]*loomv1.StepPreview) []migratorsdk.StepPreview)
 )
 
 // Loom is a fake Loom serving the Registry, Discovery, Event and (for merge
@@ -176,7 +190,7 @@ func (l *Loom) Migration(id string) (m migratorsdk.Migration, migratorURL string
 	if !ok {
 		return migratorsdk.Migration{}, "", false
 	}
-	return migratorsdk.MigrationFromProto(p), p.GetMigratorUrl(), true
+	return migrationFromProto(p), p.GetMigratorUrl(), true
 }
 
 // AwaitAnnounced waits until the Migration is announced.
@@ -207,10 +221,10 @@ func (l *Loom) WaitAnnounced(t testing.TB, id string) migratorsdk.Migration {
 func (l *Loom) Register(m migratorsdk.Migration, migratorURL string, candidates ...migratorsdk.Candidate) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.migrations[m.ID] = migratorsdk.MigrationToProto(m, migratorURL)
+	l.migrations[m.ID] = migrationToProto(m, migratorURL)
 	l.candidates[m.ID] = map[string]*loomv1.Candidate{}
 	for _, c := range candidates {
-		l.candidates[m.ID][c.ID] = migratorsdk.CandidateToProto(c)
+		l.candidates[m.ID][c.ID] = candidateToProto(c)
 	}
 	l.notify()
 }
@@ -221,7 +235,7 @@ func (l *Loom) Candidates(migrationID string) []migratorsdk.Candidate {
 	defer l.mu.Unlock()
 	var out []migratorsdk.Candidate
 	for _, c := range l.candidates[migrationID] {
-		out = append(out, migratorsdk.CandidateFromProto(c))
+		out = append(out, candidateFromProto(c))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -293,9 +307,9 @@ func (l *Loom) Dispatch(ctx context.Context, migrationID, stepName, candidateID 
 	if cand == nil {
 		return nil, fmt.Errorf("candidate %s was not submitted to %s", candidateID, migrationID)
 	}
-	steps := migratorsdk.StepsFromProto(m.GetSteps())
+	steps := stepsFromProto(m.GetSteps())
 	if len(cand.GetSteps()) > 0 {
-		steps = migratorsdk.StepsFromProto(cand.GetSteps())
+		steps = stepsFromProto(cand.GetSteps())
 	}
 	for i, s := range steps {
 		if s.Name != stepName {
@@ -347,7 +361,7 @@ func (r *Run) send(ctx context.Context, newToken bool) error {
 	c := migratorv1connect.NewMigratorServiceClient(r.l.migratorClient(), url)
 	_, err := c.ExecuteStep(ctx, connect.NewRequest(&migratorv1.ExecuteStepRequest{
 		RunId: r.ID, Execution: r.Execution, MigrationId: r.MigrationID,
-		Step: migratorsdk.StepsToProto([]migratorsdk.Step{r.Step})[0], StepIndex: int32(r.StepIndex), Attempt: int32(attempt),
+		Step: stepsToProto([]migratorsdk.Step{r.Step})[0], StepIndex: int32(r.StepIndex), Attempt: int32(attempt),
 		Candidate: cand, Inputs: r.inputs, CallbackToken: token,
 	}))
 	return err
@@ -513,7 +527,7 @@ func (l *Loom) Preview(ctx context.Context, migrationID, candidateID string, inp
 	if err != nil {
 		return nil, err
 	}
-	return migratorsdk.PreviewsFromProto(res.Msg.GetSteps()), nil
+	return previewsFromProto(res.Msg.GetSteps()), nil
 }
 
 // allowed is Loom's step transition table for a Migrator's reports.
@@ -538,8 +552,12 @@ func (r *Run) report(rep migratorsdk.Report) (changed bool, err error) {
 	case rep.Attempt != r.attempt:
 		return false, refusal("STALE_ATTEMPT", "attempt %d is not the current one (%d)", rep.Attempt, r.attempt)
 	}
-	if rep.Status == r.status && (rep.Status == migratorsdk.StatusMerged || rep.Status == migratorsdk.StatusCompleted) {
-		return false, nil // a late duplicate of the final report
+	if r.status == migratorsdk.StatusMerged || r.status == migratorsdk.StatusCompleted {
+		if rep.Status == r.status {
+			return false, nil // a late duplicate of the final report
+		}
+		// Loom has moved the Run on to its next step.
+		return false, refusal("STEP_NOT_CURRENT", "step %q is %s: the Run has moved on", r.Step.Name, r.status)
 	}
 	ok := false
 	for _, s := range allowed[r.status] {
@@ -667,7 +685,7 @@ func (s *events) ReportStepStatus(_ context.Context, req *connect.Request[loomv1
 	r.received++
 	changed, err := r.report(migratorsdk.Report{
 		RunID: req.Msg.GetRunId(), Execution: req.Msg.GetExecution(), Step: req.Msg.GetStepName(), Attempt: int(req.Msg.GetAttempt()),
-		Status: migratorsdk.StatusFromProto(req.Msg.GetStatus()), PRURL: req.Msg.GetPrUrl(), Message: req.Msg.GetMessage(), Metadata: req.Msg.GetMetadata(),
+		Status: statusFromProto(req.Msg.GetStatus()), PRURL: req.Msg.GetPrUrl(), Message: req.Msg.GetMessage(), Metadata: req.Msg.GetMetadata(),
 		CallbackToken: req.Msg.GetCallbackToken(),
 	})
 	if err != nil {
@@ -675,7 +693,7 @@ func (s *events) ReportStepStatus(_ context.Context, req *connect.Request[loomv1
 	}
 	s.l.notify()
 	return connect.NewResponse(&loomv1.ReportStepStatusResponse{Changed: changed, Step: &loomv1.StepResult{
-		StepName: r.Step.Name, Status: migratorsdk.StatusToProto(r.status), PrUrl: r.prURL, Message: r.message, Metadata: r.meta, Attempt: int32(r.attempt),
+		StepName: r.Step.Name, Status: statusToProto(r.status), PrUrl: r.prURL, Message: r.message, Metadata: r.meta, Attempt: int32(r.attempt),
 	}}), nil
 }
 
@@ -721,7 +739,7 @@ func (s *runs) ListRuns(_ context.Context, req *connect.Request[loomv1.ListRunsR
 	sort.Strings(ids)
 	for _, id := range ids {
 		r := s.l.runs[id]
-		st := migratorsdk.StatusToProto(r.status)
+		st := statusToProto(r.status)
 		if r.MigrationID != req.Msg.GetMigrationId() || (req.Msg.GetCurrentStepStatus() != loomv1.StepStatus_STEP_STATUS_UNSPECIFIED && st != req.Msg.GetCurrentStepStatus()) {
 			continue
 		}
