@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/attribute"
@@ -116,11 +117,15 @@ type Migrator struct {
 var (
 	slugPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	typePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+	// inputPattern is Loom's rule for input names (InputDefinition.name).
+	inputPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
 )
 
-// New checks spec and returns its Migrator. It fails fast, saying why, on
-// what would only fail later in Loom: invalid ids, duplicate step names, a
-// step type without handler, a handler no step uses.
+// New checks spec and opts and returns the Migrator. It fails fast, saying
+// every reason at once, on what would only fail later in Loom or at the
+// first dispatch: invalid ids, names or lengths, duplicate step or input
+// names, a step type without handler, a handler no step uses, a LoomURL or
+// AdvertiseURL that is not an http(s) URL.
 func New(spec Spec, opts Options) (*Migrator, error) {
 	m := spec.Migration
 	var errs []error
@@ -142,11 +147,30 @@ func New(spec Spec, opts Options) (*Migrator, error) {
 	if !slugPattern.MatchString(m.ID) {
 		errs = append(errs, fmt.Errorf("migration id %q: lowercase letters, digits and inner hyphens, 1-63 characters", m.ID))
 	}
-	if m.Name == "" {
-		errs = append(errs, errors.New("migration name is required"))
+	if m.Name == "" || utf8.RuneCountInString(m.Name) > 200 {
+		errs = append(errs, errors.New("migration name: 1-200 characters"))
 	}
-	if len(m.Steps) == 0 {
-		errs = append(errs, errors.New("a migration needs at least one step"))
+	if utf8.RuneCountInString(m.Description) > 2000 || utf8.RuneCountInString(m.Overview) > 65536 {
+		errs = append(errs, errors.New("migration description: at most 2,000 characters; overview: at most 65,536"))
+	}
+	if len(m.Steps) == 0 || len(m.Steps) > 100 {
+		errs = append(errs, fmt.Errorf("a migration has 1 to 100 steps, not %d", len(m.Steps)))
+	}
+	if len(m.Inputs) > 50 {
+		errs = append(errs, fmt.Errorf("a migration has at most 50 inputs, not %d", len(m.Inputs)))
+	}
+	inputs := map[string]bool{}
+	for _, in := range m.Inputs {
+		if !inputPattern.MatchString(in.Name) {
+			errs = append(errs, fmt.Errorf("input name %q: a letter, then letters, digits, '_', '.' and '-', 1-64 characters", in.Name))
+		}
+		if inputs[in.Name] {
+			errs = append(errs, fmt.Errorf("input name %q appears twice", in.Name))
+		}
+		inputs[in.Name] = true
+	}
+	if opts.DiscoverEvery < 0 || opts.MergeCheckEvery < 0 || opts.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("Options.DiscoverEvery, MergeCheckEvery and ShutdownTimeout cannot be negative"))
 	}
 	names := map[string]bool{}
 	used := map[string]bool{}
@@ -160,6 +184,12 @@ func New(spec Spec, opts Options) (*Migrator, error) {
 		names[s.Name] = true
 		if !typePattern.MatchString(s.Type) {
 			errs = append(errs, fmt.Errorf("step %q: type %q: lowercase letters, digits, '.', '_' and '-'", s.Name, s.Type))
+		}
+		if len(s.Config) > 100 {
+			errs = append(errs, fmt.Errorf("step %q: at most 100 config entries", s.Name))
+		}
+		if s.ReportTimeout < 0 {
+			errs = append(errs, fmt.Errorf("step %q: ReportTimeout cannot be negative", s.Name))
 		}
 		if spec.Handlers[s.Type] == nil {
 			errs = append(errs, fmt.Errorf("step %q: no handler for step type %q in Spec.Handlers", s.Name, s.Type))

@@ -325,6 +325,17 @@ func TestNewFailsFast(t *testing.T) {
 			s.Migration.Steps = append(s.Migration.Steps, s.Migration.Steps[0])
 			return s
 		}(), migratorsdk.Options{LoomURL: "http://x"}, "appears twice"},
+		{"bad LoomURL", spec(map[string]migratorsdk.StepHandler{"plain": h}), migratorsdk.Options{LoomURL: "localhost:8080"}, "want an http(s) URL"},
+		{"bad input", func() migratorsdk.Spec {
+			s := spec(map[string]migratorsdk.StepHandler{"plain": h})
+			s.Migration.Inputs = []migratorsdk.Input{{Name: "go version"}}
+			return s
+		}(), migratorsdk.Options{LoomURL: "http://x"}, `input name "go version"`},
+		{"no name", func() migratorsdk.Spec {
+			s := spec(map[string]migratorsdk.StepHandler{"plain": h})
+			s.Migration.Name = ""
+			return s
+		}(), migratorsdk.Options{LoomURL: "http://x"}, "migration name: 1-200 characters"},
 		{"bad id", func() migratorsdk.Spec {
 			s := spec(map[string]migratorsdk.StepHandler{"plain": h})
 			s.Migration.ID = "Bad_ID"
