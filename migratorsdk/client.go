@@ -194,7 +194,9 @@ func retry(ctx context.Context, f func() error, onRetry func(err error, wait tim
 	deadline := time.Now().Add(retryFor)
 	for {
 		err := f()
-		if err == nil || !transient(err) {
+		// A connection reset mid-call is Canceled although ctx is not: the
+		// peer went away, which a retry may well get past.
+		if err == nil || !transient(err) && !(connect.CodeOf(err) == connect.CodeCanceled && ctx.Err() == nil) {
 			return err
 		}
 		if time.Now().Add(wait).After(deadline) {

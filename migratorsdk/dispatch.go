@@ -2,6 +2,7 @@ package migratorsdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -64,9 +65,11 @@ type Dispatch struct {
 	// step arriving then sends lastReport again (see resend).
 	lastReport *Report
 	finished   bool
-	// notCurrent is set while the last report was refused because Loom
-	// does not (yet) have this step as the current one.
-	notCurrent bool
+	// undelivered is set while the last report has not landed for a reason
+	// that is no judgement of it: Loom unreachable, failing, or not yet at
+	// this step (STEP_NOT_CURRENT after a restart). It is kept, and sent
+	// again when Loom dispatches the step again.
+	undelivered bool
 }
 
 // ReportOption adds to a report.
@@ -125,6 +128,11 @@ func (d *Dispatch) report(ctx context.Context, s StepStatus, prURL, message stri
 	// Loom refuses longer messages; a refused Failed would leave the step
 	// in progress, so cut rather than lose the report.
 	r.Message = truncate(r.Message, maxMessage)
+	return d.send(ctx, r)
+}
+
+// send sends r as the dispatch's latest report.
+func (d *Dispatch) send(ctx context.Context, r Report) error {
 	d.mu.Lock()
 	d.lastReport = &r
 	d.mu.Unlock()
@@ -132,19 +140,31 @@ func (d *Dispatch) report(ctx context.Context, s StepStatus, prURL, message stri
 		_, err := d.client.ReportStep(ctx, r)
 		return err
 	}, func(err error, wait time.Duration) {
-		d.log.Warn("report to Loom failed; retrying", "status", string(s), "retry_in", wait, "error", err)
+		d.log.Warn("report to Loom failed; retrying", "status", string(r.Status), "retry_in", wait, "error", err)
 	})
 	d.mu.Lock()
-	d.notCurrent = err != nil && RefusalReason(err) == reasonStepNotCurrent
+	d.undelivered = err != nil && (!IsRefused(err) || RefusalReason(err) == reasonStepNotCurrent)
+	undelivered := d.undelivered
 	if err == nil {
-		d.last = s
+		d.last = r.Status
 	}
 	d.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("report %s: %w", s, err)
+		return &reportError{status: r.Status, err: err, undelivered: undelivered}
 	}
 	return nil
 }
+
+// reportError is a report that did not land. undelivered says it was not
+// Loom's judgement of the report (see Dispatch.undelivered).
+type reportError struct {
+	status      StepStatus
+	err         error
+	undelivered bool
+}
+
+func (e *reportError) Error() string { return fmt.Sprintf("report %s: %v", e.status, e.err) }
+func (e *reportError) Unwrap() error { return e.err }
 
 // reasonStepNotCurrent is Loom's refusal of a report on a step it is not
 // at: either the Run moved on, or Loom dispatched the step and then
@@ -185,13 +205,7 @@ func (d *Dispatch) resend(ctx context.Context) {
 	if r == nil {
 		return
 	}
-	err := retry(ctx, func() error {
-		_, err := d.client.ReportStep(ctx, *r)
-		return err
-	}, func(err error, wait time.Duration) {
-		d.log.Warn("report to Loom failed; retrying", "status", string(r.Status), "retry_in", wait, "error", err)
-	})
-	if err != nil && ctx.Err() == nil {
+	if err := d.send(ctx, *r); err != nil && ctx.Err() == nil {
 		d.log.Error("could not send the step's last report again", "status", string(r.Status), "error", err)
 	}
 }
@@ -214,6 +228,36 @@ func (d *Dispatch) execute(ctx context.Context, h StepHandler) {
 		d.mu.Unlock()
 	}()
 	err := callHandler(ctx, h, d)
+
+	// A report that did not land is no failure of the step: the work it
+	// reports is done (or, for a Progress, under way). Unless the handler
+	// failed on its own account, keep that report for the next dispatch of
+	// the step, which Loom makes once it is back, caught up, or past the
+	// step's lease.
+	d.mu.Lock()
+	undelivered, intent := d.undelivered, d.lastReport
+	var re *reportError
+	own := err != nil && !(errors.As(err, &re) && re.undelivered)
+	keep := undelivered && !own
+	if keep && intent.Status == StatusInProgress {
+		// The handler stopped on that Progress, so its work is not done:
+		// the next dispatch runs it again.
+		d.lastReport = nil
+	}
+	d.mu.Unlock()
+	if keep {
+		if intent.Status != StatusInProgress && ctx.Err() != nil {
+			// Stopping: one more try, on a context of its own.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if d.send(rctx, *intent) == nil {
+				return
+			}
+		}
+		d.log.Warn("the step's report did not reach Loom: kept, and sent again when Loom dispatches the step again",
+			"status", string(intent.Status), "error", err)
+		return
+	}
 	if ctx.Err() != nil && d.lastStatus() != StatusOpen && d.lastStatus() != StatusAwaitingReview && !d.lastStatus().final() {
 		// The Migrator is stopping and cut the handler off: say so, on a
 		// context of its own, so the step does not wait forever in progress.
@@ -222,19 +266,6 @@ func (d *Dispatch) execute(ctx context.Context, h StepHandler) {
 		if rerr := d.Failed(rctx, "interrupted: the Migrator stopped while executing the step; retry it"); rerr != nil {
 			d.log.Error("could not report the interrupted step", "error", rerr)
 		}
-		return
-	}
-	d.mu.Lock()
-	notCurrent := d.notCurrent
-	if notCurrent && d.lastReport != nil && d.lastReport.Status == StatusInProgress {
-		// The handler stopped on a refused Progress, so its work is not
-		// done: a dispatch of the step again runs it again.
-		d.lastReport = nil
-	}
-	d.mu.Unlock()
-	if notCurrent {
-		d.log.Warn("Loom refused the step's report: the step is not its current one; the report is kept and sent again if Loom dispatches the step again",
-			"handler_error", err)
 		return
 	}
 	switch last := d.lastStatus(); {

@@ -542,3 +542,40 @@ func TestAClosedPullRequestFailsItsStepAndMergesAreCheckedAtStart(t *testing.T) 
 		t.Fatalf("failed with %q", rep.Message)
 	}
 }
+
+// A report that does not reach Loom (here Loom fails internally) does not
+// turn the step failed: the report is kept and sent when Loom dispatches the
+// step again.
+func TestAReportThatDidNotLandIsSentOnTheNextDispatch(t *testing.T) {
+	loom := migratortest.New(t)
+	var calls atomic.Int32
+	finished := make(chan struct{}, 1)
+	s := spec(map[string]migratorsdk.StepHandler{"plain": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+		defer func() { finished <- struct{}{} }()
+		calls.Add(1)
+		return d.Completed(ctx)
+	}})
+	start(t, s, migratorsdk.Options{LoomURL: loom.URL()})
+	loom.WaitCandidates(t, "test-migration", 1)
+	time.Sleep(200 * time.Millisecond) // past the Migrator's start (ResumeSteps)
+	loom.FailWith(connect.CodeInternal)
+	run, err := loom.Dispatch(context.Background(), "test-migration", "step-plain", "acme/payments", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-finished
+	time.Sleep(200 * time.Millisecond) // room for a wrong Failed report, which would be sent again below
+	loom.FailWith(0)
+	if err := run.DispatchAgain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	run.MustWait(t, migratorsdk.StatusCompleted)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times", n)
+	}
+	for _, rep := range run.Reports() {
+		if rep.Status == migratorsdk.StatusFailed {
+			t.Fatalf("step reported failed: %+v", run.Reports())
+		}
+	}
+}

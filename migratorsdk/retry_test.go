@@ -14,7 +14,7 @@ func TestOnlyWhatARetryCanHelpIsRetried(t *testing.T) {
 		calls int
 	}{
 		{connect.CodeUnavailable, 3}, {connect.CodeDeadlineExceeded, 3}, {connect.CodeResourceExhausted, 3},
-		{connect.CodeAborted, 3}, {connect.CodeUnknown, 3},
+		{connect.CodeAborted, 3}, {connect.CodeUnknown, 3}, {connect.CodeCanceled, 3},
 		{connect.CodeInternal, 1}, {connect.CodeFailedPrecondition, 1}, {connect.CodeInvalidArgument, 1},
 		{connect.CodeUnauthenticated, 1}, {connect.CodePermissionDenied, 1}, {connect.CodeUnimplemented, 1},
 	} {

@@ -72,7 +72,8 @@ type Loom struct {
 	mu          sync.Mutex
 	changed     chan struct{} // closed and replaced at every change
 	unavailable bool
-	token       string // when set, calls must carry it as a bearer token
+	failWith    connect.Code // when set, every call answers it
+	token       string       // when set, calls must carry it as a bearer token
 	migrations  map[string]*loomv1.Migration
 	candidates  map[string]map[string]*loomv1.Candidate
 	submits     []*loomv1.SubmitCandidatesRequest
@@ -133,6 +134,15 @@ func (l *Loom) SetUnavailable(down bool) {
 	l.unavailable = down
 }
 
+// FailWith makes every call answer code, as a Loom failing that way
+// would (e.g. connect.CodeInternal); 0 makes it work again. SetUnavailable
+// is the same for connect.CodeUnavailable.
+func (l *Loom) FailWith(code connect.Code) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failWith = code
+}
+
 // RequireToken makes the fake refuse, as Unauthenticated, every call that
 // does not carry token as a bearer token (migratorsdk.Options.Token), like
 // a Loom that authenticates callers; "" accepts every call again.
@@ -146,10 +156,13 @@ func (l *Loom) outage() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			l.mu.Lock()
-			down, token := l.unavailable, l.token
+			down, token, code := l.unavailable, l.token, l.failWith
 			l.mu.Unlock()
 			if down {
 				return nil, connect.NewError(connect.CodeUnavailable, errors.New("fake Loom is unavailable"))
+			}
+			if code != 0 {
+				return nil, connect.NewError(code, fmt.Errorf("fake Loom fails with %v", code))
 			}
 			if token != "" && req.Header().Get("Authorization") != "Bearer "+token {
 				return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("a valid bearer token is required"))
