@@ -6,7 +6,7 @@ export GOTOOLCHAIN := local
 
 BUF := go tool -modfile=tools/go.mod buf
 # The Go modules of this repository (see README, "Module layout").
-MODULES := . gen migratorsdk
+MODULES := . gen migratorsdk pullrequest
 # Where third_party/protovalidate comes from.
 PROTOVALIDATE_VERSION := v1.2.2
 

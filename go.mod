@@ -13,7 +13,8 @@ require (
 	github.com/go-jose/go-jose/v4 v4.1.4
 	github.com/google/uuid v1.6.0
 	github.com/loomhq/loom/gen v0.1.0
-	github.com/loomhq/loom/migratorsdk v0.0.0-00010101000000-000000000000
+	github.com/loomhq/loom/migratorsdk v0.1.0
+	github.com/loomhq/loom/pullrequest v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.21.0
 	github.com/prometheus/client_model v0.6.2
 	github.com/prometheus/common v0.62.0
@@ -124,9 +125,12 @@ require (
 	github.com/gocql/gocql v1.7.0 // indirect
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/golang-jwt/jwt/v4 v4.5.2 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/golang/mock v1.6.0 // indirect
 	github.com/golang/snappy v1.0.0 // indirect
 	github.com/google/gnostic-models v0.7.1 // indirect
+	github.com/google/go-github/v93 v93.0.0 // indirect
+	github.com/google/go-querystring v1.2.0 // indirect
 	github.com/google/s2a-go v0.1.9 // indirect
 	github.com/googleapis/enterprise-certificate-proxy v0.3.15 // indirect
 	github.com/googleapis/gax-go/v2 v2.22.0 // indirect
@@ -232,4 +236,5 @@ require (
 replace (
 	github.com/loomhq/loom/gen => ./gen
 	github.com/loomhq/loom/migratorsdk => ./migratorsdk
+	github.com/loomhq/loom/pullrequest => ./pullrequest
 )

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+
+	"github.com/loomhq/loom/pullrequest/local"
 )
 
 // GenerateFleet creates a sample fleet of n Go services under dir, one git
@@ -26,28 +27,9 @@ func GenerateFleet(ctx context.Context, dir string, n int) error {
 			"main.go": fmt.Sprintf("package main\n\nimport \"fmt\"\n\nfunc main() {\n\tfmt.Println(%q)\n}\n", name),
 			"OWNERS":  teams[i%len(teams)] + "\n",
 		}
-		if err := initRepo(ctx, repo, files); err != nil {
+		if err := local.Init(ctx, repo, files); err != nil {
 			return fmt.Errorf("create %s: %w", repo, err)
 		}
 	}
 	return nil
-}
-
-// repositories lists the git repositories directly under dir, by name.
-func repositories(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, e.Name(), ".git")); err == nil {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	return names, nil
 }
