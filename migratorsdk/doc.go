@@ -38,47 +38,40 @@
 // or pull request exists before creating it). While the Migrator runs, the
 // SDK ignores a dispatch it is still executing or has just executed.
 //
-// # A Migrator in one main
+// # A Migrator
 //
-//	func main() {
-//		spec := migratorsdk.Spec{
-//			Migration: migratorsdk.Migration{
-//				ID:   "go-upgrade",
-//				Name: "Upgrade Go",
-//				Steps: []migratorsdk.Step{
-//					{Name: "bump-go", Type: "open-pr"},
-//					{Name: "review", Type: "manual-review"},
-//				},
-//				Inputs: []migratorsdk.Input{{Name: "go_version", Label: "Target Go version"}},
+// A Spec: the Migration, a handler per step type, and optionally a preview,
+// discovery and a merge check (this one is the package Example, tested
+// against migratortest):
+//
+//	spec := migratorsdk.Spec{
+//		Migration: migratorsdk.Migration{
+//			ID:   "go-upgrade",
+//			Name: "Upgrade Go",
+//			Steps: []migratorsdk.Step{
+//				{Name: "bump-go", Type: "open-pr"},
+//				{Name: "review", Type: "manual-review"},
 //			},
-//			Handlers: map[string]migratorsdk.StepHandler{
-//				"open-pr": func(ctx context.Context, d *migratorsdk.Dispatch) error {
-//					url, err := openPullRequest(ctx, d.Candidate, d.Inputs["go_version"])
-//					if err != nil {
-//						return err // reported as Failed, with this message
-//					}
-//					return d.Opened(ctx, url)
-//				},
-//				"manual-review": func(ctx context.Context, d *migratorsdk.Dispatch) error {
-//					return d.AwaitingReview(ctx, "Check the service's dashboards, then finish the review in Loom.")
-//				},
+//		},
+//		Handlers: map[string]migratorsdk.StepHandler{
+//			"open-pr": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+//				return d.Opened(ctx, "https://git.example/"+d.Candidate.ID+"/pull/1")
 //			},
-//			Discover:    findServices,
-//			CheckMerged: func(ctx context.Context, s migratorsdk.OpenStep) (bool, error) { return isMerged(ctx, s.PRURL) },
-//		}
-//		m, err := migratorsdk.New(spec, migratorsdk.Options{
-//			LoomURL: "http://localhost:8080",
-//			Token:   os.Getenv("LOOM_TOKEN"), // a token of the migrator role
-//		})
-//		if err != nil {
-//			log.Fatal(err) // says what is wrong with the spec
-//		}
-//		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-//		defer stop()
-//		if err := m.Run(ctx); err != nil {
-//			log.Fatal(err)
-//		}
+//			"manual-review": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+//				return d.AwaitingReview(ctx, "check the dashboards")
+//			},
+//		},
+//		Discover: func(context.Context) ([]migratorsdk.Candidate, error) {
+//			return []migratorsdk.Candidate{{ID: "acme/payments", Kind: "service"}}, nil
+//		},
 //	}
+//
+// then m, err := migratorsdk.New(spec, migratorsdk.Options{LoomURL: ...,
+// Token: ...}) and m.Run(ctx) until a signal ends ctx (cmd/example-migrator
+// is such a main). For real pull requests, on GitHub or on local git
+// repositories, package github.com/loomhq/loom/pullrequest makes the
+// handler, the preview and the merge check from one function that edits
+// files: a complete Migrator is then about 50 lines.
 //
 // New fails fast, naming what is wrong: a step type without a handler, a
 // handler no step uses, a duplicate step name, an id Loom would refuse.

@@ -579,3 +579,26 @@ func TestAReportThatDidNotLandIsSentOnTheNextDispatch(t *testing.T) {
 		}
 	}
 }
+
+// The snippet of migratortest's package documentation, as is.
+func TestMigratortestsDocSnippet(t *testing.T) {
+	spec := migratorsdk.Spec{
+		Migration: migratorsdk.Migration{ID: "my-migration", Name: "Mine", Steps: []migratorsdk.Step{{Name: "bump", Type: "open-pr"}}},
+		Handlers: map[string]migratorsdk.StepHandler{"open-pr": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+			return d.Opened(ctx, "https://git.example/pull/1")
+		}},
+		Discover: func(context.Context) ([]migratorsdk.Candidate, error) {
+			return []migratorsdk.Candidate{{ID: "acme/payments", Kind: "service"}}, nil
+		},
+	}
+	loom := migratortest.New(t)
+	m, err := migratorsdk.New(spec, migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: "127.0.0.1:0",
+		MergeCheckEvery: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Run(t.Context())
+	loom.WaitCandidates(t, "my-migration", 1)
+	run := loom.MustDispatch(t, "my-migration", "bump", "acme/payments", nil)
+	run.MustWait(t, migratorsdk.StatusOpen)
+}

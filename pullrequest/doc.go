@@ -23,38 +23,62 @@
 //
 // The change, shared by the preview and the handler:
 //
-//	func addLine(ctx context.Context, e *pullrequest.Edit) (skip string, err error) {
+//	func addLine(ctx context.Context, e *pullrequest.Edit) (string, error) {
+//		line := e.Inputs["line"]
+//		if line == "" || strings.Contains(line, "\n") {
+//			return "", errors.New("input line: want one line of text")
+//		}
 //		readme, _, err := e.Read(ctx, "README.md")
 //		if err != nil {
 //			return "", err
 //		}
-//		if strings.Contains(readme, "Migrated.\n") {
+//		if strings.Contains(readme, line+"\n") {
 //			return "README.md has the line already", nil
 //		}
-//		e.Write("README.md", readme+"Migrated.\n")
+//		e.Write("README.md", readme+line+"\n")
 //		return "", nil
 //	}
 //
-// and the Spec, with a step of that change and a person's review:
+// and the Spec, with a step of that change and a person's review, on any
+// Host:
 //
-//	host := local.New("/srv/fleet") // or github.New(github.Options{Token: token})
-//	prs := &pullrequest.Steps{Host: host, Types: []string{"readme-line"}, Apply: addLine}
-//	spec := migratorsdk.Spec{
-//		Migration: migratorsdk.Migration{ID: "readme-line", Name: "Add a line to README.md", Steps: []migratorsdk.Step{
-//			{Name: "add-line", Type: "readme-line"},
-//			{Name: "review", Type: "manual-review"},
-//		}},
-//		Handlers: map[string]migratorsdk.StepHandler{
-//			"readme-line":   prs.Handler,
-//			"manual-review": review,
-//		},
-//		Preview:     prs.Preview,
-//		CheckMerged: prs.CheckMerged,
-//		Discover:    discover,
+//	func readmeMigrator(host pullrequest.Host, repos func(context.Context) ([]string, error)) migratorsdk.Spec {
+//		prs := &pullrequest.Steps{Host: host, Types: []string{"readme-line"}, Apply: addLine}
+//		return migratorsdk.Spec{
+//			Migration: migratorsdk.Migration{
+//				ID:   "readme-line",
+//				Name: "Add a line to README.md",
+//				Steps: []migratorsdk.Step{
+//					{Name: "add-line", Type: "readme-line", Description: "Add a line to README.md"},
+//					{Name: "review", Type: "manual-review", Description: "A person reads the new README.md"},
+//				},
+//				Inputs: []migratorsdk.Input{{Name: "line", Label: "The line to add"}},
+//			},
+//			Handlers: map[string]migratorsdk.StepHandler{
+//				"readme-line": prs.Handler,
+//				"manual-review": func(ctx context.Context, d *migratorsdk.Dispatch) error {
+//					return d.AwaitingReview(ctx, "Read README.md of "+d.Candidate.ID+", then finish the review in Loom.")
+//				},
+//			},
+//			Preview:     prs.Preview,
+//			CheckMerged: prs.CheckMerged,
+//			Discover: func(ctx context.Context) ([]migratorsdk.Candidate, error) {
+//				names, err := repos(ctx)
+//				var cands []migratorsdk.Candidate
+//				for _, r := range names {
+//					cands = append(cands, migratorsdk.Candidate{ID: r, Kind: "repository"})
+//				}
+//				return cands, err
+//			},
+//		}
 //	}
 //
-// The example of this package is that Migrator in full, run against the
-// fake Loom of migratortest.
+// The package's tests run this Migrator against the fake Loom of
+// migratortest on local git repositories (TestReadmeMigrator, and the
+// package Example) and on the fake GitHub of github/githubtest
+// (TestReadmeMigratorOnGitHub). To serve it:
+// migratorsdk.New(readmeMigrator(host, repos), migratorsdk.Options{LoomURL:
+// ..., Token: ...}) and Run, as cmd/example-migrator does.
 //
 // # What the handler does
 //

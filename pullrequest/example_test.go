@@ -16,14 +16,16 @@ import (
 	"github.com/loomhq/loom/migratorsdk"
 	"github.com/loomhq/loom/migratorsdk/migratortest"
 	"github.com/loomhq/loom/pullrequest"
+	"github.com/loomhq/loom/pullrequest/github"
+	"github.com/loomhq/loom/pullrequest/github/githubtest"
 	"github.com/loomhq/loom/pullrequest/local"
 )
 
-// readmeMigrator adds a line to README.md in every repository under the
-// host's root, as a pull request of its own (branch loom/add-line), then
-// asks a person for a review. With a github.Host (and Discover listing
-// host.Repositories(ctx, owner)) it does the same on GitHub.
-func readmeMigrator(host *local.Host) migratorsdk.Spec {
+// readmeMigrator adds a line to README.md in every repository repos
+// lists, as a pull request of its own (branch loom/add-line) on host, then
+// asks a person for a review. host is a local.Host (git repositories on
+// this machine) or a github.Host: the Migrator is the same.
+func readmeMigrator(host pullrequest.Host, repos func(context.Context) ([]string, error)) migratorsdk.Spec {
 	prs := &pullrequest.Steps{Host: host, Types: []string{"readme-line"}, Apply: addLine}
 	return migratorsdk.Spec{
 		Migration: migratorsdk.Migration{
@@ -43,10 +45,10 @@ func readmeMigrator(host *local.Host) migratorsdk.Spec {
 		},
 		Preview:     prs.Preview,
 		CheckMerged: prs.CheckMerged,
-		Discover: func(context.Context) ([]migratorsdk.Candidate, error) {
-			repos, err := host.Repositories()
+		Discover: func(ctx context.Context) ([]migratorsdk.Candidate, error) {
+			names, err := repos(ctx)
 			var cands []migratorsdk.Candidate
-			for _, r := range repos {
+			for _, r := range names {
 				cands = append(cands, migratorsdk.Candidate{ID: r, Kind: "repository"})
 			}
 			return cands, err
@@ -77,7 +79,7 @@ func TestReadmeMigrator(t *testing.T) {
 		t.Fatal(err)
 	}
 	host, loom := local.New(root), migratortest.New(t)
-	m, err := migratorsdk.New(readmeMigrator(host), migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: "127.0.0.1:0", MergeCheckEvery: 50 * time.Millisecond})
+	m, err := migratorsdk.New(readmeMigrator(host, localRepos(host)), migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: "127.0.0.1:0", MergeCheckEvery: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +98,35 @@ func TestReadmeMigrator(t *testing.T) {
 	loom.MustDispatch(t, "readme-line", "review", "svc-01", inputs).MustWait(t, migratorsdk.StatusAwaitingReview)
 }
 
+// The same Migrator on GitHub (the fake of githubtest).
+func TestReadmeMigratorOnGitHub(t *testing.T) {
+	fake := githubtest.New(t)
+	if err := fake.CreateRepo("acme/svc-01", map[string]string{"README.md": "# svc-01\n"}); err != nil {
+		t.Fatal(err)
+	}
+	host, err := github.New(github.Options{BaseURL: fake.URL(), Token: fake.Token()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := func(ctx context.Context) ([]string, error) { return host.Repositories(ctx, "acme") }
+	loom := migratortest.New(t)
+	m, err := migratorsdk.New(readmeMigrator(host, repos), migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: "127.0.0.1:0", MergeCheckEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Run(t.Context())
+	loom.WaitCandidates(t, "readme-line", 1)
+	run := loom.MustDispatch(t, "readme-line", "add-line", "acme/svc-01", map[string]string{"line": "Migrated by Loom."})
+	run.MustWait(t, migratorsdk.StatusOpen)
+	if err := fake.MergePull("acme/svc-01", 1); err != nil {
+		t.Fatal(err)
+	}
+	run.MustWait(t, migratorsdk.StatusMerged)
+	if readme, _, err := host.Read(t.Context(), "acme/svc-01", "README.md"); err != nil || readme != "# svc-01\nMigrated by Loom.\n" {
+		t.Fatalf("README.md after the merge: %q %v", readme, err)
+	}
+}
+
 // The README-line Migrator above, over a fleet of one local git repository
 // and the fake Loom of migratortest: preview, open, merge, review.
 func Example() {
@@ -110,7 +141,7 @@ func Example() {
 	loom := migratortest.Start(ll)
 	defer loom.Close()
 	ml, _ := net.Listen("tcp", "127.0.0.1:0")
-	m, err := migratorsdk.New(readmeMigrator(host), migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: ml.Addr().String(),
+	m, err := migratorsdk.New(readmeMigrator(host, localRepos(host)), migratorsdk.Options{LoomURL: loom.URL(), ListenAddr: ml.Addr().String(),
 		MergeCheckEvery: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		fmt.Println(err)
@@ -146,4 +177,9 @@ func Example() {
 	// add-line: open on branch loom/add-line
 	// add-line: merged
 	// review: awaiting_review - Read README.md of svc-01, then finish the review in Loom.
+}
+
+// localRepos lists the repositories under a local host's root.
+func localRepos(host *local.Host) func(context.Context) ([]string, error) {
+	return func(context.Context) ([]string, error) { return host.Repositories() }
 }

@@ -52,13 +52,11 @@ func (e *Edit) Delete(path string) { e.Files.Delete(e.Repo, path) }
 // other fields have defaults. A Steps is not changed by its methods and is
 // safe for concurrent use.
 //
-//	prs := &pullrequest.Steps{Host: host, Types: []string{"edit"}, Apply: edit}
-//	spec := migratorsdk.Spec{
-//		Migration:   migration,
-//		Handlers:    map[string]migratorsdk.StepHandler{"edit": prs.Handler, "manual-review": review},
-//		Preview:     prs.Preview,
-//		CheckMerged: prs.CheckMerged,
-//	}
+//	prs := &pullrequest.Steps{Host: host, Types: []string{"readme-line"}, Apply: addLine}
+//
+// then prs.Handler handles the steps of those types, and prs.Preview and
+// prs.CheckMerged are the Spec's Preview and CheckMerged (see the package
+// documentation for the whole Migrator).
 type Steps struct {
 	Host  Host
 	Apply EditFunc

@@ -69,20 +69,14 @@ func TestAMigratorOnGitHub(t *testing.T) {
 	}
 
 	loom := migratortest.New(t)
-	var m *migratorsdk.Migrator
-	hook, err := github.NewWebhook("s3cret", func(ctx context.Context, _ []github.ClosedEvent) { m.CheckMerges(ctx) })
-	if err != nil {
-		t.Fatal(err)
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err = migratorsdk.New(spec, migratorsdk.Options{
+	m, err := withWebhook(spec, migratorsdk.Options{
 		LoomURL: loom.URL(), ListenAddr: l.Addr().String(), MergeCheckEvery: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Routes: map[string]http.Handler{"POST /webhooks/github": hook},
-	})
+	}, "s3cret")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,4 +137,19 @@ func TestAMigratorOnGitHub(t *testing.T) {
 	if reopened.PRURL == opened.PRURL || reopened.Metadata["commit"] != opened.Metadata["commit"] || len(fake.Pulls("acme/search")) != 2 {
 		t.Fatalf("retried: %+v, first %+v", reopened, opened)
 	}
+}
+
+// withWebhook is the snippet of Webhook's documentation: a Migrator whose
+// merges arrive by GitHub's webhook.
+func withWebhook(spec migratorsdk.Spec, opts migratorsdk.Options, secret string) (*migratorsdk.Migrator, error) {
+	var m *migratorsdk.Migrator
+	hook, err := github.NewWebhook(secret, func(ctx context.Context, _ []github.ClosedEvent) {
+		m.CheckMerges(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts.Routes = map[string]http.Handler{"POST /webhooks/github": hook}
+	m, err = migratorsdk.New(spec, opts)
+	return m, err
 }

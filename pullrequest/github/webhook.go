@@ -51,17 +51,18 @@ const maxPayload = 25 << 20
 // In a Migrator, the callback runs a merge check pass, and the handler is
 // mounted on the Migrator's listener:
 //
-//	var m *migratorsdk.Migrator
-//	hook, err := github.NewWebhook(os.Getenv("GITHUB_WEBHOOK_SECRET"), func(ctx context.Context, _ []github.ClosedEvent) {
-//		m.CheckMerges(ctx)
-//	})
-//	if err != nil {
-//		return err
+//	func withWebhook(spec migratorsdk.Spec, opts migratorsdk.Options, secret string) (*migratorsdk.Migrator, error) {
+//		var m *migratorsdk.Migrator
+//		hook, err := github.NewWebhook(secret, func(ctx context.Context, _ []github.ClosedEvent) {
+//			m.CheckMerges(ctx)
+//		})
+//		if err != nil {
+//			return nil, err
+//		}
+//		opts.Routes = map[string]http.Handler{"POST /webhooks/github": hook}
+//		m, err = migratorsdk.New(spec, opts)
+//		return m, err
 //	}
-//	m, err = migratorsdk.New(spec, migratorsdk.Options{
-//		LoomURL: loomURL,
-//		Routes:  map[string]http.Handler{"POST /webhooks/github": hook},
-//	})
 //
 // then the webhook's payload URL on GitHub is the Migrator's address +
 // /webhooks/github. The merge checks the SDK runs every
