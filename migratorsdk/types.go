@@ -123,8 +123,11 @@ type OpenStep struct {
 	Step        string
 	Attempt     int
 	CandidateID string
-	PRURL       string
-	Metadata    map[string]string
+	// PRURL is the pull request the step's handler reported with Opened.
+	PRURL string
+	// Metadata is the step's metadata as the handler last reported it
+	// (WithMetadata), e.g. the branch or the pull request's number.
+	Metadata map[string]string
 	// CallbackToken authorises the report of this step's merge.
 	CallbackToken string
 }
