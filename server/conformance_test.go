@@ -114,7 +114,9 @@ func outcome(res *connect.Response[loomv1.ReportStepStatusResponse], err error) 
 
 // fromFake tells migratortest's dispatches (its callback tokens say so)
 // from Loom's, which name their Runs the same way.
-func fromFake(d *migratorv1.ExecuteStepRequest) bool { return strings.HasPrefix(d.GetCallbackToken(), "test.") }
+func fromFake(d *migratorv1.ExecuteStepRequest) bool {
+	return strings.HasPrefix(d.GetCallbackToken(), "test.")
+}
 
 // dispatchOf waits for the dispatch that match says is the one, passing
 // over the others (the next steps of Runs that moved on).

@@ -471,9 +471,10 @@ func TestRetryCancelAndStartAgain(t *testing.T) {
 
 	_, err := l.runs.RetryStep(ctx, connect.NewRequest(&loomv1.RetryStepRequest{RunId: runID, StepName: "bump-go", Attempt: 1}))
 	wantCode(t, err, connect.CodeFailedPrecondition, "TRANSITION_NOT_ALLOWED")
+	l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_OPEN, func(r *loomv1.ReportStepStatusRequest) { r.Metadata = map[string]string{"branch": "loom/bump-go"} })
 	l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_FAILED, func(r *loomv1.ReportStepStatusRequest) { r.Message = "go mod tidy failed" })
 	if r := l.getRun(t, runID); r.Status != loomv1.RunStatus_RUN_STATUS_RUNNING || r.CurrentStepStatus != loomv1.StepStatus_STEP_STATUS_FAILED ||
-		r.StepResults[0].Message != "go mod tidy failed" {
+		r.StepResults[0].Message != "go mod tidy failed" || r.StepResults[0].PrUrl == "" {
 		t.Fatalf("run after the failure: %v", r)
 	}
 	if c := l.candidate(t, "acme/orders"); c.Status != loomv1.CandidateStatus_CANDIDATE_STATUS_RUNNING {
@@ -490,8 +491,14 @@ func TestRetryCancelAndStartAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := retried.Msg.Run.StepResults[0]; s.Attempt != 2 || s.Status != loomv1.StepStatus_STEP_STATUS_IN_PROGRESS {
+	// The new attempt starts clean: the failed one's pull request, metadata
+	// and message are not its own.
+	if s := retried.Msg.Run.StepResults[0]; s.Attempt != 2 || s.Status != loomv1.StepStatus_STEP_STATUS_IN_PROGRESS ||
+		s.PrUrl != "" || len(s.Metadata) != 0 || s.Message != "" {
 		t.Fatalf("after retry: %v", s)
+	}
+	if s := l.getRun(t, runID).StepResults[0]; s.Attempt != 2 || s.PrUrl != "" || len(s.Metadata) != 0 || s.Message != "" {
+		t.Fatalf("run view after retry: %v", s)
 	}
 	d2 := w.nextDispatch()
 	if d2.Attempt != 2 || d2.Step.Name != "bump-go" {
@@ -576,7 +583,9 @@ func TestMigratorDownAtDispatchAndPreview(t *testing.T) {
 	l := w.startLoom()
 	l.setup(t, w.migrator.url, "acme/search")
 	w.migrator.setDown(true)
-	_, err := l.runs.PreviewRun(ctx, connect.NewRequest(&loomv1.PreviewRunRequest{MigrationId: "go-upgrade", CandidateId: "acme/search"}))
+	_, err := l.runs.PreviewRun(ctx, connect.NewRequest(&loomv1.PreviewRunRequest{
+		MigrationId: "go-upgrade", CandidateId: "acme/search", Inputs: map[string]string{"target_version": "1.23"},
+	}))
 	wantCode(t, err, connect.CodeUnavailable, "MIGRATOR_UNAVAILABLE")
 
 	if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{

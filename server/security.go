@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,7 +24,9 @@ type SecurityConfig struct {
 	// Insecure serves everyone without a token: only for a trusted network.
 	// Otherwise at least one of TokensFile and JWT is required.
 	Insecure bool
-	// TokensFile holds static tokens, hashed (see auth.TokensFile).
+	// TokensFile holds static tokens, hashed (see auth.TokensFile). It is
+	// reread within seconds of a change (see tokensReloadEvery), so tokens
+	// are added and revoked without a restart.
 	TokensFile string
 	// JWT accepts OIDC / JWT access tokens when its Issuer is set. Without
 	// a JWKS URL or file, the keys are found through the issuer's OpenID
@@ -104,7 +107,10 @@ func (c SecurityConfig) validate() error {
 
 // security is what SecurityConfig and TLSConfig build.
 type security struct {
-	authn     *auth.Authenticator
+	authn *auth.Authenticator
+	// tokens are the tokens file's, reread while the server serves; nil
+	// without a tokens file.
+	tokens    *auth.FileTokens
 	callbacks *auth.Callbacks
 	signer    *auth.Signer
 	policy    *dispatch.Policy
@@ -125,11 +131,11 @@ func buildSecurity(ctx context.Context, c SecurityConfig, t TLSConfig) (*securit
 	if !c.Insecure {
 		s.authn = &auth.Authenticator{}
 		if c.TokensFile != "" {
-			st, err := auth.LoadTokens(c.TokensFile)
+			st, err := auth.OpenTokensFile(c.TokensFile)
 			if err != nil {
 				return nil, err
 			}
-			s.authn.Static = st
+			s.authn.Static, s.tokens = st, st
 		}
 		if c.JWT.Issuer != "" {
 			if err := s.discover(ctx, &c); err != nil {
@@ -273,4 +279,36 @@ func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	}
 	r.cert, r.mod = &cert, mod
 	return r.cert, nil
+}
+
+// tokensReloadEvery is how often a serving server looks at its tokens file
+// for changes: a Stat, and a read only when the file changed.
+const tokensReloadEvery = 2 * time.Second
+
+// reloadTokens rereads the tokens file when it changes, every every, until
+// ctx ends. A file that cannot be read or does not check keeps the tokens
+// loaded before, and says why once (not at every look).
+func reloadTokens(ctx context.Context, tokens *auth.FileTokens, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastErr := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		changed, err := tokens.Reload()
+		switch {
+		case err != nil:
+			if err.Error() != lastErr {
+				log.Error("the tokens file cannot be used: the tokens loaded before stay in effect until it is fixed",
+					"file", tokens.Path(), "error", err)
+			}
+			lastErr = err.Error()
+		case changed:
+			log.Info("tokens file reloaded", "file", tokens.Path(), "tokens", tokens.Len())
+			lastErr = ""
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/api"
 	"github.com/loomhq/loom/server/internal/console"
 	"github.com/loomhq/loom/server/internal/dispatch"
@@ -146,6 +147,8 @@ type Server struct {
 	tls      *tls.Config
 	metrics  *telemetry.Metrics
 	runs     *migration.Runs
+	// tokens is the tokens file, reread while serving; nil without one.
+	tokens *auth.FileTokens
 }
 
 // New connects to Redis and Temporal and builds the API and the worker.
@@ -202,7 +205,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	} else if !d.AOF {
 		log.Warn("Redis has no append-only file: a Redis restart loses Migrations, Candidates and Run views; run it with --appendonly yes --appendfsync everysec")
 	}
-	s := &Server{cfg: cfg, log: log, store: st, temporal: tc, tls: tlsCfg, metrics: metrics}
+	s := &Server{cfg: cfg, log: log, store: st, temporal: tc, tls: tlsCfg, metrics: metrics, tokens: sec.tokens}
 	meter := metrics.Meter("github.com/loomhq/loom/server")
 	if err := s.observeRuns(meter); err != nil {
 		s.Close()
@@ -298,6 +301,11 @@ func (s *Server) Serve(ctx context.Context, l, admin net.Listener) error {
 		rctx, stopReconciling := context.WithCancel(ctx)
 		defer stopReconciling()
 		go s.reconcileEvery(rctx, time.Minute, s.cfg.ReconcileEvery)
+	}
+	if s.tokens != nil {
+		tctx, stopReloading := context.WithCancel(ctx)
+		defer stopReloading()
+		go reloadTokens(tctx, s.tokens, tokensReloadEvery, s.log)
 	}
 	if admin != nil {
 		as := &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second,

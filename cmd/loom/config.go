@@ -131,12 +131,12 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	f.string(&cfg.Temporal.HostPort, "temporal-addr", cfg.Temporal.HostPort, "Temporal frontend address")
 	f.string(&cfg.Temporal.Namespace, "temporal-namespace", cfg.Temporal.Namespace, "Temporal namespace")
 	f.string(&cfg.Temporal.TaskQueue, "task-queue", cfg.Temporal.TaskQueue, "Temporal task queue of Runs (the same on every replica)")
-	f.duration(&cfg.DispatchWindow, "dispatch-window", cfg.DispatchWindow, "how long a dispatch retries an unreachable Migrator before the step fails")
+	dispatchWindowFlag(f, &cfg.DispatchWindow, cfg.DispatchWindow)
 	f.duration(&cfg.ReconcileEvery, "reconcile-every", cfg.ReconcileEvery, "how often views of Runs whose workflow ended are brought in line with Temporal (0: never; loom reconcile does it on demand)")
 	f.duration(&cfg.DispatchLease, "dispatch-lease", cfg.DispatchLease, "how long a Migrator may hold an accepted step without a report before it is dispatched again (a Migration may set its own)")
 	f.duration(&cfg.PreviewTimeout, "preview-timeout", cfg.PreviewTimeout, "how long a preview waits for the Migrator")
 	f.bool(&console, "console", true, "serve the browser console at /")
-	f.string(&cors, "cors-origins", "", "browser origins allowed to call the API, comma-separated; * for any")
+	corsOriginsFlag(f, &cors)
 	var nets, hosts string
 	sec := &cfg.Security
 	f.bool(&sec.Insecure, "insecure-no-auth", false, "serve everyone without a token (trusted networks only)")
@@ -184,6 +184,17 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 		return cfg, lc, err
 	}
 	return cfg, lc, cfg.Validate()
+}
+
+// dispatchWindowFlag and corsOriginsFlag are flags of serve and dev: a
+// short dispatch window and a browser client on another origin are tried
+// with loom dev as they run with loom serve.
+func dispatchWindowFlag(f *flags, p *time.Duration, def time.Duration) {
+	f.duration(p, "dispatch-window", def, "how long a dispatch retries an unreachable Migrator before the step fails")
+}
+
+func corsOriginsFlag(f *flags, p *string) {
+	f.string(p, "cors-origins", "", "browser origins allowed to call the API, comma-separated; * for any")
 }
 
 // oidcFlags are the console's sign-in at the JWT issuer, in serve and dev.

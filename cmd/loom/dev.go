@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/loomhq/loom/internal/devenv"
+	"github.com/loomhq/loom/server"
 )
 
 type devConfig struct {
@@ -21,12 +22,15 @@ type devConfig struct {
 func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error) {
 	c := devConfig{env: devenv.Config{Example: true}}
 	var console bool
+	var cors string
 	f := &flags{fs: flag.NewFlagSet("loom dev", flag.ContinueOnError), env: env}
 	f.fs.SetOutput(stderr)
 	f.string(&c.env.DataDir, "data-dir", ".loom", "where Redis, Temporal and the sample fleet keep their state")
 	f.string(&c.env.Addr, "addr", "127.0.0.1:8080", "address the API listens on")
 	f.string(&c.env.AdminAddr, "admin-addr", "127.0.0.1:8081", "address of /metrics, /healthz and /readyz; empty: off")
 	f.bool(&console, "console", true, "serve the browser console at the API's address")
+	corsOriginsFlag(f, &cors)
+	dispatchWindowFlag(f, &c.env.DispatchWindow, server.DefaultConfig().DispatchWindow)
 	f.int(&c.env.TemporalPort, "temporal-port", 7233, "port of the embedded Temporal server")
 	f.int(&c.env.RedisPort, "redis-port", 6380, "port of the development Redis")
 	f.bool(&c.env.Example, "example", true, "run the example Migrator over a sample fleet of git repositories")
@@ -49,7 +53,13 @@ func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error)
 		return c, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
 	}
 	c.env.NoConsole = !console
+	c.env.CORSOrigins = splitList(cors)
 	c.env.ConsoleOIDC.Scopes = strings.Fields(scopes)
+	// Refused here rather than by the server, which loom dev builds only
+	// once Redis and Temporal have started.
+	if c.env.DispatchWindow <= 0 {
+		return c, fmt.Errorf("dispatch-window: %v is not a positive duration", c.env.DispatchWindow)
+	}
 	return c, c.log.validate()
 }
 
@@ -89,13 +99,23 @@ func printWelcome(w io.Writer, e devenv.Env) {
 	}
 	fmt.Fprintf(w, `  Tokens     operator: %[2]s
              migrator: %[3]s
+             all tokens: %[4]s (reread when it changes; add one with
+               loom tokens create -subject NAME -role ROLE -add-to %[4]s)
 
 Try (callers need a token: the operator's is in the data directory):
   export LOOM_TOKEN=$(cat %[2]s)
   grpcurl -plaintext %[1]s list
-  grpcurl -plaintext -H "authorization: Bearer $LOOM_TOKEN" -d '{"migration_id": "go-directive"}' %[1]s loom.v1.DiscoveryService/ListCandidates
+`, host, e.OperatorTokenFile, e.MigratorTokenFile, e.TokensFile)
+	// The example's Migration exists only when the example Migrator runs:
+	// without it, these would answer not_found.
+	if e.FleetDir != "" {
+		fmt.Fprintf(w, `  grpcurl -plaintext -H "authorization: Bearer $LOOM_TOKEN" -d '{"migration_id": "go-directive"}' %[1]s loom.v1.DiscoveryService/ListCandidates
   grpcurl -plaintext -H "authorization: Bearer $LOOM_TOKEN" -d '{"migration_id": "go-directive", "candidate_id": "svc-01", "inputs": {"go_version": "1.23", "toolchain": "1.23.4"}}' %[1]s loom.v1.RunService/PreviewRun
-
-Stop with Ctrl-C.
-`, host, e.OperatorTokenFile, e.MigratorTokenFile)
+`, host)
+	} else {
+		fmt.Fprintf(w, `  grpcurl -plaintext -H "authorization: Bearer $LOOM_TOKEN" -d '{}' %[1]s loom.v1.RegistryService/ListMigrations
+  (no example Migrator: run yours against %[2]s with the migrator token)
+`, host, e.APIURL)
+	}
+	fmt.Fprint(w, "\nStop with Ctrl-C.\n")
 }

@@ -28,6 +28,13 @@ type Config struct {
 	AdminAddr string
 	// NoConsole turns off the browser console at the API's /.
 	NoConsole bool
+	// CORSOrigins are the browser origins allowed to call the API from
+	// another origin (a console served elsewhere, a web client); "*" allows
+	// any. Empty: same origin only.
+	CORSOrigins []string
+	// DispatchWindow is how long a dispatch retries an unreachable Migrator
+	// before the step fails; 0 is the server's default (an hour).
+	DispatchWindow time.Duration
 	// TemporalPort and RedisPort: 0 picks free ports.
 	TemporalPort int
 	RedisPort    int
@@ -69,6 +76,10 @@ type Env struct {
 	// files are OperatorTokenFile and MigratorTokenFile.
 	OperatorToken, MigratorToken         string
 	OperatorTokenFile, MigratorTokenFile string
+	// TokensFile holds the hashes of every token this Loom accepts; it is
+	// reread when it changes, so a token added to it (loom tokens create
+	// -add-to) works within seconds.
+	TokensFile string
 }
 
 // Run starts Redis, Temporal, the Loom server and, if asked, the example
@@ -118,6 +129,10 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 	scfg := server.DefaultConfig()
 	scfg.Addr = cfg.Addr
 	scfg.NoConsole = cfg.NoConsole
+	scfg.CORSOrigins = cfg.CORSOrigins
+	if cfg.DispatchWindow > 0 {
+		scfg.DispatchWindow = cfg.DispatchWindow
+	}
 	scfg.Security.TokensFile = creds.tokensFile
 	scfg.Security.KeysFile = creds.keysFile
 	scfg.Security.JWT = cfg.JWT
@@ -167,6 +182,7 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 		MigratorToken:     creds.migrator,
 		OperatorTokenFile: creds.operatorFile,
 		MigratorTokenFile: creds.migratorFile,
+		TokensFile:        creds.tokensFile,
 	}
 	if !cfg.NoConsole {
 		env.ConsoleURL = env.APIURL + "/#token=" + url.QueryEscape(creds.operator)

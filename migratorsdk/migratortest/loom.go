@@ -320,6 +320,9 @@ func (l *Loom) Dispatch(ctx context.Context, migrationID, stepName, candidateID 
 	if cand == nil {
 		return nil, fmt.Errorf("candidate %s was not submitted to %s", candidateID, migrationID)
 	}
+	if err := missingInputs(m, inputs); err != nil {
+		return nil, err
+	}
 	steps := stepsFromProto(m.GetSteps())
 	if len(cand.GetSteps()) > 0 {
 		steps = stepsFromProto(cand.GetSteps())
@@ -350,6 +353,21 @@ func (l *Loom) MustDispatch(t testing.TB, migrationID, stepName, candidateID str
 }
 
 func (r *Run) dispatch(ctx context.Context) error { return r.send(ctx, true) }
+
+// missingInputs refuses, as Loom's StartRun and PreviewRun do, inputs
+// without a value for one of the Migration's.
+func missingInputs(m *loomv1.Migration, inputs map[string]string) error {
+	var missing []string
+	for _, in := range m.GetRequiredInputs() {
+		if inputs[in.GetName()] == "" {
+			missing = append(missing, in.GetName())
+		}
+	}
+	if len(missing) > 0 {
+		return refusal("MISSING_INPUTS", "missing required inputs: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
 
 // refusal is a FAILED_PRECONDITION with the ErrorInfo reason Loom gives.
 func refusal(reason, format string, args ...any) error {
@@ -434,7 +452,9 @@ func (r *Run) Retry(ctx context.Context) error {
 		return fmt.Errorf("step %s is %s, not failed", r.Step.Name, r.status)
 	}
 	r.attempt++
-	r.status = migratorsdk.StatusInProgress
+	// Like Loom, the new attempt starts clean: the old pull request,
+	// message and metadata belong to the attempt that failed.
+	r.status, r.prURL, r.message, r.meta = migratorsdk.StatusInProgress, "", "", nil
 	r.l.notify()
 	r.l.mu.Unlock()
 	return r.dispatch(ctx)
@@ -530,6 +550,9 @@ func (l *Loom) Preview(ctx context.Context, migrationID, candidateID string, inp
 	l.mu.Unlock()
 	if !ok || cand == nil {
 		return nil, fmt.Errorf("unknown migration %s or candidate %s", migrationID, candidateID)
+	}
+	if err := missingInputs(m, inputs); err != nil {
+		return nil, err
 	}
 	steps := m.GetSteps()
 	if len(cand.GetSteps()) > 0 {

@@ -256,3 +256,100 @@ func (b httpJSON) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
 }
+
+// A tokens file is reread when it changes: tokens added or removed take
+// effect without a restart, and a file that cannot be used leaves the
+// tokens as they were.
+func TestATokensFileIsReloadedWhenItChanges(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	aliceTok, aliceHash, _ := auth.NewToken()
+	bobTok, bobHash, _ := auth.NewToken()
+	alice := auth.StaticToken{Subject: "alice", Role: auth.RoleOperator, SHA256: aliceHash}
+	bob := auth.StaticToken{Subject: "bob", Role: auth.RoleViewer, SHA256: bobHash}
+	// Written as `loom tokens create -add-to` writes it: a new file renamed
+	// over the old one.
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path+".tmp", []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTokens := func(tokens ...auth.StaticToken) {
+		t.Helper()
+		b, err := json.Marshal(auth.TokensFile{Tokens: tokens})
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(string(b))
+	}
+	reload := func(f *auth.FileTokens, wantChanged, wantErr bool) {
+		t.Helper()
+		changed, err := f.Reload()
+		if changed != wantChanged || (err != nil) != wantErr {
+			t.Fatalf("reload: changed=%v err=%v; want changed=%v, an error: %v", changed, err, wantChanged, wantErr)
+		}
+	}
+	who := func(f *auth.FileTokens) string {
+		t.Helper()
+		a := &auth.Authenticator{Static: f}
+		var in []string
+		for _, tok := range []string{aliceTok, bobTok} {
+			if p, err := a.Authenticate(context.Background(), "Bearer "+tok); err == nil {
+				in = append(in, p.Subject)
+			}
+		}
+		return strings.Join(in, ",")
+	}
+
+	write("{not json")
+	if _, err := auth.OpenTokensFile(path); err == nil {
+		t.Fatal("a tokens file that does not parse was opened")
+	}
+	writeTokens(alice)
+	f, err := auth.OpenTokensFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := who(f); got != "alice" {
+		t.Fatalf("at start: %s", got)
+	}
+	reload(f, false, false)
+
+	writeTokens(alice, bob)
+	reload(f, true, false)
+	if got := who(f); got != "alice,bob" || f.Len() != 2 {
+		t.Fatalf("after bob was added: %s (%d tokens)", got, f.Len())
+	}
+
+	// Broken: the tokens stay, and the error is said once.
+	write(`{"tokens": [{"subject": "carol", "role": "root"`)
+	reload(f, false, true)
+	reload(f, false, false)
+	if got := who(f); got != "alice,bob" {
+		t.Fatalf("after a broken edit: %s", got)
+	}
+	writeTokens(alice, bob, auth.StaticToken{Subject: "mallory", Role: "root", SHA256: strings.Repeat("ab", 32)})
+	reload(f, false, true)
+	if got := who(f); got != "alice,bob" {
+		t.Fatalf("after an edit that does not check: %s", got)
+	}
+
+	// Fixed, with bob revoked.
+	writeTokens(alice)
+	reload(f, true, false)
+	if got := who(f); got != "alice" {
+		t.Fatalf("after bob was removed: %s", got)
+	}
+
+	// Gone: the tokens stay.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	reload(f, false, true)
+	if got := who(f); got != "alice" {
+		t.Fatalf("after the file was removed: %s", got)
+	}
+}

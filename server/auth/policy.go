@@ -9,8 +9,15 @@ import (
 // Authenticator turns a bearer token into a Principal: Loom's static tokens
 // ("loom_…") and, when configured, JWT access tokens.
 type Authenticator struct {
-	Static *StaticTokens
+	// Static authenticates the static tokens: a *StaticTokens, or the
+	// *FileTokens of a tokens file that is reread when it changes.
+	Static StaticAuthenticator
 	JWT    *JWTVerifier
+}
+
+// StaticAuthenticator authenticates Loom's static tokens.
+type StaticAuthenticator interface {
+	Authenticate(token string) (Principal, error)
 }
 
 // ErrNoToken says a request carries no bearer token.

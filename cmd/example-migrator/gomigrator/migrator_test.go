@@ -83,7 +83,7 @@ func TestTheExampleMigratesARepository(t *testing.T) {
 	if !previews[2].Skipped {
 		t.Fatalf("review preview %+v", previews[2])
 	}
-	bad, err := loom.Preview(ctx, gomigrator.MigrationID, "svc-01", map[string]string{"go_version": "latest"})
+	bad, err := loom.Preview(ctx, gomigrator.MigrationID, "svc-01", map[string]string{"go_version": "latest", "toolchain": "1.23.4"})
 	if err != nil || !strings.Contains(bad[0].Error, "go_version") {
 		t.Fatalf("preview with a bad input: %+v, %v", bad, err)
 	}
@@ -135,7 +135,7 @@ func TestAStepAlreadyDoneCompletesWithoutABranch(t *testing.T) {
 	if out := git(t, filepath.Join(fleet, "svc-01"), "branch", "--list", "loom/*"); strings.TrimSpace(out) != "" {
 		t.Fatalf("branches created: %s", out)
 	}
-	failed := loom.MustDispatch(t, gomigrator.MigrationID, "pin-toolchain", "svc-01", map[string]string{"toolchain": "newest"})
+	failed := loom.MustDispatch(t, gomigrator.MigrationID, "pin-toolchain", "svc-01", map[string]string{"go_version": "1.23", "toolchain": "newest"})
 	if rep := failed.MustWait(t, migratorsdk.StatusFailed); !strings.Contains(rep.Message, "input toolchain") {
 		t.Fatalf("failed with %q", rep.Message)
 	}

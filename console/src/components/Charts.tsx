@@ -1,8 +1,8 @@
 import { useEffect, useRef } from "react";
 import uPlot from "uplot";
 
-// Charts are drawn by uPlot (small, fast, canvas): a burndown of started and
-// completed Runs, and a sparkline per Migration on the home page.
+// Charts are drawn by uPlot (small, fast, canvas): a burndown of Candidates
+// started and completed, and a sparkline per Migration on the home page.
 
 function cssVar(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
@@ -67,5 +67,5 @@ export function Burndown({ points }: { points: { t: number; started: number; com
     },
     [JSON.stringify(points)],
   );
-  return <div ref={ref} className="chart" role="img" aria-label="Burndown: Runs started and completed over time" />;
+  return <div ref={ref} className="chart" role="img" aria-label="Burndown: Candidates started and completed over time" />;
 }

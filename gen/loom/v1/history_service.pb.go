@@ -288,9 +288,18 @@ type ListEventsRequest struct {
 	// Most events to return; 0 means 100. At most 1,000.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page, with the same filters.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the events that set a step's status from a report whose status
+	// (their `status` detail) is one of these: EVENT_KIND_STEP_REPORTED (a
+	// Migrator's report) and EVENT_KIND_REVIEW_FINISHED (an operator's
+	// outcome). Events of every other kind are left to the other filters.
+	// Empty means any status. Every failure of a Migration is then kinds
+	// EVENT_KIND_STEP_FAILED (Loom failed the step itself),
+	// EVENT_KIND_STEP_REPORTED and EVENT_KIND_REVIEW_FINISHED with
+	// STEP_STATUS_FAILED here.
+	ReportedStatuses []StepStatus `protobuf:"varint,8,rep,packed,name=reported_statuses,json=reportedStatuses,proto3,enum=loom.v1.StepStatus" json:"reported_statuses,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListEventsRequest) Reset() {
@@ -370,6 +379,13 @@ func (x *ListEventsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListEventsRequest) GetReportedStatuses() []StepStatus {
+	if x != nil {
+		return x.ReportedStatuses
+	}
+	return nil
 }
 
 // Response of HistoryService.ListEvents.
@@ -595,7 +611,7 @@ var File_loom_v1_history_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dloom/v1/history_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x03\n" +
+	"\x1dloom/v1/history_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11loom/v1/run.proto\"\xa1\x03\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12&\n" +
@@ -611,7 +627,7 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\adetails\x18\v \x03(\v2\x1b.loom.v1.Event.DetailsEntryR\adetails\x1a:\n" +
 	"\fDetailsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x04\n" +
 	"\x11ListEventsRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12P\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB-\xbaH*\xd8\x01\x01r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\x12;\n" +
@@ -622,7 +638,8 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\tpage_size\x18\x06 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"d\n" +
+	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12S\n" +
+	"\x11reported_statuses\x18\b \x03(\x0e2\x13.loom.v1.StepStatusB\x11\xbaH\x0e\x92\x01\v\x10\x06\"\a\x82\x01\x04\x10\x01 \x00R\x10reportedStatuses\"d\n" +
 	"\x12ListEventsResponse\x12&\n" +
 	"\x06events\x18\x01 \x03(\v2\x0e.loom.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xef\x03\n" +
@@ -683,6 +700,7 @@ var file_loom_v1_history_service_proto_goTypes = []any{
 	(*WatchEventsResponse)(nil),   // 5: loom.v1.WatchEventsResponse
 	nil,                           // 6: loom.v1.Event.DetailsEntry
 	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(StepStatus)(0),               // 8: loom.v1.StepStatus
 }
 var file_loom_v1_history_service_proto_depIdxs = []int32{
 	7,  // 0: loom.v1.Event.time:type_name -> google.protobuf.Timestamp
@@ -691,19 +709,20 @@ var file_loom_v1_history_service_proto_depIdxs = []int32{
 	0,  // 3: loom.v1.ListEventsRequest.kinds:type_name -> loom.v1.EventKind
 	7,  // 4: loom.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
 	7,  // 5: loom.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 6: loom.v1.ListEventsResponse.events:type_name -> loom.v1.Event
-	0,  // 7: loom.v1.WatchEventsRequest.kinds:type_name -> loom.v1.EventKind
-	1,  // 8: loom.v1.WatchEventsResponse.event:type_name -> loom.v1.Event
-	7,  // 9: loom.v1.WatchEventsResponse.heartbeat:type_name -> google.protobuf.Timestamp
-	2,  // 10: loom.v1.HistoryService.ListEvents:input_type -> loom.v1.ListEventsRequest
-	4,  // 11: loom.v1.HistoryService.WatchEvents:input_type -> loom.v1.WatchEventsRequest
-	3,  // 12: loom.v1.HistoryService.ListEvents:output_type -> loom.v1.ListEventsResponse
-	5,  // 13: loom.v1.HistoryService.WatchEvents:output_type -> loom.v1.WatchEventsResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 6: loom.v1.ListEventsRequest.reported_statuses:type_name -> loom.v1.StepStatus
+	1,  // 7: loom.v1.ListEventsResponse.events:type_name -> loom.v1.Event
+	0,  // 8: loom.v1.WatchEventsRequest.kinds:type_name -> loom.v1.EventKind
+	1,  // 9: loom.v1.WatchEventsResponse.event:type_name -> loom.v1.Event
+	7,  // 10: loom.v1.WatchEventsResponse.heartbeat:type_name -> google.protobuf.Timestamp
+	2,  // 11: loom.v1.HistoryService.ListEvents:input_type -> loom.v1.ListEventsRequest
+	4,  // 12: loom.v1.HistoryService.WatchEvents:input_type -> loom.v1.WatchEventsRequest
+	3,  // 13: loom.v1.HistoryService.ListEvents:output_type -> loom.v1.ListEventsResponse
+	5,  // 14: loom.v1.HistoryService.WatchEvents:output_type -> loom.v1.WatchEventsResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_history_service_proto_init() }
@@ -711,6 +730,7 @@ func file_loom_v1_history_service_proto_init() {
 	if File_loom_v1_history_service_proto != nil {
 		return
 	}
+	file_loom_v1_run_proto_init()
 	file_loom_v1_history_service_proto_msgTypes[4].OneofWrappers = []any{
 		(*WatchEventsResponse_Event)(nil),
 		(*WatchEventsResponse_Heartbeat)(nil),

@@ -471,9 +471,12 @@ type BurndownPoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Start of the bucket.
 	Start *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
-	// Runs started in the bucket.
+	// Candidates started for the first time in the bucket: a Candidate
+	// started again after a cancel is not counted again, so the started
+	// Candidates add up to at most the Migration's Candidates.
 	Started int64 `protobuf:"varint,2,opt,name=started,proto3" json:"started,omitempty"`
-	// Runs completed in the bucket.
+	// Candidates that completed the Migration in the bucket (a Candidate
+	// completes once).
 	Completed     int64 `protobuf:"varint,3,opt,name=completed,proto3" json:"completed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

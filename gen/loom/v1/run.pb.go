@@ -352,13 +352,17 @@ type StepResult struct {
 	StepName string `protobuf:"bytes,1,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
 	// Status of the step.
 	Status StepStatus `protobuf:"varint,2,opt,name=status,proto3,enum=loom.v1.StepStatus" json:"status,omitempty"`
-	// Key-value pairs the Migrator reported for this step, e.g. a branch name.
-	// Each report replaces them when it carries any.
+	// Key-value pairs the Migrator reported for the current attempt, e.g. a
+	// branch name. Each report replaces them when it carries any. A retry
+	// starts the next attempt with none: the failed attempt's stay in its
+	// EVENT_KIND_STEP_REPORTED events (HistoryService).
 	Metadata map[string]string `protobuf:"bytes,3,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// URL of the pull request the step opened, once it reported `open`.
+	// URL of the pull request the current attempt opened, once it reported
+	// `open`. A retry starts the next attempt with none, until the Migrator
+	// reports one; the failed attempt's stays in its history events.
 	PrUrl string `protobuf:"bytes,4,opt,name=pr_url,json=prUrl,proto3" json:"pr_url,omitempty"`
-	// Latest human-readable message: progress, review instructions, the
-	// reason of a failure, or an operator's note.
+	// Latest human-readable message of the current attempt: progress, review
+	// instructions, the reason of a failure, or an operator's note.
 	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
 	// Attempt number, 1 for the first dispatch and one more for every
 	// RetryStep.

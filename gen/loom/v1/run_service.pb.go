@@ -31,7 +31,8 @@ type PreviewRunRequest struct {
 	// The Candidate to preview it for.
 	CandidateId string `protobuf:"bytes,2,opt,name=candidate_id,json=candidateId,proto3" json:"candidate_id,omitempty"`
 	// Inputs for the preview, merged over those stored on the Candidate. They
-	// are not stored.
+	// are not stored. Every required input of the Migration must have a
+	// non-empty value after the merge.
 	Inputs        map[string]string `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,9 +29,38 @@ import (
 // testAPI is the API on a real Redis, served over HTTP/1.1 and cleartext
 // HTTP/2 like the production server.
 type testAPI struct {
-	url   string
-	store *store.Store
-	redis *redistest.Server
+	url       string
+	store     *store.Store
+	redis     *redistest.Server
+	migrators *fakeMigrators
+}
+
+// fakeMigrators stands in for the Migrators: previews answer one empty
+// preview per step and are kept; dispatches find nobody.
+type fakeMigrators struct {
+	mu       sync.Mutex
+	previews []migration.PreviewRequest
+}
+
+func (f *fakeMigrators) ExecuteStep(context.Context, string, migration.Dispatch) error {
+	return migration.Unavailable(migration.ReasonMigratorUnavailable, "no Migrator in these tests")
+}
+
+func (f *fakeMigrators) PreviewRun(_ context.Context, _ string, p migration.PreviewRequest) ([]migration.StepPreview, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.previews = append(f.previews, p)
+	out := make([]migration.StepPreview, len(p.Steps))
+	for i, s := range p.Steps {
+		out[i] = migration.StepPreview{StepName: s.Name}
+	}
+	return out, nil
+}
+
+func (f *fakeMigrators) asked() []migration.PreviewRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.previews)
 }
 
 func newTestAPI(t *testing.T) *testAPI {
@@ -38,12 +69,13 @@ func newTestAPI(t *testing.T) *testAPI {
 	st := store.New(redis.NewClient(&redis.Options{Addr: rs.Addr()}))
 	t.Cleanup(func() { _ = st.Close() })
 	clock := func() time.Time { return time.Now().UTC() }
+	migrators := &fakeMigrators{}
 	h := api.NewHandler(api.Options{
 		Registry:  &migration.Registry{Store: st, Now: clock},
 		Discovery: &migration.Discovery{Store: st, Now: clock},
 		// Reads of Runs come from the store alone; the ExecutionEngine is
 		// exercised by the server's end-to-end tests.
-		Runs:        &migration.Runs{Store: st, Now: clock},
+		Runs:        &migration.Runs{Store: st, Now: clock, Migrators: migrators},
 		History:     &migration.History{Store: st, Now: clock},
 		Metrics:     &migration.Metrics{Store: st, Now: clock},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -56,7 +88,7 @@ func newTestAPI(t *testing.T) *testAPI {
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &testAPI{url: srv.URL, store: st, redis: rs}
+	return &testAPI{url: srv.URL, store: st, redis: rs, migrators: migrators}
 }
 
 // h2c is an HTTP client speaking cleartext HTTP/2, as gRPC needs.
@@ -672,6 +704,140 @@ func TestUpdateCandidateInputs(t *testing.T) {
 	}
 }
 
+// PreviewRun refuses a preview that lacks a required input as StartRun
+// refuses the start (the same code, reason and inputs named), before the
+// Migrator is asked; inputs stored on the Candidate count.
+func TestPreviewRefusesMissingInputsLikeStart(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	setup := a.clients(http.DefaultClient)
+	if _, err := setup.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("preview")})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+		MigrationId: "preview", Candidates: []*loomv1.Candidate{sampleCandidate("acme/payments", "service")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			c := a.clients(p.client(), p.opts...)
+			// Blank counts as missing, as it does for a start.
+			inputs := map[string]string{"target_version": "  ", "other": "x"}
+			_, previewErr := c.runs.PreviewRun(ctx, connect.NewRequest(&loomv1.PreviewRunRequest{MigrationId: "preview", CandidateId: "acme/payments", Inputs: inputs}))
+			_, startErr := c.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "preview", CandidateId: "acme/payments", Inputs: inputs}))
+			for name, err := range map[string]error{"preview": previewErr, "start": startErr} {
+				cerr := wantCode(t, err, connect.CodeFailedPrecondition)
+				if info := errorInfo(t, cerr); info.Reason != migration.ReasonMissingInputs || info.Metadata["missing"] != "target_version" {
+					t.Errorf("%s: error info %v, want %s naming target_version", name, info, migration.ReasonMissingInputs)
+				}
+				if !strings.Contains(cerr.Message(), "target_version") {
+					t.Errorf("%s: message %q does not name the input", name, cerr.Message())
+				}
+			}
+		})
+	}
+	if asked := a.migrators.asked(); len(asked) != 0 {
+		t.Fatalf("the Migrator was asked for a preview Loom refused: %+v", asked)
+	}
+	if _, err := setup.discovery.UpdateCandidateInputs(ctx, connect.NewRequest(&loomv1.UpdateCandidateInputsRequest{
+		MigrationId: "preview", CandidateId: "acme/payments", Inputs: map[string]string{"target_version": "1.23"},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	res, err := setup.runs.PreviewRun(ctx, connect.NewRequest(&loomv1.PreviewRunRequest{MigrationId: "preview", CandidateId: "acme/payments"}))
+	if err != nil {
+		t.Fatalf("preview with the input stored on the Candidate: %v", err)
+	}
+	asked := a.migrators.asked()
+	if len(res.Msg.Steps) != 2 || len(asked) != 1 || asked[0].Inputs["target_version"] != "1.23" {
+		t.Fatalf("preview %v; the Migrator was asked %+v", res.Msg, asked)
+	}
+}
+
+// ListEvents keeps, with reported_statuses, the reports (of a Migrator, of
+// a review) of those statuses and the events of other kinds; the filter
+// is part of what a page token continues, and its items are validated.
+func TestListEventsFiltersReportedStatuses(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	setup := a.clients(http.DefaultClient)
+	if _, err := setup.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("hist")})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+		MigrationId: "hist", Candidates: []*loomv1.Candidate{sampleCandidate("a", "service")},
+	})); err != nil {
+		t.Fatal(err)
+	}
+	// A Run whose first step opens a pull request, then is reported failed.
+	now := time.Now().UTC()
+	m, err := a.store.GetMigration(ctx, "hist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := migration.NewRun(migration.Manifest{RunID: migration.RunID("hist", "a"), Execution: 1, MigrationID: "hist",
+		Steps: m.Steps, Candidate: migration.Candidate{ID: "a"}, Inputs: map[string]string{"target_version": "1.23"}}, now)
+	if _, err := a.store.BeginRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	run.BeginStep(0, 1, now)
+	if _, err := a.store.SaveRun(ctx, run, []migration.Event{run.DispatchedEvent(now)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []migration.StepStatus{migration.StepOpen, migration.StepFailed} {
+		act := migration.StepAction{Kind: migration.ActionReport, Execution: 1, Step: "bump-go", Attempt: 1, Status: st,
+			PRURL: "https://git.example/a/pull/1", Message: "reported " + string(st), Actor: "migrator"}
+		if _, err := run.Apply(act, now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.store.SaveRun(ctx, run, run.ActionEvents(act, now), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failed := []loomv1.StepStatus{loomv1.StepStatus_STEP_STATUS_FAILED}
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			hist := loomv1connect.NewHistoryServiceClient(p.client(), a.url, p.opts...)
+			res, err := hist.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "hist",
+				Kinds: []loomv1.EventKind{loomv1.EventKind_EVENT_KIND_STEP_FAILED, loomv1.EventKind_EVENT_KIND_STEP_REPORTED}, ReportedStatuses: failed}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev := res.Msg.Events; len(ev) != 1 || ev[0].Details["status"] != "failed" || ev[0].Details["message"] != "reported failed" {
+				t.Fatalf("failures: %v", ev)
+			}
+			// Without kinds: every event but the open report, newest first.
+			res, err = hist.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateId: "a", ReportedStatuses: failed, PageSize: 2}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev := res.Msg.Events; len(ev) != 2 || ev[0].Kind != loomv1.EventKind_EVENT_KIND_STEP_REPORTED || ev[1].Kind != loomv1.EventKind_EVENT_KIND_STEP_DISPATCHED {
+				t.Fatalf("first page: %v", ev)
+			}
+			// The token continues this filter only.
+			_, err = hist.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateId: "a", PageSize: 2,
+				ReportedStatuses: []loomv1.StepStatus{loomv1.StepStatus_STEP_STATUS_OPEN}, PageToken: res.Msg.NextPageToken}))
+			if info := errorInfo(t, wantCode(t, err, connect.CodeInvalidArgument)); info.Reason != migration.ReasonInvalidPageToken {
+				t.Fatalf("a token of another filter: %v", info)
+			}
+			next, err := hist.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateId: "a", ReportedStatuses: failed, PageSize: 2,
+				PageToken: res.Msg.NextPageToken}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev := next.Msg.Events; len(ev) != 2 || ev[0].Kind != loomv1.EventKind_EVENT_KIND_RUN_STARTED || ev[1].Kind != loomv1.EventKind_EVENT_KIND_CANDIDATE_DISCOVERED {
+				t.Fatalf("second page: %v", ev)
+			}
+			_, err = hist.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "hist",
+				ReportedStatuses: []loomv1.StepStatus{loomv1.StepStatus_STEP_STATUS_FAILED, loomv1.StepStatus_STEP_STATUS_UNSPECIFIED}}))
+			if cerr := wantCode(t, err, connect.CodeInvalidArgument); !strings.Contains(cerr.Message(), "reported_statuses[1]") {
+				t.Fatalf("refusal %q does not name reported_statuses[1]", cerr.Message())
+			}
+		})
+	}
+}
+
 func TestRunRequestsAreValidated(t *testing.T) {
 	a := newTestAPI(t)
 	ctx := context.Background()
@@ -775,6 +941,7 @@ func TestUndefinedEnumNamesAreRefusedOverJSON(t *testing.T) {
 		{"/loom.v1.RunService/ListRuns", `{"migrationId": "m", "currentStepStatus": "STEP_STATUS_DONE"}`, "current_step_status"},
 		{"/loom.v1.DiscoveryService/ListCandidates", `{"migration_id": "m", "status": "RUNNING"}`, "status"},
 		{"/loom.v1.HistoryService/ListEvents", `{"migration_id": "m", "kinds": ["EVENT_KIND_STEP_REPORTED", "EVENT_KIND_NOPE"]}`, "kinds[1]"},
+		{"/loom.v1.HistoryService/ListEvents", `{"migration_id": "m", "reported_statuses": ["STEP_STATUS_FAILED", "FAILED"]}`, "reported_statuses[1]"},
 	} {
 		code, body := post(tc.procedure, tc.body)
 		if code != http.StatusBadRequest || !strings.Contains(body, `"invalid_argument"`) || !strings.Contains(body, tc.field+`: \"`) {

@@ -38,12 +38,18 @@ func (s *HistoryServer) ListEvents(ctx context.Context, req *connect.Request[loo
 	for _, k := range m.GetKinds() {
 		filterKey += "|" + k.String()
 	}
+	for _, st := range m.GetReportedStatuses() {
+		filterKey += "|reported:" + st.String()
+	}
 	after, err := decodePageToken(m.GetPageToken(), filterKey)
 	if err != nil {
 		return nil, err
 	}
-	page, err := s.History.List(ctx, m.GetMigrationId(), eventFilter(m.GetCandidateId(), m.GetKinds(), m.GetStartTime(), m.GetEndTime()),
-		migration.PageRequest{After: after, Limit: int(m.GetPageSize())})
+	f := eventFilter(m.GetCandidateId(), m.GetKinds(), m.GetStartTime(), m.GetEndTime())
+	for _, st := range m.GetReportedStatuses() {
+		f.ReportedStatuses = append(f.ReportedStatuses, protoconv.StepStatusFromProto(st))
+	}
+	page, err := s.History.List(ctx, m.GetMigrationId(), f, migration.PageRequest{After: after, Limit: int(m.GetPageSize())})
 	if err != nil {
 		return nil, err
 	}

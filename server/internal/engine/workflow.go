@@ -188,6 +188,12 @@ type runFlow struct {
 	// background is set for executions whose view is written by writeViews
 	// (see there); older ones save synchronously, as they were recorded.
 	background bool
+	// cleanRetries is set for executions whose retried step starts its next
+	// attempt without the failed attempt's pull request URL and metadata
+	// (migration.Run.BeginStep). Older ones carry them over, as they did
+	// when their histories were recorded: whether a later report changes
+	// the step, and so whether a write follows, depends on it.
+	cleanRetries bool
 	// begun: the store has recorded this execution (BeginRun).
 	begun bool
 	// initial is the Run as it started, for the first write's BeginRun.
@@ -274,9 +280,12 @@ const (
 	// 2: the view is written in the background by writeViews, the first
 	// write records the execution, a report's answer is its step alone.
 	versionBackgroundWrites workflow.Version = 2
+	// 3: a retry starts the next attempt clean, without the failed
+	// attempt's pull request URL and metadata (see cleanRetries).
+	versionCleanRetries workflow.Version = 3
 
 	// CurrentVersion is the version new executions start at.
-	CurrentVersion = versionBackgroundWrites
+	CurrentVersion = versionCleanRetries
 )
 
 func (f *runFlow) setup(ctx workflow.Context) error {
@@ -286,6 +295,7 @@ func (f *runFlow) setup(ctx workflow.Context) error {
 	}
 	f.serialSaves = v >= versionSerialSaves
 	f.background = v >= versionBackgroundWrites
+	f.cleanRetries = v >= versionCleanRetries
 	if f.background {
 		// The writer outlives a cancel: it still has the cancel to write.
 		wctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -335,9 +345,18 @@ func (f *runFlow) renews(a migration.StepAction, now time.Time) bool {
 func (f *runFlow) act(ctx workflow.Context, a migration.StepAction) (ActionResult, error) {
 	f.actions++
 	now := workflow.Now(ctx)
+	var failed migration.StepResult
+	if c := f.run.Current(); c != nil && a.Kind == migration.ActionRetry {
+		failed = *c
+	}
 	changed, err := f.run.Apply(a, now)
 	if err != nil {
 		return ActionResult{}, encodeRefusal(err)
+	}
+	if a.Kind == migration.ActionRetry && !f.cleanRetries {
+		// An execution of an older version: see cleanRetries.
+		c := f.run.Current()
+		c.PRURL, c.Metadata = failed.PRURL, failed.Metadata
 	}
 	if a.Kind == migration.ActionReport {
 		// Any report, even a repeated one, shows the Migrator is alive.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -855,4 +856,70 @@ func TestSixtyDaysOfReportsEveryMinuteStayWithinLimits(t *testing.T) {
 		t.Fatalf("dispatches: %s", got)
 	}
 	t.Logf("%d reports over %d days in %d workflow runs of at most %d actions each", total, days, runs, maxActionsPerRun)
+}
+
+// A retried step starts its next attempt clean: the failed attempt's pull
+// request URL, metadata and message are not the new attempt's (they stay in
+// the history's events). Executions started before version 3 keep carrying
+// them over, as their recorded histories did.
+func TestARetryStartsTheNextAttemptClean(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version workflow.Version
+		carried bool
+	}{
+		{"current version", CurrentVersion, false},
+		{"executions of version 2", versionBackgroundWrites, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr"})
+			in.Version = tc.version
+			opened := report("only", 1, migration.StepOpen)
+			opened.Metadata = map[string]string{"branch": "loom/only-1"}
+			h.at(time.Minute, opened)
+			failed := report("only", 1, migration.StepFailed)
+			failed.Message = "CI is red"
+			h.at(2*time.Minute, failed)
+			retried := h.at(3*time.Minute, migration.StepAction{Kind: migration.ActionRetry, Step: "only", Attempt: 1, Actor: "bob"})
+			var view migration.Run
+			h.env.RegisterDelayedCallback(func() { view = h.store.last() }, 4*time.Minute)
+			reopened := report("only", 2, migration.StepOpen)
+			reopened.PRURL = "https://git.example/pr/2"
+			h.at(5*time.Minute, reopened)
+			h.at(6*time.Minute, report("only", 2, migration.StepMerged))
+
+			if err := h.run(in); err != nil {
+				t.Fatal(err)
+			}
+			if !retried.done || retried.err != nil || retried.rejected != nil || retried.result.Run == nil {
+				t.Fatalf("retry: %+v", retried)
+			}
+			wantPR, wantMeta := "", map[string]string(nil)
+			if tc.carried {
+				wantPR, wantMeta = "https://git.example/pr/1", opened.Metadata
+			}
+			for what, s := range map[string]migration.StepResult{
+				"the retry's answer": retried.result.Step, "its Run": *retried.result.Run.Current(), "the view after it": view.Results[0],
+			} {
+				if s.Attempt != 2 || s.Status != migration.StepInProgress || s.PRURL != wantPR || !maps.Equal(s.Metadata, wantMeta) ||
+					s.Message != "" || !s.OpenTime.IsZero() {
+					t.Errorf("%s: attempt %d %s pr %q metadata %v message %q open %v; want attempt 2 in_progress, pr %q, metadata %v, no message",
+						what, s.Attempt, s.Status, s.PRURL, s.Metadata, s.Message, s.OpenTime, wantPR, wantMeta)
+				}
+			}
+			// The failed attempt's pull request stays in the history.
+			var prs []string
+			for _, e := range h.store.events {
+				if e.Kind == migration.EventStepReported && e.Details["pr_url"] != "" {
+					prs = append(prs, fmt.Sprintf("#%d %s", e.Attempt, e.Details["pr_url"]))
+				}
+			}
+			if got := strings.Join(prs, ", "); got != "#1 https://git.example/pr/1, #2 https://git.example/pr/2" {
+				t.Errorf("pull requests in the history: %s", got)
+			}
+			if last := h.store.last(); last.Status != migration.RunCompleted || last.Results[0].PRURL != "https://git.example/pr/2" {
+				t.Errorf("final run %+v", last.Results[0])
+			}
+		})
+	}
 }

@@ -3,6 +3,7 @@ package migration
 import (
 	"context"
 	"maps"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -59,8 +60,14 @@ type Event struct {
 type EventFilter struct {
 	CandidateID string
 	Kinds       []EventKind
-	Since       time.Time
-	Until       time.Time
+	// ReportedStatuses keeps, of the events that set a step's status from
+	// a report (step_reported by a Migrator, review_finished by an
+	// operator), those whose status (their "status" detail) is one of
+	// these; events of other kinds pass. It is how the failures reported
+	// are found beside the steps Loom failed itself (step_failed).
+	ReportedStatuses []StepStatus
+	Since            time.Time
+	Until            time.Time
 }
 
 // Matches reports whether e passes the filter.
@@ -76,6 +83,10 @@ func (f EventFilter) Matches(e Event) bool {
 		if !ok {
 			return false
 		}
+	}
+	if len(f.ReportedStatuses) > 0 && (e.Kind == EventStepReported || e.Kind == EventReviewFinished) &&
+		!slices.Contains(f.ReportedStatuses, StepStatus(e.Details["status"])) {
+		return false
 	}
 	if !f.Since.IsZero() && e.Time.Before(f.Since) {
 		return false

@@ -148,7 +148,9 @@ func (r *Run) CurrentStepStatus() StepStatus {
 }
 
 // BeginStep records the dispatch of step index i at the given attempt: the
-// step is in progress.
+// step is in progress. A retry (i already reached) replaces the failed
+// attempt's result with a clean one: its pull request, metadata and
+// message belonged to that attempt, and stay in the history's events.
 func (r *Run) BeginStep(i, attempt int, now time.Time) {
 	res := StepResult{
 		StepName:   r.Steps[i].Name,
@@ -161,10 +163,6 @@ func (r *Run) BeginStep(i, attempt int, now time.Time) {
 		Dispatches: 1,
 	}
 	if i < len(r.Results) {
-		// A retry keeps what the earlier attempt reported (the PR URL, the
-		// metadata) until the Migrator reports again.
-		prev := r.Results[i]
-		res.PRURL, res.Metadata = prev.PRURL, prev.Metadata
 		r.Results[i] = res
 	} else {
 		r.Results = append(r.Results, res)

@@ -132,19 +132,26 @@ func TestActionsAreRefusedWhenStale(t *testing.T) {
 	}
 }
 
+// A retry starts the next attempt clean: the failed attempt's pull
+// request, metadata and message are its own (its events keep them).
 func TestRetryStartsTheNextAttempt(t *testing.T) {
 	r := runAt(migration.StepInProgress)
+	opened := report(migration.StepOpen)
+	opened.PRURL, opened.Metadata = "https://git.example/pr/9", map[string]string{"branch": "loom/one"}
+	if _, err := r.Apply(opened, t0); err != nil {
+		t.Fatal(err)
+	}
 	a := report(migration.StepFailed)
 	a.Message = "tests failed"
-	a.PRURL = "https://git.example/pr/9"
-	if _, err := r.Apply(a, t0); err != nil {
+	if _, err := r.Apply(a, t0.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Apply(migration.StepAction{Kind: migration.ActionRetry, Step: "one", Attempt: 1, Actor: "alice"}, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	c := r.Current()
-	if c.Attempt != 2 || c.Status != migration.StepInProgress || c.Actor != "alice" || c.Message != "" || c.PRURL != "https://git.example/pr/9" {
+	if c.Attempt != 2 || c.Status != migration.StepInProgress || c.Actor != "alice" || c.Message != "" || c.PRURL != "" ||
+		c.Metadata != nil || !c.OpenTime.IsZero() || !c.StartTime.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("after retry: %+v", *c)
 	}
 	// A second retry naming the old attempt is refused: two operators retrying

@@ -36,20 +36,9 @@ func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, in
 	case CandidateCompleted:
 		return Run{}, FailedPrecondition(ReasonCandidateCompleted, "candidate %q has completed this migration", candidateID).With("run_id", runID)
 	}
-	merged := maps.Clone(c.Inputs)
-	if merged == nil {
-		merged = map[string]string{}
-	}
-	maps.Copy(merged, inputs)
-	var missing []string
-	for _, in := range m.RequiredInputs {
-		if strings.TrimSpace(merged[in.Name]) == "" {
-			missing = append(missing, in.Name)
-		}
-	}
-	if len(missing) > 0 {
-		return Run{}, FailedPrecondition(ReasonMissingInputs, "missing required inputs: %s", strings.Join(missing, ", ")).
-			With("missing", strings.Join(missing, ","))
+	merged, err := runInputs(m, c, inputs)
+	if err != nil {
+		return Run{}, err
 	}
 	steps := c.Steps
 	if len(steps) == 0 {
@@ -87,6 +76,29 @@ func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, in
 		return Run{}, err
 	}
 	return run, nil
+}
+
+// runInputs merges the inputs given for a Run of c over those stored on c
+// and checks that every required input of m has a value after the merge:
+// StartRun and PreviewRun refuse alike (MISSING_INPUTS, metadata "missing"
+// naming the inputs, comma-separated, in the Migration's order).
+func runInputs(m Migration, c Candidate, inputs map[string]string) (map[string]string, error) {
+	merged := maps.Clone(c.Inputs)
+	if merged == nil {
+		merged = map[string]string{}
+	}
+	maps.Copy(merged, inputs)
+	var missing []string
+	for _, in := range m.RequiredInputs {
+		if strings.TrimSpace(merged[in.Name]) == "" {
+			missing = append(missing, in.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, FailedPrecondition(ReasonMissingInputs, "missing required inputs: %s", strings.Join(missing, ", ")).
+			With("missing", strings.Join(missing, ","))
+	}
+	return merged, nil
 }
 
 // CancelRun cancels a running Run; its Candidate goes back to not_started.
@@ -414,11 +426,13 @@ func (u *Runs) PreviewRun(ctx context.Context, migrationID, candidateID string, 
 	if err != nil {
 		return nil, err
 	}
-	merged := maps.Clone(c.Inputs)
-	if merged == nil {
-		merged = map[string]string{}
+	// A preview shows what a start with these inputs would do: a start
+	// that would be refused is refused here too, before the Migrator is
+	// asked to compute diffs from an input it lacks.
+	merged, err := runInputs(m, c, inputs)
+	if err != nil {
+		return nil, err
 	}
-	maps.Copy(merged, inputs)
 	steps := c.Steps
 	if len(steps) == 0 {
 		steps = m.Steps

@@ -418,3 +418,129 @@ func idBefore(a, b string) bool {
 	fmt.Sscanf(b, "%d-%d", &bm, &bs)
 	return am < bm || am == bm && as < bs
 }
+
+// A Migrator reports a step's failure (step_reported, status failed), an
+// operator fails a review (review_finished, status failed), where Loom
+// records the failures it makes itself as step_failed: a filter on the
+// reported status finds every kind of failure, and leaves the events of
+// other kinds to the kind filter.
+func TestListEventsByReportedStatus(t *testing.T) {
+	s, _ := newStore(t)
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc"), cand("b", "svc"), cand("c", "svc")}}, at(0))
+	// a: in progress, open, then the Migrator reports it failed; retried.
+	a := mustBegin(t, s, newRun("m", "a", 1, at(1)))
+	a.BeginStep(0, 1, at(1))
+	saveWith(t, s, &a, at(1), a.DispatchedEvent(at(1)))
+	for i, st := range []migration.StepStatus{migration.StepInProgress, migration.StepOpen, migration.StepFailed} {
+		act := reportAction(&a, st)
+		act.Message = "report " + string(st)
+		if st == migration.StepOpen {
+			act.PRURL = "https://git.example/a/pull/1"
+		}
+		runAct(t, &a, act, at(2+i))
+		saveWith(t, s, &a, at(2+i), a.ActionEvents(act, at(2+i))...)
+	}
+	retry := migration.StepAction{Kind: migration.ActionRetry, Step: "bump", Attempt: 1, Actor: "alice"}
+	runAct(t, &a, retry, at(5))
+	saveWith(t, s, &a, at(5), a.ActionEvents(retry, at(5))...)
+	// b: Loom fails it itself (its dispatch was refused).
+	b := mustBegin(t, s, newRun("m", "b", 1, at(6)))
+	b.BeginStep(0, 1, at(6))
+	b.FailStep("dispatch failed: refused", at(7))
+	saveWith(t, s, &b, at(7), b.FailedEvent(at(7), "dispatch failed: refused"))
+	// c: bump completed, then an operator fails its review.
+	c := mustBegin(t, s, newRun("m", "c", 1, at(8)))
+	c.BeginStep(0, 1, at(8))
+	saveWith(t, s, &c, at(8), c.DispatchedEvent(at(8)))
+	done := reportAction(&c, migration.StepCompleted)
+	runAct(t, &c, done, at(9))
+	saveWith(t, s, &c, at(9), c.ActionEvents(done, at(9))...)
+	c.BeginStep(1, 1, at(10))
+	saveWith(t, s, &c, at(10), c.DispatchedEvent(at(10)))
+	review := reportAction(&c, migration.StepAwaitingReview)
+	runAct(t, &c, review, at(11))
+	saveWith(t, s, &c, at(11), c.ActionEvents(review, at(11))...)
+	failReview := migration.StepAction{Kind: migration.ActionFinishReview, Step: "review", Attempt: 1, Status: migration.StepFailed,
+		Message: "canary unhealthy", Actor: "bob"}
+	runAct(t, &c, failReview, at(12))
+	saveWith(t, s, &c, at(12), c.ActionEvents(failReview, at(12))...)
+
+	failures := migration.EventFilter{
+		Kinds: []migration.EventKind{migration.EventStepFailed, migration.EventStepRetried, migration.EventStepReported,
+			migration.EventReviewFinished},
+		ReportedStatuses: []migration.StepStatus{migration.StepFailed},
+	}
+	got := allEvents(t, s, "m", failures)
+	if k := kindsOf(got); k != "step_reported:bump,step_retried:bump,step_failed:bump,review_finished:review" {
+		t.Fatalf("failures and retries: %s", k)
+	}
+	if got[0].CandidateID != "a" || got[0].Details["status"] != "failed" || got[0].Details["message"] != "report failed" ||
+		got[2].CandidateID != "b" || got[3].CandidateID != "c" || got[3].Details["message"] != "canary unhealthy" {
+		t.Fatalf("failures and retries: %+v", got)
+	}
+	// Without kinds, events of other kinds pass; of the reports, only those asked for.
+	reported := allEvents(t, s, "m", migration.EventFilter{CandidateID: "a",
+		ReportedStatuses: []migration.StepStatus{migration.StepOpen, migration.StepFailed}})
+	if k := kindsOf(reported); k != "candidate_discovered,run_started,step_dispatched:bump,step_reported:bump,step_reported:bump,step_retried:bump,step_dispatched:bump" {
+		t.Fatalf("a's events with open and failed reports: %s", k)
+	}
+	if reported[3].Details["status"] != "open" || reported[4].Details["status"] != "failed" {
+		t.Fatalf("reports kept: %v, %v", reported[3].Details, reported[4].Details)
+	}
+	// Pages stay whole across the filter: one event a page, the same three.
+	var paged []string
+	for after := ""; ; {
+		page, err := s.ListEvents(context.Background(), "m", failures, migration.PageRequest{After: after, Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page.Events {
+			paged = append(paged, string(e.Kind))
+		}
+		if after = page.Next; after == "" {
+			break
+		}
+	}
+	if strings.Join(paged, ",") != "review_finished,step_failed,step_retried,step_reported" {
+		t.Fatalf("paged failures: %v", paged)
+	}
+}
+
+// The burndown counts Candidates: one started, cancelled and started again
+// is one started Candidate, in the hour of its first start.
+func TestBurndownCountsEachCandidateOnce(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc"), cand("b", "svc")}}, at(0))
+	// a: started, cancelled, started again two hours later, completed.
+	a1 := mustBegin(t, s, newRun("m", "a", 1, at(1)))
+	a1.Finish(migration.RunCancelled, "wrong tag", at(2))
+	saveWith(t, s, &a1, at(2), a1.FinishedEvent("alice"))
+	a2 := mustBegin(t, s, newRun("m", "a", 2, at(121)))
+	a2.Finish(migration.RunCompleted, "", at(122))
+	saveWith(t, s, &a2, at(122), a2.FinishedEvent(migration.ActorLoom))
+	// b: started once, still running.
+	mustBegin(t, s, newRun("m", "b", 1, at(3)))
+
+	got, err := s.MigrationMetrics(ctx, "m", migration.MetricsQuery{StuckAfter: time.Hour, Now: at(180)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started, completed int64
+	startedIn := map[time.Time]int64{}
+	for _, p := range got.Burndown {
+		started += p.Started
+		completed += p.Completed
+		if p.Started > 0 {
+			startedIn[p.Start] = p.Started
+		}
+	}
+	if started != 2 || completed != 1 {
+		t.Fatalf("burndown: started %d completed %d, want 2 Candidates started and 1 completed", started, completed)
+	}
+	if first := at(1).Truncate(time.Hour); len(startedIn) != 1 || startedIn[first] != 2 {
+		t.Fatalf("burndown: started per hour %v, want both in the hour of %v", startedIn, first)
+	}
+}

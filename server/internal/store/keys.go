@@ -309,8 +309,8 @@ func candidateEventsPrefix(m string) string { return migrationTag(m) + "events:c
 //	f:<step>                 failed attempts of <step>
 func metricsKey(m string) string { return migrationTag(m) + "metrics" }
 
-// burndownKey counts Runs per hour: fields s:<hour> (started) and
-// c:<hour> (completed), <hour> = unix ms / 3,600,000. HASH.
+// burndownKey counts Candidates per hour: fields s:<hour> (started for the
+// first time) and c:<hour> (completed), <hour> = unix ms / 3,600,000. HASH.
 func burndownKey(m string) string { return migrationTag(m) + "burndown" }
 
 // failuresKey lists the latest step failures, newest first, each a JSON

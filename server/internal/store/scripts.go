@@ -811,8 +811,10 @@ end
 
 // beginRunScript records the start of execution N of a Candidate's Run: the
 // Candidate becomes running with exec N and the Run's inputs, the run view
-// is created, and run_started is recorded (with the burndown and the
-// Candidate's activity). KEYS: see runKeysDoc.
+// is created, and run_started is recorded (with the Candidate's activity,
+// and, on the Candidate's first execution only, the burndown: it counts
+// Candidates started, so one started again after a cancel counts once).
+// KEYS: see runKeysDoc.
 //
 //	ARGV[1] candidate id
 //	ARGV[2] N, the execution
@@ -851,7 +853,10 @@ dropDispatchFailure(id, n, '')
 local d = {}
 for k, v in pairs(cjson.decode(ARGV[3])) do d['inputs.' .. k] = v end
 addEvent({k = 'run_started', t = now, c = id, r = ARGV[8], x = n, d = d})
-redis.call('HINCRBY', KEYS[11], 's:' .. hour(now), 1)
+-- exec is 0 until the Candidate's first execution is recorded here, and
+-- only grows: a later execution (after a cancel, or replacing a start whose
+-- workflow never ran) finds it above 0.
+if exec == 0 then redis.call('HINCRBY', KEYS[11], 's:' .. hour(now), 1) end
 redis.call('ZADD', KEYS[13], now, id)
 return {0, redis.call('HGETALL', KEYS[3])}
 `)

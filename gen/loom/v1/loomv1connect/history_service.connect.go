@@ -44,8 +44,8 @@ const (
 // HistoryServiceClient is a client for the loom.v1.HistoryService service.
 type HistoryServiceClient interface {
 	// ListEvents pages through the events of a Migration, newest first,
-	// optionally only those of one Candidate, of some kinds, or in a time
-	// range. A deleted Migration's history stays readable until retention,
+	// optionally only those of one Candidate, of some kinds, with some
+	// reported step statuses, or in a time range. A deleted Migration's history stays readable until retention,
 	// its delete event first.
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
 	// WatchEvents streams a Migration's new events as they are written
@@ -105,8 +105,8 @@ func (c *historyServiceClient) WatchEvents(ctx context.Context, req *connect.Req
 // HistoryServiceHandler is an implementation of the loom.v1.HistoryService service.
 type HistoryServiceHandler interface {
 	// ListEvents pages through the events of a Migration, newest first,
-	// optionally only those of one Candidate, of some kinds, or in a time
-	// range. A deleted Migration's history stays readable until retention,
+	// optionally only those of one Candidate, of some kinds, with some
+	// reported step statuses, or in a time range. A deleted Migration's history stays readable until retention,
 	// its delete event first.
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
 	// WatchEvents streams a Migration's new events as they are written

@@ -61,9 +61,12 @@ const (
 type RunServiceClient interface {
 	// PreviewRun asks the Migrator what each step would change for one
 	// Candidate with the given inputs, and returns the per-step file diffs.
-	// Nothing is started or written anywhere.
-	// Errors: NOT_FOUND for an unknown Migration or Candidate; UNAVAILABLE
-	// when the Migrator cannot be reached or does not answer in time.
+	// Nothing is started or written anywhere. Required inputs are checked as
+	// StartRun checks them, before the Migrator is asked.
+	// Errors: NOT_FOUND for an unknown Migration or Candidate;
+	// FAILED_PRECONDITION when a required input is missing (reason
+	// MISSING_INPUTS, metadata `missing` lists them); UNAVAILABLE when the
+	// Migrator cannot be reached or does not answer in time.
 	PreviewRun(context.Context, *connect.Request[v1.PreviewRunRequest]) (*connect.Response[v1.PreviewRunResponse], error)
 	// StartRun starts the Run of one Candidate: the Candidate becomes
 	// `running` and its first step is dispatched. Inputs given here are merged
@@ -267,9 +270,12 @@ func (c *runServiceClient) ReconcileRuns(ctx context.Context, req *connect.Reque
 type RunServiceHandler interface {
 	// PreviewRun asks the Migrator what each step would change for one
 	// Candidate with the given inputs, and returns the per-step file diffs.
-	// Nothing is started or written anywhere.
-	// Errors: NOT_FOUND for an unknown Migration or Candidate; UNAVAILABLE
-	// when the Migrator cannot be reached or does not answer in time.
+	// Nothing is started or written anywhere. Required inputs are checked as
+	// StartRun checks them, before the Migrator is asked.
+	// Errors: NOT_FOUND for an unknown Migration or Candidate;
+	// FAILED_PRECONDITION when a required input is missing (reason
+	// MISSING_INPUTS, metadata `missing` lists them); UNAVAILABLE when the
+	// Migrator cannot be reached or does not answer in time.
 	PreviewRun(context.Context, *connect.Request[v1.PreviewRunRequest]) (*connect.Response[v1.PreviewRunResponse], error)
 	// StartRun starts the Run of one Candidate: the Candidate becomes
 	// `running` and its first step is dispatched. Inputs given here are merged

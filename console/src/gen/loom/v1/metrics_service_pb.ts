@@ -263,14 +263,17 @@ export type BurndownPoint = Message<"loom.v1.BurndownPoint"> & {
   start?: Timestamp | undefined;
 
   /**
-   * Runs started in the bucket.
+   * Candidates started for the first time in the bucket: a Candidate
+   * started again after a cancel is not counted again, so the started
+   * Candidates add up to at most the Migration's Candidates.
    *
    * @generated from field: int64 started = 2;
    */
   started: bigint;
 
   /**
-   * Runs completed in the bucket.
+   * Candidates that completed the Migration in the bucket (a Candidate
+   * completes once).
    *
    * @generated from field: int64 completed = 3;
    */

@@ -171,23 +171,27 @@ export type StepResult = Message<"loom.v1.StepResult"> & {
   status: StepStatus;
 
   /**
-   * Key-value pairs the Migrator reported for this step, e.g. a branch name.
-   * Each report replaces them when it carries any.
+   * Key-value pairs the Migrator reported for the current attempt, e.g. a
+   * branch name. Each report replaces them when it carries any. A retry
+   * starts the next attempt with none: the failed attempt's stay in its
+   * EVENT_KIND_STEP_REPORTED events (HistoryService).
    *
    * @generated from field: map<string, string> metadata = 3;
    */
   metadata: { [key: string]: string };
 
   /**
-   * URL of the pull request the step opened, once it reported `open`.
+   * URL of the pull request the current attempt opened, once it reported
+   * `open`. A retry starts the next attempt with none, until the Migrator
+   * reports one; the failed attempt's stays in its history events.
    *
    * @generated from field: string pr_url = 4;
    */
   prUrl: string;
 
   /**
-   * Latest human-readable message: progress, review instructions, the
-   * reason of a failure, or an operator's note.
+   * Latest human-readable message of the current attempt: progress, review
+   * instructions, the reason of a failure, or an operator's note.
    *
    * @generated from field: string message = 5;
    */

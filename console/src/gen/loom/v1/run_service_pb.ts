@@ -41,7 +41,8 @@ export type PreviewRunRequest = Message<"loom.v1.PreviewRunRequest"> & {
 
   /**
    * Inputs for the preview, merged over those stored on the Candidate. They
-   * are not stored.
+   * are not stored. Every required input of the Migration must have a
+   * non-empty value after the merge.
    *
    * @generated from field: map<string, string> inputs = 3;
    */
@@ -674,9 +675,12 @@ export const RunService: GenService<{
   /**
    * PreviewRun asks the Migrator what each step would change for one
    * Candidate with the given inputs, and returns the per-step file diffs.
-   * Nothing is started or written anywhere.
-   * Errors: NOT_FOUND for an unknown Migration or Candidate; UNAVAILABLE
-   * when the Migrator cannot be reached or does not answer in time.
+   * Nothing is started or written anywhere. Required inputs are checked as
+   * StartRun checks them, before the Migrator is asked.
+   * Errors: NOT_FOUND for an unknown Migration or Candidate;
+   * FAILED_PRECONDITION when a required input is missing (reason
+   * MISSING_INPUTS, metadata `missing` lists them); UNAVAILABLE when the
+   * Migrator cannot be reached or does not answer in time.
    *
    * @generated from rpc loom.v1.RunService.PreviewRun
    */
