@@ -10,16 +10,20 @@ MODULES := . gen migratorsdk pullrequest
 # Where third_party/protovalidate comes from.
 PROTOVALIDATE_VERSION := v1.2.2
 
-.PHONY: all test check generate check-generated check-vendored lint fmt breaking bench faults \
+.PHONY: all deps test check generate check-generated check-vendored lint fmt breaking bench faults \
 	console console-deps check-console test-console
 
 all: check test
 
 ## test: every test of every module, with the race detector, then the console's
 ## (the fault scenarios keep Redis down for 3 minutes: hence the timeout)
-test:
+test: deps
 	@for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test -race -count=1 -timeout 30m ./...) || exit 1; done
 	$(MAKE) test-console
+
+## deps: install what the tests need and the machine lacks (redis-server, git, Chromium; see scripts/deps)
+deps:
+	@scripts/deps
 
 ## generate: regenerate gen/ from proto/
 generate:
