@@ -28,7 +28,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/loomhq/loom/cmd/example-migrator/gomigrator"
+	"github.com/loomhq/loom/internal/gomigrator"
 	"github.com/loomhq/loom/migratorsdk"
 	"github.com/loomhq/loom/pullrequest/github"
 )

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/loomhq/loom/cmd/example-migrator/gomigrator"
+	"github.com/loomhq/loom/internal/gomigrator"
 	"github.com/loomhq/loom/migratorsdk"
 	"github.com/loomhq/loom/migratorsdk/migratortest"
 	"github.com/loomhq/loom/pullrequest/github/githubtest"

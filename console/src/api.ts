@@ -26,9 +26,9 @@ export const runs = createClient(RunService, transport);
 export const history = createClient(HistoryService, transport);
 export const metrics = createClient(MetricsService, transport);
 
-// errorText is how every server error is shown: its Connect code, its
-// message, and the reason the server attached (google.rpc.ErrorInfo), so an
-// operator can search for it.
+// errorText is how every server error is shown: its Connect code and its
+// message, which names the field or says why (the ErrorInfo reason the
+// server attaches is not decoded: the console has no google.rpc types).
 export function errorText(err: unknown): string {
   const e = ConnectError.from(err);
   return `${Code[e.code] ? codeName(e.code) : e.code}: ${e.rawMessage}`;

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/loomhq/loom/cmd/example-migrator/gomigrator"
+	"github.com/loomhq/loom/internal/gomigrator"
 	"github.com/loomhq/loom/migratorsdk"
 	"github.com/loomhq/loom/server"
 	"github.com/loomhq/loom/server/auth"

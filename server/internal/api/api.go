@@ -1,8 +1,10 @@
 // Package api serves Loom's Connect services (loom.v1) over the use cases of
-// the migration package: one file per service, the conversions in
-// convert.go, and the single mapping of domain errors to Connect codes in
+// the migration package: one file per service, the conversions of package
+// protoconv, and the single mapping of domain errors to Connect codes in
 // errors.go. It also serves gRPC health and reflection, and applies CORS.
-// It is the only package of the server that imports connect.
+// Besides it, only the composition root (package server, to mount the
+// handlers) and package dispatch (a client of MigratorService) import
+// connect.
 package api
 
 import (

@@ -23,7 +23,8 @@ var RunStatuses = []RunStatus{RunRunning, RunCompleted, RunCancelled}
 // StepStatus is the status of one step of a Run.
 type StepStatus string
 
-// The step statuses; see Transition for the legal moves.
+// The step statuses; allowed holds the moves a Migrator's reports may make,
+// Run.Apply the others (retry, review, cancel).
 const (
 	StepInProgress     StepStatus = "in_progress"
 	StepOpen           StepStatus = "open"

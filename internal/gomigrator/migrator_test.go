@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loomhq/loom/cmd/example-migrator/gomigrator"
+	"github.com/loomhq/loom/internal/gomigrator"
 	"github.com/loomhq/loom/migratorsdk"
 	"github.com/loomhq/loom/migratorsdk/migratortest"
 )
