@@ -211,9 +211,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
-	migrators := dispatch.New(dispatch.Options{Policy: sec.policy, Signer: sec.signer, TLS: sec.migrTLS,
+	migrators := dispatch.New(dispatch.Options{Policy: sec.policy, Signer: sec.signer, Callbacks: sec.callbacks, TLS: sec.migrTLS,
 		Meter: meter, ClientOptions: []connect.ClientOption{connect.WithInterceptors(rpcTelemetry)}})
-	s.worker = tc.NewWorker(cfg.Temporal.TaskQueue, &engine.Activities{Store: st, Migrators: migrators, Callbacks: sec.callbacks})
+	s.worker = tc.NewWorker(cfg.Temporal.TaskQueue, &engine.Activities{Store: st, Migrators: migrators})
 	now := func() time.Time { return time.Now().UTC() }
 	s.runs = &migration.Runs{
 		Store: st,

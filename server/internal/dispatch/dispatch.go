@@ -44,6 +44,10 @@ type Options struct {
 	// Signer signs every call (see MigratorService); nil sends unsigned
 	// calls.
 	Signer *auth.Signer
+	// Callbacks signs each dispatch's callback token, bound to its Run
+	// execution, step and attempt, which the Migrator's reports must carry;
+	// nil sends the token the dispatch has (none, in tests).
+	Callbacks *auth.Callbacks
 	// TLS configures calls to https:// Migrators: a private CA, a client
 	// certificate for mutual TLS. Nil uses the system's roots.
 	TLS *tls.Config
@@ -54,9 +58,10 @@ type Options struct {
 
 // Notifier calls Migrators over Connect.
 type Notifier struct {
-	http    *http.Client
-	timeout time.Duration
-	opts    []connect.ClientOption
+	http      *http.Client
+	callbacks *auth.Callbacks
+	timeout   time.Duration
+	opts      []connect.ClientOption
 
 	mu      sync.Mutex
 	clients map[string]migratorv1connect.MigratorServiceClient
@@ -109,7 +114,8 @@ func New(o Options) *Notifier {
 	if o.Meter == nil {
 		o.Meter = noop.NewMeterProvider().Meter("")
 	}
-	n := &Notifier{http: o.HTTPClient, timeout: o.CallTimeout, opts: o.ClientOptions, clients: map[string]migratorv1connect.MigratorServiceClient{}}
+	n := &Notifier{http: o.HTTPClient, callbacks: o.Callbacks, timeout: o.CallTimeout, opts: o.ClientOptions,
+		clients: map[string]migratorv1connect.MigratorServiceClient{}}
 	// Instruments of a valid name never fail to build.
 	n.duration, _ = o.Meter.Float64Histogram("loom.dispatch.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time the Migrator took to accept or refuse a dispatched step, by Migration and outcome (accepted, unavailable, refused)."),
@@ -146,9 +152,16 @@ func (n *Notifier) ExecuteStep(ctx context.Context, url string, d migration.Disp
 		Attempt:       int32(d.Attempt),
 		Candidate:     protoconv.CandidateToProto(d.Candidate),
 		Inputs:        d.Inputs,
-		CallbackToken: d.CallbackToken,
+		CallbackToken: n.callbackToken(d),
 	}))
 	return classify(url, err)
+}
+
+func (n *Notifier) callbackToken(d migration.Dispatch) string {
+	if n.callbacks == nil {
+		return d.CallbackToken
+	}
+	return n.callbacks.Sign(auth.Binding{RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt})
 }
 
 // PreviewRun asks for the per-step diffs of one Candidate; ctx bounds it.

@@ -13,6 +13,7 @@ import (
 
 	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
 	"github.com/loomhq/loom/gen/loom/migrator/v1/migratorv1connect"
+	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/dispatch"
 	"github.com/loomhq/loom/server/internal/migration"
 )
@@ -61,6 +62,28 @@ func TestDispatchCarriesTheStep(t *testing.T) {
 	if g.RunId != "m__c" || g.Execution != 3 || g.Attempt != 2 || g.StepIndex != 1 || g.Step.Config["k"] != "v" ||
 		g.Candidate.Id != "c" || g.Inputs["target"] != "1.23" {
 		t.Fatalf("the Migrator got %v", g)
+	}
+}
+
+// The callback token a dispatch carries is signed here, bound to its Run
+// execution, step and attempt: the Migrator's reports must carry it.
+func TestDispatchCarriesASignedCallbackToken(t *testing.T) {
+	key, _ := auth.NewCallbackKey("c1")
+	callbacks, err := auth.NewCallbacks(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &migrator{}
+	if err := dispatch.New(dispatch.Options{Callbacks: callbacks}).ExecuteStep(context.Background(), serve(t, m), dispatchOne); err != nil {
+		t.Fatal(err)
+	}
+	b := auth.Binding{RunID: "m__c", Execution: 3, Step: "s", Attempt: 2}
+	if err := callbacks.Verify(m.got.CallbackToken, b); err != nil {
+		t.Fatalf("token %q: %v", m.got.CallbackToken, err)
+	}
+	b.Attempt = 3
+	if callbacks.Verify(m.got.CallbackToken, b) == nil {
+		t.Fatal("the token is good for another attempt")
 	}
 }
 

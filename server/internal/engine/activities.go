@@ -12,7 +12,6 @@ import (
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
@@ -22,10 +21,9 @@ type Store = migration.MigrationStore
 // Activities are the side effects of a Run's workflow. Their method names
 // are the activity names recorded in histories: never rename one.
 type Activities struct {
-	Store     Store
+	Store Store
+	// Migrators sends dispatches (and signs their callback tokens).
 	Migrators migration.MigratorNotifier
-	// Callbacks, when set, signs each dispatch's callback token.
-	Callbacks *auth.Callbacks
 }
 
 // BeginRun records the start of an execution (a local activity).
@@ -94,9 +92,6 @@ func (a *Activities) DispatchStep(ctx context.Context, in DispatchInput) error {
 	// the one the Run started with, but for its inputs, which apply from the
 	// next dispatch on.
 	d.Candidate, d.Inputs = c, c.Inputs
-	if a.Callbacks != nil {
-		d.CallbackToken = a.Callbacks.Sign(auth.Binding{RunID: d.RunID, Execution: d.Execution, Step: d.Step.Name, Attempt: d.Attempt})
-	}
 	err = a.Migrators.ExecuteStep(ctx, m.MigratorURL, d)
 	logger := log.With(activity.GetLogger(ctx), "execution", d.Execution, "step", d.Step.Name, "attempt", d.Attempt)
 	if errors.Is(err, migration.ErrFailedPrecondition) || errors.Is(err, migration.ErrInvalidArgument) {
