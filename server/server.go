@@ -41,7 +41,7 @@ type Config struct {
 	// global provider (see telemetry.TracingFromEnv).
 	TracerProvider trace.TracerProvider
 	// Redis is where Migrations, Candidates and Run views live.
-	Redis store.Options
+	Redis RedisConfig
 	// Temporal is where Runs execute.
 	Temporal TemporalConfig
 	// DispatchWindow is how long a dispatch retries an unreachable Migrator
@@ -87,7 +87,7 @@ func DefaultConfig() Config {
 	return Config{
 		Addr:      "127.0.0.1:8080",
 		AdminAddr: "127.0.0.1:8081",
-		Redis:     store.Options{Addrs: []string{"127.0.0.1:6379"}},
+		Redis:     RedisConfig{Addrs: []string{"127.0.0.1:6379"}},
 		Temporal: TemporalConfig{
 			HostPort:  "127.0.0.1:7233",
 			Namespace: "default",
@@ -151,6 +151,16 @@ type Server struct {
 	tokens *auth.FileTokens
 }
 
+// RedisConfig says how to reach Redis: a server, or Redis Cluster.
+type RedisConfig struct {
+	// Addrs is one address, or several (seed nodes) for Redis Cluster.
+	Addrs    []string
+	Username string
+	Password string
+	// DB is the database number; not with Redis Cluster.
+	DB int
+}
+
 // New connects to Redis and Temporal and builds the API and the worker.
 // Close releases what it opened.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
@@ -185,7 +195,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rpc telemetry: %w", err)
 	}
-	st, err := store.Open(ctx, cfg.Redis)
+	st, err := store.Open(ctx, store.Options(cfg.Redis))
 	if err != nil {
 		return nil, err
 	}
