@@ -4,7 +4,7 @@ import { useNavigate } from "react-router";
 import { useQuery } from "@tanstack/react-query";
 import { discovery } from "../api";
 import { candidatePath } from "./Common";
-import { useFleet } from "./Layout";
+import { useFleet } from "../fleet";
 
 // Ctrl/⌘-K: jump to a Migration by name or id, or to a Candidate by id
 // (the Candidates whose id starts with what is typed, in each Migration).

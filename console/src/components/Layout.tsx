@@ -1,9 +1,7 @@
 import { Suspense, useEffect, useState } from "react";
 import { Link, NavLink, Outlet } from "react-router";
 import { Toaster } from "sonner";
-import { useQuery } from "@tanstack/react-query";
 import { getToken, setToken } from "../auth";
-import { metrics } from "../api";
 import { CommandPalette } from "./CommandPalette";
 import { RunningPanel } from "./RunningPanel";
 import { FleetFeedContext, useFleetFeedSource } from "../fleetFeed";
@@ -16,25 +14,6 @@ function initialTheme(): Theme {
   const saved = localStorage.getItem("loom.theme");
   if (saved === "light" || saved === "dark") return saved;
   return window.matchMedia?.("(prefers-color-scheme: dark)").matches ? "dark" : "light";
-}
-
-// useFleet reads every Migration's summary (all pages of
-// GetFleetOverview: a fleet has tens or hundreds of Migrations, not
-// thousands), shared by the home page, the palette and the panels.
-export function useFleet() {
-  return useQuery({
-    queryKey: ["fleet"],
-    queryFn: async ({ signal }) => {
-      const first = await metrics.getFleetOverview({ pageSize: 500 }, { signal });
-      for (let token = first.nextPageToken; token; ) {
-        const next = await metrics.getFleetOverview({ pageSize: 500, pageToken: token }, { signal });
-        first.migrations.push(...next.migrations);
-        token = next.nextPageToken;
-      }
-      first.nextPageToken = "";
-      return first;
-    },
-  });
 }
 
 export function Layout() {

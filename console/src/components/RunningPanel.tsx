@@ -4,7 +4,7 @@ import { runs } from "../api";
 import { RunStatus } from "../gen/loom/v1/run_pb";
 import { stepStatusLabel } from "../format";
 import { Badge, candidatePath } from "./Common";
-import { useFleet } from "./Layout";
+import { useFleet } from "../fleet";
 
 // The Candidates running now, across the fleet: the first Runs of each
 // Migration that has any running (the count says how many there are). The

@@ -4,7 +4,7 @@ import { metrics } from "../api";
 import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
 import { n, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "../components/Common";
-import { useFleet } from "../components/Layout";
+import { useFleet } from "../fleet";
 import { Sparkline } from "../components/Charts";
 import { StepDurationsTable } from "../components/StepDurationsTable";
 import { useFleetRefresh } from "../fleetFeed";
