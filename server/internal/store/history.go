@@ -45,6 +45,54 @@ func (s *Store) SetRetention(r Retention) {
 	s.retention = r
 }
 
+// historyLua is prepended to every script that records events. By
+// convention the last four KEYS of such a script are changeIndexKey(m),
+// eventDaysKey(m), eventsKey(m) and candidateEventsPrefix(m), and its last
+// four ARGV the
+// actor, the most events kept per Migration and per Candidate, and the
+// oldest event id kept (unix ms): addEvent appends an event to the
+// Migration's stream (and, for a Candidate's event, to the Candidate's,
+// under the same id), trims both by count and age, counts it in its day,
+// and announces it for watchers: on the Migration's channel, and with the
+// Migration's id on the fleet's (fleetChannel). A Candidate's event also moves the Candidate's last change
+// forward (ZADD XX GT: never backwards, and never for a Candidate that is
+// not in the index, such as one of a deleted Migration).
+//
+// touch moves a Candidate's last change to now: the scripts call it where
+// they set its utime, events or not. The Candidate must exist.
+//
+// STATUS_ORDER is statusOrder (keys.go) of each Candidate status.
+const historyLua = `
+local H_ACTOR, H_MAX, H_CMAX, H_MINID = ARGV[#ARGV - 3], ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
+local H_LAST, H_DAYS, H_EV, H_CEV = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+local STATUS_ORDER = {not_started = 1, running = 2, completed = 3}
+local function touch(id, now) redis.call('ZADD', H_LAST, 'GT', now, id) end
+local H_NARGV = #ARGV - 4
+local function addEvent(e)
+  local f = {'k', e.k, 't', tostring(e.t), 'by', e.by or H_ACTOR}
+  if e.c and e.c ~= '' then f[#f + 1] = 'c'; f[#f + 1] = e.c end
+  if e.r and e.r ~= '' then f[#f + 1] = 'r'; f[#f + 1] = e.r end
+  if e.x and tonumber(e.x) ~= 0 then f[#f + 1] = 'x'; f[#f + 1] = tostring(e.x) end
+  if e.s and e.s ~= '' then f[#f + 1] = 's'; f[#f + 1] = e.s end
+  if e.a and tonumber(e.a) ~= 0 then f[#f + 1] = 'a'; f[#f + 1] = tostring(e.a) end
+  if e.d and next(e.d) ~= nil then f[#f + 1] = 'd'; f[#f + 1] = cjson.encode(e.d) end
+  local id = '*'
+  if not e.conly then
+    id = redis.call('XADD', H_EV, 'MAXLEN', '~', H_MAX, '*', unpack(f))
+    redis.call('XTRIM', H_EV, 'MINID', '~', H_MINID)
+    redis.call('PUBLISH', H_EV .. ':changes', id)
+    redis.call('PUBLISH', '` + fleetChannel + `', string.sub(H_EV, ` + tagStart + `, -` + eventsSuffix + `))
+    redis.call('HINCRBY', H_DAYS, tostring(math.floor(tonumber(e.t) / 86400000)), 1)
+  end
+  if e.c and e.c ~= '' then
+    redis.call('XADD', H_CEV .. e.c, 'MAXLEN', '~', H_CMAX, id, unpack(f))
+    redis.call('XTRIM', H_CEV .. e.c, 'MINID', '~', H_MINID)
+    redis.call('ZADD', H_LAST, 'XX', 'GT', tostring(e.t), e.c)
+  end
+  return id
+end
+`
+
 // withHistoryKeys appends the history KEYS of Migration m (see historyLua).
 func withHistoryKeys(m string, keys ...string) []string {
 	return append(keys, changeIndexKey(m), eventDaysKey(m), eventsKey(m), candidateEventsPrefix(m))
@@ -82,6 +130,23 @@ func encodeEvents(events []migration.Event) (string, error) {
 	b, err := json.Marshal(recs)
 	return string(b), err
 }
+
+// appendEventsScript records events that come with no change of state.
+//
+//	KEYS[1] migrationKey(m), KEYS[2] activityKey(m), then the history KEYS
+//	ARGV[1] events: JSON array of {k, t, c, r, x, s, a, by, d}; then the
+//	history ARGV
+//
+// A running Candidate's activity moves to the event's time. Returns
+// {replyMigrationNotFound} or {replyOK}.
+var appendEventsScript = redis.NewScript(historyLua + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+for _, e in ipairs(cjson.decode(ARGV[1])) do
+  addEvent(e)
+  if e.c and e.c ~= '' then redis.call('ZADD', KEYS[2], 'XX', e.t, e.c) end
+end
+return {0}
+`)
 
 // AppendEvents records events that come with no change of state.
 func (s *Store) AppendEvents(ctx context.Context, m string, events []migration.Event) error {

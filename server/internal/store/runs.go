@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -12,6 +13,121 @@ import (
 )
 
 var _ migration.RunStore = (*Store)(nil)
+
+// Run views. A run view is written only by the Run's own workflow (and by a
+// cancel of a Run whose workflow is gone), so the scripts below guard against
+// writes from another execution and against writes arriving out of order
+// (the Seq of a view only grows within an execution). Each accepted write
+// bumps the view's version, moves the Run between the run indexes, and
+// PUBLISHes the version on runChannel, for watchers on any replica.
+
+// runViewLua is shared by beginRunScript and saveRunScript (same KEYS, see
+// runKeysDoc): storeView writes a run view, keeps the run indexes, the
+// Candidate's current step index and step order (spos: stepPosition), and
+// the count of running Runs per current step and status, and announces the
+// new version on channel; moveCandidate moves the Candidate between statuses
+// with its indexes, order and counters.
+const runViewLua = `
+local function storeView(id, view, exec, seq, status, step, channel, cstep, spos)
+  local runKey = KEYS[3]
+  local old = redis.call('HMGET', runKey, 'status', 'step', 'cstep')
+  if old[3] and old[3] ~= '' then
+    redis.call('ZREM', KEYS[16] .. old[3], id)
+    if redis.call('HINCRBY', KEYS[17], old[3], -1) <= 0 then redis.call('HDEL', KEYS[17], old[3]) end
+  end
+  if cstep ~= '' then
+    redis.call('ZADD', KEYS[16] .. cstep, 0, id)
+    redis.call('HINCRBY', KEYS[17], cstep, 1)
+  end
+  redis.call('ZADD', KEYS[15], spos, id)
+  if old[1] then
+    redis.call('ZREM', KEYS[7] .. old[1], id)
+    if old[2] and old[2] ~= '' then
+      redis.call('ZREM', KEYS[8] .. old[2], id)
+      redis.call('ZREM', KEYS[9] .. old[1] .. ':' .. old[2], id)
+      if old[1] == 'running' and old[3] then
+        redis.call('HINCRBY', KEYS[10], 'cur:' .. old[3] .. ':' .. old[2], -1)
+      end
+    end
+  end
+  local ver = redis.call('HINCRBY', runKey, 'ver', 1)
+  redis.call('HSET', runKey, 'view', view, 'exec', exec, 'seq', seq, 'status', status, 'step', step, 'cstep', cstep)
+  redis.call('ZADD', KEYS[6], 0, id)
+  redis.call('ZADD', KEYS[7] .. status, 0, id)
+  if step ~= '' then
+    redis.call('ZADD', KEYS[8] .. step, 0, id)
+    redis.call('ZADD', KEYS[9] .. status .. ':' .. step, 0, id)
+    if status == 'running' then
+      redis.call('HINCRBY', KEYS[10], 'cur:' .. cstep .. ':' .. step, 1)
+    end
+  end
+  redis.call('PUBLISH', channel, ver)
+end
+
+local function moveCandidate(id, kind, from, to, now)
+  if from == to then return end
+  redis.call('HSET', KEYS[2], 'status', to, 'utime', now)
+  redis.call('ZREM', KEYS[4] .. from, id)
+  redis.call('ZADD', KEYS[4] .. to, 0, id)
+  redis.call('ZREM', KEYS[5] .. from .. ':' .. kind, id)
+  redis.call('ZADD', KEYS[5] .. to .. ':' .. kind, 0, id)
+  redis.call('ZADD', KEYS[14], STATUS_ORDER[to], id)
+  touch(id, now)
+  redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
+  redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
+end
+
+local function hour(ms) return tostring(math.floor(tonumber(ms) / 3600000)) end
+
+-- dropDispatchFailure drops the dispatch failures of the run view (see
+-- store/dispatch.go) unless they are about step keep of execution exec:
+-- the view moved past the attempt they were about.
+local function dropDispatchFailure(id, exec, keep)
+  local d = redis.call('HGET', KEYS[3], 'dfail')
+  if not d then return end
+  local f = cjson.decode(d)
+  if keep ~= '' and f.x == exec and f.s == keep then return end
+  redis.call('HDEL', KEYS[3], 'dfail')
+  redis.call('ZREM', KEYS[18], id)
+end
+
+-- eventsSeq is the seq of the run view's execution up to which its events
+-- are applied (evseq). Views written before evseq marked each save with a
+-- field 'ev:<exec>:<seq>', a field per save for ever: those are removed
+-- once, and every save up to the stored seq counts as applied (saves were
+-- already one at a time).
+local function eventsSeq(runKey, stored)
+  local e = redis.call('HGET', runKey, 'evseq')
+  if e then return tonumber(e) end
+  for _, f in ipairs(redis.call('HKEYS', runKey)) do
+    if string.sub(f, 1, 3) == 'ev:' then redis.call('HDEL', runKey, f) end
+  end
+  return tonumber(stored or '-1')
+end
+`
+
+// runKeysDoc is the KEYS of beginRunScript and saveRunScript:
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] candidateKey(m, c)
+//	KEYS[3] runKey(m, c)
+//	KEYS[4] statusIndexPrefix(m)
+//	KEYS[5] statusKindIndexPrefix(m)
+//	KEYS[6] runsKey(m)
+//	KEYS[7] runStatusIndexPrefix(m)
+//	KEYS[8] runStepIndexPrefix(m)
+//	KEYS[9] runStatusStepIndexPrefix(m)
+//	KEYS[10] metricsKey(m)
+//	KEYS[11] burndownKey(m)
+//	KEYS[12] failuresKey(m)
+//	KEYS[13] activityKey(m)
+//	KEYS[14] statusOrderKey(m)
+//	KEYS[15] stepOrderKey(m)
+//	KEYS[16] currentStepIndexPrefix(m)
+//	KEYS[17] stepNamesKey(m)
+//	KEYS[18] runDispatchFailingKey(m)
+//	KEYS[19] changeIndexKey(m), KEYS[20] eventDaysKey(m),
+//	KEYS[21] eventsKey(m), KEYS[22] candidateEventsPrefix(m) (history)
 
 // runKeys are the KEYS of beginRunScript and saveRunScript (runKeysDoc).
 func runKeys(m, c string) []string {
@@ -54,6 +170,58 @@ func stepPosition(r migration.Run) int {
 	return 0
 }
 
+// beginRunScript records the start of execution N of a Candidate's Run: the
+// Candidate becomes running with exec N and the Run's inputs, the run view
+// is created, and run_started is recorded (with the Candidate's activity,
+// and, on the Candidate's first execution only, the burndown: it counts
+// Candidates started, so one started again after a cancel counts once).
+// KEYS: see runKeysDoc.
+//
+//	ARGV[1] candidate id
+//	ARGV[2] N, the execution
+//	ARGV[3] inputs, JSON object
+//	ARGV[4] view, JSON runRecord
+//	ARGV[5] seq of the view
+//	ARGV[6] now, unix milliseconds
+//	ARGV[7] runChannel(m, c)
+//	ARGV[8] the Run id; then the history ARGV (the actor: who started it)
+//
+// Allowed when the Candidate is not_started with exec < N, or running with
+// exec < N (a start whose workflow never ran: the ExecutionEngine admits one
+// running execution per Run, so that one is gone). Running with exec = N is
+// a repeat: nothing is written.
+//
+// Returns {replyMigrationNotFound}, {replyCandidateNotFound},
+// {replyCompleted}, {replyStaleExecution, current exec} or
+// {replyOK, HGETALL of the run view}.
+var beginRunScript = redis.NewScript(historyLua + runViewLua + `
+local c = redis.call('HMGET', KEYS[2], 'status', 'kind', 'exec')
+if not c[1] then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+  return {2}
+end
+local id, n, now = ARGV[1], tonumber(ARGV[2]), ARGV[6]
+local status, kind, exec = c[1], c[2], tonumber(c[3] or '0')
+if status == 'completed' then return {5} end
+if exec == n and status == 'running' then return {0, redis.call('HGETALL', KEYS[3])} end
+if exec >= n then return {6, exec} end
+moveCandidate(id, kind, status, 'running', now)
+redis.call('HSET', KEYS[2], 'exec', n, 'inputs', ARGV[3], 'utime', now)
+eventsSeq(KEYS[3], nil)
+storeView(id, ARGV[4], n, ARGV[5], 'running', '', ARGV[7], '', 0)
+redis.call('HSET', KEYS[3], 'evseq', ARGV[5])
+dropDispatchFailure(id, n, '')
+local d = {}
+for k, v in pairs(cjson.decode(ARGV[3])) do d['inputs.' .. k] = v end
+addEvent({k = 'run_started', t = now, c = id, r = ARGV[8], x = n, d = d})
+-- exec is 0 until the Candidate's first execution is recorded here, and
+-- only grows: a later execution (after a cancel, or replacing a start whose
+-- workflow never ran) finds it above 0.
+if exec == 0 then redis.call('HINCRBY', KEYS[11], 's:' .. hour(now), 1) end
+redis.call('ZADD', KEYS[13], now, id)
+return {0, redis.call('HGETALL', KEYS[3])}
+`)
+
 // BeginRun moves the Candidate to running for run.Execution, stores the
 // Run's inputs on it and creates the run view (see beginRunScript).
 func (s *Store) BeginRun(ctx context.Context, run migration.Run) (migration.Run, error) {
@@ -89,6 +257,99 @@ type observationRecord struct {
 	MS int64  `json:"ms"`
 	B  int    `json:"b"`
 }
+
+// saveRunScript stores a newer run view of the current execution, with the
+// events and measures of the change. A view of a finished Run moves its
+// Candidate too: completed → completed, cancelled → not_started. KEYS: see
+// runKeysDoc.
+//
+//	ARGV[1] candidate id
+//	ARGV[2] N, the execution of the view
+//	ARGV[3] seq of the view
+//	ARGV[4] view, JSON runRecord
+//	ARGV[5] Run status: running | completed | cancelled
+//	ARGV[6] status of the current step, "" when none
+//	ARGV[7] now, unix milliseconds
+//	ARGV[8] runChannel(m, c)
+//	ARGV[9] name of the current step, "" when none
+//	ARGV[10] events of the change: JSON array of {k, t, c, r, x, s, a, by, d}
+//	ARGV[11] durations measured: JSON array of {s, m (merge: true), ms, b (bucket)}
+//	ARGV[12] stepPosition of the view
+//	then the history ARGV
+//
+// Events and measures are applied with a seq above every seq whose events
+// were applied (evseq, one field: the record does not grow with the Run's
+// age), so never twice (a retried save after a lost answer). A Run's
+// workflow writes one save at a time, in order, each carrying every change
+// since the last write, so none is skipped. Failures (a step
+// failed by Loom, reported failed, or a review finished as failed) are
+// listed (at most 50) and counted per step, and a running Candidate's last
+// activity is kept for stuck detection.
+//
+// A view whose seq is not above the stored one (same execution) is older
+// than what is stored: ignored, not an error. A Candidate with no run view
+// was never begun (exec 0): it has no current execution, so any save is
+// refused as stale.
+//
+// Returns {replyMigrationNotFound}, {replyCandidateNotFound},
+// {replyStaleExecution, current exec} or {replyOK, the view's version}.
+var saveRunScript = redis.NewScript(historyLua + runViewLua + `
+local c = redis.call('HMGET', KEYS[2], 'status', 'kind', 'exec')
+if not c[1] then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+  return {2}
+end
+local id, n, seq, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[7]
+local status, kind, exec = c[1], c[2], tonumber(c[3] or '0')
+if exec ~= n then return {6, exec} end
+local r = redis.call('HMGET', KEYS[3], 'exec', 'seq')
+if not r[1] then return {6, exec} end
+-- A save with nothing to apply (a repair copying the engine's Run) leaves
+-- evseq alone: the writer's own save of that seq still brings its events.
+local evs, obs = cjson.decode(ARGV[10]), cjson.decode(ARGV[11])
+if (#evs > 0 or #obs > 0) and seq > eventsSeq(KEYS[3], r[2]) then
+  redis.call('HSET', KEYS[3], 'evseq', seq)
+  for _, e in ipairs(evs) do
+    addEvent(e)
+    local d = e.d or {}
+    if e.k == 'step_failed' or ((e.k == 'step_reported' or e.k == 'review_finished') and d.status == 'failed') then
+      redis.call('LPUSH', KEYS[12], cjson.encode({t = e.t, c = e.c, s = e.s, a = e.a, m = d.message or d.reason or ''}))
+      redis.call('LTRIM', KEYS[12], 0, 49)
+      redis.call('HINCRBY', KEYS[10], 'f:' .. e.s, 1)
+    end
+  end
+  for _, o in ipairs(obs) do
+    local p, h, mx = 'n:', 'hn:', 'max:'
+    if o.m then p, h, mx = 'mn:', 'hm:', 'mmax:' end
+    redis.call('HINCRBY', KEYS[10], p .. o.s, 1)
+    redis.call('HINCRBY', KEYS[10], h .. o.s .. ':' .. o.b, 1)
+    if o.ms > tonumber(redis.call('HGET', KEYS[10], mx .. o.s) or '0') then
+      redis.call('HSET', KEYS[10], mx .. o.s, o.ms)
+    end
+  end
+  if status == 'running' and ARGV[5] == 'running' then redis.call('ZADD', KEYS[13], now, id) end
+end
+if tonumber(r[1] or '0') == n and tonumber(r[2] or '-1') >= seq then
+  return {0, tonumber(redis.call('HGET', KEYS[3], 'ver'))}
+end
+storeView(id, ARGV[4], n, seq, ARGV[5], ARGV[6], ARGV[8], ARGV[9], ARGV[12])
+if ARGV[5] ~= 'running' or ARGV[6] ~= 'in_progress' then
+  dropDispatchFailure(id, n, '')
+else
+  dropDispatchFailure(id, n, ARGV[9])
+end
+touch(id, now)
+if status == 'running' then
+  if ARGV[5] == 'completed' then
+    moveCandidate(id, kind, 'running', 'completed', now)
+    redis.call('HINCRBY', KEYS[11], 'c:' .. hour(now), 1)
+  elseif ARGV[5] == 'cancelled' then
+    moveCandidate(id, kind, 'running', 'not_started', now)
+  end
+end
+if ARGV[5] ~= 'running' then redis.call('ZREM', KEYS[13], id) end
+return {0, tonumber(redis.call('HGET', KEYS[3], 'ver'))}
+`)
 
 // SaveRun stores a newer view of the current execution, with the events and
 // the durations of its change (see saveRunScript), and returns the stored
@@ -165,6 +426,17 @@ func (s *Store) runRefusal(res []any, run migration.Run, op string) error {
 	return fmt.Errorf("%s %s: unexpected reply %v", op, run.ID, res)
 }
 
+// getRunScript reads one run view.
+//
+//	KEYS[1] runKey(m, c)
+//
+// Returns {replyRunNotFound} or {replyOK, HGETALL of the run view}.
+var getRunScript = redis.NewScript(`
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return {7} end
+return {0, h}
+`)
+
 // GetRun returns the run view of Candidate c of m.
 func (s *Store) GetRun(ctx context.Context, m, c string) (migration.Run, error) {
 	res, err := getRunScript.Run(ctx, s.rdb, []string{runKey(m, c)}).Slice()
@@ -221,6 +493,82 @@ func (s *Store) ListRuns(ctx context.Context, m string, f migration.RunFilter, p
 		out.Runs = append(out.Runs, r)
 	}
 	return out, nil
+}
+
+// listPageScript reads one page of an index of hashes, consistently: the
+// Candidates of a Migration or its run views.
+//
+//	KEYS[1] migrationKey(m)
+//	KEYS[2] the index to page through: candidatesKey, statusIndexKey,
+//	        kindIndexKey, statusKindIndexKey, runsKey, runStatusIndexKey,
+//	        runStepIndexKey or runStatusStepIndexKey
+//	KEYS[3] the prefix of the hashes the index names: candidateKeyPrefix(m)
+//	        or runKeyPrefix(m)
+//	ARGV[1] after: ids strictly after this one; "" starts at the first
+//	ARGV[2] most ids to return (the page size + 1, to learn if more exist)
+//
+// Returns {replyMigrationNotFound} when the Migration does not exist, else
+// {replyOK, ZCARD of the index, id1, HGETALL of id1, id2, ...}.
+var listPageScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+local min = '-'
+if ARGV[1] ~= '' then min = '(' .. ARGV[1] end
+local out = {0, redis.call('ZCARD', KEYS[2])}
+local ids = redis.call('ZRANGE', KEYS[2], min, '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', KEYS[3] .. id)
+end
+return out
+`)
+
+// pageRow is one hash read by listPageScript: a Candidate or a run view.
+type pageRow struct {
+	id     string
+	fields map[string]string
+}
+
+// readPage reads up to limit rows of index after the id after, with the
+// index's size and the cursor of the next page ("" on the last). what names
+// the read in errors; an unknown Migration is reported as such, unwrapped.
+func (s *Store) readPage(ctx context.Context, what, m, index, prefix, after string, limit int) (total int64, next string, rows []pageRow, err error) {
+	res, err := listPageScript.Run(ctx, s.rdb, []string{migrationKey(m), index, prefix}, after, limit+1).Slice()
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+	}
+	code, err := replyCode(res)
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if code == replyMigrationNotFound {
+		return 0, "", nil, migration.MigrationNotFound(m)
+	}
+	if code != replyOK || len(res) < 2 || len(res)%2 != 0 {
+		return 0, "", nil, fmt.Errorf("%s: unexpected reply of %d elements", what, len(res))
+	}
+	if total, err = replyInt(res[1]); err != nil {
+		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+	}
+	items := res[2:]
+	if len(items)/2 > limit {
+		items = items[:2*limit]
+		if next, err = replyString(items[2*limit-2]); err != nil {
+			return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	rows = make([]pageRow, 0, len(items)/2)
+	for i := 0; i < len(items); i += 2 {
+		id, err1 := replyString(items[i])
+		h, err2 := replyFields(items[i+1])
+		if err := errors.Join(err1, err2); err != nil {
+			return 0, "", nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if len(h) == 0 {
+			continue // cannot happen: indexes and hashes change together
+		}
+		rows = append(rows, pageRow{id: id, fields: h})
+	}
+	return total, next, rows, nil
 }
 
 // WatchRun subscribes to the changes of one run view. The channel receives
