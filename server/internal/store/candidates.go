@@ -21,20 +21,27 @@ const (
 	outcomeLeftAlone = 4
 )
 
+// submitKeys are the KEYS of submitScript. The script appends to each
+// _prefix key what it reads in ARGV or in a Candidate's hash (see
+// script.go: the keys so built are in the Migration's slot).
+var submitKeys = scriptKeys{
+	ofMigration("k_migration", migrationKey),
+	ofMigration("k_candidates", candidatesKey),
+	ofMigration("k_kinds", kindsKey),
+	ofMigration("k_candidate_prefix", candidateKeyPrefix),      // + a submitted id
+	ofMigration("k_status_prefix", statusIndexPrefix),          // + not_started
+	ofMigration("k_kind_prefix", kindIndexPrefix),              // + a kind, new or stored
+	ofMigration("k_status_kind_prefix", statusKindIndexPrefix), // + not_started ':' kind
+	ofMigration("k_status_order", statusOrderKey),
+	ofMigration("k_step_order", stepOrderKey),
+	ofMigration("k_metadata_prefix", metadataIndexPrefix), // + a metadataPair, new or stored
+	ofMigration("k_metadata_pairs", metadataPairsKey),
+}
+
 // submitScript merges one submission of discovered Candidates (at most
 // migration.MaxSubmitCandidates) into a Migration, atomically.
 //
-//	KEYS[1] migrationKey(m)
-//	KEYS[2] candidatesKey(m)
-//	KEYS[3] kindsKey(m)
-//	KEYS[4] candidateKeyPrefix(m)
-//	KEYS[5] statusIndexPrefix(m)
-//	KEYS[6] kindIndexPrefix(m)
-//	KEYS[7] statusKindIndexPrefix(m)
-//	KEYS[8] statusOrderKey(m)
-//	KEYS[9] stepOrderKey(m)
-//	KEYS[10] metadataIndexPrefix(m)
-//	KEYS[11] metadataPairsKey(m), then the history KEYS
+//	KEYS submitKeys, then the history KEYS
 //	ARGV[1] now, unix milliseconds
 //	ARGV[2] round: the discovery round this submission belongs to
 //	ARGV[3..] one quadruple per Candidate: id, kind, def (canonical JSON
@@ -62,8 +69,8 @@ const (
 //
 // Returns {replyMigrationNotFound} when the Migration does not exist
 // (nothing is written), else {replyOK, outcome of each triple, in order}.
-var submitScript = redis.NewScript(historyLua + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+var submitScript = newHistoryScript(submitKeys, `
+if redis.call('EXISTS', k_migration) == 0 then return {1} end
 local now, round = ARGV[1], ARGV[2]
 local NS = 'not_started'
 local out = {0}
@@ -72,28 +79,28 @@ local counts = {0, 0, 0, 0}
 local function indexMetadata(id, midx, delta)
   for _, pair in ipairs(cjson.decode(midx)) do
     if delta > 0 then
-      redis.call('ZADD', KEYS[10] .. pair, 0, id)
-      redis.call('HINCRBY', KEYS[11], pair, 1)
+      redis.call('ZADD', k_metadata_prefix .. pair, 0, id)
+      redis.call('HINCRBY', k_metadata_pairs, pair, 1)
     else
-      redis.call('ZREM', KEYS[10] .. pair, id)
-      if redis.call('HINCRBY', KEYS[11], pair, -1) <= 0 then redis.call('HDEL', KEYS[11], pair) end
+      redis.call('ZREM', k_metadata_prefix .. pair, id)
+      if redis.call('HINCRBY', k_metadata_pairs, pair, -1) <= 0 then redis.call('HDEL', k_metadata_pairs, pair) end
     end
   end
 end
-for i = 3, H_NARGV, 4 do
+for i = 3, own_argc, 4 do
   local id, kind, def, midx = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local key = KEYS[4] .. id
+  local key = k_candidate_prefix .. id
   local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone', 'midx')
   if not cur[1] then
     redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'inputs', '{}',
       'exec', 0, 'ctime', now, 'utime', now, 'round', round, 'midx', midx)
-    redis.call('ZADD', KEYS[2], 0, id)
-    redis.call('ZADD', KEYS[5] .. NS, 0, id)
-    redis.call('ZADD', KEYS[6] .. kind, 0, id)
-    redis.call('ZADD', KEYS[7] .. NS .. ':' .. kind, 0, id)
-    redis.call('HINCRBY', KEYS[3], kind, 1)
-    redis.call('ZADD', KEYS[8], STATUS_ORDER[NS], id)
-    redis.call('ZADD', KEYS[9], 0, id)
+    redis.call('ZADD', k_candidates, 0, id)
+    redis.call('ZADD', k_status_prefix .. NS, 0, id)
+    redis.call('ZADD', k_kind_prefix .. kind, 0, id)
+    redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
+    redis.call('HINCRBY', k_kinds, kind, 1)
+    redis.call('ZADD', k_status_order, STATUS_ORDER[NS], id)
+    redis.call('ZADD', k_step_order, 0, id)
     touch(id, now)
     indexMetadata(id, midx, 1)
     added = added + 1
@@ -109,13 +116,13 @@ for i = 3, H_NARGV, 4 do
     local old = cur[2]
     if old ~= kind then
       if old then
-        redis.call('ZREM', KEYS[6] .. old, id)
-        redis.call('ZREM', KEYS[7] .. NS .. ':' .. old, id)
-        if redis.call('HINCRBY', KEYS[3], old, -1) <= 0 then redis.call('HDEL', KEYS[3], old) end
+        redis.call('ZREM', k_kind_prefix .. old, id)
+        redis.call('ZREM', k_status_kind_prefix .. NS .. ':' .. old, id)
+        if redis.call('HINCRBY', k_kinds, old, -1) <= 0 then redis.call('HDEL', k_kinds, old) end
       end
-      redis.call('ZADD', KEYS[6] .. kind, 0, id)
-      redis.call('ZADD', KEYS[7] .. NS .. ':' .. kind, 0, id)
-      redis.call('HINCRBY', KEYS[3], kind, 1)
+      redis.call('ZADD', k_kind_prefix .. kind, 0, id)
+      redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
+      redis.call('HINCRBY', k_kinds, kind, 1)
     end
     redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now, 'round', round, 'midx', midx)
     redis.call('HDEL', key, 'gone')
@@ -125,14 +132,14 @@ for i = 3, H_NARGV, 4 do
     out[#out + 1] = 3
   end
 end
-if added > 0 then redis.call('HINCRBY', KEYS[1], 'n:not_started', added) end
+if added > 0 then redis.call('HINCRBY', k_migration, 'n:not_started', added) end
 for j = 2, #out do
   counts[out[j]] = counts[out[j]] + 1
   if out[j] <= 2 then
     local id = ARGV[3 + (j - 2) * 4]
     local outcome = 'added'
     if out[j] == 2 then outcome = 'updated' end
-    if out[j] == 1 then redis.call('PERSIST', H_CEV .. id) end
+    if out[j] == 1 then redis.call('PERSIST', k_candidate_events_prefix .. id) end
     addEvent({k = 'candidate_discovered', t = now, c = id, conly = true, d = {outcome = outcome, kind = ARGV[4 + (j - 2) * 4]}})
   end
 end
@@ -173,19 +180,7 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 		}
 		args = append(args, c.ID, c.Kind, def, encodeMetadataPairs(c.Metadata))
 	}
-	res, err := submitScript.Run(ctx, s.rdb, withHistoryKeys(m,
-		migrationKey(m),
-		candidatesKey(m),
-		kindsKey(m),
-		candidateKeyPrefix(m),
-		statusIndexPrefix(m),
-		kindIndexPrefix(m),
-		statusKindIndexPrefix(m),
-		statusOrderKey(m),
-		stepOrderKey(m),
-		metadataIndexPrefix(m),
-		metadataPairsKey(m),
-	), s.withHistoryArgs(ctx, now, args...)...).Slice()
+	res, err := submitScript.run(ctx, s.rdb, m, "", s.withHistoryArgs(ctx, now, args...)...).Slice()
 	if err != nil {
 		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
 	}
@@ -412,9 +407,8 @@ func (s *Store) GetMigrationAndCandidate(ctx context.Context, m, c string) (migr
 // any status. The inputs field is a JSON object edited with Redis's cjson:
 // decode, change, encode, all inside the script (atomic; no WATCH retries).
 //
-//	KEYS[1] migrationKey(m)
-//	KEYS[2] candidateKey(m, c)
-//	KEYS[3] runKey(m, c), then the history KEYS (see historyLua)
+//	KEYS k_migration, k_candidate, k_run (the run view of c), then the
+//	     history KEYS (see historyLua)
 //	ARGV[1] now, unix milliseconds
 //	ARGV[2] c, the Candidate id
 //	ARGV[3] r: the number of input names to remove
@@ -425,25 +419,29 @@ func (s *Store) GetMigrationAndCandidate(ctx context.Context, m, c string) (migr
 // the names set and removed. Returns {replyMigrationNotFound},
 // {replyCandidateNotFound} or {replyOK, HGETALL of the Candidate after, run
 // fields, last change} (see candidateRowLua).
-var updateInputsScript = redis.NewScript(historyLua + candidateRowLua + `
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+var updateInputsScript = newHistoryScript(scriptKeys{
+	ofMigration("k_migration", migrationKey),
+	ofCandidate("k_candidate", candidateKey),
+	ofCandidate("k_run", runKey),
+}, candidateRowLua+`
+if redis.call('EXISTS', k_candidate) == 0 then
+  if redis.call('EXISTS', k_migration) == 0 then return {1} end
   return {2}
 end
-local raw = redis.call('HGET', KEYS[2], 'inputs')
+local raw = redis.call('HGET', k_candidate, 'inputs')
 local inputs = {}
 if raw and raw ~= '' then inputs = cjson.decode(raw) end
 local r = tonumber(ARGV[3])
 local d = {}
 for i = 4, 3 + r do inputs[ARGV[i]] = nil; d['removed.' .. ARGV[i]] = '' end
-for i = 4 + r, H_NARGV, 2 do inputs[ARGV[i]] = ARGV[i + 1]; d['inputs.' .. ARGV[i]] = ARGV[i + 1] end
+for i = 4 + r, own_argc, 2 do inputs[ARGV[i]] = ARGV[i + 1]; d['inputs.' .. ARGV[i]] = ARGV[i + 1] end
 local enc = '{}'
 if next(inputs) ~= nil then enc = cjson.encode(inputs) end
-redis.call('HSET', KEYS[2], 'inputs', enc, 'utime', ARGV[1])
+redis.call('HSET', k_candidate, 'inputs', enc, 'utime', ARGV[1])
 addEvent({k = 'candidate_inputs_updated', t = ARGV[1], c = ARGV[2], d = d})
 touch(ARGV[2], ARGV[1])
-local p = progressOf(KEYS[3], H_LAST, ARGV[2])
-return {0, redis.call('HGETALL', KEYS[2]), p[1], p[2]}
+local p = progressOf(k_run, k_change, ARGV[2])
+return {0, redis.call('HGETALL', k_candidate), p[1], p[2]}
 `)
 
 // UpdateCandidateInputs removes change.Remove then sets change.Set in the
@@ -458,8 +456,7 @@ func (s *Store) UpdateCandidateInputs(ctx context.Context, m, c string, change m
 	for _, k := range slices.Sorted(maps.Keys(change.Set)) {
 		args = append(args, k, change.Set[k])
 	}
-	res, err := updateInputsScript.Run(ctx, s.rdb, withHistoryKeys(m, migrationKey(m), candidateKey(m, c), runKey(m, c)),
-		s.withHistoryArgs(ctx, now, args...)...).Slice()
+	res, err := updateInputsScript.run(ctx, s.rdb, m, c, s.withHistoryArgs(ctx, now, args...)...).Slice()
 	if err != nil {
 		return migration.Candidate{}, fmt.Errorf("update inputs of candidate %s/%s: %w", m, c, err)
 	}

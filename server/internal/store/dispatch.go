@@ -32,8 +32,8 @@ type dispatchFailure struct {
 // the run view still has this attempt's step in progress, counts the
 // failure on it.
 //
-//	KEYS[1] migrationKey(m), KEYS[2] activityKey(m), KEYS[3] runKey(m, c),
-//	KEYS[4] runDispatchFailingKey(m), then the history KEYS
+//	KEYS k_migration, k_activity, k_run (the run view of c),
+//	     k_dispatch_failing, then the history KEYS
 //	ARGV[1] c, ARGV[2] the execution, ARGV[3] the step, ARGV[4] the next
 //	try (unix ms), ARGV[5] the error, ARGV[6] runChannel(m, c), ARGV[7] the
 //	event: a JSON array of one {k, t, c, r, x, s, a, by, d}; then the
@@ -41,23 +41,28 @@ type dispatchFailure struct {
 //
 // Returns {replyMigrationNotFound} or {replyOK, 1 when the view counts it
 // else 0}.
-var recordDispatchFailureScript = redis.NewScript(historyLua + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+var recordDispatchFailureScript = newHistoryScript(scriptKeys{
+	ofMigration("k_migration", migrationKey),
+	ofMigration("k_activity", activityKey),
+	ofCandidate("k_run", runKey),
+	ofMigration("k_dispatch_failing", runDispatchFailingKey),
+}, `
+if redis.call('EXISTS', k_migration) == 0 then return {1} end
 for _, e in ipairs(cjson.decode(ARGV[7])) do
   addEvent(e)
-  redis.call('ZADD', KEYS[2], 'XX', e.t, e.c)
+  redis.call('ZADD', k_activity, 'XX', e.t, e.c)
 end
 local x = tonumber(ARGV[2])
-local r = redis.call('HMGET', KEYS[3], 'exec', 'status', 'step', 'cstep', 'dfail')
+local r = redis.call('HMGET', k_run, 'exec', 'status', 'step', 'cstep', 'dfail')
 if tonumber(r[1] or '0') ~= x or r[2] ~= 'running' or r[3] ~= 'in_progress' or r[4] ~= ARGV[3] then return {0, 0} end
 local n = 1
 if r[5] then
   local d = cjson.decode(r[5])
   if d.x == x and d.s == ARGV[3] then n = d.n + 1 end
 end
-redis.call('HSET', KEYS[3], 'dfail', cjson.encode({x = x, s = ARGV[3], n = n, e = ARGV[5], next = tonumber(ARGV[4])}))
-redis.call('ZADD', KEYS[4], 0, ARGV[1])
-redis.call('PUBLISH', ARGV[6], redis.call('HINCRBY', KEYS[3], 'ver', 1))
+redis.call('HSET', k_run, 'dfail', cjson.encode({x = x, s = ARGV[3], n = n, e = ARGV[5], next = tonumber(ARGV[4])}))
+redis.call('ZADD', k_dispatch_failing, 0, ARGV[1])
+redis.call('PUBLISH', ARGV[6], redis.call('HINCRBY', k_run, 'ver', 1))
 return {0, 1}
 `)
 
@@ -90,8 +95,7 @@ func (s *Store) RecordDispatchFailure(ctx context.Context, ev migration.Event, n
 	if err != nil {
 		return err
 	}
-	res, err := recordDispatchFailureScript.Run(ctx, s.rdb,
-		withHistoryKeys(m, migrationKey(m), activityKey(m), runKey(m, c), runDispatchFailingKey(m)),
+	res, err := recordDispatchFailureScript.run(ctx, s.rdb, m, c,
 		s.withHistoryArgs(ctx, ev.Time, c, ev.Execution, ev.Step, millis(next), ev.Details["reason"], runChannel(m, c), enc)...).Slice()
 	if err != nil {
 		return fmt.Errorf("record a dispatch failure of %s/%s: %w", m, c, err)

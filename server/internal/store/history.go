@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,31 +46,71 @@ func (s *Store) SetRetention(r Retention) {
 	s.retention = r
 }
 
-// historyLua is prepended to every script that records events. By
-// convention the last four KEYS of such a script are changeIndexKey(m),
-// eventDaysKey(m), eventsKey(m) and candidateEventsPrefix(m), and its last
-// four ARGV the
-// actor, the most events kept per Migration and per Candidate, and the
-// oldest event id kept (unix ms): addEvent appends an event to the
-// Migration's stream (and, for a Candidate's event, to the Candidate's,
-// under the same id), trims both by count and age, counts it in its day,
-// and announces it for watchers: on the Migration's channel, and with the
-// Migration's id on the fleet's (fleetChannel). A Candidate's event also moves the Candidate's last change
-// forward (ZADD XX GT: never backwards, and never for a Candidate that is
-// not in the index, such as one of a deleted Migration).
+// historyKeys are the history KEYS: newHistoryScript ends the KEYS of every
+// script that records events with them, and historyLua uses them.
+var historyKeys = scriptKeys{
+	ofMigration("k_change", changeIndexKey),
+	ofMigration("k_event_days", eventDaysKey),
+	ofMigration("k_events", eventsKey),
+	ofMigration("k_candidate_events_prefix", candidateEventsPrefix), // + a Candidate id: its stream
+}
+
+// historyArg is one of the history ARGV: the Lua local historyLua binds it
+// to, and its value.
+type historyArg struct {
+	name  string
+	value any
+}
+
+// historyArgv is the history ARGV, in order: every script that records
+// events ends its ARGV with them (withHistoryArgs, historyArgsAs), and
+// historyLua binds them, counting from the end of ARGV (a script's own ARGV
+// may be of any length), to the locals named here (historyArgvLua).
+func (s *Store) historyArgv(actor string, now time.Time) []historyArg {
+	return []historyArg{
+		{"h_actor", actor},                                         // the actor of events that name none
+		{"h_max_events", s.retention.MaxEvents},                    // most events kept per Migration
+		{"h_max_candidate_events", s.retention.MaxCandidateEvents}, // and per Candidate
+		{"h_min_id", millis(now.Add(-s.retention.MaxAge))},         // the oldest event id kept (unix ms)
+	}
+}
+
+// historyArgvLua binds the history ARGV to their locals (historyArgv), and
+// own_argc to the number of ARGV before them: the script's own.
+var historyArgvLua = func() string {
+	argv := new(Store).historyArgv("", time.Time{}) // for the names only
+	var b strings.Builder
+	for i, a := range argv {
+		fmt.Fprintf(&b, "local %s = ARGV[#ARGV - %d]\n", a.name, len(argv)-1-i)
+	}
+	fmt.Fprintf(&b, "local own_argc = #ARGV - %d\n", len(argv))
+	return b.String()
+}()
+
+// historyLua starts every script that records events (newHistoryScript),
+// right after the lines that bind its KEYS: it binds the history ARGV
+// (historyArgvLua) and uses the history KEYS (historyKeys) by name.
+//
+// addEvent appends an event to the Migration's stream (and, for a
+// Candidate's event, to the Candidate's, under the same id), trims both by
+// count and age, counts it in its day, and announces it for watchers: on
+// the Migration's channel, and with the Migration's id on the fleet's
+// (fleetChannel). A Candidate's event also moves the Candidate's last
+// change forward (ZADD XX GT: never backwards, and never for a Candidate
+// that is not in the index, such as one of a deleted Migration). The
+// Candidate's stream is the one key it builds: k_candidate_events_prefix ..
+// the Candidate id, in the Migration's slot (see script.go); the two names
+// it publishes on are channels.
 //
 // touch moves a Candidate's last change to now: the scripts call it where
 // they set its utime, events or not. The Candidate must exist.
 //
 // STATUS_ORDER is statusOrder (keys.go) of each Candidate status.
-const historyLua = `
-local H_ACTOR, H_MAX, H_CMAX, H_MINID = ARGV[#ARGV - 3], ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
-local H_LAST, H_DAYS, H_EV, H_CEV = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+var historyLua = historyArgvLua + `
 local STATUS_ORDER = {not_started = 1, running = 2, completed = 3}
-local function touch(id, now) redis.call('ZADD', H_LAST, 'GT', now, id) end
-local H_NARGV = #ARGV - 4
+local function touch(id, now) redis.call('ZADD', k_change, 'GT', now, id) end
 local function addEvent(e)
-  local f = {'k', e.k, 't', tostring(e.t), 'by', e.by or H_ACTOR}
+  local f = {'k', e.k, 't', tostring(e.t), 'by', e.by or h_actor}
   if e.c and e.c ~= '' then f[#f + 1] = 'c'; f[#f + 1] = e.c end
   if e.r and e.r ~= '' then f[#f + 1] = 'r'; f[#f + 1] = e.r end
   if e.x and tonumber(e.x) ~= 0 then f[#f + 1] = 'x'; f[#f + 1] = tostring(e.x) end
@@ -78,34 +119,40 @@ local function addEvent(e)
   if e.d and next(e.d) ~= nil then f[#f + 1] = 'd'; f[#f + 1] = cjson.encode(e.d) end
   local id = '*'
   if not e.conly then
-    id = redis.call('XADD', H_EV, 'MAXLEN', '~', H_MAX, '*', unpack(f))
-    redis.call('XTRIM', H_EV, 'MINID', '~', H_MINID)
-    redis.call('PUBLISH', H_EV .. ':changes', id)
-    redis.call('PUBLISH', '` + fleetChannel + `', string.sub(H_EV, ` + tagStart + `, -` + eventsSuffix + `))
-    redis.call('HINCRBY', H_DAYS, tostring(math.floor(tonumber(e.t) / 86400000)), 1)
+    id = redis.call('XADD', k_events, 'MAXLEN', '~', h_max_events, '*', unpack(f))
+    redis.call('XTRIM', k_events, 'MINID', '~', h_min_id)
+    redis.call('PUBLISH', k_events .. ':changes', id)
+    redis.call('PUBLISH', '` + fleetChannel + `', string.sub(k_events, ` + tagStart + `, -` + eventsSuffix + `))
+    redis.call('HINCRBY', k_event_days, tostring(math.floor(tonumber(e.t) / 86400000)), 1)
   end
   if e.c and e.c ~= '' then
-    redis.call('XADD', H_CEV .. e.c, 'MAXLEN', '~', H_CMAX, id, unpack(f))
-    redis.call('XTRIM', H_CEV .. e.c, 'MINID', '~', H_MINID)
-    redis.call('ZADD', H_LAST, 'XX', 'GT', tostring(e.t), e.c)
+    redis.call('XADD', k_candidate_events_prefix .. e.c, 'MAXLEN', '~', h_max_candidate_events, id, unpack(f))
+    redis.call('XTRIM', k_candidate_events_prefix .. e.c, 'MINID', '~', h_min_id)
+    redis.call('ZADD', k_change, 'XX', 'GT', tostring(e.t), e.c)
   end
   return id
 end
 `
 
-// withHistoryKeys appends the history KEYS of Migration m (see historyLua).
-func withHistoryKeys(m string, keys ...string) []string {
-	return append(keys, changeIndexKey(m), eventDaysKey(m), eventsKey(m), candidateEventsPrefix(m))
+// newHistoryScript is a script that records events: its KEYS are keys then
+// historyKeys, its text historyLua then src; its caller ends its ARGV with
+// the history ARGV (withHistoryArgs or historyArgsAs).
+func newHistoryScript(keys scriptKeys, src string) *keyedScript {
+	return newKeyedScript(slices.Concat(keys, historyKeys), historyLua+src)
 }
 
-// withHistoryArgs appends the history ARGV: the actor of ctx, the counts
-// kept and the oldest event id kept.
+// withHistoryArgs appends the history ARGV (historyArgv), with the actor of
+// ctx.
 func (s *Store) withHistoryArgs(ctx context.Context, now time.Time, args ...any) []any {
 	return s.historyArgsAs(migration.ActorFrom(ctx), now, args...)
 }
 
+// historyArgsAs appends the history ARGV (historyArgv), with actor.
 func (s *Store) historyArgsAs(actor string, now time.Time, args ...any) []any {
-	return append(args, actor, s.retention.MaxEvents, s.retention.MaxCandidateEvents, millis(now.Add(-s.retention.MaxAge)))
+	for _, a := range s.historyArgv(actor, now) {
+		args = append(args, a.value)
+	}
+	return args
 }
 
 // eventRecord is an event as the scripts take it (JSON in ARGV).
@@ -133,17 +180,20 @@ func encodeEvents(events []migration.Event) (string, error) {
 
 // appendEventsScript records events that come with no change of state.
 //
-//	KEYS[1] migrationKey(m), KEYS[2] activityKey(m), then the history KEYS
+//	KEYS k_migration, k_activity, then the history KEYS
 //	ARGV[1] events: JSON array of {k, t, c, r, x, s, a, by, d}; then the
 //	history ARGV
 //
 // A running Candidate's activity moves to the event's time. Returns
 // {replyMigrationNotFound} or {replyOK}.
-var appendEventsScript = redis.NewScript(historyLua + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+var appendEventsScript = newHistoryScript(scriptKeys{
+	ofMigration("k_migration", migrationKey),
+	ofMigration("k_activity", activityKey),
+}, `
+if redis.call('EXISTS', k_migration) == 0 then return {1} end
 for _, e in ipairs(cjson.decode(ARGV[1])) do
   addEvent(e)
-  if e.c and e.c ~= '' then redis.call('ZADD', KEYS[2], 'XX', e.t, e.c) end
+  if e.c and e.c ~= '' then redis.call('ZADD', k_activity, 'XX', e.t, e.c) end
 end
 return {0}
 `)
@@ -157,8 +207,7 @@ func (s *Store) AppendEvents(ctx context.Context, m string, events []migration.E
 	if err != nil {
 		return err
 	}
-	res, err := appendEventsScript.Run(ctx, s.rdb, withHistoryKeys(m, migrationKey(m), activityKey(m)),
-		s.withHistoryArgs(ctx, events[0].Time, enc)...).Slice()
+	res, err := appendEventsScript.run(ctx, s.rdb, m, "", s.withHistoryArgs(ctx, events[0].Time, enc)...).Slice()
 	if err != nil {
 		return fmt.Errorf("append events to %s: %w", m, err)
 	}

@@ -14,7 +14,7 @@ import (
 
 // putMigrationScript creates a Migration or replaces its definition.
 //
-//	KEYS[1] migrationKey(m), then the history KEYS (see historyLua)
+//	KEYS k_migration, then the history KEYS (see historyLua)
 //	ARGV[1] def: canonical JSON migrationRecord
 //	ARGV[2] now, unix milliseconds, then the history ARGV
 //
@@ -24,24 +24,24 @@ import (
 // (another slot: the caller ZADDs it afterwards).
 //
 // Returns {created (0|1), updated (0|1), HGETALL of the hash after the change}.
-var putMigrationScript = redis.NewScript(historyLua + `
-local cur = redis.call('HGET', KEYS[1], 'def')
+var putMigrationScript = newHistoryScript(scriptKeys{ofMigration("k_migration", migrationKey)}, `
+local cur = redis.call('HGET', k_migration, 'def')
 local created, updated = 0, 0
 if not cur then
-  redis.call('HSET', KEYS[1], 'def', ARGV[1], 'ctime', ARGV[2], 'utime', ARGV[2],
+  redis.call('HSET', k_migration, 'def', ARGV[1], 'ctime', ARGV[2], 'utime', ARGV[2],
     'n:not_started', 0, 'n:running', 0, 'n:completed', 0)
   created = 1
   -- The history of a deleted Migration of the same id was set to expire:
   -- it is this one's again.
-  redis.call('PERSIST', H_EV)
-  redis.call('PERSIST', H_DAYS)
+  redis.call('PERSIST', k_events)
+  redis.call('PERSIST', k_event_days)
   addEvent({k = 'migration_announced', t = ARGV[2]})
 elseif cur ~= ARGV[1] then
-  redis.call('HSET', KEYS[1], 'def', ARGV[1], 'utime', ARGV[2])
+  redis.call('HSET', k_migration, 'def', ARGV[1], 'utime', ARGV[2])
   updated = 1
   addEvent({k = 'migration_updated', t = ARGV[2]})
 end
-return {created, updated, redis.call('HGETALL', KEYS[1])}
+return {created, updated, redis.call('HGETALL', k_migration)}
 `)
 
 // PutMigration creates m or replaces its definition (see putMigrationScript).
@@ -52,8 +52,7 @@ func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now tim
 	if err != nil {
 		return migration.Migration{}, false, false, err
 	}
-	res, err := putMigrationScript.Run(ctx, s.rdb, withHistoryKeys(m.ID, migrationKey(m.ID)),
-		s.withHistoryArgs(ctx, now, def, millis(now))...).Slice()
+	res, err := putMigrationScript.run(ctx, s.rdb, m.ID, "", s.withHistoryArgs(ctx, now, def, millis(now))...).Slice()
 	if err != nil {
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: %w", m.ID, err)
 	}
@@ -153,28 +152,45 @@ func lexAfter(after string) string {
 	return "(" + after
 }
 
+// deleteMigrationKeys are the KEYS of deleteMigrationScript. A _prefix key
+// is there for the keys the script builds from it by appending what it
+// reads (ids, kinds, step names, metadata pairs) or what it knows (every
+// Candidate, Run and step status): each is in the Migration's slot, as the
+// prefix carries its hash tag (see script.go).
+var deleteMigrationKeys = scriptKeys{
+	ofMigration("k_migration", migrationKey),
+	ofMigration("k_candidates", candidatesKey),
+	ofMigration("k_kinds", kindsKey),
+	ofMigration("k_candidate_prefix", candidateKeyPrefix),      // + each id of k_candidates
+	ofMigration("k_status_prefix", statusIndexPrefix),          // + each Candidate status
+	ofMigration("k_kind_prefix", kindIndexPrefix),              // + each kind of k_kinds
+	ofMigration("k_status_kind_prefix", statusKindIndexPrefix), // + each status ':' kind
+	ofMigration("k_run_prefix", runKeyPrefix),                  // + each id of k_runs
+	ofMigration("k_runs", runsKey),
+	ofMigration("k_dispatch_failing", runDispatchFailingKey),
+	ofMigration("k_run_status_prefix", runStatusIndexPrefix),          // + each Run status
+	ofMigration("k_run_step_prefix", runStepIndexPrefix),              // + each step status
+	ofMigration("k_run_status_step_prefix", runStatusStepIndexPrefix), // + each Run status ':' step status
+	ofMigration("k_metrics", metricsKey),
+	ofMigration("k_burndown", burndownKey),
+	ofMigration("k_failures", failuresKey),
+	ofMigration("k_activity", activityKey),
+	ofMigration("k_status_order", statusOrderKey),
+	ofMigration("k_step_order", stepOrderKey),
+	ofMigration("k_step_names", stepNamesKey),
+	ofMigration("k_current_step_prefix", currentStepIndexPrefix), // + each step name of k_step_names
+	ofMigration("k_metadata_pairs", metadataPairsKey),
+	ofMigration("k_metadata_prefix", metadataIndexPrefix), // + each pair of k_metadata_pairs
+	ofMigration("k_list_tmp", listTempKey),
+	ofMigration("k_list_prefix_tmp", listPrefixTempKey),
+}
+
 // deleteMigrationScript removes a Migration and everything stored under its
 // hash tag, unless one of its Candidates is running.
 //
-//	KEYS[1] migrationKey(m)
-//	KEYS[2] candidatesKey(m)
-//	KEYS[3] kindsKey(m)
-//	KEYS[4] candidateKeyPrefix(m)
-//	KEYS[5] statusIndexPrefix(m)
-//	KEYS[6] kindIndexPrefix(m)
-//	KEYS[7] statusKindIndexPrefix(m)
-//	KEYS[8] runKeyPrefix(m)
-//	KEYS[9] runsKey(m)
-//	KEYS[10] runStatusIndexPrefix(m)
-//	KEYS[11] runStepIndexPrefix(m)
-//	KEYS[12] runStatusStepIndexPrefix(m)
-//	KEYS[13..16] metricsKey, burndownKey, failuresKey, activityKey (m)
-//	KEYS[17] statusOrderKey(m), KEYS[18] stepOrderKey(m)
-//	KEYS[19] stepNamesKey(m), KEYS[20] currentStepIndexPrefix(m)
-//	KEYS[21] metadataPairsKey(m), KEYS[22] metadataIndexPrefix(m)
-//	KEYS[23] listTempKey(m), KEYS[24] listPrefixTempKey(m)
-//	then the history KEYS (changeIndexKey is one of them); ARGV[1] now
-//	(unix ms), then the history ARGV
+//	KEYS deleteMigrationKeys, then the history KEYS (k_change, the last
+//	     change of each Candidate, is one of them)
+//	ARGV[1] now (unix ms), then the history ARGV
 //
 // The history is kept: migration_deleted is its last event, and the streams
 // expire once older than the age limit.
@@ -192,9 +208,9 @@ func lexAfter(after string) string {
 // remedy is a two-step delete (atomically mark the Migration deleted, then
 // UNLINK in batches). The caller ZREMs the id from the global index
 // afterwards.
-var deleteMigrationScript = redis.NewScript(historyLua + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
-local running = tonumber(redis.call('HGET', KEYS[1], 'n:running') or '0')
+var deleteMigrationScript = newHistoryScript(deleteMigrationKeys, `
+if redis.call('EXISTS', k_migration) == 0 then return {1} end
+local running = tonumber(redis.call('HGET', k_migration, 'n:running') or '0')
 if running > 0 then return {3, running} end
 
 local batch = {}
@@ -206,74 +222,49 @@ local function unlink(key)
   end
 end
 
-local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
-for _, id in ipairs(ids) do unlink(KEYS[4] .. id) end
+local ids = redis.call('ZRANGE', k_candidates, 0, -1)
+for _, id in ipairs(ids) do unlink(k_candidate_prefix .. id) end
 
-local kinds = redis.call('HKEYS', KEYS[3])
+local kinds = redis.call('HKEYS', k_kinds)
 for _, s in ipairs({'not_started', 'running', 'completed'}) do
-  unlink(KEYS[5] .. s)
-  for _, k in ipairs(kinds) do unlink(KEYS[7] .. s .. ':' .. k) end
+  unlink(k_status_prefix .. s)
+  for _, k in ipairs(kinds) do unlink(k_status_kind_prefix .. s .. ':' .. k) end
 end
-for _, k in ipairs(kinds) do unlink(KEYS[6] .. k) end
+for _, k in ipairs(kinds) do unlink(k_kind_prefix .. k) end
 
-for _, id in ipairs(redis.call('ZRANGE', KEYS[9], 0, -1)) do unlink(KEYS[8] .. id) end
+for _, id in ipairs(redis.call('ZRANGE', k_runs, 0, -1)) do unlink(k_run_prefix .. id) end
 local stepStatuses = {'in_progress', 'open', 'merged', 'awaiting_review', 'completed', 'failed'}
 for _, r in ipairs({'running', 'completed', 'cancelled'}) do
-  unlink(KEYS[10] .. r)
-  for _, t in ipairs(stepStatuses) do unlink(KEYS[12] .. r .. ':' .. t) end
+  unlink(k_run_status_prefix .. r)
+  for _, t in ipairs(stepStatuses) do unlink(k_run_status_step_prefix .. r .. ':' .. t) end
 end
-for _, t in ipairs(stepStatuses) do unlink(KEYS[11] .. t) end
-unlink(KEYS[9] .. ':dispatch-failing')
-unlink(KEYS[9])
-for i = 13, 16 do unlink(KEYS[i]) end
-for _, name in ipairs(redis.call('HKEYS', KEYS[19])) do unlink(KEYS[20] .. name) end
-for _, pair in ipairs(redis.call('HKEYS', KEYS[21])) do unlink(KEYS[22] .. pair) end
-for _, i in ipairs({17, 18, 19, 21, 23, 24}) do unlink(KEYS[i]) end
-unlink(H_LAST)
+for _, t in ipairs(stepStatuses) do unlink(k_run_step_prefix .. t) end
+unlink(k_dispatch_failing)
+unlink(k_runs)
+for _, k in ipairs({k_metrics, k_burndown, k_failures, k_activity}) do unlink(k) end
+for _, name in ipairs(redis.call('HKEYS', k_step_names)) do unlink(k_current_step_prefix .. name) end
+for _, pair in ipairs(redis.call('HKEYS', k_metadata_pairs)) do unlink(k_metadata_prefix .. pair) end
+for _, k in ipairs({k_status_order, k_step_order, k_step_names, k_metadata_pairs, k_list_tmp, k_list_prefix_tmp}) do unlink(k) end
+unlink(k_change)
 addEvent({k = 'migration_deleted', t = ARGV[1]})
-local ttl = tonumber(ARGV[1]) - tonumber(H_MINID)
+local ttl = tonumber(ARGV[1]) - tonumber(h_min_id)
 if ttl < 1000 then ttl = 1000 end
-redis.call('PEXPIRE', H_EV, ttl)
-redis.call('PEXPIRE', H_DAYS, ttl)
-for _, id in ipairs(ids) do redis.call('PEXPIRE', H_CEV .. id, ttl) end
+redis.call('PEXPIRE', k_events, ttl)
+redis.call('PEXPIRE', k_event_days, ttl)
+for _, id in ipairs(ids) do redis.call('PEXPIRE', k_candidate_events_prefix .. id, ttl) end
 
-unlink(KEYS[2])
-unlink(KEYS[3])
-unlink(KEYS[1])
+unlink(k_candidates)
+unlink(k_kinds)
+unlink(k_migration)
 if #batch > 0 then redis.call('UNLINK', unpack(batch)) end
 return {0, #ids}
 `)
 
 // DeleteMigration removes the Migration id, its Candidates, their indexes
-// (and, once the Runs issue adds them, its Run views), refusing while a
+// and its run views (see deleteMigrationScript), refusing while a
 // Candidate is running. It returns the number of Candidates deleted.
 func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (int64, error) {
-	res, err := deleteMigrationScript.Run(ctx, s.rdb, withHistoryKeys(id,
-		migrationKey(id),
-		candidatesKey(id),
-		kindsKey(id),
-		candidateKeyPrefix(id),
-		statusIndexPrefix(id),
-		kindIndexPrefix(id),
-		statusKindIndexPrefix(id),
-		runKeyPrefix(id),
-		runsKey(id),
-		runStatusIndexPrefix(id),
-		runStepIndexPrefix(id),
-		runStatusStepIndexPrefix(id),
-		metricsKey(id),
-		burndownKey(id),
-		failuresKey(id),
-		activityKey(id),
-		statusOrderKey(id),
-		stepOrderKey(id),
-		stepNamesKey(id),
-		currentStepIndexPrefix(id),
-		metadataPairsKey(id),
-		metadataIndexPrefix(id),
-		listTempKey(id),
-		listPrefixTempKey(id),
-	), s.withHistoryArgs(ctx, now, millis(now))...).Slice()
+	res, err := deleteMigrationScript.run(ctx, s.rdb, id, "", s.withHistoryArgs(ctx, now, millis(now))...).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("delete migration %s: %w", id, err)
 	}

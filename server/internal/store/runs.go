@@ -22,43 +22,43 @@ var _ migration.RunStore = (*Store)(nil)
 // PUBLISHes the version on runChannel, for watchers on any replica.
 
 // runViewLua is shared by beginRunScript and saveRunScript (same KEYS, see
-// runKeysDoc): storeView writes a run view, keeps the run indexes, the
+// runKeys): storeView writes a run view, keeps the run indexes, the
 // Candidate's current step index and step order (spos: stepPosition), and
 // the count of running Runs per current step and status, and announces the
 // new version on channel; moveCandidate moves the Candidate between statuses
 // with its indexes, order and counters.
 const runViewLua = `
 local function storeView(id, view, exec, seq, status, step, channel, cstep, spos)
-  local runKey = KEYS[3]
+  local runKey = k_run
   local old = redis.call('HMGET', runKey, 'status', 'step', 'cstep')
   if old[3] and old[3] ~= '' then
-    redis.call('ZREM', KEYS[16] .. old[3], id)
-    if redis.call('HINCRBY', KEYS[17], old[3], -1) <= 0 then redis.call('HDEL', KEYS[17], old[3]) end
+    redis.call('ZREM', k_current_step_prefix .. old[3], id)
+    if redis.call('HINCRBY', k_step_names, old[3], -1) <= 0 then redis.call('HDEL', k_step_names, old[3]) end
   end
   if cstep ~= '' then
-    redis.call('ZADD', KEYS[16] .. cstep, 0, id)
-    redis.call('HINCRBY', KEYS[17], cstep, 1)
+    redis.call('ZADD', k_current_step_prefix .. cstep, 0, id)
+    redis.call('HINCRBY', k_step_names, cstep, 1)
   end
-  redis.call('ZADD', KEYS[15], spos, id)
+  redis.call('ZADD', k_step_order, spos, id)
   if old[1] then
-    redis.call('ZREM', KEYS[7] .. old[1], id)
+    redis.call('ZREM', k_run_status_prefix .. old[1], id)
     if old[2] and old[2] ~= '' then
-      redis.call('ZREM', KEYS[8] .. old[2], id)
-      redis.call('ZREM', KEYS[9] .. old[1] .. ':' .. old[2], id)
+      redis.call('ZREM', k_run_step_prefix .. old[2], id)
+      redis.call('ZREM', k_run_status_step_prefix .. old[1] .. ':' .. old[2], id)
       if old[1] == 'running' and old[3] then
-        redis.call('HINCRBY', KEYS[10], 'cur:' .. old[3] .. ':' .. old[2], -1)
+        redis.call('HINCRBY', k_metrics, 'cur:' .. old[3] .. ':' .. old[2], -1)
       end
     end
   end
   local ver = redis.call('HINCRBY', runKey, 'ver', 1)
   redis.call('HSET', runKey, 'view', view, 'exec', exec, 'seq', seq, 'status', status, 'step', step, 'cstep', cstep)
-  redis.call('ZADD', KEYS[6], 0, id)
-  redis.call('ZADD', KEYS[7] .. status, 0, id)
+  redis.call('ZADD', k_runs, 0, id)
+  redis.call('ZADD', k_run_status_prefix .. status, 0, id)
   if step ~= '' then
-    redis.call('ZADD', KEYS[8] .. step, 0, id)
-    redis.call('ZADD', KEYS[9] .. status .. ':' .. step, 0, id)
+    redis.call('ZADD', k_run_step_prefix .. step, 0, id)
+    redis.call('ZADD', k_run_status_step_prefix .. status .. ':' .. step, 0, id)
     if status == 'running' then
-      redis.call('HINCRBY', KEYS[10], 'cur:' .. cstep .. ':' .. step, 1)
+      redis.call('HINCRBY', k_metrics, 'cur:' .. cstep .. ':' .. step, 1)
     end
   end
   redis.call('PUBLISH', channel, ver)
@@ -66,15 +66,15 @@ end
 
 local function moveCandidate(id, kind, from, to, now)
   if from == to then return end
-  redis.call('HSET', KEYS[2], 'status', to, 'utime', now)
-  redis.call('ZREM', KEYS[4] .. from, id)
-  redis.call('ZADD', KEYS[4] .. to, 0, id)
-  redis.call('ZREM', KEYS[5] .. from .. ':' .. kind, id)
-  redis.call('ZADD', KEYS[5] .. to .. ':' .. kind, 0, id)
-  redis.call('ZADD', KEYS[14], STATUS_ORDER[to], id)
+  redis.call('HSET', k_candidate, 'status', to, 'utime', now)
+  redis.call('ZREM', k_status_prefix .. from, id)
+  redis.call('ZADD', k_status_prefix .. to, 0, id)
+  redis.call('ZREM', k_status_kind_prefix .. from .. ':' .. kind, id)
+  redis.call('ZADD', k_status_kind_prefix .. to .. ':' .. kind, 0, id)
+  redis.call('ZADD', k_status_order, STATUS_ORDER[to], id)
   touch(id, now)
-  redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
-  redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
+  redis.call('HINCRBY', k_migration, 'n:' .. from, -1)
+  redis.call('HINCRBY', k_migration, 'n:' .. to, 1)
 end
 
 local function hour(ms) return tostring(math.floor(tonumber(ms) / 3600000)) end
@@ -83,12 +83,12 @@ local function hour(ms) return tostring(math.floor(tonumber(ms) / 3600000)) end
 -- store/dispatch.go) unless they are about step keep of execution exec:
 -- the view moved past the attempt they were about.
 local function dropDispatchFailure(id, exec, keep)
-  local d = redis.call('HGET', KEYS[3], 'dfail')
+  local d = redis.call('HGET', k_run, 'dfail')
   if not d then return end
   local f = cjson.decode(d)
   if keep ~= '' and f.x == exec and f.s == keep then return end
-  redis.call('HDEL', KEYS[3], 'dfail')
-  redis.call('ZREM', KEYS[18], id)
+  redis.call('HDEL', k_run, 'dfail')
+  redis.call('ZREM', k_dispatch_failing, id)
 end
 
 -- eventsSeq is the seq of the run view's execution up to which its events
@@ -106,51 +106,29 @@ local function eventsSeq(runKey, stored)
 end
 `
 
-// runKeysDoc is the KEYS of beginRunScript and saveRunScript:
-//
-//	KEYS[1] migrationKey(m)
-//	KEYS[2] candidateKey(m, c)
-//	KEYS[3] runKey(m, c)
-//	KEYS[4] statusIndexPrefix(m)
-//	KEYS[5] statusKindIndexPrefix(m)
-//	KEYS[6] runsKey(m)
-//	KEYS[7] runStatusIndexPrefix(m)
-//	KEYS[8] runStepIndexPrefix(m)
-//	KEYS[9] runStatusStepIndexPrefix(m)
-//	KEYS[10] metricsKey(m)
-//	KEYS[11] burndownKey(m)
-//	KEYS[12] failuresKey(m)
-//	KEYS[13] activityKey(m)
-//	KEYS[14] statusOrderKey(m)
-//	KEYS[15] stepOrderKey(m)
-//	KEYS[16] currentStepIndexPrefix(m)
-//	KEYS[17] stepNamesKey(m)
-//	KEYS[18] runDispatchFailingKey(m)
-//	KEYS[19] changeIndexKey(m), KEYS[20] eventDaysKey(m),
-//	KEYS[21] eventsKey(m), KEYS[22] candidateEventsPrefix(m) (history)
-
-// runKeys are the KEYS of beginRunScript and saveRunScript (runKeysDoc).
-func runKeys(m, c string) []string {
-	return withHistoryKeys(m,
-		migrationKey(m),
-		candidateKey(m, c),
-		runKey(m, c),
-		statusIndexPrefix(m),
-		statusKindIndexPrefix(m),
-		runsKey(m),
-		runStatusIndexPrefix(m),
-		runStepIndexPrefix(m),
-		runStatusStepIndexPrefix(m),
-		metricsKey(m),
-		burndownKey(m),
-		failuresKey(m),
-		activityKey(m),
-		statusOrderKey(m),
-		stepOrderKey(m),
-		currentStepIndexPrefix(m),
-		stepNamesKey(m),
-		runDispatchFailingKey(m),
-	)
+// runKeys are the KEYS of beginRunScript and saveRunScript, then (added by
+// newHistoryScript) the history KEYS. runViewLua uses them too. The script
+// appends to each _prefix key a status or step name it knows or reads (see
+// script.go: the keys so built are in the Migration's slot).
+var runKeys = scriptKeys{
+	ofMigration("k_migration", migrationKey),
+	ofCandidate("k_candidate", candidateKey),
+	ofCandidate("k_run", runKey),
+	ofMigration("k_status_prefix", statusIndexPrefix),          // + a Candidate status
+	ofMigration("k_status_kind_prefix", statusKindIndexPrefix), // + a Candidate status ':' its kind
+	ofMigration("k_runs", runsKey),
+	ofMigration("k_run_status_prefix", runStatusIndexPrefix),          // + a Run status
+	ofMigration("k_run_step_prefix", runStepIndexPrefix),              // + a step status
+	ofMigration("k_run_status_step_prefix", runStatusStepIndexPrefix), // + a Run status ':' a step status
+	ofMigration("k_metrics", metricsKey),
+	ofMigration("k_burndown", burndownKey),
+	ofMigration("k_failures", failuresKey),
+	ofMigration("k_activity", activityKey),
+	ofMigration("k_status_order", statusOrderKey),
+	ofMigration("k_step_order", stepOrderKey),
+	ofMigration("k_current_step_prefix", currentStepIndexPrefix), // + a step name
+	ofMigration("k_step_names", stepNamesKey),
+	ofMigration("k_dispatch_failing", runDispatchFailingKey),
 }
 
 // stepPositionDone is the stepPosition of a completed Run: after every step
@@ -175,7 +153,7 @@ func stepPosition(r migration.Run) int {
 // is created, and run_started is recorded (with the Candidate's activity,
 // and, on the Candidate's first execution only, the burndown: it counts
 // Candidates started, so one started again after a cancel counts once).
-// KEYS: see runKeysDoc.
+// KEYS: runKeys, then the history KEYS.
 //
 //	ARGV[1] candidate id
 //	ARGV[2] N, the execution
@@ -194,22 +172,22 @@ func stepPosition(r migration.Run) int {
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound},
 // {replyCompleted}, {replyStaleExecution, current exec} or
 // {replyOK, HGETALL of the run view}.
-var beginRunScript = redis.NewScript(historyLua + runViewLua + `
-local c = redis.call('HMGET', KEYS[2], 'status', 'kind', 'exec')
+var beginRunScript = newHistoryScript(runKeys, runViewLua+`
+local c = redis.call('HMGET', k_candidate, 'status', 'kind', 'exec')
 if not c[1] then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+  if redis.call('EXISTS', k_migration) == 0 then return {1} end
   return {2}
 end
 local id, n, now = ARGV[1], tonumber(ARGV[2]), ARGV[6]
 local status, kind, exec = c[1], c[2], tonumber(c[3] or '0')
 if status == 'completed' then return {5} end
-if exec == n and status == 'running' then return {0, redis.call('HGETALL', KEYS[3])} end
+if exec == n and status == 'running' then return {0, redis.call('HGETALL', k_run)} end
 if exec >= n then return {6, exec} end
 moveCandidate(id, kind, status, 'running', now)
-redis.call('HSET', KEYS[2], 'exec', n, 'inputs', ARGV[3], 'utime', now)
-eventsSeq(KEYS[3], nil)
+redis.call('HSET', k_candidate, 'exec', n, 'inputs', ARGV[3], 'utime', now)
+eventsSeq(k_run, nil)
 storeView(id, ARGV[4], n, ARGV[5], 'running', '', ARGV[7], '', 0)
-redis.call('HSET', KEYS[3], 'evseq', ARGV[5])
+redis.call('HSET', k_run, 'evseq', ARGV[5])
 dropDispatchFailure(id, n, '')
 local d = {}
 for k, v in pairs(cjson.decode(ARGV[3])) do d['inputs.' .. k] = v end
@@ -217,9 +195,9 @@ addEvent({k = 'run_started', t = now, c = id, r = ARGV[8], x = n, d = d})
 -- exec is 0 until the Candidate's first execution is recorded here, and
 -- only grows: a later execution (after a cancel, or replacing a start whose
 -- workflow never ran) finds it above 0.
-if exec == 0 then redis.call('HINCRBY', KEYS[11], 's:' .. hour(now), 1) end
-redis.call('ZADD', KEYS[13], now, id)
-return {0, redis.call('HGETALL', KEYS[3])}
+if exec == 0 then redis.call('HINCRBY', k_burndown, 's:' .. hour(now), 1) end
+redis.call('ZADD', k_activity, now, id)
+return {0, redis.call('HGETALL', k_run)}
 `)
 
 // BeginRun moves the Candidate to running for run.Execution, stores the
@@ -241,7 +219,7 @@ func (s *Store) BeginRun(ctx context.Context, run migration.Run) (migration.Run,
 	if starter == "" {
 		starter = migration.ActorFrom(ctx)
 	}
-	res, err := beginRunScript.Run(ctx, s.rdb, runKeys(run.MigrationID, run.CandidateID),
+	res, err := beginRunScript.run(ctx, s.rdb, run.MigrationID, run.CandidateID,
 		s.historyArgsAs(starter, run.StartTime, run.CandidateID, run.Execution, string(in), view, run.Seq, millis(run.StartTime),
 			runChannel(run.MigrationID, run.CandidateID), run.ID)...).Slice()
 	if err != nil {
@@ -260,8 +238,8 @@ type observationRecord struct {
 
 // saveRunScript stores a newer run view of the current execution, with the
 // events and measures of the change. A view of a finished Run moves its
-// Candidate too: completed → completed, cancelled → not_started. KEYS: see
-// runKeysDoc.
+// Candidate too: completed → completed, cancelled → not_started. KEYS:
+// runKeys, then the history KEYS.
 //
 //	ARGV[1] candidate id
 //	ARGV[2] N, the execution of the view
@@ -293,44 +271,44 @@ type observationRecord struct {
 //
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound},
 // {replyStaleExecution, current exec} or {replyOK, the view's version}.
-var saveRunScript = redis.NewScript(historyLua + runViewLua + `
-local c = redis.call('HMGET', KEYS[2], 'status', 'kind', 'exec')
+var saveRunScript = newHistoryScript(runKeys, runViewLua+`
+local c = redis.call('HMGET', k_candidate, 'status', 'kind', 'exec')
 if not c[1] then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+  if redis.call('EXISTS', k_migration) == 0 then return {1} end
   return {2}
 end
 local id, n, seq, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[7]
 local status, kind, exec = c[1], c[2], tonumber(c[3] or '0')
 if exec ~= n then return {6, exec} end
-local r = redis.call('HMGET', KEYS[3], 'exec', 'seq')
+local r = redis.call('HMGET', k_run, 'exec', 'seq')
 if not r[1] then return {6, exec} end
 -- A save with nothing to apply (a repair copying the engine's Run) leaves
 -- evseq alone: the writer's own save of that seq still brings its events.
 local evs, obs = cjson.decode(ARGV[10]), cjson.decode(ARGV[11])
-if (#evs > 0 or #obs > 0) and seq > eventsSeq(KEYS[3], r[2]) then
-  redis.call('HSET', KEYS[3], 'evseq', seq)
+if (#evs > 0 or #obs > 0) and seq > eventsSeq(k_run, r[2]) then
+  redis.call('HSET', k_run, 'evseq', seq)
   for _, e in ipairs(evs) do
     addEvent(e)
     local d = e.d or {}
     if e.k == 'step_failed' or ((e.k == 'step_reported' or e.k == 'review_finished') and d.status == 'failed') then
-      redis.call('LPUSH', KEYS[12], cjson.encode({t = e.t, c = e.c, s = e.s, a = e.a, m = d.message or d.reason or ''}))
-      redis.call('LTRIM', KEYS[12], 0, 49)
-      redis.call('HINCRBY', KEYS[10], 'f:' .. e.s, 1)
+      redis.call('LPUSH', k_failures, cjson.encode({t = e.t, c = e.c, s = e.s, a = e.a, m = d.message or d.reason or ''}))
+      redis.call('LTRIM', k_failures, 0, 49)
+      redis.call('HINCRBY', k_metrics, 'f:' .. e.s, 1)
     end
   end
   for _, o in ipairs(obs) do
     local p, h, mx = 'n:', 'hn:', 'max:'
     if o.m then p, h, mx = 'mn:', 'hm:', 'mmax:' end
-    redis.call('HINCRBY', KEYS[10], p .. o.s, 1)
-    redis.call('HINCRBY', KEYS[10], h .. o.s .. ':' .. o.b, 1)
-    if o.ms > tonumber(redis.call('HGET', KEYS[10], mx .. o.s) or '0') then
-      redis.call('HSET', KEYS[10], mx .. o.s, o.ms)
+    redis.call('HINCRBY', k_metrics, p .. o.s, 1)
+    redis.call('HINCRBY', k_metrics, h .. o.s .. ':' .. o.b, 1)
+    if o.ms > tonumber(redis.call('HGET', k_metrics, mx .. o.s) or '0') then
+      redis.call('HSET', k_metrics, mx .. o.s, o.ms)
     end
   end
-  if status == 'running' and ARGV[5] == 'running' then redis.call('ZADD', KEYS[13], now, id) end
+  if status == 'running' and ARGV[5] == 'running' then redis.call('ZADD', k_activity, now, id) end
 end
 if tonumber(r[1] or '0') == n and tonumber(r[2] or '-1') >= seq then
-  return {0, tonumber(redis.call('HGET', KEYS[3], 'ver'))}
+  return {0, tonumber(redis.call('HGET', k_run, 'ver'))}
 end
 storeView(id, ARGV[4], n, seq, ARGV[5], ARGV[6], ARGV[8], ARGV[9], ARGV[12])
 if ARGV[5] ~= 'running' or ARGV[6] ~= 'in_progress' then
@@ -342,13 +320,13 @@ touch(id, now)
 if status == 'running' then
   if ARGV[5] == 'completed' then
     moveCandidate(id, kind, 'running', 'completed', now)
-    redis.call('HINCRBY', KEYS[11], 'c:' .. hour(now), 1)
+    redis.call('HINCRBY', k_burndown, 'c:' .. hour(now), 1)
   elseif ARGV[5] == 'cancelled' then
     moveCandidate(id, kind, 'running', 'not_started', now)
   end
 end
-if ARGV[5] ~= 'running' then redis.call('ZREM', KEYS[13], id) end
-return {0, tonumber(redis.call('HGET', KEYS[3], 'ver'))}
+if ARGV[5] ~= 'running' then redis.call('ZREM', k_activity, id) end
+return {0, tonumber(redis.call('HGET', k_run, 'ver'))}
 `)
 
 // SaveRun stores a newer view of the current execution, with the events and
@@ -368,7 +346,7 @@ func (s *Store) SaveRun(ctx context.Context, run migration.Run, events []migrati
 		recs[i] = observationRecord{S: o.Step, M: o.Merge, MS: o.Duration.Milliseconds(), B: migration.BucketOf(o.Duration)}
 	}
 	ob, _ := json.Marshal(recs)
-	res, err := saveRunScript.Run(ctx, s.rdb, runKeys(run.MigrationID, run.CandidateID),
+	res, err := saveRunScript.run(ctx, s.rdb, run.MigrationID, run.CandidateID,
 		s.withHistoryArgs(ctx, run.UpdateTime, run.CandidateID, run.Execution, run.Seq, view, string(run.Status), string(run.CurrentStepStatus()),
 			millis(run.UpdateTime), runChannel(run.MigrationID, run.CandidateID), run.CurrentStepName(), evs, string(ob), stepPosition(run))...).Slice()
 	if err != nil {
