@@ -177,6 +177,25 @@ func TestRules(t *testing.T) {
 	}
 }
 
+// Bulk actions are operators' (and admins'): viewers see their results, a
+// Migrator never acts on many Runs at once.
+func TestBulkActionsAreForOperators(t *testing.T) {
+	for _, proc := range []string{
+		"/loom.v1.RunService/BulkRetrySteps",
+		"/loom.v1.RunService/BulkCancelRuns",
+		"/loom.v1.RunService/BulkFinishReviews",
+		"/loom.v1.RunService/BulkMarkStepsMerged",
+		"/loom.v1.DiscoveryService/BulkUpdateCandidateInputs",
+	} {
+		for role, want := range map[auth.Role]bool{auth.RoleViewer: false, auth.RoleMigrator: false, auth.RoleOperator: true, auth.RoleAdmin: true} {
+			p := auth.Principal{Subject: "s", Role: role, Scope: auth.AllMigrations}
+			if ok, owned := auth.Allowed(proc, p); ok != want || owned {
+				t.Errorf("%s may call %s: %v (owned only %v), want %v", role, proc, ok, owned, want)
+			}
+		}
+	}
+}
+
 func TestJWT(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	jwks := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: pub, KeyID: "k1", Algorithm: string(jose.EdDSA), Use: "sig"}}}

@@ -804,11 +804,132 @@ func (x *UpdateCandidateInputsResponse) GetCandidate() *Candidate {
 	return nil
 }
 
+// Request of DiscoveryService.BulkUpdateCandidateInputs.
+type BulkUpdateCandidateInputsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Migration whose Candidates to act on.
+	MigrationId string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	// The Candidates whose inputs to change.
+	Selection *CandidateSelection `protobuf:"bytes,2,opt,name=selection,proto3" json:"selection,omitempty"`
+	// Inputs to set on each, merged over those stored (a key given here
+	// replaces the stored value). At most 50.
+	Inputs map[string]string `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Names of stored inputs to remove from each. Applied before `inputs`.
+	RemoveInputs  []string `protobuf:"bytes,4,rep,name=remove_inputs,json=removeInputs,proto3" json:"remove_inputs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkUpdateCandidateInputsRequest) Reset() {
+	*x = BulkUpdateCandidateInputsRequest{}
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkUpdateCandidateInputsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkUpdateCandidateInputsRequest) ProtoMessage() {}
+
+func (x *BulkUpdateCandidateInputsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkUpdateCandidateInputsRequest.ProtoReflect.Descriptor instead.
+func (*BulkUpdateCandidateInputsRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *BulkUpdateCandidateInputsRequest) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+func (x *BulkUpdateCandidateInputsRequest) GetSelection() *CandidateSelection {
+	if x != nil {
+		return x.Selection
+	}
+	return nil
+}
+
+func (x *BulkUpdateCandidateInputsRequest) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *BulkUpdateCandidateInputsRequest) GetRemoveInputs() []string {
+	if x != nil {
+		return x.RemoveInputs
+	}
+	return nil
+}
+
+// Response of DiscoveryService.BulkUpdateCandidateInputs.
+type BulkUpdateCandidateInputsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was done to each Candidate: done means its stored inputs changed
+	// as asked (an inputs_updated event each).
+	Result        *BulkResult `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkUpdateCandidateInputsResponse) Reset() {
+	*x = BulkUpdateCandidateInputsResponse{}
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkUpdateCandidateInputsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkUpdateCandidateInputsResponse) ProtoMessage() {}
+
+func (x *BulkUpdateCandidateInputsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_discovery_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkUpdateCandidateInputsResponse.ProtoReflect.Descriptor instead.
+func (*BulkUpdateCandidateInputsResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_discovery_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BulkUpdateCandidateInputsResponse) GetResult() *BulkResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 var File_loom_v1_discovery_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1floom/v1/discovery_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17loom/v1/candidate.proto\x1a\x11loom/v1/run.proto\"\xce\x02\n" +
+	"\x1floom/v1/discovery_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x12loom/v1/bulk.proto\x1a\x17loom/v1/candidate.proto\x1a\x11loom/v1/run.proto\"\xce\x02\n" +
 	"\x17SubmitCandidatesRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12\xa6\x01\n" +
 	"\n" +
@@ -882,18 +1003,30 @@ const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:|\xbaHy\x1aw\n" +
 	"!update_candidate_inputs.not_empty\x12\x1bset inputs or remove_inputs\x1a5size(this.inputs) > 0 || size(this.remove_inputs) > 0\"Q\n" +
 	"\x1dUpdateCandidateInputsResponse\x120\n" +
-	"\tcandidate\x18\x01 \x01(\v2\x12.loom.v1.CandidateR\tcandidate*\xa8\x01\n" +
+	"\tcandidate\x18\x01 \x01(\v2\x12.loom.v1.CandidateR\tcandidate\"\xcc\x04\n" +
+	" BulkUpdateCandidateInputsRequest\x12N\n" +
+	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12A\n" +
+	"\tselection\x18\x02 \x01(\v2\x1b.loom.v1.CandidateSelectionB\x06\xbaH\x03\xc8\x01\x01R\tselection\x12\x82\x01\n" +
+	"\x06inputs\x18\x03 \x03(\v25.loom.v1.BulkUpdateCandidateInputsRequest.InputsEntryB3\xbaH0\x9a\x01-\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$*\x05r\x03\x18\x80 R\x06inputs\x12Q\n" +
+	"\rremove_inputs\x18\x04 \x03(\tB,\xbaH)\x92\x01&\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$R\fremoveInputs\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:\x81\x01\xbaH~\x1a|\n" +
+	"&bulk_update_candidate_inputs.not_empty\x12\x1bset inputs or remove_inputs\x1a5size(this.inputs) > 0 || size(this.remove_inputs) > 0\"P\n" +
+	"!BulkUpdateCandidateInputsResponse\x12+\n" +
+	"\x06result\x18\x01 \x01(\v2\x13.loom.v1.BulkResultR\x06result*\xa8\x01\n" +
 	"\x0eCandidateOrder\x12\x1f\n" +
 	"\x1bCANDIDATE_ORDER_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CANDIDATE_ORDER_ID\x10\x01\x12\x1a\n" +
 	"\x16CANDIDATE_ORDER_STATUS\x10\x02\x12 \n" +
 	"\x1cCANDIDATE_ORDER_CURRENT_STEP\x10\x03\x12\x1f\n" +
-	"\x1bCANDIDATE_ORDER_LAST_CHANGE\x10\x042\x87\x03\n" +
+	"\x1bCANDIDATE_ORDER_LAST_CHANGE\x10\x042\x80\x04\n" +
 	"\x10DiscoveryService\x12\\\n" +
 	"\x10SubmitCandidates\x12 .loom.v1.SubmitCandidatesRequest\x1a!.loom.v1.SubmitCandidatesResponse\"\x03\x90\x02\x02\x12V\n" +
 	"\x0eListCandidates\x12\x1e.loom.v1.ListCandidatesRequest\x1a\x1f.loom.v1.ListCandidatesResponse\"\x03\x90\x02\x01\x12P\n" +
 	"\fGetCandidate\x12\x1c.loom.v1.GetCandidateRequest\x1a\x1d.loom.v1.GetCandidateResponse\"\x03\x90\x02\x01\x12k\n" +
-	"\x15UpdateCandidateInputs\x12%.loom.v1.UpdateCandidateInputsRequest\x1a&.loom.v1.UpdateCandidateInputsResponse\"\x03\x90\x02\x02B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
+	"\x15UpdateCandidateInputs\x12%.loom.v1.UpdateCandidateInputsRequest\x1a&.loom.v1.UpdateCandidateInputsResponse\"\x03\x90\x02\x02\x12w\n" +
+	"\x19BulkUpdateCandidateInputs\x12).loom.v1.BulkUpdateCandidateInputsRequest\x1a*.loom.v1.BulkUpdateCandidateInputsResponse\"\x03\x90\x02\x02B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
 
 var (
 	file_loom_v1_discovery_service_proto_rawDescOnce sync.Once
@@ -908,53 +1041,63 @@ func file_loom_v1_discovery_service_proto_rawDescGZIP() []byte {
 }
 
 var file_loom_v1_discovery_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_loom_v1_discovery_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_loom_v1_discovery_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_loom_v1_discovery_service_proto_goTypes = []any{
-	(CandidateOrder)(0),                   // 0: loom.v1.CandidateOrder
-	(*SubmitCandidatesRequest)(nil),       // 1: loom.v1.SubmitCandidatesRequest
-	(*SubmitCandidatesResponse)(nil),      // 2: loom.v1.SubmitCandidatesResponse
-	(*ListCandidatesRequest)(nil),         // 3: loom.v1.ListCandidatesRequest
-	(*ListCandidatesResponse)(nil),        // 4: loom.v1.ListCandidatesResponse
-	(*CandidateProgress)(nil),             // 5: loom.v1.CandidateProgress
-	(*GetCandidateRequest)(nil),           // 6: loom.v1.GetCandidateRequest
-	(*GetCandidateResponse)(nil),          // 7: loom.v1.GetCandidateResponse
-	(*UpdateCandidateInputsRequest)(nil),  // 8: loom.v1.UpdateCandidateInputsRequest
-	(*UpdateCandidateInputsResponse)(nil), // 9: loom.v1.UpdateCandidateInputsResponse
-	nil,                                   // 10: loom.v1.ListCandidatesRequest.MetadataEntry
-	nil,                                   // 11: loom.v1.ListCandidatesResponse.ProgressEntry
-	nil,                                   // 12: loom.v1.UpdateCandidateInputsRequest.InputsEntry
-	(*Candidate)(nil),                     // 13: loom.v1.Candidate
-	(CandidateStatus)(0),                  // 14: loom.v1.CandidateStatus
-	(StepStatus)(0),                       // 15: loom.v1.StepStatus
-	(RunStatus)(0),                        // 16: loom.v1.RunStatus
+	(CandidateOrder)(0),                       // 0: loom.v1.CandidateOrder
+	(*SubmitCandidatesRequest)(nil),           // 1: loom.v1.SubmitCandidatesRequest
+	(*SubmitCandidatesResponse)(nil),          // 2: loom.v1.SubmitCandidatesResponse
+	(*ListCandidatesRequest)(nil),             // 3: loom.v1.ListCandidatesRequest
+	(*ListCandidatesResponse)(nil),            // 4: loom.v1.ListCandidatesResponse
+	(*CandidateProgress)(nil),                 // 5: loom.v1.CandidateProgress
+	(*GetCandidateRequest)(nil),               // 6: loom.v1.GetCandidateRequest
+	(*GetCandidateResponse)(nil),              // 7: loom.v1.GetCandidateResponse
+	(*UpdateCandidateInputsRequest)(nil),      // 8: loom.v1.UpdateCandidateInputsRequest
+	(*UpdateCandidateInputsResponse)(nil),     // 9: loom.v1.UpdateCandidateInputsResponse
+	(*BulkUpdateCandidateInputsRequest)(nil),  // 10: loom.v1.BulkUpdateCandidateInputsRequest
+	(*BulkUpdateCandidateInputsResponse)(nil), // 11: loom.v1.BulkUpdateCandidateInputsResponse
+	nil,                        // 12: loom.v1.ListCandidatesRequest.MetadataEntry
+	nil,                        // 13: loom.v1.ListCandidatesResponse.ProgressEntry
+	nil,                        // 14: loom.v1.UpdateCandidateInputsRequest.InputsEntry
+	nil,                        // 15: loom.v1.BulkUpdateCandidateInputsRequest.InputsEntry
+	(*Candidate)(nil),          // 16: loom.v1.Candidate
+	(CandidateStatus)(0),       // 17: loom.v1.CandidateStatus
+	(StepStatus)(0),            // 18: loom.v1.StepStatus
+	(RunStatus)(0),             // 19: loom.v1.RunStatus
+	(*CandidateSelection)(nil), // 20: loom.v1.CandidateSelection
+	(*BulkResult)(nil),         // 21: loom.v1.BulkResult
 }
 var file_loom_v1_discovery_service_proto_depIdxs = []int32{
-	13, // 0: loom.v1.SubmitCandidatesRequest.candidates:type_name -> loom.v1.Candidate
-	14, // 1: loom.v1.ListCandidatesRequest.status:type_name -> loom.v1.CandidateStatus
-	15, // 2: loom.v1.ListCandidatesRequest.current_step_status:type_name -> loom.v1.StepStatus
-	10, // 3: loom.v1.ListCandidatesRequest.metadata:type_name -> loom.v1.ListCandidatesRequest.MetadataEntry
+	16, // 0: loom.v1.SubmitCandidatesRequest.candidates:type_name -> loom.v1.Candidate
+	17, // 1: loom.v1.ListCandidatesRequest.status:type_name -> loom.v1.CandidateStatus
+	18, // 2: loom.v1.ListCandidatesRequest.current_step_status:type_name -> loom.v1.StepStatus
+	12, // 3: loom.v1.ListCandidatesRequest.metadata:type_name -> loom.v1.ListCandidatesRequest.MetadataEntry
 	0,  // 4: loom.v1.ListCandidatesRequest.order_by:type_name -> loom.v1.CandidateOrder
-	13, // 5: loom.v1.ListCandidatesResponse.candidates:type_name -> loom.v1.Candidate
-	11, // 6: loom.v1.ListCandidatesResponse.progress:type_name -> loom.v1.ListCandidatesResponse.ProgressEntry
-	16, // 7: loom.v1.CandidateProgress.run_status:type_name -> loom.v1.RunStatus
-	15, // 8: loom.v1.CandidateProgress.current_step_status:type_name -> loom.v1.StepStatus
-	13, // 9: loom.v1.GetCandidateResponse.candidate:type_name -> loom.v1.Candidate
-	12, // 10: loom.v1.UpdateCandidateInputsRequest.inputs:type_name -> loom.v1.UpdateCandidateInputsRequest.InputsEntry
-	13, // 11: loom.v1.UpdateCandidateInputsResponse.candidate:type_name -> loom.v1.Candidate
-	5,  // 12: loom.v1.ListCandidatesResponse.ProgressEntry.value:type_name -> loom.v1.CandidateProgress
-	1,  // 13: loom.v1.DiscoveryService.SubmitCandidates:input_type -> loom.v1.SubmitCandidatesRequest
-	3,  // 14: loom.v1.DiscoveryService.ListCandidates:input_type -> loom.v1.ListCandidatesRequest
-	6,  // 15: loom.v1.DiscoveryService.GetCandidate:input_type -> loom.v1.GetCandidateRequest
-	8,  // 16: loom.v1.DiscoveryService.UpdateCandidateInputs:input_type -> loom.v1.UpdateCandidateInputsRequest
-	2,  // 17: loom.v1.DiscoveryService.SubmitCandidates:output_type -> loom.v1.SubmitCandidatesResponse
-	4,  // 18: loom.v1.DiscoveryService.ListCandidates:output_type -> loom.v1.ListCandidatesResponse
-	7,  // 19: loom.v1.DiscoveryService.GetCandidate:output_type -> loom.v1.GetCandidateResponse
-	9,  // 20: loom.v1.DiscoveryService.UpdateCandidateInputs:output_type -> loom.v1.UpdateCandidateInputsResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	16, // 5: loom.v1.ListCandidatesResponse.candidates:type_name -> loom.v1.Candidate
+	13, // 6: loom.v1.ListCandidatesResponse.progress:type_name -> loom.v1.ListCandidatesResponse.ProgressEntry
+	19, // 7: loom.v1.CandidateProgress.run_status:type_name -> loom.v1.RunStatus
+	18, // 8: loom.v1.CandidateProgress.current_step_status:type_name -> loom.v1.StepStatus
+	16, // 9: loom.v1.GetCandidateResponse.candidate:type_name -> loom.v1.Candidate
+	14, // 10: loom.v1.UpdateCandidateInputsRequest.inputs:type_name -> loom.v1.UpdateCandidateInputsRequest.InputsEntry
+	16, // 11: loom.v1.UpdateCandidateInputsResponse.candidate:type_name -> loom.v1.Candidate
+	20, // 12: loom.v1.BulkUpdateCandidateInputsRequest.selection:type_name -> loom.v1.CandidateSelection
+	15, // 13: loom.v1.BulkUpdateCandidateInputsRequest.inputs:type_name -> loom.v1.BulkUpdateCandidateInputsRequest.InputsEntry
+	21, // 14: loom.v1.BulkUpdateCandidateInputsResponse.result:type_name -> loom.v1.BulkResult
+	5,  // 15: loom.v1.ListCandidatesResponse.ProgressEntry.value:type_name -> loom.v1.CandidateProgress
+	1,  // 16: loom.v1.DiscoveryService.SubmitCandidates:input_type -> loom.v1.SubmitCandidatesRequest
+	3,  // 17: loom.v1.DiscoveryService.ListCandidates:input_type -> loom.v1.ListCandidatesRequest
+	6,  // 18: loom.v1.DiscoveryService.GetCandidate:input_type -> loom.v1.GetCandidateRequest
+	8,  // 19: loom.v1.DiscoveryService.UpdateCandidateInputs:input_type -> loom.v1.UpdateCandidateInputsRequest
+	10, // 20: loom.v1.DiscoveryService.BulkUpdateCandidateInputs:input_type -> loom.v1.BulkUpdateCandidateInputsRequest
+	2,  // 21: loom.v1.DiscoveryService.SubmitCandidates:output_type -> loom.v1.SubmitCandidatesResponse
+	4,  // 22: loom.v1.DiscoveryService.ListCandidates:output_type -> loom.v1.ListCandidatesResponse
+	7,  // 23: loom.v1.DiscoveryService.GetCandidate:output_type -> loom.v1.GetCandidateResponse
+	9,  // 24: loom.v1.DiscoveryService.UpdateCandidateInputs:output_type -> loom.v1.UpdateCandidateInputsResponse
+	11, // 25: loom.v1.DiscoveryService.BulkUpdateCandidateInputs:output_type -> loom.v1.BulkUpdateCandidateInputsResponse
+	21, // [21:26] is the sub-list for method output_type
+	16, // [16:21] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_discovery_service_proto_init() }
@@ -962,6 +1105,7 @@ func file_loom_v1_discovery_service_proto_init() {
 	if File_loom_v1_discovery_service_proto != nil {
 		return
 	}
+	file_loom_v1_bulk_proto_init()
 	file_loom_v1_candidate_proto_init()
 	file_loom_v1_run_proto_init()
 	type x struct{}
@@ -970,7 +1114,7 @@ func file_loom_v1_discovery_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_discovery_service_proto_rawDesc), len(file_loom_v1_discovery_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

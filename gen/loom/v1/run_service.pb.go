@@ -706,6 +706,478 @@ func (x *MarkStepMergedResponse) GetRun() *Run {
 	return nil
 }
 
+// Request of RunService.BulkRetrySteps.
+type BulkRetryStepsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Migration whose Candidates to act on.
+	MigrationId string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	// The Candidates whose failed steps to retry.
+	Selection *CandidateSelection `protobuf:"bytes,2,opt,name=selection,proto3" json:"selection,omitempty"`
+	// Only retry this step: a Run whose current step is another is refused
+	// (STEP_NOT_CURRENT). Empty retries whichever step each Run failed at.
+	StepName      string `protobuf:"bytes,3,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkRetryStepsRequest) Reset() {
+	*x = BulkRetryStepsRequest{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkRetryStepsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkRetryStepsRequest) ProtoMessage() {}
+
+func (x *BulkRetryStepsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkRetryStepsRequest.ProtoReflect.Descriptor instead.
+func (*BulkRetryStepsRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BulkRetryStepsRequest) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+func (x *BulkRetryStepsRequest) GetSelection() *CandidateSelection {
+	if x != nil {
+		return x.Selection
+	}
+	return nil
+}
+
+func (x *BulkRetryStepsRequest) GetStepName() string {
+	if x != nil {
+		return x.StepName
+	}
+	return ""
+}
+
+// Response of RunService.BulkRetrySteps.
+type BulkRetryStepsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was done to each Candidate: done means its step is back
+	// `in_progress` at its next attempt.
+	Result        *BulkResult `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkRetryStepsResponse) Reset() {
+	*x = BulkRetryStepsResponse{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkRetryStepsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkRetryStepsResponse) ProtoMessage() {}
+
+func (x *BulkRetryStepsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkRetryStepsResponse.ProtoReflect.Descriptor instead.
+func (*BulkRetryStepsResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BulkRetryStepsResponse) GetResult() *BulkResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+// Request of RunService.BulkCancelRuns.
+type BulkCancelRunsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Migration whose Candidates to act on.
+	MigrationId string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	// The Candidates whose Runs to cancel.
+	Selection *CandidateSelection `protobuf:"bytes,2,opt,name=selection,proto3" json:"selection,omitempty"`
+	// Why, for the record: kept on every Run cancelled (Run.cancel_reason)
+	// and in its history. Optional.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkCancelRunsRequest) Reset() {
+	*x = BulkCancelRunsRequest{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkCancelRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkCancelRunsRequest) ProtoMessage() {}
+
+func (x *BulkCancelRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkCancelRunsRequest.ProtoReflect.Descriptor instead.
+func (*BulkCancelRunsRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BulkCancelRunsRequest) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+func (x *BulkCancelRunsRequest) GetSelection() *CandidateSelection {
+	if x != nil {
+		return x.Selection
+	}
+	return nil
+}
+
+func (x *BulkCancelRunsRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Response of RunService.BulkCancelRuns.
+type BulkCancelRunsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was done to each Candidate: done means its Run is `cancelled` and
+	// the Candidate `not_started`.
+	Result        *BulkResult `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkCancelRunsResponse) Reset() {
+	*x = BulkCancelRunsResponse{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkCancelRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkCancelRunsResponse) ProtoMessage() {}
+
+func (x *BulkCancelRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkCancelRunsResponse.ProtoReflect.Descriptor instead.
+func (*BulkCancelRunsResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BulkCancelRunsResponse) GetResult() *BulkResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+// Request of RunService.BulkFinishReviews.
+type BulkFinishReviewsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Migration whose Candidates to act on.
+	MigrationId string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	// The Candidates whose reviews to finish.
+	Selection *CandidateSelection `protobuf:"bytes,2,opt,name=selection,proto3" json:"selection,omitempty"`
+	// The step waiting in `awaiting_review`. Required.
+	StepName string `protobuf:"bytes,3,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
+	// The outcome: STEP_STATUS_COMPLETED or STEP_STATUS_FAILED.
+	Outcome StepStatus `protobuf:"varint,4,opt,name=outcome,proto3,enum=loom.v1.StepStatus" json:"outcome,omitempty"`
+	// The reviewer's note, kept as each step's message. Optional.
+	Note          string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkFinishReviewsRequest) Reset() {
+	*x = BulkFinishReviewsRequest{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkFinishReviewsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkFinishReviewsRequest) ProtoMessage() {}
+
+func (x *BulkFinishReviewsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkFinishReviewsRequest.ProtoReflect.Descriptor instead.
+func (*BulkFinishReviewsRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BulkFinishReviewsRequest) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+func (x *BulkFinishReviewsRequest) GetSelection() *CandidateSelection {
+	if x != nil {
+		return x.Selection
+	}
+	return nil
+}
+
+func (x *BulkFinishReviewsRequest) GetStepName() string {
+	if x != nil {
+		return x.StepName
+	}
+	return ""
+}
+
+func (x *BulkFinishReviewsRequest) GetOutcome() StepStatus {
+	if x != nil {
+		return x.Outcome
+	}
+	return StepStatus_STEP_STATUS_UNSPECIFIED
+}
+
+func (x *BulkFinishReviewsRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// Response of RunService.BulkFinishReviews.
+type BulkFinishReviewsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was done to each Candidate: done means its step is finished with
+	// the outcome.
+	Result        *BulkResult `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkFinishReviewsResponse) Reset() {
+	*x = BulkFinishReviewsResponse{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkFinishReviewsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkFinishReviewsResponse) ProtoMessage() {}
+
+func (x *BulkFinishReviewsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkFinishReviewsResponse.ProtoReflect.Descriptor instead.
+func (*BulkFinishReviewsResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BulkFinishReviewsResponse) GetResult() *BulkResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+// Request of RunService.BulkMarkStepsMerged.
+type BulkMarkStepsMergedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Migration whose Candidates to act on.
+	MigrationId string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	// The Candidates whose pull requests were merged.
+	Selection *CandidateSelection `protobuf:"bytes,2,opt,name=selection,proto3" json:"selection,omitempty"`
+	// The step whose pull request is `open`. Required.
+	StepName string `protobuf:"bytes,3,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
+	// Why, for the record, e.g. "merged by hand after CI flake". Optional.
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkMarkStepsMergedRequest) Reset() {
+	*x = BulkMarkStepsMergedRequest{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkMarkStepsMergedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkMarkStepsMergedRequest) ProtoMessage() {}
+
+func (x *BulkMarkStepsMergedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkMarkStepsMergedRequest.ProtoReflect.Descriptor instead.
+func (*BulkMarkStepsMergedRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BulkMarkStepsMergedRequest) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+func (x *BulkMarkStepsMergedRequest) GetSelection() *CandidateSelection {
+	if x != nil {
+		return x.Selection
+	}
+	return nil
+}
+
+func (x *BulkMarkStepsMergedRequest) GetStepName() string {
+	if x != nil {
+		return x.StepName
+	}
+	return ""
+}
+
+func (x *BulkMarkStepsMergedRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// Response of RunService.BulkMarkStepsMerged.
+type BulkMarkStepsMergedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was done to each Candidate: done means its step is `merged`.
+	Result        *BulkResult `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkMarkStepsMergedResponse) Reset() {
+	*x = BulkMarkStepsMergedResponse{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkMarkStepsMergedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkMarkStepsMergedResponse) ProtoMessage() {}
+
+func (x *BulkMarkStepsMergedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkMarkStepsMergedResponse.ProtoReflect.Descriptor instead.
+func (*BulkMarkStepsMergedResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *BulkMarkStepsMergedResponse) GetResult() *BulkResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 // Request of RunService.GetRun.
 type GetRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -717,7 +1189,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[12]
+	mi := &file_loom_v1_run_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +1201,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[12]
+	mi := &file_loom_v1_run_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +1214,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{12}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -763,7 +1235,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[13]
+	mi := &file_loom_v1_run_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1247,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[13]
+	mi := &file_loom_v1_run_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +1260,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{13}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -823,7 +1295,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[14]
+	mi := &file_loom_v1_run_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1307,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[14]
+	mi := &file_loom_v1_run_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1320,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{14}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRunsRequest) GetMigrationId() string {
@@ -908,7 +1380,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[15]
+	mi := &file_loom_v1_run_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1392,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[15]
+	mi := &file_loom_v1_run_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1405,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{15}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -971,7 +1443,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[16]
+	mi := &file_loom_v1_run_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1455,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[16]
+	mi := &file_loom_v1_run_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1468,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{16}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1029,7 +1501,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[17]
+	mi := &file_loom_v1_run_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1513,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[17]
+	mi := &file_loom_v1_run_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1526,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{17}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WatchRunResponse) GetUpdate() isWatchRunResponse_Update {
@@ -1111,7 +1583,7 @@ type ReconcileRunsRequest struct {
 
 func (x *ReconcileRunsRequest) Reset() {
 	*x = ReconcileRunsRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[18]
+	mi := &file_loom_v1_run_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1595,7 @@ func (x *ReconcileRunsRequest) String() string {
 func (*ReconcileRunsRequest) ProtoMessage() {}
 
 func (x *ReconcileRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[18]
+	mi := &file_loom_v1_run_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1608,7 @@ func (x *ReconcileRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRunsRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRunsRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{18}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReconcileRunsRequest) GetMigrationId() string {
@@ -1159,7 +1631,7 @@ type ReconcileRunsResponse struct {
 
 func (x *ReconcileRunsResponse) Reset() {
 	*x = ReconcileRunsResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[19]
+	mi := &file_loom_v1_run_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1643,7 @@ func (x *ReconcileRunsResponse) String() string {
 func (*ReconcileRunsResponse) ProtoMessage() {}
 
 func (x *ReconcileRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[19]
+	mi := &file_loom_v1_run_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1656,7 @@ func (x *ReconcileRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRunsResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileRunsResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{19}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReconcileRunsResponse) GetChecked() int64 {
@@ -1216,7 +1688,7 @@ type RunFix struct {
 
 func (x *RunFix) Reset() {
 	*x = RunFix{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[20]
+	mi := &file_loom_v1_run_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1700,7 @@ func (x *RunFix) String() string {
 func (*RunFix) ProtoMessage() {}
 
 func (x *RunFix) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[20]
+	mi := &file_loom_v1_run_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1713,7 @@ func (x *RunFix) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFix.ProtoReflect.Descriptor instead.
 func (*RunFix) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{20}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RunFix) GetRunId() string {
@@ -1269,7 +1741,7 @@ var File_loom_v1_run_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\n" +
-	"\x19loom/v1/run_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15loom/v1/preview.proto\x1a\x11loom/v1/run.proto\"\xe2\x02\n" +
+	"\x19loom/v1/run_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12loom/v1/bulk.proto\x1a\x15loom/v1/preview.proto\x1a\x11loom/v1/run.proto\"\xe2\x02\n" +
 	"\x11PreviewRunRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12M\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB*\xbaH'r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\x12s\n" +
@@ -1314,7 +1786,35 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\aattempt\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\aattempt\x12\x1c\n" +
 	"\x04note\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\"8\n" +
 	"\x16MarkStepMergedResponse\x12\x1e\n" +
-	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"v\n" +
+	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\xf7\x01\n" +
+	"\x15BulkRetryStepsRequest\x12N\n" +
+	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12A\n" +
+	"\tselection\x18\x02 \x01(\v2\x1b.loom.v1.CandidateSelectionB\x06\xbaH\x03\xc8\x01\x01R\tselection\x12K\n" +
+	"\tstep_name\x18\x03 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\bstepName\"E\n" +
+	"\x16BulkRetryStepsResponse\x12+\n" +
+	"\x06result\x18\x01 \x01(\v2\x13.loom.v1.BulkResultR\x06result\"\xcc\x01\n" +
+	"\x15BulkCancelRunsRequest\x12N\n" +
+	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12A\n" +
+	"\tselection\x18\x02 \x01(\v2\x1b.loom.v1.CandidateSelectionB\x06\xbaH\x03\xc8\x01\x01R\tselection\x12 \n" +
+	"\x06reason\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06reason\"E\n" +
+	"\x16BulkCancelRunsResponse\x12+\n" +
+	"\x06result\x18\x01 \x01(\v2\x13.loom.v1.BulkResultR\x06result\"\xd0\x02\n" +
+	"\x18BulkFinishReviewsRequest\x12N\n" +
+	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12A\n" +
+	"\tselection\x18\x02 \x01(\v2\x1b.loom.v1.CandidateSelectionB\x06\xbaH\x03\xc8\x01\x01R\tselection\x12H\n" +
+	"\tstep_name\x18\x03 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\bstepName\x129\n" +
+	"\aoutcome\x18\x04 \x01(\x0e2\x13.loom.v1.StepStatusB\n" +
+	"\xbaH\a\x82\x01\x04\x18\x05\x18\x06R\aoutcome\x12\x1c\n" +
+	"\x04note\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\"H\n" +
+	"\x19BulkFinishReviewsResponse\x12+\n" +
+	"\x06result\x18\x01 \x01(\v2\x13.loom.v1.BulkResultR\x06result\"\x97\x02\n" +
+	"\x1aBulkMarkStepsMergedRequest\x12N\n" +
+	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12A\n" +
+	"\tselection\x18\x02 \x01(\v2\x1b.loom.v1.CandidateSelectionB\x06\xbaH\x03\xc8\x01\x01R\tselection\x12H\n" +
+	"\tstep_name\x18\x03 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\bstepName\x12\x1c\n" +
+	"\x04note\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\"J\n" +
+	"\x1bBulkMarkStepsMergedResponse\x12+\n" +
+	"\x06result\x18\x01 \x01(\v2\x13.loom.v1.BulkResultR\x06result\"v\n" +
 	"\rGetRunRequest\x12e\n" +
 	"\x06run_id\x18\x01 \x01(\tBN\xbaHKrI2G^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?__[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x05runId\"0\n" +
 	"\x0eGetRunResponse\x12\x1e\n" +
@@ -1349,7 +1849,7 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\x06RunFix\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12*\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.loom.v1.RunStatusR\x06status\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason2\xe4\x05\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason2\xc8\b\n" +
 	"\n" +
 	"RunService\x12J\n" +
 	"\n" +
@@ -1358,7 +1858,11 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\tCancelRun\x12\x19.loom.v1.CancelRunRequest\x1a\x1a.loom.v1.CancelRunResponse\x12B\n" +
 	"\tRetryStep\x12\x19.loom.v1.RetryStepRequest\x1a\x1a.loom.v1.RetryStepResponse\x12K\n" +
 	"\fFinishReview\x12\x1c.loom.v1.FinishReviewRequest\x1a\x1d.loom.v1.FinishReviewResponse\x12Q\n" +
-	"\x0eMarkStepMerged\x12\x1e.loom.v1.MarkStepMergedRequest\x1a\x1f.loom.v1.MarkStepMergedResponse\x12>\n" +
+	"\x0eMarkStepMerged\x12\x1e.loom.v1.MarkStepMergedRequest\x1a\x1f.loom.v1.MarkStepMergedResponse\x12Q\n" +
+	"\x0eBulkRetrySteps\x12\x1e.loom.v1.BulkRetryStepsRequest\x1a\x1f.loom.v1.BulkRetryStepsResponse\x12Q\n" +
+	"\x0eBulkCancelRuns\x12\x1e.loom.v1.BulkCancelRunsRequest\x1a\x1f.loom.v1.BulkCancelRunsResponse\x12Z\n" +
+	"\x11BulkFinishReviews\x12!.loom.v1.BulkFinishReviewsRequest\x1a\".loom.v1.BulkFinishReviewsResponse\x12`\n" +
+	"\x13BulkMarkStepsMerged\x12#.loom.v1.BulkMarkStepsMergedRequest\x1a$.loom.v1.BulkMarkStepsMergedResponse\x12>\n" +
 	"\x06GetRun\x12\x16.loom.v1.GetRunRequest\x1a\x17.loom.v1.GetRunResponse\"\x03\x90\x02\x01\x12D\n" +
 	"\bListRuns\x12\x18.loom.v1.ListRunsRequest\x1a\x19.loom.v1.ListRunsResponse\"\x03\x90\x02\x01\x12F\n" +
 	"\bWatchRun\x12\x18.loom.v1.WatchRunRequest\x1a\x19.loom.v1.WatchRunResponse\"\x03\x90\x02\x010\x01\x12S\n" +
@@ -1376,80 +1880,107 @@ func file_loom_v1_run_service_proto_rawDescGZIP() []byte {
 	return file_loom_v1_run_service_proto_rawDescData
 }
 
-var file_loom_v1_run_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_loom_v1_run_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_loom_v1_run_service_proto_goTypes = []any{
-	(*PreviewRunRequest)(nil),      // 0: loom.v1.PreviewRunRequest
-	(*PreviewRunResponse)(nil),     // 1: loom.v1.PreviewRunResponse
-	(*StartRunRequest)(nil),        // 2: loom.v1.StartRunRequest
-	(*StartRunResponse)(nil),       // 3: loom.v1.StartRunResponse
-	(*CancelRunRequest)(nil),       // 4: loom.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),      // 5: loom.v1.CancelRunResponse
-	(*RetryStepRequest)(nil),       // 6: loom.v1.RetryStepRequest
-	(*RetryStepResponse)(nil),      // 7: loom.v1.RetryStepResponse
-	(*FinishReviewRequest)(nil),    // 8: loom.v1.FinishReviewRequest
-	(*FinishReviewResponse)(nil),   // 9: loom.v1.FinishReviewResponse
-	(*MarkStepMergedRequest)(nil),  // 10: loom.v1.MarkStepMergedRequest
-	(*MarkStepMergedResponse)(nil), // 11: loom.v1.MarkStepMergedResponse
-	(*GetRunRequest)(nil),          // 12: loom.v1.GetRunRequest
-	(*GetRunResponse)(nil),         // 13: loom.v1.GetRunResponse
-	(*ListRunsRequest)(nil),        // 14: loom.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),       // 15: loom.v1.ListRunsResponse
-	(*WatchRunRequest)(nil),        // 16: loom.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),       // 17: loom.v1.WatchRunResponse
-	(*ReconcileRunsRequest)(nil),   // 18: loom.v1.ReconcileRunsRequest
-	(*ReconcileRunsResponse)(nil),  // 19: loom.v1.ReconcileRunsResponse
-	(*RunFix)(nil),                 // 20: loom.v1.RunFix
-	nil,                            // 21: loom.v1.PreviewRunRequest.InputsEntry
-	nil,                            // 22: loom.v1.StartRunRequest.InputsEntry
-	(*StepPreview)(nil),            // 23: loom.v1.StepPreview
-	(*Run)(nil),                    // 24: loom.v1.Run
-	(StepStatus)(0),                // 25: loom.v1.StepStatus
-	(RunStatus)(0),                 // 26: loom.v1.RunStatus
-	(*timestamppb.Timestamp)(nil),  // 27: google.protobuf.Timestamp
+	(*PreviewRunRequest)(nil),           // 0: loom.v1.PreviewRunRequest
+	(*PreviewRunResponse)(nil),          // 1: loom.v1.PreviewRunResponse
+	(*StartRunRequest)(nil),             // 2: loom.v1.StartRunRequest
+	(*StartRunResponse)(nil),            // 3: loom.v1.StartRunResponse
+	(*CancelRunRequest)(nil),            // 4: loom.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),           // 5: loom.v1.CancelRunResponse
+	(*RetryStepRequest)(nil),            // 6: loom.v1.RetryStepRequest
+	(*RetryStepResponse)(nil),           // 7: loom.v1.RetryStepResponse
+	(*FinishReviewRequest)(nil),         // 8: loom.v1.FinishReviewRequest
+	(*FinishReviewResponse)(nil),        // 9: loom.v1.FinishReviewResponse
+	(*MarkStepMergedRequest)(nil),       // 10: loom.v1.MarkStepMergedRequest
+	(*MarkStepMergedResponse)(nil),      // 11: loom.v1.MarkStepMergedResponse
+	(*BulkRetryStepsRequest)(nil),       // 12: loom.v1.BulkRetryStepsRequest
+	(*BulkRetryStepsResponse)(nil),      // 13: loom.v1.BulkRetryStepsResponse
+	(*BulkCancelRunsRequest)(nil),       // 14: loom.v1.BulkCancelRunsRequest
+	(*BulkCancelRunsResponse)(nil),      // 15: loom.v1.BulkCancelRunsResponse
+	(*BulkFinishReviewsRequest)(nil),    // 16: loom.v1.BulkFinishReviewsRequest
+	(*BulkFinishReviewsResponse)(nil),   // 17: loom.v1.BulkFinishReviewsResponse
+	(*BulkMarkStepsMergedRequest)(nil),  // 18: loom.v1.BulkMarkStepsMergedRequest
+	(*BulkMarkStepsMergedResponse)(nil), // 19: loom.v1.BulkMarkStepsMergedResponse
+	(*GetRunRequest)(nil),               // 20: loom.v1.GetRunRequest
+	(*GetRunResponse)(nil),              // 21: loom.v1.GetRunResponse
+	(*ListRunsRequest)(nil),             // 22: loom.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),            // 23: loom.v1.ListRunsResponse
+	(*WatchRunRequest)(nil),             // 24: loom.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),            // 25: loom.v1.WatchRunResponse
+	(*ReconcileRunsRequest)(nil),        // 26: loom.v1.ReconcileRunsRequest
+	(*ReconcileRunsResponse)(nil),       // 27: loom.v1.ReconcileRunsResponse
+	(*RunFix)(nil),                      // 28: loom.v1.RunFix
+	nil,                                 // 29: loom.v1.PreviewRunRequest.InputsEntry
+	nil,                                 // 30: loom.v1.StartRunRequest.InputsEntry
+	(*StepPreview)(nil),                 // 31: loom.v1.StepPreview
+	(*Run)(nil),                         // 32: loom.v1.Run
+	(StepStatus)(0),                     // 33: loom.v1.StepStatus
+	(*CandidateSelection)(nil),          // 34: loom.v1.CandidateSelection
+	(*BulkResult)(nil),                  // 35: loom.v1.BulkResult
+	(RunStatus)(0),                      // 36: loom.v1.RunStatus
+	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
 }
 var file_loom_v1_run_service_proto_depIdxs = []int32{
-	21, // 0: loom.v1.PreviewRunRequest.inputs:type_name -> loom.v1.PreviewRunRequest.InputsEntry
-	23, // 1: loom.v1.PreviewRunResponse.steps:type_name -> loom.v1.StepPreview
-	22, // 2: loom.v1.StartRunRequest.inputs:type_name -> loom.v1.StartRunRequest.InputsEntry
-	24, // 3: loom.v1.StartRunResponse.run:type_name -> loom.v1.Run
-	24, // 4: loom.v1.CancelRunResponse.run:type_name -> loom.v1.Run
-	24, // 5: loom.v1.RetryStepResponse.run:type_name -> loom.v1.Run
-	25, // 6: loom.v1.FinishReviewRequest.outcome:type_name -> loom.v1.StepStatus
-	24, // 7: loom.v1.FinishReviewResponse.run:type_name -> loom.v1.Run
-	24, // 8: loom.v1.MarkStepMergedResponse.run:type_name -> loom.v1.Run
-	24, // 9: loom.v1.GetRunResponse.run:type_name -> loom.v1.Run
-	26, // 10: loom.v1.ListRunsRequest.status:type_name -> loom.v1.RunStatus
-	25, // 11: loom.v1.ListRunsRequest.current_step_status:type_name -> loom.v1.StepStatus
-	24, // 12: loom.v1.ListRunsResponse.runs:type_name -> loom.v1.Run
-	24, // 13: loom.v1.WatchRunResponse.run:type_name -> loom.v1.Run
-	27, // 14: loom.v1.WatchRunResponse.heartbeat:type_name -> google.protobuf.Timestamp
-	20, // 15: loom.v1.ReconcileRunsResponse.fixed:type_name -> loom.v1.RunFix
-	26, // 16: loom.v1.RunFix.status:type_name -> loom.v1.RunStatus
-	0,  // 17: loom.v1.RunService.PreviewRun:input_type -> loom.v1.PreviewRunRequest
-	2,  // 18: loom.v1.RunService.StartRun:input_type -> loom.v1.StartRunRequest
-	4,  // 19: loom.v1.RunService.CancelRun:input_type -> loom.v1.CancelRunRequest
-	6,  // 20: loom.v1.RunService.RetryStep:input_type -> loom.v1.RetryStepRequest
-	8,  // 21: loom.v1.RunService.FinishReview:input_type -> loom.v1.FinishReviewRequest
-	10, // 22: loom.v1.RunService.MarkStepMerged:input_type -> loom.v1.MarkStepMergedRequest
-	12, // 23: loom.v1.RunService.GetRun:input_type -> loom.v1.GetRunRequest
-	14, // 24: loom.v1.RunService.ListRuns:input_type -> loom.v1.ListRunsRequest
-	16, // 25: loom.v1.RunService.WatchRun:input_type -> loom.v1.WatchRunRequest
-	18, // 26: loom.v1.RunService.ReconcileRuns:input_type -> loom.v1.ReconcileRunsRequest
-	1,  // 27: loom.v1.RunService.PreviewRun:output_type -> loom.v1.PreviewRunResponse
-	3,  // 28: loom.v1.RunService.StartRun:output_type -> loom.v1.StartRunResponse
-	5,  // 29: loom.v1.RunService.CancelRun:output_type -> loom.v1.CancelRunResponse
-	7,  // 30: loom.v1.RunService.RetryStep:output_type -> loom.v1.RetryStepResponse
-	9,  // 31: loom.v1.RunService.FinishReview:output_type -> loom.v1.FinishReviewResponse
-	11, // 32: loom.v1.RunService.MarkStepMerged:output_type -> loom.v1.MarkStepMergedResponse
-	13, // 33: loom.v1.RunService.GetRun:output_type -> loom.v1.GetRunResponse
-	15, // 34: loom.v1.RunService.ListRuns:output_type -> loom.v1.ListRunsResponse
-	17, // 35: loom.v1.RunService.WatchRun:output_type -> loom.v1.WatchRunResponse
-	19, // 36: loom.v1.RunService.ReconcileRuns:output_type -> loom.v1.ReconcileRunsResponse
-	27, // [27:37] is the sub-list for method output_type
-	17, // [17:27] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	29, // 0: loom.v1.PreviewRunRequest.inputs:type_name -> loom.v1.PreviewRunRequest.InputsEntry
+	31, // 1: loom.v1.PreviewRunResponse.steps:type_name -> loom.v1.StepPreview
+	30, // 2: loom.v1.StartRunRequest.inputs:type_name -> loom.v1.StartRunRequest.InputsEntry
+	32, // 3: loom.v1.StartRunResponse.run:type_name -> loom.v1.Run
+	32, // 4: loom.v1.CancelRunResponse.run:type_name -> loom.v1.Run
+	32, // 5: loom.v1.RetryStepResponse.run:type_name -> loom.v1.Run
+	33, // 6: loom.v1.FinishReviewRequest.outcome:type_name -> loom.v1.StepStatus
+	32, // 7: loom.v1.FinishReviewResponse.run:type_name -> loom.v1.Run
+	32, // 8: loom.v1.MarkStepMergedResponse.run:type_name -> loom.v1.Run
+	34, // 9: loom.v1.BulkRetryStepsRequest.selection:type_name -> loom.v1.CandidateSelection
+	35, // 10: loom.v1.BulkRetryStepsResponse.result:type_name -> loom.v1.BulkResult
+	34, // 11: loom.v1.BulkCancelRunsRequest.selection:type_name -> loom.v1.CandidateSelection
+	35, // 12: loom.v1.BulkCancelRunsResponse.result:type_name -> loom.v1.BulkResult
+	34, // 13: loom.v1.BulkFinishReviewsRequest.selection:type_name -> loom.v1.CandidateSelection
+	33, // 14: loom.v1.BulkFinishReviewsRequest.outcome:type_name -> loom.v1.StepStatus
+	35, // 15: loom.v1.BulkFinishReviewsResponse.result:type_name -> loom.v1.BulkResult
+	34, // 16: loom.v1.BulkMarkStepsMergedRequest.selection:type_name -> loom.v1.CandidateSelection
+	35, // 17: loom.v1.BulkMarkStepsMergedResponse.result:type_name -> loom.v1.BulkResult
+	32, // 18: loom.v1.GetRunResponse.run:type_name -> loom.v1.Run
+	36, // 19: loom.v1.ListRunsRequest.status:type_name -> loom.v1.RunStatus
+	33, // 20: loom.v1.ListRunsRequest.current_step_status:type_name -> loom.v1.StepStatus
+	32, // 21: loom.v1.ListRunsResponse.runs:type_name -> loom.v1.Run
+	32, // 22: loom.v1.WatchRunResponse.run:type_name -> loom.v1.Run
+	37, // 23: loom.v1.WatchRunResponse.heartbeat:type_name -> google.protobuf.Timestamp
+	28, // 24: loom.v1.ReconcileRunsResponse.fixed:type_name -> loom.v1.RunFix
+	36, // 25: loom.v1.RunFix.status:type_name -> loom.v1.RunStatus
+	0,  // 26: loom.v1.RunService.PreviewRun:input_type -> loom.v1.PreviewRunRequest
+	2,  // 27: loom.v1.RunService.StartRun:input_type -> loom.v1.StartRunRequest
+	4,  // 28: loom.v1.RunService.CancelRun:input_type -> loom.v1.CancelRunRequest
+	6,  // 29: loom.v1.RunService.RetryStep:input_type -> loom.v1.RetryStepRequest
+	8,  // 30: loom.v1.RunService.FinishReview:input_type -> loom.v1.FinishReviewRequest
+	10, // 31: loom.v1.RunService.MarkStepMerged:input_type -> loom.v1.MarkStepMergedRequest
+	12, // 32: loom.v1.RunService.BulkRetrySteps:input_type -> loom.v1.BulkRetryStepsRequest
+	14, // 33: loom.v1.RunService.BulkCancelRuns:input_type -> loom.v1.BulkCancelRunsRequest
+	16, // 34: loom.v1.RunService.BulkFinishReviews:input_type -> loom.v1.BulkFinishReviewsRequest
+	18, // 35: loom.v1.RunService.BulkMarkStepsMerged:input_type -> loom.v1.BulkMarkStepsMergedRequest
+	20, // 36: loom.v1.RunService.GetRun:input_type -> loom.v1.GetRunRequest
+	22, // 37: loom.v1.RunService.ListRuns:input_type -> loom.v1.ListRunsRequest
+	24, // 38: loom.v1.RunService.WatchRun:input_type -> loom.v1.WatchRunRequest
+	26, // 39: loom.v1.RunService.ReconcileRuns:input_type -> loom.v1.ReconcileRunsRequest
+	1,  // 40: loom.v1.RunService.PreviewRun:output_type -> loom.v1.PreviewRunResponse
+	3,  // 41: loom.v1.RunService.StartRun:output_type -> loom.v1.StartRunResponse
+	5,  // 42: loom.v1.RunService.CancelRun:output_type -> loom.v1.CancelRunResponse
+	7,  // 43: loom.v1.RunService.RetryStep:output_type -> loom.v1.RetryStepResponse
+	9,  // 44: loom.v1.RunService.FinishReview:output_type -> loom.v1.FinishReviewResponse
+	11, // 45: loom.v1.RunService.MarkStepMerged:output_type -> loom.v1.MarkStepMergedResponse
+	13, // 46: loom.v1.RunService.BulkRetrySteps:output_type -> loom.v1.BulkRetryStepsResponse
+	15, // 47: loom.v1.RunService.BulkCancelRuns:output_type -> loom.v1.BulkCancelRunsResponse
+	17, // 48: loom.v1.RunService.BulkFinishReviews:output_type -> loom.v1.BulkFinishReviewsResponse
+	19, // 49: loom.v1.RunService.BulkMarkStepsMerged:output_type -> loom.v1.BulkMarkStepsMergedResponse
+	21, // 50: loom.v1.RunService.GetRun:output_type -> loom.v1.GetRunResponse
+	23, // 51: loom.v1.RunService.ListRuns:output_type -> loom.v1.ListRunsResponse
+	25, // 52: loom.v1.RunService.WatchRun:output_type -> loom.v1.WatchRunResponse
+	27, // 53: loom.v1.RunService.ReconcileRuns:output_type -> loom.v1.ReconcileRunsResponse
+	40, // [40:54] is the sub-list for method output_type
+	26, // [26:40] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_run_service_proto_init() }
@@ -1457,9 +1988,10 @@ func file_loom_v1_run_service_proto_init() {
 	if File_loom_v1_run_service_proto != nil {
 		return
 	}
+	file_loom_v1_bulk_proto_init()
 	file_loom_v1_preview_proto_init()
 	file_loom_v1_run_proto_init()
-	file_loom_v1_run_service_proto_msgTypes[17].OneofWrappers = []any{
+	file_loom_v1_run_service_proto_msgTypes[25].OneofWrappers = []any{
 		(*WatchRunResponse_Run)(nil),
 		(*WatchRunResponse_Heartbeat)(nil),
 	}
@@ -1469,7 +2001,7 @@ func file_loom_v1_run_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_run_service_proto_rawDesc), len(file_loom_v1_run_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

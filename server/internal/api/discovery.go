@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 
 	"connectrpc.com/connect"
 
@@ -17,6 +18,8 @@ import (
 // DiscoveryServer serves loom.v1.DiscoveryService.
 type DiscoveryServer struct {
 	Discovery *migration.Discovery
+	// Log records what each bulk action did; nil records nothing.
+	Log *slog.Logger
 }
 
 var _ loomv1connect.DiscoveryServiceHandler = (*DiscoveryServer)(nil)
@@ -118,4 +121,18 @@ func (s *DiscoveryServer) UpdateCandidateInputs(ctx context.Context, req *connec
 		return nil, err
 	}
 	return connect.NewResponse(&loomv1.UpdateCandidateInputsResponse{Candidate: protoconv.CandidateToProto(c)}), nil
+}
+
+// BulkUpdateCandidateInputs sets and removes the stored inputs of a
+// selection of Candidates.
+func (s *DiscoveryServer) BulkUpdateCandidateInputs(ctx context.Context, req *connect.Request[loomv1.BulkUpdateCandidateInputsRequest]) (*connect.Response[loomv1.BulkUpdateCandidateInputsResponse], error) {
+	m := req.Msg.GetMigrationId()
+	rep, err := s.Discovery.BulkUpdateInputs(ctx, protoconv.SelectionFromProto(m, req.Msg.GetSelection()), migration.InputChange{
+		Set:    req.Msg.GetInputs(),
+		Remove: req.Msg.GetRemoveInputs(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.BulkUpdateCandidateInputsResponse{Result: bulkResult(ctx, s.Log, req.Spec().Procedure, m, rep)}), nil
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
@@ -73,6 +74,48 @@ func toConnectError(err error) (cerr *connect.Error, unexpected bool) {
 		}
 	}
 	return cerr, false
+}
+
+// bulkResult renders what a bulk action did. Each Candidate's refusal is
+// mapped as toConnectError maps a single call's, so its code, reason,
+// message and metadata are those the single action would have answered; an
+// unexpected failure is `internal` with no detail, its cause logged here,
+// once.
+func bulkResult(ctx context.Context, log *slog.Logger, procedure, migrationID string, rep migration.BulkReport) *loomv1.BulkResult {
+	out := &loomv1.BulkResult{
+		Outcomes:          make([]*loomv1.CandidateOutcome, len(rep.Outcomes)),
+		SelectedCount:     int32(len(rep.Outcomes)),
+		DoneCount:         int32(rep.Count(migration.BulkDone)),
+		RefusedCount:      int32(rep.Count(migration.BulkRefused)),
+		NotAttemptedCount: int32(rep.Count(migration.BulkNotAttempted)),
+	}
+	for i, o := range rep.Outcomes {
+		p := &loomv1.CandidateOutcome{CandidateId: o.CandidateID, Outcome: bulkOutcomes[o.Kind]}
+		if o.Err != nil {
+			cerr, unexpected := toConnectError(o.Err)
+			if unexpected && log != nil {
+				log.ErrorContext(ctx, "bulk action failed on a candidate", "procedure", procedure,
+					"migration_id", migrationID, "candidate_id", o.CandidateID, "error", o.Err)
+			}
+			p.Code, p.Message = cerr.Code().String(), cerr.Message()
+			var ref *migration.Refusal
+			if errors.As(o.Err, &ref) {
+				p.Reason, p.Metadata = ref.Reason, ref.Metadata
+			}
+		}
+		out.Outcomes[i] = p
+	}
+	if log != nil {
+		log.InfoContext(ctx, "bulk action", "procedure", procedure, "migration_id", migrationID,
+			"selected", out.SelectedCount, "done", out.DoneCount, "refused", out.RefusedCount, "not_attempted", out.NotAttemptedCount)
+	}
+	return out
+}
+
+var bulkOutcomes = map[migration.BulkOutcomeKind]loomv1.BulkOutcome{
+	migration.BulkDone:         loomv1.BulkOutcome_BULK_OUTCOME_DONE,
+	migration.BulkRefused:      loomv1.BulkOutcome_BULK_OUTCOME_REFUSED,
+	migration.BulkNotAttempted: loomv1.BulkOutcome_BULK_OUTCOME_NOT_ATTEMPTED,
 }
 
 // errorInterceptor maps every handler error with toConnectError and logs each

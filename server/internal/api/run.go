@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"connectrpc.com/connect"
@@ -20,6 +21,8 @@ type RunServer struct {
 	// Callbacks, when set, signs the callback token shown to the Migrator
 	// that owns a Run (StepResult.callback_token).
 	Callbacks *auth.Callbacks
+	// Log records what each bulk action did; nil records nothing.
+	Log *slog.Logger
 }
 
 // view renders a Run for the caller: the current step's callback token is
@@ -111,6 +114,48 @@ func (s *RunServer) MarkStepMerged(ctx context.Context, req *connect.Request[loo
 		return nil, err
 	}
 	return connect.NewResponse(&loomv1.MarkStepMergedResponse{Run: s.view(ctx, acted.Run)}), nil
+}
+
+// BulkRetrySteps retries the failed steps of a selection of Runs.
+func (s *RunServer) BulkRetrySteps(ctx context.Context, req *connect.Request[loomv1.BulkRetryStepsRequest]) (*connect.Response[loomv1.BulkRetryStepsResponse], error) {
+	m := req.Msg.GetMigrationId()
+	rep, err := s.Runs.BulkRetry(ctx, protoconv.SelectionFromProto(m, req.Msg.GetSelection()), req.Msg.GetStepName(), caller(ctx, req))
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.BulkRetryStepsResponse{Result: bulkResult(ctx, s.Log, req.Spec().Procedure, m, rep)}), nil
+}
+
+// BulkCancelRuns cancels a selection of Runs.
+func (s *RunServer) BulkCancelRuns(ctx context.Context, req *connect.Request[loomv1.BulkCancelRunsRequest]) (*connect.Response[loomv1.BulkCancelRunsResponse], error) {
+	m := req.Msg.GetMigrationId()
+	rep, err := s.Runs.BulkCancel(ctx, protoconv.SelectionFromProto(m, req.Msg.GetSelection()), req.Msg.GetReason(), caller(ctx, req))
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.BulkCancelRunsResponse{Result: bulkResult(ctx, s.Log, req.Spec().Procedure, m, rep)}), nil
+}
+
+// BulkFinishReviews finishes the reviews of a selection of Runs.
+func (s *RunServer) BulkFinishReviews(ctx context.Context, req *connect.Request[loomv1.BulkFinishReviewsRequest]) (*connect.Response[loomv1.BulkFinishReviewsResponse], error) {
+	m := req.Msg.GetMigrationId()
+	rep, err := s.Runs.BulkFinishReview(ctx, protoconv.SelectionFromProto(m, req.Msg.GetSelection()), req.Msg.GetStepName(),
+		protoconv.StepStatusFromProto(req.Msg.GetOutcome()), req.Msg.GetNote(), caller(ctx, req))
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.BulkFinishReviewsResponse{Result: bulkResult(ctx, s.Log, req.Spec().Procedure, m, rep)}), nil
+}
+
+// BulkMarkStepsMerged records merges made outside Loom for a selection of Runs.
+func (s *RunServer) BulkMarkStepsMerged(ctx context.Context, req *connect.Request[loomv1.BulkMarkStepsMergedRequest]) (*connect.Response[loomv1.BulkMarkStepsMergedResponse], error) {
+	m := req.Msg.GetMigrationId()
+	rep, err := s.Runs.BulkMarkMerged(ctx, protoconv.SelectionFromProto(m, req.Msg.GetSelection()), req.Msg.GetStepName(),
+		req.Msg.GetNote(), caller(ctx, req))
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.BulkMarkStepsMergedResponse{Result: bulkResult(ctx, s.Log, req.Spec().Procedure, m, rep)}), nil
 }
 
 // GetRun returns a Run.

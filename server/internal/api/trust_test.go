@@ -265,6 +265,57 @@ func TestAMigratorTouchesOnlyItsOwnMigrations(t *testing.T) {
 	}
 }
 
+// Bulk actions are operators' (and admins'): viewers and Migrators are
+// refused before anything is read or done, even with a request that is
+// valid; an operator's change is recorded with the operator as its actor.
+func TestBulkActionsAreForOperators(t *testing.T) {
+	a := newSecureAPI(t)
+	ctx := context.Background()
+	if _, err := a.store.SubmitCandidates(ctx, migration.Submission{MigrationID: "mine", Candidates: []migration.Candidate{{ID: "c", Kind: "service"}}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	const sel = `"migration_id": "mine", "selection": {"candidate_ids": ["c"]}`
+	bodies := map[string]string{
+		"/loom.v1.RunService/BulkRetrySteps":                  `{` + sel + `}`,
+		"/loom.v1.RunService/BulkCancelRuns":                  `{` + sel + `, "reason": "r"}`,
+		"/loom.v1.RunService/BulkFinishReviews":               `{` + sel + `, "step_name": "review", "outcome": "STEP_STATUS_COMPLETED"}`,
+		"/loom.v1.RunService/BulkMarkStepsMerged":             `{` + sel + `, "step_name": "bump-go"}`,
+		"/loom.v1.DiscoveryService/BulkUpdateCandidateInputs": `{` + sel + `, "inputs": {"k": "v"}}`,
+	}
+	for _, proc := range procedures() {
+		if strings.Contains(proc, "/Bulk") && bodies[proc] == "" {
+			t.Errorf("%s: no request in this test", proc)
+		}
+	}
+	for proc, body := range bodies {
+		for role, want := range map[string]string{"viewer": "permission_denied", "migrator": "permission_denied", "operator": "", "admin": ""} {
+			if role == "operator" && strings.HasSuffix(proc, "/BulkUpdateCandidateInputs") {
+				continue // below, after the refusals
+			}
+			if code := a.call(t, proc, a.tokens[role], body); code != want {
+				t.Errorf("%s as %s: %q, want %q", proc, role, code, want)
+			}
+		}
+	}
+	// Only the admin's update went through; the refused ones changed nothing.
+	inputsEvents := func() []migration.Event {
+		page, err := a.store.ListEvents(ctx, "mine", migration.EventFilter{Kinds: []migration.EventKind{migration.EventCandidateInputsUpdated}}, migration.PageRequest{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page.Events
+	}
+	if evs := inputsEvents(); len(evs) != 1 || evs[0].Actor != "the-admin" {
+		t.Fatalf("inputs events after the refusals: %+v", evs)
+	}
+	if code := a.call(t, "/loom.v1.DiscoveryService/BulkUpdateCandidateInputs", a.tokens["operator"], bodies["/loom.v1.DiscoveryService/BulkUpdateCandidateInputs"]); code != "" {
+		t.Fatalf("the operator's update: %q", code)
+	}
+	if evs := inputsEvents(); len(evs) != 2 || evs[0].Actor != "the-operator" || evs[0].CandidateID != "c" {
+		t.Fatalf("inputs events: %+v", evs)
+	}
+}
+
 func TestReportsNeedTheirCallbackToken(t *testing.T) {
 	a := newSecureAPI(t)
 	body := func(token string) string {

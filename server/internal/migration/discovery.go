@@ -10,8 +10,16 @@ const MaxSubmitCandidates = 1000
 
 // Discovery is the use case of submitting and reading Candidates.
 type Discovery struct {
-	Store CandidateStore
+	Store DiscoveryStore
 	Now   Clock
+}
+
+// DiscoveryStore is what Discovery reads and writes: the Candidates, and
+// whether their Migration exists (a bulk action's selection of ids names
+// one).
+type DiscoveryStore interface {
+	CandidateStore
+	GetMigration(ctx context.Context, id string) (Migration, error)
 }
 
 // Submit merges discovered Candidates into their Migration.

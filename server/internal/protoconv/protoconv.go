@@ -200,6 +200,23 @@ func CandidateOrderFromProto(p loomv1.CandidateOrder) migration.CandidateOrder {
 	return migration.OrderByID
 }
 
+// SelectionFromProto reads the selection of a bulk action on the
+// Candidates of migrationID.
+func SelectionFromProto(migrationID string, p *loomv1.CandidateSelection) migration.Selection {
+	sel := migration.Selection{MigrationID: migrationID, CandidateIDs: p.GetCandidateIds()}
+	if f := p.GetFilter(); f != nil {
+		sel.Filter = &migration.CandidateFilter{
+			Status:            CandidateStatusFromProto(f.GetStatus()),
+			Kind:              f.GetKind(),
+			CurrentStep:       f.GetCurrentStep(),
+			CurrentStepStatus: StepStatusFromProto(f.GetCurrentStepStatus()),
+			IDPrefix:          f.GetIdPrefix(),
+			Metadata:          f.GetMetadata(),
+		}
+	}
+	return sel
+}
+
 // FileGroupsFromProto reads file groups.
 func FileGroupsFromProto(ps []*loomv1.FileGroup) []migration.FileGroup {
 	if len(ps) == 0 {

@@ -45,6 +45,9 @@ const (
 	// DiscoveryServiceUpdateCandidateInputsProcedure is the fully-qualified name of the
 	// DiscoveryService's UpdateCandidateInputs RPC.
 	DiscoveryServiceUpdateCandidateInputsProcedure = "/loom.v1.DiscoveryService/UpdateCandidateInputs"
+	// DiscoveryServiceBulkUpdateCandidateInputsProcedure is the fully-qualified name of the
+	// DiscoveryService's BulkUpdateCandidateInputs RPC.
+	DiscoveryServiceBulkUpdateCandidateInputsProcedure = "/loom.v1.DiscoveryService/BulkUpdateCandidateInputs"
 )
 
 // DiscoveryServiceClient is a client for the loom.v1.DiscoveryService service.
@@ -81,6 +84,14 @@ type DiscoveryServiceClient interface {
 	// reach the next dispatch, never one already sent.
 	// Errors: NOT_FOUND when the Migration or the Candidate does not exist.
 	UpdateCandidateInputs(context.Context, *connect.Request[v1.UpdateCandidateInputsRequest]) (*connect.Response[v1.UpdateCandidateInputsResponse], error)
+	// BulkUpdateCandidateInputs sets or removes, as UpdateCandidateInputs
+	// does, the same operator inputs on every selected Candidate, in any
+	// status (on a running one they reach its next dispatch). An id the
+	// Migration does not have is refused alone (CANDIDATE_NOT_FOUND).
+	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT naming the
+	// field for a malformed request or a selection of more than 10,000
+	// Candidates (nothing is done then).
+	BulkUpdateCandidateInputs(context.Context, *connect.Request[v1.BulkUpdateCandidateInputsRequest]) (*connect.Response[v1.BulkUpdateCandidateInputsResponse], error)
 }
 
 // NewDiscoveryServiceClient constructs a client for the loom.v1.DiscoveryService service. By
@@ -122,15 +133,23 @@ func NewDiscoveryServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		bulkUpdateCandidateInputs: connect.NewClient[v1.BulkUpdateCandidateInputsRequest, v1.BulkUpdateCandidateInputsResponse](
+			httpClient,
+			baseURL+DiscoveryServiceBulkUpdateCandidateInputsProcedure,
+			connect.WithSchema(discoveryServiceMethods.ByName("BulkUpdateCandidateInputs")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // discoveryServiceClient implements DiscoveryServiceClient.
 type discoveryServiceClient struct {
-	submitCandidates      *connect.Client[v1.SubmitCandidatesRequest, v1.SubmitCandidatesResponse]
-	listCandidates        *connect.Client[v1.ListCandidatesRequest, v1.ListCandidatesResponse]
-	getCandidate          *connect.Client[v1.GetCandidateRequest, v1.GetCandidateResponse]
-	updateCandidateInputs *connect.Client[v1.UpdateCandidateInputsRequest, v1.UpdateCandidateInputsResponse]
+	submitCandidates          *connect.Client[v1.SubmitCandidatesRequest, v1.SubmitCandidatesResponse]
+	listCandidates            *connect.Client[v1.ListCandidatesRequest, v1.ListCandidatesResponse]
+	getCandidate              *connect.Client[v1.GetCandidateRequest, v1.GetCandidateResponse]
+	updateCandidateInputs     *connect.Client[v1.UpdateCandidateInputsRequest, v1.UpdateCandidateInputsResponse]
+	bulkUpdateCandidateInputs *connect.Client[v1.BulkUpdateCandidateInputsRequest, v1.BulkUpdateCandidateInputsResponse]
 }
 
 // SubmitCandidates calls loom.v1.DiscoveryService.SubmitCandidates.
@@ -151,6 +170,11 @@ func (c *discoveryServiceClient) GetCandidate(ctx context.Context, req *connect.
 // UpdateCandidateInputs calls loom.v1.DiscoveryService.UpdateCandidateInputs.
 func (c *discoveryServiceClient) UpdateCandidateInputs(ctx context.Context, req *connect.Request[v1.UpdateCandidateInputsRequest]) (*connect.Response[v1.UpdateCandidateInputsResponse], error) {
 	return c.updateCandidateInputs.CallUnary(ctx, req)
+}
+
+// BulkUpdateCandidateInputs calls loom.v1.DiscoveryService.BulkUpdateCandidateInputs.
+func (c *discoveryServiceClient) BulkUpdateCandidateInputs(ctx context.Context, req *connect.Request[v1.BulkUpdateCandidateInputsRequest]) (*connect.Response[v1.BulkUpdateCandidateInputsResponse], error) {
+	return c.bulkUpdateCandidateInputs.CallUnary(ctx, req)
 }
 
 // DiscoveryServiceHandler is an implementation of the loom.v1.DiscoveryService service.
@@ -187,6 +211,14 @@ type DiscoveryServiceHandler interface {
 	// reach the next dispatch, never one already sent.
 	// Errors: NOT_FOUND when the Migration or the Candidate does not exist.
 	UpdateCandidateInputs(context.Context, *connect.Request[v1.UpdateCandidateInputsRequest]) (*connect.Response[v1.UpdateCandidateInputsResponse], error)
+	// BulkUpdateCandidateInputs sets or removes, as UpdateCandidateInputs
+	// does, the same operator inputs on every selected Candidate, in any
+	// status (on a running one they reach its next dispatch). An id the
+	// Migration does not have is refused alone (CANDIDATE_NOT_FOUND).
+	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT naming the
+	// field for a malformed request or a selection of more than 10,000
+	// Candidates (nothing is done then).
+	BulkUpdateCandidateInputs(context.Context, *connect.Request[v1.BulkUpdateCandidateInputsRequest]) (*connect.Response[v1.BulkUpdateCandidateInputsResponse], error)
 }
 
 // NewDiscoveryServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -224,6 +256,13 @@ func NewDiscoveryServiceHandler(svc DiscoveryServiceHandler, opts ...connect.Han
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	discoveryServiceBulkUpdateCandidateInputsHandler := connect.NewUnaryHandler(
+		DiscoveryServiceBulkUpdateCandidateInputsProcedure,
+		svc.BulkUpdateCandidateInputs,
+		connect.WithSchema(discoveryServiceMethods.ByName("BulkUpdateCandidateInputs")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/loom.v1.DiscoveryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DiscoveryServiceSubmitCandidatesProcedure:
@@ -234,6 +273,8 @@ func NewDiscoveryServiceHandler(svc DiscoveryServiceHandler, opts ...connect.Han
 			discoveryServiceGetCandidateHandler.ServeHTTP(w, r)
 		case DiscoveryServiceUpdateCandidateInputsProcedure:
 			discoveryServiceUpdateCandidateInputsHandler.ServeHTTP(w, r)
+		case DiscoveryServiceBulkUpdateCandidateInputsProcedure:
+			discoveryServiceBulkUpdateCandidateInputsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -257,4 +298,8 @@ func (UnimplementedDiscoveryServiceHandler) GetCandidate(context.Context, *conne
 
 func (UnimplementedDiscoveryServiceHandler) UpdateCandidateInputs(context.Context, *connect.Request[v1.UpdateCandidateInputsRequest]) (*connect.Response[v1.UpdateCandidateInputsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.DiscoveryService.UpdateCandidateInputs is not implemented"))
+}
+
+func (UnimplementedDiscoveryServiceHandler) BulkUpdateCandidateInputs(context.Context, *connect.Request[v1.BulkUpdateCandidateInputsRequest]) (*connect.Response[v1.BulkUpdateCandidateInputsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.DiscoveryService.BulkUpdateCandidateInputs is not implemented"))
 }

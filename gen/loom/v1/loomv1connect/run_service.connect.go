@@ -46,6 +46,18 @@ const (
 	// RunServiceMarkStepMergedProcedure is the fully-qualified name of the RunService's MarkStepMerged
 	// RPC.
 	RunServiceMarkStepMergedProcedure = "/loom.v1.RunService/MarkStepMerged"
+	// RunServiceBulkRetryStepsProcedure is the fully-qualified name of the RunService's BulkRetrySteps
+	// RPC.
+	RunServiceBulkRetryStepsProcedure = "/loom.v1.RunService/BulkRetrySteps"
+	// RunServiceBulkCancelRunsProcedure is the fully-qualified name of the RunService's BulkCancelRuns
+	// RPC.
+	RunServiceBulkCancelRunsProcedure = "/loom.v1.RunService/BulkCancelRuns"
+	// RunServiceBulkFinishReviewsProcedure is the fully-qualified name of the RunService's
+	// BulkFinishReviews RPC.
+	RunServiceBulkFinishReviewsProcedure = "/loom.v1.RunService/BulkFinishReviews"
+	// RunServiceBulkMarkStepsMergedProcedure is the fully-qualified name of the RunService's
+	// BulkMarkStepsMerged RPC.
+	RunServiceBulkMarkStepsMergedProcedure = "/loom.v1.RunService/BulkMarkStepsMerged"
 	// RunServiceGetRunProcedure is the fully-qualified name of the RunService's GetRun RPC.
 	RunServiceGetRunProcedure = "/loom.v1.RunService/GetRun"
 	// RunServiceListRunsProcedure is the fully-qualified name of the RunService's ListRuns RPC.
@@ -96,6 +108,43 @@ type RunServiceClient interface {
 	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
 	// named step is current, `open`, at the given attempt.
 	MarkStepMerged(context.Context, *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error)
+	// BulkRetrySteps retries, as RetryStep does, the failed step of every
+	// selected Candidate's Run: each is dispatched again as its next attempt.
+	// Each Run is judged by its view (what GetRun shows) and then by the Run
+	// itself, which holds the truth; a Run that is not running, whose current
+	// step is not `failed` (or not step_name, when given), or that moved on
+	// meanwhile is refused alone, with the reason RetryStep would give
+	// (RUN_NOT_RUNNING, TRANSITION_NOT_ALLOWED, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT; RUN_NOT_FOUND for a Candidate never started). At most
+	// 16 Runs are acted on at a time. Sending the request again retries only
+	// steps that failed again since.
+	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT naming the
+	// field for a malformed request or a selection of more than 10,000
+	// Candidates (nothing is done then).
+	BulkRetrySteps(context.Context, *connect.Request[v1.BulkRetryStepsRequest]) (*connect.Response[v1.BulkRetryStepsResponse], error)
+	// BulkCancelRuns cancels, as CancelRun does, the running Run of every
+	// selected Candidate, with one reason; their Candidates go back to
+	// `not_started`. A Run that is not running is refused alone
+	// (RUN_NOT_RUNNING; RUN_NOT_FOUND for a Candidate never started). Each
+	// cancel waits for its Run to stop, 16 at a time.
+	// Errors: as BulkRetrySteps.
+	BulkCancelRuns(context.Context, *connect.Request[v1.BulkCancelRunsRequest]) (*connect.Response[v1.BulkCancelRunsResponse], error)
+	// BulkFinishReviews finishes, as FinishReview does, the step step_name of
+	// every selected Candidate's Run that waits in `awaiting_review`, all
+	// with one outcome and note. A Run whose current step is another, or not
+	// `awaiting_review`, is refused alone (STEP_NOT_CURRENT,
+	// TRANSITION_NOT_ALLOWED, ...). Naming the step makes the request safe to
+	// send again: a review already finished is refused, never the next one
+	// finished in its place.
+	// Errors: as BulkRetrySteps.
+	BulkFinishReviews(context.Context, *connect.Request[v1.BulkFinishReviewsRequest]) (*connect.Response[v1.BulkFinishReviewsResponse], error)
+	// BulkMarkStepsMerged records, as MarkStepMerged does, that the pull
+	// request of step step_name was merged outside Loom, for every selected
+	// Candidate's Run whose step step_name is `open`; the Runs move on. A Run
+	// whose current step is another, or not `open`, is refused alone. Safe to
+	// send again, as BulkFinishReviews.
+	// Errors: as BulkRetrySteps.
+	BulkMarkStepsMerged(context.Context, *connect.Request[v1.BulkMarkStepsMergedRequest]) (*connect.Response[v1.BulkMarkStepsMergedResponse], error)
 	// GetRun returns a Run with every StepResult.
 	// Errors: NOT_FOUND when the Candidate has never been started.
 	GetRun(context.Context, *connect.Request[v1.GetRunRequest]) (*connect.Response[v1.GetRunResponse], error)
@@ -171,6 +220,30 @@ func NewRunServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(runServiceMethods.ByName("MarkStepMerged")),
 			connect.WithClientOptions(opts...),
 		),
+		bulkRetrySteps: connect.NewClient[v1.BulkRetryStepsRequest, v1.BulkRetryStepsResponse](
+			httpClient,
+			baseURL+RunServiceBulkRetryStepsProcedure,
+			connect.WithSchema(runServiceMethods.ByName("BulkRetrySteps")),
+			connect.WithClientOptions(opts...),
+		),
+		bulkCancelRuns: connect.NewClient[v1.BulkCancelRunsRequest, v1.BulkCancelRunsResponse](
+			httpClient,
+			baseURL+RunServiceBulkCancelRunsProcedure,
+			connect.WithSchema(runServiceMethods.ByName("BulkCancelRuns")),
+			connect.WithClientOptions(opts...),
+		),
+		bulkFinishReviews: connect.NewClient[v1.BulkFinishReviewsRequest, v1.BulkFinishReviewsResponse](
+			httpClient,
+			baseURL+RunServiceBulkFinishReviewsProcedure,
+			connect.WithSchema(runServiceMethods.ByName("BulkFinishReviews")),
+			connect.WithClientOptions(opts...),
+		),
+		bulkMarkStepsMerged: connect.NewClient[v1.BulkMarkStepsMergedRequest, v1.BulkMarkStepsMergedResponse](
+			httpClient,
+			baseURL+RunServiceBulkMarkStepsMergedProcedure,
+			connect.WithSchema(runServiceMethods.ByName("BulkMarkStepsMerged")),
+			connect.WithClientOptions(opts...),
+		),
 		getRun: connect.NewClient[v1.GetRunRequest, v1.GetRunResponse](
 			httpClient,
 			baseURL+RunServiceGetRunProcedure,
@@ -204,16 +277,20 @@ func NewRunServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 
 // runServiceClient implements RunServiceClient.
 type runServiceClient struct {
-	previewRun     *connect.Client[v1.PreviewRunRequest, v1.PreviewRunResponse]
-	startRun       *connect.Client[v1.StartRunRequest, v1.StartRunResponse]
-	cancelRun      *connect.Client[v1.CancelRunRequest, v1.CancelRunResponse]
-	retryStep      *connect.Client[v1.RetryStepRequest, v1.RetryStepResponse]
-	finishReview   *connect.Client[v1.FinishReviewRequest, v1.FinishReviewResponse]
-	markStepMerged *connect.Client[v1.MarkStepMergedRequest, v1.MarkStepMergedResponse]
-	getRun         *connect.Client[v1.GetRunRequest, v1.GetRunResponse]
-	listRuns       *connect.Client[v1.ListRunsRequest, v1.ListRunsResponse]
-	watchRun       *connect.Client[v1.WatchRunRequest, v1.WatchRunResponse]
-	reconcileRuns  *connect.Client[v1.ReconcileRunsRequest, v1.ReconcileRunsResponse]
+	previewRun          *connect.Client[v1.PreviewRunRequest, v1.PreviewRunResponse]
+	startRun            *connect.Client[v1.StartRunRequest, v1.StartRunResponse]
+	cancelRun           *connect.Client[v1.CancelRunRequest, v1.CancelRunResponse]
+	retryStep           *connect.Client[v1.RetryStepRequest, v1.RetryStepResponse]
+	finishReview        *connect.Client[v1.FinishReviewRequest, v1.FinishReviewResponse]
+	markStepMerged      *connect.Client[v1.MarkStepMergedRequest, v1.MarkStepMergedResponse]
+	bulkRetrySteps      *connect.Client[v1.BulkRetryStepsRequest, v1.BulkRetryStepsResponse]
+	bulkCancelRuns      *connect.Client[v1.BulkCancelRunsRequest, v1.BulkCancelRunsResponse]
+	bulkFinishReviews   *connect.Client[v1.BulkFinishReviewsRequest, v1.BulkFinishReviewsResponse]
+	bulkMarkStepsMerged *connect.Client[v1.BulkMarkStepsMergedRequest, v1.BulkMarkStepsMergedResponse]
+	getRun              *connect.Client[v1.GetRunRequest, v1.GetRunResponse]
+	listRuns            *connect.Client[v1.ListRunsRequest, v1.ListRunsResponse]
+	watchRun            *connect.Client[v1.WatchRunRequest, v1.WatchRunResponse]
+	reconcileRuns       *connect.Client[v1.ReconcileRunsRequest, v1.ReconcileRunsResponse]
 }
 
 // PreviewRun calls loom.v1.RunService.PreviewRun.
@@ -244,6 +321,26 @@ func (c *runServiceClient) FinishReview(ctx context.Context, req *connect.Reques
 // MarkStepMerged calls loom.v1.RunService.MarkStepMerged.
 func (c *runServiceClient) MarkStepMerged(ctx context.Context, req *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error) {
 	return c.markStepMerged.CallUnary(ctx, req)
+}
+
+// BulkRetrySteps calls loom.v1.RunService.BulkRetrySteps.
+func (c *runServiceClient) BulkRetrySteps(ctx context.Context, req *connect.Request[v1.BulkRetryStepsRequest]) (*connect.Response[v1.BulkRetryStepsResponse], error) {
+	return c.bulkRetrySteps.CallUnary(ctx, req)
+}
+
+// BulkCancelRuns calls loom.v1.RunService.BulkCancelRuns.
+func (c *runServiceClient) BulkCancelRuns(ctx context.Context, req *connect.Request[v1.BulkCancelRunsRequest]) (*connect.Response[v1.BulkCancelRunsResponse], error) {
+	return c.bulkCancelRuns.CallUnary(ctx, req)
+}
+
+// BulkFinishReviews calls loom.v1.RunService.BulkFinishReviews.
+func (c *runServiceClient) BulkFinishReviews(ctx context.Context, req *connect.Request[v1.BulkFinishReviewsRequest]) (*connect.Response[v1.BulkFinishReviewsResponse], error) {
+	return c.bulkFinishReviews.CallUnary(ctx, req)
+}
+
+// BulkMarkStepsMerged calls loom.v1.RunService.BulkMarkStepsMerged.
+func (c *runServiceClient) BulkMarkStepsMerged(ctx context.Context, req *connect.Request[v1.BulkMarkStepsMergedRequest]) (*connect.Response[v1.BulkMarkStepsMergedResponse], error) {
+	return c.bulkMarkStepsMerged.CallUnary(ctx, req)
 }
 
 // GetRun calls loom.v1.RunService.GetRun.
@@ -305,6 +402,43 @@ type RunServiceHandler interface {
 	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
 	// named step is current, `open`, at the given attempt.
 	MarkStepMerged(context.Context, *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error)
+	// BulkRetrySteps retries, as RetryStep does, the failed step of every
+	// selected Candidate's Run: each is dispatched again as its next attempt.
+	// Each Run is judged by its view (what GetRun shows) and then by the Run
+	// itself, which holds the truth; a Run that is not running, whose current
+	// step is not `failed` (or not step_name, when given), or that moved on
+	// meanwhile is refused alone, with the reason RetryStep would give
+	// (RUN_NOT_RUNNING, TRANSITION_NOT_ALLOWED, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT; RUN_NOT_FOUND for a Candidate never started). At most
+	// 16 Runs are acted on at a time. Sending the request again retries only
+	// steps that failed again since.
+	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT naming the
+	// field for a malformed request or a selection of more than 10,000
+	// Candidates (nothing is done then).
+	BulkRetrySteps(context.Context, *connect.Request[v1.BulkRetryStepsRequest]) (*connect.Response[v1.BulkRetryStepsResponse], error)
+	// BulkCancelRuns cancels, as CancelRun does, the running Run of every
+	// selected Candidate, with one reason; their Candidates go back to
+	// `not_started`. A Run that is not running is refused alone
+	// (RUN_NOT_RUNNING; RUN_NOT_FOUND for a Candidate never started). Each
+	// cancel waits for its Run to stop, 16 at a time.
+	// Errors: as BulkRetrySteps.
+	BulkCancelRuns(context.Context, *connect.Request[v1.BulkCancelRunsRequest]) (*connect.Response[v1.BulkCancelRunsResponse], error)
+	// BulkFinishReviews finishes, as FinishReview does, the step step_name of
+	// every selected Candidate's Run that waits in `awaiting_review`, all
+	// with one outcome and note. A Run whose current step is another, or not
+	// `awaiting_review`, is refused alone (STEP_NOT_CURRENT,
+	// TRANSITION_NOT_ALLOWED, ...). Naming the step makes the request safe to
+	// send again: a review already finished is refused, never the next one
+	// finished in its place.
+	// Errors: as BulkRetrySteps.
+	BulkFinishReviews(context.Context, *connect.Request[v1.BulkFinishReviewsRequest]) (*connect.Response[v1.BulkFinishReviewsResponse], error)
+	// BulkMarkStepsMerged records, as MarkStepMerged does, that the pull
+	// request of step step_name was merged outside Loom, for every selected
+	// Candidate's Run whose step step_name is `open`; the Runs move on. A Run
+	// whose current step is another, or not `open`, is refused alone. Safe to
+	// send again, as BulkFinishReviews.
+	// Errors: as BulkRetrySteps.
+	BulkMarkStepsMerged(context.Context, *connect.Request[v1.BulkMarkStepsMergedRequest]) (*connect.Response[v1.BulkMarkStepsMergedResponse], error)
 	// GetRun returns a Run with every StepResult.
 	// Errors: NOT_FOUND when the Candidate has never been started.
 	GetRun(context.Context, *connect.Request[v1.GetRunRequest]) (*connect.Response[v1.GetRunResponse], error)
@@ -376,6 +510,30 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(runServiceMethods.ByName("MarkStepMerged")),
 		connect.WithHandlerOptions(opts...),
 	)
+	runServiceBulkRetryStepsHandler := connect.NewUnaryHandler(
+		RunServiceBulkRetryStepsProcedure,
+		svc.BulkRetrySteps,
+		connect.WithSchema(runServiceMethods.ByName("BulkRetrySteps")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runServiceBulkCancelRunsHandler := connect.NewUnaryHandler(
+		RunServiceBulkCancelRunsProcedure,
+		svc.BulkCancelRuns,
+		connect.WithSchema(runServiceMethods.ByName("BulkCancelRuns")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runServiceBulkFinishReviewsHandler := connect.NewUnaryHandler(
+		RunServiceBulkFinishReviewsProcedure,
+		svc.BulkFinishReviews,
+		connect.WithSchema(runServiceMethods.ByName("BulkFinishReviews")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runServiceBulkMarkStepsMergedHandler := connect.NewUnaryHandler(
+		RunServiceBulkMarkStepsMergedProcedure,
+		svc.BulkMarkStepsMerged,
+		connect.WithSchema(runServiceMethods.ByName("BulkMarkStepsMerged")),
+		connect.WithHandlerOptions(opts...),
+	)
 	runServiceGetRunHandler := connect.NewUnaryHandler(
 		RunServiceGetRunProcedure,
 		svc.GetRun,
@@ -418,6 +576,14 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 			runServiceFinishReviewHandler.ServeHTTP(w, r)
 		case RunServiceMarkStepMergedProcedure:
 			runServiceMarkStepMergedHandler.ServeHTTP(w, r)
+		case RunServiceBulkRetryStepsProcedure:
+			runServiceBulkRetryStepsHandler.ServeHTTP(w, r)
+		case RunServiceBulkCancelRunsProcedure:
+			runServiceBulkCancelRunsHandler.ServeHTTP(w, r)
+		case RunServiceBulkFinishReviewsProcedure:
+			runServiceBulkFinishReviewsHandler.ServeHTTP(w, r)
+		case RunServiceBulkMarkStepsMergedProcedure:
+			runServiceBulkMarkStepsMergedHandler.ServeHTTP(w, r)
 		case RunServiceGetRunProcedure:
 			runServiceGetRunHandler.ServeHTTP(w, r)
 		case RunServiceListRunsProcedure:
@@ -457,6 +623,22 @@ func (UnimplementedRunServiceHandler) FinishReview(context.Context, *connect.Req
 
 func (UnimplementedRunServiceHandler) MarkStepMerged(context.Context, *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.MarkStepMerged is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) BulkRetrySteps(context.Context, *connect.Request[v1.BulkRetryStepsRequest]) (*connect.Response[v1.BulkRetryStepsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.BulkRetrySteps is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) BulkCancelRuns(context.Context, *connect.Request[v1.BulkCancelRunsRequest]) (*connect.Response[v1.BulkCancelRunsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.BulkCancelRuns is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) BulkFinishReviews(context.Context, *connect.Request[v1.BulkFinishReviewsRequest]) (*connect.Response[v1.BulkFinishReviewsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.BulkFinishReviews is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) BulkMarkStepsMerged(context.Context, *connect.Request[v1.BulkMarkStepsMergedRequest]) (*connect.Response[v1.BulkMarkStepsMergedResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.BulkMarkStepsMerged is not implemented"))
 }
 
 func (UnimplementedRunServiceHandler) GetRun(context.Context, *connect.Request[v1.GetRunRequest]) (*connect.Response[v1.GetRunResponse], error) {

@@ -7,6 +7,8 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { BulkResult, CandidateSelection } from "./bulk_pb";
+import { file_loom_v1_bulk } from "./bulk_pb";
 import type { StepPreview } from "./preview_pb";
 import { file_loom_v1_preview } from "./preview_pb";
 import type { Run, RunStatus, StepStatus } from "./run_pb";
@@ -17,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loom/v1/run_service.proto.
  */
 export const file_loom_v1_run_service: GenFile = /*@__PURE__*/
-  fileDesc("Chlsb29tL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdsb29tLnYxIrQCChFQcmV2aWV3UnVuUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSQAoMY2FuZGlkYXRlX2lkGAIgASgJQiq6SCdyJTIjXltBLVphLXowLTldW0EtWmEtejAtOS5fLy1dezAsMjU0fSQSawoGaW5wdXRzGAMgAygLMiYubG9vbS52MS5QcmV2aWV3UnVuUmVxdWVzdC5JbnB1dHNFbnRyeUIzukgwmgEtEDIiInIgMh5eW0EtWmEtel1bQS1aYS16MC05Xy4tXXswLDYzfSQqBXIDGIAgGi0KC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoSUHJldmlld1J1blJlc3BvbnNlEiMKBXN0ZXBzGAEgAygLMhQubG9vbS52MS5TdGVwUHJldmlldyKwAgoPU3RhcnRSdW5SZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBJACgxjYW5kaWRhdGVfaWQYAiABKAlCKrpIJ3IlMiNeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBJpCgZpbnB1dHMYAyADKAsyJC5sb29tLnYxLlN0YXJ0UnVuUmVxdWVzdC5JbnB1dHNFbnRyeUIzukgwmgEtEDIiInIgMh5eW0EtWmEtel1bQS1aYS16MC05Xy4tXXswLDYzfSQqBXIDGIAgGi0KC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLQoQU3RhcnRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5sb29tLnYxLlJ1biKMAQoQQ2FuY2VsUnVuUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBIYCgZyZWFzb24YAiABKAlCCLpIBXIDGNAPIi4KEUNhbmNlbFJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIswBChBSZXRyeVN0ZXBSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEj4KCXN0ZXBfbmFtZRgCIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAiAAIi4KEVJldHJ5U3RlcFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIpkCChNGaW5pc2hSZXZpZXdSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEj4KCXN0ZXBfbmFtZRgCIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAiAAEjAKB291dGNvbWUYBCABKA4yEy5sb29tLnYxLlN0ZXBTdGF0dXNCCrpIB4IBBBgFGAYSFgoEbm90ZRgFIAEoCUIIukgFcgMYoB8iMQoURmluaXNoUmV2aWV3UmVzcG9uc2USGQoDcnVuGAEgASgLMgwubG9vbS52MS5SdW4i6QEKFU1hcmtTdGVwTWVyZ2VkUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBI+CglzdGVwX25hbWUYAiABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSGAoHYXR0ZW1wdBgDIAEoBUIHukgEGgIgABIWCgRub3RlGAQgASgJQgi6SAVyAxigHyIzChZNYXJrU3RlcE1lcmdlZFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIm8KDUdldFJ1blJlcXVlc3QSXgoGcnVuX2lkGAEgASgJQk66SEtySTJHXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT9fX1tBLVphLXowLTldW0EtWmEtejAtOS5fLy1dezAsMjU0fSQiKwoOR2V0UnVuUmVzcG9uc2USGQoDcnVuGAEgASgLMgwubG9vbS52MS5SdW4iiAQKD0xpc3RSdW5zUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSLAoGc3RhdHVzGAIgASgOMhIubG9vbS52MS5SdW5TdGF0dXNCCLpIBYIBAhABEjoKE2N1cnJlbnRfc3RlcF9zdGF0dXMYAyABKA4yEy5sb29tLnYxLlN0ZXBTdGF0dXNCCLpIBYIBAhABEh0KCXBhZ2Vfc2l6ZRgEIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAUgASgJQgi6SAVyAxiACBIYChBkaXNwYXRjaF9mYWlsaW5nGAYgASgIOvABukjsARrpAQogbGlzdF9ydW5zLmRpc3BhdGNoX2ZhaWxpbmdfYWxvbmUSdmRpc3BhdGNoX2ZhaWxpbmcgc2VsZWN0cyBydW5uaW5nIFJ1bnMgd2hvc2UgY3VycmVudCBzdGVwIGlzIGluIHByb2dyZXNzOiBnaXZlIG5vIHN0YXR1cyBvciBjdXJyZW50X3N0ZXBfc3RhdHVzIHdpdGggaXQaTSF0aGlzLmRpc3BhdGNoX2ZhaWxpbmcgfHwgKHRoaXMuc3RhdHVzID09IDAgJiYgdGhpcy5jdXJyZW50X3N0ZXBfc3RhdHVzID09IDApIlsKEExpc3RSdW5zUmVzcG9uc2USGgoEcnVucxgBIAMoCzIMLmxvb20udjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgDIpEBCg9XYXRjaFJ1blJlcXVlc3QSXgoGcnVuX2lkGAEgASgJQk66SEtySTJHXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT9fX1tBLVphLXowLTldW0EtWmEtejAtOS5fLy1dezAsMjU0fSQSHgoNYWZ0ZXJfdmVyc2lvbhgCIAEoA0IHukgEIgIoACJqChBXYXRjaFJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuSAASLwoJaGVhcnRiZWF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAQggKBnVwZGF0ZSJcChRSZWNvbmNpbGVSdW5zUmVxdWVzdBJECgxtaWdyYXRpb25faWQYASABKAlCLrpIK9gBAXImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQiSAoVUmVjb25jaWxlUnVuc1Jlc3BvbnNlEg8KB2NoZWNrZWQYASABKAMSHgoFZml4ZWQYAiADKAsyDy5sb29tLnYxLlJ1bkZpeCJMCgZSdW5GaXgSDgoGcnVuX2lkGAEgASgJEiIKBnN0YXR1cxgCIAEoDjISLmxvb20udjEuUnVuU3RhdHVzEg4KBnJlYXNvbhgDIAEoCTLkBQoKUnVuU2VydmljZRJKCgpQcmV2aWV3UnVuEhoubG9vbS52MS5QcmV2aWV3UnVuUmVxdWVzdBobLmxvb20udjEuUHJldmlld1J1blJlc3BvbnNlIgOQAgESPwoIU3RhcnRSdW4SGC5sb29tLnYxLlN0YXJ0UnVuUmVxdWVzdBoZLmxvb20udjEuU3RhcnRSdW5SZXNwb25zZRJCCglDYW5jZWxSdW4SGS5sb29tLnYxLkNhbmNlbFJ1blJlcXVlc3QaGi5sb29tLnYxLkNhbmNlbFJ1blJlc3BvbnNlEkIKCVJldHJ5U3RlcBIZLmxvb20udjEuUmV0cnlTdGVwUmVxdWVzdBoaLmxvb20udjEuUmV0cnlTdGVwUmVzcG9uc2USSwoMRmluaXNoUmV2aWV3EhwubG9vbS52MS5GaW5pc2hSZXZpZXdSZXF1ZXN0Gh0ubG9vbS52MS5GaW5pc2hSZXZpZXdSZXNwb25zZRJRCg5NYXJrU3RlcE1lcmdlZBIeLmxvb20udjEuTWFya1N0ZXBNZXJnZWRSZXF1ZXN0Gh8ubG9vbS52MS5NYXJrU3RlcE1lcmdlZFJlc3BvbnNlEj4KBkdldFJ1bhIWLmxvb20udjEuR2V0UnVuUmVxdWVzdBoXLmxvb20udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLmxvb20udjEuTGlzdFJ1bnNSZXF1ZXN0GhkubG9vbS52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESRgoIV2F0Y2hSdW4SGC5sb29tLnYxLldhdGNoUnVuUmVxdWVzdBoZLmxvb20udjEuV2F0Y2hSdW5SZXNwb25zZSIDkAIBMAESUwoNUmVjb25jaWxlUnVucxIdLmxvb20udjEuUmVjb25jaWxlUnVuc1JlcXVlc3QaHi5sb29tLnYxLlJlY29uY2lsZVJ1bnNSZXNwb25zZSIDkAICQitaKWdpdGh1Yi5jb20vbG9vbWhxL2xvb20vZ2VuL2xvb20vdjE7bG9vbXYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_loom_v1_preview, file_loom_v1_run]);
+  fileDesc("Chlsb29tL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdsb29tLnYxIrQCChFQcmV2aWV3UnVuUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSQAoMY2FuZGlkYXRlX2lkGAIgASgJQiq6SCdyJTIjXltBLVphLXowLTldW0EtWmEtejAtOS5fLy1dezAsMjU0fSQSawoGaW5wdXRzGAMgAygLMiYubG9vbS52MS5QcmV2aWV3UnVuUmVxdWVzdC5JbnB1dHNFbnRyeUIzukgwmgEtEDIiInIgMh5eW0EtWmEtel1bQS1aYS16MC05Xy4tXXswLDYzfSQqBXIDGIAgGi0KC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoSUHJldmlld1J1blJlc3BvbnNlEiMKBXN0ZXBzGAEgAygLMhQubG9vbS52MS5TdGVwUHJldmlldyKwAgoPU3RhcnRSdW5SZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBJACgxjYW5kaWRhdGVfaWQYAiABKAlCKrpIJ3IlMiNeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBJpCgZpbnB1dHMYAyADKAsyJC5sb29tLnYxLlN0YXJ0UnVuUmVxdWVzdC5JbnB1dHNFbnRyeUIzukgwmgEtEDIiInIgMh5eW0EtWmEtel1bQS1aYS16MC05Xy4tXXswLDYzfSQqBXIDGIAgGi0KC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLQoQU3RhcnRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5sb29tLnYxLlJ1biKMAQoQQ2FuY2VsUnVuUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBIYCgZyZWFzb24YAiABKAlCCLpIBXIDGNAPIi4KEUNhbmNlbFJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIswBChBSZXRyeVN0ZXBSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEj4KCXN0ZXBfbmFtZRgCIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAiAAIi4KEVJldHJ5U3RlcFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIpkCChNGaW5pc2hSZXZpZXdSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEj4KCXN0ZXBfbmFtZRgCIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAiAAEjAKB291dGNvbWUYBCABKA4yEy5sb29tLnYxLlN0ZXBTdGF0dXNCCrpIB4IBBBgFGAYSFgoEbm90ZRgFIAEoCUIIukgFcgMYoB8iMQoURmluaXNoUmV2aWV3UmVzcG9uc2USGQoDcnVuGAEgASgLMgwubG9vbS52MS5SdW4i6QEKFU1hcmtTdGVwTWVyZ2VkUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBI+CglzdGVwX25hbWUYAiABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSGAoHYXR0ZW1wdBgDIAEoBUIHukgEGgIgABIWCgRub3RlGAQgASgJQgi6SAVyAxigHyIzChZNYXJrU3RlcE1lcmdlZFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuItUBChVCdWxrUmV0cnlTdGVwc1JlcXVlc3QSQQoMbWlncmF0aW9uX2lkGAEgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEjYKCXNlbGVjdGlvbhgCIAEoCzIbLmxvb20udjEuQ2FuZGlkYXRlU2VsZWN0aW9uQga6SAPIAQESQQoJc3RlcF9uYW1lGAMgASgJQi66SCvYAQFyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kIj0KFkJ1bGtSZXRyeVN0ZXBzUmVzcG9uc2USIwoGcmVzdWx0GAEgASgLMhMubG9vbS52MS5CdWxrUmVzdWx0IqwBChVCdWxrQ2FuY2VsUnVuc1JlcXVlc3QSQQoMbWlncmF0aW9uX2lkGAEgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEjYKCXNlbGVjdGlvbhgCIAEoCzIbLmxvb20udjEuQ2FuZGlkYXRlU2VsZWN0aW9uQga6SAPIAQESGAoGcmVhc29uGAMgASgJQgi6SAVyAxjQDyI9ChZCdWxrQ2FuY2VsUnVuc1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmxvb20udjEuQnVsa1Jlc3VsdCKfAgoYQnVsa0ZpbmlzaFJldmlld3NSZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBI2CglzZWxlY3Rpb24YAiABKAsyGy5sb29tLnYxLkNhbmRpZGF0ZVNlbGVjdGlvbkIGukgDyAEBEj4KCXN0ZXBfbmFtZRgDIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIwCgdvdXRjb21lGAQgASgOMhMubG9vbS52MS5TdGVwU3RhdHVzQgq6SAeCAQQYBRgGEhYKBG5vdGUYBSABKAlCCLpIBXIDGKAfIkAKGUJ1bGtGaW5pc2hSZXZpZXdzUmVzcG9uc2USIwoGcmVzdWx0GAEgASgLMhMubG9vbS52MS5CdWxrUmVzdWx0Iu8BChpCdWxrTWFya1N0ZXBzTWVyZ2VkUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSNgoJc2VsZWN0aW9uGAIgASgLMhsubG9vbS52MS5DYW5kaWRhdGVTZWxlY3Rpb25CBrpIA8gBARI+CglzdGVwX25hbWUYAyABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSFgoEbm90ZRgEIAEoCUIIukgFcgMYoB8iQgobQnVsa01hcmtTdGVwc01lcmdlZFJlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmxvb20udjEuQnVsa1Jlc3VsdCJvCg1HZXRSdW5SZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kIisKDkdldFJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIogECg9MaXN0UnVuc1JlcXVlc3QSQQoMbWlncmF0aW9uX2lkGAEgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEiwKBnN0YXR1cxgCIAEoDjISLmxvb20udjEuUnVuU3RhdHVzQgi6SAWCAQIQARI6ChNjdXJyZW50X3N0ZXBfc3RhdHVzGAMgASgOMhMubG9vbS52MS5TdGVwU3RhdHVzQgi6SAWCAQIQARIdCglwYWdlX3NpemUYBCABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgFIAEoCUIIukgFcgMYgAgSGAoQZGlzcGF0Y2hfZmFpbGluZxgGIAEoCDrwAbpI7AEa6QEKIGxpc3RfcnVucy5kaXNwYXRjaF9mYWlsaW5nX2Fsb25lEnZkaXNwYXRjaF9mYWlsaW5nIHNlbGVjdHMgcnVubmluZyBSdW5zIHdob3NlIGN1cnJlbnQgc3RlcCBpcyBpbiBwcm9ncmVzczogZ2l2ZSBubyBzdGF0dXMgb3IgY3VycmVudF9zdGVwX3N0YXR1cyB3aXRoIGl0Gk0hdGhpcy5kaXNwYXRjaF9mYWlsaW5nIHx8ICh0aGlzLnN0YXR1cyA9PSAwICYmIHRoaXMuY3VycmVudF9zdGVwX3N0YXR1cyA9PSAwKSJbChBMaXN0UnVuc1Jlc3BvbnNlEhoKBHJ1bnMYASADKAsyDC5sb29tLnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoAyKRAQoPV2F0Y2hSdW5SZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEh4KDWFmdGVyX3ZlcnNpb24YAiABKANCB7pIBCICKAAiagoQV2F0Y2hSdW5SZXNwb25zZRIbCgNydW4YASABKAsyDC5sb29tLnYxLlJ1bkgAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAEIICgZ1cGRhdGUiXAoUUmVjb25jaWxlUnVuc1JlcXVlc3QSRAoMbWlncmF0aW9uX2lkGAEgASgJQi66SCvYAQFyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kIkgKFVJlY29uY2lsZVJ1bnNSZXNwb25zZRIPCgdjaGVja2VkGAEgASgDEh4KBWZpeGVkGAIgAygLMg8ubG9vbS52MS5SdW5GaXgiTAoGUnVuRml4Eg4KBnJ1bl9pZBgBIAEoCRIiCgZzdGF0dXMYAiABKA4yEi5sb29tLnYxLlJ1blN0YXR1cxIOCgZyZWFzb24YAyABKAkyyAgKClJ1blNlcnZpY2USSgoKUHJldmlld1J1bhIaLmxvb20udjEuUHJldmlld1J1blJlcXVlc3QaGy5sb29tLnYxLlByZXZpZXdSdW5SZXNwb25zZSIDkAIBEj8KCFN0YXJ0UnVuEhgubG9vbS52MS5TdGFydFJ1blJlcXVlc3QaGS5sb29tLnYxLlN0YXJ0UnVuUmVzcG9uc2USQgoJQ2FuY2VsUnVuEhkubG9vbS52MS5DYW5jZWxSdW5SZXF1ZXN0GhoubG9vbS52MS5DYW5jZWxSdW5SZXNwb25zZRJCCglSZXRyeVN0ZXASGS5sb29tLnYxLlJldHJ5U3RlcFJlcXVlc3QaGi5sb29tLnYxLlJldHJ5U3RlcFJlc3BvbnNlEksKDEZpbmlzaFJldmlldxIcLmxvb20udjEuRmluaXNoUmV2aWV3UmVxdWVzdBodLmxvb20udjEuRmluaXNoUmV2aWV3UmVzcG9uc2USUQoOTWFya1N0ZXBNZXJnZWQSHi5sb29tLnYxLk1hcmtTdGVwTWVyZ2VkUmVxdWVzdBofLmxvb20udjEuTWFya1N0ZXBNZXJnZWRSZXNwb25zZRJRCg5CdWxrUmV0cnlTdGVwcxIeLmxvb20udjEuQnVsa1JldHJ5U3RlcHNSZXF1ZXN0Gh8ubG9vbS52MS5CdWxrUmV0cnlTdGVwc1Jlc3BvbnNlElEKDkJ1bGtDYW5jZWxSdW5zEh4ubG9vbS52MS5CdWxrQ2FuY2VsUnVuc1JlcXVlc3QaHy5sb29tLnYxLkJ1bGtDYW5jZWxSdW5zUmVzcG9uc2USWgoRQnVsa0ZpbmlzaFJldmlld3MSIS5sb29tLnYxLkJ1bGtGaW5pc2hSZXZpZXdzUmVxdWVzdBoiLmxvb20udjEuQnVsa0ZpbmlzaFJldmlld3NSZXNwb25zZRJgChNCdWxrTWFya1N0ZXBzTWVyZ2VkEiMubG9vbS52MS5CdWxrTWFya1N0ZXBzTWVyZ2VkUmVxdWVzdBokLmxvb20udjEuQnVsa01hcmtTdGVwc01lcmdlZFJlc3BvbnNlEj4KBkdldFJ1bhIWLmxvb20udjEuR2V0UnVuUmVxdWVzdBoXLmxvb20udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLmxvb20udjEuTGlzdFJ1bnNSZXF1ZXN0GhkubG9vbS52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESRgoIV2F0Y2hSdW4SGC5sb29tLnYxLldhdGNoUnVuUmVxdWVzdBoZLmxvb20udjEuV2F0Y2hSdW5SZXNwb25zZSIDkAIBMAESUwoNUmVjb25jaWxlUnVucxIdLmxvb20udjEuUmVjb25jaWxlUnVuc1JlcXVlc3QaHi5sb29tLnYxLlJlY29uY2lsZVJ1bnNSZXNwb25zZSIDkAICQitaKWdpdGh1Yi5jb20vbG9vbWhxL2xvb20vZ2VuL2xvb20vdjE7bG9vbXYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_loom_v1_bulk, file_loom_v1_preview, file_loom_v1_run]);
 
 /**
  * Request of RunService.PreviewRun.
@@ -375,6 +377,256 @@ export const MarkStepMergedResponseSchema: GenMessage<MarkStepMergedResponse> = 
   messageDesc(file_loom_v1_run_service, 11);
 
 /**
+ * Request of RunService.BulkRetrySteps.
+ *
+ * @generated from message loom.v1.BulkRetryStepsRequest
+ */
+export type BulkRetryStepsRequest = Message<"loom.v1.BulkRetryStepsRequest"> & {
+  /**
+   * The Migration whose Candidates to act on.
+   *
+   * @generated from field: string migration_id = 1;
+   */
+  migrationId: string;
+
+  /**
+   * The Candidates whose failed steps to retry.
+   *
+   * @generated from field: loom.v1.CandidateSelection selection = 2;
+   */
+  selection?: CandidateSelection | undefined;
+
+  /**
+   * Only retry this step: a Run whose current step is another is refused
+   * (STEP_NOT_CURRENT). Empty retries whichever step each Run failed at.
+   *
+   * @generated from field: string step_name = 3;
+   */
+  stepName: string;
+};
+
+/**
+ * Describes the message loom.v1.BulkRetryStepsRequest.
+ * Use `create(BulkRetryStepsRequestSchema)` to create a new message.
+ */
+export const BulkRetryStepsRequestSchema: GenMessage<BulkRetryStepsRequest> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 12);
+
+/**
+ * Response of RunService.BulkRetrySteps.
+ *
+ * @generated from message loom.v1.BulkRetryStepsResponse
+ */
+export type BulkRetryStepsResponse = Message<"loom.v1.BulkRetryStepsResponse"> & {
+  /**
+   * What was done to each Candidate: done means its step is back
+   * `in_progress` at its next attempt.
+   *
+   * @generated from field: loom.v1.BulkResult result = 1;
+   */
+  result?: BulkResult | undefined;
+};
+
+/**
+ * Describes the message loom.v1.BulkRetryStepsResponse.
+ * Use `create(BulkRetryStepsResponseSchema)` to create a new message.
+ */
+export const BulkRetryStepsResponseSchema: GenMessage<BulkRetryStepsResponse> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 13);
+
+/**
+ * Request of RunService.BulkCancelRuns.
+ *
+ * @generated from message loom.v1.BulkCancelRunsRequest
+ */
+export type BulkCancelRunsRequest = Message<"loom.v1.BulkCancelRunsRequest"> & {
+  /**
+   * The Migration whose Candidates to act on.
+   *
+   * @generated from field: string migration_id = 1;
+   */
+  migrationId: string;
+
+  /**
+   * The Candidates whose Runs to cancel.
+   *
+   * @generated from field: loom.v1.CandidateSelection selection = 2;
+   */
+  selection?: CandidateSelection | undefined;
+
+  /**
+   * Why, for the record: kept on every Run cancelled (Run.cancel_reason)
+   * and in its history. Optional.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message loom.v1.BulkCancelRunsRequest.
+ * Use `create(BulkCancelRunsRequestSchema)` to create a new message.
+ */
+export const BulkCancelRunsRequestSchema: GenMessage<BulkCancelRunsRequest> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 14);
+
+/**
+ * Response of RunService.BulkCancelRuns.
+ *
+ * @generated from message loom.v1.BulkCancelRunsResponse
+ */
+export type BulkCancelRunsResponse = Message<"loom.v1.BulkCancelRunsResponse"> & {
+  /**
+   * What was done to each Candidate: done means its Run is `cancelled` and
+   * the Candidate `not_started`.
+   *
+   * @generated from field: loom.v1.BulkResult result = 1;
+   */
+  result?: BulkResult | undefined;
+};
+
+/**
+ * Describes the message loom.v1.BulkCancelRunsResponse.
+ * Use `create(BulkCancelRunsResponseSchema)` to create a new message.
+ */
+export const BulkCancelRunsResponseSchema: GenMessage<BulkCancelRunsResponse> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 15);
+
+/**
+ * Request of RunService.BulkFinishReviews.
+ *
+ * @generated from message loom.v1.BulkFinishReviewsRequest
+ */
+export type BulkFinishReviewsRequest = Message<"loom.v1.BulkFinishReviewsRequest"> & {
+  /**
+   * The Migration whose Candidates to act on.
+   *
+   * @generated from field: string migration_id = 1;
+   */
+  migrationId: string;
+
+  /**
+   * The Candidates whose reviews to finish.
+   *
+   * @generated from field: loom.v1.CandidateSelection selection = 2;
+   */
+  selection?: CandidateSelection | undefined;
+
+  /**
+   * The step waiting in `awaiting_review`. Required.
+   *
+   * @generated from field: string step_name = 3;
+   */
+  stepName: string;
+
+  /**
+   * The outcome: STEP_STATUS_COMPLETED or STEP_STATUS_FAILED.
+   *
+   * @generated from field: loom.v1.StepStatus outcome = 4;
+   */
+  outcome: StepStatus;
+
+  /**
+   * The reviewer's note, kept as each step's message. Optional.
+   *
+   * @generated from field: string note = 5;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message loom.v1.BulkFinishReviewsRequest.
+ * Use `create(BulkFinishReviewsRequestSchema)` to create a new message.
+ */
+export const BulkFinishReviewsRequestSchema: GenMessage<BulkFinishReviewsRequest> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 16);
+
+/**
+ * Response of RunService.BulkFinishReviews.
+ *
+ * @generated from message loom.v1.BulkFinishReviewsResponse
+ */
+export type BulkFinishReviewsResponse = Message<"loom.v1.BulkFinishReviewsResponse"> & {
+  /**
+   * What was done to each Candidate: done means its step is finished with
+   * the outcome.
+   *
+   * @generated from field: loom.v1.BulkResult result = 1;
+   */
+  result?: BulkResult | undefined;
+};
+
+/**
+ * Describes the message loom.v1.BulkFinishReviewsResponse.
+ * Use `create(BulkFinishReviewsResponseSchema)` to create a new message.
+ */
+export const BulkFinishReviewsResponseSchema: GenMessage<BulkFinishReviewsResponse> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 17);
+
+/**
+ * Request of RunService.BulkMarkStepsMerged.
+ *
+ * @generated from message loom.v1.BulkMarkStepsMergedRequest
+ */
+export type BulkMarkStepsMergedRequest = Message<"loom.v1.BulkMarkStepsMergedRequest"> & {
+  /**
+   * The Migration whose Candidates to act on.
+   *
+   * @generated from field: string migration_id = 1;
+   */
+  migrationId: string;
+
+  /**
+   * The Candidates whose pull requests were merged.
+   *
+   * @generated from field: loom.v1.CandidateSelection selection = 2;
+   */
+  selection?: CandidateSelection | undefined;
+
+  /**
+   * The step whose pull request is `open`. Required.
+   *
+   * @generated from field: string step_name = 3;
+   */
+  stepName: string;
+
+  /**
+   * Why, for the record, e.g. "merged by hand after CI flake". Optional.
+   *
+   * @generated from field: string note = 4;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message loom.v1.BulkMarkStepsMergedRequest.
+ * Use `create(BulkMarkStepsMergedRequestSchema)` to create a new message.
+ */
+export const BulkMarkStepsMergedRequestSchema: GenMessage<BulkMarkStepsMergedRequest> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 18);
+
+/**
+ * Response of RunService.BulkMarkStepsMerged.
+ *
+ * @generated from message loom.v1.BulkMarkStepsMergedResponse
+ */
+export type BulkMarkStepsMergedResponse = Message<"loom.v1.BulkMarkStepsMergedResponse"> & {
+  /**
+   * What was done to each Candidate: done means its step is `merged`.
+   *
+   * @generated from field: loom.v1.BulkResult result = 1;
+   */
+  result?: BulkResult | undefined;
+};
+
+/**
+ * Describes the message loom.v1.BulkMarkStepsMergedResponse.
+ * Use `create(BulkMarkStepsMergedResponseSchema)` to create a new message.
+ */
+export const BulkMarkStepsMergedResponseSchema: GenMessage<BulkMarkStepsMergedResponse> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 19);
+
+/**
  * Request of RunService.GetRun.
  *
  * @generated from message loom.v1.GetRunRequest
@@ -393,7 +645,7 @@ export type GetRunRequest = Message<"loom.v1.GetRunRequest"> & {
  * Use `create(GetRunRequestSchema)` to create a new message.
  */
 export const GetRunRequestSchema: GenMessage<GetRunRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 12);
+  messageDesc(file_loom_v1_run_service, 20);
 
 /**
  * Response of RunService.GetRun.
@@ -414,7 +666,7 @@ export type GetRunResponse = Message<"loom.v1.GetRunResponse"> & {
  * Use `create(GetRunResponseSchema)` to create a new message.
  */
 export const GetRunResponseSchema: GenMessage<GetRunResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 13);
+  messageDesc(file_loom_v1_run_service, 21);
 
 /**
  * Request of RunService.ListRuns.
@@ -474,7 +726,7 @@ export type ListRunsRequest = Message<"loom.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 14);
+  messageDesc(file_loom_v1_run_service, 22);
 
 /**
  * Response of RunService.ListRuns.
@@ -509,7 +761,7 @@ export type ListRunsResponse = Message<"loom.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 15);
+  messageDesc(file_loom_v1_run_service, 23);
 
 /**
  * Request of RunService.WatchRun.
@@ -538,7 +790,7 @@ export type WatchRunRequest = Message<"loom.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 16);
+  messageDesc(file_loom_v1_run_service, 24);
 
 /**
  * One message of RunService.WatchRun.
@@ -575,7 +827,7 @@ export type WatchRunResponse = Message<"loom.v1.WatchRunResponse"> & {
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 17);
+  messageDesc(file_loom_v1_run_service, 25);
 
 /**
  * Request of RunService.ReconcileRuns.
@@ -596,7 +848,7 @@ export type ReconcileRunsRequest = Message<"loom.v1.ReconcileRunsRequest"> & {
  * Use `create(ReconcileRunsRequestSchema)` to create a new message.
  */
 export const ReconcileRunsRequestSchema: GenMessage<ReconcileRunsRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 18);
+  messageDesc(file_loom_v1_run_service, 26);
 
 /**
  * Response of RunService.ReconcileRuns.
@@ -624,7 +876,7 @@ export type ReconcileRunsResponse = Message<"loom.v1.ReconcileRunsResponse"> & {
  * Use `create(ReconcileRunsResponseSchema)` to create a new message.
  */
 export const ReconcileRunsResponseSchema: GenMessage<ReconcileRunsResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 19);
+  messageDesc(file_loom_v1_run_service, 27);
 
 /**
  * One Run view ReconcileRuns fixed.
@@ -659,7 +911,7 @@ export type RunFix = Message<"loom.v1.RunFix"> & {
  * Use `create(RunFixSchema)` to create a new message.
  */
 export const RunFixSchema: GenMessage<RunFix> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 20);
+  messageDesc(file_loom_v1_run_service, 28);
 
 /**
  * RunService starts, drives, inspects and stops Runs. Operators call it.
@@ -756,6 +1008,75 @@ export const RunService: GenService<{
     methodKind: "unary";
     input: typeof MarkStepMergedRequestSchema;
     output: typeof MarkStepMergedResponseSchema;
+  },
+  /**
+   * BulkRetrySteps retries, as RetryStep does, the failed step of every
+   * selected Candidate's Run: each is dispatched again as its next attempt.
+   * Each Run is judged by its view (what GetRun shows) and then by the Run
+   * itself, which holds the truth; a Run that is not running, whose current
+   * step is not `failed` (or not step_name, when given), or that moved on
+   * meanwhile is refused alone, with the reason RetryStep would give
+   * (RUN_NOT_RUNNING, TRANSITION_NOT_ALLOWED, STEP_NOT_CURRENT,
+   * STALE_ATTEMPT; RUN_NOT_FOUND for a Candidate never started). At most
+   * 16 Runs are acted on at a time. Sending the request again retries only
+   * steps that failed again since.
+   * Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT naming the
+   * field for a malformed request or a selection of more than 10,000
+   * Candidates (nothing is done then).
+   *
+   * @generated from rpc loom.v1.RunService.BulkRetrySteps
+   */
+  bulkRetrySteps: {
+    methodKind: "unary";
+    input: typeof BulkRetryStepsRequestSchema;
+    output: typeof BulkRetryStepsResponseSchema;
+  },
+  /**
+   * BulkCancelRuns cancels, as CancelRun does, the running Run of every
+   * selected Candidate, with one reason; their Candidates go back to
+   * `not_started`. A Run that is not running is refused alone
+   * (RUN_NOT_RUNNING; RUN_NOT_FOUND for a Candidate never started). Each
+   * cancel waits for its Run to stop, 16 at a time.
+   * Errors: as BulkRetrySteps.
+   *
+   * @generated from rpc loom.v1.RunService.BulkCancelRuns
+   */
+  bulkCancelRuns: {
+    methodKind: "unary";
+    input: typeof BulkCancelRunsRequestSchema;
+    output: typeof BulkCancelRunsResponseSchema;
+  },
+  /**
+   * BulkFinishReviews finishes, as FinishReview does, the step step_name of
+   * every selected Candidate's Run that waits in `awaiting_review`, all
+   * with one outcome and note. A Run whose current step is another, or not
+   * `awaiting_review`, is refused alone (STEP_NOT_CURRENT,
+   * TRANSITION_NOT_ALLOWED, ...). Naming the step makes the request safe to
+   * send again: a review already finished is refused, never the next one
+   * finished in its place.
+   * Errors: as BulkRetrySteps.
+   *
+   * @generated from rpc loom.v1.RunService.BulkFinishReviews
+   */
+  bulkFinishReviews: {
+    methodKind: "unary";
+    input: typeof BulkFinishReviewsRequestSchema;
+    output: typeof BulkFinishReviewsResponseSchema;
+  },
+  /**
+   * BulkMarkStepsMerged records, as MarkStepMerged does, that the pull
+   * request of step step_name was merged outside Loom, for every selected
+   * Candidate's Run whose step step_name is `open`; the Runs move on. A Run
+   * whose current step is another, or not `open`, is refused alone. Safe to
+   * send again, as BulkFinishReviews.
+   * Errors: as BulkRetrySteps.
+   *
+   * @generated from rpc loom.v1.RunService.BulkMarkStepsMerged
+   */
+  bulkMarkStepsMerged: {
+    methodKind: "unary";
+    input: typeof BulkMarkStepsMergedRequestSchema;
+    output: typeof BulkMarkStepsMergedResponseSchema;
   },
   /**
    * GetRun returns a Run with every StepResult.
