@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 export GOTOOLCHAIN := local
 
 BUF := go tool -modfile=tools/go.mod buf
-# The Go modules of this repository (see README, "Module layout").
+# The Go modules of this repository (see docs/development.md, "Module layout").
 MODULES := . gen migratorsdk pullrequest
 # Where third_party/protovalidate comes from.
 PROTOVALIDATE_VERSION := v1.2.2
@@ -77,11 +77,11 @@ test-console: console-deps
 ## check: everything CI verifies besides the tests
 check: check-generated check-vendored lint check-console
 
-## faults: the failure scenarios, with their figures (see README, "When things fail")
+## faults: the failure scenarios, with their figures (see docs/operators.md, "When things fail")
 faults:
 	go run ./cmd/loom-faults
 
-## bench: the storage benchmarks, then Loom against bare Temporal side by side (see README, "Performance")
+## bench: the storage benchmarks, then Loom against bare Temporal side by side (see docs/development.md, "Performance")
 bench:
 	go test -run '^$$' -bench . -benchtime 200x ./server/internal/store/
 	go run ./cmd/loom-bench

@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// A Migrator's own module depends on the SDK the way the README says: `go
+// A Migrator's own module depends on the SDK the way docs/migrators.md says: `go
 // get github.com/loomhq/loom/migratorsdk@<tag>`. The test publishes this
 // checkout's gen and migratorsdk modules, at the versions migratorsdk's
 // go.mod names, on a file proxy (as tagging a release publishes them) and

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// The code a Migrator author reads (the README's Go blocks, the code in the
+// The code a Migrator author reads (the Go blocks of the README and docs/, the code in the
 // go doc of migratorsdk and pullrequest) is code that compiles and runs:
 // each snippet appears, line for line (indentation aside), in a test or an
 // example of those modules.
@@ -26,7 +26,10 @@ func TestEverySnippetIsTestedCode(t *testing.T) {
 		})
 	}
 	var snippets []snippet
-	snippets = append(snippets, fenced(t, "../README.md")...)
+	docs, _ := filepath.Glob("../docs/*.md")
+	for _, md := range append([]string{"../README.md"}, docs...) {
+		snippets = append(snippets, fenced(t, md)...)
+	}
 	for _, root := range []string{"../migratorsdk", "."} {
 		_ = filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
 			if err == nil && !e.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {

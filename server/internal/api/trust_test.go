@@ -369,9 +369,10 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-// TestReadmeListsTheRules keeps the README's table of RPCs and roles true.
+// TestReadmeListsTheRules keeps the table of RPCs and roles of
+// docs/production.md true.
 func TestReadmeListsTheRules(t *testing.T) {
-	f, err := os.Open("../../../README.md")
+	f, err := os.Open("../../../docs/production.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +393,7 @@ func TestReadmeListsTheRules(t *testing.T) {
 	for _, proc := range procedures() {
 		row, ok := rows[proc]
 		if !ok {
-			t.Errorf("README's table lacks %s", proc)
+			t.Errorf("docs/production.md's table lacks %s", proc)
 			continue
 		}
 		for i, role := range []auth.Role{auth.RoleViewer, auth.RoleOperator, auth.RoleMigrator, auth.RoleAdmin} {
@@ -405,7 +406,7 @@ func TestReadmeListsTheRules(t *testing.T) {
 				want = "✓"
 			}
 			if row[i] != want {
-				t.Errorf("README says %s for %s on %s; the rules say %s", row[i], role, proc, want)
+				t.Errorf("docs/production.md says %s for %s on %s; the rules say %s", row[i], role, proc, want)
 			}
 		}
 	}
