@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,6 +74,82 @@ func start(t *testing.T, s migratorsdk.Spec, o migratorsdk.Options) (url string,
 	return "http://" + l.Addr().String(), stop
 }
 
+// eventually polls ok until it holds, failing the test after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, what)
+		}
+	}
+}
+
+// logs records a Migrator's log messages (Options.Logger), for a test to
+// wait for what the Migrator did.
+type logs struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logs) logger() *slog.Logger                     { return slog.New(l) }
+func (l *logs) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logs) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logs) WithGroup(string) slog.Handler            { return l }
+func (l *logs) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+
+// count counts the messages containing s.
+func (l *logs) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if strings.Contains(m, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// wait waits until n messages contain s.
+func (l *logs) wait(t *testing.T, s string, n int) {
+	t.Helper()
+	eventually(t, 10*time.Second, fmt.Sprintf("%d log messages containing %q", n, s), func() bool { return l.count(s) >= n })
+}
+
+// loomCalls counts a Migrator's calls to Loom that have returned, by method
+// (Options.ClientOptions).
+type loomCalls struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *loomCalls) option() connect.ClientOption {
+	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			res, err := next(ctx, req)
+			p := req.Spec().Procedure
+			c.mu.Lock()
+			if c.n == nil {
+				c.n = map[string]int{}
+			}
+			c.n[p[strings.LastIndex(p, "/")+1:]]++
+			c.mu.Unlock()
+			return res, err
+		}
+	}))
+}
+
+func (c *loomCalls) count(method string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[method]
+}
+
 func TestAnnounceWaitsForLoom(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -82,8 +159,10 @@ func TestAnnounceWaitsForLoom(t *testing.T) {
 	l.Close() // nothing listens: Loom is down
 
 	s := spec(map[string]migratorsdk.StepHandler{"plain": func(context.Context, *migratorsdk.Dispatch) error { return nil }})
-	url, _ := start(t, s, migratorsdk.Options{LoomURL: "http://" + addr})
-	time.Sleep(500 * time.Millisecond)
+	var log logs
+	url, _ := start(t, s, migratorsdk.Options{LoomURL: "http://" + addr, Logger: log.logger()})
+	// It tried, and tried again, while Loom was down.
+	log.wait(t, "Loom does not answer the announce yet; retrying", 2)
 
 	l, err = net.Listen("tcp", addr)
 	if err != nil {
@@ -128,6 +207,7 @@ func TestDiscoveryIsSubmittedInBatchesOfOnePass(t *testing.T) {
 
 func TestHandlerOutcomes(t *testing.T) {
 	var merged atomic.Bool
+	var checks atomic.Int32
 	loom := migratortest.New(t)
 	s := spec(map[string]migratorsdk.StepHandler{
 		"open-pr": func(ctx context.Context, d *migratorsdk.Dispatch) error {
@@ -141,6 +221,7 @@ func TestHandlerOutcomes(t *testing.T) {
 		if o.Metadata["branch"] != "loom/x" || o.PRURL != "https://git.example/pr/1" {
 			return false, fmt.Errorf("open step %+v", o)
 		}
+		defer checks.Add(1)
 		return merged.Load(), nil
 	}
 	start(t, s, migratorsdk.Options{LoomURL: loom.URL(), MergeCheckEvery: 50 * time.Millisecond})
@@ -148,7 +229,9 @@ func TestHandlerOutcomes(t *testing.T) {
 
 	pr := loom.MustDispatch(t, "test-migration", "step-open-pr", "acme/payments", nil)
 	pr.MustWait(t, migratorsdk.StatusOpen)
-	time.Sleep(200 * time.Millisecond)
+	// Merge checks run one after another: the second has begun once the
+	// first's answer (not merged) was acted on.
+	eventually(t, 10*time.Second, "two merge checks", func() bool { return checks.Load() >= 2 })
 	if s := pr.Status(); s != migratorsdk.StatusOpen {
 		t.Fatalf("an open step became %s before its merge", s)
 	}
@@ -221,16 +304,25 @@ func TestStopWaitsForHandlersInFlight(t *testing.T) {
 		finished.Store(true)
 		return nil
 	}})
-	_, stop := start(t, s, migratorsdk.Options{LoomURL: loom.URL(), ShutdownTimeout: 10 * time.Second})
+	url, stop := start(t, s, migratorsdk.Options{LoomURL: loom.URL(), ShutdownTimeout: 10 * time.Second})
 	loom.WaitCandidates(t, "test-migration", 1)
 	run := loom.MustDispatch(t, "test-migration", "step-slow", "acme/payments", nil)
 
 	stopped := make(chan struct{})
 	go func() { stop(); close(stopped) }()
+	// The Migrator is stopping once its listener refuses connections; only
+	// the handlers in flight are left to wait for.
+	eventually(t, 10*time.Second, "the Migrator stopped listening", func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 	select {
 	case <-stopped:
 		t.Fatal("stop returned while a handler was running")
-	case <-time.After(300 * time.Millisecond):
+	case <-time.After(100 * time.Millisecond):
 	}
 	close(release)
 	<-stopped
@@ -247,12 +339,14 @@ func TestReportsAreRetriedWhileLoomIsDown(t *testing.T) {
 		<-proceed
 		return d.Progress(ctx, "halfway")
 	}})
-	start(t, s, migratorsdk.Options{LoomURL: loom.URL()})
+	var log logs
+	start(t, s, migratorsdk.Options{LoomURL: loom.URL(), Logger: log.logger()})
 	loom.WaitCandidates(t, "test-migration", 1)
 	run := loom.MustDispatch(t, "test-migration", "step-plain", "acme/payments", nil)
 	loom.SetUnavailable(true)
 	close(proceed)
-	time.Sleep(500 * time.Millisecond)
+	// The report was refused, and sent again, while Loom was down.
+	log.wait(t, "report to Loom failed; retrying", 2)
 	loom.SetUnavailable(false)
 	run.MustWait(t, migratorsdk.StatusCompleted)
 	reps := run.Reports()
@@ -386,9 +480,11 @@ func TestAMigratorObeysOnlyItsLoom(t *testing.T) {
 
 func TestLongReasonsAndInterruptedHandlersStillReachLoom(t *testing.T) {
 	loom := migratortest.New(t)
+	slowStarted := make(chan struct{})
 	s := spec(map[string]migratorsdk.StepHandler{
 		"failing": func(context.Context, *migratorsdk.Dispatch) error { return errors.New(strings.Repeat("é", 5000)) },
 		"slow": func(ctx context.Context, _ *migratorsdk.Dispatch) error {
+			close(slowStarted)
 			<-ctx.Done()
 			return ctx.Err()
 		},
@@ -400,7 +496,7 @@ func TestLongReasonsAndInterruptedHandlersStillReachLoom(t *testing.T) {
 		t.Fatalf("a long reason was reported as %d bytes", len(rep.Message))
 	}
 	slow := loom.MustDispatch(t, "test-migration", "step-slow", "acme/payments", nil)
-	time.Sleep(100 * time.Millisecond)
+	<-slowStarted
 	stop()
 	if rep := slow.MustWait(t, migratorsdk.StatusFailed); !strings.HasPrefix(rep.Message, "interrupted") {
 		t.Fatalf("an interrupted handler was reported as %q", rep.Message)
@@ -436,13 +532,16 @@ func TestAReportRefusedAsNotCurrentIsSentWhenTheStepIsDispatchedAgain(t *testing
 				}
 				return d.Completed(ctx)
 			}})
-			start(t, s, migratorsdk.Options{LoomURL: loom.URL()})
+			var log logs
+			start(t, s, migratorsdk.Options{LoomURL: loom.URL(), Logger: log.logger()})
 			loom.WaitCandidates(t, "test-migration", 1)
 			run := loom.MustDispatch(t, "test-migration", "step-plain", "acme/payments", nil)
 			run.Behind()
 			close(proceed)
 			<-finished
-			time.Sleep(200 * time.Millisecond) // room for a wrong Failed report, which the SDK would then send again
+			// The SDK has judged the handler's outcome (a wrong Failed
+			// report would be sent before this, and again below).
+			log.wait(t, "the step's report did not reach Loom: kept", 1)
 			if err := run.DispatchAgain(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -555,16 +654,20 @@ func TestAReportThatDidNotLandIsSentOnTheNextDispatch(t *testing.T) {
 		calls.Add(1)
 		return d.Completed(ctx)
 	}})
-	start(t, s, migratorsdk.Options{LoomURL: loom.URL()})
+	var log logs
+	var toLoom loomCalls
+	start(t, s, migratorsdk.Options{LoomURL: loom.URL(), Logger: log.logger(), ClientOptions: []connect.ClientOption{toLoom.option()}})
 	loom.WaitCandidates(t, "test-migration", 1)
-	time.Sleep(200 * time.Millisecond) // past the Migrator's start (ResumeSteps)
+	eventually(t, 10*time.Second, "the Migrator's start asked for the steps in progress", func() bool { return toLoom.count("ResumeSteps") >= 1 })
 	loom.FailWith(connect.CodeInternal)
 	run, err := loom.Dispatch(context.Background(), "test-migration", "step-plain", "acme/payments", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-finished
-	time.Sleep(200 * time.Millisecond) // room for a wrong Failed report, which would be sent again below
+	// The SDK has judged the handler's outcome (a wrong Failed report would
+	// be sent before this, and again below).
+	log.wait(t, "the step's report did not reach Loom: kept", 1)
 	loom.FailWith(0)
 	if err := run.DispatchAgain(context.Background()); err != nil {
 		t.Fatal(err)
