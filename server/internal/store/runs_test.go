@@ -843,19 +843,34 @@ func waitClosed(t testing.TB, ch <-chan struct{}) {
 	}
 }
 
-// quiet checks that nothing arrives on ch for a while.
-func quiet(t testing.TB, ch <-chan struct{}, what string) {
+// quiet checks that what does announces nothing on channel: a marker
+// published after it is the first message there (Redis delivers a
+// channel's messages in the order it ran the commands that published them).
+func quiet(t testing.TB, rdb *redis.Client, channel, what string, does func()) {
 	t.Helper()
+	ctx := context.Background()
+	sub := rdb.Subscribe(ctx, channel)
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	does()
+	if err := rdb.Publish(ctx, channel, "marker").Err(); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case _, ok := <-ch:
-		t.Errorf("%s: unexpected notification (open=%v)", what, ok)
-	case <-time.After(300 * time.Millisecond):
+	case msg := <-sub.Channel():
+		if msg.Payload != "marker" {
+			t.Errorf("%s: unexpected notification %q", what, msg.Payload)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: the marker did not arrive within 5s", what)
 	}
 }
 
 func TestWatchRun(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, rdb := newStore(t)
 	setupRuns(t, s, "m", "a", "b")
 	r := newRun("m", "a", 1, at(1))
 	mustBegin(t, s, r)
@@ -889,14 +904,14 @@ func TestWatchRun(t *testing.T) {
 	if got := mustGetRun(t, s, "m", "a"); got.Version != 3 {
 		t.Errorf("version %d after two saves", got.Version)
 	}
-	// Drain what is left (the second change may still be on its way), then:
-	// one value per change when the reader keeps up.
-	for drained := false; !drained; {
-		select {
-		case <-ch:
-		case <-time.After(300 * time.Millisecond):
-			drained = true
-		}
+	// The second change may still be on its way to ch: a new watch, which
+	// has none of it, shows one value per change when the reader keeps up.
+	cancel()
+	waitClosed(t, ch)
+	ctx, cancel = context.WithCancel(context.Background())
+	ch, err = s.WatchRun(ctx, "m", "a")
+	if err != nil {
+		t.Fatal(err)
 	}
 	runReport(t, &r, migration.StepMerged, at(4))
 	mustSave(t, s, r)
@@ -905,15 +920,17 @@ func TestWatchRun(t *testing.T) {
 	mustSave(t, s, r)
 	receive(t, ch, "save of the next step")
 	// Ignored and refused writes, and changes of another Run, announce nothing.
-	mustSave(t, s, v2)
-	_, err = s.BeginRun(context.Background(), newRun("m", "a", 1, at(11)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bv := mustGetRun(t, s, "m", "b")
-	bv.BeginStep(0, 1, at(12))
-	mustSave(t, s, bv)
-	quiet(t, ch, "no change of a")
+	quiet(t, rdb, runChannel("m", "a"), "no change of a", func() {
+		mustSave(t, s, v2)
+		if _, err := s.BeginRun(context.Background(), newRun("m", "a", 1, at(11))); err != nil {
+			t.Fatal(err)
+		}
+		bv := mustGetRun(t, s, "m", "b")
+		bv.BeginStep(0, 1, at(12))
+		mustSave(t, s, bv)
+	})
+	// ch, which forwards that channel, has the marker only.
+	receive(t, ch, "the marker")
 
 	cancel()
 	waitClosed(t, ch)
