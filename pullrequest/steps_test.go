@@ -23,6 +23,7 @@ type memHost struct {
 	published  []pullrequest.Change
 	states     map[string]pullrequest.State // by branch
 	publishErr error
+	stateCalls int // merge checks asked about
 }
 
 func (h *memHost) Read(_ context.Context, repo, path string) (string, bool, error) {
@@ -45,6 +46,7 @@ func (h *memHost) Publish(_ context.Context, c pullrequest.Change) (pullrequest.
 func (h *memHost) State(_ context.Context, pr pullrequest.PullRequest) (pullrequest.State, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.stateCalls++
 	if s, ok := h.states[pr.Branch]; ok {
 		return s, nil
 	}
@@ -55,6 +57,26 @@ func (h *memHost) changes() []pullrequest.Change {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]pullrequest.Change(nil), h.published...)
+}
+
+// checkedTwice waits until State has been asked twice more: merge checks
+// run one after another, so the first of those was then acted on.
+func (h *memHost) checkedTwice(t *testing.T) {
+	t.Helper()
+	h.mu.Lock()
+	want := h.stateCalls + 2
+	h.mu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h.mu.Lock()
+		n := h.stateCalls
+		h.mu.Unlock()
+		if n >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s on, %d merge checks, want %d", n, want)
+		}
+	}
 }
 
 func (h *memHost) setState(branch string, s pullrequest.State) {
@@ -135,7 +157,7 @@ func TestTheHandlerPublishesTheEditAndCheckMergedFollows(t *testing.T) {
 		len(changes[0].Files) != 1 || *changes[0].Files["README.md"] != "# svc\nmore\n" {
 		t.Fatalf("published %+v", changes)
 	}
-	time.Sleep(100 * time.Millisecond)
+	host.checkedTwice(t)
 	if run.Status() != migratorsdk.StatusOpen {
 		t.Fatalf("an open pull request became %s", run.Status())
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,14 +30,23 @@ func git(t *testing.T, dir string, args ...string) string {
 	return string(out)
 }
 
-func startMigrator(t *testing.T, fleet string) *migratortest.Loom {
+// startMigrator serves the example against a fake Loom; checks counts its
+// merge checks that returned.
+func startMigrator(t *testing.T, fleet string) (loom *migratortest.Loom, checks *atomic.Int32) {
 	t.Helper()
-	loom := migratortest.New(t)
+	loom = migratortest.New(t)
+	checks = new(atomic.Int32)
+	spec := gomigrator.Spec(fleet)
+	check := spec.CheckMerged
+	spec.CheckMerged = func(ctx context.Context, o migratorsdk.OpenStep) (bool, error) {
+		defer checks.Add(1)
+		return check(ctx, o)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := migratorsdk.New(gomigrator.Spec(fleet), migratorsdk.Options{
+	m, err := migratorsdk.New(spec, migratorsdk.Options{
 		LoomURL: loom.URL(), ListenAddr: l.Addr().String(), MergeCheckEvery: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -47,7 +57,7 @@ func startMigrator(t *testing.T, fleet string) *migratortest.Loom {
 	done := make(chan error, 1)
 	go func() { done <- m.Serve(ctx, l) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return loom
+	return loom, checks
 }
 
 func TestTheExampleMigratesARepository(t *testing.T) {
@@ -56,7 +66,7 @@ func TestTheExampleMigratesARepository(t *testing.T) {
 	if err := gomigrator.GenerateFleet(ctx, fleet, 5); err != nil {
 		t.Fatal(err)
 	}
-	loom := startMigrator(t, fleet)
+	loom, checks := startMigrator(t, fleet)
 
 	// svc-05 already declares go 1.23: only four repositories need the change.
 	cands := loom.WaitCandidates(t, gomigrator.MigrationID, 4)
@@ -100,7 +110,13 @@ func TestTheExampleMigratesARepository(t *testing.T) {
 	if got := git(t, repo, "show", "main:go.mod"); !strings.Contains(got, "go 1.19") {
 		t.Fatalf("main changed before the merge: %q", got)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Merge checks run one after another: two more, and the first of them
+	// (not merged) was acted on.
+	for want, deadline := checks.Load()+2, time.Now().Add(10*time.Second); checks.Load() < want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s on, %d merge checks", checks.Load())
+		}
+	}
 	if run.Status() != migratorsdk.StatusOpen {
 		t.Fatalf("step became %s before its branch was merged", run.Status())
 	}
@@ -125,7 +141,7 @@ func TestAStepAlreadyDoneCompletesWithoutABranch(t *testing.T) {
 	if err := gomigrator.GenerateFleet(ctx, fleet, 1); err != nil {
 		t.Fatal(err)
 	}
-	loom := startMigrator(t, fleet)
+	loom, _ := startMigrator(t, fleet)
 	loom.WaitCandidates(t, gomigrator.MigrationID, 1)
 	// Target 1.19: svc-01 is there already.
 	run := loom.MustDispatch(t, gomigrator.MigrationID, "bump-go", "svc-01", map[string]string{"go_version": "1.19", "toolchain": "1.19.1"})
