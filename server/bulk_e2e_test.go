@@ -127,13 +127,13 @@ func TestBulkRetryOf100FailedSteps(t *testing.T) {
 		}
 	}
 	// Every Run is dispatched again, at attempt 2.
-	again := map[string]bool{}
+	again := map[string]*migratorv1.ExecuteStepRequest{}
 	for range n {
 		d := w.nextDispatch()
 		if d.Attempt != 2 || d.Step.Name != "bump-go" {
 			t.Fatalf("dispatch after the bulk retry: %v", d)
 		}
-		again[d.Candidate.Id] = true
+		again[d.Candidate.Id] = d
 	}
 	if len(again) != n {
 		t.Fatalf("%d Runs dispatched again, want %d", len(again), n)
@@ -170,7 +170,22 @@ func TestBulkRetryOf100FailedSteps(t *testing.T) {
 	if r := res.Msg.Result; r.RefusedCount != n || r.Outcomes[0].Reason != "TRANSITION_NOT_ALLOWED" || r.Outcomes[0].Metadata["current_attempt"] != "2" {
 		t.Fatalf("the same retry again: %v", outcomes(r)[:3])
 	}
-	w.noDispatch(200 * time.Millisecond)
+	// A marker: one step failed and retried again is the next dispatch, with
+	// nothing from the refused retry before it.
+	d := again[ids[0]]
+	if _, err := migrator.report(t, d, failed, signed(d)); err != nil {
+		t.Fatal(err)
+	}
+	res, err = operator.runs.BulkRetrySteps(ctx, connect.NewRequest(&loomv1.BulkRetryStepsRequest{
+		MigrationId: "go-upgrade", Selection: &loomv1.CandidateSelection{CandidateIds: ids[:1]},
+	}))
+	if err != nil || res.Msg.Result.DoneCount != 1 {
+		t.Fatalf("the marker's retry: %v, %v", res, err)
+	}
+	if d := w.nextDispatch(); d.Candidate.Id != ids[0] || d.Attempt != 3 {
+		t.Fatalf("unexpected dispatch %v; want the marker, %s at attempt 3", d, ids[0])
+	}
+	w.noDispatch()
 }
 
 // A bulk action on a selection where some Candidates are refused reports
