@@ -273,8 +273,10 @@ func TestARepeatedReportRepairsAViewBehind(t *testing.T) {
 	}
 	opened := func(r *loomv1.ReportStepStatusRequest) { r.PrUrl = "https://git.example/pr/7" }
 	l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_OPEN, opened)
-	for l.getRun(t, d.RunId).GetCurrentStepStatus() != loomv1.StepStatus_STEP_STATUS_OPEN {
-		time.Sleep(20 * time.Millisecond)
+	for began := time.Now(); l.getRun(t, d.RunId).GetCurrentStepStatus() != loomv1.StepStatus_STEP_STATUS_OPEN; time.Sleep(20 * time.Millisecond) {
+		if time.Since(began) > 5*time.Second {
+			t.Fatalf("the view never showed the step open: %v", l.getRun(t, d.RunId))
+		}
 	}
 	// The write of the report is lost.
 	if err := rdb.HSet(ctx, key, "view", before["view"], "seq", before["seq"], "step", before["step"], "ver", before["ver"]).Err(); err != nil {
