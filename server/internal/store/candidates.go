@@ -13,6 +13,10 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// candidates.go owns the Candidates one at a time and as a discovery sees
+// them: submit a discovery (submitScript) and sweep what it did not report,
+// get a Candidate, update its inputs, set its status.
+
 // Submission outcome per Candidate, in submitScript's reply.
 const (
 	outcomeAdded     = 1

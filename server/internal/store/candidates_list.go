@@ -15,6 +15,9 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// candidates_list.go owns ListCandidates: filters, orders and cursors over
+// the Candidate indexes, in one script per page.
+
 // listCandidatesScript reads one page of the Candidates of a Migration
 // that match every filter, in one order, with the number of matches and
 // each row's progress, consistently (one script, one view).

@@ -11,6 +11,9 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// dispatch.go owns the dispatch failures shown on a run view: recording
+// and clearing them.
+
 // A dispatch that keeps failing is shown on the Run's view: its failures
 // live in the run view's hash beside the view the workflow writes (field
 // dfail, a dispatchFailure), and its Candidate in runDispatchFailingKey.

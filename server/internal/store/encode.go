@@ -12,6 +12,9 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// encode.go owns the storage records: what is written to Redis and its
+// conversion to and from the domain types.
+
 // Storage records. They are not the domain types and not API messages: they
 // are what is written to Redis, so they change only with a new version.
 // Every JSON record carries "v" (recordVersion); a reader refuses a version it

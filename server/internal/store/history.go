@@ -15,6 +15,11 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// history.go owns the lifecycle history: retention, the history KEYS and
+// ARGV, historyLua (the fragment every script that records events starts
+// with), appending events and reading the Migration's and a Candidate's
+// streams.
+
 var _ migration.HistoryStore = (*Store)(nil)
 
 // Retention bounds the lifecycle history kept per Migration.

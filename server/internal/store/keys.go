@@ -7,6 +7,9 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// keys.go owns the names of Redis keys and channels: the layout below and
+// one function per key.
+
 // Every Redis key Loom uses is built by a function in this file.
 //
 // Layout (m = Migration id, c = Candidate id, s = Candidate status, k = kind):

@@ -16,6 +16,9 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// metrics.go owns the figures: a Migration's dashboard and the fleet
+// overview, read at a fixed cost whatever the Migration's size.
+
 var _ migration.MetricsStore = (*Store)(nil)
 
 // Reading metrics costs a fixed number of reads whatever the Migration's

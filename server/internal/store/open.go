@@ -10,6 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// open.go owns connecting to Redis (Options, Open, Close) and health
+// (Ping, Durability).
+
 // Options say how to reach Redis.
 type Options struct {
 	// Addrs is one address, or several (seed nodes) for Redis Cluster.

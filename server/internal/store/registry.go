@@ -12,6 +12,10 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// registry.go owns the Migrations themselves: put, get, list and delete a
+// Migration (deleteMigrationScript drops every key of it), and the global
+// index of Migration ids.
+
 // putMigrationScript creates a Migration or replaces its definition.
 //
 //	KEYS k_migration, then the history KEYS (see historyLua)

@@ -12,6 +12,10 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// runs.go owns the run views: begin, save, get, list and watch the view a
+// Run's workflow writes, and the run and current-step indexes they move
+// between.
+
 var _ migration.RunStore = (*Store)(nil)
 
 // Run views. A run view is written only by the Run's own workflow (and by a

@@ -10,6 +10,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// script.go owns how the Lua scripts are written: the conventions they all
+// follow, their reply codes and reply decoding, and scriptKeys, which
+// declares a script's KEYS by name.
+
 // Lua scripts: every change that touches more than one key is one script, so
 // it applies whole or not at all and concurrent writers cannot interleave.
 // Scripts run with redis.Script.Run (EVALSHA, falling back to EVAL). Each

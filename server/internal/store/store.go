@@ -15,6 +15,7 @@
 //	metrics.go          figures: a Migration's dashboard, the fleet overview
 //	script.go           how scripts are written: keys, reply codes, replies
 //	open.go             connecting to Redis; health
+//	unreachable.go      a failure to reach Redis as migration.ErrUnavailable
 //
 // Keys are built in keys.go, storage records and their conversion to domain
 // types are in encode.go. Every key of one Migration shares the hash tag

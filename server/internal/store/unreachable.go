@@ -13,6 +13,9 @@ import (
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
+// unreachable.go owns the translation of a failure to reach Redis into
+// migration.ErrUnavailable.
+
 // unreachableHook turns every failure to reach Redis into a
 // migration.ErrUnavailable refusal (reason STORE_UNAVAILABLE), at the one
 // place every command passes: callers answer `unavailable` (retry later),
