@@ -26,14 +26,17 @@ const (
 )
 
 // submitKeys are the KEYS of submitScript. The script appends to each
-// _prefix key what it reads in ARGV or in a Candidate's hash (see
-// script.go: the keys so built are in the Migration's slot).
+// _prefix key a kind or metadata pair, submitted or stored (see script.go:
+// the keys so built are in the Migration's slot). Those cannot be declared
+// ahead: which to leave is the stored kind and metadata of each updated
+// Candidate, read inside the script (declaring a key per kind and pair
+// stored anywhere would pass every index of the Migration each call).
 var submitKeys = scriptKeys{
 	ofMigration("k_migration", migrationKey),
 	ofMigration("k_candidates", candidatesKey),
 	ofMigration("k_kinds", kindsKey),
-	ofMigration("k_candidate_prefix", candidateKeyPrefix),      // + a submitted id
-	ofMigration("k_status_prefix", statusIndexPrefix),          // + not_started
+	ofEachCandidate("k_candidate", candidateKey), // one per submitted Candidate, in ARGV order
+	ofMigration("k_status_not_started", func(m string) string { return statusIndexKey(m, string(migration.CandidateNotStarted)) }),
 	ofMigration("k_kind_prefix", kindIndexPrefix),              // + a kind, new or stored
 	ofMigration("k_status_kind_prefix", statusKindIndexPrefix), // + not_started ':' kind
 	ofMigration("k_status_order", statusOrderKey),
@@ -45,12 +48,15 @@ var submitKeys = scriptKeys{
 // submitScript merges one submission of discovered Candidates (at most
 // migration.MaxSubmitCandidates) into a Migration, atomically.
 //
-//	KEYS submitKeys, then the history KEYS
+//	KEYS submitKeys, then the history KEYS; the blocks (k_candidate,
+//	     k_candidate_events) have one key per submitted Candidate, in
+//	     ARGV order
 //	ARGV[1] now, unix milliseconds
 //	ARGV[2] round: the discovery round this submission belongs to
 //	ARGV[3..] one quadruple per Candidate: id, kind, def (canonical JSON
 //	        candidateRecord), midx (JSON array of the metadataPair of each
-//	        metadata pair, sorted); then the history ARGV
+//	        metadata pair, sorted); then the history ARGV, then the
+//	        submitted ids again (the ids of the blocks)
 //
 // Records candidate_discovered in the history of each Candidate added or
 // updated, and one candidates_discovered with the counts.
@@ -93,13 +99,13 @@ local function indexMetadata(id, midx, delta)
 end
 for i = 3, own_argc, 4 do
   local id, kind, def, midx = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local key = k_candidate_prefix .. id
+  local key = k_candidate[id]
   local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone', 'midx')
   if not cur[1] then
     redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'inputs', '{}',
       'exec', 0, 'ctime', now, 'utime', now, 'round', round, 'midx', midx)
     redis.call('ZADD', k_candidates, 0, id)
-    redis.call('ZADD', k_status_prefix .. NS, 0, id)
+    redis.call('ZADD', k_status_not_started, 0, id)
     redis.call('ZADD', k_kind_prefix .. kind, 0, id)
     redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
     redis.call('HINCRBY', k_kinds, kind, 1)
@@ -143,7 +149,7 @@ for j = 2, #out do
     local id = ARGV[3 + (j - 2) * 4]
     local outcome = 'added'
     if out[j] == 2 then outcome = 'updated' end
-    if out[j] == 1 then redis.call('PERSIST', k_candidate_events_prefix .. id) end
+    if out[j] == 1 then redis.call('PERSIST', k_candidate_events[id]) end
     addEvent({k = 'candidate_discovered', t = now, c = id, conly = true, d = {outcome = outcome, kind = ARGV[4 + (j - 2) * 4]}})
   end
 end
@@ -184,7 +190,11 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 		}
 		args = append(args, c.ID, c.Kind, def, encodeMetadataPairs(c.Metadata))
 	}
-	res, err := submitScript.run(ctx, s.rdb, m, "", s.withHistoryArgs(ctx, now, args...)...).Slice()
+	ids := make([]string, len(sub.Candidates))
+	for i, c := range sub.Candidates {
+		ids[i] = c.ID
+	}
+	res, err := submitScript.run(ctx, s.rdb, m, "", ids, s.withHistoryArgs(ctx, now, args...)...).Slice()
 	if err != nil {
 		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
 	}
@@ -412,7 +422,7 @@ func (s *Store) GetMigrationAndCandidate(ctx context.Context, m, c string) (migr
 // decode, change, encode, all inside the script (atomic; no WATCH retries).
 //
 //	KEYS k_migration, k_candidate, k_run (the run view of c), then the
-//	     history KEYS (see historyLua)
+//	     history KEYS (see historyLua; the block: c)
 //	ARGV[1] now, unix milliseconds
 //	ARGV[2] c, the Candidate id
 //	ARGV[3] r: the number of input names to remove
@@ -460,7 +470,7 @@ func (s *Store) UpdateCandidateInputs(ctx context.Context, m, c string, change m
 	for _, k := range slices.Sorted(maps.Keys(change.Set)) {
 		args = append(args, k, change.Set[k])
 	}
-	res, err := updateInputsScript.run(ctx, s.rdb, m, c, s.withHistoryArgs(ctx, now, args...)...).Slice()
+	res, err := updateInputsScript.run(ctx, s.rdb, m, c, []string{c}, s.withHistoryArgs(ctx, now, args...)...).Slice()
 	if err != nil {
 		return migration.Candidate{}, fmt.Errorf("update inputs of candidate %s/%s: %w", m, c, err)
 	}

@@ -98,7 +98,7 @@ func (s *Store) RecordDispatchFailure(ctx context.Context, ev migration.Event, n
 	if err != nil {
 		return err
 	}
-	res, err := recordDispatchFailureScript.run(ctx, s.rdb, m, c,
+	res, err := recordDispatchFailureScript.run(ctx, s.rdb, m, c, candidateList(c),
 		s.withHistoryArgs(ctx, ev.Time, c, ev.Execution, ev.Step, millis(next), ev.Details["reason"], runChannel(m, c), enc)...).Slice()
 	if err != nil {
 		return fmt.Errorf("record a dispatch failure of %s/%s: %w", m, c, err)

@@ -57,7 +57,7 @@ var historyKeys = scriptKeys{
 	ofMigration("k_change", changeIndexKey),
 	ofMigration("k_event_days", eventDaysKey),
 	ofMigration("k_events", eventsKey),
-	ofMigration("k_candidate_events_prefix", candidateEventsPrefix), // + a Candidate id: its stream
+	ofEachCandidate("k_candidate_events", candidateEventsKey), // the stream of each Candidate the script records events of
 }
 
 // historyArg is one of the history ARGV: the Lua local historyLua binds it
@@ -68,9 +68,11 @@ type historyArg struct {
 }
 
 // historyArgv is the history ARGV, in order: every script that records
-// events ends its ARGV with them (withHistoryArgs, historyArgsAs), and
+// events ends its own ARGV with them (withHistoryArgs, historyArgsAs), and
 // historyLua binds them, counting from the end of ARGV (a script's own ARGV
-// may be of any length), to the locals named here (historyArgvLua).
+// may be of any length; keyedScript.run appends the ids of the Candidates
+// of the history KEYS' block after them), to the locals named here
+// (historyArgvLua).
 func (s *Store) historyArgv(actor string, now time.Time) []historyArg {
 	return []historyArg{
 		{"h_actor", actor},                                         // the actor of events that name none
@@ -81,14 +83,15 @@ func (s *Store) historyArgv(actor string, now time.Time) []historyArg {
 }
 
 // historyArgvLua binds the history ARGV to their locals (historyArgv), and
-// own_argc to the number of ARGV before them: the script's own.
+// own_argc to the number of ARGV before them: the script's own. argv_n is
+// the number of ARGV before the Candidate ids (scriptKeys.lua).
 var historyArgvLua = func() string {
 	argv := new(Store).historyArgv("", time.Time{}) // for the names only
 	var b strings.Builder
 	for i, a := range argv {
-		fmt.Fprintf(&b, "local %s = ARGV[#ARGV - %d]\n", a.name, len(argv)-1-i)
+		fmt.Fprintf(&b, "local %s = ARGV[argv_n - %d]\n", a.name, len(argv)-1-i)
 	}
-	fmt.Fprintf(&b, "local own_argc = #ARGV - %d\n", len(argv))
+	fmt.Fprintf(&b, "local own_argc = argv_n - %d\n", len(argv))
 	return b.String()
 }()
 
@@ -103,9 +106,11 @@ var historyArgvLua = func() string {
 // (fleetChannel). A Candidate's event also moves the Candidate's last
 // change forward (ZADD XX GT: never backwards, and never for a Candidate
 // that is not in the index, such as one of a deleted Migration). The
-// Candidate's stream is the one key it builds: k_candidate_events_prefix ..
-// the Candidate id, in the Migration's slot (see script.go); the two names
-// it publishes on are channels.
+// Candidate's stream is k_candidate_events[id], a key of the block the
+// caller passes: the caller lists every Candidate the script may record an
+// event of, and an event of another Candidate fails the script (before it
+// writes anything of that event). addEvent builds no key; the two names it
+// publishes on are channels.
 //
 // touch moves a Candidate's last change to now: the scripts call it where
 // they set its utime, events or not. The Candidate must exist.
@@ -122,6 +127,11 @@ local function addEvent(e)
   if e.s and e.s ~= '' then f[#f + 1] = 's'; f[#f + 1] = e.s end
   if e.a and tonumber(e.a) ~= 0 then f[#f + 1] = 'a'; f[#f + 1] = tostring(e.a) end
   if e.d and next(e.d) ~= nil then f[#f + 1] = 'd'; f[#f + 1] = cjson.encode(e.d) end
+  local stream
+  if e.c and e.c ~= '' then
+    stream = k_candidate_events[e.c]
+    if not stream then error('no declared event stream for candidate ' .. e.c) end
+  end
   local id = '*'
   if not e.conly then
     id = redis.call('XADD', k_events, 'MAXLEN', '~', h_max_events, '*', unpack(f))
@@ -131,8 +141,8 @@ local function addEvent(e)
     redis.call('HINCRBY', k_event_days, tostring(math.floor(tonumber(e.t) / 86400000)), 1)
   end
   if e.c and e.c ~= '' then
-    redis.call('XADD', k_candidate_events_prefix .. e.c, 'MAXLEN', '~', h_max_candidate_events, id, unpack(f))
-    redis.call('XTRIM', k_candidate_events_prefix .. e.c, 'MINID', '~', h_min_id)
+    redis.call('XADD', stream, 'MAXLEN', '~', h_max_candidate_events, id, unpack(f))
+    redis.call('XTRIM', stream, 'MINID', '~', h_min_id)
     redis.call('ZADD', k_change, 'XX', 'GT', tostring(e.t), e.c)
   end
   return id
@@ -141,7 +151,8 @@ end
 
 // newHistoryScript is a script that records events: its KEYS are keys then
 // historyKeys, its text historyLua then src; its caller ends its ARGV with
-// the history ARGV (withHistoryArgs or historyArgsAs).
+// the history ARGV (withHistoryArgs or historyArgsAs) and passes to run the
+// Candidates it may record events of.
 func newHistoryScript(keys scriptKeys, src string) *keyedScript {
 	return newKeyedScript(slices.Concat(keys, historyKeys), historyLua+src)
 }
@@ -173,6 +184,15 @@ type eventRecord struct {
 	D  map[string]string `json:"d,omitempty"`
 }
 
+// eventCandidates are the Candidates events are about, each once.
+func eventCandidates(events []migration.Event, also ...string) []string {
+	ids := slices.Clone(also)
+	for _, e := range events {
+		ids = append(ids, e.CandidateID)
+	}
+	return candidateList(ids...)
+}
+
 func encodeEvents(events []migration.Event) (string, error) {
 	recs := make([]eventRecord, len(events))
 	for i, e := range events {
@@ -185,9 +205,10 @@ func encodeEvents(events []migration.Event) (string, error) {
 
 // appendEventsScript records events that come with no change of state.
 //
-//	KEYS k_migration, k_activity, then the history KEYS
+//	KEYS k_migration, k_activity, then the history KEYS (the block: the
+//	     Candidates of the events)
 //	ARGV[1] events: JSON array of {k, t, c, r, x, s, a, by, d}; then the
-//	history ARGV
+//	history ARGV, then the Candidate ids of the block
 //
 // A running Candidate's activity moves to the event's time. Returns
 // {replyMigrationNotFound} or {replyOK}.
@@ -212,7 +233,7 @@ func (s *Store) AppendEvents(ctx context.Context, m string, events []migration.E
 	if err != nil {
 		return err
 	}
-	res, err := appendEventsScript.run(ctx, s.rdb, m, "", s.withHistoryArgs(ctx, events[0].Time, enc)...).Slice()
+	res, err := appendEventsScript.run(ctx, s.rdb, m, "", eventCandidates(events), s.withHistoryArgs(ctx, events[0].Time, enc)...).Slice()
 	if err != nil {
 		return fmt.Errorf("append events to %s: %w", m, err)
 	}

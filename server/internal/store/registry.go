@@ -56,7 +56,7 @@ func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now tim
 	if err != nil {
 		return migration.Migration{}, false, false, err
 	}
-	res, err := putMigrationScript.run(ctx, s.rdb, m.ID, "", s.withHistoryArgs(ctx, now, def, millis(now))...).Slice()
+	res, err := putMigrationScript.run(ctx, s.rdb, m.ID, "", nil, s.withHistoryArgs(ctx, now, def, millis(now))...).Slice()
 	if err != nil {
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: %w", m.ID, err)
 	}
@@ -160,7 +160,11 @@ func lexAfter(after string) string {
 // is there for the keys the script builds from it by appending what it
 // reads (ids, kinds, step names, metadata pairs) or what it knows (every
 // Candidate, Run and step status): each is in the Migration's slot, as the
-// prefix carries its hash tag (see script.go).
+// prefix carries its hash tag (see script.go). These keys cannot be
+// declared one by one: which exist is read inside the script (the ids of
+// k_candidates and k_runs, the kinds, step names and metadata pairs
+// counted), and reading them first, in another call, would let a writer
+// add one between the two calls that the delete then leaves behind.
 var deleteMigrationKeys = scriptKeys{
 	ofMigration("k_migration", migrationKey),
 	ofMigration("k_candidates", candidatesKey),
@@ -187,6 +191,7 @@ var deleteMigrationKeys = scriptKeys{
 	ofMigration("k_metadata_prefix", metadataIndexPrefix), // + each pair of k_metadata_pairs
 	ofMigration("k_list_tmp", listTempKey),
 	ofMigration("k_list_prefix_tmp", listPrefixTempKey),
+	ofMigration("k_candidate_events_prefix", candidateEventsPrefix), // + each id of k_candidates: its stream, to expire
 }
 
 // deleteMigrationScript removes a Migration and everything stored under its
@@ -268,7 +273,7 @@ return {0, #ids}
 // and its run views (see deleteMigrationScript), refusing while a
 // Candidate is running. It returns the number of Candidates deleted.
 func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (int64, error) {
-	res, err := deleteMigrationScript.run(ctx, s.rdb, id, "", s.withHistoryArgs(ctx, now, millis(now))...).Slice()
+	res, err := deleteMigrationScript.run(ctx, s.rdb, id, "", nil, s.withHistoryArgs(ctx, now, millis(now))...).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("delete migration %s: %w", id, err)
 	}

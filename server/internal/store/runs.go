@@ -223,7 +223,7 @@ func (s *Store) BeginRun(ctx context.Context, run migration.Run) (migration.Run,
 	if starter == "" {
 		starter = migration.ActorFrom(ctx)
 	}
-	res, err := beginRunScript.run(ctx, s.rdb, run.MigrationID, run.CandidateID,
+	res, err := beginRunScript.run(ctx, s.rdb, run.MigrationID, run.CandidateID, []string{run.CandidateID},
 		s.historyArgsAs(starter, run.StartTime, run.CandidateID, run.Execution, string(in), view, run.Seq, millis(run.StartTime),
 			runChannel(run.MigrationID, run.CandidateID), run.ID)...).Slice()
 	if err != nil {
@@ -350,7 +350,7 @@ func (s *Store) SaveRun(ctx context.Context, run migration.Run, events []migrati
 		recs[i] = observationRecord{S: o.Step, M: o.Merge, MS: o.Duration.Milliseconds(), B: migration.BucketOf(o.Duration)}
 	}
 	ob, _ := json.Marshal(recs)
-	res, err := saveRunScript.run(ctx, s.rdb, run.MigrationID, run.CandidateID,
+	res, err := saveRunScript.run(ctx, s.rdb, run.MigrationID, run.CandidateID, eventCandidates(events, run.CandidateID),
 		s.withHistoryArgs(ctx, run.UpdateTime, run.CandidateID, run.Execution, run.Seq, view, string(run.Status), string(run.CurrentStepStatus()),
 			millis(run.UpdateTime), runChannel(run.MigrationID, run.CandidateID), run.CurrentStepName(), evs, string(ob), stepPosition(run))...).Slice()
 	if err != nil {

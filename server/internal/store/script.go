@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,30 +21,37 @@ import (
 // script sits beside the method that runs it, documented like a function
 // (KEYS, ARGV, returns); this file holds what they all follow.
 //
-// Keys. Each script declares in KEYS the fixed keys it touches and, where it
-// must reach keys named by data it reads (a Candidate, the index of its
-// kind), the key prefix of those keys (see keys.go, "...Prefix" functions).
-// The script appends the variable part to the prefix. Every prefix carries
-// the Migration's hash tag, so every key a script builds is in the slot of
-// its declared keys: the scripts run unchanged on Redis Cluster, which runs a
-// script on the node that owns its declared keys' slot, where every key built
-// this way lives too. No script builds a key from anything but such a
-// prefix; the strings it appends to other names are Pub/Sub channels, which
-// have no slot. (Redis does not check this for a script without a shebang
-// line, as these are: it may reach any key of its node, so a key of another
-// slot would fail only when that slot lives on another node, which the
-// one-node cluster test cannot show. keys_test.go and script_test.go check
-// instead that the keys and prefixes the scripts are given carry the tag.)
+// Keys. Each script is passed, as KEYS, every key it touches that the
+// caller can name: the fixed keys of the Migration, the keys of the
+// Candidate it is about, the index keys of statuses it is given, and, for a
+// script about several Candidates (a submission, events), one key per
+// Candidate in a block (ofEachCandidate below). Where a script must reach
+// keys named by data it reads (the stored status or kind of a Candidate, the
+// ids of an index page, everything a delete drops), the caller cannot name
+// them ahead, so the script is given the key prefix of those keys (see
+// keys.go, "...Prefix" functions) and appends the variable part; each such
+// script says in its doc why. Every prefix carries the Migration's hash
+// tag, so every key a script builds is in the slot of its declared keys:
+// the scripts run unchanged on Redis Cluster, which runs a script on the
+// node that owns its declared keys' slot, where every key built this way
+// lives too. No script builds a key from anything but such a prefix; the
+// strings it appends to other names are Pub/Sub channels, which have no
+// slot. (Redis does not check this for a script without a shebang line, as
+// these are: it may reach any key of its node, so a key of another slot
+// would fail only when that slot lives on another node, which the one-node
+// cluster test cannot show. keys_test.go and script_test.go check instead
+// that the keys and prefixes the scripts are given carry the tag.)
 //
 // A script with a long or shared KEYS list, and every script that records
 // events, declares its KEYS as a scriptKeys: one list that both builds the
 // KEYS slice the caller passes and binds each key to a named Lua local at
-// the top of the script ("local k_migration = KEYS[1]"), so the two cannot
-// drift apart (script_test.go checks that such a script reads KEYS by name
-// only, and every key it declares). A local ending in _prefix is a prefix
-// as above. The other scripts, a few keys each, two of them with keys that
-// vary per call (the index a filter pages through), read KEYS by position,
-// listed in their doc comments.
+// the top of the script ("local k_migration = KEYS[1]"; a block is a table
+// by Candidate id, "k_candidate[id]"), so the two cannot drift apart
+// (script_test.go checks that such a script reads KEYS by name only, and
+// every key it declares). A local ending in _prefix is a prefix as above.
+// The other scripts, a few keys each, some with keys that vary per call
+// (the index a filter pages through), read KEYS by position, listed in
+// their doc comments.
 //
 // Replies. Scripts that can refuse return an array whose first element is a
 // reply code (reply* below), followed by the script's data. Refusals are
@@ -129,6 +137,7 @@ type scriptKey struct {
 	name         string
 	key          func(m, c string) string
 	perCandidate bool
+	each         bool // one key per Candidate of the call's list (ofEachCandidate)
 }
 
 // ofMigration declares a key of the Migration alone.
@@ -141,27 +150,85 @@ func ofCandidate(name string, key func(m, c string) string) scriptKey {
 	return scriptKey{name: name, key: key, perCandidate: true}
 }
 
-// scriptKeys declares the KEYS of a script, in order: KEYS[i] is the i-th.
+// ofEachCandidate declares a block of KEYS: one key per Candidate of the
+// list the caller passes (keyedScript.run's each), in the list's order. The
+// script reads the block as a Lua table by Candidate id
+// (k_candidate[id]). The blocks follow the keys declared one by one, in
+// their order, whatever their place in the scriptKeys, and the caller's
+// list ends ARGV (run appends it), so the script knows each key's
+// Candidate: the i-th key of each block is the key of the i-th of those
+// ids.
+func ofEachCandidate(name string, key func(m, c string) string) scriptKey {
+	return scriptKey{name: name, key: key, each: true}
+}
+
+// scriptKeys declares the KEYS of a script, in order: KEYS[i] is the i-th
+// key declared one by one, then come the blocks (ofEachCandidate).
 type scriptKeys []scriptKey
 
-// lua binds each key to its local: the first lines of the script.
+// ordered is ks with the keys declared one by one first, then the blocks:
+// the order of KEYS when the list of Candidates has one.
+func (ks scriptKeys) ordered() scriptKeys {
+	out := make(scriptKeys, 0, len(ks))
+	for _, k := range ks {
+		if !k.each {
+			out = append(out, k)
+		}
+	}
+	for _, k := range ks {
+		if k.each {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// lua binds each key to its local: the first lines of the script. When
+// there are blocks it binds two more: each_n, the number of Candidates in
+// the caller's list, and argv_n, the number of ARGV before their ids.
 func (ks scriptKeys) lua() string {
 	var b strings.Builder
-	for i, k := range ks {
+	var blocks []string
+	for i, k := range ks.ordered() {
+		if k.each {
+			blocks = append(blocks, k.name)
+			continue
+		}
 		fmt.Fprintf(&b, "local %s = KEYS[%d]\n", k.name, i+1)
+	}
+	if len(blocks) == 0 {
+		return b.String()
+	}
+	fixed := len(ks) - len(blocks)
+	fmt.Fprintf(&b, "local each_n = (#KEYS - %d) / %d\n", fixed, len(blocks))
+	b.WriteString("local argv_n = #ARGV - each_n\n")
+	for j, name := range blocks {
+		fmt.Fprintf(&b, "local %s = {}\n", name)
+		fmt.Fprintf(&b, "for i = 1, each_n do %s[ARGV[argv_n + i]] = KEYS[%d + %d * each_n + i] end\n", name, fixed, j)
 	}
 	return b.String()
 }
 
-// build is the KEYS slice for Migration m and Candidate c ("" when no key
-// is of one Candidate).
-func (ks scriptKeys) build(m, c string) ([]string, error) {
-	out := make([]string, len(ks))
-	for i, k := range ks {
-		if k.perCandidate && c == "" {
+// build is the KEYS slice for Migration m, Candidate c ("" when no key is
+// of one Candidate) and the Candidates each of the blocks.
+func (ks scriptKeys) build(m, c string, each []string) ([]string, error) {
+	out := make([]string, 0, len(ks)+len(each))
+	blocks := false
+	for _, k := range ks.ordered() {
+		switch {
+		case k.each:
+			blocks = true
+			for _, id := range each {
+				out = append(out, k.key(m, id))
+			}
+		case k.perCandidate && c == "":
 			return nil, fmt.Errorf("script key %s needs a candidate id", k.name)
+		default:
+			out = append(out, k.key(m, c))
 		}
-		out[i] = k.key(m, c)
+	}
+	if len(each) > 0 && !blocks {
+		return nil, errors.New("a list of candidates for a script that declares no block of keys")
 	}
 	return out, nil
 }
@@ -179,13 +246,31 @@ func newKeyedScript(keys scriptKeys, src string) *keyedScript {
 }
 
 // run runs the script (EVALSHA, falling back to EVAL) with the KEYS of
-// Migration m and Candidate c.
-func (k *keyedScript) run(ctx context.Context, rdb redis.Scripter, m, c string, args ...any) *redis.Cmd {
-	keys, err := k.keys.build(m, c)
+// Migration m, Candidate c and, for the blocks, each Candidate of each,
+// whose ids it appends to args.
+func (k *keyedScript) run(ctx context.Context, rdb redis.Scripter, m, c string, each []string, args ...any) *redis.Cmd {
+	keys, err := k.keys.build(m, c, each)
 	if err != nil {
 		cmd := redis.NewCmd(ctx)
 		cmd.SetErr(err)
 		return cmd
 	}
+	if slices.ContainsFunc(k.keys, func(k scriptKey) bool { return k.each }) {
+		for _, id := range each {
+			args = append(args, id)
+		}
+	}
 	return k.script.Run(ctx, rdb, keys, args...)
+}
+
+// candidateList is ids without repeats and empty ids, in first-seen order:
+// the list of Candidates of a script's blocks.
+func candidateList(ids ...string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != "" && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }

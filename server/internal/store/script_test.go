@@ -85,11 +85,11 @@ func TestScriptKeysShareTheMigrationSlot(t *testing.T) {
 	const m, c = "helm-upgrade", "acme/payments"
 	byName := map[string]string{}
 	for name, group := range keyedScripts {
-		keys, err := group[0].keys.build(m, c)
+		keys, err := group[0].keys.build(m, c, []string{c})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, key := range group[0].keys {
+		for i, key := range group[0].keys.ordered() {
 			if got := hashTag(keys[i]); got != m {
 				t.Errorf("%s: %s = %q hashes on %q", name, key.name, keys[i], got)
 			}
@@ -105,11 +105,70 @@ func TestScriptKeysShareTheMigrationSlot(t *testing.T) {
 }
 
 func TestScriptKeysOfACandidateNeedItsID(t *testing.T) {
-	if _, err := updateInputsScript.keys.build("m", ""); err == nil {
+	if _, err := updateInputsScript.keys.build("m", "", nil); err == nil {
 		t.Fatal("built the KEYS of a Candidate's script without its id")
 	}
-	if _, err := submitScript.keys.build("m", ""); err != nil {
+	if _, err := submitScript.keys.build("m", "", nil); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := keysOfABlockNotDeclared(); err == nil {
+		t.Fatal("built a block of KEYS for a script that declares none")
+	}
+}
+
+func keysOfABlockNotDeclared() ([]string, error) {
+	return scriptKeys{ofMigration("k_migration", migrationKey)}.build("m", "", []string{"c"})
+}
+
+// A block of KEYS (ofEachCandidate) has one key per Candidate of the
+// caller's list, in its order, after the keys declared one by one; the
+// script reads it as a table by Candidate id, and its own ARGV are intact.
+// Every script that records events declares the Candidate streams as a
+// block, and no keyed script builds a Candidate's hash or stream from a
+// prefix.
+func TestScriptKeyBlocksBindByCandidate(t *testing.T) {
+	t.Parallel()
+	_, rdb := newStore(t)
+	ctx := context.Background()
+	const m = "mig-1"
+	ids := []string{"org/a", "org/b", "org/c"}
+	ks := scriptKeys{
+		ofEachCandidate("k_first", candidateKey),
+		ofMigration("k_migration", migrationKey),
+		ofEachCandidate("k_second", candidateEventsKey),
+	}
+	probe := newKeyedScript(ks, `
+local out = {k_migration, tostring(argv_n), tostring(each_n), ARGV[1], ARGV[2]}
+for i = 1, each_n do
+  local id = ARGV[argv_n + i]
+  out[#out + 1] = k_first[id]
+  out[#out + 1] = k_second[id]
+end
+return out`)
+	got, err := probe.run(ctx, rdb, m, "", ids, "own 1", "own 2").StringSlice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{migrationKey(m), "2", "3", "own 1", "own 2"}
+	for _, id := range ids {
+		want = append(want, candidateKey(m, id), candidateEventsKey(m, id))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the blocks bind\n%q\nwant\n%q", got, want)
+	}
+
+	for name, group := range keyedScripts {
+		if !slices.ContainsFunc(group[0].keys, func(k scriptKey) bool { return k.name == "k_candidate_events" && k.each }) {
+			t.Errorf("%s: the Candidate streams are not a block", name)
+		}
+		for _, k := range group[0].keys {
+			if k.name == "k_candidate_prefix" && name != "delete migration" {
+				t.Errorf("%s: builds a Candidate's hash from a prefix", name)
+			}
+			if k.name == "k_candidate_events_prefix" && name != "delete migration" {
+				t.Errorf("%s: builds a Candidate's stream from a prefix", name)
+			}
+		}
 	}
 }
 
@@ -123,15 +182,18 @@ func TestScriptKeysBindInOrder(t *testing.T) {
 	for name, group := range keyedScripts {
 		ks := group[0].keys
 		names := make([]string, len(ks))
-		for i, k := range ks {
+		for i, k := range ks.ordered() {
 			names[i] = k.name
+			if k.each {
+				names[i] += "['" + c + "']"
+			}
 		}
 		probe := newKeyedScript(ks, "return {"+strings.Join(names, ", ")+"}")
-		got, err := probe.run(ctx, rdb, m, c).StringSlice()
+		got, err := probe.run(ctx, rdb, m, c, []string{c}).StringSlice()
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		want, _ := ks.build(m, c)
+		want, _ := ks.build(m, c, []string{c})
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: the script binds\n%q\nthe caller passes\n%q", name, got, want)
 		}
@@ -147,7 +209,7 @@ func TestScriptKeysBindInOrder(t *testing.T) {
 		}
 	}
 	probe := newHistoryScript(nil, "return {"+strings.Join(names, ", ")+", tostring(own_argc)}")
-	got, err := probe.run(ctx, rdb, m, "", s.historyArgsAs("alice", at(5), "own 1", "own 2")...).StringSlice()
+	got, err := probe.run(ctx, rdb, m, "", []string{c}, s.historyArgsAs("alice", at(5), "own 1", "own 2")...).StringSlice()
 	if err != nil {
 		t.Fatal(err)
 	}
