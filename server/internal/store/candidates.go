@@ -248,7 +248,8 @@ const defaultSweepBatch = 500
 //
 //	KEYS[1] migrationKey(m)
 //	KEYS[2] statusIndexKey(m, "not_started")
-//	KEYS[3] candidateKeyPrefix(m)
+//	KEYS[3] candidateKeyPrefix(m): the script appends each id of the batch,
+//	        which it reads from KEYS[2] (so the caller cannot name them)
 //	KEYS[4] changeIndexKey(m)
 //	ARGV[1] after: walk ids strictly after this one; "" starts at the first
 //	ARGV[2] batch size (ids examined, not ids flagged)
@@ -508,10 +509,13 @@ func candidateReply(res []any, m, c, op string) (migration.Candidate, error) {
 //
 //	KEYS[1] migrationKey(m)
 //	KEYS[2] candidateKey(m, c)
-//	KEYS[3] statusIndexPrefix(m)
-//	KEYS[4] statusKindIndexPrefix(m)
-//	KEYS[5] statusOrderKey(m)
-//	KEYS[6] changeIndexKey(m)
+//	KEYS[3] statusIndexKey(m, from)
+//	KEYS[4] statusIndexKey(m, to)
+//	KEYS[5] statusKindIndexPrefix(m): the script appends from or to, ':'
+//	        and the Candidate's kind, which it reads (so the caller cannot
+//	        name those keys)
+//	KEYS[6] statusOrderKey(m)
+//	KEYS[7] changeIndexKey(m)
 //	ARGV[1] c, the Candidate id (member of the indexes)
 //	ARGV[2] from: the status expected
 //	ARGV[3] to: the new status
@@ -536,12 +540,12 @@ if cur[1] ~= from then return {4, cur[1]} end
 if from == to then return {0} end
 local kind = cur[2]
 redis.call('HSET', KEYS[2], 'status', to, 'utime', ARGV[4])
-redis.call('ZREM', KEYS[3] .. from, id)
-redis.call('ZADD', KEYS[3] .. to, 0, id)
-redis.call('ZREM', KEYS[4] .. from .. ':' .. kind, id)
-redis.call('ZADD', KEYS[4] .. to .. ':' .. kind, 0, id)
-redis.call('ZADD', KEYS[5], ({not_started = 1, running = 2, completed = 3})[to], id)
-redis.call('ZADD', KEYS[6], 'GT', ARGV[4], id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZADD', KEYS[4], 0, id)
+redis.call('ZREM', KEYS[5] .. from .. ':' .. kind, id)
+redis.call('ZADD', KEYS[5] .. to .. ':' .. kind, 0, id)
+redis.call('ZADD', KEYS[6], ({not_started = 1, running = 2, completed = 3})[to], id)
+redis.call('ZADD', KEYS[7], 'GT', ARGV[4], id)
 redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
 redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
 return {0}
@@ -563,7 +567,8 @@ func (s *Store) SetCandidateStatus(ctx context.Context, m, c string, from, to mi
 	res, err := setStatusScript.Run(ctx, s.rdb, []string{
 		migrationKey(m),
 		candidateKey(m, c),
-		statusIndexPrefix(m),
+		statusIndexKey(m, string(from)),
+		statusIndexKey(m, string(to)),
 		statusKindIndexPrefix(m),
 		statusOrderKey(m),
 		changeIndexKey(m),

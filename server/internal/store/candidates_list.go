@@ -24,7 +24,9 @@ import (
 //
 //	KEYS[1] migrationKey(m)
 //	KEYS[2] candidateKeyPrefix(m)
-//	KEYS[3] runKeyPrefix(m)
+//	KEYS[3] runKeyPrefix(m): the script appends the id of each row of the
+//	        page to these two, ids it reads (the page is found inside the
+//	        script, so the caller cannot name those keys)
 //	KEYS[4] changeIndexKey(m) (for each row's last change)
 //	KEYS[5] the order: candidatesKey(m) for id order, else statusOrderKey,
 //	        stepOrderKey or changeIndexKey

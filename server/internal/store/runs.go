@@ -111,9 +111,14 @@ end
 `
 
 // runKeys are the KEYS of beginRunScript and saveRunScript, then (added by
-// newHistoryScript) the history KEYS. runViewLua uses them too. The script
-// appends to each _prefix key a status or step name it knows or reads (see
-// script.go: the keys so built are in the Migration's slot).
+// newHistoryScript) the history KEYS, whose block has c (and, for a save,
+// any other Candidate its events are about). runViewLua uses them too. The
+// script appends to each _prefix key a status or step name it knows or
+// reads (see script.go: the keys so built are in the Migration's slot).
+// Those are not declared: each index the Run and its Candidate leave is
+// named by what the stored view and hash say (status, step status, current
+// step, kind), read inside the script; declaring only the indexes they
+// enter would still leave every prefix.
 var runKeys = scriptKeys{
 	ofMigration("k_migration", migrationKey),
 	ofCandidate("k_candidate", candidateKey),
@@ -485,6 +490,8 @@ func (s *Store) ListRuns(ctx context.Context, m string, f migration.RunFilter, p
 //	        kindIndexKey, statusKindIndexKey, runsKey, runStatusIndexKey,
 //	        runStepIndexKey or runStatusStepIndexKey
 //	KEYS[3] the prefix of the hashes the index names: candidateKeyPrefix(m)
+//	        (the script appends each id of the page it reads, so the caller
+//	        cannot name those keys)
 //	        or runKeyPrefix(m)
 //	ARGV[1] after: ids strictly after this one; "" starts at the first
 //	ARGV[2] most ids to return (the page size + 1, to learn if more exist)
