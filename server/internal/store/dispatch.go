@@ -36,7 +36,7 @@ type dispatchFailure struct {
 // failure on it.
 //
 //	KEYS k_migration, k_activity, k_run (the run view of c),
-//	     k_dispatch_failing, then the history KEYS
+//	     k_dispatch_failing, then the history KEYS (the block: c)
 //	ARGV[1] c, ARGV[2] the execution, ARGV[3] the step, ARGV[4] the next
 //	try (unix ms), ARGV[5] the error, ARGV[6] runChannel(m, c), ARGV[7] the
 //	event: a JSON array of one {k, t, c, r, x, s, a, by, d}; then the

@@ -18,7 +18,8 @@ import (
 
 // putMigrationScript creates a Migration or replaces its definition.
 //
-//	KEYS k_migration, then the history KEYS (see historyLua)
+//	KEYS k_migration, then the history KEYS (see historyLua; the block:
+//	     no Candidate)
 //	ARGV[1] def: canonical JSON migrationRecord
 //	ARGV[2] now, unix milliseconds, then the history ARGV
 //
