@@ -1,12 +1,13 @@
 import { useQuery } from "@tanstack/react-query";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { registry } from "./api";
+import { queryKeys } from "./queryKeys";
 
 // useCaller asks the server who the caller is and what it may call
 // (RegistryService.GetCaller), once per session.
 export function useCaller() {
   return useQuery({
-    queryKey: ["caller"],
+    queryKey: queryKeys.caller(),
     queryFn: ({ signal }) => registry.getCaller({}, { signal }),
     staleTime: Infinity,
   });

@@ -1,12 +1,13 @@
 import { useQuery } from "@tanstack/react-query";
 import { metrics } from "./api";
+import { queryKeys } from "./queryKeys";
 
 // useFleet reads every Migration's summary (all pages of
 // GetFleetOverview: a fleet has tens or hundreds of Migrations, not
 // thousands), shared by the home page, the palette and the panels.
 export function useFleet() {
   return useQuery({
-    queryKey: ["fleet"],
+    queryKey: queryKeys.fleet(),
     queryFn: async ({ signal }) => {
       const first = await metrics.getFleetOverview({ pageSize: 500 }, { signal });
       for (let token = first.nextPageToken; token; ) {

@@ -3,6 +3,7 @@ import { useQueryClient, type QueryKey } from "@tanstack/react-query";
 import { history, isUnauthenticated } from "./api";
 import { follow } from "./stream";
 import type { Event } from "./gen/loom/v1/history_service_pb";
+import { queryKeys } from "./queryKeys";
 
 // The fleet feed: one WatchEvents stream without a Migration per tab, which
 // keeps the fleet's figures and the running-now panel current, and which
@@ -38,8 +39,8 @@ export function useFleetFeedSource(): FleetFeed {
       if (timer) return;
       timer = setTimeout(() => {
         timer = undefined;
-        qc.invalidateQueries({ queryKey: ["fleet"] });
-        qc.invalidateQueries({ queryKey: ["running"] });
+        qc.invalidateQueries({ queryKey: queryKeys.fleet() });
+        qc.invalidateQueries({ queryKey: queryKeys.allRunning() });
       }, 500);
     };
     follow(

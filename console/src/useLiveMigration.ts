@@ -1,5 +1,6 @@
 import { useCallback } from "react";
 import { useFleetRefresh } from "./fleetFeed";
+import { queryKeys } from "./queryKeys";
 
 // useLiveMigration keeps a Migration's page current without polling: it
 // listens to the fleet feed (one stream for the tab) for the Migration's
@@ -8,7 +9,7 @@ import { useFleetRefresh } from "./fleetFeed";
 export function useLiveMigration(migrationId: string) {
   const pick = useCallback(
     (e: { migrationId: string } | null) =>
-      e && e.migrationId !== migrationId ? [] : [["candidates", migrationId], ["metrics", migrationId], ["migration", migrationId]],
+      e && e.migrationId !== migrationId ? [] : [queryKeys.candidates(migrationId), queryKeys.metrics(migrationId), queryKeys.migration(migrationId)],
     [migrationId],
   );
   useFleetRefresh(pick, 500);

@@ -8,6 +8,7 @@ import type { Migration } from "../gen/loom/v1/migration_pb";
 import { StepStatus } from "../gen/loom/v1/run_pb";
 import { ago, candidateStatusLabel, n, parseEnum, stepStatusLabel, time } from "../format";
 import { Badge, candidatePath, Empty, ErrorBox } from "./Common";
+import { queryKeys } from "../queryKeys";
 
 const candidateStatuses = ["not_started", "running", "completed"];
 const stepStatuses = ["in_progress", "open", "merged", "awaiting_review", "completed", "failed"];
@@ -87,7 +88,7 @@ export function CandidateTable({ migration }: { migration: Migration }) {
   // Tokens of the pages before this one, for "previous".
   const [back, setBack] = useState<string[]>([]);
   const q = useQuery({
-    queryKey: ["candidates", migration.id, params.toString()],
+    queryKey: queryKeys.candidatesPage(migration.id, params.toString()),
     queryFn: ({ signal }) => discovery.listCandidates(listRequest(migration.id, f, pageSize), { signal }),
     placeholderData: keepPreviousData,
   });

@@ -5,6 +5,7 @@ import { useQuery } from "@tanstack/react-query";
 import { discovery } from "../api";
 import { candidatePath } from "./Common";
 import { useFleet } from "../fleet";
+import { queryKeys } from "../queryKeys";
 
 // Ctrl/⌘-K: jump to a Migration by name or id, or to a Candidate by id
 // (the Candidates whose id starts with what is typed, in each Migration).
@@ -15,7 +16,7 @@ export function CommandPalette({ open, onClose }: { open: boolean; onClose: () =
   const migrations = (fleet.data?.migrations ?? []).map((s) => s.migration!).filter(Boolean);
   const prefix = search.trim();
   const candidates = useQuery({
-    queryKey: ["palette", prefix, migrations.map((m) => m.id).join(",")],
+    queryKey: queryKeys.palette(prefix, migrations.map((m) => m.id)),
     enabled: open && prefix.length > 0,
     queryFn: async ({ signal }) => {
       const pages = await Promise.all(

@@ -6,6 +6,7 @@ import type { Event, EventKind } from "../gen/loom/v1/history_service_pb";
 import { eventKindLabel, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "./Common";
 import { follow } from "../stream";
+import { queryKeys } from "../queryKeys";
 
 // EventLog is the lifecycle history of a Migration or of one Candidate:
 // pages of ListEvents, newest first, and new events as WatchEvents delivers
@@ -21,9 +22,8 @@ export function EventLog({
   kinds?: EventKind[];
   onEvent?: (e: Event) => void;
 }) {
-  const key = ["events", migrationId, candidateId, kinds.join(",")];
-  const q = useInfiniteQuery({
-    queryKey: key,
+    const q = useInfiniteQuery({
+    queryKey: queryKeys.events(migrationId, candidateId, kinds),
     initialPageParam: "",
     queryFn: ({ pageParam, signal }) =>
       history.listEvents({ migrationId, candidateId, kinds, pageSize: 50, pageToken: pageParam }, { signal }),

@@ -7,10 +7,11 @@ import { ago, n, stepStatusLabel, time } from "../format";
 import { Badge, candidatePath, Empty, ErrorBox, Loading } from "./Common";
 import { Burndown } from "./Charts";
 import { StepDurationsTable } from "./StepDurationsTable";
+import { queryKeys } from "../queryKeys";
 
 export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
   const q = useQuery({
-    queryKey: ["metrics", migrationId],
+    queryKey: queryKeys.metrics(migrationId),
     queryFn: ({ signal }) => metrics.getMigrationMetrics({ migrationId, burndownUnit: BurndownUnit.HOUR }, { signal }),
   });
   if (q.isPending) return <Loading what="metrics" />;

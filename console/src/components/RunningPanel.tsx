@@ -5,6 +5,7 @@ import { RunStatus } from "../gen/loom/v1/run_pb";
 import { stepStatusLabel } from "../format";
 import { Badge, candidatePath } from "./Common";
 import { useFleet } from "../fleet";
+import { queryKeys } from "../queryKeys";
 
 // The Candidates running now, across the fleet: the first Runs of each
 // Migration that has any running (the count says how many there are). The
@@ -14,7 +15,7 @@ export function RunningPanel() {
   const active = (fleet.data?.migrations ?? []).filter((s) => Number(s.migration?.candidateCounts?.running ?? 0n) > 0);
   const lists = useQueries({
     queries: active.map((s) => ({
-      queryKey: ["running", s.migration!.id],
+      queryKey: queryKeys.running(s.migration!.id),
       queryFn: ({ signal }: { signal: AbortSignal }) =>
         runs.listRuns({ migrationId: s.migration!.id, status: RunStatus.RUNNING, pageSize: 10 }, { signal }),
     })),

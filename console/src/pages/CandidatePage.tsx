@@ -17,17 +17,18 @@ import { useRun } from "../useRun";
 import { useCan } from "../caller";
 import { DiscoveryService } from "../gen/loom/v1/discovery_service_pb";
 import { RunService } from "../gen/loom/v1/run_service_pb";
+import { queryKeys } from "../queryKeys";
 
 export function CandidatePage() {
   const { migrationId = "", "*": rest = "" } = useParams();
   const candidateId = decodeURIComponent(rest);
   const qc = useQueryClient();
   const mig = useQuery({
-    queryKey: ["migration", migrationId],
+    queryKey: queryKeys.migration(migrationId),
     queryFn: ({ signal }) => registry.getMigration({ migrationId }, { signal }),
   });
   const cand = useQuery({
-    queryKey: ["candidate", migrationId, candidateId],
+    queryKey: queryKeys.candidate(migrationId, candidateId),
     queryFn: ({ signal }) => discovery.getCandidate({ migrationId, candidateId }, { signal }),
   });
   const [generation, setGeneration] = useState(0);
@@ -45,9 +46,9 @@ export function CandidatePage() {
   const r = run.run;
   const active = r?.status === RunStatus.RUNNING;
   const refresh = () => {
-    qc.invalidateQueries({ queryKey: ["candidate", migrationId, candidateId] });
-    qc.invalidateQueries({ queryKey: ["fleet"] });
-    qc.invalidateQueries({ queryKey: ["candidates", migrationId] });
+    qc.invalidateQueries({ queryKey: queryKeys.candidate(migrationId, candidateId) });
+    qc.invalidateQueries({ queryKey: queryKeys.fleet() });
+    qc.invalidateQueries({ queryKey: queryKeys.candidates(migrationId) });
   };
   return (
     <>

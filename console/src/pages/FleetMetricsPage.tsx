@@ -8,10 +8,11 @@ import { useFleet } from "../fleet";
 import { Sparkline } from "../components/Charts";
 import { StepDurationsTable } from "../components/StepDurationsTable";
 import { useFleetRefresh } from "../fleetFeed";
+import { queryKeys } from "../queryKeys";
 
 // The figures of the Migrations the fleet feed names are read again, at
 // most once every two seconds, however busy the fleet.
-const metricsOf = (e: { migrationId: string } | null) => [e ? ["metrics", e.migrationId] : ["metrics"]];
+const metricsOf = (e: { migrationId: string } | null) => [e ? queryKeys.metrics(e.migrationId) : queryKeys.allMetrics()];
 
 // Fleet metrics: per Migration, events per day; per step, how long steps
 // take and how often they fail; Runs completed per day, and the latest
@@ -21,7 +22,7 @@ export function FleetMetricsPage() {
   const ids = (fleet.data?.migrations ?? []).map((s) => s.migration!.id);
   const all = useQueries({
     queries: ids.map((migrationId) => ({
-      queryKey: ["metrics", migrationId, "day"],
+      queryKey: queryKeys.metricsDaily(migrationId),
       queryFn: ({ signal }: { signal: AbortSignal }) =>
         metrics.getMigrationMetrics({ migrationId, burndownUnit: BurndownUnit.DAY }, { signal }),
     })),

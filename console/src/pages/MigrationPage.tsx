@@ -7,6 +7,7 @@ import { CandidateTable } from "../components/CandidateTable";
 import { MigrationMetricsView } from "../components/MigrationMetrics";
 import { n } from "../format";
 import { useLiveMigration } from "../useLiveMigration";
+import { queryKeys } from "../queryKeys";
 
 const tabs = ["candidates", "overview", "metrics"] as const;
 type Tab = (typeof tabs)[number];
@@ -17,7 +18,7 @@ export function MigrationPage() {
   const tab: Tab = (tabs as readonly string[]).includes(params.get("tab") ?? "") ? (params.get("tab") as Tab) : "candidates";
   useLiveMigration(migrationId);
   const mig = useQuery({
-    queryKey: ["migration", migrationId],
+    queryKey: queryKeys.migration(migrationId),
     queryFn: ({ signal }) => registry.getMigration({ migrationId }, { signal }),
   });
   if (mig.isPending) return <Loading what="the Migration" />;
