@@ -1,10 +1,5 @@
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { DiscoveryService } from "./gen/loom/v1/discovery_service_pb";
-import { HistoryService } from "./gen/loom/v1/history_service_pb";
-import { MetricsService } from "./gen/loom/v1/metrics_service_pb";
-import { RegistryService } from "./gen/loom/v1/registry_service_pb";
-import { RunService } from "./gen/loom/v1/run_service_pb";
 import { getToken } from "./auth";
 
 // The console is served by the Loom it talks to, so the API is its own
@@ -18,13 +13,9 @@ const bearer: Interceptor = (next) => async (req) => {
   return next(req);
 };
 
+// The transport to the Loom serving the console; components reach it
+// through the TransportProvider (transport.tsx), never directly.
 export const transport = createConnectTransport({ baseUrl, interceptors: [bearer] });
-
-export const registry = createClient(RegistryService, transport);
-export const discovery = createClient(DiscoveryService, transport);
-export const runs = createClient(RunService, transport);
-export const history = createClient(HistoryService, transport);
-export const metrics = createClient(MetricsService, transport);
 
 // errorText is how every server error is shown: its Connect code and its
 // message, which names the field or says why (the ErrorInfo reason the

@@ -1,11 +1,12 @@
 import { useQuery } from "@tanstack/react-query";
 import type { DescMethod } from "@bufbuild/protobuf";
-import { registry } from "./api";
+import { useRegistryClient } from "./transport";
 import { queryKeys } from "./queryKeys";
 
 // useCaller asks the server who the caller is and what it may call
 // (RegistryService.GetCaller), once per session.
 export function useCaller() {
+  const registry = useRegistryClient();
   return useQuery({
     queryKey: queryKeys.caller(),
     queryFn: ({ signal }) => registry.getCaller({}, { signal }),

@@ -1,11 +1,12 @@
 import { useQuery } from "@tanstack/react-query";
-import { metrics } from "./api";
+import { useMetricsClient } from "./transport";
 import { queryKeys } from "./queryKeys";
 
 // useFleet reads every Migration's summary (all pages of
 // GetFleetOverview: a fleet has tens or hundreds of Migrations, not
 // thousands), shared by the home page, the palette and the panels.
 export function useFleet() {
+  const metrics = useMetricsClient();
   return useQuery({
     queryKey: queryKeys.fleet(),
     queryFn: async ({ signal }) => {

@@ -1,6 +1,7 @@
 import { createContext, useCallback, useContext, useEffect, useRef, useState } from "react";
 import { useQueryClient, type QueryKey } from "@tanstack/react-query";
-import { history, isUnauthenticated } from "./api";
+import { isUnauthenticated } from "./api";
+import { useHistoryClient } from "./transport";
 import { follow } from "./stream";
 import type { Event } from "./gen/loom/v1/history_service_pb";
 import { queryKeys } from "./queryKeys";
@@ -20,6 +21,7 @@ export interface FleetFeed {
 export const FleetFeedContext = createContext<FleetFeed | null>(null);
 
 export function useFleetFeedSource(): FleetFeed {
+  const history = useHistoryClient();
   const qc = useQueryClient();
   const [feed] = useState(() => {
     const listeners = new Set<FleetListener>();
@@ -65,7 +67,7 @@ export function useFleetFeedSource(): FleetFeed {
       ctl.abort();
       clearTimeout(timer);
     };
-  }, [feed, qc]);
+  }, [feed, qc, history]);
   return feed;
 }
 

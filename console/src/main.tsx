@@ -4,7 +4,8 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { BrowserRouter } from "react-router";
 import { App } from "./App";
 import { completeSignIn, oidcConfig, takeTokenFromURL } from "./auth";
-import { isUnauthenticated } from "./api";
+import { isUnauthenticated, transport } from "./api";
+import { TransportProvider } from "./transport";
 import "./styles.css";
 import "diff2html/bundles/css/diff2html.min.css";
 import "uplot/dist/uPlot.min.css";
@@ -27,11 +28,13 @@ const queryClient = new QueryClient({
 void completeSignIn(oidcConfig()).finally(() =>
   createRoot(document.getElementById("root")!).render(
     <StrictMode>
-      <QueryClientProvider client={queryClient}>
-        <BrowserRouter>
-          <App />
-        </BrowserRouter>
-      </QueryClientProvider>
+      <TransportProvider transport={transport}>
+        <QueryClientProvider client={queryClient}>
+          <BrowserRouter>
+            <App />
+          </BrowserRouter>
+        </QueryClientProvider>
+      </TransportProvider>
     </StrictMode>,
   ),
 );

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { runs } from "./api";
+import { useRunClient } from "./transport";
 import type { Run } from "./gen/loom/v1/run_pb";
 import { follow } from "./stream";
 
@@ -12,6 +12,7 @@ export type RunState = { run?: Run; missing: boolean; error?: unknown; live: boo
 // shown twice. `generation` restarts the watch (after a start, say).
 // A Candidate without a Run answers NotFound: state.missing.
 export function useRun(runId: string, generation = 0): RunState {
+  const runs = useRunClient();
   const [state, setState] = useState<RunState>({ missing: false, live: false });
   useEffect(() => {
     const ctl = new AbortController();
@@ -42,6 +43,6 @@ export function useRun(runId: string, generation = 0): RunState {
       },
     );
     return () => ctl.abort();
-  }, [runId, generation]);
+  }, [runs, runId, generation]);
   return state;
 }

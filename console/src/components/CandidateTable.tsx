@@ -1,7 +1,7 @@
 import { useState, type KeyboardEvent } from "react";
 import { Link, useSearchParams } from "react-router";
 import { keepPreviousData, useQuery } from "@tanstack/react-query";
-import { discovery } from "../api";
+import { useDiscoveryClient } from "../transport";
 import { CandidateStatus } from "../gen/loom/v1/candidate_pb";
 import { CandidateOrder } from "../gen/loom/v1/discovery_service_pb";
 import type { Migration } from "../gen/loom/v1/migration_pb";
@@ -82,6 +82,7 @@ function moveBetweenRows(e: KeyboardEvent<HTMLTableElement>) {
 }
 
 export function CandidateTable({ migration }: { migration: Migration }) {
+  const discovery = useDiscoveryClient();
   const [params, setParams] = useSearchParams();
   const f = readFilters(params);
   const [pageSize] = useState(50);

@@ -2,7 +2,7 @@ import { useState } from "react";
 import { Command } from "cmdk";
 import { useNavigate } from "react-router";
 import { useQuery } from "@tanstack/react-query";
-import { discovery } from "../api";
+import { useDiscoveryClient } from "../transport";
 import { candidatePath } from "./Common";
 import { useFleet } from "../fleet";
 import { queryKeys } from "../queryKeys";
@@ -10,6 +10,7 @@ import { queryKeys } from "../queryKeys";
 // Ctrl/⌘-K: jump to a Migration by name or id, or to a Candidate by id
 // (the Candidates whose id starts with what is typed, in each Migration).
 export function CommandPalette({ open, onClose }: { open: boolean; onClose: () => void }) {
+  const discovery = useDiscoveryClient();
   const [search, setSearch] = useState("");
   const navigate = useNavigate();
   const fleet = useFleet();

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "react";
 import { Link } from "react-router";
 import { useInfiniteQuery } from "@tanstack/react-query";
-import { history } from "../api";
+import { useHistoryClient } from "../transport";
 import type { Event, EventKind } from "../gen/loom/v1/history_service_pb";
 import { eventKindLabel, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "./Common";
@@ -22,7 +22,8 @@ export function EventLog({
   kinds?: EventKind[];
   onEvent?: (e: Event) => void;
 }) {
-    const q = useInfiniteQuery({
+  const history = useHistoryClient();
+  const q = useInfiniteQuery({
     queryKey: queryKeys.events(migrationId, candidateId, kinds),
     initialPageParam: "",
     queryFn: ({ pageParam, signal }) =>
@@ -59,7 +60,7 @@ export function EventLog({
     );
     return () => ctl.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [migrationId, candidateId, kinds.join(","), loaded]);
+  }, [history, migrationId, candidateId, kinds.join(","), loaded]);
   if (q.isPending) return <Loading what="history" />;
   if (q.isError) return <ErrorBox error={q.error} />;
   const events = [...live, ...q.data.pages.flatMap((p) => p.events)];

@@ -1,7 +1,7 @@
 import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { metrics } from "../api";
+import { useMetricsClient } from "../transport";
 import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
 import { ago, n, stepStatusLabel, time } from "../format";
 import { Badge, candidatePath, Empty, ErrorBox, Loading } from "./Common";
@@ -10,6 +10,7 @@ import { StepDurationsTable } from "./StepDurationsTable";
 import { queryKeys } from "../queryKeys";
 
 export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
+  const metrics = useMetricsClient();
   const q = useQuery({
     queryKey: queryKeys.metrics(migrationId),
     queryFn: ({ signal }) => metrics.getMigrationMetrics({ migrationId, burndownUnit: BurndownUnit.HOUR }, { signal }),

@@ -1,6 +1,6 @@
 import { useQueries } from "@tanstack/react-query";
 import { Link } from "react-router";
-import { runs } from "../api";
+import { useRunClient } from "../transport";
 import { RunStatus } from "../gen/loom/v1/run_pb";
 import { stepStatusLabel } from "../format";
 import { Badge, candidatePath } from "./Common";
@@ -11,6 +11,7 @@ import { queryKeys } from "../queryKeys";
 // Migration that has any running (the count says how many there are). The
 // fleet feed refreshes it when anything happens.
 export function RunningPanel() {
+  const runs = useRunClient();
   const fleet = useFleet();
   const active = (fleet.data?.migrations ?? []).filter((s) => Number(s.migration?.candidateCounts?.running ?? 0n) > 0);
   const lists = useQueries({

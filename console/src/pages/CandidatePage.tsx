@@ -3,7 +3,8 @@ import { useState } from "react";
 import { Link, useParams } from "react-router";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { toast } from "sonner";
-import { discovery, errorText, registry, runId as makeRunId, runs } from "../api";
+import { errorText, runId as makeRunId } from "../api";
+import { useDiscoveryClient, useRegistryClient, useRunClient } from "../transport";
 import { CandidateStatus } from "../gen/loom/v1/candidate_pb";
 import { EventKind } from "../gen/loom/v1/history_service_pb";
 import type { Migration } from "../gen/loom/v1/migration_pb";
@@ -20,6 +21,8 @@ import { RunService } from "../gen/loom/v1/run_service_pb";
 import { queryKeys } from "../queryKeys";
 
 export function CandidatePage() {
+  const registry = useRegistryClient();
+  const discovery = useDiscoveryClient();
   const { migrationId = "", "*": rest = "" } = useParams();
   const candidateId = decodeURIComponent(rest);
   const qc = useQueryClient();
@@ -179,6 +182,7 @@ function RunForm(props: {
   onClose: () => void;
   onStarted: () => void;
 }) {
+  const runs = useRunClient();
   const [inputs, setInputs] = useState<Record<string, string>>(() => ({ ...props.stored }));
   const [tried, setTried] = useState(false);
   const missing = requiredMissing(props.m, inputs);
@@ -245,6 +249,7 @@ function RunForm(props: {
 }
 
 function CancelButton({ run, onDone }: { run: Run; onDone: () => void }) {
+  const runs = useRunClient();
   const cancel = useMutation({
     mutationFn: (reason: string) => runs.cancelRun({ runId: run.id, reason }),
     onSuccess: () => {
@@ -307,6 +312,7 @@ function Timeline({ run, onChanged }: { run: Run; onChanged: () => void }) {
 }
 
 function StepActions({ run, step, onChanged }: { run: Run; step: StepResult; onChanged: () => void }) {
+  const runs = useRunClient();
   const can = useCan();
   const act = useMutation({
     mutationFn: async (what: "retry" | "done" | "failed" | "merged") => {
@@ -363,6 +369,7 @@ function InputsEditor(props: {
   stored: Record<string, string>;
   onSaved: () => void;
 }) {
+  const discovery = useDiscoveryClient();
   const [draft, setDraft] = useState<Record<string, string> | null>(null);
   const can = useCan();
   const save = useMutation({

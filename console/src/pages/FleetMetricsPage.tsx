@@ -1,6 +1,6 @@
 import { useQueries } from "@tanstack/react-query";
 import { Link } from "react-router";
-import { metrics } from "../api";
+import { useMetricsClient } from "../transport";
 import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
 import { n, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "../components/Common";
@@ -18,6 +18,7 @@ const metricsOf = (e: { migrationId: string } | null) => [e ? queryKeys.metrics(
 // take and how often they fail; Runs completed per day, and the latest
 // failures everywhere.
 export function FleetMetricsPage() {
+  const metrics = useMetricsClient();
   const fleet = useFleet();
   const ids = (fleet.data?.migrations ?? []).map((s) => s.migration!.id);
   const all = useQueries({

@@ -1,7 +1,7 @@
 import { useParams, useSearchParams } from "react-router";
 import { useQuery } from "@tanstack/react-query";
 import Markdown from "react-markdown";
-import { registry } from "../api";
+import { useRegistryClient } from "../transport";
 import { ErrorBox, Loading } from "../components/Common";
 import { CandidateTable } from "../components/CandidateTable";
 import { MigrationMetricsView } from "../components/MigrationMetrics";
@@ -13,6 +13,7 @@ const tabs = ["candidates", "overview", "metrics"] as const;
 type Tab = (typeof tabs)[number];
 
 export function MigrationPage() {
+  const registry = useRegistryClient();
   const { migrationId = "" } = useParams();
   const [params, setParams] = useSearchParams();
   const tab: Tab = (tabs as readonly string[]).includes(params.get("tab") ?? "") ? (params.get("tab") as Tab) : "candidates";
