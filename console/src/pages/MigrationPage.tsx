@@ -1,27 +1,21 @@
 import { useParams, useSearchParams } from "react-router";
-import { useQuery } from "@tanstack/react-query";
 import Markdown from "react-markdown";
-import { useRegistryClient } from "../transport";
+import { useMigration } from "../data/registry";
 import { ErrorBox, Loading } from "../components/Common";
 import { CandidateTable } from "../components/CandidateTable";
 import { MigrationMetricsView } from "../components/MigrationMetrics";
 import { n } from "../format";
 import { useLiveMigration } from "../useLiveMigration";
-import { queryKeys } from "../queryKeys";
 
 const tabs = ["candidates", "overview", "metrics"] as const;
 type Tab = (typeof tabs)[number];
 
 export function MigrationPage() {
-  const registry = useRegistryClient();
   const { migrationId = "" } = useParams();
   const [params, setParams] = useSearchParams();
   const tab: Tab = (tabs as readonly string[]).includes(params.get("tab") ?? "") ? (params.get("tab") as Tab) : "candidates";
   useLiveMigration(migrationId);
-  const mig = useQuery({
-    queryKey: queryKeys.migration(migrationId),
-    queryFn: ({ signal }) => registry.getMigration({ migrationId }, { signal }),
-  });
+  const mig = useMigration(migrationId);
   if (mig.isPending) return <Loading what="the Migration" />;
   if (mig.isError) return <ErrorBox error={mig.error} />;
   const m = mig.data.migration!;

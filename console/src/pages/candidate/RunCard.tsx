@@ -1,0 +1,25 @@
+import { Badge, Empty, ErrorBox } from "../../components/Common";
+import { runStatusLabel } from "../../format";
+import type { RunState } from "../../useRun";
+import { Timeline } from "./Timeline";
+
+// RunCard shows the Candidate's Run as WatchRun delivers it: its status,
+// whether the stream is up, and its steps.
+export function RunCard({ run, onChanged }: { run: RunState; onChanged: () => void }) {
+  const r = run.run;
+  return (
+    <section className="card" aria-labelledby="run-h">
+      <h2 id="run-h">
+        Run {r && <Badge value={runStatusLabel(r.status)} />}{" "}
+        {r && <span className="muted small">execution {String(r.execution)}</span>}{" "}
+        <span className="muted small" aria-live="polite">
+          {run.live ? "● live" : run.missing ? "" : "○ connecting…"}
+        </span>
+      </h2>
+      {run.error !== undefined && !r && <ErrorBox error={run.error} />}
+      {run.missing && <Empty>Not started yet.</Empty>}
+      {r && <Timeline run={r} onChanged={onChanged} />}
+      {r?.cancelReason && <p className="muted">Cancelled: {r.cancelReason}</p>}
+    </section>
+  );
+}
