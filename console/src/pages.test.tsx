@@ -1,0 +1,214 @@
+import { describe, expect, it } from "vitest";
+import { fireEvent, screen, waitFor, within } from "@testing-library/react";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { mount, untilAborted } from "./test/mount";
+import { Home } from "./pages/Home";
+import { CandidatePage } from "./pages/CandidatePage";
+import { MetricsService, MigrationSummarySchema } from "./gen/loom/v1/metrics_service_pb";
+import { RegistryService } from "./gen/loom/v1/registry_service_pb";
+import { DiscoveryService } from "./gen/loom/v1/discovery_service_pb";
+import { RunService, type StartRunRequest, type RetryStepRequest } from "./gen/loom/v1/run_service_pb";
+import { EventKind, HistoryService } from "./gen/loom/v1/history_service_pb";
+import { MigrationSchema } from "./gen/loom/v1/migration_pb";
+import { CandidateSchema, CandidateStatus } from "./gen/loom/v1/candidate_pb";
+import { RunSchema, RunStatus, StepStatus } from "./gen/loom/v1/run_pb";
+
+const procedures = (...ms: { parent: { typeName: string }; name: string }[]) => ms.map((m) => `/${m.parent.typeName}/${m.name}`);
+
+describe("the home page", () => {
+  const fleet = [
+    create(MigrationSummarySchema, {
+      migration: { id: "go-upgrade", name: "Go 1.23", description: "Bump Go", candidateCounts: { total: 10n, completed: 4n, running: 1n, notStarted: 5n } },
+      openPullRequests: 2n,
+      awaitingReview: 1n,
+      failed: 3n,
+    }),
+    create(MigrationSummarySchema, { migration: { id: "node-20", name: "Node 20" } }),
+  ];
+
+  it("lists every Migration of the fleet, across pages, with its progress", async () => {
+    const asked: string[] = [];
+    mount({
+      path: "/",
+      route: "/",
+      element: <Home />,
+      routes: (r) =>
+        r.service(MetricsService, {
+          getFleetOverview(req) {
+            asked.push(req.pageToken);
+            return req.pageToken === "" ? { migrations: [fleet[0]], nextPageToken: "p2" } : { migrations: [fleet[1]] };
+          },
+        }),
+    });
+    const link = await screen.findByRole("link", { name: "Go 1.23" });
+    expect(link.getAttribute("href")).toBe("/m/go-upgrade");
+    expect(screen.getByRole("link", { name: "Node 20" })).toBeTruthy();
+    expect(asked).toEqual(["", "p2"]);
+    const row = link.closest("tr")!;
+    expect(within(row).getByRole("img", { name: "4 completed, 1 running, 5 not started" })).toBeTruthy();
+    expect(row.querySelector(".bad")?.textContent).toBe("3");
+    fireEvent.change(screen.getByLabelText("Search Migrations by name"), { target: { value: "node" } });
+    expect(screen.queryByRole("link", { name: "Go 1.23" })).toBeNull();
+    fireEvent.change(screen.getByLabelText("Search Migrations by name"), { target: { value: "rust" } });
+    expect(screen.getByText("No Migration matches “rust”.")).toBeTruthy();
+  });
+
+  it("shows the server's error", async () => {
+    mount({
+      path: "/",
+      route: "/",
+      element: <Home />,
+      routes: (r) =>
+        r.service(MetricsService, {
+          getFleetOverview() {
+            throw new ConnectError("no role may read the fleet", Code.PermissionDenied);
+          },
+        }),
+    });
+    expect((await screen.findByRole("alert")).textContent).toContain("permission_denied: no role may read the fleet");
+  });
+});
+
+describe("the Candidate page", () => {
+  const migration = create(MigrationSchema, {
+    id: "go-upgrade",
+    name: "Go 1.23",
+    requiredInputs: [{ name: "ticket", label: "Ticket" }],
+  });
+  const candidate = create(CandidateSchema, {
+    id: "acme/billing",
+    kind: "service",
+    status: CandidateStatus.RUNNING,
+    metadata: { team: "payments" },
+    inputs: { ticket: "OPS-1" },
+  });
+  const run = create(RunSchema, {
+    id: "go-upgrade__acme/billing",
+    migrationId: "go-upgrade",
+    candidateId: "acme/billing",
+    execution: 1n,
+    status: RunStatus.RUNNING,
+    steps: [
+      { name: "bump-go", type: "pull_request" },
+      { name: "deploy", type: "review" },
+    ],
+    stepResults: [{ stepName: "bump-go", status: StepStatus.FAILED, attempt: 2, message: "tests failed" }],
+  });
+
+  // A server where the caller may do everything listed, the Candidate has a
+  // running Run and one event; what the page sends is recorded.
+  function serve(allowed: string[], sent: { started?: StartRunRequest; retried?: RetryStepRequest }, withRun = true) {
+    return mount({
+      path: "/m/go-upgrade/c/acme%2Fbilling",
+      route: "/m/:migrationId/c/*",
+      element: <CandidatePage />,
+      routes: (r) => {
+        r.service(RegistryService, {
+          getCaller: () => ({ authenticated: true, allowedProcedures: allowed }),
+          getMigration: (req) => {
+            if (req.migrationId !== "go-upgrade") throw new ConnectError("no such Migration", Code.NotFound);
+            return { migration };
+          },
+        });
+        r.service(DiscoveryService, {
+          getCandidate: (req) => {
+            if (req.candidateId !== "acme/billing") throw new ConnectError("no such Candidate", Code.NotFound);
+            return { candidate };
+          },
+        });
+        r.service(RunService, {
+          async *watchRun(req, ctx) {
+            if (!withRun) throw new ConnectError("no Run", Code.NotFound);
+            expect(req.runId).toBe(run.id);
+            yield { update: { case: "run", value: run } };
+            await untilAborted(ctx.signal);
+          },
+          startRun: (req) => {
+            sent.started = req;
+            return {};
+          },
+          retryStep: (req) => {
+            sent.retried = req;
+            return {};
+          },
+        });
+        r.service(HistoryService, {
+          listEvents: (req) => ({
+            events:
+              req.candidateId === "acme/billing"
+                ? [{ id: "1", kind: EventKind.RUN_STARTED, migrationId: "go-upgrade", candidateId: "acme/billing", actor: "ana" }]
+                : [],
+          }),
+          async *watchEvents(_req, ctx) {
+            yield { update: { case: "heartbeat", value: {} } };
+            await untilAborted(ctx.signal);
+          },
+        });
+      },
+    });
+  }
+
+  it("shows the Candidate, its Run live and its history", async () => {
+    serve([], {});
+    expect((await screen.findByRole("heading", { level: 1 })).textContent).toBe("acme/billing");
+    expect(screen.getByRole("link", { name: "Go 1.23" }).getAttribute("href")).toBe("/m/go-upgrade");
+    expect(screen.getByText("payments")).toBeTruthy();
+    expect(screen.getByText("OPS-1")).toBeTruthy();
+    const steps = await screen.findAllByRole("listitem");
+    const bump = steps.find((li) => li.dataset.step === "bump-go")!;
+    expect(bump.dataset.status).toBe("failed");
+    expect(bump.textContent).toContain("tests failed");
+    expect(bump.textContent).toContain("attempt 2");
+    expect(steps.find((li) => li.dataset.step === "deploy")!.dataset.status).toBe("pending");
+    await waitFor(() => expect(screen.getAllByText("● live").length).toBe(2)); // the Run and the history
+    expect(screen.getByText("ana")).toBeTruthy();
+    // The caller may do nothing: no control is shown.
+    expect(screen.queryByRole("button", { name: /Preview/ })).toBeNull();
+    expect(screen.queryByRole("button", { name: "Retry step" })).toBeNull();
+    expect(screen.queryByRole("button", { name: "Edit inputs" })).toBeNull();
+  });
+
+  it("retries a failed step with its attempt", async () => {
+    const sent: { retried?: RetryStepRequest } = {};
+    serve(procedures(RunService.method.retryStep), sent);
+    fireEvent.click(await screen.findByRole("button", { name: "Retry step" }));
+    await waitFor(() => expect(sent.retried).toBeDefined());
+    expect(sent.retried).toMatchObject({ runId: run.id, stepName: "bump-go", attempt: 2 });
+  });
+
+  it("starts a Run with the inputs, checked before anything is sent", async () => {
+    const sent: { started?: StartRunRequest } = {};
+    serve(procedures(RunService.method.previewRun, RunService.method.startRun), sent, false);
+    expect(await screen.findByText("Not started yet.")).toBeTruthy();
+    fireEvent.click(await screen.findByRole("button", { name: "Preview or start…" }));
+    const form = screen.getByRole("form", { name: "Preview or start a Run" });
+    const ticket = within(form).getByRole("textbox") as HTMLInputElement;
+    expect(ticket.value).toBe("OPS-1");
+    fireEvent.change(ticket, { target: { value: " " } });
+    fireEvent.click(within(form).getByRole("button", { name: "Start Run" }));
+    expect(within(form).getByRole("alert").textContent).toBe("Required: Ticket");
+    fireEvent.change(ticket, { target: { value: "OPS-2" } });
+    fireEvent.click(within(form).getByRole("button", { name: "Start Run" }));
+    await waitFor(() => expect(sent.started).toBeDefined());
+    expect(sent.started).toMatchObject({ migrationId: "go-upgrade", candidateId: "acme/billing", inputs: { ticket: "OPS-2" } });
+    await waitFor(() => expect(screen.queryByRole("form", { name: "Preview or start a Run" })).toBeNull());
+  });
+
+  it("says what the server refused", async () => {
+    mount({
+      path: "/m/go-upgrade/c/acme%2Fmissing",
+      route: "/m/:migrationId/c/*",
+      element: <CandidatePage />,
+      routes: (r) => {
+        r.service(RegistryService, { getMigration: () => ({ migration }) });
+        r.service(DiscoveryService, {
+          getCandidate: () => {
+            throw new ConnectError("no Candidate acme/missing", Code.NotFound);
+          },
+        });
+      },
+    });
+    expect((await screen.findByRole("alert")).textContent).toContain("not_found: no Candidate acme/missing");
+  });
+});

@@ -1,0 +1,34 @@
+import type { ReactNode } from "react";
+import { render } from "@testing-library/react";
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { MemoryRouter, Route, Routes } from "react-router";
+import { createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
+import { TransportProvider } from "../transport";
+
+// mount renders a page at a path, as the console's router would, talking
+// to an in-memory server: routes implements the services the page calls
+// (any other method answers Unimplemented).
+export function mount(opts: { path: string; route: string; element: ReactNode; routes: (r: ConnectRouter) => void }) {
+  const transport = createRouterTransport(opts.routes);
+  const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+  return render(
+    <TransportProvider transport={transport}>
+      <QueryClientProvider client={queryClient}>
+        <MemoryRouter initialEntries={[opts.path]}>
+          <Routes>
+            <Route path={opts.route} element={opts.element} />
+          </Routes>
+        </MemoryRouter>
+      </QueryClientProvider>
+    </TransportProvider>,
+  );
+}
+
+// untilAborted keeps a server stream open until the client goes away, as
+// the server's watches do.
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve());
+  });
+}
