@@ -1,14 +1,12 @@
 import { useState, type KeyboardEvent } from "react";
 import { Link, useSearchParams } from "react-router";
-import { keepPreviousData, useQuery } from "@tanstack/react-query";
-import { useDiscoveryClient } from "../transport";
+import { useCandidatesPage } from "../data/discovery";
 import { CandidateStatus } from "../gen/loom/v1/candidate_pb";
 import { CandidateOrder } from "../gen/loom/v1/discovery_service_pb";
 import type { Migration } from "../gen/loom/v1/migration_pb";
 import { StepStatus } from "../gen/loom/v1/run_pb";
 import { ago, candidateStatusLabel, n, parseEnum, stepStatusLabel, time } from "../format";
 import { Badge, candidatePath, Empty, ErrorBox } from "./Common";
-import { queryKeys } from "../queryKeys";
 
 const candidateStatuses = ["not_started", "running", "completed"];
 const stepStatuses = ["in_progress", "open", "merged", "awaiting_review", "completed", "failed"];
@@ -82,17 +80,12 @@ function moveBetweenRows(e: KeyboardEvent<HTMLTableElement>) {
 }
 
 export function CandidateTable({ migration }: { migration: Migration }) {
-  const discovery = useDiscoveryClient();
   const [params, setParams] = useSearchParams();
   const f = readFilters(params);
   const [pageSize] = useState(50);
   // Tokens of the pages before this one, for "previous".
   const [back, setBack] = useState<string[]>([]);
-  const q = useQuery({
-    queryKey: queryKeys.candidatesPage(migration.id, params.toString()),
-    queryFn: ({ signal }) => discovery.listCandidates(listRequest(migration.id, f, pageSize), { signal }),
-    placeholderData: keepPreviousData,
-  });
+  const q = useCandidatesPage(migration.id, params.toString(), listRequest(migration.id, f, pageSize));
   const set = (changes: Record<string, string | string[] | null>, keepPage = false) => {
     const next = new URLSearchParams(params);
     for (const [k, v] of Object.entries(changes)) {

@@ -1,36 +1,19 @@
 import { useState } from "react";
 import { Command } from "cmdk";
 import { useNavigate } from "react-router";
-import { useQuery } from "@tanstack/react-query";
-import { useDiscoveryClient } from "../transport";
+import { usePaletteCandidates } from "../data/discovery";
 import { candidatePath } from "./Common";
-import { useFleet } from "../fleet";
-import { queryKeys } from "../queryKeys";
+import { useFleet } from "../data/metrics";
 
 // Ctrl/⌘-K: jump to a Migration by name or id, or to a Candidate by id
 // (the Candidates whose id starts with what is typed, in each Migration).
 export function CommandPalette({ open, onClose }: { open: boolean; onClose: () => void }) {
-  const discovery = useDiscoveryClient();
   const [search, setSearch] = useState("");
   const navigate = useNavigate();
   const fleet = useFleet();
   const migrations = (fleet.data?.migrations ?? []).map((s) => s.migration!).filter(Boolean);
   const prefix = search.trim();
-  const candidates = useQuery({
-    queryKey: queryKeys.palette(prefix, migrations.map((m) => m.id)),
-    enabled: open && prefix.length > 0,
-    queryFn: async ({ signal }) => {
-      const pages = await Promise.all(
-        migrations.map((m) =>
-          discovery
-            .listCandidates({ migrationId: m.id, idPrefix: prefix, pageSize: 8 }, { signal })
-            .then((r) => r.candidates.map((c) => ({ migration: m, id: c.id })))
-            .catch(() => []),
-        ),
-      );
-      return pages.flat();
-    },
-  });
+  const candidates = usePaletteCandidates(prefix, migrations, open && prefix.length > 0);
   const go = (to: string) => {
     onClose();
     setSearch("");

@@ -1,12 +1,11 @@
 import { useEffect, useState } from "react";
 import { Link } from "react-router";
-import { useInfiniteQuery } from "@tanstack/react-query";
 import { useHistoryClient } from "../transport";
 import type { Event, EventKind } from "../gen/loom/v1/history_service_pb";
 import { eventKindLabel, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "./Common";
 import { follow } from "../stream";
-import { queryKeys } from "../queryKeys";
+import { useEventPages } from "../data/history";
 
 // EventLog is the lifecycle history of a Migration or of one Candidate:
 // pages of ListEvents, newest first, and new events as WatchEvents delivers
@@ -23,14 +22,7 @@ export function EventLog({
   onEvent?: (e: Event) => void;
 }) {
   const history = useHistoryClient();
-  const q = useInfiniteQuery({
-    queryKey: queryKeys.events(migrationId, candidateId, kinds),
-    initialPageParam: "",
-    queryFn: ({ pageParam, signal }) =>
-      history.listEvents({ migrationId, candidateId, kinds, pageSize: 50, pageToken: pageParam }, { signal }),
-    getNextPageParam: (last) => last.nextPageToken || undefined,
-    staleTime: Infinity,
-  });
+  const q = useEventPages(migrationId, candidateId, kinds);
   const [live, setLive] = useState<Event[]>([]);
   // The stream's first message (an event or a heartbeat) says it is up.
   const [link, setLink] = useState<"connecting" | "live" | "reconnecting">("connecting");

@@ -6,7 +6,7 @@ import { CommandPalette } from "./CommandPalette";
 import { RunningPanel } from "./RunningPanel";
 import { FleetFeedContext, useFleetFeedSource } from "../fleetFeed";
 import { Loading } from "./Common";
-import { useCaller } from "../caller";
+import { useCaller } from "../data/registry";
 
 type Theme = "light" | "dark";
 

@@ -1,20 +1,13 @@
-import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { useMetricsClient } from "../transport";
-import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
 import { ago, n, stepStatusLabel, time } from "../format";
 import { Badge, candidatePath, Empty, ErrorBox, Loading } from "./Common";
 import { Burndown } from "./Charts";
 import { StepDurationsTable } from "./StepDurationsTable";
-import { queryKeys } from "../queryKeys";
+import { useMigrationMetrics } from "../data/metrics";
 
 export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
-  const metrics = useMetricsClient();
-  const q = useQuery({
-    queryKey: queryKeys.metrics(migrationId),
-    queryFn: ({ signal }) => metrics.getMigrationMetrics({ migrationId, burndownUnit: BurndownUnit.HOUR }, { signal }),
-  });
+  const q = useMigrationMetrics(migrationId);
   if (q.isPending) return <Loading what="metrics" />;
   if (q.isError) return <ErrorBox error={q.error} />;
   const m = q.data.metrics!;

@@ -1,26 +1,16 @@
-import { useQueries } from "@tanstack/react-query";
 import { Link } from "react-router";
-import { useRunClient } from "../transport";
-import { RunStatus } from "../gen/loom/v1/run_pb";
 import { stepStatusLabel } from "../format";
 import { Badge, candidatePath } from "./Common";
-import { useFleet } from "../fleet";
-import { queryKeys } from "../queryKeys";
+import { useFleet } from "../data/metrics";
+import { useRunningRuns } from "../data/runs";
 
 // The Candidates running now, across the fleet: the first Runs of each
 // Migration that has any running (the count says how many there are). The
 // fleet feed refreshes it when anything happens.
 export function RunningPanel() {
-  const runs = useRunClient();
   const fleet = useFleet();
   const active = (fleet.data?.migrations ?? []).filter((s) => Number(s.migration?.candidateCounts?.running ?? 0n) > 0);
-  const lists = useQueries({
-    queries: active.map((s) => ({
-      queryKey: queryKeys.running(s.migration!.id),
-      queryFn: ({ signal }: { signal: AbortSignal }) =>
-        runs.listRuns({ migrationId: s.migration!.id, status: RunStatus.RUNNING, pageSize: 10 }, { signal }),
-    })),
-  });
+  const lists = useRunningRuns(active.map((s) => s.migration!.id));
   return (
     <aside className="running" aria-label="Running now">
       <h2>Running now</h2>

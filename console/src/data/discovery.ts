@@ -1,4 +1,7 @@
-import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { keepPreviousData, useQuery, useQueryClient } from "@tanstack/react-query";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ListCandidatesRequestSchema } from "../gen/loom/v1/discovery_service_pb";
+import type { Migration } from "../gen/loom/v1/migration_pb";
 import { queryKeys } from "../queryKeys";
 import { useDiscoveryClient } from "../transport";
 
@@ -21,4 +24,41 @@ export function useRefreshCandidate(migrationId: string, candidateId: string): (
     qc.invalidateQueries({ queryKey: queryKeys.fleet() });
     qc.invalidateQueries({ queryKey: queryKeys.candidates(migrationId) });
   };
+}
+
+// useCandidatesPage reads a page of a Migration's Candidates; params (the
+// table's URL query) names the page, request asks for it. The last page
+// stays shown while the next loads.
+export function useCandidatesPage(
+  migrationId: string,
+  params: string,
+  request: MessageInitShape<typeof ListCandidatesRequestSchema>,
+) {
+  const discovery = useDiscoveryClient();
+  return useQuery({
+    queryKey: queryKeys.candidatesPage(migrationId, params),
+    queryFn: ({ signal }) => discovery.listCandidates(request, { signal }),
+    placeholderData: keepPreviousData,
+  });
+}
+
+// usePaletteCandidates reads the first Candidates whose id starts with
+// prefix, in each of the Migrations (one that cannot answer gives none).
+export function usePaletteCandidates(prefix: string, migrations: Migration[], enabled: boolean) {
+  const discovery = useDiscoveryClient();
+  return useQuery({
+    queryKey: queryKeys.palette(prefix, migrations.map((m) => m.id)),
+    enabled,
+    queryFn: async ({ signal }) => {
+      const pages = await Promise.all(
+        migrations.map((m) =>
+          discovery
+            .listCandidates({ migrationId: m.id, idPrefix: prefix, pageSize: 8 }, { signal })
+            .then((r) => r.candidates.map((c) => ({ migration: m, id: c.id })))
+            .catch(() => []),
+        ),
+      );
+      return pages.flat();
+    },
+  });
 }

@@ -1,4 +1,5 @@
 import { useQuery } from "@tanstack/react-query";
+import type { DescMethod } from "@bufbuild/protobuf";
 import { queryKeys } from "../queryKeys";
 import { useRegistryClient } from "../transport";
 
@@ -9,4 +10,28 @@ export function useMigration(migrationId: string) {
     queryKey: queryKeys.migration(migrationId),
     queryFn: ({ signal }) => registry.getMigration({ migrationId }, { signal }),
   });
+}
+
+// useCaller asks the server who the caller is and what it may call
+// (RegistryService.GetCaller), once per session.
+export function useCaller() {
+  const registry = useRegistryClient();
+  return useQuery({
+    queryKey: queryKeys.caller(),
+    queryFn: ({ signal }) => registry.getCaller({}, { signal }),
+    staleTime: Infinity,
+  });
+}
+
+// useCan says whether the caller's role may call a method, so that controls
+// it may not use are not shown; the server still refuses them. Until the
+// answer comes nothing is allowed; a server that cannot answer leaves every
+// control shown (and the server refuses what it must).
+export function useCan(): (m: DescMethod) => boolean {
+  const c = useCaller();
+  return (m) => {
+    if (c.isError) return true;
+    if (!c.data) return false;
+    return c.data.allowedProcedures.includes(`/${m.parent.typeName}/${m.name}`);
+  };
 }

@@ -1,10 +1,7 @@
-import { useQueries } from "@tanstack/react-query";
 import { Link } from "react-router";
-import { useMetricsClient } from "../transport";
-import { BurndownUnit } from "../gen/loom/v1/metrics_service_pb";
 import { n, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "../components/Common";
-import { useFleet } from "../fleet";
+import { useDailyMetrics, useFleet } from "../data/metrics";
 import { Sparkline } from "../components/Charts";
 import { StepDurationsTable } from "../components/StepDurationsTable";
 import { useFleetRefresh } from "../fleetFeed";
@@ -18,16 +15,9 @@ const metricsOf = (e: { migrationId: string } | null) => [e ? queryKeys.metrics(
 // take and how often they fail; Runs completed per day, and the latest
 // failures everywhere.
 export function FleetMetricsPage() {
-  const metrics = useMetricsClient();
   const fleet = useFleet();
   const ids = (fleet.data?.migrations ?? []).map((s) => s.migration!.id);
-  const all = useQueries({
-    queries: ids.map((migrationId) => ({
-      queryKey: queryKeys.metricsDaily(migrationId),
-      queryFn: ({ signal }: { signal: AbortSignal }) =>
-        metrics.getMigrationMetrics({ migrationId, burndownUnit: BurndownUnit.DAY }, { signal }),
-    })),
-  });
+  const all = useDailyMetrics(ids);
   useFleetRefresh(metricsOf, 2_000);
   if (fleet.isPending) return <Loading what="the fleet" />;
   if (fleet.isError) return <ErrorBox error={fleet.error} />;

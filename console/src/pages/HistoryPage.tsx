@@ -2,7 +2,7 @@ import { useSearchParams } from "react-router";
 import { EventKind } from "../gen/loom/v1/history_service_pb";
 import { eventKindLabel } from "../format";
 import { EventLog } from "../components/EventLog";
-import { useFleet } from "../fleet";
+import { useFleet } from "../data/metrics";
 import { Empty, ErrorBox, Loading } from "../components/Common";
 
 const kinds = Object.values(EventKind).filter((v): v is EventKind => typeof v === "number" && v !== 0);

@@ -2,7 +2,7 @@ import { useState } from "react";
 import { Link } from "react-router";
 import { ErrorBox, Empty, Loading } from "../components/Common";
 import { Sparkline } from "../components/Charts";
-import { useFleet } from "../fleet";
+import { useFleet } from "../data/metrics";
 import { n } from "../format";
 
 // The fleet: every Migration with its progress, what needs attention, and

@@ -4,7 +4,7 @@ import { toast } from "sonner";
 import { errorText } from "../../api";
 import type { Migration } from "../../gen/loom/v1/migration_pb";
 import { DiscoveryService } from "../../gen/loom/v1/discovery_service_pb";
-import { useCan } from "../../caller";
+import { useCan } from "../../data/registry";
 import { useDiscoveryClient } from "../../transport";
 
 // InputsEditor shows a Candidate's stored inputs and edits them.

@@ -1,6 +1,6 @@
 import { Badge, Empty, ErrorBox } from "../../components/Common";
 import { runStatusLabel } from "../../format";
-import type { RunState } from "../../useRun";
+import type { RunState } from "../../data/runs";
 import { Timeline } from "./Timeline";
 
 // RunCard shows the Candidate's Run as WatchRun delivers it: its status,

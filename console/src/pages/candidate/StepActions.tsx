@@ -3,7 +3,7 @@ import { toast } from "sonner";
 import { errorText } from "../../api";
 import { StepStatus, type Run, type StepResult } from "../../gen/loom/v1/run_pb";
 import { RunService } from "../../gen/loom/v1/run_service_pb";
-import { useCan } from "../../caller";
+import { useCan } from "../../data/registry";
 import { useRunClient } from "../../transport";
 
 // StepActions are what an operator may do to a step of a running Run:

@@ -1,8 +1,10 @@
 import { useEffect, useState } from "react";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { useRunClient } from "./transport";
-import type { Run } from "./gen/loom/v1/run_pb";
-import { follow } from "./stream";
+import { useRunClient } from "../transport";
+import { RunStatus, type Run } from "../gen/loom/v1/run_pb";
+import { follow } from "../stream";
+import { useQueries } from "@tanstack/react-query";
+import { queryKeys } from "../queryKeys";
 
 export type RunState = { run?: Run; missing: boolean; error?: unknown; live: boolean };
 
@@ -45,4 +47,17 @@ export function useRun(runId: string, generation = 0): RunState {
     return () => ctl.abort();
   }, [runs, runId, generation]);
   return state;
+}
+
+// useRunningRuns reads, for each of the Migrations, its first running Runs
+// (and how many run).
+export function useRunningRuns(migrationIds: string[]) {
+  const runs = useRunClient();
+  return useQueries({
+    queries: migrationIds.map((migrationId) => ({
+      queryKey: queryKeys.running(migrationId),
+      queryFn: ({ signal }: { signal: AbortSignal }) =>
+        runs.listRuns({ migrationId, status: RunStatus.RUNNING, pageSize: 10 }, { signal }),
+    })),
+  });
 }

@@ -1,1 +1,0 @@
-import{G as e,T as t,g as n}from"./index-B5Ryq4gb.js";function r(r){let i=t();return e({queryKey:n.migration(r),queryFn:({signal:e})=>i.getMigration({migrationId:r},{signal:e})})}export{r as t};
