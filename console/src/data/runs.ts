@@ -1,10 +1,10 @@
 import { useEffect, useState } from "react";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { useRunClient } from "../transport";
-import { RunStatus, type Run } from "../gen/loom/v1/run_pb";
-import { follow } from "../stream";
 import { useQueries } from "@tanstack/react-query";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { RunStatus, type Run } from "../gen/loom/v1/run_pb";
 import { queryKeys } from "../queryKeys";
+import { follow } from "../stream";
+import { useRunClient } from "../transport";
 
 export type RunState = { run?: Run; missing: boolean; error?: unknown; live: boolean };
 
