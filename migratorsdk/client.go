@@ -175,13 +175,16 @@ func RefusalReason(err error) string {
 const retryFor = time.Hour
 
 // transient reports whether Loom may answer differently if asked again:
-// it was unreachable, overloaded, or restarting (a connection cut mid-answer
-// is Unknown). Anything else, Internal included, would fail the same way
-// again.
-func transient(err error) bool {
+// it was unreachable, overloaded, or restarting. A connection cut
+// mid-answer is Unknown, or Canceled although ctx is alive (the peer went
+// away, not the caller). Anything else, Internal included, would fail the
+// same way again.
+func transient(ctx context.Context, err error) bool {
 	switch connect.CodeOf(err) {
 	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeResourceExhausted, connect.CodeAborted, connect.CodeUnknown:
 		return true
+	case connect.CodeCanceled:
+		return ctx.Err() == nil
 	}
 	return false
 }
@@ -194,9 +197,7 @@ func retry(ctx context.Context, f func() error, onRetry func(err error, wait tim
 	deadline := time.Now().Add(retryFor)
 	for {
 		err := f()
-		// A connection reset mid-call is Canceled although ctx is not: the
-		// peer went away, which a retry may well get past.
-		if err == nil || !transient(err) && !(connect.CodeOf(err) == connect.CodeCanceled && ctx.Err() == nil) {
+		if err == nil || !transient(ctx, err) {
 			return err
 		}
 		if time.Now().Add(wait).After(deadline) {

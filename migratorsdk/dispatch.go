@@ -26,13 +26,14 @@ import (
 //     the reason an operator reads before retrying the step;
 //   - a panic is recovered and reported as Failed.
 //
-// One refusal is not the handler's failure: Loom answering a report with
-// STEP_NOT_CURRENT for the step it dispatched, which happens when Loom
-// restarts between dispatching a step and recording the report that ended
-// the step before it. Whatever the handler returns then, the SDK keeps the
-// refused report and sends it again when Loom dispatches the step again
-// (it does once it has caught up); a handler cut short by a refused
-// Progress runs again on that dispatch.
+// A report that did not reach Loom is not the handler's failure: Loom
+// unreachable or failing past the SDK's retries, or answering
+// STEP_NOT_CURRENT for the step it dispatched (Loom restarted between
+// dispatching a step and recording the end of the step before it). When
+// the handler returns that report's error (or nil), the SDK keeps the
+// report and sends it again when Loom dispatches the step again (once it
+// has caught up, or when the step's lease runs out); a handler cut short by
+// such a Progress runs again on that dispatch.
 //
 // ctx ends when the Migrator stops. A handler must be idempotent: after a
 // Migrator restart, or when Loom retries a dispatch whose answer it did not

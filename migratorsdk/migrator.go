@@ -131,13 +131,11 @@ func New(spec Spec, opts Options) (*Migrator, error) {
 	var errs []error
 	if opts.LoomURL == "" {
 		errs = append(errs, errors.New("Options.LoomURL is required"))
-	} else if u, err := url.Parse(opts.LoomURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	} else if !httpURL(opts.LoomURL) {
 		errs = append(errs, fmt.Errorf("Options.LoomURL %q: want an http(s) URL such as http://localhost:8080", opts.LoomURL))
 	}
-	if opts.AdvertiseURL != "" {
-		if u, err := url.Parse(opts.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("Options.AdvertiseURL %q: want the http(s) URL Loom reaches this Migrator at", opts.AdvertiseURL))
-		}
+	if opts.AdvertiseURL != "" && !httpURL(opts.AdvertiseURL) {
+		errs = append(errs, fmt.Errorf("Options.AdvertiseURL %q: want the http(s) URL Loom reaches this Migrator at", opts.AdvertiseURL))
 	}
 	for pattern, h := range opts.Routes {
 		if h == nil || pattern == "" {
@@ -241,6 +239,12 @@ func New(spec Spec, opts Options) (*Migrator, error) {
 		work:              work,
 		cancelWork:        cancel,
 	}, nil
+}
+
+// httpURL reports whether s is an absolute http(s) URL with a host.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // advertised is the URL Loom reaches a Migrator listening on host:port at.
