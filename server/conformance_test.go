@@ -1,14 +1,12 @@
 package server_test
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	migratorv1 "github.com/loomhq/loom/gen/loom/migrator/v1"
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
@@ -98,18 +96,7 @@ func outcome(res *connect.Response[loomv1.ReportStepStatusResponse], err error) 
 	if err == nil {
 		return fmt.Sprintf("accepted (changed %v)", res.Msg.GetChanged())
 	}
-	reason := ""
-	var cerr *connect.Error
-	if errors.As(err, &cerr) {
-		for _, d := range cerr.Details() {
-			if v, _ := d.Value(); v != nil {
-				if info, ok := v.(*errdetails.ErrorInfo); ok {
-					reason = info.GetReason()
-				}
-			}
-		}
-	}
-	return fmt.Sprintf("refused %v %s", connect.CodeOf(err), reason)
+	return fmt.Sprintf("refused %v %s", connect.CodeOf(err), migratorsdk.RefusalReason(err))
 }
 
 // fromFake tells migratortest's dispatches (its callback tokens say so)

@@ -977,6 +977,18 @@ func TestRedisDownAnswersUnavailable(t *testing.T) {
 		if connect.CodeOf(err) != connect.CodeUnavailable {
 			t.Errorf("%s: GetRun with Redis down: %v, want unavailable", p.name, err)
 		}
+		// A bulk action cannot resolve its selection: the whole call is
+		// unavailable, not a list of per-Candidate failures.
+		_, err = c.runs.BulkRetrySteps(ctx, connect.NewRequest(&loomv1.BulkRetryStepsRequest{MigrationId: "go-upgrade",
+			Selection: &loomv1.CandidateSelection{Filter: &loomv1.CandidateFilter{}}}))
+		if connect.CodeOf(err) != connect.CodeUnavailable || errorReason(err) != migration.ReasonStoreUnavailable {
+			t.Errorf("%s: BulkRetrySteps with Redis down: %v, want unavailable", p.name, err)
+		}
+		_, err = c.discovery.BulkUpdateCandidateInputs(ctx, connect.NewRequest(&loomv1.BulkUpdateCandidateInputsRequest{MigrationId: "go-upgrade",
+			Selection: byIDs("a"), Inputs: map[string]string{"go_version": "1.23"}}))
+		if connect.CodeOf(err) != connect.CodeUnavailable {
+			t.Errorf("%s: BulkUpdateCandidateInputs with Redis down: %v, want unavailable", p.name, err)
+		}
 	}
 	// A new, empty Redis: the store answers again (within the second
 	// go-redis waits between dials), here that the Migration is unknown.
