@@ -75,6 +75,8 @@ type loom struct {
 	discovery loomv1connect.DiscoveryServiceClient
 	runs      loomv1connect.RunServiceClient
 	events    loomv1connect.EventServiceClient
+	// token is the bearer token of the clients; empty without one.
+	token string
 }
 
 func (w *world) startLoom() *loom {

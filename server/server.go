@@ -223,7 +223,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	migrators := dispatch.New(dispatch.Options{Policy: sec.policy, Signer: sec.signer, Callbacks: sec.callbacks, TLS: sec.migrTLS,
 		Meter: meter, ClientOptions: []connect.ClientOption{connect.WithInterceptors(rpcTelemetry)}})
-	s.worker = tc.NewWorker(cfg.Temporal.TaskQueue, &engine.Activities{Store: st, Migrators: migrators})
+	acts := &engine.Activities{Store: st, Migrators: migrators, Rollouts: st}
+	s.worker = tc.NewWorker(cfg.Temporal.TaskQueue, acts)
 	now := func() time.Time { return time.Now().UTC() }
 	s.runs = &migration.Runs{
 		Store: st,
@@ -236,10 +237,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		Now:            now,
 		PreviewTimeout: cfg.PreviewTimeout,
 	}
+	acts.Runs = s.runs
+	rollouts := &migration.Rollouts{Store: st, Rollout: st, Engine: s.runs.Engine.(*engine.Engine), Runs: s.runs, Now: now}
 	s.handler = api.NewHandler(api.Options{
 		Registry:        &migration.Registry{Store: st, Now: now, CheckURL: sec.policy.CheckURL},
 		Discovery:       &migration.Discovery{Store: st, Now: now},
 		Runs:            s.runs,
+		Rollouts:        rollouts,
 		History:         &migration.History{Store: st, Now: now},
 		Metrics:         &migration.Metrics{Store: st, Now: now},
 		Logger:          log,

@@ -78,6 +78,7 @@ func (l *loom) as(token string) *loom {
 		discovery: loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, l.url, opt),
 		runs:      loomv1connect.NewRunServiceClient(http.DefaultClient, l.url, opt),
 		events:    loomv1connect.NewEventServiceClient(http.DefaultClient, l.url, opt),
+		token:     token,
 	}
 }
 

@@ -88,6 +88,15 @@ var Rules = map[string]Rule{
 	"/loom.v1.HistoryService/WatchEvents":                 readers,
 	"/loom.v1.MetricsService/GetMigrationMetrics":         readers,
 	"/loom.v1.MetricsService/GetFleetOverview":            readers,
+	"/loom.v1.RolloutService/PreviewSelection":            operators,
+	"/loom.v1.RolloutService/StartRollout":                operators,
+	"/loom.v1.RolloutService/GetRollout":                  readers,
+	"/loom.v1.RolloutService/ListRollouts":                readers,
+	"/loom.v1.RolloutService/WatchRollout":                readers,
+	"/loom.v1.RolloutService/PauseRollout":                operators,
+	"/loom.v1.RolloutService/ResumeRollout":               operators,
+	"/loom.v1.RolloutService/UpdateRollout":               operators,
+	"/loom.v1.RolloutService/CancelRollout":               operators,
 }
 
 // Allowed reports whether p may call procedure, and whether the call must

@@ -61,6 +61,25 @@ const (
 	EventKind_EVENT_KIND_RUN_CANCELLED EventKind = 15
 	// A Run finished every step.
 	EventKind_EVENT_KIND_RUN_COMPLETED EventKind = 16
+	// A rollout started (details: `rollout_id`, `planned`, settings).
+	EventKind_EVENT_KIND_ROLLOUT_STARTED EventKind = 20
+	// A rollout paused, by an operator or by itself (actor `loom`; details:
+	// `rollout_id`, `reason`).
+	EventKind_EVENT_KIND_ROLLOUT_PAUSED EventKind = 21
+	// A rollout resumed, or was approved after its canary wave (details:
+	// `rollout_id`, `approved`).
+	EventKind_EVENT_KIND_ROLLOUT_RESUMED EventKind = 22
+	// A rollout's settings changed (details: `rollout_id` and the new values).
+	EventKind_EVENT_KIND_ROLLOUT_UPDATED EventKind = 23
+	// A rollout's canary wave completed and it awaits approval (details:
+	// `rollout_id`).
+	EventKind_EVENT_KIND_ROLLOUT_AWAITING_APPROVAL EventKind = 24
+	// A rollout was cancelled (details: `rollout_id`, `reason`,
+	// `cancel_runs`).
+	EventKind_EVENT_KIND_ROLLOUT_CANCELLED EventKind = 25
+	// A rollout ended: every Candidate started or skipped, every Run ended
+	// (details: `rollout_id` and its final counts).
+	EventKind_EVENT_KIND_ROLLOUT_COMPLETED EventKind = 26
 )
 
 // Enum value maps for EventKind.
@@ -83,25 +102,39 @@ var (
 		14: "EVENT_KIND_STEP_MARKED_MERGED",
 		15: "EVENT_KIND_RUN_CANCELLED",
 		16: "EVENT_KIND_RUN_COMPLETED",
+		20: "EVENT_KIND_ROLLOUT_STARTED",
+		21: "EVENT_KIND_ROLLOUT_PAUSED",
+		22: "EVENT_KIND_ROLLOUT_RESUMED",
+		23: "EVENT_KIND_ROLLOUT_UPDATED",
+		24: "EVENT_KIND_ROLLOUT_AWAITING_APPROVAL",
+		25: "EVENT_KIND_ROLLOUT_CANCELLED",
+		26: "EVENT_KIND_ROLLOUT_COMPLETED",
 	}
 	EventKind_value = map[string]int32{
-		"EVENT_KIND_UNSPECIFIED":              0,
-		"EVENT_KIND_MIGRATION_ANNOUNCED":      1,
-		"EVENT_KIND_MIGRATION_UPDATED":        2,
-		"EVENT_KIND_MIGRATION_DELETED":        3,
-		"EVENT_KIND_CANDIDATES_DISCOVERED":    4,
-		"EVENT_KIND_CANDIDATE_DISCOVERED":     5,
-		"EVENT_KIND_CANDIDATE_INPUTS_UPDATED": 6,
-		"EVENT_KIND_RUN_STARTED":              7,
-		"EVENT_KIND_STEP_DISPATCHED":          8,
-		"EVENT_KIND_DISPATCH_FAILED":          9,
-		"EVENT_KIND_STEP_REPORTED":            10,
-		"EVENT_KIND_STEP_FAILED":              11,
-		"EVENT_KIND_STEP_RETRIED":             12,
-		"EVENT_KIND_REVIEW_FINISHED":          13,
-		"EVENT_KIND_STEP_MARKED_MERGED":       14,
-		"EVENT_KIND_RUN_CANCELLED":            15,
-		"EVENT_KIND_RUN_COMPLETED":            16,
+		"EVENT_KIND_UNSPECIFIED":               0,
+		"EVENT_KIND_MIGRATION_ANNOUNCED":       1,
+		"EVENT_KIND_MIGRATION_UPDATED":         2,
+		"EVENT_KIND_MIGRATION_DELETED":         3,
+		"EVENT_KIND_CANDIDATES_DISCOVERED":     4,
+		"EVENT_KIND_CANDIDATE_DISCOVERED":      5,
+		"EVENT_KIND_CANDIDATE_INPUTS_UPDATED":  6,
+		"EVENT_KIND_RUN_STARTED":               7,
+		"EVENT_KIND_STEP_DISPATCHED":           8,
+		"EVENT_KIND_DISPATCH_FAILED":           9,
+		"EVENT_KIND_STEP_REPORTED":             10,
+		"EVENT_KIND_STEP_FAILED":               11,
+		"EVENT_KIND_STEP_RETRIED":              12,
+		"EVENT_KIND_REVIEW_FINISHED":           13,
+		"EVENT_KIND_STEP_MARKED_MERGED":        14,
+		"EVENT_KIND_RUN_CANCELLED":             15,
+		"EVENT_KIND_RUN_COMPLETED":             16,
+		"EVENT_KIND_ROLLOUT_STARTED":           20,
+		"EVENT_KIND_ROLLOUT_PAUSED":            21,
+		"EVENT_KIND_ROLLOUT_RESUMED":           22,
+		"EVENT_KIND_ROLLOUT_UPDATED":           23,
+		"EVENT_KIND_ROLLOUT_AWAITING_APPROVAL": 24,
+		"EVENT_KIND_ROLLOUT_CANCELLED":         25,
+		"EVENT_KIND_ROLLOUT_COMPLETED":         26,
 	}
 )
 
@@ -652,7 +685,7 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\x13WatchEventsResponse\x12&\n" +
 	"\x05event\x18\x01 \x01(\v2\x0e.loom.v1.EventH\x00R\x05event\x12:\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\theartbeatB\b\n" +
-	"\x06update*\xb5\x04\n" +
+	"\x06update*\xa2\x06\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eEVENT_KIND_MIGRATION_ANNOUNCED\x10\x01\x12 \n" +
@@ -671,7 +704,14 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\x1aEVENT_KIND_REVIEW_FINISHED\x10\r\x12!\n" +
 	"\x1dEVENT_KIND_STEP_MARKED_MERGED\x10\x0e\x12\x1c\n" +
 	"\x18EVENT_KIND_RUN_CANCELLED\x10\x0f\x12\x1c\n" +
-	"\x18EVENT_KIND_RUN_COMPLETED\x10\x102\xad\x01\n" +
+	"\x18EVENT_KIND_RUN_COMPLETED\x10\x10\x12\x1e\n" +
+	"\x1aEVENT_KIND_ROLLOUT_STARTED\x10\x14\x12\x1d\n" +
+	"\x19EVENT_KIND_ROLLOUT_PAUSED\x10\x15\x12\x1e\n" +
+	"\x1aEVENT_KIND_ROLLOUT_RESUMED\x10\x16\x12\x1e\n" +
+	"\x1aEVENT_KIND_ROLLOUT_UPDATED\x10\x17\x12(\n" +
+	"$EVENT_KIND_ROLLOUT_AWAITING_APPROVAL\x10\x18\x12 \n" +
+	"\x1cEVENT_KIND_ROLLOUT_CANCELLED\x10\x19\x12 \n" +
+	"\x1cEVENT_KIND_ROLLOUT_COMPLETED\x10\x1a2\xad\x01\n" +
 	"\x0eHistoryService\x12J\n" +
 	"\n" +
 	"ListEvents\x12\x1a.loom.v1.ListEventsRequest\x1a\x1b.loom.v1.ListEventsResponse\"\x03\x90\x02\x01\x12O\n" +

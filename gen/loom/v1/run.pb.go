@@ -205,7 +205,10 @@ type Run struct {
 	CancelReason string `protobuf:"bytes,14,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
 	// Increases with every change of the Run (within an execution and across
 	// executions). WatchRun sends it and can resume from it.
-	Version       int64 `protobuf:"varint,15,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,15,opt,name=version,proto3" json:"version,omitempty"`
+	// The rollout that started this execution; empty when it was started
+	// alone (RunService.StartRun).
+	RolloutId     string `protobuf:"bytes,16,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +346,13 @@ func (x *Run) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *Run) GetRolloutId() string {
+	if x != nil {
+		return x.RolloutId
+	}
+	return ""
 }
 
 // The outcome so far of one step of a Run.
@@ -659,7 +669,7 @@ var File_loom_v1_run_proto protoreflect.FileDescriptor
 
 const file_loom_v1_run_proto_rawDesc = "" +
 	"\n" +
-	"\x11loom/v1/run.proto\x12\aloom.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loom/v1/candidate.proto\x1a\x17loom/v1/migration.proto\"\xcf\x05\n" +
+	"\x11loom/v1/run.proto\x12\aloom.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loom/v1/candidate.proto\x1a\x17loom/v1/migration.proto\"\xee\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fmigration_id\x18\x02 \x01(\tR\vmigrationId\x12!\n" +
@@ -678,7 +688,9 @@ const file_loom_v1_run_proto_rawDesc = "" +
 	"updateTime\x125\n" +
 	"\bend_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12#\n" +
 	"\rcancel_reason\x18\x0e \x01(\tR\fcancelReason\x12\x18\n" +
-	"\aversion\x18\x0f \x01(\x03R\aversion\x1a9\n" +
+	"\aversion\x18\x0f \x01(\x03R\aversion\x12\x1d\n" +
+	"\n" +
+	"rollout_id\x18\x10 \x01(\tR\trolloutId\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x90\x06\n" +

@@ -30,9 +30,11 @@ type Options struct {
 	Registry  *migration.Registry
 	Discovery *migration.Discovery
 	Runs      *migration.Runs
-	History   *migration.History
-	Metrics   *migration.Metrics
-	Logger    *slog.Logger
+	// Rollouts serves RolloutService; nil serves none.
+	Rollouts *migration.Rollouts
+	History  *migration.History
+	Metrics  *migration.Metrics
+	Logger   *slog.Logger
 	// Ready reports whether the server can serve (its dependencies answer);
 	// gRPC health says NOT_SERVING while it returns an error.
 	Ready func(context.Context) error
@@ -75,6 +77,7 @@ var ServiceNames = []string{
 	loomv1connect.EventServiceName,
 	loomv1connect.HistoryServiceName,
 	loomv1connect.MetricsServiceName,
+	loomv1connect.RolloutServiceName,
 }
 
 // compressMinBytes is the smallest answer compressed for a client that
@@ -117,6 +120,9 @@ func NewHandler(o Options) http.Handler {
 	mux.Handle(loomv1connect.NewEventServiceHandler(newEventServer(o.Runs, o.Callbacks, o.Meter), opts...))
 	mux.Handle(loomv1connect.NewHistoryServiceHandler(&HistoryServer{History: o.History}, opts...))
 	mux.Handle(loomv1connect.NewMetricsServiceHandler(&MetricsServer{Metrics: o.Metrics}, opts...))
+	if o.Rollouts != nil {
+		mux.Handle(loomv1connect.NewRolloutServiceHandler(&RolloutServer{Rollouts: o.Rollouts}, opts...))
+	}
 
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, ServiceNames...)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, openOpts...))

@@ -24,6 +24,10 @@ type Activities struct {
 	Store Store
 	// Migrators sends dispatches (and signs their callback tokens).
 	Migrators migration.MigratorNotifier
+	// Rollouts keeps rollouts' views and snapshots, and Runs starts and
+	// cancels their Runs.
+	Rollouts migration.RolloutStore
+	Runs     RunStarter
 }
 
 // BeginRun records the start of an execution (a local activity).

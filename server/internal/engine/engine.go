@@ -75,6 +75,7 @@ var workflowRegisterOptions = workflow.RegisterOptions{Name: WorkflowName}
 // Register registers the workflow and activities of Runs on r.
 func Register(r worker.Registry, acts *Activities) {
 	r.RegisterWorkflowWithOptions(RunWorkflow, workflowRegisterOptions)
+	r.RegisterWorkflowWithOptions(RolloutWorkflow, workflow.RegisterOptions{Name: RolloutWorkflowName})
 	r.RegisterActivity(acts)
 }
 

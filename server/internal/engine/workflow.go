@@ -71,6 +71,8 @@ type Carried struct {
 	AcceptedAt time.Time `json:",omitempty"`
 	// Heard is set when the Migrator reported on the current attempt.
 	Heard bool `json:",omitempty"`
+	// Told is the standing the Run last told its rollout.
+	Told migration.RunStanding `json:",omitempty"`
 }
 
 // SaveInput is the input of the SaveRun activity: a view with the events
@@ -136,7 +138,11 @@ type CancelRequest struct {
 func RunWorkflow(ctx workflow.Context, in RunInput) (*migration.Run, error) {
 	f := &runFlow{in: in, run: migration.NewRun(in.Manifest, workflow.Now(ctx))}
 	f.initial = f.run.Clone()
+	f.told = migration.StandingRunning
 	if c := in.Carry; c != nil {
+		if c.Told != "" {
+			f.told = c.Told
+		}
 		f.run = c.Run.Clone()
 		f.begun, f.written = true, c.Run.Seq
 		if cur := f.run.Current(); cur != nil {
@@ -202,6 +208,10 @@ type runFlow struct {
 	// a write is in flight.
 	written int64
 	writing bool
+	// told is the standing the Run last told its rollout, and telling
+	// counts the signals to it not delivered yet (see tellRollout).
+	told    migration.RunStanding
+	telling int
 	// actions counts the actions this workflow run applied, and dispatching
 	// is set while a dispatch is in flight: see continueDue.
 	actions     int
@@ -241,6 +251,7 @@ func (f *runFlow) continueAsNew(ctx workflow.Context) error {
 		carry.Accepted, carry.AcceptedAt = true, f.ackedAt
 	}
 	carry.Heard = c != nil && f.heard == (stepAttempt{c.StepName, c.Attempt})
+	carry.Told = f.told
 	f.logger(ctx).Info("continuing as new", "actions", f.actions, "history_length", workflow.GetInfo(ctx).GetCurrentHistoryLength())
 	in := f.in
 	in.Version, in.Carry = CurrentVersion, carry
@@ -880,6 +891,7 @@ func (f *runFlow) writeViews(ctx workflow.Context) {
 			continue
 		}
 		failures = 0
+		f.tellRollout(ctx, in.Run)
 		// Changes recorded while the write was in flight stay pending.
 		f.events = f.events[len(in.Events):]
 		f.observations = f.observations[len(in.Observations):]
@@ -907,9 +919,38 @@ func (f *runFlow) writeCtx(ctx workflow.Context) workflow.Context {
 	})
 }
 
+// tellRollout signals the rollout that started the Run when the Run's
+// standing changed (its step failed, a retry recovered it, it completed or
+// was cancelled), once its view is written, so the rollout counts what the
+// store shows. Temporal drops a signal whose sender closed before it was
+// delivered, so flush waits for it (telling). A rollout that ended no
+// longer listens: the signal's failure is logged and ignored.
+func (f *runFlow) tellRollout(ctx workflow.Context, written migration.Run) {
+	if f.in.Manifest.RolloutID == "" {
+		return
+	}
+	to := written.Standing()
+	if to == f.told {
+		return
+	}
+	change := migration.RunChange{CandidateID: written.CandidateID, Execution: written.Execution, From: f.told, To: to}
+	if to == migration.StandingFailed {
+		change.Step = written.CurrentStepName()
+	}
+	f.told = to
+	sent := workflow.SignalExternalWorkflow(ctx, RolloutWorkflowID(written.MigrationID, f.in.Manifest.RolloutID), "", SignalRunChanged, change)
+	f.telling++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer func() { f.telling-- }()
+		if err := sent.Get(ctx, nil); err != nil {
+			f.logger(ctx).Warn("could not tell the rollout", "rollout_id", f.in.Manifest.RolloutID, "to", string(to), "error", err)
+		}
+	})
+}
+
 // flush waits until every change is written (or dropped).
 func (f *runFlow) flush(ctx workflow.Context) {
-	_ = workflow.Await(ctx, func() bool { return !f.unwritten() && !f.writing })
+	_ = workflow.Await(ctx, func() bool { return !f.unwritten() && !f.writing && f.telling == 0 })
 }
 
 // stop ends the workflow on err. A cancel records the Run cancelled (its

@@ -37,6 +37,8 @@ var EventKinds = []EventKind{
 	EventCandidateDiscovered, EventCandidateInputsUpdated, EventRunStarted, EventStepDispatched,
 	EventDispatchFailed, EventStepReported, EventStepFailed, EventStepRetried, EventReviewFinished,
 	EventStepMarkedMerged, EventRunCancelled, EventRunCompleted,
+	EventRolloutStarted, EventRolloutPaused, EventRolloutResumed, EventRolloutUpdated,
+	EventRolloutAwaitingApproval, EventRolloutCancelled, EventRolloutCompleted,
 }
 
 // Event is one immutable lifecycle event. The store writes it in the same

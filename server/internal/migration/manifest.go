@@ -19,6 +19,9 @@ type Manifest struct {
 	Inputs      map[string]string
 	// StartedBy is who started the Run.
 	StartedBy string
+	// RolloutID is the rollout that started the Run, if one did: the Run
+	// tells it each time its standing changes (see RunChange).
+	RolloutID string `json:",omitempty"`
 	// DispatchLease and LeaseByType are the Migration's leases of accepted
 	// dispatches at start (see Migration.DispatchLease); zero: the server's.
 	DispatchLease time.Duration            `json:",omitempty"`
@@ -38,6 +41,7 @@ func NewRun(m Manifest, now time.Time) Run {
 		StartTime:   now,
 		UpdateTime:  now,
 		StartedBy:   m.StartedBy,
+		RolloutID:   m.RolloutID,
 	}
 }
 

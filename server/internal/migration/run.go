@@ -58,6 +58,8 @@ type Run struct {
 	CancelReason string
 	// StartedBy is who started this execution.
 	StartedBy string
+	// RolloutID is the rollout that started this execution, if one did.
+	RolloutID string `json:",omitempty"`
 	// Seq counts the changes of this execution; the store keeps a view only
 	// when its Seq is newer than the one it has.
 	Seq int64

@@ -25,6 +25,23 @@ type Runs struct {
 
 // StartRun starts the Run of one Candidate.
 func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, inputs map[string]string) (Run, error) {
+	return u.Start(ctx, StartRequest{MigrationID: migrationID, CandidateID: candidateID, Inputs: inputs})
+}
+
+// StartRequest asks for the start of one Candidate's Run.
+type StartRequest struct {
+	MigrationID, CandidateID string
+	// Inputs are merged over the Candidate's stored inputs, and
+	// DefaultInputs under them: a Candidate's stored value wins over a
+	// default.
+	Inputs, DefaultInputs map[string]string
+	// RolloutID is the rollout starting the Run, if one is.
+	RolloutID string
+}
+
+// Start starts the Run of one Candidate, as StartRun does.
+func (u *Runs) Start(ctx context.Context, req StartRequest) (Run, error) {
+	migrationID, candidateID, inputs := req.MigrationID, req.CandidateID, req.Inputs
 	m, c, err := u.Store.GetMigrationAndCandidate(ctx, migrationID, candidateID)
 	if err != nil {
 		return Run{}, err
@@ -36,7 +53,7 @@ func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, in
 	case CandidateCompleted:
 		return Run{}, FailedPrecondition(ReasonCandidateCompleted, "candidate %q has completed this migration", candidateID).With("run_id", runID)
 	}
-	merged, err := runInputs(m, c, inputs)
+	merged, err := runInputs(m, c, withDefaults(req.DefaultInputs, c.Inputs, inputs))
 	if err != nil {
 		return Run{}, err
 	}
@@ -45,6 +62,7 @@ func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, in
 		steps = m.Steps
 	}
 	manifest := Manifest{
+		RolloutID:     req.RolloutID,
 		RunID:         runID,
 		Execution:     c.Execution + 1,
 		MigrationID:   m.ID,
@@ -76,6 +94,23 @@ func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, in
 		return Run{}, err
 	}
 	return run, nil
+}
+
+// withDefaults is the inputs to merge over a Candidate's stored ones when
+// defaults apply under them: the defaults the Candidate has no value for,
+// then inputs.
+func withDefaults(defaults, stored, inputs map[string]string) map[string]string {
+	if len(defaults) == 0 {
+		return inputs
+	}
+	out := make(map[string]string, len(defaults)+len(inputs))
+	for k, v := range defaults {
+		if strings.TrimSpace(stored[k]) == "" {
+			out[k] = v
+		}
+	}
+	maps.Copy(out, inputs)
+	return out
 }
 
 // runInputs merges the inputs given for a Run of c over those stored on c

@@ -333,6 +333,7 @@ func RunToProto(r migration.Run) *loomv1.Run {
 		EndTime:           TimeToProto(r.EndTime),
 		CancelReason:      r.CancelReason,
 		Version:           r.Version,
+		RolloutId:         r.RolloutID,
 	}
 	for _, s := range r.Results {
 		p.StepResults = append(p.StepResults, StepResultToProto(s))
@@ -401,22 +402,29 @@ func StepPreviewsFromProto(ps []*loomv1.StepPreview) []migration.StepPreview {
 }
 
 var eventKinds = map[migration.EventKind]loomv1.EventKind{
-	migration.EventMigrationAnnounced:     loomv1.EventKind_EVENT_KIND_MIGRATION_ANNOUNCED,
-	migration.EventMigrationUpdated:       loomv1.EventKind_EVENT_KIND_MIGRATION_UPDATED,
-	migration.EventMigrationDeleted:       loomv1.EventKind_EVENT_KIND_MIGRATION_DELETED,
-	migration.EventCandidatesDiscovered:   loomv1.EventKind_EVENT_KIND_CANDIDATES_DISCOVERED,
-	migration.EventCandidateDiscovered:    loomv1.EventKind_EVENT_KIND_CANDIDATE_DISCOVERED,
-	migration.EventCandidateInputsUpdated: loomv1.EventKind_EVENT_KIND_CANDIDATE_INPUTS_UPDATED,
-	migration.EventRunStarted:             loomv1.EventKind_EVENT_KIND_RUN_STARTED,
-	migration.EventStepDispatched:         loomv1.EventKind_EVENT_KIND_STEP_DISPATCHED,
-	migration.EventDispatchFailed:         loomv1.EventKind_EVENT_KIND_DISPATCH_FAILED,
-	migration.EventStepReported:           loomv1.EventKind_EVENT_KIND_STEP_REPORTED,
-	migration.EventStepFailed:             loomv1.EventKind_EVENT_KIND_STEP_FAILED,
-	migration.EventStepRetried:            loomv1.EventKind_EVENT_KIND_STEP_RETRIED,
-	migration.EventReviewFinished:         loomv1.EventKind_EVENT_KIND_REVIEW_FINISHED,
-	migration.EventStepMarkedMerged:       loomv1.EventKind_EVENT_KIND_STEP_MARKED_MERGED,
-	migration.EventRunCancelled:           loomv1.EventKind_EVENT_KIND_RUN_CANCELLED,
-	migration.EventRunCompleted:           loomv1.EventKind_EVENT_KIND_RUN_COMPLETED,
+	migration.EventMigrationAnnounced:      loomv1.EventKind_EVENT_KIND_MIGRATION_ANNOUNCED,
+	migration.EventMigrationUpdated:        loomv1.EventKind_EVENT_KIND_MIGRATION_UPDATED,
+	migration.EventMigrationDeleted:        loomv1.EventKind_EVENT_KIND_MIGRATION_DELETED,
+	migration.EventCandidatesDiscovered:    loomv1.EventKind_EVENT_KIND_CANDIDATES_DISCOVERED,
+	migration.EventCandidateDiscovered:     loomv1.EventKind_EVENT_KIND_CANDIDATE_DISCOVERED,
+	migration.EventCandidateInputsUpdated:  loomv1.EventKind_EVENT_KIND_CANDIDATE_INPUTS_UPDATED,
+	migration.EventRunStarted:              loomv1.EventKind_EVENT_KIND_RUN_STARTED,
+	migration.EventStepDispatched:          loomv1.EventKind_EVENT_KIND_STEP_DISPATCHED,
+	migration.EventDispatchFailed:          loomv1.EventKind_EVENT_KIND_DISPATCH_FAILED,
+	migration.EventStepReported:            loomv1.EventKind_EVENT_KIND_STEP_REPORTED,
+	migration.EventStepFailed:              loomv1.EventKind_EVENT_KIND_STEP_FAILED,
+	migration.EventStepRetried:             loomv1.EventKind_EVENT_KIND_STEP_RETRIED,
+	migration.EventReviewFinished:          loomv1.EventKind_EVENT_KIND_REVIEW_FINISHED,
+	migration.EventStepMarkedMerged:        loomv1.EventKind_EVENT_KIND_STEP_MARKED_MERGED,
+	migration.EventRunCancelled:            loomv1.EventKind_EVENT_KIND_RUN_CANCELLED,
+	migration.EventRunCompleted:            loomv1.EventKind_EVENT_KIND_RUN_COMPLETED,
+	migration.EventRolloutStarted:          loomv1.EventKind_EVENT_KIND_ROLLOUT_STARTED,
+	migration.EventRolloutPaused:           loomv1.EventKind_EVENT_KIND_ROLLOUT_PAUSED,
+	migration.EventRolloutResumed:          loomv1.EventKind_EVENT_KIND_ROLLOUT_RESUMED,
+	migration.EventRolloutUpdated:          loomv1.EventKind_EVENT_KIND_ROLLOUT_UPDATED,
+	migration.EventRolloutAwaitingApproval: loomv1.EventKind_EVENT_KIND_ROLLOUT_AWAITING_APPROVAL,
+	migration.EventRolloutCancelled:        loomv1.EventKind_EVENT_KIND_ROLLOUT_CANCELLED,
+	migration.EventRolloutCompleted:        loomv1.EventKind_EVENT_KIND_ROLLOUT_COMPLETED,
 }
 
 // EventKindsFromProto reads a kind filter.

@@ -397,6 +397,7 @@ type runRecord struct {
 	EndTime      int64              `json:"end,omitempty"`
 	CancelReason string             `json:"cancel_reason,omitempty"`
 	StartedBy    string             `json:"started_by,omitempty"`
+	RolloutID    string             `json:"rollout,omitempty"`
 	Seq          int64              `json:"seq"`
 }
 
@@ -429,6 +430,7 @@ func encodeRun(r migration.Run) (string, error) {
 		EndTime:      optMillis(r.EndTime),
 		CancelReason: r.CancelReason,
 		StartedBy:    r.StartedBy,
+		RolloutID:    r.RolloutID,
 		Seq:          r.Seq,
 	}
 	for _, s := range r.Results {
@@ -474,6 +476,7 @@ func decodeRun(migrationID, candidateID string, h map[string]string) (migration.
 		EndTime:      fromOptMillis(rec.EndTime),
 		CancelReason: rec.CancelReason,
 		StartedBy:    rec.StartedBy,
+		RolloutID:    rec.RolloutID,
 		Seq:          rec.Seq,
 		Version:      ver,
 	}

@@ -304,6 +304,9 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 	if s.afterDeleteScript != nil {
 		s.afterDeleteScript(id)
 	}
+	if err := s.deleteRollouts(ctx, id); err != nil {
+		return 0, fmt.Errorf("delete migration %s: rollouts: %w", id, err)
+	}
 	if err := s.reindex(ctx, id); err != nil {
 		return 0, fmt.Errorf("delete migration %s: index: %w", id, err)
 	}

@@ -21,6 +21,8 @@ var keyedScripts = map[string][]*keyedScript{
 	"run views":               {beginRunScript, saveRunScript},
 	"append events":           {appendEventsScript},
 	"record dispatch failure": {recordDispatchFailureScript},
+	"create rollout":          {createRolloutScript},
+	"save rollout":            {saveRolloutScript},
 }
 
 // Every script made with newKeyedScript or newHistoryScript is in
