@@ -1,5 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { getToken } from "./auth";
 
 // The console is served by the Loom it talks to, so the API is its own
@@ -17,12 +18,53 @@ const bearer: Interceptor = (next) => async (req) => {
 // through the TransportProvider (transport.tsx), never directly.
 export const transport = createConnectTransport({ baseUrl, interceptors: [bearer] });
 
-// errorText is how every server error is shown: its Connect code and its
-// message, which names the field or says why (the ErrorInfo reason the
-// server attaches is not decoded: the console has no google.rpc types).
+// errorText is how every server error is shown: its Connect code, its
+// message, which names the field or says why, and the reason of the
+// google.rpc.ErrorInfo the server attaches to a refusal, e.g.
+// "failed_precondition: ... (MISSING_INPUTS)".
 export function errorText(err: unknown): string {
   const e = ConnectError.from(err);
-  return `${Code[e.code] ? codeName(e.code) : e.code}: ${e.rawMessage}`;
+  const info = errorInfo(e);
+  const reason = info?.reason ? ` (${info.reason})` : "";
+  return `${Code[e.code] ? codeName(e.code) : e.code}: ${e.rawMessage}${reason}`;
+}
+
+export type ErrorInfo = { reason: string; domain: string; metadata: Record<string, string> };
+
+// errorInfo decodes the google.rpc.ErrorInfo detail of a server error, if it
+// has one. The console has no google.rpc types: the message is small
+// (reason = 1, domain = 2, metadata = 3 as map<string, string>), so it is
+// read off the wire here.
+export function errorInfo(err: unknown): ErrorInfo | undefined {
+  const e = ConnectError.from(err);
+  for (const d of e.details) {
+    if ("desc" in d || d.type !== "google.rpc.ErrorInfo") continue;
+    try {
+      const info: ErrorInfo = { reason: "", domain: "", metadata: {} };
+      const r = new BinaryReader(d.value);
+      while (r.pos < r.len) {
+        const [field, wt] = r.tag();
+        if (field === 1 && wt === WireType.LengthDelimited) info.reason = r.string();
+        else if (field === 2 && wt === WireType.LengthDelimited) info.domain = r.string();
+        else if (field === 3 && wt === WireType.LengthDelimited) {
+          const entry = new BinaryReader(r.bytes());
+          let k = "";
+          let v = "";
+          while (entry.pos < entry.len) {
+            const [f, w] = entry.tag();
+            if (f === 1 && w === WireType.LengthDelimited) k = entry.string();
+            else if (f === 2 && w === WireType.LengthDelimited) v = entry.string();
+            else entry.skip(w);
+          }
+          info.metadata[k] = v;
+        } else r.skip(wt);
+      }
+      return info;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
 }
 
 export function codeName(code: Code): string {

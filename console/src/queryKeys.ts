@@ -8,6 +8,7 @@ export const queryKeys = {
   migration: (migrationId: string) => ["migration", migrationId] as const,
   // DiscoveryService
   candidate: (migrationId: string, candidateId: string) => ["candidate", migrationId, candidateId] as const,
+  migrationCandidates: (migrationId: string) => ["candidate", migrationId] as const,
   candidates: (migrationId: string) => ["candidates", migrationId] as const,
   candidatesPage: (migrationId: string, params: string) => ["candidates", migrationId, params] as const,
   palette: (prefix: string, migrationIds: string[]) => ["palette", prefix, migrationIds.join(",")] as const,
@@ -19,6 +20,9 @@ export const queryKeys = {
   // RunService
   allRunning: () => ["running"] as const,
   running: (migrationId: string) => ["running", migrationId] as const,
+  // RolloutService
+  rollouts: (migrationId: string) => ["rollouts", migrationId] as const,
+  selectionPreview: (migrationId: string, request: string) => ["selectionPreview", migrationId, request] as const,
   // HistoryService
   events: (migrationId: string, candidateId: string, kinds: readonly number[]) =>
     ["events", migrationId, candidateId, kinds.join(",")] as const,

@@ -6,6 +6,7 @@ import { DiscoveryService } from "./gen/loom/v1/discovery_service_pb";
 import { HistoryService } from "./gen/loom/v1/history_service_pb";
 import { MetricsService } from "./gen/loom/v1/metrics_service_pb";
 import { RegistryService } from "./gen/loom/v1/registry_service_pb";
+import { RolloutService } from "./gen/loom/v1/rollout_service_pb";
 import { RunService } from "./gen/loom/v1/run_service_pb";
 
 // The Connect transport every component talks to the server through is
@@ -33,3 +34,4 @@ export const useDiscoveryClient = () => useClient(DiscoveryService);
 export const useRunClient = () => useClient(RunService);
 export const useHistoryClient = () => useClient(HistoryService);
 export const useMetricsClient = () => useClient(MetricsService);
+export const useRolloutClient = () => useClient(RolloutService);

@@ -1,11 +1,16 @@
 import { useState, type KeyboardEvent } from "react";
 import { Link, useSearchParams } from "react-router";
 import { useCandidatesPage } from "../data/discovery";
+import { useCan } from "../data/registry";
 import { CandidateStatus } from "../gen/loom/v1/candidate_pb";
-import { CandidateOrder } from "../gen/loom/v1/discovery_service_pb";
+import { CandidateOrder, DiscoveryService } from "../gen/loom/v1/discovery_service_pb";
 import type { Migration } from "../gen/loom/v1/migration_pb";
+import { RolloutService } from "../gen/loom/v1/rollout_service_pb";
 import { StepStatus } from "../gen/loom/v1/run_pb";
+import { RunService } from "../gen/loom/v1/run_service_pb";
 import { ago, candidateStatusLabel, n, parseEnum, stepStatusLabel, time } from "../format";
+import { candidatesLabel, type CandidateFilterInit, type Selection } from "../selection";
+import { BulkBar } from "./BulkActions";
 import { Badge, candidatePath, Empty, ErrorBox } from "./Common";
 
 const candidateStatuses = ["not_started", "running", "completed"];
@@ -49,6 +54,21 @@ export function listRequest(migrationId: string, f: ReturnType<typeof readFilter
   };
 }
 
+// selectionFilter is the table's filter as a CandidateSelection's filter:
+// the very fields ListCandidates is called with, so that "all matching"
+// selects what the table lists.
+export function selectionFilter(migrationId: string, f: ReturnType<typeof readFilters>): CandidateFilterInit {
+  const r = listRequest(migrationId, f, 0);
+  return {
+    status: r.status,
+    kind: r.kind,
+    currentStep: r.currentStep,
+    currentStepStatus: r.currentStepStatus,
+    idPrefix: r.idPrefix,
+    metadata: r.metadata,
+  };
+}
+
 // Choice is one select of the filter bar; "" (any) first when anyOption.
 function Choice(props: { label: string; value: string; options: string[]; anyOption?: boolean; onChange: (v: string) => void }) {
   return (
@@ -71,7 +91,7 @@ function Choice(props: { label: string; value: string; options: string[]; anyOpt
 function moveBetweenRows(e: KeyboardEvent<HTMLTableElement>) {
   const down = e.key === "j" || e.key === "ArrowDown";
   if (!down && e.key !== "k" && e.key !== "ArrowUp") return;
-  const links = Array.from(e.currentTarget.querySelectorAll<HTMLAnchorElement>("tbody td:first-child a"));
+  const links = Array.from(e.currentTarget.querySelectorAll<HTMLAnchorElement>("tbody td.cand-id a"));
   const next = links.indexOf(document.activeElement as HTMLAnchorElement) + (down ? 1 : -1);
   if (next >= 0 && next < links.length) {
     e.preventDefault();
@@ -103,6 +123,37 @@ export function CandidateTable({ migration }: { migration: Migration }) {
   const sortMark = (key: string) => (f.order === key ? (f.desc ? " ▼" : " ▲") : "");
   const ariaSort = (key: string) => (f.order === key ? (f.desc ? "descending" : "ascending") : "none");
   const [metaDraft, setMetaDraft] = useState("");
+
+  // The selection belongs to the filter it was made under: changing the
+  // filter drops it (paging and sorting keep it).
+  const can = useCan();
+  const selectable =
+    can(RolloutService.method.startRollout) ||
+    can(RunService.method.bulkRetrySteps) ||
+    can(RunService.method.bulkCancelRuns) ||
+    can(RunService.method.bulkFinishReviews) ||
+    can(RunService.method.bulkMarkStepsMerged) ||
+    can(DiscoveryService.method.bulkUpdateCandidateInputs);
+  const filter = selectionFilter(migration.id, f);
+  const filterKey = JSON.stringify(filter);
+  const [picked, setPicked] = useState<{ key: string; selection: Selection } | null>(null);
+  const total = q.data ? n(q.data.totalSize) : 0;
+  let selection = picked && picked.key === filterKey ? picked.selection : null;
+  if (selection?.kind === "filter" && q.data) selection = { ...selection, count: total };
+  const select = (s: Selection | null) => setPicked(s && (s.kind === "filter" || s.ids.length > 0) ? { key: filterKey, selection: s } : null);
+  const rows = q.data?.candidates.map((c) => c.id) ?? [];
+  const ids = selection?.kind === "ids" ? selection.ids : [];
+  const isChecked = (id: string) => selection?.kind === "filter" || ids.includes(id);
+  const allOnPage = rows.length > 0 && rows.every(isChecked);
+  const someOnPage = rows.some(isChecked);
+  const toggleRow = (id: string, on: boolean) => {
+    if (selection?.kind === "filter") select({ kind: "ids", ids: rows.filter((r) => r !== id) });
+    else select({ kind: "ids", ids: on ? [...ids, id] : ids.filter((x) => x !== id) });
+  };
+  const togglePage = () => {
+    if (allOnPage) select(selection?.kind === "filter" ? null : { kind: "ids", ids: ids.filter((x) => !rows.includes(x)) });
+    else select({ kind: "ids", ids: [...ids, ...rows.filter((r) => !ids.includes(r))] });
+  };
   return (
     <section aria-label="Candidates">
       <form className="filters" onSubmit={(e) => e.preventDefault()}>
@@ -149,12 +200,42 @@ export function CandidateTable({ migration }: { migration: Migration }) {
         <span className="small"> · j/k or ↓/↑ move between rows, Enter opens</span>
         {q.isFetching && q.data && " · updating…"}
       </div>
+      {selection?.kind === "ids" && allOnPage && total > ids.length && (
+        <div className="select-all" role="status">
+          {ids.length === rows.length ? `All ${candidatesLabel(rows.length)} on this page are selected.` : `${candidatesLabel(ids.length)} selected.`}{" "}
+          <button type="button" className="link" onClick={() => select({ kind: "filter", filter, count: total })}>
+            Select all {total} matching this filter
+          </button>
+        </div>
+      )}
+      {selection?.kind === "filter" && (
+        <div className="select-all" role="status">
+          All {candidatesLabel(selection.count)} matching this filter are selected.{" "}
+          <button type="button" className="link" onClick={() => select(null)}>
+            Clear selection
+          </button>
+        </div>
+      )}
+      {selection && <BulkBar migration={migration} selection={selection} onClear={() => select(null)} />}
       {q.data && q.data.candidates.length === 0 ? (
         <Empty>No Candidate matches these filters.</Empty>
       ) : (
         <table className="grid" aria-busy={q.isFetching} onKeyDown={moveBetweenRows}>
           <thead>
             <tr>
+              {selectable && (
+                <th className="check">
+                  <input
+                    type="checkbox"
+                    aria-label="Select every Candidate on this page"
+                    checked={allOnPage}
+                    ref={(el) => {
+                      if (el) el.indeterminate = someOnPage && !allOnPage;
+                    }}
+                    onChange={togglePage}
+                  />
+                </th>
+              )}
               <th aria-sort={ariaSort("id")}>
                 <button type="button" className="sort" onClick={() => sortBy("id")}>
                   Candidate{sortMark("id")}
@@ -183,7 +264,12 @@ export function CandidateTable({ migration }: { migration: Migration }) {
               const p = q.data.progress[c.id];
               return (
                 <tr key={c.id}>
-                  <td>
+                  {selectable && (
+                    <td className="check">
+                      <input type="checkbox" aria-label={`Select ${c.id}`} checked={isChecked(c.id)} onChange={(e) => toggleRow(c.id, e.target.checked)} />
+                    </td>
+                  )}
+                  <td className="cand-id">
                     <Link to={candidatePath(migration.id, c.id)}>{c.id}</Link>
                     {c.noLongerDiscovered && <span className="muted small"> (no longer discovered)</span>}
                   </td>

@@ -84,3 +84,7 @@ export function NotFound() {
 export function candidatePath(migrationId: string, candidateId: string): string {
   return `/m/${encodeURIComponent(migrationId)}/c/${candidateId.split("/").map(encodeURIComponent).join("/")}`;
 }
+
+export function rolloutPath(migrationId: string, rolloutId: string): string {
+  return `/m/${encodeURIComponent(migrationId)}/r/${encodeURIComponent(rolloutId)}`;
+}

@@ -62,3 +62,18 @@ export function usePaletteCandidates(prefix: string, migrations: Migration[], en
     },
   });
 }
+
+// useRefreshSelection returns what reads a Migration's Candidates again
+// after a bulk action or a rollout changed many of them: the table, every
+// Candidate page of the Migration, its counts and figures, the fleet's.
+export function useRefreshSelection(migrationId: string): () => void {
+  const qc = useQueryClient();
+  return () => {
+    qc.invalidateQueries({ queryKey: queryKeys.candidates(migrationId) });
+    qc.invalidateQueries({ queryKey: queryKeys.migrationCandidates(migrationId) });
+    qc.invalidateQueries({ queryKey: queryKeys.migration(migrationId) });
+    qc.invalidateQueries({ queryKey: queryKeys.metrics(migrationId) });
+    qc.invalidateQueries({ queryKey: queryKeys.fleet() });
+    qc.invalidateQueries({ queryKey: queryKeys.running(migrationId) });
+  };
+}
