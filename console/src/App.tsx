@@ -8,6 +8,7 @@ import { NotFound } from "./components/Common";
 // Markdown renderers of the others.
 const MigrationPage = lazy(() => import("./pages/MigrationPage").then((m) => ({ default: m.MigrationPage })));
 const CandidatePage = lazy(() => import("./pages/CandidatePage").then((m) => ({ default: m.CandidatePage })));
+const RolloutPage = lazy(() => import("./pages/RolloutPage").then((m) => ({ default: m.RolloutPage })));
 const HistoryPage = lazy(() => import("./pages/HistoryPage").then((m) => ({ default: m.HistoryPage })));
 const FleetMetricsPage = lazy(() => import("./pages/FleetMetricsPage").then((m) => ({ default: m.FleetMetricsPage })));
 
@@ -21,6 +22,7 @@ export function App() {
         <Route path="m/:migrationId" element={<MigrationPage />} />
         {/* Candidate ids contain slashes (acme/billing): the rest of the path is the id. */}
         <Route path="m/:migrationId/c/*" element={<CandidatePage />} />
+        <Route path="m/:migrationId/r/:rolloutId" element={<RolloutPage />} />
         <Route path="*" element={<NotFound />} />
       </Route>
     </Routes>

@@ -1,6 +1,7 @@
 import { timestampDate, type Timestamp, type Duration } from "@bufbuild/protobuf/wkt";
 import { CandidateStatus } from "./gen/loom/v1/candidate_pb";
 import { EventKind } from "./gen/loom/v1/history_service_pb";
+import { RolloutState } from "./gen/loom/v1/rollout_pb";
 import { RunStatus, StepStatus } from "./gen/loom/v1/run_pb";
 
 // Enum names in lower case, as the domain model spells them: protobuf-es
@@ -14,6 +15,7 @@ function enumLabel(e: Record<number, string>, v: number): string {
 export const stepStatusLabel = (s: StepStatus) => enumLabel(StepStatus, s);
 export const runStatusLabel = (s: RunStatus) => enumLabel(RunStatus, s);
 export const candidateStatusLabel = (s: CandidateStatus) => enumLabel(CandidateStatus, s);
+export const rolloutStateLabel = (s: RolloutState) => enumLabel(RolloutState, s);
 export const eventKindLabel = (k: EventKind) => enumLabel(EventKind, k).replaceAll("_", " ");
 
 export function parseEnum<T extends number>(e: Record<string, string | number>, label: string | null): T | 0 {

@@ -3,11 +3,12 @@ import Markdown from "react-markdown";
 import { useMigration } from "../data/registry";
 import { ErrorBox, Loading } from "../components/Common";
 import { CandidateTable } from "../components/CandidateTable";
+import { RolloutsList } from "../components/Rollouts";
 import { MigrationMetricsView } from "../components/MigrationMetrics";
 import { n } from "../format";
 import { useLiveMigration } from "../useLiveMigration";
 
-const tabs = ["candidates", "overview", "metrics"] as const;
+const tabs = ["candidates", "rollouts", "overview", "metrics"] as const;
 type Tab = (typeof tabs)[number];
 
 export function MigrationPage() {
@@ -46,6 +47,7 @@ export function MigrationPage() {
         ))}
       </div>
       {tab === "candidates" && <CandidateTable migration={m} />}
+      {tab === "rollouts" && <RolloutsList migrationId={m.id} />}
       {tab === "metrics" && <MigrationMetricsView migrationId={m.id} />}
       {tab === "overview" && (
         <div className="overview">

@@ -1,4 +1,5 @@
-import { Badge, Empty, ErrorBox } from "../../components/Common";
+import { Link } from "react-router";
+import { Badge, Empty, ErrorBox, rolloutPath } from "../../components/Common";
 import { runStatusLabel } from "../../format";
 import type { RunState } from "../../data/runs";
 import { Timeline } from "./Timeline";
@@ -16,6 +17,11 @@ export function RunCard({ run, onChanged }: { run: RunState; onChanged: () => vo
           {run.live ? "● live" : run.missing ? "" : "○ connecting…"}
         </span>
       </h2>
+      {r?.rolloutId && (
+        <p className="muted small">
+          started by rollout <Link to={rolloutPath(r.migrationId, r.rolloutId)}>{r.rolloutId}</Link>
+        </p>
+      )}
       {run.error !== undefined && !r && <ErrorBox error={run.error} />}
       {run.missing && <Empty>Not started yet.</Empty>}
       {r && <Timeline run={r} onChanged={onChanged} />}
