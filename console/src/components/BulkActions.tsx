@@ -147,7 +147,11 @@ function BulkActionDialog({
     </label>
   );
   return (
-    <Dialog title={questions[action](candidatesLabel(count))} onClose={onClose} wide={act.isSuccess}>
+    <Dialog
+      title={act.isSuccess ? `${confirmLabels[action]}: what was done` : questions[action](candidatesLabel(count))}
+      onClose={onClose}
+      wide={act.isSuccess}
+    >
       {act.isSuccess ? (
         <>
           <BulkResultView migrationId={migration.id} result={act.data} />

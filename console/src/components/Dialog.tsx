@@ -36,7 +36,7 @@ export function Dialog({ title, onClose, children, wide }: { title: string; onCl
       >
         <div className="dialog-head">
           <h2 id={id}>{title}</h2>
-          <button type="button" className="ghost dialog-close" aria-label="Close" onClick={onClose}>
+          <button type="button" className="ghost dialog-close" aria-label="Dismiss" onClick={onClose}>
             ×
           </button>
         </div>

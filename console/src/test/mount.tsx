@@ -7,8 +7,15 @@ import { TransportProvider } from "../transport";
 
 // mount renders a page at a path, as the console's router would, talking
 // to an in-memory server: routes implements the services the page calls
-// (any other method answers Unimplemented).
-export function mount(opts: { path: string; route: string; element: ReactNode; routes: (r: ConnectRouter) => void }) {
+// (any other method answers Unimplemented). also adds routes the page may
+// navigate to.
+export function mount(opts: {
+  path: string;
+  route: string;
+  element: ReactNode;
+  routes: (r: ConnectRouter) => void;
+  also?: { route: string; element: ReactNode }[];
+}) {
   const transport = createRouterTransport(opts.routes);
   const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } });
   return render(
@@ -17,6 +24,7 @@ export function mount(opts: { path: string; route: string; element: ReactNode; r
         <MemoryRouter initialEntries={[opts.path]}>
           <Routes>
             <Route path={opts.route} element={opts.element} />
+            {opts.also?.map((a) => <Route key={a.route} path={a.route} element={a.element} />)}
           </Routes>
         </MemoryRouter>
       </QueryClientProvider>
