@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { lazy, Suspense, useState } from "react";
 import { Link } from "react-router";
 import { useMutation } from "@tanstack/react-query";
 import { BulkOutcome, type BulkResult } from "../gen/loom/v1/bulk_pb";
@@ -13,7 +13,10 @@ import { candidatesLabel, maxBulkSelection, selectionCount, selectionMessage, ty
 import { useDiscoveryClient, useRunClient } from "../transport";
 import { candidatePath, ErrorBox } from "./Common";
 import { Dialog } from "./Dialog";
-import { StartRolloutDialog } from "./StartRolloutDialog";
+
+// The dialog shows the Migrator's diffs: the diff renderer loads when it
+// first opens, not with the Migration's page.
+const StartRolloutDialog = lazy(() => import("./StartRolloutDialog").then((m) => ({ default: m.StartRolloutDialog })));
 
 type Action = "rollout" | "retry" | "cancel" | "review" | "merged" | "inputs";
 
@@ -54,7 +57,11 @@ export function BulkBar({ migration, selection, onClear }: { migration: Migratio
           A bulk action takes at most {maxBulkSelection.toLocaleString()} Candidates: narrow the filter.
         </span>
       )}
-      {open === "rollout" && <StartRolloutDialog migration={migration} selection={selection} onClose={() => setOpen(null)} />}
+      {open === "rollout" && (
+        <Suspense fallback={<span className="muted">Opening…</span>}>
+          <StartRolloutDialog migration={migration} selection={selection} onClose={() => setOpen(null)} />
+        </Suspense>
+      )}
       {open && open !== "rollout" && (
         <BulkActionDialog action={open} migration={migration} selection={selection} onClose={() => setOpen(null)} />
       )}
