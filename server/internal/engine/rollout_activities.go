@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -221,19 +224,35 @@ func (e *Engine) StartRollout(ctx context.Context, r migration.Rollout) error {
 
 // ControlRollout sends an operator's action to a running rollout and waits
 // until it took effect.
+//
+// As Act does, it sends the action again under the same update id when
+// Temporal answers WorkflowNotReady (the workflow task carrying it failed
+// for reasons of the worker), so it is applied at most once.
 func (e *Engine) ControlRollout(ctx context.Context, m, r string, c migration.RolloutControl) (migration.Controlled, error) {
-	h, err := e.client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	opts := client.UpdateWorkflowOptions{
+		UpdateID:     uuid.NewString(),
 		WorkflowID:   RolloutWorkflowID(m, r),
 		UpdateName:   UpdateRolloutControl,
 		Args:         []any{c},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	var res ControlResult
-	if err == nil {
-		err = h.Get(ctx, &res)
 	}
-	if err != nil {
-		return migration.Controlled{}, decodeError(err)
+	for wait := 50 * time.Millisecond; ; wait *= 2 {
+		var res ControlResult
+		h, err := e.client.UpdateWorkflow(ctx, opts)
+		if err == nil {
+			err = h.Get(ctx, &res)
+		}
+		var notReady *serviceerror.WorkflowNotReady
+		if err == nil {
+			return migration.Controlled{Rollout: res.Rollout, CancelledRuns: res.CancelledRuns}, nil
+		}
+		if !errors.As(err, &notReady) || wait > 2*time.Second {
+			return migration.Controlled{}, decodeError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return migration.Controlled{}, decodeError(err)
+		case <-time.After(wait):
+		}
 	}
-	return migration.Controlled{Rollout: res.Rollout, CancelledRuns: res.CancelledRuns}, nil
 }

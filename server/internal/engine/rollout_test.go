@@ -318,3 +318,31 @@ func TestRolloutSkipsRefusedCandidatesAndPaces(t *testing.T) {
 		t.Fatalf("rollout = %s %+v", r.State, r.Progress)
 	}
 }
+
+func TestRolloutMaxInFlightChangesWhileItRuns(t *testing.T) {
+	h, in := newRolloutHarness(t, 30)
+	in.Rollout.Settings.MaxInFlight = 2
+	// Nothing ends before 10 s: the rollout holds at 2, then at 6.
+	h.endRuns(10*time.Second, time.Second, 60, nil)
+	var before, after int
+	h.env.RegisterDelayedCallback(func() { before = len(h.fleet.inFlight()) }, 4*time.Second)
+	res := h.control(5*time.Second, migration.RolloutControl{Kind: migration.ControlUpdate, Actor: "u-ada",
+		Settings: migration.RolloutSettings{MaxInFlight: 6, MaxStartsPerMinute: 999}, Mask: []string{migration.SettingMaxInFlight}})
+	h.env.RegisterDelayedCallback(func() { after = len(h.fleet.inFlight()) }, 9*time.Second)
+	h.env.ExecuteWorkflow(RolloutWorkflow, in)
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if before != 2 || after != 6 {
+		t.Fatalf("in flight %d before the update and %d after, want 2 then 6", before, after)
+	}
+	if s := res.Rollout.Settings; s.MaxInFlight != 6 || s.MaxStartsPerMinute != 0 {
+		t.Fatalf("settings after the update: %+v (only the masked field changes)", s)
+	}
+	if r := h.fleet.last(); r.State != migration.RolloutCompleted || h.fleet.maxAtone != 6 {
+		t.Fatalf("rollout = %s, at most %d in flight", r.State, h.fleet.maxAtone)
+	}
+	if got := eventKinds(h.fleet.events); !slices.Equal(got, []migration.EventKind{migration.EventRolloutUpdated, migration.EventRolloutCompleted}) {
+		t.Fatalf("events %v", got)
+	}
+}
