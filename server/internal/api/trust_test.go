@@ -67,6 +67,7 @@ func newSecureAPI(t *testing.T, mutate ...func(*api.Options)) *secureAPI {
 		Runs:          &migration.Runs{Store: st, Now: clock},
 		History:       &migration.History{Store: st, Now: clock},
 		Metrics:       &migration.Metrics{Store: st, Now: clock},
+		Rollouts:      &migration.Rollouts{Store: st, Rollout: st, Now: clock},
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Ready:         st.Ping,
 		Authenticator: &auth.Authenticator{Static: static},
@@ -127,6 +128,7 @@ var serviceFiles = []protoreflect.FileDescriptor{
 	loomv1.File_loom_v1_registry_service_proto, loomv1.File_loom_v1_discovery_service_proto,
 	loomv1.File_loom_v1_run_service_proto, loomv1.File_loom_v1_event_service_proto,
 	loomv1.File_loom_v1_history_service_proto, loomv1.File_loom_v1_metrics_service_proto,
+	loomv1.File_loom_v1_rollout_service_proto,
 }
 
 // ownedBody is a request naming the Migration "mine", whatever the RPC,
@@ -179,8 +181,8 @@ func TestEveryRPCForEveryRole(t *testing.T) {
 		if _, ok := auth.Rules[proc]; !ok {
 			t.Errorf("%s has no rule in auth.Rules: only admins could call it", proc)
 		}
-		if strings.HasSuffix(proc, "/WatchRun") || strings.HasSuffix(proc, "/WatchEvents") {
-			continue // a server stream: see TestWatchRunIsAuthorized
+		if strings.HasSuffix(proc, "/WatchRun") || strings.HasSuffix(proc, "/WatchEvents") || strings.HasSuffix(proc, "/WatchRollout") {
+			continue // a server stream: see TestWatchRunIsAuthorized, TestWatchRolloutIsAuthorized
 		}
 		t.Run(proc, func(t *testing.T) {
 			if code := a.call(t, proc, "", "{}"); code != "unauthenticated" {
@@ -226,6 +228,34 @@ func TestWatchRunIsAuthorized(t *testing.T) {
 		}
 		if connect.CodeOf(err) != tc.code {
 			t.Errorf("watch %s: %v, want %v", tc.run, err, tc.code)
+		}
+	}
+}
+
+func TestWatchRolloutIsAuthorized(t *testing.T) {
+	a := newSecureAPI(t)
+	for _, tc := range []struct {
+		token, migration string
+		code             connect.Code
+	}{
+		{"", "mine", connect.CodeUnauthenticated},
+		{a.tokens["migrator"], "theirs", connect.CodePermissionDenied},
+		{a.tokens["migrator"], "mine", connect.CodeNotFound},
+		{a.tokens["viewer"], "theirs", connect.CodeNotFound},
+	} {
+		var opts []connect.ClientOption
+		if tc.token != "" {
+			opts = append(opts, connect.WithInterceptors(bearerFor(tc.token)))
+		}
+		c := loomv1connect.NewRolloutServiceClient(http.DefaultClient, a.url, opts...)
+		stream, err := c.WatchRollout(context.Background(), connect.NewRequest(&loomv1.WatchRolloutRequest{MigrationId: tc.migration, RolloutId: "ro-000000000001"}))
+		if err == nil {
+			for stream.Receive() {
+			}
+			err = stream.Err()
+		}
+		if connect.CodeOf(err) != tc.code {
+			t.Errorf("watch a rollout of %s: %v, want %v", tc.migration, err, tc.code)
 		}
 	}
 }
