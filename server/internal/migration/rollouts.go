@@ -257,6 +257,15 @@ func (u *Rollouts) StartRollout(ctx context.Context, sel Selection, defaults map
 		return Rollout{}, err
 	}
 	if err := u.Engine.StartRollout(ctx, stored); err != nil {
+		// Its view must not say running with no workflow behind it: end it
+		// (the operator starts another once the engine is back).
+		ended := stored.Clone()
+		ended.State, ended.StateReason, ended.StateActor = RolloutCancelled, "could not start: "+err.Error(), ActorLoom
+		ended.EndTime, ended.UpdateTime, ended.Seq = u.Now(), u.Now(), stored.Seq+1
+		ev := ended.Event(EventRolloutCancelled, ended.EndTime, ActorLoom, map[string]string{"reason": ended.StateReason})
+		if _, serr := u.Rollout.SaveRollout(context.WithoutCancel(ctx), ended, []Event{ev}); serr != nil {
+			err = errors.Join(err, serr)
+		}
 		return Rollout{}, fmt.Errorf("start rollout %s: %w", r.ID, err)
 	}
 	return stored, nil
