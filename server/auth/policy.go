@@ -74,6 +74,8 @@ var Rules = map[string]Rule{
 	"/loom.v1.RunService/RetryStep":                       operators,
 	"/loom.v1.RunService/FinishReview":                    operators,
 	"/loom.v1.RunService/MarkStepMerged":                  operators,
+	"/loom.v1.RunService/SkipStep":                        operators,
+	"/loom.v1.RunService/AdoptPullRequest":                operators,
 	"/loom.v1.RunService/BulkRetrySteps":                  operators,
 	"/loom.v1.RunService/BulkCancelRuns":                  operators,
 	"/loom.v1.RunService/BulkFinishReviews":               operators,

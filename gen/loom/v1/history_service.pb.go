@@ -61,6 +61,11 @@ const (
 	EventKind_EVENT_KIND_RUN_CANCELLED EventKind = 15
 	// A Run finished every step.
 	EventKind_EVENT_KIND_RUN_COMPLETED EventKind = 16
+	// An operator skipped a step (details: reason).
+	EventKind_EVENT_KIND_STEP_SKIPPED EventKind = 17
+	// An operator adopted an existing pull request for a step, which became
+	// `open` (details: pr_url).
+	EventKind_EVENT_KIND_PR_ADOPTED EventKind = 18
 	// A rollout started (details: `rollout_id`, `planned`, settings).
 	EventKind_EVENT_KIND_ROLLOUT_STARTED EventKind = 20
 	// A rollout paused, by an operator or by itself (actor `loom`; details:
@@ -102,6 +107,8 @@ var (
 		14: "EVENT_KIND_STEP_MARKED_MERGED",
 		15: "EVENT_KIND_RUN_CANCELLED",
 		16: "EVENT_KIND_RUN_COMPLETED",
+		17: "EVENT_KIND_STEP_SKIPPED",
+		18: "EVENT_KIND_PR_ADOPTED",
 		20: "EVENT_KIND_ROLLOUT_STARTED",
 		21: "EVENT_KIND_ROLLOUT_PAUSED",
 		22: "EVENT_KIND_ROLLOUT_RESUMED",
@@ -128,6 +135,8 @@ var (
 		"EVENT_KIND_STEP_MARKED_MERGED":        14,
 		"EVENT_KIND_RUN_CANCELLED":             15,
 		"EVENT_KIND_RUN_COMPLETED":             16,
+		"EVENT_KIND_STEP_SKIPPED":              17,
+		"EVENT_KIND_PR_ADOPTED":                18,
 		"EVENT_KIND_ROLLOUT_STARTED":           20,
 		"EVENT_KIND_ROLLOUT_PAUSED":            21,
 		"EVENT_KIND_ROLLOUT_RESUMED":           22,
@@ -664,7 +673,7 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\x11ListEventsRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12P\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB-\xbaH*\xd8\x01\x01r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\x12;\n" +
-	"\x05kinds\x18\x03 \x03(\x0e2\x12.loom.v1.EventKindB\x11\xbaH\x0e\x92\x01\v\x10\x10\"\a\x82\x01\x04\x10\x01 \x00R\x05kinds\x129\n" +
+	"\x05kinds\x18\x03 \x03(\x0e2\x12.loom.v1.EventKindB\x11\xbaH\x0e\x92\x01\v\x10 \"\a\x82\x01\x04\x10\x01 \x00R\x05kinds\x129\n" +
 	"\n" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12'\n" +
@@ -679,13 +688,13 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\x12WatchEventsRequest\x12Q\n" +
 	"\fmigration_id\x18\x01 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12P\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB-\xbaH*\xd8\x01\x01r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\x12;\n" +
-	"\x05kinds\x18\x03 \x03(\x0e2\x12.loom.v1.EventKindB\x11\xbaH\x0e\x92\x01\v\x10\x10\"\a\x82\x01\x04\x10\x01 \x00R\x05kinds\x12\"\n" +
+	"\x05kinds\x18\x03 \x03(\x0e2\x12.loom.v1.EventKindB\x11\xbaH\x0e\x92\x01\v\x10 \"\a\x82\x01\x04\x10\x01 \x00R\x05kinds\x12\"\n" +
 	"\bafter_id\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\aafterId:\xd2\x01\xbaH\xce\x01\x1a\xcb\x01\n" +
 	"\x12watch_events.fleet\x12hcandidate_id and after_id need a migration_id: the fleet-wide feed starts now and has no single position\x1aKthis.migration_id != '' || (this.candidate_id == '' && this.after_id == '')\"\x83\x01\n" +
 	"\x13WatchEventsResponse\x12&\n" +
 	"\x05event\x18\x01 \x01(\v2\x0e.loom.v1.EventH\x00R\x05event\x12:\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\theartbeatB\b\n" +
-	"\x06update*\xa2\x06\n" +
+	"\x06update*\xda\x06\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eEVENT_KIND_MIGRATION_ANNOUNCED\x10\x01\x12 \n" +
@@ -704,7 +713,9 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\x1aEVENT_KIND_REVIEW_FINISHED\x10\r\x12!\n" +
 	"\x1dEVENT_KIND_STEP_MARKED_MERGED\x10\x0e\x12\x1c\n" +
 	"\x18EVENT_KIND_RUN_CANCELLED\x10\x0f\x12\x1c\n" +
-	"\x18EVENT_KIND_RUN_COMPLETED\x10\x10\x12\x1e\n" +
+	"\x18EVENT_KIND_RUN_COMPLETED\x10\x10\x12\x1b\n" +
+	"\x17EVENT_KIND_STEP_SKIPPED\x10\x11\x12\x19\n" +
+	"\x15EVENT_KIND_PR_ADOPTED\x10\x12\x12\x1e\n" +
 	"\x1aEVENT_KIND_ROLLOUT_STARTED\x10\x14\x12\x1d\n" +
 	"\x19EVENT_KIND_ROLLOUT_PAUSED\x10\x15\x12\x1e\n" +
 	"\x1aEVENT_KIND_ROLLOUT_RESUMED\x10\x16\x12\x1e\n" +

@@ -559,7 +559,10 @@ type StepDurations struct {
 	// Attempts of the step that failed (reported failed by the Migrator, or
 	// failed by Loom when its dispatch could not be delivered): with count,
 	// the step's failure rate is failed_count / (count + failed_count).
-	FailedCount   int64 `protobuf:"varint,10,opt,name=failed_count,json=failedCount,proto3" json:"failed_count,omitempty"`
+	FailedCount int64 `protobuf:"varint,10,opt,name=failed_count,json=failedCount,proto3" json:"failed_count,omitempty"`
+	// Attempts of the step an operator skipped (RunService.SkipStep): not
+	// counted in count, nor measured.
+	SkippedCount  int64 `protobuf:"varint,11,opt,name=skipped_count,json=skippedCount,proto3" json:"skipped_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -660,6 +663,13 @@ func (x *StepDurations) GetMergeMax() *durationpb.Duration {
 func (x *StepDurations) GetFailedCount() int64 {
 	if x != nil {
 		return x.FailedCount
+	}
+	return 0
+}
+
+func (x *StepDurations) GetSkippedCount() int64 {
+	if x != nil {
+		return x.SkippedCount
 	}
 	return 0
 }
@@ -1042,7 +1052,7 @@ const file_loom_v1_metrics_service_proto_rawDesc = "" +
 	"\rBurndownPoint\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x18\n" +
 	"\astarted\x18\x02 \x01(\x03R\astarted\x12\x1c\n" +
-	"\tcompleted\x18\x03 \x01(\x03R\tcompleted\"\xae\x03\n" +
+	"\tcompleted\x18\x03 \x01(\x03R\tcompleted\"\xd3\x03\n" +
 	"\rStepDurations\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12+\n" +
@@ -1054,7 +1064,8 @@ const file_loom_v1_metrics_service_proto_rawDesc = "" +
 	"\tmerge_p95\x18\b \x01(\v2\x19.google.protobuf.DurationR\bmergeP95\x126\n" +
 	"\tmerge_max\x18\t \x01(\v2\x19.google.protobuf.DurationR\bmergeMax\x12!\n" +
 	"\ffailed_count\x18\n" +
-	" \x01(\x03R\vfailedCount\"\xa4\x01\n" +
+	" \x01(\x03R\vfailedCount\x12#\n" +
+	"\rskipped_count\x18\v \x01(\x03R\fskippedCount\"\xa4\x01\n" +
 	"\aFailure\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12!\n" +
 	"\fcandidate_id\x18\x02 \x01(\tR\vcandidateId\x12\x12\n" +

@@ -109,6 +109,9 @@ const (
 	StepStatus_STEP_STATUS_COMPLETED StepStatus = 5
 	// Failed; the Run holds until an operator retries the step or cancels.
 	StepStatus_STEP_STATUS_FAILED StepStatus = 6
+	// Skipped by an operator (RunService.SkipStep; the reason is the step's
+	// message): counts as done, the Run moves on.
+	StepStatus_STEP_STATUS_SKIPPED StepStatus = 7
 )
 
 // Enum value maps for StepStatus.
@@ -121,6 +124,7 @@ var (
 		4: "STEP_STATUS_AWAITING_REVIEW",
 		5: "STEP_STATUS_COMPLETED",
 		6: "STEP_STATUS_FAILED",
+		7: "STEP_STATUS_SKIPPED",
 	}
 	StepStatus_value = map[string]int32{
 		"STEP_STATUS_UNSPECIFIED":     0,
@@ -130,6 +134,7 @@ var (
 		"STEP_STATUS_AWAITING_REVIEW": 4,
 		"STEP_STATUS_COMPLETED":       5,
 		"STEP_STATUS_FAILED":          6,
+		"STEP_STATUS_SKIPPED":         7,
 	}
 )
 
@@ -734,7 +739,7 @@ const file_loom_v1_run_proto_rawDesc = "" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RUN_STATUS_RUNNING\x10\x01\x12\x18\n" +
 	"\x14RUN_STATUS_COMPLETED\x10\x02\x12\x18\n" +
-	"\x14RUN_STATUS_CANCELLED\x10\x03*\xc8\x01\n" +
+	"\x14RUN_STATUS_CANCELLED\x10\x03*\xe1\x01\n" +
 	"\n" +
 	"StepStatus\x12\x1b\n" +
 	"\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
@@ -743,7 +748,8 @@ const file_loom_v1_run_proto_rawDesc = "" +
 	"\x12STEP_STATUS_MERGED\x10\x03\x12\x1f\n" +
 	"\x1bSTEP_STATUS_AWAITING_REVIEW\x10\x04\x12\x19\n" +
 	"\x15STEP_STATUS_COMPLETED\x10\x05\x12\x16\n" +
-	"\x12STEP_STATUS_FAILED\x10\x06B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
+	"\x12STEP_STATUS_FAILED\x10\x06\x12\x17\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\aB+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
 
 var (
 	file_loom_v1_run_proto_rawDescOnce sync.Once

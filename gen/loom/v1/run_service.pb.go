@@ -706,6 +706,247 @@ func (x *MarkStepMergedResponse) GetRun() *Run {
 	return nil
 }
 
+// Request of RunService.SkipStep.
+type SkipStepRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The RunID, `{migration_id}__{candidate_id}`.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The current step, to skip.
+	StepName string `protobuf:"bytes,2,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
+	// The current attempt of the step (StepResult.attempt), so that a skip
+	// meant for one attempt never skips a retry started meanwhile.
+	Attempt int32 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// Why the step is skipped, e.g. "already on Go 1.23 by hand": kept as the
+	// step's message and in the history. Required.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkipStepRequest) Reset() {
+	*x = SkipStepRequest{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkipStepRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkipStepRequest) ProtoMessage() {}
+
+func (x *SkipStepRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkipStepRequest.ProtoReflect.Descriptor instead.
+func (*SkipStepRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SkipStepRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SkipStepRequest) GetStepName() string {
+	if x != nil {
+		return x.StepName
+	}
+	return ""
+}
+
+func (x *SkipStepRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *SkipStepRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Response of RunService.SkipStep.
+type SkipStepResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Run after the change: the step `skipped`, and the Run on its next
+	// step or completed.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkipStepResponse) Reset() {
+	*x = SkipStepResponse{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkipStepResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkipStepResponse) ProtoMessage() {}
+
+func (x *SkipStepResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkipStepResponse.ProtoReflect.Descriptor instead.
+func (*SkipStepResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SkipStepResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+// Request of RunService.AdoptPullRequest.
+type AdoptPullRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The RunID, `{migration_id}__{candidate_id}`.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The current step, whose pull request exists.
+	StepName string `protobuf:"bytes,2,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
+	// The current attempt of the step (StepResult.attempt).
+	Attempt int32 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// URL of the existing pull request, http:// or https://. Required.
+	PrUrl         string `protobuf:"bytes,4,opt,name=pr_url,json=prUrl,proto3" json:"pr_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptPullRequestRequest) Reset() {
+	*x = AdoptPullRequestRequest{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptPullRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptPullRequestRequest) ProtoMessage() {}
+
+func (x *AdoptPullRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptPullRequestRequest.ProtoReflect.Descriptor instead.
+func (*AdoptPullRequestRequest) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AdoptPullRequestRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *AdoptPullRequestRequest) GetStepName() string {
+	if x != nil {
+		return x.StepName
+	}
+	return ""
+}
+
+func (x *AdoptPullRequestRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *AdoptPullRequestRequest) GetPrUrl() string {
+	if x != nil {
+		return x.PrUrl
+	}
+	return ""
+}
+
+// Response of RunService.AdoptPullRequest.
+type AdoptPullRequestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Run after the change: the step `open` with the pull request.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptPullRequestResponse) Reset() {
+	*x = AdoptPullRequestResponse{}
+	mi := &file_loom_v1_run_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptPullRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptPullRequestResponse) ProtoMessage() {}
+
+func (x *AdoptPullRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_loom_v1_run_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptPullRequestResponse.ProtoReflect.Descriptor instead.
+func (*AdoptPullRequestResponse) Descriptor() ([]byte, []int) {
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AdoptPullRequestResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 // Request of RunService.BulkRetrySteps.
 type BulkRetryStepsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -722,7 +963,7 @@ type BulkRetryStepsRequest struct {
 
 func (x *BulkRetryStepsRequest) Reset() {
 	*x = BulkRetryStepsRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[12]
+	mi := &file_loom_v1_run_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +975,7 @@ func (x *BulkRetryStepsRequest) String() string {
 func (*BulkRetryStepsRequest) ProtoMessage() {}
 
 func (x *BulkRetryStepsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[12]
+	mi := &file_loom_v1_run_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +988,7 @@ func (x *BulkRetryStepsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkRetryStepsRequest.ProtoReflect.Descriptor instead.
 func (*BulkRetryStepsRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{12}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BulkRetryStepsRequest) GetMigrationId() string {
@@ -783,7 +1024,7 @@ type BulkRetryStepsResponse struct {
 
 func (x *BulkRetryStepsResponse) Reset() {
 	*x = BulkRetryStepsResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[13]
+	mi := &file_loom_v1_run_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1036,7 @@ func (x *BulkRetryStepsResponse) String() string {
 func (*BulkRetryStepsResponse) ProtoMessage() {}
 
 func (x *BulkRetryStepsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[13]
+	mi := &file_loom_v1_run_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1049,7 @@ func (x *BulkRetryStepsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkRetryStepsResponse.ProtoReflect.Descriptor instead.
 func (*BulkRetryStepsResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{13}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BulkRetryStepsResponse) GetResult() *BulkResult {
@@ -834,7 +1075,7 @@ type BulkCancelRunsRequest struct {
 
 func (x *BulkCancelRunsRequest) Reset() {
 	*x = BulkCancelRunsRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[14]
+	mi := &file_loom_v1_run_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +1087,7 @@ func (x *BulkCancelRunsRequest) String() string {
 func (*BulkCancelRunsRequest) ProtoMessage() {}
 
 func (x *BulkCancelRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[14]
+	mi := &file_loom_v1_run_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +1100,7 @@ func (x *BulkCancelRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkCancelRunsRequest.ProtoReflect.Descriptor instead.
 func (*BulkCancelRunsRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{14}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BulkCancelRunsRequest) GetMigrationId() string {
@@ -895,7 +1136,7 @@ type BulkCancelRunsResponse struct {
 
 func (x *BulkCancelRunsResponse) Reset() {
 	*x = BulkCancelRunsResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[15]
+	mi := &file_loom_v1_run_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1148,7 @@ func (x *BulkCancelRunsResponse) String() string {
 func (*BulkCancelRunsResponse) ProtoMessage() {}
 
 func (x *BulkCancelRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[15]
+	mi := &file_loom_v1_run_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1161,7 @@ func (x *BulkCancelRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkCancelRunsResponse.ProtoReflect.Descriptor instead.
 func (*BulkCancelRunsResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{15}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BulkCancelRunsResponse) GetResult() *BulkResult {
@@ -949,7 +1190,7 @@ type BulkFinishReviewsRequest struct {
 
 func (x *BulkFinishReviewsRequest) Reset() {
 	*x = BulkFinishReviewsRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[16]
+	mi := &file_loom_v1_run_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1202,7 @@ func (x *BulkFinishReviewsRequest) String() string {
 func (*BulkFinishReviewsRequest) ProtoMessage() {}
 
 func (x *BulkFinishReviewsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[16]
+	mi := &file_loom_v1_run_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1215,7 @@ func (x *BulkFinishReviewsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkFinishReviewsRequest.ProtoReflect.Descriptor instead.
 func (*BulkFinishReviewsRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{16}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BulkFinishReviewsRequest) GetMigrationId() string {
@@ -1024,7 +1265,7 @@ type BulkFinishReviewsResponse struct {
 
 func (x *BulkFinishReviewsResponse) Reset() {
 	*x = BulkFinishReviewsResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[17]
+	mi := &file_loom_v1_run_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1277,7 @@ func (x *BulkFinishReviewsResponse) String() string {
 func (*BulkFinishReviewsResponse) ProtoMessage() {}
 
 func (x *BulkFinishReviewsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[17]
+	mi := &file_loom_v1_run_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1290,7 @@ func (x *BulkFinishReviewsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkFinishReviewsResponse.ProtoReflect.Descriptor instead.
 func (*BulkFinishReviewsResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{17}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BulkFinishReviewsResponse) GetResult() *BulkResult {
@@ -1076,7 +1317,7 @@ type BulkMarkStepsMergedRequest struct {
 
 func (x *BulkMarkStepsMergedRequest) Reset() {
 	*x = BulkMarkStepsMergedRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[18]
+	mi := &file_loom_v1_run_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1329,7 @@ func (x *BulkMarkStepsMergedRequest) String() string {
 func (*BulkMarkStepsMergedRequest) ProtoMessage() {}
 
 func (x *BulkMarkStepsMergedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[18]
+	mi := &file_loom_v1_run_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1342,7 @@ func (x *BulkMarkStepsMergedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkMarkStepsMergedRequest.ProtoReflect.Descriptor instead.
 func (*BulkMarkStepsMergedRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{18}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BulkMarkStepsMergedRequest) GetMigrationId() string {
@@ -1143,7 +1384,7 @@ type BulkMarkStepsMergedResponse struct {
 
 func (x *BulkMarkStepsMergedResponse) Reset() {
 	*x = BulkMarkStepsMergedResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[19]
+	mi := &file_loom_v1_run_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1396,7 @@ func (x *BulkMarkStepsMergedResponse) String() string {
 func (*BulkMarkStepsMergedResponse) ProtoMessage() {}
 
 func (x *BulkMarkStepsMergedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[19]
+	mi := &file_loom_v1_run_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1409,7 @@ func (x *BulkMarkStepsMergedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkMarkStepsMergedResponse.ProtoReflect.Descriptor instead.
 func (*BulkMarkStepsMergedResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{19}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BulkMarkStepsMergedResponse) GetResult() *BulkResult {
@@ -1189,7 +1430,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[20]
+	mi := &file_loom_v1_run_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1442,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[20]
+	mi := &file_loom_v1_run_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1455,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{20}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1235,7 +1476,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[21]
+	mi := &file_loom_v1_run_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1488,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[21]
+	mi := &file_loom_v1_run_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1501,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{21}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1295,7 +1536,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[22]
+	mi := &file_loom_v1_run_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1548,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[22]
+	mi := &file_loom_v1_run_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1561,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{22}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListRunsRequest) GetMigrationId() string {
@@ -1380,7 +1621,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[23]
+	mi := &file_loom_v1_run_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1633,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[23]
+	mi := &file_loom_v1_run_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1646,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{23}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1443,7 +1684,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[24]
+	mi := &file_loom_v1_run_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1696,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[24]
+	mi := &file_loom_v1_run_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1709,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{24}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1501,7 +1742,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[25]
+	mi := &file_loom_v1_run_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1754,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[25]
+	mi := &file_loom_v1_run_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1767,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{25}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchRunResponse) GetUpdate() isWatchRunResponse_Update {
@@ -1583,7 +1824,7 @@ type ReconcileRunsRequest struct {
 
 func (x *ReconcileRunsRequest) Reset() {
 	*x = ReconcileRunsRequest{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[26]
+	mi := &file_loom_v1_run_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1836,7 @@ func (x *ReconcileRunsRequest) String() string {
 func (*ReconcileRunsRequest) ProtoMessage() {}
 
 func (x *ReconcileRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[26]
+	mi := &file_loom_v1_run_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1849,7 @@ func (x *ReconcileRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRunsRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRunsRequest) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{26}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReconcileRunsRequest) GetMigrationId() string {
@@ -1631,7 +1872,7 @@ type ReconcileRunsResponse struct {
 
 func (x *ReconcileRunsResponse) Reset() {
 	*x = ReconcileRunsResponse{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[27]
+	mi := &file_loom_v1_run_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1884,7 @@ func (x *ReconcileRunsResponse) String() string {
 func (*ReconcileRunsResponse) ProtoMessage() {}
 
 func (x *ReconcileRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[27]
+	mi := &file_loom_v1_run_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1897,7 @@ func (x *ReconcileRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRunsResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileRunsResponse) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{27}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReconcileRunsResponse) GetChecked() int64 {
@@ -1688,7 +1929,7 @@ type RunFix struct {
 
 func (x *RunFix) Reset() {
 	*x = RunFix{}
-	mi := &file_loom_v1_run_service_proto_msgTypes[28]
+	mi := &file_loom_v1_run_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1941,7 @@ func (x *RunFix) String() string {
 func (*RunFix) ProtoMessage() {}
 
 func (x *RunFix) ProtoReflect() protoreflect.Message {
-	mi := &file_loom_v1_run_service_proto_msgTypes[28]
+	mi := &file_loom_v1_run_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1954,7 @@ func (x *RunFix) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFix.ProtoReflect.Descriptor instead.
 func (*RunFix) Descriptor() ([]byte, []int) {
-	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{28}
+	return file_loom_v1_run_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RunFix) GetRunId() string {
@@ -1786,6 +2027,22 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\aattempt\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\aattempt\x12\x1c\n" +
 	"\x04note\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\"8\n" +
 	"\x16MarkStepMergedResponse\x12\x1e\n" +
+	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\x89\x02\n" +
+	"\x0fSkipStepRequest\x12e\n" +
+	"\x06run_id\x18\x01 \x01(\tBN\xbaHKrI2G^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?__[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x05runId\x12H\n" +
+	"\tstep_name\x18\x02 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\bstepName\x12!\n" +
+	"\aattempt\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\aattempt\x12\"\n" +
+	"\x06reason\x18\x04 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\bR\x06reason\"2\n" +
+	"\x10SkipStepResponse\x12\x1e\n" +
+	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\x81\x03\n" +
+	"\x17AdoptPullRequestRequest\x12e\n" +
+	"\x06run_id\x18\x01 \x01(\tBN\xbaHKrI2G^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?__[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x05runId\x12H\n" +
+	"\tstep_name\x18\x02 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\bstepName\x12!\n" +
+	"\aattempt\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\aattempt\x12\x91\x01\n" +
+	"\x06pr_url\x18\x04 \x01(\tBz\xbaHw\xba\x01l\n" +
+	"\vpr_url.http\x12\"must be an http:// or https:// URL\x1a9this.startsWith('http://') || this.startsWith('https://')r\x06\x18\x80\x10\x88\x01\x01R\x05prUrl\":\n" +
+	"\x18AdoptPullRequestResponse\x12\x1e\n" +
 	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\xf7\x01\n" +
 	"\x15BulkRetryStepsRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12A\n" +
@@ -1849,7 +2106,7 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\x06RunFix\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12*\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x12.loom.v1.RunStatusR\x06status\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason2\xc8\b\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason2\xe2\t\n" +
 	"\n" +
 	"RunService\x12J\n" +
 	"\n" +
@@ -1858,7 +2115,9 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\tCancelRun\x12\x19.loom.v1.CancelRunRequest\x1a\x1a.loom.v1.CancelRunResponse\x12B\n" +
 	"\tRetryStep\x12\x19.loom.v1.RetryStepRequest\x1a\x1a.loom.v1.RetryStepResponse\x12K\n" +
 	"\fFinishReview\x12\x1c.loom.v1.FinishReviewRequest\x1a\x1d.loom.v1.FinishReviewResponse\x12Q\n" +
-	"\x0eMarkStepMerged\x12\x1e.loom.v1.MarkStepMergedRequest\x1a\x1f.loom.v1.MarkStepMergedResponse\x12Q\n" +
+	"\x0eMarkStepMerged\x12\x1e.loom.v1.MarkStepMergedRequest\x1a\x1f.loom.v1.MarkStepMergedResponse\x12?\n" +
+	"\bSkipStep\x12\x18.loom.v1.SkipStepRequest\x1a\x19.loom.v1.SkipStepResponse\x12W\n" +
+	"\x10AdoptPullRequest\x12 .loom.v1.AdoptPullRequestRequest\x1a!.loom.v1.AdoptPullRequestResponse\x12Q\n" +
 	"\x0eBulkRetrySteps\x12\x1e.loom.v1.BulkRetryStepsRequest\x1a\x1f.loom.v1.BulkRetryStepsResponse\x12Q\n" +
 	"\x0eBulkCancelRuns\x12\x1e.loom.v1.BulkCancelRunsRequest\x1a\x1f.loom.v1.BulkCancelRunsResponse\x12Z\n" +
 	"\x11BulkFinishReviews\x12!.loom.v1.BulkFinishReviewsRequest\x1a\".loom.v1.BulkFinishReviewsResponse\x12`\n" +
@@ -1880,7 +2139,7 @@ func file_loom_v1_run_service_proto_rawDescGZIP() []byte {
 	return file_loom_v1_run_service_proto_rawDescData
 }
 
-var file_loom_v1_run_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_loom_v1_run_service_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_loom_v1_run_service_proto_goTypes = []any{
 	(*PreviewRunRequest)(nil),           // 0: loom.v1.PreviewRunRequest
 	(*PreviewRunResponse)(nil),          // 1: loom.v1.PreviewRunResponse
@@ -1894,93 +2153,103 @@ var file_loom_v1_run_service_proto_goTypes = []any{
 	(*FinishReviewResponse)(nil),        // 9: loom.v1.FinishReviewResponse
 	(*MarkStepMergedRequest)(nil),       // 10: loom.v1.MarkStepMergedRequest
 	(*MarkStepMergedResponse)(nil),      // 11: loom.v1.MarkStepMergedResponse
-	(*BulkRetryStepsRequest)(nil),       // 12: loom.v1.BulkRetryStepsRequest
-	(*BulkRetryStepsResponse)(nil),      // 13: loom.v1.BulkRetryStepsResponse
-	(*BulkCancelRunsRequest)(nil),       // 14: loom.v1.BulkCancelRunsRequest
-	(*BulkCancelRunsResponse)(nil),      // 15: loom.v1.BulkCancelRunsResponse
-	(*BulkFinishReviewsRequest)(nil),    // 16: loom.v1.BulkFinishReviewsRequest
-	(*BulkFinishReviewsResponse)(nil),   // 17: loom.v1.BulkFinishReviewsResponse
-	(*BulkMarkStepsMergedRequest)(nil),  // 18: loom.v1.BulkMarkStepsMergedRequest
-	(*BulkMarkStepsMergedResponse)(nil), // 19: loom.v1.BulkMarkStepsMergedResponse
-	(*GetRunRequest)(nil),               // 20: loom.v1.GetRunRequest
-	(*GetRunResponse)(nil),              // 21: loom.v1.GetRunResponse
-	(*ListRunsRequest)(nil),             // 22: loom.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),            // 23: loom.v1.ListRunsResponse
-	(*WatchRunRequest)(nil),             // 24: loom.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),            // 25: loom.v1.WatchRunResponse
-	(*ReconcileRunsRequest)(nil),        // 26: loom.v1.ReconcileRunsRequest
-	(*ReconcileRunsResponse)(nil),       // 27: loom.v1.ReconcileRunsResponse
-	(*RunFix)(nil),                      // 28: loom.v1.RunFix
-	nil,                                 // 29: loom.v1.PreviewRunRequest.InputsEntry
-	nil,                                 // 30: loom.v1.StartRunRequest.InputsEntry
-	(*StepPreview)(nil),                 // 31: loom.v1.StepPreview
-	(*Run)(nil),                         // 32: loom.v1.Run
-	(StepStatus)(0),                     // 33: loom.v1.StepStatus
-	(*CandidateSelection)(nil),          // 34: loom.v1.CandidateSelection
-	(*BulkResult)(nil),                  // 35: loom.v1.BulkResult
-	(RunStatus)(0),                      // 36: loom.v1.RunStatus
-	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
+	(*SkipStepRequest)(nil),             // 12: loom.v1.SkipStepRequest
+	(*SkipStepResponse)(nil),            // 13: loom.v1.SkipStepResponse
+	(*AdoptPullRequestRequest)(nil),     // 14: loom.v1.AdoptPullRequestRequest
+	(*AdoptPullRequestResponse)(nil),    // 15: loom.v1.AdoptPullRequestResponse
+	(*BulkRetryStepsRequest)(nil),       // 16: loom.v1.BulkRetryStepsRequest
+	(*BulkRetryStepsResponse)(nil),      // 17: loom.v1.BulkRetryStepsResponse
+	(*BulkCancelRunsRequest)(nil),       // 18: loom.v1.BulkCancelRunsRequest
+	(*BulkCancelRunsResponse)(nil),      // 19: loom.v1.BulkCancelRunsResponse
+	(*BulkFinishReviewsRequest)(nil),    // 20: loom.v1.BulkFinishReviewsRequest
+	(*BulkFinishReviewsResponse)(nil),   // 21: loom.v1.BulkFinishReviewsResponse
+	(*BulkMarkStepsMergedRequest)(nil),  // 22: loom.v1.BulkMarkStepsMergedRequest
+	(*BulkMarkStepsMergedResponse)(nil), // 23: loom.v1.BulkMarkStepsMergedResponse
+	(*GetRunRequest)(nil),               // 24: loom.v1.GetRunRequest
+	(*GetRunResponse)(nil),              // 25: loom.v1.GetRunResponse
+	(*ListRunsRequest)(nil),             // 26: loom.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),            // 27: loom.v1.ListRunsResponse
+	(*WatchRunRequest)(nil),             // 28: loom.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),            // 29: loom.v1.WatchRunResponse
+	(*ReconcileRunsRequest)(nil),        // 30: loom.v1.ReconcileRunsRequest
+	(*ReconcileRunsResponse)(nil),       // 31: loom.v1.ReconcileRunsResponse
+	(*RunFix)(nil),                      // 32: loom.v1.RunFix
+	nil,                                 // 33: loom.v1.PreviewRunRequest.InputsEntry
+	nil,                                 // 34: loom.v1.StartRunRequest.InputsEntry
+	(*StepPreview)(nil),                 // 35: loom.v1.StepPreview
+	(*Run)(nil),                         // 36: loom.v1.Run
+	(StepStatus)(0),                     // 37: loom.v1.StepStatus
+	(*CandidateSelection)(nil),          // 38: loom.v1.CandidateSelection
+	(*BulkResult)(nil),                  // 39: loom.v1.BulkResult
+	(RunStatus)(0),                      // 40: loom.v1.RunStatus
+	(*timestamppb.Timestamp)(nil),       // 41: google.protobuf.Timestamp
 }
 var file_loom_v1_run_service_proto_depIdxs = []int32{
-	29, // 0: loom.v1.PreviewRunRequest.inputs:type_name -> loom.v1.PreviewRunRequest.InputsEntry
-	31, // 1: loom.v1.PreviewRunResponse.steps:type_name -> loom.v1.StepPreview
-	30, // 2: loom.v1.StartRunRequest.inputs:type_name -> loom.v1.StartRunRequest.InputsEntry
-	32, // 3: loom.v1.StartRunResponse.run:type_name -> loom.v1.Run
-	32, // 4: loom.v1.CancelRunResponse.run:type_name -> loom.v1.Run
-	32, // 5: loom.v1.RetryStepResponse.run:type_name -> loom.v1.Run
-	33, // 6: loom.v1.FinishReviewRequest.outcome:type_name -> loom.v1.StepStatus
-	32, // 7: loom.v1.FinishReviewResponse.run:type_name -> loom.v1.Run
-	32, // 8: loom.v1.MarkStepMergedResponse.run:type_name -> loom.v1.Run
-	34, // 9: loom.v1.BulkRetryStepsRequest.selection:type_name -> loom.v1.CandidateSelection
-	35, // 10: loom.v1.BulkRetryStepsResponse.result:type_name -> loom.v1.BulkResult
-	34, // 11: loom.v1.BulkCancelRunsRequest.selection:type_name -> loom.v1.CandidateSelection
-	35, // 12: loom.v1.BulkCancelRunsResponse.result:type_name -> loom.v1.BulkResult
-	34, // 13: loom.v1.BulkFinishReviewsRequest.selection:type_name -> loom.v1.CandidateSelection
-	33, // 14: loom.v1.BulkFinishReviewsRequest.outcome:type_name -> loom.v1.StepStatus
-	35, // 15: loom.v1.BulkFinishReviewsResponse.result:type_name -> loom.v1.BulkResult
-	34, // 16: loom.v1.BulkMarkStepsMergedRequest.selection:type_name -> loom.v1.CandidateSelection
-	35, // 17: loom.v1.BulkMarkStepsMergedResponse.result:type_name -> loom.v1.BulkResult
-	32, // 18: loom.v1.GetRunResponse.run:type_name -> loom.v1.Run
-	36, // 19: loom.v1.ListRunsRequest.status:type_name -> loom.v1.RunStatus
-	33, // 20: loom.v1.ListRunsRequest.current_step_status:type_name -> loom.v1.StepStatus
-	32, // 21: loom.v1.ListRunsResponse.runs:type_name -> loom.v1.Run
-	32, // 22: loom.v1.WatchRunResponse.run:type_name -> loom.v1.Run
-	37, // 23: loom.v1.WatchRunResponse.heartbeat:type_name -> google.protobuf.Timestamp
-	28, // 24: loom.v1.ReconcileRunsResponse.fixed:type_name -> loom.v1.RunFix
-	36, // 25: loom.v1.RunFix.status:type_name -> loom.v1.RunStatus
-	0,  // 26: loom.v1.RunService.PreviewRun:input_type -> loom.v1.PreviewRunRequest
-	2,  // 27: loom.v1.RunService.StartRun:input_type -> loom.v1.StartRunRequest
-	4,  // 28: loom.v1.RunService.CancelRun:input_type -> loom.v1.CancelRunRequest
-	6,  // 29: loom.v1.RunService.RetryStep:input_type -> loom.v1.RetryStepRequest
-	8,  // 30: loom.v1.RunService.FinishReview:input_type -> loom.v1.FinishReviewRequest
-	10, // 31: loom.v1.RunService.MarkStepMerged:input_type -> loom.v1.MarkStepMergedRequest
-	12, // 32: loom.v1.RunService.BulkRetrySteps:input_type -> loom.v1.BulkRetryStepsRequest
-	14, // 33: loom.v1.RunService.BulkCancelRuns:input_type -> loom.v1.BulkCancelRunsRequest
-	16, // 34: loom.v1.RunService.BulkFinishReviews:input_type -> loom.v1.BulkFinishReviewsRequest
-	18, // 35: loom.v1.RunService.BulkMarkStepsMerged:input_type -> loom.v1.BulkMarkStepsMergedRequest
-	20, // 36: loom.v1.RunService.GetRun:input_type -> loom.v1.GetRunRequest
-	22, // 37: loom.v1.RunService.ListRuns:input_type -> loom.v1.ListRunsRequest
-	24, // 38: loom.v1.RunService.WatchRun:input_type -> loom.v1.WatchRunRequest
-	26, // 39: loom.v1.RunService.ReconcileRuns:input_type -> loom.v1.ReconcileRunsRequest
-	1,  // 40: loom.v1.RunService.PreviewRun:output_type -> loom.v1.PreviewRunResponse
-	3,  // 41: loom.v1.RunService.StartRun:output_type -> loom.v1.StartRunResponse
-	5,  // 42: loom.v1.RunService.CancelRun:output_type -> loom.v1.CancelRunResponse
-	7,  // 43: loom.v1.RunService.RetryStep:output_type -> loom.v1.RetryStepResponse
-	9,  // 44: loom.v1.RunService.FinishReview:output_type -> loom.v1.FinishReviewResponse
-	11, // 45: loom.v1.RunService.MarkStepMerged:output_type -> loom.v1.MarkStepMergedResponse
-	13, // 46: loom.v1.RunService.BulkRetrySteps:output_type -> loom.v1.BulkRetryStepsResponse
-	15, // 47: loom.v1.RunService.BulkCancelRuns:output_type -> loom.v1.BulkCancelRunsResponse
-	17, // 48: loom.v1.RunService.BulkFinishReviews:output_type -> loom.v1.BulkFinishReviewsResponse
-	19, // 49: loom.v1.RunService.BulkMarkStepsMerged:output_type -> loom.v1.BulkMarkStepsMergedResponse
-	21, // 50: loom.v1.RunService.GetRun:output_type -> loom.v1.GetRunResponse
-	23, // 51: loom.v1.RunService.ListRuns:output_type -> loom.v1.ListRunsResponse
-	25, // 52: loom.v1.RunService.WatchRun:output_type -> loom.v1.WatchRunResponse
-	27, // 53: loom.v1.RunService.ReconcileRuns:output_type -> loom.v1.ReconcileRunsResponse
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	33, // 0: loom.v1.PreviewRunRequest.inputs:type_name -> loom.v1.PreviewRunRequest.InputsEntry
+	35, // 1: loom.v1.PreviewRunResponse.steps:type_name -> loom.v1.StepPreview
+	34, // 2: loom.v1.StartRunRequest.inputs:type_name -> loom.v1.StartRunRequest.InputsEntry
+	36, // 3: loom.v1.StartRunResponse.run:type_name -> loom.v1.Run
+	36, // 4: loom.v1.CancelRunResponse.run:type_name -> loom.v1.Run
+	36, // 5: loom.v1.RetryStepResponse.run:type_name -> loom.v1.Run
+	37, // 6: loom.v1.FinishReviewRequest.outcome:type_name -> loom.v1.StepStatus
+	36, // 7: loom.v1.FinishReviewResponse.run:type_name -> loom.v1.Run
+	36, // 8: loom.v1.MarkStepMergedResponse.run:type_name -> loom.v1.Run
+	36, // 9: loom.v1.SkipStepResponse.run:type_name -> loom.v1.Run
+	36, // 10: loom.v1.AdoptPullRequestResponse.run:type_name -> loom.v1.Run
+	38, // 11: loom.v1.BulkRetryStepsRequest.selection:type_name -> loom.v1.CandidateSelection
+	39, // 12: loom.v1.BulkRetryStepsResponse.result:type_name -> loom.v1.BulkResult
+	38, // 13: loom.v1.BulkCancelRunsRequest.selection:type_name -> loom.v1.CandidateSelection
+	39, // 14: loom.v1.BulkCancelRunsResponse.result:type_name -> loom.v1.BulkResult
+	38, // 15: loom.v1.BulkFinishReviewsRequest.selection:type_name -> loom.v1.CandidateSelection
+	37, // 16: loom.v1.BulkFinishReviewsRequest.outcome:type_name -> loom.v1.StepStatus
+	39, // 17: loom.v1.BulkFinishReviewsResponse.result:type_name -> loom.v1.BulkResult
+	38, // 18: loom.v1.BulkMarkStepsMergedRequest.selection:type_name -> loom.v1.CandidateSelection
+	39, // 19: loom.v1.BulkMarkStepsMergedResponse.result:type_name -> loom.v1.BulkResult
+	36, // 20: loom.v1.GetRunResponse.run:type_name -> loom.v1.Run
+	40, // 21: loom.v1.ListRunsRequest.status:type_name -> loom.v1.RunStatus
+	37, // 22: loom.v1.ListRunsRequest.current_step_status:type_name -> loom.v1.StepStatus
+	36, // 23: loom.v1.ListRunsResponse.runs:type_name -> loom.v1.Run
+	36, // 24: loom.v1.WatchRunResponse.run:type_name -> loom.v1.Run
+	41, // 25: loom.v1.WatchRunResponse.heartbeat:type_name -> google.protobuf.Timestamp
+	32, // 26: loom.v1.ReconcileRunsResponse.fixed:type_name -> loom.v1.RunFix
+	40, // 27: loom.v1.RunFix.status:type_name -> loom.v1.RunStatus
+	0,  // 28: loom.v1.RunService.PreviewRun:input_type -> loom.v1.PreviewRunRequest
+	2,  // 29: loom.v1.RunService.StartRun:input_type -> loom.v1.StartRunRequest
+	4,  // 30: loom.v1.RunService.CancelRun:input_type -> loom.v1.CancelRunRequest
+	6,  // 31: loom.v1.RunService.RetryStep:input_type -> loom.v1.RetryStepRequest
+	8,  // 32: loom.v1.RunService.FinishReview:input_type -> loom.v1.FinishReviewRequest
+	10, // 33: loom.v1.RunService.MarkStepMerged:input_type -> loom.v1.MarkStepMergedRequest
+	12, // 34: loom.v1.RunService.SkipStep:input_type -> loom.v1.SkipStepRequest
+	14, // 35: loom.v1.RunService.AdoptPullRequest:input_type -> loom.v1.AdoptPullRequestRequest
+	16, // 36: loom.v1.RunService.BulkRetrySteps:input_type -> loom.v1.BulkRetryStepsRequest
+	18, // 37: loom.v1.RunService.BulkCancelRuns:input_type -> loom.v1.BulkCancelRunsRequest
+	20, // 38: loom.v1.RunService.BulkFinishReviews:input_type -> loom.v1.BulkFinishReviewsRequest
+	22, // 39: loom.v1.RunService.BulkMarkStepsMerged:input_type -> loom.v1.BulkMarkStepsMergedRequest
+	24, // 40: loom.v1.RunService.GetRun:input_type -> loom.v1.GetRunRequest
+	26, // 41: loom.v1.RunService.ListRuns:input_type -> loom.v1.ListRunsRequest
+	28, // 42: loom.v1.RunService.WatchRun:input_type -> loom.v1.WatchRunRequest
+	30, // 43: loom.v1.RunService.ReconcileRuns:input_type -> loom.v1.ReconcileRunsRequest
+	1,  // 44: loom.v1.RunService.PreviewRun:output_type -> loom.v1.PreviewRunResponse
+	3,  // 45: loom.v1.RunService.StartRun:output_type -> loom.v1.StartRunResponse
+	5,  // 46: loom.v1.RunService.CancelRun:output_type -> loom.v1.CancelRunResponse
+	7,  // 47: loom.v1.RunService.RetryStep:output_type -> loom.v1.RetryStepResponse
+	9,  // 48: loom.v1.RunService.FinishReview:output_type -> loom.v1.FinishReviewResponse
+	11, // 49: loom.v1.RunService.MarkStepMerged:output_type -> loom.v1.MarkStepMergedResponse
+	13, // 50: loom.v1.RunService.SkipStep:output_type -> loom.v1.SkipStepResponse
+	15, // 51: loom.v1.RunService.AdoptPullRequest:output_type -> loom.v1.AdoptPullRequestResponse
+	17, // 52: loom.v1.RunService.BulkRetrySteps:output_type -> loom.v1.BulkRetryStepsResponse
+	19, // 53: loom.v1.RunService.BulkCancelRuns:output_type -> loom.v1.BulkCancelRunsResponse
+	21, // 54: loom.v1.RunService.BulkFinishReviews:output_type -> loom.v1.BulkFinishReviewsResponse
+	23, // 55: loom.v1.RunService.BulkMarkStepsMerged:output_type -> loom.v1.BulkMarkStepsMergedResponse
+	25, // 56: loom.v1.RunService.GetRun:output_type -> loom.v1.GetRunResponse
+	27, // 57: loom.v1.RunService.ListRuns:output_type -> loom.v1.ListRunsResponse
+	29, // 58: loom.v1.RunService.WatchRun:output_type -> loom.v1.WatchRunResponse
+	31, // 59: loom.v1.RunService.ReconcileRuns:output_type -> loom.v1.ReconcileRunsResponse
+	44, // [44:60] is the sub-list for method output_type
+	28, // [28:44] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_run_service_proto_init() }
@@ -1991,7 +2260,7 @@ func file_loom_v1_run_service_proto_init() {
 	file_loom_v1_bulk_proto_init()
 	file_loom_v1_preview_proto_init()
 	file_loom_v1_run_proto_init()
-	file_loom_v1_run_service_proto_msgTypes[25].OneofWrappers = []any{
+	file_loom_v1_run_service_proto_msgTypes[29].OneofWrappers = []any{
 		(*WatchRunResponse_Run)(nil),
 		(*WatchRunResponse_Heartbeat)(nil),
 	}
@@ -2001,7 +2270,7 @@ func file_loom_v1_run_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_run_service_proto_rawDesc), len(file_loom_v1_run_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -116,6 +116,36 @@ func (s *RunServer) MarkStepMerged(ctx context.Context, req *connect.Request[loo
 	return connect.NewResponse(&loomv1.MarkStepMergedResponse{Run: s.view(ctx, acted.Run)}), nil
 }
 
+// SkipStep skips the current step of a Run, with a reason.
+func (s *RunServer) SkipStep(ctx context.Context, req *connect.Request[loomv1.SkipStepRequest]) (*connect.Response[loomv1.SkipStepResponse], error) {
+	acted, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
+		Kind:    migration.ActionSkip,
+		Step:    req.Msg.GetStepName(),
+		Attempt: int(req.Msg.GetAttempt()),
+		Message: req.Msg.GetReason(),
+		Actor:   caller(ctx, req),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.SkipStepResponse{Run: s.view(ctx, acted.Run)}), nil
+}
+
+// AdoptPullRequest records that the current step's pull request exists.
+func (s *RunServer) AdoptPullRequest(ctx context.Context, req *connect.Request[loomv1.AdoptPullRequestRequest]) (*connect.Response[loomv1.AdoptPullRequestResponse], error) {
+	acted, err := s.Runs.Act(ctx, req.Msg.GetRunId(), migration.StepAction{
+		Kind:    migration.ActionAdoptPR,
+		Step:    req.Msg.GetStepName(),
+		Attempt: int(req.Msg.GetAttempt()),
+		PRURL:   req.Msg.GetPrUrl(),
+		Actor:   caller(ctx, req),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&loomv1.AdoptPullRequestResponse{Run: s.view(ctx, acted.Run)}), nil
+}
+
 // BulkRetrySteps retries the failed steps of a selection of Runs.
 func (s *RunServer) BulkRetrySteps(ctx context.Context, req *connect.Request[loomv1.BulkRetryStepsRequest]) (*connect.Response[loomv1.BulkRetryStepsResponse], error) {
 	m := req.Msg.GetMigrationId()

@@ -383,6 +383,12 @@ func (f *runFlow) act(ctx workflow.Context, a migration.StepAction) (ActionResul
 		f.acked = stepAttempt{}
 		f.dispatchDue = true
 	}
+	if changed && a.Kind == migration.ActionAdoptPR {
+		// The pull request exists: a dispatch still retrying must not have
+		// the Migrator open another. (A skipped step's dispatch is stopped
+		// by runStep, which moves on.)
+		f.cancelDispatch()
+	}
 	if changed {
 		cur := f.run.Current()
 		f.logger(ctx).Info("step changed", "step", a.Step, "attempt", a.Attempt, "action", string(a.Kind),
@@ -488,8 +494,13 @@ func (f *runFlow) runStep(ctx workflow.Context, i int) error {
 		case f.continueDue(ctx):
 			return errContinueAsNew
 		case c.Status == migration.StepFailed:
-			// Held until an operator retries the step or cancels the Run.
-			if err := workflow.Await(ctx, func() bool { return f.dispatchDue || f.continueDue(ctx) }); err != nil {
+			// Held until an operator retries the step, skips it, adopts a
+			// pull request for it, or cancels the Run. (Before skip and
+			// adopt, only a retry moved a failed step: histories replay
+			// the same with the status check.)
+			if err := workflow.Await(ctx, func() bool {
+				return f.dispatchDue || f.continueDue(ctx) || f.run.Current().Status != migration.StepFailed
+			}); err != nil {
 				return err
 			}
 		}

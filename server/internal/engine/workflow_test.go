@@ -923,3 +923,173 @@ func TestARetryStartsTheNextAttemptClean(t *testing.T) {
 		})
 	}
 }
+
+// An operator's skip is a success for the Run: it moves on to the next
+// step, and completes when the skipped step was the last; the Migrator's
+// later report on the skipped step is refused.
+func TestASkippedStepMovesTheRunOnAndCompletesIt(t *testing.T) {
+	h, in := newHarness(t)
+	skip := migration.StepAction{Kind: migration.ActionSkip, Step: "open-pr", Attempt: 1, Message: "done by hand", Actor: "alice"}
+	skipped := h.at(time.Minute, skip)
+	again := h.at(2*time.Minute, skip)
+	late := h.at(3*time.Minute, report("open-pr", 1, migration.StepOpen))
+	review := h.at(4*time.Minute, report("review", 1, migration.StepAwaitingReview))
+	last := h.at(5*time.Minute, migration.StepAction{Kind: migration.ActionSkip, Step: "review", Attempt: 1, Message: "nobody to review", Actor: "bob"})
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*outcome{skipped, again, review, last} {
+		if !o.done || o.rejected != nil || o.err != nil {
+			t.Fatalf("update failed: %+v", o)
+		}
+	}
+	if !skipped.result.Changed || skipped.result.Step.Status != migration.StepSkipped || again.result.Changed {
+		t.Fatalf("skip answered %+v, its repeat %+v", skipped.result, again.result)
+	}
+	wantRejected(t, late, migration.ReasonStepNotCurrent)
+	if got := strings.Join(h.migrator.sent(), ","); got != "open-pr#1,review#1" {
+		t.Fatalf("dispatches %s", got)
+	}
+	run := h.store.last()
+	if run.Status != migration.RunCompleted || run.Results[0].Status != migration.StepSkipped || run.Results[0].Message != "done by hand" ||
+		run.Results[0].Actor != "alice" || run.Results[1].Status != migration.StepSkipped || run.Results[1].Actor != "bob" {
+		t.Fatalf("final run %+v", run)
+	}
+	var skips []string
+	for _, e := range h.store.events {
+		if e.Kind == migration.EventStepSkipped {
+			skips = append(skips, e.Step+":"+e.Actor+":"+e.Details["reason"])
+		}
+	}
+	if got := strings.Join(skips, ","); got != "open-pr:alice:done by hand,review:bob:nobody to review" {
+		t.Fatalf("skip events %s", got)
+	}
+	// A skipped step did no work: it is not measured as a success.
+	if len(h.store.obs) != 0 {
+		t.Fatalf("observations %+v", h.store.obs)
+	}
+}
+
+// An adopted pull request puts the step in open, as the Migrator's open
+// report does: the Migrator's merged report then moves the Run on.
+func TestAnAdoptedPullRequestWaitsForItsMerge(t *testing.T) {
+	h, in := newHarness(t)
+	adopt := migration.StepAction{Kind: migration.ActionAdoptPR, Step: "open-pr", Attempt: 1, PRURL: "https://git.example/pr/7", Actor: "alice"}
+	adopted := h.at(time.Minute, adopt)
+	again := h.at(2*time.Minute, adopt)
+	other := h.at(3*time.Minute, func() migration.StepAction { a := adopt; a.PRURL = "https://git.example/pr/8"; return a }())
+	var open migration.Run
+	h.env.RegisterDelayedCallback(func() { open = h.store.last() }, 24*time.Hour)
+	merged := h.at(2*24*time.Hour, report("open-pr", 1, migration.StepMerged))
+	h.at(2*24*time.Hour+time.Minute, report("review", 1, migration.StepCompleted))
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*outcome{adopted, again, merged} {
+		if !o.done || o.rejected != nil || o.err != nil {
+			t.Fatalf("update failed: %+v", o)
+		}
+	}
+	if !adopted.result.Changed || again.result.Changed {
+		t.Fatalf("adopt answered %+v, its repeat %+v", adopted.result, again.result)
+	}
+	wantRejected(t, other, migration.ReasonTransitionNotAllowed)
+	if c := open.Current(); open.Status != migration.RunRunning || c.StepName != "open-pr" || c.Status != migration.StepOpen ||
+		c.PRURL != "https://git.example/pr/7" || c.Actor != "alice" {
+		t.Fatalf("after a day: %+v", open)
+	}
+	run := h.store.last()
+	if run.Status != migration.RunCompleted || run.Results[0].Status != migration.StepMerged || run.Results[0].PRURL != "https://git.example/pr/7" {
+		t.Fatalf("final run %+v", run)
+	}
+	var adoptions []string
+	for _, e := range h.store.events {
+		if e.Kind == migration.EventPRAdopted {
+			adoptions = append(adoptions, e.Step+":"+e.Actor+":"+e.Details["pr_url"])
+		}
+	}
+	if got := strings.Join(adoptions, ","); got != "open-pr:alice:https://git.example/pr/7" {
+		t.Fatalf("adoption events %s", got)
+	}
+}
+
+// A skip or an adoption of a step whose dispatch still retries an
+// unreachable Migrator stops the dispatch; a failed step can be skipped or
+// adopted too, and the Run goes on.
+func TestASkipOrAdoptionStopsTheDispatchInFlight(t *testing.T) {
+	for _, kind := range []migration.ActionKind{migration.ActionSkip, migration.ActionAdoptPR} {
+		t.Run(string(kind), func(t *testing.T) {
+			h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr"}, migration.StepDefinition{Name: "next", Type: "pr"})
+			h.migrator.fail = func(_ int, d migration.Dispatch) error {
+				if d.Step.Name == "only" {
+					return migration.Unavailable(migration.ReasonMigratorUnavailable, "connection refused")
+				}
+				return nil
+			}
+			a := migration.StepAction{Kind: kind, Step: "only", Attempt: 1, Message: "not needed", PRURL: "https://git.example/pr/3", Actor: "alice"}
+			if kind == migration.ActionSkip {
+				a.PRURL = ""
+			} else {
+				a.Message = ""
+				h.at(2*time.Hour, report("only", 1, migration.StepMerged))
+			}
+			tries := func() int {
+				h.migrator.mu.Lock()
+				defer h.migrator.mu.Unlock()
+				n := 0
+				for _, d := range h.migrator.dispatches {
+					if d.Step.Name == "only" {
+						n++
+					}
+				}
+				return n
+			}
+			var before int
+			h.env.RegisterDelayedCallback(func() { before = tries() }, 5*time.Minute-time.Second)
+			acted := h.at(5*time.Minute, a)
+			h.at(3*time.Hour, report("next", 1, migration.StepCompleted))
+			if err := h.run(in); err != nil {
+				t.Fatal(err)
+			}
+			if acted.rejected != nil || acted.err != nil || !acted.result.Changed {
+				t.Fatalf("%s: %+v", kind, acted)
+			}
+			// The dispatch retried until the action, and never after.
+			if n := tries(); before < 5 || n != before {
+				t.Fatalf("%d tries of the dispatch before the %s, %d in all", before, kind, n)
+			}
+			run := h.store.last()
+			if run.Status != migration.RunCompleted || !run.Results[0].Status.Succeeded() || run.Results[0].Actor == migration.ActorLoom {
+				t.Fatalf("final run %+v", run)
+			}
+		})
+	}
+}
+
+// A failed step, held for a retry, can be skipped or get its pull request
+// adopted instead: the Run moves on.
+func TestAFailedStepCanBeSkippedOrAdopted(t *testing.T) {
+	for _, kind := range []migration.ActionKind{migration.ActionSkip, migration.ActionAdoptPR} {
+		t.Run(string(kind), func(t *testing.T) {
+			h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr"})
+			h.at(time.Minute, report("only", 1, migration.StepFailed))
+			a := migration.StepAction{Kind: kind, Step: "only", Attempt: 1, Actor: "alice"}
+			if kind == migration.ActionSkip {
+				a.Message = "fixed by hand"
+			} else {
+				a.PRURL = "https://git.example/pr/9"
+				h.at(3*24*time.Hour, report("only", 1, migration.StepMerged))
+			}
+			acted := h.at(2*24*time.Hour, a)
+			if err := h.run(in); err != nil {
+				t.Fatal(err)
+			}
+			if acted.rejected != nil || acted.err != nil || !acted.result.Changed {
+				t.Fatalf("%s: %+v", kind, acted)
+			}
+			if run := h.store.last(); run.Status != migration.RunCompleted {
+				t.Fatalf("final run %+v", run)
+			}
+		})
+	}
+}

@@ -39,6 +39,10 @@ const (
 	ReasonMigratorURLRefused     = "MIGRATOR_URL_REFUSED"
 	ReasonExecutionEngineFailure = "EXECUTION_ENGINE_UNAVAILABLE"
 	ReasonStoreUnavailable       = "STORE_UNAVAILABLE"
+	// ReasonMissingReason: a skip names no reason.
+	ReasonMissingReason = "MISSING_REASON"
+	// ReasonMissingPRURL: an adoption names no pull request.
+	ReasonMissingPRURL = "MISSING_PR_URL"
 )
 
 // Refusal is a request refused for a reason a caller can act on. It wraps

@@ -29,6 +29,8 @@ const (
 	EventStepMarkedMerged       EventKind = "step_marked_merged"
 	EventRunCancelled           EventKind = "run_cancelled"
 	EventRunCompleted           EventKind = "run_completed"
+	EventStepSkipped            EventKind = "step_skipped"
+	EventPRAdopted              EventKind = "pr_adopted"
 )
 
 // EventKinds lists every kind.
@@ -36,7 +38,7 @@ var EventKinds = []EventKind{
 	EventMigrationAnnounced, EventMigrationUpdated, EventMigrationDeleted, EventCandidatesDiscovered,
 	EventCandidateDiscovered, EventCandidateInputsUpdated, EventRunStarted, EventStepDispatched,
 	EventDispatchFailed, EventStepReported, EventStepFailed, EventStepRetried, EventReviewFinished,
-	EventStepMarkedMerged, EventRunCancelled, EventRunCompleted,
+	EventStepMarkedMerged, EventRunCancelled, EventRunCompleted, EventStepSkipped, EventPRAdopted,
 	EventRolloutStarted, EventRolloutPaused, EventRolloutResumed, EventRolloutUpdated,
 	EventRolloutAwaitingApproval, EventRolloutCancelled, EventRolloutCompleted,
 }
@@ -213,6 +215,10 @@ func (r *Run) ActionEvents(a StepAction, now time.Time) []Event {
 		return []Event{r.event(EventReviewFinished, now, a.Actor, map[string]string{"status": string(c.Status), "message": a.Message})}
 	case ActionMarkMerged:
 		return []Event{r.event(EventStepMarkedMerged, now, a.Actor, map[string]string{"message": a.Message})}
+	case ActionSkip:
+		return []Event{r.event(EventStepSkipped, now, a.Actor, map[string]string{"reason": a.Message})}
+	case ActionAdoptPR:
+		return []Event{r.event(EventPRAdopted, now, a.Actor, map[string]string{"pr_url": a.PRURL})}
 	case ActionRedispatch:
 		ev := r.RedispatchedEvent(now, "the Migrator started again and asked for its steps in progress")
 		ev.Actor = a.Actor
@@ -241,7 +247,8 @@ type Observation struct {
 // Observations measures the current step if it just succeeded.
 func (r *Run) Observations(now time.Time) []Observation {
 	c := r.Current()
-	if c == nil || !c.Status.Succeeded() {
+	if c == nil || !c.Status.Succeeded() || c.Status == StepSkipped {
+		// A skipped step did not do its work: nothing to measure.
 		return nil
 	}
 	out := []Observation{{Step: c.StepName, Duration: now.Sub(c.StartTime)}}

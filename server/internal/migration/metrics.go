@@ -59,6 +59,9 @@ type StepDurations struct {
 	MergeP50, MergeP95, MergeMax time.Duration
 	// FailedCount is how many attempts of the step failed.
 	FailedCount int64
+	// SkippedCount is how many attempts of the step an operator skipped
+	// (not in Count: a skipped step is not measured).
+	SkippedCount int64
 }
 
 // Failure is one step failure.

@@ -24,7 +24,8 @@ var RunStatuses = []RunStatus{RunRunning, RunCompleted, RunCancelled}
 type StepStatus string
 
 // The step statuses; allowed holds the moves a Migrator's reports may make,
-// Run.Apply the others (retry, review, cancel).
+// Run.Apply the others (retry, review, mark merged, skip, adopt a pull
+// request, cancel).
 const (
 	StepInProgress     StepStatus = "in_progress"
 	StepOpen           StepStatus = "open"
@@ -32,13 +33,19 @@ const (
 	StepAwaitingReview StepStatus = "awaiting_review"
 	StepCompleted      StepStatus = "completed"
 	StepFailed         StepStatus = "failed"
+	// StepSkipped is a step an operator skipped (ActionSkip): done, the Run
+	// moves on; its message is the operator's reason.
+	StepSkipped StepStatus = "skipped"
 )
 
 // StepStatuses lists every step status.
-var StepStatuses = []StepStatus{StepInProgress, StepOpen, StepMerged, StepAwaitingReview, StepCompleted, StepFailed}
+var StepStatuses = []StepStatus{StepInProgress, StepOpen, StepMerged, StepAwaitingReview, StepCompleted, StepFailed, StepSkipped}
 
-// Succeeded reports whether the step is done and the Run may move on.
-func (s StepStatus) Succeeded() bool { return s == StepMerged || s == StepCompleted }
+// Succeeded reports whether the step is done and the Run may move on: merged,
+// completed, or skipped by an operator.
+func (s StepStatus) Succeeded() bool {
+	return s == StepMerged || s == StepCompleted || s == StepSkipped
+}
 
 // Run is one execution of a Migration against one Candidate, as its
 // workflow keeps it and as the run view shows it.
@@ -224,6 +231,14 @@ const (
 	// ActionRedispatch dispatches the current attempt of a step in progress
 	// again, at its Migrator's request (it restarted: EventService.ResumeSteps).
 	ActionRedispatch ActionKind = "redispatch"
+	// ActionSkip skips the current step (in progress, open, awaiting review
+	// or failed) with a reason (Message): the step is skipped and the Run
+	// moves on.
+	ActionSkip ActionKind = "skip"
+	// ActionAdoptPR tells Loom the current step's pull request already
+	// exists, at PRURL: a step in progress or failed becomes open with it,
+	// and waits for its merge as after a Migrator's open report.
+	ActionAdoptPR ActionKind = "adopt_pr"
 )
 
 // StepAction is a request to change the current step of a Run.
@@ -236,7 +251,10 @@ type StepAction struct {
 	Attempt   int
 	// Status is the reported status (ActionReport) or the outcome
 	// (ActionFinishReview).
-	Status   StepStatus
+	Status StepStatus
+	// PRURL is the reported pull request (ActionReport) or the adopted one
+	// (ActionAdoptPR); Message the report's message, the review's note, or
+	// the reason of a skip.
 	PRURL    string
 	Message  string
 	Metadata map[string]string
@@ -265,7 +283,7 @@ func reportAllowed(from, to StepStatus) bool {
 // with the same data is accepted and changes nothing. Refusals change nothing
 // and say where the step stands.
 func (r *Run) Apply(a StepAction, now time.Time) (changed bool, err error) {
-	if r.IsDuplicateReport(a) || r.repeatsCurrent(a) {
+	if r.IsRepeat(a) || r.repeatsCurrent(a) {
 		return false, nil
 	}
 	if err := r.check(a); err != nil {
@@ -286,6 +304,15 @@ func (r *Run) Apply(a StepAction, now time.Time) (changed bool, err error) {
 		c.Status = StepMerged
 		if a.Message != "" {
 			c.Message = a.Message
+		}
+	case ActionSkip:
+		c.Status, c.Message = StepSkipped, a.Message
+	case ActionAdoptPR:
+		// The failure or progress message of the attempt belonged to the
+		// work the pull request replaces; it stays in the history.
+		c.Status, c.PRURL, c.Message = StepOpen, a.PRURL, ""
+		if c.OpenTime.IsZero() {
+			c.OpenTime = now
 		}
 	case ActionReport:
 		next := *c
@@ -333,6 +360,28 @@ func (r *Run) IsDuplicateReport(a StepAction) bool {
 	return false
 }
 
+// IsRepeat reports whether a changes nothing because it already happened:
+// a Migrator's late duplicate report (IsDuplicateReport), or an operator's
+// skip or adoption sent again with the same values for the same step and
+// attempt, whether the Run is still on that step or has moved past it.
+// Accepted without change.
+func (r *Run) IsRepeat(a StepAction) bool {
+	if r.IsDuplicateReport(a) {
+		return true
+	}
+	if (a.Kind != ActionSkip && a.Kind != ActionAdoptPR) || (a.Execution != 0 && a.Execution != r.Execution) {
+		return false
+	}
+	res, ok := r.Result(a.Step)
+	if !ok || res.Attempt != a.Attempt {
+		return false
+	}
+	if a.Kind == ActionSkip {
+		return res.Status == StepSkipped && res.Message == a.Message
+	}
+	return res.PRURL == a.PRURL && (res.Status == StepOpen || res.Status == StepMerged)
+}
+
 // repeatsCurrent reports whether a is a Migrator's report of exactly the
 // current step's state (status and data): a duplicate delivery, accepted
 // without change whatever the status, even those the table lets no report
@@ -349,6 +398,12 @@ func (r *Run) repeatsCurrent(a StepAction) bool {
 
 func (r *Run) check(a StepAction) error {
 	c := r.Current()
+	switch {
+	case a.Kind == ActionSkip && a.Message == "":
+		return InvalidArgument("reason", ReasonMissingReason, "a skip needs a reason")
+	case a.Kind == ActionAdoptPR && a.PRURL == "":
+		return InvalidArgument("pr_url", ReasonMissingPRURL, "adopting a pull request needs its URL")
+	}
 	refuse := func(reason, format string, args ...any) error {
 		ref := FailedPrecondition(reason, format, args...).
 			With("run_id", r.ID).
@@ -385,6 +440,12 @@ func (r *Run) check(a StepAction) error {
 		ok = c.Status == StepOpen
 	case ActionRedispatch:
 		ok = c.Status == StepInProgress
+	case ActionSkip:
+		ok = c.Status == StepInProgress || c.Status == StepOpen || c.Status == StepAwaitingReview || c.Status == StepFailed
+	case ActionAdoptPR:
+		// An open step has its pull request: adopting another is refused
+		// (the same one is a repeat, accepted above).
+		ok = c.Status == StepInProgress || c.Status == StepFailed
 	default:
 		return fmt.Errorf("unknown step action %q", a.Kind)
 	}

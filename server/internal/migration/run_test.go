@@ -216,3 +216,119 @@ func TestARepeatedReportOfAWaitingOrFailedStepIsHarmless(t *testing.T) {
 		}
 	}
 }
+
+// The operator's skip and adoption, from every status: skip from in
+// progress, open, awaiting review and failed; adoption from in progress and
+// failed. Everything else is refused as a transition not allowed.
+func TestSkipAndAdoptTransitionTable(t *testing.T) {
+	skipFrom := []migration.StepStatus{migration.StepInProgress, migration.StepOpen, migration.StepAwaitingReview, migration.StepFailed}
+	adoptFrom := []migration.StepStatus{migration.StepInProgress, migration.StepFailed}
+	contains := func(ss []migration.StepStatus, s migration.StepStatus) bool {
+		for _, x := range ss {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	for _, from := range migration.StepStatuses {
+		t.Run(string(from), func(t *testing.T) {
+			r := runAt(from)
+			r.Results[0].PRURL = ""
+			if from == migration.StepOpen {
+				r.Results[0].PRURL = "https://git.example/pr/1"
+			}
+			before := r.Clone()
+			changed, err := r.Apply(migration.StepAction{Kind: migration.ActionSkip, Step: "one", Attempt: 1, Message: "done by hand", Actor: "alice"}, t0.Add(time.Minute))
+			if contains(skipFrom, from) {
+				c := r.Current()
+				if err != nil || !changed || c.Status != migration.StepSkipped || c.Message != "done by hand" || c.Actor != "alice" ||
+					!c.EndTime.Equal(t0.Add(time.Minute)) || r.Seq != before.Seq+1 || !c.Status.Succeeded() {
+					t.Fatalf("skip from %s: changed=%v err=%v step %+v", from, changed, err, *c)
+				}
+			} else {
+				var ref *migration.Refusal
+				if !errors.As(err, &ref) || ref.Reason != migration.ReasonTransitionNotAllowed || r.Seq != before.Seq {
+					t.Fatalf("skip from %s: changed=%v err=%v", from, changed, err)
+				}
+			}
+
+			r = before.Clone()
+			changed, err = r.Apply(migration.StepAction{Kind: migration.ActionAdoptPR, Step: "one", Attempt: 1, PRURL: "https://git.example/pr/2", Actor: "bob"}, t0.Add(time.Minute))
+			if contains(adoptFrom, from) {
+				c := r.Current()
+				if err != nil || !changed || c.Status != migration.StepOpen || c.PRURL != "https://git.example/pr/2" || c.Actor != "bob" ||
+					c.Message != "" || !c.OpenTime.Equal(t0.Add(time.Minute)) || r.Seq != before.Seq+1 {
+					t.Fatalf("adopt from %s: changed=%v err=%v step %+v", from, changed, err, *c)
+				}
+			} else {
+				var ref *migration.Refusal
+				if !errors.As(err, &ref) || ref.Reason != migration.ReasonTransitionNotAllowed || r.Seq != before.Seq {
+					t.Fatalf("adopt from %s: changed=%v err=%v", from, changed, err)
+				}
+			}
+		})
+	}
+}
+
+// A skip or adoption sent again changes nothing, before and after the Run
+// moved on; with other values it is refused.
+func TestSkipAndAdoptRepeatsChangeNothing(t *testing.T) {
+	r := runAt(migration.StepFailed)
+	skip := migration.StepAction{Kind: migration.ActionSkip, Step: "one", Attempt: 1, Message: "done by hand", Actor: "alice"}
+	if changed, err := r.Apply(skip, t0); err != nil || !changed {
+		t.Fatalf("skip: changed=%v err=%v", changed, err)
+	}
+	if changed, err := r.Apply(skip, t0.Add(time.Minute)); err != nil || changed {
+		t.Fatalf("repeated skip: changed=%v err=%v", changed, err)
+	}
+	r.BeginStep(1, 1, t0.Add(time.Minute))
+	if changed, err := r.Apply(skip, t0.Add(2*time.Minute)); err != nil || changed || !r.IsRepeat(skip) {
+		t.Fatalf("repeated skip after the Run moved on: changed=%v err=%v", changed, err)
+	}
+	other := skip
+	other.Message = "another reason"
+	var ref *migration.Refusal
+	if _, err := r.Apply(other, t0.Add(2*time.Minute)); !errors.As(err, &ref) || ref.Reason != migration.ReasonStepNotCurrent {
+		t.Fatalf("skip of a past step with another reason: %v", err)
+	}
+	// The Migrator's report on the skipped step is refused too.
+	if _, err := r.Apply(report(migration.StepCompleted), t0.Add(2*time.Minute)); !errors.As(err, &ref) || ref.Reason != migration.ReasonStepNotCurrent {
+		t.Fatalf("report on a skipped step: %v", err)
+	}
+
+	r = runAt(migration.StepInProgress)
+	adopt := migration.StepAction{Kind: migration.ActionAdoptPR, Step: "one", Attempt: 1, PRURL: "https://git.example/pr/2", Actor: "bob"}
+	if changed, err := r.Apply(adopt, t0); err != nil || !changed {
+		t.Fatalf("adopt: changed=%v err=%v", changed, err)
+	}
+	if changed, err := r.Apply(adopt, t0.Add(time.Minute)); err != nil || changed {
+		t.Fatalf("repeated adopt: changed=%v err=%v", changed, err)
+	}
+	another := adopt
+	another.PRURL = "https://git.example/pr/3"
+	if _, err := r.Apply(another, t0.Add(time.Minute)); !errors.As(err, &ref) || ref.Reason != migration.ReasonTransitionNotAllowed {
+		t.Fatalf("adopt of another pull request: %v", err)
+	}
+	// The Migrator's merged report finishes the adopted step.
+	if changed, err := r.Apply(report(migration.StepMerged), t0.Add(time.Hour)); err != nil || !changed || r.Current().Status != migration.StepMerged {
+		t.Fatalf("merged after adopt: changed=%v err=%v", changed, err)
+	}
+	if obs := r.Observations(t0.Add(time.Hour)); len(obs) != 2 || obs[1].Duration != time.Hour {
+		t.Fatalf("observations %+v", obs)
+	}
+}
+
+func TestSkipAndAdoptNeedTheirValues(t *testing.T) {
+	r := runAt(migration.StepInProgress)
+	for field, a := range map[string]migration.StepAction{
+		"reason": {Kind: migration.ActionSkip, Step: "one", Attempt: 1},
+		"pr_url": {Kind: migration.ActionAdoptPR, Step: "one", Attempt: 1},
+	} {
+		_, err := r.Apply(a, t0)
+		var ref *migration.Refusal
+		if !errors.Is(err, migration.ErrInvalidArgument) || !errors.As(err, &ref) || ref.Field != field {
+			t.Fatalf("%s: %v", a.Kind, err)
+		}
+	}
+}

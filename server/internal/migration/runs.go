@@ -171,12 +171,13 @@ func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Acted, erro
 		return acted, err
 	}
 	// No execution runs: answer from the view, so that a late duplicate of a
-	// finished step is accepted and anything else gets the precise refusal.
+	// finished step (or an operator's skip sent again) is accepted and
+	// anything else gets the precise refusal.
 	view, verr := u.GetRun(ctx, runID)
 	if verr != nil {
 		return Acted{}, verr
 	}
-	if view.IsDuplicateReport(a) {
+	if view.IsRepeat(a) {
 		step, _ := view.Result(a.Step)
 		return Acted{Step: step, Run: view}, nil
 	}

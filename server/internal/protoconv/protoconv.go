@@ -301,6 +301,7 @@ var stepStatuses = map[migration.StepStatus]loomv1.StepStatus{
 	migration.StepAwaitingReview: loomv1.StepStatus_STEP_STATUS_AWAITING_REVIEW,
 	migration.StepCompleted:      loomv1.StepStatus_STEP_STATUS_COMPLETED,
 	migration.StepFailed:         loomv1.StepStatus_STEP_STATUS_FAILED,
+	migration.StepSkipped:        loomv1.StepStatus_STEP_STATUS_SKIPPED,
 }
 
 // StepStatusToProto renders a step status.
@@ -425,6 +426,8 @@ var eventKinds = map[migration.EventKind]loomv1.EventKind{
 	migration.EventRolloutAwaitingApproval: loomv1.EventKind_EVENT_KIND_ROLLOUT_AWAITING_APPROVAL,
 	migration.EventRolloutCancelled:        loomv1.EventKind_EVENT_KIND_ROLLOUT_CANCELLED,
 	migration.EventRolloutCompleted:        loomv1.EventKind_EVENT_KIND_ROLLOUT_COMPLETED,
+	migration.EventStepSkipped:             loomv1.EventKind_EVENT_KIND_STEP_SKIPPED,
+	migration.EventPRAdopted:               loomv1.EventKind_EVENT_KIND_PR_ADOPTED,
 }
 
 // EventKindsFromProto reads a kind filter.
@@ -466,7 +469,8 @@ func MetricsToProto(m migration.MigrationMetrics) *loomv1.MigrationMetrics {
 		p.StepDurations = append(p.StepDurations, &loomv1.StepDurations{
 			Step: d.Step, Count: d.Count, P50: durationpb.New(d.P50), P95: durationpb.New(d.P95), Max: durationpb.New(d.Max),
 			MergedCount: d.MergedCount, MergeP50: durationpb.New(d.MergeP50), MergeP95: durationpb.New(d.MergeP95), MergeMax: durationpb.New(d.MergeMax),
-			FailedCount: d.FailedCount,
+			FailedCount:  d.FailedCount,
+			SkippedCount: d.SkippedCount,
 		})
 	}
 	for _, f := range m.RecentFailures {

@@ -544,3 +544,39 @@ func TestBurndownCountsEachCandidateOnce(t *testing.T) {
 		t.Fatalf("burndown: started per hour %v, want both in the hour of %v", startedIn, first)
 	}
 }
+
+// A step an operator skipped is counted per step, never measured as a
+// success; a Run waiting on its skipped step (before the next dispatch) is
+// listed under that status.
+func TestSkippedStepsAreCounted(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("c0", "svc")}}, at(0))
+	r := newRun("m", "c0", 1, at(10))
+	if _, err := s.BeginRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	r.BeginStep(0, 1, at(11))
+	saveWith(t, s, &r, at(11))
+	skip := migration.StepAction{Kind: migration.ActionSkip, Step: r.Current().StepName, Attempt: 1, Message: "done by hand", Actor: "alice"}
+	runAct(t, &r, skip, at(20))
+	saveWith(t, s, &r, at(20), r.ActionEvents(skip, at(20))...)
+	wantListed(t, s, "m", migration.RunFilter{CurrentStepStatus: migration.StepSkipped}, "c0")
+
+	got, err := s.MigrationMetrics(ctx, "m", migration.MetricsQuery{StuckAfter: time.Hour, Now: at(30)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.StepDurations) != 1 || got.StepDurations[0].SkippedCount != 1 || got.StepDurations[0].Count != 0 {
+		t.Fatalf("durations %+v", got.StepDurations)
+	}
+	if cur := fmt.Sprint(got.CurrentSteps); cur != "[{bump skipped 1}]" {
+		t.Fatalf("current steps %s", cur)
+	}
+	page, err := s.ListEvents(ctx, "m", migration.EventFilter{Kinds: []migration.EventKind{migration.EventStepSkipped}}, migration.PageRequest{})
+	if err != nil || len(page.Events) != 1 || page.Events[0].Actor != "alice" || page.Events[0].Details["reason"] != "done by hand" {
+		t.Fatalf("skip events %+v, %v", page.Events, err)
+	}
+
+}

@@ -131,6 +131,7 @@ func parseFigures(h map[string]string, steps []migration.StepDefinition) ([]migr
 	var cur []migration.CurrentStepCount
 	type hist struct {
 		n, mn, f  int64
+		sk        int64
 		run, mrg  []int64
 		max, mmax time.Duration
 	}
@@ -157,6 +158,8 @@ func parseFigures(h map[string]string, steps []migration.StepDefinition) ([]migr
 			get(rest).mn = n
 		case "f":
 			get(rest).f = n
+		case "sk":
+			get(rest).sk = n
 		case "max":
 			get(rest).max = time.Duration(n) * time.Millisecond
 		case "mmax":
@@ -188,7 +191,7 @@ func parseFigures(h map[string]string, steps []migration.StepDefinition) ([]migr
 		durs = append(durs, migration.StepDurations{
 			Step: step, Count: h.n, Max: h.max,
 			P50: migration.Percentile(h.run, 0.5, h.max), P95: migration.Percentile(h.run, 0.95, h.max),
-			MergedCount: h.mn, MergeMax: h.mmax, FailedCount: h.f,
+			MergedCount: h.mn, MergeMax: h.mmax, FailedCount: h.f, SkippedCount: h.sk,
 			MergeP50: migration.Percentile(h.mrg, 0.5, h.mmax), MergeP95: migration.Percentile(h.mrg, 0.95, h.mmax),
 		})
 	}

@@ -243,7 +243,7 @@ end
 for _, k in ipairs(kinds) do unlink(k_kind_prefix .. k) end
 
 for _, id in ipairs(redis.call('ZRANGE', k_runs, 0, -1)) do unlink(k_run_prefix .. id) end
-local stepStatuses = {'in_progress', 'open', 'merged', 'awaiting_review', 'completed', 'failed'}
+local stepStatuses = {'in_progress', 'open', 'merged', 'awaiting_review', 'completed', 'failed', 'skipped'}
 for _, r in ipairs({'running', 'completed', 'cancelled'}) do
   unlink(k_run_status_prefix .. r)
   for _, t in ipairs(stepStatuses) do unlink(k_run_status_step_prefix .. r .. ':' .. t) end

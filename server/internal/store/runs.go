@@ -270,7 +270,8 @@ type observationRecord struct {
 // workflow writes one save at a time, in order, each carrying every change
 // since the last write, so none is skipped. Failures (a step
 // failed by Loom, reported failed, or a review finished as failed) are
-// listed (at most 50) and counted per step, and a running Candidate's last
+// listed (at most 50) and counted per step, steps skipped by an operator
+// counted per step, and a running Candidate's last
 // activity is kept for stuck detection.
 //
 // A view whose seq is not above the stored one (same execution) is older
@@ -303,6 +304,8 @@ if (#evs > 0 or #obs > 0) and seq > eventsSeq(k_run, r[2]) then
       redis.call('LPUSH', k_failures, cjson.encode({t = e.t, c = e.c, s = e.s, a = e.a, m = d.message or d.reason or ''}))
       redis.call('LTRIM', k_failures, 0, 49)
       redis.call('HINCRBY', k_metrics, 'f:' .. e.s, 1)
+    elseif e.k == 'step_skipped' then
+      redis.call('HINCRBY', k_metrics, 'sk:' .. e.s, 1)
     end
   end
   for _, o in ipairs(obs) do

@@ -46,6 +46,11 @@ const (
 	// RunServiceMarkStepMergedProcedure is the fully-qualified name of the RunService's MarkStepMerged
 	// RPC.
 	RunServiceMarkStepMergedProcedure = "/loom.v1.RunService/MarkStepMerged"
+	// RunServiceSkipStepProcedure is the fully-qualified name of the RunService's SkipStep RPC.
+	RunServiceSkipStepProcedure = "/loom.v1.RunService/SkipStep"
+	// RunServiceAdoptPullRequestProcedure is the fully-qualified name of the RunService's
+	// AdoptPullRequest RPC.
+	RunServiceAdoptPullRequestProcedure = "/loom.v1.RunService/AdoptPullRequest"
 	// RunServiceBulkRetryStepsProcedure is the fully-qualified name of the RunService's BulkRetrySteps
 	// RPC.
 	RunServiceBulkRetryStepsProcedure = "/loom.v1.RunService/BulkRetrySteps"
@@ -108,6 +113,33 @@ type RunServiceClient interface {
 	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
 	// named step is current, `open`, at the given attempt.
 	MarkStepMerged(context.Context, *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error)
+	// SkipStep marks the current step of a running Run `skipped`, with the
+	// operator's reason (kept as the step's message): the step counts as
+	// done and the Run moves on to the next step, or completes when it was
+	// the last. A dispatch of the step still in flight is stopped, and later
+	// reports of the Migrator on it are refused. Allowed from `in_progress`,
+	// `open`, `awaiting_review` and `failed`. Sending the same request again
+	// (same step, attempt and reason) changes nothing and answers the Run.
+	// Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
+	// for a missing reason; FAILED_PRECONDITION when the Run is not running
+	// (reason RUN_NOT_RUNNING), the named step is not the current one
+	// (STEP_NOT_CURRENT), the attempt is not the current one (STALE_ATTEMPT),
+	// or the step is already done (TRANSITION_NOT_ALLOWED).
+	SkipStep(context.Context, *connect.Request[v1.SkipStepRequest]) (*connect.Response[v1.SkipStepResponse], error)
+	// AdoptPullRequest tells Loom that the pull request of the current step
+	// already exists, at pr_url (opened by hand, or by an earlier tool): the
+	// step becomes `open` with that pull request and the Run waits for its
+	// merge as after a Migrator's `open` report (the Migrator's `merged`
+	// report, or MarkStepMerged, moves it on). A dispatch of the step still
+	// in flight is stopped. Allowed from `in_progress` and `failed`. Sending
+	// the same request again changes nothing and answers the Run.
+	// Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
+	// for a pr_url that is not an http(s) URL; FAILED_PRECONDITION when the
+	// Run is not running (RUN_NOT_RUNNING), the named step is not the current
+	// one (STEP_NOT_CURRENT), the attempt is not the current one
+	// (STALE_ATTEMPT), or the step is in any other status, `open` with
+	// another pull request included (TRANSITION_NOT_ALLOWED).
+	AdoptPullRequest(context.Context, *connect.Request[v1.AdoptPullRequestRequest]) (*connect.Response[v1.AdoptPullRequestResponse], error)
 	// BulkRetrySteps retries, as RetryStep does, the failed step of every
 	// selected Candidate's Run: each is dispatched again as its next attempt.
 	// Each Run is judged by its view (what GetRun shows) and then by the Run
@@ -220,6 +252,18 @@ func NewRunServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(runServiceMethods.ByName("MarkStepMerged")),
 			connect.WithClientOptions(opts...),
 		),
+		skipStep: connect.NewClient[v1.SkipStepRequest, v1.SkipStepResponse](
+			httpClient,
+			baseURL+RunServiceSkipStepProcedure,
+			connect.WithSchema(runServiceMethods.ByName("SkipStep")),
+			connect.WithClientOptions(opts...),
+		),
+		adoptPullRequest: connect.NewClient[v1.AdoptPullRequestRequest, v1.AdoptPullRequestResponse](
+			httpClient,
+			baseURL+RunServiceAdoptPullRequestProcedure,
+			connect.WithSchema(runServiceMethods.ByName("AdoptPullRequest")),
+			connect.WithClientOptions(opts...),
+		),
 		bulkRetrySteps: connect.NewClient[v1.BulkRetryStepsRequest, v1.BulkRetryStepsResponse](
 			httpClient,
 			baseURL+RunServiceBulkRetryStepsProcedure,
@@ -283,6 +327,8 @@ type runServiceClient struct {
 	retryStep           *connect.Client[v1.RetryStepRequest, v1.RetryStepResponse]
 	finishReview        *connect.Client[v1.FinishReviewRequest, v1.FinishReviewResponse]
 	markStepMerged      *connect.Client[v1.MarkStepMergedRequest, v1.MarkStepMergedResponse]
+	skipStep            *connect.Client[v1.SkipStepRequest, v1.SkipStepResponse]
+	adoptPullRequest    *connect.Client[v1.AdoptPullRequestRequest, v1.AdoptPullRequestResponse]
 	bulkRetrySteps      *connect.Client[v1.BulkRetryStepsRequest, v1.BulkRetryStepsResponse]
 	bulkCancelRuns      *connect.Client[v1.BulkCancelRunsRequest, v1.BulkCancelRunsResponse]
 	bulkFinishReviews   *connect.Client[v1.BulkFinishReviewsRequest, v1.BulkFinishReviewsResponse]
@@ -321,6 +367,16 @@ func (c *runServiceClient) FinishReview(ctx context.Context, req *connect.Reques
 // MarkStepMerged calls loom.v1.RunService.MarkStepMerged.
 func (c *runServiceClient) MarkStepMerged(ctx context.Context, req *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error) {
 	return c.markStepMerged.CallUnary(ctx, req)
+}
+
+// SkipStep calls loom.v1.RunService.SkipStep.
+func (c *runServiceClient) SkipStep(ctx context.Context, req *connect.Request[v1.SkipStepRequest]) (*connect.Response[v1.SkipStepResponse], error) {
+	return c.skipStep.CallUnary(ctx, req)
+}
+
+// AdoptPullRequest calls loom.v1.RunService.AdoptPullRequest.
+func (c *runServiceClient) AdoptPullRequest(ctx context.Context, req *connect.Request[v1.AdoptPullRequestRequest]) (*connect.Response[v1.AdoptPullRequestResponse], error) {
+	return c.adoptPullRequest.CallUnary(ctx, req)
 }
 
 // BulkRetrySteps calls loom.v1.RunService.BulkRetrySteps.
@@ -402,6 +458,33 @@ type RunServiceHandler interface {
 	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
 	// named step is current, `open`, at the given attempt.
 	MarkStepMerged(context.Context, *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error)
+	// SkipStep marks the current step of a running Run `skipped`, with the
+	// operator's reason (kept as the step's message): the step counts as
+	// done and the Run moves on to the next step, or completes when it was
+	// the last. A dispatch of the step still in flight is stopped, and later
+	// reports of the Migrator on it are refused. Allowed from `in_progress`,
+	// `open`, `awaiting_review` and `failed`. Sending the same request again
+	// (same step, attempt and reason) changes nothing and answers the Run.
+	// Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
+	// for a missing reason; FAILED_PRECONDITION when the Run is not running
+	// (reason RUN_NOT_RUNNING), the named step is not the current one
+	// (STEP_NOT_CURRENT), the attempt is not the current one (STALE_ATTEMPT),
+	// or the step is already done (TRANSITION_NOT_ALLOWED).
+	SkipStep(context.Context, *connect.Request[v1.SkipStepRequest]) (*connect.Response[v1.SkipStepResponse], error)
+	// AdoptPullRequest tells Loom that the pull request of the current step
+	// already exists, at pr_url (opened by hand, or by an earlier tool): the
+	// step becomes `open` with that pull request and the Run waits for its
+	// merge as after a Migrator's `open` report (the Migrator's `merged`
+	// report, or MarkStepMerged, moves it on). A dispatch of the step still
+	// in flight is stopped. Allowed from `in_progress` and `failed`. Sending
+	// the same request again changes nothing and answers the Run.
+	// Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
+	// for a pr_url that is not an http(s) URL; FAILED_PRECONDITION when the
+	// Run is not running (RUN_NOT_RUNNING), the named step is not the current
+	// one (STEP_NOT_CURRENT), the attempt is not the current one
+	// (STALE_ATTEMPT), or the step is in any other status, `open` with
+	// another pull request included (TRANSITION_NOT_ALLOWED).
+	AdoptPullRequest(context.Context, *connect.Request[v1.AdoptPullRequestRequest]) (*connect.Response[v1.AdoptPullRequestResponse], error)
 	// BulkRetrySteps retries, as RetryStep does, the failed step of every
 	// selected Candidate's Run: each is dispatched again as its next attempt.
 	// Each Run is judged by its view (what GetRun shows) and then by the Run
@@ -510,6 +593,18 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(runServiceMethods.ByName("MarkStepMerged")),
 		connect.WithHandlerOptions(opts...),
 	)
+	runServiceSkipStepHandler := connect.NewUnaryHandler(
+		RunServiceSkipStepProcedure,
+		svc.SkipStep,
+		connect.WithSchema(runServiceMethods.ByName("SkipStep")),
+		connect.WithHandlerOptions(opts...),
+	)
+	runServiceAdoptPullRequestHandler := connect.NewUnaryHandler(
+		RunServiceAdoptPullRequestProcedure,
+		svc.AdoptPullRequest,
+		connect.WithSchema(runServiceMethods.ByName("AdoptPullRequest")),
+		connect.WithHandlerOptions(opts...),
+	)
 	runServiceBulkRetryStepsHandler := connect.NewUnaryHandler(
 		RunServiceBulkRetryStepsProcedure,
 		svc.BulkRetrySteps,
@@ -576,6 +671,10 @@ func NewRunServiceHandler(svc RunServiceHandler, opts ...connect.HandlerOption) 
 			runServiceFinishReviewHandler.ServeHTTP(w, r)
 		case RunServiceMarkStepMergedProcedure:
 			runServiceMarkStepMergedHandler.ServeHTTP(w, r)
+		case RunServiceSkipStepProcedure:
+			runServiceSkipStepHandler.ServeHTTP(w, r)
+		case RunServiceAdoptPullRequestProcedure:
+			runServiceAdoptPullRequestHandler.ServeHTTP(w, r)
 		case RunServiceBulkRetryStepsProcedure:
 			runServiceBulkRetryStepsHandler.ServeHTTP(w, r)
 		case RunServiceBulkCancelRunsProcedure:
@@ -623,6 +722,14 @@ func (UnimplementedRunServiceHandler) FinishReview(context.Context, *connect.Req
 
 func (UnimplementedRunServiceHandler) MarkStepMerged(context.Context, *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.MarkStepMerged is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) SkipStep(context.Context, *connect.Request[v1.SkipStepRequest]) (*connect.Response[v1.SkipStepResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.SkipStep is not implemented"))
+}
+
+func (UnimplementedRunServiceHandler) AdoptPullRequest(context.Context, *connect.Request[v1.AdoptPullRequestRequest]) (*connect.Response[v1.AdoptPullRequestResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("loom.v1.RunService.AdoptPullRequest is not implemented"))
 }
 
 func (UnimplementedRunServiceHandler) BulkRetrySteps(context.Context, *connect.Request[v1.BulkRetryStepsRequest]) (*connect.Response[v1.BulkRetryStepsResponse], error) {
