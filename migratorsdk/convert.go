@@ -124,6 +124,7 @@ var stepStatuses = map[StepStatus]loomv1.StepStatus{
 	StatusAwaitingReview: loomv1.StepStatus_STEP_STATUS_AWAITING_REVIEW,
 	StatusCompleted:      loomv1.StepStatus_STEP_STATUS_COMPLETED,
 	StatusFailed:         loomv1.StepStatus_STEP_STATUS_FAILED,
+	StatusSkipped:        loomv1.StepStatus_STEP_STATUS_SKIPPED,
 }
 
 // statusToProto maps a step status to the API's.

@@ -92,12 +92,16 @@ const (
 	StatusAwaitingReview StepStatus = "awaiting_review"
 	StatusCompleted      StepStatus = "completed"
 	StatusFailed         StepStatus = "failed"
+	// StatusSkipped is a step an operator skipped (RunService.SkipStep):
+	// the Run moved on without it. Loom sets it; it is not a status to
+	// report (Loom refuses it, TRANSITION_NOT_ALLOWED).
+	StatusSkipped StepStatus = "skipped"
 )
 
 // final reports whether a step in this status is done with (the Run moves
 // on or waits for an operator's retry).
 func (s StepStatus) final() bool {
-	return s == StatusMerged || s == StatusCompleted || s == StatusFailed
+	return s == StatusMerged || s == StatusCompleted || s == StatusFailed || s == StatusSkipped
 }
 
 // Report is one step report sent to Loom.

@@ -27,8 +27,10 @@ func TestMigratortestJudgesReportsLikeLoom(t *testing.T) {
 		review     = loomv1.StepStatus_STEP_STATUS_AWAITING_REVIEW
 		completed  = loomv1.StepStatus_STEP_STATUS_COMPLETED
 		failed     = loomv1.StepStatus_STEP_STATUS_FAILED
+		// Set by operators only: both refuse it from a Migrator.
+		skipped = loomv1.StepStatus_STEP_STATUS_SKIPPED
 	)
-	statuses := []loomv1.StepStatus{inProgress, open, merged, review, completed, failed}
+	statuses := []loomv1.StepStatus{inProgress, open, merged, review, completed, failed, skipped}
 	var scenarios [][]loomv1.StepStatus
 	for _, before := range [][]loomv1.StepStatus{{}, {inProgress}, {open}, {review}, {open, merged}, {completed}, {failed}} {
 		for _, last := range statuses {

@@ -879,6 +879,30 @@ func TestRunRequestsAreValidated(t *testing.T) {
 			}))
 			return err
 		}, "execution"},
+		{"skip without a reason", func() error {
+			_, err := c.runs.SkipStep(ctx, connect.NewRequest(&loomv1.SkipStepRequest{RunId: "m__c", StepName: "s", Attempt: 1}))
+			return err
+		}, "reason"},
+		{"skip with a reason too long", func() error {
+			_, err := c.runs.SkipStep(ctx, connect.NewRequest(&loomv1.SkipStepRequest{RunId: "m__c", StepName: "s", Attempt: 1, Reason: strings.Repeat("x", 1025)}))
+			return err
+		}, "reason"},
+		{"skip of attempt 0", func() error {
+			_, err := c.runs.SkipStep(ctx, connect.NewRequest(&loomv1.SkipStepRequest{RunId: "m__c", StepName: "s", Reason: "r"}))
+			return err
+		}, "attempt"},
+		{"adopt without a PR URL", func() error {
+			_, err := c.runs.AdoptPullRequest(ctx, connect.NewRequest(&loomv1.AdoptPullRequestRequest{RunId: "m__c", StepName: "s", Attempt: 1}))
+			return err
+		}, "pr_url"},
+		{"adopt of a PR URL that is not http(s)", func() error {
+			_, err := c.runs.AdoptPullRequest(ctx, connect.NewRequest(&loomv1.AdoptPullRequestRequest{RunId: "m__c", StepName: "s", Attempt: 1, PrUrl: "ftp://git.example/pr/1"}))
+			return err
+		}, "pr_url"},
+		{"adopt of a PR URL that is no URL", func() error {
+			_, err := c.runs.AdoptPullRequest(ctx, connect.NewRequest(&loomv1.AdoptPullRequestRequest{RunId: "m__c", StepName: "s", Attempt: 1, PrUrl: "pull 7"}))
+			return err
+		}, "pr_url"},
 		{"start without a candidate", func() error {
 			_, err := c.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "m"}))
 			return err

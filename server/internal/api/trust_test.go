@@ -346,6 +346,29 @@ func TestBulkActionsAreForOperators(t *testing.T) {
 	}
 }
 
+// Skipping a step and adopting a pull request are operators' (and
+// admins'): a viewer or a Migrator is refused before the Run is read.
+func TestSkipAndAdoptAreForOperators(t *testing.T) {
+	a := newSecureAPI(t)
+	for proc, body := range map[string]string{
+		"/loom.v1.RunService/SkipStep":         `{"run_id": "mine__c", "step_name": "s", "attempt": 1, "reason": "done by hand"}`,
+		"/loom.v1.RunService/AdoptPullRequest": `{"run_id": "mine__c", "step_name": "s", "attempt": 1, "pr_url": "https://git.example/pr/1"}`,
+	} {
+		for _, role := range []string{"viewer", "migrator"} {
+			if code := a.call(t, proc, a.tokens[role], body); code != "permission_denied" {
+				t.Errorf("%s as %s: %q, want permission_denied", proc, role, code)
+			}
+		}
+		// An operator and an admin get past the rules (to the request's
+		// validation here: this server has no engine to act on a Run).
+		for _, role := range []string{"operator", "admin"} {
+			if code := a.call(t, proc, a.tokens[role], strings.Replace(body, `"attempt": 1`, `"attempt": 0`, 1)); code != "invalid_argument" {
+				t.Errorf("%s as %s: %q, want invalid_argument", proc, role, code)
+			}
+		}
+	}
+}
+
 func TestReportsNeedTheirCallbackToken(t *testing.T) {
 	a := newSecureAPI(t)
 	body := func(token string) string {
