@@ -8,7 +8,13 @@ import { CandidatePage } from "./pages/CandidatePage";
 import { MetricsService, MigrationSummarySchema } from "./gen/loom/v1/metrics_service_pb";
 import { RegistryService } from "./gen/loom/v1/registry_service_pb";
 import { DiscoveryService } from "./gen/loom/v1/discovery_service_pb";
-import { RunService, type StartRunRequest, type RetryStepRequest } from "./gen/loom/v1/run_service_pb";
+import {
+  RunService,
+  type AdoptPullRequestRequest,
+  type RetryStepRequest,
+  type SkipStepRequest,
+  type StartRunRequest,
+} from "./gen/loom/v1/run_service_pb";
 import { EventKind, HistoryService } from "./gen/loom/v1/history_service_pb";
 import { MigrationSchema } from "./gen/loom/v1/migration_pb";
 import { CandidateSchema, CandidateStatus } from "./gen/loom/v1/candidate_pb";
@@ -93,12 +99,15 @@ describe("the Candidate page", () => {
       { name: "bump-go", type: "pull_request" },
       { name: "deploy", type: "review" },
     ],
+    currentStep: "bump-go",
+    currentStepStatus: StepStatus.FAILED,
     stepResults: [{ stepName: "bump-go", status: StepStatus.FAILED, attempt: 2, message: "tests failed" }],
   });
+  type Sent = { started?: StartRunRequest; retried?: RetryStepRequest; skipped?: SkipStepRequest; adopted?: AdoptPullRequestRequest };
 
   // A server where the caller may do everything listed, the Candidate has a
   // running Run and one event; what the page sends is recorded.
-  function serve(allowed: string[], sent: { started?: StartRunRequest; retried?: RetryStepRequest }, withRun = true) {
+  function serve(allowed: string[], sent: Sent, withRun = true) {
     return mount({
       path: "/m/go-upgrade/c/acme%2Fbilling",
       route: "/m/:migrationId/c/*",
@@ -130,6 +139,14 @@ describe("the Candidate page", () => {
           },
           retryStep: (req) => {
             sent.retried = req;
+            return {};
+          },
+          skipStep: (req) => {
+            sent.skipped = req;
+            return {};
+          },
+          adoptPullRequest: (req) => {
+            sent.adopted = req;
             return {};
           },
         });
@@ -170,15 +187,96 @@ describe("the Candidate page", () => {
   });
 
   it("retries a failed step with its attempt", async () => {
-    const sent: { retried?: RetryStepRequest } = {};
+    const sent: Sent = {};
     serve(procedures(RunService.method.retryStep), sent);
     fireEvent.click(await screen.findByRole("button", { name: "Retry step" }));
     await waitFor(() => expect(sent.retried).toBeDefined());
     expect(sent.retried).toMatchObject({ runId: run.id, stepName: "bump-go", attempt: 2 });
   });
 
+  it("skips the current step with the reason asked in the page", async () => {
+    const sent: Sent = {};
+    serve(procedures(RunService.method.skipStep), sent);
+    // Adopting is not allowed to this caller: not offered.
+    expect(screen.queryByRole("button", { name: "Adopt existing PR…" })).toBeNull();
+    fireEvent.click(await screen.findByRole("button", { name: "Skip step…" }));
+    const dialog = screen.getByRole("dialog", { name: "Skip step: bump-go" });
+    const reason = within(dialog).getByRole("textbox") as HTMLInputElement;
+    fireEvent.click(within(dialog).getByRole("button", { name: "Skip step" }));
+    expect(within(dialog).getByRole("alert").textContent).toBe("Say why the step is skipped.");
+    expect(sent.skipped).toBeUndefined();
+    fireEvent.change(reason, { target: { value: "bumped by hand in #412" } });
+    fireEvent.click(within(dialog).getByRole("button", { name: "Skip step" }));
+    await waitFor(() => expect(sent.skipped).toBeDefined());
+    expect(sent.skipped).toMatchObject({ runId: run.id, stepName: "bump-go", attempt: 2, reason: "bumped by hand in #412" });
+    await waitFor(() => expect(screen.queryByRole("dialog")).toBeNull());
+  });
+
+  it("adopts an existing pull request, its URL checked first", async () => {
+    const sent: Sent = {};
+    serve(procedures(RunService.method.adoptPullRequest, RunService.method.skipStep), sent);
+    fireEvent.click(await screen.findByRole("button", { name: "Adopt existing PR…" }));
+    const dialog = screen.getByRole("dialog", { name: "Adopt existing PR: bump-go" });
+    const url = within(dialog).getByRole("textbox") as HTMLInputElement;
+    fireEvent.change(url, { target: { value: "git@github.com:acme/billing/pull/7" } });
+    fireEvent.click(within(dialog).getByRole("button", { name: "Adopt PR" }));
+    expect(within(dialog).getByRole("alert").textContent).toBe("An http:// or https:// URL.");
+    fireEvent.change(url, { target: { value: "https://github.com/acme/billing/pull/7" } });
+    fireEvent.click(within(dialog).getByRole("button", { name: "Adopt PR" }));
+    await waitFor(() => expect(sent.adopted).toBeDefined());
+    expect(sent.adopted).toMatchObject({ runId: run.id, stepName: "bump-go", attempt: 2, prUrl: "https://github.com/acme/billing/pull/7" });
+  });
+
+  it("shows a skipped step with its reason", async () => {
+    mount({
+      path: "/m/go-upgrade/c/acme%2Fbilling",
+      route: "/m/:migrationId/c/*",
+      element: <CandidatePage />,
+      routes: (r) => {
+        r.service(RegistryService, {
+          getCaller: () => ({ authenticated: true, allowedProcedures: procedures(RunService.method.skipStep) }),
+          getMigration: () => ({ migration }),
+        });
+        r.service(DiscoveryService, { getCandidate: () => ({ candidate }) });
+        r.service(RunService, {
+          async *watchRun(_req, ctx) {
+            const skipped = create(RunSchema, {
+              id: run.id,
+              migrationId: run.migrationId,
+              candidateId: run.candidateId,
+              execution: run.execution,
+              status: RunStatus.RUNNING,
+              steps: run.steps,
+              currentStep: "deploy",
+              currentStepStatus: StepStatus.IN_PROGRESS,
+              stepResults: [
+                { stepName: "bump-go", status: StepStatus.SKIPPED, attempt: 2, message: "bumped by hand", actor: "ana" },
+                { stepName: "deploy", status: StepStatus.IN_PROGRESS, attempt: 1 },
+              ],
+            });
+            yield { update: { case: "run", value: skipped } };
+            await untilAborted(ctx.signal);
+          },
+        });
+        r.service(HistoryService, {
+          listEvents: () => ({ events: [] }),
+          async *watchEvents(_req, ctx) {
+            await untilAborted(ctx.signal);
+          },
+        });
+      },
+    });
+    const steps = await screen.findAllByRole("listitem");
+    await waitFor(() => expect(steps.find((li) => li.dataset.step === "bump-go")!.dataset.status).toBe("skipped"));
+    const bump = (await screen.findAllByRole("listitem")).find((li) => li.dataset.step === "bump-go")!;
+    expect(bump.textContent).toContain("Skipped: bumped by hand");
+    expect(bump.textContent).toContain("by ana");
+    // Only the current step offers a skip.
+    expect(screen.getAllByRole("button", { name: "Skip step…" }).length).toBe(1);
+  });
+
   it("starts a Run with the inputs, checked before anything is sent", async () => {
-    const sent: { started?: StartRunRequest } = {};
+    const sent: Sent = {};
     serve(procedures(RunService.method.previewRun, RunService.method.startRun), sent, false);
     expect(await screen.findByText("Not started yet.")).toBeTruthy();
     fireEvent.click(await screen.findByRole("button", { name: "Preview or start…" }));

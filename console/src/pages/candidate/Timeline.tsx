@@ -1,6 +1,6 @@
 import { DispatchTrouble } from "../../components/DispatchTrouble";
 import { Badge } from "../../components/Common";
-import { RunStatus, type Run } from "../../gen/loom/v1/run_pb";
+import { RunStatus, StepStatus, type Run } from "../../gen/loom/v1/run_pb";
 import { stepStatusLabel, time } from "../../format";
 import { StepActions } from "./StepActions";
 
@@ -25,7 +25,12 @@ export function Timeline({ run, onChanged }: { run: Run; onChanged: () => void }
                     PR: <a href={s.prUrl}>{s.prUrl}</a>
                   </div>
                 )}
-                {s.message && <div className="message">{s.message}</div>}
+                {s.message && (
+                  <div className="message">
+                    {s.status === StepStatus.SKIPPED && <strong>Skipped: </strong>}
+                    {s.message}
+                  </div>
+                )}
                 <DispatchTrouble step={s} />
                 <div className="muted small">
                   started {time(s.startTime)}

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file loom/v1/run_service.proto.
  */
 export const file_loom_v1_run_service: GenFile = /*@__PURE__*/
-  fileDesc("Chlsb29tL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdsb29tLnYxIrQCChFQcmV2aWV3UnVuUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSQAoMY2FuZGlkYXRlX2lkGAIgASgJQiq6SCdyJTIjXltBLVphLXowLTldW0EtWmEtejAtOS5fLy1dezAsMjU0fSQSawoGaW5wdXRzGAMgAygLMiYubG9vbS52MS5QcmV2aWV3UnVuUmVxdWVzdC5JbnB1dHNFbnRyeUIzukgwmgEtEDIiInIgMh5eW0EtWmEtel1bQS1aYS16MC05Xy4tXXswLDYzfSQqBXIDGIAgGi0KC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoSUHJldmlld1J1blJlc3BvbnNlEiMKBXN0ZXBzGAEgAygLMhQubG9vbS52MS5TdGVwUHJldmlldyKwAgoPU3RhcnRSdW5SZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBJACgxjYW5kaWRhdGVfaWQYAiABKAlCKrpIJ3IlMiNeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBJpCgZpbnB1dHMYAyADKAsyJC5sb29tLnYxLlN0YXJ0UnVuUmVxdWVzdC5JbnB1dHNFbnRyeUIzukgwmgEtEDIiInIgMh5eW0EtWmEtel1bQS1aYS16MC05Xy4tXXswLDYzfSQqBXIDGIAgGi0KC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLQoQU3RhcnRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5sb29tLnYxLlJ1biKMAQoQQ2FuY2VsUnVuUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBIYCgZyZWFzb24YAiABKAlCCLpIBXIDGNAPIi4KEUNhbmNlbFJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIswBChBSZXRyeVN0ZXBSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEj4KCXN0ZXBfbmFtZRgCIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAiAAIi4KEVJldHJ5U3RlcFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIpkCChNGaW5pc2hSZXZpZXdSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEj4KCXN0ZXBfbmFtZRgCIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAiAAEjAKB291dGNvbWUYBCABKA4yEy5sb29tLnYxLlN0ZXBTdGF0dXNCCrpIB4IBBBgFGAYSFgoEbm90ZRgFIAEoCUIIukgFcgMYoB8iMQoURmluaXNoUmV2aWV3UmVzcG9uc2USGQoDcnVuGAEgASgLMgwubG9vbS52MS5SdW4i6QEKFU1hcmtTdGVwTWVyZ2VkUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBI+CglzdGVwX25hbWUYAiABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSGAoHYXR0ZW1wdBgDIAEoBUIHukgEGgIgABIWCgRub3RlGAQgASgJQgi6SAVyAxigHyIzChZNYXJrU3RlcE1lcmdlZFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuItUBChVCdWxrUmV0cnlTdGVwc1JlcXVlc3QSQQoMbWlncmF0aW9uX2lkGAEgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEjYKCXNlbGVjdGlvbhgCIAEoCzIbLmxvb20udjEuQ2FuZGlkYXRlU2VsZWN0aW9uQga6SAPIAQESQQoJc3RlcF9uYW1lGAMgASgJQi66SCvYAQFyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kIj0KFkJ1bGtSZXRyeVN0ZXBzUmVzcG9uc2USIwoGcmVzdWx0GAEgASgLMhMubG9vbS52MS5CdWxrUmVzdWx0IqwBChVCdWxrQ2FuY2VsUnVuc1JlcXVlc3QSQQoMbWlncmF0aW9uX2lkGAEgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEjYKCXNlbGVjdGlvbhgCIAEoCzIbLmxvb20udjEuQ2FuZGlkYXRlU2VsZWN0aW9uQga6SAPIAQESGAoGcmVhc29uGAMgASgJQgi6SAVyAxjQDyI9ChZCdWxrQ2FuY2VsUnVuc1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmxvb20udjEuQnVsa1Jlc3VsdCKfAgoYQnVsa0ZpbmlzaFJldmlld3NSZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBI2CglzZWxlY3Rpb24YAiABKAsyGy5sb29tLnYxLkNhbmRpZGF0ZVNlbGVjdGlvbkIGukgDyAEBEj4KCXN0ZXBfbmFtZRgDIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIwCgdvdXRjb21lGAQgASgOMhMubG9vbS52MS5TdGVwU3RhdHVzQgq6SAeCAQQYBRgGEhYKBG5vdGUYBSABKAlCCLpIBXIDGKAfIkAKGUJ1bGtGaW5pc2hSZXZpZXdzUmVzcG9uc2USIwoGcmVzdWx0GAEgASgLMhMubG9vbS52MS5CdWxrUmVzdWx0Iu8BChpCdWxrTWFya1N0ZXBzTWVyZ2VkUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSNgoJc2VsZWN0aW9uGAIgASgLMhsubG9vbS52MS5DYW5kaWRhdGVTZWxlY3Rpb25CBrpIA8gBARI+CglzdGVwX25hbWUYAyABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSFgoEbm90ZRgEIAEoCUIIukgFcgMYoB8iQgobQnVsa01hcmtTdGVwc01lcmdlZFJlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmxvb20udjEuQnVsa1Jlc3VsdCJvCg1HZXRSdW5SZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kIisKDkdldFJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIogECg9MaXN0UnVuc1JlcXVlc3QSQQoMbWlncmF0aW9uX2lkGAEgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEiwKBnN0YXR1cxgCIAEoDjISLmxvb20udjEuUnVuU3RhdHVzQgi6SAWCAQIQARI6ChNjdXJyZW50X3N0ZXBfc3RhdHVzGAMgASgOMhMubG9vbS52MS5TdGVwU3RhdHVzQgi6SAWCAQIQARIdCglwYWdlX3NpemUYBCABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgFIAEoCUIIukgFcgMYgAgSGAoQZGlzcGF0Y2hfZmFpbGluZxgGIAEoCDrwAbpI7AEa6QEKIGxpc3RfcnVucy5kaXNwYXRjaF9mYWlsaW5nX2Fsb25lEnZkaXNwYXRjaF9mYWlsaW5nIHNlbGVjdHMgcnVubmluZyBSdW5zIHdob3NlIGN1cnJlbnQgc3RlcCBpcyBpbiBwcm9ncmVzczogZ2l2ZSBubyBzdGF0dXMgb3IgY3VycmVudF9zdGVwX3N0YXR1cyB3aXRoIGl0Gk0hdGhpcy5kaXNwYXRjaF9mYWlsaW5nIHx8ICh0aGlzLnN0YXR1cyA9PSAwICYmIHRoaXMuY3VycmVudF9zdGVwX3N0YXR1cyA9PSAwKSJbChBMaXN0UnVuc1Jlc3BvbnNlEhoKBHJ1bnMYASADKAsyDC5sb29tLnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoAyKRAQoPV2F0Y2hSdW5SZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEh4KDWFmdGVyX3ZlcnNpb24YAiABKANCB7pIBCICKAAiagoQV2F0Y2hSdW5SZXNwb25zZRIbCgNydW4YASABKAsyDC5sb29tLnYxLlJ1bkgAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAEIICgZ1cGRhdGUiXAoUUmVjb25jaWxlUnVuc1JlcXVlc3QSRAoMbWlncmF0aW9uX2lkGAEgASgJQi66SCvYAQFyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kIkgKFVJlY29uY2lsZVJ1bnNSZXNwb25zZRIPCgdjaGVja2VkGAEgASgDEh4KBWZpeGVkGAIgAygLMg8ubG9vbS52MS5SdW5GaXgiTAoGUnVuRml4Eg4KBnJ1bl9pZBgBIAEoCRIiCgZzdGF0dXMYAiABKA4yEi5sb29tLnYxLlJ1blN0YXR1cxIOCgZyZWFzb24YAyABKAkyyAgKClJ1blNlcnZpY2USSgoKUHJldmlld1J1bhIaLmxvb20udjEuUHJldmlld1J1blJlcXVlc3QaGy5sb29tLnYxLlByZXZpZXdSdW5SZXNwb25zZSIDkAIBEj8KCFN0YXJ0UnVuEhgubG9vbS52MS5TdGFydFJ1blJlcXVlc3QaGS5sb29tLnYxLlN0YXJ0UnVuUmVzcG9uc2USQgoJQ2FuY2VsUnVuEhkubG9vbS52MS5DYW5jZWxSdW5SZXF1ZXN0GhoubG9vbS52MS5DYW5jZWxSdW5SZXNwb25zZRJCCglSZXRyeVN0ZXASGS5sb29tLnYxLlJldHJ5U3RlcFJlcXVlc3QaGi5sb29tLnYxLlJldHJ5U3RlcFJlc3BvbnNlEksKDEZpbmlzaFJldmlldxIcLmxvb20udjEuRmluaXNoUmV2aWV3UmVxdWVzdBodLmxvb20udjEuRmluaXNoUmV2aWV3UmVzcG9uc2USUQoOTWFya1N0ZXBNZXJnZWQSHi5sb29tLnYxLk1hcmtTdGVwTWVyZ2VkUmVxdWVzdBofLmxvb20udjEuTWFya1N0ZXBNZXJnZWRSZXNwb25zZRJRCg5CdWxrUmV0cnlTdGVwcxIeLmxvb20udjEuQnVsa1JldHJ5U3RlcHNSZXF1ZXN0Gh8ubG9vbS52MS5CdWxrUmV0cnlTdGVwc1Jlc3BvbnNlElEKDkJ1bGtDYW5jZWxSdW5zEh4ubG9vbS52MS5CdWxrQ2FuY2VsUnVuc1JlcXVlc3QaHy5sb29tLnYxLkJ1bGtDYW5jZWxSdW5zUmVzcG9uc2USWgoRQnVsa0ZpbmlzaFJldmlld3MSIS5sb29tLnYxLkJ1bGtGaW5pc2hSZXZpZXdzUmVxdWVzdBoiLmxvb20udjEuQnVsa0ZpbmlzaFJldmlld3NSZXNwb25zZRJgChNCdWxrTWFya1N0ZXBzTWVyZ2VkEiMubG9vbS52MS5CdWxrTWFya1N0ZXBzTWVyZ2VkUmVxdWVzdBokLmxvb20udjEuQnVsa01hcmtTdGVwc01lcmdlZFJlc3BvbnNlEj4KBkdldFJ1bhIWLmxvb20udjEuR2V0UnVuUmVxdWVzdBoXLmxvb20udjEuR2V0UnVuUmVzcG9uc2UiA5ACARJECghMaXN0UnVucxIYLmxvb20udjEuTGlzdFJ1bnNSZXF1ZXN0GhkubG9vbS52MS5MaXN0UnVuc1Jlc3BvbnNlIgOQAgESRgoIV2F0Y2hSdW4SGC5sb29tLnYxLldhdGNoUnVuUmVxdWVzdBoZLmxvb20udjEuV2F0Y2hSdW5SZXNwb25zZSIDkAIBMAESUwoNUmVjb25jaWxlUnVucxIdLmxvb20udjEuUmVjb25jaWxlUnVuc1JlcXVlc3QaHi5sb29tLnYxLlJlY29uY2lsZVJ1bnNSZXNwb25zZSIDkAICQitaKWdpdGh1Yi5jb20vbG9vbWhxL2xvb20vZ2VuL2xvb20vdjE7bG9vbXYxYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_loom_v1_bulk, file_loom_v1_preview, file_loom_v1_run]);
+  fileDesc("Chlsb29tL3YxL3J1bl9zZXJ2aWNlLnByb3RvEgdsb29tLnYxIrQCChFQcmV2aWV3UnVuUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSQAoMY2FuZGlkYXRlX2lkGAIgASgJQiq6SCdyJTIjXltBLVphLXowLTldW0EtWmEtejAtOS5fLy1dezAsMjU0fSQSawoGaW5wdXRzGAMgAygLMiYubG9vbS52MS5QcmV2aWV3UnVuUmVxdWVzdC5JbnB1dHNFbnRyeUIzukgwmgEtEDIiInIgMh5eW0EtWmEtel1bQS1aYS16MC05Xy4tXXswLDYzfSQqBXIDGIAgGi0KC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoSUHJldmlld1J1blJlc3BvbnNlEiMKBXN0ZXBzGAEgAygLMhQubG9vbS52MS5TdGVwUHJldmlldyKwAgoPU3RhcnRSdW5SZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBJACgxjYW5kaWRhdGVfaWQYAiABKAlCKrpIJ3IlMiNeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBJpCgZpbnB1dHMYAyADKAsyJC5sb29tLnYxLlN0YXJ0UnVuUmVxdWVzdC5JbnB1dHNFbnRyeUIzukgwmgEtEDIiInIgMh5eW0EtWmEtel1bQS1aYS16MC05Xy4tXXswLDYzfSQqBXIDGIAgGi0KC0lucHV0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLQoQU3RhcnRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5sb29tLnYxLlJ1biKMAQoQQ2FuY2VsUnVuUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBIYCgZyZWFzb24YAiABKAlCCLpIBXIDGNAPIi4KEUNhbmNlbFJ1blJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIswBChBSZXRyeVN0ZXBSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEj4KCXN0ZXBfbmFtZRgCIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAiAAIi4KEVJldHJ5U3RlcFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIpkCChNGaW5pc2hSZXZpZXdSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEj4KCXN0ZXBfbmFtZRgCIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAiAAEjAKB291dGNvbWUYBCABKA4yEy5sb29tLnYxLlN0ZXBTdGF0dXNCCrpIB4IBBBgFGAYSFgoEbm90ZRgFIAEoCUIIukgFcgMYoB8iMQoURmluaXNoUmV2aWV3UmVzcG9uc2USGQoDcnVuGAEgASgLMgwubG9vbS52MS5SdW4i6QEKFU1hcmtTdGVwTWVyZ2VkUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBI+CglzdGVwX25hbWUYAiABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSGAoHYXR0ZW1wdBgDIAEoBUIHukgEGgIgABIWCgRub3RlGAQgASgJQgi6SAVyAxigHyIzChZNYXJrU3RlcE1lcmdlZFJlc3BvbnNlEhkKA3J1bhgBIAEoCzIMLmxvb20udjEuUnVuIucBCg9Ta2lwU3RlcFJlcXVlc3QSXgoGcnVuX2lkGAEgASgJQk66SEtySTJHXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT9fX1tBLVphLXowLTldW0EtWmEtejAtOS5fLy1dezAsMjU0fSQSPgoJc3RlcF9uYW1lGAIgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEhgKB2F0dGVtcHQYAyABKAVCB7pIBBoCIAASGgoGcmVhc29uGAQgASgJQgq6SAdyBRABGIAIIi0KEFNraXBTdGVwUmVzcG9uc2USGQoDcnVuGAEgASgLMgwubG9vbS52MS5SdW4i4AIKF0Fkb3B0UHVsbFJlcXVlc3RSZXF1ZXN0El4KBnJ1bl9pZBgBIAEoCUJOukhLckkyR15bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/X19bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDI1NH0kEj4KCXN0ZXBfbmFtZRgCIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIYCgdhdHRlbXB0GAMgASgFQge6SAQaAiAAEooBCgZwcl91cmwYBCABKAlCerpId7oBbAoLcHJfdXJsLmh0dHASIm11c3QgYmUgYW4gaHR0cDovLyBvciBodHRwczovLyBVUkwaOXRoaXMuc3RhcnRzV2l0aCgnaHR0cDovLycpIHx8IHRoaXMuc3RhcnRzV2l0aCgnaHR0cHM6Ly8nKXIGGIAQiAEBIjUKGEFkb3B0UHVsbFJlcXVlc3RSZXNwb25zZRIZCgNydW4YASABKAsyDC5sb29tLnYxLlJ1biLVAQoVQnVsa1JldHJ5U3RlcHNSZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBI2CglzZWxlY3Rpb24YAiABKAsyGy5sb29tLnYxLkNhbmRpZGF0ZVNlbGVjdGlvbkIGukgDyAEBEkEKCXN0ZXBfbmFtZRgDIAEoCUIuukgr2AEBciYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JCI9ChZCdWxrUmV0cnlTdGVwc1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmxvb20udjEuQnVsa1Jlc3VsdCKsAQoVQnVsa0NhbmNlbFJ1bnNSZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBI2CglzZWxlY3Rpb24YAiABKAsyGy5sb29tLnYxLkNhbmRpZGF0ZVNlbGVjdGlvbkIGukgDyAEBEhgKBnJlYXNvbhgDIAEoCUIIukgFcgMY0A8iPQoWQnVsa0NhbmNlbFJ1bnNSZXNwb25zZRIjCgZyZXN1bHQYASABKAsyEy5sb29tLnYxLkJ1bGtSZXN1bHQinwIKGEJ1bGtGaW5pc2hSZXZpZXdzUmVxdWVzdBJBCgxtaWdyYXRpb25faWQYASABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSNgoJc2VsZWN0aW9uGAIgASgLMhsubG9vbS52MS5DYW5kaWRhdGVTZWxlY3Rpb25CBrpIA8gBARI+CglzdGVwX25hbWUYAyABKAlCK7pIKHImMiReW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pPyQSMAoHb3V0Y29tZRgEIAEoDjITLmxvb20udjEuU3RlcFN0YXR1c0IKukgHggEEGAUYBhIWCgRub3RlGAUgASgJQgi6SAVyAxigHyJAChlCdWxrRmluaXNoUmV2aWV3c1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmxvb20udjEuQnVsa1Jlc3VsdCLvAQoaQnVsa01hcmtTdGVwc01lcmdlZFJlcXVlc3QSQQoMbWlncmF0aW9uX2lkGAEgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEjYKCXNlbGVjdGlvbhgCIAEoCzIbLmxvb20udjEuQ2FuZGlkYXRlU2VsZWN0aW9uQga6SAPIAQESPgoJc3RlcF9uYW1lGAMgASgJQiu6SChyJjIkXlthLXowLTldKFthLXowLTktXXswLDYxfVthLXowLTldKT8kEhYKBG5vdGUYBCABKAlCCLpIBXIDGKAfIkIKG0J1bGtNYXJrU3RlcHNNZXJnZWRSZXNwb25zZRIjCgZyZXN1bHQYASABKAsyEy5sb29tLnYxLkJ1bGtSZXN1bHQibwoNR2V0UnVuUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JCIrCg5HZXRSdW5SZXNwb25zZRIZCgNydW4YASABKAsyDC5sb29tLnYxLlJ1biKIBAoPTGlzdFJ1bnNSZXF1ZXN0EkEKDG1pZ3JhdGlvbl9pZBgBIAEoCUIrukgociYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JBIsCgZzdGF0dXMYAiABKA4yEi5sb29tLnYxLlJ1blN0YXR1c0IIukgFggECEAESOgoTY3VycmVudF9zdGVwX3N0YXR1cxgDIAEoDjITLmxvb20udjEuU3RlcFN0YXR1c0IIukgFggECEAESHQoJcGFnZV9zaXplGAQgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YBSABKAlCCLpIBXIDGIAIEhgKEGRpc3BhdGNoX2ZhaWxpbmcYBiABKAg68AG6SOwBGukBCiBsaXN0X3J1bnMuZGlzcGF0Y2hfZmFpbGluZ19hbG9uZRJ2ZGlzcGF0Y2hfZmFpbGluZyBzZWxlY3RzIHJ1bm5pbmcgUnVucyB3aG9zZSBjdXJyZW50IHN0ZXAgaXMgaW4gcHJvZ3Jlc3M6IGdpdmUgbm8gc3RhdHVzIG9yIGN1cnJlbnRfc3RlcF9zdGF0dXMgd2l0aCBpdBpNIXRoaXMuZGlzcGF0Y2hfZmFpbGluZyB8fCAodGhpcy5zdGF0dXMgPT0gMCAmJiB0aGlzLmN1cnJlbnRfc3RlcF9zdGF0dXMgPT0gMCkiWwoQTGlzdFJ1bnNSZXNwb25zZRIaCgRydW5zGAEgAygLMgwubG9vbS52MS5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAMikQEKD1dhdGNoUnVuUmVxdWVzdBJeCgZydW5faWQYASABKAlCTrpIS3JJMkdeW2EtejAtOV0oW2EtejAtOS1dezAsNjF9W2EtejAtOV0pP19fW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCwyNTR9JBIeCg1hZnRlcl92ZXJzaW9uGAIgASgDQge6SAQiAigAImoKEFdhdGNoUnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMgwubG9vbS52MS5SdW5IABIvCgloZWFydGJlYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSABCCAoGdXBkYXRlIlwKFFJlY29uY2lsZVJ1bnNSZXF1ZXN0EkQKDG1pZ3JhdGlvbl9pZBgBIAEoCUIuukgr2AEBciYyJF5bYS16MC05XShbYS16MC05LV17MCw2MX1bYS16MC05XSk/JCJIChVSZWNvbmNpbGVSdW5zUmVzcG9uc2USDwoHY2hlY2tlZBgBIAEoAxIeCgVmaXhlZBgCIAMoCzIPLmxvb20udjEuUnVuRml4IkwKBlJ1bkZpeBIOCgZydW5faWQYASABKAkSIgoGc3RhdHVzGAIgASgOMhIubG9vbS52MS5SdW5TdGF0dXMSDgoGcmVhc29uGAMgASgJMuIJCgpSdW5TZXJ2aWNlEkoKClByZXZpZXdSdW4SGi5sb29tLnYxLlByZXZpZXdSdW5SZXF1ZXN0GhsubG9vbS52MS5QcmV2aWV3UnVuUmVzcG9uc2UiA5ACARI/CghTdGFydFJ1bhIYLmxvb20udjEuU3RhcnRSdW5SZXF1ZXN0GhkubG9vbS52MS5TdGFydFJ1blJlc3BvbnNlEkIKCUNhbmNlbFJ1bhIZLmxvb20udjEuQ2FuY2VsUnVuUmVxdWVzdBoaLmxvb20udjEuQ2FuY2VsUnVuUmVzcG9uc2USQgoJUmV0cnlTdGVwEhkubG9vbS52MS5SZXRyeVN0ZXBSZXF1ZXN0GhoubG9vbS52MS5SZXRyeVN0ZXBSZXNwb25zZRJLCgxGaW5pc2hSZXZpZXcSHC5sb29tLnYxLkZpbmlzaFJldmlld1JlcXVlc3QaHS5sb29tLnYxLkZpbmlzaFJldmlld1Jlc3BvbnNlElEKDk1hcmtTdGVwTWVyZ2VkEh4ubG9vbS52MS5NYXJrU3RlcE1lcmdlZFJlcXVlc3QaHy5sb29tLnYxLk1hcmtTdGVwTWVyZ2VkUmVzcG9uc2USPwoIU2tpcFN0ZXASGC5sb29tLnYxLlNraXBTdGVwUmVxdWVzdBoZLmxvb20udjEuU2tpcFN0ZXBSZXNwb25zZRJXChBBZG9wdFB1bGxSZXF1ZXN0EiAubG9vbS52MS5BZG9wdFB1bGxSZXF1ZXN0UmVxdWVzdBohLmxvb20udjEuQWRvcHRQdWxsUmVxdWVzdFJlc3BvbnNlElEKDkJ1bGtSZXRyeVN0ZXBzEh4ubG9vbS52MS5CdWxrUmV0cnlTdGVwc1JlcXVlc3QaHy5sb29tLnYxLkJ1bGtSZXRyeVN0ZXBzUmVzcG9uc2USUQoOQnVsa0NhbmNlbFJ1bnMSHi5sb29tLnYxLkJ1bGtDYW5jZWxSdW5zUmVxdWVzdBofLmxvb20udjEuQnVsa0NhbmNlbFJ1bnNSZXNwb25zZRJaChFCdWxrRmluaXNoUmV2aWV3cxIhLmxvb20udjEuQnVsa0ZpbmlzaFJldmlld3NSZXF1ZXN0GiIubG9vbS52MS5CdWxrRmluaXNoUmV2aWV3c1Jlc3BvbnNlEmAKE0J1bGtNYXJrU3RlcHNNZXJnZWQSIy5sb29tLnYxLkJ1bGtNYXJrU3RlcHNNZXJnZWRSZXF1ZXN0GiQubG9vbS52MS5CdWxrTWFya1N0ZXBzTWVyZ2VkUmVzcG9uc2USPgoGR2V0UnVuEhYubG9vbS52MS5HZXRSdW5SZXF1ZXN0GhcubG9vbS52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkQKCExpc3RSdW5zEhgubG9vbS52MS5MaXN0UnVuc1JlcXVlc3QaGS5sb29tLnYxLkxpc3RSdW5zUmVzcG9uc2UiA5ACARJGCghXYXRjaFJ1bhIYLmxvb20udjEuV2F0Y2hSdW5SZXF1ZXN0GhkubG9vbS52MS5XYXRjaFJ1blJlc3BvbnNlIgOQAgEwARJTCg1SZWNvbmNpbGVSdW5zEh0ubG9vbS52MS5SZWNvbmNpbGVSdW5zUmVxdWVzdBoeLmxvb20udjEuUmVjb25jaWxlUnVuc1Jlc3BvbnNlIgOQAgJCK1opZ2l0aHViLmNvbS9sb29taHEvbG9vbS9nZW4vbG9vbS92MTtsb29tdjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_loom_v1_bulk, file_loom_v1_preview, file_loom_v1_run]);
 
 /**
  * Request of RunService.PreviewRun.
@@ -377,6 +377,135 @@ export const MarkStepMergedResponseSchema: GenMessage<MarkStepMergedResponse> = 
   messageDesc(file_loom_v1_run_service, 11);
 
 /**
+ * Request of RunService.SkipStep.
+ *
+ * @generated from message loom.v1.SkipStepRequest
+ */
+export type SkipStepRequest = Message<"loom.v1.SkipStepRequest"> & {
+  /**
+   * The RunID, `{migration_id}__{candidate_id}`.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The current step, to skip.
+   *
+   * @generated from field: string step_name = 2;
+   */
+  stepName: string;
+
+  /**
+   * The current attempt of the step (StepResult.attempt), so that a skip
+   * meant for one attempt never skips a retry started meanwhile.
+   *
+   * @generated from field: int32 attempt = 3;
+   */
+  attempt: number;
+
+  /**
+   * Why the step is skipped, e.g. "already on Go 1.23 by hand": kept as the
+   * step's message and in the history. Required.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message loom.v1.SkipStepRequest.
+ * Use `create(SkipStepRequestSchema)` to create a new message.
+ */
+export const SkipStepRequestSchema: GenMessage<SkipStepRequest> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 12);
+
+/**
+ * Response of RunService.SkipStep.
+ *
+ * @generated from message loom.v1.SkipStepResponse
+ */
+export type SkipStepResponse = Message<"loom.v1.SkipStepResponse"> & {
+  /**
+   * The Run after the change: the step `skipped`, and the Run on its next
+   * step or completed.
+   *
+   * @generated from field: loom.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message loom.v1.SkipStepResponse.
+ * Use `create(SkipStepResponseSchema)` to create a new message.
+ */
+export const SkipStepResponseSchema: GenMessage<SkipStepResponse> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 13);
+
+/**
+ * Request of RunService.AdoptPullRequest.
+ *
+ * @generated from message loom.v1.AdoptPullRequestRequest
+ */
+export type AdoptPullRequestRequest = Message<"loom.v1.AdoptPullRequestRequest"> & {
+  /**
+   * The RunID, `{migration_id}__{candidate_id}`.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The current step, whose pull request exists.
+   *
+   * @generated from field: string step_name = 2;
+   */
+  stepName: string;
+
+  /**
+   * The current attempt of the step (StepResult.attempt).
+   *
+   * @generated from field: int32 attempt = 3;
+   */
+  attempt: number;
+
+  /**
+   * URL of the existing pull request, http:// or https://. Required.
+   *
+   * @generated from field: string pr_url = 4;
+   */
+  prUrl: string;
+};
+
+/**
+ * Describes the message loom.v1.AdoptPullRequestRequest.
+ * Use `create(AdoptPullRequestRequestSchema)` to create a new message.
+ */
+export const AdoptPullRequestRequestSchema: GenMessage<AdoptPullRequestRequest> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 14);
+
+/**
+ * Response of RunService.AdoptPullRequest.
+ *
+ * @generated from message loom.v1.AdoptPullRequestResponse
+ */
+export type AdoptPullRequestResponse = Message<"loom.v1.AdoptPullRequestResponse"> & {
+  /**
+   * The Run after the change: the step `open` with the pull request.
+   *
+   * @generated from field: loom.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message loom.v1.AdoptPullRequestResponse.
+ * Use `create(AdoptPullRequestResponseSchema)` to create a new message.
+ */
+export const AdoptPullRequestResponseSchema: GenMessage<AdoptPullRequestResponse> = /*@__PURE__*/
+  messageDesc(file_loom_v1_run_service, 15);
+
+/**
  * Request of RunService.BulkRetrySteps.
  *
  * @generated from message loom.v1.BulkRetryStepsRequest
@@ -410,7 +539,7 @@ export type BulkRetryStepsRequest = Message<"loom.v1.BulkRetryStepsRequest"> & {
  * Use `create(BulkRetryStepsRequestSchema)` to create a new message.
  */
 export const BulkRetryStepsRequestSchema: GenMessage<BulkRetryStepsRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 12);
+  messageDesc(file_loom_v1_run_service, 16);
 
 /**
  * Response of RunService.BulkRetrySteps.
@@ -432,7 +561,7 @@ export type BulkRetryStepsResponse = Message<"loom.v1.BulkRetryStepsResponse"> &
  * Use `create(BulkRetryStepsResponseSchema)` to create a new message.
  */
 export const BulkRetryStepsResponseSchema: GenMessage<BulkRetryStepsResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 13);
+  messageDesc(file_loom_v1_run_service, 17);
 
 /**
  * Request of RunService.BulkCancelRuns.
@@ -468,7 +597,7 @@ export type BulkCancelRunsRequest = Message<"loom.v1.BulkCancelRunsRequest"> & {
  * Use `create(BulkCancelRunsRequestSchema)` to create a new message.
  */
 export const BulkCancelRunsRequestSchema: GenMessage<BulkCancelRunsRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 14);
+  messageDesc(file_loom_v1_run_service, 18);
 
 /**
  * Response of RunService.BulkCancelRuns.
@@ -490,7 +619,7 @@ export type BulkCancelRunsResponse = Message<"loom.v1.BulkCancelRunsResponse"> &
  * Use `create(BulkCancelRunsResponseSchema)` to create a new message.
  */
 export const BulkCancelRunsResponseSchema: GenMessage<BulkCancelRunsResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 15);
+  messageDesc(file_loom_v1_run_service, 19);
 
 /**
  * Request of RunService.BulkFinishReviews.
@@ -539,7 +668,7 @@ export type BulkFinishReviewsRequest = Message<"loom.v1.BulkFinishReviewsRequest
  * Use `create(BulkFinishReviewsRequestSchema)` to create a new message.
  */
 export const BulkFinishReviewsRequestSchema: GenMessage<BulkFinishReviewsRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 16);
+  messageDesc(file_loom_v1_run_service, 20);
 
 /**
  * Response of RunService.BulkFinishReviews.
@@ -561,7 +690,7 @@ export type BulkFinishReviewsResponse = Message<"loom.v1.BulkFinishReviewsRespon
  * Use `create(BulkFinishReviewsResponseSchema)` to create a new message.
  */
 export const BulkFinishReviewsResponseSchema: GenMessage<BulkFinishReviewsResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 17);
+  messageDesc(file_loom_v1_run_service, 21);
 
 /**
  * Request of RunService.BulkMarkStepsMerged.
@@ -603,7 +732,7 @@ export type BulkMarkStepsMergedRequest = Message<"loom.v1.BulkMarkStepsMergedReq
  * Use `create(BulkMarkStepsMergedRequestSchema)` to create a new message.
  */
 export const BulkMarkStepsMergedRequestSchema: GenMessage<BulkMarkStepsMergedRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 18);
+  messageDesc(file_loom_v1_run_service, 22);
 
 /**
  * Response of RunService.BulkMarkStepsMerged.
@@ -624,7 +753,7 @@ export type BulkMarkStepsMergedResponse = Message<"loom.v1.BulkMarkStepsMergedRe
  * Use `create(BulkMarkStepsMergedResponseSchema)` to create a new message.
  */
 export const BulkMarkStepsMergedResponseSchema: GenMessage<BulkMarkStepsMergedResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 19);
+  messageDesc(file_loom_v1_run_service, 23);
 
 /**
  * Request of RunService.GetRun.
@@ -645,7 +774,7 @@ export type GetRunRequest = Message<"loom.v1.GetRunRequest"> & {
  * Use `create(GetRunRequestSchema)` to create a new message.
  */
 export const GetRunRequestSchema: GenMessage<GetRunRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 20);
+  messageDesc(file_loom_v1_run_service, 24);
 
 /**
  * Response of RunService.GetRun.
@@ -666,7 +795,7 @@ export type GetRunResponse = Message<"loom.v1.GetRunResponse"> & {
  * Use `create(GetRunResponseSchema)` to create a new message.
  */
 export const GetRunResponseSchema: GenMessage<GetRunResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 21);
+  messageDesc(file_loom_v1_run_service, 25);
 
 /**
  * Request of RunService.ListRuns.
@@ -726,7 +855,7 @@ export type ListRunsRequest = Message<"loom.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 22);
+  messageDesc(file_loom_v1_run_service, 26);
 
 /**
  * Response of RunService.ListRuns.
@@ -761,7 +890,7 @@ export type ListRunsResponse = Message<"loom.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 23);
+  messageDesc(file_loom_v1_run_service, 27);
 
 /**
  * Request of RunService.WatchRun.
@@ -790,7 +919,7 @@ export type WatchRunRequest = Message<"loom.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 24);
+  messageDesc(file_loom_v1_run_service, 28);
 
 /**
  * One message of RunService.WatchRun.
@@ -827,7 +956,7 @@ export type WatchRunResponse = Message<"loom.v1.WatchRunResponse"> & {
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 25);
+  messageDesc(file_loom_v1_run_service, 29);
 
 /**
  * Request of RunService.ReconcileRuns.
@@ -848,7 +977,7 @@ export type ReconcileRunsRequest = Message<"loom.v1.ReconcileRunsRequest"> & {
  * Use `create(ReconcileRunsRequestSchema)` to create a new message.
  */
 export const ReconcileRunsRequestSchema: GenMessage<ReconcileRunsRequest> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 26);
+  messageDesc(file_loom_v1_run_service, 30);
 
 /**
  * Response of RunService.ReconcileRuns.
@@ -876,7 +1005,7 @@ export type ReconcileRunsResponse = Message<"loom.v1.ReconcileRunsResponse"> & {
  * Use `create(ReconcileRunsResponseSchema)` to create a new message.
  */
 export const ReconcileRunsResponseSchema: GenMessage<ReconcileRunsResponse> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 27);
+  messageDesc(file_loom_v1_run_service, 31);
 
 /**
  * One Run view ReconcileRuns fixed.
@@ -911,7 +1040,7 @@ export type RunFix = Message<"loom.v1.RunFix"> & {
  * Use `create(RunFixSchema)` to create a new message.
  */
 export const RunFixSchema: GenMessage<RunFix> = /*@__PURE__*/
-  messageDesc(file_loom_v1_run_service, 28);
+  messageDesc(file_loom_v1_run_service, 32);
 
 /**
  * RunService starts, drives, inspects and stops Runs. Operators call it.
@@ -1008,6 +1137,49 @@ export const RunService: GenService<{
     methodKind: "unary";
     input: typeof MarkStepMergedRequestSchema;
     output: typeof MarkStepMergedResponseSchema;
+  },
+  /**
+   * SkipStep marks the current step of a running Run `skipped`, with the
+   * operator's reason (kept as the step's message): the step counts as
+   * done and the Run moves on to the next step, or completes when it was
+   * the last. A dispatch of the step still in flight is stopped, and later
+   * reports of the Migrator on it are refused. Allowed from `in_progress`,
+   * `open`, `awaiting_review` and `failed`. Sending the same request again
+   * (same step, attempt and reason) changes nothing and answers the Run.
+   * Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
+   * for a missing reason; FAILED_PRECONDITION when the Run is not running
+   * (reason RUN_NOT_RUNNING), the named step is not the current one
+   * (STEP_NOT_CURRENT), the attempt is not the current one (STALE_ATTEMPT),
+   * or the step is already done (TRANSITION_NOT_ALLOWED).
+   *
+   * @generated from rpc loom.v1.RunService.SkipStep
+   */
+  skipStep: {
+    methodKind: "unary";
+    input: typeof SkipStepRequestSchema;
+    output: typeof SkipStepResponseSchema;
+  },
+  /**
+   * AdoptPullRequest tells Loom that the pull request of the current step
+   * already exists, at pr_url (opened by hand, or by an earlier tool): the
+   * step becomes `open` with that pull request and the Run waits for its
+   * merge as after a Migrator's `open` report (the Migrator's `merged`
+   * report, or MarkStepMerged, moves it on). A dispatch of the step still
+   * in flight is stopped. Allowed from `in_progress` and `failed`. Sending
+   * the same request again changes nothing and answers the Run.
+   * Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
+   * for a pr_url that is not an http(s) URL; FAILED_PRECONDITION when the
+   * Run is not running (RUN_NOT_RUNNING), the named step is not the current
+   * one (STEP_NOT_CURRENT), the attempt is not the current one
+   * (STALE_ATTEMPT), or the step is in any other status, `open` with
+   * another pull request included (TRANSITION_NOT_ALLOWED).
+   *
+   * @generated from rpc loom.v1.RunService.AdoptPullRequest
+   */
+  adoptPullRequest: {
+    methodKind: "unary";
+    input: typeof AdoptPullRequestRequestSchema;
+    output: typeof AdoptPullRequestResponseSchema;
   },
   /**
    * BulkRetrySteps retries, as RetryStep does, the failed step of every
