@@ -68,10 +68,20 @@ func TestFake(t *testing.T) { migratortest.New(t) }
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOSUMDB=off",
-		// The SDK from the file proxy; its dependencies from the module cache
-		// (served the same way), so the test needs no network.
-		"GOPROXY=file://"+proxy+",file://"+filepath.Join(strings.TrimSpace(string(cache)), "cache", "download"))
+	upstream, err := exec.Command("go", "env", "GOPROXY").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The SDK from the file proxy; its dependencies from the module cache
+	// (served the same way), so the test needs no network when the cache
+	// holds them. A cache holds a module's go.mod without its zip when only
+	// its requirements were read (test-only dependencies of dependencies,
+	// which go mod tidy checks); those come from the configured proxy.
+	goproxy := "file://" + proxy + ",file://" + filepath.Join(strings.TrimSpace(string(cache)), "cache", "download")
+	if up := strings.TrimSpace(string(upstream)); up != "" && up != "off" {
+		goproxy += "," + up
+	}
+	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOSUMDB=off", "GOPROXY="+goproxy)
 	for _, args := range [][]string{
 		{"get", "github.com/loomhq/loom/migratorsdk@" + sdkVersion},
 		{"mod", "tidy"},
