@@ -339,8 +339,9 @@ type RolloutSettings struct {
 	// Pause by itself when this many of the latest step outcomes of its
 	// Runs were failures; unset never pauses.
 	PauseOnFailures *FailureThreshold `protobuf:"bytes,4,opt,name=pause_on_failures,json=pauseOnFailures,proto3" json:"pause_on_failures,omitempty"`
-	// The most Runs started per minute, spread evenly (60/R seconds apart);
-	// 0 means no limit.
+	// The most Runs started per minute, spread evenly: one every 60/R
+	// seconds (above 60 a minute, R/60 at a time each second); 0 means no
+	// limit.
 	MaxStartsPerMinute int32 `protobuf:"varint,5,opt,name=max_starts_per_minute,json=maxStartsPerMinute,proto3" json:"max_starts_per_minute,omitempty"`
 	// Start no Run while this many steps of the Migration's Runs (any Run,
 	// not only the rollout's) have a pull request open; 0 means no limit.

@@ -183,8 +183,9 @@ export type RolloutSettings = Message<"loom.v1.RolloutSettings"> & {
   pauseOnFailures?: FailureThreshold | undefined;
 
   /**
-   * The most Runs started per minute, spread evenly (60/R seconds apart);
-   * 0 means no limit.
+   * The most Runs started per minute, spread evenly: one every 60/R
+   * seconds (above 60 a minute, R/60 at a time each second); 0 means no
+   * limit.
    *
    * @generated from field: int32 max_starts_per_minute = 5;
    */
