@@ -5,8 +5,15 @@
 // flight, with Loom's ratio to the engine; then where a step boundary's
 // time goes.
 //
+// With -rollout it measures rollouts instead: the same Runs started
+// directly with StartRun and by one StartRollout, side by side; the
+// rollout workflow's own state; how soon PauseRollout takes; and many
+// Candidates started by one rollout at once.
+//
 //	go run ./cmd/loom-bench                      # what `make bench` prints
 //	go run ./cmd/loom-bench -levels 1:50 -steps 5 -bare=false
+//	go run ./cmd/loom-bench -rollout             # what `make bench-rollout` prints
+//	go run ./cmd/loom-bench -rollout -runs 2000 -in-flight 100
 package main
 
 import (
@@ -27,14 +34,42 @@ func main() {
 	warmup := flag.Int("warmup", 20, "Runs per side before measuring")
 	breakdown := flag.Int("breakdown", 30, "Runs traced one at a time to break a step boundary down; 0 skips it")
 	profiles := flag.String("cpuprofile-dir", "", "write a CPU profile of every measured phase into this directory")
+	rollout := flag.Bool("rollout", false, "measure rollouts against StartRun instead (-steps, -rounds and -warmup then default to 1, 1 and 50)")
+	runs := flag.Int("runs", 10000, "with -rollout: Runs per side and round")
+	inFlight := flag.Int("in-flight", 500, "with -rollout: Runs in flight on both sides (the rollout's max_in_flight)")
+	pauseRuns := flag.Int("pause-runs", 2000, "with -rollout: Candidates of the rollout paused mid-way; 0 skips the pause check")
+	pauseInFlight := flag.Int("pause-in-flight", 50, "with -rollout: that rollout's max_in_flight")
+	pauseAt := flag.Int("pause-at", 200, "with -rollout: pause it once this many of its Runs started")
+	burst := flag.Int("burst", 1000, "with -rollout: Candidates of one rollout started at once (max_in_flight as many); 0 skips it")
 	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if *rollout {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		cfg := bench.RolloutConfig{Runs: *runs, InFlight: *inFlight, Steps: 1, Rounds: 1, Warmup: 50,
+			PauseRuns: *pauseRuns, PauseInFlight: *pauseInFlight, PauseAt: *pauseAt, BurstRuns: *burst,
+			ProfileDir: *profiles, Out: os.Stdout, Progress: os.Stderr}
+		if set["steps"] {
+			cfg.Steps = *steps
+		}
+		if set["rounds"] {
+			cfg.Rounds = *rounds
+		}
+		if set["warmup"] {
+			cfg.Warmup = *warmup
+		}
+		if err := bench.RunRollout(ctx, cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "loom-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ls, err := bench.ParseLevels(*levels)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loom-bench: -levels:", err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
 	err = bench.Run(ctx, bench.Config{Levels: ls, Steps: *steps, Rounds: *rounds, Bare: *bare, Warmup: *warmup,
 		Breakdown: *breakdown, ProfileDir: *profiles, Out: os.Stdout, Progress: os.Stderr})
 	if err != nil {

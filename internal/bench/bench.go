@@ -139,40 +139,22 @@ func Run(ctx context.Context, cfg Config) error {
 		defer otel.SetTracerProvider(prev)
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	dir, err := os.MkdirTemp("", "loom-bench-")
+	w, err := openWorld(ctx, quiet)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	ready := make(chan devenv.Env, 1)
-	stopped := make(chan error, 1)
-	go func() {
-		stopped <- devenv.Run(ctx, devenv.Config{DataDir: dir, Addr: "127.0.0.1:0", NoConsole: true, Logger: quiet},
-			func(e devenv.Env) { ready <- e })
-	}()
-	var env devenv.Env
-	select {
-	case env = <-ready:
-	case err := <-stopped:
-		return fmt.Errorf("start loom dev: %w", err)
-	}
-	defer func() { cancel(); <-stopped }()
-
-	tc, err := client.DialContext(ctx, client.Options{HostPort: env.TemporalAddr, Namespace: "default",
-		Logger: sdklog.NewStructuredLogger(quiet)})
-	if err != nil {
-		return fmt.Errorf("dial temporal: %w", err)
-	}
-	defer tc.Close()
-	m := meter{redisPID: redisPID(ctx, env.RedisAddr)}
+	defer w.close()
+	ctx, env, tc, m := w.ctx, w.env, w.tc, w.m
 
 	total := cfg.Warmup + cfg.Breakdown
 	for _, l := range cfg.Levels {
 		total += l.Runs * cfg.Rounds
 	}
-	loom, err := startLoom(ctx, env, tc, cfg.Steps, total, quiet)
+	all := make([]string, total)
+	for i := range all {
+		all[i] = candidateID(i)
+	}
+	loom, err := startLoom(ctx, env, tc, cfg.Steps, all, quiet)
 	if err != nil {
 		return err
 	}
@@ -267,6 +249,51 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// world is one `loom dev` environment and a Temporal client on it.
+type world struct {
+	// ctx ends when the environment is closed.
+	ctx   context.Context
+	env   devenv.Env
+	tc    client.Client
+	m     meter
+	close func()
+}
+
+// openWorld starts a `loom dev` environment in a temporary directory (the
+// embedded Temporal server, redis-server, a Loom server) and dials its
+// Temporal.
+func openWorld(ctx context.Context, quiet *slog.Logger) (*world, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	dir, err := os.MkdirTemp("", "loom-bench-")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	ready := make(chan devenv.Env, 1)
+	stopped := make(chan error, 1)
+	go func() {
+		stopped <- devenv.Run(ctx, devenv.Config{DataDir: dir, Addr: "127.0.0.1:0", NoConsole: true, Logger: quiet},
+			func(e devenv.Env) { ready <- e })
+	}()
+	var env devenv.Env
+	select {
+	case env = <-ready:
+	case err := <-stopped:
+		cancel()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start loom dev: %w", err)
+	}
+	down := func() { cancel(); <-stopped; os.RemoveAll(dir) }
+	tc, err := client.DialContext(ctx, client.Options{HostPort: env.TemporalAddr, Namespace: "default",
+		Logger: sdklog.NewStructuredLogger(quiet)})
+	if err != nil {
+		down()
+		return nil, fmt.Errorf("dial temporal: %w", err)
+	}
+	return &world{ctx: ctx, env: env, tc: tc, m: meter{redisPID: redisPID(ctx, env.RedisAddr)},
+		close: func() { tc.Close(); down() }}, nil
 }
 
 type phaseResult struct {

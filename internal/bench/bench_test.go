@@ -160,3 +160,49 @@ func leadingNumber(cell string) float64 {
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
 }
+
+// TestTheRolloutBenchRunsEndToEnd runs the rollout bench at a tiny size on
+// real components: both sides are measured, the rollout's workflow is read
+// from its history (so its id and its start activity's name are still the
+// server's), the pause starts nothing after its answer and the burst skips
+// nothing.
+func TestTheRolloutBenchRunsEndToEnd(t *testing.T) {
+	var out bytes.Buffer
+	err := RunRollout(context.Background(), RolloutConfig{Runs: 40, InFlight: 10, Steps: 1, Rounds: 1,
+		PauseRuns: 30, PauseInFlight: 5, PauseAt: 5, BurstRuns: 20, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	t.Log("\n" + got)
+	row := strings.Split(lineStarting(got, "| 1 | direct |"), "|")
+	if len(row) < 6 {
+		t.Fatal("no row for round 1")
+	}
+	for i, name := range map[int]string{3: "direct Runs/s", 4: "rollout Runs/s", 5: "ratio"} {
+		if v := leadingNumber(row[i]); v <= 0 {
+			t.Errorf("%s is %q", name, row[i])
+		}
+	}
+	for _, what := range []string{"| round 1 | 40 |", "| pause (cancelled) | 30 |", "| 20 in one | 20 |"} {
+		cells := strings.Split(lineStarting(got, what), "|")
+		if len(cells) < 9 {
+			t.Errorf("no state row %q", what)
+			continue
+		}
+		// | rollout | Candidates | runs | events | events | input | input | batches (retried) |
+		for i, name := range map[int]string{3: "workflow runs", 4: "events", 6: "input bytes", 8: "start batches"} {
+			if v := leadingNumber(cells[i]); v <= 0 {
+				t.Errorf("%s: %s is %q", what, name, cells[i])
+			}
+		}
+	}
+	if m := regexp.MustCompile(`answered in \*\*([0-9.]+)(ms|s|µs)\*\*.*\*\*(\d+) after the answer\*\*`).FindStringSubmatch(got); m == nil {
+		t.Error("no pause figures")
+	} else if m[3] != "0" {
+		t.Errorf("%s Runs started after the pause's answer", m[3])
+	}
+	if !strings.Contains(got, "20 started, 20 completed, 0 skipped") || !strings.Contains(got, "none timed out") {
+		t.Error("the burst did not start its 20 Candidates cleanly")
+	}
+}

@@ -31,13 +31,17 @@ type loomSide struct {
 	served chan error
 	rec    *boundaries
 	last   *lastReports
+	// rollouts is the operator's RolloutService.
+	rollouts loomv1connect.RolloutServiceClient
 }
 
 // candidateID is the id of the bench's n-th Candidate (both sides use the
 // same numbering, each with its own prefix).
 func candidateID(n int) string { return fmt.Sprintf("c-%06d", n) }
 
-func startLoom(ctx context.Context, env devenv.Env, tc client.Client, steps, candidates int, log *slog.Logger) (*loomSide, error) {
+// startLoom starts the bench's Migrator, whose Candidates are ids, and
+// waits until Loom has them all.
+func startLoom(ctx context.Context, env devenv.Env, tc client.Client, steps int, ids []string, log *slog.Logger) (*loomSide, error) {
 	s := &loomSide{tc: tc, rec: newBoundaries(), last: newLastReports()}
 	var defs []migratorsdk.Step
 	for i := range steps {
@@ -57,9 +61,9 @@ func startLoom(ctx context.Context, env devenv.Env, tc client.Client, steps, can
 			return nil
 		}},
 		Discover: func(context.Context) ([]migratorsdk.Candidate, error) {
-			cs := make([]migratorsdk.Candidate, candidates)
-			for i := range cs {
-				cs[i] = migratorsdk.Candidate{ID: candidateID(i), Kind: "bench"}
+			cs := make([]migratorsdk.Candidate, len(ids))
+			for i, id := range ids {
+				cs[i] = migratorsdk.Candidate{ID: id, Kind: "bench"}
 			}
 			return cs, nil
 		},
@@ -80,7 +84,8 @@ func startLoom(ctx context.Context, env devenv.Env, tc client.Client, steps, can
 	operator := migratorsdk.WithToken(env.OperatorToken)
 	// The operator starts many Runs at once: as many connections as it needs.
 	s.runs = loomv1connect.NewRunServiceClient(migratorsdk.DefaultHTTPClient(), env.APIURL, operator)
-	if err := waitForCandidates(ctx, env.APIURL, candidates, operator); err != nil {
+	s.rollouts = loomv1connect.NewRolloutServiceClient(migratorsdk.DefaultHTTPClient(), env.APIURL, operator)
+	if err := waitForCandidates(ctx, env.APIURL, len(ids), operator); err != nil {
 		s.stop()
 		return nil, err
 	}
@@ -113,7 +118,9 @@ func (s *loomSide) stop() {
 
 func waitForCandidates(ctx context.Context, apiURL string, n int, opts ...connect.ClientOption) error {
 	c := loomv1connect.NewDiscoveryServiceClient(http.DefaultClient, apiURL, opts...)
-	deadline := time.Now().Add(time.Minute)
+	// Discovery submits its Candidates in batches: allow for many.
+	wait := time.Minute + time.Duration(n)*5*time.Millisecond
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		res, err := c.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: migrationID, PageSize: 1}))
 		if err == nil && res.Msg.GetTotalSize() >= int64(n) {
@@ -125,5 +132,5 @@ func waitForCandidates(ctx context.Context, apiURL string, n int, opts ...connec
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("the bench Migrator's %d Candidates did not arrive within a minute", n)
+	return fmt.Errorf("the bench Migrator's %d Candidates did not arrive within %v", n, wait)
 }
