@@ -10,7 +10,7 @@ MODULES := . gen migratorsdk pullrequest
 # Where third_party/protovalidate comes from.
 PROTOVALIDATE_VERSION := v1.2.2
 
-.PHONY: all deps test check generate check-generated check-vendored lint fmt breaking bench faults \
+.PHONY: all deps test check generate check-generated check-vendored lint fmt breaking bench bench-rollout faults \
 	console console-deps check-console test-console
 
 all: check test
@@ -85,3 +85,7 @@ faults:
 bench:
 	go test -run '^$$' -bench . -benchtime 200x ./server/internal/store/
 	go run ./cmd/loom-bench
+
+## bench-rollout: one rollout against the same Runs started with StartRun, the rollout's own state, its pause latency, 1,000 Candidates in one rollout (see docs/development.md, "Performance")
+bench-rollout:
+	go run ./cmd/loom-bench -rollout

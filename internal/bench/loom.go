@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -33,6 +34,11 @@ type loomSide struct {
 	last   *lastReports
 	// rollouts is the operator's RolloutService.
 	rollouts loomv1connect.RolloutServiceClient
+	// retryStarts makes run try a start again when Loom answers
+	// UNAVAILABLE (a start call timed out), as an operator's client would;
+	// retried counts them.
+	retryStarts bool
+	retried     atomic.Int64
 }
 
 // candidateID is the id of the bench's n-th Candidate (both sides use the
@@ -99,8 +105,21 @@ func (s *loomSide) name() string { return "Loom" }
 func (s *loomSide) run(ctx context.Context, id string) error {
 	runID := migrationID + "__" + id
 	s.rec.starting(runID, time.Now())
-	if _, err := s.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migrationID, CandidateId: id})); err != nil {
-		return fmt.Errorf("start %s: %w", id, err)
+	for try := 1; ; try++ {
+		_, err := s.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migrationID, CandidateId: id}))
+		if err == nil || (try > 1 && connect.CodeOf(err) == connect.CodeAlreadyExists) {
+			// (Already running after a retry: the first try started it.)
+			break
+		}
+		if !s.retryStarts || connect.CodeOf(err) != connect.CodeUnavailable || try == 5 {
+			return fmt.Errorf("start %s: %w", id, err)
+		}
+		s.retried.Add(1)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	if err := awaitClosed(ctx, s.tc, s.last, runID); err != nil {
 		return fmt.Errorf("run %s: %w", runID, err)

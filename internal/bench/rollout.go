@@ -98,6 +98,12 @@ type rolloutRound struct {
 	direct, rollout         time.Duration
 	directCPU, rolloutCPU   time.Duration
 	directRedis, rolloutRed time.Duration
+	// retried is how many direct start calls timed out and were tried
+	// again.
+	retried int64
+	// directEvents, rolloutEvents: the mean history length of a sample
+	// of each side's Run workflows.
+	directEvents, rolloutEvents float64
 }
 
 // stateRow is a rollout whose workflow was read after it ended.
@@ -141,6 +147,7 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) error {
 		return err
 	}
 	defer loom.stop()
+	loom.retryStarts = true
 
 	var states []stateRow
 	inspect := func(what string, r *loomv1.Rollout) error {
@@ -176,8 +183,13 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) error {
 			if err != nil {
 				return err
 			}
+			retried := loom.retried.Load()
 			ph, err := phase(ctx, loom, Level{InFlight: cfg.InFlight, Runs: cfg.Runs}, prefixed(directPrefix(r), cfg.Runs), w.m)
 			stopProfile()
+			rr.retried = loom.retried.Load() - retried
+			if rr.directEvents, err = meanHistory(ctx, w.tc, prefixed(directPrefix(r), cfg.Runs)); err != nil {
+				return err
+			}
 			if err != nil {
 				return err
 			}
@@ -200,6 +212,9 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) error {
 				return err
 			}
 			rr.rollout, rr.rolloutCPU, rr.rolloutRed = elapsed, after.cpu-before.cpu, after.redisCPU-before.redisCPU
+			if rr.rolloutEvents, err = meanHistory(ctx, w.tc, prefixed(rolloutPrefix(r), cfg.Runs)); err != nil {
+				return err
+			}
 			fmt.Fprintf(cfg.Progress, "  %.1f Runs/s\n", float64(cfg.Runs)/elapsed.Seconds())
 			return inspect(fmt.Sprintf("round %d", r), ro)
 		}
@@ -263,23 +278,25 @@ func printRolloutRounds(cfg RolloutConfig, rounds []rolloutRound) {
 	w := cfg.Out
 	fmt.Fprintf(w, "loom-bench -rollout: %d Runs × %d steps per side and round, %d in flight, a Migrator that completes each step at once; one `loom dev` environment (embedded Temporal, redis-server) on %d CPUs; %d round(s), sides alternating\n\n",
 		cfg.Runs, cfg.Steps, cfg.InFlight, runtime.NumCPU(), cfg.Rounds)
-	fmt.Fprintln(w, "Direct: StartRun per Run, the next started as one completes (its workflow closed); rollout: one StartRollout with max_in_flight as many, timed to its state COMPLETED.")
+	fmt.Fprintln(w, "Direct: StartRun per Run, the next started as one completes (its workflow closed), a start answered UNAVAILABLE (timed out) tried again after 200 ms; rollout: one StartRollout with max_in_flight as many, timed to its state COMPLETED.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| round | first | Runs/s direct | Runs/s rollout | rollout ÷ direct | CPU s/Run (of which Redis) direct / rollout |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| round | first | Runs/s direct | Runs/s rollout | rollout ÷ direct | CPU s/Run (of which Redis) direct / rollout | events per Run direct / rollout | direct starts retried |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	var d, r time.Duration
 	var dc, rc, dr, rr time.Duration
+	var retried int64
 	for i, x := range rounds {
 		dps, rps := float64(cfg.Runs)/x.direct.Seconds(), float64(cfg.Runs)/x.rollout.Seconds()
-		fmt.Fprintf(w, "| %d | %s | %.1f | %.1f | **%.2f** | %s / %s |\n", i+1, x.first, dps, rps, rps/dps,
-			cpuPerRun(x.directCPU, x.directRedis, cfg.Runs), cpuPerRun(x.rolloutCPU, x.rolloutRed, cfg.Runs))
+		fmt.Fprintf(w, "| %d | %s | %.1f | %.1f | **%.2f** | %s / %s | %.1f / %.1f | %d |\n", i+1, x.first, dps, rps, rps/dps,
+			cpuPerRun(x.directCPU, x.directRedis, cfg.Runs), cpuPerRun(x.rolloutCPU, x.rolloutRed, cfg.Runs), x.directEvents, x.rolloutEvents, x.retried)
+		retried += x.retried
 		d, r = d+x.direct, r+x.rollout
 		dc, rc, dr, rr = dc+x.directCPU, rc+x.rolloutCPU, dr+x.directRedis, rr+x.rolloutRed
 	}
 	if len(rounds) > 1 {
 		n := cfg.Runs * len(rounds)
 		dps, rps := float64(n)/d.Seconds(), float64(n)/r.Seconds()
-		fmt.Fprintf(w, "| all | | %.1f | %.1f | **%.2f** | %s / %s |\n", dps, rps, rps/dps, cpuPerRun(dc, dr, n), cpuPerRun(rc, rr, n))
+		fmt.Fprintf(w, "| all | | %.1f | %.1f | **%.2f** | %s / %s | | %d |\n", dps, rps, rps/dps, cpuPerRun(dc, dr, n), cpuPerRun(rc, rr, n), retried)
 	}
 }
 
@@ -290,11 +307,11 @@ func cpuPerRun(cpu, redis time.Duration, runs int) string {
 func printRolloutStates(w io.Writer, rows []stateRow) {
 	fmt.Fprintln(w, "\nThe rollout workflow's own state, read from its history after it ended (its input is the state a run carries into the next):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| rollout | Candidates | workflow runs | events, latest run | events, largest run | input bytes, latest run | largest input bytes | start batches (retried) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| rollout | Candidates | workflow runs | events, latest run | events, largest run | input bytes, latest run | largest input bytes | start batches (retried) | workflow tasks per Candidate |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %d (%d) |\n", r.what, r.candidates, r.st.runs, r.st.latestEvents, r.st.mostEvents,
-			r.st.latestInput, r.st.largestInput, r.st.batches, r.st.retried)
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %d (%d) | %.2f |\n", r.what, r.candidates, r.st.runs, r.st.latestEvents, r.st.mostEvents,
+			r.st.latestInput, r.st.largestInput, r.st.batches, r.st.retried, float64(r.st.tasks)/float64(max(1, r.candidates)))
 	}
 }
 
@@ -467,6 +484,22 @@ func (s *loomSide) pauseCheck(ctx context.Context, n, inFlight, at int) (pauseRe
 	return out, nil
 }
 
+// meanHistory is the mean history length of the Run workflows of up to
+// 50 Candidates of ids, spread over them.
+func meanHistory(ctx context.Context, tc client.Client, ids []string) (float64, error) {
+	step := max(1, len(ids)/50)
+	var sum, n int64
+	for i := 0; i < len(ids); i += step {
+		d, err := tc.DescribeWorkflowExecution(ctx, migrationID+"__"+ids[i], "")
+		if err != nil {
+			return 0, err
+		}
+		sum += d.GetWorkflowExecutionInfo().GetHistoryLength()
+		n++
+	}
+	return float64(sum) / float64(n), nil
+}
+
 // rolloutState is what a rollout's workflow history shows of its state.
 type rolloutState struct {
 	// runs is how many workflow runs it took (1 + continue-as-new's).
@@ -474,6 +507,7 @@ type rolloutState struct {
 	latestEvents, mostEvents  int
 	latestInput, largestInput int // bytes
 	batches, retried, failed  int // StartRolloutRuns local activities
+	tasks                     int // workflow tasks completed, every run
 }
 
 // inspectRollout waits until the rollout workflow id has closed (it does
@@ -508,6 +542,9 @@ func inspectRollout(ctx context.Context, tc client.Client, id string) (rolloutSt
 					input += len(p.GetData())
 				}
 				prev = a.GetContinuedExecutionRunId()
+			}
+			if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+				st.tasks++
 			}
 			if a := ev.GetMarkerRecordedEventAttributes(); a != nil && a.GetMarkerName() == "LocalActivity" {
 				var md struct {
