@@ -208,6 +208,7 @@ func (f *rolloutFlow) allowance(ctx workflow.Context, now time.Time) (n int, hel
 	if s.CanarySize > 0 && !p.CanaryPassed {
 		n = min(n, s.CanarySize-cursor)
 	}
+
 	if s.MaxStartsPerMinute > 0 {
 		if now.Before(f.paceAt) {
 			return 0, "pacing: next start at " + f.paceAt.UTC().Format(time.RFC3339), f.paceAt.Sub(now), nil
@@ -309,11 +310,16 @@ func (f *rolloutFlow) apply(ctx workflow.Context, c migration.RunChange) {
 	}
 }
 
-// outcome appends to the window, keeping the most any threshold reads.
+// outcome appends to the window, keeping what the threshold reads (none
+// without one: a threshold set later counts from then on).
 func (f *rolloutFlow) outcome(failed bool) {
+	keep := f.r.Settings.PauseOnFailures.Window
+	if f.r.Settings.PauseOnFailures.Off() {
+		keep = 0
+	}
 	f.window = append(f.window, failed)
-	if len(f.window) > 1000 {
-		f.window = append([]bool(nil), f.window[len(f.window)-1000:]...)
+	if len(f.window) > keep {
+		f.window = append([]bool(nil), f.window[len(f.window)-keep:]...)
 	}
 }
 
