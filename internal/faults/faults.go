@@ -138,7 +138,16 @@ func (a *api) startRuns(ctx context.Context, migration string, ids []string) err
 			if err == nil || connect.CodeOf(err) == connect.CodeAlreadyExists {
 				break
 			}
-			if connect.CodeOf(err) != connect.CodeUnavailable && connect.CodeOf(err) != connect.CodeDeadlineExceeded && connect.CodeOf(err) != connect.CodeUnknown {
+			// A connection reset by a Loom killed mid-call surfaces as
+			// canceled: retried like unavailable (a repeat of a start that
+			// landed answers already_exists).
+			switch connect.CodeOf(err) {
+			case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeUnknown:
+			case connect.CodeCanceled:
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			default:
 				return fmt.Errorf("start %s: %w", id, err)
 			}
 			select {
