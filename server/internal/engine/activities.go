@@ -28,6 +28,9 @@ type Activities struct {
 	// cancels their Runs.
 	Rollouts migration.RolloutStore
 	Runs     RunStarter
+	// Signal sends a Run's RunChange to its rollout's workflow; a rollout
+	// that ended is no error. Set by Client.NewWorker.
+	Signal func(ctx context.Context, t RolloutTell) error
 }
 
 // BeginRun records the start of an execution (a local activity).
@@ -62,6 +65,13 @@ func (a *Activities) WriteView(ctx context.Context, in WriteInput) (ViewWritten,
 	}
 	if err != nil {
 		return ViewWritten{}, permanentIfRefused(err)
+	}
+	if in.Tell != nil && a.Signal != nil {
+		// After the write: a failure here retries the write (idempotent)
+		// and the signal (deduplicated by its request id).
+		if err := a.Signal(ctx, *in.Tell); err != nil {
+			return ViewWritten{}, err
+		}
 	}
 	return ViewWritten{Version: version}, nil
 }

@@ -2,13 +2,18 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
@@ -32,7 +37,8 @@ type DialOptions struct {
 // Client is a connection to Temporal, from which the server builds its
 // ExecutionEngine and its worker, so that no other package sees Temporal.
 type Client struct {
-	c client.Client
+	c         client.Client
+	namespace string
 }
 
 // Dial connects to Temporal and checks that it answers.
@@ -56,11 +62,13 @@ func Dial(ctx context.Context, o DialOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporal at %s (namespace %s) does not answer: %w", o.HostPort, o.Namespace, err)
 	}
-	return &Client{c: c}, nil
+	return &Client{c: c, namespace: o.Namespace}, nil
 }
 
 // NewClient wraps an existing Temporal client (tests, embedding).
-func NewClient(c client.Client) *Client { return &Client{c: c} }
+func NewClient(c client.Client, namespace string) *Client {
+	return &Client{c: c, namespace: namespace}
+}
 
 // Engine returns the ExecutionEngine over this connection.
 func (c *Client) Engine(o Options) *Engine { return New(c.c, o) }
@@ -81,7 +89,32 @@ type Worker struct {
 
 // NewWorker returns a worker of taskQueue; Start it, then Stop it.
 func (c *Client) NewWorker(taskQueue string, acts *Activities) *Worker {
+	if acts.Signal == nil {
+		acts.Signal = c.signalRollout
+	}
 	return &Worker{w: NewWorker(c.c, taskQueue, acts)}
+}
+
+// signalRollout sends t to its rollout's workflow under t's request id, by
+// which Temporal deduplicates it. A rollout that ended no longer listens.
+func (c *Client) signalRollout(ctx context.Context, t RolloutTell) error {
+	input, err := converter.GetDefaultDataConverter().ToPayloads(t.Change)
+	if err != nil {
+		return err
+	}
+	_, err = c.c.WorkflowService().SignalWorkflowExecution(ctx, &workflowservice.SignalWorkflowExecutionRequest{
+		Namespace:         c.namespace,
+		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: t.WorkflowID},
+		SignalName:        SignalRunChanged,
+		Input:             input,
+		Identity:          "loom",
+		RequestId:         t.RequestID,
+	})
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	return err
 }
 
 // Start starts polling for Runs.

@@ -346,3 +346,36 @@ func TestRolloutMaxInFlightChangesWhileItRuns(t *testing.T) {
 		t.Fatalf("events %v", got)
 	}
 }
+
+// A Run started by a rollout tells it each change of standing, from the
+// write of the view that shows it, each under its own request id.
+func TestARunTellsItsRolloutEachChangeOfStanding(t *testing.T) {
+	h, in := newHarness(t, migration.StepDefinition{Name: "only", Type: "pr"})
+	var mu sync.Mutex
+	var tells []RolloutTell
+	h.acts.Signal = func(_ context.Context, tl RolloutTell) error {
+		mu.Lock()
+		defer mu.Unlock()
+		tells = append(tells, tl)
+		return nil
+	}
+	in.Manifest.RolloutID = "ro-000000000001"
+	h.at(time.Minute, report("only", 1, migration.StepFailed))
+	h.at(2*time.Minute, migration.StepAction{Kind: migration.ActionRetry, Step: "only", Attempt: 1, Actor: "alice"})
+	h.at(3*time.Minute, report("only", 2, migration.StepCompleted))
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	ids := map[string]bool{}
+	for _, tl := range tells {
+		got = append(got, fmt.Sprintf("%s>%s", tl.Change.From, tl.Change.To))
+		ids[tl.RequestID] = true
+		if tl.WorkflowID != RolloutWorkflowID("m", "ro-000000000001") || tl.Change.CandidateID != "c" {
+			t.Fatalf("tell %+v", tl)
+		}
+	}
+	if want := []string{"running>failed", "failed>running", "running>completed"}; !slices.Equal(got, want) || len(ids) != 3 {
+		t.Fatalf("tells %v (%d request ids), want %v, each its own id", got, len(ids), want)
+	}
+}

@@ -93,6 +93,18 @@ type WriteInput struct {
 	Run          migration.Run
 	Events       []migration.Event
 	Observations []migration.Observation
+	// Tell, for a Run started by a rollout whose standing changed, is the
+	// signal to send it once the view is written (see tellRollout).
+	Tell *RolloutTell `json:",omitempty"`
+}
+
+// RolloutTell is a RunChange for a rollout's workflow, with the request id
+// under which Temporal deduplicates it: sent again by a retried write, it
+// is counted once.
+type RolloutTell struct {
+	WorkflowID string
+	RequestID  string
+	Change     migration.RunChange
 }
 
 // ViewWritten is the answer of WriteView.
@@ -208,10 +220,8 @@ type runFlow struct {
 	// a write is in flight.
 	written int64
 	writing bool
-	// told is the standing the Run last told its rollout, and telling
-	// counts the signals to it not delivered yet (see tellRollout).
-	told    migration.RunStanding
-	telling int
+	// told is the standing the Run last told its rollout (see tellFor).
+	told migration.RunStanding
 	// actions counts the actions this workflow run applied, and dispatching
 	// is set while a dispatch is in flight: see continueDue.
 	actions     int
@@ -877,6 +887,7 @@ func (f *runFlow) writeViews(ctx workflow.Context) {
 			return
 		}
 		in := WriteInput{Run: f.run.Clone(), Events: f.events, Observations: f.observations}
+		in.Tell = f.tellFor(in.Run)
 		if !f.begun {
 			initial := f.initial
 			in.Begin = &initial
@@ -902,7 +913,9 @@ func (f *runFlow) writeViews(ctx workflow.Context) {
 			continue
 		}
 		failures = 0
-		f.tellRollout(ctx, in.Run)
+		if in.Tell != nil {
+			f.told = in.Tell.Change.To
+		}
 		// Changes recorded while the write was in flight stay pending.
 		f.events = f.events[len(in.Events):]
 		f.observations = f.observations[len(in.Observations):]
@@ -930,38 +943,36 @@ func (f *runFlow) writeCtx(ctx workflow.Context) workflow.Context {
 	})
 }
 
-// tellRollout signals the rollout that started the Run when the Run's
-// standing changed (its step failed, a retry recovered it, it completed or
-// was cancelled), once its view is written, so the rollout counts what the
-// store shows. Temporal drops a signal whose sender closed before it was
-// delivered, so flush waits for it (telling). A rollout that ended no
-// longer listens: the signal's failure is logged and ignored.
-func (f *runFlow) tellRollout(ctx workflow.Context, written migration.Run) {
+// tellFor is the signal that tells the rollout which started the Run that
+// the Run's standing changed (its step failed, a retry recovered it, it
+// completed or was cancelled), sent by the write of the view that shows
+// it, so the rollout counts what the store shows. The write sends it with
+// Temporal's client rather than as a workflow command: a command would cost
+// the Run five history events and a workflow task to record its delivery
+// (which it would have to await, as Temporal drops a signal whose sender
+// closed). nil when there is nothing to tell.
+func (f *runFlow) tellFor(run migration.Run) *RolloutTell {
 	if f.in.Manifest.RolloutID == "" {
-		return
+		return nil
 	}
-	to := written.Standing()
+	to := run.Standing()
 	if to == f.told {
-		return
+		return nil
 	}
-	change := migration.RunChange{CandidateID: written.CandidateID, Execution: written.Execution, From: f.told, To: to}
+	change := migration.RunChange{CandidateID: run.CandidateID, Execution: run.Execution, From: f.told, To: to}
 	if to == migration.StandingFailed {
-		change.Step = written.CurrentStepName()
+		change.Step = run.CurrentStepName()
 	}
-	f.told = to
-	sent := workflow.SignalExternalWorkflow(ctx, RolloutWorkflowID(written.MigrationID, f.in.Manifest.RolloutID), "", SignalRunChanged, change)
-	f.telling++
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		defer func() { f.telling-- }()
-		if err := sent.Get(ctx, nil); err != nil {
-			f.logger(ctx).Warn("could not tell the rollout", "rollout_id", f.in.Manifest.RolloutID, "to", string(to), "error", err)
-		}
-	})
+	return &RolloutTell{
+		WorkflowID: RolloutWorkflowID(run.MigrationID, f.in.Manifest.RolloutID),
+		RequestID:  fmt.Sprintf("%s/%d/%d/%s", run.ID, run.Execution, run.Seq, to),
+		Change:     change,
+	}
 }
 
 // flush waits until every change is written (or dropped).
 func (f *runFlow) flush(ctx workflow.Context) {
-	_ = workflow.Await(ctx, func() bool { return !f.unwritten() && !f.writing && f.telling == 0 })
+	_ = workflow.Await(ctx, func() bool { return !f.unwritten() && !f.writing })
 }
 
 // stop ends the workflow on err. A cancel records the Run cancelled (its

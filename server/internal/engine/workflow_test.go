@@ -166,6 +166,7 @@ type harness struct {
 	env      *testsuite.TestWorkflowEnvironment
 	store    *fakeStore
 	migrator *fakeMigrator
+	acts     *Activities
 }
 
 func newHarness(t *testing.T, steps ...migration.StepDefinition) (*harness, RunInput) {
@@ -177,7 +178,8 @@ func newHarnessLog(t *testing.T, logTo io.Writer, steps ...migration.StepDefinit
 	h.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(logTo, nil))))
 	h.env = h.NewTestWorkflowEnvironment()
 	h.env.SetStartTime(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
-	Register(h.env, &Activities{Store: h.store, Migrators: h.migrator})
+	h.acts = &Activities{Store: h.store, Migrators: h.migrator}
+	Register(h.env, h.acts)
 	if len(steps) == 0 {
 		steps = []migration.StepDefinition{{Name: "open-pr", Type: "pr"}, {Name: "review", Type: "manual-review"}}
 	}
