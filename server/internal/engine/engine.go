@@ -116,24 +116,32 @@ func (e *Engine) Act(ctx context.Context, runID string, a migration.StepAction) 
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	}
 	var res ActionResult
+	err := e.update(ctx, opts, &res)
+	if step, ok := unchanged(err); ok {
+		return migration.Acted{Step: step}, nil
+	}
+	if err != nil {
+		return migration.Acted{}, decodeError(err)
+	}
+	return res.acted(a), nil
+}
+
+// update sends an update and waits for its answer into out, sending it
+// again under its update id while Temporal answers WorkflowNotReady (see
+// Act); the error is Temporal's, for the caller to decode.
+func (e *Engine) update(ctx context.Context, opts client.UpdateWorkflowOptions, out any) error {
 	for wait := 50 * time.Millisecond; ; wait *= 2 {
 		h, err := e.client.UpdateWorkflow(ctx, opts)
 		if err == nil {
-			err = h.Get(ctx, &res)
+			err = h.Get(ctx, out)
 		}
 		var notReady *serviceerror.WorkflowNotReady
 		if !errors.As(err, &notReady) || wait > 2*time.Second {
-			if step, ok := unchanged(err); ok {
-				return migration.Acted{Step: step}, nil
-			}
-			if err != nil {
-				return migration.Acted{}, decodeError(err)
-			}
-			return res.acted(a), nil
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return migration.Acted{}, decodeError(err)
+			return err
 		case <-time.After(wait):
 		}
 	}
@@ -224,6 +232,41 @@ func (e *Engine) Inspect(ctx context.Context, runID string) (migration.EngineRun
 		}
 		return migration.EngineRun{State: migration.EngineFailed, Reason: reason}, nil
 	}
+}
+
+// StartRollout starts a rollout's workflow.
+func (e *Engine) StartRollout(ctx context.Context, r migration.Rollout) error {
+	_, err := e.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                                       RolloutWorkflowID(r.MigrationID, r.ID),
+		TaskQueue:                                e.opts.TaskQueue,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("Rollout %s of %s: %d candidates", r.ID, r.MigrationID, r.Progress.Planned),
+	}, RolloutWorkflowName, RolloutInput{Rollout: r})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return fmt.Errorf("rollout %s: %w", r.ID, migration.ErrAlreadyExists)
+	}
+	return engineError(err)
+}
+
+// ControlRollout sends an operator's action to a running rollout and waits
+// until it took effect (resent while Temporal answers WorkflowNotReady: see
+// update).
+func (e *Engine) ControlRollout(ctx context.Context, m, r string, c migration.RolloutControl) (migration.Controlled, error) {
+	var res ControlResult
+	err := e.update(ctx, client.UpdateWorkflowOptions{
+		UpdateID:     uuid.NewString(),
+		WorkflowID:   RolloutWorkflowID(m, r),
+		UpdateName:   UpdateRolloutControl,
+		Args:         []any{c},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	}, &res)
+	if err != nil {
+		return migration.Controlled{}, decodeError(err)
+	}
+	return migration.Controlled{Rollout: res.Rollout, CancelledRuns: res.CancelledRuns}, nil
 }
 
 // decodeError turns what the Temporal client returns into the domain's

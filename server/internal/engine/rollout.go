@@ -409,7 +409,7 @@ func (f *rolloutFlow) writeViews(ctx workflow.Context) {
 			return
 		}
 		in := WriteRolloutInput{Rollout: f.r.Clone(), Events: f.events}
-		err := workflow.ExecuteLocalActivity(rolloutWriteCtx(ctx), activityWriteRollout, in).Get(ctx, nil)
+		err := workflow.ExecuteLocalActivity(writeCtx(ctx), activityWriteRollout, in).Get(ctx, nil)
 		var refused *temporal.ApplicationError
 		switch {
 		case err == nil:
@@ -473,18 +473,6 @@ func rolloutLocalCtx(ctx workflow.Context) workflow.Context {
 			InitialInterval:    200 * time.Millisecond,
 			BackoffCoefficient: 2,
 			MaximumInterval:    30 * time.Second,
-		},
-	})
-}
-
-func rolloutWriteCtx(ctx workflow.Context) workflow.Context {
-	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout:    5 * time.Second,
-		ScheduleToCloseTimeout: 8 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    100 * time.Millisecond,
-			BackoffCoefficient: 2,
-			MaximumInterval:    2 * time.Second,
 		},
 	})
 }

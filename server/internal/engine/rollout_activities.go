@@ -6,14 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/google/uuid"
-
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/client"
 
 	"github.com/loomhq/loom/server/internal/migration"
 )
@@ -203,56 +197,4 @@ func (a *Activities) CancelRolloutRuns(ctx context.Context, in CancelRunsInput) 
 		activity.RecordHeartbeat(ctx, off)
 	}
 	return int(cancelled.Load()), nil
-}
-
-// StartRollout starts a rollout's workflow.
-func (e *Engine) StartRollout(ctx context.Context, r migration.Rollout) error {
-	_, err := e.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                                       RolloutWorkflowID(r.MigrationID, r.ID),
-		TaskQueue:                                e.opts.TaskQueue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            fmt.Sprintf("Rollout %s of %s: %d candidates", r.ID, r.MigrationID, r.Progress.Planned),
-	}, RolloutWorkflowName, RolloutInput{Rollout: r})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return fmt.Errorf("rollout %s: %w", r.ID, migration.ErrAlreadyExists)
-	}
-	return engineError(err)
-}
-
-// ControlRollout sends an operator's action to a running rollout and waits
-// until it took effect.
-//
-// As Act does, it sends the action again under the same update id when
-// Temporal answers WorkflowNotReady (the workflow task carrying it failed
-// for reasons of the worker), so it is applied at most once.
-func (e *Engine) ControlRollout(ctx context.Context, m, r string, c migration.RolloutControl) (migration.Controlled, error) {
-	opts := client.UpdateWorkflowOptions{
-		UpdateID:     uuid.NewString(),
-		WorkflowID:   RolloutWorkflowID(m, r),
-		UpdateName:   UpdateRolloutControl,
-		Args:         []any{c},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	}
-	for wait := 50 * time.Millisecond; ; wait *= 2 {
-		var res ControlResult
-		h, err := e.client.UpdateWorkflow(ctx, opts)
-		if err == nil {
-			err = h.Get(ctx, &res)
-		}
-		var notReady *serviceerror.WorkflowNotReady
-		if err == nil {
-			return migration.Controlled{Rollout: res.Rollout, CancelledRuns: res.CancelledRuns}, nil
-		}
-		if !errors.As(err, &notReady) || wait > 2*time.Second {
-			return migration.Controlled{}, decodeError(err)
-		}
-		select {
-		case <-ctx.Done():
-			return migration.Controlled{}, decodeError(err)
-		case <-time.After(wait):
-		}
-	}
 }

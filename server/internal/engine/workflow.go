@@ -894,7 +894,7 @@ func (f *runFlow) writeViews(ctx workflow.Context) {
 		}
 		f.writing = true
 		var out ViewWritten
-		err := workflow.ExecuteLocalActivity(f.writeCtx(ctx), activityWriteView, in).Get(ctx, &out)
+		err := workflow.ExecuteLocalActivity(writeCtx(ctx), activityWriteView, in).Get(ctx, &out)
 		f.writing = false
 		var refused *temporal.ApplicationError
 		switch {
@@ -931,7 +931,7 @@ func isTimeout(err error) bool {
 
 // writeCtx bounds one write below a workflow task's timeout, so a slow store
 // never holds the task; writeViews retries after it.
-func (f *runFlow) writeCtx(ctx workflow.Context) workflow.Context {
+func writeCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout:    5 * time.Second,
 		ScheduleToCloseTimeout: 8 * time.Second,
