@@ -110,27 +110,52 @@ func awaitRollout(t *testing.T, c loomv1connect.RolloutServiceClient, id string,
 // running at once at most.
 func maxConcurrentRuns(t *testing.T, h loomv1connect.HistoryServiceClient) (most, started int) {
 	t.Helper()
-	running := 0
-	token := ""
-	for {
+	var events []*loomv1.Event
+	for token := ""; ; {
 		res, err := h.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "go-upgrade", PageSize: 1000, PageToken: token,
 			Kinds: []loomv1.EventKind{loomv1.EventKind_EVENT_KIND_RUN_STARTED, loomv1.EventKind_EVENT_KIND_RUN_COMPLETED, loomv1.EventKind_EVENT_KIND_RUN_CANCELLED}}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, e := range res.Msg.Events {
-			if e.Kind == loomv1.EventKind_EVENT_KIND_RUN_STARTED {
-				running++
-				started++
-				most = max(most, running)
-			} else {
-				running--
-			}
-		}
+		events = append(events, res.Msg.Events...)
 		if token = res.Msg.NextPageToken; token == "" {
-			return most, started
+			break
 		}
 	}
+	slices.Reverse(events) // newest first in the listing
+	running := 0
+	for _, e := range events {
+		if e.Kind == loomv1.EventKind_EVENT_KIND_RUN_STARTED {
+			running++
+			started++
+			most = max(most, running)
+		} else {
+			running--
+		}
+	}
+	return most, started
+}
+
+// runsStartedBeforeApproval reads the history in order and counts the Runs
+// started before the first resume of a rollout.
+func runsStartedBeforeApproval(t *testing.T, h loomv1connect.HistoryServiceClient) int {
+	t.Helper()
+	res, err := h.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "go-upgrade", PageSize: 1000,
+		Kinds: []loomv1.EventKind{loomv1.EventKind_EVENT_KIND_RUN_STARTED, loomv1.EventKind_EVENT_KIND_ROLLOUT_RESUMED}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := res.Msg.Events
+	slices.Reverse(events) // newest first in the listing
+	n := 0
+	for _, e := range events {
+		if e.Kind == loomv1.EventKind_EVENT_KIND_ROLLOUT_RESUMED {
+			return n
+		}
+		n++
+	}
+	t.Fatal("no resume in the history")
+	return 0
 }
 
 func rolloutEvents(t *testing.T, h loomv1connect.HistoryServiceClient) []string {
@@ -211,10 +236,6 @@ func TestRolloutWithCanaryApprovalAutoPauseAndResume(t *testing.T) {
 	if r.Progress.Started != 2 || r.Progress.Completed != 2 || !r.Progress.CanaryPassed {
 		t.Fatalf("after the canary: %v", r.Progress)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if n := getRollout(t, rs, id).Progress.Started; n != 2 {
-		t.Fatalf("%d Runs started while awaiting approval", n)
-	}
 	if _, err := rs.ResumeRollout(ctx, connect.NewRequest(&loomv1.ResumeRolloutRequest{MigrationId: "go-upgrade", RolloutId: id})); err != nil {
 		t.Fatal(err)
 	}
@@ -241,6 +262,9 @@ func TestRolloutWithCanaryApprovalAutoPauseAndResume(t *testing.T) {
 	}
 	if most, n := maxConcurrentRuns(t, history); most > 3 || n != 12 {
 		t.Fatalf("the history shows %d Runs started and up to %d running at once; max in flight is 3", n, most)
+	}
+	if n := runsStartedBeforeApproval(t, history); n != 2 {
+		t.Fatalf("the history shows %d Runs started before the approval, want the 2 of the canary", n)
 	}
 	want := []string{"STARTED by alice", "AWAITING_APPROVAL by loom", "RESUMED by alice", "PAUSED by loom", "RESUMED by alice", "COMPLETED by loom"}
 	if got := rolloutEvents(t, history); !slices.Equal(got, want) {
