@@ -25,16 +25,16 @@ test: deps
 deps:
 	@scripts/deps
 
-## generate: regenerate gen/ from proto/
+## generate: regenerate gen/ and docs/api.md from proto/
 generate:
 	rm -rf gen/loom
 	$(BUF) generate
 
-## check-generated: fail when gen/ differs from what proto/ generates
+## check-generated: fail when gen/ or docs/api.md differs from what proto/ generates
 check-generated: generate
-	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
-		git status --porcelain -- gen; git diff --stat -- gen; \
-		echo "gen/ is stale: run 'make generate' and commit the result"; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- gen docs/api.md)" ]; then \
+		git status --porcelain -- gen docs/api.md; git diff --stat -- gen docs/api.md; \
+		echo "gen/ or docs/api.md is stale: run 'make generate' and commit the result"; exit 1; fi
 
 ## check-vendored: fail when third_party/protovalidate differs from its pinned release
 check-vendored:

@@ -150,23 +150,29 @@ func IsRefused(err error) bool {
 	return false
 }
 
-// RefusalReason returns the reason Loom gave for refusing a request (the
-// `reason` of the google.rpc.ErrorInfo it attaches, e.g. "STEP_NOT_CURRENT",
-// "STALE_ATTEMPT", "TRANSITION_NOT_ALLOWED"), or "" when err carries none.
-func RefusalReason(err error) string {
+// RefusalReason returns the reason Loom gave for refusing a request: the
+// `reason` of the google.rpc.ErrorInfo it attaches, read as the API's
+// ErrorReason, e.g. loomv1.ErrorReason_STEP_NOT_CURRENT (docs/api.md lists
+// them, and which RPC answers which). It returns
+// loomv1.ErrorReason_ERROR_REASON_UNSPECIFIED when err carries no reason,
+// or one this SDK does not know (a newer Loom's): act on the code then.
+func RefusalReason(err error) loomv1.ErrorReason {
 	var cerr *connect.Error
 	if !errors.As(err, &cerr) {
-		return ""
+		return loomv1.ErrorReason_ERROR_REASON_UNSPECIFIED
 	}
 	for _, d := range cerr.Details() {
 		if v, derr := d.Value(); derr == nil {
-			if info, ok := v.(*errdetails.ErrorInfo); ok {
-				return info.GetReason()
+			if info, ok := v.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain {
+				return loomv1.ErrorReason(loomv1.ErrorReason_value[info.GetReason()])
 			}
 		}
 	}
-	return ""
+	return loomv1.ErrorReason_ERROR_REASON_UNSPECIFIED
 }
+
+// errorDomain is the domain of the ErrorInfo Loom attaches to refusals.
+const errorDomain = "loom.dev"
 
 // retryFor bounds how long a call to Loom is retried while Loom cannot be
 // reached. It outlasts a Loom restart or a store outage by far; a step

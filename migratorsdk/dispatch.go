@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
 	"log/slog"
 	"runtime/debug"
 	"strconv"
@@ -144,7 +145,10 @@ func (d *Dispatch) send(ctx context.Context, r Report) error {
 		d.log.Warn("report to Loom failed; retrying", "status", string(r.Status), "retry_in", wait, "error", err)
 	})
 	d.mu.Lock()
-	d.undelivered = err != nil && (!IsRefused(err) || RefusalReason(err) == reasonStepNotCurrent)
+	// STEP_NOT_CURRENT is not a judgement of the report: either the Run
+	// moved on, or Loom dispatched the step and then restarted before the
+	// previous step's end was recorded.
+	d.undelivered = err != nil && (!IsRefused(err) || RefusalReason(err) == loomv1.ErrorReason_STEP_NOT_CURRENT)
 	undelivered := d.undelivered
 	if err == nil {
 		d.last = r.Status
@@ -166,11 +170,6 @@ type reportError struct {
 
 func (e *reportError) Error() string { return fmt.Sprintf("report %s: %v", e.status, e.err) }
 func (e *reportError) Unwrap() error { return e.err }
-
-// reasonStepNotCurrent is Loom's refusal of a report on a step it is not
-// at: either the Run moved on, or Loom dispatched the step and then
-// restarted before the previous step's end was recorded.
-const reasonStepNotCurrent = "STEP_NOT_CURRENT"
 
 func (d *Dispatch) lastStatus() StepStatus {
 	d.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"io"
 	"log/slog"
 	"net"
@@ -562,11 +563,32 @@ func TestRefusalReason(t *testing.T) {
 	loom := migratortest.New(t)
 	c := migratorsdk.NewClient(loom.URL(), nil)
 	_, err := c.ReportStep(context.Background(), migratorsdk.Report{RunID: "nope", Step: "s", Status: migratorsdk.StatusCompleted})
-	if connect.CodeOf(err) != connect.CodeNotFound || migratorsdk.RefusalReason(err) != "" {
+	if connect.CodeOf(err) != connect.CodeNotFound || migratorsdk.RefusalReason(err) != loomv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
 		t.Fatalf("unknown run: %v, reason %q", err, migratorsdk.RefusalReason(err))
 	}
-	if migratorsdk.RefusalReason(errors.New("plain")) != "" || migratorsdk.RefusalReason(nil) != "" {
+	if migratorsdk.RefusalReason(errors.New("plain")) != loomv1.ErrorReason_ERROR_REASON_UNSPECIFIED || migratorsdk.RefusalReason(nil) != loomv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
 		t.Fatal("a reason from an error that has none")
+	}
+	withInfo := func(domain, reason string) error {
+		err := connect.NewError(connect.CodeFailedPrecondition, errors.New("refused"))
+		d, derr := connect.NewErrorDetail(&errdetails.ErrorInfo{Domain: domain, Reason: reason})
+		if derr != nil {
+			t.Fatal(derr)
+		}
+		err.AddDetail(d)
+		return err
+	}
+	for _, c := range []struct {
+		domain, reason string
+		want           loomv1.ErrorReason
+	}{
+		{"loom.dev", "STALE_ATTEMPT", loomv1.ErrorReason_STALE_ATTEMPT},
+		{"loom.dev", "A_REASON_FROM_A_NEWER_LOOM", loomv1.ErrorReason_ERROR_REASON_UNSPECIFIED},
+		{"example.com", "STALE_ATTEMPT", loomv1.ErrorReason_ERROR_REASON_UNSPECIFIED},
+	} {
+		if got := migratorsdk.RefusalReason(withInfo(c.domain, c.reason)); got != c.want {
+			t.Errorf("%s %s: got %v, want %v", c.domain, c.reason, got, c.want)
+		}
 	}
 }
 

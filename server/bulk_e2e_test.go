@@ -167,7 +167,7 @@ func TestBulkRetryOf100FailedSteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := res.Msg.Result; r.RefusedCount != n || r.Outcomes[0].Reason != "TRANSITION_NOT_ALLOWED" || r.Outcomes[0].Metadata["current_attempt"] != "2" {
+	if r := res.Msg.Result; r.RefusedCount != n || r.Outcomes[0].Reason != loomv1.ErrorReason_TRANSITION_NOT_ALLOWED.String() || r.Outcomes[0].Metadata["current_attempt"] != "2" {
 		t.Fatalf("the same retry again: %v", outcomes(r)[:3])
 	}
 	// A marker: one step failed and retried again is the next dispatch, with

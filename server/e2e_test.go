@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -273,12 +274,15 @@ func (l *loom) candidate(t *testing.T, id string) *loomv1.Candidate {
 	return res.Msg.Candidate
 }
 
-func wantCode(t *testing.T, err error, code connect.Code, reason string) {
+// wantCode fails t unless err has the code and, when one is given, the
+// ErrorInfo reason (a loomv1.ErrorReason, or its name).
+func wantCode[R string | loomv1.ErrorReason](t *testing.T, err error, code connect.Code, want R) {
 	t.Helper()
 	if connect.CodeOf(err) != code {
 		t.Fatalf("got %v, want %v", err, code)
 	}
-	if reason == "" {
+	reason := fmt.Sprint(want)
+	if reason == "" || reason == loomv1.ErrorReason_ERROR_REASON_UNSPECIFIED.String() {
 		return
 	}
 	var cerr *connect.Error
@@ -313,9 +317,9 @@ func TestRunFromStartToCompletion(t *testing.T) {
 	}
 
 	_, err = l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "go-upgrade", CandidateId: "acme/payments"}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "MISSING_INPUTS")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_MISSING_INPUTS)
 	_, err = l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "go-upgrade", CandidateId: "nobody"}))
-	wantCode(t, err, connect.CodeNotFound, "CANDIDATE_NOT_FOUND")
+	wantCode(t, err, connect.CodeNotFound, loomv1.ErrorReason_CANDIDATE_NOT_FOUND)
 
 	started, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{
 		MigrationId: "go-upgrade", CandidateId: "acme/payments", Inputs: map[string]string{"target_version": "1.23"},
@@ -330,7 +334,7 @@ func TestRunFromStartToCompletion(t *testing.T) {
 		t.Fatalf("candidate after start: %v", c)
 	}
 	_, err = l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "go-upgrade", CandidateId: "acme/payments"}))
-	wantCode(t, err, connect.CodeAlreadyExists, "CANDIDATE_RUNNING")
+	wantCode(t, err, connect.CodeAlreadyExists, loomv1.ErrorReason_CANDIDATE_RUNNING)
 
 	// Watch the whole Run from the start, as a browser would.
 	watch, err := l.runs.WatchRun(ctx, connect.NewRequest(&loomv1.WatchRunRequest{RunId: runID}))
@@ -366,7 +370,7 @@ func TestRunFromStartToCompletion(t *testing.T) {
 		t.Fatal("a duplicate report changed the step")
 	}
 	_, err = l.report(t, d, loomv1.StepStatus_STEP_STATUS_COMPLETED)
-	wantCode(t, err, connect.CodeFailedPrecondition, "TRANSITION_NOT_ALLOWED")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_TRANSITION_NOT_ALLOWED)
 	if r := l.getRun(t, runID); r.CurrentStep != "bump-go" || r.CurrentStepStatus != loomv1.StepStatus_STEP_STATUS_OPEN || r.StepResults[0].Metadata["branch"] != "loom/bump-go" {
 		t.Fatalf("run while open: %v", r)
 	}
@@ -382,7 +386,7 @@ func TestRunFromStartToCompletion(t *testing.T) {
 	}
 	l.mustReport(t, d2, loomv1.StepStatus_STEP_STATUS_AWAITING_REVIEW, func(r *loomv1.ReportStepStatusRequest) { r.Message = "check the canary" })
 	_, err = l.runs.FinishReview(ctx, connect.NewRequest(&loomv1.FinishReviewRequest{RunId: runID, StepName: "review", Attempt: 2, Outcome: loomv1.StepStatus_STEP_STATUS_COMPLETED}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "STALE_ATTEMPT")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_STALE_ATTEMPT)
 	done, err := l.runs.FinishReview(ctx, connect.NewRequest(&loomv1.FinishReviewRequest{
 		RunId: runID, StepName: "review", Attempt: 1, Outcome: loomv1.StepStatus_STEP_STATUS_COMPLETED, Note: "canary healthy",
 	}))
@@ -415,9 +419,9 @@ func TestRunFromStartToCompletion(t *testing.T) {
 		t.Fatalf("candidate after the run: %v", c.Status)
 	}
 	_, err = l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "go-upgrade", CandidateId: "acme/payments"}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "CANDIDATE_COMPLETED")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_CANDIDATE_COMPLETED)
 	_, err = l.report(t, d2, loomv1.StepStatus_STEP_STATUS_FAILED)
-	wantCode(t, err, connect.CodeFailedPrecondition, "RUN_NOT_RUNNING")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_RUN_NOT_RUNNING)
 	// Re-discovery leaves the completed Candidate alone.
 	sub, err := l.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
 		MigrationId: "go-upgrade", Candidates: []*loomv1.Candidate{{Id: "acme/payments", Kind: "repository"}},
@@ -475,7 +479,7 @@ func TestRetryCancelAndStartAgain(t *testing.T) {
 	d := w.nextDispatch()
 
 	_, err := l.runs.RetryStep(ctx, connect.NewRequest(&loomv1.RetryStepRequest{RunId: runID, StepName: "bump-go", Attempt: 1}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "TRANSITION_NOT_ALLOWED")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_TRANSITION_NOT_ALLOWED)
 	l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_OPEN, func(r *loomv1.ReportStepStatusRequest) { r.Metadata = map[string]string{"branch": "loom/bump-go"} })
 	l.mustReport(t, d, loomv1.StepStatus_STEP_STATUS_FAILED, func(r *loomv1.ReportStepStatusRequest) { r.Message = "go mod tidy failed" })
 	if r := l.getRun(t, runID); r.Status != loomv1.RunStatus_RUN_STATUS_RUNNING || r.CurrentStepStatus != loomv1.StepStatus_STEP_STATUS_FAILED ||
@@ -490,7 +494,7 @@ func TestRetryCancelAndStartAgain(t *testing.T) {
 		t.Fatalf("runs with a failed step: %v %v", failed, err)
 	}
 	_, err = l.runs.RetryStep(ctx, connect.NewRequest(&loomv1.RetryStepRequest{RunId: runID, StepName: "review", Attempt: 1}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "STEP_NOT_CURRENT")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_STEP_NOT_CURRENT)
 
 	retried, err := l.runs.RetryStep(ctx, connect.NewRequest(&loomv1.RetryStepRequest{RunId: runID, StepName: "bump-go", Attempt: 1}))
 	if err != nil {
@@ -510,7 +514,7 @@ func TestRetryCancelAndStartAgain(t *testing.T) {
 		t.Fatalf("retry dispatched %v", d2)
 	}
 	_, err = l.report(t, d, loomv1.StepStatus_STEP_STATUS_OPEN)
-	wantCode(t, err, connect.CodeFailedPrecondition, "STALE_ATTEMPT")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_STALE_ATTEMPT)
 	l.mustReport(t, d2, loomv1.StepStatus_STEP_STATUS_OPEN)
 
 	// Cancel while waiting for the merge.
@@ -525,9 +529,9 @@ func TestRetryCancelAndStartAgain(t *testing.T) {
 		t.Fatalf("candidate after cancel: %v", c.Status)
 	}
 	_, err = l.runs.CancelRun(ctx, connect.NewRequest(&loomv1.CancelRunRequest{RunId: runID}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "RUN_NOT_RUNNING")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_RUN_NOT_RUNNING)
 	_, err = l.report(t, d2, loomv1.StepStatus_STEP_STATUS_MERGED)
-	wantCode(t, err, connect.CodeFailedPrecondition, "RUN_NOT_RUNNING")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_RUN_NOT_RUNNING)
 
 	// Started again: a new execution, whose events the old one's cannot touch.
 	again := start()
@@ -539,7 +543,7 @@ func TestRetryCancelAndStartAgain(t *testing.T) {
 		t.Fatalf("dispatch of the new execution: %v", d3)
 	}
 	_, err = l.report(t, d2, loomv1.StepStatus_STEP_STATUS_MERGED)
-	wantCode(t, err, connect.CodeFailedPrecondition, "STALE_EXECUTION")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_STALE_EXECUTION)
 	l.mustReport(t, d3, loomv1.StepStatus_STEP_STATUS_OPEN)
 
 	// Cancel while the step is failed.
@@ -591,7 +595,7 @@ func TestMigratorDownAtDispatchAndPreview(t *testing.T) {
 	_, err := l.runs.PreviewRun(ctx, connect.NewRequest(&loomv1.PreviewRunRequest{
 		MigrationId: "go-upgrade", CandidateId: "acme/search", Inputs: map[string]string{"target_version": "1.23"},
 	}))
-	wantCode(t, err, connect.CodeUnavailable, "MIGRATOR_UNAVAILABLE")
+	wantCode(t, err, connect.CodeUnavailable, loomv1.ErrorReason_MIGRATOR_UNAVAILABLE)
 
 	if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{
 		MigrationId: "go-upgrade", CandidateId: "acme/search", Inputs: map[string]string{"target_version": "1.23"},
@@ -658,7 +662,7 @@ func TestMigratorDownAtDispatchAndPreview(t *testing.T) {
 	}
 	began := time.Now()
 	_, err = l.runs.PreviewRun(ctx, connect.NewRequest(&loomv1.PreviewRunRequest{MigrationId: "nowhere", CandidateId: "x"}))
-	wantCode(t, err, connect.CodeUnavailable, "MIGRATOR_UNAVAILABLE")
+	wantCode(t, err, connect.CodeUnavailable, loomv1.ErrorReason_MIGRATOR_UNAVAILABLE)
 	if time.Since(began) > 5*time.Second {
 		t.Fatalf("preview of an absent Migrator took %v", time.Since(began))
 	}
@@ -669,15 +673,15 @@ func TestUnknownRunsAreNotFound(t *testing.T) {
 	l := w.startLoom()
 	l.setup(t, w.migrator.url, "acme/payments")
 	_, err := l.runs.GetRun(ctx, connect.NewRequest(&loomv1.GetRunRequest{RunId: "go-upgrade__acme/payments"}))
-	wantCode(t, err, connect.CodeNotFound, "RUN_NOT_FOUND")
+	wantCode(t, err, connect.CodeNotFound, loomv1.ErrorReason_RUN_NOT_FOUND)
 	_, err = l.events.ReportStepStatus(ctx, connect.NewRequest(&loomv1.ReportStepStatusRequest{
 		RunId: "go-upgrade__ghost", Execution: 1, StepName: "bump-go", Attempt: 1, Status: loomv1.StepStatus_STEP_STATUS_IN_PROGRESS,
 	}))
-	wantCode(t, err, connect.CodeNotFound, "RUN_NOT_FOUND")
+	wantCode(t, err, connect.CodeNotFound, loomv1.ErrorReason_RUN_NOT_FOUND)
 	_, err = l.runs.CancelRun(ctx, connect.NewRequest(&loomv1.CancelRunRequest{RunId: "go-upgrade__ghost"}))
-	wantCode(t, err, connect.CodeNotFound, "RUN_NOT_FOUND")
+	wantCode(t, err, connect.CodeNotFound, loomv1.ErrorReason_RUN_NOT_FOUND)
 	_, err = l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "nope", CandidateId: "acme/payments"}))
-	wantCode(t, err, connect.CodeNotFound, "MIGRATION_NOT_FOUND")
+	wantCode(t, err, connect.CodeNotFound, loomv1.ErrorReason_MIGRATION_NOT_FOUND)
 	_, err = l.events.ReportStepStatus(ctx, connect.NewRequest(&loomv1.ReportStepStatusRequest{
 		RunId: "go-upgrade__acme/payments", Execution: 1, StepName: "bump-go", Attempt: 1, Status: loomv1.StepStatus_STEP_STATUS_OPEN,
 	}))

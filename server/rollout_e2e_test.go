@@ -196,7 +196,7 @@ func TestRolloutWithCanaryApprovalAutoPauseAndResume(t *testing.T) {
 	// Without the required input, nothing starts, and the refusal names
 	// the Candidates.
 	_, err := rs.StartRollout(ctx, connect.NewRequest(&loomv1.StartRolloutRequest{MigrationId: "go-upgrade", Selection: selection, Settings: settings}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "MISSING_INPUTS")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_MISSING_INPUTS)
 	// A migrator may not start rollouts; a bad setting names its field.
 	mrs, _ := rolloutClients(migrator, migrator.token)
 	_, err = mrs.StartRollout(ctx, connect.NewRequest(&loomv1.StartRolloutRequest{MigrationId: "go-upgrade", Selection: selection, Settings: settings,
@@ -278,7 +278,7 @@ func TestRolloutWithCanaryApprovalAutoPauseAndResume(t *testing.T) {
 	_, err = mrs.PauseRollout(ctx, connect.NewRequest(&loomv1.PauseRolloutRequest{MigrationId: "go-upgrade", RolloutId: id}))
 	wantCode(t, err, connect.CodePermissionDenied, "")
 	_, err = rs.PauseRollout(ctx, connect.NewRequest(&loomv1.PauseRolloutRequest{MigrationId: "go-upgrade", RolloutId: id}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "ROLLOUT_ENDED")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_ROLLOUT_ENDED)
 	list, err := rs.ListRollouts(ctx, connect.NewRequest(&loomv1.ListRolloutsRequest{MigrationId: "go-upgrade"}))
 	if err != nil || len(list.Msg.Rollouts) != 1 || list.Msg.Rollouts[0].Id != id {
 		t.Fatalf("list: %v %v", list, err)

@@ -43,7 +43,7 @@ func TestSkipAStepAndAdoptAPullRequest(t *testing.T) {
 	_, err = operator.runs.SkipStep(ctx, connect.NewRequest(&loomv1.SkipStepRequest{RunId: skipRun, StepName: "bump-go", Attempt: 1}))
 	wantCode(t, err, connect.CodeInvalidArgument, "")
 	_, err = operator.runs.SkipStep(ctx, connect.NewRequest(&loomv1.SkipStepRequest{RunId: skipRun, StepName: "review", Attempt: 1, Reason: "r"}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "STEP_NOT_CURRENT")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_STEP_NOT_CURRENT)
 	skipped, err := operator.runs.SkipStep(ctx, connect.NewRequest(skip))
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestSkipAStepAndAdoptAPullRequest(t *testing.T) {
 	_, err = operator.runs.AdoptPullRequest(ctx, connect.NewRequest(&loomv1.AdoptPullRequestRequest{RunId: adoptRun, StepName: "bump-go", Attempt: 1, PrUrl: "git@git.example:pull/9"}))
 	wantCode(t, err, connect.CodeInvalidArgument, "")
 	_, err = operator.runs.AdoptPullRequest(ctx, connect.NewRequest(&loomv1.AdoptPullRequestRequest{RunId: adoptRun, StepName: "bump-go", Attempt: 2, PrUrl: pr}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "STALE_ATTEMPT")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_STALE_ATTEMPT)
 	adopted, err := operator.runs.AdoptPullRequest(ctx, connect.NewRequest(adopt))
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestSkipAStepAndAdoptAPullRequest(t *testing.T) {
 		t.Fatalf("the same adoption again: %v", err)
 	}
 	_, err = operator.runs.AdoptPullRequest(ctx, connect.NewRequest(&loomv1.AdoptPullRequestRequest{RunId: adoptRun, StepName: "bump-go", Attempt: 1, PrUrl: pr + "0"}))
-	wantCode(t, err, connect.CodeFailedPrecondition, "TRANSITION_NOT_ALLOWED")
+	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_TRANSITION_NOT_ALLOWED)
 	eventually(t, "the adopted step open in the view", func() bool {
 		r := operator.getRun(t, adoptRun)
 		return r.CurrentStepStatus == loomv1.StepStatus_STEP_STATUS_OPEN && r.StepResults[0].PrUrl == pr

@@ -128,7 +128,7 @@ func TestTrustEndToEnd(t *testing.T) {
 	// metadata address never.
 	_, err = migrator.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: &loomv1.Migration{
 		Id: "go-upgrade", Name: "x", Steps: []*loomv1.StepDefinition{{Name: "s", Type: "t"}}, MigratorUrl: "http://169.254.169.254/latest"}}))
-	wantCode(t, err, connect.CodeInvalidArgument, "MIGRATOR_URL_REFUSED")
+	wantCode(t, err, connect.CodeInvalidArgument, loomv1.ErrorReason_MIGRATOR_URL_REFUSED)
 	migrator.setup(t, w.migrator.url, "acme/payments")
 	_, err = stranger.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
 		MigrationId: "go-upgrade", Candidates: []*loomv1.Candidate{{Id: "evil", Kind: "service"}}}))
@@ -198,7 +198,7 @@ func TestTrustEndToEnd(t *testing.T) {
 		t.Fatalf("retry dispatch %v", d2)
 	}
 	wantCode(t, report(migrator, d, loomv1.StepStatus_STEP_STATUS_OPEN, func(r *loomv1.ReportStepStatusRequest) { r.PrUrl = "https://x.example/1" }),
-		connect.CodeFailedPrecondition, "STALE_ATTEMPT")
+		connect.CodeFailedPrecondition, loomv1.ErrorReason_STALE_ATTEMPT)
 	// Attempt 1's token does not pass for attempt 2.
 	wantCode(t, report(migrator, d2, loomv1.StepStatus_STEP_STATUS_FAILED, func(r *loomv1.ReportStepStatusRequest) { r.CallbackToken = d.CallbackToken }),
 		connect.CodeUnauthenticated, "")

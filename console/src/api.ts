@@ -2,6 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { getToken } from "./auth";
+import { ErrorReason } from "./gen/loom/v1/error_reason_pb";
 
 // The console is served by the Loom it talks to, so the API is its own
 // origin; VITE_LOOM_API points a console served elsewhere at another Loom
@@ -30,6 +31,16 @@ export function errorText(err: unknown): string {
 }
 
 export type ErrorInfo = { reason: string; domain: string; metadata: Record<string, string> };
+
+// reasonOf reads the reason of a server error as the API's ErrorReason
+// (docs/api.md, "Error reasons"): ERROR_REASON_UNSPECIFIED when the error has
+// none, or one this console does not know (a newer server's).
+export function reasonOf(err: unknown): ErrorReason {
+  const info = errorInfo(err);
+  if (!info || info.domain !== "loom.dev") return ErrorReason.ERROR_REASON_UNSPECIFIED;
+  const r = (ErrorReason as unknown as Record<string, ErrorReason | undefined>)[info.reason];
+  return typeof r === "number" ? r : ErrorReason.ERROR_REASON_UNSPECIFIED;
+}
 
 // errorInfo decodes the google.rpc.ErrorInfo detail of a server error, if it
 // has one. The console has no google.rpc types: the message is small

@@ -364,15 +364,15 @@ func missingInputs(m *loomv1.Migration, inputs map[string]string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return refusal("MISSING_INPUTS", "missing required inputs: %s", strings.Join(missing, ", "))
+		return refusal(loomv1.ErrorReason_MISSING_INPUTS, "missing required inputs: %s", strings.Join(missing, ", "))
 	}
 	return nil
 }
 
 // refusal is a FAILED_PRECONDITION with the ErrorInfo reason Loom gives.
-func refusal(reason, format string, args ...any) error {
+func refusal(reason loomv1.ErrorReason, format string, args ...any) error {
 	err := connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(format, args...))
-	if d, derr := connect.NewErrorDetail(&errdetails.ErrorInfo{Reason: reason, Domain: "loom.dev"}); derr == nil {
+	if d, derr := connect.NewErrorDetail(&errdetails.ErrorInfo{Reason: reason.String(), Domain: "loom.dev"}); derr == nil {
 		err.AddDetail(d)
 	}
 	return err
@@ -580,27 +580,27 @@ func (r *Run) report(rep migratorsdk.Report) (changed bool, err error) {
 	}
 	switch {
 	case rep.Execution != r.Execution:
-		return false, refusal("STALE_EXECUTION", "execution %d is not the current one (%d)", rep.Execution, r.Execution)
+		return false, refusal(loomv1.ErrorReason_STALE_EXECUTION, "execution %d is not the current one (%d)", rep.Execution, r.Execution)
 	case rep.Step != r.Step.Name:
-		return false, refusal("STEP_NOT_CURRENT", "step %q is not the current step (%q is)", rep.Step, r.Step.Name)
+		return false, refusal(loomv1.ErrorReason_STEP_NOT_CURRENT, "step %q is not the current step (%q is)", rep.Step, r.Step.Name)
 	case r.behind:
-		return false, refusal("STEP_NOT_CURRENT", "step %q is not the current step (the one before it is)", rep.Step)
+		return false, refusal(loomv1.ErrorReason_STEP_NOT_CURRENT, "step %q is not the current step (the one before it is)", rep.Step)
 	case rep.Attempt != r.attempt:
-		return false, refusal("STALE_ATTEMPT", "attempt %d is not the current one (%d)", rep.Attempt, r.attempt)
+		return false, refusal(loomv1.ErrorReason_STALE_ATTEMPT, "attempt %d is not the current one (%d)", rep.Attempt, r.attempt)
 	}
 	if r.status == migratorsdk.StatusMerged || r.status == migratorsdk.StatusCompleted {
 		if rep.Status == r.status {
 			return false, nil // a late duplicate of the final report
 		}
 		// Loom has moved the Run on to its next step.
-		return false, refusal("STEP_NOT_CURRENT", "step %q is %s: the Run has moved on", r.Step.Name, r.status)
+		return false, refusal(loomv1.ErrorReason_STEP_NOT_CURRENT, "step %q is %s: the Run has moved on", r.Step.Name, r.status)
 	}
 	ok := false
 	for _, s := range allowed[r.status] {
 		ok = ok || s == rep.Status
 	}
 	if !ok {
-		return false, refusal("TRANSITION_NOT_ALLOWED", "step %q is %s: %s is not allowed", r.Step.Name, r.status, rep.Status)
+		return false, refusal(loomv1.ErrorReason_TRANSITION_NOT_ALLOWED, "step %q is %s: %s is not allowed", r.Step.Name, r.status, rep.Status)
 	}
 	if rep.Status == migratorsdk.StatusOpen && rep.PRURL == "" && r.prURL == "" {
 		return false, connect.NewError(connect.CodeInvalidArgument, errors.New("pr_url: required when status is open"))

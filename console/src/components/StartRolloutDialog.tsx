@@ -1,7 +1,8 @@
 import { useEffect, useState } from "react";
 import { Link, useNavigate } from "react-router";
 import { useMutation } from "@tanstack/react-query";
-import { errorInfo } from "../api";
+import { errorInfo, reasonOf } from "../api";
+import { ErrorReason } from "../gen/loom/v1/error_reason_pb";
 import type { Migration } from "../gen/loom/v1/migration_pb";
 import { CanaryContinuation } from "../gen/loom/v1/rollout_pb";
 import type { PreviewSelectionResponse } from "../gen/loom/v1/rollout_service_pb";
@@ -223,7 +224,7 @@ export function StartRolloutDialog({ migration, selection, onClose }: { migratio
         {start.isError && (
           <>
             <ErrorBox error={start.error} />
-            {startError?.reason === "MISSING_INPUTS" && (
+            {startError && reasonOf(start.error) === ErrorReason.MISSING_INPUTS && (
               <p className="muted">
                 {startError.metadata.count} Candidates miss inputs, e.g. {startError.metadata.candidates} (missing{" "}
                 {startError.metadata.missing}).

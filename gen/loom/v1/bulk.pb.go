@@ -348,9 +348,9 @@ type CandidateOutcome struct {
 	// `unavailable` (a dependency failed: send again). Empty when done.
 	Code string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
 	// For a refused or unattempted Candidate: why, as the reason of the
-	// google.rpc.ErrorInfo the single action would have carried, e.g.
-	// `TRANSITION_NOT_ALLOWED`, `RUN_NOT_RUNNING`, `CANDIDATE_NOT_FOUND`.
-	// Empty when done.
+	// google.rpc.ErrorInfo the single action would have carried: the name of
+	// an ErrorReason, e.g. `TRANSITION_NOT_ALLOWED`, `RUN_NOT_RUNNING`,
+	// `CANDIDATE_NOT_FOUND`, or `NOT_ATTEMPTED`. Empty when done.
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	// For a refused or unattempted Candidate: the error's message, for a
 	// person. Empty when done.

@@ -154,7 +154,12 @@ func (i errorInterceptor) convert(ctx context.Context, procedure string, req any
 	if unexpected {
 		i.log.ErrorContext(ctx, "rpc failed", append(attrs, "error", err)...)
 	} else {
-		i.log.DebugContext(ctx, "rpc refused", append(attrs, "code", cerr.Code().String(), "error", cerr.Message())...)
+		attrs = append(attrs, "code", cerr.Code().String())
+		var ref *migration.Refusal
+		if errors.As(err, &ref) && ref.Reason != "" {
+			attrs = append(attrs, "reason", ref.Reason)
+		}
+		i.log.DebugContext(ctx, "rpc refused", append(attrs, "error", cerr.Message())...)
 	}
 	return cerr
 }

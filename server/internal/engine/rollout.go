@@ -387,7 +387,7 @@ func (f *rolloutFlow) control(ctx workflow.Context, c migration.RolloutControl) 
 		f.changed(ctx, f.event(ctx, migration.EventRolloutCancelled, c.Actor, map[string]string{
 			"reason": reason, "cancel_runs": strconv.FormatBool(c.CancelRuns), "cancelled_runs": strconv.Itoa(res.CancelledRuns)}))
 	default:
-		return res, encodeRefusal(migration.InvalidArgument("kind", "UNKNOWN_CONTROL", "no rollout action %q", c.Kind))
+		return res, encodeRefusal(migration.InvalidArgument("kind", migration.ReasonUnknownControl, "no rollout action %q", c.Kind))
 	}
 	f.changed(ctx)
 	seq := f.r.Seq

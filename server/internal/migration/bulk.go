@@ -39,16 +39,6 @@ const bulkActionTimeout = time.Minute
 // action starts within it.
 const bulkDeadlineReserve = 2 * time.Second
 
-// Reasons of bulk actions' refusals.
-const (
-	// ReasonSelectionTooLarge: a selection of more than MaxBulkCandidates;
-	// metadata "matched" (for a filter) and "max".
-	ReasonSelectionTooLarge = "SELECTION_TOO_LARGE"
-	// ReasonNotAttempted: the bulk action stopped before this Candidate
-	// (deadline near, caller gone, dependency failing); nothing was done.
-	ReasonNotAttempted = "NOT_ATTEMPTED"
-)
-
 // Selection names the Candidates of one Migration a bulk action applies
 // to: CandidateIDs, or, when Filter is set, every Candidate matching it.
 type Selection struct {
@@ -108,7 +98,7 @@ type selectionStore interface {
 func resolve(ctx context.Context, st selectionStore, sel Selection) ([]string, error) {
 	if sel.Filter == nil {
 		if len(sel.CandidateIDs) == 0 {
-			return nil, InvalidArgument("selection", "EMPTY_SELECTION", "select candidate_ids or a filter")
+			return nil, InvalidArgument("selection", ReasonEmptySelection, "select candidate_ids or a filter")
 		}
 		if n := len(sel.CandidateIDs); n > MaxBulkCandidates {
 			return nil, InvalidArgument("selection.candidate_ids", ReasonSelectionTooLarge,
@@ -118,7 +108,7 @@ func resolve(ctx context.Context, st selectionStore, sel Selection) ([]string, e
 		seen := make(map[string]bool, len(sel.CandidateIDs))
 		for i, id := range sel.CandidateIDs {
 			if seen[id] {
-				return nil, InvalidArgument(fmt.Sprintf("selection.candidate_ids[%d]", i), "DUPLICATE_CANDIDATE_ID",
+				return nil, InvalidArgument(fmt.Sprintf("selection.candidate_ids[%d]", i), ReasonDuplicateCandidateID,
 					"candidate id %q appears twice", id)
 			}
 			seen[id] = true
@@ -131,7 +121,7 @@ func resolve(ctx context.Context, st selectionStore, sel Selection) ([]string, e
 	f := *sel.Filter
 	f.Order, f.Descending = OrderByID, false
 	if len(f.Metadata) > MaxCandidateMetadataFilters {
-		return nil, InvalidArgument("selection.filter.metadata", "TOO_MANY_METADATA_FILTERS",
+		return nil, InvalidArgument("selection.filter.metadata", ReasonTooManyMetadataFilters,
 			"at most %d metadata pairs, got %d", MaxCandidateMetadataFilters, len(f.Metadata))
 	}
 	var ids []string
@@ -274,10 +264,10 @@ func (u *Runs) BulkRetry(ctx context.Context, sel Selection, step, actor string)
 // failed) and note.
 func (u *Runs) BulkFinishReview(ctx context.Context, sel Selection, step string, outcome StepStatus, note, actor string) (BulkReport, error) {
 	if step == "" {
-		return BulkReport{}, InvalidArgument("step_name", "MISSING_STEP_NAME", "name the step whose reviews to finish")
+		return BulkReport{}, InvalidArgument("step_name", ReasonMissingStepName, "name the step whose reviews to finish")
 	}
 	if outcome != StepCompleted && outcome != StepFailed {
-		return BulkReport{}, InvalidArgument("outcome", "INVALID_OUTCOME", "a review finishes %s or %s, not %q", StepCompleted, StepFailed, outcome)
+		return BulkReport{}, InvalidArgument("outcome", ReasonInvalidOutcome, "a review finishes %s or %s, not %q", StepCompleted, StepFailed, outcome)
 	}
 	return u.bulkStepAction(ctx, sel, StepAction{Kind: ActionFinishReview, Step: step, Status: outcome, Message: note, Actor: actor})
 }
@@ -286,7 +276,7 @@ func (u *Runs) BulkFinishReview(ctx context.Context, sel Selection, step string,
 // request of step of the Run of each Candidate sel selects was merged.
 func (u *Runs) BulkMarkMerged(ctx context.Context, sel Selection, step, note, actor string) (BulkReport, error) {
 	if step == "" {
-		return BulkReport{}, InvalidArgument("step_name", "MISSING_STEP_NAME", "name the step whose pull requests were merged")
+		return BulkReport{}, InvalidArgument("step_name", ReasonMissingStepName, "name the step whose pull requests were merged")
 	}
 	return u.bulkStepAction(ctx, sel, StepAction{Kind: ActionMarkMerged, Step: step, Message: note, Actor: actor})
 }
@@ -342,7 +332,7 @@ func (u *Runs) BulkCancel(ctx context.Context, sel Selection, reason, actor stri
 // sel selects.
 func (d *Discovery) BulkUpdateInputs(ctx context.Context, sel Selection, change InputChange) (BulkReport, error) {
 	if len(change.Set) == 0 && len(change.Remove) == 0 {
-		return BulkReport{}, InvalidArgument("inputs", "EMPTY_INPUT_CHANGE", "set inputs or remove_inputs")
+		return BulkReport{}, InvalidArgument("inputs", ReasonEmptyInputChange, "set inputs or remove_inputs")
 	}
 	ids, err := resolve(ctx, d.Store, sel)
 	if err != nil {

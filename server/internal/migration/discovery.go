@@ -25,13 +25,13 @@ type DiscoveryStore interface {
 // Submit merges discovered Candidates into their Migration.
 func (d *Discovery) Submit(ctx context.Context, s Submission) (SubmitResult, error) {
 	if len(s.Candidates) > MaxSubmitCandidates {
-		return SubmitResult{}, InvalidArgument("candidates", "TOO_MANY_CANDIDATES",
+		return SubmitResult{}, InvalidArgument("candidates", ReasonTooManyCandidates,
 			"at most %d candidates per submission, got %d", MaxSubmitCandidates, len(s.Candidates))
 	}
 	seen := make(map[string]bool, len(s.Candidates))
 	for i, c := range s.Candidates {
 		if seen[c.ID] {
-			return SubmitResult{}, InvalidArgument(fmt.Sprintf("candidates[%d].id", i), "DUPLICATE_CANDIDATE_ID",
+			return SubmitResult{}, InvalidArgument(fmt.Sprintf("candidates[%d].id", i), ReasonDuplicateCandidateID,
 				"candidate id %q appears twice", c.ID)
 		}
 		seen[c.ID] = true
@@ -51,7 +51,7 @@ func (d *Discovery) Submit(ctx context.Context, s Submission) (SubmitResult, err
 func (d *Discovery) List(ctx context.Context, migrationID string, f CandidateFilter, page PageRequest) (CandidatePage, error) {
 	page.Limit = clampPage(page.Limit, DefaultCandidatePageSize, MaxCandidatePageSize)
 	if len(f.Metadata) > MaxCandidateMetadataFilters {
-		return CandidatePage{}, InvalidArgument("metadata", "TOO_MANY_METADATA_FILTERS",
+		return CandidatePage{}, InvalidArgument("metadata", ReasonTooManyMetadataFilters,
 			"at most %d metadata pairs, got %d", MaxCandidateMetadataFilters, len(f.Metadata))
 	}
 	return d.Store.ListCandidates(ctx, migrationID, f, page)

@@ -16,11 +16,17 @@ var (
 )
 
 // Reasons name why a request was refused. They reach clients as the reason
-// of a google.rpc.ErrorInfo, so they are part of the API: never rename one.
+// of a google.rpc.ErrorInfo, so they are part of the API: each is the name
+// of a value of the API's ErrorReason enum (proto/loom/v1/error_reason.proto,
+// where each is documented), and never renamed. The domain imports no
+// generated code, so the names are repeated here; api's
+// TestDomainReasonsAreTheAPIs fails when this list and the enum differ, or
+// when a refusal is built with a reason not declared here.
 const (
 	ReasonMigrationNotFound   = "MIGRATION_NOT_FOUND"
 	ReasonCandidateNotFound   = "CANDIDATE_NOT_FOUND"
 	ReasonRunNotFound         = "RUN_NOT_FOUND"
+	ReasonRolloutNotFound     = "ROLLOUT_NOT_FOUND"
 	ReasonMigrationHasRunning = "MIGRATION_HAS_RUNNING_CANDIDATES"
 	ReasonCandidateRunning    = "CANDIDATE_RUNNING"
 	ReasonCandidateCompleted  = "CANDIDATE_COMPLETED"
@@ -33,16 +39,42 @@ const (
 	ReasonStaleAttempt           = "STALE_ATTEMPT"
 	ReasonStepNotCurrent         = "STEP_NOT_CURRENT"
 	ReasonTransitionNotAllowed   = "TRANSITION_NOT_ALLOWED"
-	ReasonInvalidPageToken       = "INVALID_PAGE_TOKEN"
+	ReasonRolloutEnded           = "ROLLOUT_ENDED"
+	ReasonRolloutExists          = "ROLLOUT_EXISTS"
+	ReasonEmptySelection         = "EMPTY_SELECTION"
+
+	ReasonInvalidPageToken = "INVALID_PAGE_TOKEN"
+	// ReasonMissingReason: a skip names no reason.
+	ReasonMissingReason = "MISSING_REASON"
+	// ReasonMissingPRURL: an adoption names no pull request.
+	ReasonMissingPRURL = "MISSING_PR_URL"
+	// ReasonSelectionTooLarge: a selection of more than a bulk action or a
+	// rollout takes; metadata "matched" (for a filter) and "max".
+	ReasonSelectionTooLarge      = "SELECTION_TOO_LARGE"
+	ReasonDuplicateCandidateID   = "DUPLICATE_CANDIDATE_ID"
+	ReasonDuplicateStepName      = "DUPLICATE_STEP_NAME"
+	ReasonTooManyCandidates      = "TOO_MANY_CANDIDATES"
+	ReasonTooManyMetadataFilters = "TOO_MANY_METADATA_FILTERS"
+	ReasonInvalidStatus          = "INVALID_STATUS"
+	ReasonInvalidOrder           = "INVALID_ORDER"
+	ReasonInvalidOutcome         = "INVALID_OUTCOME"
+	ReasonInvalidRunID           = "INVALID_RUN_ID"
+	ReasonInvalidSetting         = "INVALID_SETTING"
+	ReasonUnknownSetting         = "UNKNOWN_SETTING"
+	ReasonEmptyUpdateMask        = "EMPTY_UPDATE_MASK"
+	ReasonEmptyInputChange       = "EMPTY_INPUT_CHANGE"
+	ReasonMissingStepName        = "MISSING_STEP_NAME"
+	ReasonUnknownControl         = "UNKNOWN_CONTROL"
+
 	ReasonMigratorUnavailable    = "MIGRATOR_UNAVAILABLE"
 	ReasonMigratorRefused        = "MIGRATOR_REFUSED"
 	ReasonMigratorURLRefused     = "MIGRATOR_URL_REFUSED"
 	ReasonExecutionEngineFailure = "EXECUTION_ENGINE_UNAVAILABLE"
 	ReasonStoreUnavailable       = "STORE_UNAVAILABLE"
-	// ReasonMissingReason: a skip names no reason.
-	ReasonMissingReason = "MISSING_REASON"
-	// ReasonMissingPRURL: an adoption names no pull request.
-	ReasonMissingPRURL = "MISSING_PR_URL"
+
+	// ReasonNotAttempted: the bulk action stopped before this Candidate
+	// (deadline near, caller gone, dependency failing); nothing was done.
+	ReasonNotAttempted = "NOT_ATTEMPTED"
 )
 
 // Refusal is a request refused for a reason a caller can act on. It wraps

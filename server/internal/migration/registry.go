@@ -70,7 +70,7 @@ func checkStepNames(steps []StepDefinition) error {
 	seen := make(map[string]bool, len(steps))
 	for i, s := range steps {
 		if seen[s.Name] {
-			return InvalidArgument(fmt.Sprintf("steps[%d].name", i), "DUPLICATE_STEP_NAME", "step name %q appears twice", s.Name)
+			return InvalidArgument(fmt.Sprintf("steps[%d].name", i), ReasonDuplicateStepName, "step name %q appears twice", s.Name)
 		}
 		seen[s.Name] = true
 	}

@@ -103,15 +103,15 @@ func SettingsDetails(s RolloutSettings) map[string]string {
 func (s RolloutSettings) check(prefix string) error {
 	switch {
 	case s.MaxInFlight < 1 || s.MaxInFlight > MaxRolloutInFlight:
-		return InvalidArgument(prefix+"max_in_flight", "INVALID_SETTING", "max_in_flight must be 1 to %d", MaxRolloutInFlight)
+		return InvalidArgument(prefix+"max_in_flight", ReasonInvalidSetting, "max_in_flight must be 1 to %d", MaxRolloutInFlight)
 	case s.CanarySize < 0:
-		return InvalidArgument(prefix+"canary_size", "INVALID_SETTING", "canary_size must not be negative")
+		return InvalidArgument(prefix+"canary_size", ReasonInvalidSetting, "canary_size must not be negative")
 	case s.MaxStartsPerMinute < 0:
-		return InvalidArgument(prefix+"max_starts_per_minute", "INVALID_SETTING", "max_starts_per_minute must not be negative")
+		return InvalidArgument(prefix+"max_starts_per_minute", ReasonInvalidSetting, "max_starts_per_minute must not be negative")
 	case s.MaxOpenPRs < 0:
-		return InvalidArgument(prefix+"max_open_pull_requests", "INVALID_SETTING", "max_open_pull_requests must not be negative")
+		return InvalidArgument(prefix+"max_open_pull_requests", ReasonInvalidSetting, "max_open_pull_requests must not be negative")
 	case !s.PauseOnFailures.Off() && s.PauseOnFailures.Failures > s.PauseOnFailures.Window:
-		return InvalidArgument(prefix+"pause_on_failures", "INVALID_SETTING", "failures must be at most window")
+		return InvalidArgument(prefix+"pause_on_failures", ReasonInvalidSetting, "failures must be at most window")
 	}
 	return nil
 }
@@ -207,13 +207,6 @@ const (
 	EventRolloutAwaitingApproval EventKind = "rollout_awaiting_approval"
 	EventRolloutCancelled        EventKind = "rollout_cancelled"
 	EventRolloutCompleted        EventKind = "rollout_completed"
-)
-
-// Reasons of rollouts' refusals.
-const (
-	ReasonRolloutNotFound = "ROLLOUT_NOT_FOUND"
-	ReasonRolloutEnded    = "ROLLOUT_ENDED"
-	ReasonEmptySelection  = "EMPTY_SELECTION"
 )
 
 // RolloutNotFound is the refusal of an unknown rollout.

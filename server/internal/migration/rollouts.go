@@ -109,7 +109,7 @@ func (u *Rollouts) scanSelection(ctx context.Context, sel Selection, defaults ma
 	f := *sel.Filter
 	f.Order, f.Descending = OrderByID, false
 	if len(f.Metadata) > MaxCandidateMetadataFilters {
-		return m, out, InvalidArgument("selection.filter.metadata", "TOO_MANY_METADATA_FILTERS",
+		return m, out, InvalidArgument("selection.filter.metadata", ReasonTooManyMetadataFilters,
 			"at most %d metadata pairs, got %d", MaxCandidateMetadataFilters, len(f.Metadata))
 	}
 	for after := ""; ; {
@@ -292,11 +292,11 @@ func (u *Rollouts) ListRollouts(ctx context.Context, migrationID string, page Pa
 func (u *Rollouts) Control(ctx context.Context, migrationID, rolloutID string, c RolloutControl) (Controlled, error) {
 	if c.Kind == ControlUpdate {
 		if len(c.Mask) == 0 {
-			return Controlled{}, InvalidArgument("update_mask", "EMPTY_UPDATE_MASK", "name at least one setting to change")
+			return Controlled{}, InvalidArgument("update_mask", ReasonEmptyUpdateMask, "name at least one setting to change")
 		}
 		for i, f := range c.Mask {
 			if !slices.Contains([]string{SettingMaxInFlight, SettingMaxStartsPerMinute, SettingMaxOpenPRs, SettingPauseOnFailures}, f) {
-				return Controlled{}, InvalidArgument(fmt.Sprintf("update_mask[%d]", i), "UNKNOWN_SETTING", "%q is no setting an update may change", f)
+				return Controlled{}, InvalidArgument(fmt.Sprintf("update_mask[%d]", i), ReasonUnknownSetting, "%q is no setting an update may change", f)
 			}
 		}
 		if err := (RolloutSettings{MaxInFlight: 1}).Apply(c.Settings, c.Mask).check("settings."); err != nil {

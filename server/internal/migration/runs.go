@@ -381,7 +381,7 @@ func (u *Runs) reconcileRun(ctx context.Context, view Run) (*RunFix, error) {
 func (u *Runs) GetRun(ctx context.Context, runID string) (Run, error) {
 	m, c, ok := ParseRunID(runID)
 	if !ok {
-		return Run{}, InvalidArgument("run_id", "INVALID_RUN_ID", "run id %q is not {migration_id}__{candidate_id}", runID)
+		return Run{}, InvalidArgument("run_id", ReasonInvalidRunID, "run id %q is not {migration_id}__{candidate_id}", runID)
 	}
 	return u.Store.GetRun(ctx, m, c)
 }
@@ -398,7 +398,7 @@ func (u *Runs) ListRuns(ctx context.Context, migrationID string, f RunFilter, pa
 func (u *Runs) WatchRun(ctx context.Context, runID string, afterVersion int64, send func(Run) error, heartbeat func(time.Time) error) error {
 	m, c, ok := ParseRunID(runID)
 	if !ok {
-		return InvalidArgument("run_id", "INVALID_RUN_ID", "run id %q is not {migration_id}__{candidate_id}", runID)
+		return InvalidArgument("run_id", ReasonInvalidRunID, "run id %q is not {migration_id}__{candidate_id}", runID)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -559,10 +559,10 @@ return {0}
 // and writes nothing. Unknown ids are refusals wrapping migration.ErrNotFound.
 func (s *Store) SetCandidateStatus(ctx context.Context, m, c string, from, to migration.CandidateStatus, now time.Time) error {
 	if !from.Valid() {
-		return migration.InvalidArgument("from", "INVALID_STATUS", "unknown candidate status %q", from)
+		return migration.InvalidArgument("from", migration.ReasonInvalidStatus, "unknown candidate status %q", from)
 	}
 	if !to.Valid() {
-		return migration.InvalidArgument("to", "INVALID_STATUS", "unknown candidate status %q", to)
+		return migration.InvalidArgument("to", migration.ReasonInvalidStatus, "unknown candidate status %q", to)
 	}
 	res, err := setStatusScript.Run(ctx, s.rdb, []string{
 		migrationKey(m),

@@ -178,10 +178,10 @@ return out
 // previous page, made with the same filter.
 func (s *Store) ListCandidates(ctx context.Context, m string, f migration.CandidateFilter, page migration.PageRequest) (migration.CandidatePage, error) {
 	if f.Status != "" && !f.Status.Valid() {
-		return migration.CandidatePage{}, migration.InvalidArgument("status", "INVALID_STATUS", "unknown candidate status %q", f.Status)
+		return migration.CandidatePage{}, migration.InvalidArgument("status", migration.ReasonInvalidStatus, "unknown candidate status %q", f.Status)
 	}
 	if f.CurrentStepStatus != "" && !slices.Contains(migration.StepStatuses, f.CurrentStepStatus) {
-		return migration.CandidatePage{}, migration.InvalidArgument("current_step_status", "INVALID_STATUS", "unknown step status %q", f.CurrentStepStatus)
+		return migration.CandidatePage{}, migration.InvalidArgument("current_step_status", migration.ReasonInvalidStatus, "unknown step status %q", f.CurrentStepStatus)
 	}
 	afterScore, afterID, err := parseCandidateCursor(page.After)
 	if err != nil {
@@ -201,7 +201,7 @@ func (s *Store) ListCandidates(ctx context.Context, m string, f migration.Candid
 	case migration.OrderByLastChange:
 		order, lex = changeIndexKey(m), "0"
 	default:
-		return migration.CandidatePage{}, migration.InvalidArgument("order_by", "INVALID_ORDER", "unknown candidate order %q", f.Order)
+		return migration.CandidatePage{}, migration.InvalidArgument("order_by", migration.ReasonInvalidOrder, "unknown candidate order %q", f.Order)
 	}
 	keys := []string{migrationKey(m), candidateKeyPrefix(m), runKeyPrefix(m), changeIndexKey(m), order,
 		candidatesKey(m), listTempKey(m), listPrefixTempKey(m)}

@@ -109,7 +109,7 @@ func (s *Store) CreateRollout(ctx context.Context, r migration.Rollout, ids []st
 		return migration.Rollout{}, fmt.Errorf("create rollout %s: %w", r.ID, err)
 	}
 	if ver, _ := replyIntAt(res, 1); ver == 0 {
-		return migration.Rollout{}, migration.AlreadyExists("ROLLOUT_EXISTS", "rollout %q exists", r.ID)
+		return migration.Rollout{}, migration.AlreadyExists(migration.ReasonRolloutExists, "rollout %q exists", r.ID)
 	}
 	r.Version = 1
 	return r, nil

@@ -206,9 +206,9 @@ export type CandidateOutcome = Message<"loom.v1.CandidateOutcome"> & {
 
   /**
    * For a refused or unattempted Candidate: why, as the reason of the
-   * google.rpc.ErrorInfo the single action would have carried, e.g.
-   * `TRANSITION_NOT_ALLOWED`, `RUN_NOT_RUNNING`, `CANDIDATE_NOT_FOUND`.
-   * Empty when done.
+   * google.rpc.ErrorInfo the single action would have carried: the name of
+   * an ErrorReason, e.g. `TRANSITION_NOT_ALLOWED`, `RUN_NOT_RUNNING`,
+   * `CANDIDATE_NOT_FOUND`, or `NOT_ATTEMPTED`. Empty when done.
    *
    * @generated from field: string reason = 4;
    */

@@ -1,0 +1,185 @@
+package api
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+)
+
+// The reasons the server sends are the API's: the domain's Reason
+// constants are exactly the values of loomv1.ErrorReason (the domain
+// imports no generated code, so it repeats the names, and this is what
+// keeps them equal).
+func TestDomainReasonsAreTheAPIs(t *testing.T) {
+	domain := domainReasons(t)
+	for name := range domain {
+		if _, ok := loomv1.ErrorReason_value[name]; !ok {
+			t.Errorf("migration declares reason %s, which loomv1.ErrorReason lacks: add it to proto/loom/v1/error_reason.proto", name)
+		}
+	}
+	for name, n := range loomv1.ErrorReason_value {
+		if n != 0 && !domain[name] {
+			t.Errorf("loomv1.ErrorReason has %s, which no migration.Reason constant declares", name)
+		}
+	}
+}
+
+// domainReasons reads the Reason constants of the migration package's
+// errors.go.
+func domainReasons(t *testing.T) map[string]bool {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), "../migration/errors.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		vs, ok := n.(*ast.ValueSpec)
+		if !ok {
+			return true
+		}
+		for i, id := range vs.Names {
+			if strings.HasPrefix(id.Name, "Reason") && i < len(vs.Values) {
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					v, _ := strconv.Unquote(lit.Value)
+					out[v] = true
+				}
+			}
+		}
+		return false
+	})
+	if len(out) < 20 {
+		t.Fatalf("found %d reasons in errors.go: the parsing is broken", len(out))
+	}
+	return out
+}
+
+// refusalBuilders are the migration functions that build a refusal, and
+// the position of their reason argument.
+var refusalBuilders = map[string]int{
+	"NotFound": 0, "AlreadyExists": 0, "FailedPrecondition": 0, "Unavailable": 0, "InvalidArgument": 1, "refuse": 1,
+}
+
+// No refusal in the server is built with a reason spelled out as a string:
+// every reason is one of the declared constants, so the test above covers
+// every reason a client can receive.
+func TestRefusalsNameDeclaredReasons(t *testing.T) {
+	fset := token.NewFileSet()
+	checked := 0
+	err := filepath.WalkDir("../..", func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		f, err := parser.ParseFile(fset, p, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.CallExpr:
+				name := ""
+				switch fn := n.Fun.(type) {
+				case *ast.Ident:
+					name = fn.Name
+				case *ast.SelectorExpr:
+					name = fn.Sel.Name
+				}
+				pos, ok := refusalBuilders[name]
+				if !ok || pos >= len(n.Args) {
+					return true
+				}
+				// refuse(kind, reason, ...) in errors.go; refuse(reason, ...)
+				// closures elsewhere take the reason first.
+				if name == "refuse" {
+					if id, ok := n.Args[0].(*ast.Ident); !ok || !strings.HasPrefix(id.Name, "Err") {
+						pos = 0
+					}
+				}
+				checked++
+				if lit, ok := n.Args[pos].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					t.Errorf("%s: %s is given the reason %s: declare it in migration/errors.go (and error_reason.proto)", fset.Position(lit.Pos()), name, lit.Value)
+				}
+			case *ast.KeyValueExpr:
+				if k, ok := n.Key.(*ast.Ident); ok && k.Name == "Reason" {
+					if lit, ok := n.Value.(*ast.BasicLit); ok && lit.Kind == token.STRING && isReasonName(lit.Value) {
+						t.Errorf("%s: Reason: %s: use a declared reason constant", fset.Position(lit.Pos()), lit.Value)
+					}
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 50 {
+		t.Fatalf("checked %d refusal builders: the walk is broken", checked)
+	}
+}
+
+var reasonLike = regexp.MustCompile(`^"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+"$`)
+
+func isReasonName(lit string) bool { return reasonLike.MatchString(lit) }
+
+// Every UPPER_SNAKE name the README and docs/ put in backquotes is a name
+// the API has: an error reason, an enum value, a Connect code, or an
+// environment variable. A renamed reason or enum value leaves no stale name
+// behind.
+func TestDocsNameOnlyWhatTheAPIHas(t *testing.T) {
+	known := map[string]bool{}
+	protoregistry.GlobalTypes.RangeEnums(func(e protoreflect.EnumType) bool {
+		vals := e.Descriptor().Values()
+		for i := 0; i < vals.Len(); i++ {
+			known[string(vals.Get(i).Name())] = true
+		}
+		return true
+	})
+	for c := connect.CodeCanceled; c <= connect.CodeUnauthenticated; c++ {
+		known[strings.ToUpper(c.String())] = true
+	}
+	if !known["STEP_NOT_CURRENT"] || !known["FAILED_PRECONDITION"] || !known["STEP_STATUS_OPEN"] {
+		t.Fatal("the registry lacks Loom's enums: the test is broken")
+	}
+	env := regexp.MustCompile(`^(LOOM|OTEL|GITHUB|GOFLAGS|GOTOOLCHAIN|GOPROXY)_?[A-Z0-9_]*$`)
+	name := regexp.MustCompile("`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`")
+	docs, _ := filepath.Glob("../../../docs/*.md")
+	files := append([]string{"../../../README.md"}, docs...)
+	var unknown []string
+	seen := 0
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, m := range name.FindAllStringSubmatch(line, -1) {
+				seen++
+				if !known[m[1]] && !env.MatchString(m[1]) {
+					unknown = append(unknown, filepath.Base(p)+":"+strconv.Itoa(i+1)+": "+m[1])
+				}
+			}
+		}
+	}
+	sort.Strings(unknown)
+	for _, u := range unknown {
+		t.Errorf("%s is no reason, enum value, code or environment variable of Loom's", u)
+	}
+	if seen < 20 {
+		t.Fatalf("found %d names in the docs: the scan is broken", seen)
+	}
+}
