@@ -1,8 +1,3 @@
-// Package devenv runs what `loom dev` needs in-process or as child
-// processes: a Temporal server persisted to a SQLite file, a Redis persisted
-// in the same data directory (or, without redis-server, an in-memory
-// Redis-compatible server), and a lock so that two `loom dev` never share a
-// data directory.
 package devenv
 
 import (

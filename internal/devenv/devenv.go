@@ -1,3 +1,10 @@
+// Package devenv runs what `loom dev` needs in-process or as child
+// processes: a Temporal server persisted to a SQLite file, a Redis persisted
+// in the same data directory (or, without redis-server, an in-memory
+// Redis-compatible server), and a lock so that two `loom dev` never share a
+// data directory. Run (this file) brings them up with the Loom server and
+// the example Migrator; temporal.go, redis.go and credentials.go hold each
+// part.
 package devenv
 
 import (
