@@ -1,0 +1,126 @@
+package doccheck
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// The shell of the docs reads as sh reads it: continuations joined, quotes
+// removed (JSON over several lines included), functions expanded, $(…)
+// checked as commands of their own, here-documents given to their command,
+// cd followed, comments and assignments dropped.
+func TestCommands(t *testing.T) {
+	md := "text\n\n```sh\n" +
+		"export TOKEN=$(cat .loom/operator.token)   # a comment\n" +
+		"loom() { grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" \"$@\"; }\n" +
+		"loom -d '{\"a\": 1,\n  \"b\": \"'$X'\"}' \\\n  localhost:8080 loom.v1.RunService/GetRun &\n" +
+		"X=$(loom -d '{}' localhost:8080 loom.v1.RunService/GetRun \\\n  | sed -n 's/x/y/p')\n" +
+		"loom -d @ localhost:8080 loom.v1.RegistryService/Announce <<'JSON'\n{\"migration\": {}}\nJSON\n" +
+		"(cd tools && go run ./testidp -addr :1) &\n" +
+		"make test\n" +
+		"```\n\n```go\nfmt.Println()\n```\n\n```console\n$ go doc ./server\noutput line\n```\n"
+	cmds, problems := Commands("x.md", []byte(md))
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	type got struct {
+		line int
+		args string
+		dir  string
+	}
+	var all []got
+	for _, c := range cmds {
+		all = append(all, got{c.Line, strings.Join(c.Args, "|"), c.Dir})
+	}
+	want := []got{
+		{4, "cat|.loom/operator.token", "."},
+		{4, "export|TOKEN=$(cat .loom/operator.token)", "."},
+		{6, "grpcurl|-plaintext|-H|authorization: Bearer $TOKEN|-d|{\"a\": 1,\n  \"b\": \"$X\"}|localhost:8080|loom.v1.RunService/GetRun", "."},
+		{9, "grpcurl|-plaintext|-H|authorization: Bearer $TOKEN|-d|{}|localhost:8080|loom.v1.RunService/GetRun", "."},
+		{10, "sed|-n|s/x/y/p", "."},
+		{11, "grpcurl|-plaintext|-H|authorization: Bearer $TOKEN|-d|@|localhost:8080|loom.v1.RegistryService/Announce", "."},
+		{14, "cd|tools", "."},
+		{14, "go|run|./testidp|-addr|:1", "tools"},
+		{15, "make|test", "."},
+		{23, "go|doc|./server", "."},
+	}
+	if !reflect.DeepEqual(all, want) {
+		t.Errorf("got\n%+v\nwant\n%+v", all, want)
+	}
+	if cmds[5].Stdin != "{\"migration\": {}}\n" || cmds[5].Via != "loom" {
+		t.Errorf("here-document %q via %q", cmds[5].Stdin, cmds[5].Via)
+	}
+}
+
+// The check can fail: each way a docs command goes stale is reported.
+func TestCheckReportsWhatIsWrong(t *testing.T) {
+	c := &Checker{Root: "../..", Programs: map[string]Program{
+		"cmd/loom": {"serve": {"addr": false, "insecure-no-auth": true}, "tokens create": {"subject": false}},
+	}}
+	for _, tc := range []struct {
+		name, cmd, want string // want "": no problem
+	}{
+		{"a good call", `grpcurl -plaintext -d '{"run_id": "r"}' localhost:8080 loom.v1.RunService/GetRun`, ""},
+		{"JSON names too", `grpcurl -d '{"runId": "r"}' localhost:8080 loom.v1.RunService/GetRun`, ""},
+		{"a renamed field", `grpcurl -plaintext -d '{"run": "r"}' localhost:8080 loom.v1.RunService/GetRun`, `unknown field "run"`},
+		{"a wrong enum", `grpcurl -d '{"migration_id": "m", "status": "RUNNING"}' localhost:8080 loom.v1.DiscoveryService/ListCandidates`, `invalid value for enum`},
+		{"bad JSON", `grpcurl -d '{"run_id": }' localhost:8080 loom.v1.RunService/GetRun`, "not JSON"},
+		{"two messages to a unary method", `grpcurl -d '{} {}' localhost:8080 loom.v1.RunService/GetRun`, "2 messages"},
+		{"an unknown method", `grpcurl -plaintext localhost:8080 loom.v1.RunService/StartRunNow`, "has no method StartRunNow"},
+		{"an unknown service", `grpcurl -plaintext localhost:8080 loom.v1.RunsService/GetRun`, "no service loom.v1.RunsService"},
+		{"an unknown grpcurl flag", `grpcurl -plain localhost:8080 loom.v1.RunService/GetRun`, "flag provided but not defined: -plain"},
+		{"grpcurl flags after the address", `grpcurl localhost:8080 loom.v1.RunService/GetRun -d '{}'`, "flags first"},
+		{"grpcurl list", `grpcurl -plaintext localhost:8080 list loom.v1.RunService`, ""},
+		{"grpcurl list of nothing", `grpcurl -plaintext localhost:8080 list loom.v1.RunServices`, "no such symbol"},
+		{"buf curl", `buf curl -H "Authorization: Bearer $T" -d '{"run_id": "r"}' http://localhost:8080/loom.v1.RunService/GetRun`, ""},
+		{"buf curl, a renamed field", `buf curl --data '{"runid": "r"}' http://localhost:8080/loom.v1.RunService/GetRun`, `unknown field "runid"`},
+		{"buf curl, an unknown flag", `buf curl --plaintext http://localhost:8080/loom.v1.RunService/GetRun`, "unknown flag --plaintext"},
+		{"buf curl, an unknown method", `buf curl http://localhost:8080/loom.v1.RunService/Get`, "has no method Get"},
+		{"buf curl --list-methods", `buf curl --list-methods http://localhost:8080`, ""},
+		{"curl of a Connect method", `curl -s -H 'Content-Type: application/json' -d '{"run_id": "r"}' http://localhost:8080/loom.v1.RunService/GetRun`, ""},
+		{"curl without the content type", `curl -s -d '{"run_id": "r"}' http://localhost:8080/loom.v1.RunService/GetRun`, "Content-Type"},
+		{"curl of a stream", `curl -H 'Content-Type: application/json' -d '{"run_id": "r"}' localhost:8080/loom.v1.RunService/WatchRun`, "streams"},
+		{"curl of an admin path", `curl -s localhost:8081/readyz`, ""},
+		{"curl of a path nobody serves", `curl -s localhost:8081/health`, "serves no /health"},
+		{"go run with a good flag", `go run ./cmd/loom serve -addr :8080 -insecure-no-auth`, ""},
+		{"an unknown flag", `go run ./cmd/loom serve -adr :8080`, "loom serve: flag provided but not defined: -adr"},
+		{"a flag without its value", `go run ./cmd/loom tokens create -subject`, "flag needs an argument: -subject"},
+		{"an unknown subcommand", `go run ./cmd/loom tokens delete`, `no subcommand "tokens"`},
+		{"stray arguments", `go run ./cmd/loom serve extra`, "takes no arguments"},
+		{"the docs' elision", `go run ./cmd/loom serve -addr :8080 …`, ""},
+		{"a binary", `loom serve -adr :1`, "flag provided but not defined: -adr"},
+		{"flags read from source", `go run ./cmd/loom-bench -rollout -runs 10`, ""},
+		{"an unknown flag read from source", `go run ./cmd/loom-bench -rollouts`, "flag provided but not defined: -rollouts"},
+		{"a package that is not there", `go run ./cmd/loom-nothing`, "no package cmd/loom-nothing"},
+		{"make", `make test check`, ""},
+		{"an unknown make target", `make tests`, "has no target tests"},
+		{"npm", `cd console && npm run build && npm test`, ""},
+		{"an unknown npm script", `cd console && npm run bild`, `no script "bild"`},
+		{"go test", `go test -race -run '^$' -bench . ./server/internal/store/`, ""},
+		{"go test of nothing", `go test ./server/nothing/...`, "no package server/nothing"},
+		{"go doc", `go doc github.com/loomhq/loom/migratorsdk.Migrator`, ""},
+		{"go doc of nothing", `go doc github.com/loomhq/loom/migratorsdks`, "no package migratorsdks"},
+		{"go tool buf", `go tool -modfile=tools/go.mod buf curl --list-methods http://localhost:8080`, ""},
+		{"an unknown command", `kubectl get pods`, "kubectl: a command nobody checks"},
+		{"allowed", `git -C .loom/fleet/svc-01 merge loom/bump-go`, ""},
+		{"cd nowhere", `cd nowhere`, "no directory nowhere"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, problems := c.CheckMarkdown("x.md", []byte("```sh\n"+tc.cmd+"\n```\n"))
+			var msgs []string
+			for _, p := range problems {
+				msgs = append(msgs, p.String())
+			}
+			got := strings.Join(msgs, "\n")
+			switch {
+			case tc.want == "" && got != "":
+				t.Errorf("%s\nreported %s", tc.cmd, got)
+			case tc.want != "" && !strings.Contains(got, tc.want):
+				t.Errorf("%s\nreported %q, want %q", tc.cmd, got, tc.want)
+			case tc.want != "" && !strings.HasPrefix(got, "x.md:2: "):
+				t.Errorf("%s\nreported %q, without its line", tc.cmd, got)
+			}
+		})
+	}
+}
