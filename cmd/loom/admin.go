@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +13,7 @@ import (
 // tokensCreate is `loom tokens create`: a new static token, printed once,
 // and its hashed entry, printed or added to a tokens file.
 func tokensCreate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("loom tokens create", flag.ContinueOnError)
+	fs := newFlagSet("loom tokens create")
 	fs.SetOutput(stderr)
 	subject := fs.String("subject", "", "who the token is for, as recorded on their actions (required)")
 	role := fs.String("role", "", "viewer, operator, migrator or admin (required)")
@@ -67,7 +66,7 @@ func addToken(path string, entry auth.StaticToken) error {
 
 // keysInit is `loom keys init`: a new keys file.
 func keysInit(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("loom keys init", flag.ContinueOnError)
+	fs := newFlagSet("loom keys init")
 	fs.SetOutput(stderr)
 	out := fs.String("out", "keys.json", "where to write the keys file (never overwritten)")
 	if err := fs.Parse(args); err != nil {

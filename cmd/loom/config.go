@@ -120,7 +120,7 @@ func parseServe(args []string, env lookupEnv, stderr io.Writer) (server.Config, 
 	var lc logConfig
 	var redisAddrs, cors string
 	var console bool
-	f := &flags{fs: flag.NewFlagSet("loom serve", flag.ContinueOnError), env: env}
+	f := &flags{fs: newFlagSet("loom serve"), env: env}
 	f.fs.SetOutput(stderr)
 	f.string(&cfg.Addr, "addr", cfg.Addr, "address the API listens on")
 	f.string(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "address of /metrics, /healthz and /readyz (unauthenticated: keep it private); empty: off")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +22,7 @@ func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error)
 	c := devConfig{env: devenv.Config{Example: true}}
 	var console bool
 	var cors string
-	f := &flags{fs: flag.NewFlagSet("loom dev", flag.ContinueOnError), env: env}
+	f := &flags{fs: newFlagSet("loom dev"), env: env}
 	f.fs.SetOutput(stderr)
 	f.string(&c.env.DataDir, "data-dir", ".loom", "where Redis, Temporal and the sample fleet keep their state")
 	f.string(&c.env.Addr, "addr", "127.0.0.1:8080", "address the API listens on")

@@ -40,6 +40,10 @@ Usage:
 Run 'loom dev -h' or 'loom serve -h' for the flags; each has a LOOM_* environment variable.
 `
 
+// newFlagSet makes the FlagSet of each subcommand. The docs test replaces
+// it to read the flags every subcommand defines.
+var newFlagSet = func(name string) *flag.FlagSet { return flag.NewFlagSet(name, flag.ContinueOnError) }
+
 func main() {
 	if err := run(os.Args[1:], os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,7 +19,7 @@ import (
 // reconcile is `loom reconcile`: RunService.ReconcileRuns on demand, with
 // what it fixed printed one line per Run.
 func reconcile(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("loom reconcile", flag.ContinueOnError)
+	fs := newFlagSet("loom reconcile")
 	fs.SetOutput(stderr)
 	url := fs.String("url", envOr("LOOM_URL", "http://127.0.0.1:8080"), "the Loom API (LOOM_URL)")
 	tokenFile := fs.String("token-file", os.Getenv("LOOM_TOKEN_FILE"), "a file holding an admin token (LOOM_TOKEN_FILE; or LOOM_TOKEN)")
