@@ -5,8 +5,10 @@
 //
 //   - grpcurl, buf curl and curl calls of the API: the method exists in the
 //     registered descriptors, its -d JSON reads into the method's request
-//     (protojson), the tool has the flags used, curl calls only unary methods;
-//     curl of another path: one the admin server serves (server/admin.go)
+//     (protojson), the tool has the flags used, curl calls only unary methods,
+//     a call of a method that streams its answers is run in the background
+//     or comes under a comment saying it follows; curl of another path: one
+//     the admin server serves (server/admin.go)
 //   - go run ./cmd/X …, and binaries (loom serve …): the package is a
 //     command, its subcommand exists and it defines every flag used
 //   - make X: the Makefile has target X; npm run X: package.json has script X
@@ -358,6 +360,9 @@ func (c *Checker) call(r *report, tool, method string, data *string, cmd Command
 		r.add("%s: %v", tool, err)
 		return nil
 	}
+	if md.IsStreamingServer() && !cmd.Background && !saysItFollows.MatchString(cmd.Comment) {
+		r.add("%s: %s streams until stopped: run it in the background (&), or say so in a comment above it (live, follow, watch)", tool, method)
+	}
 	if data == nil {
 		return md
 	}
@@ -376,6 +381,9 @@ func (c *Checker) call(r *report, tool, method string, data *string, cmd Command
 	}
 	return md
 }
+
+// saysItFollows matches a comment that tells the reader a call goes on.
+var saysItFollows = regexp.MustCompile(`(?i)\b(live|follow|watch)`)
 
 // grpcurlFlags are grpcurl's (v1.9), the boolean ones true.
 var grpcurlFlags = Flags{

@@ -22,6 +22,10 @@ type Command struct {
 	Stdin    string
 	HasStdin bool
 	Via      string // the shell function it was called through, if any
+	// Background: it ends with & (a subshell's & counts for its commands).
+	Background bool
+	// Comment is the nearest comment above it in its block, or on its line.
+	Comment string
 }
 
 func (c Command) String() string { return strings.Join(c.Args, " ") }
@@ -212,9 +216,11 @@ func lex(src string, line int) ([]shTok, error) {
 			}
 			pending = nil
 		case c == '#' && !inWord:
+			start := i
 			for i < len(src) && src[i] != '\n' {
 				i++
 			}
+			toks = append(toks, shTok{op: "#", text: src[start+1 : i], line: line})
 		case c == '\'':
 			startWord()
 			j := strings.IndexByte(src[i+1:], '\'')
@@ -307,7 +313,7 @@ type shellParser struct {
 	dirs    []string            // working directory stack: ( … ) pushes
 	cmds    []Command
 	errs    []Problem
-	pending Command
+	comment string // the last comment of the block
 }
 
 func newParser(file string) *shellParser {
@@ -323,6 +329,7 @@ func (p *shellParser) block(b block) {
 		return
 	}
 	p.dirs = []string{"."} // each block starts at the repository's root
+	p.comment = ""
 	p.tokens(toks)
 }
 
@@ -332,9 +339,9 @@ func (p *shellParser) tokens(toks []shTok) {
 		words []shTok
 		stdin *shTok
 	)
-	end := func() {
+	end := func(background bool) {
 		if len(words) > 0 {
-			p.command(words, stdin)
+			p.command(words, stdin, background)
 		}
 		words, stdin = nil, nil
 	}
@@ -377,10 +384,10 @@ func (p *shellParser) tokens(toks []shTok) {
 				i = k
 				continue
 			}
-			end()
+			end(false)
 			p.dirs = append(p.dirs, p.dir())
 		case ")":
-			end()
+			end(i+1 < len(toks) && toks[i+1].op == "&")
 			if len(p.dirs) > 1 {
 				p.dirs = p.dirs[:len(p.dirs)-1]
 			}
@@ -389,14 +396,16 @@ func (p *shellParser) tokens(toks []shTok) {
 			stdin = &t
 		case "<", ">", ">>":
 			i++ // the file
+		case "#":
+			p.comment = strings.TrimSpace(t.text)
 		default: // ; & && | || \n ;;
-			end()
+			end(t.op == "&")
 		}
 	}
-	end()
+	end(false)
 }
 
-func (p *shellParser) command(words []shTok, stdin *shTok) {
+func (p *shellParser) command(words []shTok, stdin *shTok, background bool) {
 	for _, w := range words {
 		for _, s := range w.subs {
 			toks, err := lex(s.text+"\n", s.line)
@@ -405,7 +414,7 @@ func (p *shellParser) command(words []shTok, stdin *shTok) {
 				continue
 			}
 			inner := newParser(p.file)
-			inner.dirs, inner.funcs = []string{p.dir()}, p.funcs
+			inner.dirs, inner.funcs, inner.comment = []string{p.dir()}, p.funcs, p.comment
 			inner.tokens(toks)
 			p.cmds = append(p.cmds, inner.cmds...)
 			p.errs = append(p.errs, inner.errs...)
@@ -417,7 +426,7 @@ func (p *shellParser) command(words []shTok, stdin *shTok) {
 	if len(words) == 0 {
 		return
 	}
-	c := Command{File: p.file, Line: words[0].line, Dir: p.dir()}
+	c := Command{File: p.file, Line: words[0].line, Dir: p.dir(), Background: background, Comment: p.comment}
 	for _, w := range words {
 		c.Args = append(c.Args, w.text)
 	}
