@@ -12,10 +12,11 @@ import (
 	"github.com/loomhq/loom/internal/doccheck"
 )
 
-// Every command of the shell blocks of README.md and docs/*.md is checked
-// against the real thing (see internal/doccheck): API calls against the
-// descriptors, `loom` and `go run ./cmd/loom` against the flags each
-// subcommand defines, make targets against the Makefile, and so on.
+// Every command of the shell blocks of README.md and docs/*.md, and of their
+// code spans, is checked against the real thing (see internal/doccheck):
+// API calls against the descriptors, `loom` and `go run ./cmd/loom` against
+// the flags each subcommand defines, make targets against the Makefile, and
+// so on.
 func TestEveryDocsCommandIsChecked(t *testing.T) {
 	c := &doccheck.Checker{Root: "../..", Programs: map[string]doccheck.Program{"cmd/loom": loomProgram(t)}}
 	docs, err := filepath.Glob("../../docs/*.md")

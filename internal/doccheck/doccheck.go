@@ -1,7 +1,9 @@
 // Package doccheck checks the shell commands of Loom's documentation against
 // the real thing: every command of every fenced shell block of README.md and
 // docs/*.md is either checked or on an explicit allowlist, and a command
-// nobody classified is a problem.
+// nobody classified is a problem. Code spans of the prose that call what
+// Loom has (`make bench`, `go run ./cmd/loom dev -h`, `loom reconcile`) are
+// checked the same way.
 //
 //   - grpcurl, buf curl and curl calls of the API: the method exists in the
 //     registered descriptors, its -d JSON reads into the method's request
@@ -98,9 +100,11 @@ func (c *Checker) CheckFile(name string) ([]Command, []Problem) {
 	return c.CheckMarkdown(name, src)
 }
 
-// CheckMarkdown checks the commands of the shell blocks of a Markdown file.
+// CheckMarkdown checks the commands of the shell blocks of a Markdown file,
+// and those of its code spans that call what Loom has.
 func (c *Checker) CheckMarkdown(name string, src []byte) ([]Command, []Problem) {
 	cmds, problems := Commands(name, src)
+	cmds = append(cmds, InlineCommands(name, src, c.inlineCommand)...)
 	for _, cmd := range cmds {
 		for _, msg := range c.Check(cmd) {
 			problems = append(problems, Problem{File: cmd.File, Line: cmd.Line, Msg: msg})
@@ -142,6 +146,22 @@ func (c *Checker) Check(cmd Command) []string {
 		}
 	}
 	return r
+}
+
+// inlineCommand reports whether a code span's command is an invocation to
+// check, rather than a name in prose (`grpcurl`, `go 1.26.8`, `loom-runs`):
+// go run, go test, go vet, go build or go doc of something; make of a
+// target; loom, or another command of cmd/, with a subcommand or flags.
+func (c *Checker) inlineCommand(cmd Command) bool {
+	a := cmd.Args
+	switch {
+	case a[0] == "go":
+		return len(a) >= 3 && (a[1] == "run" || a[1] == "test" || a[1] == "vet" || a[1] == "build" || a[1] == "doc")
+	case a[0] == "make":
+		return len(a) >= 2
+	default:
+		return len(a) >= 2 && c.binary(a[0]) != ""
+	}
 }
 
 type report []string

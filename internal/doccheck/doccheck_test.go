@@ -127,3 +127,24 @@ func TestCheckReportsWhatIsWrong(t *testing.T) {
 		})
 	}
 }
+
+// Code spans of the prose that call what Loom has are checked too, a span
+// broken over lines included; names in prose are not commands.
+func TestInlineSpans(t *testing.T) {
+	c := &Checker{Root: "../..", Programs: map[string]Program{"cmd/loom": {"serve": {"addr": false}}}}
+	md := "Run `make tests`, then `go run ./cmd/loom\nserve -adr x` on the task queue `loom-runs`\n" +
+		"(`go 1.26.8`, `grpcurl`, `go doc`, `loom`; `make check` and `loom serve -addr :1` are right).\n\n" +
+		"```sh\nmake lint   # `make nothing` in a block's comment is no span\n```\n"
+	_, problems := c.CheckMarkdown("x.md", []byte(md))
+	var got []string
+	for _, p := range problems {
+		got = append(got, p.String())
+	}
+	want := []string{
+		"x.md:1: make: Makefile has no target tests",
+		"x.md:1: go run ./cmd/loom serve: flag provided but not defined: -adr",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -472,3 +472,65 @@ func Commands(file string, src []byte) ([]Command, []Problem) {
 	}
 	return p.cmds, p.errs
 }
+
+// inlineSpans returns the code spans (`…`) of a Markdown file outside its
+// fenced blocks, a span broken over lines joined with spaces.
+func inlineSpans(src []byte) []block {
+	lines := strings.Split(string(src), "\n")
+	inBlock, fence := false, ""
+	for i, l := range lines {
+		t := strings.TrimLeft(l, " \t")
+		switch {
+		case !inBlock && (strings.HasPrefix(t, "```") || strings.HasPrefix(t, "~~~")):
+			inBlock, fence = true, t[:len(t)-len(strings.TrimLeft(t, t[:1]))]
+			lines[i] = ""
+		case inBlock:
+			if strings.HasPrefix(t, fence) && strings.TrimSpace(strings.TrimLeft(t, fence[:1])) == "" {
+				inBlock = false
+			}
+			lines[i] = ""
+		}
+	}
+	text := strings.Join(lines, "\n")
+	var out []block
+	for i := 0; i < len(text); i++ {
+		if text[i] != '`' {
+			continue
+		}
+		n := 1
+		for i+n < len(text) && text[i+n] == '`' {
+			n++
+		}
+		delim := text[i : i+n]
+		end := strings.Index(text[i+n:], delim)
+		if end < 0 || strings.Contains(text[i+n:i+n+end], "\n\n") {
+			i += n - 1
+			continue
+		}
+		span := text[i+n : i+n+end]
+		out = append(out, block{line: strings.Count(text[:i], "\n") + 1, text: strings.Join(strings.Fields(span), " ")})
+		i += n + end + n - 1
+	}
+	return out
+}
+
+// InlineCommands returns the commands of a Markdown file's code spans that
+// are invocations of what Loom has (see inlineCommand), each read on its
+// own: no shell function of a block applies.
+func InlineCommands(file string, src []byte, isCommand func(Command) bool) []Command {
+	var out []Command
+	for _, s := range inlineSpans(src) {
+		toks, err := lex(s.text+"\n", s.line)
+		if err != nil {
+			continue // prose, not shell
+		}
+		p := newParser(file)
+		p.tokens(toks)
+		for _, c := range p.cmds {
+			if isCommand(c) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
