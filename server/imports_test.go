@@ -1,7 +1,11 @@
 package server_test
 
 import (
+	"go/parser"
+	"go/token"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -66,5 +70,47 @@ func TestImportRules(t *testing.T) {
 		if !seen[pkg] {
 			t.Errorf("no package %s: the rules name a package that moved", pkg)
 		}
+	}
+}
+
+// A reader opens a package at the file named after it: its doc comment is
+// there (or in doc.go, or a command's main.go), in every module.
+func TestEachPackageIsDocumentedInTheFileNamedAfterIt(t *testing.T) {
+	checked := 0
+	// (gen/ is left out: protoc-gen-go places its docs.)
+	for _, module := range []string{"..", "../migratorsdk", "../pullrequest"} {
+		out, err := exec.Command("go", "-C", module, "list", "-f", `{{.Dir}} {{.Name}} {{join .GoFiles " "}}`, "./...").CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list in %s: %v\n%s", module, err, out)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			fields := strings.Fields(line)
+			dir, name, files := fields[0], fields[1], fields[2:]
+			checked++
+			var documented []string
+			for _, f := range files {
+				src, err := os.ReadFile(filepath.Join(dir, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pf, err := parser.ParseFile(token.NewFileSet(), f, src, parser.PackageClauseOnly|parser.ParseComments)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if pf.Doc != nil {
+					documented = append(documented, f)
+				}
+			}
+			want := map[string]bool{name + ".go": true, "doc.go": true}
+			if name == "main" {
+				want = map[string]bool{"main.go": true}
+			}
+			if len(documented) != 1 || !want[documented[0]] {
+				t.Errorf("%s: the package doc is in %v; put it, once, in %s.go (or doc.go)", dir, documented, name)
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("checked %d packages: go list found too few", checked)
 	}
 }
