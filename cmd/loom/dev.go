@@ -98,13 +98,14 @@ func printWelcome(w io.Writer, e devenv.Env) {
 	}
 	fmt.Fprintf(w, `  Tokens     operator: %[2]s
              migrator: %[3]s
+             admin:    %[5]s  (DeleteMigration, ReconcileRuns)
              all tokens: %[4]s (reread when it changes; add one with
                loom tokens create -subject NAME -role ROLE -add-to %[4]s)
 
 Try (callers need a token: the operator's is in the data directory):
   export LOOM_TOKEN=$(cat %[2]s)
   grpcurl -plaintext %[1]s list
-`, host, e.OperatorTokenFile, e.MigratorTokenFile, e.TokensFile)
+`, host, e.OperatorTokenFile, e.MigratorTokenFile, e.TokensFile, e.AdminTokenFile)
 	// The example's Migration exists only when the example Migrator runs:
 	// without it, these would answer not_found.
 	if e.FleetDir != "" {

@@ -80,9 +80,11 @@ type Env struct {
 	FleetDir string
 	// OperatorToken and MigratorToken authenticate a person (role operator)
 	// and a Migrator (role migrator, every Migration) with this Loom; their
-	// files are OperatorTokenFile and MigratorTokenFile.
-	OperatorToken, MigratorToken         string
-	OperatorTokenFile, MigratorTokenFile string
+	// files are OperatorTokenFile and MigratorTokenFile. AdminToken (file
+	// AdminTokenFile) is for what only admins may do: DeleteMigration,
+	// ReconcileRuns.
+	OperatorToken, MigratorToken, AdminToken             string
+	OperatorTokenFile, MigratorTokenFile, AdminTokenFile string
 	// TokensFile holds the hashes of every token this Loom accepts; it is
 	// reread when it changes, so a token added to it (loom tokens create
 	// -add-to) works within seconds.
@@ -189,6 +191,8 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 		MigratorToken:     creds.migrator,
 		OperatorTokenFile: creds.operatorFile,
 		MigratorTokenFile: creds.migratorFile,
+		AdminToken:        creds.admin,
+		AdminTokenFile:    creds.adminFile,
 		TokensFile:        creds.tokensFile,
 	}
 	if !cfg.NoConsole {

@@ -143,6 +143,11 @@ func TestAFullMigrationAcrossRestarts(t *testing.T) {
 		t.Fatalf("a call without a token: %v", err)
 	}
 	operatorToken := d.env.OperatorToken
+	// The admin token is accepted, as an admin.
+	asAdmin := loomv1connect.NewRegistryServiceClient(http.DefaultClient, d.env.APIURL, migratorsdk.WithToken(d.env.AdminToken))
+	if who, err := asAdmin.GetCaller(ctx, connect.NewRequest(&loomv1.GetCallerRequest{})); err != nil || who.Msg.Role != "admin" {
+		t.Fatalf("the admin token: %v %v", who, err)
+	}
 
 	list, err := d.discovery.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: migrationID}))
 	if err != nil {
