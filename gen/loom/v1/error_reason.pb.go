@@ -52,11 +52,11 @@ const (
 	ErrorReason_CANDIDATE_NOT_FOUND ErrorReason = 2
 	// NOT_FOUND: no Run has the id (metadata `run_id`).
 	ErrorReason_RUN_NOT_FOUND ErrorReason = 3
-	// NOT_FOUND: the Migration has no rollout of that id (metadata
-	// `migration_id`, `rollout_id`).
+	// NOT_FOUND: the Migration has no rollout of that id, or there is no such
+	// Migration (metadata `rollout_id`).
 	ErrorReason_ROLLOUT_NOT_FOUND ErrorReason = 4
 	// FAILED_PRECONDITION: a Migration cannot be deleted while Candidates of
-	// it are running (metadata `running_candidates`).
+	// it are running (metadata `migration_id`, `running_candidates`).
 	ErrorReason_MIGRATION_HAS_RUNNING_CANDIDATES ErrorReason = 5
 	// ALREADY_EXISTS: the Candidate already has a Run in progress (metadata
 	// `run_id`).
@@ -65,18 +65,22 @@ const (
 	// cannot be started again (metadata `run_id`).
 	ErrorReason_CANDIDATE_COMPLETED ErrorReason = 7
 	// FAILED_PRECONDITION: the Candidate is no longer in the status the
-	// request expected (metadata `status`: the current one).
+	// request expected (metadata `status`: the current one). No RPC of this
+	// version answers it: it is kept, as every released name is.
 	ErrorReason_CANDIDATE_STATUS_CHANGED ErrorReason = 8
 	// FAILED_PRECONDITION: required inputs of the Migration have no value
 	// (metadata `missing`; for a rollout also `candidates` and `count`).
 	ErrorReason_MISSING_INPUTS ErrorReason = 9
-	// FAILED_PRECONDITION: the Run has ended. This and the next four reasons
-	// carry the Run's state as metadata: `run_id`, `execution`, `run_status`,
-	// and, once a step was dispatched, `current_step`, `current_status`,
-	// `current_attempt`.
+	// FAILED_PRECONDITION: the Run has ended. This and the next four reasons,
+	// refusing a step action, carry the Run's state as metadata: `run_id`,
+	// `execution`, `run_status`, and, once a step was dispatched,
+	// `current_step`, `current_status`, `current_attempt`. CancelRun's carries
+	// `run_id` and `run_status` only.
 	ErrorReason_RUN_NOT_RUNNING ErrorReason = 10
 	// FAILED_PRECONDITION: a report names an execution of the Run that is not
 	// its current one: the Run was restarted since the step was dispatched.
+	// StartRun answers it (metadata `run_id`, `execution`: the current one)
+	// when a newer start of the Candidate overtook it.
 	ErrorReason_STALE_EXECUTION ErrorReason = 11
 	// FAILED_PRECONDITION: the request names an attempt of the step that is
 	// not its current one.
@@ -91,7 +95,8 @@ const (
 	// it can no longer be paused, resumed or changed (metadata `rollout_id`,
 	// `state`).
 	ErrorReason_ROLLOUT_ENDED ErrorReason = 15
-	// ALREADY_EXISTS: a rollout of that id exists already.
+	// ALREADY_EXISTS: the id drawn for a new rollout is taken already; send
+	// the request again.
 	ErrorReason_ROLLOUT_EXISTS ErrorReason = 16
 	// FAILED_PRECONDITION: the selection of a rollout matches no Candidate;
 	// INVALID_ARGUMENT: a selection names neither Candidates nor a filter.
@@ -141,15 +146,19 @@ const (
 	// UNAVAILABLE: the Migrator cannot be reached or did not answer in time
 	// (metadata `migrator_url`).
 	ErrorReason_MIGRATOR_UNAVAILABLE ErrorReason = 36
-	// FAILED_PRECONDITION: the Migrator answered, and refused (its code and
-	// message are in the message).
+	// FAILED_PRECONDITION: the Migrator answered, and refused (its message is
+	// in the message; metadata `migrator_url`, and `code`, the Migrator's
+	// code, or `http_status` for an answer that is not Connect's).
 	ErrorReason_MIGRATOR_REFUSED ErrorReason = 37
 	// INVALID_ARGUMENT: the Migrator's URL is not one Loom may call (see
 	// `-allow-migrator-nets`).
 	ErrorReason_MIGRATOR_URL_REFUSED ErrorReason = 38
-	// UNAVAILABLE: Temporal cannot be reached; nothing was changed, retry.
+	// UNAVAILABLE: Temporal cannot be reached, or did not answer in time, or
+	// has no workflow running for a Run or rollout that says running
+	// (metadata `run_id` for a Run); retry.
 	ErrorReason_EXECUTION_ENGINE_UNAVAILABLE ErrorReason = 39
-	// UNAVAILABLE: Redis cannot be reached; nothing was changed, retry.
+	// UNAVAILABLE: Redis cannot be reached (nothing was changed: retry), or a
+	// watch was interrupted (watch again from where it stopped).
 	ErrorReason_STORE_UNAVAILABLE ErrorReason = 40
 	// A bulk action's outcome for a Candidate it did not try, because the
 	// caller's deadline passed or a dependency was down (the outcome's code

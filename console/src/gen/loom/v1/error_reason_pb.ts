@@ -65,8 +65,8 @@ export enum ErrorReason {
   RUN_NOT_FOUND = 3,
 
   /**
-   * NOT_FOUND: the Migration has no rollout of that id (metadata
-   * `migration_id`, `rollout_id`).
+   * NOT_FOUND: the Migration has no rollout of that id, or there is no such
+   * Migration (metadata `rollout_id`).
    *
    * @generated from enum value: ROLLOUT_NOT_FOUND = 4;
    */
@@ -74,7 +74,7 @@ export enum ErrorReason {
 
   /**
    * FAILED_PRECONDITION: a Migration cannot be deleted while Candidates of
-   * it are running (metadata `running_candidates`).
+   * it are running (metadata `migration_id`, `running_candidates`).
    *
    * @generated from enum value: MIGRATION_HAS_RUNNING_CANDIDATES = 5;
    */
@@ -98,7 +98,8 @@ export enum ErrorReason {
 
   /**
    * FAILED_PRECONDITION: the Candidate is no longer in the status the
-   * request expected (metadata `status`: the current one).
+   * request expected (metadata `status`: the current one). No RPC of this
+   * version answers it: it is kept, as every released name is.
    *
    * @generated from enum value: CANDIDATE_STATUS_CHANGED = 8;
    */
@@ -113,10 +114,11 @@ export enum ErrorReason {
   MISSING_INPUTS = 9,
 
   /**
-   * FAILED_PRECONDITION: the Run has ended. This and the next four reasons
-   * carry the Run's state as metadata: `run_id`, `execution`, `run_status`,
-   * and, once a step was dispatched, `current_step`, `current_status`,
-   * `current_attempt`.
+   * FAILED_PRECONDITION: the Run has ended. This and the next four reasons,
+   * refusing a step action, carry the Run's state as metadata: `run_id`,
+   * `execution`, `run_status`, and, once a step was dispatched,
+   * `current_step`, `current_status`, `current_attempt`. CancelRun's carries
+   * `run_id` and `run_status` only.
    *
    * @generated from enum value: RUN_NOT_RUNNING = 10;
    */
@@ -125,6 +127,8 @@ export enum ErrorReason {
   /**
    * FAILED_PRECONDITION: a report names an execution of the Run that is not
    * its current one: the Run was restarted since the step was dispatched.
+   * StartRun answers it (metadata `run_id`, `execution`: the current one)
+   * when a newer start of the Candidate overtook it.
    *
    * @generated from enum value: STALE_EXECUTION = 11;
    */
@@ -164,7 +168,8 @@ export enum ErrorReason {
   ROLLOUT_ENDED = 15,
 
   /**
-   * ALREADY_EXISTS: a rollout of that id exists already.
+   * ALREADY_EXISTS: the id drawn for a new rollout is taken already; send
+   * the request again.
    *
    * @generated from enum value: ROLLOUT_EXISTS = 16;
    */
@@ -319,8 +324,9 @@ export enum ErrorReason {
   MIGRATOR_UNAVAILABLE = 36,
 
   /**
-   * FAILED_PRECONDITION: the Migrator answered, and refused (its code and
-   * message are in the message).
+   * FAILED_PRECONDITION: the Migrator answered, and refused (its message is
+   * in the message; metadata `migrator_url`, and `code`, the Migrator's
+   * code, or `http_status` for an answer that is not Connect's).
    *
    * @generated from enum value: MIGRATOR_REFUSED = 37;
    */
@@ -335,14 +341,17 @@ export enum ErrorReason {
   MIGRATOR_URL_REFUSED = 38,
 
   /**
-   * UNAVAILABLE: Temporal cannot be reached; nothing was changed, retry.
+   * UNAVAILABLE: Temporal cannot be reached, or did not answer in time, or
+   * has no workflow running for a Run or rollout that says running
+   * (metadata `run_id` for a Run); retry.
    *
    * @generated from enum value: EXECUTION_ENGINE_UNAVAILABLE = 39;
    */
   EXECUTION_ENGINE_UNAVAILABLE = 39,
 
   /**
-   * UNAVAILABLE: Redis cannot be reached; nothing was changed, retry.
+   * UNAVAILABLE: Redis cannot be reached (nothing was changed: retry), or a
+   * watch was interrupted (watch again from where it stopped).
    *
    * @generated from enum value: STORE_UNAVAILABLE = 40;
    */
