@@ -53,7 +53,7 @@ func newWorld(t *testing.T) *world {
 	// The Looms' warnings and errors are kept and shown when the test fails:
 	// an "internal error" answer alone says nothing about its cause.
 	var logs syncBuffer
-	w.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w.log = slog.New(recordRefusals{slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("Loom's warnings and errors:\n%s", logs.String())

@@ -63,7 +63,10 @@ type DiscoveryServiceClient interface {
 	// One request holds at most 1,000 Candidates and applies atomically: all
 	// of it or, on error, nothing. Submit larger sets in batches (the SDK
 	// does). Safe to repeat.
-	// Errors: NOT_FOUND when the Migration does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
+	// INVALID_ARGUMENT naming the field: TOO_MANY_CANDIDATES,
+	// DUPLICATE_CANDIDATE_ID, DUPLICATE_STEP_NAME (in a Candidate's own steps);
+	// UNAVAILABLE STORE_UNAVAILABLE (nothing changed: retry).
 	SubmitCandidates(context.Context, *connect.Request[v1.SubmitCandidatesRequest]) (*connect.Response[v1.SubmitCandidatesResponse], error)
 	// ListCandidates pages through the Candidates of a Migration, with the
 	// progress of their Runs: in id order by default, or ordered by status,
@@ -72,25 +75,36 @@ type DiscoveryServiceClient interface {
 	// status, id prefix, metadata). Each filter and order is served by an
 	// index kept in the store, so a page costs about the same with 100 or
 	// 10,000 Candidates; total_size counts every match.
-	// Errors: NOT_FOUND when the Migration does not exist; INVALID_ARGUMENT
-	// naming the field for a malformed filter, or page_token when the token
-	// was made for other filters or another order.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
+	// INVALID_ARGUMENT naming the field: TOO_MANY_METADATA_FILTERS,
+	// INVALID_STATUS, INVALID_ORDER for a malformed filter or order,
+	// INVALID_PAGE_TOKEN when the token was made for other filters or another
+	// order; UNAVAILABLE STORE_UNAVAILABLE.
 	ListCandidates(context.Context, *connect.Request[v1.ListCandidatesRequest]) (*connect.Response[v1.ListCandidatesResponse], error)
 	// GetCandidate returns one Candidate.
-	// Errors: NOT_FOUND when the Migration or the Candidate does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND when the
+	// Migration or the Candidate does not exist; UNAVAILABLE STORE_UNAVAILABLE.
 	GetCandidate(context.Context, *connect.Request[v1.GetCandidateRequest]) (*connect.Response[v1.GetCandidateResponse], error)
 	// UpdateCandidateInputs sets or removes the operator inputs stored on a
 	// Candidate. Allowed in any status; on a running Candidate the new values
 	// reach the next dispatch, never one already sent.
-	// Errors: NOT_FOUND when the Migration or the Candidate does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND when the
+	// Migration or the Candidate does not exist; UNAVAILABLE STORE_UNAVAILABLE
+	// (nothing changed: retry).
 	UpdateCandidateInputs(context.Context, *connect.Request[v1.UpdateCandidateInputsRequest]) (*connect.Response[v1.UpdateCandidateInputsResponse], error)
 	// BulkUpdateCandidateInputs sets or removes, as UpdateCandidateInputs
 	// does, the same operator inputs on every selected Candidate, in any
 	// status (on a running one they reach its next dispatch). An id the
 	// Migration does not have is refused alone (CANDIDATE_NOT_FOUND).
-	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT naming the
-	// field for a malformed request or a selection of more than 10,000
-	// Candidates (nothing is done then).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// EMPTY_INPUT_CHANGE, EMPTY_SELECTION, DUPLICATE_CANDIDATE_ID,
+	// TOO_MANY_METADATA_FILTERS, INVALID_STATUS, SELECTION_TOO_LARGE (more than
+	// 10,000 Candidates); UNAVAILABLE STORE_UNAVAILABLE; nothing is done then.
+	// Each Candidate's outcome carries the code and reason
+	// UpdateCandidateInputs would answer (CANDIDATE_NOT_FOUND,
+	// STORE_UNAVAILABLE), or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or
+	// DEADLINE_EXCEEDED) for one the action did not reach.
 	BulkUpdateCandidateInputs(context.Context, *connect.Request[v1.BulkUpdateCandidateInputsRequest]) (*connect.Response[v1.BulkUpdateCandidateInputsResponse], error)
 }
 
@@ -190,7 +204,10 @@ type DiscoveryServiceHandler interface {
 	// One request holds at most 1,000 Candidates and applies atomically: all
 	// of it or, on error, nothing. Submit larger sets in batches (the SDK
 	// does). Safe to repeat.
-	// Errors: NOT_FOUND when the Migration does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
+	// INVALID_ARGUMENT naming the field: TOO_MANY_CANDIDATES,
+	// DUPLICATE_CANDIDATE_ID, DUPLICATE_STEP_NAME (in a Candidate's own steps);
+	// UNAVAILABLE STORE_UNAVAILABLE (nothing changed: retry).
 	SubmitCandidates(context.Context, *connect.Request[v1.SubmitCandidatesRequest]) (*connect.Response[v1.SubmitCandidatesResponse], error)
 	// ListCandidates pages through the Candidates of a Migration, with the
 	// progress of their Runs: in id order by default, or ordered by status,
@@ -199,25 +216,36 @@ type DiscoveryServiceHandler interface {
 	// status, id prefix, metadata). Each filter and order is served by an
 	// index kept in the store, so a page costs about the same with 100 or
 	// 10,000 Candidates; total_size counts every match.
-	// Errors: NOT_FOUND when the Migration does not exist; INVALID_ARGUMENT
-	// naming the field for a malformed filter, or page_token when the token
-	// was made for other filters or another order.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
+	// INVALID_ARGUMENT naming the field: TOO_MANY_METADATA_FILTERS,
+	// INVALID_STATUS, INVALID_ORDER for a malformed filter or order,
+	// INVALID_PAGE_TOKEN when the token was made for other filters or another
+	// order; UNAVAILABLE STORE_UNAVAILABLE.
 	ListCandidates(context.Context, *connect.Request[v1.ListCandidatesRequest]) (*connect.Response[v1.ListCandidatesResponse], error)
 	// GetCandidate returns one Candidate.
-	// Errors: NOT_FOUND when the Migration or the Candidate does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND when the
+	// Migration or the Candidate does not exist; UNAVAILABLE STORE_UNAVAILABLE.
 	GetCandidate(context.Context, *connect.Request[v1.GetCandidateRequest]) (*connect.Response[v1.GetCandidateResponse], error)
 	// UpdateCandidateInputs sets or removes the operator inputs stored on a
 	// Candidate. Allowed in any status; on a running Candidate the new values
 	// reach the next dispatch, never one already sent.
-	// Errors: NOT_FOUND when the Migration or the Candidate does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND when the
+	// Migration or the Candidate does not exist; UNAVAILABLE STORE_UNAVAILABLE
+	// (nothing changed: retry).
 	UpdateCandidateInputs(context.Context, *connect.Request[v1.UpdateCandidateInputsRequest]) (*connect.Response[v1.UpdateCandidateInputsResponse], error)
 	// BulkUpdateCandidateInputs sets or removes, as UpdateCandidateInputs
 	// does, the same operator inputs on every selected Candidate, in any
 	// status (on a running one they reach its next dispatch). An id the
 	// Migration does not have is refused alone (CANDIDATE_NOT_FOUND).
-	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT naming the
-	// field for a malformed request or a selection of more than 10,000
-	// Candidates (nothing is done then).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// EMPTY_INPUT_CHANGE, EMPTY_SELECTION, DUPLICATE_CANDIDATE_ID,
+	// TOO_MANY_METADATA_FILTERS, INVALID_STATUS, SELECTION_TOO_LARGE (more than
+	// 10,000 Candidates); UNAVAILABLE STORE_UNAVAILABLE; nothing is done then.
+	// Each Candidate's outcome carries the code and reason
+	// UpdateCandidateInputs would answer (CANDIDATE_NOT_FOUND,
+	// STORE_UNAVAILABLE), or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or
+	// DEADLINE_EXCEEDED) for one the action did not reach.
 	BulkUpdateCandidateInputs(context.Context, *connect.Request[v1.BulkUpdateCandidateInputsRequest]) (*connect.Response[v1.BulkUpdateCandidateInputsResponse], error)
 }
 

@@ -45,8 +45,10 @@ const (
 type HistoryServiceClient interface {
 	// ListEvents pages through the events of a Migration, newest first,
 	// optionally only those of one Candidate, of some kinds, with some
-	// reported step statuses, or in a time range. A deleted Migration's history stays readable until retention,
-	// its delete event first.
+	// reported step statuses, or in a time range. A deleted Migration's
+	// history stays readable until retention, its delete event first.
+	// Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
+	// STORE_UNAVAILABLE. An unknown Migration has no events (no NOT_FOUND).
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
 	// WatchEvents streams a Migration's new events as they are written
 	// (oldest first), with a heartbeat at least every 30 seconds; resume after
@@ -55,6 +57,10 @@ type HistoryServiceClient interface {
 	// knows it is following. Without a migration_id it follows the whole
 	// fleet, from now on (one stream for a dashboard, however many
 	// Migrations). Works from a browser over Connect-Web.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown migration_id (a
+	// deleted Migration's history is read with ListEvents); UNAVAILABLE
+	// STORE_UNAVAILABLE, also when the stream is interrupted (resume after the
+	// last event id).
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest]) (*connect.ServerStreamForClient[v1.WatchEventsResponse], error)
 }
 
@@ -106,8 +112,10 @@ func (c *historyServiceClient) WatchEvents(ctx context.Context, req *connect.Req
 type HistoryServiceHandler interface {
 	// ListEvents pages through the events of a Migration, newest first,
 	// optionally only those of one Candidate, of some kinds, with some
-	// reported step statuses, or in a time range. A deleted Migration's history stays readable until retention,
-	// its delete event first.
+	// reported step statuses, or in a time range. A deleted Migration's
+	// history stays readable until retention, its delete event first.
+	// Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
+	// STORE_UNAVAILABLE. An unknown Migration has no events (no NOT_FOUND).
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
 	// WatchEvents streams a Migration's new events as they are written
 	// (oldest first), with a heartbeat at least every 30 seconds; resume after
@@ -116,6 +124,10 @@ type HistoryServiceHandler interface {
 	// knows it is following. Without a migration_id it follows the whole
 	// fleet, from now on (one stream for a dashboard, however many
 	// Migrations). Works from a browser over Connect-Web.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown migration_id (a
+	// deleted Migration's history is read with ListEvents); UNAVAILABLE
+	// STORE_UNAVAILABLE, also when the stream is interrupted (resume after the
+	// last event id).
 	WatchEvents(context.Context, *connect.Request[v1.WatchEventsRequest], *connect.ServerStream[v1.WatchEventsResponse]) error
 }
 

@@ -44,10 +44,13 @@ const (
 // MetricsServiceClient is a client for the loom.v1.MetricsService service.
 type MetricsServiceClient interface {
 	// GetMigrationMetrics returns the figures of one Migration.
-	// Errors: NOT_FOUND when the Migration does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
+	// UNAVAILABLE STORE_UNAVAILABLE.
 	GetMigrationMetrics(context.Context, *connect.Request[v1.GetMigrationMetricsRequest]) (*connect.Response[v1.GetMigrationMetricsResponse], error)
 	// GetFleetOverview pages through every Migration with its headline
 	// figures, for a home page.
+	// Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
+	// STORE_UNAVAILABLE.
 	GetFleetOverview(context.Context, *connect.Request[v1.GetFleetOverviewRequest]) (*connect.Response[v1.GetFleetOverviewResponse], error)
 }
 
@@ -98,10 +101,13 @@ func (c *metricsServiceClient) GetFleetOverview(ctx context.Context, req *connec
 // MetricsServiceHandler is an implementation of the loom.v1.MetricsService service.
 type MetricsServiceHandler interface {
 	// GetMigrationMetrics returns the figures of one Migration.
-	// Errors: NOT_FOUND when the Migration does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
+	// UNAVAILABLE STORE_UNAVAILABLE.
 	GetMigrationMetrics(context.Context, *connect.Request[v1.GetMigrationMetricsRequest]) (*connect.Response[v1.GetMigrationMetricsResponse], error)
 	// GetFleetOverview pages through every Migration with its headline
 	// figures, for a home page.
+	// Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
+	// STORE_UNAVAILABLE.
 	GetFleetOverview(context.Context, *connect.Request[v1.GetFleetOverviewRequest]) (*connect.Response[v1.GetFleetOverviewResponse], error)
 }
 

@@ -61,24 +61,36 @@ type RegistryServiceClient interface {
 	// Re-announcing never touches the Candidates already discovered, nor Runs
 	// already started (they keep their snapshot of the steps; their next
 	// dispatch goes to the new migrator URL).
+	// Errors: INVALID_ARGUMENT naming the field: DUPLICATE_STEP_NAME,
+	// MIGRATOR_URL_REFUSED (a migrator_url Loom may not call; see
+	// `-allow-migrator-nets`); UNAVAILABLE STORE_UNAVAILABLE (nothing changed:
+	// retry).
 	Announce(context.Context, *connect.Request[v1.AnnounceRequest]) (*connect.Response[v1.AnnounceResponse], error)
 	// GetMigration returns one Migration with its Candidate counts.
-	// Errors: NOT_FOUND when no Migration has that id.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when no Migration has that id;
+	// UNAVAILABLE STORE_UNAVAILABLE.
 	GetMigration(context.Context, *connect.Request[v1.GetMigrationRequest]) (*connect.Response[v1.GetMigrationResponse], error)
 	// ListMigrations pages through every Migration, ordered by id.
+	// Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
+	// STORE_UNAVAILABLE.
 	ListMigrations(context.Context, *connect.Request[v1.ListMigrationsRequest]) (*connect.Response[v1.ListMigrationsResponse], error)
 	// DeleteMigration removes a Migration, its Candidates and its Run views.
-	// Errors: NOT_FOUND when no Migration has that id; FAILED_PRECONDITION
-	// while any of its Candidates is running (cancel those Runs first).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when no Migration has that id;
+	// FAILED_PRECONDITION MIGRATION_HAS_RUNNING_CANDIDATES (metadata
+	// `running_candidates`) while any of its Candidates is running (cancel
+	// those Runs first); UNAVAILABLE STORE_UNAVAILABLE (nothing changed:
+	// retry).
 	DeleteMigration(context.Context, *connect.Request[v1.DeleteMigrationRequest]) (*connect.Response[v1.DeleteMigrationResponse], error)
 	// ListSigningKeys returns the public keys Loom signs its calls to
 	// Migrators with (see loom.migrator.v1.MigratorService). A key being
 	// retired stays listed until its retire_time, so calls signed just before
 	// a rotation still verify.
+	// Errors: none of its own (it reads only the server's keys).
 	ListSigningKeys(context.Context, *connect.Request[v1.ListSigningKeysRequest]) (*connect.Response[v1.ListSigningKeysResponse], error)
 	// GetCaller says who the caller is to this Loom and which procedures it
 	// may call, so that a client (the console) shows only the controls its
 	// caller can use. The server still checks every call.
+	// Errors: none of its own.
 	GetCaller(context.Context, *connect.Request[v1.GetCallerRequest]) (*connect.Response[v1.GetCallerResponse], error)
 }
 
@@ -186,24 +198,36 @@ type RegistryServiceHandler interface {
 	// Re-announcing never touches the Candidates already discovered, nor Runs
 	// already started (they keep their snapshot of the steps; their next
 	// dispatch goes to the new migrator URL).
+	// Errors: INVALID_ARGUMENT naming the field: DUPLICATE_STEP_NAME,
+	// MIGRATOR_URL_REFUSED (a migrator_url Loom may not call; see
+	// `-allow-migrator-nets`); UNAVAILABLE STORE_UNAVAILABLE (nothing changed:
+	// retry).
 	Announce(context.Context, *connect.Request[v1.AnnounceRequest]) (*connect.Response[v1.AnnounceResponse], error)
 	// GetMigration returns one Migration with its Candidate counts.
-	// Errors: NOT_FOUND when no Migration has that id.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when no Migration has that id;
+	// UNAVAILABLE STORE_UNAVAILABLE.
 	GetMigration(context.Context, *connect.Request[v1.GetMigrationRequest]) (*connect.Response[v1.GetMigrationResponse], error)
 	// ListMigrations pages through every Migration, ordered by id.
+	// Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
+	// STORE_UNAVAILABLE.
 	ListMigrations(context.Context, *connect.Request[v1.ListMigrationsRequest]) (*connect.Response[v1.ListMigrationsResponse], error)
 	// DeleteMigration removes a Migration, its Candidates and its Run views.
-	// Errors: NOT_FOUND when no Migration has that id; FAILED_PRECONDITION
-	// while any of its Candidates is running (cancel those Runs first).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when no Migration has that id;
+	// FAILED_PRECONDITION MIGRATION_HAS_RUNNING_CANDIDATES (metadata
+	// `running_candidates`) while any of its Candidates is running (cancel
+	// those Runs first); UNAVAILABLE STORE_UNAVAILABLE (nothing changed:
+	// retry).
 	DeleteMigration(context.Context, *connect.Request[v1.DeleteMigrationRequest]) (*connect.Response[v1.DeleteMigrationResponse], error)
 	// ListSigningKeys returns the public keys Loom signs its calls to
 	// Migrators with (see loom.migrator.v1.MigratorService). A key being
 	// retired stays listed until its retire_time, so calls signed just before
 	// a rotation still verify.
+	// Errors: none of its own (it reads only the server's keys).
 	ListSigningKeys(context.Context, *connect.Request[v1.ListSigningKeysRequest]) (*connect.Response[v1.ListSigningKeysResponse], error)
 	// GetCaller says who the caller is to this Loom and which procedures it
 	// may call, so that a client (the console) shows only the controls its
 	// caller can use. The server still checks every call.
+	// Errors: none of its own.
 	GetCaller(context.Context, *connect.Request[v1.GetCallerRequest]) (*connect.Response[v1.GetCallerResponse], error)
 }
 

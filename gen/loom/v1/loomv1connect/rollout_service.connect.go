@@ -69,56 +69,86 @@ type RolloutServiceClient interface {
 	// required inputs (with these default_inputs), how many cannot start now
 	// (running or completed), and the Migrator's diffs for a sample of them.
 	// Nothing is started or written.
-	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT for a
-	// malformed selection or one of more than 100,000 Candidates.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND (a selected
+	// id; the field is named); INVALID_ARGUMENT naming the field, for a
+	// malformed selection: EMPTY_SELECTION, TOO_MANY_METADATA_FILTERS,
+	// INVALID_STATUS, SELECTION_TOO_LARGE (more than 100,000 Candidates);
+	// UNAVAILABLE STORE_UNAVAILABLE. A sample the Migrator cannot preview has
+	// the error in its own `error`; the call still succeeds.
 	PreviewSelection(context.Context, *connect.Request[v1.PreviewSelectionRequest]) (*connect.Response[v1.PreviewSelectionResponse], error)
 	// StartRollout resolves the selection (a filter once, now), checks that
 	// every selected Candidate has every required input (its stored inputs
 	// over default_inputs), and starts the rollout. Nothing starts when a
 	// Candidate misses an input.
-	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT for a
-	// malformed request or a selection of more than 100,000 Candidates;
-	// FAILED_PRECONDITION with reason MISSING_INPUTS (metadata `candidates`
-	// names up to 20 of them, `count` how many, `missing` the inputs missing
-	// from the first) or EMPTY_SELECTION (the filter matches nothing);
-	// UNAVAILABLE when Redis or Temporal cannot be reached (nothing started).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND (a selected
+	// id; the field is named); INVALID_ARGUMENT naming the field, for a
+	// malformed request: INVALID_SETTING, EMPTY_SELECTION,
+	// TOO_MANY_METADATA_FILTERS, INVALID_STATUS, SELECTION_TOO_LARGE (more than
+	// 100,000 Candidates); FAILED_PRECONDITION MISSING_INPUTS (metadata
+	// `candidates` names up to 20 of them, `count` how many, `missing` the
+	// inputs missing from the first), EMPTY_SELECTION (the filter matches
+	// nothing); ALREADY_EXISTS ROLLOUT_EXISTS (the id drawn for it is taken:
+	// send again); UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE
+	// when Redis or Temporal cannot be reached (nothing started: retry).
 	StartRollout(context.Context, *connect.Request[v1.StartRolloutRequest]) (*connect.Response[v1.StartRolloutResponse], error)
 	// GetRollout returns a rollout with its progress.
-	// Errors: NOT_FOUND (reason ROLLOUT_NOT_FOUND).
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND (also for an unknown Migration);
+	// UNAVAILABLE STORE_UNAVAILABLE.
 	GetRollout(context.Context, *connect.Request[v1.GetRolloutRequest]) (*connect.Response[v1.GetRolloutResponse], error)
 	// ListRollouts pages through a Migration's rollouts, newest first.
-	// Errors: NOT_FOUND for an unknown Migration.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE STORE_UNAVAILABLE.
 	ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error)
 	// WatchRollout streams a rollout: first the whole rollout, then again on
 	// every change, and a heartbeat at least every 30 seconds while nothing
 	// changes. It ends after the rollout is sent completed or cancelled.
-	// Errors: NOT_FOUND (reason ROLLOUT_NOT_FOUND).
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; UNAVAILABLE STORE_UNAVAILABLE, also
+	// when the stream is interrupted (watch again with after_version).
 	WatchRollout(context.Context, *connect.Request[v1.WatchRolloutRequest]) (*connect.ServerStreamForClient[v1.WatchRolloutResponse], error)
 	// PauseRollout stops a rollout from starting Runs; its Runs in flight go
 	// on. It answers once the rollout has stopped starting: no Run starts
 	// after the answer. Pausing a paused rollout changes nothing.
-	// Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED) for a completed
-	// or cancelled rollout.
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+	// (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+	// UNKNOWN_CONTROL when the rollout's workflow runs a Loom that does not
+	// know the action (retry once every replica runs the same version);
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing
+	// changed: retry).
 	PauseRollout(context.Context, *connect.Request[v1.PauseRolloutRequest]) (*connect.Response[v1.PauseRolloutResponse], error)
 	// ResumeRollout resumes a paused rollout, or approves one that awaits
 	// approval after its canary wave. Resuming a running rollout changes
 	// nothing. A rollout that paused itself on failures counts failures
 	// afresh from here.
-	// Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED).
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+	// (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+	// UNKNOWN_CONTROL when the rollout's workflow runs a Loom that does not
+	// know the action (retry once every replica runs the same version);
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing
+	// changed: retry).
 	ResumeRollout(context.Context, *connect.Request[v1.ResumeRolloutRequest]) (*connect.Response[v1.ResumeRolloutResponse], error)
 	// UpdateRollout changes how a running rollout paces itself: the fields
 	// named in update_mask (max_in_flight, max_starts_per_minute,
 	// max_open_pull_requests, pause_on_failures) take the values of settings.
 	// Lowering max_in_flight below the Runs in flight cancels none: the
 	// rollout starts no more until fewer are in flight.
-	// Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED); INVALID_ARGUMENT
-	// naming the field.
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+	// (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+	// naming the field: EMPTY_UPDATE_MASK, UNKNOWN_SETTING, INVALID_SETTING;
+	// INVALID_ARGUMENT UNKNOWN_CONTROL when the rollout's workflow runs a Loom
+	// that does not know the action (retry once every replica runs the same
+	// version); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE
+	// (nothing changed: retry).
 	UpdateRollout(context.Context, *connect.Request[v1.UpdateRolloutRequest]) (*connect.Response[v1.UpdateRolloutResponse], error)
 	// CancelRollout ends a rollout: it starts no more Runs. With cancel_runs,
 	// its Runs in flight are cancelled too (their Candidates go back to
 	// `not_started`), and the answer comes once they all stopped; without,
 	// they go on as ordinary Runs.
-	// Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED).
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+	// (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+	// UNKNOWN_CONTROL when the rollout's workflow runs a Loom that does not
+	// know the action (retry once every replica runs the same version);
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing
+	// changed: retry).
 	CancelRollout(context.Context, *connect.Request[v1.CancelRolloutRequest]) (*connect.Response[v1.CancelRolloutResponse], error)
 }
 
@@ -259,56 +289,86 @@ type RolloutServiceHandler interface {
 	// required inputs (with these default_inputs), how many cannot start now
 	// (running or completed), and the Migrator's diffs for a sample of them.
 	// Nothing is started or written.
-	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT for a
-	// malformed selection or one of more than 100,000 Candidates.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND (a selected
+	// id; the field is named); INVALID_ARGUMENT naming the field, for a
+	// malformed selection: EMPTY_SELECTION, TOO_MANY_METADATA_FILTERS,
+	// INVALID_STATUS, SELECTION_TOO_LARGE (more than 100,000 Candidates);
+	// UNAVAILABLE STORE_UNAVAILABLE. A sample the Migrator cannot preview has
+	// the error in its own `error`; the call still succeeds.
 	PreviewSelection(context.Context, *connect.Request[v1.PreviewSelectionRequest]) (*connect.Response[v1.PreviewSelectionResponse], error)
 	// StartRollout resolves the selection (a filter once, now), checks that
 	// every selected Candidate has every required input (its stored inputs
 	// over default_inputs), and starts the rollout. Nothing starts when a
 	// Candidate misses an input.
-	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT for a
-	// malformed request or a selection of more than 100,000 Candidates;
-	// FAILED_PRECONDITION with reason MISSING_INPUTS (metadata `candidates`
-	// names up to 20 of them, `count` how many, `missing` the inputs missing
-	// from the first) or EMPTY_SELECTION (the filter matches nothing);
-	// UNAVAILABLE when Redis or Temporal cannot be reached (nothing started).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND (a selected
+	// id; the field is named); INVALID_ARGUMENT naming the field, for a
+	// malformed request: INVALID_SETTING, EMPTY_SELECTION,
+	// TOO_MANY_METADATA_FILTERS, INVALID_STATUS, SELECTION_TOO_LARGE (more than
+	// 100,000 Candidates); FAILED_PRECONDITION MISSING_INPUTS (metadata
+	// `candidates` names up to 20 of them, `count` how many, `missing` the
+	// inputs missing from the first), EMPTY_SELECTION (the filter matches
+	// nothing); ALREADY_EXISTS ROLLOUT_EXISTS (the id drawn for it is taken:
+	// send again); UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE
+	// when Redis or Temporal cannot be reached (nothing started: retry).
 	StartRollout(context.Context, *connect.Request[v1.StartRolloutRequest]) (*connect.Response[v1.StartRolloutResponse], error)
 	// GetRollout returns a rollout with its progress.
-	// Errors: NOT_FOUND (reason ROLLOUT_NOT_FOUND).
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND (also for an unknown Migration);
+	// UNAVAILABLE STORE_UNAVAILABLE.
 	GetRollout(context.Context, *connect.Request[v1.GetRolloutRequest]) (*connect.Response[v1.GetRolloutResponse], error)
 	// ListRollouts pages through a Migration's rollouts, newest first.
-	// Errors: NOT_FOUND for an unknown Migration.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE STORE_UNAVAILABLE.
 	ListRollouts(context.Context, *connect.Request[v1.ListRolloutsRequest]) (*connect.Response[v1.ListRolloutsResponse], error)
 	// WatchRollout streams a rollout: first the whole rollout, then again on
 	// every change, and a heartbeat at least every 30 seconds while nothing
 	// changes. It ends after the rollout is sent completed or cancelled.
-	// Errors: NOT_FOUND (reason ROLLOUT_NOT_FOUND).
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; UNAVAILABLE STORE_UNAVAILABLE, also
+	// when the stream is interrupted (watch again with after_version).
 	WatchRollout(context.Context, *connect.Request[v1.WatchRolloutRequest], *connect.ServerStream[v1.WatchRolloutResponse]) error
 	// PauseRollout stops a rollout from starting Runs; its Runs in flight go
 	// on. It answers once the rollout has stopped starting: no Run starts
 	// after the answer. Pausing a paused rollout changes nothing.
-	// Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED) for a completed
-	// or cancelled rollout.
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+	// (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+	// UNKNOWN_CONTROL when the rollout's workflow runs a Loom that does not
+	// know the action (retry once every replica runs the same version);
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing
+	// changed: retry).
 	PauseRollout(context.Context, *connect.Request[v1.PauseRolloutRequest]) (*connect.Response[v1.PauseRolloutResponse], error)
 	// ResumeRollout resumes a paused rollout, or approves one that awaits
 	// approval after its canary wave. Resuming a running rollout changes
 	// nothing. A rollout that paused itself on failures counts failures
 	// afresh from here.
-	// Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED).
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+	// (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+	// UNKNOWN_CONTROL when the rollout's workflow runs a Loom that does not
+	// know the action (retry once every replica runs the same version);
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing
+	// changed: retry).
 	ResumeRollout(context.Context, *connect.Request[v1.ResumeRolloutRequest]) (*connect.Response[v1.ResumeRolloutResponse], error)
 	// UpdateRollout changes how a running rollout paces itself: the fields
 	// named in update_mask (max_in_flight, max_starts_per_minute,
 	// max_open_pull_requests, pause_on_failures) take the values of settings.
 	// Lowering max_in_flight below the Runs in flight cancels none: the
 	// rollout starts no more until fewer are in flight.
-	// Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED); INVALID_ARGUMENT
-	// naming the field.
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+	// (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+	// naming the field: EMPTY_UPDATE_MASK, UNKNOWN_SETTING, INVALID_SETTING;
+	// INVALID_ARGUMENT UNKNOWN_CONTROL when the rollout's workflow runs a Loom
+	// that does not know the action (retry once every replica runs the same
+	// version); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE
+	// (nothing changed: retry).
 	UpdateRollout(context.Context, *connect.Request[v1.UpdateRolloutRequest]) (*connect.Response[v1.UpdateRolloutResponse], error)
 	// CancelRollout ends a rollout: it starts no more Runs. With cancel_runs,
 	// its Runs in flight are cancelled too (their Candidates go back to
 	// `not_started`), and the answer comes once they all stopped; without,
 	// they go on as ordinary Runs.
-	// Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED).
+	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+	// (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+	// UNKNOWN_CONTROL when the rollout's workflow runs a Loom that does not
+	// know the action (retry once every replica runs the same version);
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing
+	// changed: retry).
 	CancelRollout(context.Context, *connect.Request[v1.CancelRolloutRequest]) (*connect.Response[v1.CancelRolloutResponse], error)
 }
 

@@ -80,38 +80,55 @@ type RunServiceClient interface {
 	// Candidate with the given inputs, and returns the per-step file diffs.
 	// Nothing is started or written anywhere. Required inputs are checked as
 	// StartRun checks them, before the Migrator is asked.
-	// Errors: NOT_FOUND for an unknown Migration or Candidate;
-	// FAILED_PRECONDITION when a required input is missing (reason
-	// MISSING_INPUTS, metadata `missing` lists them); UNAVAILABLE when the
-	// Migrator cannot be reached or does not answer in time.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND;
+	// FAILED_PRECONDITION MISSING_INPUTS when a required input is missing
+	// (metadata `missing` lists them), MIGRATOR_REFUSED when the Migrator
+	// refuses the preview; UNAVAILABLE MIGRATOR_UNAVAILABLE when the Migrator
+	// cannot be reached or does not answer in time, STORE_UNAVAILABLE.
 	PreviewRun(context.Context, *connect.Request[v1.PreviewRunRequest]) (*connect.Response[v1.PreviewRunResponse], error)
 	// StartRun starts the Run of one Candidate: the Candidate becomes
 	// `running` and its first step is dispatched. Inputs given here are merged
 	// over those stored on the Candidate and stored back.
-	// Errors: NOT_FOUND for an unknown Migration or Candidate; ALREADY_EXISTS
-	// when the Candidate is running; FAILED_PRECONDITION when it is completed
-	// (reason CANDIDATE_COMPLETED) or a required input is missing (reason
-	// MISSING_INPUTS, metadata `missing` lists them).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND;
+	// ALREADY_EXISTS CANDIDATE_RUNNING (metadata `run_id`) when the Candidate
+	// is running; FAILED_PRECONDITION CANDIDATE_COMPLETED when it is completed,
+	// MISSING_INPUTS when a required input is missing (metadata `missing` lists
+	// them), STALE_EXECUTION when a newer start of the Candidate overtook this
+	// one; UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE (nothing
+	// started: retry).
 	StartRun(context.Context, *connect.Request[v1.StartRunRequest]) (*connect.Response[v1.StartRunResponse], error)
 	// CancelRun stops a running Run, even while it waits, and puts its
 	// Candidate back to `not_started`, so it can be started again later.
-	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION when the Run
-	// is not running.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
+	// unknown Run (a Candidate never started); FAILED_PRECONDITION
+	// RUN_NOT_RUNNING (metadata `run_status`) when the Run is not running;
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (retry).
 	CancelRun(context.Context, *connect.Request[v1.CancelRunRequest]) (*connect.Response[v1.CancelRunResponse], error)
 	// RetryStep dispatches a failed step again as its next attempt.
-	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
-	// named step is the current one, is `failed`, is at the given attempt, and
-	// the Run is running.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
+	// unknown Run; FAILED_PRECONDITION RUN_NOT_RUNNING, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED unless the Run is running and the
+	// named step is the current one, at the given attempt, and `failed`
+	// (metadata: the Run's state); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE,
+	// STORE_UNAVAILABLE (nothing changed: retry).
 	RetryStep(context.Context, *connect.Request[v1.RetryStepRequest]) (*connect.Response[v1.RetryStepResponse], error)
 	// FinishReview finishes a step waiting in `awaiting_review` as `completed`
 	// or `failed`, on behalf of the reviewer.
-	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
-	// named step is current, `awaiting_review`, at the given attempt.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
+	// unknown Run; FAILED_PRECONDITION RUN_NOT_RUNNING, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED unless the Run is running and the
+	// named step is the current one, at the given attempt, and
+	// `awaiting_review` (metadata: the Run's state); UNAVAILABLE
+	// EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing changed: retry).
 	FinishReview(context.Context, *connect.Request[v1.FinishReviewRequest]) (*connect.Response[v1.FinishReviewResponse], error)
 	// MarkStepMerged records that the pull request of a step in `open` was
 	// merged outside Loom; the step becomes `merged` and the Run moves on.
-	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
-	// named step is current, `open`, at the given attempt.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
+	// unknown Run; FAILED_PRECONDITION RUN_NOT_RUNNING, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED unless the Run is running and the
+	// named step is the current one, at the given attempt, and `open`
+	// (metadata: the Run's state); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE,
+	// STORE_UNAVAILABLE (nothing changed: retry).
 	MarkStepMerged(context.Context, *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error)
 	// SkipStep marks the current step of a running Run `skipped`, with the
 	// operator's reason (kept as the step's message): the step counts as
@@ -120,11 +137,13 @@ type RunServiceClient interface {
 	// reports of the Migrator on it are refused. Allowed from `in_progress`,
 	// `open`, `awaiting_review` and `failed`. Sending the same request again
 	// (same step, attempt and reason) changes nothing and answers the Run.
-	// Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
-	// for a missing reason; FAILED_PRECONDITION when the Run is not running
-	// (reason RUN_NOT_RUNNING), the named step is not the current one
-	// (STEP_NOT_CURRENT), the attempt is not the current one (STALE_ATTEMPT),
-	// or the step is already done (TRANSITION_NOT_ALLOWED).
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID, MISSING_REASON (naming the
+	// field); NOT_FOUND RUN_NOT_FOUND for an unknown Run; FAILED_PRECONDITION
+	// RUN_NOT_RUNNING when the Run is not running, STEP_NOT_CURRENT when the
+	// named step is not the current one, STALE_ATTEMPT when the attempt is not
+	// the current one, TRANSITION_NOT_ALLOWED when the step is already done
+	// (metadata: the Run's state); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE,
+	// STORE_UNAVAILABLE (nothing changed: retry).
 	SkipStep(context.Context, *connect.Request[v1.SkipStepRequest]) (*connect.Response[v1.SkipStepResponse], error)
 	// AdoptPullRequest tells Loom that the pull request of the current step
 	// already exists, at pr_url (opened by hand, or by an earlier tool): the
@@ -133,12 +152,15 @@ type RunServiceClient interface {
 	// report, or MarkStepMerged, moves it on). A dispatch of the step still
 	// in flight is stopped. Allowed from `in_progress` and `failed`. Sending
 	// the same request again changes nothing and answers the Run.
-	// Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
-	// for a pr_url that is not an http(s) URL; FAILED_PRECONDITION when the
-	// Run is not running (RUN_NOT_RUNNING), the named step is not the current
-	// one (STEP_NOT_CURRENT), the attempt is not the current one
-	// (STALE_ATTEMPT), or the step is in any other status, `open` with
-	// another pull request included (TRANSITION_NOT_ALLOWED).
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID, MISSING_PR_URL (naming the
+	// field; a pr_url that is not an http(s) URL breaks a rule of the .proto);
+	// NOT_FOUND RUN_NOT_FOUND for an unknown Run; FAILED_PRECONDITION
+	// RUN_NOT_RUNNING when the Run is not running, STEP_NOT_CURRENT when the
+	// named step is not the current one, STALE_ATTEMPT when the attempt is not
+	// the current one, TRANSITION_NOT_ALLOWED when the step is in any other
+	// status, `open` with another pull request included (metadata: the Run's
+	// state); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE
+	// (nothing changed: retry).
 	AdoptPullRequest(context.Context, *connect.Request[v1.AdoptPullRequestRequest]) (*connect.Response[v1.AdoptPullRequestResponse], error)
 	// BulkRetrySteps retries, as RetryStep does, the failed step of every
 	// selected Candidate's Run: each is dispatched again as its next attempt.
@@ -150,16 +172,34 @@ type RunServiceClient interface {
 	// STALE_ATTEMPT; RUN_NOT_FOUND for a Candidate never started). At most
 	// 16 Runs are acted on at a time. Sending the request again retries only
 	// steps that failed again since.
-	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT naming the
-	// field for a malformed request or a selection of more than 10,000
-	// Candidates (nothing is done then).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// EMPTY_SELECTION, DUPLICATE_CANDIDATE_ID, TOO_MANY_METADATA_FILTERS,
+	// INVALID_STATUS, SELECTION_TOO_LARGE (more than 10,000 Candidates);
+	// UNAVAILABLE STORE_UNAVAILABLE; nothing is done then. Each Candidate's
+	// outcome carries the code and reason RetryStep would answer
+	// (RUN_NOT_FOUND, or CANDIDATE_NOT_FOUND for an id the Migration does not
+	// have; RUN_NOT_RUNNING, STALE_EXECUTION when the Run was restarted since
+	// its view was read, STEP_NOT_CURRENT, STALE_ATTEMPT,
+	// TRANSITION_NOT_ALLOWED; EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE),
+	// or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or DEADLINE_EXCEEDED) for
+	// one the action did not reach.
 	BulkRetrySteps(context.Context, *connect.Request[v1.BulkRetryStepsRequest]) (*connect.Response[v1.BulkRetryStepsResponse], error)
 	// BulkCancelRuns cancels, as CancelRun does, the running Run of every
 	// selected Candidate, with one reason; their Candidates go back to
 	// `not_started`. A Run that is not running is refused alone
 	// (RUN_NOT_RUNNING; RUN_NOT_FOUND for a Candidate never started). Each
 	// cancel waits for its Run to stop, 16 at a time.
-	// Errors: as BulkRetrySteps.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// EMPTY_SELECTION, DUPLICATE_CANDIDATE_ID, TOO_MANY_METADATA_FILTERS,
+	// INVALID_STATUS, SELECTION_TOO_LARGE (more than 10,000 Candidates);
+	// UNAVAILABLE STORE_UNAVAILABLE; nothing is done then. Each Candidate's
+	// outcome carries the code and reason CancelRun would answer
+	// (RUN_NOT_FOUND, or CANDIDATE_NOT_FOUND for an id the Migration does not
+	// have; RUN_NOT_RUNNING; EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE),
+	// or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or DEADLINE_EXCEEDED) for
+	// one the action did not reach.
 	BulkCancelRuns(context.Context, *connect.Request[v1.BulkCancelRunsRequest]) (*connect.Response[v1.BulkCancelRunsResponse], error)
 	// BulkFinishReviews finishes, as FinishReview does, the step step_name of
 	// every selected Candidate's Run that waits in `awaiting_review`, all
@@ -168,28 +208,53 @@ type RunServiceClient interface {
 	// TRANSITION_NOT_ALLOWED, ...). Naming the step makes the request safe to
 	// send again: a review already finished is refused, never the next one
 	// finished in its place.
-	// Errors: as BulkRetrySteps.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// MISSING_STEP_NAME, INVALID_OUTCOME, EMPTY_SELECTION,
+	// DUPLICATE_CANDIDATE_ID, TOO_MANY_METADATA_FILTERS, INVALID_STATUS,
+	// SELECTION_TOO_LARGE (more than 10,000 Candidates); UNAVAILABLE
+	// STORE_UNAVAILABLE; nothing is done then. Each Candidate's outcome carries
+	// the code and reason FinishReview would answer (RUN_NOT_FOUND, or
+	// CANDIDATE_NOT_FOUND for an id the Migration does not have;
+	// RUN_NOT_RUNNING, STALE_EXECUTION, STEP_NOT_CURRENT, STALE_ATTEMPT,
+	// TRANSITION_NOT_ALLOWED; EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE),
+	// or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or DEADLINE_EXCEEDED) for
+	// one the action did not reach.
 	BulkFinishReviews(context.Context, *connect.Request[v1.BulkFinishReviewsRequest]) (*connect.Response[v1.BulkFinishReviewsResponse], error)
 	// BulkMarkStepsMerged records, as MarkStepMerged does, that the pull
 	// request of step step_name was merged outside Loom, for every selected
 	// Candidate's Run whose step step_name is `open`; the Runs move on. A Run
 	// whose current step is another, or not `open`, is refused alone. Safe to
 	// send again, as BulkFinishReviews.
-	// Errors: as BulkRetrySteps.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// MISSING_STEP_NAME, EMPTY_SELECTION, DUPLICATE_CANDIDATE_ID,
+	// TOO_MANY_METADATA_FILTERS, INVALID_STATUS, SELECTION_TOO_LARGE (more than
+	// 10,000 Candidates); UNAVAILABLE STORE_UNAVAILABLE; nothing is done then.
+	// Each Candidate's outcome carries the code and reason MarkStepMerged would
+	// answer (RUN_NOT_FOUND, or CANDIDATE_NOT_FOUND for an id the Migration
+	// does not have; RUN_NOT_RUNNING, STALE_EXECUTION, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED; EXECUTION_ENGINE_UNAVAILABLE,
+	// STORE_UNAVAILABLE), or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or
+	// DEADLINE_EXCEEDED) for one the action did not reach.
 	BulkMarkStepsMerged(context.Context, *connect.Request[v1.BulkMarkStepsMergedRequest]) (*connect.Response[v1.BulkMarkStepsMergedResponse], error)
 	// GetRun returns a Run with every StepResult.
-	// Errors: NOT_FOUND when the Candidate has never been started.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND when the
+	// Candidate has never been started; UNAVAILABLE STORE_UNAVAILABLE.
 	GetRun(context.Context, *connect.Request[v1.GetRunRequest]) (*connect.Response[v1.GetRunResponse], error)
 	// ListRuns pages through the Runs of a Migration in Candidate id order,
 	// optionally filtered by Run status and by the status of the current step.
-	// Errors: NOT_FOUND when the Migration does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
+	// INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE STORE_UNAVAILABLE.
 	ListRuns(context.Context, *connect.Request[v1.ListRunsRequest]) (*connect.Response[v1.ListRunsResponse], error)
 	// WatchRun streams a Run: first the whole Run, then the whole Run again on
 	// every change, and a heartbeat at least every 30 seconds while nothing
 	// changes. A watch resumed with after_version at the Run's version answers
 	// at once with a heartbeat. The stream ends after the Run is sent
 	// `completed` or `cancelled`. Works from a browser over Connect-Web.
-	// Errors: NOT_FOUND when the Candidate has never been started.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND when the
+	// Candidate has never been started; UNAVAILABLE STORE_UNAVAILABLE, also
+	// when the stream is interrupted (watch again with after_version).
 	WatchRun(context.Context, *connect.Request[v1.WatchRunRequest]) (*connect.ServerStreamForClient[v1.WatchRunResponse], error)
 	// ReconcileRuns brings the views of running Runs back in line with the
 	// engine, which holds the truth of every Run: a Run whose workflow ended
@@ -201,6 +266,9 @@ type RunServiceClient interface {
 	// are left to them (each writes its own, retrying until it succeeds). Loom
 	// runs it by itself a minute after it starts and every hour; `loom
 	// reconcile` runs it on demand. Admins only.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown migration_id;
+	// UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE (the Runs
+	// fixed before stay fixed: run it again).
 	ReconcileRuns(context.Context, *connect.Request[v1.ReconcileRunsRequest]) (*connect.Response[v1.ReconcileRunsResponse], error)
 }
 
@@ -425,38 +493,55 @@ type RunServiceHandler interface {
 	// Candidate with the given inputs, and returns the per-step file diffs.
 	// Nothing is started or written anywhere. Required inputs are checked as
 	// StartRun checks them, before the Migrator is asked.
-	// Errors: NOT_FOUND for an unknown Migration or Candidate;
-	// FAILED_PRECONDITION when a required input is missing (reason
-	// MISSING_INPUTS, metadata `missing` lists them); UNAVAILABLE when the
-	// Migrator cannot be reached or does not answer in time.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND;
+	// FAILED_PRECONDITION MISSING_INPUTS when a required input is missing
+	// (metadata `missing` lists them), MIGRATOR_REFUSED when the Migrator
+	// refuses the preview; UNAVAILABLE MIGRATOR_UNAVAILABLE when the Migrator
+	// cannot be reached or does not answer in time, STORE_UNAVAILABLE.
 	PreviewRun(context.Context, *connect.Request[v1.PreviewRunRequest]) (*connect.Response[v1.PreviewRunResponse], error)
 	// StartRun starts the Run of one Candidate: the Candidate becomes
 	// `running` and its first step is dispatched. Inputs given here are merged
 	// over those stored on the Candidate and stored back.
-	// Errors: NOT_FOUND for an unknown Migration or Candidate; ALREADY_EXISTS
-	// when the Candidate is running; FAILED_PRECONDITION when it is completed
-	// (reason CANDIDATE_COMPLETED) or a required input is missing (reason
-	// MISSING_INPUTS, metadata `missing` lists them).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND;
+	// ALREADY_EXISTS CANDIDATE_RUNNING (metadata `run_id`) when the Candidate
+	// is running; FAILED_PRECONDITION CANDIDATE_COMPLETED when it is completed,
+	// MISSING_INPUTS when a required input is missing (metadata `missing` lists
+	// them), STALE_EXECUTION when a newer start of the Candidate overtook this
+	// one; UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE (nothing
+	// started: retry).
 	StartRun(context.Context, *connect.Request[v1.StartRunRequest]) (*connect.Response[v1.StartRunResponse], error)
 	// CancelRun stops a running Run, even while it waits, and puts its
 	// Candidate back to `not_started`, so it can be started again later.
-	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION when the Run
-	// is not running.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
+	// unknown Run (a Candidate never started); FAILED_PRECONDITION
+	// RUN_NOT_RUNNING (metadata `run_status`) when the Run is not running;
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (retry).
 	CancelRun(context.Context, *connect.Request[v1.CancelRunRequest]) (*connect.Response[v1.CancelRunResponse], error)
 	// RetryStep dispatches a failed step again as its next attempt.
-	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
-	// named step is the current one, is `failed`, is at the given attempt, and
-	// the Run is running.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
+	// unknown Run; FAILED_PRECONDITION RUN_NOT_RUNNING, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED unless the Run is running and the
+	// named step is the current one, at the given attempt, and `failed`
+	// (metadata: the Run's state); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE,
+	// STORE_UNAVAILABLE (nothing changed: retry).
 	RetryStep(context.Context, *connect.Request[v1.RetryStepRequest]) (*connect.Response[v1.RetryStepResponse], error)
 	// FinishReview finishes a step waiting in `awaiting_review` as `completed`
 	// or `failed`, on behalf of the reviewer.
-	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
-	// named step is current, `awaiting_review`, at the given attempt.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
+	// unknown Run; FAILED_PRECONDITION RUN_NOT_RUNNING, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED unless the Run is running and the
+	// named step is the current one, at the given attempt, and
+	// `awaiting_review` (metadata: the Run's state); UNAVAILABLE
+	// EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing changed: retry).
 	FinishReview(context.Context, *connect.Request[v1.FinishReviewRequest]) (*connect.Response[v1.FinishReviewResponse], error)
 	// MarkStepMerged records that the pull request of a step in `open` was
 	// merged outside Loom; the step becomes `merged` and the Run moves on.
-	// Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION unless the
-	// named step is current, `open`, at the given attempt.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
+	// unknown Run; FAILED_PRECONDITION RUN_NOT_RUNNING, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED unless the Run is running and the
+	// named step is the current one, at the given attempt, and `open`
+	// (metadata: the Run's state); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE,
+	// STORE_UNAVAILABLE (nothing changed: retry).
 	MarkStepMerged(context.Context, *connect.Request[v1.MarkStepMergedRequest]) (*connect.Response[v1.MarkStepMergedResponse], error)
 	// SkipStep marks the current step of a running Run `skipped`, with the
 	// operator's reason (kept as the step's message): the step counts as
@@ -465,11 +550,13 @@ type RunServiceHandler interface {
 	// reports of the Migrator on it are refused. Allowed from `in_progress`,
 	// `open`, `awaiting_review` and `failed`. Sending the same request again
 	// (same step, attempt and reason) changes nothing and answers the Run.
-	// Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
-	// for a missing reason; FAILED_PRECONDITION when the Run is not running
-	// (reason RUN_NOT_RUNNING), the named step is not the current one
-	// (STEP_NOT_CURRENT), the attempt is not the current one (STALE_ATTEMPT),
-	// or the step is already done (TRANSITION_NOT_ALLOWED).
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID, MISSING_REASON (naming the
+	// field); NOT_FOUND RUN_NOT_FOUND for an unknown Run; FAILED_PRECONDITION
+	// RUN_NOT_RUNNING when the Run is not running, STEP_NOT_CURRENT when the
+	// named step is not the current one, STALE_ATTEMPT when the attempt is not
+	// the current one, TRANSITION_NOT_ALLOWED when the step is already done
+	// (metadata: the Run's state); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE,
+	// STORE_UNAVAILABLE (nothing changed: retry).
 	SkipStep(context.Context, *connect.Request[v1.SkipStepRequest]) (*connect.Response[v1.SkipStepResponse], error)
 	// AdoptPullRequest tells Loom that the pull request of the current step
 	// already exists, at pr_url (opened by hand, or by an earlier tool): the
@@ -478,12 +565,15 @@ type RunServiceHandler interface {
 	// report, or MarkStepMerged, moves it on). A dispatch of the step still
 	// in flight is stopped. Allowed from `in_progress` and `failed`. Sending
 	// the same request again changes nothing and answers the Run.
-	// Errors: NOT_FOUND for an unknown Run; INVALID_ARGUMENT naming the field
-	// for a pr_url that is not an http(s) URL; FAILED_PRECONDITION when the
-	// Run is not running (RUN_NOT_RUNNING), the named step is not the current
-	// one (STEP_NOT_CURRENT), the attempt is not the current one
-	// (STALE_ATTEMPT), or the step is in any other status, `open` with
-	// another pull request included (TRANSITION_NOT_ALLOWED).
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID, MISSING_PR_URL (naming the
+	// field; a pr_url that is not an http(s) URL breaks a rule of the .proto);
+	// NOT_FOUND RUN_NOT_FOUND for an unknown Run; FAILED_PRECONDITION
+	// RUN_NOT_RUNNING when the Run is not running, STEP_NOT_CURRENT when the
+	// named step is not the current one, STALE_ATTEMPT when the attempt is not
+	// the current one, TRANSITION_NOT_ALLOWED when the step is in any other
+	// status, `open` with another pull request included (metadata: the Run's
+	// state); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE
+	// (nothing changed: retry).
 	AdoptPullRequest(context.Context, *connect.Request[v1.AdoptPullRequestRequest]) (*connect.Response[v1.AdoptPullRequestResponse], error)
 	// BulkRetrySteps retries, as RetryStep does, the failed step of every
 	// selected Candidate's Run: each is dispatched again as its next attempt.
@@ -495,16 +585,34 @@ type RunServiceHandler interface {
 	// STALE_ATTEMPT; RUN_NOT_FOUND for a Candidate never started). At most
 	// 16 Runs are acted on at a time. Sending the request again retries only
 	// steps that failed again since.
-	// Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT naming the
-	// field for a malformed request or a selection of more than 10,000
-	// Candidates (nothing is done then).
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// EMPTY_SELECTION, DUPLICATE_CANDIDATE_ID, TOO_MANY_METADATA_FILTERS,
+	// INVALID_STATUS, SELECTION_TOO_LARGE (more than 10,000 Candidates);
+	// UNAVAILABLE STORE_UNAVAILABLE; nothing is done then. Each Candidate's
+	// outcome carries the code and reason RetryStep would answer
+	// (RUN_NOT_FOUND, or CANDIDATE_NOT_FOUND for an id the Migration does not
+	// have; RUN_NOT_RUNNING, STALE_EXECUTION when the Run was restarted since
+	// its view was read, STEP_NOT_CURRENT, STALE_ATTEMPT,
+	// TRANSITION_NOT_ALLOWED; EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE),
+	// or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or DEADLINE_EXCEEDED) for
+	// one the action did not reach.
 	BulkRetrySteps(context.Context, *connect.Request[v1.BulkRetryStepsRequest]) (*connect.Response[v1.BulkRetryStepsResponse], error)
 	// BulkCancelRuns cancels, as CancelRun does, the running Run of every
 	// selected Candidate, with one reason; their Candidates go back to
 	// `not_started`. A Run that is not running is refused alone
 	// (RUN_NOT_RUNNING; RUN_NOT_FOUND for a Candidate never started). Each
 	// cancel waits for its Run to stop, 16 at a time.
-	// Errors: as BulkRetrySteps.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// EMPTY_SELECTION, DUPLICATE_CANDIDATE_ID, TOO_MANY_METADATA_FILTERS,
+	// INVALID_STATUS, SELECTION_TOO_LARGE (more than 10,000 Candidates);
+	// UNAVAILABLE STORE_UNAVAILABLE; nothing is done then. Each Candidate's
+	// outcome carries the code and reason CancelRun would answer
+	// (RUN_NOT_FOUND, or CANDIDATE_NOT_FOUND for an id the Migration does not
+	// have; RUN_NOT_RUNNING; EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE),
+	// or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or DEADLINE_EXCEEDED) for
+	// one the action did not reach.
 	BulkCancelRuns(context.Context, *connect.Request[v1.BulkCancelRunsRequest]) (*connect.Response[v1.BulkCancelRunsResponse], error)
 	// BulkFinishReviews finishes, as FinishReview does, the step step_name of
 	// every selected Candidate's Run that waits in `awaiting_review`, all
@@ -513,28 +621,53 @@ type RunServiceHandler interface {
 	// TRANSITION_NOT_ALLOWED, ...). Naming the step makes the request safe to
 	// send again: a review already finished is refused, never the next one
 	// finished in its place.
-	// Errors: as BulkRetrySteps.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// MISSING_STEP_NAME, INVALID_OUTCOME, EMPTY_SELECTION,
+	// DUPLICATE_CANDIDATE_ID, TOO_MANY_METADATA_FILTERS, INVALID_STATUS,
+	// SELECTION_TOO_LARGE (more than 10,000 Candidates); UNAVAILABLE
+	// STORE_UNAVAILABLE; nothing is done then. Each Candidate's outcome carries
+	// the code and reason FinishReview would answer (RUN_NOT_FOUND, or
+	// CANDIDATE_NOT_FOUND for an id the Migration does not have;
+	// RUN_NOT_RUNNING, STALE_EXECUTION, STEP_NOT_CURRENT, STALE_ATTEMPT,
+	// TRANSITION_NOT_ALLOWED; EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE),
+	// or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or DEADLINE_EXCEEDED) for
+	// one the action did not reach.
 	BulkFinishReviews(context.Context, *connect.Request[v1.BulkFinishReviewsRequest]) (*connect.Response[v1.BulkFinishReviewsResponse], error)
 	// BulkMarkStepsMerged records, as MarkStepMerged does, that the pull
 	// request of step step_name was merged outside Loom, for every selected
 	// Candidate's Run whose step step_name is `open`; the Runs move on. A Run
 	// whose current step is another, or not `open`, is refused alone. Safe to
 	// send again, as BulkFinishReviews.
-	// Errors: as BulkRetrySteps.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+	// INVALID_ARGUMENT naming the field, for a malformed request:
+	// MISSING_STEP_NAME, EMPTY_SELECTION, DUPLICATE_CANDIDATE_ID,
+	// TOO_MANY_METADATA_FILTERS, INVALID_STATUS, SELECTION_TOO_LARGE (more than
+	// 10,000 Candidates); UNAVAILABLE STORE_UNAVAILABLE; nothing is done then.
+	// Each Candidate's outcome carries the code and reason MarkStepMerged would
+	// answer (RUN_NOT_FOUND, or CANDIDATE_NOT_FOUND for an id the Migration
+	// does not have; RUN_NOT_RUNNING, STALE_EXECUTION, STEP_NOT_CURRENT,
+	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED; EXECUTION_ENGINE_UNAVAILABLE,
+	// STORE_UNAVAILABLE), or NOT_ATTEMPTED (code UNAVAILABLE, CANCELED or
+	// DEADLINE_EXCEEDED) for one the action did not reach.
 	BulkMarkStepsMerged(context.Context, *connect.Request[v1.BulkMarkStepsMergedRequest]) (*connect.Response[v1.BulkMarkStepsMergedResponse], error)
 	// GetRun returns a Run with every StepResult.
-	// Errors: NOT_FOUND when the Candidate has never been started.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND when the
+	// Candidate has never been started; UNAVAILABLE STORE_UNAVAILABLE.
 	GetRun(context.Context, *connect.Request[v1.GetRunRequest]) (*connect.Response[v1.GetRunResponse], error)
 	// ListRuns pages through the Runs of a Migration in Candidate id order,
 	// optionally filtered by Run status and by the status of the current step.
-	// Errors: NOT_FOUND when the Migration does not exist.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
+	// INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE STORE_UNAVAILABLE.
 	ListRuns(context.Context, *connect.Request[v1.ListRunsRequest]) (*connect.Response[v1.ListRunsResponse], error)
 	// WatchRun streams a Run: first the whole Run, then the whole Run again on
 	// every change, and a heartbeat at least every 30 seconds while nothing
 	// changes. A watch resumed with after_version at the Run's version answers
 	// at once with a heartbeat. The stream ends after the Run is sent
 	// `completed` or `cancelled`. Works from a browser over Connect-Web.
-	// Errors: NOT_FOUND when the Candidate has never been started.
+	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND when the
+	// Candidate has never been started; UNAVAILABLE STORE_UNAVAILABLE, also
+	// when the stream is interrupted (watch again with after_version).
 	WatchRun(context.Context, *connect.Request[v1.WatchRunRequest], *connect.ServerStream[v1.WatchRunResponse]) error
 	// ReconcileRuns brings the views of running Runs back in line with the
 	// engine, which holds the truth of every Run: a Run whose workflow ended
@@ -546,6 +679,9 @@ type RunServiceHandler interface {
 	// are left to them (each writes its own, retrying until it succeeds). Loom
 	// runs it by itself a minute after it starts and every hour; `loom
 	// reconcile` runs it on demand. Admins only.
+	// Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown migration_id;
+	// UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE (the Runs
+	// fixed before stay fixed: run it again).
 	ReconcileRuns(context.Context, *connect.Request[v1.ReconcileRunsRequest]) (*connect.Response[v1.ReconcileRunsResponse], error)
 }
 

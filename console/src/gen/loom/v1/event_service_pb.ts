@@ -185,12 +185,15 @@ export const EventService: GenService<{
    * checked against the Run before the call answers (see StepStatus for the
    * legal transitions); a refused report changes nothing. Repeating a report
    * (same status and data) is harmless and answers `changed: false`.
-   * Errors: NOT_FOUND for an unknown Run; FAILED_PRECONDITION when the Run
-   * is not running, the execution or attempt is not the current one
-   * (reason STALE_EXECUTION, STALE_ATTEMPT), the step is not the current one
-   * (STEP_NOT_CURRENT) or the transition is not allowed
-   * (TRANSITION_NOT_ALLOWED); the ErrorInfo metadata names the current step,
-   * status, attempt and execution. STEP_NOT_CURRENT on the step a Migrator
+   * Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
+   * unknown Run; FAILED_PRECONDITION RUN_NOT_RUNNING when the Run is not
+   * running, STALE_EXECUTION, STALE_ATTEMPT when the execution or attempt is
+   * not the current one, STEP_NOT_CURRENT when the step is not the current
+   * one, TRANSITION_NOT_ALLOWED when the transition is not allowed (the
+   * ErrorInfo metadata names the current step, status, attempt and
+   * execution); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE (also while the
+   * Run's view says running but its workflow does not run), STORE_UNAVAILABLE
+   * (nothing changed: report again). STEP_NOT_CURRENT on the step a Migrator
    * was just dispatched is not a failure of its work: Loom restarted after
    * dispatching it and before recording the end of the step before; it
    * dispatches the step again once it has caught up. Keep the result and
@@ -210,6 +213,9 @@ export const EventService: GenService<{
    * died) resume at once rather than when their lease runs out. A step the
    * Migrator is still executing comes too: ignore the duplicate (the Go SDK
    * does). Steps open or awaiting review are not dispatched.
+   * Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+   * UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE (the steps
+   * dispatched before stay dispatched: call again).
    *
    * @generated from rpc loom.v1.EventService.ResumeSteps
    */

@@ -512,8 +512,10 @@ export const HistoryService: GenService<{
   /**
    * ListEvents pages through the events of a Migration, newest first,
    * optionally only those of one Candidate, of some kinds, with some
-   * reported step statuses, or in a time range. A deleted Migration's history stays readable until retention,
-   * its delete event first.
+   * reported step statuses, or in a time range. A deleted Migration's
+   * history stays readable until retention, its delete event first.
+   * Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
+   * STORE_UNAVAILABLE. An unknown Migration has no events (no NOT_FOUND).
    *
    * @generated from rpc loom.v1.HistoryService.ListEvents
    */
@@ -530,6 +532,10 @@ export const HistoryService: GenService<{
    * knows it is following. Without a migration_id it follows the whole
    * fleet, from now on (one stream for a dashboard, however many
    * Migrations). Works from a browser over Connect-Web.
+   * Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown migration_id (a
+   * deleted Migration's history is read with ListEvents); UNAVAILABLE
+   * STORE_UNAVAILABLE, also when the stream is interrupted (resume after the
+   * last event id).
    *
    * @generated from rpc loom.v1.HistoryService.WatchEvents
    */

@@ -617,7 +617,8 @@ export const BurndownUnitSchema: GenEnum<BurndownUnit> = /*@__PURE__*/
 export const MetricsService: GenService<{
   /**
    * GetMigrationMetrics returns the figures of one Migration.
-   * Errors: NOT_FOUND when the Migration does not exist.
+   * Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
+   * UNAVAILABLE STORE_UNAVAILABLE.
    *
    * @generated from rpc loom.v1.MetricsService.GetMigrationMetrics
    */
@@ -629,6 +630,8 @@ export const MetricsService: GenService<{
   /**
    * GetFleetOverview pages through every Migration with its headline
    * figures, for a home page.
+   * Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
+   * STORE_UNAVAILABLE.
    *
    * @generated from rpc loom.v1.MetricsService.GetFleetOverview
    */

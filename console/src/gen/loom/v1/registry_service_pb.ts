@@ -369,6 +369,10 @@ export const RegistryService: GenService<{
    * Re-announcing never touches the Candidates already discovered, nor Runs
    * already started (they keep their snapshot of the steps; their next
    * dispatch goes to the new migrator URL).
+   * Errors: INVALID_ARGUMENT naming the field: DUPLICATE_STEP_NAME,
+   * MIGRATOR_URL_REFUSED (a migrator_url Loom may not call; see
+   * `-allow-migrator-nets`); UNAVAILABLE STORE_UNAVAILABLE (nothing changed:
+   * retry).
    *
    * @generated from rpc loom.v1.RegistryService.Announce
    */
@@ -379,7 +383,8 @@ export const RegistryService: GenService<{
   },
   /**
    * GetMigration returns one Migration with its Candidate counts.
-   * Errors: NOT_FOUND when no Migration has that id.
+   * Errors: NOT_FOUND MIGRATION_NOT_FOUND when no Migration has that id;
+   * UNAVAILABLE STORE_UNAVAILABLE.
    *
    * @generated from rpc loom.v1.RegistryService.GetMigration
    */
@@ -390,6 +395,8 @@ export const RegistryService: GenService<{
   },
   /**
    * ListMigrations pages through every Migration, ordered by id.
+   * Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
+   * STORE_UNAVAILABLE.
    *
    * @generated from rpc loom.v1.RegistryService.ListMigrations
    */
@@ -400,8 +407,11 @@ export const RegistryService: GenService<{
   },
   /**
    * DeleteMigration removes a Migration, its Candidates and its Run views.
-   * Errors: NOT_FOUND when no Migration has that id; FAILED_PRECONDITION
-   * while any of its Candidates is running (cancel those Runs first).
+   * Errors: NOT_FOUND MIGRATION_NOT_FOUND when no Migration has that id;
+   * FAILED_PRECONDITION MIGRATION_HAS_RUNNING_CANDIDATES (metadata
+   * `running_candidates`) while any of its Candidates is running (cancel
+   * those Runs first); UNAVAILABLE STORE_UNAVAILABLE (nothing changed:
+   * retry).
    *
    * @generated from rpc loom.v1.RegistryService.DeleteMigration
    */
@@ -415,6 +425,7 @@ export const RegistryService: GenService<{
    * Migrators with (see loom.migrator.v1.MigratorService). A key being
    * retired stays listed until its retire_time, so calls signed just before
    * a rotation still verify.
+   * Errors: none of its own (it reads only the server's keys).
    *
    * @generated from rpc loom.v1.RegistryService.ListSigningKeys
    */
@@ -427,6 +438,7 @@ export const RegistryService: GenService<{
    * GetCaller says who the caller is to this Loom and which procedures it
    * may call, so that a client (the console) shows only the controls its
    * caller can use. The server still checks every call.
+   * Errors: none of its own.
    *
    * @generated from rpc loom.v1.RegistryService.GetCaller
    */

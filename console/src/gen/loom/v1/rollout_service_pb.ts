@@ -678,8 +678,12 @@ export const RolloutService: GenService<{
    * required inputs (with these default_inputs), how many cannot start now
    * (running or completed), and the Migrator's diffs for a sample of them.
    * Nothing is started or written.
-   * Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT for a
-   * malformed selection or one of more than 100,000 Candidates.
+   * Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND (a selected
+   * id; the field is named); INVALID_ARGUMENT naming the field, for a
+   * malformed selection: EMPTY_SELECTION, TOO_MANY_METADATA_FILTERS,
+   * INVALID_STATUS, SELECTION_TOO_LARGE (more than 100,000 Candidates);
+   * UNAVAILABLE STORE_UNAVAILABLE. A sample the Migrator cannot preview has
+   * the error in its own `error`; the call still succeeds.
    *
    * @generated from rpc loom.v1.RolloutService.PreviewSelection
    */
@@ -693,12 +697,16 @@ export const RolloutService: GenService<{
    * every selected Candidate has every required input (its stored inputs
    * over default_inputs), and starts the rollout. Nothing starts when a
    * Candidate misses an input.
-   * Errors: NOT_FOUND for an unknown Migration; INVALID_ARGUMENT for a
-   * malformed request or a selection of more than 100,000 Candidates;
-   * FAILED_PRECONDITION with reason MISSING_INPUTS (metadata `candidates`
-   * names up to 20 of them, `count` how many, `missing` the inputs missing
-   * from the first) or EMPTY_SELECTION (the filter matches nothing);
-   * UNAVAILABLE when Redis or Temporal cannot be reached (nothing started).
+   * Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND (a selected
+   * id; the field is named); INVALID_ARGUMENT naming the field, for a
+   * malformed request: INVALID_SETTING, EMPTY_SELECTION,
+   * TOO_MANY_METADATA_FILTERS, INVALID_STATUS, SELECTION_TOO_LARGE (more than
+   * 100,000 Candidates); FAILED_PRECONDITION MISSING_INPUTS (metadata
+   * `candidates` names up to 20 of them, `count` how many, `missing` the
+   * inputs missing from the first), EMPTY_SELECTION (the filter matches
+   * nothing); ALREADY_EXISTS ROLLOUT_EXISTS (the id drawn for it is taken:
+   * send again); UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE
+   * when Redis or Temporal cannot be reached (nothing started: retry).
    *
    * @generated from rpc loom.v1.RolloutService.StartRollout
    */
@@ -709,7 +717,8 @@ export const RolloutService: GenService<{
   },
   /**
    * GetRollout returns a rollout with its progress.
-   * Errors: NOT_FOUND (reason ROLLOUT_NOT_FOUND).
+   * Errors: NOT_FOUND ROLLOUT_NOT_FOUND (also for an unknown Migration);
+   * UNAVAILABLE STORE_UNAVAILABLE.
    *
    * @generated from rpc loom.v1.RolloutService.GetRollout
    */
@@ -720,7 +729,8 @@ export const RolloutService: GenService<{
   },
   /**
    * ListRollouts pages through a Migration's rollouts, newest first.
-   * Errors: NOT_FOUND for an unknown Migration.
+   * Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown Migration;
+   * INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE STORE_UNAVAILABLE.
    *
    * @generated from rpc loom.v1.RolloutService.ListRollouts
    */
@@ -733,7 +743,8 @@ export const RolloutService: GenService<{
    * WatchRollout streams a rollout: first the whole rollout, then again on
    * every change, and a heartbeat at least every 30 seconds while nothing
    * changes. It ends after the rollout is sent completed or cancelled.
-   * Errors: NOT_FOUND (reason ROLLOUT_NOT_FOUND).
+   * Errors: NOT_FOUND ROLLOUT_NOT_FOUND; UNAVAILABLE STORE_UNAVAILABLE, also
+   * when the stream is interrupted (watch again with after_version).
    *
    * @generated from rpc loom.v1.RolloutService.WatchRollout
    */
@@ -746,8 +757,12 @@ export const RolloutService: GenService<{
    * PauseRollout stops a rollout from starting Runs; its Runs in flight go
    * on. It answers once the rollout has stopped starting: no Run starts
    * after the answer. Pausing a paused rollout changes nothing.
-   * Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED) for a completed
-   * or cancelled rollout.
+   * Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+   * (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+   * UNKNOWN_CONTROL when the rollout's workflow runs a Loom that does not
+   * know the action (retry once every replica runs the same version);
+   * UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing
+   * changed: retry).
    *
    * @generated from rpc loom.v1.RolloutService.PauseRollout
    */
@@ -761,7 +776,12 @@ export const RolloutService: GenService<{
    * approval after its canary wave. Resuming a running rollout changes
    * nothing. A rollout that paused itself on failures counts failures
    * afresh from here.
-   * Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED).
+   * Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+   * (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+   * UNKNOWN_CONTROL when the rollout's workflow runs a Loom that does not
+   * know the action (retry once every replica runs the same version);
+   * UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing
+   * changed: retry).
    *
    * @generated from rpc loom.v1.RolloutService.ResumeRollout
    */
@@ -776,8 +796,13 @@ export const RolloutService: GenService<{
    * max_open_pull_requests, pause_on_failures) take the values of settings.
    * Lowering max_in_flight below the Runs in flight cancels none: the
    * rollout starts no more until fewer are in flight.
-   * Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED); INVALID_ARGUMENT
-   * naming the field.
+   * Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+   * (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+   * naming the field: EMPTY_UPDATE_MASK, UNKNOWN_SETTING, INVALID_SETTING;
+   * INVALID_ARGUMENT UNKNOWN_CONTROL when the rollout's workflow runs a Loom
+   * that does not know the action (retry once every replica runs the same
+   * version); UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE
+   * (nothing changed: retry).
    *
    * @generated from rpc loom.v1.RolloutService.UpdateRollout
    */
@@ -791,7 +816,12 @@ export const RolloutService: GenService<{
    * its Runs in flight are cancelled too (their Candidates go back to
    * `not_started`), and the answer comes once they all stopped; without,
    * they go on as ordinary Runs.
-   * Errors: NOT_FOUND; FAILED_PRECONDITION (ROLLOUT_ENDED).
+   * Errors: NOT_FOUND ROLLOUT_NOT_FOUND; FAILED_PRECONDITION ROLLOUT_ENDED
+   * (metadata `state`) for a completed or cancelled rollout; INVALID_ARGUMENT
+   * UNKNOWN_CONTROL when the rollout's workflow runs a Loom that does not
+   * know the action (retry once every replica runs the same version);
+   * UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (nothing
+   * changed: retry).
    *
    * @generated from rpc loom.v1.RolloutService.CancelRollout
    */
