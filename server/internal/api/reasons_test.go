@@ -183,3 +183,66 @@ func TestDocsNameOnlyWhatTheAPIHas(t *testing.T) {
 		t.Fatalf("found %d names in the docs: the scan is broken", seen)
 	}
 }
+
+// answeredByNoRPC are the reasons no RPC of this version answers, and why;
+// each stays in the enum (a released name is never taken back) but names
+// no RPC's section.
+var answeredByNoRPC = map[string]string{
+	"CANDIDATE_STATUS_CHANGED": "only store.SetCandidateStatus builds it, and no use case calls that",
+}
+
+// Every reason a client can receive is documented under an RPC that
+// answers it: each non-zero value of loomv1.ErrorReason is named in the
+// section of at least one loom.v1 RPC in docs/api.md (generated from the
+// RPCs' comments in proto/), not only in the table of error reasons.
+func TestEveryReasonIsNamedUnderAnRPC(t *testing.T) {
+	b, err := os.ReadFile("../../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := map[string]bool{}
+	for _, s := range ServiceNames {
+		services[s[strings.LastIndex(s, ".")+1:]] = true
+	}
+	// A section runs from its "### Service.Method" heading to the next
+	// heading of level 2 or 3.
+	heading := regexp.MustCompile(`^(#{2,3}) (\S+)`)
+	rpcHeading := regexp.MustCompile(`^(\w+)\.\w+$`)
+	sections := map[string]string{}
+	current := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := heading.FindStringSubmatch(line); m != nil {
+			current = ""
+			if r := rpcHeading.FindStringSubmatch(m[2]); m[1] == "###" && r != nil && services[r[1]] {
+				current = m[2]
+			}
+			continue
+		}
+		if current != "" {
+			sections[current] += line + "\n"
+		}
+	}
+	if len(sections) < 40 || sections["RunService.StartRun"] == "" {
+		t.Fatalf("found %d RPC sections in docs/api.md: the parsing is broken", len(sections))
+	}
+	for n, name := range loomv1.ErrorReason_name {
+		if n == 0 {
+			continue
+		}
+		word := regexp.MustCompile(`\b` + name + `\b`)
+		var rpcs []string
+		for rpc, text := range sections {
+			if word.MatchString(text) {
+				rpcs = append(rpcs, rpc)
+			}
+		}
+		why, exempt := answeredByNoRPC[name]
+		switch {
+		case exempt && len(rpcs) > 0:
+			sort.Strings(rpcs)
+			t.Errorf("%s is listed as answered by no RPC (%s), yet docs/api.md names it under %s: drop it from answeredByNoRPC", name, why, strings.Join(rpcs, ", "))
+		case !exempt && len(rpcs) == 0:
+			t.Errorf("no RPC's section of docs/api.md names the reason %s: add it to the Errors paragraph of each RPC that answers it in proto/ (then make generate)", name)
+		}
+	}
+}
