@@ -330,52 +330,15 @@ func rolloutEnded(r Rollout) error {
 // WatchRollout sends the rollout, then again after every change, until it
 // ends or ctx does; heartbeat is called when nothing changed for a while.
 func (u *Rollouts) WatchRollout(ctx context.Context, migrationID, rolloutID string, afterVersion int64, send func(Rollout) error, heartbeat func(time.Time) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	changes, err := u.Rollout.WatchRollout(ctx, migrationID, rolloutID)
-	if err != nil {
-		return err
-	}
-	every := u.Heartbeat
-	if every <= 0 {
-		every = 15 * time.Second
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	last := afterVersion
-	for first := true; ; first = false {
-		r, err := u.Rollout.GetRollout(ctx, migrationID, rolloutID)
-		if err != nil {
-			return err
-		}
-		if r.Version > last {
-			if err := send(r); err != nil {
-				return err
-			}
-			last = r.Version
-			tick.Reset(every)
-		} else if first && !r.State.Ended() {
-			if err := heartbeat(u.Now()); err != nil {
-				return err
-			}
-		}
-		if r.State.Ended() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case _, open := <-changes:
-			if !open && ctx.Err() == nil {
-				return Unavailable(ReasonStoreUnavailable, "the watch of rollout %s was interrupted; watch again from version %d", rolloutID, last)
-			}
-		case <-tick.C:
-			if r, err := u.Rollout.GetRollout(ctx, migrationID, rolloutID); err == nil && r.Version > last {
-				continue
-			}
-			if err := heartbeat(u.Now()); err != nil {
-				return err
-			}
-		}
-	}
+	return watchView(ctx, watchedView[Rollout]{
+		subscribe: func(ctx context.Context) (<-chan struct{}, error) {
+			return u.Rollout.WatchRollout(ctx, migrationID, rolloutID)
+		},
+		read:    func(ctx context.Context) (Rollout, error) { return u.Rollout.GetRollout(ctx, migrationID, rolloutID) },
+		version: func(r Rollout) int64 { return r.Version },
+		ended:   func(r Rollout) bool { return r.State.Ended() },
+		interrupted: func(last int64) error {
+			return Unavailable(ReasonStoreUnavailable, "the watch of rollout %s was interrupted; watch again from version %d", rolloutID, last)
+		},
+	}, u.Heartbeat, u.Now, afterVersion, send, heartbeat)
 }

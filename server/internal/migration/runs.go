@@ -400,59 +400,15 @@ func (u *Runs) WatchRun(ctx context.Context, runID string, afterVersion int64, s
 	if !ok {
 		return InvalidArgument("run_id", ReasonInvalidRunID, "run id %q is not {migration_id}__{candidate_id}", runID)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Subscribe before the first read, so no change falls between the two.
-	changes, err := u.Store.WatchRun(ctx, m, c)
-	if err != nil {
-		return err
-	}
-	every := u.Heartbeat
-	if every <= 0 {
-		every = 15 * time.Second
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	last := afterVersion
-	for first := true; ; first = false {
-		run, err := u.Store.GetRun(ctx, m, c)
-		if err != nil {
-			return err
-		}
-		if run.Version > last {
-			if err := send(run); err != nil {
-				return err
-			}
-			last = run.Version
-			tick.Reset(every)
-		} else if first && run.Status == RunRunning {
-			// A resumed watch with nothing new answers at once too, so a
-			// client knows the stream is open.
-			if err := heartbeat(u.Now()); err != nil {
-				return err
-			}
-		}
-		if run.Status != RunRunning {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case _, open := <-changes:
-			if !open && ctx.Err() == nil {
-				return Unavailable(ReasonStoreUnavailable, "the watch of run %s was interrupted; watch again from version %d", runID, last)
-			}
-		case <-tick.C:
-			// Re-read on every tick too, so a change whose notice was lost
-			// (a reconnect to Redis) shows within one heartbeat.
-			if run, err := u.Store.GetRun(ctx, m, c); err == nil && run.Version > last {
-				continue
-			}
-			if err := heartbeat(u.Now()); err != nil {
-				return err
-			}
-		}
-	}
+	return watchView(ctx, watchedView[Run]{
+		subscribe: func(ctx context.Context) (<-chan struct{}, error) { return u.Store.WatchRun(ctx, m, c) },
+		read:      func(ctx context.Context) (Run, error) { return u.Store.GetRun(ctx, m, c) },
+		version:   func(r Run) int64 { return r.Version },
+		ended:     func(r Run) bool { return r.Status != RunRunning },
+		interrupted: func(last int64) error {
+			return Unavailable(ReasonStoreUnavailable, "the watch of run %s was interrupted; watch again from version %d", runID, last)
+		},
+	}, u.Heartbeat, u.Now, afterVersion, send, heartbeat)
 }
 
 // PreviewRun asks the Migrator what each step would change for a
