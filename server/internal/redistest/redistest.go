@@ -75,6 +75,52 @@ func (s *Server) Stop() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
+	// Empty: not even what a Down saved.
+	if err := os.Remove(filepath.Join(s.dir, dumpFile)); err != nil && !os.IsNotExist(err) {
+		s.t.Fatalf("restart redis-server: %v", err)
+	}
+	s.startAgain()
+}
+
+// Down stops the server as an operator's maintenance stop does, keeping its
+// data: SHUTDOWN SAVE writes every write it acknowledged to a snapshot and
+// exits, in one command, so none falls between the two. Clients see the
+// port refuse connections until Up.
+func (s *Server) Down() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	if err := command(s.Addr(), "SHUTDOWN SAVE"); err != nil {
+		s.t.Fatalf("redis-server SHUTDOWN SAVE: %v", err)
+	}
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		s.t.Fatalf("redis-server did not exit within 10s of SHUTDOWN SAVE; log: %s", tail(filepath.Join(s.dir, "redis.log")))
+	}
+	s.cmd = nil
+	if _, err := os.Stat(filepath.Join(s.dir, dumpFile)); err != nil {
+		s.t.Fatalf("redis-server saved no snapshot at SHUTDOWN SAVE: %v", err)
+	}
+}
+
+// Up starts the server stopped by Down again on the same port, with the
+// data it had.
+func (s *Server) Up() {
+	s.t.Helper()
+	s.startAgain()
+}
+
+// dumpFile is redis-server's default snapshot, in its --dir, read at start.
+const dumpFile = "dump.rdb"
+
+func (s *Server) startAgain() {
+	s.t.Helper()
 	bin, _ := exec.LookPath("redis-server")
 	var err error
 	for try := 0; try < 50; try++ { // the port may linger briefly
@@ -119,6 +165,28 @@ func (s *Server) start(bin string) error {
 	_ = cmd.Process.Kill()
 	<-exited
 	return fmt.Errorf("redis-server did not answer PING within 10s; log: %s", tail(logPath))
+}
+
+// command sends one inline command and waits for the server to answer or
+// close the connection (SHUTDOWN answers nothing when it succeeds).
+func command(addr, cmd string) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(cmd + "\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return nil // closed: the server exited
+	}
+	if strings.HasPrefix(line, "-") {
+		return fmt.Errorf("%s", strings.TrimSpace(line))
+	}
+	return nil
 }
 
 func ping(addr string) bool {
