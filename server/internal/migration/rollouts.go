@@ -266,6 +266,12 @@ func (u *Rollouts) StartRollout(ctx context.Context, sel Selection, defaults map
 		if _, serr := u.Rollout.SaveRollout(context.WithoutCancel(ctx), ended, []Event{ev}); serr != nil {
 			err = errors.Join(err, serr)
 		}
+		// The refusal names the rollout it leaves cancelled, so a caller
+		// can tell it from the one it starts next.
+		var ref *Refusal
+		if errors.As(err, &ref) {
+			ref.With("rollout_id", r.ID)
+		}
 		return Rollout{}, fmt.Errorf("start rollout %s: %w", r.ID, err)
 	}
 	return stored, nil

@@ -113,10 +113,14 @@ func TestStartRolloutWithTheEngineDownLeavesNoRunningView(t *testing.T) {
 	w.down = migration.Unavailable(migration.ReasonExecutionEngineFailure, "temporal: connection refused")
 	_, err := u.StartRollout(context.Background(), migration.Selection{MigrationID: "m", Filter: &migration.CandidateFilter{}},
 		map[string]string{"target": "1.23"}, migration.RolloutSettings{MaxInFlight: 5})
-	if !errors.Is(err, migration.ErrUnavailable) {
+	var ref *migration.Refusal
+	if !errors.Is(err, migration.ErrUnavailable) || !errors.As(err, &ref) {
 		t.Fatalf("start: %v", err)
 	}
-	if len(w.saved) != 1 || w.saved[0].State != migration.RolloutCancelled || !strings.Contains(w.saved[0].StateReason, "connection refused") ||
+	if len(w.saved) != 1 || ref.Metadata["rollout_id"] != w.saved[0].ID {
+		t.Fatalf("the refusal names rollout %q; saved %+v", ref.Metadata["rollout_id"], w.saved)
+	}
+	if w.saved[0].State != migration.RolloutCancelled || !strings.Contains(w.saved[0].StateReason, "connection refused") ||
 		len(w.events) != 1 || w.events[0].Kind != migration.EventRolloutCancelled {
 		t.Fatalf("saved %+v, events %+v", w.saved, w.events)
 	}
