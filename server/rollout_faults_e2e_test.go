@@ -346,6 +346,11 @@ func TestRolloutWithTemporalUnreachable(t *testing.T) {
 			continue
 		}
 		t.Run(n, func(t *testing.T) { wantCode(t, errs[n], connect.CodeUnavailable, "EXECUTION_ENGINE_UNAVAILABLE") })
+		// A start waits for the client's one try (10 s); steering is
+		// answered at once, not after the client's minute of retries.
+		if limit := map[bool]time.Duration{true: 20 * time.Second, false: 10 * time.Second}[n == "StartRollout"]; took[n] > limit {
+			t.Errorf("%s with Temporal unreachable answered after %v, more than %v", n, took[n], limit)
+		}
 	}
 	t.Logf("answers with Temporal unreachable took %v", took)
 	if t.Failed() {

@@ -255,6 +255,9 @@ func (e *Engine) StartRollout(ctx context.Context, r migration.Rollout) error {
 // until it took effect (resent while Temporal answers WorkflowNotReady: see
 // update).
 func (e *Engine) ControlRollout(ctx context.Context, m, r string, c migration.RolloutControl) (migration.Controlled, error) {
+	if err := e.reachable(ctx); err != nil {
+		return migration.Controlled{}, err
+	}
 	var res ControlResult
 	err := e.update(ctx, client.UpdateWorkflowOptions{
 		UpdateID:     uuid.NewString(),
@@ -267,6 +270,27 @@ func (e *Engine) ControlRollout(ctx context.Context, m, r string, c migration.Ro
 		return migration.Controlled{}, decodeError(err)
 	}
 	return migration.Controlled{Rollout: res.Rollout, CancelledRuns: res.CancelledRuns}, nil
+}
+
+// reachWait bounds how long reachable waits for Temporal's answer.
+const reachWait = 5 * time.Second
+
+// reachable answers unavailable at once when Temporal cannot be reached
+// (its health check fails), before anything is sent: an update's own
+// retries would hold an operator's call for the client's whole retry
+// window, a minute, before answering the same.
+func (e *Engine) reachable(ctx context.Context) error {
+	hctx, cancel := context.WithTimeout(ctx, reachWait)
+	defer cancel()
+	_, err := e.client.CheckHealth(hctx, &client.CheckHealthRequest{})
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		return migration.Unavailable(migration.ReasonExecutionEngineFailure, "the execution engine is unavailable: %v", err)
+	}
 }
 
 // decodeError turns what the Temporal client returns into the domain's

@@ -89,7 +89,10 @@ type RolloutServiceClient interface {
 	// inputs missing from the first), EMPTY_SELECTION (the filter matches
 	// nothing); ALREADY_EXISTS ROLLOUT_EXISTS (the id drawn for it is taken:
 	// send again); UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE
-	// when Redis or Temporal cannot be reached (nothing started: retry).
+	// when Redis or Temporal cannot be reached: no Run starts. When Temporal
+	// is the one (within about 10 seconds), the rollout was already recorded:
+	// it is left cancelled by `loom`, its state_reason saying why ("could not
+	// start: ..."), and the ErrorInfo's metadata `rollout_id` names it.
 	StartRollout(context.Context, *connect.Request[v1.StartRolloutRequest]) (*connect.Response[v1.StartRolloutResponse], error)
 	// GetRollout returns a rollout with its progress.
 	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND (also for an unknown Migration);
@@ -309,7 +312,10 @@ type RolloutServiceHandler interface {
 	// inputs missing from the first), EMPTY_SELECTION (the filter matches
 	// nothing); ALREADY_EXISTS ROLLOUT_EXISTS (the id drawn for it is taken:
 	// send again); UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE
-	// when Redis or Temporal cannot be reached (nothing started: retry).
+	// when Redis or Temporal cannot be reached: no Run starts. When Temporal
+	// is the one (within about 10 seconds), the rollout was already recorded:
+	// it is left cancelled by `loom`, its state_reason saying why ("could not
+	// start: ..."), and the ErrorInfo's metadata `rollout_id` names it.
 	StartRollout(context.Context, *connect.Request[v1.StartRolloutRequest]) (*connect.Response[v1.StartRolloutResponse], error)
 	// GetRollout returns a rollout with its progress.
 	// Errors: NOT_FOUND ROLLOUT_NOT_FOUND (also for an unknown Migration);

@@ -669,6 +669,13 @@ export const CancelRolloutResponseSchema: GenMessage<CancelRolloutResponse> = /*
  * Refusals carry a `google.rpc.ErrorInfo` detail (domain `loom.dev`), as
  * RunService's do.
  *
+ * Every call answers UNAVAILABLE, and changes nothing, when Redis cannot be
+ * reached (reason STORE_UNAVAILABLE). StartRollout and the calls that steer
+ * a rollout (Pause, Resume, Update, Cancel) answer UNAVAILABLE when Temporal
+ * cannot be reached (reason EXECUTION_ENGINE_UNAVAILABLE): steering at once,
+ * having sent nothing; for StartRollout, see there. Reads need only Redis.
+ * Send the call again once the dependency is back.
+ *
  * @generated from service loom.v1.RolloutService
  */
 export const RolloutService: GenService<{
@@ -706,7 +713,10 @@ export const RolloutService: GenService<{
    * inputs missing from the first), EMPTY_SELECTION (the filter matches
    * nothing); ALREADY_EXISTS ROLLOUT_EXISTS (the id drawn for it is taken:
    * send again); UNAVAILABLE STORE_UNAVAILABLE, EXECUTION_ENGINE_UNAVAILABLE
-   * when Redis or Temporal cannot be reached (nothing started: retry).
+   * when Redis or Temporal cannot be reached: no Run starts. When Temporal
+   * is the one (within about 10 seconds), the rollout was already recorded:
+   * it is left cancelled by `loom`, its state_reason saying why ("could not
+   * start: ..."), and the ErrorInfo's metadata `rollout_id` names it.
    *
    * @generated from rpc loom.v1.RolloutService.StartRollout
    */
