@@ -8,7 +8,8 @@
 // print, without asserting) the first render of a Migration of 10,000
 // Candidates and the latency of a filter change, and on that Migration
 // select every Candidate matching a filter, start a rollout of them from
-// the dialog, watch its progress live, pause it (no Run starts after) and
+// the dialog, watch its progress live, pause it (no Run starts while it is
+// paused, even with its pacing lifted; resumed, it starts them again) and
 // cancel it.
 //
 // Single sign-on is tried against a real OpenID Provider (../tools/testidp:
@@ -167,6 +168,8 @@ try {
   const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
   const step1 = (name) => page.locator(`li.step[data-step="${name}"]`);
   const origin = new URL(loom.consoleURL).origin;
+  // The operator's token, from the URL `loom dev` printed.
+  const operator = decodeURIComponent(new URL(loom.consoleURL).hash.replace("#token=", ""));
 
   await step("home lists the Migration, signed in by the printed URL", async () => {
     await page.goto(loom.consoleURL);
@@ -272,7 +275,6 @@ try {
   await step("the Candidate table follows a Run started elsewhere, live", async () => {
     await page.goto(`${origin}/m/go-directive?status=running`);
     await page.getByText(/^0 Candidates match/).waitFor();
-    const operator = decodeURIComponent(new URL(loom.consoleURL).hash.replace("#token=", ""));
     await call(
       loom,
       "/loom.v1.RunService/StartRun",
@@ -415,7 +417,7 @@ try {
   });
 
   const tile = (label) => page.getByLabel(label, { exact: true }).locator(".value");
-  await step("the rollout's progress, live; pause it and no Run starts after", async () => {
+  await step("the rollout's progress, live; paused, no Run starts even with its pacing lifted", async () => {
     await page.getByText("● live").waitFor({ timeout: 15_000 });
     await page.locator(".page-head .badge-running").first().waitFor();
     if ((await tile("planned").innerText()) !== "100") throw new Error(`planned: ${await tile("planned").innerText()}`);
@@ -424,15 +426,60 @@ try {
       timeout: 30_000,
     });
     await shot("16-rollout-running");
+    // PauseRollout answers once the rollout has stopped starting: no Run
+    // may start after its answer, which counts the Runs started before.
+    const paused = page.waitForResponse((r) => r.url().endsWith("/loom.v1.RolloutService/PauseRollout"));
     await page.getByRole("group", { name: "Rollout actions" }).getByRole("button", { name: "Pause" }).click();
+    const { rollout: atPause } = await (await paused).json();
+    if (atPause.state !== "ROLLOUT_STATE_PAUSED") throw new Error(`the pause answered ${atPause.state}`);
+    const started = atPause.progress?.started ?? 0;
     await page.getByRole("button", { name: "Resume" }).waitFor({ timeout: 5_000 });
     await page.locator(".page-head .badge-paused").first().waitFor();
     await page.getByText("paused from the console").waitFor();
-    const started = await tile("started").innerText();
-    // Longer than one pacing interval (10 s at 6 a minute): nothing starts.
-    await new Promise((r) => setTimeout(r, 12_000));
-    if ((await tile("started").innerText()) !== started) throw new Error(`started ${started} before, ${await tile("started").innerText()} after the pause`);
+    // Lift what else holds starts back (pacing, max in flight): were it
+    // running, the rollout would start Runs at once, without waiting for a
+    // pacing interval. UpdateRollout answers once the rollout acted on it
+    // with no batch of starts in flight, so its answer counts any Run
+    // started despite the pause.
+    const rolloutId = new URL(rolloutURL).pathname.split("/").pop();
+    const { rollout: lifted } = await call(
+      loom,
+      "/loom.v1.RolloutService/UpdateRollout",
+      { migrationId: "big-fleet", rolloutId, settings: { maxInFlight: 10, maxStartsPerMinute: 0 }, updateMask: ["max_in_flight", "max_starts_per_minute"] },
+      operator,
+    );
+    if (lifted.state !== "ROLLOUT_STATE_PAUSED" || (lifted.progress?.started ?? 0) !== started) {
+      throw new Error(`paused with ${started} started; with its pacing lifted: ${lifted.state}, ${lifted.progress?.started} started`);
+    }
+    // The page follows, live: the new settings, the same count.
+    const setting = (name) =>
+      page.getByRole("region", { name: "Settings" }).locator("div", { has: page.locator("dt", { hasText: new RegExp(`^${name}$`) }) }).locator("dd");
+    await setting("max starts per minute").filter({ hasText: /^no limit$/ }).waitFor({ timeout: 10_000 });
+    await setting("max in flight").filter({ hasText: /^10$/ }).waitFor();
+    if ((await tile("started").innerText()) !== String(started)) throw new Error(`started ${started} at the pause, ${await tile("started").innerText()} shown after`);
     await shot("17-rollout-paused");
+    // Resumed, it starts Runs at once: what the pause held back.
+    await page.getByRole("button", { name: "Resume" }).click();
+    await page.locator(".page-head .badge-running").first().waitFor({ timeout: 5_000 });
+    await page.waitForFunction((n) => Number(document.querySelector('[aria-label="started"] .value')?.textContent) > n, started, {
+      timeout: 30_000,
+    });
+    // The history, in time order: exactly the Runs counted at the pause
+    // started before the resume, and more after it.
+    const { events = [] } = await call(
+      loom,
+      "/loom.v1.HistoryService/ListEvents",
+      { migrationId: "big-fleet", kinds: ["EVENT_KIND_RUN_STARTED", "EVENT_KIND_ROLLOUT_PAUSED", "EVENT_KIND_ROLLOUT_RESUMED"], pageSize: 1000 },
+      operator,
+    );
+    const kinds = events.map((e) => e.kind).reverse(); // newest first in the listing
+    const pausedAt = kinds.indexOf("EVENT_KIND_ROLLOUT_PAUSED");
+    const resumedAt = kinds.indexOf("EVENT_KIND_ROLLOUT_RESUMED");
+    if (pausedAt < 0 || resumedAt < pausedAt) throw new Error(`history: ${kinds.join(" ")}`);
+    const runsStarted = (ks) => ks.filter((k) => k === "EVENT_KIND_RUN_STARTED").length;
+    if (runsStarted(kinds.slice(0, resumedAt)) !== started || runsStarted(kinds.slice(resumedAt)) === 0) {
+      throw new Error(`${started} Runs started when the pause answered; the history: ${kinds.join(" ")}`);
+    }
   });
 
   await step("cancel the rollout with its Runs; the Migration lists it", async () => {
