@@ -31,7 +31,7 @@ func TestEveryDocsCommandIsChecked(t *testing.T) {
 	for _, f := range files {
 		cmds, problems := c.CheckFile(f)
 		n += len(cmds)
-		for _, p := range problems {
+		for _, p := range append(problems, doccheck.Links("../..", f)...) {
 			t.Error(p)
 		}
 	}

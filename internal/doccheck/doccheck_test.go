@@ -1,6 +1,8 @@
 package doccheck
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -146,5 +148,39 @@ func TestInlineSpans(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestLinks(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, body string) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("docs/b.md", "# B\n\n## Run in production: `loom serve`\n\n## Trust — tokens, roles\n\n## Trust — tokens, roles\n")
+	write("README.md", `See [b](docs/b.md#run-in-production-loom-serve), [trust](docs/b.md#trust--tokens-roles),
+[again](docs/b.md#trust--tokens-roles-1), [the top](#top) and [code](cmd/).
+[gone](docs/c.md), [no such heading](docs/b.md#trust), [a site](https://example.com/x#y).
+
+# Top
+
+`+"```sh\necho [not a link](nowhere.md)\n```\n")
+	if err := os.MkdirAll(filepath.Join(root, "cmd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range Links(root, "README.md") {
+		got = append(got, p.String())
+	}
+	want := []string{
+		"README.md:3: link docs/c.md: docs/c.md does not exist",
+		"README.md:3: link docs/b.md#trust: docs/b.md has no heading #trust",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -46,7 +46,7 @@ const intro = `# The API
 Loom serves one port (` + "`-listen`, `127.0.0.1:8080` under `loom dev`" + `) that
 speaks Connect, gRPC and gRPC-Web, with gRPC server reflection and the gRPC
 health service, so ` + "`grpcurl`" + ` and ` + "`buf curl`" + ` need no .proto file
-(see [operators.md](operators.md#the-command-line)). Every call carries
+(see [operators.md](operators.md#use-it-from-the-command-line)). Every call carries
 ` + "`authorization: Bearer <token>`" + `; which role may call what is the table in
 [production.md](production.md). The .proto files under
 [proto/](../proto/loom/v1) are the source of this page.
