@@ -55,8 +55,11 @@ health service, so ` + "`grpcurl`" + ` and ` + "`buf curl`" + ` need no .proto f
 explain also carry a ` + "`google.rpc.ErrorInfo`" + ` detail of domain ` + "`loom.dev`" + `
 whose ` + "`reason`" + ` is one of the [error reasons](#error-reasons) below and whose
 metadata names the facts to act on; an ` + "`invalid_argument`" + ` also carries a
-` + "`google.rpc.BadRequest`" + ` naming the field. ` + "`unavailable`" + ` always means nothing
-was changed: retry. Go clients read the reason with
+` + "`google.rpc.BadRequest`" + ` naming the field. ` + "`unavailable`" + ` means Redis, Temporal or a
+Migrator could not be reached or did not answer in time: retry. Nothing was
+changed, except where an RPC says otherwise (a call that ran out of time
+waiting after its change was sent, such as CancelRun's). Go clients read the
+reason with
 ` + "`migratorsdk.RefusalReason(err)`" + `, which returns a ` + "`loomv1.ErrorReason`" + `.
 `
 

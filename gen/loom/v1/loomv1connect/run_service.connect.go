@@ -102,7 +102,11 @@ type RunServiceClient interface {
 	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
 	// unknown Run (a Candidate never started); FAILED_PRECONDITION
 	// RUN_NOT_RUNNING (metadata `run_status`) when the Run is not running;
-	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (retry).
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (retry). The
+	// cancel is sent before the call waits for the Run to stop: when that wait
+	// runs out of time (UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE), the Run may
+	// stop anyway, and a retry then answers FAILED_PRECONDITION
+	// RUN_NOT_RUNNING with `run_status` cancelled.
 	CancelRun(context.Context, *connect.Request[v1.CancelRunRequest]) (*connect.Response[v1.CancelRunResponse], error)
 	// RetryStep dispatches a failed step again as its next attempt.
 	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
@@ -515,7 +519,11 @@ type RunServiceHandler interface {
 	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
 	// unknown Run (a Candidate never started); FAILED_PRECONDITION
 	// RUN_NOT_RUNNING (metadata `run_status`) when the Run is not running;
-	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (retry).
+	// UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (retry). The
+	// cancel is sent before the call waits for the Run to stop: when that wait
+	// runs out of time (UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE), the Run may
+	// stop anyway, and a retry then answers FAILED_PRECONDITION
+	// RUN_NOT_RUNNING with `run_status` cancelled.
 	CancelRun(context.Context, *connect.Request[v1.CancelRunRequest]) (*connect.Response[v1.CancelRunResponse], error)
 	// RetryStep dispatches a failed step again as its next attempt.
 	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an

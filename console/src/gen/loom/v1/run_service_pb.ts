@@ -1096,7 +1096,11 @@ export const RunService: GenService<{
    * Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
    * unknown Run (a Candidate never started); FAILED_PRECONDITION
    * RUN_NOT_RUNNING (metadata `run_status`) when the Run is not running;
-   * UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (retry).
+   * UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE, STORE_UNAVAILABLE (retry). The
+   * cancel is sent before the call waits for the Run to stop: when that wait
+   * runs out of time (UNAVAILABLE EXECUTION_ENGINE_UNAVAILABLE), the Run may
+   * stop anyway, and a retry then answers FAILED_PRECONDITION
+   * RUN_NOT_RUNNING with `run_status` cancelled.
    *
    * @generated from rpc loom.v1.RunService.CancelRun
    */
