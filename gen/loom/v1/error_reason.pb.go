@@ -160,6 +160,9 @@ const (
 	// UNAVAILABLE: Redis cannot be reached (nothing was changed: retry), or a
 	// watch was interrupted (watch again from where it stopped).
 	ErrorReason_STORE_UNAVAILABLE ErrorReason = 40
+	// INVALID_ARGUMENT: `after_id` is not the id of an event, as Loom gives
+	// them ("1733570000000-0").
+	ErrorReason_INVALID_EVENT_ID ErrorReason = 42
 	// A bulk action's outcome for a Candidate it did not try, because the
 	// caller's deadline passed or a dependency was down (the outcome's code
 	// says which).
@@ -210,6 +213,7 @@ var (
 		38: "MIGRATOR_URL_REFUSED",
 		39: "EXECUTION_ENGINE_UNAVAILABLE",
 		40: "STORE_UNAVAILABLE",
+		42: "INVALID_EVENT_ID",
 		41: "NOT_ATTEMPTED",
 	}
 	ErrorReason_value = map[string]int32{
@@ -254,6 +258,7 @@ var (
 		"MIGRATOR_URL_REFUSED":             38,
 		"EXECUTION_ENGINE_UNAVAILABLE":     39,
 		"STORE_UNAVAILABLE":                40,
+		"INVALID_EVENT_ID":                 42,
 		"NOT_ATTEMPTED":                    41,
 	}
 )
@@ -289,7 +294,7 @@ var File_loom_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_loom_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1aloom/v1/error_reason.proto\x12\aloom.v1*\xeb\a\n" +
+	"\x1aloom/v1/error_reason.proto\x12\aloom.v1*\x81\b\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13MIGRATION_NOT_FOUND\x10\x01\x12\x17\n" +
@@ -332,7 +337,8 @@ const file_loom_v1_error_reason_proto_rawDesc = "" +
 	"\x10MIGRATOR_REFUSED\x10%\x12\x18\n" +
 	"\x14MIGRATOR_URL_REFUSED\x10&\x12 \n" +
 	"\x1cEXECUTION_ENGINE_UNAVAILABLE\x10'\x12\x15\n" +
-	"\x11STORE_UNAVAILABLE\x10(\x12\x11\n" +
+	"\x11STORE_UNAVAILABLE\x10(\x12\x14\n" +
+	"\x10INVALID_EVENT_ID\x10*\x12\x11\n" +
 	"\rNOT_ATTEMPTED\x10)B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
 
 var (

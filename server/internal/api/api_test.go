@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -829,6 +831,14 @@ func TestListEventsFiltersReportedStatuses(t *testing.T) {
 			if ev := next.Msg.Events; len(ev) != 2 || ev[0].Kind != loomv1.EventKind_EVENT_KIND_RUN_STARTED || ev[1].Kind != loomv1.EventKind_EVENT_KIND_CANDIDATE_DISCOVERED {
 				t.Fatalf("second page: %v", ev)
 			}
+			// A token made by hand, of this filter, naming no event: refused,
+			// not an internal error from Redis.
+			forged := &loomv1.ListEventsRequest{MigrationId: "hist", CandidateId: "a", ReportedStatuses: failed, PageSize: 2}
+			forged.PageToken = forgedToken("not-an-event", forgedFilterKey(forged))
+			_, err = hist.ListEvents(ctx, connect.NewRequest(forged))
+			if info := errorInfo(t, wantCode(t, err, connect.CodeInvalidArgument)); info.Reason != migration.ReasonInvalidPageToken {
+				t.Fatalf("a forged token: %v", info)
+			}
 			_, err = hist.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "hist",
 				ReportedStatuses: []loomv1.StepStatus{loomv1.StepStatus_STEP_STATUS_FAILED, loomv1.StepStatus_STEP_STATUS_UNSPECIFIED}}))
 			if cerr := wantCode(t, err, connect.CodeInvalidArgument); !strings.Contains(cerr.Message(), "reported_statuses[1]") {
@@ -1043,4 +1053,45 @@ func errorReason(err error) string {
 		}
 	}
 	return ""
+}
+
+// forgedToken makes a page token as the api package does (pagetoken.go),
+// as a client could by hand.
+func forgedToken(after, filter string) string {
+	b, _ := json.Marshal(map[string]string{"a": after, "f": filter})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// forgedFilterKey is the filter key ListEvents binds its page tokens to,
+// for a request with no times and no kinds.
+func forgedFilterKey(m *loomv1.ListEventsRequest) string {
+	key := m.GetMigrationId() + "|" + m.GetCandidateId() + "|" + m.GetStartTime().String() + "|" + m.GetEndTime().String()
+	for _, st := range m.GetReportedStatuses() {
+		key += "|reported:" + st.String()
+	}
+	return key
+}
+
+// A watch from an after_id that is no event id is refused naming the
+// field, before anything is read.
+func TestWatchEventsRefusesAnAfterIDThatIsNoEventID(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	setup := a.clients(http.DefaultClient)
+	if _, err := setup.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("hist")})); err != nil {
+		t.Fatal(err)
+	}
+	hist := loomv1connect.NewHistoryServiceClient(http.DefaultClient, a.url)
+	for _, id := range []string{"nope", "12-x", "-1", "1733570000000-0-0"} {
+		stream, err := hist.WatchEvents(ctx, connect.NewRequest(&loomv1.WatchEventsRequest{MigrationId: "hist", AfterId: id}))
+		if err == nil {
+			for stream.Receive() {
+			}
+			err = stream.Err()
+		}
+		cerr := wantCode(t, err, connect.CodeInvalidArgument)
+		if info := errorInfo(t, cerr); info.Reason != migration.ReasonInvalidEventID || !strings.Contains(cerr.Message(), "after_id") {
+			t.Fatalf("after_id %q: %v %v", id, cerr, info)
+		}
+	}
 }

@@ -44,6 +44,7 @@ const (
 	ReasonEmptySelection         = "EMPTY_SELECTION"
 
 	ReasonInvalidPageToken = "INVALID_PAGE_TOKEN"
+	ReasonInvalidEventID   = "INVALID_EVENT_ID"
 	// ReasonMissingReason: a skip names no reason.
 	ReasonMissingReason = "MISSING_REASON"
 	// ReasonMissingPRURL: an adoption names no pull request.

@@ -2,6 +2,7 @@ package migration
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,9 @@ type History struct {
 // List pages through a Migration's events, newest first. The history of a
 // deleted Migration stays readable until retention.
 func (h *History) List(ctx context.Context, migrationID string, f EventFilter, page PageRequest) (EventPage, error) {
+	if page.After != "" && !validEventID(page.After) {
+		return EventPage{}, InvalidArgument("page_token", ReasonInvalidPageToken, "the page token names no event")
+	}
 	page.Limit = clampPage(page.Limit, DefaultCandidatePageSize, MaxCandidatePageSize)
 	return h.Store.ListEvents(ctx, migrationID, f, page)
 }
@@ -27,6 +31,9 @@ func (h *History) List(ctx context.Context, migrationID string, f EventFilter, p
 // written from now on) as they come, oldest first, and calls heartbeat when
 // nothing happened for h.Heartbeat. It returns when ctx ends.
 func (h *History) Watch(ctx context.Context, migrationID string, f EventFilter, afterID string, send func(Event) error, heartbeat func(time.Time) error) error {
+	if afterID != "" && !validEventID(afterID) {
+		return InvalidArgument("after_id", ReasonInvalidEventID, "%q is not the id of an event (as \"1733570000000-0\")", afterID)
+	}
 	if _, err := h.Store.GetMigration(ctx, migrationID); err != nil {
 		return err
 	}
@@ -224,4 +231,24 @@ func (m *Metrics) Migration(ctx context.Context, migrationID string, q MetricsQu
 func (m *Metrics) Fleet(ctx context.Context, page PageRequest) (FleetPage, error) {
 	page.Limit = clampPage(page.Limit, DefaultMigrationPageSize, MaxMigrationPageSize)
 	return m.Store.FleetOverview(ctx, page, m.Now())
+}
+
+// validEventID reports whether id has the form of an event id: the
+// store's stream ids, "<unix ms>-<sequence>" (or "<unix ms>"), which Redis
+// refuses to read from otherwise.
+func validEventID(id string) bool {
+	ms, seq, hasSeq := strings.Cut(id, "-")
+	return digits(ms) && (!hasSeq || digits(seq))
+}
+
+func digits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -532,8 +532,10 @@ export const HistoryService: GenService<{
    * knows it is following. Without a migration_id it follows the whole
    * fleet, from now on (one stream for a dashboard, however many
    * Migrations). Works from a browser over Connect-Web.
-   * Errors: NOT_FOUND MIGRATION_NOT_FOUND for an unknown migration_id (a
-   * deleted Migration's history is read with ListEvents); UNAVAILABLE
+   * Errors: INVALID_ARGUMENT INVALID_EVENT_ID (naming `after_id`) for an
+   * after_id that is no event id; NOT_FOUND MIGRATION_NOT_FOUND for an
+   * unknown migration_id (a deleted Migration's history is read with
+   * ListEvents); UNAVAILABLE
    * STORE_UNAVAILABLE, also when the stream is interrupted (resume after the
    * last event id).
    *
