@@ -420,3 +420,61 @@ func TestRolloutWithTemporalUnreachable(t *testing.T) {
 		t.Fatalf("the rollout that could not start has a workflow: %v", err)
 	}
 }
+
+// An operator's action on a Run with Temporal unreachable answers
+// unavailable at once (not after the Temporal client's minute of retries)
+// and changes nothing; once Temporal is back, the same action works.
+func TestRunActionsWithTemporalUnreachableAnswerAtOnce(t *testing.T) {
+	w := newWorld(t)
+	toTemporal := newLink(t, w.temporal.GetFrontendHostPort())
+	w.configure = func(c *server.Config) { c.Temporal.HostPort = toTemporal.addr }
+	l := w.startLoom()
+	l.setup(t, w.migrator.url, "acme/payments")
+	if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: "go-upgrade", CandidateId: "acme/payments",
+		Inputs: map[string]string{"target_version": "1.23"}})); err != nil {
+		t.Fatal(err)
+	}
+	d := w.nextDispatch()
+
+	toTemporal.cut()
+	calls := map[string]func() error{
+		"SkipStep": func() error {
+			_, err := l.runs.SkipStep(ctx, connect.NewRequest(&loomv1.SkipStepRequest{RunId: d.RunId, StepName: d.Step.Name, Attempt: d.Attempt, Reason: "done by hand"}))
+			return err
+		},
+		"CancelRun": func() error {
+			_, err := l.runs.CancelRun(ctx, connect.NewRequest(&loomv1.CancelRunRequest{RunId: d.RunId, Reason: "not now"}))
+			return err
+		},
+	}
+	errs, took := callAll(calls, "SkipStep", "CancelRun")
+	for n, err := range errs {
+		t.Run(n, func(t *testing.T) {
+			wantCode(t, err, connect.CodeUnavailable, loomv1.ErrorReason_EXECUTION_ENGINE_UNAVAILABLE)
+		})
+		if took[n] > 10*time.Second {
+			t.Errorf("%s with Temporal unreachable answered after %v", n, took[n])
+		}
+	}
+	t.Logf("answers with Temporal unreachable took %v", took)
+
+	toTemporal.mend()
+	// Once the client has reconnected, the skip goes through: nothing of the
+	// refused calls had taken effect (the Run is running, its step where it was).
+	var run *loomv1.Run
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := l.runs.SkipStep(ctx, connect.NewRequest(&loomv1.SkipStepRequest{RunId: d.RunId, StepName: d.Step.Name, Attempt: d.Attempt, Reason: "done by hand"}))
+		if err == nil {
+			run = res.Msg.Run
+			break
+		}
+		if connect.CodeOf(err) != connect.CodeUnavailable || time.Now().After(deadline) {
+			t.Fatalf("skip once Temporal is back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if run.Status != loomv1.RunStatus_RUN_STATUS_RUNNING || run.StepResults[0].Status != loomv1.StepStatus_STEP_STATUS_SKIPPED {
+		t.Fatalf("after the skip: %v, first step %v", run.Status, run.StepResults[0].Status)
+	}
+}

@@ -108,6 +108,14 @@ func (e *Engine) StartRun(ctx context.Context, m migration.Manifest) error {
 // worker that is gone. Temporal answers WorkflowNotReady then, and the action
 // is sent again under the same update id, so it is applied at most once.
 func (e *Engine) Act(ctx context.Context, runID string, a migration.StepAction) (migration.Acted, error) {
+	// An operator's action is answered at once when Temporal is down (see
+	// reachable); a Migrator's reports and redispatches, the hot path, are
+	// not checked first: the SDK retries them anyway.
+	if a.Kind != migration.ActionReport && a.Kind != migration.ActionRedispatch {
+		if err := e.reachable(ctx); err != nil {
+			return migration.Acted{}, err
+		}
+	}
 	opts := client.UpdateWorkflowOptions{
 		UpdateID:     uuid.NewString(),
 		WorkflowID:   runID,
@@ -164,6 +172,9 @@ func unchanged(err error) (migration.StepResult, bool) {
 // CancelRun cancels the running execution of runID and waits until its
 // workflow has recorded the cancel and ended.
 func (e *Engine) CancelRun(ctx context.Context, runID, reason, actor string) error {
+	if err := e.reachable(ctx); err != nil {
+		return err
+	}
 	err := e.client.SignalWorkflow(ctx, runID, "", SignalCancel, CancelRequest{Reason: reason, Actor: actor})
 	if err != nil {
 		return decodeError(err)
