@@ -58,12 +58,19 @@ var submitKeys = scriptKeys{
 //	        metadata pair, sorted); then the history ARGV, then the
 //	        submitted ids again (the ids of the blocks)
 //
-// Records candidate_discovered in the history of each Candidate added or
-// updated, and one candidates_discovered with the counts.
+// Records candidate_discovered in the history of each Candidate updated,
+// and one candidates_discovered with the counts. A Candidate added gets no
+// stream of its own: a stream costs about 4.8 KB however few its events,
+// and most Candidates wait long before anything else happens to them. Its
+// candidate_discovered event is kept in its hash instead (field dev: JSON
+// {i, by, kind}: the event's id, from Redis's clock at the start of the
+// script, so older than any event written after it; its actor; the kind
+// discovered), and read back as the oldest event of its history
+// (discoveredEvent); its stream is made by its first event after that.
 //
 // Per Candidate, in order:
 //   - absent: created not_started (inputs "{}", exec 0, ctime = utime = now,
-//     round, midx), added to cands, status, kind, status×kind and metadata
+//     round, midx, dev), added to cands, status, kind, status×kind and metadata
 //     indexes and to the three orders (status, step position 0, last change
 //     now), kinds and metadata pair counts and n:not_started incremented
 //     → outcomeAdded;
@@ -83,6 +90,8 @@ var submitScript = newHistoryScript(submitKeys, `
 if redis.call('EXISTS', k_migration) == 0 then return {1} end
 local now, round = ARGV[1], ARGV[2]
 local NS = 'not_started'
+local clock = redis.call('TIME')
+local discovered_id = string.format('%d-0', tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000))
 local out = {0}
 local added = 0
 local counts = {0, 0, 0, 0}
@@ -103,7 +112,8 @@ for i = 3, own_argc, 4 do
   local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone', 'midx')
   if not cur[1] then
     redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'inputs', '{}',
-      'exec', 0, 'ctime', now, 'utime', now, 'round', round, 'midx', midx)
+      'exec', 0, 'ctime', now, 'utime', now, 'round', round, 'midx', midx,
+      'dev', cjson.encode({i = discovered_id, by = h_actor, kind = kind}))
     redis.call('ZADD', k_candidates, 0, id)
     redis.call('ZADD', k_status_not_started, 0, id)
     redis.call('ZADD', k_kind_prefix .. kind, 0, id)
@@ -149,8 +159,13 @@ for j = 2, #out do
     local id = ARGV[3 + (j - 2) * 4]
     local outcome = 'added'
     if out[j] == 2 then outcome = 'updated' end
-    if out[j] == 1 then redis.call('PERSIST', k_candidate_events[id]) end
-    addEvent({k = 'candidate_discovered', t = now, c = id, conly = true, d = {outcome = outcome, kind = ARGV[4 + (j - 2) * 4]}})
+    if out[j] == 1 then
+      -- The stream of a deleted Migration's Candidate of the same id, if
+      -- any, was set to expire: it is this one's again.
+      redis.call('PERSIST', k_candidate_events[id])
+    else
+      addEvent({k = 'candidate_discovered', t = now, c = id, conly = true, d = {outcome = outcome, kind = ARGV[4 + (j - 2) * 4]}})
+    end
   end
 end
 addEvent({k = 'candidates_discovered', t = now, d = {added = tostring(counts[1]), updated = tostring(counts[2]),

@@ -292,7 +292,38 @@ func (s *Store) ListEvents(ctx context.Context, m string, f migration.EventFilte
 	if page.After != "" {
 		end = "(" + page.After
 	}
+	// A Candidate's discovery, kept in its hash, is read in its place.
+	discovered, err := s.discoveredEvent(ctx, m, f.CandidateID)
+	if err != nil {
+		return migration.EventPage{}, err
+	}
+	if discovered != nil && page.After != "" && !streamIDLess(discovered.ID, page.After) {
+		discovered = nil // on an earlier page
+	}
 	var out migration.EventPage
+	// take adds e to the page, newest first; done when the page is full
+	// or the walk went past Since.
+	take := func(e migration.Event) (done bool) {
+		if !f.Since.IsZero() && e.Time.Before(f.Since) {
+			return true
+		}
+		if !f.Matches(e) {
+			end = "(" + e.ID
+			return false
+		}
+		if len(out.Events) == limit {
+			out.Next = out.Events[limit-1].ID
+			return true
+		}
+		out.Events = append(out.Events, e)
+		end = "(" + e.ID
+		return false
+	}
+	takeDiscovered := func() bool {
+		e := *discovered
+		discovered = nil
+		return take(e)
+	}
 	for scanned := 0; scanned < 10*limit; {
 		batch, err := s.rdb.XRevRangeN(ctx, key, end, start, int64(limit+1)).Result()
 		if err != nil {
@@ -300,26 +331,23 @@ func (s *Store) ListEvents(ctx context.Context, m string, f migration.EventFilte
 		}
 		for _, x := range batch {
 			scanned++
+			if discovered != nil && streamIDLess(x.ID, discovered.ID) && takeDiscovered() {
+				return out, nil
+			}
 			e, err := eventFromEntry(m, x)
 			if err != nil {
 				return migration.EventPage{}, err
 			}
-			if !f.Since.IsZero() && e.Time.Before(f.Since) {
+			if take(e) {
 				return out, nil
 			}
-			if !f.Matches(e) {
-				end = "(" + x.ID
-				continue
-			}
-			if len(out.Events) == limit {
-				out.Next = out.Events[limit-1].ID
-				return out, nil
-			}
-			out.Events = append(out.Events, e)
-			end = "(" + x.ID
 		}
 		if len(batch) <= limit {
-			return out, nil // the stream is exhausted
+			// The stream is exhausted.
+			if discovered != nil {
+				takeDiscovered()
+			}
+			return out, nil
 		}
 	}
 	// Scanned the most a page may: hand back a cursor to go on from.
@@ -337,15 +365,82 @@ func (s *Store) EventsAfter(ctx context.Context, m, candidate, afterID string, l
 	if err != nil {
 		return nil, fmt.Errorf("read events of %s: %w", m, err)
 	}
-	out := make([]migration.Event, 0, len(batch))
+	discovered, err := s.discoveredEvent(ctx, m, candidate)
+	if err != nil {
+		return nil, err
+	}
+	if discovered != nil && afterID != "" && !streamIDLess(afterID, discovered.ID) {
+		discovered = nil // sent already
+	}
+	out := make([]migration.Event, 0, len(batch)+1)
 	for _, x := range batch {
+		if discovered != nil && streamIDLess(discovered.ID, x.ID) {
+			out = append(out, *discovered)
+			discovered = nil
+		}
 		e, err := eventFromEntry(m, x)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, e)
 	}
+	if discovered != nil {
+		out = append(out, *discovered)
+	}
+	if len(out) > limit {
+		out = out[:limit] // the next read goes on after the last one kept
+	}
 	return out, nil
+}
+
+// discoveredEvent is the candidate_discovered event of Candidate c of m
+// kept in its hash (see submitScript), or nil: for no Candidate (c empty),
+// for one whose discovery is in its stream (discovered before streams were
+// made lazily, or updated since), for a Candidate gone with its Migration,
+// and once the event is older than the retention.
+func (s *Store) discoveredEvent(ctx context.Context, m, c string) (*migration.Event, error) {
+	if c == "" {
+		return nil, nil
+	}
+	vals, err := s.rdb.HMGet(ctx, candidateKey(m, c), "dev", "ctime").Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the discovery of %s in %s: %w", c, m, err)
+	}
+	dev, _ := vals[0].(string)
+	ctime, _ := vals[1].(string)
+	if dev == "" {
+		return nil, nil
+	}
+	var rec struct {
+		I    string `json:"i"`
+		By   string `json:"by"`
+		Kind string `json:"kind"`
+	}
+	ms, err := strconv.ParseInt(ctime, 10, 64)
+	if err := errors.Join(err, json.Unmarshal([]byte(dev), &rec)); err != nil || rec.I == "" {
+		return nil, fmt.Errorf("the discovery of %s in %s: %q at %q: %v", c, m, dev, ctime, err)
+	}
+	// Retention goes by the id, Redis's clock, as the streams' trimming does.
+	if idMs, _ := splitStreamID(rec.I); int64(idMs) < millis(time.Now().Add(-s.retention.MaxAge)) {
+		return nil, nil
+	}
+	t := time.UnixMilli(ms).UTC()
+	return &migration.Event{ID: rec.I, Kind: migration.EventCandidateDiscovered, MigrationID: m, CandidateID: c,
+		Time: t, Actor: rec.By, Details: map[string]string{"outcome": "added", "kind": rec.Kind}}, nil
+}
+
+// streamIDLess orders stream ids ("<ms>-<seq>", or "<ms>") as Redis does.
+func streamIDLess(a, b string) bool {
+	am, as := splitStreamID(a)
+	bm, bs := splitStreamID(b)
+	return am < bm || am == bm && as < bs
+}
+
+func splitStreamID(id string) (ms, seq uint64) {
+	a, b, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(a, 10, 64)
+	seq, _ = strconv.ParseUint(b, 10, 64)
+	return ms, seq
 }
 
 // LatestEventID is the id of the Migration's newest event.

@@ -580,3 +580,80 @@ func TestSkippedStepsAreCounted(t *testing.T) {
 	}
 
 }
+
+// A Candidate discovered and left alone has no stream of its own (a stream
+// costs kilobytes however few its events): its discovery is kept in its
+// hash and read as the oldest event of its history, in order and once,
+// whether listed newest first page by page or followed oldest first.
+func TestADiscoveredCandidateHasNoStreamYetItsHistoryStartsWithItsDiscovery(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := migration.WithActor(context.Background(), "scanner")
+	mustPut(t, s, "lazy")
+	if _, err := s.SubmitCandidates(ctx, migration.Submission{MigrationID: "lazy", Candidates: []migration.Candidate{cand("a", "svc"), cand("b", "lib")}}, at(1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"a", "b"} {
+		if n := rdb.Exists(ctx, candidateEventsKey("lazy", c)).Val(); n != 0 {
+			t.Fatalf("%s has a stream of its own at discovery", c)
+		}
+	}
+	only := allEvents(t, s, "lazy", migration.EventFilter{CandidateID: "b"})
+	if len(only) != 1 || only[0].Kind != migration.EventCandidateDiscovered || only[0].Actor != "scanner" ||
+		only[0].Details["kind"] != "lib" || only[0].Details["outcome"] != "added" || !only[0].Time.Equal(at(1)) || only[0].CandidateID != "b" {
+		t.Fatalf("b's history: %+v", only)
+	}
+
+	// a's inputs change twice: then its stream exists, after its discovery.
+	for i, tag := range []string{"v1", "v2"} {
+		if _, err := s.UpdateCandidateInputs(ctx, "lazy", "a", migration.InputChange{Set: map[string]string{"tag": tag}}, at(2+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := allEvents(t, s, "lazy", migration.EventFilter{CandidateID: "a"})
+	if kindsOf(full) != "candidate_discovered,candidate_inputs_updated,candidate_inputs_updated" || !streamIDLess(full[0].ID, full[1].ID) {
+		t.Fatalf("a's history: %s %v", kindsOf(full), full)
+	}
+	// Newest first, one a page: each event once, the discovery last.
+	var paged []string
+	after := ""
+	for range 5 {
+		page, err := s.ListEvents(ctx, "lazy", migration.EventFilter{CandidateID: "a"}, migration.PageRequest{After: after, Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page.Events {
+			paged = append(paged, e.ID)
+		}
+		if after = page.Next; after == "" {
+			break
+		}
+	}
+	if fmt.Sprint(paged) != fmt.Sprint([]string{full[2].ID, full[1].ID, full[0].ID}) {
+		t.Fatalf("paged %v, want %v", paged, []string{full[2].ID, full[1].ID, full[0].ID})
+	}
+	// A kind filter leaves it out or keeps it alone.
+	if got := allEvents(t, s, "lazy", migration.EventFilter{CandidateID: "a", Kinds: []migration.EventKind{migration.EventCandidateInputsUpdated}}); len(got) != 2 {
+		t.Fatalf("inputs only: %s", kindsOf(got))
+	}
+	if got := allEvents(t, s, "lazy", migration.EventFilter{CandidateID: "a", Kinds: []migration.EventKind{migration.EventCandidateDiscovered}}); len(got) != 1 || got[0].ID != full[0].ID {
+		t.Fatalf("discoveries only: %s", kindsOf(got))
+	}
+	// Oldest first, as a watch reads: the discovery first, then after it.
+	first, err := s.EventsAfter(ctx, "lazy", "a", "", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 2 || first[0].ID != full[0].ID || first[1].ID != full[1].ID {
+		t.Fatalf("the first two: %v", first)
+	}
+	rest, err := s.EventsAfter(ctx, "lazy", "a", first[1].ID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rest) != 1 || rest[0].ID != full[2].ID {
+		t.Fatalf("after the first two: %v", rest)
+	}
+	if none, err := s.EventsAfter(ctx, "lazy", "b", only[0].ID, 10); err != nil || len(none) != 0 {
+		t.Fatalf("after b's discovery: %v %v", none, err)
+	}
+}

@@ -37,7 +37,7 @@ import (
 //	loom:{m}:runs:rt:<r>:<t>         ZSET  ... both
 //	loom:{m}:events                  STREAM the Migration's lifecycle events
 //	loom:{m}:events:days             HASH  events per UTC day
-//	loom:{m}:events:c:<c>            STREAM the events of Candidate c
+//	loom:{m}:events:c:<c>            STREAM the events of Candidate c, from its first after its discovery
 //	loom:{m}:metrics                 HASH  incremental figures (current steps, duration histograms)
 //	loom:{m}:burndown                HASH  Runs started and completed per hour
 //	loom:{m}:failures                LIST  the latest step failures, newest first
@@ -296,7 +296,8 @@ const (
 func eventDaysKey(m string) string { return eventsKey(m) + ":days" }
 
 // candidateEventsKey is the history of one Candidate: the same entries, with
-// the same ids, as in eventsKey. STREAM.
+// the same ids, as in eventsKey. STREAM, made by the Candidate's first event
+// after its discovery (which its hash keeps: see submitScript).
 func candidateEventsKey(m, c string) string { return candidateEventsPrefix(m) + c }
 
 // candidateEventsPrefix is the prefix of candidateEventsKey.
