@@ -316,6 +316,9 @@ func (s *Server) Serve(ctx context.Context, l, admin net.Listener) error {
 		defer stopReconciling()
 		go s.reconcileEvery(rctx, time.Minute, s.cfg.ReconcileEvery)
 	}
+	dctx, stopSweeping := context.WithCancel(ctx)
+	defer stopSweeping()
+	go s.sweepDeletedEvery(dctx, sweepDeletedInterval)
 	if s.tokens != nil {
 		tctx, stopReloading := context.WithCancel(ctx)
 		defer stopReloading()
@@ -373,6 +376,31 @@ func (s *Server) reconcileEvery(ctx context.Context, first, every time.Duration)
 			}
 		}
 		t.Reset(every)
+	}
+}
+
+// sweepDeletedInterval is how often a server looks for deleted Migrations
+// whose keys were not all swept away (a delete cut short by a crash or by
+// Redis going away), besides once at start.
+const sweepDeletedInterval = time.Minute
+
+// sweepDeletedEvery finishes, at start and then every every, the sweeps of
+// deleted Migrations that were cut short, until ctx ends. Every replica
+// does: a sweep may be repeated.
+func (s *Server) sweepDeletedEvery(ctx context.Context, every time.Duration) {
+	for {
+		n, err := s.store.SweepDeleted(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("sweeping deleted migrations failed; trying again later", "error", err, "retry_in", every)
+		case n > 0:
+			s.log.Info("swept the keys of deleted migrations", "migrations", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
 	}
 }
 

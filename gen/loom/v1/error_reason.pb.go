@@ -163,6 +163,10 @@ const (
 	// INVALID_ARGUMENT: `after_id` is not the id of an event, as Loom gives
 	// them ("1733570000000-0").
 	ErrorReason_INVALID_EVENT_ID ErrorReason = 42
+	// UNAVAILABLE: a Migration of this id was deleted and its data is still
+	// being removed (seconds, for a large one); announce it again shortly
+	// (metadata `migration_id`).
+	ErrorReason_MIGRATION_BEING_DELETED ErrorReason = 43
 	// A bulk action's outcome for a Candidate it did not try, because the
 	// caller's deadline passed or a dependency was down (the outcome's code
 	// says which).
@@ -214,6 +218,7 @@ var (
 		39: "EXECUTION_ENGINE_UNAVAILABLE",
 		40: "STORE_UNAVAILABLE",
 		42: "INVALID_EVENT_ID",
+		43: "MIGRATION_BEING_DELETED",
 		41: "NOT_ATTEMPTED",
 	}
 	ErrorReason_value = map[string]int32{
@@ -259,6 +264,7 @@ var (
 		"EXECUTION_ENGINE_UNAVAILABLE":     39,
 		"STORE_UNAVAILABLE":                40,
 		"INVALID_EVENT_ID":                 42,
+		"MIGRATION_BEING_DELETED":          43,
 		"NOT_ATTEMPTED":                    41,
 	}
 )
@@ -294,7 +300,7 @@ var File_loom_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_loom_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\x1aloom/v1/error_reason.proto\x12\aloom.v1*\x81\b\n" +
+	"\x1aloom/v1/error_reason.proto\x12\aloom.v1*\x9e\b\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13MIGRATION_NOT_FOUND\x10\x01\x12\x17\n" +
@@ -338,7 +344,8 @@ const file_loom_v1_error_reason_proto_rawDesc = "" +
 	"\x14MIGRATOR_URL_REFUSED\x10&\x12 \n" +
 	"\x1cEXECUTION_ENGINE_UNAVAILABLE\x10'\x12\x15\n" +
 	"\x11STORE_UNAVAILABLE\x10(\x12\x14\n" +
-	"\x10INVALID_EVENT_ID\x10*\x12\x11\n" +
+	"\x10INVALID_EVENT_ID\x10*\x12\x1b\n" +
+	"\x17MIGRATION_BEING_DELETED\x10+\x12\x11\n" +
 	"\rNOT_ATTEMPTED\x10)B+Z)github.com/loomhq/loom/gen/loom/v1;loomv1b\x06proto3"
 
 var (

@@ -23,13 +23,14 @@ var (
 // TestDomainReasonsAreTheAPIs fails when this list and the enum differ, or
 // when a refusal is built with a reason not declared here.
 const (
-	ReasonMigrationNotFound   = "MIGRATION_NOT_FOUND"
-	ReasonCandidateNotFound   = "CANDIDATE_NOT_FOUND"
-	ReasonRunNotFound         = "RUN_NOT_FOUND"
-	ReasonRolloutNotFound     = "ROLLOUT_NOT_FOUND"
-	ReasonMigrationHasRunning = "MIGRATION_HAS_RUNNING_CANDIDATES"
-	ReasonCandidateRunning    = "CANDIDATE_RUNNING"
-	ReasonCandidateCompleted  = "CANDIDATE_COMPLETED"
+	ReasonMigrationNotFound     = "MIGRATION_NOT_FOUND"
+	ReasonCandidateNotFound     = "CANDIDATE_NOT_FOUND"
+	ReasonRunNotFound           = "RUN_NOT_FOUND"
+	ReasonRolloutNotFound       = "ROLLOUT_NOT_FOUND"
+	ReasonMigrationHasRunning   = "MIGRATION_HAS_RUNNING_CANDIDATES"
+	ReasonMigrationBeingDeleted = "MIGRATION_BEING_DELETED"
+	ReasonCandidateRunning      = "CANDIDATE_RUNNING"
+	ReasonCandidateCompleted    = "CANDIDATE_COMPLETED"
 	// ReasonCandidateStatusChanged: the Candidate is no longer in the status
 	// the caller expected; metadata "status" is the current one.
 	ReasonCandidateStatusChanged = "CANDIDATE_STATUS_CHANGED"

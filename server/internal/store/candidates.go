@@ -369,11 +369,11 @@ end
 // {replyOK, HGETALL of the Candidate, run fields, last change} (see
 // candidateRowLua).
 var getCandidateScript = redis.NewScript(candidateRowLua + `
+-- A deleted Migration's Candidates are gone at once, however far the sweep
+-- of their keys has gone.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
 local h = redis.call('HGETALL', KEYS[2])
-if #h == 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
-  return {2}
-end
+if #h == 0 then return {2} end
 local p = progressOf(KEYS[3], KEYS[4], ARGV[1])
 return {0, h, p[1], p[2]}
 `)

@@ -149,7 +149,10 @@ func TestConcurrentPutAndDeleteKeepTheIndex(t *testing.T) {
 				id := migs[r.IntN(len(migs))]
 				var err error
 				if (w+i)%2 == 0 {
-					_, _, _, err = s.PutMigration(ctx, testMigration(id), at(i))
+					// Refused while a delete of the id sweeps its keys away.
+					if _, _, _, err = s.PutMigration(ctx, testMigration(id), at(i)); isRefusal(err, migration.ReasonMigrationBeingDeleted) {
+						err = nil
+					}
 				} else if _, err = s.DeleteMigration(ctx, id, time.Now()); errors.Is(err, migration.ErrNotFound) {
 					err = nil
 				}
@@ -175,20 +178,27 @@ func TestConcurrentPutAndDeleteKeepTheIndex(t *testing.T) {
 }
 
 // The race the global index update must survive, replayed deterministically:
-// a PutMigration (script and ZADD) runs between DeleteMigration's script and
-// its ZREM. The Migration exists afterwards, so it must stay indexed.
+// a PutMigration runs between DeleteMigration's script and its ZREM. It is
+// refused (the Migration is being deleted) and changes nothing; once the
+// delete is done, it creates the Migration again, indexed.
 func TestPutBetweenDeleteScriptAndUnindex(t *testing.T) {
 	t.Parallel()
 	s, rdb := newStore(t)
 	ctx := context.Background()
 	mustPut(t, s, "m")
 	s.afterDeleteScript = func(id string) {
-		if _, created, _, err := s.PutMigration(ctx, testMigration(id), at(1)); err != nil || !created {
-			t.Errorf("put during delete: created %v, %v", created, err)
+		if _, _, _, err := s.PutMigration(ctx, testMigration(id), at(1)); !isRefusal(err, migration.ReasonMigrationBeingDeleted) {
+			t.Errorf("put during delete: %v", err)
 		}
 	}
 	if _, err := s.DeleteMigration(ctx, "m", time.Now()); err != nil {
 		t.Fatal(err)
+	}
+	if got := zmembers(t, rdb, migrationsKey()); len(got) != 0 {
+		t.Errorf("index %v after the delete", got)
+	}
+	if _, created, _, err := s.PutMigration(ctx, testMigration("m"), at(2)); err != nil || !created {
+		t.Fatalf("put after the delete: created %v, %v", created, err)
 	}
 	if got := zmembers(t, rdb, migrationsKey()); !slices.Equal(got, []string{"m"}) {
 		t.Errorf("index %v, want [m]: the re-created migration is unlisted", got)
@@ -197,4 +207,10 @@ func TestPutBetweenDeleteScriptAndUnindex(t *testing.T) {
 	if err != nil || len(page.Migrations) != 1 {
 		t.Errorf("list: %+v, %v", page, err)
 	}
+}
+
+// isRefusal reports whether err is a migration.Refusal for reason.
+func isRefusal(err error, reason string) bool {
+	var r *migration.Refusal
+	return errors.As(err, &r) && r.Reason == reason
 }

@@ -15,7 +15,9 @@ import (
 // Layout (m = Migration id, c = Candidate id, s = Candidate status, k = kind):
 //
 //	loom:migrations                  ZSET  global index of Migration ids
+//	loom:deleting                    ZSET  Migrations whose keys are being swept away
 //	loom:{m}:migration               HASH  the Migration: definition, times, counters
+//	loom:{m}:deleting                HASH  the Migration, renamed, while its keys are swept away
 //	loom:{m}:c:<c>                   HASH  one Candidate
 //	loom:{m}:cands                   ZSET  every Candidate id of m
 //	loom:{m}:cands:status:<s>        ZSET  Candidate ids of m in status s
@@ -99,6 +101,22 @@ func migrationTag(m string) string { return keyPrefix + "{" + m + "}:" }
 //	n:running       n:completed); kept by the same scripts that move
 //	n:completed     Candidates between statuses
 func migrationKey(m string) string { return migrationTag(m) + "migration" }
+
+// tombstoneKey is the hash of Migration m while its keys are being swept
+// away (see deleteMigrationScript): its migrationKey renamed, plus
+//
+//	dtime   when it was deleted, unix milliseconds
+//	ttl     how long its history is kept from then, milliseconds
+//
+// It exists from the delete until the last sweep; meanwhile the Migration is
+// not found and may not be announced again.
+func tombstoneKey(m string) string { return migrationTag(m) + "deleting" }
+
+// deletingKey lists the Migrations being swept away, so that a sweep cut
+// short (a crash, Redis gone) is resumed: ZSET, score = delete time (ms),
+// member = Migration id. Like migrationsKey, it is outside every
+// Migration's slot.
+func deletingKey() string { return keyPrefix + "deleting" }
 
 // candidateKey holds one Candidate.
 // HASH with fields:

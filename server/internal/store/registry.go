@@ -13,13 +13,13 @@ import (
 )
 
 // registry.go owns the Migrations themselves: put, get, list and delete a
-// Migration (deleteMigrationScript drops every key of it), and the global
-// index of Migration ids.
+// Migration (a tombstone at once, then its keys swept away in chunks), and
+// the global indexes of Migration ids (all, and those being swept).
 
 // putMigrationScript creates a Migration or replaces its definition.
 //
-//	KEYS k_migration, then the history KEYS (see historyLua; the block:
-//	     no Candidate)
+//	KEYS k_migration, k_tombstone, then the history KEYS (see historyLua;
+//	     the block: no Candidate)
 //	ARGV[1] def: canonical JSON migrationRecord
 //	ARGV[2] now, unix milliseconds, then the history ARGV
 //
@@ -28,8 +28,14 @@ import (
 // identical, writes nothing. Never touches Candidates, nor the global index
 // (another slot: the caller ZADDs it afterwards).
 //
-// Returns {created (0|1), updated (0|1), HGETALL of the hash after the change}.
-var putMigrationScript = newHistoryScript(scriptKeys{ofMigration("k_migration", migrationKey)}, `
+// Returns {replyBeingDeleted} while a Migration of the id is being swept
+// away (nothing is written), else {created (0|1), updated (0|1), HGETALL of
+// the hash after the change}.
+var putMigrationScript = newHistoryScript(scriptKeys{
+	ofMigration("k_migration", migrationKey),
+	ofMigration("k_tombstone", tombstoneKey),
+}, `
+if redis.call('EXISTS', k_tombstone) == 1 then return {8} end
 local cur = redis.call('HGET', k_migration, 'def')
 local created, updated = 0, 0
 if not cur then
@@ -60,6 +66,12 @@ func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now tim
 	res, err := putMigrationScript.run(ctx, s.rdb, m.ID, "", nil, s.withHistoryArgs(ctx, now, def, millis(now))...).Slice()
 	if err != nil {
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: %w", m.ID, err)
+	}
+	if code, _ := replyCode(res); len(res) == 1 && code == replyBeingDeleted {
+		// Resume a sweep cut short, so that the announce's retry succeeds.
+		_ = s.sweepDeleted(ctx, m.ID)
+		return migration.Migration{}, false, false, migration.Unavailable(migration.ReasonMigrationBeingDeleted,
+			"migration %q is being deleted: announce it again in a few seconds", m.ID).With("migration_id", m.ID)
 	}
 	if len(res) != 3 {
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: unexpected reply %v", m.ID, res)
@@ -157,24 +169,63 @@ func lexAfter(after string) string {
 	return "(" + after
 }
 
-// deleteMigrationKeys are the KEYS of deleteMigrationScript. A _prefix key
-// is there for the keys the script builds from it by appending what it
-// reads (ids, kinds, step names, metadata pairs) or what it knows (every
-// Candidate, Run and step status): each is in the Migration's slot, as the
-// prefix carries its hash tag (see script.go). These keys cannot be
-// declared one by one: which exist is read inside the script (the ids of
-// k_candidates and k_runs, the kinds, step names and metadata pairs
-// counted), and reading them first, in another call, would let a writer
-// add one between the two calls that the delete then leaves behind.
-var deleteMigrationKeys = scriptKeys{
+// Deleting a Migration takes two kinds of script, so that Redis is never
+// held for long however large the Migration: deleteMigrationScript, O(1),
+// makes it disappear at once (its hash renamed to a tombstone: every script
+// then finds no Migration, and an announce of the same id is refused until
+// the sweep ends), then sweepDeletedScript removes its keys a bounded chunk
+// at a time, each call a script of its own between which Redis serves
+// everyone else. The global deletingKey lists the Migrations still being
+// swept, so that a sweep cut short is resumed (SweepDeleted).
+
+// deleteMigrationScript makes a Migration disappear, unless one of its
+// Candidates is running.
+//
+//	KEYS k_migration, k_tombstone, k_candidates, then the history KEYS
+//	ARGV[1] now (unix ms), then the history ARGV
+//
+// The history is kept: migration_deleted is its last event, and the
+// Migration's streams expire once older than the age limit (the
+// Candidates' streams are set to expire by the sweep).
+//
+// Returns {replyMigrationNotFound} when the Migration hash does not exist,
+// {replyHasRunning, n} when its n:running counter is above 0 (nothing is
+// changed), else {replyOK, number of its Candidates}.
+var deleteMigrationScript = newHistoryScript(scriptKeys{
 	ofMigration("k_migration", migrationKey),
+	ofMigration("k_tombstone", tombstoneKey),
+	ofMigration("k_candidates", candidatesKey),
+}, `
+if redis.call('EXISTS', k_migration) == 0 then return {1} end
+local running = tonumber(redis.call('HGET', k_migration, 'n:running') or '0')
+if running > 0 then return {3, running} end
+local ttl = tonumber(ARGV[1]) - tonumber(h_min_id)
+if ttl < 1000 then ttl = 1000 end
+redis.call('RENAME', k_migration, k_tombstone)
+redis.call('HSET', k_tombstone, 'dtime', ARGV[1], 'ttl', ttl)
+addEvent({k = 'migration_deleted', t = ARGV[1]})
+redis.call('PEXPIRE', k_events, ttl)
+redis.call('PEXPIRE', k_event_days, ttl)
+return {0, redis.call('ZCARD', k_candidates)}
+`)
+
+// sweepKeys are the KEYS of sweepDeletedScript. A _prefix key is there for
+// the keys the script builds from it by appending what it reads (ids,
+// kinds, step names, metadata pairs) or what it knows (every Candidate, Run
+// and step status): each is in the Migration's slot, as the prefix carries
+// its hash tag (see script.go). They cannot be declared one by one, as
+// which exist is read inside the script; no writer adds one meanwhile, as
+// every script that writes finds no Migration once it is a tombstone.
+var sweepKeys = scriptKeys{
+	ofMigration("k_tombstone", tombstoneKey),
 	ofMigration("k_candidates", candidatesKey),
 	ofMigration("k_kinds", kindsKey),
-	ofMigration("k_candidate_prefix", candidateKeyPrefix),      // + each id of k_candidates
-	ofMigration("k_status_prefix", statusIndexPrefix),          // + each Candidate status
-	ofMigration("k_kind_prefix", kindIndexPrefix),              // + each kind of k_kinds
-	ofMigration("k_status_kind_prefix", statusKindIndexPrefix), // + each status ':' kind
-	ofMigration("k_run_prefix", runKeyPrefix),                  // + each id of k_runs
+	ofMigration("k_candidate_prefix", candidateKeyPrefix),           // + each id of k_candidates
+	ofMigration("k_candidate_events_prefix", candidateEventsPrefix), // + each id of k_candidates: its stream, to expire
+	ofMigration("k_status_prefix", statusIndexPrefix),               // + each Candidate status
+	ofMigration("k_kind_prefix", kindIndexPrefix),                   // + each kind of k_kinds
+	ofMigration("k_status_kind_prefix", statusKindIndexPrefix),      // + each status ':' kind
+	ofMigration("k_run_prefix", runKeyPrefix),                       // + each id of k_runs
 	ofMigration("k_runs", runsKey),
 	ofMigration("k_dispatch_failing", runDispatchFailingKey),
 	ofMigration("k_run_status_prefix", runStatusIndexPrefix),          // + each Run status
@@ -186,94 +237,106 @@ var deleteMigrationKeys = scriptKeys{
 	ofMigration("k_activity", activityKey),
 	ofMigration("k_status_order", statusOrderKey),
 	ofMigration("k_step_order", stepOrderKey),
+	ofMigration("k_change", changeIndexKey),
 	ofMigration("k_step_names", stepNamesKey),
 	ofMigration("k_current_step_prefix", currentStepIndexPrefix), // + each step name of k_step_names
 	ofMigration("k_metadata_pairs", metadataPairsKey),
 	ofMigration("k_metadata_prefix", metadataIndexPrefix), // + each pair of k_metadata_pairs
 	ofMigration("k_list_tmp", listTempKey),
 	ofMigration("k_list_prefix_tmp", listPrefixTempKey),
-	ofMigration("k_candidate_events_prefix", candidateEventsPrefix), // + each id of k_candidates: its stream, to expire
 }
 
-// deleteMigrationScript removes a Migration and everything stored under its
-// hash tag, unless one of its Candidates is running.
+// sweepDeletedScript removes one chunk of the keys of a deleted Migration
+// (one whose tombstone exists).
 //
-//	KEYS deleteMigrationKeys, then the history KEYS (k_change, the last
-//	     change of each Candidate, is one of them)
-//	ARGV[1] now (unix ms), then the history ARGV
+//	KEYS sweepKeys
+//	ARGV[1] the most Candidates (or metadata pairs, Runs) to remove
 //
-// The history is kept: migration_deleted is its last event, and the streams
-// expire once older than the age limit.
+// In order, one kind per call: ARGV[1] Candidates (their hash and run view
+// UNLINKed, their stream set to expire with the Migration's history, their
+// id removed from k_candidates); then Run views left without a Candidate;
+// then ARGV[1] metadata pairs' indexes; then, at once, the remaining keys
+// (indexes of statuses, kinds and steps, orders, metrics: a few dozen keys,
+// large ones freed off Redis's main thread by UNLINK) and the tombstone.
 //
-// Returns {replyMigrationNotFound} when the Migration hash does not exist,
-// {replyHasRunning, n} when its n:running counter is above 0 (nothing is
-// deleted), else {replyOK, number of Candidates deleted}.
-//
-// Keys are UNLINKed (memory is freed off the main thread) in groups of 500,
-// under Lua's unpack limit. The script walks every Candidate id, so it costs
-// O(Candidates); it is the one operation whose cost grows with the Migration
-// (measured: ≈ 240 ms, during which Redis serves no one else, for 100,000
-// Candidates on a 2-core machine). It stays one script so that "refuse while
-// running" and the delete are one atomic step; should that pause matter, the
-// remedy is a two-step delete (atomically mark the Migration deleted, then
-// UNLINK in batches). The caller ZREMs the id from the global index
-// afterwards.
-var deleteMigrationScript = newHistoryScript(deleteMigrationKeys, `
-if redis.call('EXISTS', k_migration) == 0 then return {1} end
-local running = tonumber(redis.call('HGET', k_migration, 'n:running') or '0')
-if running > 0 then return {3, running} end
+// Returns {1} when there is more to sweep, {0} when the Migration is gone
+// (or was never deleted).
+var sweepDeletedScript = newKeyedScript(sweepKeys, `
+if redis.call('EXISTS', k_tombstone) == 0 then return {0} end
+local n = tonumber(ARGV[1])
+local ttl = tonumber(redis.call('HGET', k_tombstone, 'ttl') or '1000')
 
-local batch = {}
-local function unlink(key)
-  batch[#batch + 1] = key
-  if #batch == 500 then
-    redis.call('UNLINK', unpack(batch))
-    batch = {}
+local ids = redis.call('ZRANGE', k_candidates, 0, n - 1)
+if #ids > 0 then
+  local keys = {}
+  for _, id in ipairs(ids) do
+    keys[#keys + 1] = k_candidate_prefix .. id
+    keys[#keys + 1] = k_run_prefix .. id
+    redis.call('PEXPIRE', k_candidate_events_prefix .. id, ttl)
   end
+  redis.call('UNLINK', unpack(keys))
+  redis.call('ZREM', k_candidates, unpack(ids))
+  return {1}
+end
+local runs = redis.call('ZRANGE', k_runs, 0, n - 1)
+if #runs > 0 then
+  local keys = {}
+  for _, id in ipairs(runs) do keys[#keys + 1] = k_run_prefix .. id end
+  redis.call('UNLINK', unpack(keys))
+  redis.call('ZREM', k_runs, unpack(runs))
+  return {1}
+end
+local scan = redis.call('HSCAN', k_metadata_pairs, '0', 'COUNT', n)
+if #scan[2] > 0 then
+  local keys, pairs = {}, {}
+  for i = 1, #scan[2], 2 do
+    keys[#keys + 1] = k_metadata_prefix .. scan[2][i]
+    pairs[#pairs + 1] = scan[2][i]
+  end
+  redis.call('UNLINK', unpack(keys))
+  redis.call('HDEL', k_metadata_pairs, unpack(pairs))
+  return {1}
 end
 
-local ids = redis.call('ZRANGE', k_candidates, 0, -1)
-for _, id in ipairs(ids) do unlink(k_candidate_prefix .. id) end
-
+local keys = {}
 local kinds = redis.call('HKEYS', k_kinds)
 for _, s in ipairs({'not_started', 'running', 'completed'}) do
-  unlink(k_status_prefix .. s)
-  for _, k in ipairs(kinds) do unlink(k_status_kind_prefix .. s .. ':' .. k) end
+  keys[#keys + 1] = k_status_prefix .. s
+  for _, k in ipairs(kinds) do keys[#keys + 1] = k_status_kind_prefix .. s .. ':' .. k end
 end
-for _, k in ipairs(kinds) do unlink(k_kind_prefix .. k) end
-
-for _, id in ipairs(redis.call('ZRANGE', k_runs, 0, -1)) do unlink(k_run_prefix .. id) end
+for _, k in ipairs(kinds) do keys[#keys + 1] = k_kind_prefix .. k end
 local stepStatuses = {'in_progress', 'open', 'merged', 'awaiting_review', 'completed', 'failed', 'skipped'}
 for _, r in ipairs({'running', 'completed', 'cancelled'}) do
-  unlink(k_run_status_prefix .. r)
-  for _, t in ipairs(stepStatuses) do unlink(k_run_status_step_prefix .. r .. ':' .. t) end
+  keys[#keys + 1] = k_run_status_prefix .. r
+  for _, t in ipairs(stepStatuses) do keys[#keys + 1] = k_run_status_step_prefix .. r .. ':' .. t end
 end
-for _, t in ipairs(stepStatuses) do unlink(k_run_step_prefix .. t) end
-unlink(k_dispatch_failing)
-unlink(k_runs)
-for _, k in ipairs({k_metrics, k_burndown, k_failures, k_activity}) do unlink(k) end
-for _, name in ipairs(redis.call('HKEYS', k_step_names)) do unlink(k_current_step_prefix .. name) end
-for _, pair in ipairs(redis.call('HKEYS', k_metadata_pairs)) do unlink(k_metadata_prefix .. pair) end
-for _, k in ipairs({k_status_order, k_step_order, k_step_names, k_metadata_pairs, k_list_tmp, k_list_prefix_tmp}) do unlink(k) end
-unlink(k_change)
-addEvent({k = 'migration_deleted', t = ARGV[1]})
-local ttl = tonumber(ARGV[1]) - tonumber(h_min_id)
-if ttl < 1000 then ttl = 1000 end
-redis.call('PEXPIRE', k_events, ttl)
-redis.call('PEXPIRE', k_event_days, ttl)
-for _, id in ipairs(ids) do redis.call('PEXPIRE', k_candidate_events_prefix .. id, ttl) end
-
-unlink(k_candidates)
-unlink(k_kinds)
-unlink(k_migration)
-if #batch > 0 then redis.call('UNLINK', unpack(batch)) end
-return {0, #ids}
+for _, t in ipairs(stepStatuses) do keys[#keys + 1] = k_run_step_prefix .. t end
+for _, name in ipairs(redis.call('HKEYS', k_step_names)) do keys[#keys + 1] = k_current_step_prefix .. name end
+for _, k in ipairs({k_dispatch_failing, k_runs, k_metrics, k_burndown, k_failures, k_activity, k_status_order,
+    k_step_order, k_change, k_step_names, k_metadata_pairs, k_list_tmp, k_list_prefix_tmp, k_candidates, k_kinds,
+    k_tombstone}) do
+  keys[#keys + 1] = k
+end
+for i = 1, #keys, 500 do
+  redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
+end
+return {0}
 `)
 
-// DeleteMigration removes the Migration id, its Candidates, their indexes
-// and its run views (see deleteMigrationScript), refusing while a
-// Candidate is running. It returns the number of Candidates deleted.
+// sweepChunk is how many Candidates (or metadata pairs, Runs) one call of
+// sweepDeletedScript removes: about a millisecond of Redis's time.
+const sweepChunk = 500
+
+// DeleteMigration makes the Migration id disappear at once, refusing while
+// a Candidate is running (see deleteMigrationScript), then sweeps its keys
+// away in chunks (sweepDeletedScript). It returns the number of Candidates
+// deleted. A sweep cut short by an error is not the caller's: the
+// Migration is deleted, and SweepDeleted finishes the sweep later.
 func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (int64, error) {
+	// Listed first, so that a crash after the delete leaves it to resume.
+	if err := s.rdb.ZAdd(ctx, deletingKey(), redis.Z{Score: float64(millis(now)), Member: id}).Err(); err != nil {
+		return 0, fmt.Errorf("delete migration %s: %w", id, err)
+	}
 	res, err := deleteMigrationScript.run(ctx, s.rdb, id, "", nil, s.withHistoryArgs(ctx, now, millis(now))...).Slice()
 	if err != nil {
 		return 0, fmt.Errorf("delete migration %s: %w", id, err)
@@ -287,8 +350,10 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 		// Drop a stale index entry if one was left by a crash; best effort,
 		// the answer is "not found" either way.
 		_ = s.reindex(ctx, id)
+		_ = s.sweepDeleted(ctx, id) // a sweep of an earlier delete, if one is pending
 		return 0, migration.MigrationNotFound(id)
 	case replyHasRunning:
+		_ = s.sweepDeleted(ctx, id) // nothing to sweep: unlists it
 		n, _ := replyIntAt(res, 1)
 		return 0, migration.FailedPrecondition(migration.ReasonMigrationHasRunning,
 			"migration %q has %d running candidates", id, n).
@@ -304,13 +369,64 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 	if s.afterDeleteScript != nil {
 		s.afterDeleteScript(id)
 	}
-	if err := s.deleteRollouts(ctx, id); err != nil {
-		return 0, fmt.Errorf("delete migration %s: rollouts: %w", id, err)
-	}
-	if err := s.reindex(ctx, id); err != nil {
-		return 0, fmt.Errorf("delete migration %s: index: %w", id, err)
-	}
+	// The Migration is deleted: what remains is cleaning up, which
+	// SweepDeleted finishes should it be cut short here.
+	_ = s.rdb.ZAdd(ctx, deletingKey(), redis.Z{Score: float64(millis(now)), Member: id}).Err()
+	_ = s.sweepDeleted(ctx, id)
 	return n, nil
+}
+
+// sweepDeleted removes the keys of the deleted Migration id, a chunk per
+// script, its rollouts and its index entry, then unlists it from
+// deletingKey. Each step may be repeated.
+func (s *Store) sweepDeleted(ctx context.Context, id string) error {
+	if err := s.reindex(ctx, id); err != nil {
+		return fmt.Errorf("sweep deleted migration %s: index: %w", id, err)
+	}
+	// Its rollouts first, while the tombstone keeps the id from being
+	// announced again (a new Migration's rollouts are its own).
+	if tomb, err := s.rdb.Exists(ctx, tombstoneKey(id)).Result(); err != nil {
+		return fmt.Errorf("sweep deleted migration %s: %w", id, err)
+	} else if tomb == 1 {
+		if err := s.deleteRollouts(ctx, id); err != nil {
+			return fmt.Errorf("sweep deleted migration %s: rollouts: %w", id, err)
+		}
+	}
+	for {
+		res, err := sweepDeletedScript.run(ctx, s.rdb, id, "", nil, sweepChunk).Slice()
+		if err != nil {
+			return fmt.Errorf("sweep deleted migration %s: %w", id, err)
+		}
+		more, err := replyCode(res)
+		if err != nil {
+			return fmt.Errorf("sweep deleted migration %s: %w", id, err)
+		}
+		if more == 0 {
+			break
+		}
+	}
+	if err := s.rdb.ZRem(ctx, deletingKey(), id).Err(); err != nil {
+		return fmt.Errorf("sweep deleted migration %s: %w", id, err)
+	}
+	return nil
+}
+
+// SweepDeleted finishes the sweeps of deleted Migrations that were cut
+// short (the server calls it at start and then now and then). It returns
+// how many it finished.
+func (s *Store) SweepDeleted(ctx context.Context) (int, error) {
+	ids, err := s.rdb.ZRange(ctx, deletingKey(), 0, -1).Result()
+	if err != nil {
+		return 0, fmt.Errorf("list deleted migrations: %w", err)
+	}
+	done := 0
+	for _, id := range ids {
+		if err := s.sweepDeleted(ctx, id); err != nil {
+			return done, err
+		}
+		done++
+	}
+	return done, nil
 }
 
 // reindex makes the global index entry of id agree with whether the

@@ -269,3 +269,106 @@ func TestDeleteEmptyMigration(t *testing.T) {
 		t.Errorf("keys left: %v", left)
 	}
 }
+
+// A deleted Migration disappears at once, while its keys go away in chunks
+// of sweepChunk Candidates per script, each short; a sweep cut short (here:
+// the caller gone right after the delete) is finished by SweepDeleted, and
+// until then the id cannot be announced again.
+func TestADeleteDisappearsAtOnceAndSweepsInChunks(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	mustPut(t, s, "big")
+	mustPut(t, s, "other")
+	const n = 2*sweepChunk + 100
+	all := ids("acme/repo-", 0, n)
+	for i := 0; i < n; i += 1000 {
+		var cs []migration.Candidate
+		for _, id := range all[i:min(i+1000, n)] {
+			cs = append(cs, cand(id, "svc", "repo", id)) // a metadata value of its own: an index key each
+		}
+		mustSubmit(t, s, migration.Submission{MigrationID: "big", Candidates: cs}, at(1))
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "other", Candidates: []migration.Candidate{cand("a", "svc")}}, at(1))
+	r := newRun("big", all[7], 1, at(2))
+	if _, err := s.BeginRun(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	mustSetStatus(t, s, "big", all[7], migration.CandidateRunning, migration.CandidateCompleted)
+	keysBefore := len(scanKeys(t, rdb, migrationKeysPattern("big")))
+
+	// The caller goes away once the Migration is deleted: the sweep is cut short.
+	ctx, cancel := context.WithCancel(context.Background())
+	s.afterDeleteScript = func(string) { cancel() }
+	if got, err := s.DeleteMigration(ctx, "big", time.Now()); err != nil || got != n {
+		t.Fatalf("delete: %d, %v", got, err)
+	}
+	s.afterDeleteScript = nil
+	bg := context.Background()
+	if left := len(scanKeys(t, rdb, migrationKeysPattern("big"))); left < keysBefore/2 {
+		t.Fatalf("%d of %d keys left: the sweep was not cut short", left, keysBefore)
+	}
+	_, err := s.GetMigration(bg, "big")
+	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
+	_, err = s.GetCandidate(bg, "big", all[0])
+	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
+	_, err = s.GetRun(bg, "big", all[7])
+	refusal(t, err, migration.ErrNotFound, migration.ReasonRunNotFound)
+	_, err = s.ListCandidates(bg, "big", migration.CandidateFilter{}, migration.PageRequest{Limit: 10})
+	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
+	if page, err := s.ListMigrations(bg, migration.PageRequest{}); err != nil || len(page.Migrations) != 1 || page.Migrations[0].ID != "other" {
+		t.Fatalf("list: %+v, %v", page, err)
+	}
+	if _, err := s.SubmitCandidates(bg, migration.Submission{MigrationID: "big", Candidates: []migration.Candidate{cand("new", "svc")}}, at(3)); err == nil {
+		t.Fatal("a submit to a deleted Migration")
+	}
+	if got := zmembers(t, rdb, deletingKey()); !slices.Equal(got, []string{"big"}) {
+		t.Fatalf("being deleted: %v", got)
+	}
+
+	// One sweep call removes one chunk and no more.
+	if res, err := sweepDeletedScript.run(bg, rdb, "big", "", nil, sweepChunk).Slice(); err != nil || res[0] != int64(1) {
+		t.Fatalf("a sweep: %v %v", res, err)
+	}
+	if left := rdb.ZCard(bg, candidatesKey("big")).Val(); left != n-sweepChunk {
+		t.Fatalf("%d Candidates left after a chunk, want %d", left, n-sweepChunk)
+	}
+
+	if done, err := s.SweepDeleted(bg); err != nil || done != 1 {
+		t.Fatalf("sweep deleted: %d, %v", done, err)
+	}
+	if left := stateKeysLeft(t, rdb, "big"); len(left) != 0 {
+		t.Fatalf("keys left behind: %d, e.g. %v", len(left), left[:min(5, len(left))])
+	}
+	if got := zmembers(t, rdb, deletingKey()); len(got) != 0 {
+		t.Fatalf("still being deleted: %v", got)
+	}
+	if ids := checkInvariants(t, rdb, "other"); len(ids) != 1 {
+		t.Fatalf("the other Migration: %v", ids)
+	}
+	if stored, created, _, err := s.PutMigration(bg, testMigration("big"), at(9)); err != nil || !created || stored.Counts.Total() != 0 {
+		t.Fatalf("announced again: %+v created=%v %v", stored.Counts, created, err)
+	}
+}
+
+// While a deleted Migration's keys are being swept, an announce of its id
+// is refused as unavailable (retry shortly), and resumes the sweep, so
+// that its retry succeeds.
+func TestAnnounceWhileSweepingIsRefusedThenSucceeds(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(1))
+	// Only the delete's first script: the tombstone, nothing swept.
+	if _, err := deleteMigrationScript.run(ctx, rdb, "m", "", nil, s.withHistoryArgs(ctx, time.Now(), millis(time.Now()))...).Slice(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err := s.PutMigration(ctx, testMigration("m"), at(2))
+	refusal(t, err, migration.ErrUnavailable, migration.ReasonMigrationBeingDeleted)
+	if _, created, _, err := s.PutMigration(ctx, testMigration("m"), at(3)); err != nil || !created {
+		t.Fatalf("the retry: created %v, %v", created, err)
+	}
+	if left := rdb.Exists(ctx, candidateKey("m", "a")).Val(); left != 0 {
+		t.Fatal("the old Candidate survived its Migration")
+	}
+}

@@ -418,10 +418,13 @@ func (s *Store) runRefusal(res []any, run migration.Run, op string) error {
 
 // getRunScript reads one run view.
 //
-//	KEYS[1] runKey(m, c)
+//	KEYS[1] runKey(m, c), KEYS[2] migrationKey(m)
 //
-// Returns {replyRunNotFound} or {replyOK, HGETALL of the run view}.
+// Returns {replyRunNotFound} (also when the Migration is gone: its run
+// views are swept away after it disappears) or {replyOK, HGETALL of the
+// run view}.
 var getRunScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return {7} end
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return {7} end
 return {0, h}
@@ -429,7 +432,7 @@ return {0, h}
 
 // GetRun returns the run view of Candidate c of m.
 func (s *Store) GetRun(ctx context.Context, m, c string) (migration.Run, error) {
-	res, err := getRunScript.Run(ctx, s.rdb, []string{runKey(m, c)}).Slice()
+	res, err := getRunScript.Run(ctx, s.rdb, []string{runKey(m, c), migrationKey(m)}).Slice()
 	if err != nil {
 		return migration.Run{}, fmt.Errorf("get run %s__%s: %w", m, c, err)
 	}

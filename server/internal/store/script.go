@@ -72,6 +72,7 @@ const (
 	replyCompleted         = 5
 	replyStaleExecution    = 6
 	replyRunNotFound       = 7
+	replyBeingDeleted      = 8
 )
 
 // Script replies, decoded. Lua integers arrive as int64, strings as string,

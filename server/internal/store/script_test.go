@@ -16,6 +16,7 @@ import (
 var keyedScripts = map[string][]*keyedScript{
 	"put migration":           {putMigrationScript},
 	"delete migration":        {deleteMigrationScript},
+	"sweep deleted":           {sweepDeletedScript},
 	"submit":                  {submitScript},
 	"update inputs":           {updateInputsScript},
 	"run views":               {beginRunScript, saveRunScript},
@@ -87,7 +88,7 @@ func TestScriptKeysShareTheMigrationSlot(t *testing.T) {
 	const m, c = "helm-upgrade", "acme/payments"
 	byName := map[string]string{}
 	for name, group := range keyedScripts {
-		keys, err := group[0].keys.build(m, c, []string{c})
+		keys, err := group[0].keys.build(m, c, blockOf(group[0].keys, c))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,14 +161,16 @@ return out`)
 	}
 
 	for name, group := range keyedScripts {
-		if !slices.ContainsFunc(group[0].keys, func(k scriptKey) bool { return k.name == "k_candidate_events" && k.each }) {
+		records := slices.ContainsFunc(group[0].keys, func(k scriptKey) bool { return k.name == "k_events" })
+		if records && !slices.ContainsFunc(group[0].keys, func(k scriptKey) bool { return k.name == "k_candidate_events" && k.each }) {
 			t.Errorf("%s: the Candidate streams are not a block", name)
 		}
+		// The sweep of a deleted Migration reads which Candidates it has.
 		for _, k := range group[0].keys {
-			if k.name == "k_candidate_prefix" && name != "delete migration" {
+			if k.name == "k_candidate_prefix" && name != "sweep deleted" {
 				t.Errorf("%s: builds a Candidate's hash from a prefix", name)
 			}
-			if k.name == "k_candidate_events_prefix" && name != "delete migration" {
+			if k.name == "k_candidate_events_prefix" && name != "sweep deleted" {
 				t.Errorf("%s: builds a Candidate's stream from a prefix", name)
 			}
 		}
@@ -191,11 +194,11 @@ func TestScriptKeysBindInOrder(t *testing.T) {
 			}
 		}
 		probe := newKeyedScript(ks, "return {"+strings.Join(names, ", ")+"}")
-		got, err := probe.run(ctx, rdb, m, c, []string{c}).StringSlice()
+		got, err := probe.run(ctx, rdb, m, c, blockOf(ks, c)).StringSlice()
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		want, _ := ks.build(m, c, []string{c})
+		want, _ := ks.build(m, c, blockOf(ks, c))
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: the script binds\n%q\nthe caller passes\n%q", name, got, want)
 		}
@@ -218,4 +221,13 @@ func TestScriptKeysBindInOrder(t *testing.T) {
 	if want = append(want, "2"); !slices.Equal(got, want) {
 		t.Errorf("the history ARGV bind as %q, want %q", got, want)
 	}
+}
+
+// blockOf is the Candidate list to build ks with: c, when ks declares a
+// block of keys per Candidate.
+func blockOf(ks scriptKeys, c string) []string {
+	if slices.ContainsFunc(ks, func(k scriptKey) bool { return k.each }) {
+		return []string{c}
+	}
+	return nil
 }

@@ -52,7 +52,8 @@ type Store struct {
 	sweepBatch int
 	retention  Retention
 	// afterDeleteScript, when set (tests only), runs between
-	// DeleteMigration's script and its index update, to replay a race.
+	// DeleteMigration's script and the rest (index update, sweep), to
+	// replay a race.
 	afterDeleteScript func(id string)
 }
 

@@ -372,7 +372,8 @@ export const RegistryService: GenService<{
    * Errors: INVALID_ARGUMENT naming the field: DUPLICATE_STEP_NAME,
    * MIGRATOR_URL_REFUSED (a migrator_url Loom may not call; see
    * `-allow-migrator-nets`); UNAVAILABLE STORE_UNAVAILABLE (nothing changed:
-   * retry).
+   * retry), MIGRATION_BEING_DELETED while a deleted Migration of this id is
+   * still being removed (seconds; the SDK retries).
    *
    * @generated from rpc loom.v1.RegistryService.Announce
    */
@@ -406,7 +407,12 @@ export const RegistryService: GenService<{
     output: typeof ListMigrationsResponseSchema;
   },
   /**
-   * DeleteMigration removes a Migration, its Candidates and its Run views.
+   * DeleteMigration removes a Migration, its Candidates, its Run views and
+   * its rollouts. It is gone from every read when this answers; its data is
+   * then removed in small steps, never holding Redis for more than a few
+   * milliseconds (a restart resumes them), and until that ends its id may
+   * not be announced again. Its history stays readable (ListEvents) until
+   * its retention ends.
    * Errors: NOT_FOUND MIGRATION_NOT_FOUND when no Migration has that id;
    * FAILED_PRECONDITION MIGRATION_HAS_RUNNING_CANDIDATES (metadata
    * `running_candidates`) while any of its Candidates is running (cancel
