@@ -332,6 +332,9 @@ func (s *Server) Serve(ctx context.Context, l, admin net.Listener) error {
 		defer as.Close()
 		s.log.Info("admin endpoints are serving", "addr", admin.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
+	for _, warning := range s.store.CheckSettings(ctx) {
+		s.log.Warn(warning)
+	}
 	s.log.Info("loom is serving", "addr", l.Addr().String(),
 		"temporal", s.cfg.Temporal.HostPort, "namespace", s.cfg.Temporal.Namespace, "task_queue", s.cfg.Temporal.TaskQueue)
 

@@ -82,6 +82,8 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		"--appendonly", "yes",
 		"--appendfsync", "always",
 		"--save", "",
+		// Candidates' hashes stay compact (see store.CheckSettings).
+		"--hash-max-ziplist-value", "1024",
 		"--logfile", logPath,
 		"--pidfile", filepath.Join(dir, "redis.pid"),
 	)

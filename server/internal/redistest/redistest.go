@@ -140,6 +140,8 @@ func (s *Server) start(bin string) error {
 		"--dir", s.dir,
 		"--save", "",
 		"--appendonly", "no",
+		"--hash-max-ziplist-value", "1024", // as docs/production.md asks
+
 		"--logfile", logPath,
 	)
 	if err := cmd.Start(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -370,5 +371,22 @@ func TestAnnounceWhileSweepingIsRefusedThenSucceeds(t *testing.T) {
 	}
 	if left := rdb.Exists(ctx, candidateKey("m", "a")).Val(); left != 0 {
 		t.Fatal("the old Candidate survived its Migration")
+	}
+}
+
+// Loom says when Redis keeps Candidates' hashes in their large encoding,
+// and is quiet once it does not.
+func TestCheckSettingsNamesAHashListpackLimitTooLow(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	if got := s.CheckSettings(ctx); len(got) != 0 {
+		t.Fatalf("redistest's Redis, as docs/production.md asks: %v", got)
+	}
+	if err := rdb.ConfigSet(ctx, "hash-max-listpack-value", "64").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CheckSettings(ctx); len(got) != 1 || !strings.Contains(got[0], "1024") {
+		t.Fatalf("with Redis's default: %v", got)
 	}
 }
