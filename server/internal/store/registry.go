@@ -286,15 +286,22 @@ if #runs > 0 then
   redis.call('ZREM', k_runs, unpack(runs))
   return {1}
 end
-local scan = redis.call('HSCAN', k_metadata_pairs, '0', 'COUNT', n)
-if #scan[2] > 0 then
-  local keys, pairs = {}, {}
+-- HSCAN may answer no field from a sparse table: go on to the cursor's end
+-- before concluding there is none.
+local cursor, keys, pairs = '0', {}, {}
+repeat
+  local scan = redis.call('HSCAN', k_metadata_pairs, cursor, 'COUNT', n)
+  cursor = scan[1]
   for i = 1, #scan[2], 2 do
     keys[#keys + 1] = k_metadata_prefix .. scan[2][i]
     pairs[#pairs + 1] = scan[2][i]
   end
-  redis.call('UNLINK', unpack(keys))
-  redis.call('HDEL', k_metadata_pairs, unpack(pairs))
+until cursor == '0' or #pairs >= n
+if #pairs > 0 then
+  for i = 1, #keys, 500 do
+    redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
+    redis.call('HDEL', k_metadata_pairs, unpack(pairs, i, math.min(i + 499, #pairs)))
+  end
   return {1}
 end
 
