@@ -10,10 +10,18 @@
 // rollout workflow's own state; how soon PauseRollout takes; and many
 // Candidates started by one rollout at once.
 //
+// With -scale it measures the store at fleet scale instead: for each size,
+// a fresh Migration of that many Candidates discovered, listed with every
+// filter and pair of filters, run and deleted through Loom's API, with the
+// Redis bytes per Candidate and where they go, and each figure's ratio
+// against the first size.
+//
 //	go run ./cmd/loom-bench                      # what `make bench` prints
 //	go run ./cmd/loom-bench -levels 1:50 -steps 5 -bare=false
 //	go run ./cmd/loom-bench -rollout             # what `make bench-rollout` prints
 //	go run ./cmd/loom-bench -rollout -runs 2000 -in-flight 100
+//	go run ./cmd/loom-bench -scale               # what `make bench-scale` prints
+//	go run ./cmd/loom-bench -scale -sizes 100,1000000
 package main
 
 import (
@@ -41,9 +49,26 @@ func main() {
 	pauseInFlight := flag.Int("pause-in-flight", 50, "with -rollout: that rollout's max_in_flight")
 	pauseAt := flag.Int("pause-at", 200, "with -rollout: pause it once this many of its Runs started")
 	burst := flag.Int("burst", 1000, "with -rollout: Candidates of one rollout started at once (max_in_flight as many); 0 skips it")
+	scale := flag.Bool("scale", false, "measure the store at fleet scale instead: Migrations of -sizes Candidates")
+	sizes := flag.String("sizes", "100,100000", "with -scale: the Candidates of each Migration; the first is what the others are compared with")
+	pages := flag.Int("pages", 200, "with -scale: ListCandidates calls per filter, pair of filters or order")
+	starts := flag.Int("starts", 200, "with -scale: Runs started per size (at most half of it)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *scale {
+		ns, err := bench.ParseSizes(*sizes)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loom-bench: -sizes:", err)
+			os.Exit(2)
+		}
+		if err := bench.RunScale(ctx, bench.ScaleConfig{Sizes: ns, Batch: 1000, Pages: *pages, Starts: *starts, Steps: *steps,
+			Out: os.Stdout, Progress: os.Stderr}); err != nil {
+			fmt.Fprintln(os.Stderr, "loom-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *rollout {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
