@@ -10,7 +10,7 @@ MODULES := . gen migratorsdk pullrequest
 # Where third_party/protovalidate comes from.
 PROTOVALIDATE_VERSION := v1.2.2
 
-.PHONY: all deps test check generate check-generated check-vendored lint fmt breaking bench bench-rollout faults \
+.PHONY: all deps test check generate check-generated check-vendored lint fmt breaking bench bench-rollout bench-scale faults \
 	console console-deps check-console test-console
 
 all: check test
@@ -89,3 +89,7 @@ bench:
 ## bench-rollout: one rollout against the same Runs started with StartRun, the rollout's own state, its pause latency, 1,000 Candidates in one rollout (see docs/development.md, "Performance")
 bench-rollout:
 	go run ./cmd/loom-bench -rollout
+
+## bench-scale: the store at fleet scale: Migrations of 100 and 100,000 Candidates discovered, listed by every filter and pair, run and deleted; Redis bytes per Candidate and where they go (see docs/development.md, "Store at scale"; 1,000,000 by hand: -sizes 100,1000000)
+bench-scale:
+	go run ./cmd/loom-bench -scale
