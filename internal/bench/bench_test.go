@@ -206,3 +206,49 @@ func TestTheRolloutBenchRunsEndToEnd(t *testing.T) {
 		t.Error("the burst did not start its 20 Candidates cleanly")
 	}
 }
+
+// TestTheScaleBenchPrintsEveryFigure runs the store-at-scale bench at tiny
+// sizes on real components: every figure is printed at both sizes with its
+// ratio, every ListCandidates row has its latencies and total, and the
+// tables of where the bytes go are there.
+func TestTheScaleBenchPrintsEveryFigure(t *testing.T) {
+	var out bytes.Buffer
+	err := RunScale(context.Background(), ScaleConfig{Sizes: []int{50, 200}, Batch: 40, Pages: 3, Starts: 8, Steps: 3, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	t.Log("\n" + got)
+	figure := regexp.MustCompile(`^-?[0-9][0-9,]*(\.[0-9]+)?( ms| µs| B|/s)?$`)
+	for _, f := range scaleFigures {
+		cells := strings.Split(lineStarting(got, "| "+f.name+" |"), "|")
+		// | figure | 50 | 200 | 200 ÷ 50 | target |
+		if len(cells) != 7 {
+			t.Errorf("no row %q", f.name)
+			continue
+		}
+		for i, what := range map[int]string{2: "at 50", 3: "at 200", 4: "ratio"} {
+			if c := strings.TrimSpace(cells[i]); !figure.MatchString(c) && (what != "ratio" || c != "—") {
+				t.Errorf("%s: %s is %q", f.name, what, c)
+			}
+		}
+		if f.ok != nil && !strings.Contains(strings.ToLower(cells[5]), "met") {
+			t.Errorf("%s: no verdict on its target: %q", f.name, cells[5])
+		}
+	}
+	for _, name := range []string{"none (by id)", "status = not_started", "metadata team (1 of 20)", "metadata repo (unique)",
+		"id prefix (1 of 10)", "current step status = failed", "order by last change", "status = not_started + metadata team (1 of 20)"} {
+		cells := strings.Split(lineStarting(got, "| "+name+" |"), "|")
+		if len(cells) != 6 || !regexp.MustCompile(`^ [0-9.]+ ms / [0-9.]+ ms \([✓✗] `).MatchString(cells[3]) {
+			t.Errorf("no page row %q at both sizes: %q", name, cells)
+		}
+	}
+	for _, table := range []string{"Where the bytes go at rest, 50 Candidates", "Where the bytes go at rest, 200 Candidates", "Where a completed Run's bytes go at 200 Candidates"} {
+		if !strings.Contains(got, table) {
+			t.Errorf("no table %q", table)
+		}
+	}
+	if lineStarting(got, "| `c:<c>` |") == "" {
+		t.Error("the Candidate hash is not among the keys")
+	}
+}
