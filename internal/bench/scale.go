@@ -146,11 +146,13 @@ type scaleResult struct {
 	n         int
 	migration string
 	// Discovery, then the same pass again, unchanged.
-	discover, rediscover       time.Duration
-	submits, resubmits         []time.Duration
-	lastSubmit, lastResubmit   time.Duration // the complete request of each pass
-	discoverCPU, discoverRedis time.Duration
-	added, unchanged           int
+	discover, rediscover time.Duration
+	submits, resubmits   []time.Duration
+	// Tries that failed (and were made again).
+	submitsFailed, resubmitsFailed int
+	lastSubmit, lastResubmit       time.Duration // the complete request of each pass
+	discoverCPU, discoverRedis     time.Duration
+	added, unchanged               int
 	// Redis: used_memory deltas from before the discovery.
 	restBytes, rediscoverBytes int64
 	restKeys                   int
@@ -166,9 +168,13 @@ type scaleResult struct {
 	// Pages.
 	pages []pageRow
 	// Delete.
-	deleteTime        time.Duration
+	deleteTime time.Duration
+	// deleteErr is DeleteMigration's error, when it answered one; then
+	// deleteTime runs until the Migration was gone.
+	deleteErr         string
 	deleted           int64
 	readerCalls       int
+	readerFailed      int
 	readerStall       time.Duration
 	readerBase        percentiles
 	leftKeys          int
@@ -470,7 +476,7 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	fmt.Fprintf(p, "%s: discovering %d Candidates in requests of %d\n", m, n, s.cfg.Batch)
 	s.m.reset()
 	before := s.m.read()
-	if r.submits, err = s.discover(ctx, f, m, "first", func(res *loomv1.SubmitCandidatesResponse) { r.added += int(res.GetAddedCount()) }); err != nil {
+	if r.submits, r.submitsFailed, err = s.discover(ctx, f, m, "first", func(res *loomv1.SubmitCandidatesResponse) { r.added += int(res.GetAddedCount()) }); err != nil {
 		return nil, err
 	}
 	after := s.m.read()
@@ -488,7 +494,7 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	r.restBytes = used - r.beforeUsed
 
 	fmt.Fprintf(p, "%s: the same pass again, unchanged\n", m)
-	if r.resubmits, err = s.discover(ctx, f, m, "second", func(res *loomv1.SubmitCandidatesResponse) { r.unchanged += int(res.GetUnchangedCount()) }); err != nil {
+	if r.resubmits, r.resubmitsFailed, err = s.discover(ctx, f, m, "second", func(res *loomv1.SubmitCandidatesResponse) { r.unchanged += int(res.GetUnchangedCount()) }); err != nil {
 		return nil, err
 	}
 	r.rediscover, r.lastResubmit = sum(r.resubmits), r.resubmits[len(r.resubmits)-1]
@@ -618,21 +624,32 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 }
 
 // discover submits one discovery pass of f to m, named round, as a
-// Migrator does (requests one after another, the last complete), and
-// returns each request's round trip (building a request is not timed).
-func (s *scaleWorld) discover(ctx context.Context, f *fleet, m, round string, each func(*loomv1.SubmitCandidatesResponse)) ([]time.Duration, error) {
+// Migrator does (requests one after another, the last complete, a failed
+// request tried again a second later, up to 5 times), and returns each
+// request's time from its first try to its answer (building a request is
+// not timed) and how many tries failed.
+func (s *scaleWorld) discover(ctx context.Context, f *fleet, m, round string, each func(*loomv1.SubmitCandidatesResponse)) ([]time.Duration, int, error) {
 	var out []time.Duration
+	failed := 0
 	for start := 0; start < len(f.ids); start += s.cfg.Batch {
 		req := f.request(m, start, min(start+s.cfg.Batch, len(f.ids)), round)
 		t0 := time.Now()
-		res, err := s.submit.SubmitCandidates(ctx, connect.NewRequest(req))
-		if err != nil {
-			return nil, fmt.Errorf("submit Candidates %d–%d (round %s): %w", start, start+len(req.Candidates), round, err)
+		for try := 1; ; try++ {
+			res, err := s.submit.SubmitCandidates(ctx, connect.NewRequest(req))
+			if err == nil {
+				out = append(out, time.Since(t0))
+				each(res.Msg)
+				break
+			}
+			failed++
+			fmt.Fprintf(s.cfg.Progress, "  submitting Candidates %d–%d (round %s) failed after %v: %v\n", start, start+len(req.Candidates), round, time.Since(t0).Round(time.Millisecond), err)
+			if try == 5 || ctx.Err() != nil {
+				return nil, failed, fmt.Errorf("submit Candidates %d–%d (round %s): %w", start, start+len(req.Candidates), round, err)
+			}
+			time.Sleep(time.Second)
 		}
-		out = append(out, time.Since(t0))
-		each(res.Msg)
 	}
-	return out, nil
+	return out, failed, nil
 }
 
 func sum(ds []time.Duration) time.Duration {
@@ -664,7 +681,12 @@ func (s *scaleWorld) awaitTotal(ctx context.Context, req *loomv1.ListCandidatesR
 // deleteUnderRead deletes r's Migration as an admin while a reader loops
 // GetRun and GetCandidate on the reader's Migration.
 func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader *fleet) error {
-	type call struct{ start, end time.Time }
+	// A call that failed (Loom waited on Redis past its timeout, say) is a
+	// stall too, and is counted.
+	type call struct {
+		start, end time.Time
+		failed     bool
+	}
 	var calls []call
 	stop := make(chan struct{})
 	readerDone := make(chan error, 1)
@@ -685,16 +707,29 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 			} else {
 				_, err = s.disc.GetCandidate(ctx, connect.NewRequest(&loomv1.GetCandidateRequest{MigrationId: "scale-reader", CandidateId: id}))
 			}
-			if err != nil {
-				readerDone <- fmt.Errorf("reader: %w", err)
-				return
-			}
-			calls = append(calls, call{t0, time.Now()})
+			calls = append(calls, call{t0, time.Now(), err != nil})
 		}
 	}()
 	time.Sleep(time.Second)
 	t0 := time.Now()
 	res, err := s.registry.DeleteMigration(ctx, connect.NewRequest(&loomv1.DeleteMigrationRequest{MigrationId: r.migration}))
+	if err != nil {
+		// Loom gave up on the delete (Redis did not answer in time, say):
+		// it is measured until the Migration is gone.
+		r.deleteErr = err.Error()
+		fmt.Fprintf(s.cfg.Progress, "  DeleteMigration answered after %v: %v\n", time.Since(t0).Round(time.Millisecond), err)
+		for deadline := time.Now().Add(10 * time.Minute); ; {
+			_, gerr := s.registry.GetMigration(ctx, connect.NewRequest(&loomv1.GetMigrationRequest{MigrationId: r.migration}))
+			if connect.CodeOf(gerr) == connect.CodeNotFound {
+				err = nil
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	t1 := time.Now()
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
@@ -704,16 +739,25 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", r.migration, err)
 	}
-	r.deleteTime, r.deleted = t1.Sub(t0), res.Msg.GetDeletedCandidates()
+	r.deleteTime = t1.Sub(t0)
+	if res != nil {
+		r.deleted = res.Msg.GetDeletedCandidates()
+	}
 	var base []time.Duration
 	for _, c := range calls {
 		d := c.end.Sub(c.start)
 		switch {
 		case c.end.Before(t0):
+			if c.failed {
+				return fmt.Errorf("the reader's calls fail before the delete (%s)", r.migration)
+			}
 			base = append(base, d)
 		case c.start.After(t1):
 		default: // overlaps the delete
 			r.readerStall = max(r.readerStall, d)
+			if c.failed {
+				r.readerFailed++
+			}
 			if !c.end.After(t1) {
 				r.readerCalls++
 			}

@@ -69,6 +69,8 @@ var scaleFigures = []scaleFigure{
 		val: func(r *scaleResult) float64 {
 			return float64((r.discoverCPU - r.discoverRedis).Microseconds()) / float64(r.n)
 		}},
+	{name: "discovery requests that failed and were tried again (both passes)", unit: "x",
+		val: func(r *scaleResult) float64 { return float64(r.submitsFailed + r.resubmitsFailed) }},
 	{name: "re-discovery unchanged, Candidates/s", unit: "/s",
 		val: func(r *scaleResult) float64 { return float64(r.n) / r.rediscover.Seconds() }},
 	{name: "re-discovery, request p50", unit: "ms", val: func(r *scaleResult) float64 { return p50(r.resubmits) }},
@@ -85,6 +87,7 @@ var scaleFigures = []scaleFigure{
 		val:    func(r *scaleResult) float64 { return msOf(r.readerStall) },
 		target: "≤ ~10 ms", ok: func(v float64) bool { return v <= 10 }},
 	{name: "reader: calls completed during the delete", unit: "x", val: func(r *scaleResult) float64 { return float64(r.readerCalls) }},
+	{name: "reader: calls that failed during the delete", unit: "x", val: func(r *scaleResult) float64 { return float64(r.readerFailed) }},
 	{name: "reader: p50 before the delete", unit: "ms", val: func(r *scaleResult) float64 { return msOf(r.readerBase.P50) }},
 	{name: "keys of the Migration left after the delete", unit: "x", val: func(r *scaleResult) float64 { return float64(r.leftKeys) }},
 	{name: "Redis bytes / Candidate left after the delete (used_memory Δ)", unit: "B",
@@ -170,6 +173,11 @@ func printScale(cfg ScaleConfig, rs []*scaleResult) {
 			t = f.target + ": " + verdict(f.ok(f.val(last)))
 		}
 		fmt.Fprintf(w, " %s |\n", t)
+	}
+	for _, r := range rs {
+		if r.deleteErr != "" {
+			fmt.Fprintf(w, "\nDeleteMigration of %s Candidates answered an error (its time runs until the Migration was gone): %s\n", thousands(int64(r.n)), r.deleteErr)
+		}
 	}
 	if _, name := worstPage(last, true); name != "" {
 		fmt.Fprintf(w, "\nThe slowest pair at %s: %s.\n", sizes[len(sizes)-1], name)
