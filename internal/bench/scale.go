@@ -171,9 +171,13 @@ type scaleResult struct {
 	deleteTime time.Duration
 	// deleteErr is DeleteMigration's error, when it answered one; then
 	// deleteTime runs until the Migration was gone.
-	deleteErr         string
-	deleted           int64
+	deleteErr string
+	deleted   int64
+	// readerCalls answered (readerFailed failed) while the delete ran;
+	// readerLongest is the longest of them, readerStall the longest the
+	// reader went without an answer.
 	readerCalls       int
+	readerLongest     time.Duration
 	readerFailed      int
 	readerStall       time.Duration
 	readerBase        percentiles
@@ -619,7 +623,7 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	if r.leftClasses, r.leftKeys, err = scanClasses(ctx, s.rc, tag); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(p, "  deleted in %v; the reader's longest call %v\n", r.deleteTime.Round(time.Millisecond), r.readerStall.Round(time.Millisecond))
+	fmt.Fprintf(p, "  deleted in %v; the reader went %v without an answer\n", r.deleteTime.Round(time.Millisecond), r.readerStall.Round(time.Millisecond))
 	return r, nil
 }
 
@@ -743,7 +747,11 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 	if res != nil {
 		r.deleted = res.Msg.GetDeletedCandidates()
 	}
+	// The stall is the longest the reader went without an answer while the
+	// delete ran: from one successful call's end (or its first call's
+	// start) to the next's, over the stretches that overlap the delete.
 	var base []time.Duration
+	prev := calls[0].start
 	for _, c := range calls {
 		d := c.end.Sub(c.start)
 		switch {
@@ -754,13 +762,19 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 			base = append(base, d)
 		case c.start.After(t1):
 		default: // overlaps the delete
-			r.readerStall = max(r.readerStall, d)
-			if c.failed {
+			r.readerLongest = max(r.readerLongest, d)
+			switch {
+			case c.failed:
 				r.readerFailed++
-			}
-			if !c.end.After(t1) {
+			case !c.end.After(t1):
 				r.readerCalls++
 			}
+		}
+		if !c.failed {
+			if prev.Before(t1) && c.end.After(t0) {
+				r.readerStall = max(r.readerStall, c.end.Sub(prev))
+			}
+			prev = c.end
 		}
 	}
 	r.readerBase = percentilesOf(base)
