@@ -6,6 +6,12 @@
 // the step boundary (a Migrator's report → the next step's dispatch), CPU
 // time per Run and peak memory. It then follows a few traced Runs to say
 // where Loom's step boundary goes.
+//
+// Two benches of their own share its environment: RunRollout (rollout.go)
+// measures rollouts against Runs started one by one, and RunScale
+// (scale.go) the store at fleet scale: Migrations of 100 to 1,000,000
+// Candidates discovered, listed, run and deleted through the API, with
+// the Redis bytes per Candidate and where they go.
 package bench
 
 import (
