@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
 	"github.com/loomhq/loom/internal/devenv"
 	"github.com/loomhq/loom/migratorsdk"
-	"github.com/loomhq/loom/server/auth"
 )
 
 // ScaleConfig is one store-at-scale bench: for each size, a fresh Migration
@@ -257,13 +255,8 @@ func newScaleWorld(ctx context.Context, w *world, cfg ScaleConfig, log *slog.Log
 	s.disc = loomv1connect.NewDiscoveryServiceClient(hc, w.env.APIURL, op)
 	s.runs = loomv1connect.NewRunServiceClient(hc, w.env.APIURL, op)
 	s.submit = loomv1connect.NewDiscoveryServiceClient(hc, w.env.APIURL, migratorsdk.WithToken(w.env.MigratorToken))
-	admin, err := addAdminToken(ctx, w.env)
-	if err != nil {
-		s.rc.Close()
-		return nil, err
-	}
-	s.admin = admin
-	s.registry = loomv1connect.NewRegistryServiceClient(hc, w.env.APIURL, migratorsdk.WithToken(admin))
+	s.admin = w.env.AdminToken
+	s.registry = loomv1connect.NewRegistryServiceClient(hc, w.env.APIURL, migratorsdk.WithToken(s.admin))
 	return s, nil
 }
 
@@ -272,50 +265,6 @@ func (s *scaleWorld) close() {
 		stop()
 	}
 	s.rc.Close()
-}
-
-// addAdminToken adds an admin token to the environment's tokens file, as
-// `loom tokens create -role admin -add-to` does (loom dev makes none), and
-// waits until Loom takes it (it rereads the file every 2 s).
-func addAdminToken(ctx context.Context, env devenv.Env) (string, error) {
-	token, hash, err := auth.NewToken()
-	if err != nil {
-		return "", err
-	}
-	var f auth.TokensFile
-	b, err := os.ReadFile(env.TokensFile)
-	if err != nil {
-		return "", err
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return "", fmt.Errorf("%s: %w", env.TokensFile, err)
-	}
-	f.Tokens = append(f.Tokens, auth.StaticToken{Subject: "bench-admin", Role: auth.RoleAdmin, SHA256: hash})
-	if b, err = json.MarshalIndent(f, "", "  "); err != nil {
-		return "", err
-	}
-	tmp := env.TokensFile + ".bench"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, env.TokensFile); err != nil {
-		return "", err
-	}
-	c := loomv1connect.NewRegistryServiceClient(migratorsdk.DefaultHTTPClient(), env.APIURL, migratorsdk.WithToken(token))
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		res, err := c.GetCaller(ctx, connect.NewRequest(&loomv1.GetCallerRequest{}))
-		if err == nil && res.Msg.GetRole() == string(auth.RoleAdmin) {
-			return token, nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("the admin token added to %s was not taken in 30 s: %v", env.TokensFile, err)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // marks tells the bench that a Run reached where it stops: its last step

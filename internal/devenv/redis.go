@@ -82,8 +82,10 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		"--appendonly", "yes",
 		"--appendfsync", "always",
 		"--save", "",
-		// Candidates' hashes stay compact (see store.CheckSettings).
+		// Candidates' hashes and history streams stay compact (see
+		// store.CheckSettings).
 		"--hash-max-ziplist-value", "1024",
+		"--stream-node-max-bytes", "1024",
 		"--logfile", logPath,
 		"--pidfile", filepath.Join(dir, "redis.pid"),
 	)

@@ -374,9 +374,10 @@ func TestAnnounceWhileSweepingIsRefusedThenSucceeds(t *testing.T) {
 	}
 }
 
-// Loom says when Redis keeps Candidates' hashes in their large encoding,
-// and is quiet once it does not.
-func TestCheckSettingsNamesAHashListpackLimitTooLow(t *testing.T) {
+// Loom says when Redis keeps Candidates' hashes in their large encoding, or
+// gives each of their streams more room than it needs, and is quiet when
+// it does neither.
+func TestCheckSettingsNamesWhatCostsCandidatesMemory(t *testing.T) {
 	t.Parallel()
 	s, rdb := newStore(t)
 	ctx := context.Background()
@@ -386,7 +387,13 @@ func TestCheckSettingsNamesAHashListpackLimitTooLow(t *testing.T) {
 	if err := rdb.ConfigSet(ctx, "hash-max-listpack-value", "64").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.CheckSettings(ctx); len(got) != 1 || !strings.Contains(got[0], "1024") {
-		t.Fatalf("with Redis's default: %v", got)
+	if got := s.CheckSettings(ctx); len(got) != 1 || !strings.Contains(got[0], "hash-max-") {
+		t.Fatalf("with Redis's default hash limit: %v", got)
+	}
+	if err := rdb.ConfigSet(ctx, "stream-node-max-bytes", "4096").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CheckSettings(ctx); len(got) != 2 || !strings.Contains(got[1], "stream-node-max-bytes 4096") {
+		t.Fatalf("with Redis's defaults: %v", got)
 	}
 }
