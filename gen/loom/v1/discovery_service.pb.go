@@ -446,7 +446,8 @@ type ListCandidatesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One page of Candidates, in the order asked for.
 	Candidates []*Candidate `protobuf:"bytes,1,rep,name=candidates,proto3" json:"candidates,omitempty"`
-	// Token for the next page; empty on the last page.
+	// Token for the next page; empty on the last page (only: a page before
+	// the last may hold fewer than page_size Candidates).
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// How many Candidates match the filters, across all pages.
 	TotalSize int64 `protobuf:"varint,3,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`

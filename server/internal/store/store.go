@@ -55,6 +55,9 @@ type Store struct {
 	owned      bool // Close closes rdb
 	sweepBatch int
 	retention  Retention
+	// walkMin and walkBudget: see listCandidatesScript's walk (tests
+	// lower them).
+	walkMin, walkBudget int
 	// afterDeleteScript, when set (tests only), runs between
 	// DeleteMigration's script and the rest (index update, sweep), to
 	// replay a race.
@@ -68,7 +71,7 @@ var _ migration.MigrationStore = (*Store)(nil)
 // a hook to it that reports Redis unreachable as migration.ErrUnavailable.
 func New(client redis.UniversalClient) *Store {
 	client.AddHook(unreachableHook{})
-	return &Store{rdb: client, sweepBatch: defaultSweepBatch, retention: DefaultRetention}
+	return &Store{rdb: client, sweepBatch: defaultSweepBatch, retention: DefaultRetention, walkMin: defaultWalkMin, walkBudget: defaultWalkBudget}
 }
 
 // MinHashListpackValue is the hash-max-listpack-value (hash-max-ziplist-value

@@ -268,7 +268,8 @@ export type ListCandidatesResponse = Message<"loom.v1.ListCandidatesResponse"> &
   candidates: Candidate[];
 
   /**
-   * Token for the next page; empty on the last page.
+   * Token for the next page; empty on the last page (only: a page before
+   * the last may hold fewer than page_size Candidates).
    *
    * @generated from field: string next_page_token = 2;
    */
@@ -604,7 +605,12 @@ export const DiscoveryService: GenService<{
    * those matching every filter given (status, kind, current step and its
    * status, id prefix, metadata). Each filter and order is served by an
    * index kept in the store, so a page costs about the same with 100 or
-   * 10,000 Candidates; total_size counts every match.
+   * 100,000 Candidates; total_size counts every match, exactly. With two
+   * filters or more (or a filter and an order), a page is found by walking
+   * one index and checking the others, at most 20,000 Candidates a page:
+   * where the matches are unevenly spread, a page may hold fewer than
+   * page_size Candidates, even none, with a next_page_token; keep paging
+   * until next_page_token is empty.
    * Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
    * INVALID_ARGUMENT naming the field: TOO_MANY_METADATA_FILTERS,
    * INVALID_STATUS, INVALID_ORDER for a malformed filter or order,
