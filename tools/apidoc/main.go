@@ -68,6 +68,7 @@ func render(files []*protogen.File) string {
 	b.WriteString(intro)
 	var services []*protogen.Service
 	var enums []*protogen.Enum
+	var messages []*protogen.Message
 	var reasons *protogen.Enum
 	for _, f := range files {
 		services = append(services, f.Services...)
@@ -77,6 +78,13 @@ func render(files []*protogen.File) string {
 				continue
 			}
 			enums = append(enums, e)
+			documented[e.Desc.FullName()] = true
+		}
+		for _, m := range allMessages(f.Messages) {
+			if !strings.HasSuffix(string(m.Desc.Name()), "Request") && !m.Desc.IsMapEntry() {
+				messages = append(messages, m)
+				documented[m.Desc.FullName()] = true
+			}
 		}
 	}
 
@@ -97,6 +105,7 @@ func render(files []*protogen.File) string {
 			b.WriteString("\n\n")
 			b.WriteString(paragraphs(comment(m.Comments.Leading)))
 			b.WriteString(fieldTable("Request", m.Input))
+			fmt.Fprintf(&b, "\nResponse: %s.\n", typeRef(m.Output.Desc.FullName()))
 		}
 	}
 
@@ -112,6 +121,13 @@ func render(files []*protogen.File) string {
 		}
 	}
 
+	b.WriteString("\n## Messages\n\nThe messages the RPCs answer with and those their requests hold.\n")
+	for _, m := range messages {
+		fmt.Fprintf(&b, "\n### %s\n\n", m.Desc.FullName())
+		b.WriteString(paragraphs(comment(m.Comments.Leading)))
+		b.WriteString(fieldTable("Fields of", m))
+	}
+
 	b.WriteString("\n## Enums\n")
 	for _, e := range enums {
 		fmt.Fprintf(&b, "\n### %s\n\n", e.Desc.FullName())
@@ -122,6 +138,28 @@ func render(files []*protogen.File) string {
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// documented are the messages and enums the page has a section of, by
+// full name: field types link to them.
+var documented = map[protoreflect.FullName]bool{}
+
+// typeRef is a type's name, linked to its section when the page has one.
+func typeRef(name protoreflect.FullName) string {
+	short := strings.TrimPrefix(string(name), "loom.v1.")
+	if !documented[name] {
+		return "`" + short + "`"
+	}
+	return fmt.Sprintf("[%s](#%s)", short, anchor(string(name)))
+}
+
+func allMessages(ms []*protogen.Message) []*protogen.Message {
+	var out []*protogen.Message
+	for _, m := range ms {
+		out = append(out, m)
+		out = append(out, allMessages(m.Messages)...)
+	}
+	return out
 }
 
 func allEnums(f *protogen.File) []*protogen.Enum {
@@ -155,18 +193,17 @@ func fieldTable(title string, m *protogen.Message) string {
 
 func typeName(f protoreflect.FieldDescriptor) string {
 	if f.IsMap() {
-		return fmt.Sprintf("map<%s, %s>", typeName(f.MapKey()), typeName(f.MapValue()))
+		return fmt.Sprintf("map of %s to %s", typeName(f.MapKey()), typeName(f.MapValue()))
 	}
 	var t string
 	switch f.Kind() {
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		t = string(f.Message().FullName())
+		t = typeRef(f.Message().FullName())
 	case protoreflect.EnumKind:
-		t = string(f.Enum().FullName())
+		t = typeRef(f.Enum().FullName())
 	default:
-		t = f.Kind().String()
+		t = "`" + f.Kind().String() + "`"
 	}
-	t = strings.TrimPrefix(t, "loom.v1.")
 	if f.IsList() {
 		return "repeated " + t
 	}
@@ -206,12 +243,19 @@ func comment(c protogen.Comments) string {
 
 // paragraphs renders comment text as Markdown paragraphs: the comments are
 // written as prose wrapped at 80 columns, with `- ` lists and blank lines
-// between paragraphs, which Markdown reads as they are.
+// between paragraphs, which Markdown reads as they are; an RPC's "Errors:"
+// starts a paragraph of its own.
 func paragraphs(s string) string {
 	if s == "" {
 		return ""
 	}
-	return s + "\n"
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if rest, ok := strings.CutPrefix(l, "Errors:"); ok && i > 0 {
+			lines[i] = "\n**Errors:**" + rest
+		}
+	}
+	return strings.Join(lines, "\n") + "\n"
 }
 
 // cell fits comment text in one table cell.
