@@ -316,7 +316,9 @@ func decodeError(err error) error {
 		kind, reason, _ := strings.Cut(strings.TrimPrefix(appErr.Type(), errKindPrefix), ".")
 		ref := &migration.Refusal{Kind: kindByName(kind), Reason: reason, Message: appErr.Message()}
 		if appErr.HasDetails() {
-			_ = appErr.Details(&ref.Metadata)
+			if appErr.Details(&ref.Metadata, &ref.Field) != nil {
+				_ = appErr.Details(&ref.Metadata) // a refusal of an older Loom: no field
+			}
 		}
 		return ref
 	}

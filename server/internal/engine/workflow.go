@@ -1005,12 +1005,12 @@ func (f *runFlow) stop(ctx workflow.Context, err error) error {
 }
 
 // encodeRefusal carries a migration.Refusal across Temporal: its kind and
-// reason in the error type, its metadata as details.
+// reason in the error type, its metadata and the field at fault as details.
 func encodeRefusal(err error) error {
 	var ref *migration.Refusal
 	if !errors.As(err, &ref) {
 		return err
 	}
 	return temporal.NewApplicationErrorWithOptions(ref.Message, errKindPrefix+kindName(ref.Kind)+"."+ref.Reason,
-		temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{ref.Metadata}})
+		temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{ref.Metadata, ref.Field}})
 }

@@ -1095,3 +1095,20 @@ func TestAFailedStepCanBeSkippedOrAdopted(t *testing.T) {
 		})
 	}
 }
+
+// A refusal keeps, across Temporal, the field it names: the API's
+// BadRequest is built from it.
+func TestARefusalCarriesItsFieldAcrossTemporal(t *testing.T) {
+	h, in := newHarness(t)
+	skip := h.at(time.Minute, migration.StepAction{Kind: migration.ActionSkip, Step: "open-pr", Attempt: 1, Actor: "alice"}) // no reason
+	h.at(2*time.Minute, migration.StepAction{Kind: migration.ActionSkip, Step: "open-pr", Attempt: 1, Message: "by hand", Actor: "alice"})
+	h.at(3*time.Minute, migration.StepAction{Kind: migration.ActionSkip, Step: "review", Attempt: 1, Message: "by hand", Actor: "alice"})
+	if err := h.run(in); err != nil {
+		t.Fatal(err)
+	}
+	wantRejected(t, skip, migration.ReasonMissingReason)
+	var ref *migration.Refusal
+	if errors.As(decodeError(skip.rejected), &ref); ref.Field != "reason" || ref.Kind != migration.ErrInvalidArgument {
+		t.Fatalf("refusal %+v: the field is lost", ref)
+	}
+}
