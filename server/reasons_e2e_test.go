@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/loomhq/loom/internal/doccheck"
 )
 
 // TestMain checks, once the tests have run, that every refusal they saw
@@ -80,23 +82,13 @@ func rpcName(procedure string) string {
 	return svc + "." + parts[1]
 }
 
-var apiHeading = regexp.MustCompile(`(?m)^### (\w+\.\w+)\n`)
-
 func undocumentedRefusals() []string {
 	b, err := os.ReadFile("../docs/api.md")
 	if err != nil {
 		return []string{err.Error()}
 	}
-	doc := string(b)
-	sections := map[string]string{}
-	locs := apiHeading.FindAllStringSubmatchIndex(doc, -1)
-	for i, l := range locs {
-		end := len(doc)
-		if i+1 < len(locs) {
-			end = locs[i+1][0]
-		}
-		sections[doc[l[2]:l[3]]] = doc[l[1]:end]
-	}
+	// An RPC's section is the one under its "### Service.Method" heading.
+	sections := doccheck.Sections(b)
 	var missing []string
 	seenRefusals.Range(func(k, _ any) bool {
 		rpc, reason, _ := strings.Cut(k.(string), " ")

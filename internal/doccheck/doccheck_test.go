@@ -184,3 +184,11 @@ func TestLinks(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestSections(t *testing.T) {
+	got := Sections([]byte("# T\n\n## S\n\nintro\n\n### S.A\n\na text\n```\n### not a heading\n```\n### S.B\n\nb text\n\n## Other\n\nnot b's\n"))
+	if len(got) != 2 || !strings.Contains(got["S.A"], "a text") || !strings.Contains(got["S.A"], "### not a heading") ||
+		!strings.Contains(got["S.B"], "b text") || strings.Contains(got["S.B"], "not b's") {
+		t.Fatalf("sections %q", got)
+	}
+}

@@ -107,3 +107,31 @@ func Anchor(heading string) string {
 	}
 	return b.String()
 }
+
+// Sections splits a Markdown file into its sections of level 3 ("### "):
+// each heading's text to the lines under it, up to the next heading of
+// level 2 or 3 (outside fenced code).
+func Sections(src []byte) map[string]string {
+	out := map[string]string{}
+	current, inFence := "", false
+	for _, line := range strings.Split(string(src), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			inFence = !inFence
+		}
+		if !inFence {
+			if title, ok := strings.CutPrefix(line, "### "); ok {
+				current = strings.TrimSpace(title)
+				out[current] = ""
+				continue
+			}
+			if strings.HasPrefix(line, "## ") {
+				current = ""
+				continue
+			}
+		}
+		if current != "" {
+			out[current] += line + "\n"
+		}
+	}
+	return out
+}

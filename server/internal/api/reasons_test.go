@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/internal/doccheck"
 )
 
 // The reasons the server sends are the API's: the domain's Reason
@@ -204,22 +205,12 @@ func TestEveryReasonIsNamedUnderAnRPC(t *testing.T) {
 	for _, s := range ServiceNames {
 		services[s[strings.LastIndex(s, ".")+1:]] = true
 	}
-	// A section runs from its "### Service.Method" heading to the next
-	// heading of level 2 or 3.
-	heading := regexp.MustCompile(`^(#{2,3}) (\S+)`)
+	// An RPC's section is the one under its "### Service.Method" heading.
 	rpcHeading := regexp.MustCompile(`^(\w+)\.\w+$`)
 	sections := map[string]string{}
-	current := ""
-	for _, line := range strings.Split(string(b), "\n") {
-		if m := heading.FindStringSubmatch(line); m != nil {
-			current = ""
-			if r := rpcHeading.FindStringSubmatch(m[2]); m[1] == "###" && r != nil && services[r[1]] {
-				current = m[2]
-			}
-			continue
-		}
-		if current != "" {
-			sections[current] += line + "\n"
+	for title, text := range doccheck.Sections(b) {
+		if r := rpcHeading.FindStringSubmatch(title); r != nil && services[r[1]] {
+			sections[title] = text
 		}
 	}
 	if len(sections) < 40 || sections["RunService.StartRun"] == "" {
