@@ -123,17 +123,23 @@ func (r *result) runsPerSecond() float64 {
 	return float64(r.Runs*len(r.Rounds)) / total.Seconds()
 }
 
+// defaultWriters gives a bench's writers their defaults: figures to
+// standard output, progress nowhere.
+func defaultWriters(out, progress *io.Writer) {
+	if *out == nil {
+		*out = os.Stdout
+	}
+	if *progress == nil {
+		*progress = io.Discard
+	}
+}
+
 // Run runs the bench and prints its figures.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	if cfg.Out == nil {
-		cfg.Out = os.Stdout
-	}
-	if cfg.Progress == nil {
-		cfg.Progress = io.Discard
-	}
+	defaultWriters(&cfg.Out, &cfg.Progress)
 	quiet := slog.New(slog.DiscardHandler)
 	var tr *tracing
 	if cfg.Breakdown > 0 {

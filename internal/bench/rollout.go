@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -118,12 +117,7 @@ func RunRollout(ctx context.Context, cfg RolloutConfig) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	if cfg.Out == nil {
-		cfg.Out = os.Stdout
-	}
-	if cfg.Progress == nil {
-		cfg.Progress = io.Discard
-	}
+	defaultWriters(&cfg.Out, &cfg.Progress)
 	quiet := slog.New(slog.DiscardHandler)
 	w, err := openWorld(ctx, quiet)
 	if err != nil {

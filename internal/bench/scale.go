@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,12 +189,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	if cfg.Out == nil {
-		cfg.Out = os.Stdout
-	}
-	if cfg.Progress == nil {
-		cfg.Progress = io.Discard
-	}
+	defaultWriters(&cfg.Out, &cfg.Progress)
 	quiet := slog.New(slog.DiscardHandler)
 	w, err := openWorld(ctx, quiet)
 	if err != nil {
