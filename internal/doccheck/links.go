@@ -25,15 +25,7 @@ func Links(root, file string) []Problem {
 		return []Problem{{File: file, Msg: err.Error()}}
 	}
 	var problems []Problem
-	inFence := false
-	for i, line := range strings.Split(string(src), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "```") {
-			inFence = !inFence
-			continue
-		}
-		if inFence {
-			continue
-		}
+	for i, line := range proseLines(src) {
 		for _, m := range mdLink.FindAllStringSubmatch(line, -1) {
 			target := m[1]
 			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
@@ -71,15 +63,7 @@ func Anchors(path string) (map[string]bool, error) {
 	}
 	out := map[string]bool{}
 	seen := map[string]int{}
-	inFence := false
-	for _, line := range strings.Split(string(src), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "```") {
-			inFence = !inFence
-			continue
-		}
-		if inFence {
-			continue
-		}
+	for _, line := range proseLines(src) {
 		if m := mdHeading.FindStringSubmatch(line); m != nil {
 			a := Anchor(m[1])
 			if n := seen[a]; n > 0 {
@@ -134,4 +118,21 @@ func Sections(src []byte) map[string]string {
 		}
 	}
 	return out
+}
+
+// proseLines are the lines of a Markdown file with those of fenced code
+// (and the fences) blanked, so that indexes stay line numbers less one.
+func proseLines(src []byte) []string {
+	lines := strings.Split(string(src), "\n")
+	inFence := false
+	for i, line := range lines {
+		fence := strings.HasPrefix(strings.TrimSpace(line), "```")
+		if fence {
+			inFence = !inFence
+		}
+		if fence || inFence {
+			lines[i] = ""
+		}
+	}
+	return lines
 }

@@ -173,6 +173,18 @@ func lex(src string, line int) ([]shTok, error) {
 		}
 		return "", 0, fmt.Errorf("line %d: unterminated $(", line)
 	}
+	// substitute reads the $(…) at src[i:], keeps it as a command of its
+	// own and, as text, in the word; it returns the index after its ")".
+	substitute := func(i int) (int, error) {
+		inner, next, err := dollarParen(i)
+		if err != nil {
+			return 0, err
+		}
+		subs = append(subs, sub{inner, line})
+		word.WriteString(src[i:next])
+		line += strings.Count(inner, "\n")
+		return next, nil
+	}
 	for i := 0; i < len(src); {
 		c := src[i]
 		switch {
@@ -244,13 +256,10 @@ func lex(src string, line int) ([]shTok, error) {
 					}
 					i++
 				case strings.HasPrefix(src[i:], "$("):
-					inner, next, err := dollarParen(i)
+					next, err := substitute(i)
 					if err != nil {
 						return nil, err
 					}
-					subs = append(subs, sub{inner, line})
-					word.WriteString(src[i:next])
-					line += strings.Count(inner, "\n")
 					i = next - 1
 				default:
 					if src[i] == '\n' {
@@ -265,13 +274,10 @@ func lex(src string, line int) ([]shTok, error) {
 			i++
 		case strings.HasPrefix(src[i:], "$("):
 			startWord()
-			inner, next, err := dollarParen(i)
+			next, err := substitute(i)
 			if err != nil {
 				return nil, err
 			}
-			subs = append(subs, sub{inner, line})
-			word.WriteString(src[i:next])
-			line += strings.Count(inner, "\n")
 			i = next
 		case strings.IndexByte(";&|()<>", c) >= 0:
 			flush()
