@@ -354,13 +354,13 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 	}
 	switch code {
 	case replyMigrationNotFound:
-		// Drop a stale index entry if one was left by a crash; best effort,
-		// the answer is "not found" either way.
-		_ = s.reindex(ctx, id)
-		_ = s.sweepDeleted(ctx, id) // a sweep of an earlier delete, if one is pending
+		// Finish a sweep of an earlier delete, if one is pending, and drop a
+		// stale index entry left by a crash (sweepDeleted does both); best
+		// effort, the answer is "not found" either way.
+		_ = s.sweepDeleted(ctx, id)
 		return 0, migration.MigrationNotFound(id)
 	case replyHasRunning:
-		_ = s.sweepDeleted(ctx, id) // nothing to sweep: unlists it
+		_ = s.rdb.ZRem(ctx, deletingKey(), id).Err() // nothing to sweep
 		n, _ := replyIntAt(res, 1)
 		return 0, migration.FailedPrecondition(migration.ReasonMigrationHasRunning,
 			"migration %q has %d running candidates", id, n).
