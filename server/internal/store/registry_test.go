@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/loomhq/loom/server/internal/redistest"
 
 	"github.com/loomhq/loom/server/internal/migration"
 )
@@ -395,5 +398,46 @@ func TestCheckSettingsNamesWhatCostsCandidatesMemory(t *testing.T) {
 	}
 	if got := s.CheckSettings(ctx); len(got) != 2 || !strings.Contains(got[1], "stream-node-max-bytes 4096") {
 		t.Fatalf("with Redis's defaults: %v", got)
+	}
+}
+
+// With Redis down, a delete answers unavailable (STORE_UNAVAILABLE) and
+// changes nothing; a sweep cut short by Redis going away is finished once
+// it is back.
+func TestDeleteWithRedisDown(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := New(rdb)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc"), cand("b", "svc")}}, at(1))
+
+	srv.Down()
+	_, err := s.DeleteMigration(ctx, "m", time.Now())
+	refusal(t, err, migration.ErrUnavailable, migration.ReasonStoreUnavailable)
+	srv.Up()
+	if got, err := s.GetMigration(ctx, "m"); err != nil || got.Counts.Total() != 2 {
+		t.Fatalf("after a delete refused with Redis down: %+v, %v", got.Counts, err)
+	}
+
+	// Redis goes away right after the Migration became a tombstone.
+	s.afterDeleteScript = func(string) { srv.Down() }
+	if n, err := s.DeleteMigration(ctx, "m", time.Now()); err != nil || n != 2 {
+		t.Fatalf("delete: %d, %v", n, err)
+	}
+	s.afterDeleteScript = nil
+	if _, err := s.SweepDeleted(ctx); !errors.Is(err, migration.ErrUnavailable) {
+		t.Fatalf("sweep with Redis down: %v", err)
+	}
+	srv.Up()
+	_, err = s.GetMigration(ctx, "m")
+	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
+	if done, err := s.SweepDeleted(ctx); err != nil || done != 1 {
+		t.Fatalf("sweep once Redis is back: %d, %v", done, err)
+	}
+	if left := stateKeysLeft(t, rdb, "m"); len(left) != 0 {
+		t.Fatalf("keys left: %v", left)
 	}
 }
