@@ -387,11 +387,18 @@ func (s *Server) reconcileEvery(ctx context.Context, first, every time.Duration)
 // Redis going away), besides once at start.
 const sweepDeletedInterval = time.Minute
 
-// sweepDeletedEvery finishes, at start and then every every, the sweeps of
-// deleted Migrations that were cut short, until ctx ends. Every replica
-// does: a sweep may be repeated.
+// sweepDeletedEvery upgrades data of an earlier layout and finishes the
+// sweeps of deleted Migrations that were cut short, at start and then every
+// every, until ctx ends. Every replica does: both may be repeated.
 func (s *Server) sweepDeletedEvery(ctx context.Context, every time.Duration) {
 	for {
+		// Data of an earlier layout of the store's keys is upgraded first
+		// (after that, one GET).
+		if n, err := s.store.UpgradeLayout(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("upgrading the store's layout failed; trying again later", "error", err, "retry_in", every)
+		} else if n > 0 {
+			s.log.Info("upgraded the store's layout", "migrations", n)
+		}
 		n, err := s.store.SweepDeleted(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:

@@ -745,8 +745,10 @@ type pageRow struct {
 	name string
 	pair bool
 	lat  []time.Duration
-	// total is the first call's total_size, want what it should be.
+	// total is the first call's total_size, want what it should be;
+	// estimated is its total_size_is_estimate.
 	total, want int64
+	estimated   bool
 }
 
 // listFilter is one filter of ListCandidates, whose value may change from
@@ -836,7 +838,7 @@ func (s *scaleWorld) listPages(ctx context.Context, m string, f *fleet) ([]pageR
 			}
 			row.lat = append(row.lat, time.Since(t0))
 			if call == 0 {
-				row.total = res.Msg.GetTotalSize()
+				row.total, row.estimated = res.Msg.GetTotalSize(), res.Msg.GetTotalSizeIsEstimate()
 				if got, want := len(res.Msg.GetCandidates()), min(100, int(row.want)); got != want {
 					return nil, fmt.Errorf("list %s: a page of %d Candidates, want %d", sp.name, got, want)
 				}

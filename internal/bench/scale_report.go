@@ -184,7 +184,7 @@ func printScale(cfg ScaleConfig, rs []*scaleResult) {
 		fmt.Fprintf(w, "\nThe slowest pair at %s: %s.\n", sizes[len(sizes)-1], name)
 	}
 
-	fmt.Fprintln(w, "\nListCandidates, a page of 100: p50 / p99, and the first call's total_size (✓ when it is the exact count of matching Candidates)")
+	fmt.Fprintln(w, "\nListCandidates, a page of 100: p50 / p99, and the first call's total_size (✓ when it is the exact count of matching Candidates; ≈ an estimate, flagged so by the API, with its error)")
 	fmt.Fprintln(w)
 	fmt.Fprint(w, "| filters |")
 	for _, s := range sizes {
@@ -200,7 +200,10 @@ func printScale(cfg ScaleConfig, rs []*scaleResult) {
 		for _, r := range rs {
 			p := r.pages[i]
 			check := "✓ " + thousands(p.total)
-			if p.total != p.want {
+			switch {
+			case p.estimated:
+				check = fmt.Sprintf("≈ %s, exactly %s: %+.1f%%", thousands(p.total), thousands(p.want), 100*float64(p.total-p.want)/float64(max(1, p.want)))
+			case p.total != p.want:
 				check = fmt.Sprintf("✗ %s, not %s", thousands(p.total), thousands(p.want))
 			}
 			fmt.Fprintf(w, " %s / %s (%s) |", fmtFigure(p50(p.lat), "ms"), fmtFigure(p99(p.lat), "ms"), check)

@@ -196,7 +196,7 @@ export function CandidateTable({ migration }: { migration: Migration }) {
       </form>
       {q.isError && <ErrorBox error={q.error} />}
       <div className="table-meta" aria-live="polite">
-        {q.data ? `${n(q.data.totalSize)} Candidates match` : "Loading Candidates…"}
+        {q.data ? `${q.data.totalSizeIsEstimate ? "About " : ""}${n(q.data.totalSize)} Candidates match` : "Loading Candidates…"}
         <span className="small"> · j/k or ↓/↑ move between rows, Enter opens</span>
         {q.isFetching && q.data && " · updating…"}
       </div>

@@ -449,14 +449,19 @@ type ListCandidatesResponse struct {
 	// Token for the next page; empty on the last page (only: a page before
 	// the last may hold fewer than page_size Candidates).
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	// How many Candidates match the filters, across all pages.
+	// How many Candidates match the filters, across all pages: exact unless
+	// total_size_is_estimate.
 	TotalSize int64 `protobuf:"varint,3,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
 	// The progress of the Run of each Candidate of this page, keyed by
 	// Candidate id: one entry per Candidate of `candidates`, read together
 	// with it.
-	Progress      map[string]*CandidateProgress `protobuf:"bytes,4,rep,name=progress,proto3" json:"progress,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Progress map[string]*CandidateProgress `protobuf:"bytes,4,rep,name=progress,proto3" json:"progress,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// total_size was estimated from a sample (several filters, none of them
+	// selecting 5,000 Candidates or fewer): within a few percent of the count,
+	// not the count.
+	TotalSizeIsEstimate bool `protobuf:"varint,5,opt,name=total_size_is_estimate,json=totalSizeIsEstimate,proto3" json:"total_size_is_estimate,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ListCandidatesResponse) Reset() {
@@ -515,6 +520,13 @@ func (x *ListCandidatesResponse) GetProgress() map[string]*CandidateProgress {
 		return x.Progress
 	}
 	return nil
+}
+
+func (x *ListCandidatesResponse) GetTotalSizeIsEstimate() bool {
+	if x != nil {
+		return x.TotalSizeIsEstimate
+	}
+	return false
 }
 
 // Where the Run of a Candidate stands, as one row of a Candidate table shows
@@ -972,7 +984,7 @@ const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"descending\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x02\n" +
 	"\x16ListCandidatesResponse\x122\n" +
 	"\n" +
 	"candidates\x18\x01 \x03(\v2\x12.loom.v1.CandidateR\n" +
@@ -980,7 +992,8 @@ const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
 	"total_size\x18\x03 \x01(\x03R\ttotalSize\x12I\n" +
-	"\bprogress\x18\x04 \x03(\v2-.loom.v1.ListCandidatesResponse.ProgressEntryR\bprogress\x1aW\n" +
+	"\bprogress\x18\x04 \x03(\v2-.loom.v1.ListCandidatesResponse.ProgressEntryR\bprogress\x123\n" +
+	"\x16total_size_is_estimate\x18\x05 \x01(\bR\x13totalSizeIsEstimate\x1aW\n" +
 	"\rProgressEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
 	"\x05value\x18\x02 \x01(\v2\x1a.loom.v1.CandidateProgressR\x05value:\x028\x01\"\xae\x01\n" +

@@ -78,10 +78,11 @@ func (s *DiscoveryServer) ListCandidates(ctx context.Context, req *connect.Reque
 		return nil, err
 	}
 	res := &loomv1.ListCandidatesResponse{
-		NextPageToken: encodePageToken(page.Next, filterKey),
-		TotalSize:     page.Total,
-		Candidates:    make([]*loomv1.Candidate, len(page.Candidates)),
-		Progress:      make(map[string]*loomv1.CandidateProgress, len(page.Candidates)),
+		NextPageToken:       encodePageToken(page.Next, filterKey),
+		TotalSize:           page.Total,
+		TotalSizeIsEstimate: page.TotalIsEstimate,
+		Candidates:          make([]*loomv1.Candidate, len(page.Candidates)),
+		Progress:            make(map[string]*loomv1.CandidateProgress, len(page.Candidates)),
 	}
 	for i, c := range page.Candidates {
 		res.Candidates[i] = protoconv.CandidateToProto(c)

@@ -131,7 +131,8 @@ func resolve(ctx context.Context, st selectionStore, sel Selection) ([]string, e
 			return nil, err
 		}
 		// Refuse on the first page's count, before reading thousands more.
-		if page.Total > MaxBulkCandidates || len(ids)+len(page.Candidates) > MaxBulkCandidates {
+		// (An estimated count is not a reason: the pages are.)
+		if (page.Total > MaxBulkCandidates && !page.TotalIsEstimate) || len(ids)+len(page.Candidates) > MaxBulkCandidates {
 			matched := max(page.Total, int64(len(ids)+len(page.Candidates)))
 			return nil, InvalidArgument("selection.filter", ReasonSelectionTooLarge,
 				"the filter matches %d candidates; a bulk action takes at most %d: narrow the filter (e.g. with id_prefix) and send one request per part",

@@ -117,7 +117,8 @@ func (u *Rollouts) scanSelection(ctx context.Context, sel Selection, defaults ma
 		if err != nil {
 			return m, out, err
 		}
-		if page.Total > MaxRolloutCandidates || len(out.ids)+len(page.Candidates) > MaxRolloutCandidates {
+		// (An estimated count is not a reason: the pages are.)
+		if (page.Total > MaxRolloutCandidates && !page.TotalIsEstimate) || len(out.ids)+len(page.Candidates) > MaxRolloutCandidates {
 			matched := max(page.Total, int64(len(out.ids)+len(page.Candidates)))
 			return m, out, InvalidArgument("selection.filter", ReasonSelectionTooLarge,
 				"the filter matches %d candidates; a rollout takes at most %d: narrow the filter (e.g. with id_prefix) and start one rollout per part",

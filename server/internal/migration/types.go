@@ -208,6 +208,9 @@ type CandidatePage struct {
 	// Next is the key to pass as After for the next page; empty on the last.
 	Next  string
 	Total int64
+	// TotalIsEstimate: Total was estimated from a sample (several filters
+	// over many Candidates), not counted.
+	TotalIsEstimate bool
 }
 
 // MigrationPage is one page of the Migration listing.

@@ -25,24 +25,17 @@ const (
 	outcomeLeftAlone = 4
 )
 
-// submitKeys are the KEYS of submitScript. The script appends to each
-// _prefix key a kind or metadata pair, submitted or stored (see script.go:
-// the keys so built are in the Migration's slot). Those cannot be declared
-// ahead: which to leave is the stored kind and metadata of each updated
-// Candidate, read inside the script (declaring a key per kind and pair
-// stored anywhere would pass every index of the Migration each call).
+// submitKeys are the KEYS of submitScript. The script appends to the
+// _prefix key a kind, submitted or stored (see script.go: the keys so built
+// are in the Migration's slot). Those cannot be declared ahead: which to
+// leave is the stored kind of each updated Candidate, read inside the
+// script.
 var submitKeys = scriptKeys{
 	ofMigration("k_migration", migrationKey),
-	ofMigration("k_candidates", candidatesKey),
 	ofMigration("k_kinds", kindsKey),
-	ofEachCandidate("k_candidate", candidateKey), // one per submitted Candidate, in ARGV order
-	ofMigration("k_status_not_started", func(m string) string { return statusIndexKey(m, string(migration.CandidateNotStarted)) }),
-	ofMigration("k_kind_prefix", kindIndexPrefix),              // + a kind, new or stored
-	ofMigration("k_status_kind_prefix", statusKindIndexPrefix), // + not_started ':' kind
-	ofMigration("k_status_order", statusOrderKey),
-	ofMigration("k_step_order", stepOrderKey),
-	ofMigration("k_metadata_prefix", metadataIndexPrefix), // + a metadataPair, new or stored
-	ofMigration("k_metadata_pairs", metadataPairsKey),
+	ofEachCandidate("k_candidate", candidateKey),               // one per submitted Candidate, in ARGV order
+	ofMigration("k_status_kind_prefix", statusKindIndexPrefix), // + not_started ':' kind, new or stored
+	ofMigration("k_metadata", metadataIndexKey),
 }
 
 // submitScript merges one submission of discovered Candidates (at most
@@ -54,8 +47,9 @@ var submitKeys = scriptKeys{
 //	ARGV[1] now, unix milliseconds
 //	ARGV[2] round: the discovery round this submission belongs to
 //	ARGV[3..] one quadruple per Candidate: id, kind, def (canonical JSON
-//	        candidateRecord), midx (JSON array of the metadataPair of each
-//	        metadata pair, sorted); then the history ARGV, then the
+//	        candidateRecord), its pairs (JSON array of the metadataPair of
+//	        each metadata pair: made in Go, so that an added Candidate's
+//	        def is never decoded here); then the history ARGV, then the
 //	        submitted ids again (the ids of the blocks)
 //
 // Records candidate_discovered in the history of each Candidate updated,
@@ -69,20 +63,22 @@ var submitKeys = scriptKeys{
 // (discoveredEvent); its stream is made by its first event after that.
 //
 // Per Candidate, in order:
-//   - absent: created not_started (inputs "{}", exec 0, ctime = utime = now,
-//     round, midx, dev), added to cands, status, kind, status×kind and metadata
-//     indexes and to the three orders (status, step position 0, last change
-//     now), kinds and metadata pair counts and n:not_started incremented
-//     → outcomeAdded;
+//   - absent: created not_started (ctime = utime = now, round, dev),
+//     added to its status×kind index, its metadata pairs' members and the
+//     order by last change (now) → outcomeAdded;
 //   - not_started, and kind or def differ or it is flagged gone: def, kind,
-//     utime, round, midx written, gone cleared, last change now; a kind
-//     change moves it between the kind and status×kind indexes and the kinds
-//     counts, a metadata change between the metadata indexes and their
-//     counts → outcomeUpdated;
+//     utime, round written, gone cleared, last change now; a kind
+//     change moves it between status×kind indexes, a metadata change
+//     between metadata members (the stored pairs read from the stored def)
+//     → outcomeUpdated;
 //   - not_started and identical: only round written → outcomeUnchanged;
 //   - running or completed: nothing written at all (not even round; such a
 //     Candidate is never flagged gone, so its round does not matter)
 //     → outcomeLeftAlone.
+//
+// Counters (kinds, n:not_started) change once per call, by the sum of the
+// batch: a few writes per Candidate, each an append-only file entry, are
+// what discovery costs.
 //
 // Returns {replyMigrationNotFound} when the Migration does not exist
 // (nothing is written), else {replyOK, outcome of each triple, in order}.
@@ -95,62 +91,83 @@ local discovered_id = string.format('%d-0', tonumber(clock[1]) * 1000 + math.flo
 local out = {0}
 local added = 0
 local counts = {0, 0, 0, 0}
-local function indexMetadata(id, midx, delta)
-  for _, pair in ipairs(cjson.decode(midx)) do
-    if delta > 0 then
-      redis.call('ZADD', k_metadata_prefix .. pair, 0, id)
-      redis.call('HINCRBY', k_metadata_pairs, pair, 1)
-    else
-      redis.call('ZREM', k_metadata_prefix .. pair, id)
-      if redis.call('HINCRBY', k_metadata_pairs, pair, -1) <= 0 then redis.call('HDEL', k_metadata_pairs, pair) end
-    end
+local kinds = {}
+local function count(kind, d) kinds[kind] = (kinds[kind] or 0) + d end
+-- members(ps, id): id's members of the metadata index for pairs ps.
+local function members(ps, id)
+  local ms = {}
+  for _, pair in ipairs(ps) do ms[#ms + 1] = #pair .. ':' .. pair .. id end
+  return ms
+end
+-- storedPairs(def): the metadataPair of each pair of a stored def (# is
+-- the length in bytes, as Go's len).
+local function storedPairs(def)
+  local md = cjson.decode(def).metadata
+  local out = {}
+  if type(md) == 'table' then
+    for k, v in pairs(md) do out[#out + 1] = #k .. ':' .. k .. '=' .. v end
   end
+  return out
+end
+local function addMembers(ms)
+  if #ms == 0 then return end
+  local args = {'ZADD', k_metadata}
+  for _, mb in ipairs(ms) do args[#args + 1] = 0; args[#args + 1] = mb end
+  redis.call(unpack(args))
+end
+-- reindexMetadata moves id from the members of its stored def's pairs to
+-- those of pairsJSON, writing only the difference.
+local function reindexMetadata(id, def, pairsJSON)
+  local old, new = {}, {}
+  for _, mb in ipairs(members(storedPairs(def), id)) do old[mb] = true end
+  local add, del = {}, {}
+  for _, mb in ipairs(members(cjson.decode(pairsJSON), id)) do
+    new[mb] = true
+    if not old[mb] then add[#add + 1] = mb end
+  end
+  for mb in pairs(old) do if not new[mb] then del[#del + 1] = mb end end
+  if #del > 0 then redis.call('ZREM', k_metadata, unpack(del)) end
+  addMembers(add)
 end
 for i = 3, own_argc, 4 do
-  local id, kind, def, midx = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local id, kind, def, pairsJSON = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = k_candidate[id]
-  local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone', 'midx')
+  local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone')
   if not cur[1] then
     redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'inputs', '{}',
-      'exec', 0, 'ctime', now, 'utime', now, 'round', round, 'midx', midx,
+      'exec', 0, 'ctime', now, 'utime', now, 'round', round,
       'dev', cjson.encode({i = discovered_id, by = h_actor, kind = kind}))
-    redis.call('ZADD', k_candidates, 0, id)
-    redis.call('ZADD', k_status_not_started, 0, id)
-    redis.call('ZADD', k_kind_prefix .. kind, 0, id)
     redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
-    redis.call('HINCRBY', k_kinds, kind, 1)
-    redis.call('ZADD', k_status_order, STATUS_ORDER[NS], id)
-    redis.call('ZADD', k_step_order, 0, id)
+    count(kind, 1)
     touch(id, now)
-    indexMetadata(id, midx, 1)
+    addMembers(members(cjson.decode(pairsJSON), id))
     added = added + 1
     out[#out + 1] = 1
   elseif cur[1] ~= NS then
     out[#out + 1] = 4
   elseif cur[2] ~= kind or cur[3] ~= def or cur[4] then
-    if (cur[5] or '[]') ~= midx then
-      indexMetadata(id, cur[5] or '[]', -1)
-      indexMetadata(id, midx, 1)
-    end
+    if cur[3] ~= def then reindexMetadata(id, cur[3], pairsJSON) end
     touch(id, now)
     local old = cur[2]
     if old ~= kind then
       if old then
-        redis.call('ZREM', k_kind_prefix .. old, id)
         redis.call('ZREM', k_status_kind_prefix .. NS .. ':' .. old, id)
-        if redis.call('HINCRBY', k_kinds, old, -1) <= 0 then redis.call('HDEL', k_kinds, old) end
+        count(old, -1)
       end
-      redis.call('ZADD', k_kind_prefix .. kind, 0, id)
       redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
-      redis.call('HINCRBY', k_kinds, kind, 1)
+      count(kind, 1)
     end
-    redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now, 'round', round, 'midx', midx)
-    redis.call('HDEL', key, 'gone')
+    redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now, 'round', round)
+    -- midx: the pairs, stored by Loom before the metadata index was one set.
+    redis.call('HDEL', key, 'gone', 'midx')
     out[#out + 1] = 2
   else
     redis.call('HSET', key, 'round', round)
     out[#out + 1] = 3
   end
+end
+for kind, d in pairs(kinds) do
+  if d ~= 0 and redis.call('HINCRBY', k_kinds, kind, d) <= 0 then redis.call('HDEL', k_kinds, kind) end
 end
 if added > 0 then redis.call('HINCRBY', k_migration, 'n:not_started', added) end
 for j = 2, #out do
@@ -262,7 +279,7 @@ const defaultSweepBatch = 500
 // complete discovery round did not report.
 //
 //	KEYS[1] migrationKey(m)
-//	KEYS[2] statusIndexKey(m, "not_started")
+//	KEYS[2] statusKindIndexKey(m, "not_started", k): one kind's at a time
 //	KEYS[3] candidateKeyPrefix(m): the script appends each id of the batch,
 //	        which it reads from KEYS[2] (so the caller cannot name them)
 //	KEYS[4] changeIndexKey(m)
@@ -277,11 +294,12 @@ const defaultSweepBatch = 500
 // and utime = now (its last change too). Running and completed Candidates are not in the index
 // walked and are re-checked anyway, so they are never touched.
 //
-// It walks the not_started index rather than all of cands: only not_started
-// Candidates can be flagged, so running and completed ones cost the sweep
-// nothing. An id's place in the order is fixed, so a Candidate that is
-// not_started when the walk reaches its place is examined, whatever moved
-// between batches.
+// It walks the not_started indexes rather than every Candidate: only
+// not_started Candidates can be flagged, so running and completed ones cost
+// the sweep nothing. An id's place in the order is fixed, so a Candidate
+// that is not_started when the walk reaches its place is examined, whatever
+// moved between batches (one whose kind changed meanwhile was reported, in
+// another round: it is not the sweep's).
 //
 // Returns {replyMigrationNotFound} when the Migration no longer exists, else
 // {replyOK, next, flagged ids...} where next is the last id examined when
@@ -308,42 +326,51 @@ return out
 `)
 
 // sweep flags the not_started Candidates of m whose round is not round, one
-// batch of s.sweepBatch ids per script call, and returns their ids.
+// batch of s.sweepBatch ids per script call, kind by kind, and returns
+// their ids in id order.
 func (s *Store) sweep(ctx context.Context, m, round string, now time.Time) ([]string, error) {
-	keys := []string{migrationKey(m), statusIndexKey(m, string(migration.CandidateNotStarted)), candidateKeyPrefix(m), changeIndexKey(m)}
+	kinds, err := s.rdb.HKeys(ctx, kindsKey(m)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
+	}
 	var flagged []string
-	after := ""
-	for {
-		res, err := sweepScript.Run(ctx, s.rdb, keys, after, s.sweepBatch, round, millis(now)).Slice()
-		if err != nil {
-			return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
-		}
-		code, err := replyCode(res)
-		if err != nil {
-			return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
-		}
-		if code == replyMigrationNotFound {
-			return nil, migration.MigrationNotFound(m) // deleted during the sweep
-		}
-		if code != replyOK || len(res) < 2 {
-			return nil, fmt.Errorf("complete discovery of %s: unexpected reply %v", m, res)
-		}
-		next, err := replyString(res[1])
-		if err != nil {
-			return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
-		}
-		for _, v := range res[2:] {
-			id, err := replyString(v)
+	for _, kind := range kinds {
+		keys := []string{migrationKey(m), statusKindIndexKey(m, string(migration.CandidateNotStarted), kind), candidateKeyPrefix(m), changeIndexKey(m)}
+		after := ""
+		for {
+			res, err := sweepScript.Run(ctx, s.rdb, keys, after, s.sweepBatch, round, millis(now)).Slice()
 			if err != nil {
 				return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
 			}
-			flagged = append(flagged, id)
+			code, err := replyCode(res)
+			if err != nil {
+				return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
+			}
+			if code == replyMigrationNotFound {
+				return nil, migration.MigrationNotFound(m) // deleted during the sweep
+			}
+			if code != replyOK || len(res) < 2 {
+				return nil, fmt.Errorf("complete discovery of %s: unexpected reply %v", m, res)
+			}
+			next, err := replyString(res[1])
+			if err != nil {
+				return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
+			}
+			for _, v := range res[2:] {
+				id, err := replyString(v)
+				if err != nil {
+					return nil, fmt.Errorf("complete discovery of %s: %w", m, err)
+				}
+				flagged = append(flagged, id)
+			}
+			if next == "" {
+				break
+			}
+			after = next
 		}
-		if next == "" {
-			return flagged, nil
-		}
-		after = next
 	}
+	slices.Sort(flagged) // byte order, as Redis orders ids
+	return flagged, nil
 }
 
 // candidateRowLua reads what a Candidate's row shows beside its hash:
@@ -524,22 +551,21 @@ func candidateReply(res []any, m, c, op string) (migration.Candidate, error) {
 //
 //	KEYS[1] migrationKey(m)
 //	KEYS[2] candidateKey(m, c)
-//	KEYS[3] statusIndexKey(m, from)
-//	KEYS[4] statusIndexKey(m, to)
-//	KEYS[5] statusKindIndexPrefix(m): the script appends from or to, ':'
+//	KEYS[3] statusKindIndexPrefix(m): the script appends from or to, ':'
 //	        and the Candidate's kind, which it reads (so the caller cannot
 //	        name those keys)
-//	KEYS[6] statusOrderKey(m)
-//	KEYS[7] changeIndexKey(m)
+//	KEYS[4] stepOrderKey(m)
+//	KEYS[5] changeIndexKey(m)
 //	ARGV[1] c, the Candidate id (member of the indexes)
 //	ARGV[2] from: the status expected
 //	ARGV[3] to: the new status
 //	ARGV[4] now, unix milliseconds
 //
-// On success: status = to, utime = now, moved from the status and
-// status×kind indexes of from to those of to and to its place in the status
-// order, last change now, n:from decremented and n:to incremented;
-// O(log N). from == to is a success that writes nothing.
+// On success: status = to, utime = now, moved from the status×kind index of
+// from to that of to, out of the step order when not_started (into it, at
+// the start, when it was not there), last change now, n:from decremented
+// and n:to incremented; O(log N). from == to is a success that writes
+// nothing.
 //
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound},
 // {replyStatusChanged, current status} when the status is not from (nothing
@@ -555,12 +581,14 @@ if cur[1] ~= from then return {4, cur[1]} end
 if from == to then return {0} end
 local kind = cur[2]
 redis.call('HSET', KEYS[2], 'status', to, 'utime', ARGV[4])
-redis.call('ZREM', KEYS[3], id)
-redis.call('ZADD', KEYS[4], 0, id)
-redis.call('ZREM', KEYS[5] .. from .. ':' .. kind, id)
-redis.call('ZADD', KEYS[5] .. to .. ':' .. kind, 0, id)
-redis.call('ZADD', KEYS[6], ({not_started = 1, running = 2, completed = 3})[to], id)
-redis.call('ZADD', KEYS[7], 'GT', ARGV[4], id)
+redis.call('ZREM', KEYS[3] .. from .. ':' .. kind, id)
+redis.call('ZADD', KEYS[3] .. to .. ':' .. kind, 0, id)
+if to == 'not_started' then
+  redis.call('ZREM', KEYS[4], id)
+else
+  redis.call('ZADD', KEYS[4], 'NX', 0, id)
+end
+redis.call('ZADD', KEYS[5], 'GT', ARGV[4], id)
 redis.call('HINCRBY', KEYS[1], 'n:' .. from, -1)
 redis.call('HINCRBY', KEYS[1], 'n:' .. to, 1)
 return {0}
@@ -582,10 +610,8 @@ func (s *Store) SetCandidateStatus(ctx context.Context, m, c string, from, to mi
 	res, err := setStatusScript.Run(ctx, s.rdb, []string{
 		migrationKey(m),
 		candidateKey(m, c),
-		statusIndexKey(m, string(from)),
-		statusIndexKey(m, string(to)),
 		statusKindIndexPrefix(m),
-		statusOrderKey(m),
+		stepOrderKey(m),
 		changeIndexKey(m),
 	}, c, string(from), string(to), millis(now)).Slice()
 	if err != nil {

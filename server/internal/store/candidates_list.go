@@ -27,145 +27,74 @@ import (
 //	KEYS[3] runKeyPrefix(m): the script appends the id of each row of the
 //	        page to these two, ids it reads (the page is found inside the
 //	        script, so the caller cannot name those keys)
-//	KEYS[4] changeIndexKey(m) (for each row's last change)
-//	KEYS[5] the order: candidatesKey(m) for id order, else statusOrderKey,
-//	        stepOrderKey or changeIndexKey
-//	KEYS[6] candidatesKey(m)
-//	KEYS[7] listTempKey(m), KEYS[8] listPrefixTempKey(m): scratch
-//	KEYS[9..] the filter sets, each of score 0 (status, kind, status×kind,
-//	        current step name, current step status, metadata pair indexes)
-//	ARGV[1] "1" for id order (KEYS[5] is lexicographic), else "0"
+//	KEYS[4] changeIndexKey(m) (each row's last change; the order by it)
+//	KEYS[5] stepOrderKey(m)
+//	KEYS[6] kindsKey(m)
+//	KEYS[7] statusKindIndexPrefix(m): the script appends status ':' kind,
+//	        for the kinds of KEYS[6]
+//	KEYS[8] metadataIndexKey(m)
+//	KEYS[9] listTempKey(m): scratch
+//	KEYS[10..] plain filter sets (score 0, ids): current step name, current
+//	        step status
+//	ARGV[1] the order: id, status, step or change
 //	ARGV[2] id prefix, "" for none
 //	ARGV[3] "1" for descending order
 //	ARGV[4], ARGV[5] the cursor: score and id of the last row of the
 //	        previous page (ARGV[5] "" for the first page)
 //	ARGV[6] most rows to return (page size + 1, to learn if more exist)
-//	ARGV[7] walk when every filter set has more members than this (below)
-//	ARGV[8] the most members a walk examines for one page
+//	ARGV[7] status, "" for any; ARGV[8] kind, "" for any
+//	ARGV[9] the most Candidates a page examines (the walk's budget)
+//	ARGV[10] the most Candidates counted one by one for an exact total
+//	ARGV[11..] metadataRangePrefix of each metadata pair filtered on
 //
-// The rows are a range of ranks of one sorted set, src:
-//   - id order: with no filter set, cands itself; with one, that set; with
-//     more, their ZINTERSTORE into KEYS[7] (scores 0). An id prefix is a
-//     range of ranks found with ZLEXCOUNT.
-//   - another order: with no filter and no prefix, the order's set itself;
-//     else the ZINTERSTORE of the order (weight 1: the scores are the
-//     order's) with the filter sets (weight 0) and, for a prefix, the ids
-//     of cands in the prefix's lex range (ZRANGESTORE into KEYS[8]).
+// Filters are ranges of sorted sets whose members are ids in id order (a
+// prefix before the id for cands:meta): status and kind one status×kind
+// set, or the union of a status's (kind's) sets; each plain set; each
+// metadata pair's range of cands:meta. An id prefix narrows every range
+// (two ZLEXCOUNTs). With no filter, the Migration is the union of every
+// status×kind set.
 //
-// The walk. Where the rows would be an intersection (two filter sets, or
-// one with an order other than id) of sets that are all large (more than
-// ARGV[7] members) and no id prefix, the script does not build it: it walks
-// a driver in the listing's order (the smallest filter set for id order,
-// else the order's set) from the cursor, keeping the members every other
-// filter set holds (ZMSCORE, up to 256 at a time), until the page is full or
-// ARGV[8] members were examined; then the page is short and its cursor is
-// the last member examined. Where the matches are so sparse that a page
-// would examine more than 4 × ARGV[8] members (the page size × the driver's
-// size ÷ the total), the script intersects instead. The total is ZINTERCARD of the filter sets
-// (Redis ≥ 7.0; on 6.2 the script takes the intersection instead). A page
-// then costs what it examines, O(page ÷ the share of matches), not the size
-// of the sets: with 100,000 Candidates, status and a team of 5 % were a
-// 7.7 ms intersection, and are ~2 ms walked.
+// A page in id order walks the filter with the fewest members (its ranges
+// merged in id order) from the cursor, keeping the ids every other filter
+// holds (ZMSCORE, a batch of up to 256 at a time), until the page is full
+// or ARGV[9] ids were examined: then the page is short, and its cursor is
+// the last id examined. A page costs what it examines: O(page ÷ the share
+// of the smallest filter's members that match), never the size of the
+// sets.
 //
-// Cost. Unfiltered, a page is O(log N + page): ZRANK-like counts and a
-// ZRANGE by rank. With filters it is dominated by the intersection:
-// ZINTERSTORE is O(S·K + M·log M), S the size of the smallest set, K the
-// number of sets (at most 9: status×kind or one of them, step name, step
-// status, 4 metadata pairs, prefix, order), M the number of matches, so it
-// is bounded by the Migration's size, never by more: with 10,000
-// Candidates, a few milliseconds (see BenchmarkListCandidatesFiltered). The
-// scratch sets live only within the script (deleted before it returns; they
-// also expire after 60 s should the script fail half-way), so concurrent
-// requests never see each other's.
+// Status order is id order within each status in turn (not_started,
+// running, completed), the cursor's score saying which. Current-step order
+// is the not_started Candidates (score -1) in id order, then the step
+// order's set (stepOrderKey: running and completed Candidates), walked
+// from the cursor and checked against every filter. Last-change order walks
+// changeIndexKey so. Where filters are so sparse that such a walk would
+// examine more than ARGV[9] for a page, the script gathers their matches
+// (the smallest filter walked whole, at most a few hundred) with their
+// scores into KEYS[9] and reads the page there. Positions in a scored set
+// are found by ZCOUNT, then a binary search over the ranks of the cursor's
+// score's ties (ties are in member byte order; bytes are compared one by
+// one, never with Lua's locale-dependent string <).
 //
-// The cursor is a position, not a rank: the next page starts after (score,
-// id) in (score, id) order, wherever rows moved since. For a scored src the
-// number of rows before it is found by ZCOUNT, then by a binary search over
-// the ranks of its score's ties (ties are in member byte order; bytes are
-// compared one by one, never with Lua's locale-dependent string <).
+// The total. With no filter or one, the number of members of its ranges
+// (counters and ZCARD/ZLEXCOUNT: exact, O(kinds · log N)). With more, the
+// smallest filter walked whole and checked when it has at most ARGV[10]
+// members: exact; else 256 of its members sampled at evenly spaced ranks and
+// checked, and the total estimated from the share that match (flagged as
+// an estimate).
 //
-// Returns {replyMigrationNotFound}, else {replyOK, total, the cursor of a
-// short page ("" when the page is full or the last: see the walk), then per
-// row: id, score in src, HGETALL of the Candidate, its run fields and last
-// change (candidateRowLua)}.
+// Returns {replyMigrationNotFound}, else {replyOK, total, "1" when the total
+// is an estimate else "0", the cursor of a short page ("" when the page is
+// full or the last), then per row: id, score in the order, HGETALL of the
+// Candidate, its run fields and last change (candidateRowLua)}.
 var listCandidatesScript = redis.NewScript(candidateRowLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
-local lex, prefix, desc = ARGV[1] == '1', ARGV[2], ARGV[3] == '1'
+local order, prefix, desc = ARGV[1], ARGV[2], ARGV[3] == '1'
+local cur_score, cur_id = ARGV[4], ARGV[5]
 local n = tonumber(ARGV[6])
-local sets = {}
-for i = 9, #KEYS do sets[#sets + 1] = KEYS[i] end
-local src, scratch = KEYS[5], false
-local walk_min, budget = tonumber(ARGV[7]), tonumber(ARGV[8])
-
-local function row(out, id, score)
-  local p = progressOf(KEYS[3] .. id, KEYS[4], id)
-  out[#out + 1] = id
-  out[#out + 1] = score
-  out[#out + 1] = redis.call('HGETALL', KEYS[2] .. id)
-  out[#out + 1] = p[1]
-  out[#out + 1] = p[2]
-end
--- The walk (see the doc): the driver and the sets it is checked against.
-local driver, others, total = nil, {}, nil
-if prefix == '' and (#sets > 1 or (#sets == 1 and not lex)) then
-  local smallest, size = 1, redis.call('ZCARD', sets[1])
-  for i = 2, #sets do
-    local c = redis.call('ZCARD', sets[i])
-    if c < size then smallest, size = i, c end
-  end
-  if size > walk_min then
-    if #sets == 1 then
-      total = size
-    else
-      total = redis.pcall('ZINTERCARD', #sets, unpack(sets))
-      if type(total) == 'table' then total = nil end -- Redis 6.2: intersect instead
-    end
-    if total == 0 then return {0, 0, ''} end
-    if total then
-      if lex then
-        driver = sets[smallest]
-        for i, k in ipairs(sets) do if i ~= smallest then others[#others + 1] = k end end
-      else
-        driver, others = KEYS[5], sets
-      end
-      -- Sparse matches would make the walk examine more than the
-      -- intersection costs: intersect then.
-      if n * redis.call('ZCARD', driver) / total > 4 * budget then driver, others = nil, {} end
-    end
-  end
-end
-if not driver then
-  if lex then
-    if #sets == 1 then
-      src = sets[1]
-    elseif #sets > 1 then
-      redis.call('ZINTERSTORE', KEYS[7], #sets, unpack(sets))
-      src, scratch = KEYS[7], true
-    end
-  else
-    if prefix ~= '' then
-      redis.call('ZRANGESTORE', KEYS[8], KEYS[6], '[' .. prefix, '(' .. prefix .. '\255', 'BYLEX')
-      redis.call('PEXPIRE', KEYS[8], 60000)
-      sets[#sets + 1] = KEYS[8]
-    end
-    if #sets > 0 then
-      local args = {'ZINTERSTORE', KEYS[7], #sets + 1, KEYS[5]}
-      for _, k in ipairs(sets) do args[#args + 1] = k end
-      args[#args + 1] = 'WEIGHTS'
-      args[#args + 1] = 1
-      for _ = 1, #sets do args[#args + 1] = 0 end
-      redis.call(unpack(args))
-      src, scratch = KEYS[7], true
-    end
-  end
-  if scratch then redis.call('PEXPIRE', KEYS[7], 60000) end
-end
-
-local lo, hi = 0, redis.call('ZCARD', src)
-if lex and prefix ~= '' then
-  lo = redis.call('ZLEXCOUNT', src, '-', '(' .. prefix)
-  hi = redis.call('ZLEXCOUNT', src, '-', '(' .. prefix .. '\255')
-end
+local fstatus, fkind = ARGV[7], ARGV[8]
+local budget, exact_max = tonumber(ARGV[9]), tonumber(ARGV[10])
+local STATUSES = {'not_started', 'running', 'completed'}
+local kinds = redis.call('HKEYS', KEYS[6])
 
 local function cmp(x, y)
   if x == y then return 0 end
@@ -180,14 +109,217 @@ local function cmp(x, y)
   return 1
 end
 
--- before(score, id, incl): how many rows of src come before (score, id),
--- or before or at it when incl.
-local function before(score, id, incl)
-  if lex then
-    local b = '('
-    if incl then b = '[' end
-    return redis.call('ZLEXCOUNT', src, '-', b .. id)
+-- range: the members of key that are pre followed by an id with the id
+-- prefix, as ranks [lo, hi).
+local function range(key, pre)
+  if prefix == '' and pre == '' then return {key = key, pre = pre, lo = 0, hi = redis.call('ZCARD', key)} end
+  return {key = key, pre = pre, lo = redis.call('ZLEXCOUNT', key, '-', '(' .. pre .. prefix),
+    hi = redis.call('ZLEXCOUNT', key, '-', '(' .. pre .. prefix .. '\255')}
+end
+local function filter(ranges)
+  local size = 0
+  for _, r in ipairs(ranges) do size = size + r.hi - r.lo end
+  return {ranges = ranges, size = size}
+end
+local function sk(st, k) return range(KEYS[7] .. st .. ':' .. k, '') end
+
+-- filters(st): the filters of the listing with status st ("" for any).
+local function filters(st)
+  local fs = {}
+  if st ~= '' and fkind ~= '' then
+    fs[#fs + 1] = filter({sk(st, fkind)})
+  elseif st ~= '' then
+    local rs = {}
+    for _, k in ipairs(kinds) do rs[#rs + 1] = sk(st, k) end
+    fs[#fs + 1] = filter(rs)
+  elseif fkind ~= '' then
+    local rs = {}
+    for _, s in ipairs(STATUSES) do rs[#rs + 1] = sk(s, fkind) end
+    fs[#fs + 1] = filter(rs)
   end
+  for i = 10, #KEYS do fs[#fs + 1] = filter({range(KEYS[i], '')}) end
+  for i = 11, #ARGV do fs[#fs + 1] = filter({range(KEYS[8], ARGV[i])}) end
+  return fs
+end
+local function everything()
+  local rs = {}
+  for _, s in ipairs(STATUSES) do
+    for _, k in ipairs(kinds) do rs[#rs + 1] = sk(s, k) end
+  end
+  return filter(rs)
+end
+-- smallest(fs): the filter to walk and the others, to check.
+local function smallest(fs)
+  if #fs == 0 then return everything(), {} end
+  local best = 1
+  for i = 2, #fs do if fs[i].size < fs[best].size then best = i end end
+  local others = {}
+  for i, f in ipairs(fs) do if i ~= best then others[#others + 1] = f end end
+  return fs[best], others
+end
+-- keep(others, ids): which of ids every filter of others holds.
+local function keep(others, ids)
+  local ok = {}
+  for i = 1, #ids do ok[i] = true end
+  for _, f in ipairs(others) do
+    local any = {}
+    for _, r in ipairs(f.ranges) do
+      local ms = ids
+      if r.pre ~= '' then
+        ms = {}
+        for i, id in ipairs(ids) do ms[i] = r.pre .. id end
+      end
+      local sc = redis.call('ZMSCORE', r.key, unpack(ms))
+      for i = 1, #ids do if sc[i] then any[i] = true end end
+    end
+    for i = 1, #ids do if not any[i] then ok[i] = false end end
+  end
+  return ok
+end
+
+-- walker(f, after): the ids of f's ranges merged in the listing's
+-- direction, strictly after id after ("" from the start), in batches.
+local function walker(f, after)
+  local heads = {}
+  for _, r in ipairs(f.ranges) do
+    if r.hi > r.lo then
+      local pos
+      if not desc then
+        pos = r.lo
+        if after ~= '' then pos = math.max(r.lo, redis.call('ZLEXCOUNT', r.key, '-', '[' .. r.pre .. after)) end
+      else
+        pos = r.hi - 1
+        if after ~= '' then pos = math.min(r.hi, redis.call('ZLEXCOUNT', r.key, '-', '(' .. r.pre .. after)) - 1 end
+      end
+      heads[#heads + 1] = {r = r, pos = pos, buf = {}, at = 1}
+    end
+  end
+  local function fill(h)
+    if h.at <= #h.buf then return true end
+    local r, ms = h.r, nil
+    if not desc then
+      if h.pos >= r.hi then return false end
+      local to = math.min(r.hi - 1, h.pos + 127)
+      ms = redis.call('ZRANGE', r.key, h.pos, to)
+      h.pos = to + 1
+    else
+      if h.pos < r.lo then return false end
+      local from = math.max(r.lo, h.pos - 127)
+      local fwd = redis.call('ZRANGE', r.key, from, h.pos)
+      ms = {}
+      for i = #fwd, 1, -1 do ms[#ms + 1] = fwd[i] end
+      h.pos = from - 1
+    end
+    if r.pre ~= '' then
+      for i, m in ipairs(ms) do ms[i] = string.sub(m, #r.pre + 1) end
+    end
+    h.buf, h.at = ms, 1
+    return #ms > 0
+  end
+  -- next(max): up to max ids, in order; fewer only at the end.
+  return function(max)
+    local out = {}
+    while #out < max do
+      local best
+      for _, h in ipairs(heads) do
+        if fill(h) then
+          if not best then
+            best = h
+          else
+            local c = cmp(h.buf[h.at], best.buf[best.at])
+            if (not desc and c < 0) or (desc and c > 0) then best = h end
+          end
+        end
+      end
+      if not best then break end
+      if #heads == 1 then
+        -- One range: the rest of its buffer is in order already.
+        while #out < max and best.at <= #best.buf do
+          out[#out + 1] = best.buf[best.at]
+          best.at = best.at + 1
+        end
+      else
+        out[#out + 1] = best.buf[best.at]
+        best.at = best.at + 1
+      end
+    end
+    return out
+  end
+end
+
+local function row(out, id, score)
+  local p = progressOf(KEYS[3] .. id, KEYS[4], id)
+  out[#out + 1] = id
+  out[#out + 1] = score
+  out[#out + 1] = redis.call('HGETALL', KEYS[2] .. id)
+  out[#out + 1] = p[1]
+  out[#out + 1] = p[2]
+end
+
+-- The total, from the filters of the listing (whatever its order).
+local total, estimate = 0, '0'
+do
+  local fs = filters(fstatus)
+  local d, others = smallest(fs)
+  if #others == 0 then
+    total = d.size
+  elseif d.size <= exact_max then
+    local next = walker(d, '')
+    while true do
+      local ids = next(256)
+      if #ids == 0 then break end
+      for _, ok in ipairs(keep(others, ids)) do if ok then total = total + 1 end end
+    end
+  else
+    local ids, k = {}, 256
+    for i = 0, k - 1 do
+      local at = math.floor((i + 0.5) * d.size / k)
+      for _, r in ipairs(d.ranges) do
+        local c = r.hi - r.lo
+        if at < c then
+          local m = redis.call('ZRANGE', r.key, r.lo + at, r.lo + at)[1]
+          ids[#ids + 1] = string.sub(m, #r.pre + 1)
+          break
+        end
+        at = at - c
+      end
+    end
+    local hit = 0
+    for _, ok in ipairs(keep(others, ids)) do if ok then hit = hit + 1 end end
+    total, estimate = math.floor(hit * d.size / #ids + 0.5), '1'
+  end
+end
+local out = {0, total, estimate, ''}
+if total == 0 then return out end
+local found, scanned = 0, 0
+local last
+
+-- idWalk fills the page from filters fs in id order after id after, each
+-- row scored score. Returns whether the walk ended by the budget.
+local function idWalk(fs, after, score)
+  local d, others = smallest(fs)
+  local next = walker(d, after)
+  while found < n do
+    if scanned >= budget then return true end
+    local ids = next(math.min(256, budget - scanned))
+    if #ids == 0 then return false end
+    local ok = keep(others, ids)
+    for i, id in ipairs(ids) do
+      scanned = scanned + 1
+      last = score .. ' ' .. id
+      if ok[i] then
+        row(out, id, score)
+        found = found + 1
+        if found == n then return false end
+      end
+    end
+  end
+  return false
+end
+
+-- before(src, score, id, incl): how many members of the scored set src
+-- come before (score, id), or before or at it when incl.
+local function before(src, score, id, incl)
   local a = redis.call('ZCOUNT', src, '-inf', '(' .. score)
   local b = redis.call('ZCOUNT', src, '-inf', score)
   while a < b do
@@ -198,23 +330,55 @@ local function before(score, id, incl)
   return a
 end
 
-if driver then
-  src = driver
+-- scoredWalk fills the page from the scored set src, in its order after
+-- (score, id) (id "" from the start), keeping the members every filter of
+-- fs holds and that have the id prefix. Returns whether the walk ended by
+-- the budget.
+local function scoredWalk(src, fs, after_score, after_id)
+  local d, others = nil, fs
+  if #fs > 0 then
+    d = smallest(fs)
+    local card = redis.call('ZCARD', src)
+    if d.size == 0 then return false end
+    if n * card / d.size > budget then
+      -- Sparse: gather the matches, scored, and page through them.
+      local _, rest = smallest(fs)
+      local was = desc
+      desc = false -- walker reads the direction
+      local next = walker(d, '')
+      while true do
+        local ids = next(256)
+        if #ids == 0 then break end
+        local ok = keep(rest, ids)
+        local sc = redis.call('ZMSCORE', src, unpack(ids))
+        local args = {'ZADD', KEYS[9]}
+        for i, id in ipairs(ids) do
+          if ok[i] and sc[i] then
+            args[#args + 1] = sc[i]
+            args[#args + 1] = id
+          end
+        end
+        if #args > 2 then redis.call(unpack(args)) end
+      end
+      desc = was
+      redis.call('PEXPIRE', KEYS[9], 60000)
+      src, others = KEYS[9], {}
+    end
+  end
   local card = redis.call('ZCARD', src)
-  local out = {0, total, ''}
-  local found, scanned = 0, 0
-  local last_id, last_score
   local pos
   if not desc then
     pos = 0
-    if ARGV[5] ~= '' then pos = before(ARGV[4], ARGV[5], true) end
+    if after_id ~= '' then pos = before(src, after_score, after_id, true) end
   else
     pos = card - 1
-    if ARGV[5] ~= '' then pos = before(ARGV[4], ARGV[5], false) - 1 end
+    if after_id ~= '' then pos = before(src, after_score, after_id, false) - 1 end
   end
-  while found < n and scanned < budget do
-    local r
+  local cut = false
+  while found < n do
+    if scanned >= budget then cut = true break end
     local take = math.min(256, budget - scanned)
+    local r
     if not desc then
       if pos >= card then break end
       r = redis.call('ZRANGE', src, pos, pos + take - 1, 'WITHSCORES')
@@ -231,55 +395,73 @@ if driver then
       pos = from - 1
     end
     if #r == 0 then break end
-    local ids, keep = {}, {}
-    for i = 1, #r, 2 do
-      ids[#ids + 1] = r[i]
-      keep[#keep + 1] = true
-    end
-    for _, k in ipairs(others) do
-      local sc = redis.call('ZMSCORE', k, unpack(ids))
-      for i = 1, #ids do
-        if not sc[i] then keep[i] = false end
-      end
-    end
-    for i = 1, #ids do
+    local ids = {}
+    for i = 1, #r, 2 do ids[#ids + 1] = r[i] end
+    local ok = keep(others, ids)
+    for i, id in ipairs(ids) do
       scanned = scanned + 1
-      last_id, last_score = ids[i], r[2 * i]
-      if keep[i] then
-        row(out, ids[i], r[2 * i])
+      last = r[2 * i] .. ' ' .. id
+      if ok[i] and (prefix == '' or string.sub(id, 1, #prefix) == prefix) then
+        row(out, id, r[2 * i])
         found = found + 1
         if found == n then break end
       end
     end
   end
-  -- Cut short by the budget with members left: the page's cursor is the
-  -- last member examined.
-  if found < n and scanned >= budget and ((not desc and pos < card) or (desc and pos >= 0)) then
-    out[3] = last_score .. ' ' .. last_id
+  if src == KEYS[9] then redis.call('DEL', KEYS[9]) end
+  return cut
+end
+
+local cut = false
+if order == 'id' then
+  cut = idWalk(filters(fstatus), cur_id, '0')
+elseif order == 'status' then
+  local band = tonumber(cur_score) or 0
+  local from, to, step = 1, 3, 1
+  if desc then from, to, step = 3, 1, -1 end
+  for b = from, to, step do
+    local st = STATUSES[b]
+    local started = cur_id == '' or (not desc and b > band) or (desc and b < band)
+    if (cur_id == '' or b == band or started) and (fstatus == '' or fstatus == st) and not cut and found < n then
+      local after = ''
+      if not started then after = cur_id end
+      cut = idWalk(filters(st), after, tostring(b))
+    end
   end
-  return out
-end
-
-local first, last
-if not desc then
-  first = lo
-  if ARGV[5] ~= '' then first = math.max(lo, before(ARGV[4], ARGV[5], true)) end
-  last = math.min(hi, first + n) - 1
+elseif order == 'step' then
+  -- Band -1: the not_started Candidates; then the step order's set.
+  local in_first = cur_id ~= '' and tonumber(cur_score) < 0
+  local function first(after)
+    if fstatus == '' or fstatus == 'not_started' then return idWalk(filters('not_started'), after, '-1') end
+    return false
+  end
+  local function second(s, id)
+    if fstatus ~= 'not_started' then return scoredWalk(KEYS[5], filters(fstatus), s, id) end
+    return false
+  end
+  if not desc then
+    if cur_id == '' or in_first then
+      local after = ''
+      if in_first then after = cur_id end
+      cut = first(after)
+      if not cut and found < n then cut = second('', '') end
+    else
+      cut = second(cur_score, cur_id)
+    end
+  else
+    if not in_first then
+      cut = second(cur_score, cur_id)
+      if not cut and found < n then cut = first('') end
+    else
+      cut = first(cur_id)
+    end
+  end
 else
-  local stop = hi
-  if ARGV[5] ~= '' then stop = math.min(hi, before(ARGV[4], ARGV[5], false)) end
-  first, last = math.max(lo, stop - n), stop - 1
+  cut = scoredWalk(KEYS[4], filters(fstatus), cur_score, cur_id)
 end
-
-local out = {0, hi - lo, ''}
-if first <= last then
-  local r = redis.call('ZRANGE', src, first, last, 'WITHSCORES')
-  local from, to, step = 1, #r - 1, 2
-  if desc then from, to, step = #r - 1, 1, -2 end
-  for i = from, to, step do row(out, r[i], r[i + 1]) end
-end
-if scratch then redis.call('DEL', KEYS[7]) end
-if prefix ~= '' and not lex then redis.call('DEL', KEYS[8]) end
+-- Cut short by the budget: the page's cursor is the last Candidate
+-- examined.
+if cut and found < n and last then out[4] = last end
 return out
 `)
 
@@ -304,44 +486,36 @@ func (s *Store) ListCandidates(ctx context.Context, m string, f migration.Candid
 	if limit <= 0 {
 		limit = migration.DefaultCandidatePageSize
 	}
-	order, lex := candidatesKey(m), "1"
+	order := "id"
 	switch f.Order {
 	case "", migration.OrderByID:
 	case migration.OrderByStatus:
-		order, lex = statusOrderKey(m), "0"
+		order = "status"
 	case migration.OrderByCurrentStep:
-		order, lex = stepOrderKey(m), "0"
+		order = "step"
 	case migration.OrderByLastChange:
-		order, lex = changeIndexKey(m), "0"
+		order = "change"
 	default:
 		return migration.CandidatePage{}, migration.InvalidArgument("order_by", migration.ReasonInvalidOrder, "unknown candidate order %q", f.Order)
 	}
-	keys := []string{migrationKey(m), candidateKeyPrefix(m), runKeyPrefix(m), changeIndexKey(m), order,
-		candidatesKey(m), listTempKey(m), listPrefixTempKey(m)}
-	switch {
-	case f.Status != "" && f.Kind != "":
-		keys = append(keys, statusKindIndexKey(m, string(f.Status), f.Kind))
-	case f.Status != "":
-		keys = append(keys, statusIndexKey(m, string(f.Status)))
-	case f.Kind != "":
-		keys = append(keys, kindIndexKey(m, f.Kind))
-	}
+	keys := []string{migrationKey(m), candidateKeyPrefix(m), runKeyPrefix(m), changeIndexKey(m), stepOrderKey(m),
+		kindsKey(m), statusKindIndexPrefix(m), metadataIndexKey(m), listTempKey(m)}
 	if f.CurrentStep != "" {
 		keys = append(keys, currentStepIndexKey(m, f.CurrentStep))
 	}
 	if f.CurrentStepStatus != "" {
 		keys = append(keys, runStepIndexKey(m, string(f.CurrentStepStatus)))
 	}
-	for _, k := range slices.Sorted(maps.Keys(f.Metadata)) {
-		keys = append(keys, metadataIndexKey(m, k, f.Metadata[k]))
-	}
 	desc := "0"
 	if f.Descending {
 		desc = "1"
 	}
+	args := []any{order, f.IDPrefix, desc, afterScore, afterID, limit + 1, string(f.Status), f.Kind, s.walkBudget, s.exactCountMax}
+	for _, k := range slices.Sorted(maps.Keys(f.Metadata)) {
+		args = append(args, metadataRangePrefix(metadataPair(k, f.Metadata[k])))
+	}
 	what := fmt.Sprintf("list candidates of %s", m)
-	res, err := listCandidatesScript.Run(ctx, s.rdb, keys, lex, f.IDPrefix, desc, afterScore, afterID, limit+1,
-		s.walkMin, s.walkBudget).Slice()
+	res, err := listCandidatesScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return migration.CandidatePage{}, fmt.Errorf("%s: %w", what, err)
 	}
@@ -353,18 +527,19 @@ func (s *Store) ListCandidates(ctx context.Context, m string, f migration.Candid
 		return migration.CandidatePage{}, migration.MigrationNotFound(m)
 	}
 	const width = 5 // id, score, hash, run fields, last change
-	if code != replyOK || len(res) < 3 || (len(res)-3)%width != 0 {
+	if code != replyOK || len(res) < 4 || (len(res)-4)%width != 0 {
 		return migration.CandidatePage{}, fmt.Errorf("%s: unexpected reply of %d elements", what, len(res))
 	}
 	var out migration.CandidatePage
-	if out.Total, err = replyInt(res[1]); err != nil {
-		return migration.CandidatePage{}, fmt.Errorf("%s: %w", what, err)
-	}
+	estimate, err1 := replyString(res[2])
 	// A walk cut short says where to go on from.
-	if out.Next, err = replyString(res[2]); err != nil {
+	next, err2 := replyString(res[3])
+	total, err3 := replyInt(res[1])
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return migration.CandidatePage{}, fmt.Errorf("%s: %w", what, err)
 	}
-	rows := res[3:]
+	out.Total, out.TotalIsEstimate, out.Next = total, estimate == "1", next
+	rows := res[4:]
 	more := len(rows)/width > limit
 	if more {
 		rows = rows[:width*limit]
@@ -379,7 +554,7 @@ func (s *Store) ListCandidates(ctx context.Context, m string, f migration.Candid
 		}
 		if more && i == len(rows)-width {
 			out.Next = id // in id order, the id is the place
-			if lex != "1" {
+			if order != "id" {
 				out.Next = score + " " + id
 			}
 		}
@@ -399,10 +574,10 @@ func (s *Store) ListCandidates(ctx context.Context, m string, f migration.Candid
 // listCandidatesScript): a few milliseconds of Redis.
 const defaultWalkBudget = 20_000
 
-// defaultWalkMin is the size above which every filter set of a listing must
-// be for its page to be walked rather than intersected: below it, the
-// intersection costs no more than the walk.
-const defaultWalkMin = 2_000
+// defaultExactCountMax is the most Candidates a listing with several
+// filters counts one by one for its total (a few milliseconds); above it the
+// total is estimated (see listCandidatesScript).
+const defaultExactCountMax = 5_000
 
 // parseCandidateCursor reads a CandidatePage.Next: "<score> <id>", the
 // place of the last row in the listing's order. A bare id (the cursor of

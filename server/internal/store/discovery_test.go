@@ -144,8 +144,8 @@ func TestKindChangeMovesIndexes(t *testing.T) {
 	if !slices.Equal(res.Updated, []string{"a"}) {
 		t.Fatalf("kind change: %+v", res)
 	}
-	if got := zmembers(t, rdb, kindIndexKey("m", "service")); !slices.Equal(got, []string{"b"}) {
-		t.Errorf("service index %v", got)
+	if got := zmembers(t, rdb, statusKindIndexKey("m", "not_started", "service")); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("not_started×service index %v", got)
 	}
 	if got := zmembers(t, rdb, statusKindIndexKey("m", "not_started", "repository")); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("not_started×repository index %v", got)
@@ -162,7 +162,7 @@ func TestKindChangeMovesIndexes(t *testing.T) {
 	if got := hgetall(t, rdb, kindsKey("m")); !reflect.DeepEqual(got, map[string]string{"repository": "2"}) {
 		t.Errorf("kinds %v", got)
 	}
-	if n := rdb.Exists(ctx, kindIndexKey("m", "service"), statusKindIndexKey("m", "not_started", "service")).Val(); n != 0 {
+	if n := rdb.Exists(ctx, statusKindIndexKey("m", "not_started", "service")).Val(); n != 0 {
 		t.Errorf("empty service indexes still exist")
 	}
 	// Status changes follow the new kind.
@@ -533,7 +533,7 @@ func TestSetCandidateStatus(t *testing.T) {
 	}
 	err = s.SetCandidateStatus(ctx, "m", "a", "running", "failed", at(5))
 	refusal(t, err, migration.ErrInvalidArgument, "INVALID_STATUS")
-	if got := zmembers(t, rdb, statusIndexKey("m", "running")); !slices.Equal(got, []string{"a"}) {
+	if got := zmembers(t, rdb, statusKindIndexKey("m", "running", "svc")); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("running index %v", got)
 	}
 	checkInvariants(t, rdb, "m")
@@ -615,5 +615,33 @@ func TestGetMigrationAndCandidateReadsBothInOneCall(t *testing.T) {
 		if !errors.Is(err, migration.ErrNotFound) || !errors.As(err, &ref) || ref.Reason != tc.reason {
 			t.Errorf("%s/%s: %v, want not found (%s)", tc.m, tc.c, err, tc.reason)
 		}
+	}
+}
+
+// A metadata change leaves the members of the old pairs, read back from the
+// stored definition, whatever bytes their JSON escapes.
+func TestMetadataChangeLeavesTheOldPairs(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	mustPut(t, s, "m")
+	odd := "é <&> \"q\" \\ \u2028 {x} 1:a=b"
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{
+		cand("a", "svc", odd, odd, "team", "t1"), cand("b", "svc", odd, odd)}}, at(1))
+	checkInvariants(t, rdb, "m")
+	res := mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{
+		cand("a", "svc", "team", "t2", odd, "other")}}, at(2))
+	if !slices.Equal(res.Updated, []string{"a"}) {
+		t.Fatalf("metadata change: %+v", res)
+	}
+	checkInvariants(t, rdb, "m")
+	want := []string{metadataMember(metadataPair(odd, odd), "b"), metadataMember(metadataPair(odd, "other"), "a"),
+		metadataMember(metadataPair("team", "t2"), "a")}
+	slices.Sort(want)
+	if got := zmembers(t, rdb, metadataIndexKey("m")); !slices.Equal(got, want) {
+		t.Errorf("metadata index %q, want %q", got, want)
+	}
+	page, err := s.ListCandidates(context.Background(), "m", migration.CandidateFilter{Metadata: map[string]string{odd: odd}}, migration.PageRequest{})
+	if err != nil || len(page.Candidates) != 1 || page.Candidates[0].ID != "b" || page.Total != 1 {
+		t.Errorf("filter on the odd pair: %+v, %v", page, err)
 	}
 }

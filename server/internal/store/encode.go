@@ -258,10 +258,9 @@ func decodeCandidate(migrationID, id string, h map[string]string) (migration.Can
 	return c, nil
 }
 
-// encodeMetadataPairs returns the "midx" field of a Candidate hash: the JSON
-// array of the metadataPair of each pair of metadata, in key order ("[]"
-// when there is none). The scripts add the Candidate to the metadata index
-// of each.
+// encodeMetadataPairs returns the JSON array of the metadataPair of each
+// pair of metadata, in key order ("[]" when there is none): what
+// submitScript indexes a Candidate by.
 func encodeMetadataPairs(metadata map[string]string) string {
 	pairs := make([]string, 0, len(metadata))
 	for _, k := range slices.Sorted(maps.Keys(metadata)) {

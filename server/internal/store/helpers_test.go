@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -127,19 +128,17 @@ func hgetall(t testing.TB, rdb *redis.Client, key string) map[string]string {
 // the test on any difference. It returns the Candidate ids.
 func checkInvariants(t testing.TB, rdb *redis.Client, m string) []string {
 	t.Helper()
-	ids := zmembers(t, rdb, candidatesKey(m))
-	if !slices.IsSorted(ids) {
-		t.Errorf("%s: cands not in lex order", m)
+	var ids []string
+	for _, key := range scanKeys(t, rdb, "loom:{"+m+"}:c:*") {
+		ids = append(ids, strings.TrimPrefix(key, candidateKeyPrefix(m)))
 	}
+	slices.Sort(ids)
 	byStatus := map[string][]string{}
 	byKind := map[string][]string{}
 	bySK := map[string][]string{}
+	var stepped, meta []string
 	for _, id := range ids {
 		h := hgetall(t, rdb, candidateKey(m, id))
-		if len(h) == 0 {
-			t.Errorf("%s: %s is indexed but has no hash", m, id)
-			continue
-		}
 		st, k := h[fieldStatus], h[fieldKind]
 		if !migration.CandidateStatus(st).Valid() || k == "" {
 			t.Errorf("%s: %s has status %q kind %q", m, id, st, k)
@@ -147,19 +146,20 @@ func checkInvariants(t testing.TB, rdb *redis.Client, m string) []string {
 		byStatus[st] = append(byStatus[st], id)
 		byKind[k] = append(byKind[k], id)
 		bySK[st+":"+k] = append(bySK[st+":"+k], id)
-	}
-	// No Candidate hash outside the cands index.
-	hashes := scanKeys(t, rdb, "loom:{"+m+"}:c:*")
-	if len(hashes) != len(ids) {
-		t.Errorf("%s: %d candidate hashes, %d indexed", m, len(hashes), len(ids))
+		if st != string(migration.CandidateNotStarted) {
+			stepped = append(stepped, id)
+		}
+		var def struct{ Metadata map[string]string }
+		if err := json.Unmarshal([]byte(h["def"]), &def); err != nil {
+			t.Errorf("%s: %s def %q: %v", m, id, h["def"], err)
+		}
+		for k, v := range def.Metadata {
+			meta = append(meta, metadataMember(metadataPair(k, v), id))
+		}
 	}
 	mh := hgetall(t, rdb, migrationKey(m))
 	for _, s := range migration.CandidateStatuses {
 		want := byStatus[string(s)]
-		got := zmembers(t, rdb, statusIndexKey(m, string(s)))
-		if !slices.Equal(got, want) {
-			t.Errorf("%s: status index %s = %v, hashes say %v", m, s, got, want)
-		}
 		n, _ := strconv.Atoi(mh[counterField(s)])
 		if n != len(want) {
 			t.Errorf("%s: counter %s = %d, hashes say %d", m, counterField(s), n, len(want))
@@ -173,16 +173,8 @@ func checkInvariants(t testing.TB, rdb *redis.Client, m string) []string {
 		if kinds[k] != strconv.Itoa(len(want)) {
 			t.Errorf("%s: kinds[%s] = %q, hashes say %d", m, k, kinds[k], len(want))
 		}
-		if got := zmembers(t, rdb, kindIndexKey(m, k)); !slices.Equal(got, want) {
-			t.Errorf("%s: kind index %s = %v, hashes say %v", m, k, got, want)
-		}
 	}
-	// Every non-empty kind or status×kind index is one the hashes justify.
-	for _, key := range scanKeys(t, rdb, "loom:{"+m+"}:cands:kind:*") {
-		if _, ok := byKind[strings.TrimPrefix(key, kindIndexPrefix(m))]; !ok {
-			t.Errorf("%s: stray kind index %s", m, key)
-		}
-	}
+	// Every non-empty status×kind index is one the hashes justify.
 	for _, key := range scanKeys(t, rdb, "loom:{"+m+"}:cands:sk:*") {
 		sk := strings.TrimPrefix(key, statusKindIndexPrefix(m))
 		want := bySK[sk]
@@ -193,6 +185,19 @@ func checkInvariants(t testing.TB, rdb *redis.Client, m string) []string {
 	}
 	if len(bySK) != 0 {
 		t.Errorf("%s: status×kind indexes missing for %v", m, slices.Sorted(maps.Keys(bySK)))
+	}
+	if got := zmembers(t, rdb, stepOrderKey(m)); !slices.Equal(got, stepped) && !(len(got) == 0 && len(stepped) == 0) {
+		// The step order is scored: compare as sets.
+		if g := slices.Sorted(slices.Values(got)); !slices.Equal(g, stepped) {
+			t.Errorf("%s: step order holds %v, hashes say the running and completed are %v", m, g, stepped)
+		}
+	}
+	if got := slices.Sorted(slices.Values(zmembers(t, rdb, changeIndexKey(m)))); !slices.Equal(got, ids) && len(ids) > 0 {
+		t.Errorf("%s: last-change order holds %v, hashes say %v", m, got, ids)
+	}
+	slices.Sort(meta)
+	if got := zmembers(t, rdb, metadataIndexKey(m)); !slices.Equal(got, meta) && !(len(got) == 0 && len(meta) == 0) {
+		t.Errorf("%s: metadata index = %q, hashes say %q", m, got, meta)
 	}
 	return ids
 }

@@ -10,28 +10,25 @@ import (
 // keys.go owns the names of Redis keys and channels: the layout below and
 // one function per key.
 
-// Every Redis key Loom uses is built by a function in this file.
+// Every Redis key Loom uses is built by a function in this file (but the
+// keys of an earlier layout, which layout.go upgrades).
 //
 // Layout (m = Migration id, c = Candidate id, s = Candidate status, k = kind):
 //
 //	loom:migrations                  ZSET  global index of Migration ids
 //	loom:deleting                    ZSET  Migrations whose keys are being swept away
+//	loom:layout                      STRING the layout every Migration has been upgraded to (layout.go)
 //	loom:{m}:migration               HASH  the Migration: definition, times, counters
 //	loom:{m}:deleting                HASH  the Migration, renamed, while its keys are swept away
 //	loom:{m}:c:<c>                   HASH  one Candidate
-//	loom:{m}:cands                   ZSET  every Candidate id of m
-//	loom:{m}:cands:status:<s>        ZSET  Candidate ids of m in status s
-//	loom:{m}:cands:kind:<k>          ZSET  Candidate ids of m of kind k
-//	loom:{m}:cands:sk:<s>:<k>        ZSET  Candidate ids of m in status s and of kind k
+//	loom:{m}:cands:sk:<s>:<k>        ZSET  Candidate ids of m in status s and of kind k (each Candidate in one)
 //	loom:{m}:kinds                   HASH  kind -> number of Candidates of m of that kind
-//	loom:{m}:cands:by:status         ZSET  every Candidate id of m, scored by status (order)
-//	loom:{m}:cands:by:step           ZSET  every Candidate id of m, scored by its Run's step position
+//	loom:{m}:cands:by:step           ZSET  running and completed Candidate ids of m, scored by their Run's step position
 //	loom:{m}:cands:by:change         ZSET  every Candidate id of m, scored by its last change (ms)
 //	loom:{m}:cands:step:<name>       ZSET  Candidate ids of m whose running Run's current step is <name>
 //	loom:{m}:snames                  HASH  step name -> number of Candidates in its cands:step index
-//	loom:{m}:cands:meta:<pair>       ZSET  Candidate ids of m whose metadata has the pair (see metadataPair)
-//	loom:{m}:metas                   HASH  pair -> number of Candidates in its cands:meta index
-//	loom:{m}:cands:tmp, :tmp:prefix  ZSET  scratch of one ListCandidates script, deleted by it
+//	loom:{m}:cands:meta              ZSET  "<len><pair><id>" per metadata pair of each Candidate (see metadataIndexKey)
+//	loom:{m}:cands:tmp               ZSET  scratch of one ListCandidates script, deleted by it
 //	loom:{m}:run:<c>                 HASH  the run view of Candidate c's Run
 //	loom:{m}:runs                    ZSET  every Candidate id of m with a run view
 //	loom:{m}:runs:status:<r>         ZSET  ... whose Run is in status r
@@ -56,8 +53,9 @@ import (
 // The sorted sets give every member the score 0: members are ordered
 // lexicographically (byte order), which is the order of every listing by id,
 // and pages are read with ZRANGE ... BYLEX from an exclusive lower bound.
-// The exceptions are the three cands:by:* orders of ListCandidates (scored,
-// ties in id order) and activityKey.
+// The exceptions are the two cands:by:* orders of ListCandidates (scored,
+// ties in id order) and activityKey; cands:meta's members are prefixed by
+// their pair, so its ranges are in id order too.
 //
 // Lua scripts cannot call Go, so for keys whose name depends on data the
 // script reads (a Candidate's key, the index of its current kind) the caller
@@ -71,13 +69,12 @@ import (
 // [A-Za-z0-9._/-], kinds [A-Za-z0-9._-], step names [a-z0-9-] and statuses
 // [a-z_], none of which is a brace, and no status or kind contains ':', so
 // "sk:<s>:<k>" is unambiguous. Metadata keys and values may hold any
-// character, braces included; that is harmless after the tag (Redis Cluster
-// hashes the first {...} only), and metadataPair makes a pair unambiguous by
-// its key's length. Candidate keys ("c:<id>") cannot collide with the other
-// keys of the Migration ("cands...", "migration", "kinds", "snames",
-// "metas"): none of those has ':' as its second byte after the tag. Under
-// "cands:" the next segment (status, kind, sk, by, step, meta, tmp) tells the
-// indexes apart.
+// character: they are in members of cands:meta, never in a key name, and
+// metadataRangePrefix makes a pair's members a range of their own.
+// Candidate keys ("c:<id>") cannot collide with the other keys of the
+// Migration ("cands...", "migration", "kinds", "snames"): none of those has
+// ':' as its second byte after the tag. Under "cands" the next segment (sk,
+// by, step, meta, tmp) tells the indexes apart.
 //
 // Run views live under the same tag, so the scripts that change a Run and
 // its Candidate together, and DeleteMigration's, stay in one slot. "run:<c>"
@@ -100,6 +97,7 @@ func migrationTag(m string) string { return keyPrefix + "{" + m + "}:" }
 //	n:not_started   number of Candidates in that status (also n:running,
 //	n:running       n:completed); kept by the same scripts that move
 //	n:completed     Candidates between statuses
+//	layout          the layout of its keys (see layout.go); absent: 1
 func migrationKey(m string) string { return migrationTag(m) + "migration" }
 
 // tombstoneKey is the hash of Migration m while its keys are being swept
@@ -129,8 +127,6 @@ func deletingKey() string { return keyPrefix + "deleting" }
 //	ctime    creation time, unix milliseconds
 //	utime    last change, unix milliseconds
 //	gone     "1" when the last complete discovery did not report it; absent otherwise
-//	midx     JSON array of the metadataPair of each metadata pair: the
-//	         metadata indexes it is in (absent when stored before them)
 //	round    the discovery round that last reported it (internal; never returned)
 func candidateKey(m, c string) string { return candidateKeyPrefix(m) + c }
 
@@ -138,27 +134,14 @@ func candidateKey(m, c string) string { return candidateKeyPrefix(m) + c }
 // candidateKeyPrefix(m) + c.
 func candidateKeyPrefix(m string) string { return migrationTag(m) + "c:" }
 
-// candidatesKey indexes every Candidate of m.
-// ZSET, score 0, member = Candidate id.
-func candidatesKey(m string) string { return migrationTag(m) + "cands" }
-
-// statusIndexKey indexes the Candidates of m in status s.
-// ZSET, score 0, member = Candidate id.
-func statusIndexKey(m, s string) string { return statusIndexPrefix(m) + s }
-
-// statusIndexPrefix is the prefix of statusIndexKey: statusIndexKey(m, s) ==
-// statusIndexPrefix(m) + s.
-func statusIndexPrefix(m string) string { return migrationTag(m) + "cands:status:" }
-
-// kindIndexKey indexes the Candidates of m of kind k.
-// ZSET, score 0, member = Candidate id.
-func kindIndexKey(m, k string) string { return kindIndexPrefix(m) + k }
-
-// kindIndexPrefix is the prefix of kindIndexKey: kindIndexKey(m, k) ==
-// kindIndexPrefix(m) + k.
-func kindIndexPrefix(m string) string { return migrationTag(m) + "cands:kind:" }
-
-// statusKindIndexKey indexes the Candidates of m in status s and of kind k.
+// statusKindIndexKey indexes the Candidates of m in status s and of kind k:
+// every Candidate is in exactly one of these sets, and they are the only
+// sets that hold every Candidate. A listing by status is the union of the
+// status's sets over the kinds of kindsKey, one by kind the union over the
+// three statuses, the whole Migration the union of them all (merged in id
+// order by listCandidatesScript). One membership per Candidate instead of
+// one per status, kind, status×kind, id and status order saves ~130 bytes
+// of Redis per Candidate each (a sorted set's member costs about that).
 // ZSET, score 0, member = Candidate id.
 func statusKindIndexKey(m, s, k string) string { return statusKindIndexPrefix(m) + s + ":" + k }
 
@@ -166,26 +149,24 @@ func statusKindIndexKey(m, s, k string) string { return statusKindIndexPrefix(m)
 // statusKindIndexKey(m, s, k) == statusKindIndexPrefix(m) + s + ":" + k.
 func statusKindIndexPrefix(m string) string { return migrationTag(m) + "cands:sk:" }
 
-// kindsKey counts the Candidates of m per kind, so that DeleteMigration
-// knows which kind indexes exist without scanning.
+// kindsKey counts the Candidates of m per kind: it is how the scripts know
+// which statusKindIndexKey sets exist (a listing's unions, a delete).
 // HASH, field = kind, value = number of Candidates of that kind (a field is
 // removed when its count reaches 0).
 func kindsKey(m string) string { return migrationTag(m) + "kinds" }
 
-// statusOrderKey orders every Candidate of m by status, in lifecycle order:
-// ZSET, member = Candidate id, score = statusOrder of its status (ties, by
-// id). Kept by the scripts that move Candidates between statuses.
-func statusOrderKey(m string) string { return migrationTag(m) + "cands:by:status" }
-
-// statusOrder is the score of status s in statusOrderKey: its position in
-// migration.CandidateStatuses, from 1. The scripts use the same numbers.
+// statusOrder is the position of status s in the status order of
+// ListCandidates: its position in migration.CandidateStatuses, from 1 (the
+// score of a cursor in that order). The scripts use the same numbers.
 func statusOrder(s migration.CandidateStatus) int {
 	return slices.Index(migration.CandidateStatuses, s) + 1
 }
 
-// stepOrderKey orders every Candidate of m by how far its Run has gone:
-// ZSET, member = Candidate id, score = stepPosition of its run view (0 for a
-// Candidate never started). Kept by the run view scripts.
+// stepOrderKey orders the running and completed Candidates of m by how far
+// their Run has gone: ZSET, member = Candidate id, score = stepPosition of
+// its run view. A not_started Candidate is not in it (it comes first in that
+// order, from the statusKindIndexKey sets): most Candidates of a large
+// Migration wait long before their first Run. Kept by the run view scripts.
 func stepOrderKey(m string) string { return migrationTag(m) + "cands:by:step" }
 
 // changeIndexKey orders every Candidate of m by its last change: ZSET,
@@ -207,35 +188,37 @@ func currentStepIndexPrefix(m string) string { return migrationTag(m) + "cands:s
 // name, value = count (removed at 0).
 func stepNamesKey(m string) string { return migrationTag(m) + "snames" }
 
-// metadataIndexKey indexes the Candidates of m whose metadata maps key to
-// value. ZSET, score 0, member = Candidate id.
-func metadataIndexKey(m, key, value string) string {
-	return metadataIndexPrefix(m) + metadataPair(key, value)
-}
+// metadataIndexKey indexes the Candidates of m by their metadata: one
+// member per pair of each Candidate, metadataMember(pair, id), score 0. The
+// Candidates with one pair are a lexicographic range of it, in id order
+// (metadataRange), counted by ZLEXCOUNT. One sorted set for every pair
+// rather than a set per pair: a key costs ~150 bytes and a counter ~90 more,
+// which metadata of unique values (a repository URL) paid per Candidate.
+// Every metadata key is indexed.
+func metadataIndexKey(m string) string { return migrationTag(m) + "cands:meta" }
 
-// metadataIndexPrefix is the prefix of metadataIndexKey.
-func metadataIndexPrefix(m string) string { return migrationTag(m) + "cands:meta:" }
-
-// metadataPair names one metadata pair in a key: "<len(key)>:<key>=<value>".
-// The length (in bytes) makes it unambiguous whatever the key and value
-// hold, '=' and ':' included.
+// metadataPair names one metadata pair: "<len(key)>:<key>=<value>". The
+// length (in bytes) makes it unambiguous whatever the key and value hold,
+// '=' and ':' included.
 func metadataPair(key, value string) string {
 	return strconv.Itoa(len(key)) + ":" + key + "=" + value
 }
 
-// metadataPairsKey counts the members of each metadataIndexKey of m, so
-// that DeleteMigration finds those indexes without scanning. HASH, field =
-// metadataPair, value = count (removed at 0).
-func metadataPairsKey(m string) string { return migrationTag(m) + "metas" }
+// metadataRangePrefix is what every metadataIndexKey member of pair starts
+// with: "<len(pair)>:<pair>", then the Candidate id. The length makes a
+// pair's members a range of their own: no member of another pair starts
+// with the same bytes (a longer pair with this one as its start has another
+// length), whatever bytes the value holds.
+func metadataRangePrefix(pair string) string { return strconv.Itoa(len(pair)) + ":" + pair }
 
-// listTempKey and listPrefixTempKey are the scratch sets of one
-// ListCandidates script (intersections of its filters, the ids with its id
-// prefix). ZSET; the script deletes them before it returns (they also
-// expire, should a script fail half-way), so they never outlive a request.
+// metadataMember is the member of metadataIndexKey for Candidate id's pair.
+func metadataMember(pair, id string) string { return metadataRangePrefix(pair) + id }
+
+// listTempKey is the scratch set of one ListCandidates script (the
+// matches of sparse filters in a scored order). ZSET; the script deletes it
+// before it returns (it also expires, should a script fail half-way), so it
+// never outlives a request.
 func listTempKey(m string) string { return migrationTag(m) + "cands:tmp" }
-
-// listPrefixTempKey: see listTempKey.
-func listPrefixTempKey(m string) string { return migrationTag(m) + "cands:tmp:prefix" }
 
 // runKey holds the run view of Candidate c's Run: the read side of the Run,
 // written by its workflow.

@@ -40,7 +40,7 @@ local cur = redis.call('HGET', k_migration, 'def')
 local created, updated = 0, 0
 if not cur then
   redis.call('HSET', k_migration, 'def', ARGV[1], 'ctime', ARGV[2], 'utime', ARGV[2],
-    'n:not_started', 0, 'n:running', 0, 'n:completed', 0)
+    'n:not_started', 0, 'n:running', 0, 'n:completed', 0, 'layout', '`+currentLayout+`')
   created = 1
   -- The history of a deleted Migration of the same id was set to expire:
   -- it is this one's again.
@@ -181,7 +181,7 @@ func lexAfter(after string) string {
 // deleteMigrationScript makes a Migration disappear, unless one of its
 // Candidates is running.
 //
-//	KEYS k_migration, k_tombstone, k_candidates, then the history KEYS
+//	KEYS k_migration, k_tombstone, then the history KEYS
 //	ARGV[1] now (unix ms), then the history ARGV
 //
 // The history is kept: migration_deleted is its last event, and the
@@ -194,7 +194,6 @@ func lexAfter(after string) string {
 var deleteMigrationScript = newHistoryScript(scriptKeys{
 	ofMigration("k_migration", migrationKey),
 	ofMigration("k_tombstone", tombstoneKey),
-	ofMigration("k_candidates", candidatesKey),
 }, `
 if redis.call('EXISTS', k_migration) == 0 then return {1} end
 local running = tonumber(redis.call('HGET', k_migration, 'n:running') or '0')
@@ -206,7 +205,9 @@ redis.call('HSET', k_tombstone, 'dtime', ARGV[1], 'ttl', ttl)
 addEvent({k = 'migration_deleted', t = ARGV[1]})
 redis.call('PEXPIRE', k_events, ttl)
 redis.call('PEXPIRE', k_event_days, ttl)
-return {0, redis.call('ZCARD', k_candidates)}
+local n = 0
+for _, st in ipairs({'not_started', 'running', 'completed'}) do n = n + tonumber(redis.call('HGET', k_tombstone, 'n:' .. st) or '0') end
+return {0, n}
 `)
 
 // sweepKeys are the KEYS of sweepDeletedScript. A _prefix key is there for
@@ -218,12 +219,9 @@ return {0, redis.call('ZCARD', k_candidates)}
 // every script that writes finds no Migration once it is a tombstone.
 var sweepKeys = scriptKeys{
 	ofMigration("k_tombstone", tombstoneKey),
-	ofMigration("k_candidates", candidatesKey),
 	ofMigration("k_kinds", kindsKey),
-	ofMigration("k_candidate_prefix", candidateKeyPrefix),           // + each id of k_candidates
-	ofMigration("k_candidate_events_prefix", candidateEventsPrefix), // + each id of k_candidates: its stream, to expire
-	ofMigration("k_status_prefix", statusIndexPrefix),               // + each Candidate status
-	ofMigration("k_kind_prefix", kindIndexPrefix),                   // + each kind of k_kinds
+	ofMigration("k_candidate_prefix", candidateKeyPrefix),           // + each id of the status×kind indexes
+	ofMigration("k_candidate_events_prefix", candidateEventsPrefix), // + each id of them: its stream, to expire
 	ofMigration("k_status_kind_prefix", statusKindIndexPrefix),      // + each status ':' kind
 	ofMigration("k_run_prefix", runKeyPrefix),                       // + each id of k_runs
 	ofMigration("k_runs", runsKey),
@@ -235,29 +233,27 @@ var sweepKeys = scriptKeys{
 	ofMigration("k_burndown", burndownKey),
 	ofMigration("k_failures", failuresKey),
 	ofMigration("k_activity", activityKey),
-	ofMigration("k_status_order", statusOrderKey),
 	ofMigration("k_step_order", stepOrderKey),
 	ofMigration("k_change", changeIndexKey),
 	ofMigration("k_step_names", stepNamesKey),
 	ofMigration("k_current_step_prefix", currentStepIndexPrefix), // + each step name of k_step_names
-	ofMigration("k_metadata_pairs", metadataPairsKey),
-	ofMigration("k_metadata_prefix", metadataIndexPrefix), // + each pair of k_metadata_pairs
+	ofMigration("k_metadata", metadataIndexKey),
 	ofMigration("k_list_tmp", listTempKey),
-	ofMigration("k_list_prefix_tmp", listPrefixTempKey),
 }
 
 // sweepDeletedScript removes one chunk of the keys of a deleted Migration
 // (one whose tombstone exists).
 //
 //	KEYS sweepKeys
-//	ARGV[1] the most Candidates (or metadata pairs, Runs) to remove
+//	ARGV[1] the most Candidates (or Runs) to remove
 //
-// In order, one kind per call: ARGV[1] Candidates (their hash and run view
-// UNLINKed, their stream set to expire with the Migration's history, their
-// id removed from k_candidates); then Run views left without a Candidate;
-// then ARGV[1] metadata pairs' indexes; then, at once, the remaining keys
-// (indexes of statuses, kinds and steps, orders, metrics: a few dozen keys,
-// large ones freed off Redis's main thread by UNLINK) and the tombstone.
+// In order, one kind per call: ARGV[1] Candidates, from the status×kind
+// indexes (their hash and run view UNLINKed, their stream set to expire
+// with the Migration's history, their id removed from the index); then Run
+// views left without a Candidate; then, at once, the remaining keys
+// (indexes of statuses, steps and metadata, orders, metrics: a few dozen
+// keys, large ones freed off Redis's main thread by UNLINK) and the
+// tombstone.
 //
 // Returns {1} when there is more to sweep, {0} when the Migration is gone
 // (or was never deleted).
@@ -265,18 +261,25 @@ var sweepDeletedScript = newKeyedScript(sweepKeys, `
 if redis.call('EXISTS', k_tombstone) == 0 then return {0} end
 local n = tonumber(ARGV[1])
 local ttl = tonumber(redis.call('HGET', k_tombstone, 'ttl') or '1000')
+local statuses = {'not_started', 'running', 'completed'}
+local kinds = redis.call('HKEYS', k_kinds)
 
-local ids = redis.call('ZRANGE', k_candidates, 0, n - 1)
-if #ids > 0 then
-  local keys = {}
-  for _, id in ipairs(ids) do
-    keys[#keys + 1] = k_candidate_prefix .. id
-    keys[#keys + 1] = k_run_prefix .. id
-    redis.call('PEXPIRE', k_candidate_events_prefix .. id, ttl)
+for _, k in ipairs(kinds) do
+  for _, st in ipairs(statuses) do
+    local index = k_status_kind_prefix .. st .. ':' .. k
+    local ids = redis.call('ZRANGE', index, 0, n - 1)
+    if #ids > 0 then
+      local keys = {}
+      for _, id in ipairs(ids) do
+        keys[#keys + 1] = k_candidate_prefix .. id
+        keys[#keys + 1] = k_run_prefix .. id
+        redis.call('PEXPIRE', k_candidate_events_prefix .. id, ttl)
+      end
+      redis.call('UNLINK', unpack(keys))
+      redis.call('ZREM', index, unpack(ids))
+      return {1}
+    end
   end
-  redis.call('UNLINK', unpack(keys))
-  redis.call('ZREM', k_candidates, unpack(ids))
-  return {1}
 end
 local runs = redis.call('ZRANGE', k_runs, 0, n - 1)
 if #runs > 0 then
@@ -286,32 +289,8 @@ if #runs > 0 then
   redis.call('ZREM', k_runs, unpack(runs))
   return {1}
 end
--- HSCAN may answer no field from a sparse table: go on to the cursor's end
--- before concluding there is none.
-local cursor, keys, pairs = '0', {}, {}
-repeat
-  local scan = redis.call('HSCAN', k_metadata_pairs, cursor, 'COUNT', n)
-  cursor = scan[1]
-  for i = 1, #scan[2], 2 do
-    keys[#keys + 1] = k_metadata_prefix .. scan[2][i]
-    pairs[#pairs + 1] = scan[2][i]
-  end
-until cursor == '0' or #pairs >= n
-if #pairs > 0 then
-  for i = 1, #keys, 500 do
-    redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
-    redis.call('HDEL', k_metadata_pairs, unpack(pairs, i, math.min(i + 499, #pairs)))
-  end
-  return {1}
-end
 
 local keys = {}
-local kinds = redis.call('HKEYS', k_kinds)
-for _, s in ipairs({'not_started', 'running', 'completed'}) do
-  keys[#keys + 1] = k_status_prefix .. s
-  for _, k in ipairs(kinds) do keys[#keys + 1] = k_status_kind_prefix .. s .. ':' .. k end
-end
-for _, k in ipairs(kinds) do keys[#keys + 1] = k_kind_prefix .. k end
 local stepStatuses = {'in_progress', 'open', 'merged', 'awaiting_review', 'completed', 'failed', 'skipped'}
 for _, r in ipairs({'running', 'completed', 'cancelled'}) do
   keys[#keys + 1] = k_run_status_prefix .. r
@@ -319,9 +298,8 @@ for _, r in ipairs({'running', 'completed', 'cancelled'}) do
 end
 for _, t in ipairs(stepStatuses) do keys[#keys + 1] = k_run_step_prefix .. t end
 for _, name in ipairs(redis.call('HKEYS', k_step_names)) do keys[#keys + 1] = k_current_step_prefix .. name end
-for _, k in ipairs({k_dispatch_failing, k_runs, k_metrics, k_burndown, k_failures, k_activity, k_status_order,
-    k_step_order, k_change, k_step_names, k_metadata_pairs, k_list_tmp, k_list_prefix_tmp, k_candidates, k_kinds,
-    k_tombstone}) do
+for _, k in ipairs({k_dispatch_failing, k_runs, k_metrics, k_burndown, k_failures, k_activity,
+    k_step_order, k_change, k_step_names, k_metadata, k_list_tmp, k_kinds, k_tombstone}) do
   keys[#keys + 1] = k
 end
 for i = 1, #keys, 500 do
@@ -398,6 +376,10 @@ func (s *Store) sweepDeleted(ctx context.Context, id string) error {
 		if err := s.deleteRollouts(ctx, id); err != nil {
 			return fmt.Errorf("sweep deleted migration %s: rollouts: %w", id, err)
 		}
+	}
+	// A Migration of an earlier layout has keys this sweep does not know.
+	if err := s.upgradeLayout(ctx, id); err != nil {
+		return fmt.Errorf("sweep deleted migration %s: %w", id, err)
 	}
 	for {
 		res, err := sweepDeletedScript.run(ctx, s.rdb, id, "", nil, sweepChunk).Slice()

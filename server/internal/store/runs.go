@@ -43,7 +43,12 @@ local function storeView(id, view, exec, seq, status, step, channel, cstep, spos
     redis.call('ZADD', k_current_step_prefix .. cstep, 0, id)
     redis.call('HINCRBY', k_step_names, cstep, 1)
   end
-  redis.call('ZADD', k_step_order, spos, id)
+  -- Only running and completed Candidates are in the step order: a
+  -- cancel's view is stored before its Candidate moves back (moveCandidate
+  -- takes it out).
+  if redis.call('HGET', k_candidate, 'status') ~= 'not_started' then
+    redis.call('ZADD', k_step_order, spos, id)
+  end
   if old[1] then
     redis.call('ZREM', k_run_status_prefix .. old[1], id)
     if old[2] and old[2] ~= '' then
@@ -71,11 +76,9 @@ end
 local function moveCandidate(id, kind, from, to, now)
   if from == to then return end
   redis.call('HSET', k_candidate, 'status', to, 'utime', now)
-  redis.call('ZREM', k_status_prefix .. from, id)
-  redis.call('ZADD', k_status_prefix .. to, 0, id)
   redis.call('ZREM', k_status_kind_prefix .. from .. ':' .. kind, id)
   redis.call('ZADD', k_status_kind_prefix .. to .. ':' .. kind, 0, id)
-  redis.call('ZADD', k_status_order, STATUS_ORDER[to], id)
+  if to == 'not_started' then redis.call('ZREM', k_step_order, id) end
   touch(id, now)
   redis.call('HINCRBY', k_migration, 'n:' .. from, -1)
   redis.call('HINCRBY', k_migration, 'n:' .. to, 1)
@@ -123,7 +126,6 @@ var runKeys = scriptKeys{
 	ofMigration("k_migration", migrationKey),
 	ofCandidate("k_candidate", candidateKey),
 	ofCandidate("k_run", runKey),
-	ofMigration("k_status_prefix", statusIndexPrefix),          // + a Candidate status
 	ofMigration("k_status_kind_prefix", statusKindIndexPrefix), // + a Candidate status ':' its kind
 	ofMigration("k_runs", runsKey),
 	ofMigration("k_run_status_prefix", runStatusIndexPrefix),          // + a Run status
@@ -133,7 +135,6 @@ var runKeys = scriptKeys{
 	ofMigration("k_burndown", burndownKey),
 	ofMigration("k_failures", failuresKey),
 	ofMigration("k_activity", activityKey),
-	ofMigration("k_status_order", statusOrderKey),
 	ofMigration("k_step_order", stepOrderKey),
 	ofMigration("k_current_step_prefix", currentStepIndexPrefix), // + a step name
 	ofMigration("k_step_names", stepNamesKey),

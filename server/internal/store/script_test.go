@@ -24,6 +24,7 @@ var keyedScripts = map[string][]*keyedScript{
 	"record dispatch failure": {recordDispatchFailureScript},
 	"create rollout":          {createRolloutScript},
 	"save rollout":            {saveRolloutScript},
+	"upgrade layout":          {upgradeLayoutScript},
 }
 
 // Every script made with newKeyedScript or newHistoryScript is in
@@ -165,9 +166,10 @@ return out`)
 		if records && !slices.ContainsFunc(group[0].keys, func(k scriptKey) bool { return k.name == "k_candidate_events" && k.each }) {
 			t.Errorf("%s: the Candidate streams are not a block", name)
 		}
-		// The sweep of a deleted Migration reads which Candidates it has.
+		// The sweep of a deleted Migration and the upgrade of a layout read
+		// which Candidates it has.
 		for _, k := range group[0].keys {
-			if k.name == "k_candidate_prefix" && name != "sweep deleted" {
+			if k.name == "k_candidate_prefix" && name != "sweep deleted" && name != "upgrade layout" {
 				t.Errorf("%s: builds a Candidate's hash from a prefix", name)
 			}
 			if k.name == "k_candidate_events_prefix" && name != "sweep deleted" {

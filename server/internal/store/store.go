@@ -55,9 +55,10 @@ type Store struct {
 	owned      bool // Close closes rdb
 	sweepBatch int
 	retention  Retention
-	// walkMin and walkBudget: see listCandidatesScript's walk (tests
+	// walkBudget and exactCountMax: see listCandidatesScript (tests
 	// lower them).
-	walkMin, walkBudget int
+	walkBudget, exactCountMax int
+	upgradeChunk              int // see UpgradeLayout
 	// afterDeleteScript, when set (tests only), runs between
 	// DeleteMigration's script and the rest (index update, sweep), to
 	// replay a race.
@@ -71,7 +72,8 @@ var _ migration.MigrationStore = (*Store)(nil)
 // a hook to it that reports Redis unreachable as migration.ErrUnavailable.
 func New(client redis.UniversalClient) *Store {
 	client.AddHook(unreachableHook{})
-	return &Store{rdb: client, sweepBatch: defaultSweepBatch, retention: DefaultRetention, walkMin: defaultWalkMin, walkBudget: defaultWalkBudget}
+	return &Store{rdb: client, sweepBatch: defaultSweepBatch, retention: DefaultRetention, walkBudget: defaultWalkBudget, exactCountMax: defaultExactCountMax,
+		upgradeChunk: defaultUpgradeChunk}
 }
 
 // MinHashListpackValue is the hash-max-listpack-value (hash-max-ziplist-value

@@ -74,12 +74,16 @@ type DiscoveryServiceClient interface {
 	// those matching every filter given (status, kind, current step and its
 	// status, id prefix, metadata). Each filter and order is served by an
 	// index kept in the store, so a page costs about the same with 100 or
-	// 100,000 Candidates; total_size counts every match, exactly. With two
-	// filters or more (or a filter and an order), a page is found by walking
-	// one index and checking the others, at most 20,000 Candidates a page:
-	// where the matches are unevenly spread, a page may hold fewer than
-	// page_size Candidates, even none, with a next_page_token; keep paging
-	// until next_page_token is empty.
+	// 100,000 Candidates. total_size counts every match exactly with no
+	// filter, one filter, or status and kind together; with other
+	// combinations it is counted when the most selective filter has at most
+	// 5,000 Candidates, else estimated from a sample of them, and
+	// total_size_is_estimate says so. With two filters or more (or a filter
+	// and an order), a page is found by walking the most selective index and
+	// checking the others, at most 20,000 Candidates a page: where the matches
+	// are unevenly spread, a page may hold fewer than page_size Candidates,
+	// even none, with a next_page_token; keep paging until next_page_token is
+	// empty.
 	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
 	// INVALID_ARGUMENT naming the field: TOO_MANY_METADATA_FILTERS,
 	// INVALID_STATUS, INVALID_ORDER for a malformed filter or order,
@@ -220,12 +224,16 @@ type DiscoveryServiceHandler interface {
 	// those matching every filter given (status, kind, current step and its
 	// status, id prefix, metadata). Each filter and order is served by an
 	// index kept in the store, so a page costs about the same with 100 or
-	// 100,000 Candidates; total_size counts every match, exactly. With two
-	// filters or more (or a filter and an order), a page is found by walking
-	// one index and checking the others, at most 20,000 Candidates a page:
-	// where the matches are unevenly spread, a page may hold fewer than
-	// page_size Candidates, even none, with a next_page_token; keep paging
-	// until next_page_token is empty.
+	// 100,000 Candidates. total_size counts every match exactly with no
+	// filter, one filter, or status and kind together; with other
+	// combinations it is counted when the most selective filter has at most
+	// 5,000 Candidates, else estimated from a sample of them, and
+	// total_size_is_estimate says so. With two filters or more (or a filter
+	// and an order), a page is found by walking the most selective index and
+	// checking the others, at most 20,000 Candidates a page: where the matches
+	// are unevenly spread, a page may hold fewer than page_size Candidates,
+	// even none, with a next_page_token; keep paging until next_page_token is
+	// empty.
 	// Errors: NOT_FOUND MIGRATION_NOT_FOUND when the Migration does not exist;
 	// INVALID_ARGUMENT naming the field: TOO_MANY_METADATA_FILTERS,
 	// INVALID_STATUS, INVALID_ORDER for a malformed filter or order,
