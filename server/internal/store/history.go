@@ -402,7 +402,7 @@ func (s *Store) discoveredEvent(ctx context.Context, m, c string) (*migration.Ev
 	if c == "" {
 		return nil, nil
 	}
-	vals, err := s.rdb.HMGet(ctx, candidateKey(m, c), "dev", "ctime").Result()
+	vals, err := s.rdb.HMGet(ctx, candidateKey(m, c), "dev", "ctime", fieldKind).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read the discovery of %s in %s: %w", c, m, err)
 	}
@@ -411,13 +411,13 @@ func (s *Store) discoveredEvent(ctx context.Context, m, c string) (*migration.Ev
 	if dev == "" {
 		return nil, nil
 	}
-	var rec struct {
-		I    string `json:"i"`
-		By   string `json:"by"`
-		Kind string `json:"kind"`
-	}
 	ms, err := strconv.ParseInt(ctime, 10, 64)
-	if err := errors.Join(err, json.Unmarshal([]byte(dev), &rec)); err != nil || rec.I == "" {
+	rec, err2 := parseDiscovered(dev, ms)
+	if rec.Kind == nil {
+		kind, _ := vals[2].(string)
+		rec.Kind = &kind
+	}
+	if err := errors.Join(err, err2); err != nil {
 		return nil, fmt.Errorf("the discovery of %s in %s: %q at %q: %v", c, m, dev, ctime, err)
 	}
 	// Retention goes by the id, Redis's clock, as the streams' trimming does.
@@ -426,7 +426,41 @@ func (s *Store) discoveredEvent(ctx context.Context, m, c string) (*migration.Ev
 	}
 	t := time.UnixMilli(ms).UTC()
 	return &migration.Event{ID: rec.I, Kind: migration.EventCandidateDiscovered, MigrationID: m, CandidateID: c,
-		Time: t, Actor: rec.By, Details: map[string]string{"outcome": "added", "kind": rec.Kind}}, nil
+		Time: t, Actor: rec.By, Details: map[string]string{"outcome": "added", "kind": *rec.Kind}}, nil
+}
+
+// discoveredRecord is the dev field of a Candidate hash (see submitScript):
+// the id, actor and kind of its candidate_discovered event. Kind is nil
+// when dev leaves it to the hash's kind field.
+type discoveredRecord struct {
+	I    string  `json:"i"`
+	By   string  `json:"by"`
+	Kind *string `json:"kind"`
+}
+
+// parseDiscovered reads a dev field in either form: "<d> <actor>" (the id
+// is "<ctime + d>-0", the kind is the hash's) or JSON {i, by, kind}.
+func parseDiscovered(dev string, ctime int64) (discoveredRecord, error) {
+	var rec discoveredRecord
+	if strings.HasPrefix(dev, "{") {
+		if err := json.Unmarshal([]byte(dev), &rec); err != nil {
+			return rec, err
+		}
+		if rec.Kind == nil {
+			rec.Kind = new(string) // JSON without kind: none was discovered
+		}
+	} else {
+		d, by, ok := strings.Cut(dev, " ")
+		n, err := strconv.ParseInt(d, 10, 64)
+		if err != nil || !ok || ctime+n < 0 {
+			return rec, errors.New(`not "<d> <actor>"`)
+		}
+		rec.I, rec.By = strconv.FormatInt(ctime+n, 10)+"-0", by
+	}
+	if rec.I == "" {
+		return rec, errors.New("no event id")
+	}
+	return rec, nil
 }
 
 // streamIDLess orders stream ids ("<ms>-<seq>", or "<ms>") as Redis does.
