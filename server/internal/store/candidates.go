@@ -38,6 +38,24 @@ var submitKeys = scriptKeys{
 	ofMigration("k_metadata", metadataIndexKey),
 }
 
+// legacyDefLua defines isLegacyDef(stored, def, kind): whether stored is
+// def as written before def dropped the kind (see candidateRecord), for a
+// Candidate of that kind. Records are canonical and "kind" came right after
+// "v", so that form is '{"v":1,"kind":' .. a JSON string .. what follows
+// '{"v":1' in def; the JSON string must decode to kind (compared decoded,
+// not re-encoded: Go and cjson escape differently). Nothing else can have
+// that form, so stored and def then describe the same Candidate.
+const legacyDefLua = `
+local function isLegacyDef(stored, def, kind)
+  local head, v = '{"v":1,"kind":', '{"v":1'
+  if not stored or string.sub(stored, 1, #head) ~= head or string.sub(def, 1, #v) ~= v then return false end
+  local rest = string.sub(def, #v + 1)
+  if #stored <= #head + #rest or string.sub(stored, -#rest) ~= rest then return false end
+  local ok, k = pcall(cjson.decode, string.sub(stored, #head + 1, #stored - #rest))
+  return ok and k == kind
+end
+`
+
 // submitScript merges one submission of discovered Candidates (at most
 // migration.MaxSubmitCandidates) into a Migration, atomically.
 //
@@ -56,22 +74,38 @@ var submitKeys = scriptKeys{
 // and one candidates_discovered with the counts. A Candidate added gets no
 // stream of its own: a stream costs about 4.8 KB however few its events,
 // and most Candidates wait long before anything else happens to them. Its
-// candidate_discovered event is kept in its hash instead (field dev: JSON
-// {i, by, kind}: the event's id, from Redis's clock at the start of the
-// script, so older than any event written after it; its actor; the kind
-// discovered), and read back as the oldest event of its history
-// (discoveredEvent); its stream is made by its first event after that.
+// candidate_discovered event is kept in its hash instead (field dev), and
+// read back as the oldest event of its history (discoveredEvent); its
+// stream is made by its first event after that. dev holds the event's id,
+// from Redis's clock at the start of the script (so older than any event
+// written after it), its actor and the kind discovered, in one of two
+// forms:
+//   - "<d> <actor>" (written at discovery): the id is "<ctime + d>-0", the
+//     actor the rest after the first space, and the kind is the hash's kind
+//     field. d is the id's milliseconds counted from ctime: both are read
+//     in this script, from two clocks that agree within milliseconds, so d
+//     takes a digit or two where the id takes thirteen (ctime is written
+//     once, at creation, so d stays true);
+//   - JSON {i, by, kind} (written before, and by an update that changes the
+//     kind of a Candidate whose dev has the first form: the kind discovered
+//     must outlive the field).
 //
 // Per Candidate, in order:
-//   - absent: created not_started (ctime = utime = now, round, dev),
+//   - absent: created not_started (ctime = now, round, dev; inputs, exec
+//     and utime are left absent: see encode.go, fields with a default),
 //     added to its status×kind index, its metadata pairs' members and the
 //     order by last change (now) → outcomeAdded;
 //   - not_started, and kind or def differ or it is flagged gone: def, kind,
-//     utime, round written, gone cleared, last change now; a kind
-//     change moves it between status×kind indexes, a metadata change
-//     between metadata members (the stored pairs read from the stored def)
-//     → outcomeUpdated;
-//   - not_started and identical: only round written → outcomeUnchanged;
+//     utime, round written, gone cleared, last change now; a kind change
+//     moves it between status×kind indexes (and keeps the kind discovered
+//     in dev, see above), a metadata change between metadata members (the
+//     stored pairs read from the stored def) → outcomeUpdated;
+//   - not_started and identical: only round written → outcomeUnchanged. A
+//     stored def of the form written before def dropped kind (see
+//     legacyDefLua) is identical when it differs from def only by the kind,
+//     the hash's: it is rewritten in the new form, and that is no change
+//     (counting it updated would give every Candidate of a fleet a stream
+//     and an event at its first discovery after an upgrade);
 //   - running or completed: nothing written at all (not even round; such a
 //     Candidate is never flagged gone, so its round does not matter)
 //     → outcomeLeftAlone.
@@ -82,12 +116,24 @@ var submitKeys = scriptKeys{
 //
 // Returns {replyMigrationNotFound} when the Migration does not exist
 // (nothing is written), else {replyOK, outcome of each triple, in order}.
-var submitScript = newHistoryScript(submitKeys, `
+var submitScript = newHistoryScript(submitKeys, legacyDefLua+`
 if redis.call('EXISTS', k_migration) == 0 then return {1} end
 local now, round = ARGV[1], ARGV[2]
 local NS = 'not_started'
 local clock = redis.call('TIME')
-local discovered_id = string.format('%d-0', tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000))
+local discovered_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- keepDiscoveredKind turns a dev of the "<d> <actor>" form, which takes
+-- its kind from the kind field, into the JSON form holding old, the kind
+-- discovered, before the field changes.
+local function keepDiscoveredKind(key, old)
+  local f = redis.call('HMGET', key, 'dev', 'ctime')
+  local dev, ctime = f[1], tonumber(f[2] or '')
+  if not dev or not ctime or string.sub(dev, 1, 1) == '{' then return end
+  local sp = string.find(dev, ' ', 1, true)
+  local d = sp and tonumber(string.sub(dev, 1, sp - 1))
+  if not d then return end
+  redis.call('HSET', key, 'dev', cjson.encode({i = string.format('%d-0', ctime + d), by = string.sub(dev, sp + 1), kind = old or ''}))
+end
 local out = {0}
 local added = 0
 local counts = {0, 0, 0, 0}
@@ -134,9 +180,8 @@ for i = 3, own_argc, 4 do
   local key = k_candidate[id]
   local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone')
   if not cur[1] then
-    redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'inputs', '{}',
-      'exec', 0, 'ctime', now, 'utime', now, 'round', round,
-      'dev', cjson.encode({i = discovered_id, by = h_actor, kind = kind}))
+    redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'ctime', now, 'round', round,
+      'dev', string.format('%d', discovered_ms - tonumber(now)) .. ' ' .. h_actor)
     redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
     count(kind, 1)
     touch(id, now)
@@ -145,7 +190,7 @@ for i = 3, own_argc, 4 do
     out[#out + 1] = 1
   elseif cur[1] ~= NS then
     out[#out + 1] = 4
-  elseif cur[2] ~= kind or cur[3] ~= def or cur[4] then
+  elseif cur[2] ~= kind or (cur[3] ~= def and not isLegacyDef(cur[3], def, kind)) or cur[4] then
     if cur[3] ~= def then reindexMetadata(id, cur[3], pairsJSON) end
     touch(id, now)
     local old = cur[2]
@@ -157,11 +202,13 @@ for i = 3, own_argc, 4 do
       redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
       count(kind, 1)
     end
+    if cur[2] ~= kind then keepDiscoveredKind(key, cur[2]) end
     redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now, 'round', round)
     -- midx: the pairs, stored by Loom before the metadata index was one set.
     redis.call('HDEL', key, 'gone', 'midx')
     out[#out + 1] = 2
   else
+    if cur[3] ~= def then redis.call('HSET', key, 'def', def) end -- the old form (isLegacyDef)
     redis.call('HSET', key, 'round', round)
     out[#out + 1] = 3
   end
@@ -472,7 +519,7 @@ func (s *Store) GetMigrationAndCandidate(ctx context.Context, m, c string) (migr
 //	ARGV[4..3+r] input names to remove
 //	ARGV[4+r..] pairs of input name, value to set; then the history ARGV
 //
-// Sets inputs and utime = now, and records candidate_inputs_updated with
+// Sets inputs (removed when none is left) and utime = now, and records candidate_inputs_updated with
 // the names set and removed. Returns {replyMigrationNotFound},
 // {replyCandidateNotFound} or {replyOK, HGETALL of the Candidate after, run
 // fields, last change} (see candidateRowLua).
@@ -492,9 +539,14 @@ local r = tonumber(ARGV[3])
 local d = {}
 for i = 4, 3 + r do inputs[ARGV[i]] = nil; d['removed.' .. ARGV[i]] = '' end
 for i = 4 + r, own_argc, 2 do inputs[ARGV[i]] = ARGV[i + 1]; d['inputs.' .. ARGV[i]] = ARGV[i + 1] end
-local enc = '{}'
-if next(inputs) ~= nil then enc = cjson.encode(inputs) end
-redis.call('HSET', k_candidate, 'inputs', enc, 'utime', ARGV[1])
+-- No inputs: the field is removed, absent meaning none (see encode.go,
+-- fields with a default).
+if next(inputs) ~= nil then
+  redis.call('HSET', k_candidate, 'inputs', cjson.encode(inputs), 'utime', ARGV[1])
+else
+  redis.call('HDEL', k_candidate, 'inputs')
+  redis.call('HSET', k_candidate, 'utime', ARGV[1])
+end
 addEvent({k = 'candidate_inputs_updated', t = ARGV[1], c = ARGV[2], d = d})
 touch(ARGV[2], ARGV[1])
 local p = progressOf(k_run, k_change, ARGV[2])

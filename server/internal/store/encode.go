@@ -86,9 +86,17 @@ type inputRecord struct {
 
 // candidateRecord is the "def" field of a Candidate hash: what discovery
 // reported, nothing the server keeps.
+//
+// Kind is not written: the hash has it as a field of its own (the one the
+// indexes follow, and the one decodeCandidate reads), so repeating it in
+// def cost every Candidate its bytes twice. Defs written before carry it
+// ({"v":1,"kind":...}, same version: a reader that knows the field
+// ignores it); decodeCandidate falls back to it only when the kind field
+// is empty, and submitScript takes such a def for the same as the one
+// without kind (see legacyDefLua).
 type candidateRecord struct {
 	V        int               `json:"v"`
-	Kind     string            `json:"kind"`
+	Kind     string            `json:"kind,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
 	Files    []fileGroupRecord `json:"files,omitempty"`
 	Steps    []stepRecord      `json:"steps,omitempty"`
@@ -107,9 +115,16 @@ type fileRefRecord struct {
 }
 
 // The "inputs" field of a Candidate hash is a plain JSON object of string
-// values (operator input name -> value), "{}" when there is none. It carries
-// no "v" because any key may be an input name; it is edited in Lua with
-// cjson (see updateInputsScript). A future format would use another field.
+// values (operator input name -> value). It carries no "v" because any key
+// may be an input name; it is edited in Lua with cjson (see
+// updateInputsScript). A future format would use another field.
+//
+// Fields with a default are not written while they hold it, so that a
+// Candidate discovered and never run (most of a fleet) stores only what is
+// its own: inputs absent means none ("{}", as hashes written before hold,
+// reads the same), exec absent means 0, utime absent means ctime (the
+// Candidate was not changed since it was created). Every reader, Go or
+// Lua, takes the absent field for its default.
 
 // encodeMigrationDef returns the canonical "def" of m.
 func encodeMigrationDef(m migration.Migration) (string, error) {
@@ -179,11 +194,11 @@ func decodeMigration(id string, h map[string]string) (migration.Migration, error
 }
 
 // encodeCandidateDef returns the canonical "def" of c: only what discovery
-// reports (kind, metadata, files, steps).
+// reports (metadata, files, steps; the kind is a field of the hash, see
+// candidateRecord).
 func encodeCandidateDef(c migration.Candidate) (string, error) {
 	r := candidateRecord{
 		V:        recordVersion,
-		Kind:     c.Kind,
 		Metadata: c.Metadata,
 		Steps:    stepRecords(c.Steps),
 	}
@@ -224,7 +239,7 @@ func decodeCandidate(migrationID, id string, h map[string]string) (migration.Can
 		NoLongerDiscovered: h[fieldGone] != "",
 	}
 	if k := h[fieldKind]; k != "" {
-		c.Kind = k // the hash field is what the indexes follow
+		c.Kind = k // the hash field is what the indexes follow (def has none now: see candidateRecord)
 	}
 	for _, g := range r.Files {
 		fg := migration.FileGroup{Name: g.Name}
@@ -252,8 +267,11 @@ func decodeCandidate(migrationID, id string, h map[string]string) (migration.Can
 	if c.CreateTime, err = parseMillis(h[fieldCtime]); err != nil {
 		return fail("ctime", err)
 	}
-	if c.UpdateTime, err = parseMillis(h[fieldUtime]); err != nil {
-		return fail("utime", err)
+	c.UpdateTime = c.CreateTime // absent: not changed since created
+	if u, ok := h[fieldUtime]; ok {
+		if c.UpdateTime, err = parseMillis(u); err != nil {
+			return fail("utime", err)
+		}
 	}
 	return c, nil
 }
