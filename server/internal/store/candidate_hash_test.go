@@ -23,7 +23,7 @@ func TestADiscoveredCandidateHashHoldsNoDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := hgetall(t, rdb, candidateKey("m", "a"))
-	for _, f := range []string{fieldInputs, fieldExec, fieldUtime, fieldGone} {
+	for _, f := range []string{fieldInputs, fieldExec, fieldUtime, "round", fieldGone} {
 		if v, ok := h[f]; ok {
 			t.Errorf("%s written at discovery: %q", f, v)
 		}
@@ -151,6 +151,9 @@ func TestOldFormatCandidateHashesReadTheSame(t *testing.T) {
 		if strings.Contains(h[fieldDef], "kind") || h[fieldUtime] != h[fieldCtime] {
 			t.Errorf("%s after an unchanged discovery: %v", id, h)
 		}
+		if _, ok := h["round"]; ok {
+			t.Errorf("%s: round left after an incomplete submission without one: %v", id, h)
+		}
 		if n := rdb.Exists(ctx, candidateEventsKey("m", id)).Val(); n != 0 {
 			t.Errorf("%s got a stream", id)
 		}
@@ -194,6 +197,37 @@ func TestAKindChangeKeepsTheKindDiscovered(t *testing.T) {
 		t.Errorf("hash %v", h)
 	}
 	checkInvariants(t, rdb, "m")
+}
+
+// Only a complete submission without a round stores a round of its own; an
+// incomplete one leaves none (absent: as a round of its own, no sweep ever
+// matches it, so an earlier round's completion flags the Candidate, as
+// before).
+func TestRoundsStoredOnlyWhenASweepCanAskForThem(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	mustPut(t, s, "m")
+	round := func() (string, bool) {
+		v, err := rdb.HGet(context.Background(), candidateKey("m", "a"), "round").Result()
+		return v, err == nil
+	}
+	a := []migration.Candidate{cand("a", "svc")}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: a, Round: "r1"}, at(1))
+	if v, ok := round(); v != "r1" || !ok {
+		t.Fatalf("named round: %q %v", v, ok)
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: a}, at(2))
+	if v, ok := round(); ok {
+		t.Fatalf("incomplete submission without a round stored %q", v)
+	}
+	res := mustSubmit(t, s, migration.Submission{MigrationID: "m", Round: "r1", Complete: true}, at(3))
+	if !reflect.DeepEqual(res.NoLongerDiscovered, []string{"a"}) {
+		t.Fatalf("r1 completed: %+v", res)
+	}
+	res = mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: a, Complete: true}, at(4))
+	if v, _ := round(); len(v) != len("r:")+12 || !strings.HasPrefix(v, "r:") || res.NoLongerDiscovered != nil {
+		t.Fatalf("complete submission without a round: %q %+v", v, res)
+	}
 }
 
 func TestParseDiscovered(t *testing.T) {

@@ -63,7 +63,9 @@ end
 //	     k_candidate_events) have one key per submitted Candidate, in
 //	     ARGV order
 //	ARGV[1] now, unix milliseconds
-//	ARGV[2] round: the discovery round this submission belongs to
+//	ARGV[2] round: the discovery round this submission belongs to; ""
+//	        for a submission that names none and completes nothing (see
+//	        SubmitCandidates: no sweep will ever look for it)
 //	ARGV[3..] one quadruple per Candidate: id, kind, def (canonical JSON
 //	        candidateRecord), its pairs (JSON array of the metadataPair of
 //	        each metadata pair: made in Go, so that an added Candidate's
@@ -91,10 +93,10 @@ end
 //     must outlive the field).
 //
 // Per Candidate, in order:
-//   - absent: created not_started (ctime = now, round, dev; inputs, exec
-//     and utime are left absent: see encode.go, fields with a default),
-//     added to its status×kind index, its metadata pairs' members and the
-//     order by last change (now) → outcomeAdded;
+//   - absent: created not_started (ctime = now, round unless "", dev;
+//     inputs, exec and utime are left absent: see encode.go, fields with a
+//     default), added to its status×kind index, its metadata pairs'
+//     members and the order by last change (now) → outcomeAdded;
 //   - not_started, and kind or def differ or it is flagged gone: def, kind,
 //     utime, round written, gone cleared, last change now; a kind change
 //     moves it between status×kind indexes (and keeps the kind discovered
@@ -110,6 +112,10 @@ end
 //     Candidate is never flagged gone, so its round does not matter)
 //     → outcomeLeftAlone.
 //
+// "round written" is: HSET round, or HDEL round when ARGV[2] is "" (what
+// a random round of the submission's own stood for before: a round that
+// no sweep will look for, as absence is).
+//
 // Counters (kinds, n:not_started) change once per call, by the sum of the
 // batch: a few writes per Candidate, each an append-only file entry, are
 // what discovery costs.
@@ -122,6 +128,9 @@ local now, round = ARGV[1], ARGV[2]
 local NS = 'not_started'
 local clock = redis.call('TIME')
 local discovered_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function markRound(key)
+  if round == '' then redis.call('HDEL', key, 'round') else redis.call('HSET', key, 'round', round) end
+end
 -- keepDiscoveredKind turns a dev of the "<d> <actor>" form, which takes
 -- its kind from the kind field, into the JSON form holding old, the kind
 -- discovered, before the field changes.
@@ -180,8 +189,9 @@ for i = 3, own_argc, 4 do
   local key = k_candidate[id]
   local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone')
   if not cur[1] then
-    redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'ctime', now, 'round', round,
+    redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'ctime', now,
       'dev', string.format('%d', discovered_ms - tonumber(now)) .. ' ' .. h_actor)
+    if round ~= '' then redis.call('HSET', key, 'round', round) end
     redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
     count(kind, 1)
     touch(id, now)
@@ -203,13 +213,14 @@ for i = 3, own_argc, 4 do
       count(kind, 1)
     end
     if cur[2] ~= kind then keepDiscoveredKind(key, cur[2]) end
-    redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now, 'round', round)
+    redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now)
+    markRound(key)
     -- midx: the pairs, stored by Loom before the metadata index was one set.
     redis.call('HDEL', key, 'gone', 'midx')
     out[#out + 1] = 2
   else
     if cur[3] ~= def then redis.call('HSET', key, 'def', def) end -- the old form (isLegacyDef)
-    redis.call('HSET', key, 'round', round)
+    markRound(key)
     out[#out + 1] = 3
   end
 end
@@ -244,8 +255,9 @@ return out
 //
 // Every submitted not_started Candidate is marked with the submission's
 // round (s.Round, or a fresh random value when it is empty, which makes this
-// submission a round of its own). When s.Complete is set, the not_started
-// Candidates not marked with this round are then flagged no longer
+// submission a round of its own; an incomplete submission without a round
+// stores none instead, see unnamedRound). When s.Complete is set, the
+// not_started Candidates not marked with this round are then flagged no longer
 // discovered, in batches (see sweepScript) so that a large Migration never
 // blocks Redis; they are listed in id order. Submitting a flagged Candidate
 // again clears the flag (it counts as updated).
@@ -257,8 +269,8 @@ return out
 func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, now time.Time) (migration.SubmitResult, error) {
 	m := sub.MigrationID
 	round := sub.Round
-	if round == "" {
-		round = "r:" + rand.Text()
+	if round == "" && sub.Complete {
+		round = unnamedRound()
 	}
 	args := make([]any, 0, 2+4*len(sub.Candidates))
 	args = append(args, millis(now), round)
@@ -315,6 +327,21 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 	}
 	return out, nil
 }
+
+// unnamedRound is the round of a complete submission that names none: a
+// round of its own, so it must differ from every round ever stored in the
+// Migration, and it is stored on each of its Candidates. 12 base32
+// characters are 60 random bits: among a million such rounds in one
+// Migration, the chance that any two meet is below one in two million (and
+// a meeting only spares a Candidate a flag the next pass gives it). "r:"
+// tells it from a Migrator's names in a dump.
+//
+// A submission that names no round and completes nothing needs none: the
+// round only serves the sweep of a complete submission, which compares it
+// with its own, and a random round of a single incomplete submission never
+// equals any (submitScript removes the field instead: absent compares the
+// same).
+func unnamedRound() string { return "r:" + rand.Text()[:12] }
 
 // defaultSweepBatch is how many ids one sweepScript call examines: small
 // enough that a complete discovery of a large Migration never blocks Redis
