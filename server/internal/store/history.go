@@ -116,38 +116,110 @@ var historyArgvLua = func() string {
 // they set its utime, events or not. The Candidate must exist.
 //
 // STATUS_ORDER is statusOrder (keys.go) of each Candidate status.
-var historyLua = historyArgvLua + `
+var historyLua = historyArgvLua + kindCodesLua + `
 local STATUS_ORDER = {not_started = 1, running = 2, completed = 3}
+local h_migration = string.sub(k_events, ` + tagStart + `, -` + eventsSuffix + `)
 local function touch(id, now) redis.call('ZADD', k_change, 'GT', now, id) end
 local function addEvent(e)
-  local f = {'k', e.k, 't', tostring(e.t), 'by', e.by or h_actor}
-  if e.c and e.c ~= '' then f[#f + 1] = 'c'; f[#f + 1] = e.c end
-  if e.r and e.r ~= '' then f[#f + 1] = 'r'; f[#f + 1] = e.r end
-  if e.x and tonumber(e.x) ~= 0 then f[#f + 1] = 'x'; f[#f + 1] = tostring(e.x) end
-  if e.s and e.s ~= '' then f[#f + 1] = 's'; f[#f + 1] = e.s end
-  if e.a and tonumber(e.a) ~= 0 then f[#f + 1] = 'a'; f[#f + 1] = tostring(e.a) end
-  if e.d and next(e.d) ~= nil then f[#f + 1] = 'd'; f[#f + 1] = cjson.encode(e.d) end
+  local c = e.c or ''
+  -- See eventFields (history.go): every entry has the same fields, in the
+  -- same order, empty when unset; a Run id that its Migration and
+  -- Candidate make is '.'; the kind is its number.
+  local run = e.r or ''
+  if run ~= '' and c ~= '' and run == h_migration .. '__' .. c then run = '.' end
+  local x, a = '', ''
+  if e.x and tonumber(e.x) ~= 0 then x = tostring(e.x) end
+  if e.a and tonumber(e.a) ~= 0 then a = tostring(e.a) end
+  local d = ''
+  if e.d and next(e.d) ~= nil then d = cjson.encode(e.d) end
+  local head = {'k', KIND_CODE[e.k] or e.k, 't', tostring(e.t), 'by', e.by or h_actor}
+  local tail = {'r', run, 'x', x, 's', e.s or '', 'a', a, 'd', d}
   local stream
-  if e.c and e.c ~= '' then
-    stream = k_candidate_events[e.c]
-    if not stream then error('no declared event stream for candidate ' .. e.c) end
+  if c ~= '' then
+    stream = k_candidate_events[c]
+    if not stream then error('no declared event stream for candidate ' .. c) end
   end
   local id = '*'
   if not e.conly then
+    local f = {unpack(head)}
+    f[#f + 1] = 'c'; f[#f + 1] = c
+    for _, v in ipairs(tail) do f[#f + 1] = v end
     id = redis.call('XADD', k_events, 'MAXLEN', '~', h_max_events, '*', unpack(f))
     redis.call('XTRIM', k_events, 'MINID', '~', h_min_id)
     redis.call('PUBLISH', k_events .. ':changes', id)
-    redis.call('PUBLISH', '` + fleetChannel + `', string.sub(k_events, ` + tagStart + `, -` + eventsSuffix + `))
+    redis.call('PUBLISH', '` + fleetChannel + `', h_migration)
     redis.call('HINCRBY', k_event_days, tostring(math.floor(tonumber(e.t) / 86400000)), 1)
   end
-  if e.c and e.c ~= '' then
+  if c ~= '' then
+    local f = {unpack(head)}
+    for _, v in ipairs(tail) do f[#f + 1] = v end
     redis.call('XADD', stream, 'MAXLEN', '~', h_max_candidate_events, id, unpack(f))
     redis.call('XTRIM', stream, 'MINID', '~', h_min_id)
-    redis.call('ZADD', k_change, 'XX', 'GT', tostring(e.t), e.c)
+    redis.call('ZADD', k_change, 'XX', 'GT', tostring(e.t), c)
   end
   return id
 end
 `
+
+// Stream entries. Each event is one entry of the Migration's stream and,
+// when it is about a Candidate, one of the Candidate's, under the same id.
+// Entries are small because a Run leaves about eight of them in each
+// stream, and a stream's node (stream-node-max-bytes) is allocated whole:
+// a Candidate whose events overflow one node pays for a second. So since
+// the compact entries:
+//
+//   - every entry has the same fields in the same order (eventFields, less
+//     c in a Candidate's stream), an unset one empty: Redis then stores a
+//     node's field names once (its first entry's) rather than in every
+//     entry;
+//   - a Candidate's stream has no c: its key names the Candidate;
+//   - r is '.' when the Run id is RunID of the Migration and the entry's
+//     Candidate (always, for Loom's Runs), else the id itself;
+//   - k is the kind's number in eventKindCodes when it has one.
+//
+// Entries written before (every field only when set, c in both streams,
+// r and k spelled out) are read as they are: eventFromEntry takes both.
+var eventFields = []string{"k", "t", "by", "c", "r", "x", "s", "a", "d"}
+
+// runIDSame is the r of an entry whose Run id is RunID(m, its Candidate).
+const runIDSame = "."
+
+// eventKindCodes numbers the kinds stored as numbers: kind i is stored as
+// i+1. It is stored: only ever append to it. A kind not listed is stored by
+// name.
+var eventKindCodes = []migration.EventKind{
+	migration.EventMigrationAnnounced, migration.EventMigrationUpdated, migration.EventMigrationDeleted,
+	migration.EventCandidatesDiscovered, migration.EventCandidateDiscovered, migration.EventCandidateInputsUpdated,
+	migration.EventRunStarted, migration.EventStepDispatched, migration.EventDispatchFailed,
+	migration.EventStepReported, migration.EventStepFailed, migration.EventStepRetried,
+	migration.EventReviewFinished, migration.EventStepMarkedMerged, migration.EventRunCancelled,
+	migration.EventRunCompleted, migration.EventStepSkipped, migration.EventPRAdopted,
+	migration.EventRolloutStarted, migration.EventRolloutPaused, migration.EventRolloutResumed,
+	migration.EventRolloutUpdated, migration.EventRolloutAwaitingApproval, migration.EventRolloutCancelled,
+	migration.EventRolloutCompleted,
+}
+
+// kindCodesLua is eventKindCodes as the Lua table KIND_CODE: kind -> number.
+var kindCodesLua = func() string {
+	var b strings.Builder
+	b.WriteString("local KIND_CODE = {")
+	for i, k := range eventKindCodes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s = %d", k, i+1)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}()
+
+// kindOf reads a stored kind: a number of eventKindCodes, or a name.
+func kindOf(v string) migration.EventKind {
+	if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= len(eventKindCodes) {
+		return eventKindCodes[n-1]
+	}
+	return migration.EventKind(v)
+}
 
 // newHistoryScript is a script that records events: its KEYS are keys then
 // historyKeys, its text historyLua then src; its caller ends its ARGV with
@@ -243,11 +315,19 @@ func (s *Store) AppendEvents(ctx context.Context, m string, events []migration.E
 	return nil
 }
 
-// eventFromEntry decodes one stream entry.
-func eventFromEntry(m string, x redis.XMessage) (migration.Event, error) {
+// eventFromEntry decodes one stream entry of m's stream, or of Candidate
+// candidate's ("" for the Migration's). It reads the compact entries and
+// those written before them (see eventFields).
+func eventFromEntry(m, candidate string, x redis.XMessage) (migration.Event, error) {
 	str := func(k string) string { v, _ := x.Values[k].(string); return v }
-	e := migration.Event{ID: x.ID, Kind: migration.EventKind(str("k")), MigrationID: m, CandidateID: str("c"),
+	e := migration.Event{ID: x.ID, Kind: kindOf(str("k")), MigrationID: m, CandidateID: str("c"),
 		RunID: str("r"), Step: str("s"), Actor: str("by")}
+	if e.CandidateID == "" {
+		e.CandidateID = candidate
+	}
+	if e.RunID == runIDSame {
+		e.RunID = migration.RunID(m, e.CandidateID)
+	}
 	ms, err := strconv.ParseInt(str("t"), 10, 64)
 	if err != nil {
 		return e, fmt.Errorf("event %s of %s: time %q", x.ID, m, str("t"))
@@ -334,7 +414,7 @@ func (s *Store) ListEvents(ctx context.Context, m string, f migration.EventFilte
 			if discovered != nil && streamIDLess(x.ID, discovered.ID) && takeDiscovered() {
 				return out, nil
 			}
-			e, err := eventFromEntry(m, x)
+			e, err := eventFromEntry(m, f.CandidateID, x)
 			if err != nil {
 				return migration.EventPage{}, err
 			}
@@ -378,7 +458,7 @@ func (s *Store) EventsAfter(ctx context.Context, m, candidate, afterID string, l
 			out = append(out, *discovered)
 			discovered = nil
 		}
-		e, err := eventFromEntry(m, x)
+		e, err := eventFromEntry(m, candidate, x)
 		if err != nil {
 			return nil, err
 		}
