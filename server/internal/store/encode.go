@@ -400,8 +400,10 @@ const (
 	fieldVer             = "ver"
 )
 
-// runRecord is the "view" field of a run view hash: the Run as its workflow
-// last saved it. Times are unix milliseconds, 0 when unset.
+// runRecord is the "view" field of a run view hash as written before
+// runViewRecord (version 1): the Run as its workflow last saved it. Times
+// are unix milliseconds, 0 when unset. Still read (decodeRunV1), and used
+// by tests to write a view of that version.
 type runRecord struct {
 	V            int                `json:"v"`
 	Execution    int64              `json:"exec"`
@@ -435,55 +437,214 @@ type stepResultRecord struct {
 	Dispatches int               `json:"dispatches,omitempty"`
 }
 
+// runViewVersion is the version of the run view records written now: the
+// compact runViewRecord. Views of version 1 (runRecord, recordVersion) are
+// still read.
+const runViewVersion = 2
+
+// runViewRecord is the "view" field of a run view hash since version 2:
+// what runRecord held, smaller, since every Run has one (a 3-step Run's
+// was about 800 bytes, and one view over hash-max-listpack-value would
+// turn its hash into Redis's large encoding). Short names; no execution,
+// status or seq (the hash's fields of those names, which storeView writes
+// with the view, say them); every time but the start in milliseconds after
+// the start (nil when unset: 0 is the start itself); a result's step name
+// only when it is not the name of the step at its index.
+type runViewRecord struct {
+	V            int               `json:"v"`
+	Steps        []runStepRecord   `json:"st,omitempty"`
+	Results      []runResultRecord `json:"rs,omitempty"`
+	Inputs       map[string]string `json:"in,omitempty"`
+	StartTime    int64             `json:"t0,omitempty"` // unix ms, 0 when unset
+	UpdateTime   *int64            `json:"u,omitempty"`
+	EndTime      *int64            `json:"e,omitempty"`
+	CancelReason string            `json:"cr,omitempty"`
+	StartedBy    string            `json:"by,omitempty"`
+	RolloutID    string            `json:"ro,omitempty"`
+}
+
+// runStepRecord is stepRecord in a runViewRecord.
+type runStepRecord struct {
+	Name            string            `json:"n"`
+	Type            string            `json:"t,omitempty"`
+	MigratorApp     string            `json:"app,omitempty"`
+	Config          map[string]string `json:"cfg,omitempty"`
+	Description     string            `json:"desc,omitempty"`
+	ReportTimeoutNS int64             `json:"rt,omitempty"`
+}
+
+// runResultRecord is stepResultRecord in a runViewRecord (times: see there).
+type runResultRecord struct {
+	Step       string            `json:"n,omitempty"`
+	Status     string            `json:"s"`
+	Metadata   map[string]string `json:"md,omitempty"`
+	PRURL      string            `json:"pr,omitempty"`
+	Message    string            `json:"msg,omitempty"`
+	Attempt    int               `json:"a,omitempty"`
+	StartTime  *int64            `json:"t0,omitempty"`
+	UpdateTime *int64            `json:"u,omitempty"`
+	EndTime    *int64            `json:"e,omitempty"`
+	LastReport *int64            `json:"lr,omitempty"`
+	OpenTime   *int64            `json:"o,omitempty"`
+	Actor      string            `json:"by,omitempty"`
+	Dispatches int               `json:"d,omitempty"`
+}
+
+// encodeRun returns the canonical "view" of r: a runViewRecord.
 func encodeRun(r migration.Run) (string, error) {
-	rec := runRecord{
-		V:            recordVersion,
-		Execution:    r.Execution,
-		Status:       string(r.Status),
-		Steps:        stepRecords(r.Steps),
+	base := optMillis(r.StartTime)
+	rel := func(t time.Time) *int64 {
+		if t.IsZero() {
+			return nil
+		}
+		d := t.UnixMilli() - base
+		return &d
+	}
+	rec := runViewRecord{
+		V:            runViewVersion,
 		Inputs:       r.Inputs,
-		StartTime:    optMillis(r.StartTime),
-		UpdateTime:   optMillis(r.UpdateTime),
-		EndTime:      optMillis(r.EndTime),
+		StartTime:    base,
+		UpdateTime:   rel(r.UpdateTime),
+		EndTime:      rel(r.EndTime),
 		CancelReason: r.CancelReason,
 		StartedBy:    r.StartedBy,
 		RolloutID:    r.RolloutID,
-		Seq:          r.Seq,
 	}
-	for _, s := range r.Results {
-		rec.Results = append(rec.Results, stepResultRecord{
-			Step:       s.StepName,
+	if len(rec.Inputs) == 0 {
+		rec.Inputs = nil
+	}
+	for _, s := range stepRecords(r.Steps) {
+		rec.Steps = append(rec.Steps, runStepRecord(s))
+	}
+	for i, s := range r.Results {
+		res := runResultRecord{
 			Status:     string(s.Status),
 			Metadata:   s.Metadata,
 			PRURL:      s.PRURL,
 			Message:    s.Message,
 			Attempt:    s.Attempt,
-			StartTime:  optMillis(s.StartTime),
-			UpdateTime: optMillis(s.UpdateTime),
-			EndTime:    optMillis(s.EndTime),
-			LastReport: optMillis(s.LastReport),
-			Dispatches: s.Dispatches,
-			OpenTime:   optMillis(s.OpenTime),
+			StartTime:  rel(s.StartTime),
+			UpdateTime: rel(s.UpdateTime),
+			EndTime:    rel(s.EndTime),
+			LastReport: rel(s.LastReport),
+			OpenTime:   rel(s.OpenTime),
 			Actor:      s.Actor,
-		})
+			Dispatches: s.Dispatches,
+		}
+		if i >= len(r.Steps) || r.Steps[i].Name != s.StepName {
+			res.Step = s.StepName
+		}
+		if len(res.Metadata) == 0 {
+			res.Metadata = nil
+		}
+		rec.Results = append(rec.Results, res)
 	}
 	b, err := json.Marshal(rec)
 	return string(b), err
 }
 
+// decodeRun builds the Run of Candidate candidateID of migrationID from
+// the fields of its run view hash, of either version of the view.
 func decodeRun(migrationID, candidateID string, h map[string]string) (migration.Run, error) {
-	var rec runRecord
-	if err := unmarshalRecord(h[fieldView], &rec); err != nil {
+	fail := func(err error) (migration.Run, error) {
 		return migration.Run{}, fmt.Errorf("decode run %s__%s: %w", migrationID, candidateID, err)
 	}
-	ver, err := parseInt(h[fieldVer])
+	var head struct {
+		V int `json:"v"`
+	}
+	raw := h[fieldView]
+	if raw == "" {
+		return fail(errors.New("missing record"))
+	}
+	if err := json.Unmarshal([]byte(raw), &head); err != nil {
+		return fail(err)
+	}
+	var (
+		r   migration.Run
+		err error
+	)
+	switch head.V {
+	case recordVersion:
+		r, err = decodeRunV1(raw)
+	case runViewVersion:
+		r, err = decodeRunV2(raw, h)
+	default:
+		err = fmt.Errorf("unsupported record version %d", head.V)
+	}
 	if err != nil {
+		return fail(err)
+	}
+	if r.Version, err = parseInt(h[fieldVer]); err != nil {
 		return migration.Run{}, fmt.Errorf("decode run %s__%s version: %w", migrationID, candidateID, err)
 	}
+	r.ID, r.MigrationID, r.CandidateID = migration.RunID(migrationID, candidateID), migrationID, candidateID
+	withDispatchFailure(&r, h[fieldDispatchFailure])
+	return r, nil
+}
+
+// decodeRunV2 reads a runViewRecord; execution, status and seq are the
+// hash's fields.
+func decodeRunV2(raw string, h map[string]string) (migration.Run, error) {
+	var rec runViewRecord
+	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+		return migration.Run{}, err
+	}
+	abs := func(d *int64) time.Time {
+		if d == nil {
+			return time.Time{}
+		}
+		return time.UnixMilli(rec.StartTime + *d).UTC()
+	}
 	r := migration.Run{
-		ID:           migration.RunID(migrationID, candidateID),
-		MigrationID:  migrationID,
-		CandidateID:  candidateID,
+		Status:       migration.RunStatus(h["status"]),
+		Inputs:       rec.Inputs,
+		StartTime:    fromOptMillis(rec.StartTime),
+		UpdateTime:   abs(rec.UpdateTime),
+		EndTime:      abs(rec.EndTime),
+		CancelReason: rec.CancelReason,
+		StartedBy:    rec.StartedBy,
+		RolloutID:    rec.RolloutID,
+	}
+	var err1, err2 error
+	r.Execution, err1 = parseInt(h["exec"])
+	r.Seq, err2 = parseInt(h["seq"])
+	if err := errors.Join(err1, err2); err != nil {
+		return migration.Run{}, fmt.Errorf("exec or seq: %w", err)
+	}
+	for _, s := range rec.Steps {
+		r.Steps = append(r.Steps, stepDefinitions([]stepRecord{stepRecord(s)})...)
+	}
+	for i, s := range rec.Results {
+		name := s.Step
+		if name == "" && i < len(rec.Steps) {
+			name = rec.Steps[i].Name
+		}
+		r.Results = append(r.Results, migration.StepResult{
+			StepName:   name,
+			Status:     migration.StepStatus(s.Status),
+			Metadata:   s.Metadata,
+			PRURL:      s.PRURL,
+			Message:    s.Message,
+			Attempt:    s.Attempt,
+			StartTime:  abs(s.StartTime),
+			UpdateTime: abs(s.UpdateTime),
+			EndTime:    abs(s.EndTime),
+			LastReport: abs(s.LastReport),
+			OpenTime:   abs(s.OpenTime),
+			Actor:      s.Actor,
+			Dispatches: s.Dispatches,
+		})
+	}
+	return r, nil
+}
+
+// decodeRunV1 reads a runRecord, the view written before runViewRecord.
+func decodeRunV1(raw string) (migration.Run, error) {
+	var rec runRecord
+	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+		return migration.Run{}, err
+	}
+	r := migration.Run{
 		Execution:    rec.Execution,
 		Status:       migration.RunStatus(rec.Status),
 		Steps:        stepDefinitions(rec.Steps),
@@ -495,7 +656,6 @@ func decodeRun(migrationID, candidateID string, h map[string]string) (migration.
 		StartedBy:    rec.StartedBy,
 		RolloutID:    rec.RolloutID,
 		Seq:          rec.Seq,
-		Version:      ver,
 	}
 	for _, s := range rec.Results {
 		r.Results = append(r.Results, migration.StepResult{
@@ -514,7 +674,6 @@ func decodeRun(migrationID, candidateID string, h map[string]string) (migration.
 			Actor:      s.Actor,
 		})
 	}
-	withDispatchFailure(&r, h[fieldDispatchFailure])
 	return r, nil
 }
 
