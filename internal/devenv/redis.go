@@ -85,7 +85,7 @@ func StartRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		// Candidates' hashes and history streams stay compact (see
 		// store.CheckSettings).
 		"--hash-max-ziplist-value", "1024",
-		"--stream-node-max-bytes", "1024",
+		"--stream-node-max-bytes", "512",
 		"--logfile", logPath,
 		"--pidfile", filepath.Join(dir, "redis.pid"),
 	)

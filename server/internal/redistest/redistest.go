@@ -141,7 +141,7 @@ func (s *Server) start(bin string) error {
 		"--save", "",
 		"--appendonly", "no",
 		"--hash-max-ziplist-value", "1024", // as docs/production.md asks
-		"--stream-node-max-bytes", "1024",
+		"--stream-node-max-bytes", "512",
 
 		"--logfile", logPath,
 	)
