@@ -239,8 +239,12 @@ func runKeyPrefix(m string) string { return migrationTag(m) + "run:" }
 // runChannel is the Pub/Sub channel announcing changes of runKey(m, c).
 func runChannel(m, c string) string { return runKey(m, c) + ":changes" }
 
-// runsKey indexes every Candidate of m that has a run view.
-// ZSET, score 0, member = Candidate id.
+// runsKey indexed every Candidate of m that has a run view. ZSET, score 0,
+// member = Candidate id. No longer written: every run view is in the
+// runStatusIndexKey of its status, one only, so their union lists them
+// (ListRuns merges them), and a member of it cost about 130 bytes a Run.
+// A Migration's from before is left as it is, read only by the delete's
+// sweep.
 func runsKey(m string) string { return migrationTag(m) + "runs" }
 
 // runDispatchFailingKey indexes the Runs of m whose current step Loom

@@ -56,6 +56,7 @@ var upgradeKeys = scriptKeys{
 	ofMigration("k_metadata_prefix", legacyMetadataPrefix), // + each pair of k_metadata_pairs
 	ofMigration("k_metadata_pairs", legacyMetadataPairsKey),
 	ofMigration("k_prefix_tmp", legacyPrefixTempKey),
+	ofMigration("k_runs", runsKey),
 }
 
 // upgradeLayoutScript upgrades one chunk of a Migration of layout 1 (or of
@@ -67,8 +68,9 @@ var upgradeKeys = scriptKeys{
 // In order, one kind per call: ARGV[1] Candidates of cands (a not_started
 // one leaves the step order; each gets the metadata index's members of the
 // pairs of its def; midx is dropped; it leaves cands); then ARGV[1]
-// metadata pairs' sets (UNLINKed); then the other keys of layout 1, and
-// the hash's layout is set.
+// metadata pairs' sets (UNLINKed); then the other keys of layout 1 (and
+// runs, the index of every run view, no longer read), and the hash's
+// layout is set.
 //
 // Returns {1} when there is more to do, {0} when the Migration is of the
 // current layout (or gone).
@@ -117,7 +119,7 @@ if #fields > 0 then
   end
   return {1}
 end
-local old = {k_candidates, k_status_order, k_metadata_pairs, k_prefix_tmp}
+local old = {k_candidates, k_status_order, k_metadata_pairs, k_prefix_tmp, k_runs}
 for _, s in ipairs({'not_started', 'running', 'completed'}) do old[#old + 1] = k_status_prefix .. s end
 for _, k in ipairs(redis.call('HKEYS', k_kinds)) do old[#old + 1] = k_kind_prefix .. k end
 redis.call('UNLINK', unpack(old))

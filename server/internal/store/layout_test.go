@@ -27,6 +27,9 @@ func toLayout1(t *testing.T, rdb *redis.Client, m string) {
 		if st == migration.CandidateNotStarted {
 			rdb.ZAdd(ctx, stepOrderKey(m), redis.Z{Member: id})
 		}
+		if rdb.Exists(ctx, runKey(m, id)).Val() == 1 {
+			rdb.ZAdd(ctx, runsKey(m), redis.Z{Member: id})
+		}
 		var def struct{ Metadata map[string]string }
 		if err := json.Unmarshal([]byte(h["def"]), &def); err != nil {
 			t.Fatal(err)
@@ -57,7 +60,7 @@ func TestUpgradeLayoutFromLayout1(t *testing.T) {
 	}
 	checkCandidateListings(t, s, rdb, "m", listFilters) // and checkInvariants
 	for _, pattern := range []string{"loom:{m}:cands", "loom:{m}:cands:status:*", "loom:{m}:cands:kind:*", "loom:{m}:cands:by:status",
-		"loom:{m}:cands:meta:*", "loom:{m}:metas"} {
+		"loom:{m}:cands:meta:*", "loom:{m}:metas", "loom:{m}:runs"} {
 		if left := scanKeys(t, rdb, pattern); len(left) != 0 {
 			t.Errorf("layout 1 keys left: %v", left)
 		}

@@ -223,8 +223,8 @@ var sweepKeys = scriptKeys{
 	ofMigration("k_candidate_prefix", candidateKeyPrefix),           // + each id of the status×kind indexes
 	ofMigration("k_candidate_events_prefix", candidateEventsPrefix), // + each id of them: its stream, to expire
 	ofMigration("k_status_kind_prefix", statusKindIndexPrefix),      // + each status ':' kind
-	ofMigration("k_run_prefix", runKeyPrefix),                       // + each id of k_runs
-	ofMigration("k_runs", runsKey),
+	ofMigration("k_run_prefix", runKeyPrefix),                       // + each id of k_runs and of the Run status indexes
+	ofMigration("k_runs", runsKey),                                  // written before the Run status indexes were enough
 	ofMigration("k_dispatch_failing", runDispatchFailingKey),
 	ofMigration("k_run_status_prefix", runStatusIndexPrefix),          // + each Run status
 	ofMigration("k_run_step_prefix", runStepIndexPrefix),              // + each step status
@@ -250,10 +250,11 @@ var sweepKeys = scriptKeys{
 // In order, one kind per call: ARGV[1] Candidates, from the status×kind
 // indexes (their hash and run view UNLINKed, their stream set to expire
 // with the Migration's history, their id removed from the index); then Run
-// views left without a Candidate; then, at once, the remaining keys
-// (indexes of statuses, steps and metadata, orders, metrics: a few dozen
-// keys, large ones freed off Redis's main thread by UNLINK) and the
-// tombstone.
+// views left without a Candidate (from the Run status indexes, and k_runs
+// of Migrations from before those were enough); then, at once, the
+// remaining keys (indexes of statuses, steps and metadata, orders, metrics:
+// a few dozen keys, large ones freed off Redis's main thread by UNLINK) and
+// the tombstone.
 //
 // Returns {1} when there is more to sweep, {0} when the Migration is gone
 // (or was never deleted).
@@ -281,13 +282,18 @@ for _, k in ipairs(kinds) do
     end
   end
 end
-local runs = redis.call('ZRANGE', k_runs, 0, n - 1)
-if #runs > 0 then
-  local keys = {}
-  for _, id in ipairs(runs) do keys[#keys + 1] = k_run_prefix .. id end
-  redis.call('UNLINK', unpack(keys))
-  redis.call('ZREM', k_runs, unpack(runs))
-  return {1}
+-- Every Run view is in the index of its status (and, if written before
+-- those were enough, in k_runs).
+for _, index in ipairs({k_runs, k_run_status_prefix .. 'running', k_run_status_prefix .. 'completed',
+    k_run_status_prefix .. 'cancelled'}) do
+  local runs = redis.call('ZRANGE', index, 0, n - 1)
+  if #runs > 0 then
+    local keys = {}
+    for _, id in ipairs(runs) do keys[#keys + 1] = k_run_prefix .. id end
+    redis.call('UNLINK', unpack(keys))
+    redis.call('ZREM', index, unpack(runs))
+    return {1}
+  end
 end
 
 local keys = {}

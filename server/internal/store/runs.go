@@ -61,7 +61,6 @@ local function storeView(id, view, exec, seq, status, step, channel, cstep, spos
   end
   local ver = redis.call('HINCRBY', runKey, 'ver', 1)
   redis.call('HSET', runKey, 'view', view, 'exec', exec, 'seq', seq, 'status', status, 'step', step, 'cstep', cstep)
-  redis.call('ZADD', k_runs, 0, id)
   redis.call('ZADD', k_run_status_prefix .. status, 0, id)
   if step ~= '' then
     redis.call('ZADD', k_run_step_prefix .. step, 0, id)
@@ -126,8 +125,7 @@ var runKeys = scriptKeys{
 	ofMigration("k_migration", migrationKey),
 	ofCandidate("k_candidate", candidateKey),
 	ofCandidate("k_run", runKey),
-	ofMigration("k_status_kind_prefix", statusKindIndexPrefix), // + a Candidate status ':' its kind
-	ofMigration("k_runs", runsKey),
+	ofMigration("k_status_kind_prefix", statusKindIndexPrefix),        // + a Candidate status ':' its kind
 	ofMigration("k_run_status_prefix", runStatusIndexPrefix),          // + a Run status
 	ofMigration("k_run_step_prefix", runStepIndexPrefix),              // + a step status
 	ofMigration("k_run_status_step_prefix", runStatusStepIndexPrefix), // + a Run status ':' a step status
@@ -461,20 +459,24 @@ func (s *Store) ListRuns(ctx context.Context, m string, f migration.RunFilter, p
 	if limit <= 0 {
 		limit = migration.DefaultCandidatePageSize
 	}
-	var index string
+	var indexes []string
 	switch {
 	case f.DispatchFailing:
-		index = runDispatchFailingKey(m)
+		indexes = []string{runDispatchFailingKey(m)}
 	case f.Status != "" && f.CurrentStepStatus != "":
-		index = runStatusStepIndexKey(m, string(f.Status), string(f.CurrentStepStatus))
+		indexes = []string{runStatusStepIndexKey(m, string(f.Status), string(f.CurrentStepStatus))}
 	case f.Status != "":
-		index = runStatusIndexKey(m, string(f.Status))
+		indexes = []string{runStatusIndexKey(m, string(f.Status))}
 	case f.CurrentStepStatus != "":
-		index = runStepIndexKey(m, string(f.CurrentStepStatus))
+		indexes = []string{runStepIndexKey(m, string(f.CurrentStepStatus))}
 	default:
-		index = runsKey(m)
+		// Every Run view is in the index of its status, one only: their
+		// union is every Run (see runsKey).
+		for _, st := range migration.RunStatuses {
+			indexes = append(indexes, runStatusIndexKey(m, string(st)))
+		}
 	}
-	total, next, rows, err := s.readPage(ctx, fmt.Sprintf("list runs of %s", m), m, index, runKeyPrefix(m), page.After, limit)
+	total, next, rows, err := s.readPage(ctx, fmt.Sprintf("list runs of %s", m), m, indexes, runKeyPrefix(m), page.After, limit)
 	if err != nil {
 		return migration.RunPage{}, err
 	}
@@ -489,46 +491,69 @@ func (s *Store) ListRuns(ctx context.Context, m string, f migration.RunFilter, p
 	return out, nil
 }
 
-// listPageScript reads one page of an index of hashes, consistently: the
-// Candidates of a Migration or its run views.
+// listPageScript reads one page of the union of indexes of hashes,
+// consistently: run views (the Candidates once used it too).
 //
 //	KEYS[1] migrationKey(m)
-//	KEYS[2] the index to page through: candidatesKey, statusIndexKey,
-//	        kindIndexKey, statusKindIndexKey, runsKey, runStatusIndexKey,
-//	        runStepIndexKey or runStatusStepIndexKey
-//	KEYS[3] the prefix of the hashes the index names: candidateKeyPrefix(m)
+//	KEYS[2] the prefix of the hashes the indexes name: runKeyPrefix(m)
 //	        (the script appends each id of the page it reads, so the caller
 //	        cannot name those keys)
-//	        or runKeyPrefix(m)
+//	KEYS[3...] the indexes to page through, no id in two of them:
+//	        runStatusIndexKey (each status: every Run), runStepIndexKey,
+//	        runStatusStepIndexKey or runDispatchFailingKey
 //	ARGV[1] after: ids strictly after this one; "" starts at the first
 //	ARGV[2] most ids to return (the page size + 1, to learn if more exist)
 //
-// Returns {replyMigrationNotFound} when the Migration does not exist, else
-// {replyOK, ZCARD of the index, id1, HGETALL of id1, id2, ...}.
+// The ids of several indexes are merged in byte order, ZRANGE BYLEX's
+// (Lua's < follows the locale's collation, which Redis sets from its
+// environment: not used). Returns {replyMigrationNotFound} when the
+// Migration does not exist, else {replyOK, the sum of the indexes' ZCARD,
+// id1, HGETALL of id1, id2, ...}.
 var listPageScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
 local min = '-'
 if ARGV[1] ~= '' then min = '(' .. ARGV[1] end
-local out = {0, redis.call('ZCARD', KEYS[2])}
-local ids = redis.call('ZRANGE', KEYS[2], min, '+', 'BYLEX', 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do
+local n = tonumber(ARGV[2])
+local function before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local total, lists, at = 0, {}, {}
+for i = 3, #KEYS do
+  total = total + redis.call('ZCARD', KEYS[i])
+  lists[#lists + 1] = redis.call('ZRANGE', KEYS[i], min, '+', 'BYLEX', 'LIMIT', 0, n)
+  at[#at + 1] = 1
+end
+local out = {0, total}
+for _ = 1, n do
+  local best
+  for j = 1, #lists do
+    local id = lists[j][at[j]]
+    if id and (not best or before(id, lists[best][at[best]])) then best = j end
+  end
+  if not best then break end
+  local id = lists[best][at[best]]
+  at[best] = at[best] + 1
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGETALL', KEYS[3] .. id)
+  out[#out + 1] = redis.call('HGETALL', KEYS[2] .. id)
 end
 return out
 `)
 
-// pageRow is one hash read by listPageScript: a Candidate or a run view.
+// pageRow is one hash read by listPageScript: a run view.
 type pageRow struct {
 	id     string
 	fields map[string]string
 }
 
-// readPage reads up to limit rows of index after the id after, with the
+// readPage reads up to limit rows of the union of indexes after the id after, with the
 // index's size and the cursor of the next page ("" on the last). what names
 // the read in errors; an unknown Migration is reported as such, unwrapped.
-func (s *Store) readPage(ctx context.Context, what, m, index, prefix, after string, limit int) (total int64, next string, rows []pageRow, err error) {
-	res, err := listPageScript.Run(ctx, s.rdb, []string{migrationKey(m), index, prefix}, after, limit+1).Slice()
+func (s *Store) readPage(ctx context.Context, what, m string, indexes []string, prefix, after string, limit int) (total int64, next string, rows []pageRow, err error) {
+	res, err := listPageScript.Run(ctx, s.rdb, append([]string{migrationKey(m), prefix}, indexes...), after, limit+1).Slice()
 	if err != nil {
 		return 0, "", nil, fmt.Errorf("%s: %w", what, err)
 	}

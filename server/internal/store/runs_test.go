@@ -220,7 +220,19 @@ func candidateStatusOf(r migration.RunStatus) migration.CandidateStatus {
 func checkRuns(t testing.TB, rdb *redis.Client, m string, candidatesFollow bool) {
 	t.Helper()
 	checkInvariants(t, rdb, m)
-	ids := zmembers(t, rdb, runsKey(m))
+	// Every run view is in the index of its status, one only (runsKey is
+	// no longer written).
+	var ids []string
+	for _, st := range migration.RunStatuses {
+		ids = append(ids, zmembers(t, rdb, runStatusIndexKey(m, string(st)))...)
+	}
+	slices.Sort(ids)
+	if n := len(slices.Compact(slices.Clone(ids))); n != len(ids) {
+		t.Errorf("%s: a run is in the index of two statuses: %v", m, ids)
+	}
+	if n, _ := rdb.Exists(context.Background(), runsKey(m)).Result(); n != 0 {
+		t.Errorf("%s: %s was written", m, runsKey(m))
+	}
 	var hashes []string
 	for _, id := range ids {
 		hashes = append(hashes, runKey(m, id))
@@ -1019,7 +1031,7 @@ func TestDeleteMigrationWithRuns(t *testing.T) {
 	checkRuns(t, rdb, "doomed", false)
 	keys := scanKeys(t, rdb, migrationKeysPattern("doomed"))
 	for _, k := range []string{
-		runKey("doomed", "org/a"), runKey("doomed", "org/d"), runsKey("doomed"),
+		runKey("doomed", "org/a"), runKey("doomed", "org/d"),
 		runStatusIndexKey("doomed", "completed"), runStatusIndexKey("doomed", "cancelled"), runStatusIndexKey("doomed", "running"),
 		runStepIndexKey("doomed", "in_progress"), runStatusStepIndexKey("doomed", "running", "in_progress"),
 	} {
@@ -1028,6 +1040,20 @@ func TestDeleteMigrationWithRuns(t *testing.T) {
 		}
 	}
 
+	// The index of every run the code before wrote (runsKey), and a run
+	// view whose Candidate is gone (in the index of its status only): the
+	// sweep removes both.
+	if err := rdb.ZAdd(ctx, runsKey("doomed"), redis.Z{Member: "org/a"}, redis.Z{Member: "org/b"}, redis.Z{Member: "org/old"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"org/old", "org/zz"} {
+		if err := rdb.HSet(ctx, runKey("doomed", id), "status", "completed").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.ZAdd(ctx, runStatusIndexKey("doomed", "completed"), redis.Z{Member: "org/zz"}).Err(); err != nil {
+		t.Fatal(err)
+	}
 	n, err := s.DeleteMigration(ctx, "doomed", time.Now())
 	if err != nil {
 		t.Fatal(err)
