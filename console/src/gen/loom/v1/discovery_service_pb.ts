@@ -293,9 +293,10 @@ export type ListCandidatesResponse = Message<"loom.v1.ListCandidatesResponse"> &
   progress: { [key: string]: CandidateProgress };
 
   /**
-   * total_size was estimated from a sample (several filters, none of them
-   * selecting 5,000 Candidates or fewer): within a few percent of the count,
-   * not the count.
+   * total_size was estimated from a sample of 1,024 Candidates of the most
+   * selective filter (several filters, none of them selecting 5,000
+   * Candidates or fewer): off by at most about 3% of that filter's size,
+   * and more, relative to the total, the rarer the matches.
    *
    * @generated from field: bool total_size_is_estimate = 5;
    */
