@@ -164,52 +164,85 @@ local function storedPairs(def)
   end
   return out
 end
+-- Index writes are gathered and made once per key at the end (flush): a
+-- redis.call per Candidate and index is most of what a discovery costs.
+local zadd, zrem, touched = {}, {}, {}
+local function add(key, member)
+  local l = zadd[key]
+  if not l then l = {}; zadd[key] = l end
+  l[#l + 1] = 0
+  l[#l + 1] = member
+end
+local function rem(key, member)
+  local l = zrem[key]
+  if not l then l = {}; zrem[key] = l end
+  l[#l + 1] = member
+end
 local function addMembers(ms)
-  if #ms == 0 then return end
-  local args = {'ZADD', k_metadata}
-  for _, mb in ipairs(ms) do args[#args + 1] = 0; args[#args + 1] = mb end
-  redis.call(unpack(args))
+  for _, mb in ipairs(ms) do add(k_metadata, mb) end
 end
 -- reindexMetadata moves id from the members of its stored def's pairs to
 -- those of pairsJSON, writing only the difference.
 local function reindexMetadata(id, def, pairsJSON)
   local old, new = {}, {}
   for _, mb in ipairs(members(storedPairs(def), id)) do old[mb] = true end
-  local add, del = {}, {}
   for _, mb in ipairs(members(cjson.decode(pairsJSON), id)) do
     new[mb] = true
-    if not old[mb] then add[#add + 1] = mb end
+    if not old[mb] then add(k_metadata, mb) end
   end
-  for mb in pairs(old) do if not new[mb] then del[#del + 1] = mb end end
-  if #del > 0 then redis.call('ZREM', k_metadata, unpack(del)) end
-  addMembers(add)
+  for mb in pairs(old) do if not new[mb] then rem(k_metadata, mb) end end
 end
+local function flush()
+  local step = 1000
+  for key, l in pairs(zrem) do
+    for i = 1, #l, step do redis.call('ZREM', key, unpack(l, i, math.min(i + step - 1, #l))) end
+  end
+  for key, l in pairs(zadd) do
+    for i = 1, #l, step do redis.call('ZADD', key, unpack(l, i, math.min(i + step - 1, #l))) end
+  end
+  for i = 1, #touched, step / 2 do
+    local args = {'ZADD', k_change, 'GT'}
+    for j = i, math.min(i + step / 2 - 1, #touched) do
+      args[#args + 1] = now
+      args[#args + 1] = touched[j]
+    end
+    redis.call(unpack(args))
+  end
+end
+-- A Migration announced again after a delete may find its Candidates'
+-- streams, set to expire: an added Candidate's is its own again. Only
+-- then (putMigrationScript says so) is a PERSIST per Candidate worth it.
+local reborn = redis.call('HEXISTS', k_migration, 'reborn') == 1
 for i = 3, own_argc, 4 do
   local id, kind, def, pairsJSON = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = k_candidate[id]
   local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone')
   if not cur[1] then
-    redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'ctime', now,
-      'dev', string.format('%d', discovered_ms - tonumber(now)) .. ' ' .. h_actor)
-    if round ~= '' then redis.call('HSET', key, 'round', round) end
-    redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
+    local dev = string.format('%d', discovered_ms - tonumber(now)) .. ' ' .. h_actor
+    if round ~= '' then
+      redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'ctime', now, 'dev', dev, 'round', round)
+    else
+      redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'ctime', now, 'dev', dev)
+    end
+    add(k_status_kind_prefix .. NS .. ':' .. kind, id)
     count(kind, 1)
-    touch(id, now)
+    touched[#touched + 1] = id
     addMembers(members(cjson.decode(pairsJSON), id))
+    if reborn then redis.call('PERSIST', k_candidate_events[id]) end
     added = added + 1
     out[#out + 1] = 1
   elseif cur[1] ~= NS then
     out[#out + 1] = 4
   elseif cur[2] ~= kind or (cur[3] ~= def and not isLegacyDef(cur[3], def, kind)) or cur[4] then
     if cur[3] ~= def then reindexMetadata(id, cur[3], pairsJSON) end
-    touch(id, now)
+    touched[#touched + 1] = id
     local old = cur[2]
     if old ~= kind then
       if old then
-        redis.call('ZREM', k_status_kind_prefix .. NS .. ':' .. old, id)
+        rem(k_status_kind_prefix .. NS .. ':' .. old, id)
         count(old, -1)
       end
-      redis.call('ZADD', k_status_kind_prefix .. NS .. ':' .. kind, 0, id)
+      add(k_status_kind_prefix .. NS .. ':' .. kind, id)
       count(kind, 1)
     end
     if cur[2] ~= kind then keepDiscoveredKind(key, cur[2]) end
@@ -224,23 +257,17 @@ for i = 3, own_argc, 4 do
     out[#out + 1] = 3
   end
 end
+flush()
 for kind, d in pairs(kinds) do
   if d ~= 0 and redis.call('HINCRBY', k_kinds, kind, d) <= 0 then redis.call('HDEL', k_kinds, kind) end
 end
 if added > 0 then redis.call('HINCRBY', k_migration, 'n:not_started', added) end
 for j = 2, #out do
   counts[out[j]] = counts[out[j]] + 1
-  if out[j] <= 2 then
-    local id = ARGV[3 + (j - 2) * 4]
-    local outcome = 'added'
-    if out[j] == 2 then outcome = 'updated' end
-    if out[j] == 1 then
-      -- The stream of a deleted Migration's Candidate of the same id, if
-      -- any, was set to expire: it is this one's again.
-      redis.call('PERSIST', k_candidate_events[id])
-    else
-      addEvent({k = 'candidate_discovered', t = now, c = id, conly = true, d = {outcome = outcome, kind = ARGV[4 + (j - 2) * 4]}})
-    end
+  -- An added Candidate's discovery is in its hash (dev).
+  if out[j] == 2 then
+    addEvent({k = 'candidate_discovered', t = now, c = ARGV[3 + (j - 2) * 4], conly = true,
+      d = {outcome = 'updated', kind = ARGV[4 + (j - 2) * 4]}})
   end
 end
 addEvent({k = 'candidates_discovered', t = now, d = {added = tostring(counts[1]), updated = tostring(counts[2]),

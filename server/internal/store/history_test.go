@@ -300,10 +300,23 @@ func TestRetentionAndDelete(t *testing.T) {
 	if ttl := rdb.PTTL(ctx, eventsKey("m")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Fatalf("a deleted Migration's history expires after the age limit: %v", ttl)
 	}
-	// Announced again: its history is kept again.
+	if ttl := rdb.PTTL(ctx, candidateEventsKey("m", "a")).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("a deleted Migration's Candidate's history expires after the age limit: %v", ttl)
+	}
+	// Announced again: its history is kept again, and a Candidate's once
+	// discovered again.
 	mustPut(t, s, "m")
 	if ttl := rdb.PTTL(ctx, eventsKey("m")).Val(); ttl != -1 {
 		t.Fatalf("the history of a Migration announced again still expires: %v", ttl)
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(1))
+	if ttl := rdb.PTTL(ctx, candidateEventsKey("m", "a")).Val(); ttl != -1 {
+		t.Fatalf("the history of a Candidate discovered again still expires: %v", ttl)
+	}
+	// Only a Migration announced again pays a PERSIST per Candidate added.
+	mustPut(t, s, "fresh")
+	if got := rdb.HExists(ctx, migrationKey("fresh"), "reborn").Val(); got {
+		t.Error("a Migration never deleted is marked reborn")
 	}
 }
 

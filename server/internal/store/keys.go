@@ -98,6 +98,9 @@ func migrationTag(m string) string { return keyPrefix + "{" + m + "}:" }
 //	n:running       n:completed); kept by the same scripts that move
 //	n:completed     Candidates between statuses
 //	layout          the layout of its keys (see layout.go); absent: 1
+//	reborn          "1" when announced again after a delete, its history's
+//	                streams (set to expire) found: submitScript then keeps
+//	                an added Candidate's stream
 func migrationKey(m string) string { return migrationTag(m) + "migration" }
 
 // tombstoneKey is the hash of Migration m while its keys are being swept

@@ -43,8 +43,9 @@ if not cur then
     'n:not_started', 0, 'n:running', 0, 'n:completed', 0, 'layout', '`+currentLayout+`')
   created = 1
   -- The history of a deleted Migration of the same id was set to expire:
-  -- it is this one's again.
-  redis.call('PERSIST', k_events)
+  -- it is this one's again, and so are its Candidates' streams, which
+  -- submitScript then persists one by one (reborn).
+  if redis.call('PERSIST', k_events) == 1 then redis.call('HSET', k_migration, 'reborn', 1) end
   redis.call('PERSIST', k_event_days)
   addEvent({k = 'migration_announced', t = ARGV[2]})
 elseif cur ~= ARGV[1] then
@@ -316,7 +317,7 @@ return {0}
 
 // sweepChunk is how many Candidates (or metadata pairs, Runs) one call of
 // sweepDeletedScript removes: about a millisecond of Redis's time.
-const sweepChunk = 500
+const sweepChunk = 250
 
 // DeleteMigration makes the Migration id disappear at once, refusing while
 // a Candidate is running (see deleteMigrationScript), then sweeps its keys
