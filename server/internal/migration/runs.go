@@ -86,8 +86,18 @@ func (u *Runs) Start(ctx context.Context, req StartRequest) (Run, error) {
 	}
 	run, err := u.Store.BeginRun(ctx, NewRun(manifest, u.Now()))
 	if err != nil {
-		// The Candidate changed under us (completed by a Run that ended
-		// meanwhile): withdraw the execution just started.
+		// The Run's workflow may have recorded this very execution itself
+		// and gone on, even to its end (a Migrator that completes steps at
+		// once), before this call: then the start succeeded, and its view
+		// says how far it got.
+		var ref *Refusal
+		if errors.As(err, &ref) {
+			if cur, gerr := u.Store.GetRun(ctx, migrationID, candidateID); gerr == nil && cur.Execution == manifest.Execution {
+				return cur, nil
+			}
+		}
+		// Else the Candidate changed under us (completed by a Run that
+		// ended meanwhile): withdraw the execution just started.
 		if cerr := u.Engine.CancelRun(context.WithoutCancel(ctx), runID, "start refused: "+err.Error(), ActorLoom); cerr != nil && !errors.Is(cerr, ErrRunNotActive) {
 			err = errors.Join(err, cerr)
 		}
