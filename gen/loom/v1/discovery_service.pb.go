@@ -457,7 +457,7 @@ type ListCandidatesResponse struct {
 	// with it.
 	Progress map[string]*CandidateProgress `protobuf:"bytes,4,rep,name=progress,proto3" json:"progress,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// total_size was estimated from a sample of 1,024 Candidates of the most
-	// selective filter (several filters, none of them selecting 5,000
+	// selective filter (several filters, none of them selecting 2,000
 	// Candidates or fewer): off by at most about 3% of that filter's size,
 	// and more, relative to the total, the rarer the matches.
 	TotalSizeIsEstimate bool `protobuf:"varint,5,opt,name=total_size_is_estimate,json=totalSizeIsEstimate,proto3" json:"total_size_is_estimate,omitempty"`

@@ -66,11 +66,11 @@ end
 //	ARGV[2] round: the discovery round this submission belongs to; ""
 //	        for a submission that names none and completes nothing (see
 //	        SubmitCandidates: no sweep will ever look for it)
-//	ARGV[3..] one quadruple per Candidate: id, kind, def (canonical JSON
-//	        candidateRecord), its pairs (JSON array of the metadataPair of
-//	        each metadata pair: made in Go, so that an added Candidate's
-//	        def is never decoded here); then the history ARGV, then the
-//	        submitted ids again (the ids of the blocks)
+//	ARGV[3..] per Candidate: id, kind, def (canonical JSON
+//	        candidateRecord), k, then its k members of the metadata index
+//	        (metadataMember of each pair: made in Go, so that the script
+//	        decodes nothing for an added Candidate); then the history ARGV,
+//	        then the submitted ids again (the ids of the blocks)
 //
 // Records candidate_discovered in the history of each Candidate updated,
 // and one candidates_discovered with the counts. A Candidate added gets no
@@ -120,8 +120,21 @@ end
 // batch: a few writes per Candidate, each an append-only file entry, are
 // what discovery costs.
 //
+// The round count. The Migration hash keeps rnd, the round of the latest
+// submission that named one, and rnd:n, a lower bound of the number of
+// not_started Candidates marked with it: +1 for each one this script marks
+// that was not (0 when rnd changes), -1 for each one that leaves
+// not_started (moveCandidate, setStatusScript) or loses the mark (a
+// submission without a round) while marked with rnd. Every change that
+// could make it too high lowers it, so when rnd:n equals n:not_started
+// every not_started Candidate is marked with rnd: a complete submission
+// of that round has nothing to sweep, and Go skips the sweep (a pass over
+// an unchanged fleet then reads no Candidate twice).
+//
 // Returns {replyMigrationNotFound} when the Migration does not exist
-// (nothing is written), else {replyOK, outcome of each triple, in order}.
+// (nothing is written), else {replyOK, outcome of each Candidate, in
+// order, then 1 when every not_started Candidate is marked with the
+// round, else 0}.
 var submitScript = newHistoryScript(submitKeys, legacyDefLua+`
 if redis.call('EXISTS', k_migration) == 0 then return {1} end
 local now, round = ARGV[1], ARGV[2]
@@ -182,11 +195,11 @@ local function addMembers(ms)
   for _, mb in ipairs(ms) do add(k_metadata, mb) end
 end
 -- reindexMetadata moves id from the members of its stored def's pairs to
--- those of pairsJSON, writing only the difference.
-local function reindexMetadata(id, def, pairsJSON)
+-- ms, writing only the difference.
+local function reindexMetadata(id, def, ms)
   local old, new = {}, {}
   for _, mb in ipairs(members(storedPairs(def), id)) do old[mb] = true end
-  for _, mb in ipairs(members(cjson.decode(pairsJSON), id)) do
+  for _, mb in ipairs(ms) do
     new[mb] = true
     if not old[mb] then add(k_metadata, mb) end
   end
@@ -213,11 +226,35 @@ end
 -- streams, set to expire: an added Candidate's is its own again. Only
 -- then (putMigrationScript says so) is a PERSIST per Candidate worth it.
 local reborn = redis.call('HEXISTS', k_migration, 'reborn') == 1
-for i = 3, own_argc, 4 do
-  local id, kind, def, pairsJSON = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+-- The round count (see the doc above): a submission of another round
+-- than rnd starts counting that one, from 0; marked is this call's change.
+local rnd = redis.call('HGET', k_migration, 'rnd')
+if round ~= '' and rnd ~= round then
+  redis.call('HSET', k_migration, 'rnd', round, 'rnd:n', 0)
+  rnd = round
+end
+local marked = 0
+-- remark(stored): the count's change when a not_started Candidate whose
+-- round was stored is marked with round.
+local function remark(stored)
+  if round ~= '' then
+    if stored ~= round then marked = marked + 1 end
+  elseif rnd and stored == rnd then
+    marked = marked - 1
+  end
+end
+local subs = {}
+local i = 3
+while i <= own_argc do
+  local id, kind, def, k = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local ms = {}
+  for j = i + 4, i + 3 + k do ms[#ms + 1] = ARGV[j] end
+  i = i + 4 + k
+  subs[#subs + 1] = {id, kind}
   local key = k_candidate[id]
-  local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone')
+  local cur = redis.call('HMGET', key, 'status', 'kind', 'def', 'gone', 'round')
   if not cur[1] then
+    if round ~= '' then marked = marked + 1 end
     local dev = string.format('%d', discovered_ms - tonumber(now)) .. ' ' .. h_actor
     if round ~= '' then
       redis.call('HSET', key, 'def', def, 'kind', kind, 'status', NS, 'ctime', now, 'dev', dev, 'round', round)
@@ -227,14 +264,14 @@ for i = 3, own_argc, 4 do
     add(k_status_kind_prefix .. NS .. ':' .. kind, id)
     count(kind, 1)
     touched[#touched + 1] = id
-    addMembers(members(cjson.decode(pairsJSON), id))
+    addMembers(ms)
     if reborn then redis.call('PERSIST', k_candidate_events[id]) end
     added = added + 1
     out[#out + 1] = 1
   elseif cur[1] ~= NS then
     out[#out + 1] = 4
   elseif cur[2] ~= kind or (cur[3] ~= def and not isLegacyDef(cur[3], def, kind)) or cur[4] then
-    if cur[3] ~= def then reindexMetadata(id, cur[3], pairsJSON) end
+    if cur[3] ~= def then reindexMetadata(id, cur[3], ms) end
     touched[#touched + 1] = id
     local old = cur[2]
     if old ~= kind then
@@ -248,12 +285,14 @@ for i = 3, own_argc, 4 do
     if cur[2] ~= kind then keepDiscoveredKind(key, cur[2]) end
     redis.call('HSET', key, 'def', def, 'kind', kind, 'utime', now)
     markRound(key)
+    remark(cur[5])
     -- midx: the pairs, stored by Loom before the metadata index was one set.
     redis.call('HDEL', key, 'gone', 'midx')
     out[#out + 1] = 2
   else
     if cur[3] ~= def then redis.call('HSET', key, 'def', def) end -- the old form (isLegacyDef)
     markRound(key)
+    remark(cur[5])
     out[#out + 1] = 3
   end
 end
@@ -266,12 +305,21 @@ for j = 2, #out do
   counts[out[j]] = counts[out[j]] + 1
   -- An added Candidate's discovery is in its hash (dev).
   if out[j] == 2 then
-    addEvent({k = 'candidate_discovered', t = now, c = ARGV[3 + (j - 2) * 4], conly = true,
-      d = {outcome = 'updated', kind = ARGV[4 + (j - 2) * 4]}})
+    addEvent({k = 'candidate_discovered', t = now, c = subs[j - 1][1], conly = true,
+      d = {outcome = 'updated', kind = subs[j - 1][2]}})
   end
 end
 addEvent({k = 'candidates_discovered', t = now, d = {added = tostring(counts[1]), updated = tostring(counts[2]),
   unchanged = tostring(counts[3]), left_alone = tostring(counts[4])}})
+if rnd and marked ~= 0 then redis.call('HINCRBY', k_migration, 'rnd:n', marked) end
+-- Whether every not_started Candidate is marked with round: a complete
+-- submission then has nothing to sweep.
+local m = redis.call('HMGET', k_migration, 'rnd', 'rnd:n', 'n:not_started')
+if round ~= '' and m[1] == round and tonumber(m[2]) == tonumber(m[3]) then
+  out[#out + 1] = 1
+else
+  out[#out + 1] = 0
+end
 return out
 `)
 
@@ -299,14 +347,17 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 	if round == "" && sub.Complete {
 		round = unnamedRound()
 	}
-	args := make([]any, 0, 2+4*len(sub.Candidates))
+	args := make([]any, 0, 2+6*len(sub.Candidates))
 	args = append(args, millis(now), round)
 	for _, c := range sub.Candidates {
 		def, err := encodeCandidateDef(c)
 		if err != nil {
 			return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
 		}
-		args = append(args, c.ID, c.Kind, def, encodeMetadataPairs(c.Metadata))
+		args = append(args, c.ID, c.Kind, def, len(c.Metadata))
+		for _, k := range slices.Sorted(maps.Keys(c.Metadata)) {
+			args = append(args, metadataMember(metadataPair(k, c.Metadata[k]), c.ID))
+		}
 	}
 	ids := make([]string, len(sub.Candidates))
 	for i, c := range sub.Candidates {
@@ -323,7 +374,7 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 	switch {
 	case code == replyMigrationNotFound:
 		return migration.SubmitResult{}, migration.MigrationNotFound(m)
-	case code != replyOK || len(res) != 1+len(sub.Candidates):
+	case code != replyOK || len(res) != 2+len(sub.Candidates):
 		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: unexpected reply of %d elements", m, len(res))
 	}
 	var out migration.SubmitResult
@@ -345,7 +396,12 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 			return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: unexpected outcome %d", m, o)
 		}
 	}
-	if sub.Complete {
+	covered, err := replyInt(res[len(res)-1])
+	if err != nil {
+		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
+	}
+	// A pass that marked every not_started Candidate has nothing to flag.
+	if sub.Complete && covered == 0 {
 		gone, err := s.sweep(ctx, m, round, now)
 		if err != nil {
 			return migration.SubmitResult{}, err
@@ -686,6 +742,11 @@ local id, from, to = ARGV[1], ARGV[2], ARGV[3]
 if cur[1] ~= from then return {4, cur[1]} end
 if from == to then return {0} end
 local kind = cur[2]
+if from == 'not_started' then
+  -- The round count (see submitScript) loses a marked Candidate.
+  local r = redis.call('HGET', KEYS[2], 'round')
+  if r and r == redis.call('HGET', KEYS[1], 'rnd') then redis.call('HINCRBY', KEYS[1], 'rnd:n', -1) end
+end
 redis.call('HSET', KEYS[2], 'status', to, 'utime', ARGV[4])
 redis.call('ZREM', KEYS[3] .. from .. ':' .. kind, id)
 redis.call('ZADD', KEYS[3] .. to .. ':' .. kind, 0, id)

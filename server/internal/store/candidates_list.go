@@ -600,7 +600,7 @@ const defaultWalkBudget = 20_000
 // defaultExactCountMax is the most Candidates a listing with several
 // filters counts one by one for its total (a few milliseconds); above it the
 // total is estimated (see listCandidatesScript).
-const defaultExactCountMax = 5_000
+const defaultExactCountMax = 2_000
 
 // parseCandidateCursor reads a CandidatePage.Next: "<score> <id>", the
 // place of the last row in the listing's order. A bare id (the cursor of

@@ -645,3 +645,59 @@ func TestMetadataChangeLeavesTheOldPairs(t *testing.T) {
 		t.Errorf("filter on the odd pair: %+v, %v", page, err)
 	}
 }
+
+// A complete pass that marked every not_started Candidate skips the sweep
+// (the round count says so); every change that unmarks one, or takes a
+// marked one out of not_started, keeps the sweep from being skipped when
+// something is left to flag.
+func TestTheRoundCountSkipsOnlyEmptySweeps(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	mustPut(t, s, "m")
+	count := func() (string, string) {
+		h := hgetall(t, rdb, migrationKey("m"))
+		return h["rnd:n"], h["n:not_started"]
+	}
+	sub := func(round string, complete bool, ids ...string) migration.SubmitResult {
+		var cs []migration.Candidate
+		for _, id := range ids {
+			cs = append(cs, cand(id, "svc"))
+		}
+		return mustSubmit(t, s, migration.Submission{MigrationID: "m", Round: round, Complete: complete, Candidates: cs}, at(1))
+	}
+	sub("r1", false, "a", "b")
+	sub("r1", true, "c")
+	if n, ns := count(); n != "3" || ns != "3" {
+		t.Fatalf("after a pass over all: marked %s of %s", n, ns)
+	}
+	// A submission without a round unmarks b: the next pass must sweep.
+	sub("r2", false, "a", "b", "c")
+	sub("", false, "b")
+	if res := sub("r2", true, "a", "c"); !slices.Equal(res.NoLongerDiscovered, []string{"b"}) {
+		t.Errorf("b lost its mark: flagged %v", res.NoLongerDiscovered)
+	}
+	// A marked Candidate that starts leaves the count: d, added without a
+	// round, is then the one the pass must flag.
+	sub("r3", false, "a", "b", "c")
+	mustBegin(t, s, newRun("m", "a", 1, at(2)))
+	sub("", false, "d")
+	if n, ns := count(); n != "2" || ns != "3" {
+		t.Fatalf("after a start: marked %s of %s", n, ns)
+	}
+	if res := sub("r3", true, "b", "c"); !slices.Equal(res.NoLongerDiscovered, []string{"d"}) {
+		t.Errorf("d was never marked: flagged %v", res.NoLongerDiscovered)
+	}
+	// SetCandidateStatus too.
+	sub("r4", false, "b", "c", "d")
+	mustSetStatus(t, s, "m", "b", migration.CandidateNotStarted, migration.CandidateCompleted)
+	if n, ns := count(); n != "2" || ns != "2" {
+		t.Fatalf("after a status change: marked %s of %s", n, ns)
+	}
+	// Interleaved rounds count from 0 again, and sweep.
+	sub("r5", false, "c")
+	sub("r4", true, "c", "d")
+	if n, ns := count(); n != "1" || ns != "2" {
+		t.Fatalf("after r5 then r4: marked %s of %s", n, ns)
+	}
+	checkInvariants(t, rdb, "m")
+}

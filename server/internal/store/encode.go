@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"time"
 
@@ -274,18 +272,6 @@ func decodeCandidate(migrationID, id string, h map[string]string) (migration.Can
 		}
 	}
 	return c, nil
-}
-
-// encodeMetadataPairs returns the JSON array of the metadataPair of each
-// pair of metadata, in key order ("[]" when there is none): what
-// submitScript indexes a Candidate by.
-func encodeMetadataPairs(metadata map[string]string) string {
-	pairs := make([]string, 0, len(metadata))
-	for _, k := range slices.Sorted(maps.Keys(metadata)) {
-		pairs = append(pairs, metadataPair(k, metadata[k]))
-	}
-	b, _ := json.Marshal(pairs)
-	return string(b)
 }
 
 // decodeCandidateRow is decodeCandidate with what a row shows beside the

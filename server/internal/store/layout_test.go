@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -100,4 +102,16 @@ func TestDeleteOfLayout1LeavesNothing(t *testing.T) {
 	if left := stateKeysLeft(t, rdb, "m"); len(left) != 0 {
 		t.Errorf("keys left behind: %v", left)
 	}
+}
+
+// encodeMetadataPairs returns the midx field of layout 1: the JSON array
+// of the metadataPair of each pair of metadata, in key order ("[]" when
+// there is none).
+func encodeMetadataPairs(metadata map[string]string) string {
+	pairs := make([]string, 0, len(metadata))
+	for _, k := range slices.Sorted(maps.Keys(metadata)) {
+		pairs = append(pairs, metadataPair(k, metadata[k]))
+	}
+	b, _ := json.Marshal(pairs)
+	return string(b)
 }

@@ -74,6 +74,11 @@ end
 
 local function moveCandidate(id, kind, from, to, now)
   if from == to then return end
+  if from == 'not_started' then
+    -- The round count (see submitScript) loses a marked Candidate.
+    local r = redis.call('HGET', k_candidate, 'round')
+    if r and r == redis.call('HGET', k_migration, 'rnd') then redis.call('HINCRBY', k_migration, 'rnd:n', -1) end
+  end
   redis.call('HSET', k_candidate, 'status', to, 'utime', now)
   redis.call('ZREM', k_status_kind_prefix .. from .. ':' .. kind, id)
   redis.call('ZADD', k_status_kind_prefix .. to .. ':' .. kind, 0, id)

@@ -14,6 +14,7 @@
 //	                    every script that records events starts with
 //	metrics.go          figures: a Migration's dashboard, the fleet overview
 //	script.go           how scripts are written: keys, reply codes, replies
+//	layout.go           upgrading data written by an earlier layout of the keys
 //	open.go             connecting to Redis; health
 //	unreachable.go      a failure to reach Redis as migration.ErrUnavailable
 //

@@ -77,7 +77,7 @@ type DiscoveryServiceClient interface {
 	// 100,000 Candidates. total_size counts every match exactly with no
 	// filter, one filter, or status and kind together; with other
 	// combinations it is counted when the most selective filter has at most
-	// 5,000 Candidates, else estimated from a sample of them, and
+	// 2,000 Candidates, else estimated from a sample of them, and
 	// total_size_is_estimate says so. With two filters or more (or a filter
 	// and an order), a page is found by walking the most selective index and
 	// checking the others, at most 20,000 Candidates a page: where the matches
@@ -227,7 +227,7 @@ type DiscoveryServiceHandler interface {
 	// 100,000 Candidates. total_size counts every match exactly with no
 	// filter, one filter, or status and kind together; with other
 	// combinations it is counted when the most selective filter has at most
-	// 5,000 Candidates, else estimated from a sample of them, and
+	// 2,000 Candidates, else estimated from a sample of them, and
 	// total_size_is_estimate says so. With two filters or more (or a filter
 	// and an order), a page is found by walking the most selective index and
 	// checking the others, at most 20,000 Candidates a page: where the matches

@@ -294,7 +294,7 @@ export type ListCandidatesResponse = Message<"loom.v1.ListCandidatesResponse"> &
 
   /**
    * total_size was estimated from a sample of 1,024 Candidates of the most
-   * selective filter (several filters, none of them selecting 5,000
+   * selective filter (several filters, none of them selecting 2,000
    * Candidates or fewer): off by at most about 3% of that filter's size,
    * and more, relative to the total, the rarer the matches.
    *
@@ -619,7 +619,7 @@ export const DiscoveryService: GenService<{
    * 100,000 Candidates. total_size counts every match exactly with no
    * filter, one filter, or status and kind together; with other
    * combinations it is counted when the most selective filter has at most
-   * 5,000 Candidates, else estimated from a sample of them, and
+   * 2,000 Candidates, else estimated from a sample of them, and
    * total_size_is_estimate says so. With two filters or more (or a filter
    * and an order), a page is found by walking the most selective index and
    * checking the others, at most 20,000 Candidates a page: where the matches
