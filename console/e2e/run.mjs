@@ -2,8 +2,9 @@
 // driven by playwright-core, against a real `loom dev` (Redis, embedded
 // Temporal, the example Migrator and its sample fleet of git repositories).
 // They walk a newcomer's path: find a Candidate, preview its diff, start it,
-// follow it live to `completed` while the test merges its branches, fail and
-// retry a step, read its history; and cancel another Run. Each page is
+// follow it live to `completed` while the test merges its branches, fail
+// (with a note, in a dialog) and retry a step, read its history; and on
+// another Run, mark a step merged and cancel the Run, each in a dialog. Each page is
 // saved as a screenshot under e2e/screenshots/. Then they measure (and
 // print, without asserting) the first render of a Migration of 10,000
 // Candidates and the latency of a filter change, and on that Migration
@@ -239,13 +240,31 @@ try {
     await shot("05-awaiting-review");
   });
 
-  await step("fail the review step, retry it, finish it: completed", async () => {
-    await page.getByRole("button", { name: "Review failed" }).click();
+  await step("fail the review step with a note (asked in a dialog), retry it, finish it: completed", async () => {
+    await page.getByRole("button", { name: "Review failed…" }).click();
+    let dialog = page.getByRole("dialog", { name: "Finish the review of review as failed?" });
+    await dialog.waitFor();
+    // The note is required: nothing can be sent without one.
+    if (!(await dialog.getByRole("button", { name: "Fail the review" }).isDisabled())) throw new Error("a failed review was sendable without a note");
+    await shot("06-review-failed-dialog");
+    // Focus is in the note; Enter sends it.
+    await page.keyboard.type("e2e: canary too slow");
+    await page.keyboard.press("Enter");
+    await dialog.waitFor({ state: "detached" });
     await step1("review").and(page.locator('[data-status="failed"]')).waitFor({ timeout: 30_000 });
+    await step1("review").getByText("e2e: canary too slow").waitFor();
     await shot("06-failed");
     await page.getByRole("button", { name: "Retry step" }).click();
     await step1("review").and(page.locator('[data-status="awaiting_review"]')).waitFor({ timeout: 30_000 });
-    await page.getByRole("button", { name: "Review done" }).click();
+    await page.getByRole("button", { name: "Review done…" }).click();
+    dialog = page.getByRole("dialog", { name: "Finish the review of review as done?" });
+    // Escape goes back without sending.
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached" });
+    await step1("review").and(page.locator('[data-status="awaiting_review"]')).waitFor();
+    await page.getByRole("button", { name: "Review done…" }).click();
+    await dialog.getByLabel("Note", { exact: true }).fill("e2e: looks good");
+    await dialog.getByRole("button", { name: "Finish the review" }).click();
     await page.locator("#run-h").getByText("completed").waitFor({ timeout: 30_000 });
   });
 
@@ -254,21 +273,39 @@ try {
     await history.getByText("run completed").waitFor({ timeout: 15_000 });
     await history.getByText("step retried").waitFor();
     await history.getByText("review finished").first().waitFor();
+    // The notes typed in the dialogs are what was recorded.
+    await history.getByText("e2e: canary too slow").waitFor();
+    await history.getByText("e2e: looks good").waitFor();
     await history.getByText("run started").waitFor();
     await shot("07-completed-history");
   });
 
-  await step("cancel a Run, with confirmation", async () => {
+  await step("mark a step merged, then cancel the Run, each confirmed in a dialog with a note", async () => {
     await page.goto(`${origin}/m/go-directive/c/svc-02`);
     await page.getByRole("button", { name: /Preview or start/ }).click();
     await page.getByLabel(/Target go version/).fill("1.23");
     await page.getByLabel(/^Toolchain/).fill("1.23.4");
     await page.getByRole("button", { name: "Start Run" }).click();
     await step1("bump-go").and(page.locator('[data-status="open"]')).waitFor({ timeout: 30_000 });
-    page.once("dialog", (d) => d.accept("not now"));
+    await page.getByRole("button", { name: "Mark merged…" }).click();
+    let dialog = page.getByRole("dialog", { name: "Mark bump-go merged?" });
+    await dialog.getByLabel("Note", { exact: true }).fill("e2e: merged by hand");
+    await dialog.getByRole("button", { name: "Mark merged" }).click();
+    await step1("bump-go").and(page.locator('[data-status="merged"]')).waitFor({ timeout: 30_000 });
+    await step1("bump-go").getByText("e2e: merged by hand").waitFor();
+    await step1("pin-toolchain").and(page.locator('[data-status="open"]')).waitFor({ timeout: 30_000 });
     await page.getByRole("button", { name: "Cancel Run…" }).click();
+    dialog = page.getByRole("dialog", { name: "Cancel the Run of svc-02?" });
+    // The reason is required.
+    if (!(await dialog.getByRole("button", { name: "Cancel the Run" }).isDisabled())) throw new Error("a cancel was sendable without a reason");
+    await dialog.getByLabel("Reason").fill("not now");
+    await shot("08-cancel-dialog");
+    await dialog.getByRole("button", { name: "Cancel the Run" }).click();
     await page.locator("#run-h").getByText("cancelled").waitFor({ timeout: 30_000 });
     await page.getByText("Cancelled: not now").waitFor();
+    const history = page.locator("section", { has: page.locator("#history-h") });
+    await history.getByText("e2e: merged by hand").waitFor({ timeout: 15_000 });
+    await history.getByText("not now").waitFor({ timeout: 15_000 });
     await shot("08-cancelled");
   });
 
