@@ -303,6 +303,10 @@ try {
     await dialog.getByRole("button", { name: "Cancel the Run" }).click();
     await page.locator("#run-h").getByText("cancelled").waitFor({ timeout: 30_000 });
     await page.getByText("Cancelled: not now").waitFor();
+    // The steps as they ended: none waits any more.
+    await step1("bump-go").and(page.locator('[data-status="merged"]')).waitFor();
+    await step1("pin-toolchain").and(page.locator('[data-status="cancelled"]')).waitFor();
+    await step1("review").and(page.locator('[data-status="not_reached"]')).waitFor();
     const history = page.locator("section", { has: page.locator("#history-h") });
     await history.getByText("e2e: merged by hand").waitFor({ timeout: 15_000 });
     await history.getByText("not now").waitFor({ timeout: 15_000 });

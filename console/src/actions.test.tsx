@@ -212,3 +212,27 @@ describe("cancelling a Run", () => {
     expect(prompt).not.toHaveBeenCalled();
   });
 });
+
+describe("a cancelled Run", () => {
+  it("shows its steps as they ended and why it was cancelled, with no step waiting", async () => {
+    serve(
+      runAt("deploy", StepStatus.AWAITING_REVIEW, {
+        status: RunStatus.CANCELLED,
+        cancelReason: "owners asked to wait",
+        endTime: { seconds: 1_700_000_000n, nanos: 0 },
+      }),
+      {},
+    );
+    await screen.findByText(/Cancelled: owners asked to wait/);
+    const steps = await screen.findAllByRole("listitem");
+    const status = (name: string) => steps.find((li) => li.dataset.step === name)!.dataset.status;
+    expect(status("bump-go")).toBe("merged");
+    expect(status("deploy")).toBe("cancelled");
+    expect(status("verify")).toBe("not_reached");
+    expect(steps.find((li) => li.dataset.step === "deploy")!.textContent).toContain("was awaiting review when the Run was cancelled");
+    expect(screen.queryByText("awaiting review")).toBeNull();
+    expect(screen.queryByText("pending")).toBeNull();
+    // Nothing is offered on a cancelled Run.
+    expect(screen.queryByRole("button", { name: /Review|Mark merged|Cancel Run/ })).toBeNull();
+  });
+});

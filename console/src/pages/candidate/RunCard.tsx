@@ -1,11 +1,12 @@
 import { Link } from "react-router";
 import { Badge, Empty, ErrorBox, rolloutPath } from "../../components/Common";
-import { runStatusLabel } from "../../format";
+import { runStatusLabel, time } from "../../format";
+import { RunStatus } from "../../gen/loom/v1/run_pb";
 import type { RunState } from "../../data/runs";
 import { Timeline } from "./Timeline";
 
 // RunCard shows the Candidate's Run as WatchRun delivers it: its status,
-// whether the stream is up, and its steps.
+// whether the stream is up, why and when it was cancelled, and its steps.
 export function RunCard({ run, onChanged }: { run: RunState; onChanged: () => void }) {
   const r = run.run;
   return (
@@ -24,8 +25,13 @@ export function RunCard({ run, onChanged }: { run: RunState; onChanged: () => vo
       )}
       {run.error !== undefined && !r && <ErrorBox error={run.error} />}
       {run.missing && <Empty>Not started yet.</Empty>}
+      {r?.status === RunStatus.CANCELLED && (
+        <p className="cancel-reason">
+          Cancelled: {r.cancelReason || "no reason given"}
+          <span className="muted small"> · {time(r.endTime)}</span>
+        </p>
+      )}
       {r && <Timeline run={r} onChanged={onChanged} />}
-      {r?.cancelReason && <p className="muted">Cancelled: {r.cancelReason}</p>}
     </section>
   );
 }
