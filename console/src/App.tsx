@@ -3,6 +3,7 @@ import { Route, Routes } from "react-router";
 import { Layout } from "./components/Layout";
 import { Home } from "./pages/Home";
 import { NotFound } from "./components/Common";
+import { Title } from "./title";
 
 // Pages load on first visit: the fleet page does not wait for the diff and
 // Markdown renderers of the others.
@@ -17,13 +18,30 @@ export function App() {
     <Routes>
       <Route element={<Layout />}>
         <Route index element={<Home />} />
-        <Route path="metrics" element={<FleetMetricsPage />} />
+        {/* FleetMetricsPage is titled here: its title needs no data. */}
+        <Route
+          path="metrics"
+          element={
+            <>
+              <Title parts={["Fleet metrics"]} />
+              <FleetMetricsPage />
+            </>
+          }
+        />
         <Route path="history" element={<HistoryPage />} />
         <Route path="m/:migrationId" element={<MigrationPage />} />
         {/* Candidate ids contain slashes (acme/billing): the rest of the path is the id. */}
         <Route path="m/:migrationId/c/*" element={<CandidatePage />} />
         <Route path="m/:migrationId/r/:rolloutId" element={<RolloutPage />} />
-        <Route path="*" element={<NotFound />} />
+        <Route
+          path="*"
+          element={
+            <>
+              <Title parts={["Not found"]} />
+              <NotFound />
+            </>
+          }
+        />
       </Route>
     </Routes>
   );

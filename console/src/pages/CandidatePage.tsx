@@ -16,6 +16,7 @@ import { RunCard } from "./candidate/RunCard";
 import { CandidateCard } from "./candidate/CandidateCard";
 import { PreviewSection } from "./candidate/PreviewSection";
 import { CandidateHistory } from "./candidate/CandidateHistory";
+import { useTitle } from "../title";
 
 // CandidatePage is one Candidate: its Run live, what discovery knows of it,
 // and its history; it previews, starts and cancels its Run. It reads the
@@ -32,6 +33,7 @@ export function CandidatePage() {
   const [preview, setPreview] = useState<PreviewRunResponse | null>(null);
   const [starting, setStarting] = useState(false);
   const can = useCan();
+  useTitle(candidateId, mig.data?.migration?.name || migrationId);
 
   if (cand.isPending || mig.isPending) return <Loading what="the Candidate" />;
   if (mig.isError) return <ErrorBox error={mig.error} />;

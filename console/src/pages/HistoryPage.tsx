@@ -4,6 +4,7 @@ import { eventKindLabel } from "../format";
 import { EventLog } from "../components/EventLog";
 import { useFleet } from "../data/metrics";
 import { Empty, ErrorBox, Loading } from "../components/Common";
+import { useTitle } from "../title";
 
 const kinds = Object.values(EventKind).filter((v): v is EventKind => typeof v === "number" && v !== 0);
 
@@ -12,10 +13,11 @@ const kinds = Object.values(EventKind).filter((v): v is EventKind => typeof v ==
 export function HistoryPage() {
   const fleet = useFleet();
   const [params, setParams] = useSearchParams();
+  const migrations = fleet.data?.migrations.map((s) => s.migration!) ?? [];
+  const migrationId = params.get("m") ?? migrations[0]?.id ?? "";
+  useTitle("History", migrations.find((m) => m.id === migrationId)?.name || migrationId);
   if (fleet.isPending) return <Loading what="the fleet" />;
   if (fleet.isError) return <ErrorBox error={fleet.error} />;
-  const migrations = fleet.data.migrations.map((s) => s.migration!);
-  const migrationId = params.get("m") ?? migrations[0]?.id ?? "";
   const candidateId = params.get("c") ?? "";
   const kind = Number(params.get("kind") ?? 0) as EventKind;
   const set = (k: string, v: string) => {

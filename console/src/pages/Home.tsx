@@ -4,12 +4,14 @@ import { ErrorBox, Empty, Loading } from "../components/Common";
 import { Sparkline } from "../components/Charts";
 import { useFleet } from "../data/metrics";
 import { n } from "../format";
+import { useTitle } from "../title";
 
 // The fleet: every Migration with its progress, what needs attention, and
 // the Runs completed per day lately.
 export function Home() {
   const fleet = useFleet();
   const [search, setSearch] = useState("");
+  useTitle("Fleet");
   if (fleet.isPending) return <Loading what="the fleet" />;
   if (fleet.isError) return <ErrorBox error={fleet.error} />;
   const rows = fleet.data.migrations.filter((s) =>

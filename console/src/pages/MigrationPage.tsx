@@ -7,6 +7,7 @@ import { RolloutsList } from "../components/Rollouts";
 import { MigrationMetricsView } from "../components/MigrationMetrics";
 import { n } from "../format";
 import { useLiveMigration } from "../useLiveMigration";
+import { useTitle } from "../title";
 
 const tabs = ["candidates", "rollouts", "overview", "metrics"] as const;
 type Tab = (typeof tabs)[number];
@@ -17,6 +18,7 @@ export function MigrationPage() {
   const tab: Tab = (tabs as readonly string[]).includes(params.get("tab") ?? "") ? (params.get("tab") as Tab) : "candidates";
   useLiveMigration(migrationId);
   const mig = useMigration(migrationId);
+  useTitle(mig.data?.migration?.name || migrationId);
   if (mig.isPending) return <Loading what="the Migration" />;
   if (mig.isError) return <ErrorBox error={mig.error} />;
   const m = mig.data.migration!;

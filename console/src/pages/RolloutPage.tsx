@@ -13,6 +13,7 @@ import { CanaryContinuation, RolloutState, type Rollout } from "../gen/loom/v1/r
 import { RolloutService } from "../gen/loom/v1/rollout_service_pb";
 import { candidateStatusLabel, rolloutStateLabel, stepStatusLabel, time } from "../format";
 import { useRolloutClient } from "../transport";
+import { useTitle } from "../title";
 
 function selectionText(r: Rollout): string {
   const s = r.selection;
@@ -39,6 +40,7 @@ export function RolloutPage() {
   const mig = useMigration(migrationId);
   const watch = useRollout(migrationId, rolloutId);
   const r = watch.rollout;
+  useTitle(`Rollout ${rolloutId}`, mig.data?.migration?.name || migrationId);
   if (!r) {
     if (watch.error !== undefined) return <ErrorBox error={watch.error} />;
     return <Loading what="the rollout" />;
