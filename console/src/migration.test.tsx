@@ -69,6 +69,7 @@ function serve(opts: { path: string; listed?: ListCandidatesRequest[]; metricsAs
           return {
             metrics: {
               migrationId: req.migrationId,
+              candidates: { total: 3n, completed: 1n, running: 1n, notStarted: 1n },
               openPullRequests: 4n,
               awaitingReview: 2n,
               failed: 1n,
@@ -202,7 +203,8 @@ describe("the Migration page", () => {
     expect(tile("Failed steps").querySelector(".value")!.textContent).toBe("1");
     expect(tile("Failed steps").classList.contains("bad")).toBe(true);
     expect(tile("Stuck").classList.contains("bad")).toBe(false);
-    expect(screen.getByRole("img", { name: "Burndown: Candidates started and completed over time" })).toBeTruthy();
+    expect(screen.getByRole("img", { name: /^Burndown: Candidates remaining and completed/ })).toBeTruthy();
+    expect(screen.getByText(/2 of 3 Candidates remaining · 1 completed/)).toBeTruthy();
     expect(screen.queryByText("No Run has started yet.")).toBeNull();
     // Where the running Candidates are: 4 at bump-go, open.
     const where = screen.getByRole("heading", { name: "Where the running Candidates are" }).nextElementSibling!;

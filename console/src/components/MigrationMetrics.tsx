@@ -1,16 +1,28 @@
-import { Link } from "react-router";
+import { Link, useSearchParams } from "react-router";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ago, n, stepStatusLabel, time } from "../format";
 import { Badge, candidatePath, Empty, ErrorBox, Loading } from "./Common";
 import { Burndown } from "./Charts";
+import { burndownRanges, burndownSeries, hourMs, type BurndownRange } from "./chartSeries";
 import { StepDurationsTable } from "./StepDurationsTable";
 import { useMigrationMetrics } from "../data/metrics";
 
+// The burndown's range lives in the URL (`range=7d`, …), so a link
+// reproduces the view; anything else is the default.
+const defaultRange: BurndownRange = 30;
+function rangeOf(v: string | null): BurndownRange {
+  const d = Number(v?.replace(/d$/, ""));
+  return (burndownRanges as readonly number[]).includes(d) ? (d as BurndownRange) : defaultRange;
+}
+
 export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
   const q = useMigrationMetrics(migrationId);
+  const [params, setParams] = useSearchParams();
+  const range = rangeOf(params.get("range"));
   if (q.isPending) return <Loading what="metrics" />;
   if (q.isError) return <ErrorBox error={q.error} />;
   const m = q.data.metrics!;
+  const started = m.burndown.some((p) => n(p.started) > 0 || n(p.completed) > 0) || n(m.candidates?.completed) > 0;
   return (
     <div className="metrics">
       <div className="tiles">
@@ -20,16 +32,34 @@ export function MigrationMetricsView({ migrationId }: { migrationId: string }) {
         <Tile label="Stuck" value={n(m.stuckCount)} bad={n(m.stuckCount) > 0} />
         <Tile label="Migrator unreachable" value={n(m.dispatchFailing)} bad={n(m.dispatchFailing) > 0} />
       </div>
-      <h2>Burndown</h2>
-      {m.burndown.length === 0 ? (
+      <div className="chart-head">
+        <h2>Burndown</h2>
+        <div className="seg" role="group" aria-label="Burndown range">
+          {burndownRanges.map((d) => (
+            <button
+              key={d}
+              type="button"
+              aria-pressed={range === d}
+              onClick={() => {
+                const next = new URLSearchParams(params);
+                next.set("range", `${d}d`);
+                setParams(next, { replace: true });
+              }}
+            >
+              {d} days
+            </button>
+          ))}
+        </div>
+      </div>
+      {!started ? (
         <Empty>No Run has started yet.</Empty>
       ) : (
         <Burndown
-          points={m.burndown.map((p) => ({
-            t: p.start ? timestampMs(p.start) : 0,
-            started: n(p.started),
-            completed: n(p.completed),
-          }))}
+          series={burndownSeries(
+            m.burndown.map((p) => ({ t: p.start ? timestampMs(p.start) : 0, started: n(p.started), completed: n(p.completed) })),
+            { total: n(m.candidates?.total), completed: n(m.candidates?.completed) },
+            { unitMs: hourMs, days: range },
+          )}
         />
       )}
       <h2>Where the running Candidates are</h2>
