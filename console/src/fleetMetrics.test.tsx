@@ -26,6 +26,9 @@ const summaries = [
 const figures: Record<string, MigrationMetrics> = {
   "go-upgrade": create(MigrationMetricsSchema, {
     migrationId: "go-upgrade",
+    candidates: { total: 10n, completed: 3n, running: 2n, notStarted: 5n },
+    openPullRequests: 2n,
+    failed: 1n,
     eventsPerDay: [
       { day: timestampFromMs(today - 2 * day), count: 3n },
       { day: timestampFromMs(today - day), count: 0n },
@@ -80,34 +83,47 @@ function serve(opts: {
   });
 }
 
-const card = (migrationId: string) => screen.getByRole("link", { name: migrationId }).closest("section")!;
-const dateOf = (ms: number) => new Date(ms).toLocaleString().split(",")[0];
+const card = (name: string) => screen.getByRole("region", { name });
+const stat = (section: HTMLElement, label: string) =>
+  within(section).getByText(label, { selector: ".tile .label" }).closest(".tile")!.querySelector(".value")!.textContent;
+const dayOf = (ms: number) => new Date(ms).toLocaleDateString(undefined, { timeZone: "UTC" });
 
 describe("the fleet metrics page", () => {
   it("shows, per Migration of the fleet, its figures by the day from GetMigrationMetrics", async () => {
     const asked: (GetFleetOverviewRequest | GetMigrationMetricsRequest)[] = [];
     serve({ asked });
-    await screen.findByRole("link", { name: "go-upgrade" });
-    await screen.findByRole("link", { name: "node-20" });
+    await screen.findByRole("link", { name: "Go 1.23" });
+    await screen.findByRole("link", { name: "Node 20" });
     // Every page of the fleet, then each Migration's figures by the day.
     expect(asked.filter((q) => "pageToken" in q).map((q) => (q as GetFleetOverviewRequest).pageToken)).toEqual(["", "p2"]);
     const metrics = asked.filter((q): q is GetMigrationMetricsRequest => "burndownUnit" in q);
     expect(metrics.map((q) => q.migrationId).sort()).toEqual(["go-upgrade", "node-20"]);
     expect(metrics.every((q) => q.burndownUnit === BurndownUnit.DAY)).toBe(true);
 
-    const go = card("go-upgrade");
-    expect(within(go).getByRole("link", { name: "go-upgrade" }).getAttribute("href")).toBe("/m/go-upgrade?tab=metrics");
-    expect(within(go).getByRole("img", { name: "Events per day over 30 days: 3, 0, 4" })).toBeTruthy();
-    expect(go.textContent).toContain("7 events in 30 days · 4 today");
-    expect(go.textContent).toContain(`Runs completed per day: ${dateOf(today - day)}: 1 · ${dateOf(today)}: 2`);
-    // Its steps: bump-go succeeded 3 times and failed once (25%).
-    const rows = within(go).getAllByRole("row").slice(1);
-    expect(within(rows[0]).getAllByRole("cell").map((c) => c.textContent)).toEqual(["bump-go", "3", "1", "25%", "40.0 s", "1.5 min", "2.0 h"]);
-    expect(within(rows[1]).getAllByRole("cell").map((c) => c.textContent)).toEqual(["review", "0", "0", "—", "—", "—", "—"]);
+    // Each card is named by the Migration's name, its id beside it.
+    const go = card("Go 1.23");
+    expect(within(go).getByRole("link", { name: "Go 1.23" }).getAttribute("href")).toBe("/m/go-upgrade?tab=metrics");
+    expect(within(go).getByRole("heading").textContent).toBe("Go 1.23 go-upgrade");
+    expect(screen.queryByRole("link", { name: "go-upgrade" })).toBeNull();
+    // Its figures in cards, from GetMigrationMetrics.
+    expect(["Candidates", "Remaining", "Completed", "Running", "Open PRs", "Failed steps"].map((l) => stat(go, l))).toEqual(["10", "7", "3", "2", "2", "1"]);
+    // Events and completions per day on one chart, days without any at 0.
+    expect(
+      within(go).getByRole("img", {
+        name: `Activity per day, ${dayOf(today - 2 * day)} to ${dayOf(today)}: events 3, 0, 4; completed 0, 1, 2`,
+      }),
+    ).toBeTruthy();
+    expect(go.textContent).toContain("7 events in 30 days · 4 today · 3 Candidates completed in 30 days");
+    // Its steps: bump-go succeeded 3 times and failed once (25%), a bar for its durations.
+    const rows = within(go.querySelector("table.grid") as HTMLElement).getAllByRole("row").slice(1);
+    expect(within(rows[0]).getAllByRole("cell").map((c) => c.textContent)).toEqual(["bump-go", "3", "1", "25%", "40.0 s", "1.5 min", "2.0 h", ""]);
+    expect(within(rows[0]).getByRole("img", { name: "bump-go: p50 40.0 s, p95 1.5 min" })).toBeTruthy();
+    expect(within(rows[1]).getAllByRole("cell").map((c) => c.textContent)).toEqual(["review", "0", "0", "—", "—", "—", "—", ""]);
+    expect(within(rows[1]).queryByRole("img")).toBeNull();
 
-    const node = card("node-20");
-    expect(node.textContent).toContain("0 events in 30 days · 0 today");
-    expect(node.textContent).toContain("Runs completed per day: none yet");
+    const node = card("Node 20");
+    expect(node.textContent).toContain("0 events in 30 days · 0 today · 0 Candidates completed in 30 days");
+    expect(within(node).getByRole("img", { name: "Activity: no day yet" })).toBeTruthy();
   });
 
   it("lists the latest failures across the fleet, newest first, each linking to its Candidate", async () => {
@@ -116,7 +132,7 @@ describe("the fleet metrics page", () => {
     const items = within(list).getAllByRole("listitem");
     expect(items.map((li) => within(li).getByRole("link").textContent)).toEqual(["acme/api", "acme/ui", "acme/web"]);
     expect(within(items[1]).getByRole("link").getAttribute("href")).toBe("/m/node-20/c/acme/ui");
-    expect(items[1].textContent).toContain("node-20 · bump-node (attempt 1)");
+    expect(items[1].textContent).toContain("Node 20 · bump-node (attempt 1)");
     expect(items[1].textContent).toContain("npm ci failed");
   });
 
@@ -129,8 +145,8 @@ describe("the fleet metrics page", () => {
   it("shows a Migration's refusal beside the figures of the others", async () => {
     serve({ metricsError: { "node-20": new ConnectError("no role may read node-20", Code.PermissionDenied) } });
     expect((await screen.findByRole("alert")).textContent).toBe("permission_denied: no role may read node-20");
-    await waitFor(() => expect(card("go-upgrade").textContent).toContain("7 events in 30 days"));
-    expect(screen.queryByRole("link", { name: "node-20" })).toBeNull();
+    await waitFor(() => expect(card("Go 1.23").textContent).toContain("7 events in 30 days"));
+    expect(screen.queryByRole("link", { name: "Node 20" })).toBeNull();
   });
 
   it("shows the server's error when the fleet cannot be read", async () => {

@@ -1,8 +1,10 @@
 import { Link } from "react-router";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { n, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "../components/Common";
 import { useDailyMetrics, useFleet } from "../data/metrics";
-import { Sparkline } from "../components/Charts";
+import { ActivityChart } from "../components/Charts";
+import { dailySeries } from "../components/chartSeries";
 import { StepDurationsTable } from "../components/StepDurationsTable";
 import { useFleetRefresh } from "../fleetFeed";
 import { queryKeys } from "../queryKeys";
@@ -11,12 +13,14 @@ import { queryKeys } from "../queryKeys";
 // most once every two seconds, however busy the fleet.
 const metricsOf = (e: { migrationId: string } | null) => [e ? queryKeys.metrics(e.migrationId) : queryKeys.allMetrics()];
 
-// Fleet metrics: per Migration, events per day; per step, how long steps
-// take and how often they fail; Runs completed per day, and the latest
-// failures everywhere.
+// Fleet metrics: per Migration (by name), its figures in cards, events
+// and Candidates completed per day on a chart; per step, how long steps
+// take and how often they fail; and the latest failures everywhere.
 export function FleetMetricsPage() {
   const fleet = useFleet();
   const ids = (fleet.data?.migrations ?? []).map((s) => s.migration!.id);
+  const names = new Map((fleet.data?.migrations ?? []).map((s) => [s.migration!.id, s.migration!.name || s.migration!.id]));
+  const nameOf = (id: string) => names.get(id) ?? id;
   const all = useDailyMetrics(ids);
   useFleetRefresh(metricsOf, 2_000);
   if (fleet.isPending) return <Loading what="the fleet" />;
@@ -34,30 +38,37 @@ export function FleetMetricsPage() {
       </div>
       {failing && <ErrorBox error={failing.error} />}
       {ids.length === 0 && <Empty>No Migration yet.</Empty>}
-      {loaded.map((m) => (
-        <section key={m.migrationId} className="card">
-          <h2>
-            <Link to={`/m/${m.migrationId}?tab=metrics`}>{m.migrationId}</Link>
-          </h2>
-          <div className="events-per-day">
-            <Sparkline
-              values={m.eventsPerDay.map((d) => n(d.count))}
-              label={`Events per day over 30 days: ${m.eventsPerDay.map((d) => n(d.count)).join(", ")}`}
-            />
-            <span className="muted small">
-              {m.eventsPerDay.reduce((a, d) => a + n(d.count), 0)} events in 30 days ·{" "}
-              {n(m.eventsPerDay[m.eventsPerDay.length - 1]?.count)} today
-            </span>
-          </div>
-          <p className="muted small">
-            Runs completed per day:{" "}
-            {m.burndown.length === 0
-              ? "none yet"
-              : m.burndown.map((p) => `${time(p.start).split(",")[0]}: ${n(p.completed)}`).join(" · ")}
-          </p>
-          <StepDurationsTable steps={m.stepDurations} />
-        </section>
-      ))}
+      {loaded.map((m) => {
+        const days = m.eventsPerDay.map((d) => (d.day ? timestampMs(d.day) : 0));
+        const events = m.eventsPerDay.map((d) => n(d.count));
+        const completed = dailySeries(
+          days,
+          m.burndown.map((p) => ({ t: p.start ? timestampMs(p.start) : 0, count: n(p.completed) })),
+        );
+        const c = m.candidates;
+        return (
+          <section key={m.migrationId} className="card" aria-label={nameOf(m.migrationId)}>
+            <h2>
+              <Link to={`/m/${m.migrationId}?tab=metrics`}>{nameOf(m.migrationId)}</Link>{" "}
+              <span className="muted small">{m.migrationId}</span>
+            </h2>
+            <div className="tiles">
+              <Stat label="Candidates" value={n(c?.total)} />
+              <Stat label="Remaining" value={n(c?.total) - n(c?.completed)} />
+              <Stat label="Completed" value={n(c?.completed)} />
+              <Stat label="Running" value={n(c?.running)} />
+              <Stat label="Open PRs" value={n(m.openPullRequests)} />
+              <Stat label="Failed steps" value={n(m.failed)} bad={n(m.failed) > 0} />
+            </div>
+            <ActivityChart days={days} events={events} completed={completed} />
+            <p className="muted small">
+              {events.reduce((a, v) => a + v, 0)} events in 30 days · {events[events.length - 1] ?? 0} today ·{" "}
+              {completed.reduce((a, v) => a + v, 0)} Candidates completed in 30 days
+            </p>
+            <StepDurationsTable steps={m.stepDurations} />
+          </section>
+        );
+      })}
       <h2>Recent failures across the fleet</h2>
       {failures.length === 0 ? (
         <Empty>No step has failed lately.</Empty>
@@ -65,7 +76,7 @@ export function FleetMetricsPage() {
         <ul className="failures">
           {failures.map((f, i) => (
             <li key={i}>
-              <Link to={candidatePath(f.migrationId, f.candidateId)}>{f.candidateId}</Link> · {f.migrationId} · {f.step} (attempt{" "}
+              <Link to={candidatePath(f.migrationId, f.candidateId)}>{f.candidateId}</Link> · {nameOf(f.migrationId)} · {f.step} (attempt{" "}
               {f.attempt}) · <span className="muted">{time(f.time)}</span>
               <div className="message">{f.message}</div>
             </li>
@@ -73,5 +84,14 @@ export function FleetMetricsPage() {
         </ul>
       )}
     </>
+  );
+}
+
+function Stat({ label, value, bad }: { label: string; value: number; bad?: boolean }) {
+  return (
+    <div className={`tile ${bad ? "bad" : ""}`}>
+      <div className="value">{value}</div>
+      <div className="label">{label}</div>
+    </div>
   );
 }
