@@ -5,7 +5,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type uPlot from "uplot";
 import { mount } from "./test/mount";
 import { MigrationMetricsView } from "./components/MigrationMetrics";
-import { burndownSeries, dayMs, hourMs, niceCeil } from "./components/chartSeries";
+import { burndownSeries, dailySeries, dayMs, hourMs, niceCeil } from "./components/chartSeries";
 import { MetricsService, MigrationMetricsSchema, type MigrationMetrics } from "./gen/loom/v1/metrics_service_pb";
 
 // Every uPlot the page makes, to read the domains it was given: the canvas
@@ -194,5 +194,11 @@ describe("burndownSeries", () => {
 
   it("rounds the y-axis up to 1, 2 or 5 times a power of ten", () => {
     expect([0, 1, 3, 40, 101, 300, 5000].map(niceCeil)).toEqual([1, 1, 5, 50, 200, 500, 5000]);
+  });
+
+  it("lays daily counts onto the days, 0 for a day with none", () => {
+    const d0 = Date.UTC(2026, 11, 5);
+    const days = [d0, d0 + dayMs, d0 + 2 * dayMs];
+    expect(dailySeries(days, [{ t: d0 + 2 * dayMs, count: 4 }, { t: d0, count: 1 }, { t: d0 - dayMs, count: 9 }])).toEqual([1, 0, 4]);
   });
 });

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import uPlot from "uplot";
-import { dayMs, type BurndownSeries } from "./chartSeries";
+import { dayMs, niceCeil, type BurndownSeries } from "./chartSeries";
 
 // Charts are drawn by uPlot (small, fast, canvas): the burndown of a
 // Migration (Candidates remaining and completed), the activity of each
@@ -144,7 +144,7 @@ export function ActivityChart({ days, events, completed }: { days: number[]; eve
               scales: {
                 // Half a day either side, so the first and last bars show whole.
                 x: { time: true, range: [(days[0] - dayMs / 2) / 1000, (days[days.length - 1] + dayMs / 2) / 1000] },
-                y: { range: [0, Math.max(1, ...events, ...completed)] },
+                y: { range: [0, niceCeil(Math.max(...events, ...completed))] },
               },
               legend: { live: false },
               series: [

@@ -45,6 +45,7 @@ export function FleetMetricsPage() {
           days,
           m.burndown.map((p) => ({ t: p.start ? timestampMs(p.start) : 0, count: n(p.completed) })),
         );
+        const done = completed.reduce((a, v) => a + v, 0);
         const c = m.candidates;
         return (
           <section key={m.migrationId} className="card" aria-label={nameOf(m.migrationId)}>
@@ -63,7 +64,7 @@ export function FleetMetricsPage() {
             <ActivityChart days={days} events={events} completed={completed} />
             <p className="muted small">
               {events.reduce((a, v) => a + v, 0)} events in 30 days · {events[events.length - 1] ?? 0} today ·{" "}
-              {completed.reduce((a, v) => a + v, 0)} Candidates completed in 30 days
+              {done} {done === 1 ? "Candidate" : "Candidates"} completed in 30 days
             </p>
             <StepDurationsTable steps={m.stepDurations} />
           </section>
