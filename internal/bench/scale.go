@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,6 +146,7 @@ type scaleResult struct {
 	// Discovery, then the same pass again, unchanged.
 	discover, rediscover time.Duration
 	submits, resubmits   []time.Duration
+	submitsServer        []time.Duration // the server's own time of each (Server-Timing)
 	// Tries that failed (and were made again).
 	submitsFailed, resubmitsFailed int
 	lastSubmit, lastResubmit       time.Duration // the complete request of each pass
@@ -423,7 +425,7 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	fmt.Fprintf(p, "%s: discovering %d Candidates in requests of %d\n", m, n, s.cfg.Batch)
 	s.m.reset()
 	before := s.m.read()
-	if r.submits, r.submitsFailed, err = s.discover(ctx, f, m, "first", func(res *loomv1.SubmitCandidatesResponse) { r.added += int(res.GetAddedCount()) }); err != nil {
+	if r.submits, r.submitsServer, r.submitsFailed, err = s.discover(ctx, f, m, "first", func(res *loomv1.SubmitCandidatesResponse) { r.added += int(res.GetAddedCount()) }); err != nil {
 		return nil, err
 	}
 	after := s.m.read()
@@ -441,7 +443,7 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	r.restBytes = used - r.beforeUsed
 
 	fmt.Fprintf(p, "%s: the same pass again, unchanged\n", m)
-	if r.resubmits, r.resubmitsFailed, err = s.discover(ctx, f, m, "second", func(res *loomv1.SubmitCandidatesResponse) { r.unchanged += int(res.GetUnchangedCount()) }); err != nil {
+	if r.resubmits, _, r.resubmitsFailed, err = s.discover(ctx, f, m, "second", func(res *loomv1.SubmitCandidatesResponse) { r.unchanged += int(res.GetUnchangedCount()) }); err != nil {
 		return nil, err
 	}
 	r.rediscover, r.lastResubmit = sum(r.resubmits), r.resubmits[len(r.resubmits)-1]
@@ -575,9 +577,8 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 // request tried again a second later, up to 5 times), and returns each
 // request's time from its first try to its answer (building a request is
 // not timed) and how many tries failed.
-func (s *scaleWorld) discover(ctx context.Context, f *fleet, m, round string, each func(*loomv1.SubmitCandidatesResponse)) ([]time.Duration, int, error) {
+func (s *scaleWorld) discover(ctx context.Context, f *fleet, m, round string, each func(*loomv1.SubmitCandidatesResponse)) (rtt, server []time.Duration, failed int, err error) {
 	var out []time.Duration
-	failed := 0
 	for start := 0; start < len(f.ids); start += s.cfg.Batch {
 		req := f.request(m, start, min(start+s.cfg.Batch, len(f.ids)), round)
 		t0 := time.Now()
@@ -585,18 +586,30 @@ func (s *scaleWorld) discover(ctx context.Context, f *fleet, m, round string, ea
 			res, err := s.submit.SubmitCandidates(ctx, connect.NewRequest(req))
 			if err == nil {
 				out = append(out, time.Since(t0))
+				server = append(server, serverTiming(res.Header()))
 				each(res.Msg)
 				break
 			}
 			failed++
 			fmt.Fprintf(s.cfg.Progress, "  submitting Candidates %d–%d (round %s) failed after %v: %v\n", start, start+len(req.Candidates), round, time.Since(t0).Round(time.Millisecond), err)
 			if try == 5 || ctx.Err() != nil {
-				return nil, failed, fmt.Errorf("submit Candidates %d–%d (round %s): %w", start, start+len(req.Candidates), round, err)
+				return nil, nil, failed, fmt.Errorf("submit Candidates %d–%d (round %s): %w", start, start+len(req.Candidates), round, err)
 			}
 			time.Sleep(time.Second)
 		}
 	}
-	return out, failed, nil
+	return out, server, failed, nil
+}
+
+// serverTiming is the time the server says it spent on a call (its
+// Server-Timing header, "handler;dur=<ms>"), 0 when it says none.
+func serverTiming(h http.Header) time.Duration {
+	v, ok := strings.CutPrefix(h.Get("Server-Timing"), "handler;dur=")
+	ms, err := strconv.ParseFloat(v, 64)
+	if !ok || err != nil {
+		return 0
+	}
+	return time.Duration(ms * float64(time.Millisecond))
 }
 
 func sum(ds []time.Duration) time.Duration {
@@ -745,6 +758,8 @@ type pageRow struct {
 	name string
 	pair bool
 	lat  []time.Duration
+	// server is the server's own time of each call (Server-Timing).
+	server []time.Duration
 	// total is the first call's total_size, want what it should be;
 	// estimated is its total_size_is_estimate.
 	total, want int64
@@ -837,6 +852,7 @@ func (s *scaleWorld) listPages(ctx context.Context, m string, f *fleet) ([]pageR
 				return nil, fmt.Errorf("list %s: %w", sp.name, err)
 			}
 			row.lat = append(row.lat, time.Since(t0))
+			row.server = append(row.server, serverTiming(res.Header()))
 			if call == 0 {
 				row.total, row.estimated = res.Msg.GetTotalSize(), res.Msg.GetTotalSizeIsEstimate()
 				if got, want := len(res.Msg.GetCandidates()), min(100, int(row.want)); got != want {

@@ -90,7 +90,7 @@ const compressMinBytes = 1024
 func NewHandler(o Options) http.Handler {
 	// Outermost first: errors of every later stage are mapped and logged;
 	// callers are authenticated before their requests are even validated.
-	var interceptors []connect.Interceptor
+	interceptors := []connect.Interceptor{timingInterceptor{}}
 	if o.Telemetry != nil {
 		interceptors = append(interceptors, o.Telemetry)
 	}
@@ -139,7 +139,7 @@ func NewHandler(o Options) http.Handler {
 		AllowedOrigins: o.CORSOrigins,
 		AllowedMethods: connectcors.AllowedMethods(),
 		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
-		ExposedHeaders: connectcors.ExposedHeaders(),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), serverTimingHeader),
 		MaxAge:         7200,
 	}).Handler(mux)
 }

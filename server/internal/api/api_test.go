@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1094,4 +1095,40 @@ func TestWatchEventsRefusesAnAfterIDThatIsNoEventID(t *testing.T) {
 			t.Fatalf("after_id %q: %v %v", id, cerr, info)
 		}
 	}
+}
+
+// Every unary answer, refusals included, says how long the server spent on
+// it (Server-Timing), and a browser of a configured origin may read it.
+func TestEveryAnswerCarriesServerTiming(t *testing.T) {
+	a := newTestAPI(t)
+	dur := func(h http.Header) float64 {
+		t.Helper()
+		v, ok := strings.CutPrefix(h.Get("Server-Timing"), "handler;dur=")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil || f < 0 || f > 60_000 {
+			t.Fatalf("Server-Timing %q", h.Get("Server-Timing"))
+		}
+		return f
+	}
+	for _, body := range []string{`{}`, `{"migration_id": "nope"}`} {
+		req, _ := http.NewRequest(http.MethodPost, a.url+"/loom.v1.DiscoveryService/ListCandidates", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", "https://console.example")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		dur(res.Header)
+		if exposed := res.Header.Get("Access-Control-Expose-Headers"); !strings.Contains(exposed, "Server-Timing") {
+			t.Errorf("%s: Access-Control-Expose-Headers %q", body, exposed)
+		}
+	}
+	// Over gRPC the same header is in the response metadata.
+	c := a.clients(h2c(), connect.WithGRPC())
+	res, err := c.registry.ListMigrations(context.Background(), connect.NewRequest(&loomv1.ListMigrationsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dur(res.Header())
 }
