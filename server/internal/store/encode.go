@@ -210,7 +210,7 @@ func encodeCandidateDef(c migration.Candidate) (string, error) {
 		}
 		r.Files = append(r.Files, gr)
 	}
-	b, err := json.Marshal(r)
+	b, err := appendCandidateDef(make([]byte, 0, 256), r)
 	if err != nil {
 		return "", fmt.Errorf("encode candidate %s: %w", c.ID, err)
 	}
