@@ -369,19 +369,23 @@ local function scoredWalk(src, fs, after_score, after_id)
       local was = desc
       desc = false -- walker reads the direction
       local next = walker(d, '')
+      -- Gathered here, written after the walk: a walk of several ranges
+      -- merges them through the same scratch set.
+      local gathered = {}
       while true do
         local ids = next(256)
         if #ids == 0 then break end
         local ok = keep(rest, ids)
         local sc = redis.call('ZMSCORE', src, unpack(ids))
-        local args = {'ZADD', KEYS[9]}
         for i, id in ipairs(ids) do
           if ok[i] and sc[i] then
-            args[#args + 1] = sc[i]
-            args[#args + 1] = id
+            gathered[#gathered + 1] = sc[i]
+            gathered[#gathered + 1] = id
           end
         end
-        if #args > 2 then redis.call(unpack(args)) end
+      end
+      for i = 1, #gathered, 1000 do
+        redis.call('ZADD', KEYS[9], unpack(gathered, i, math.min(i + 999, #gathered)))
       end
       desc = was
       redis.call('PEXPIRE', KEYS[9], 60000)

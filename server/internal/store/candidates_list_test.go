@@ -495,3 +495,21 @@ func TestListCandidatesEstimatedTotal(t *testing.T) {
 		t.Fatalf("one filter: total %d estimate %v, %v", page.Total, page.TotalIsEstimate, err)
 	}
 }
+
+// Sparse filters in a scored order are gathered into the scratch set; a
+// filter of several ranges (a status over kinds) that takes more than one
+// batch to walk is merged through the same scratch set, which must not
+// mix with what was gathered.
+func TestListCandidatesGatheredFromSeveralRanges(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	mustPut(t, s, "m")
+	var cs []migration.Candidate
+	for i := range 600 {
+		cs = append(cs, cand(fmt.Sprintf("c%03d", i), []string{"svc", "repo"}[i%2]))
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs[:300]}, at(1))
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs[300:]}, at(2))
+	s.walkBudget = 4 // every filtered scored listing is gathered
+	checkCandidateListings(t, s, rdb, "m", []migration.CandidateFilter{{Status: migration.CandidateNotStarted}})
+}
