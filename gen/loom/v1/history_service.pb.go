@@ -340,8 +340,16 @@ type ListEventsRequest struct {
 	// EVENT_KIND_STEP_REPORTED and EVENT_KIND_REVIEW_FINISHED with
 	// STEP_STATUS_FAILED here.
 	ReportedStatuses []StepStatus `protobuf:"varint,8,rep,packed,name=reported_statuses,json=reportedStatuses,proto3,enum=loom.v1.StepStatus" json:"reported_statuses,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Only the events of the Candidates whose id starts with this text
+	// (case-sensitive), e.g. `acme/` or `checkout`; empty means all. Same
+	// characters as a Candidate id. Events about no Candidate (a Migration's
+	// announce, a discovery submission, a rollout's) are left out when it is
+	// set. With candidate_id, both must hold. Applied while reading, like
+	// kinds: a rare prefix may come back in short pages, each with the token
+	// to go on.
+	CandidateIdPrefix string `protobuf:"bytes,9,opt,name=candidate_id_prefix,json=candidateIdPrefix,proto3" json:"candidate_id_prefix,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ListEventsRequest) Reset() {
@@ -428,6 +436,13 @@ func (x *ListEventsRequest) GetReportedStatuses() []StepStatus {
 		return x.ReportedStatuses
 	}
 	return nil
+}
+
+func (x *ListEventsRequest) GetCandidateIdPrefix() string {
+	if x != nil {
+		return x.CandidateIdPrefix
+	}
+	return ""
 }
 
 // Response of HistoryService.ListEvents.
@@ -669,7 +684,7 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\adetails\x18\v \x03(\v2\x1b.loom.v1.Event.DetailsEntryR\adetails\x1a:\n" +
 	"\fDetailsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\x04\n" +
 	"\x11ListEventsRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12P\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB-\xbaH*\xd8\x01\x01r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\x12;\n" +
@@ -681,7 +696,8 @@ const file_loom_v1_history_service_proto_rawDesc = "" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12S\n" +
-	"\x11reported_statuses\x18\b \x03(\x0e2\x13.loom.v1.StepStatusB\x11\xbaH\x0e\x92\x01\v\x10\x06\"\a\x82\x01\x04\x10\x01 \x00R\x10reportedStatuses\"d\n" +
+	"\x11reported_statuses\x18\b \x03(\x0e2\x13.loom.v1.StepStatusB\x11\xbaH\x0e\x92\x01\v\x10\x06\"\a\x82\x01\x04\x10\x01 \x00R\x10reportedStatuses\x12]\n" +
+	"\x13candidate_id_prefix\x18\t \x01(\tB-\xbaH*\xd8\x01\x01r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x11candidateIdPrefix\"d\n" +
 	"\x12ListEventsResponse\x12&\n" +
 	"\x06events\x18\x01 \x03(\v2\x0e.loom.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xef\x03\n" +

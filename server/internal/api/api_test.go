@@ -849,6 +849,77 @@ func TestListEventsFiltersReportedStatuses(t *testing.T) {
 	}
 }
 
+// ListEvents with candidate_id_prefix keeps the events of the Candidates
+// whose id starts with it; the prefix is part of what a page token
+// continues, it combines with candidate_id (both must hold), and a prefix
+// that no Candidate id could start with is refused naming the field.
+func TestListEventsFiltersCandidatePrefix(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	setup := a.clients(http.DefaultClient)
+	if _, err := setup.registry.Announce(ctx, connect.NewRequest(&loomv1.AnnounceRequest{Migration: sampleMigration("hist")})); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"acme/api", "other/api", "acme/web", "acmeish"}
+	var cs []*loomv1.Candidate
+	for _, id := range ids {
+		cs = append(cs, sampleCandidate(id, "service"))
+	}
+	if _, err := setup.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{MigrationId: "hist", Candidates: cs})); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := setup.discovery.UpdateCandidateInputs(ctx, connect.NewRequest(&loomv1.UpdateCandidateInputsRequest{
+			MigrationId: "hist", CandidateId: id, Inputs: map[string]string{"target_version": "1.23"},
+		})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			hist := loomv1connect.NewHistoryServiceClient(p.client(), a.url, p.opts...)
+			list := func(req *loomv1.ListEventsRequest) ([]string, string) {
+				t.Helper()
+				res, err := hist.ListEvents(ctx, connect.NewRequest(req))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, e := range res.Msg.Events {
+					got = append(got, e.CandidateId)
+				}
+				return got, res.Msg.NextPageToken
+			}
+			if got, _ := list(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateIdPrefix: "acme/"}); strings.Join(got, " ") != "acme/web acme/api" {
+				t.Fatalf("acme/: %v", got)
+			}
+			first, token := list(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateIdPrefix: "acme", PageSize: 2})
+			if strings.Join(first, " ") != "acmeish acme/web" || token == "" {
+				t.Fatalf("acme, first page: %v %q", first, token)
+			}
+			if next, _ := list(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateIdPrefix: "acme", PageSize: 2, PageToken: token}); strings.Join(next, " ") != "acme/api" {
+				t.Fatalf("acme, next page: %v", next)
+			}
+			// The token continues this prefix only.
+			_, err := hist.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateIdPrefix: "acme/", PageSize: 2, PageToken: token}))
+			if info := errorInfo(t, wantCode(t, err, connect.CodeInvalidArgument)); info.Reason != migration.ReasonInvalidPageToken {
+				t.Fatalf("a token of another prefix: %v", info)
+			}
+			// With candidate_id: its events if its id has the prefix, else none.
+			if got, _ := list(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateId: "acme/web", CandidateIdPrefix: "acme/"}); len(got) != 2 {
+				t.Fatalf("acme/web with acme/: %v", got)
+			}
+			if got, _ := list(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateId: "other/api", CandidateIdPrefix: "acme/"}); len(got) != 0 {
+				t.Fatalf("other/api with acme/: %v", got)
+			}
+			_, err = hist.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "hist", CandidateIdPrefix: "/acme"}))
+			if cerr := wantCode(t, err, connect.CodeInvalidArgument); !strings.Contains(cerr.Message(), "candidate_id_prefix") {
+				t.Fatalf("refusal %q does not name candidate_id_prefix", cerr.Message())
+			}
+		})
+	}
+}
+
 func TestRunRequestsAreValidated(t *testing.T) {
 	a := newTestAPI(t)
 	ctx := context.Background()

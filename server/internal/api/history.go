@@ -41,11 +41,15 @@ func (s *HistoryServer) ListEvents(ctx context.Context, req *connect.Request[loo
 	for _, st := range m.GetReportedStatuses() {
 		filterKey += "|reported:" + st.String()
 	}
+	if p := m.GetCandidateIdPrefix(); p != "" {
+		filterKey += "|prefix:" + p
+	}
 	after, err := decodePageToken(m.GetPageToken(), filterKey)
 	if err != nil {
 		return nil, err
 	}
 	f := eventFilter(m.GetCandidateId(), m.GetKinds(), m.GetStartTime(), m.GetEndTime())
+	f.CandidatePrefix = m.GetCandidateIdPrefix()
 	for _, st := range m.GetReportedStatuses() {
 		f.ReportedStatuses = append(f.ReportedStatuses, protoconv.StepStatusFromProto(st))
 	}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -63,7 +64,10 @@ type Event struct {
 // EventFilter selects events. Zero fields select all.
 type EventFilter struct {
 	CandidateID string
-	Kinds       []EventKind
+	// CandidatePrefix keeps the events of the Candidates whose id starts
+	// with it; events about no Candidate do not pass.
+	CandidatePrefix string
+	Kinds           []EventKind
 	// ReportedStatuses keeps, of the events that set a step's status from
 	// a report (step_reported by a Migrator, review_finished by an
 	// operator), those whose status (their "status" detail) is one of
@@ -77,6 +81,9 @@ type EventFilter struct {
 // Matches reports whether e passes the filter.
 func (f EventFilter) Matches(e Event) bool {
 	if f.CandidateID != "" && e.CandidateID != f.CandidateID {
+		return false
+	}
+	if f.CandidatePrefix != "" && (e.CandidateID == "" || !strings.HasPrefix(e.CandidateID, f.CandidatePrefix)) {
 		return false
 	}
 	if len(f.Kinds) > 0 {

@@ -24,6 +24,9 @@ func (h *History) List(ctx context.Context, migrationID string, f EventFilter, p
 		return EventPage{}, InvalidArgument("page_token", ReasonInvalidPageToken, "the page token names no event")
 	}
 	page.Limit = clampPage(page.Limit, DefaultCandidatePageSize, MaxCandidatePageSize)
+	if f.CandidateID != "" && f.CandidatePrefix != "" && !strings.HasPrefix(f.CandidateID, f.CandidatePrefix) {
+		return EventPage{}, nil // no event is of both
+	}
 	return h.Store.ListEvents(ctx, migrationID, f, page)
 }
 

@@ -356,9 +356,11 @@ func streamOf(m, candidate string) string {
 }
 
 // ListEvents pages through a Migration's (or a Candidate's) events, newest
-// first. Kind and reported-status filters are applied while reading: a page
-// reads at most ten pages' worth of entries, so a rare kind may come back in
-// short pages, each with the cursor to go on.
+// first. Kind, Candidate id prefix and reported-status filters are applied
+// while reading (a prefix on the Migration's stream, whose entries name
+// their Candidate in c): a page reads at most ten pages' worth of entries,
+// so a rare kind or prefix may come back in short pages, each with the
+// cursor to go on.
 func (s *Store) ListEvents(ctx context.Context, m string, f migration.EventFilter, page migration.PageRequest) (migration.EventPage, error) {
 	limit := page.Limit
 	if limit <= 0 {

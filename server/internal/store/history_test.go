@@ -274,6 +274,84 @@ func TestListEventsPagesAndFilters(t *testing.T) {
 	}
 }
 
+// A Candidate id prefix keeps the events of the Candidates whose id starts
+// with it, read from the Migration's stream while paging: pages stay
+// bounded (short pages with a cursor when matches are rare), every match
+// comes once, newest first, and events about no Candidate are left out.
+func TestListEventsByCandidatePrefix(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	// 40 Candidates, every tenth of team acme/, discovered at once, then
+	// their inputs updated one by one (a Candidate's discovery is in the
+	// Migration's stream as the submission's, naming no Candidate).
+	var want, ids []string
+	for i := range 40 {
+		c := fmt.Sprintf("other/c%02d", i)
+		if i%10 == 0 {
+			c = fmt.Sprintf("acme/c%02d", i)
+			want = append([]string{c}, want...) // newest first
+		}
+		ids = append(ids, c)
+	}
+	var cs []migration.Candidate
+	for _, c := range ids {
+		cs = append(cs, cand(c, "svc"))
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs}, at(0))
+	for i, c := range ids {
+		if _, err := s.UpdateCandidateInputs(ctx, "m", c, migration.InputChange{Set: map[string]string{"k": "v"}}, at(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := allEvents(t, s, "m", migration.EventFilter{CandidatePrefix: "acme/"})
+	if len(all) != 4 {
+		t.Fatalf("%d events of acme/: %v", len(all), all)
+	}
+	// Pages of 1: each read scans at most ten pages' worth of entries
+	// (here 10), so the rare matches come in pages of at most one, some
+	// empty, each with the cursor to go on.
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		page, err := s.ListEvents(ctx, "m", migration.EventFilter{CandidatePrefix: "acme/"}, migration.PageRequest{After: after, Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Events) > 1 {
+			t.Fatalf("page of %d events", len(page.Events))
+		}
+		for _, e := range page.Events {
+			if e.Kind != migration.EventCandidateInputsUpdated {
+				t.Fatalf("event %s of %s", e.Kind, e.CandidateID)
+			}
+			got = append(got, e.CandidateID)
+		}
+		if after = page.Next; after == "" {
+			break
+		}
+		if pages > 40 {
+			t.Fatal("paging does not end")
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("candidates %v, want %v", got, want)
+	}
+	// With other filters: a kind, a time range, an exact Candidate.
+	if got := allEvents(t, s, "m", migration.EventFilter{CandidatePrefix: "acme/c1", Kinds: []migration.EventKind{migration.EventCandidateInputsUpdated}}); len(got) != 1 || got[0].CandidateID != "acme/c10" {
+		t.Fatalf("acme/c1 inputs updated: %v", got)
+	}
+	if got := allEvents(t, s, "m", migration.EventFilter{CandidatePrefix: "acme/", Since: at(15), Until: at(35)}); len(got) != 2 || got[0].CandidateID != "acme/c20" || got[1].CandidateID != "acme/c30" {
+		t.Fatalf("acme/ between minutes 15 and 35: %v", got)
+	}
+	if got := allEvents(t, s, "m", migration.EventFilter{CandidateID: "acme/c20", CandidatePrefix: "acme/"}); len(got) != 2 || got[1].CandidateID != "acme/c20" {
+		t.Fatalf("acme/c20 with the prefix acme/: %v", got)
+	}
+	if got := allEvents(t, s, "m", migration.EventFilter{CandidatePrefix: "nobody/"}); len(got) != 0 {
+		t.Fatalf("nobody/: %v", got)
+	}
+}
+
 func TestRetentionAndDelete(t *testing.T) {
 	s, rdb := newStore(t)
 	s.SetRetention(Retention{MaxEvents: 50, MaxCandidateEvents: 5, MaxAge: time.Hour})

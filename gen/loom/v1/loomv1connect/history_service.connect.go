@@ -44,8 +44,9 @@ const (
 // HistoryServiceClient is a client for the loom.v1.HistoryService service.
 type HistoryServiceClient interface {
 	// ListEvents pages through the events of a Migration, newest first,
-	// optionally only those of one Candidate, of some kinds, with some
-	// reported step statuses, or in a time range. A deleted Migration's
+	// optionally only those of one Candidate or of the Candidates whose id
+	// starts with a prefix, of some kinds, with some reported step statuses,
+	// or in a time range. A deleted Migration's
 	// history stays readable until retention, its delete event first.
 	// Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
 	// STORE_UNAVAILABLE. An unknown Migration has no events (no NOT_FOUND).
@@ -113,8 +114,9 @@ func (c *historyServiceClient) WatchEvents(ctx context.Context, req *connect.Req
 // HistoryServiceHandler is an implementation of the loom.v1.HistoryService service.
 type HistoryServiceHandler interface {
 	// ListEvents pages through the events of a Migration, newest first,
-	// optionally only those of one Candidate, of some kinds, with some
-	// reported step statuses, or in a time range. A deleted Migration's
+	// optionally only those of one Candidate or of the Candidates whose id
+	// starts with a prefix, of some kinds, with some reported step statuses,
+	// or in a time range. A deleted Migration's
 	// history stays readable until retention, its delete event first.
 	// Errors: INVALID_ARGUMENT INVALID_PAGE_TOKEN; UNAVAILABLE
 	// STORE_UNAVAILABLE. An unknown Migration has no events (no NOT_FOUND).
