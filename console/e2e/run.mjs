@@ -341,6 +341,13 @@ try {
     await page.goto(`${origin}/history`);
     await page.locator(".eventlog table").getByText("run cancelled").first().waitFor();
     await shot("10-history");
+    // Several kinds by name, a Candidate id prefix and a time range, from the URL.
+    await page.goto(`${origin}/history?kind=run_cancelled&kind=run_started&prefix=svc-&from=1d`);
+    await page.locator(".eventlog table").getByText("run cancelled").first().waitFor();
+    await page.locator(".eventlog table").getByText("run started").first().waitFor();
+    if ((await page.locator(".eventlog table").getByText("step dispatched").count()) > 0) {
+      throw new Error("history: the kinds of the URL were not applied");
+    }
     await page.keyboard.press("Control+k");
     await page.getByPlaceholder(/Migration name or Candidate id/).fill("svc-03");
     await page.getByRole("option", { name: /svc-03/ }).click();

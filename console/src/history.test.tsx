@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { fireEvent, screen, waitFor, within } from "@testing-library/react";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { mount, untilAborted } from "./test/mount";
 import { HistoryPage } from "./pages/HistoryPage";
 import { MetricsService, MigrationSummarySchema } from "./gen/loom/v1/metrics_service_pb";
@@ -44,7 +44,8 @@ const events = [
 type Asked = { listed: ListEventsRequest[]; watched: WatchEventsRequest[] };
 
 // A server with the fleet and its history: ListEvents filters by
-// Migration, Candidate and kind and pages by pageSize (the page asks 50;
+// Migration, Candidate (exact or prefix), kinds and time range and pages by
+// pageSize (the page asks 50;
 // pages of `page` here), WatchEvents sends `live` to a watch that resumes
 // after the newest listed event. What the page asks is recorded.
 function serve(opts: {
@@ -75,7 +76,10 @@ function serve(opts: {
             (e) =>
               e.migrationId === req.migrationId &&
               (!req.candidateId || e.candidateId === req.candidateId) &&
-              (req.kinds.length === 0 || req.kinds.includes(e.kind)),
+              (!req.candidateIdPrefix || (e.candidateId !== "" && e.candidateId.startsWith(req.candidateIdPrefix))) &&
+              (req.kinds.length === 0 || req.kinds.includes(e.kind)) &&
+              (!req.startTime || timestampMs(e.time!) >= timestampMs(req.startTime)) &&
+              (!req.endTime || timestampMs(e.time!) < timestampMs(req.endTime)),
           );
           const from = req.pageToken ? Number(req.pageToken) : 0;
           const size = Math.min(req.pageSize, opts.page ?? req.pageSize);
@@ -96,6 +100,12 @@ function serve(opts: {
     },
   });
 }
+
+// A time as a datetime-local input takes it: local time, to the minute.
+const toLocal = (d: Date) => {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+};
 
 // The event log's rows (not the Kind filter's options, which name kinds
 // too) and their cells' text.
@@ -142,29 +152,59 @@ describe("the history page", () => {
     expect(cells(shown[4]).slice(1, 5)).toEqual(["migration announced", "", "", "migrator"]);
   });
 
-  it("sends the kind, Candidate and Migration filters in the request and keeps them in the URL", async () => {
+  it("sends the kinds, Candidate and Migration filters in the request and keeps them in the URL, kinds by name", async () => {
     const asked: Asked = { listed: [], watched: [] };
     const page = serve({ path: "/history", asked });
     await untilShown(["step failed", "run started", "run started", "migration announced"]);
     expect(screen.getByRole("columnheader", { name: "Candidate" })).toBeTruthy();
+    const kinds = within(screen.getByRole("group", { name: "Kinds" }));
 
-    fireEvent.change(screen.getByLabelText("Kind"), { target: { value: String(EventKind.RUN_STARTED) } });
+    fireEvent.click(kinds.getByRole("checkbox", { name: "run started" }));
     await untilShown(["run started", "run started"]);
     expect(asked.listed.at(-1)).toMatchObject({ migrationId: "go-upgrade", candidateId: "", kinds: [EventKind.RUN_STARTED] });
     expect(rows().map((r) => cells(r)[2])).toEqual(["acme/web", "acme/api"]);
-    expect(page.location()).toBe(`/history?kind=${EventKind.RUN_STARTED}`);
+    expect(page.location()).toBe("/history?kind=run_started");
     // The live watch follows the same filter.
     await waitFor(() => expect(asked.watched.at(-1)).toMatchObject({ kinds: [EventKind.RUN_STARTED], afterId: "3" }));
+
+    // Several kinds, kept in the enum's order whatever the order of the clicks.
+    fireEvent.click(kinds.getByRole("checkbox", { name: "step failed" }));
+    await untilShown(["step failed", "run started", "run started"]);
+    expect(asked.listed.at(-1)).toMatchObject({ kinds: [EventKind.RUN_STARTED, EventKind.STEP_FAILED] });
+    expect(page.location()).toBe("/history?kind=run_started&kind=step_failed");
+    expect(screen.getByText("run started, step failed")).toBeTruthy();
+    // A group's box: all of the group, then none of it.
+    const group = kinds.getByRole("checkbox", { name: "Migrations" }) as HTMLInputElement;
+    expect(group.checked).toBe(false);
+    fireEvent.click(group);
+    await untilShown(["step failed", "run started", "run started", "migration announced"]);
+    expect(asked.listed.at(-1)!.kinds).toEqual([
+      EventKind.MIGRATION_ANNOUNCED,
+      EventKind.MIGRATION_UPDATED,
+      EventKind.MIGRATION_DELETED,
+      EventKind.RUN_STARTED,
+      EventKind.STEP_FAILED,
+    ]);
+    expect(page.location()).toBe(
+      "/history?kind=migration_announced&kind=migration_updated&kind=migration_deleted&kind=run_started&kind=step_failed",
+    );
+    expect(screen.getByText("5 kinds")).toBeTruthy();
+    fireEvent.click(kinds.getByRole("checkbox", { name: "Migrations" }));
+    await waitFor(() => expect(page.location()).toBe("/history?kind=run_started&kind=step_failed"));
+    fireEvent.click(kinds.getByRole("checkbox", { name: "step failed" }));
+    await untilShown(["run started", "run started"]);
+    expect(page.location()).toBe("/history?kind=run_started");
+    expect((kinds.getByRole("checkbox", { name: "Runs" }) as HTMLInputElement).indeterminate).toBe(true);
 
     fireEvent.change(screen.getByLabelText("Candidate id"), { target: { value: " acme/api " } });
     await untilShown(["run started"]);
     expect(asked.listed.at(-1)).toMatchObject({ migrationId: "go-upgrade", candidateId: "acme/api", kinds: [EventKind.RUN_STARTED] });
-    expect(page.location()).toBe(`/history?kind=${EventKind.RUN_STARTED}&c=acme%2Fapi`);
+    expect(page.location()).toBe("/history?kind=run_started&c=acme%2Fapi");
     // One Candidate's history has no Candidate column.
     expect(screen.queryByRole("columnheader", { name: "Candidate" })).toBeNull();
     expect(cells(rows()[0]).slice(1, 4)).toEqual(["run started", " (execution 1)", "ana"]);
 
-    fireEvent.change(screen.getByLabelText("Kind"), { target: { value: "0" } });
+    fireEvent.click(kinds.getByRole("button", { name: "Any kind" }));
     await untilShown(["step failed", "run started"]);
     expect(asked.listed.at(-1)).toMatchObject({ candidateId: "acme/api", kinds: [] });
     expect(page.location()).toBe("/history?c=acme%2Fapi");
@@ -177,16 +217,118 @@ describe("the history page", () => {
     expect(kindsShown()).toEqual(["run started"]);
   });
 
-  it("reads its filters from the URL", async () => {
+  it("sends a Candidate id prefix and keeps it in the URL; live events of other Candidates are left out", async () => {
     const asked: Asked = { listed: [], watched: [] };
-    serve({ path: `/history?m=node-20&c=acme/ui&kind=${EventKind.RUN_STARTED}`, asked });
+    // A live event of a Candidate outside the prefix.
+    const live = create(EventSchema, {
+      id: "6",
+      time: at(6),
+      kind: EventKind.RUN_STARTED,
+      migrationId: "go-upgrade",
+      candidateId: "acme/web",
+      actor: "ana",
+    });
+    const page = serve({ path: "/history?prefix=acme/a", asked, live });
+    await untilShown(["step failed", "run started"]);
+    expect(asked.listed[0]).toMatchObject({ migrationId: "go-upgrade", candidateId: "", candidateIdPrefix: "acme/a" });
+    expect((screen.getByLabelText("Candidate id prefix") as HTMLInputElement).value).toBe("acme/a");
+    // The watch (which knows no prefix) delivers acme/web's event: not shown.
+    await screen.findByText("● live");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(kindsShown()).toEqual(["step failed", "run started"]);
+
+    fireEvent.change(screen.getByLabelText("Candidate id prefix"), { target: { value: " acme/ " } });
+    await waitFor(() => expect(asked.listed.at(-1)).toMatchObject({ candidateIdPrefix: "acme/" }));
+    await waitFor(() => expect(kindsShown().slice(-3)).toEqual(["step failed", "run started", "run started"]));
+    expect(page.location()).toBe("/history?prefix=acme%2F");
+    fireEvent.change(screen.getByLabelText("Candidate id prefix"), { target: { value: "" } });
+    await waitFor(() => expect(kindsShown()).toContain("migration announced"));
+    expect(asked.listed.at(-1)).toMatchObject({ candidateIdPrefix: "" });
+    expect(page.location()).toBe("/history");
+  });
+
+  it("sends a time range, quick or custom, and keeps it in the URL", async () => {
+    const asked: Asked = { listed: [], watched: [] };
+    const page = serve({ path: "/history", asked });
+    await untilShown(["step failed", "run started", "run started", "migration announced"]);
+    expect(asked.listed[0].startTime).toBeUndefined();
+    expect(asked.listed[0].endTime).toBeUndefined();
+
+    // Quick: the last hour, counted back from now, kept relative.
+    const before = Date.now();
+    fireEvent.change(screen.getByLabelText("Time"), { target: { value: "1h" } });
+    await waitFor(() => expect(asked.listed.at(-1)!.startTime).toBeDefined());
+    const start = timestampMs(asked.listed.at(-1)!.startTime!);
+    expect(start).toBeGreaterThanOrEqual(before - 3_600_000);
+    expect(start).toBeLessThanOrEqual(Date.now() - 3_600_000);
+    expect(asked.listed.at(-1)!.endTime).toBeUndefined();
+    expect(page.location()).toBe("/history?from=1h");
+    // (The events of the fixture are older: none.)
+    expect(await screen.findByText("No event yet.")).toBeTruthy();
+
+    // Custom: from and to, as ISO times.
+    fireEvent.change(screen.getByLabelText("Time"), { target: { value: "custom" } });
+    const from = new Date(2026, 11, 7, 0, 0); // local, as the input reads it
+    fireEvent.change(screen.getByLabelText("From"), { target: { value: "2026-12-07T00:00" } });
+    await waitFor(() => expect(page.location()).toBe(`/history?from=${encodeURIComponent(from.toISOString())}`));
+    const to = new Date(Date.UTC(2026, 11, 7, 9, 3, 30));
+    const toMinute = new Date(Math.floor(to.getTime() / 60_000) * 60_000);
+    fireEvent.change(screen.getByLabelText("To"), { target: { value: toLocal(to) } });
+    await waitFor(() =>
+      expect(page.location()).toBe(
+        `/history?from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(toMinute.toISOString())}`,
+      ),
+    );
+    await waitFor(() => expect(asked.listed.at(-1)!.endTime).toBeDefined());
+    expect(timestampMs(asked.listed.at(-1)!.startTime!)).toBe(from.getTime());
+    expect(timestampMs(asked.listed.at(-1)!.endTime!)).toBe(toMinute.getTime());
+    expect((screen.getByLabelText("Time") as HTMLSelectElement).value).toBe("custom");
+
+    fireEvent.change(screen.getByLabelText("Time"), { target: { value: "" } });
+    await waitFor(() => expect(page.location()).toBe("/history"));
+    await untilShown(["step failed", "run started", "run started", "migration announced"]);
+  });
+
+  it("reads a time range of the URL: ISO times", async () => {
+    const asked: Asked = { listed: [], watched: [] };
+    serve({ path: "/history?from=2026-12-07T09:02:00Z&to=2026-12-07T09:04:00Z", asked });
+    // Minutes 2 and 3 of the fixture: at or after from, before to.
+    await untilShown(["run started", "run started"]);
+    expect(timestampMs(asked.listed[0].startTime!)).toBe(Date.UTC(2026, 11, 7, 9, 2));
+    expect(timestampMs(asked.listed[0].endTime!)).toBe(Date.UTC(2026, 11, 7, 9, 4));
+    expect((screen.getByLabelText("Time") as HTMLSelectElement).value).toBe("custom");
+    expect((screen.getByLabelText("From") as HTMLInputElement).value).toBe(toLocal(new Date(Date.UTC(2026, 11, 7, 9, 2))));
+  });
+
+  it("reads its filters from the URL, kinds by name", async () => {
+    const asked: Asked = { listed: [], watched: [] };
+    serve({ path: "/history?m=node-20&c=acme/ui&kind=run_started&kind=step_failed&prefix=acme/", asked });
     await untilShown(["run started"]);
     expect(asked.listed).toHaveLength(1);
-    expect(asked.listed[0]).toMatchObject({ migrationId: "node-20", candidateId: "acme/ui", kinds: [EventKind.RUN_STARTED] });
+    expect(asked.listed[0]).toMatchObject({
+      migrationId: "node-20",
+      candidateId: "acme/ui",
+      candidateIdPrefix: "acme/",
+      kinds: [EventKind.RUN_STARTED, EventKind.STEP_FAILED],
+    });
     expect((screen.getByLabelText("Migration") as HTMLSelectElement).value).toBe("node-20");
     expect((screen.getByLabelText("Candidate id") as HTMLInputElement).value).toBe("acme/ui");
-    expect((screen.getByLabelText("Kind") as HTMLSelectElement).selectedOptions[0].textContent).toBe("run started");
+    expect((screen.getByLabelText("Candidate id prefix") as HTMLInputElement).value).toBe("acme/");
+    const kinds = within(screen.getByRole("group", { name: "Kinds" }));
+    const ticked = kinds.getAllByRole("checkbox").filter((c) => (c as HTMLInputElement).checked);
+    expect(ticked.map((c) => c.parentElement!.textContent)).toEqual(["run started", "step failed"]);
     expect(cells(rows()[0]).slice(1, 4)).toEqual(["run started", " (execution 1)", "bo"]);
+  });
+
+  it("understands the kind numbers of older links; unknown kinds are left out", async () => {
+    const asked: Asked = { listed: [], watched: [] };
+    const page = serve({ path: `/history?kind=${EventKind.RUN_STARTED}&kind=nope&kind=EVENT_KIND_STEP_FAILED&kind=99`, asked });
+    await untilShown(["step failed", "run started", "run started"]);
+    expect(asked.listed[0].kinds).toEqual([EventKind.RUN_STARTED, EventKind.STEP_FAILED]);
+    // The next change writes them by name.
+    fireEvent.click(within(screen.getByRole("group", { name: "Kinds" })).getByRole("checkbox", { name: "step failed" }));
+    await untilShown(["run started", "run started"]);
+    expect(page.location()).toBe("/history?kind=run_started");
   });
 
   it("pages to older events with the server's page token", async () => {
@@ -218,7 +360,7 @@ describe("the history page", () => {
     expect(await screen.findByText("No Migration yet.")).toBeTruthy();
     expect(asked.listed).toHaveLength(0);
     empty.unmount();
-    serve({ path: "/history?m=node-20&kind=" + EventKind.STEP_FAILED });
+    serve({ path: "/history?m=node-20&kind=step_failed" });
     expect(await screen.findByText("No event yet.")).toBeTruthy();
   });
 });

@@ -24,6 +24,6 @@ export const queryKeys = {
   rollouts: (migrationId: string) => ["rollouts", migrationId] as const,
   selectionPreview: (migrationId: string, request: string) => ["selectionPreview", migrationId, request] as const,
   // HistoryService
-  events: (migrationId: string, candidateId: string, kinds: readonly number[]) =>
-    ["events", migrationId, candidateId, kinds.join(",")] as const,
+  events: (migrationId: string, candidateId: string, kinds: readonly number[], more = "") =>
+    ["events", migrationId, candidateId, kinds.join(","), more] as const,
 };

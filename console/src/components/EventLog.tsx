@@ -5,24 +5,30 @@ import type { Event, EventKind } from "../gen/loom/v1/history_service_pb";
 import { eventKindLabel, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "./Common";
 import { follow } from "../stream";
-import { useEventPages } from "../data/history";
+import { useEventPages, type EventRange } from "../data/history";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 
 // EventLog is the lifecycle history of a Migration or of one Candidate:
 // pages of ListEvents, newest first, and new events as WatchEvents delivers
-// them (prepended live, no reload). onEvent hears every live event.
+// them (prepended live, no reload). range narrows both (the watch knows no
+// prefix or end: its events are kept here when they match). onEvent hears
+// every live event kept.
 export function EventLog({
   migrationId,
   candidateId = "",
   kinds = [],
+  range = {},
   onEvent,
 }: {
   migrationId: string;
   candidateId?: string;
   kinds?: EventKind[];
+  range?: EventRange;
   onEvent?: (e: Event) => void;
 }) {
   const history = useHistoryClient();
-  const q = useEventPages(migrationId, candidateId, kinds);
+  const q = useEventPages(migrationId, candidateId, kinds, range);
+  const { candidatePrefix = "", startMs, endMs } = range;
   const [live, setLive] = useState<Event[]>([]);
   // The stream's first message (an event or a heartbeat) says it is up.
   const [link, setLink] = useState<"connecting" | "live" | "reconnecting">("connecting");
@@ -40,6 +46,8 @@ export function EventLog({
         if (res.update.case === "event") {
           const e = res.update.value;
           after = e.id;
+          if (candidatePrefix && !e.candidateId.startsWith(candidatePrefix)) return;
+          if (endMs !== undefined && e.time && timestampMs(e.time) >= endMs) return;
           setLive((l) => (l.some((x) => x.id === e.id) ? l : [e, ...l]));
           onEvent?.(e);
         }
@@ -52,7 +60,7 @@ export function EventLog({
     );
     return () => ctl.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [history, migrationId, candidateId, kinds.join(","), loaded]);
+  }, [history, migrationId, candidateId, kinds.join(","), candidatePrefix, startMs, endMs, loaded]);
   if (q.isPending) return <Loading what="history" />;
   if (q.isError) return <ErrorBox error={q.error} />;
   const events = [...live, ...q.data.pages.flatMap((p) => p.events)];
