@@ -80,8 +80,12 @@ type Migration struct {
 	// for steps whose handlers work long without a report, e.g.
 	// `{"build-image": "3600s"}`. Same bounds.
 	DispatchLeaseByType map[string]*durationpb.Duration `protobuf:"bytes,12,rep,name=dispatch_lease_by_type,json=dispatchLeaseByType,proto3" json:"dispatch_lease_by_type,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// How many Candidates are of each kind (Candidate.kind), e.g.
+	// `{"repo": 120, "service": 8}`; a kind with no Candidate left is absent.
+	// Output only: ignored on input.
+	CandidateKinds map[string]int64 `protobuf:"bytes,13,rep,name=candidate_kinds,json=candidateKinds,proto3" json:"candidate_kinds,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Migration) Reset() {
@@ -194,6 +198,13 @@ func (x *Migration) GetDispatchLease() *durationpb.Duration {
 func (x *Migration) GetDispatchLeaseByType() map[string]*durationpb.Duration {
 	if x != nil {
 		return x.DispatchLeaseByType
+	}
+	return nil
+}
+
+func (x *Migration) GetCandidateKinds() map[string]int64 {
+	if x != nil {
+		return x.CandidateKinds
 	}
 	return nil
 }
@@ -445,8 +456,7 @@ var File_loom_v1_migration_proto protoreflect.FileDescriptor
 
 const file_loom_v1_migration_proto_rawDesc = "" +
 	"\n" +
-	"\x17loom/v1/migration.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\n" +
-	"\n" +
+	"\x17loom/v1/migration.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\v\n" +
 	"\tMigration\x12;\n" +
 	"\x02id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x02id\x12\x1e\n" +
 	"\x04name\x18\x02 \x01(\tB\n" +
@@ -469,10 +479,14 @@ const file_loom_v1_migration_proto_rawDesc = "" +
 	"R\rdispatchLease\x12\xa5\x01\n" +
 	"\x16dispatch_lease_by_type\x18\f \x03(\v2+.loom.v1.Migration.DispatchLeaseByTypeEntryBC\xbaH@\x9a\x01=\x10d\"*r(2&^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$*\r\xaa\x01\n" +
 	"\"\x04\b\x80\xf5$2\x02\b\n" +
-	"R\x13dispatchLeaseByType\x1aa\n" +
+	"R\x13dispatchLeaseByType\x12O\n" +
+	"\x0fcandidate_kinds\x18\r \x03(\v2&.loom.v1.Migration.CandidateKindsEntryR\x0ecandidateKinds\x1aa\n" +
 	"\x18DispatchLeaseByTypeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
-	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01:\xfc\x01\xbaH\xf8\x01\x1ao\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\x1aA\n" +
+	"\x13CandidateKindsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01:\xfc\x01\xbaH\xf8\x01\x1ao\n" +
 	"\x1bmigration.unique_step_names\x12,step names must be unique within a Migration\x1a\"this.steps.map(s, s.name).unique()\x1a\x84\x01\n" +
 	"\x1cmigration.unique_input_names\x126required input names must be unique within a Migration\x1a,this.required_inputs.map(i, i.name).unique()\"\xef\x03\n" +
 	"\x0eStepDefinition\x12?\n" +
@@ -508,33 +522,35 @@ func file_loom_v1_migration_proto_rawDescGZIP() []byte {
 	return file_loom_v1_migration_proto_rawDescData
 }
 
-var file_loom_v1_migration_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_loom_v1_migration_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_loom_v1_migration_proto_goTypes = []any{
 	(*Migration)(nil),             // 0: loom.v1.Migration
 	(*StepDefinition)(nil),        // 1: loom.v1.StepDefinition
 	(*InputDefinition)(nil),       // 2: loom.v1.InputDefinition
 	(*CandidateCounts)(nil),       // 3: loom.v1.CandidateCounts
 	nil,                           // 4: loom.v1.Migration.DispatchLeaseByTypeEntry
-	nil,                           // 5: loom.v1.StepDefinition.ConfigEntry
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
+	nil,                           // 5: loom.v1.Migration.CandidateKindsEntry
+	nil,                           // 6: loom.v1.StepDefinition.ConfigEntry
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
 }
 var file_loom_v1_migration_proto_depIdxs = []int32{
 	1,  // 0: loom.v1.Migration.steps:type_name -> loom.v1.StepDefinition
 	2,  // 1: loom.v1.Migration.required_inputs:type_name -> loom.v1.InputDefinition
-	6,  // 2: loom.v1.Migration.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 3: loom.v1.Migration.update_time:type_name -> google.protobuf.Timestamp
+	7,  // 2: loom.v1.Migration.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 3: loom.v1.Migration.update_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: loom.v1.Migration.candidate_counts:type_name -> loom.v1.CandidateCounts
-	7,  // 5: loom.v1.Migration.dispatch_lease:type_name -> google.protobuf.Duration
+	8,  // 5: loom.v1.Migration.dispatch_lease:type_name -> google.protobuf.Duration
 	4,  // 6: loom.v1.Migration.dispatch_lease_by_type:type_name -> loom.v1.Migration.DispatchLeaseByTypeEntry
-	5,  // 7: loom.v1.StepDefinition.config:type_name -> loom.v1.StepDefinition.ConfigEntry
-	7,  // 8: loom.v1.StepDefinition.report_timeout:type_name -> google.protobuf.Duration
-	7,  // 9: loom.v1.Migration.DispatchLeaseByTypeEntry.value:type_name -> google.protobuf.Duration
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	5,  // 7: loom.v1.Migration.candidate_kinds:type_name -> loom.v1.Migration.CandidateKindsEntry
+	6,  // 8: loom.v1.StepDefinition.config:type_name -> loom.v1.StepDefinition.ConfigEntry
+	8,  // 9: loom.v1.StepDefinition.report_timeout:type_name -> google.protobuf.Duration
+	8,  // 10: loom.v1.Migration.DispatchLeaseByTypeEntry.value:type_name -> google.protobuf.Duration
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_loom_v1_migration_proto_init() }
@@ -548,7 +564,7 @@ func file_loom_v1_migration_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_loom_v1_migration_proto_rawDesc), len(file_loom_v1_migration_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

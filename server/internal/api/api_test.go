@@ -229,6 +229,18 @@ func TestRegistryAndDiscoveryOverEveryProtocol(t *testing.T) {
 			if got.Msg.Migration.GetCandidateCounts().GetNotStarted() != 2 || got.Msg.Migration.GetCandidateCounts().GetTotal() != 2 {
 				t.Fatalf("counts %v", got.Msg.Migration.GetCandidateCounts())
 			}
+			if k := got.Msg.Migration.GetCandidateKinds(); len(k) != 1 || k["service"] != 2 {
+				t.Fatalf("kinds %v, want service: 2", k)
+			}
+			all, err := c.registry.ListMigrations(ctx, connect.NewRequest(&loomv1.ListMigrationsRequest{}))
+			if err != nil {
+				t.Fatalf("list migrations: %v", err)
+			}
+			for _, m := range all.Msg.Migrations {
+				if m.Id == id && (m.GetCandidateKinds()["service"] != 2 || m.GetCandidateCounts().GetTotal() != 2) {
+					t.Fatalf("listed %s with kinds %v counts %v", id, m.GetCandidateKinds(), m.GetCandidateCounts())
+				}
+			}
 		})
 	}
 }

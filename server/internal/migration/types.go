@@ -24,6 +24,10 @@ type Migration struct {
 	UpdateTime    time.Time
 	// Counts is filled on reads; ignored on writes.
 	Counts CandidateCounts
+	// Kinds is how many Candidates are of each kind (no entry for a kind
+	// with none). Filled by the reads the API answers with (get, list,
+	// put), not by GetMigrationAndCandidate; ignored on writes.
+	Kinds map[string]int64
 }
 
 // StepDefinition is the plan of one Step.

@@ -72,6 +72,7 @@ func MigrationToProto(m migration.Migration) *loomv1.Migration {
 		CreateTime:          TimeToProto(m.CreateTime),
 		UpdateTime:          TimeToProto(m.UpdateTime),
 		CandidateCounts:     CountsToProto(m.Counts),
+		CandidateKinds:      m.Kinds,
 		DispatchLease:       optDuration(m.DispatchLease),
 		DispatchLeaseByType: leasesToProto(m.LeaseByType),
 	}

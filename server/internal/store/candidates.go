@@ -592,7 +592,8 @@ return {0, h, p[1], p[2], m}
 `)
 
 // GetMigrationAndCandidate reads Candidate c of m and m itself in one
-// round trip (see getMigrationCandidateScript).
+// round trip (see getMigrationCandidateScript), without m's per-kind
+// counts (Migration.Kinds), which the engine does not need.
 func (s *Store) GetMigrationAndCandidate(ctx context.Context, m, c string) (migration.Migration, migration.Candidate, error) {
 	res, err := getMigrationCandidateScript.Run(ctx, s.rdb, []string{migrationKey(m), candidateKey(m, c), runKey(m, c), changeIndexKey(m)}, c).Slice()
 	if err != nil {

@@ -191,6 +191,35 @@ func decodeMigration(id string, h map[string]string) (migration.Migration, error
 	return m, nil
 }
 
+// decodeKinds reads the per-kind Candidate counts of Migration id from the
+// fields of its kindsKey hash (nil when it has no Candidate).
+func decodeKinds(id string, h map[string]string) (map[string]int64, error) {
+	if len(h) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]int64, len(h))
+	for k, v := range h {
+		n, err := parseInt(v)
+		if err != nil {
+			return nil, fmt.Errorf("decode migration %s: kind %s: %w", id, k, err)
+		}
+		if n > 0 {
+			out[k] = n
+		}
+	}
+	return out, nil
+}
+
+// withKinds decodes Migration id from its hash h and its kinds hash kinds.
+func withKinds(id string, h, kinds map[string]string) (migration.Migration, error) {
+	m, err := decodeMigration(id, h)
+	if err != nil {
+		return m, err
+	}
+	m.Kinds, err = decodeKinds(id, kinds)
+	return m, err
+}
+
 // encodeCandidateDef returns the canonical "def" of c: only what discovery
 // reports (metadata, files, steps; the kind is a field of the hash, see
 // candidateRecord).

@@ -18,7 +18,7 @@ import (
 
 // putMigrationScript creates a Migration or replaces its definition.
 //
-//	KEYS k_migration, k_tombstone, then the history KEYS (see historyLua;
+//	KEYS k_migration, k_tombstone, k_kinds, then the history KEYS (see historyLua;
 //	     the block: no Candidate)
 //	ARGV[1] def: canonical JSON migrationRecord
 //	ARGV[2] now, unix milliseconds, then the history ARGV
@@ -30,10 +30,11 @@ import (
 //
 // Returns {replyBeingDeleted} while a Migration of the id is being swept
 // away (nothing is written), else {created (0|1), updated (0|1), HGETALL of
-// the hash after the change}.
+// the hash after the change, HGETALL of k_kinds}.
 var putMigrationScript = newHistoryScript(scriptKeys{
 	ofMigration("k_migration", migrationKey),
 	ofMigration("k_tombstone", tombstoneKey),
+	ofMigration("k_kinds", kindsKey),
 }, `
 if redis.call('EXISTS', k_tombstone) == 1 then return {8} end
 local cur = redis.call('HGET', k_migration, 'def')
@@ -53,7 +54,7 @@ elseif cur ~= ARGV[1] then
   updated = 1
   addEvent({k = 'migration_updated', t = ARGV[2]})
 end
-return {created, updated, redis.call('HGETALL', k_migration)}
+return {created, updated, redis.call('HGETALL', k_migration), redis.call('HGETALL', k_kinds)}
 `)
 
 // PutMigration creates m or replaces its definition (see putMigrationScript).
@@ -74,13 +75,14 @@ func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now tim
 		return migration.Migration{}, false, false, migration.Unavailable(migration.ReasonMigrationBeingDeleted,
 			"migration %q is being deleted: announce it again in a few seconds", m.ID).With("migration_id", m.ID)
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: unexpected reply %v", m.ID, res)
 	}
 	c, err1 := replyInt(res[0])
 	u, err2 := replyInt(res[1])
 	h, err3 := replyFields(res[2])
-	if err := errors.Join(err1, err2, err3); err != nil {
+	kinds, err4 := replyFields(res[3])
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: %w", m.ID, err)
 	}
 	// Always (not only on create): repairs an entry lost between the script
@@ -88,27 +90,34 @@ func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now tim
 	if err := s.reindex(ctx, m.ID); err != nil {
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: index: %w", m.ID, err)
 	}
-	stored, err = decodeMigration(m.ID, h)
+	stored, err = withKinds(m.ID, h, kinds)
 	if err != nil {
 		return migration.Migration{}, false, false, err
 	}
 	return stored, c == 1, u == 1, nil
 }
 
-// GetMigration returns the Migration id with its Candidate counts.
+// GetMigration returns the Migration id with its Candidate counts, by
+// status and by kind.
 func (s *Store) GetMigration(ctx context.Context, id string) (migration.Migration, error) {
-	h, err := s.rdb.HGetAll(ctx, migrationKey(id)).Result()
+	var mig, kinds *redis.MapStringStringCmd
+	// Both keys are in the Migration's slot: one MULTI, one consistent read.
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		mig = p.HGetAll(ctx, migrationKey(id))
+		kinds = p.HGetAll(ctx, kindsKey(id))
+		return nil
+	})
 	if err != nil {
 		return migration.Migration{}, fmt.Errorf("get migration %s: %w", id, err)
 	}
-	if len(h) == 0 {
+	if len(mig.Val()) == 0 {
 		return migration.Migration{}, migration.MigrationNotFound(id)
 	}
-	return decodeMigration(id, h)
+	return withKinds(id, mig.Val(), kinds.Val())
 }
 
 // ListMigrations returns the page of Migrations whose ids sort after
-// page.After, in id order, with their counts. A page may hold fewer than
+// page.After, in id order, with their counts (by status and kind). A page may hold fewer than
 // page.Limit Migrations when index entries name deleted Migrations (they are
 // skipped); Next is then still the last id of the page's window, so paging
 // always moves forward. page.Limit ≤ 0 means
@@ -138,9 +147,11 @@ func (s *Store) ListMigrations(ctx context.Context, page migration.PageRequest) 
 	}
 	// One pipeline; on Redis Cluster go-redis splits it per node.
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	kinds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
 			cmds[i] = p.HGetAll(ctx, migrationKey(id))
+			kinds[i] = p.HGetAll(ctx, kindsKey(id))
 		}
 		return nil
 	})
@@ -152,7 +163,7 @@ func (s *Store) ListMigrations(ctx context.Context, page migration.PageRequest) 
 		if len(h) == 0 {
 			continue // deleted; its index entry is about to go (see package doc)
 		}
-		m, err := decodeMigration(id, h)
+		m, err := withKinds(id, h, kinds[i].Val())
 		if err != nil {
 			return migration.MigrationPage{}, fmt.Errorf("list migrations: %w", err)
 		}
@@ -182,7 +193,7 @@ func lexAfter(after string) string {
 // deleteMigrationScript makes a Migration disappear, unless one of its
 // Candidates is running.
 //
-//	KEYS k_migration, k_tombstone, then the history KEYS
+//	KEYS k_migration, k_tombstone, k_kinds, then the history KEYS
 //	ARGV[1] now (unix ms), then the history ARGV
 //
 // The history is kept: migration_deleted is its last event, and the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -126,6 +127,47 @@ func TestMigrationCounts(t *testing.T) {
 	if len(page.Migrations) != 2 || page.Migrations[0].ID != "m" || page.Migrations[0].Counts != want ||
 		page.Migrations[1].Counts != (migration.CandidateCounts{}) {
 		t.Errorf("list: %+v", page)
+	}
+	checkInvariants(t, rdb, "m")
+}
+
+func TestMigrationKinds(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustPut(t, s, "empty")
+	cs := []migration.Candidate{cand("a", "repo"), cand("b", "repo"), cand("c", "repo"), cand("d", "service")}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs}, at(1))
+	mustSetStatus(t, s, "m", "a", migration.CandidateNotStarted, migration.CandidateRunning)
+
+	want := map[string]int64{"repo": 3, "service": 1}
+	m, err := s.GetMigration(ctx, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(m.Kinds, want) || m.Counts != (migration.CandidateCounts{NotStarted: 3, Running: 1}) {
+		t.Errorf("get: kinds %v counts %+v, want %v", m.Kinds, m.Counts, want)
+	}
+	page, err := s.ListMigrations(ctx, migration.PageRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Migrations) != 2 || page.Migrations[0].ID != "empty" || len(page.Migrations[0].Kinds) != 0 ||
+		!maps.Equal(page.Migrations[1].Kinds, want) {
+		t.Errorf("list: %+v", page.Migrations)
+	}
+	stored, _, _, err := s.PutMigration(ctx, testMigration("m"), at(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(stored.Kinds, want) {
+		t.Errorf("re-announce: kinds %v, want %v", stored.Kinds, want)
+	}
+	// A Candidate that changes kind moves between the counts.
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("d", "repo")}}, at(3))
+	if m, err = s.GetMigration(ctx, "m"); err != nil || !maps.Equal(m.Kinds, map[string]int64{"repo": 4}) {
+		t.Errorf("after a kind change: kinds %v, %v", m.Kinds, err)
 	}
 	checkInvariants(t, rdb, "m")
 }
