@@ -24,6 +24,7 @@ const migration = create(MigrationSchema, {
   ],
   requiredInputs: [{ name: "ticket", label: "Ticket", description: "The change ticket" }],
   candidateCounts: { total: 3n, completed: 1n, running: 1n, notStarted: 1n },
+  candidateKinds: { service: 2n, library: 1n },
 });
 
 const fleet = [
@@ -51,7 +52,9 @@ function serve(opts: { path: string; listed?: ListCandidatesRequest[]; metricsAs
       r.service(DiscoveryService, {
         listCandidates: (req) => {
           opts.listed?.push(req);
-          const matching = fleet.filter((c) => (!req.status || c.status === req.status) && c.id.startsWith(req.idPrefix));
+          const matching = fleet.filter(
+            (c) => (!req.status || c.status === req.status) && (!req.kind || c.kind === req.kind) && c.id.startsWith(req.idPrefix),
+          );
           const from = req.pageToken ? Number(req.pageToken) : 0;
           const page = matching.slice(from, from + 2);
           return {
@@ -170,6 +173,72 @@ describe("the Migration page", () => {
     fireEvent.click(screen.getByRole("button", { name: /^Status ▲/ }));
     await waitFor(() => expect(listed.at(-1)).toMatchObject({ orderBy: CandidateOrder.STATUS, descending: true }));
     expect(page.location()).toBe("/m/go-upgrade?q=beta%2F&order=status&desc=1");
+  });
+
+  it("offers the kinds the Migration's Candidates have, with their counts", async () => {
+    const listed: ListCandidatesRequest[] = [];
+    const page = serve({ path: "/m/go-upgrade", listed });
+    await screen.findByRole("link", { name: "acme/api" });
+    const kind = screen.getByLabelText("Kind") as HTMLSelectElement;
+    expect(kind.tagName).toBe("SELECT");
+    expect(Array.from(kind.options).map((o) => [o.value, o.textContent])).toEqual([
+      ["", "any"],
+      ["library", "library (1)"],
+      ["service", "service (2)"],
+    ]);
+    fireEvent.change(kind, { target: { value: "library" } });
+    await waitFor(() => expect(screen.queryByRole("link", { name: "acme/api" })).toBeNull());
+    expect(listed.at(-1)).toMatchObject({ kind: "library" });
+    expect(screen.getByRole("link", { name: "acme/billing" })).toBeTruthy();
+    expect(page.location()).toBe("/m/go-upgrade?kind=library");
+  });
+
+  it("keeps a kind from the URL that no Candidate has among the choices", async () => {
+    serve({ path: "/m/go-upgrade?kind=job" });
+    await screen.findByText("No Candidate matches these filters.");
+    const kind = screen.getByLabelText("Kind") as HTMLSelectElement;
+    expect(kind.value).toBe("job");
+    expect(kind.selectedOptions[0].textContent).toBe("job (0)");
+  });
+
+  it("clears every filter at once, in the request and the URL, and keeps the sort", async () => {
+    const listed: ListCandidatesRequest[] = [];
+    const page = serve({ path: "/m/go-upgrade?status=running&kind=service&step=bump-go&step_status=open&q=acme/&meta=team=payments&order=status&desc=1", listed });
+    await screen.findByRole("link", { name: "acme/api" });
+    fireEvent.change(screen.getByLabelText("Metadata key=value"), { target: { value: "half=typed" } });
+    fireEvent.click(screen.getByRole("button", { name: "Clear filters" }));
+    await screen.findByText(/^3 Candidates match/);
+    expect(listed.at(-1)).toMatchObject({
+      status: 0,
+      kind: "",
+      currentStep: "",
+      currentStepStatus: 0,
+      idPrefix: "",
+      metadata: {},
+      orderBy: CandidateOrder.STATUS,
+      descending: true,
+    });
+    expect(page.location()).toBe("/m/go-upgrade?order=status&desc=1");
+    expect((screen.getByLabelText("Kind") as HTMLSelectElement).value).toBe("");
+    expect((screen.getByLabelText("Metadata key=value") as HTMLInputElement).value).toBe("");
+    expect(screen.queryByRole("button", { name: /^Remove filter/ })).toBeNull();
+    expect((screen.getByRole("button", { name: "Clear filters" }) as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it("sorts by a new column ascending, whether from its header or the Sort by choice", async () => {
+    const listed: ListCandidatesRequest[] = [];
+    const page = serve({ path: "/m/go-upgrade?order=status&desc=1", listed });
+    await screen.findByRole("link", { name: "acme/api" });
+    fireEvent.click(screen.getByRole("button", { name: "Last change" }));
+    await waitFor(() => expect(listed.at(-1)).toMatchObject({ orderBy: CandidateOrder.LAST_CHANGE, descending: false }));
+    expect(page.location()).toBe("/m/go-upgrade?order=last_change");
+    fireEvent.click(screen.getByRole("button", { name: /^Last change ▲/ }));
+    await waitFor(() => expect(listed.at(-1)).toMatchObject({ orderBy: CandidateOrder.LAST_CHANGE, descending: true }));
+    expect(screen.getByRole("columnheader", { name: /Last change/ }).getAttribute("aria-sort")).toBe("descending");
+    fireEvent.change(screen.getByLabelText("Sort by"), { target: { value: "id" } });
+    await waitFor(() => expect(listed.at(-1)).toMatchObject({ orderBy: CandidateOrder.ID, descending: false }));
+    expect(page.location()).toBe("/m/go-upgrade?order=id");
+    expect(screen.getByRole("columnheader", { name: /Candidate/ }).getAttribute("aria-sort")).toBe("ascending");
   });
 
   it("pages with the server's page token, forward and back", async () => {

@@ -69,18 +69,40 @@ export function selectionFilter(migrationId: string, f: ReturnType<typeof readFi
   };
 }
 
+// filterParams are the URL parameters that filter the table (the sort
+// and the page are not filters); "Clear filters" removes them all.
+const filterParams = ["status", "kind", "step", "step_status", "q", "meta"];
+
+// kindOptions are the kinds of the Migration's Candidates, by name, with
+// how many Candidates are of each (Migration.candidate_kinds); the URL's
+// kind is kept among them even when no Candidate is of it.
+export function kindOptions(kinds: Record<string, bigint>, current: string) {
+  const names = Object.keys(kinds);
+  if (current && !names.includes(current)) names.push(current);
+  return names.sort().map((k) => ({ value: k, label: `${k} (${n(kinds[k] ?? 0n)})` }));
+}
+
 // Choice is one select of the filter bar; "" (any) first when anyOption.
-function Choice(props: { label: string; value: string; options: string[]; anyOption?: boolean; onChange: (v: string) => void }) {
+function Choice(props: {
+  label: string;
+  value: string;
+  options: (string | { value: string; label: string })[];
+  anyOption?: boolean;
+  onChange: (v: string) => void;
+}) {
   return (
     <label>
       {props.label}
       <select aria-label={props.label} value={props.value} onChange={(e) => props.onChange(e.target.value)}>
         {props.anyOption && <option value="">any</option>}
-        {props.options.map((o) => (
-          <option key={o} value={o}>
-            {o.replaceAll("_", " ")}
-          </option>
-        ))}
+        {props.options.map((o) => {
+          const { value, label } = typeof o === "string" ? { value: o, label: o.replaceAll("_", " ") } : o;
+          return (
+            <option key={value} value={value}>
+              {label}
+            </option>
+          );
+        })}
       </select>
     </label>
   );
@@ -106,6 +128,7 @@ export function CandidateTable({ migration }: { migration: Migration }) {
   // Tokens of the pages before this one, for "previous".
   const [back, setBack] = useState<string[]>([]);
   const q = useCandidatesPage(migration.id, params.toString(), listRequest(migration.id, f, pageSize));
+  const [metaDraft, setMetaDraft] = useState("");
   const set = (changes: Record<string, string | string[] | null>, keepPage = false) => {
     const next = new URLSearchParams(params);
     for (const [k, v] of Object.entries(changes)) {
@@ -119,10 +142,15 @@ export function CandidateTable({ migration }: { migration: Migration }) {
     }
     setParams(next, { replace: !keepPage });
   };
+  // A new order starts ascending; the same one again reverses it.
   const sortBy = (key: string) => set({ order: key, desc: f.order === key && !f.desc ? "1" : null });
+  const filtered = filterParams.some((k) => params.has(k));
+  const clearFilters = () => {
+    set(Object.fromEntries(filterParams.map((k) => [k, null])));
+    setMetaDraft("");
+  };
   const sortMark = (key: string) => (f.order === key ? (f.desc ? " ▼" : " ▲") : "");
   const ariaSort = (key: string) => (f.order === key ? (f.desc ? "descending" : "ascending") : "none");
-  const [metaDraft, setMetaDraft] = useState("");
 
   // The selection belongs to the filter it was made under: changing the
   // filter drops it (paging and sorting keep it).
@@ -162,10 +190,7 @@ export function CandidateTable({ migration }: { migration: Migration }) {
           <input aria-label="Id starts with" type="search" value={f.q} onChange={(e) => set({ q: e.target.value })} placeholder="acme/" />
         </label>
         <Choice label="Status" value={f.status} options={candidateStatuses} anyOption onChange={(v) => set({ status: v })} />
-        <label>
-          Kind
-          <input aria-label="Kind" value={f.kind} onChange={(e) => set({ kind: e.target.value })} placeholder="any" size={10} />
-        </label>
+        <Choice label="Kind" value={f.kind} options={kindOptions(migration.candidateKinds, f.kind)} anyOption onChange={(v) => set({ kind: v })} />
         <Choice label="Current step" value={f.step} options={migration.steps.map((s) => s.name)} anyOption onChange={(v) => set({ step: v })} />
         <Choice label="Step status" value={f.stepStatus} options={stepStatuses} anyOption onChange={(v) => set({ step_status: v })} />
         <label>
@@ -192,7 +217,10 @@ export function CandidateTable({ migration }: { migration: Migration }) {
             {k}={v} ×
           </button>
         ))}
-        <Choice label="Sort by" value={f.order} options={orders} onChange={(v) => set({ order: v })} />
+        <Choice label="Sort by" value={f.order} options={orders} onChange={(v) => sortBy(v)} />
+        <button type="button" onClick={clearFilters} disabled={!filtered && !metaDraft}>
+          Clear filters
+        </button>
       </form>
       {q.isError && <ErrorBox error={q.error} />}
       <div className="table-meta" aria-live="polite">
