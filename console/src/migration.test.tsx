@@ -5,6 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { mount } from "./test/mount";
 import { MigrationPage } from "./pages/MigrationPage";
+import { readColumns } from "./components/CandidateTable";
 import { RegistryService } from "./gen/loom/v1/registry_service_pb";
 import { CandidateOrder, DiscoveryService, type ListCandidatesRequest } from "./gen/loom/v1/discovery_service_pb";
 import { BurndownUnit, MetricsService, type GetMigrationMetricsRequest } from "./gen/loom/v1/metrics_service_pb";
@@ -28,9 +29,21 @@ const migration = create(MigrationSchema, {
 });
 
 const fleet = [
-  create(CandidateSchema, { id: "acme/api", kind: "service", status: CandidateStatus.RUNNING, lastChangeTime: timestampFromMs(Date.now() - 5 * 60_000) }),
-  create(CandidateSchema, { id: "acme/billing", kind: "library", status: CandidateStatus.COMPLETED, lastChangeTime: timestampFromMs(Date.now() - 3 * 3600_000) }),
-  create(CandidateSchema, { id: "beta/web", kind: "service", status: CandidateStatus.NOT_STARTED }),
+  create(CandidateSchema, {
+    id: "acme/api",
+    kind: "service",
+    status: CandidateStatus.RUNNING,
+    lastChangeTime: timestampFromMs(Date.now() - 5 * 60_000),
+    metadata: { team: "payments", tier: "1" },
+  }),
+  create(CandidateSchema, {
+    id: "acme/billing",
+    kind: "library",
+    status: CandidateStatus.COMPLETED,
+    lastChangeTime: timestampFromMs(Date.now() - 3 * 3600_000),
+    metadata: { team: "billing" },
+  }),
+  create(CandidateSchema, { id: "beta/web", kind: "service", status: CandidateStatus.NOT_STARTED, metadata: { team: "web", lang: "ts" } }),
 ];
 
 // A server with the Migration and its three Candidates: ListCandidates
@@ -53,7 +66,9 @@ function serve(opts: { path: string; listed?: ListCandidatesRequest[]; metricsAs
         listCandidates: (req) => {
           opts.listed?.push(req);
           const matching = fleet.filter(
-            (c) => (!req.status || c.status === req.status) && (!req.kind || c.kind === req.kind) && c.id.startsWith(req.idPrefix),
+            (c) => (!req.status || c.status === req.status) && (!req.kind || c.kind === req.kind) &&
+              c.id.startsWith(req.idPrefix) &&
+              Object.entries(req.metadata).every(([k, v]) => c.metadata[k] === v),
           );
           const from = req.pageToken ? Number(req.pageToken) : 0;
           const page = matching.slice(from, from + 2);
@@ -239,6 +254,59 @@ describe("the Migration page", () => {
     await waitFor(() => expect(listed.at(-1)).toMatchObject({ orderBy: CandidateOrder.ID, descending: false }));
     expect(page.location()).toBe("/m/go-upgrade?order=id");
     expect(screen.getByRole("columnheader", { name: /Candidate/ }).getAttribute("aria-sort")).toBe("ascending");
+  });
+
+  it("shows the metadata columns chosen, remembered per Migration, and filters by a value clicked", async () => {
+    localStorage.clear();
+    const listed: ListCandidatesRequest[] = [];
+    const page = serve({ path: "/m/go-upgrade", listed });
+    await screen.findByRole("link", { name: "acme/api" });
+    // Offered: the keys of the Candidates on this page (acme/api, acme/billing).
+    const offered = () => screen.queryAllByRole("checkbox", { name: /^Show the column / }).map((c) => c.getAttribute("aria-label"));
+    expect(offered()).toEqual(["Show the column team", "Show the column tier"]);
+    expect(screen.queryByRole("columnheader", { name: "team" })).toBeNull();
+    fireEvent.click(screen.getByRole("checkbox", { name: "Show the column team" }));
+    expect(screen.getByRole("columnheader", { name: "team" })).toBeTruthy();
+    expect(screen.getByText("Metadata columns (1)")).toBeTruthy();
+    expect(localStorage.getItem("loom.columns.go-upgrade")).toBe('["team"]');
+    expect(within(rowOf("acme/billing")).getByRole("button", { name: "Filter by team=billing" }).textContent).toBe("billing");
+    // The next page offers its own keys too, and keeps the chosen column.
+    fireEvent.click(screen.getByRole("button", { name: "Next →" }));
+    await screen.findByRole("link", { name: "beta/web" });
+    expect(offered()).toEqual(["Show the column lang", "Show the column team"]);
+    expect(within(rowOf("beta/web")).getByRole("button", { name: "Filter by team=web" })).toBeTruthy();
+    fireEvent.click(screen.getByRole("button", { name: "← Previous" }));
+    // A value clicked narrows the table to it, in the request and the URL.
+    fireEvent.click(await screen.findByRole("button", { name: "Filter by team=payments" }));
+    await waitFor(() => expect(listed.at(-1)?.metadata).toEqual({ team: "payments" }));
+    expect(page.location()).toBe("/m/go-upgrade?meta=team%3Dpayments");
+    await waitFor(() => expect(screen.queryByRole("link", { name: "acme/billing" })).toBeNull());
+    expect(screen.getByRole("button", { name: "Remove filter team=payments" })).toBeTruthy();
+    // Remembered: a new visit shows the column.
+    page.unmount();
+    const again = serve({ path: "/m/go-upgrade?meta=team=payments", listed });
+    await screen.findByRole("link", { name: "acme/api" });
+    expect(screen.getByRole("columnheader", { name: "team" })).toBeTruthy();
+    // Another value of the same key replaces it.
+    const meta = screen.getByLabelText("Metadata key=value");
+    fireEvent.change(meta, { target: { value: "team=billing" } });
+    fireEvent.keyDown(meta, { key: "Enter" });
+    await waitFor(() => expect(listed.at(-1)?.metadata).toEqual({ team: "billing" }));
+    expect(again.location()).toBe("/m/go-upgrade?meta=team%3Dbilling");
+  });
+
+  it("keeps the choice of columns to its Migration", async () => {
+    localStorage.clear();
+    localStorage.setItem("loom.columns.other", '["team"]');
+    serve({ path: "/m/go-upgrade" });
+    await screen.findByRole("link", { name: "acme/api" });
+    expect(screen.queryByRole("columnheader", { name: "team" })).toBeNull();
+    expect((screen.getByRole("checkbox", { name: "Show the column team" }) as HTMLInputElement).checked).toBe(false);
+    // What is stored is read with care: anything but a list of keys is none.
+    localStorage.setItem("loom.columns.go-upgrade", "not json");
+    expect(readColumns("go-upgrade")).toEqual([]);
+    localStorage.setItem("loom.columns.go-upgrade", '["team", 3]');
+    expect(readColumns("go-upgrade")).toEqual(["team"]);
   });
 
   it("pages with the server's page token, forward and back", async () => {

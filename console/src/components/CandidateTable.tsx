@@ -82,6 +82,33 @@ export function kindOptions(kinds: Record<string, bigint>, current: string) {
   return names.sort().map((k) => ({ value: k, label: `${k} (${n(kinds[k] ?? 0n)})` }));
 }
 
+// The metadata columns an operator chose to show, per Migration, are kept
+// in localStorage under loom.columns.<migration id> (a JSON array of keys).
+const columnsKey = (migrationId: string) => `loom.columns.${migrationId}`;
+
+export function readColumns(migrationId: string): string[] {
+  try {
+    const v: unknown = JSON.parse(localStorage.getItem(columnsKey(migrationId)) ?? "[]");
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+function useColumns(migrationId: string): [string[], (cols: string[]) => void] {
+  const [chosen, setChosen] = useState(() => ({ migrationId, cols: readColumns(migrationId) }));
+  const cols = chosen.migrationId === migrationId ? chosen.cols : readColumns(migrationId);
+  const setCols = (next: string[]) => {
+    try {
+      localStorage.setItem(columnsKey(migrationId), JSON.stringify(next));
+    } catch {
+      // Storage full or refused: the choice lasts as long as the page.
+    }
+    setChosen({ migrationId, cols: next });
+  };
+  return [cols, setCols];
+}
+
 // Choice is one select of the filter bar; "" (any) first when anyOption.
 function Choice(props: {
   label: string;
@@ -144,6 +171,13 @@ export function CandidateTable({ migration }: { migration: Migration }) {
   };
   // A new order starts ascending; the same one again reverses it.
   const sortBy = (key: string) => set({ order: key, desc: f.order === key && !f.desc ? "1" : null });
+  // Narrow to key=value, replacing any other value of the key.
+  const addMeta = (k: string, v: string) => set({ meta: [...params.getAll("meta").filter((x) => !x.startsWith(k + "=")), `${k}=${v}`] });
+  const [columns, setColumns] = useColumns(migration.id);
+  // The keys offered as columns: those of the Candidates on this page, and
+  // the ones already chosen.
+  const metaKeys = Array.from(new Set([...(q.data?.candidates.flatMap((c) => Object.keys(c.metadata)) ?? []), ...columns])).sort();
+  const shown = metaKeys.filter((k) => columns.includes(k));
   const filtered = filterParams.some((k) => params.has(k));
   const clearFilters = () => {
     set(Object.fromEntries(filterParams.map((k) => [k, null])));
@@ -198,8 +232,9 @@ export function CandidateTable({ migration }: { migration: Migration }) {
           <input aria-label="Metadata key=value" value={metaDraft}
             onChange={(e) => setMetaDraft(e.target.value)}
             onKeyDown={(e) => {
-              if (e.key === "Enter" && metaDraft.includes("=")) {
-                set({ meta: [...params.getAll("meta"), metaDraft.trim()] });
+              const kv = metaDraft.trim();
+              if (e.key === "Enter" && kv.indexOf("=") > 0) {
+                addMeta(kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1));
                 setMetaDraft("");
               }
             }}
@@ -221,6 +256,24 @@ export function CandidateTable({ migration }: { migration: Migration }) {
         <button type="button" onClick={clearFilters} disabled={!filtered && !metaDraft}>
           Clear filters
         </button>
+        {metaKeys.length > 0 && (
+          <details className="columns">
+            <summary>Metadata columns{shown.length > 0 && ` (${shown.length})`}</summary>
+            <div className="columns-menu">
+              {metaKeys.map((k) => (
+                <label key={k}>
+                  <input
+                    type="checkbox"
+                    aria-label={`Show the column ${k}`}
+                    checked={columns.includes(k)}
+                    onChange={(e) => setColumns(e.target.checked ? [...columns, k] : columns.filter((c) => c !== k))}
+                  />
+                  {k}
+                </label>
+              ))}
+            </div>
+          </details>
+        )}
       </form>
       {q.isError && <ErrorBox error={q.error} />}
       <div className="table-meta" aria-live="polite">
@@ -270,6 +323,11 @@ export function CandidateTable({ migration }: { migration: Migration }) {
                 </button>
               </th>
               <th>Kind</th>
+              {shown.map((k) => (
+                <th key={k} className="meta-col">
+                  {k}
+                </th>
+              ))}
               <th aria-sort={ariaSort("status")}>
                 <button type="button" className="sort" onClick={() => sortBy("status")}>
                   Status{sortMark("status")}
@@ -302,6 +360,23 @@ export function CandidateTable({ migration }: { migration: Migration }) {
                     {c.noLongerDiscovered && <span className="muted small"> (no longer discovered)</span>}
                   </td>
                   <td>{c.kind}</td>
+                  {shown.map((k) => (
+                    <td key={k} className="meta-col">
+                      {c.metadata[k] !== undefined ? (
+                        <button
+                          type="button"
+                          className="link"
+                          title={`Only Candidates with ${k}=${c.metadata[k]}`}
+                          aria-label={`Filter by ${k}=${c.metadata[k]}`}
+                          onClick={() => addMeta(k, c.metadata[k])}
+                        >
+                          {c.metadata[k] || "(empty)"}
+                        </button>
+                      ) : (
+                        <span className="muted">—</span>
+                      )}
+                    </td>
+                  ))}
                   <td>
                     <Badge value={candidateStatusLabel(c.status)} />
                   </td>
