@@ -186,13 +186,21 @@ try {
     await page.getByLabel("Status", { exact: true }).selectOption("not_started");
     await page.waitForURL(/status=not_started/);
     await page.getByText(/4 Candidates match/).waitFor();
-    // The keyboard walks the rows.
-    await page.getByRole("link", { name: "svc-01", exact: true }).focus();
+    // The kinds present are offered, with their counts, from the server.
+    const kinds = await page.getByLabel("Kind", { exact: true }).locator("option").allTextContents();
+    if (kinds[0] !== "any" || !kinds.slice(1).some((k) => /\(\d+\)$/.test(k))) throw new Error(`the Kind choices are ${kinds}`);
+    // The keyboard walks the rows, with no row focused first, and opens one.
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.keyboard.press("j");
     await page.keyboard.press("j");
     await page.keyboard.press("j");
     await page.keyboard.press("k");
     const focused = await page.evaluate(() => document.activeElement?.textContent);
-    if (focused !== "svc-02") throw new Error(`after j j k the focus is on ${focused}`);
+    if (focused !== "svc-02") throw new Error(`after j j j k the focus is on ${focused}`);
+    await page.keyboard.press("Enter");
+    await page.waitForURL(/\/c\/svc-02$/);
+    await page.goBack();
+    await page.getByText(/4 Candidates match/).waitFor();
     await page.getByLabel("Id starts with").fill("svc-01");
     await page.getByText(/^1 Candidates match/).waitFor();
     await shot("02-candidates-filtered");

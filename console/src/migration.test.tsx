@@ -54,6 +54,7 @@ function serve(opts: { path: string; listed?: ListCandidatesRequest[]; metricsAs
     path: opts.path,
     route: "/m/:migrationId",
     element: <MigrationPage />,
+    also: [{ route: "/m/:migrationId/c/*", element: <p>the Candidate page</p> }],
     routes: (r) => {
       r.service(RegistryService, {
         getCaller: () => ({ authenticated: true, allowedProcedures: [] }),
@@ -307,6 +308,37 @@ describe("the Migration page", () => {
     expect(readColumns("go-upgrade")).toEqual([]);
     localStorage.setItem("loom.columns.go-upgrade", '["team", 3]');
     expect(readColumns("go-upgrade")).toEqual(["team"]);
+  });
+
+  it("walks the rows with j and k from page load, and opens one with Enter", async () => {
+    const page = serve({ path: "/m/go-upgrade" });
+    await screen.findByRole("link", { name: "acme/api" });
+    const press = (key: string) => fireEvent.keyDown(document.activeElement ?? document.body, { key });
+    const focused = () => document.activeElement?.textContent;
+    expect(document.activeElement).toBe(document.body);
+    press("ArrowDown"); // the arrows scroll the page until the focus is in the table
+    expect(document.activeElement).toBe(document.body);
+    press("j");
+    expect(focused()).toBe("acme/api");
+    press("j");
+    expect(focused()).toBe("acme/billing");
+    press("j"); // the last row stays
+    expect(focused()).toBe("acme/billing");
+    press("k");
+    expect(focused()).toBe("acme/api");
+    press("ArrowDown");
+    expect(focused()).toBe("acme/billing");
+    // Not while typing: j is a letter of the id.
+    const id = screen.getByLabelText("Id starts with");
+    id.focus();
+    press("j");
+    expect(document.activeElement).toBe(id);
+    id.blur();
+    press("k");
+    expect(focused()).toBe("acme/api");
+    press("Enter");
+    await screen.findByText("the Candidate page");
+    expect(page.location()).toBe("/m/go-upgrade/c/acme/api");
   });
 
   it("pages with the server's page token, forward and back", async () => {

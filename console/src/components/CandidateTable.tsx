@@ -1,4 +1,4 @@
-import { useState, type KeyboardEvent } from "react";
+import { useEffect, useRef, useState, type RefObject } from "react";
 import { Link, useSearchParams } from "react-router";
 import { useCandidatesPage } from "../data/discovery";
 import { useCan } from "../data/registry";
@@ -135,17 +135,47 @@ function Choice(props: {
   );
 }
 
-// moveBetweenRows lets the keyboard walk the table: j / ↓ and k / ↑ move
-// between the Candidates' links, Enter opens one.
-function moveBetweenRows(e: KeyboardEvent<HTMLTableElement>) {
-  const down = e.key === "j" || e.key === "ArrowDown";
-  if (!down && e.key !== "k" && e.key !== "ArrowUp") return;
-  const links = Array.from(e.currentTarget.querySelectorAll<HTMLAnchorElement>("tbody td.cand-id a"));
-  const next = links.indexOf(document.activeElement as HTMLAnchorElement) + (down ? 1 : -1);
-  if (next >= 0 && next < links.length) {
-    e.preventDefault();
-    links[next].focus();
-  }
+// typing tells whether keys pressed in el are text or a choice (an input
+// other than a checkbox or button, a select, a text area, editable text)
+// rather than the table's shortcuts.
+function typing(el: Element | null) {
+  if (el instanceof HTMLInputElement) return !["checkbox", "radio", "button", "submit", "reset"].includes(el.type);
+  return el instanceof HTMLTextAreaElement || el instanceof HTMLSelectElement || (el instanceof HTMLElement && el.isContentEditable);
+}
+
+// useRowKeys lets the keyboard walk the table from the moment the page
+// loads: j and k (and ↓ and ↑ once the focus is in the table) move between
+// the Candidates' links, from the first row when none has the focus, and
+// Enter opens the Candidate whose link has it. Not while typing, nor while
+// a dialog is open over the page.
+function useRowKeys(table: RefObject<HTMLTableElement | null>) {
+  useEffect(() => {
+    const onKey = (e: globalThis.KeyboardEvent) => {
+      const t = table.current;
+      const active = document.activeElement;
+      if (!t || e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey || typing(active)) return;
+      if (document.querySelector('[role="dialog"]')) return;
+      const inTable = active !== null && t.contains(active);
+      const down = e.key === "j" || (inTable && e.key === "ArrowDown");
+      const up = e.key === "k" || (inTable && e.key === "ArrowUp");
+      const links = Array.from(t.querySelectorAll<HTMLAnchorElement>("tbody td.cand-id a"));
+      const row = inTable ? active.closest("tr") : null;
+      const at = row ? links.findIndex((l) => row.contains(l)) : -1;
+      if (e.key === "Enter" && at >= 0 && active === links[at]) {
+        e.preventDefault();
+        links[at].click();
+        return;
+      }
+      if (!down && !up) return;
+      const next = at < 0 ? 0 : at + (down ? 1 : -1);
+      if (next >= 0 && next < links.length) {
+        e.preventDefault();
+        links[next].focus();
+      }
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, [table]);
 }
 
 export function CandidateTable({ migration }: { migration: Migration }) {
@@ -156,6 +186,8 @@ export function CandidateTable({ migration }: { migration: Migration }) {
   const [back, setBack] = useState<string[]>([]);
   const q = useCandidatesPage(migration.id, params.toString(), listRequest(migration.id, f, pageSize));
   const [metaDraft, setMetaDraft] = useState("");
+  const tableRef = useRef<HTMLTableElement>(null);
+  useRowKeys(tableRef);
   const set = (changes: Record<string, string | string[] | null>, keepPage = false) => {
     const next = new URLSearchParams(params);
     for (const [k, v] of Object.entries(changes)) {
@@ -301,7 +333,7 @@ export function CandidateTable({ migration }: { migration: Migration }) {
       {q.data && q.data.candidates.length === 0 ? (
         <Empty>No Candidate matches these filters.</Empty>
       ) : (
-        <table className="grid" aria-busy={q.isFetching} onKeyDown={moveBetweenRows}>
+        <table ref={tableRef} className="grid candidates" aria-busy={q.isFetching}>
           <thead>
             <tr>
               {selectable && (
