@@ -289,7 +289,7 @@ export function CandidateTable({ migration }: { migration: Migration }) {
           Clear filters
         </button>
         {metaKeys.length > 0 && (
-          <details className="columns">
+          <details className="meta-columns">
             <summary>Metadata columns{shown.length > 0 && ` (${shown.length})`}</summary>
             <div className="columns-menu">
               {metaKeys.map((k) => (
@@ -317,7 +317,8 @@ export function CandidateTable({ migration }: { migration: Migration }) {
         <div className="select-all" role="status">
           {ids.length === rows.length ? `All ${candidatesLabel(rows.length)} on this page are selected.` : `${candidatesLabel(ids.length)} selected.`}{" "}
           <button type="button" className="link" onClick={() => select({ kind: "filter", filter, count: total })}>
-            Select all {total} matching this filter
+            Select all {q.data?.totalSizeIsEstimate ? "about " : ""}
+            {total} matching this filter
           </button>
         </div>
       )}
