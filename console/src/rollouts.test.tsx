@@ -225,6 +225,27 @@ describe("a bulk action", () => {
   });
 });
 
+describe("a bulk cancel or failed review", () => {
+  it("is not sent without its reason or note, as for one Run", async () => {
+    const sent: unknown[] = [];
+    serveTable({ path: "/m/go-upgrade", listed: sent });
+    fireEvent.click(await screen.findByRole("checkbox", { name: "Select every Candidate on this page" }));
+    const before = sent.length;
+    fireEvent.click(screen.getByRole("button", { name: "Cancel Runs…" }));
+    let dialog = screen.getByRole("dialog");
+    fireEvent.click(within(dialog).getByRole("button", { name: "Cancel Runs (2)" }));
+    expect(within(dialog).getByRole("alert").textContent).toContain("Give a reason");
+    fireEvent.click(within(dialog).getByRole("button", { name: "Back" }));
+    fireEvent.click(screen.getByRole("button", { name: "Finish reviews…" }));
+    dialog = screen.getByRole("dialog");
+    fireEvent.click(within(dialog).getByRole("radio", { name: "failed" }));
+    fireEvent.click(within(dialog).getByRole("button", { name: "Finish reviews (2)" }));
+    expect(within(dialog).getByRole("alert").textContent).toContain("Say why the reviews failed");
+    // Nothing was asked of the server but the table's own reads.
+    expect(sent.length).toBe(before);
+  });
+});
+
 describe("the Start rollout dialog", () => {
   it("previews the selection, waits while Candidates miss inputs, and starts with the settings", async () => {
     const previewed: PreviewSelectionRequest[] = [];

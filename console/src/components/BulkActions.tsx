@@ -176,6 +176,16 @@ function BulkActionDialog({
               setInvalid("Give a value to set, or an input to remove.");
               return;
             }
+            // As for one Run: a failed review and a cancel say why, and
+            // that is what each Run's history records.
+            if (action === "review" && outcome === "failed" && !note.trim()) {
+              setInvalid("Say why the reviews failed: the note is recorded on each Run.");
+              return;
+            }
+            if (action === "cancel" && !reason.trim()) {
+              setInvalid("Give a reason: it is recorded on each Run.");
+              return;
+            }
             setInvalid("");
             act.mutate();
           }}
