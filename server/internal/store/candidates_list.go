@@ -180,14 +180,15 @@ local function keep(others, ids)
   return ok
 end
 
--- walker(f, after): the ids of f's ranges merged in the listing's
--- direction, strictly after id after ("" from the start), in batches.
-local function walker(f, after)
+-- walker(f, after, back): the ids of f's ranges merged in id order
+-- (backwards when back), strictly after id after ("" from the start), in
+-- batches.
+local function walker(f, after, back)
   local heads = {}
   for _, r in ipairs(f.ranges) do
     if r.hi > r.lo then
       local pos
-      if not desc then
+      if not back then
         pos = r.lo
         if after ~= '' then pos = math.max(r.lo, redis.call('ZLEXCOUNT', r.key, '-', '[' .. r.pre .. after)) end
       else
@@ -204,7 +205,7 @@ local function walker(f, after)
     while #h.buf - h.at + 1 < want do
       local take = math.max(want - (#h.buf - h.at + 1), 32)
       local ms
-      if not desc then
+      if not back then
         if h.pos >= r.hi then break end
         local to = math.min(r.hi - 1, h.pos + take - 1)
         ms = redis.call('ZRANGE', r.key, h.pos, to)
@@ -250,7 +251,7 @@ local function walker(f, after)
     end
     if #args == 2 then return out end
     redis.call(unpack(args))
-    if not desc then
+    if not back then
       out = redis.call('ZRANGE', KEYS[9], 0, max - 1)
     else
       out = redis.call('ZRANGE', KEYS[9], 0, max - 1, 'REV')
@@ -282,7 +283,7 @@ do
   if #others == 0 then
     total = d.size
   elseif d.size <= math.max(exact_max, 1024) then -- (a sample would be all of it)
-    local next = walker(d, '')
+    local next = walker(d, '', false)
     while true do
       local ids = next(256)
       if #ids == 0 then break end
@@ -319,7 +320,7 @@ local last
 -- row scored score. Returns whether the walk ended by the budget.
 local function idWalk(fs, after, score)
   local d, others = smallest(fs)
-  local next = walker(d, after)
+  local next = walker(d, after, desc)
   while found < n do
     if scanned >= budget then return true end
     local want = 256
@@ -358,17 +359,14 @@ end
 -- fs holds and that have the id prefix. Returns whether the walk ended by
 -- the budget.
 local function scoredWalk(src, fs, after_score, after_id)
-  local d, others = nil, fs
+  local others = fs
   if #fs > 0 then
-    d = smallest(fs)
+    local d, rest = smallest(fs)
     local card = redis.call('ZCARD', src)
     if d.size == 0 then return false end
     if n * card / d.size > budget then
       -- Sparse: gather the matches, scored, and page through them.
-      local _, rest = smallest(fs)
-      local was = desc
-      desc = false -- walker reads the direction
-      local next = walker(d, '')
+      local next = walker(d, '', false)
       -- Gathered here, written after the walk: a walk of several ranges
       -- merges them through the same scratch set.
       local gathered = {}
@@ -387,7 +385,6 @@ local function scoredWalk(src, fs, after_score, after_id)
       for i = 1, #gathered, 1000 do
         redis.call('ZADD', KEYS[9], unpack(gathered, i, math.min(i + 999, #gathered)))
       end
-      desc = was
       redis.call('PEXPIRE', KEYS[9], 60000)
       src, others = KEYS[9], {}
     end
