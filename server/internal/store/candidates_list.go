@@ -91,6 +91,15 @@ import (
 // Candidate, its run fields and last change (candidateRowLua)}.
 var listCandidatesScript = redis.NewScript(candidateRowLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
+-- A listing only reads; its writes are to the scratch set, which it
+-- deletes before it ends. Propagated, each would be an entry of the
+-- append-only file and of every replica's stream, and with appendfsync
+-- always an fsync before the answer: a page of several ranges paid one
+-- per merge of 256, milliseconds each on a busy disk. Not propagated, the
+-- scratch set exists on this Redis alone, and only while the script runs
+-- (should a script fail midway, the next one starts by deleting it).
+redis.set_repl(redis.REPL_NONE)
+redis.call('DEL', KEYS[9])
 local order, prefix, desc = ARGV[1], ARGV[2], ARGV[3] == '1'
 local cur_score, cur_id = ARGV[4], ARGV[5]
 local n = tonumber(ARGV[6])
