@@ -92,8 +92,10 @@ type SubmitCandidatesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The Migration the Candidates belong to.
 	MigrationId string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
-	// The discovered Candidates, 1 to 1,000, each id once. Output-only fields
-	// (status, inputs, times) are ignored.
+	// The discovered Candidates, 1 to 1,000, each id once (a repeated id is
+	// refused INVALID_ARGUMENT DUPLICATE_CANDIDATE_ID, naming the second
+	// `candidates[i].id`). Output-only fields (status, inputs, times) are
+	// ignored.
 	Candidates []*Candidate `protobuf:"bytes,2,rep,name=candidates,proto3" json:"candidates,omitempty"`
 	// True when this request ends a complete discovery pass: every Candidate
 	// the Migrator found was submitted, in this request or in earlier ones of
@@ -943,12 +945,11 @@ var File_loom_v1_discovery_service_proto protoreflect.FileDescriptor
 
 const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1floom/v1/discovery_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x12loom/v1/bulk.proto\x1a\x17loom/v1/candidate.proto\x1a\x11loom/v1/run.proto\"\xce\x02\n" +
+	"\x1floom/v1/discovery_service.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x12loom/v1/bulk.proto\x1a\x17loom/v1/candidate.proto\x1a\x11loom/v1/run.proto\"\xe6\x01\n" +
 	"\x17SubmitCandidatesRequest\x12N\n" +
-	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12\xa6\x01\n" +
+	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12?\n" +
 	"\n" +
-	"candidates\x18\x02 \x03(\v2\x12.loom.v1.CandidateBr\xbaHo\xba\x01d\n" +
-	"\x15candidates.unique_ids\x12/candidate ids must be unique within one request\x1a\x1athis.map(c, c.id).unique()\x92\x01\x05\b\x01\x10\xe8\aR\n" +
+	"candidates\x18\x02 \x03(\v2\x12.loom.v1.CandidateB\v\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\n" +
 	"candidates\x12\x1a\n" +
 	"\bcomplete\x18\x03 \x01(\bR\bcomplete\x12\x1e\n" +
 	"\x05round\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x05round\"\xb2\x03\n" +

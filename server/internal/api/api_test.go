@@ -546,7 +546,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 						MigrationId: "whatever", Candidates: []*loomv1.Candidate{sampleCandidate("x", "service"), sampleCandidate("x", "service")},
 					}))
 					return err
-				}, "candidates"},
+				}, "candidates[1].id"},
 				{"no candidates", func() error {
 					_, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{MigrationId: "whatever"}))
 					return err
