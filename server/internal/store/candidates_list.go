@@ -169,22 +169,63 @@ local function smallest(fs)
   for i, f in ipairs(fs) do if i ~= best then others[#others + 1] = f end end
   return fs[best], others
 end
--- keep(others, ids): which of ids every filter of others holds.
+-- keep(others, ids): which of ids every filter of others holds. It
+-- looks up only what is still undecided: the most selective filter first
+-- (an id it rejects is not looked up again), and within a filter its
+-- largest range first (most ids it holds are found at the first look).
+-- A range no larger than what is left to look up is read whole once per
+-- script and looked up in Lua (a step's set, a status's few Candidates of
+-- a kind): a ZMSCORE costs Redis a lookup and Lua a string per member.
+local small = {}
+local function held(r, ids, pending)
+  local size = r.hi - r.lo
+  local found = {}
+  if size <= math.max(#pending, 256) then
+    local ck = r.key .. '\0' .. r.pre .. '\0' .. r.lo .. '\0' .. r.hi
+    local set = small[ck]
+    if not set then
+      set = {}
+      if size > 0 then
+        for _, m in ipairs(redis.call('ZRANGE', r.key, r.lo, r.hi - 1)) do set[string.sub(m, #r.pre + 1)] = true end
+      end
+      small[ck] = set
+    end
+    for _, i in ipairs(pending) do if set[ids[i]] then found[i] = true end end
+    return found
+  end
+  local ms = {}
+  for j, i in ipairs(pending) do ms[j] = r.pre .. ids[i] end
+  local sc = redis.call('ZMSCORE', r.key, unpack(ms))
+  for j, i in ipairs(pending) do if sc[j] then found[i] = true end end
+  return found
+end
+local function bySize(a, b) return a.size < b.size end
 local function keep(others, ids)
   local ok = {}
   for i = 1, #ids do ok[i] = true end
-  for _, f in ipairs(others) do
-    local any = {}
+  local fs = {}
+  for i, f in ipairs(others) do fs[i] = f end
+  table.sort(fs, bySize)
+  for _, f in ipairs(fs) do
+    local pending = {}
+    for i = 1, #ids do if ok[i] then pending[#pending + 1] = i end end
+    if #pending == 0 then break end
+    local rs = {}
     for _, r in ipairs(f.ranges) do
-      local ms = ids
-      if r.pre ~= '' then
-        ms = {}
-        for i, id in ipairs(ids) do ms[i] = r.pre .. id end
+      if r.hi > r.lo then
+        r.size = r.hi - r.lo
+        rs[#rs + 1] = r
       end
-      local sc = redis.call('ZMSCORE', r.key, unpack(ms))
-      for i = 1, #ids do if sc[i] then any[i] = true end end
     end
-    for i = 1, #ids do if not any[i] then ok[i] = false end end
+    table.sort(rs, function(a, b) return a.size > b.size end)
+    for _, r in ipairs(rs) do
+      if #pending == 0 then break end
+      local found = held(r, ids, pending)
+      local still = {}
+      for _, i in ipairs(pending) do if not found[i] then still[#still + 1] = i end end
+      pending = still
+    end
+    for _, i in ipairs(pending) do ok[i] = false end
   end
   return ok
 end

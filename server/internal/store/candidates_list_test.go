@@ -507,12 +507,16 @@ func TestListCandidatesGatheredFromSeveralRanges(t *testing.T) {
 	mustPut(t, s, "m")
 	var cs []migration.Candidate
 	for i := range 600 {
-		cs = append(cs, cand(fmt.Sprintf("c%03d", i), []string{"svc", "repo"}[i%2]))
+		cs = append(cs, cand(fmt.Sprintf("c%03d", i), []string{"svc", "repo"}[i%2], "team", fmt.Sprintf("t%d", i%3)))
 	}
 	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs[:300]}, at(1))
 	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs[300:]}, at(2))
 	s.walkBudget = 4 // every filtered scored listing is gathered
-	checkCandidateListings(t, s, rdb, "m", []migration.CandidateFilter{{Status: migration.CandidateNotStarted}})
+	// With a team, the status's and kind's ranges (300 each) are checked
+	// with ZMSCORE, larger than a batch of 256.
+	checkCandidateListings(t, s, rdb, "m", []migration.CandidateFilter{{Status: migration.CandidateNotStarted},
+		{Status: migration.CandidateNotStarted, Metadata: map[string]string{"team": "t1"}},
+		{Kind: "repo", Metadata: map[string]string{"team": "t2"}}})
 }
 
 // A listing writes nothing that persists or replicates: its scratch set is
