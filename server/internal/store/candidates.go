@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -347,18 +350,13 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 	if round == "" && sub.Complete {
 		round = unnamedRound()
 	}
-	args := make([]any, 0, 2+6*len(sub.Candidates))
-	args = append(args, millis(now), round)
-	for _, c := range sub.Candidates {
-		def, err := encodeCandidateDef(c)
-		if err != nil {
-			return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
-		}
-		args = append(args, c.ID, c.Kind, def, len(c.Metadata))
-		for _, k := range slices.Sorted(maps.Keys(c.Metadata)) {
-			args = append(args, metadataMember(metadataPair(k, c.Metadata[k]), c.ID))
-		}
+	perCandidate, err := submissionArgs(sub.Candidates)
+	if err != nil {
+		return migration.SubmitResult{}, fmt.Errorf("submit candidates to %s: %w", m, err)
 	}
+	args := make([]any, 0, 2+len(perCandidate))
+	args = append(args, millis(now), round)
+	args = append(args, perCandidate...)
 	ids := make([]string, len(sub.Candidates))
 	for i, c := range sub.Candidates {
 		ids[i] = c.ID
@@ -410,6 +408,60 @@ func (s *Store) SubmitCandidates(ctx context.Context, sub migration.Submission, 
 	}
 	return out, nil
 }
+
+// submissionArgs is submitScript's ARGV of each Candidate, in order: id,
+// kind, def, k and its k metadata members. Encoding them is most of the
+// CPU a discovery costs Loom, while Redis, which the request waits for
+// next, is idle: a large submission is encoded on every CPU at once.
+func submissionArgs(cs []migration.Candidate) ([]any, error) {
+	parts := make([][]any, len(cs))
+	encode := func(from, to int) error {
+		for i := from; i < to; i++ {
+			c := cs[i]
+			def, err := encodeCandidateDef(c)
+			if err != nil {
+				return err
+			}
+			a := make([]any, 0, 4+len(c.Metadata))
+			a = append(a, c.ID, c.Kind, def, len(c.Metadata))
+			for _, k := range slices.Sorted(maps.Keys(c.Metadata)) {
+				a = append(a, metadataMember(metadataPair(k, c.Metadata[k]), c.ID))
+			}
+			parts[i] = a
+		}
+		return nil
+	}
+	// Below a few hundred Candidates a goroutine costs more than it saves.
+	workers := min(runtime.GOMAXPROCS(0), len(cs)/parallelEncodeMin)
+	if workers < 2 {
+		if err := encode(0, len(cs)); err != nil {
+			return nil, err
+		}
+	} else {
+		errs := make([]error, workers)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() { errs[w] = encode(w*len(cs)/workers, (w+1)*len(cs)/workers) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+	}
+	n := 0
+	for _, a := range parts {
+		n += len(a)
+	}
+	out := make([]any, 0, n)
+	for _, a := range parts {
+		out = append(out, a...)
+	}
+	return out, nil
+}
+
+// parallelEncodeMin is the fewest Candidates per goroutine of
+// submissionArgs.
+const parallelEncodeMin = 200
 
 // unnamedRound is the round of a complete submission that names none: a
 // round of its own, so it must differ from every round ever stored in the

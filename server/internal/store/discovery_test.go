@@ -702,3 +702,50 @@ func TestTheRoundCountSkipsOnlyEmptySweeps(t *testing.T) {
 	}
 	checkInvariants(t, rdb, "m")
 }
+
+// A submission large enough to be encoded on several goroutines stores
+// each Candidate as one encoded alone, in order, with its metadata members.
+func TestLargeSubmissionIsEncodedInOrder(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	mustPut(t, s, "m")
+	var cs []migration.Candidate
+	for i := range migration.MaxSubmitCandidates {
+		meta := []string{"team", fmt.Sprintf("t%d", i%7)}
+		if i%3 == 0 {
+			meta = append(meta, "repo", fmt.Sprintf("git@x:%d.git", i))
+		}
+		cs = append(cs, cand(fmt.Sprintf("c%04d", i), []string{"svc", "repo"}[i%2], meta...))
+	}
+	res := mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs}, at(1))
+	if len(res.Added) != len(cs) {
+		t.Fatalf("added %d of %d", len(res.Added), len(cs))
+	}
+	members := map[string]bool{}
+	for _, m := range zmembers(t, rdb, metadataIndexKey("m")) {
+		members[m] = true
+	}
+	want := 0
+	for i, c := range cs {
+		if res.Added[i] != c.ID {
+			t.Fatalf("added[%d] = %s, want %s", i, res.Added[i], c.ID)
+		}
+		def, err := encodeCandidateDef(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := hgetall(t, rdb, candidateKey("m", c.ID))
+		if h["def"] != def || h["kind"] != c.Kind {
+			t.Fatalf("%s stored %q (%s), want %q (%s)", c.ID, h["def"], h["kind"], def, c.Kind)
+		}
+		for k, v := range c.Metadata {
+			want++
+			if !members[metadataMember(metadataPair(k, v), c.ID)] {
+				t.Fatalf("%s: no metadata member for %s=%s", c.ID, k, v)
+			}
+		}
+	}
+	if len(members) != want {
+		t.Fatalf("%d metadata members, want %d", len(members), want)
+	}
+}
