@@ -253,4 +253,9 @@ func TestTheScaleBenchPrintsEveryFigure(t *testing.T) {
 	if lineStarting(got, "| `c:<c>` |") == "" {
 		t.Error("the Candidate hash is not among the keys")
 	}
+	for _, size := range []string{"50", "200"} {
+		if !regexp.MustCompile(`Pages at ` + size + `: timed after Redis's append-only file rewrite ended \(waited [0-9.]+m?s\); rewrites during them: [0-9]+\.`).MatchString(got) {
+			t.Errorf("no line on append-only file rewrites around the pages at %s", size)
+		}
+	}
 }

@@ -166,6 +166,10 @@ type scaleResult struct {
 	runShared []keyClass
 	// Pages.
 	pages []pageRow
+	// rewriteWait is how long the pages waited for a rewrite of Redis's
+	// append-only file to end; pageRewrites how many ran during them.
+	rewriteWait  time.Duration
+	pageRewrites int64
 	// Delete.
 	deleteTime time.Duration
 	// deleteErr is DeleteMigration's error, when it answered one; then
@@ -536,12 +540,31 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 		return nil, err
 	}
 	// The Run views and history are written in the background: let them
-	// land before the pages are timed.
+	// land before the pages are timed. The discovery's writes may have
+	// started a rewrite of Redis's append-only file (it doubled): a child
+	// process that takes one of the two CPUs for seconds, as it would after
+	// any bulk load. The pages are timed once it is done, and the rewrites
+	// during them are counted.
 	time.Sleep(2 * time.Second)
+	if r.rewriteWait, err = s.awaitNoRewrite(ctx); err != nil {
+		return nil, err
+	}
+	rewritesBefore, err := s.persistence(ctx, "aof_rewrites")
+	if err != nil {
+		return nil, err
+	}
 
 	fmt.Fprintf(p, "%s: ListCandidates pages of 100, %d per filter and pair of filters\n", m, s.cfg.Pages)
 	if r.pages, err = s.listPages(ctx, m, f); err != nil {
 		return nil, err
+	}
+	rewritesAfter, err := s.persistence(ctx, "aof_rewrites")
+	if err != nil {
+		return nil, err
+	}
+	r.pageRewrites = rewritesAfter - rewritesBefore
+	if busy, _ := s.persistence(ctx, "aof_rewrite_in_progress"); busy == 1 {
+		r.pageRewrites++
 	}
 
 	fmt.Fprintf(p, "%s: cancelling the held Runs, then DeleteMigration while a reader reads %s\n", m, "scale-reader")
@@ -735,6 +758,43 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 	}
 	r.readerBase = percentilesOf(base)
 	return nil
+}
+
+// persistence reads an integer field of INFO persistence.
+func (s *scaleWorld) persistence(ctx context.Context, field string) (int64, error) {
+	info, err := s.rc.Info(ctx, "persistence").Result()
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("INFO persistence has no %s", field)
+}
+
+// awaitNoRewrite waits until Redis rewrites no append-only file and has
+// none scheduled (at most two minutes), and says how long it waited.
+func (s *scaleWorld) awaitNoRewrite(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	for {
+		busy, err := s.persistence(ctx, "aof_rewrite_in_progress")
+		if err != nil {
+			return 0, err
+		}
+		scheduled, err := s.persistence(ctx, "aof_rewrite_scheduled")
+		if err != nil {
+			return 0, err
+		}
+		if busy == 0 && scheduled == 0 {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > 2*time.Minute {
+			return 0, errors.New("Redis has rewritten its append-only file for two minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // settleRedis lets the writes in flight land before used_memory is read.

@@ -201,6 +201,11 @@ func printScale(cfg ScaleConfig, rs []*scaleResult) {
 	if _, name := worstPage(last, true); name != "" {
 		fmt.Fprintf(w, "\nThe slowest pair at %s: %s.\n", sizes[len(sizes)-1], name)
 	}
+	for i, r := range rs {
+		fmt.Fprintf(w, "\nPages at %s: timed after Redis's append-only file rewrite ended (waited %s); rewrites during them: %d.",
+			sizes[i], r.rewriteWait.Round(time.Millisecond), r.pageRewrites)
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "\nListCandidates, a page of 100: p50 / p99 as the client saw them, the server's own p99 (Server-Timing), and the first call's total_size (✓ when it is the exact count of matching Candidates; ≈ an estimate, flagged so by the API, with its error)")
 	fmt.Fprintln(w)
