@@ -106,7 +106,8 @@ type Candidate struct {
 	Files []*FileGroup `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"`
 	// The Candidate's own step list. When not empty it replaces the
 	// Migration's steps for this Candidate (for example when one service
-	// needs an extra step). Same rules as Migration.steps.
+	// needs an extra step). Same rules as Migration.steps; a name used twice
+	// is refused INVALID_ARGUMENT DUPLICATE_STEP_NAME.
 	Steps []*StepDefinition `protobuf:"bytes,5,rep,name=steps,proto3" json:"steps,omitempty"`
 	// Where the Candidate stands. Output only: ignored on input; the server
 	// sets it when a Run starts, completes or is cancelled.
@@ -366,7 +367,7 @@ var File_loom_v1_candidate_proto protoreflect.FileDescriptor
 
 const file_loom_v1_candidate_proto_rawDesc = "" +
 	"\n" +
-	"\x17loom/v1/candidate.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loom/v1/migration.proto\"\xdf\a\n" +
+	"\x17loom/v1/candidate.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17loom/v1/migration.proto\"\xc1\x06\n" +
 	"\tCandidate\x12:\n" +
 	"\x02id\x18\x01 \x01(\tB*\xbaH'r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x02id\x12<\n" +
 	"\x04kind\x18\x02 \x01(\tB(\xbaH%r#2!^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$R\x04kind\x12V\n" +
@@ -388,8 +389,7 @@ const file_loom_v1_candidate_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:\x9b\x01\xbaH\x97\x01\x1a\x94\x01\n" +
-	"\x1bcandidate.unique_step_names\x128step names must be unique within a Candidate's own steps\x1a;this.steps.size() < 2 || this.steps.map(s, s.name).unique()\"^\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"^\n" +
 	"\tFileGroup\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x04name\x121\n" +

@@ -547,6 +547,15 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 					}))
 					return err
 				}, "candidates[1].id"},
+				{"duplicate step names in a Candidate's own steps", func() error {
+					cand := sampleCandidate("x", "service")
+					steps := sampleMigration("whatever").Steps
+					cand.Steps = append(steps, steps[0])
+					_, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{
+						MigrationId: "whatever", Candidates: []*loomv1.Candidate{cand},
+					}))
+					return err
+				}, "candidates[0].steps[2].name"},
 				{"no candidates", func() error {
 					_, err := c.discovery.SubmitCandidates(ctx, connect.NewRequest(&loomv1.SubmitCandidatesRequest{MigrationId: "whatever"}))
 					return err

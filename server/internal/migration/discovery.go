@@ -28,9 +28,11 @@ func (d *Discovery) Submit(ctx context.Context, s Submission) (SubmitResult, err
 		return SubmitResult{}, InvalidArgument("candidates", ReasonTooManyCandidates,
 			"at most %d candidates per submission, got %d", MaxSubmitCandidates, len(s.Candidates))
 	}
-	// Ids are checked here, not by a rule in the .proto: protovalidate's
-	// CEL (this.map(c, c.id).unique()) made 12 allocations a Candidate,
-	// as many as all its other rules together, and could not name the id.
+	// Ids and a Candidate's own step names are unique by this check, not by
+	// CEL rules in the .proto: protovalidate's this.map(c, c.id).unique()
+	// made 12 allocations a Candidate, as many as all its other rules
+	// together, the step names' rule 3 more, and neither could name the
+	// field.
 	seen := make(map[string]bool, len(s.Candidates))
 	for i, c := range s.Candidates {
 		if seen[c.ID] {
@@ -38,7 +40,7 @@ func (d *Discovery) Submit(ctx context.Context, s Submission) (SubmitResult, err
 				"candidate id %q appears twice", c.ID)
 		}
 		seen[c.ID] = true
-		if err := checkStepNames(c.Steps); err != nil {
+		if err := checkStepNames(fmt.Sprintf("candidates[%d].steps", i), c.Steps); err != nil {
 			return SubmitResult{}, err
 		}
 	}

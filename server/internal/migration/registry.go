@@ -23,7 +23,7 @@ type Registry struct {
 
 // Announce creates or updates a Migration definition by id.
 func (r *Registry) Announce(ctx context.Context, m Migration) (stored Migration, created, updated bool, err error) {
-	if err := checkStepNames(m.Steps); err != nil {
+	if err := checkStepNames("steps", m.Steps); err != nil {
 		return Migration{}, false, false, err
 	}
 	if r.CheckURL != nil {
@@ -64,13 +64,15 @@ func clampPage(n, def, limit int) int {
 	return n
 }
 
-// checkStepNames enforces what the schema also says, so that no caller of
-// the use case can store a step list that Runs could not address.
-func checkStepNames(steps []StepDefinition) error {
+// checkStepNames enforces unique step names, so that no caller of the use
+// case can store a step list that Runs could not address: for a Migration
+// the schema says so too; for a Candidate's own steps only this does (see
+// Discovery.Submit). field is where the list is, e.g. "steps".
+func checkStepNames(field string, steps []StepDefinition) error {
 	seen := make(map[string]bool, len(steps))
 	for i, s := range steps {
 		if seen[s.Name] {
-			return InvalidArgument(fmt.Sprintf("steps[%d].name", i), ReasonDuplicateStepName, "step name %q appears twice", s.Name)
+			return InvalidArgument(fmt.Sprintf("%s[%d].name", field, i), ReasonDuplicateStepName, "step name %q appears twice", s.Name)
 		}
 		seen[s.Name] = true
 	}
