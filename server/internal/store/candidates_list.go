@@ -144,10 +144,24 @@ local function filters(st)
     local rs = {}
     for _, k in ipairs(kinds) do rs[#rs + 1] = sk(st, k) end
     fs[#fs + 1] = filter(rs)
+    fs[#fs].others = function()
+      local os = {}
+      for _, s in ipairs(STATUSES) do
+        if s ~= st then for _, k in ipairs(kinds) do os[#os + 1] = sk(s, k) end end
+      end
+      return os
+    end
   elseif fkind ~= '' then
     local rs = {}
     for _, s in ipairs(STATUSES) do rs[#rs + 1] = sk(s, fkind) end
     fs[#fs + 1] = filter(rs)
+    fs[#fs].others = function()
+      local os = {}
+      for _, s in ipairs(STATUSES) do
+        for _, k in ipairs(kinds) do if k ~= fkind then os[#os + 1] = sk(s, k) end end
+      end
+      return os
+    end
   end
   for i = 10, #KEYS do fs[#fs + 1] = filter({range(KEYS[i], '')}) end
   for i = 11, #ARGV do fs[#fs + 1] = filter({range(KEYS[8], ARGV[i])}) end
@@ -200,6 +214,23 @@ local function held(r, ids, pending)
   return found
 end
 local function bySize(a, b) return a.size < b.size end
+-- nonEmpty(ranges): those that hold an id, largest first.
+local function nonEmpty(ranges)
+  local rs = {}
+  for _, r in ipairs(ranges) do
+    if r.hi > r.lo then
+      r.size = r.hi - r.lo
+      rs[#rs + 1] = r
+    end
+  end
+  table.sort(rs, function(a, b) return a.size > b.size end)
+  return rs
+end
+-- A status's filter (a kind's) may be checked by its complement instead:
+-- every Candidate is in exactly one status×kind set, so an id is of the
+-- status when it is in none of the other statuses' sets. When the
+-- complement is the smaller (not_started, early in a Migration: a few
+-- hundred started among 100,000), it is read whole and looked up in Lua.
 local function keep(others, ids)
   local ok = {}
   for i = 1, #ids do ok[i] = true end
@@ -210,22 +241,27 @@ local function keep(others, ids)
     local pending = {}
     for i = 1, #ids do if ok[i] then pending[#pending + 1] = i end end
     if #pending == 0 then break end
-    local rs = {}
-    for _, r in ipairs(f.ranges) do
-      if r.hi > r.lo then
-        r.size = r.hi - r.lo
-        rs[#rs + 1] = r
+    if f.others and not f.complement then f.complement = filter(f.others()) end
+    if f.complement and f.complement.size < f.size then
+      for _, r in ipairs(nonEmpty(f.complement.ranges)) do
+        if #pending == 0 then break end
+        local found = held(r, ids, pending)
+        local still = {}
+        for _, i in ipairs(pending) do
+          if found[i] then ok[i] = false else still[#still + 1] = i end
+        end
+        pending = still
       end
+    else
+      for _, r in ipairs(nonEmpty(f.ranges)) do
+        if #pending == 0 then break end
+        local found = held(r, ids, pending)
+        local still = {}
+        for _, i in ipairs(pending) do if not found[i] then still[#still + 1] = i end end
+        pending = still
+      end
+      for _, i in ipairs(pending) do ok[i] = false end
     end
-    table.sort(rs, function(a, b) return a.size > b.size end)
-    for _, r in ipairs(rs) do
-      if #pending == 0 then break end
-      local found = held(r, ids, pending)
-      local still = {}
-      for _, i in ipairs(pending) do if not found[i] then still[#still + 1] = i end end
-      pending = still
-    end
-    for _, i in ipairs(pending) do ok[i] = false end
   end
   return ok
 end

@@ -224,38 +224,75 @@ func setupListing(t testing.TB, s *Store, m string) []string {
 	}
 	mustSubmit(t, s, migration.Submission{MigrationID: m, Candidates: cs}, at(1))
 	for i, id := range all {
-		now := at(10 + i%9) // ties on purpose
-		r := newRun(m, id, 1, now)
-		switch i % 6 {
-		case 0: // never started
-			continue
-		case 1: // bump in progress
-			mustBegin(t, s, r)
-			r.BeginStep(0, 1, now)
-		case 2: // bump open
-			mustBegin(t, s, r)
-			r.BeginStep(0, 1, now)
-			runReport(t, &r, migration.StepOpen, now)
-		case 3: // review awaiting
-			mustBegin(t, s, r)
-			r.BeginStep(0, 1, now)
-			runReport(t, &r, migration.StepMerged, now)
-			r.BeginStep(1, 1, now)
-			runReport(t, &r, migration.StepAwaitingReview, now)
-		case 4: // completed
-			mustBegin(t, s, r)
-			r.BeginStep(0, 1, now)
-			runReport(t, &r, migration.StepMerged, now)
-			r.BeginStep(1, 1, now)
-			runReport(t, &r, migration.StepCompleted, now)
-			r.Finish(migration.RunCompleted, "", now)
-		case 5: // cancelled
-			mustBegin(t, s, r)
-			r.Finish(migration.RunCancelled, "no", now)
-		}
-		mustSave(t, s, r)
+		runTo(t, s, m, id, i%6, at(10+i%9)) // ties on purpose
 	}
 	return all
+}
+
+// runTo takes Candidate id of m to state: 0 never started, 1 its first
+// step in progress, 2 open, 3 its review awaited, 4 completed, 5 cancelled.
+func runTo(t testing.TB, s *Store, m, id string, state int, now time.Time) {
+	t.Helper()
+	r := newRun(m, id, 1, now)
+	switch state {
+	case 0: // never started
+		return
+	case 1: // bump in progress
+		mustBegin(t, s, r)
+		r.BeginStep(0, 1, now)
+	case 2: // bump open
+		mustBegin(t, s, r)
+		r.BeginStep(0, 1, now)
+		runReport(t, &r, migration.StepOpen, now)
+	case 3: // review awaiting
+		mustBegin(t, s, r)
+		r.BeginStep(0, 1, now)
+		runReport(t, &r, migration.StepMerged, now)
+		r.BeginStep(1, 1, now)
+		runReport(t, &r, migration.StepAwaitingReview, now)
+	case 4: // completed
+		mustBegin(t, s, r)
+		r.BeginStep(0, 1, now)
+		runReport(t, &r, migration.StepMerged, now)
+		r.BeginStep(1, 1, now)
+		runReport(t, &r, migration.StepCompleted, now)
+		r.Finish(migration.RunCompleted, "", now)
+	case 5: // cancelled
+		mustBegin(t, s, r)
+		r.Finish(migration.RunCancelled, "no", now)
+	}
+	mustSave(t, s, r)
+}
+
+// A status or kind that most Candidates have is checked by its complement
+// (the few in other statuses or kinds); the listings answer the same.
+func TestListCandidatesCheckedByComplement(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	mustPut(t, s, "m")
+	var cs []migration.Candidate
+	for i := range 300 {
+		kind := "svc"
+		if i%5 == 0 {
+			kind = []string{"repo", "topic"}[i/5%2]
+		}
+		cs = append(cs, cand(fmt.Sprintf("c%03d", i), kind, "team", fmt.Sprintf("t%d", i%4)))
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs}, at(1))
+	for i := range 36 {
+		runTo(t, s, "m", cs[i*7].ID, 1+i%5, at(10+i%4))
+	}
+	var filters []migration.CandidateFilter
+	for _, st := range migration.CandidateStatuses {
+		filters = append(filters, migration.CandidateFilter{Status: st, Metadata: map[string]string{"team": "t1"}})
+	}
+	for _, k := range []string{"svc", "repo"} {
+		filters = append(filters, migration.CandidateFilter{Kind: k, Metadata: map[string]string{"team": "t2"}},
+			migration.CandidateFilter{Kind: k, CurrentStep: "bump"}, migration.CandidateFilter{Kind: k, IDPrefix: "c1"})
+	}
+	filters = append(filters, migration.CandidateFilter{Status: migration.CandidateNotStarted, CurrentStepStatus: migration.StepOpen},
+		migration.CandidateFilter{Status: migration.CandidateNotStarted, IDPrefix: "c2", Metadata: map[string]string{"team": "t3"}})
+	checkCandidateListings(t, s, rdb, "m", filters)
 }
 
 func TestListCandidatesFiltersAndOrders(t *testing.T) {
