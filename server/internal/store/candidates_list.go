@@ -45,7 +45,8 @@ import (
 //	ARGV[7] status, "" for any; ARGV[8] kind, "" for any
 //	ARGV[9] the most Candidates a page examines (the walk's budget)
 //	ARGV[10] the most Candidates counted one by one for an exact total
-//	ARGV[11..] metadataRangePrefix of each metadata pair filtered on
+//	ARGV[11] the largest range a check reads whole (see keep)
+//	ARGV[12..] metadataRangePrefix of each metadata pair filtered on
 //
 // Filters are ranges of sorted sets whose members are ids in id order (a
 // prefix before the id for cands:meta): status and kind one status×kind
@@ -104,7 +105,7 @@ local order, prefix, desc = ARGV[1], ARGV[2], ARGV[3] == '1'
 local cur_score, cur_id = ARGV[4], ARGV[5]
 local n = tonumber(ARGV[6])
 local fstatus, fkind = ARGV[7], ARGV[8]
-local budget, exact_max = tonumber(ARGV[9]), tonumber(ARGV[10])
+local budget, exact_max, small_max = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local STATUSES = {'not_started', 'running', 'completed'}
 local kinds = redis.call('HKEYS', KEYS[6])
 
@@ -164,7 +165,7 @@ local function filters(st)
     end
   end
   for i = 10, #KEYS do fs[#fs + 1] = filter({range(KEYS[i], '')}) end
-  for i = 11, #ARGV do fs[#fs + 1] = filter({range(KEYS[8], ARGV[i])}) end
+  for i = 12, #ARGV do fs[#fs + 1] = filter({range(KEYS[8], ARGV[i])}) end
   return fs
 end
 local function everything()
@@ -186,51 +187,36 @@ end
 -- keep(others, ids): which of ids every filter of others holds. It
 -- looks up only what is still undecided: the most selective filter first
 -- (an id it rejects is not looked up again), and within a filter its
--- largest range first (most ids it holds are found at the first look).
--- A range no larger than what is left to look up is read whole once per
--- script and looked up in Lua (a step's set, a status's few Candidates of
--- a kind): a ZMSCORE costs Redis a lookup and Lua a string per member.
-local small = {}
-local function held(r, ids, pending)
-  local size = r.hi - r.lo
-  local found = {}
-  if size <= math.max(#pending, 256) then
-    local ck = r.key .. '\0' .. r.pre .. '\0' .. r.lo .. '\0' .. r.hi
-    local set = small[ck]
-    if not set then
-      set = {}
-      if size > 0 then
-        for _, m in ipairs(redis.call('ZRANGE', r.key, r.lo, r.hi - 1)) do set[string.sub(m, #r.pre + 1)] = true end
-      end
-      small[ck] = set
-    end
-    for _, i in ipairs(pending) do if set[ids[i]] then found[i] = true end end
-    return found
-  end
-  local ms = {}
-  for j, i in ipairs(pending) do ms[j] = r.pre .. ids[i] end
-  local sc = redis.call('ZMSCORE', r.key, unpack(ms))
-  for j, i in ipairs(pending) do if sc[j] then found[i] = true end end
-  return found
-end
-local function bySize(a, b) return a.size < b.size end
--- nonEmpty(ranges): those that hold an id, largest first.
-local function nonEmpty(ranges)
-  local rs = {}
-  for _, r in ipairs(ranges) do
-    if r.hi > r.lo then
-      r.size = r.hi - r.lo
-      rs[#rs + 1] = r
-    end
-  end
-  table.sort(rs, function(a, b) return a.size > b.size end)
-  return rs
-end
+-- ranges of up to small_max (512) ids first, read whole once per script into one Lua
+-- set (a step's set, a status's few Candidates of a kind: one lookup in
+-- Lua where a ZMSCORE costs Redis a lookup and Lua a string per member
+-- and range), then its larger ranges, largest first (most ids it holds
+-- are found at the first look).
+--
 -- A status's filter (a kind's) may be checked by its complement instead:
 -- every Candidate is in exactly one status×kind set, so an id is of the
 -- status when it is in none of the other statuses' sets. When the
 -- complement is the smaller (not_started, early in a Migration: a few
--- hundred started among 100,000), it is read whole and looked up in Lua.
+-- hundred started among 100,000), that is what is looked up.
+local function bySize(a, b) return a.size < b.size end
+local function lookups(f, tag, ranges)
+  local c = f[tag]
+  if c then return c end
+  c = {big = {}}
+  for _, r in ipairs(ranges) do
+    local size = r.hi - r.lo
+    if size > small_max then
+      r.size = size
+      c.big[#c.big + 1] = r
+    elseif size > 0 then
+      c.set = c.set or {}
+      for _, m in ipairs(redis.call('ZRANGE', r.key, r.lo, r.hi - 1)) do c.set[string.sub(m, #r.pre + 1)] = true end
+    end
+  end
+  table.sort(c.big, function(a, b) return a.size > b.size end)
+  f[tag] = c
+  return c
+end
 local function keep(others, ids)
   local ok = {}
   for i = 1, #ids do ok[i] = true end
@@ -242,25 +228,31 @@ local function keep(others, ids)
     for i = 1, #ids do if ok[i] then pending[#pending + 1] = i end end
     if #pending == 0 then break end
     if f.others and not f.complement then f.complement = filter(f.others()) end
-    if f.complement and f.complement.size < f.size then
-      for _, r in ipairs(nonEmpty(f.complement.ranges)) do
-        if #pending == 0 then break end
-        local found = held(r, ids, pending)
-        local still = {}
-        for _, i in ipairs(pending) do
-          if found[i] then ok[i] = false else still[#still + 1] = i end
-        end
-        pending = still
+    local negate = f.complement ~= nil and f.complement.size < f.size
+    local c
+    if negate then c = lookups(f, 'neg', f.complement.ranges) else c = lookups(f, 'pos', f.ranges) end
+    -- hit: the pending ids the ranges hold.
+    local hit = {}
+    if c.set then
+      local still = {}
+      for _, i in ipairs(pending) do
+        if c.set[ids[i]] then hit[i] = true else still[#still + 1] = i end
       end
-    else
-      for _, r in ipairs(nonEmpty(f.ranges)) do
-        if #pending == 0 then break end
-        local found = held(r, ids, pending)
-        local still = {}
-        for _, i in ipairs(pending) do if not found[i] then still[#still + 1] = i end end
-        pending = still
+      pending = still
+    end
+    for _, r in ipairs(c.big) do
+      if #pending == 0 then break end
+      local ms = {}
+      for j, i in ipairs(pending) do ms[j] = r.pre .. ids[i] end
+      local sc = redis.call('ZMSCORE', r.key, unpack(ms))
+      local still = {}
+      for j, i in ipairs(pending) do
+        if sc[j] then hit[i] = true else still[#still + 1] = i end
       end
-      for _, i in ipairs(pending) do ok[i] = false end
+      pending = still
+    end
+    for i = 1, #ids do
+      if ok[i] and (hit[i] or false) == negate then ok[i] = false end
     end
   end
   return ok
@@ -620,7 +612,7 @@ func (s *Store) ListCandidates(ctx context.Context, m string, f migration.Candid
 	if f.Descending {
 		desc = "1"
 	}
-	args := []any{order, f.IDPrefix, desc, afterScore, afterID, limit + 1, string(f.Status), f.Kind, s.walkBudget, s.exactCountMax}
+	args := []any{order, f.IDPrefix, desc, afterScore, afterID, limit + 1, string(f.Status), f.Kind, s.walkBudget, s.exactCountMax, s.smallRangeMax}
 	for _, k := range slices.Sorted(maps.Keys(f.Metadata)) {
 		args = append(args, metadataRangePrefix(metadataPair(k, f.Metadata[k])))
 	}
@@ -688,6 +680,10 @@ const defaultWalkBudget = 20_000
 // filters counts one by one for its total (a few milliseconds); above it the
 // total is estimated (see listCandidatesScript).
 const defaultExactCountMax = 2_000
+
+// defaultSmallRangeMax is the largest range of a filter a listing reads
+// whole to check ids against (see keep in listCandidatesScript).
+const defaultSmallRangeMax = 512
 
 // parseCandidateCursor reads a CandidatePage.Next: "<score> <id>", the
 // place of the last row in the listing's order. A bare id (the cursor of

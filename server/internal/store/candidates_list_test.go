@@ -292,14 +292,24 @@ func TestListCandidatesCheckedByComplement(t *testing.T) {
 	}
 	filters = append(filters, migration.CandidateFilter{Status: migration.CandidateNotStarted, CurrentStepStatus: migration.StepOpen},
 		migration.CandidateFilter{Status: migration.CandidateNotStarted, IDPrefix: "c2", Metadata: map[string]string{"team": "t3"}})
-	checkCandidateListings(t, s, rdb, "m", filters)
+	for _, small := range []int{0, 10, defaultSmallRangeMax} {
+		s.smallRangeMax = small
+		checkCandidateListings(t, s, rdb, "m", filters)
+	}
 }
 
 func TestListCandidatesFiltersAndOrders(t *testing.T) {
 	t.Parallel()
-	s, rdb := newStore(t)
-	setupListing(t, s, "m")
-	checkCandidateListings(t, s, rdb, "m", listFilters)
+	// Ranges checked with ZMSCORE, or read whole and checked in Lua.
+	for _, small := range []int{0, defaultSmallRangeMax} {
+		t.Run(fmt.Sprint("small ranges up to ", small), func(t *testing.T) {
+			t.Parallel()
+			s, rdb := newStore(t)
+			s.smallRangeMax = small
+			setupListing(t, s, "m")
+			checkCandidateListings(t, s, rdb, "m", listFilters)
+		})
+	}
 }
 
 // The walk (see listCandidatesScript) answers the same with a budget so

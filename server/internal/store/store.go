@@ -56,10 +56,10 @@ type Store struct {
 	owned      bool // Close closes rdb
 	sweepBatch int
 	retention  Retention
-	// walkBudget and exactCountMax: see listCandidatesScript (tests
-	// lower them).
-	walkBudget, exactCountMax int
-	upgradeChunk              int // see UpgradeLayout
+	// walkBudget, exactCountMax and smallRangeMax: see
+	// listCandidatesScript (tests lower them).
+	walkBudget, exactCountMax, smallRangeMax int
+	upgradeChunk                             int // see UpgradeLayout
 	// afterDeleteScript, when set (tests only), runs between
 	// DeleteMigration's script and the rest (index update, sweep), to
 	// replay a race.
@@ -74,7 +74,7 @@ var _ migration.MigrationStore = (*Store)(nil)
 func New(client redis.UniversalClient) *Store {
 	client.AddHook(unreachableHook{})
 	return &Store{rdb: client, sweepBatch: defaultSweepBatch, retention: DefaultRetention, walkBudget: defaultWalkBudget, exactCountMax: defaultExactCountMax,
-		upgradeChunk: defaultUpgradeChunk}
+		smallRangeMax: defaultSmallRangeMax, upgradeChunk: defaultUpgradeChunk}
 }
 
 // MinHashListpackValue is the hash-max-listpack-value (hash-max-ziplist-value
