@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
 	connectcors "connectrpc.com/cors"
 	"connectrpc.com/grpchealth"
@@ -103,7 +104,7 @@ func NewHandler(o Options) http.Handler {
 			openOpts = append(openOpts, connect.WithInterceptors(healthAuth{authn}))
 		}
 	}
-	interceptors = append(interceptors, actorInterceptor{}, validate.NewInterceptor())
+	interceptors = append(interceptors, actorInterceptor{}, validate.NewInterceptor(validate.WithValidator(requestValidator{protovalidate.GlobalValidator})))
 	maxBytes := o.MaxRequestBytes
 	if maxBytes <= 0 {
 		maxBytes = 4 << 20
