@@ -72,10 +72,7 @@ function serve(run: Run, sent: Sent, refuse?: ConnectError) {
       });
       r.service(DiscoveryService, { getCandidate: () => ({ candidate }) });
       r.service(RunService, {
-        async *watchRun(_req, ctx) {
-          yield { update: { case: "run", value: run } };
-          await untilAborted(ctx.signal);
-        },
+        getRun: () => ({ run }),
         finishReview: act((req: FinishReviewRequest) => {
           sent.reviews = (sent.reviews ?? 0) + 1;
           return (sent.reviewed = req);

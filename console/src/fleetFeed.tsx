@@ -1,40 +1,44 @@
-import { createContext, useCallback, useContext, useEffect, useRef, useState } from "react";
+import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useSyncExternalStore, type ReactNode } from "react";
 import { useQueryClient, type QueryKey } from "@tanstack/react-query";
 import { isUnauthenticated } from "./api";
+import { getToken } from "./auth";
 import { useHistoryClient } from "./transport";
-import { follow } from "./stream";
 import type { Event } from "./gen/loom/v1/history_service_pb";
 import { queryKeys } from "./queryKeys";
+import { browserEnv, channelName, followPageLifecycle, LiveHub, type HubEnv } from "./live/hub";
 
-// The fleet feed: one WatchEvents stream without a Migration per tab, which
-// keeps the fleet's figures and the running-now panel current, and which
-// pages listen to for their own Migration (browsers allow six HTTP/1.1
-// connections per server: one stream per Migration on view would not do).
-// It cannot resume, so after a break everything it keeps current is read
-// again.
+// The fleet feed: the one WatchEvents stream without a Migration of the
+// browser (live/hub.ts: one tab holds it for every tab), which keeps the
+// fleet's figures and the running-now panel current, and from which every
+// page derives its live view (its Run, its history, its rollout, its
+// table). It cannot resume, so after a gap everything it keeps current is
+// read again.
 export type FleetListener = (e: Event | null) => void; // null: read everything again
 
 export interface FleetFeed {
   subscribe(l: FleetListener): () => void;
+  onStatus(l: (live: boolean) => void): () => void;
+  isLive(): boolean;
 }
 
 export const FleetFeedContext = createContext<FleetFeed | null>(null);
 
-export function useFleetFeedSource(): FleetFeed {
+// useFleetFeedSource joins the browser's feed for as long as the calling
+// component (the layout) is mounted, and stays out of it while the page is
+// in the back/forward cache or frozen.
+export function useFleetFeedSource(env: HubEnv = browserEnv()): FleetFeed {
   const history = useHistoryClient();
   const qc = useQueryClient();
-  const [feed] = useState(() => {
-    const listeners = new Set<FleetListener>();
-    return {
-      listeners,
-      subscribe(l: FleetListener) {
-        listeners.add(l);
-        return () => listeners.delete(l);
-      },
-    };
-  });
+  const { locks, channel } = env;
+  const hub = useMemo(
+    () =>
+      new LiveHub((signal) => history.watchEvents({}, { signal }), { locks, channel }, channelName(getToken()), (err) =>
+        // Signed out: the sign-in form reloads the page when signed in.
+        isUnauthenticated(err),
+      ),
+    [history, locks, channel],
+  );
   useEffect(() => {
-    const ctl = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
     // At most twice a second, however busy the fleet.
     const refresh = () => {
@@ -45,30 +49,31 @@ export function useFleetFeedSource(): FleetFeed {
         qc.invalidateQueries({ queryKey: queryKeys.allRunning() });
       }, 500);
     };
-    follow(
-      (signal) => history.watchEvents({}, { signal }),
-      (res) => {
-        if (res.update.case === "event") {
-          refresh();
-          for (const l of feed.listeners) l(res.update.value);
-        }
-      },
-      ctl.signal,
-      (err) => {
-        // Signed out: the sign-in form reloads the page when signed in.
-        if (isUnauthenticated(err)) return true;
-        // Whatever happened while the stream was down is read again.
-        refresh();
-        for (const l of feed.listeners) l(null);
-        return false;
-      },
-    );
+    const unsubscribe = hub.subscribe(refresh);
+    hub.start();
+    const detach = followPageLifecycle(hub);
     return () => {
-      ctl.abort();
+      detach();
+      unsubscribe();
+      hub.stop();
       clearTimeout(timer);
     };
-  }, [feed, qc, history]);
-  return feed;
+  }, [hub, qc]);
+  return hub;
+}
+
+// FleetFeedProvider gives its children a feed of their own (the component
+// tests, which mount a page without the layout).
+export function FleetFeedProvider({ children, env }: { children: ReactNode; env?: HubEnv }) {
+  const feed = useFleetFeedSource(env ?? {});
+  return <FleetFeedContext.Provider value={feed}>{children}</FleetFeedContext.Provider>;
+}
+
+// useFeedLive says whether the feed is up (false without one).
+export function useFeedLive(): boolean {
+  const feed = useContext(FleetFeedContext);
+  const subscribe = useCallback((cb: () => void) => (feed ? feed.onStatus(cb) : () => {}), [feed]);
+  return useSyncExternalStore(subscribe, () => feed?.isLive() ?? false);
 }
 
 // useFleetEvents calls l for every new event of the fleet (and with null

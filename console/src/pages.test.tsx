@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { fireEvent, screen, waitFor, within } from "@testing-library/react";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { mount, untilAborted } from "./test/mount";
 import { Home } from "./pages/Home";
 import { CandidatePage } from "./pages/CandidatePage";
@@ -15,10 +15,16 @@ import {
   type SkipStepRequest,
   type StartRunRequest,
 } from "./gen/loom/v1/run_service_pb";
-import { EventKind, HistoryService } from "./gen/loom/v1/history_service_pb";
+import {
+  EventKind,
+  EventSchema,
+  HistoryService,
+  WatchEventsResponseSchema,
+  type WatchEventsResponse,
+} from "./gen/loom/v1/history_service_pb";
 import { MigrationSchema } from "./gen/loom/v1/migration_pb";
 import { CandidateSchema, CandidateStatus } from "./gen/loom/v1/candidate_pb";
-import { RunSchema, RunStatus, StepStatus } from "./gen/loom/v1/run_pb";
+import { RunSchema, RunStatus, StepResultSchema, StepStatus } from "./gen/loom/v1/run_pb";
 
 const procedures = (...ms: { parent: { typeName: string }; name: string }[]) => ms.map((m) => `/${m.parent.typeName}/${m.name}`);
 
@@ -127,11 +133,10 @@ describe("the Candidate page", () => {
           },
         });
         r.service(RunService, {
-          async *watchRun(req, ctx) {
+          getRun(req) {
             if (!withRun) throw new ConnectError("no Run", Code.NotFound);
             expect(req.runId).toBe(run.id);
-            yield { update: { case: "run", value: run } };
-            await untilAborted(ctx.signal);
+            return { run };
           },
           startRun: (req) => {
             sent.started = req;
@@ -184,6 +189,58 @@ describe("the Candidate page", () => {
     expect(screen.queryByRole("button", { name: /Preview/ })).toBeNull();
     expect(screen.queryByRole("button", { name: "Retry step" })).toBeNull();
     expect(screen.queryByRole("button", { name: "Edit inputs" })).toBeNull();
+  });
+
+  it("follows its Run and history from the browser's one feed: no stream of its own", async () => {
+    const watched: { migrationId: string }[] = [];
+    const reads: bigint[] = [];
+    let reported = false;
+    const retried = create(RunSchema, {
+      ...run,
+      version: 2n,
+      currentStepStatus: StepStatus.IN_PROGRESS,
+      stepResults: [create(StepResultSchema, { stepName: "bump-go", status: StepStatus.IN_PROGRESS, attempt: 3 })],
+    });
+    const feed = (e: MessageInitShape<typeof EventSchema>): WatchEventsResponse =>
+      create(WatchEventsResponseSchema, { update: { case: "event", value: create(EventSchema, e) } });
+    mount({
+      path: "/m/go-upgrade/c/acme%2Fbilling",
+      route: "/m/:migrationId/c/*",
+      element: <CandidatePage />,
+      routes: (r) => {
+        r.service(RegistryService, { getCaller: () => ({ authenticated: true }), getMigration: () => ({ migration }) });
+        r.service(DiscoveryService, { getCandidate: () => ({ candidate }) });
+        r.service(RunService, {
+          getRun() {
+            const answer = reported ? retried : create(RunSchema, { ...run, version: 1n });
+            reads.push(answer.version);
+            return { run: answer };
+          },
+        });
+        r.service(HistoryService, {
+          listEvents: () => ({ events: [] }),
+          async *watchEvents(req, ctx) {
+            watched.push(req);
+            yield create(WatchEventsResponseSchema, { update: { case: "heartbeat", value: {} } });
+            while (reads.length === 0) await new Promise((r) => setTimeout(r, 10));
+            // Another Candidate's event: nothing to read.
+            yield feed({ id: "7-0", kind: EventKind.STEP_RETRIED, migrationId: "go-upgrade", candidateId: "acme/web" });
+            reported = true;
+            yield feed({ id: "8-0", kind: EventKind.STEP_RETRIED, migrationId: "go-upgrade", candidateId: "acme/billing", step: "bump-go", actor: "bo" });
+            await untilAborted(ctx.signal);
+          },
+        });
+      },
+    });
+    const step = async () => (await screen.findAllByRole("listitem")).find((li) => li.dataset.step === "bump-go")!;
+    await waitFor(async () => expect((await step()).dataset.status).toBe("in_progress"));
+    expect((await step()).textContent).toContain("attempt 3");
+    // The history shows the event of this Candidate only, live.
+    await screen.findByText("bo");
+    expect(screen.queryByText("acme/web")).toBeNull();
+    expect(reads).toEqual([1n, 2n]);
+    // One stream: the fleet's feed (WatchRun is not even served here).
+    expect(watched).toEqual([expect.objectContaining({ migrationId: "" })]);
   });
 
   it("retries a failed step with its attempt", async () => {
@@ -239,7 +296,7 @@ describe("the Candidate page", () => {
         });
         r.service(DiscoveryService, { getCandidate: () => ({ candidate }) });
         r.service(RunService, {
-          async *watchRun(_req, ctx) {
+          getRun() {
             const skipped = create(RunSchema, {
               id: run.id,
               migrationId: run.migrationId,
@@ -254,8 +311,7 @@ describe("the Candidate page", () => {
                 { stepName: "deploy", status: StepStatus.IN_PROGRESS, attempt: 1 },
               ],
             });
-            yield { update: { case: "run", value: skipped } };
-            await untilAborted(ctx.signal);
+            return { run: skipped };
           },
         });
         r.service(HistoryService, {

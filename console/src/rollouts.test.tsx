@@ -18,7 +18,7 @@ import {
   type StartRolloutRequest,
   type UpdateRolloutRequest,
 } from "./gen/loom/v1/rollout_service_pb";
-import { HistoryService } from "./gen/loom/v1/history_service_pb";
+import { EventKind, EventSchema, HistoryService, type Event } from "./gen/loom/v1/history_service_pb";
 import { MigrationSchema } from "./gen/loom/v1/migration_pb";
 import { CandidateSchema, CandidateStatus } from "./gen/loom/v1/candidate_pb";
 import { BulkOutcome } from "./gen/loom/v1/bulk_pb";
@@ -327,13 +327,13 @@ describe("the rollout page", () => {
 
   function serveRollout(opts: {
     allowed?: string[];
-    versions: Rollout[][]; // what each WatchRollout call sends, then (but the last) ends
-    watched: bigint[];
+    versions: Rollout[]; // what each GetRollout answers in turn (then the last again)
+    reads: number[]; // one entry per GetRollout
+    feed?: Event[]; // sent on the fleet feed once the page has read the rollout
     paused?: PauseRolloutRequest[];
     updated?: UpdateRolloutRequest[];
     resumed?: number[];
   }) {
-    let call = 0;
     return mount({
       path: "/m/go-upgrade/r/ro-0123456789ab",
       route: "/m/:migrationId/r/:rolloutId",
@@ -344,14 +344,11 @@ describe("the rollout page", () => {
           getMigration: () => ({ migration }),
         });
         r.service(RolloutService, {
-          async *watchRollout(req, ctx) {
+          getRollout: (req) => {
             expect(req).toMatchObject({ migrationId: "go-upgrade", rolloutId: "ro-0123456789ab" });
-            opts.watched.push(req.afterVersion);
-            const sends = opts.versions[Math.min(call, opts.versions.length - 1)];
-            const last = call >= opts.versions.length - 1;
-            call++;
-            for (const ro of sends) yield { rollout: ro };
-            if (last) await untilAborted(ctx.signal);
+            const rollout = opts.versions[Math.min(opts.reads.length, opts.versions.length - 1)];
+            opts.reads.push(1);
+            return { rollout };
           },
           pauseRollout: (req) => {
             opts.paused?.push(req);
@@ -368,26 +365,36 @@ describe("the rollout page", () => {
             return { rollout: { ...base, settings: { ...base.settings!, maxInFlight: req.settings!.maxInFlight }, version: 11n } };
           },
         });
+        r.service(HistoryService, {
+          async *watchEvents(_req, ctx) {
+            yield { update: { case: "heartbeat", value: {} } };
+            while (opts.reads.length === 0) await new Promise((r) => setTimeout(r, 10));
+            for (const e of opts.feed ?? []) yield { update: { case: "event", value: e } };
+            await untilAborted(ctx.signal);
+          },
+        });
       },
     });
   }
 
-  it("shows its progress live, resuming the watch after the last version, and pauses it", async () => {
-    const watched: bigint[] = [];
+  it("shows its progress live, read again when the feed has an event of its Migration's Runs, and pauses it", async () => {
+    const reads: number[] = [];
     const paused: PauseRolloutRequest[] = [];
     const next = create(RolloutSchema, { ...base, progress: { ...base.progress!, completed: 6, inFlight: 8, failed: 1 }, version: 4n });
-    serveRollout({ versions: [[base], [next]], watched, paused });
+    const completed = create(EventSchema, { id: "9-0", kind: EventKind.RUN_COMPLETED, migrationId: "go-upgrade", candidateId: "acme/b" });
+    const elsewhere = create(EventSchema, { id: "9-1", kind: EventKind.RUN_COMPLETED, migrationId: "node-20", candidateId: "acme/b" });
+    serveRollout({ versions: [base, next], reads, paused, feed: [elsewhere, completed] });
     expect((await screen.findByRole("heading", { level: 1 })).textContent).toBe("Rollout ro-0123456789ab");
     const bar = screen.getByRole("progressbar", { name: "Rollout progress" });
     expect(bar.getAttribute("aria-valuemax")).toBe("40");
     expect(screen.getByText("max in flight (10) reached")).toBeTruthy();
     expect(screen.getByText(/status not_started, id starts with acme\//)).toBeTruthy();
-    // The first stream ended: the watch resumes after version 3 and shows
-    // what changed since.
+    // A Run of its Migration completed: the rollout is read again (another
+    // Migration's event reads nothing).
     await waitFor(() => expect(screen.getByRole("progressbar").getAttribute("aria-valuetext")).toMatch(/^6 of 40 completed, 8 in flight \(1 failed\)/), {
       timeout: 3000,
     });
-    expect(watched).toEqual([0n, 3n]);
+    expect(reads).toHaveLength(2);
     expect(within(screen.getByLabelText("in flight")).getByText("8")).toBeTruthy();
     expect(within(screen.getByLabelText("waiting")).getByText("26")).toBeTruthy();
 
@@ -400,11 +407,10 @@ describe("the rollout page", () => {
   });
 
   it("asks for approval after the canary, and changes max in flight", async () => {
-    const watched: bigint[] = [];
     const updated: UpdateRolloutRequest[] = [];
     const resumed: number[] = [];
     const waiting = create(RolloutSchema, { ...base, state: RolloutState.AWAITING_APPROVAL, stateReason: "the canary wave succeeded" });
-    serveRollout({ versions: [[waiting]], watched, updated, resumed });
+    serveRollout({ versions: [waiting], reads: [], updated, resumed });
     fireEvent.click(await screen.findByRole("button", { name: "Approve and continue" }));
     await waitFor(() => expect(resumed).toHaveLength(1));
     fireEvent.click(screen.getByRole("button", { name: "Change max in flight…" }));
@@ -417,7 +423,7 @@ describe("the rollout page", () => {
   });
 
   it("offers a viewer no control", async () => {
-    serveRollout({ allowed: [], versions: [[base]], watched: [] });
+    serveRollout({ allowed: [], versions: [base], reads: [] });
     await screen.findByRole("progressbar");
     expect(screen.queryByRole("group", { name: "Rollout actions" })?.querySelectorAll("button").length ?? 0).toBe(0);
   });
@@ -441,12 +447,7 @@ describe("a Run started by a rollout", () => {
       routes: (r) => {
         r.service(RegistryService, { getCaller: () => ({ allowedProcedures: [] }), getMigration: () => ({ migration }) });
         r.service(DiscoveryService, { getCandidate: () => ({ candidate: candidates[0] }) });
-        r.service(RunService, {
-          async *watchRun(_req, ctx) {
-            yield { update: { case: "run", value: run } };
-            await untilAborted(ctx.signal);
-          },
-        });
+        r.service(RunService, { getRun: () => ({ run }) });
         r.service(HistoryService, { listEvents: () => ({ events: [] }) });
       },
     });

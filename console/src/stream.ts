@@ -1,4 +1,4 @@
-// follow consumes a server stream (WatchRun, WatchEvents) for as long as
+// follow consumes a server stream (the fleet feed, live/hub.ts) for as long as
 // signal lives: when the stream ends or breaks it is opened again — open
 // resumes where the last message left off — after a pause that doubles up to
 // 10 s and starts over at every message. onBreak hears why the stream

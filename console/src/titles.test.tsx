@@ -51,7 +51,7 @@ describe("the page titles", () => {
         r.service(RegistryService, { getMigration: async () => ({ migration: await loaded }) });
         r.service(DiscoveryService, { getCandidate: () => ({ candidate: create(CandidateSchema, { id: "acme/billing" }) }) });
         r.service(RunService, {
-          watchRun() {
+          getRun() {
             throw new ConnectError("no Run", Code.NotFound);
           },
         });

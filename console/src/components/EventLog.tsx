@@ -1,18 +1,22 @@
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { Link } from "react-router";
-import { useHistoryClient } from "../transport";
 import type { Event, EventKind } from "../gen/loom/v1/history_service_pb";
 import { eventKindLabel, time } from "../format";
 import { candidatePath, Empty, ErrorBox, Loading } from "./Common";
-import { follow } from "../stream";
+import { useFeedLive, useFleetEvents } from "../fleetFeed";
 import { useEventPages, type EventRange } from "../data/history";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 
 // EventLog is the lifecycle history of a Migration or of one Candidate:
-// pages of ListEvents, newest first, and new events as WatchEvents delivers
-// them (prepended live, no reload). range narrows both (the watch knows no
-// prefix or end: its events are kept here when they match). onEvent hears
-// every live event kept.
+// pages of ListEvents, newest first, and new events as the browser's feed
+// (fleetFeed) delivers them, prepended live, no reload. No stream of its
+// own: the feed carries every event of the fleet, kept here when they
+// match the log's Migration, Candidate, kinds and range. Events are heard
+// from the moment the log mounts, before the first page is read, so none
+// written in between is missed; those the page has already are not shown
+// twice (ids are time-ordered: only ids after the page's newest are kept).
+// After a gap in the feed the pages are read again. onEvent hears every
+// live event kept.
 export function EventLog({
   migrationId,
   candidateId = "",
@@ -26,44 +30,42 @@ export function EventLog({
   range?: EventRange;
   onEvent?: (e: Event) => void;
 }) {
-  const history = useHistoryClient();
   const q = useEventPages(migrationId, candidateId, kinds, range);
   const { candidatePrefix = "", startMs, endMs } = range;
-  const [live, setLive] = useState<Event[]>([]);
-  // The stream's first message (an event or a heartbeat) says it is up.
-  const [link, setLink] = useState<"connecting" | "live" | "reconnecting">("connecting");
+  const [heard, setHeard] = useState<Event[]>([]);
+  const live = useFeedLive();
+  // Connecting until the feed first is up, reconnecting after.
+  const [wasLive, setWasLive] = useState(false);
+  if (live && !wasLive) setWasLive(true);
+  const onEventRef = useRef(onEvent);
+  onEventRef.current = onEvent;
+  const refetch = q.refetch;
+  const kindsKey = kinds.join(",");
+  const listener = useCallback(
+    (e: Event | null) => {
+      if (e === null) {
+        setHeard([]);
+        void refetch();
+        return;
+      }
+      if (e.migrationId !== migrationId) return;
+      if (candidateId && e.candidateId !== candidateId) return;
+      if (kindsKey && !kindsKey.split(",").includes(String(e.kind))) return;
+      if (candidatePrefix && !e.candidateId.startsWith(candidatePrefix)) return;
+      if (startMs !== undefined && e.time && timestampMs(e.time) < startMs) return;
+      if (endMs !== undefined && e.time && timestampMs(e.time) >= endMs) return;
+      setHeard((l) => (l.some((x) => x.id === e.id) ? l : [e, ...l]));
+      onEventRef.current?.(e);
+    },
+    [migrationId, candidateId, kindsKey, candidatePrefix, startMs, endMs, refetch],
+  );
+  useEffect(() => setHeard([]), [migrationId, candidateId, kindsKey, candidatePrefix, startMs, endMs]);
+  useFleetEvents(listener);
   const newest = q.data?.pages[0]?.events[0]?.id ?? "";
-  const loaded = q.isSuccess;
-  useEffect(() => {
-    setLive([]);
-    if (!loaded) return;
-    const ctl = new AbortController();
-    let after = newest;
-    follow(
-      (signal) => history.watchEvents({ migrationId, candidateId, kinds, afterId: after }, { signal }),
-      (res) => {
-        setLink("live");
-        if (res.update.case === "event") {
-          const e = res.update.value;
-          after = e.id;
-          if (candidatePrefix && !e.candidateId.startsWith(candidatePrefix)) return;
-          if (endMs !== undefined && e.time && timestampMs(e.time) >= endMs) return;
-          setLive((l) => (l.some((x) => x.id === e.id) ? l : [e, ...l]));
-          onEvent?.(e);
-        }
-      },
-      ctl.signal,
-      () => {
-        setLink("reconnecting");
-        return false;
-      },
-    );
-    return () => ctl.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [history, migrationId, candidateId, kinds.join(","), candidatePrefix, startMs, endMs, loaded]);
+  const link = live ? "live" : wasLive ? "reconnecting" : "connecting";
   if (q.isPending) return <Loading what="history" />;
   if (q.isError) return <ErrorBox error={q.error} />;
-  const events = [...live, ...q.data.pages.flatMap((p) => p.events)];
+  const events = [...heard.filter((e) => eventIdAfter(e.id, newest)), ...q.data.pages.flatMap((p) => p.events)];
   return (
     <div className="eventlog">
       <div className="muted small" aria-live="polite">
@@ -118,4 +120,15 @@ export function EventLog({
       )}
     </div>
   );
+}
+
+// eventIdAfter says whether event id a ("<unix ms>-<sequence>") comes after
+// b; any id comes after "".
+export function eventIdAfter(a: string, b: string): boolean {
+  if (!b) return true;
+  if (!/^\d+(-\d+)?$/.test(a) || !/^\d+(-\d+)?$/.test(b)) return a > b;
+  const [am, as = "0"] = a.split("-");
+  const [bm, bs = "0"] = b.split("-");
+  const d = BigInt(am) - BigInt(bm);
+  return d !== 0n ? d > 0n : BigInt(as) > BigInt(bs);
 }

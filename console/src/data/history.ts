@@ -11,7 +11,7 @@ export type EventRange = { candidatePrefix?: string; startMs?: number; endMs?: n
 
 // useEventPages reads the history of a Migration or of one of its
 // Candidates (candidateId ""), pages of ListEvents, newest first; live
-// events come from WatchEvents (EventLog).
+// events come from the browser's fleet feed (EventLog).
 export function useEventPages(migrationId: string, candidateId: string, kinds: EventKind[], more: EventRange = {}) {
   const history = useHistoryClient();
   const { candidatePrefix = "", startMs, endMs } = more;

@@ -1,10 +1,11 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useState } from "react";
 import { keepPreviousData, useInfiniteQuery, useQuery, useQueryClient } from "@tanstack/react-query";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { RolloutState, type Rollout } from "../gen/loom/v1/rollout_pb";
 import { queryKeys } from "../queryKeys";
 import { selectionMessage, type Selection } from "../selection";
-import { follow } from "../stream";
+import { EventKind } from "../gen/loom/v1/history_service_pb";
+import { useFeedLive } from "../fleetFeed";
+import { useFeedReads } from "../live/reads";
 import { useRolloutClient } from "../transport";
 
 // rolloutEnded says whether a rollout will change no more.
@@ -21,57 +22,55 @@ export type RolloutWatch = {
   apply: (r: Rollout) => void;
 };
 
-// useRollout follows a rollout live through RolloutService.WatchRollout:
-// the rollout at once, then every change as the server stores it. A
-// dropped stream is resumed after the last version seen; the stream ends
-// (and is not opened again) once the rollout is sent completed or
-// cancelled.
+// The events after which a rollout may have changed: its own, and those of
+// its Migration's Runs (its counts follow them).
+const rolloutKinds = new Set([
+  EventKind.RUN_STARTED,
+  EventKind.RUN_COMPLETED,
+  EventKind.RUN_CANCELLED,
+  EventKind.STEP_REPORTED,
+  EventKind.STEP_FAILED,
+]);
+
+// useRollout follows a rollout live: GetRollout at once, then again
+// whenever the browser's feed (fleetFeed) has an event of the rollout or of
+// its Migration's Runs, after a gap in the feed, and every 5 s until it
+// ended (its counts are written after its Runs' events, with none of their
+// own). An older answer never replaces a newer one. No stream of its own:
+// a WatchRollout per page held one of the browser's six connections.
 export function useRollout(migrationId: string, rolloutId: string): RolloutWatch {
   const rollouts = useRolloutClient();
-  const [state, setState] = useState<{ rollout?: Rollout; error?: unknown; live: boolean }>({ live: false });
-  useEffect(() => {
-    setState({ live: false });
-    const ctl = new AbortController();
-    let version = 0n;
-    let ended = false;
-    follow(
-      (signal) => rollouts.watchRollout({ migrationId, rolloutId, afterVersion: version }, { signal }),
-      (res) => {
-        const r = res.rollout;
-        if (r) {
-          if (r.version < version) return;
-          version = r.version;
-          ended = rolloutEnded(r);
-          setState({ rollout: r, live: true });
-        } else {
-          setState((s) => (s.live ? s : { ...s, live: true }));
-        }
-      },
-      ctl.signal,
-      (err) => {
-        if (err === undefined) {
-          // The server ends the stream after the rollout ended; otherwise
-          // (a proxy's timeout, a restart) it is opened again.
-          if (ended) {
-            setState((s) => ({ ...s, live: false }));
-            return true;
-          }
-          return false;
-        }
-        const code = ConnectError.from(err).code;
-        setState((s) => ({ ...s, error: err, live: false }));
-        return (
-          code === Code.NotFound || code === Code.Unauthenticated || code === Code.PermissionDenied || code === Code.InvalidArgument
-        );
-      },
-    );
-    return () => ctl.abort();
-  }, [rollouts, migrationId, rolloutId]);
-  const apply = useCallback(
-    (r: Rollout) => setState((s) => (s.rollout && s.rollout.version > r.version ? s : { ...s, rollout: r, error: undefined })),
-    [],
+  const feedLive = useFeedLive();
+  const key = `${migrationId}/${rolloutId}`;
+  const [got, setState] = useState<{ of?: string; rollout?: Rollout; error?: unknown }>({});
+  const state = got.of === key ? got : {};
+  useFeedReads(
+    async (signal) => {
+      try {
+        const { rollout: r } = await rollouts.getRollout({ migrationId, rolloutId }, { signal });
+        if (r) setState((s) => (s.of === key && s.rollout && s.rollout.version > r.version ? s : { of: key, rollout: r }));
+      } catch (err) {
+        if (signal.aborted) return;
+        setState((s) => (s.of === key ? { ...s, error: err } : { of: key, error: err }));
+      }
+    },
+    (e) =>
+      e.migrationId === migrationId &&
+      (e.details["rollout_id"] === rolloutId || rolloutKinds.has(e.kind)),
+    [rollouts, key],
+    { ms: 5_000, while: () => state.rollout !== undefined && !rolloutEnded(state.rollout) },
   );
-  return { ...state, apply };
+  const apply = useCallback(
+    (r: Rollout) =>
+      setState((s) => (s.of === key && s.rollout && s.rollout.version > r.version ? s : { of: key, rollout: r, error: undefined })),
+    [key],
+  );
+  return {
+    rollout: state.rollout,
+    error: state.error,
+    live: feedLive && state.rollout !== undefined && state.error === undefined && !rolloutEnded(state.rollout),
+    apply,
+  };
 }
 
 // useRollouts reads a Migration's rollouts, newest first, a page at a time.

@@ -32,7 +32,7 @@ function selectionText(r: Rollout): string {
   return `every Candidate matching ${parts.length ? parts.join(", ") : "(no filter: all)"} when it started`;
 }
 
-// RolloutPage is one rollout, live (WatchRollout): where it stands and
+// RolloutPage is one rollout, live (useRollout): where it stands and
 // why, its progress, its settings, and — for operators — pause, resume or
 // approve, cancel, and a new max in flight.
 export function RolloutPage() {

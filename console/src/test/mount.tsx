@@ -4,9 +4,11 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { MemoryRouter, Route, Routes, useLocation } from "react-router";
 import { createRouterTransport, type ConnectRouter } from "@connectrpc/connect";
 import { TransportProvider } from "../transport";
+import { FleetFeedProvider } from "../fleetFeed";
 
-// mount renders a page at a path, as the console's router would, talking
-// to an in-memory server: routes implements the services the page calls
+// mount renders a page at a path, as the console's router would, with the
+// fleet feed (HistoryService.WatchEvents without a Migration) the layout
+// gives every page, talking to an in-memory server: routes implements the services the page calls
 // (any other method answers Unimplemented). also adds routes the page may
 // navigate to. It returns what render does, and location(): the path and
 // query the page is at now (a page that keeps its filters in the URL
@@ -24,13 +26,16 @@ export function mount(opts: {
   const rendered = render(
     <TransportProvider transport={transport}>
       <QueryClientProvider client={queryClient}>
-        <MemoryRouter initialEntries={[opts.path]}>
-          <Routes>
-            <Route path={opts.route} element={opts.element} />
-            {opts.also?.map((a) => <Route key={a.route} path={a.route} element={a.element} />)}
-          </Routes>
-          <LocationProbe at={at} />
-        </MemoryRouter>
+        {/* The browser's feed, as the layout provides it: this tab's own (no Web Locks in jsdom). */}
+        <FleetFeedProvider>
+          <MemoryRouter initialEntries={[opts.path]}>
+            <Routes>
+              <Route path={opts.route} element={opts.element} />
+              {opts.also?.map((a) => <Route key={a.route} path={a.route} element={a.element} />)}
+            </Routes>
+            <LocationProbe at={at} />
+          </MemoryRouter>
+        </FleetFeedProvider>
       </QueryClientProvider>
     </TransportProvider>,
   );

@@ -5,8 +5,8 @@ import { RunStatus } from "../../gen/loom/v1/run_pb";
 import type { RunState } from "../../data/runs";
 import { Timeline } from "./Timeline";
 
-// RunCard shows the Candidate's Run as WatchRun delivers it: its status,
-// whether the stream is up, why and when it was cancelled, and its steps.
+// RunCard shows the Candidate's Run as useRun keeps it: its status,
+// whether the browser's feed is up, why and when it was cancelled, and its steps.
 export function RunCard({ run, onChanged }: { run: RunState; onChanged: () => void }) {
   const r = run.run;
   return (
