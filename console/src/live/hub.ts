@@ -118,9 +118,13 @@ export class LiveHub {
     this.chan = chan;
     chan.onmessage = (ev) => this.receive(ev.data as Wire);
     chan.postMessage({ t: "hello" } satisfies Wire);
-    // The lock is held for as long as lead's promise is pending; a request
-    // still waiting is dropped by the abort (and rejects: ignored).
-    locks.request(this.name, { signal: ctl.signal }, () => this.lead(ctl.signal, chan)).catch(() => {});
+    // The lock is held for as long as the callback's promise is pending: it
+    // settles the moment the session ends, not once the stream has wound
+    // down, so that the page holds no lock when the browser decides whether
+    // to keep it in the back/forward cache. A request still waiting is
+    // dropped by the abort (and rejects: ignored).
+    const ended = new Promise<void>((resolve) => ctl.signal.addEventListener("abort", () => resolve(), { once: true }));
+    locks.request(this.name, { signal: ctl.signal }, () => Promise.race([this.lead(ctl.signal, chan), ended])).catch(() => {});
   }
 
   // stop leaves the feed: the stream closes, the lock goes to the next tab,
