@@ -406,6 +406,138 @@ try {
     await ctx.close();
   });
 
+  // Many tabs and the back/forward cache, as any desktop Chrome has them:
+  // Playwright turns the cache off (--disable-back-forward-cache), so a
+  // browser of its own runs without that switch. Over plain HTTP/1.1 a
+  // browser opens at most six connections to the server; with a stream
+  // per page, three Candidate tabs (or pages kept in the cache with theirs)
+  // took them all and the next page never loaded. The browser's one live
+  // stream is counted here at every request: WatchEvents of the whole
+  // fleet, never more than 2 open at once (1, and briefly 2 while a tab
+  // hands it over), and no WatchRun, WatchRollout or per-Migration watch.
+  {
+    const cached = await chromium.launch({
+      executablePath,
+      headless: true,
+      args: ["--no-sandbox", "--enable-features=BackForwardCache"],
+      ignoreDefaultArgs: ["--disable-back-forward-cache"],
+    });
+    try {
+      const ctx = await cached.newContext({ viewport: { width: 1400, height: 900 } });
+      // A restore from the cache fires pageshow with persisted on the page
+      // kept; each page counts its own.
+      await ctx.addInitScript(() => {
+        window.__restored = 0;
+        addEventListener("pageshow", (e) => {
+          if (e.persisted) window.__restored++;
+        });
+      });
+      const open = new Set();
+      let most = 0;
+      const others = [];
+      ctx.on("request", (r) => {
+        const u = r.url();
+        if (!/\/Watch[A-Za-z]+$/.test(u)) return;
+        if (!u.endsWith("/loom.v1.HistoryService/WatchEvents")) others.push(u);
+        open.add(r);
+        most = Math.max(most, open.size);
+      });
+      ctx.on("requestfinished", (r) => open.delete(r));
+      ctx.on("requestfailed", (r) => open.delete(r));
+      const budget = (when) => {
+        if (others.length) throw new Error(`${when}: streams other than the fleet feed were opened: ${others.join(", ")}`);
+        if (most > 2) throw new Error(`${when}: ${most} streams were open at once`);
+      };
+      const candidate = (id) => `${origin}/m/go-directive/c/${id}`;
+      const rendered = (p, id) => p.getByRole("heading", { level: 1, name: id }).waitFor({ timeout: 30_000 });
+      const timed = async (what, fn) => {
+        const began = Date.now();
+        await fn();
+        const ms = Date.now() - began;
+        if (ms > 2_000) throw new Error(`${what}: ${ms} ms, over 2 s`);
+        return ms;
+      };
+      const ids = ["svc-01", "svc-02", "svc-03", "svc-04", "svc-01"];
+
+      await step("5 Candidate tabs and their reloads, each first render under 2 s, on one live stream", async () => {
+        const tabs = [];
+        const firsts = [];
+        for (const id of ids) {
+          const p = await ctx.newPage();
+          p.on("pageerror", (e) => pageErrors.push(e));
+          tabs.push(p);
+          // Each tab signs in from the URL (the token is kept per tab).
+          firsts.push(await timed(`tab ${tabs.length} (${id})`, async () => {
+            await p.goto(`${candidate(id)}#token=${encodeURIComponent(operator)}`, { waitUntil: "commit" });
+            await rendered(p, id);
+          }));
+        }
+        // Every tab follows the feed, live (its history says so: svc-03 has
+        // no Run), though one tab holds it.
+        for (const p of tabs) await p.locator(".eventlog").getByText("● live").waitFor({ timeout: 10_000 });
+        const reloads = [];
+        for (const [i, p] of tabs.entries()) {
+          reloads.push(await timed(`reload of tab ${i + 1}`, async () => {
+            await p.reload({ waitUntil: "commit" });
+            await rendered(p, ids[i]);
+          }));
+        }
+        for (const p of tabs) await p.locator(".eventlog").getByText("● live").waitFor({ timeout: 10_000 });
+        // A change made elsewhere reaches every tab through the one stream:
+        // both tabs of svc-01 show it in their history, live.
+        await call(
+          loom,
+          "/loom.v1.DiscoveryService/UpdateCandidateInputs",
+          { migrationId: "go-directive", candidateId: "svc-01", inputs: { e2e_tabs: "5" } },
+          operator,
+        );
+        for (const i of [0, 4]) {
+          const history = tabs[i].locator("section", { has: tabs[i].locator("#history-h") });
+          await history.getByText("candidate inputs updated").waitFor({ timeout: 10_000 });
+        }
+        budget("5 tabs");
+        console.log(`MEASURE 5 Candidate tabs, first render: ${firsts.join(", ")} ms; after a reload: ${reloads.join(", ")} ms; streams open at most: ${most}`);
+      });
+
+      await step("10 back/forward navigations with the cache on, each under 2 s, restored and live again", async () => {
+        const p = await ctx.newPage();
+        p.on("pageerror", (e) => pageErrors.push(e));
+        await p.goto(`${candidate("svc-01")}#token=${encodeURIComponent(operator)}`);
+        await rendered(p, "svc-01");
+        // Documents of their own (not links inside the app): each page left
+        // is kept in the cache.
+        const path = ["svc-01", "svc-02", "svc-03", "svc-04", "svc-02", "svc-03"];
+        for (const id of path.slice(1)) {
+          await p.goto(candidate(id));
+          await rendered(p, id);
+        }
+        const times = [];
+        const moves = [...Array(5).fill(-1), ...Array(5).fill(1)];
+        let at = path.length - 1;
+        for (const move of moves) {
+          at += move;
+          const id = path[at];
+          times.push(await timed(`${move < 0 ? "back" : "forward"} to ${id}`, async () => {
+            await (move < 0 ? p.goBack({ waitUntil: "commit" }) : p.goForward({ waitUntil: "commit" }));
+            await rendered(p, id);
+          }));
+          const restored = await p.evaluate(() => window.__restored);
+          if (!restored) {
+            const why = await p.evaluate(() => JSON.stringify(performance.getEntriesByType("navigation")[0]?.notRestoredReasons));
+            throw new Error(`${id} was not restored from the back/forward cache: ${why}`);
+          }
+          // Back from the cache, the page follows the feed again.
+          await p.locator(".eventlog").getByText("● live").waitFor({ timeout: 5_000 });
+        }
+        budget("back and forward");
+        console.log(`MEASURE 10 back/forward navigations (from the cache): ${times.join(", ")} ms; streams open at most: ${most}`);
+      });
+      await ctx.close();
+    } finally {
+      await cached.close();
+    }
+  }
+
   // Measured, not asserted: a Migration of 10,000 Candidates.
   await step("measure a Migration of 10,000 Candidates", async () => {
     await call(loom, "/loom.v1.RegistryService/Announce", {
