@@ -5,6 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { mount, untilAborted } from "./test/mount";
 import { HistoryPage } from "./pages/HistoryPage";
+import { eventIdAfter } from "./components/EventLog";
 import { MetricsService, MigrationSummarySchema } from "./gen/loom/v1/metrics_service_pb";
 import {
   EventKind,
@@ -369,5 +370,16 @@ describe("the history page", () => {
     empty.unmount();
     serve({ path: "/history?m=node-20&kind=step_failed" });
     expect(await screen.findByText("No event yet.")).toBeTruthy();
+  });
+});
+
+describe("eventIdAfter", () => {
+  it("orders event ids by time, then sequence, as numbers", () => {
+    expect(eventIdAfter("1700000000001-0", "1700000000000-9")).toBe(true);
+    expect(eventIdAfter("1700000000000-10", "1700000000000-9")).toBe(true);
+    expect(eventIdAfter("1700000000000-9", "1700000000000-10")).toBe(false);
+    expect(eventIdAfter("1000-0", "999-0")).toBe(true);
+    expect(eventIdAfter("5-0", "5-0")).toBe(false);
+    expect(eventIdAfter("5-0", "")).toBe(true);
   });
 });
