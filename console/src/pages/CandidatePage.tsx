@@ -15,6 +15,7 @@ import { RunForm } from "./candidate/RunForm";
 import { RunCard } from "./candidate/RunCard";
 import { CandidateCard } from "./candidate/CandidateCard";
 import { PreviewSection } from "./candidate/PreviewSection";
+import { failedSteps } from "../components/Preview";
 import { CandidateHistory } from "./candidate/CandidateHistory";
 import { useTitle } from "../title";
 
@@ -61,9 +62,13 @@ export function CandidatePage() {
           candidateId={c.id}
           stored={c.inputs}
           canStart={!active && c.status !== CandidateStatus.COMPLETED && can(RunService.method.startRun)}
+          failedPreview={preview ? failedSteps(preview.steps) : []}
           onPreview={setPreview}
           onClose={() => setStarting(false)}
           onStarted={() => {
+            // The preview was of a Run not yet started: once it runs, the
+            // Run's own steps say what happens.
+            setPreview(null);
             setStarting(false);
             setGeneration((g) => g + 1);
             refresh();
@@ -71,12 +76,13 @@ export function CandidatePage() {
         />
       )}
 
+      {/* Under the form that asked for it, above the Run and the Candidate. */}
+      {preview && <PreviewSection preview={preview} onClose={() => setPreview(null)} />}
+
       <div className="columns">
         <RunCard run={run} onChanged={refresh} />
         <CandidateCard m={m} c={c} onSaved={refresh} />
       </div>
-
-      {preview && <PreviewSection preview={preview} onClose={() => setPreview(null)} />}
 
       <CandidateHistory
         migrationId={migrationId}

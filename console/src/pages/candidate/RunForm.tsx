@@ -5,6 +5,7 @@ import { errorText } from "../../api";
 import type { Migration } from "../../gen/loom/v1/migration_pb";
 import type { PreviewRunResponse } from "../../gen/loom/v1/run_service_pb";
 import { useRunClient } from "../../transport";
+import { Dialog } from "../../components/Dialog";
 
 function requiredMissing(m: Migration, inputs: Record<string, string>): string[] {
   return m.requiredInputs.filter((i) => !(inputs[i.name] ?? "").trim()).map((i) => i.label || i.name);
@@ -12,12 +13,17 @@ function requiredMissing(m: Migration, inputs: Record<string, string>): string[]
 
 // RunForm asks for the Migration's required inputs, prefilled from the
 // Candidate's stored ones and checked before anything is sent, then
-// previews the Run or starts it.
+// previews the Run or starts it. When the preview shown has a step whose
+// preview failed, Start warns and asks again in a dialog: that step's
+// changes were never shown to anyone.
 export function RunForm(props: {
   m: Migration;
   candidateId: string;
   stored: Record<string, string>;
   canStart: boolean;
+  // failedPreview names the steps whose preview failed, in the preview
+  // shown (none when there is none).
+  failedPreview: string[];
   onPreview: (p: PreviewRunResponse) => void;
   onClose: () => void;
   onStarted: () => void;
@@ -25,10 +31,12 @@ export function RunForm(props: {
   const runs = useRunClient();
   const [inputs, setInputs] = useState<Record<string, string>>(() => ({ ...props.stored }));
   const [tried, setTried] = useState(false);
+  const [confirming, setConfirming] = useState(false);
   const missing = requiredMissing(props.m, inputs);
   const start = useMutation({
     mutationFn: () => runs.startRun({ migrationId: props.m.id, candidateId: props.candidateId, inputs }),
     onSuccess: () => {
+      setConfirming(false);
       toast.success(`Started ${props.candidateId}`);
       props.onStarted();
     },
@@ -49,7 +57,9 @@ export function RunForm(props: {
       aria-label="Preview or start a Run"
       onSubmit={(e) => {
         e.preventDefault();
-        if (check() && props.canStart) start.mutate();
+        if (!check() || !props.canStart) return;
+        if (props.failedPreview.length > 0) setConfirming(true);
+        else start.mutate();
       }}
     >
       <h2>Run {props.candidateId}</h2>
@@ -71,6 +81,12 @@ export function RunForm(props: {
           Required: {missing.join(", ")}
         </div>
       )}
+      {props.canStart && props.failedPreview.length > 0 && (
+        <div role="status" className="warning">
+          The preview of {props.failedPreview.join(", ")} failed: what {props.failedPreview.length === 1 ? "it" : "they"} would
+          change was not shown.
+        </div>
+      )}
       <div className="actions">
         <button type="button" disabled={preview.isPending} onClick={() => check() && preview.mutate()}>
           {preview.isPending ? "Previewing…" : "Preview"}
@@ -84,6 +100,24 @@ export function RunForm(props: {
           Close
         </button>
       </div>
+      {confirming && (
+        <Dialog title="Start despite the failed preview?" onClose={() => setConfirming(false)}>
+          <p>
+            The Migrator could not preview {props.failedPreview.join(", ")} for {props.candidateId}. Starting runs every step,
+            including changes nobody has seen.
+          </p>
+          {/* Back comes first, so the focus the dialog gives its first
+              button is on it: a second Enter does not start the Run. */}
+          <div className="actions">
+            <button type="button" onClick={() => setConfirming(false)}>
+              Back
+            </button>
+            <button type="button" className="danger" disabled={start.isPending} onClick={() => start.mutate()}>
+              {start.isPending ? "Starting…" : "Start anyway"}
+            </button>
+          </div>
+        </Dialog>
+      )}
     </form>
   );
 }
