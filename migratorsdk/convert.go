@@ -32,6 +32,8 @@ func migrationToProto(m Migration, migratorURL string) *loomv1.Migration {
 		Overview:    m.Overview,
 		Steps:       stepsToProto(m.Steps),
 		MigratorUrl: migratorURL,
+
+		ViewersMayPreview: m.ViewersMayPreview,
 	}
 	if m.DispatchLease > 0 {
 		p.DispatchLease = durationpb.New(m.DispatchLease)
@@ -51,7 +53,7 @@ func migrationToProto(m Migration, migratorURL string) *loomv1.Migration {
 // migrationFromProto reads an API Migration.
 func migrationFromProto(p *loomv1.Migration) Migration {
 	m := Migration{ID: p.GetId(), Name: p.GetName(), Description: p.GetDescription(), Overview: p.GetOverview(), Steps: stepsFromProto(p.GetSteps()),
-		DispatchLease: p.GetDispatchLease().AsDuration()}
+		DispatchLease: p.GetDispatchLease().AsDuration(), ViewersMayPreview: p.GetViewersMayPreview()}
 	for t, d := range p.GetDispatchLeaseByType() {
 		if m.DispatchLeaseByType == nil {
 			m.DispatchLeaseByType = map[string]time.Duration{}

@@ -727,3 +727,22 @@ func TestMigratortestsDocSnippet(t *testing.T) {
 	run := loom.MustDispatch(t, "my-migration", "bump", "acme/payments", nil)
 	run.MustWait(t, migratorsdk.StatusOpen)
 }
+
+// ViewersMayPreview reaches Loom with the announcement, and is off unless
+// the Migrator sets it.
+func TestAnnounceSaysWhetherViewersMayPreview(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		loom := migratortest.Serve(t, l)
+		s := spec(map[string]migratorsdk.StepHandler{"plain": func(context.Context, *migratorsdk.Dispatch) error { return nil }})
+		s.Migration.ViewersMayPreview = allow
+		_, stop := start(t, s, migratorsdk.Options{LoomURL: "http://" + l.Addr().String()})
+		if got := loom.WaitAnnounced(t, "test-migration").ViewersMayPreview; got != allow {
+			t.Errorf("set %v, Loom got %v", allow, got)
+		}
+		stop()
+	}
+}

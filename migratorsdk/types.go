@@ -28,6 +28,13 @@ type Migration struct {
 	// Migrator died with the step: handlers must be idempotent.
 	DispatchLease       time.Duration
 	DispatchLeaseByType map[string]time.Duration
+	// ViewersMayPreview lets Loom's viewers (read-only callers) preview
+	// Runs of this Migration, in the console or with RunService.PreviewRun;
+	// they still may not start one. Off by default: a preview shows the
+	// Candidates' files, before and after each step. Your Preview must then
+	// change nothing anywhere (StackedPreview changes nothing but an
+	// in-memory copy).
+	ViewersMayPreview bool
 }
 
 // Step is one unit of work of a Migration.

@@ -1,15 +1,16 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { fireEvent, render, screen, waitFor, within } from "@testing-library/react";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { mount, untilAborted } from "./test/mount";
 import { CandidatePage } from "./pages/CandidatePage";
 import { PreviewView } from "./components/Preview";
-import { RegistryService } from "./gen/loom/v1/registry_service_pb";
+import { GetCallerResponseSchema, RegistryService } from "./gen/loom/v1/registry_service_pb";
+import { mayPreviewWhereAllowed } from "./data/registry";
 import { DiscoveryService } from "./gen/loom/v1/discovery_service_pb";
 import { HistoryService } from "./gen/loom/v1/history_service_pb";
 import { RunService, type PreviewRunRequest, type StartRunRequest } from "./gen/loom/v1/run_service_pb";
-import { MigrationSchema } from "./gen/loom/v1/migration_pb";
+import { MigrationSchema, type Migration } from "./gen/loom/v1/migration_pb";
 import { CandidateSchema, CandidateStatus } from "./gen/loom/v1/candidate_pb";
 import { FileDiffStatus, StepPreviewSchema, type StepPreview } from "./gen/loom/v1/preview_pb";
 
@@ -50,7 +51,11 @@ describe("previewing and starting from the Candidate page", () => {
 
   // A Loom where the caller may preview and start, the Candidate has no
   // Run, and the Migrator previews the steps given; what is sent is kept.
-  function serve(steps: StepPreview[], sent: { previews: PreviewRunRequest[]; started: StartRunRequest[] }) {
+  function serve(
+    steps: StepPreview[],
+    sent: { previews: PreviewRunRequest[]; started: StartRunRequest[] },
+    opts: { caller?: MessageInitShape<typeof GetCallerResponseSchema>; migration?: Migration } = {},
+  ) {
     // jsdom does not scroll: record what the page asks to bring into view.
     Element.prototype.scrollIntoView = vi.fn(function (this: Element) {
       scrolled.push(this);
@@ -61,8 +66,9 @@ describe("previewing and starting from the Candidate page", () => {
       element: <CandidatePage />,
       routes: (r) => {
         r.service(RegistryService, {
-          getCaller: () => ({ authenticated: true, allowedProcedures: procedures(RunService.method.previewRun, RunService.method.startRun) }),
-          getMigration: () => ({ migration }),
+          getCaller: () =>
+            opts.caller ?? { authenticated: true, allowedProcedures: procedures(RunService.method.previewRun, RunService.method.startRun) },
+          getMigration: () => ({ migration: opts.migration ?? migration }),
         });
         r.service(DiscoveryService, { getCandidate: () => ({ candidate }) });
         r.service(RunService, {
@@ -136,5 +142,49 @@ describe("previewing and starting from the Candidate page", () => {
     expect(sent.started[0]).toMatchObject({ migrationId: "go-upgrade", candidateId: "acme/billing" });
     await waitFor(() => expect(screen.queryByRole("dialog")).toBeNull());
     expect(screen.queryByRole("heading", { level: 2, name: /^Preview/ })).toBeNull();
+  });
+
+  // A viewer: may read, and preview where the Migration allows it.
+  const viewer: MessageInitShape<typeof GetCallerResponseSchema> = {
+    authenticated: true,
+    role: "viewer",
+    allowedProcedures: procedures(RunService.method.getRun, RunService.method.watchRun),
+    allowedIfMigrationAllows: procedures(RunService.method.previewRun),
+  };
+
+  it("lets a viewer preview, read-only, a Migration whose Migrator allows it, and never start", async () => {
+    const sent = { previews: [] as PreviewRunRequest[], started: [] as StartRunRequest[] };
+    serve([bump, broken], sent, { caller: viewer, migration: create(MigrationSchema, { ...migration, viewersMayPreview: true }) });
+    fireEvent.click(await screen.findByRole("button", { name: "Preview…" }));
+    const form = screen.getByRole("form", { name: "Preview a Run" });
+    fireEvent.click(within(form).getByRole("button", { name: "Preview" }));
+    expect(await screen.findByLabelText("Diff of acme/billing: go.mod")).toBeTruthy();
+    expect(sent.previews[0]).toMatchObject({ migrationId: "go-upgrade", candidateId: "acme/billing" });
+    // No Start, so no warning about starting either; Enter in the form starts nothing.
+    expect(within(form).queryByRole("button", { name: /Start/ })).toBeNull();
+    expect(within(form).queryByRole("status")).toBeNull();
+    fireEvent.submit(form);
+    expect(screen.queryByRole("dialog")).toBeNull();
+    expect(sent.started).toEqual([]);
+  });
+
+  it("shows an operator Preview whatever the Migration says of viewers", async () => {
+    const sent = { previews: [] as PreviewRunRequest[], started: [] as StartRunRequest[] };
+    serve([bump], sent);
+    expect(await screen.findByRole("button", { name: "Preview or start…" })).toBeTruthy();
+  });
+});
+
+describe("who may preview", () => {
+  const caller = (c: MessageInitShape<typeof GetCallerResponseSchema>) => create(GetCallerResponseSchema, c);
+  const open = create(MigrationSchema, { id: "m", viewersMayPreview: true });
+  const closed = create(MigrationSchema, { id: "m" });
+  it("is a viewer only where the Migrator allows it", () => {
+    const viewer = caller({ role: "viewer", allowedIfMigrationAllows: procedures(RunService.method.previewRun) });
+    expect(mayPreviewWhereAllowed(viewer, open)).toBe(true);
+    expect(mayPreviewWhereAllowed(viewer, closed)).toBe(false);
+    // A role the rules do not let preview where allowed, or no answer yet.
+    expect(mayPreviewWhereAllowed(caller({ role: "migrator" }), open)).toBe(false);
+    expect(mayPreviewWhereAllowed(undefined, open)).toBe(false);
   });
 });

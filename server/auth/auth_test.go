@@ -177,6 +177,36 @@ func TestRules(t *testing.T) {
 	}
 }
 
+// Previewing is a permission of its own: viewers may preview only where
+// the Migration allows it (the API checks the Migration), and that never
+// lets them start, nor any other role anything more.
+func TestViewersPreviewOnlyWhereTheMigrationAllows(t *testing.T) {
+	const preview, start = "/loom.v1.RunService/PreviewRun", "/loom.v1.RunService/StartRun"
+	for role, want := range map[auth.Role][2]bool{
+		// Allowed outright, allowed where the Migration allows.
+		auth.RoleViewer:   {false, true},
+		auth.RoleOperator: {true, false},
+		auth.RoleMigrator: {false, false},
+		auth.RoleAdmin:    {true, false},
+	} {
+		p := auth.Principal{Subject: "s", Role: role, Scope: auth.AllMigrations}
+		if ok, _ := auth.Allowed(preview, p); ok != want[0] {
+			t.Errorf("%s may preview: %v, want %v", role, ok, want[0])
+		}
+		if got := auth.AllowedIfMigrationAllows(preview, p); got != want[1] {
+			t.Errorf("%s may preview where the Migration allows: %v, want %v", role, got, want[1])
+		}
+		if auth.AllowedIfMigrationAllows(start, p) {
+			t.Errorf("%s may start where the Migration allows", role)
+		}
+	}
+	for proc, r := range auth.Rules {
+		if len(r.IfMigrationAllows) > 0 && proc != preview {
+			t.Errorf("%s is allowed where the Migration allows: the API checks that for PreviewRun only", proc)
+		}
+	}
+}
+
 // Bulk actions are operators' (and admins'): viewers see their results, a
 // Migrator never acts on many Runs at once.
 func TestBulkActionsAreForOperators(t *testing.T) {

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 )
 
@@ -45,13 +46,23 @@ type Rule struct {
 	Roles []Role
 	// Owned limits the migrator role to the Migrations in its scope.
 	Owned bool
+	// IfMigrationAllows are roles that may call it too, but only about a
+	// Migration that allows them; for PreviewRun, viewers about a
+	// Migration whose Migrator announced viewers_may_preview. The policy
+	// cannot see Migrations: Allowed refuses these callers, and
+	// AllowedIfMigrationAllows names them for the API to admit once it
+	// has read the Migration the request names. A separate permission
+	// from Roles, so that letting viewers preview never lets them start.
+	IfMigrationAllows []Role
 }
 
 var (
 	readers   = Rule{Roles: []Role{RoleViewer, RoleOperator, RoleMigrator}, Owned: true}
 	operators = Rule{Roles: []Role{RoleOperator}}
-	migrators = Rule{Roles: []Role{RoleMigrator}, Owned: true}
-	admins    = Rule{}
+	// previewers: operators, and viewers where the Migration allows it.
+	previewers = Rule{Roles: []Role{RoleOperator}, IfMigrationAllows: []Role{RoleViewer}}
+	migrators  = Rule{Roles: []Role{RoleMigrator}, Owned: true}
+	admins     = Rule{}
 )
 
 // Rules is who may call what, by procedure. A procedure missing here is
@@ -68,7 +79,7 @@ var Rules = map[string]Rule{
 	"/loom.v1.DiscoveryService/GetCandidate":              readers,
 	"/loom.v1.DiscoveryService/UpdateCandidateInputs":     operators,
 	"/loom.v1.DiscoveryService/BulkUpdateCandidateInputs": operators,
-	"/loom.v1.RunService/PreviewRun":                      operators,
+	"/loom.v1.RunService/PreviewRun":                      previewers,
 	"/loom.v1.RunService/StartRun":                        operators,
 	"/loom.v1.RunService/CancelRun":                       operators,
 	"/loom.v1.RunService/RetryStep":                       operators,
@@ -117,6 +128,15 @@ func Allowed(procedure string, p Principal) (ok, ownedOnly bool) {
 		}
 	}
 	return false, false
+}
+
+// AllowedIfMigrationAllows reports whether p, refused by Allowed, may call
+// procedure about the Migrations that allow it (Rule.IfMigrationAllows).
+func AllowedIfMigrationAllows(procedure string, p Principal) bool {
+	if p.Role == RoleAdmin {
+		return false // Allowed lets admins call it anywhere
+	}
+	return slices.Contains(Rules[procedure].IfMigrationAllows, p.Role)
 }
 
 type principalKey struct{}

@@ -1,5 +1,8 @@
 import { useQuery } from "@tanstack/react-query";
 import type { DescMethod } from "@bufbuild/protobuf";
+import type { Migration } from "../gen/loom/v1/migration_pb";
+import { RunService } from "../gen/loom/v1/run_service_pb";
+import type { GetCallerResponse } from "../gen/loom/v1/registry_service_pb";
 import { queryKeys } from "../queryKeys";
 import { useRegistryClient } from "../transport";
 
@@ -34,4 +37,23 @@ export function useCan(): (m: DescMethod) => boolean {
     if (!c.data) return false;
     return c.data.allowedProcedures.includes(`/${m.parent.typeName}/${m.name}`);
   };
+}
+
+// useCanPreview says whether the caller may preview Runs of a Migration
+// (see mayPreview). Previewing is never starting: Start is asked of useCan
+// apart.
+export function useCanPreview(): (m: Migration) => boolean {
+  const c = useCaller();
+  const can = useCan();
+  return (m) => can(RunService.method.previewRun) || mayPreviewWhereAllowed(c.data, m);
+}
+
+const previewProcedure = `/${RunService.typeName}/${RunService.method.previewRun.name}`;
+
+// mayPreviewWhereAllowed: a viewer may preview a Migration whose Migrator
+// announced viewers_may_preview (GetCaller lists PreviewRun in
+// allowed_if_migration_allows for it); operators and admins have PreviewRun
+// in allowed_procedures instead.
+export function mayPreviewWhereAllowed(caller: GetCallerResponse | undefined, m: Migration): boolean {
+  return m.viewersMayPreview && !!caller?.allowedIfMigrationAllows.includes(previewProcedure);
 }

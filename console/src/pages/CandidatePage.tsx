@@ -8,7 +8,7 @@ import { RunService } from "../gen/loom/v1/run_service_pb";
 import { ErrorBox, Loading } from "../components/Common";
 import { useCandidate, useRefreshCandidate } from "../data/discovery";
 import { useRun } from "../data/runs";
-import { useCan, useMigration } from "../data/registry";
+import { useCan, useCanPreview, useMigration } from "../data/registry";
 import { CandidateHeader } from "./candidate/CandidateHeader";
 import { CancelButton } from "./candidate/CancelButton";
 import { RunForm } from "./candidate/RunForm";
@@ -34,6 +34,7 @@ export function CandidatePage() {
   const [preview, setPreview] = useState<PreviewRunResponse | null>(null);
   const [starting, setStarting] = useState(false);
   const can = useCan();
+  const canPreview = useCanPreview();
   useTitle(candidateId, mig.data?.migration?.name || migrationId);
 
   if (cand.isPending || mig.isPending) return <Loading what="the Candidate" />;
@@ -43,25 +44,27 @@ export function CandidatePage() {
   const c = cand.data.candidate!;
   const r = run.run;
   const active = r?.status === RunStatus.RUNNING;
+  // A viewer the Migration lets preview gets Preview, never Start.
+  const canStart = !active && c.status !== CandidateStatus.COMPLETED && can(RunService.method.startRun);
   return (
     <>
       <CandidateHeader m={m} c={c} />
 
       <div className="actions">
-        {!starting && can(RunService.method.previewRun) && (
+        {!starting && canPreview(m) && (
           <button type="button" onClick={() => setStarting(true)}>
-            {active || c.status === CandidateStatus.COMPLETED ? "Preview…" : "Preview or start…"}
+            {canStart ? "Preview or start…" : "Preview…"}
           </button>
         )}
         {active && r && can(RunService.method.cancelRun) && <CancelButton run={r} onDone={refresh} />}
       </div>
 
-      {starting && (
+      {starting && canPreview(m) && (
         <RunForm
           m={m}
           candidateId={c.id}
           stored={c.inputs}
-          canStart={!active && c.status !== CandidateStatus.COMPLETED && can(RunService.method.startRun)}
+          canStart={canStart}
           failedPreview={preview ? failedSteps(preview.steps) : []}
           onPreview={setPreview}
           onClose={() => setStarting(false)}

@@ -98,7 +98,7 @@ func NewHandler(o Options) http.Handler {
 	interceptors = append(interceptors, errorInterceptor{log: o.Logger})
 	var openOpts []connect.HandlerOption
 	if o.Authenticator != nil {
-		authn := &authInterceptor{authn: o.Authenticator, limit: newCallerLimits(o.RateLimit, o.Burst)}
+		authn := &authInterceptor{authn: o.Authenticator, limit: newCallerLimits(o.RateLimit, o.Burst), registry: o.Registry}
 		interceptors = append(interceptors, authn)
 		if o.ProtectHealth {
 			openOpts = append(openOpts, connect.WithInterceptors(healthAuth{authn}))

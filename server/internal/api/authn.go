@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sync"
 	"time"
 
@@ -11,26 +12,36 @@ import (
 	"golang.org/x/time/rate"
 
 	loomv1 "github.com/loomhq/loom/gen/loom/v1"
+	"github.com/loomhq/loom/gen/loom/v1/loomv1connect"
 	"github.com/loomhq/loom/server/auth"
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
 // authInterceptor authenticates every call, checks the caller's role and,
-// for Migrators, that the Migration is theirs, before the request is
-// validated or handled: a refused call changes nothing.
+// for Migrators, that the Migration is theirs, or, for a role a rule lets
+// call only where the Migration allows it, that the Migration allows it,
+// before the request is validated or handled: a refused call changes
+// nothing.
 type authInterceptor struct {
 	authn *auth.Authenticator
 	limit *callerLimits
+	// registry reads the Migrations that may allow a call
+	// (auth.Rule.IfMigrationAllows); nil allows none.
+	registry *migration.Registry
 }
+
+// requestCheck is what the request of an admitted call must pass: that its
+// Migration is the caller's, or that it allows the caller. nil: nothing.
+type requestCheck func(ctx context.Context, msg any) error
 
 func (i *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		p, owned, err := i.admit(ctx, req.Spec().Procedure, req.Header().Get("Authorization"))
+		p, check, err := i.admit(ctx, req.Spec().Procedure, req.Header().Get("Authorization"))
 		if err != nil {
 			return nil, err
 		}
-		if owned {
-			if err := checkOwnership(p, req.Any()); err != nil {
+		if check != nil {
+			if err := check(ctx, req.Any()); err != nil {
 				return nil, err
 			}
 		}
@@ -44,39 +55,45 @@ func (i *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) 
 
 func (i *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		p, owned, err := i.admit(ctx, conn.Spec().Procedure, conn.RequestHeader().Get("Authorization"))
+		p, check, err := i.admit(ctx, conn.Spec().Procedure, conn.RequestHeader().Get("Authorization"))
 		if err != nil {
 			return err
 		}
-		if owned {
-			conn = &ownedStream{StreamingHandlerConn: conn, p: p}
+		if check != nil {
+			conn = &checkedStream{StreamingHandlerConn: conn, ctx: ctx, check: check}
 		}
 		return next(auth.WithPrincipal(ctx, p), conn)
 	}
 }
 
-// admit authenticates the caller and checks its role and rate.
-func (i *authInterceptor) admit(ctx context.Context, procedure, header string) (p auth.Principal, ownedOnly bool, err error) {
+// admit authenticates the caller and checks its role and rate; check is
+// what the request must then pass.
+func (i *authInterceptor) admit(ctx context.Context, procedure, header string) (p auth.Principal, check requestCheck, err error) {
 	p, err = i.authn.Authenticate(ctx, header)
 	if err != nil {
 		if errors.Is(err, auth.ErrNoRole) {
-			return p, false, connect.NewError(connect.CodePermissionDenied, err)
+			return p, nil, connect.NewError(connect.CodePermissionDenied, err)
 		}
 		if !errors.Is(err, auth.ErrNoToken) {
 			err = errors.New("invalid or unknown bearer token")
 		}
-		return p, false, connect.NewError(connect.CodeUnauthenticated, err)
+		return p, nil, connect.NewError(connect.CodeUnauthenticated, err)
 	}
 	ok, owned := auth.Allowed(procedure, p)
-	if !ok {
-		return p, false, connect.NewError(connect.CodePermissionDenied,
+	switch {
+	case ok && owned:
+		check = func(_ context.Context, msg any) error { return checkOwnership(p, msg) }
+	case !ok && auth.AllowedIfMigrationAllows(procedure, p):
+		check = func(ctx context.Context, msg any) error { return i.checkMigrationAllows(ctx, p, procedure, msg) }
+	case !ok:
+		return p, nil, connect.NewError(connect.CodePermissionDenied,
 			fmt.Errorf("%s (role %s) may not call %s", p.Subject, p.Role, procedure))
 	}
 	if i.limit != nil && !i.limit.allow(p.Subject) {
-		return p, false, connect.NewError(connect.CodeResourceExhausted,
+		return p, nil, connect.NewError(connect.CodeResourceExhausted,
 			fmt.Errorf("%s is over its rate limit; retry later", p.Subject))
 	}
-	return p, owned, nil
+	return p, check, nil
 }
 
 // checkOwnership refuses a Migrator's call about a Migration it does not own.
@@ -90,6 +107,34 @@ func checkOwnership(p auth.Principal, msg any) error {
 	}
 	return nil
 }
+
+// checkMigrationAllows admits a call that p's role may make only about a
+// Migration that allows it (auth.Rule.IfMigrationAllows), once the
+// Migration the request names is read. Only PreviewRun has such a rule: a
+// viewer may preview a Migration whose Migrator announced
+// viewers_may_preview. Any other procedure is refused, so a rule added
+// without its check here stays closed; so is a request naming no Migration,
+// or one that does not exist.
+func (i *authInterceptor) checkMigrationAllows(ctx context.Context, p auth.Principal, procedure string, msg any) error {
+	id, _ := migrationOf(msg)
+	// The request is not validated yet: only a well-formed id is looked up
+	// (another could name keys of other slots).
+	if procedure == loomv1connect.RunServicePreviewRunProcedure && migrationIDPattern.MatchString(id) && i.registry != nil {
+		m, err := i.registry.Get(ctx, id)
+		if err != nil && !errors.Is(err, migration.ErrNotFound) {
+			return err // the store's trouble, mapped as every other call's
+		}
+		if err == nil && m.ViewersMayPreview {
+			return nil
+		}
+	}
+	return connect.NewError(connect.CodePermissionDenied, fmt.Errorf(
+		"%s (role %s) may call %s only about a Migration whose Migrator lets viewers preview (viewers_may_preview); migration %q does not",
+		p.Subject, p.Role, procedure, id))
+}
+
+// migrationIDPattern is Migration.id's rule in the .proto.
+var migrationIDPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // migrationOf names the Migration a request is about.
 func migrationOf(msg any) (string, bool) {
@@ -108,17 +153,18 @@ func migrationOf(msg any) (string, bool) {
 	return "", false
 }
 
-// ownedStream checks ownership on the request of a server stream.
-type ownedStream struct {
+// checkedStream checks the request of a server stream.
+type checkedStream struct {
 	connect.StreamingHandlerConn
-	p auth.Principal
+	ctx   context.Context
+	check requestCheck
 }
 
-func (s *ownedStream) Receive(msg any) error {
+func (s *checkedStream) Receive(msg any) error {
 	if err := s.StreamingHandlerConn.Receive(msg); err != nil {
 		return err
 	}
-	return checkOwnership(s.p, msg)
+	return s.check(s.ctx, msg)
 }
 
 // callerLimits is a token bucket per caller.

@@ -86,7 +86,8 @@ func (s *RegistryServer) ListSigningKeys(context.Context, *connect.Request[loomv
 }
 
 // GetCaller says who the caller is and which procedures auth.Rules lets it
-// call (every one when the server does not authenticate).
+// call (every one when the server does not authenticate), and which it may
+// call only about the Migrations that allow it.
 func (s *RegistryServer) GetCaller(ctx context.Context, _ *connect.Request[loomv1.GetCallerRequest]) (*connect.Response[loomv1.GetCallerResponse], error) {
 	p, authenticated := auth.PrincipalFrom(ctx)
 	res := &loomv1.GetCallerResponse{Authenticated: authenticated}
@@ -96,9 +97,12 @@ func (s *RegistryServer) GetCaller(ctx context.Context, _ *connect.Request[loomv
 	for proc := range auth.Rules {
 		if ok, _ := auth.Allowed(proc, p); ok || !authenticated {
 			res.AllowedProcedures = append(res.AllowedProcedures, proc)
+		} else if auth.AllowedIfMigrationAllows(proc, p) {
+			res.AllowedIfMigrationAllows = append(res.AllowedIfMigrationAllows, proc)
 		}
 	}
 	slices.Sort(res.AllowedProcedures)
+	slices.Sort(res.AllowedIfMigrationAllows)
 	return connect.NewResponse(res), nil
 }
 

@@ -20,8 +20,12 @@ type Migration struct {
 	// LeaseByType overrides it per step type. Zero: the server's default.
 	DispatchLease time.Duration
 	LeaseByType   map[string]time.Duration
-	CreateTime    time.Time
-	UpdateTime    time.Time
+	// ViewersMayPreview lets callers with the viewer role preview Runs of
+	// this Migration (never start them); the Migrator decides, since a
+	// preview shows the Candidates' files.
+	ViewersMayPreview bool
+	CreateTime        time.Time
+	UpdateTime        time.Time
 	// Counts is filled on reads; ignored on writes.
 	Counts CandidateCounts
 	// Kinds is how many Candidates are of each kind (no entry for a kind

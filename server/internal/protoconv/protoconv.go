@@ -26,6 +26,8 @@ func MigrationFromProto(p *loomv1.Migration) migration.Migration {
 		MigratorURL:    p.GetMigratorUrl(),
 		DispatchLease:  p.GetDispatchLease().AsDuration(),
 		LeaseByType:    leasesFromProto(p.GetDispatchLeaseByType()),
+
+		ViewersMayPreview: p.GetViewersMayPreview(),
 	}
 }
 
@@ -75,6 +77,7 @@ func MigrationToProto(m migration.Migration) *loomv1.Migration {
 		CandidateKinds:      m.Kinds,
 		DispatchLease:       optDuration(m.DispatchLease),
 		DispatchLeaseByType: leasesToProto(m.LeaseByType),
+		ViewersMayPreview:   m.ViewersMayPreview,
 	}
 }
 

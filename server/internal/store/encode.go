@@ -61,6 +61,10 @@ type migrationRecord struct {
 	// LeaseNS and LeaseByTypeNS are the dispatch leases, in nanoseconds.
 	LeaseNS       int64            `json:"lease_ns,omitempty"`
 	LeaseByTypeNS map[string]int64 `json:"lease_by_type_ns,omitempty"`
+	// ViewersMayPreview is absent while false, so the defs of Migrations
+	// that do not set it are the bytes they were (and a re-announce of one
+	// compares equal); a reader that does not know it leaves viewers out.
+	ViewersMayPreview bool `json:"viewers_may_preview,omitempty"`
 }
 
 // stepRecord is one step definition, in a Migration or a Candidate.
@@ -134,6 +138,8 @@ func encodeMigrationDef(m migration.Migration) (string, error) {
 		Steps:       stepRecords(m.Steps),
 		MigratorURL: m.MigratorURL,
 		LeaseNS:     int64(m.DispatchLease),
+
+		ViewersMayPreview: m.ViewersMayPreview,
 	}
 	for t, d := range m.LeaseByType {
 		if r.LeaseByTypeNS == nil {
@@ -165,6 +171,8 @@ func decodeMigration(id string, h map[string]string) (migration.Migration, error
 		Steps:         stepDefinitions(r.Steps),
 		MigratorURL:   r.MigratorURL,
 		DispatchLease: time.Duration(r.LeaseNS),
+
+		ViewersMayPreview: r.ViewersMayPreview,
 	}
 	for t, d := range r.LeaseByTypeNS {
 		if m.LeaseByType == nil {

@@ -30,6 +30,8 @@ func TestPutMigration(t *testing.T) {
 	sameButEmpty.Steps[1].Config = map[string]string{} // nil and empty are one definition
 	leaseChanged := testMigration("helm")
 	leaseChanged.LeaseByType["pr"] = 2 * time.Hour
+	previewable := leaseChanged
+	previewable.ViewersMayPreview = true
 
 	steps := []struct {
 		name                 string
@@ -44,6 +46,8 @@ func TestPutMigration(t *testing.T) {
 		{"definition changed", changed, 3, false, true, 0, 3},
 		{"changed back", testMigration("helm"), 4, false, true, 0, 4},
 		{"a lease changed", leaseChanged, 5, false, true, 0, 5},
+		{"viewers may preview", previewable, 6, false, true, 0, 6},
+		{"and no longer", leaseChanged, 7, false, true, 0, 7},
 	}
 	for _, st := range steps {
 		stored, created, updated, err := s.PutMigration(ctx, st.m, at(st.now))

@@ -54,7 +54,7 @@ export function RunForm(props: {
   return (
     <form
       className="card startform"
-      aria-label="Preview or start a Run"
+      aria-label={props.canStart ? "Preview or start a Run" : "Preview a Run"}
       onSubmit={(e) => {
         e.preventDefault();
         if (!check() || !props.canStart) return;
