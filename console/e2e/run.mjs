@@ -360,6 +360,12 @@ try {
     await page.getByPlaceholder(/Migration name or Candidate id/).fill("svc-03");
     await page.getByRole("option", { name: /svc-03/ }).click();
     await page.getByRole("heading", { name: "svc-03" }).waitFor();
+    // An action typed first: "start" opens the Candidate's preview and start form.
+    await page.keyboard.press("Control+k");
+    await page.getByPlaceholder(/Migration name or Candidate id/).fill("start svc-02");
+    await page.getByRole("option", { name: /Start or preview svc-02/ }).first().click();
+    await page.getByRole("heading", { name: "svc-02", exact: true }).waitFor();
+    await page.getByRole("form", { name: /^Preview/ }).waitFor();
     await page.getByRole("button", { name: "Switch to dark theme" }).click();
     if ((await page.evaluate(() => document.documentElement.dataset.theme)) !== "dark") throw new Error("no dark theme");
     await shot("10b-dark");

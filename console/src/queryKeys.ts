@@ -11,7 +11,8 @@ export const queryKeys = {
   migrationCandidates: (migrationId: string) => ["candidate", migrationId] as const,
   candidates: (migrationId: string) => ["candidates", migrationId] as const,
   candidatesPage: (migrationId: string, params: string) => ["candidates", migrationId, params] as const,
-  palette: (prefix: string, migrationIds: string[]) => ["palette", prefix, migrationIds.join(",")] as const,
+  palette: (prefix: string, metadata: Record<string, string>, migrationIds: string[]) =>
+    ["palette", prefix, Object.entries(metadata).sort(), migrationIds.join(",")] as const,
   // MetricsService
   fleet: () => ["fleet"] as const,
   allMetrics: () => ["metrics"] as const,

@@ -43,23 +43,26 @@ export function useCandidatesPage(
 }
 
 // usePaletteCandidates reads the first Candidates whose id starts with
-// prefix, in each of the Migrations (one that cannot answer gives none).
-export function usePaletteCandidates(prefix: string, migrations: Migration[], enabled: boolean) {
+// prefix and whose metadata has every pair of metadata (ListCandidates'
+// own filters), in each of the Migrations, in their order (one that cannot
+// answer, or refuses the filter, gives none).
+export function usePaletteCandidates(prefix: string, metadata: Record<string, string>, migrations: Migration[], enabled: boolean) {
   const discovery = useDiscoveryClient();
   return useQuery({
-    queryKey: queryKeys.palette(prefix, migrations.map((m) => m.id)),
+    queryKey: queryKeys.palette(prefix, metadata, migrations.map((m) => m.id)),
     enabled,
     queryFn: async ({ signal }) => {
       const pages = await Promise.all(
         migrations.map((m) =>
           discovery
-            .listCandidates({ migrationId: m.id, idPrefix: prefix, pageSize: 8 }, { signal })
-            .then((r) => r.candidates.map((c) => ({ migration: m, id: c.id })))
+            .listCandidates({ migrationId: m.id, idPrefix: prefix, metadata, pageSize: 8 }, { signal })
+            .then((r) => r.candidates.map((c) => ({ migration: m, id: c.id, metadata: c.metadata })))
             .catch(() => []),
         ),
       );
       return pages.flat();
     },
+    placeholderData: keepPreviousData,
   });
 }
 

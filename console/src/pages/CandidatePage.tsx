@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { useParams } from "react-router";
+import { useLocation, useParams } from "react-router";
 import { runId as makeRunId } from "../api";
 import { CandidateStatus } from "../gen/loom/v1/candidate_pb";
 import type { PreviewRunResponse } from "../gen/loom/v1/run_service_pb";
@@ -22,17 +22,34 @@ import { useTitle } from "../title";
 // CandidatePage is one Candidate: its Run live, what discovery knows of it,
 // and its history; it previews, starts and cancels its Run. It reads the
 // data and holds the page's state; each part is a component of its own
-// (./candidate/).
+// (./candidate/). It is keyed by the Candidate: going from one Candidate's
+// page to another's (the palette, history links) starts afresh, with no
+// preview or form of the other. Arriving with the state {start: true} (the
+// palette's "start") opens the preview and start form.
 export function CandidatePage() {
   const { migrationId = "", "*": rest = "" } = useParams();
   const candidateId = decodeURIComponent(rest);
+  const location = useLocation();
+  const start = (location.state as { start?: unknown } | null)?.start === true;
+  // The location's key too: "start" again on the same page opens the form again.
+  return (
+    <CandidatePageOf
+      key={migrationId + "/" + candidateId + (start ? "/" + location.key : "")}
+      migrationId={migrationId}
+      candidateId={candidateId}
+      start={start}
+    />
+  );
+}
+
+function CandidatePageOf({ migrationId, candidateId, start }: { migrationId: string; candidateId: string; start: boolean }) {
   const mig = useMigration(migrationId);
   const cand = useCandidate(migrationId, candidateId);
   const refresh = useRefreshCandidate(migrationId, candidateId);
   const [generation, setGeneration] = useState(0);
   const run = useRun(makeRunId(migrationId, candidateId), generation);
   const [preview, setPreview] = useState<PreviewRunResponse | null>(null);
-  const [starting, setStarting] = useState(false);
+  const [starting, setStarting] = useState(start);
   const can = useCan();
   const canPreview = useCanPreview();
   useTitle(candidateId, mig.data?.migration?.name || migrationId);
