@@ -84,8 +84,17 @@ type Migration struct {
 	// `{"repo": 120, "service": 8}`; a kind with no Candidate left is absent.
 	// Output only: ignored on input.
 	CandidateKinds map[string]int64 `protobuf:"bytes,13,rep,name=candidate_kinds,json=candidateKinds,proto3" json:"candidate_kinds,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Whether callers with the viewer role may preview this Migration's Runs
+	// (RunService.PreviewRun). A preview is read-only: it changes nothing in
+	// Loom, and the Migrator must change nothing either (the Go SDK's
+	// StackedPreview works on an in-memory copy of the files). Default
+	// false: only operators and admins preview, because a preview shows the
+	// Candidates' files, which a Migrator may not want every viewer to read.
+	// Starting a Run stays with operators whatever this says. A viewer's
+	// preview of a Migration without it is refused with PERMISSION_DENIED.
+	ViewersMayPreview bool `protobuf:"varint,14,opt,name=viewers_may_preview,json=viewersMayPreview,proto3" json:"viewers_may_preview,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Migration) Reset() {
@@ -207,6 +216,13 @@ func (x *Migration) GetCandidateKinds() map[string]int64 {
 		return x.CandidateKinds
 	}
 	return nil
+}
+
+func (x *Migration) GetViewersMayPreview() bool {
+	if x != nil {
+		return x.ViewersMayPreview
+	}
+	return false
 }
 
 // A StepDefinition is one unit of work of a Migration, the plan for a Step.
@@ -456,7 +472,7 @@ var File_loom_v1_migration_proto protoreflect.FileDescriptor
 
 const file_loom_v1_migration_proto_rawDesc = "" +
 	"\n" +
-	"\x17loom/v1/migration.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\v\n" +
+	"\x17loom/v1/migration.proto\x12\aloom.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\v\n" +
 	"\tMigration\x12;\n" +
 	"\x02id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\x02id\x12\x1e\n" +
 	"\x04name\x18\x02 \x01(\tB\n" +
@@ -480,7 +496,8 @@ const file_loom_v1_migration_proto_rawDesc = "" +
 	"\x16dispatch_lease_by_type\x18\f \x03(\v2+.loom.v1.Migration.DispatchLeaseByTypeEntryBC\xbaH@\x9a\x01=\x10d\"*r(2&^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$*\r\xaa\x01\n" +
 	"\"\x04\b\x80\xf5$2\x02\b\n" +
 	"R\x13dispatchLeaseByType\x12O\n" +
-	"\x0fcandidate_kinds\x18\r \x03(\v2&.loom.v1.Migration.CandidateKindsEntryR\x0ecandidateKinds\x1aa\n" +
+	"\x0fcandidate_kinds\x18\r \x03(\v2&.loom.v1.Migration.CandidateKindsEntryR\x0ecandidateKinds\x12.\n" +
+	"\x13viewers_may_preview\x18\x0e \x01(\bR\x11viewersMayPreview\x1aa\n" +
 	"\x18DispatchLeaseByTypeEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
 	"\x05value\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05value:\x028\x01\x1aA\n" +

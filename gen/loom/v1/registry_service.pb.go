@@ -518,8 +518,14 @@ type GetCallerResponse struct {
 	// in byte order. A migrator's calls are further limited to the Migrations
 	// it owns.
 	AllowedProcedures []string `protobuf:"bytes,4,rep,name=allowed_procedures,json=allowedProcedures,proto3" json:"allowed_procedures,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The procedures the caller may call only about the Migrations that
+	// allow it, which allowed_procedures does not list: today
+	// "/loom.v1.RunService/PreviewRun" for a viewer, about a Migration whose
+	// viewers_may_preview is set. In byte order; empty without
+	// authentication (allowed_procedures then lists everything).
+	AllowedIfMigrationAllows []string `protobuf:"bytes,5,rep,name=allowed_if_migration_allows,json=allowedIfMigrationAllows,proto3" json:"allowed_if_migration_allows,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *GetCallerResponse) Reset() {
@@ -576,6 +582,13 @@ func (x *GetCallerResponse) GetRole() string {
 func (x *GetCallerResponse) GetAllowedProcedures() []string {
 	if x != nil {
 		return x.AllowedProcedures
+	}
+	return nil
+}
+
+func (x *GetCallerResponse) GetAllowedIfMigrationAllows() []string {
+	if x != nil {
+		return x.AllowedIfMigrationAllows
 	}
 	return nil
 }
@@ -730,12 +743,13 @@ const file_loom_v1_registry_service_proto_rawDesc = "" +
 	"\x17DeleteMigrationResponse\x12-\n" +
 	"\x12deleted_candidates\x18\x01 \x01(\x03R\x11deletedCandidates\"\x18\n" +
 	"\x16ListSigningKeysRequest\"\x12\n" +
-	"\x10GetCallerRequest\"\x96\x01\n" +
+	"\x10GetCallerRequest\"\xd5\x01\n" +
 	"\x11GetCallerResponse\x12$\n" +
 	"\rauthenticated\x18\x01 \x01(\bR\rauthenticated\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12-\n" +
-	"\x12allowed_procedures\x18\x04 \x03(\tR\x11allowedProcedures\"B\n" +
+	"\x12allowed_procedures\x18\x04 \x03(\tR\x11allowedProcedures\x12=\n" +
+	"\x1ballowed_if_migration_allows\x18\x05 \x03(\tR\x18allowedIfMigrationAllows\"B\n" +
 	"\x17ListSigningKeysResponse\x12'\n" +
 	"\x04keys\x18\x01 \x03(\v2\x13.loom.v1.SigningKeyR\x04keys\"\x96\x01\n" +
 	"\n" +

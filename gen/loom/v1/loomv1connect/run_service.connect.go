@@ -79,7 +79,10 @@ type RunServiceClient interface {
 	// PreviewRun asks the Migrator what each step would change for one
 	// Candidate with the given inputs, and returns the per-step file diffs.
 	// Nothing is started or written anywhere. Required inputs are checked as
-	// StartRun checks them, before the Migrator is asked.
+	// StartRun checks them, before the Migrator is asked. Operators and
+	// admins may preview every Migration; viewers only those whose Migrator
+	// announced viewers_may_preview (Migration.viewers_may_preview), and
+	// are refused PERMISSION_DENIED about any other.
 	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND;
 	// FAILED_PRECONDITION MISSING_INPUTS when a required input is missing
 	// (metadata `missing` lists them), MIGRATOR_REFUSED when the Migrator
@@ -496,7 +499,10 @@ type RunServiceHandler interface {
 	// PreviewRun asks the Migrator what each step would change for one
 	// Candidate with the given inputs, and returns the per-step file diffs.
 	// Nothing is started or written anywhere. Required inputs are checked as
-	// StartRun checks them, before the Migrator is asked.
+	// StartRun checks them, before the Migrator is asked. Operators and
+	// admins may preview every Migration; viewers only those whose Migrator
+	// announced viewers_may_preview (Migration.viewers_may_preview), and
+	// are refused PERMISSION_DENIED about any other.
 	// Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND;
 	// FAILED_PRECONDITION MISSING_INPUTS when a required input is missing
 	// (metadata `missing` lists them), MIGRATOR_REFUSED when the Migrator

@@ -1057,7 +1057,10 @@ export const RunService: GenService<{
    * PreviewRun asks the Migrator what each step would change for one
    * Candidate with the given inputs, and returns the per-step file diffs.
    * Nothing is started or written anywhere. Required inputs are checked as
-   * StartRun checks them, before the Migrator is asked.
+   * StartRun checks them, before the Migrator is asked. Operators and
+   * admins may preview every Migration; viewers only those whose Migrator
+   * announced viewers_may_preview (Migration.viewers_may_preview), and
+   * are refused PERMISSION_DENIED about any other.
    * Errors: NOT_FOUND MIGRATION_NOT_FOUND, CANDIDATE_NOT_FOUND;
    * FAILED_PRECONDITION MISSING_INPUTS when a required input is missing
    * (metadata `missing` lists them), MIGRATOR_REFUSED when the Migrator
