@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/loomhq/loom/internal/cli"
 	"github.com/loomhq/loom/server/auth"
 )
 
@@ -25,7 +26,7 @@ func tokensCreate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	entry := auth.StaticToken{Subject: *subject, Role: auth.Role(*role),
-		Scope: auth.Scope{All: *all, IDs: splitList(*migrations), Prefixes: splitList(*prefixes)}}
+		Scope: auth.Scope{All: *all, IDs: cli.SplitList(*migrations), Prefixes: cli.SplitList(*prefixes)}}
 	token, hash, err := auth.NewToken()
 	if err != nil {
 		return err

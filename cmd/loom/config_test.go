@@ -6,9 +6,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loomhq/loom/internal/cli"
 )
 
-func env(vars map[string]string) lookupEnv {
+func env(vars map[string]string) cli.LookupEnv {
 	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 }
 

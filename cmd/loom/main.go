@@ -1,7 +1,11 @@
-// Command loom is the Loom control plane.
+// Command loom is the Loom control plane: the server and its admin commands.
 //
-//	loom dev     everything on one machine: Redis, Temporal, Loom and an example Migrator
 //	loom serve   serve the API against an external Redis and Temporal (production mode)
+//	loom tokens create, loom keys init, loom reconcile
+//
+// The development environment, with an embedded Temporal server, is the
+// command loom-dev (cmd/loom-dev): it is kept out of this binary, which
+// production runs, so that loom carries no Temporal server (a test checks).
 //
 // Every flag can also be set through a LOOM_* environment variable (the
 // flag wins); run `loom serve -h` for the list.
@@ -17,19 +21,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"go.opentelemetry.io/otel"
-
+	"github.com/loomhq/loom/internal/cli"
 	"github.com/loomhq/loom/server"
-	"github.com/loomhq/loom/server/telemetry"
 )
 
 const usage = `loom is a control plane for fleet-wide migrations.
 
 Usage:
-  loom dev [flags]     a working system on this machine: an embedded Temporal, a Redis,
-                       the Loom server and an example Migrator over a sample fleet
   loom serve [flags]   production: serve the API (Connect, gRPC, gRPC-Web) against
                        an external Redis and Temporal
   loom tokens create   make a token for a person or a Migrator (a role, a scope)
@@ -37,7 +36,9 @@ Usage:
   loom reconcile       record how Runs whose workflow ended really ended, where their
                        views still say running (admin token: -token-file, LOOM_TOKEN)
 
-Run 'loom dev -h' or 'loom serve -h' for the flags; each has a LOOM_* environment variable.
+Run 'loom serve -h' for the flags; each has a LOOM_* environment variable.
+A working system on this machine (an embedded Temporal, a Redis, the Loom server and
+an example Migrator over a sample fleet) is another command: go run ./cmd/loom-dev
 `
 
 // newFlagSet makes the FlagSet of each subcommand. The docs test replaces
@@ -64,13 +65,10 @@ func run(args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return serve(cfg, logCfg.logger(stderr))
+		return serve(cfg, logCfg.Logger(stderr))
 	case "dev":
-		cfg, err := parseDev(args[1:], os.LookupEnv, stderr)
-		if err != nil {
-			return err
-		}
-		return dev(cfg, stderr)
+		// Where loom dev was before it became a command of its own.
+		return errors.New("loom dev is now the command loom-dev, kept out of the production binary: run go run ./cmd/loom-dev from Loom's repository")
 	case "tokens":
 		if len(args) < 2 || args[1] != "create" {
 			return errors.New("usage: loom tokens create -subject NAME -role ROLE [-migrations IDS] [-add-to FILE]")
@@ -95,7 +93,7 @@ func run(args []string, stderr io.Writer) error {
 func serve(cfg server.Config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	shutdown, err := installTracing(ctx, log)
+	shutdown, err := cli.InstallTracing(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -106,26 +104,4 @@ func serve(cfg server.Config, log *slog.Logger) error {
 	}
 	defer srv.Close()
 	return srv.Run(ctx)
-}
-
-// installTracing makes the tracer provider OTEL_* ask for the process's
-// global one, for the server and for everything else in the process (the
-// example Migrator of loom dev), and returns what flushes it at exit.
-func installTracing(ctx context.Context, log *slog.Logger) (shutdown func(), err error) {
-	tr, err := telemetry.TracingFromEnv(ctx, "loom")
-	if err != nil {
-		return nil, err
-	}
-	otel.SetTracerProvider(tr.Provider)
-	otel.SetTextMapPropagator(telemetry.Propagator())
-	if tr.Exporting {
-		log.Info("exporting traces over OTLP")
-	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := tr.Shutdown(ctx); err != nil {
-			log.Warn("could not flush the last traces", "error", err)
-		}
-	}, nil
 }

@@ -1,5 +1,5 @@
 // End-to-end tests of the console in a real browser: Debian's Chromium
-// driven by playwright-core, against a real `loom dev` (Redis, embedded
+// driven by playwright-core, against a real `loom-dev` (Redis, embedded
 // Temporal, the example Migrator and its sample fleet of git repositories).
 // They walk a newcomer's path: find a Candidate, preview its diff, start it,
 // follow it live to `completed` while the test merges its branches, fail
@@ -14,11 +14,11 @@
 // cancel it.
 //
 // Single sign-on is tried against a real OpenID Provider (../tools/testidp:
-// zitadel/oidc's provider library): `loom dev` is pointed at it, and a new
+// zitadel/oidc's provider library): `loom-dev` is pointed at it, and a new
 // browser signs in through its login form with the authorization-code flow
 // and PKCE.
 //
-//   npm run e2e            (builds ../cmd/loom; needs /usr/bin/chromium)
+//   npm run e2e            (builds ../cmd/loom-dev; needs /usr/bin/chromium)
 //   CHROMIUM=/path npm run e2e
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
@@ -93,14 +93,13 @@ async function startIdP(api) {
 }
 
 async function startLoom(api, idp) {
-  const bin = join(work, "loom");
-  execFileSync("go", ["build", "-o", bin, "./cmd/loom"], { cwd: root, stdio: "inherit" });
+  const bin = join(work, "loom-dev");
+  execFileSync("go", ["build", "-o", bin, "./cmd/loom-dev"], { cwd: root, stdio: "inherit" });
   const [temporal, redis, example] = [await freePort(), await freePort(), await freePort()];
   const data = join(work, "data");
   const proc = spawn(
     bin,
     [
-      "dev",
       "-data-dir", data,
       "-addr", `127.0.0.1:${api}`,
       "-admin-addr", "",
@@ -115,7 +114,7 @@ async function startLoom(api, idp) {
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   children.push(proc);
-  const { found, logs } = waitFor(proc, /Console\s+(\S+)/, "loom dev");
+  const { found, logs } = waitFor(proc, /Console\s+(\S+)/, "loom-dev");
   const consoleURL = (await found)[1];
   return {
     proc,
@@ -169,7 +168,7 @@ try {
   const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
   const step1 = (name) => page.locator(`li.step[data-step="${name}"]`);
   const origin = new URL(loom.consoleURL).origin;
-  // The operator's token, from the URL `loom dev` printed.
+  // The operator's token, from the URL `loom-dev` printed.
   const operator = decodeURIComponent(new URL(loom.consoleURL).hash.replace("#token=", ""));
 
   await step("home lists the Migration, signed in by the printed URL", async () => {
@@ -693,7 +692,7 @@ try {
 } catch (err) {
   failed = true;
   if (!results.length) console.log(err);
-  console.log("--- loom dev output ---\n" + loom.logs().slice(-4000));
+  console.log("--- loom-dev output ---\n" + loom.logs().slice(-4000));
 } finally {
   await browser?.close();
   loom.proc.kill("SIGINT");

@@ -2,7 +2,7 @@
 // the real thing: every command of every fenced shell block of README.md and
 // docs/*.md is either checked or on an explicit allowlist, and a command
 // nobody classified is a problem. Code spans of the prose that call what
-// Loom has (`make bench`, `go run ./cmd/loom dev -h`, `loom reconcile`) are
+// Loom has (`make bench`, `go run ./cmd/loom-dev -h`, `loom reconcile`) are
 // checked the same way.
 //
 //   - grpcurl, buf curl and curl calls of the API: the method exists in the
@@ -18,8 +18,8 @@
 //   - anything else: its name is in Allowed
 //
 // Shell functions of a file (loom() { grpcurl … "$@"; }) are expanded where
-// they are called. The test of cmd/loom runs it over the docs, with the
-// flag sets of loom's subcommands.
+// they are called. The test of cmd/loom-dev runs it over the docs, with the
+// flags of loom-dev and of loom's subcommands.
 package doccheck
 
 import (
@@ -256,6 +256,29 @@ func (c *Checker) program(r *report, dir, name string, args []string) {
 	if len(rest) > 0 {
 		r.add("%s: takes no arguments, given %q", label, rest)
 	}
+}
+
+// FlagsFromHelp reads the flags of a command from what its -h printed:
+// flag.PrintDefaults's lines, "  -name type" for a flag that takes a value
+// and "  -name" for a boolean one. It is for a command a test cannot call
+// in its own process (loom, from loom-dev's test). A boolean flag whose
+// help names its value in backquotes would read as taking one: loom's do
+// not.
+func FlagsFromHelp(help string) Flags {
+	flags := Flags{}
+	for _, l := range strings.Split(help, "\n") {
+		rest, ok := strings.CutPrefix(l, "  -")
+		if !ok {
+			continue
+		}
+		rest, _, _ = strings.Cut(rest, "\t") // a one-letter flag's help
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		flags[f[0]] = len(f) == 1
+	}
+	return flags
 }
 
 var (

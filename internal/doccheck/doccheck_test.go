@@ -192,3 +192,13 @@ func TestSections(t *testing.T) {
 		t.Fatalf("sections %q", got)
 	}
 }
+
+// What flag.PrintDefaults prints reads back as the flags it lists.
+func TestFlagsFromHelp(t *testing.T) {
+	help := "Usage of loom serve:\n  -addr string\n    \taddress (default \"127.0.0.1:8080\")\n" +
+		"  -console\n    \tserve the console (default true)\n  -x\tone letter\n  -rate-limit float\n    \tcalls\n"
+	want := Flags{"addr": false, "console": true, "x": true, "rate-limit": false}
+	if got := FlagsFromHelp(help); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}

@@ -9,69 +9,70 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/loomhq/loom/internal/cli"
 	"github.com/loomhq/loom/internal/devenv"
 	"github.com/loomhq/loom/server"
 )
 
 type devConfig struct {
 	env devenv.Config
-	log logConfig
+	log cli.LogConfig
 }
 
-func parseDev(args []string, env lookupEnv, stderr io.Writer) (devConfig, error) {
+func parseDev(args []string, env cli.LookupEnv, stderr io.Writer) (devConfig, error) {
 	c := devConfig{env: devenv.Config{Example: true}}
 	var console bool
 	var cors string
-	f := &flags{fs: newFlagSet("loom dev"), env: env}
-	f.fs.SetOutput(stderr)
-	f.string(&c.env.DataDir, "data-dir", ".loom", "where Redis, Temporal and the sample fleet keep their state")
-	f.string(&c.env.Addr, "addr", "127.0.0.1:8080", "address the API listens on")
-	f.string(&c.env.AdminAddr, "admin-addr", "127.0.0.1:8081", "address of /metrics, /healthz and /readyz; empty: off")
-	f.bool(&console, "console", true, "serve the browser console at the API's address")
-	corsOriginsFlag(f, &cors)
-	dispatchWindowFlag(f, &c.env.DispatchWindow, server.DefaultConfig().DispatchWindow)
-	f.int(&c.env.TemporalPort, "temporal-port", 7233, "port of the embedded Temporal server")
-	f.int(&c.env.RedisPort, "redis-port", 6380, "port of the development Redis")
-	f.bool(&c.env.Example, "example", true, "run the example Migrator over a sample fleet of git repositories")
-	f.int(&c.env.FleetSize, "fleet-size", 12, "how many repositories the sample fleet has")
-	f.string(&c.env.ExampleAddr, "example-addr", "127.0.0.1:9090", "address of the example Migrator")
+	f := &cli.Flags{FS: newFlagSet("loom-dev"), Env: env}
+	f.FS.SetOutput(stderr)
+	f.String(&c.env.DataDir, "data-dir", ".loom", "where Redis, Temporal and the sample fleet keep their state")
+	f.String(&c.env.Addr, "addr", "127.0.0.1:8080", "address the API listens on")
+	f.String(&c.env.AdminAddr, "admin-addr", "127.0.0.1:8081", "address of /metrics, /healthz and /readyz; empty: off")
+	f.Bool(&console, "console", true, "serve the browser console at the API's address")
+	cli.CORSOriginsFlag(f, &cors)
+	cli.DispatchWindowFlag(f, &c.env.DispatchWindow, server.DefaultConfig().DispatchWindow)
+	f.Int(&c.env.TemporalPort, "temporal-port", 7233, "port of the embedded Temporal server")
+	f.Int(&c.env.RedisPort, "redis-port", 6380, "port of the development Redis")
+	f.Bool(&c.env.Example, "example", true, "run the example Migrator over a sample fleet of git repositories")
+	f.Int(&c.env.FleetSize, "fleet-size", 12, "how many repositories the sample fleet has")
+	f.String(&c.env.ExampleAddr, "example-addr", "127.0.0.1:9090", "address of the example Migrator")
 	var scopes string
-	f.string(&c.env.JWT.Issuer, "jwt-issuer", "", "also accept JWTs of this issuer (to try single sign-on locally)")
-	f.string(&c.env.JWT.Audience, "jwt-audience", "", "audience those JWTs must carry")
-	f.string(&c.env.JWT.RoleClaim, "jwt-role-claim", "loom_role", "claim holding the caller's role")
-	oidcFlags(f, &c.env.ConsoleOIDC, &scopes)
-	f.string(&c.log.level, "log-level", "warn", "log level: debug, info, warn or error")
-	f.string(&c.log.format, "log-format", "text", "log format: text or json")
-	if f.err != nil {
-		return c, f.err
+	f.String(&c.env.JWT.Issuer, "jwt-issuer", "", "also accept JWTs of this issuer (to try single sign-on locally)")
+	f.String(&c.env.JWT.Audience, "jwt-audience", "", "audience those JWTs must carry")
+	f.String(&c.env.JWT.RoleClaim, "jwt-role-claim", "loom_role", "claim holding the caller's role")
+	cli.OIDCFlags(f, &c.env.ConsoleOIDC, &scopes)
+	f.String(&c.log.Level, "log-level", "warn", "log level: debug, info, warn or error")
+	f.String(&c.log.Format, "log-format", "text", "log format: text or json")
+	if f.Err != nil {
+		return c, f.Err
 	}
-	if err := f.fs.Parse(args); err != nil {
+	if err := f.FS.Parse(args); err != nil {
 		return c, err
 	}
-	if f.fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
+	if f.FS.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", f.FS.Args())
 	}
 	c.env.NoConsole = !console
-	c.env.CORSOrigins = splitList(cors)
+	c.env.CORSOrigins = cli.SplitList(cors)
 	c.env.ConsoleOIDC.Scopes = strings.Fields(scopes)
 	// Refused here rather than by the server, which loom dev builds only
 	// once Redis and Temporal have started.
 	if c.env.DispatchWindow <= 0 {
 		return c, fmt.Errorf("dispatch-window: %v is not a positive duration", c.env.DispatchWindow)
 	}
-	return c, c.log.validate()
+	return c, c.log.Validate()
 }
 
 func dev(c devConfig, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	c.env.Logger = c.log.logger(stderr)
-	shutdown, err := installTracing(ctx, c.env.Logger)
+	c.env.Logger = c.log.Logger(stderr)
+	shutdown, err := cli.InstallTracing(ctx, c.env.Logger)
 	if err != nil {
 		return err
 	}
 	defer shutdown()
-	fmt.Fprintln(stderr, "loom dev: starting Redis, Temporal and Loom…")
+	fmt.Fprintln(stderr, "loom-dev: starting Redis, Temporal and Loom…")
 	return devenv.Run(ctx, c.env, func(e devenv.Env) { printWelcome(stderr, e) })
 }
 
