@@ -11,7 +11,7 @@ MODULES := . gen migratorsdk pullrequest
 PROTOVALIDATE_VERSION := v1.2.2
 
 .PHONY: all deps test check generate check-generated check-vendored lint fmt breaking bench bench-rollout bench-scale faults \
-	console console-deps check-console test-console
+	console console-deps check-console test-console image check-image
 
 all: check test
 
@@ -75,7 +75,33 @@ test-console: console-deps
 	cd console && npm test && npm run e2e
 
 ## check: everything CI verifies besides the tests
-check: check-generated check-vendored lint check-console
+check: check-generated check-vendored lint check-console check-image
+
+# The image's timestamps: the commit's, so that a commit gives one image.
+IMAGE_EPOCH = $(shell git log -1 --format=%ct)
+IMAGE_REVISION = $(shell git rev-parse HEAD)
+# The production binary as the image carries it: static (the image has no
+# C library), no paths of this machine, no symbol tables.
+LOOM_STATIC = CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags='-s -w -buildid='
+
+## image: the container image of loom, out/loom-image.tar (docker load, crane push): static, non-root, console embedded, built with no Docker daemon and no base image (see docs/production.md)
+image:
+	@mkdir -p out
+	$(LOOM_STATIC) -o out/loom ./cmd/loom
+	cd tools && go run ./image -binary ../out/loom -console ../server/internal/console/dist \
+		-epoch $(IMAGE_EPOCH) -revision $(IMAGE_REVISION) -o ../out/loom-image.tar
+
+## check-image: build the binary and the image twice, fail unless both give the same digest
+check-image:
+	@mkdir -p out/a out/b
+	@set -o pipefail; for d in a b; do \
+		$(LOOM_STATIC) -o out/$$d/loom ./cmd/loom && \
+		(cd tools && go run ./image -binary ../out/$$d/loom -console ../server/internal/console/dist \
+			-epoch $(IMAGE_EPOCH) -revision $(IMAGE_REVISION) -o ../out/$$d/loom-image.tar) | cut -d' ' -f1 > out/$$d/digest || exit 1; \
+	done; \
+	if [ -s out/a/digest ] && cmp -s out/a/digest out/b/digest && cmp -s out/a/loom-image.tar out/b/loom-image.tar; then echo "image reproducible: $$(cat out/a/digest)"; \
+	else echo "two builds of the image differ: $$(cat out/a/digest) $$(cat out/b/digest)"; exit 1; fi
+	cd tools && go test -count=1 ./image
 
 ## faults: the failure scenarios, with their figures (see docs/operators.md, "When things fail")
 faults:
