@@ -11,7 +11,7 @@ MODULES := . gen migratorsdk pullrequest
 PROTOVALIDATE_VERSION := v1.2.2
 
 .PHONY: all deps test check generate check-generated check-vendored lint fmt breaking bench bench-rollout bench-scale faults \
-	console console-deps check-console test-console image check-image
+	console console-deps check-console test-console image check-image check-chart
 
 all: check test
 
@@ -75,7 +75,7 @@ test-console: console-deps
 	cd console && npm test && npm run e2e
 
 ## check: everything CI verifies besides the tests
-check: check-generated check-vendored lint check-console check-image
+check: check-generated check-vendored lint check-console check-image check-chart
 
 # The image's timestamps: the commit's, so that a commit gives one image.
 IMAGE_EPOCH = $(shell git log -1 --format=%ct)
@@ -102,6 +102,10 @@ check-image:
 	if [ -s out/a/digest ] && cmp -s out/a/digest out/b/digest && cmp -s out/a/loom-image.tar out/b/loom-image.tar; then echo "image reproducible: $$(cat out/a/digest)"; \
 	else echo "two builds of the image differ: $$(cat out/a/digest) $$(cat out/b/digest)"; exit 1; fi
 	cd tools && go test -count=1 ./image
+
+## check-chart: helm lint and helm template of deploy/helm/loom, the rendered manifests decoded strictly into the Kubernetes API's types (tools/chart)
+check-chart:
+	cd tools/chart && go test -count=1 ./...
 
 ## faults: the failure scenarios, with their figures (see docs/operators.md, "When things fail")
 faults:
