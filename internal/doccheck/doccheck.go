@@ -73,6 +73,9 @@ var Allowed = map[string]bool{
 	"cat": true, "echo": true, "export": true, "sed": true,
 	"git":          true,
 	"redis-server": true, "redis-cli": true,
+	// Shipping the image and the chart: the chart's values are checked by
+	// tools/chart's test, the image by tools/image's.
+	"docker": true, "crane": true, "kubectl": true, "helm": true,
 }
 
 // A Checker checks the commands of Markdown files of the repository at Root.
@@ -699,6 +702,15 @@ var goValueFlags = map[string]bool{
 var goCommands = map[string]bool{"install": true, "get": true, "work": true, "mod": true, "env": true, "version": true, "generate": true, "list": true, "clean": true}
 
 func (c *Checker) goCommand(r *report, cmd Command) {
+	// go -C dir …: the command runs in dir.
+	for len(cmd.Args) >= 3 && cmd.Args[1] == "-C" {
+		cmd.Dir = path.Join(cmd.Dir, cmd.Args[2])
+		if !c.isDir(cmd.Dir) {
+			r.add("go -C: no directory %s in the repository", cmd.Dir)
+			return
+		}
+		cmd.Args = append([]string{"go"}, cmd.Args[3:]...)
+	}
 	if len(cmd.Args) < 2 {
 		r.add("go: no command")
 		return

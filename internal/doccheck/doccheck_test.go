@@ -96,6 +96,9 @@ func TestCheckReportsWhatIsWrong(t *testing.T) {
 		{"the docs' elision", `go run ./cmd/loom serve -addr :8080 …`, ""},
 		{"a binary", `loom serve -adr :1`, "flag provided but not defined: -adr"},
 		{"flags read from source", `go run ./cmd/loom-bench -rollout -runs 10`, ""},
+		{"go -C a module's tool", `go -C tools/chart tool helm lint ../../deploy/helm/loom`, ""},
+		{"go -C a directory that is not there", `go -C tools/nothing test ./...`, "no directory tools/nothing"},
+		{"go -C a tool its module lacks", `go -C tools/chart tool buf lint`, "tools/chart/go.mod has no tool buf"},
 		{"an unknown flag read from source", `go run ./cmd/loom-bench -rollouts`, "flag provided but not defined: -rollouts"},
 		{"a package that is not there", `go run ./cmd/loom-nothing`, "no package cmd/loom-nothing"},
 		{"make", `make test check`, ""},
@@ -107,7 +110,7 @@ func TestCheckReportsWhatIsWrong(t *testing.T) {
 		{"go doc", `go doc github.com/loomhq/loom/migratorsdk.Migrator`, ""},
 		{"go doc of nothing", `go doc github.com/loomhq/loom/migratorsdks`, "no package migratorsdks"},
 		{"go tool buf", `go tool -modfile=tools/go.mod buf curl --list-methods http://localhost:8080`, ""},
-		{"an unknown command", `kubectl get pods`, "kubectl: a command nobody checks"},
+		{"an unknown command", `terraform apply`, "terraform: a command nobody checks"},
 		{"allowed", `git -C .loom/fleet/svc-01 merge loom/bump-go`, ""},
 		{"cd nowhere", `cd nowhere`, "no directory nowhere"},
 	} {
