@@ -71,7 +71,7 @@ func parseFlags(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("example-migrator", flag.ContinueOnError)
 	fs.StringVar(&cfg.loom, "loom", envOr("LOOM_URL", "http://127.0.0.1:8080"), "Loom's API ($LOOM_URL)")
-	fs.StringVar(&cfg.token, "token", defaultToken(), "token of the migrator role ($LOOM_TOKEN, else .loom/migrator.token, written by loom dev)")
+	fs.StringVar(&cfg.token, "token", defaultToken(), "token of the migrator role ($LOOM_TOKEN, else .loom/migrator.token, written by loom-dev)")
 	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:9090", "where Loom reaches this Migrator (and GitHub its webhook)")
 	fs.StringVar(&cfg.host, "host", "local", "where the repositories are: local (the git repositories in -fleet) or github")
 	fs.StringVar(&cfg.fleet, "fleet", "fleet", "with -host local: the folder of git repositories to migrate")

@@ -39,7 +39,7 @@ func tokensCreate(args []string, stdout, stderr io.Writer) error {
 		if err := addToken(*file, entry); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "added %s (%s) to %s; a loom serve or loom dev reading it takes it within seconds\n", entry.Subject, entry.Role, *file)
+		fmt.Fprintf(stderr, "added %s (%s) to %s; a loom serve or loom-dev reading it takes it within seconds\n", entry.Subject, entry.Role, *file)
 	} else {
 		b, _ := json.Marshal(entry)
 		fmt.Fprintf(stderr, "tokens file entry (stores only the hash):\n%s\n", b)

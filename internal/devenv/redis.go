@@ -198,7 +198,7 @@ func startMiniredis(o RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("start the in-memory redis: %w", err)
 	}
 	o.Logger.Warn("redis-server is not installed: using an IN-MEMORY Redis-compatible server, and Temporal in memory too. " +
-		"NOTHING SURVIVES A RESTART of loom dev. Install redis-server (e.g. apt-get install redis-server) to keep state.")
+		"NOTHING SURVIVES A RESTART of loom-dev. Install redis-server (e.g. apt-get install redis-server) to keep state.")
 	return &Redis{addr: m.Addr(), mini: m}, nil
 }
 
@@ -255,7 +255,7 @@ func tail(path string) string {
 }
 
 // ErrLocked says another `loom dev` uses the data directory.
-var ErrLocked = errors.New("another loom dev is using this data directory")
+var ErrLocked = errors.New("another loom-dev is using this data directory")
 
 // Lock takes the data directory for this process: a second `loom dev` on
 // the same directory would fight the first over Temporal's file and Redis.
