@@ -45,7 +45,7 @@ export function SignIn({ message }: { message?: string }) {
         </p>
       )}
       <p>
-        {oidc ? "Or paste" : "Paste"} a Loom token (<code>loom tokens create</code> makes one; <code>loom dev</code> prints a console URL that
+        {oidc ? "Or paste" : "Paste"} a Loom token (<code>loom tokens create</code> makes one; <code>loom-dev</code> prints a console URL that
         signs you in). It is kept for this browser tab only.
       </p>
       <label>
