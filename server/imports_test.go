@@ -27,7 +27,9 @@ func TestImportRules(t *testing.T) {
 			gen, "connectrpc.com/", "go.opentelemetry.io/otel"},
 		"server/internal/api": {loom + "server/internal/migration", loom + "server/internal/protoconv", loom + "server/auth",
 			gen, "connectrpc.com/", "github.com/rs/cors", "go.opentelemetry.io/otel", "golang.org/x/time/",
-			"google.golang.org/genproto/googleapis/rpc/", "google.golang.org/protobuf/"},
+			"google.golang.org/genproto/googleapis/rpc/", "google.golang.org/protobuf/",
+			// The rules of proto/ (validation.go).
+			"buf.build/go/protovalidate", "buf.build/gen/go/bufbuild/protovalidate/"},
 		"server/internal/console": {},
 		"server/auth":             {"github.com/go-jose/go-jose/"},
 	}
