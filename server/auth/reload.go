@@ -53,6 +53,16 @@ func (f *FileTokens) Authenticate(token string) (Principal, error) {
 	return st.Authenticate(token)
 }
 
+// AuthenticateHash is StaticTokens.AuthenticateHash against the tokens in
+// effect now.
+func (f *FileTokens) AuthenticateHash(h string) (Principal, error) {
+	st := f.cur.Load()
+	if st == nil {
+		return Principal{}, ErrUnknownToken
+	}
+	return st.AuthenticateHash(h)
+}
+
 // Reload rereads the file if it changed since it was last read (another
 // file renamed over it, another modification time or size), and puts its
 // tokens in effect. It reports whether they changed. On an error the

@@ -41,6 +41,7 @@ import (
 //	loom:{m}:burndown                HASH  Runs started and completed per hour
 //	loom:{m}:failures                LIST  the latest step failures, newest first
 //	loom:{m}:activity                ZSET  running Candidates by time of their last event
+//	loom:session:<h>                 STRING a browser's session (sessions.go); h = auth.SessionKey of its id
 //
 // and one Pub/Sub channel per Run, loom:{m}:run:<c>:changes, on which every
 // stored change of the run view is announced (the message is its version).
@@ -85,6 +86,12 @@ const keyPrefix = "loom:"
 // migrationsKey is the global index of Migrations.
 // ZSET, every member has score 0; member = Migration id.
 func migrationsKey() string { return keyPrefix + "migrations" }
+
+// sessionKey holds one browser session, under the hash of its id (never the
+// id itself, which is the cookie): STRING, the record package auth encodes
+// (JSON of auth.Session), expiring after the session's idle timeout. Outside every
+// Migration's slot: one key, read and written alone.
+func sessionKey(hash string) string { return keyPrefix + "session:" + hash }
 
 // migrationTag is the common start of every key of Migration m: "loom:{m}:".
 func migrationTag(m string) string { return keyPrefix + "{" + m + "}:" }
