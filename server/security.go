@@ -49,6 +49,12 @@ type SecurityConfig struct {
 	// AllowMigratorNets are networks Migrators may live in although refused
 	// by default (loopback, link-local, metadata), e.g. "127.0.0.0/8".
 	AllowMigratorNets []string
+	// SessionLifetime bounds a browser's sign-in (a session cookie, see
+	// SessionService) from its start, SessionIdleTimeout ends it after that
+	// long without a call; zero takes auth.DefaultSessionLife and
+	// auth.DefaultSessionIdle.
+	SessionLifetime    time.Duration
+	SessionIdleTimeout time.Duration
 	// AllowMigratorHosts, when not empty, are the only Migrator host names
 	// Loom calls ("*.svc.cluster.local" allows a whole domain).
 	AllowMigratorHosts []string
@@ -98,6 +104,9 @@ func (c SecurityConfig) validate() error {
 	}
 	if c.ConsoleOIDC.ClientID != "" && c.JWT.Issuer == "" {
 		return errors.New("oidc: the console's client id (-oidc-client-id) needs the provider as JWT issuer (-jwt-issuer)")
+	}
+	if c.SessionLifetime < 0 || c.SessionIdleTimeout < 0 {
+		return errors.New("session lifetime and idle timeout: must not be negative")
 	}
 	if c.KeysFile == "" {
 		return errors.New("keys: give a keys file (-keys-file); `loom keys init -out keys.json` writes one")

@@ -239,6 +239,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	acts.Runs = s.runs
 	rollouts := &migration.Rollouts{Store: st, Rollout: st, Engine: s.runs.Engine.(*engine.Engine), Runs: s.runs, Now: now}
+	var sessions *auth.Sessions
+	if sec.authn != nil {
+		// In Redis, like everything else: every replica knows every
+		// session, and a restart signs nobody out.
+		sessions = &auth.Sessions{Store: st, Authn: sec.authn,
+			Lifetime: cfg.Security.SessionLifetime, Idle: cfg.Security.SessionIdleTimeout}
+	}
 	s.handler = api.NewHandler(api.Options{
 		Registry:        &migration.Registry{Store: st, Now: now, CheckURL: sec.policy.CheckURL},
 		Discovery:       &migration.Discovery{Store: st, Now: now},
@@ -250,6 +257,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		Ready:           s.ready,
 		CORSOrigins:     cfg.CORSOrigins,
 		Authenticator:   sec.authn,
+		Sessions:        sessions,
 		Callbacks:       sec.callbacks,
 		Signer:          sec.signer,
 		RateLimit:       cfg.Security.RateLimit,

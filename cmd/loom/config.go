@@ -7,6 +7,7 @@ import (
 
 	"github.com/loomhq/loom/internal/cli"
 	"github.com/loomhq/loom/server"
+	"github.com/loomhq/loom/server/auth"
 )
 
 func parseServe(args []string, env cli.LookupEnv, stderr io.Writer) (server.Config, cli.LogConfig, error) {
@@ -44,6 +45,8 @@ func parseServe(args []string, env cli.LookupEnv, stderr io.Writer) (server.Conf
 	f.String(&sec.JWT.MigrationsClaim, "jwt-migrations-claim", "loom_migrations", "claim listing a migrator's Migrations (id or prefix*)")
 	var scopes string
 	cli.OIDCFlags(f, &sec.ConsoleOIDC, &scopes)
+	f.Duration(&sec.SessionLifetime, "session-lifetime", auth.DefaultSessionLife, "how long a browser's sign-in (session cookie) lasts at most")
+	f.Duration(&sec.SessionIdleTimeout, "session-idle-timeout", auth.DefaultSessionIdle, "a browser's sign-in ends after this long without a call")
 	f.Bool(&sec.ProtectHealth, "protect-health", false, "require a token for gRPC health and reflection too")
 	f.Float(&sec.RateLimit, "rate-limit", 50, "calls per second per caller (0: no limit)")
 	f.Int(&sec.Burst, "rate-burst", 200, "burst of calls per caller")

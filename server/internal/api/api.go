@@ -45,6 +45,9 @@ type Options struct {
 	// Authenticator, when set, requires a bearer token on every call and
 	// applies auth.Rules; nil serves everyone (development only).
 	Authenticator *auth.Authenticator
+	// Sessions, when set (with Authenticator), signs browsers in with a
+	// session cookie (SessionService) and authenticates their calls by it.
+	Sessions *auth.Sessions
 	// Callbacks signs and checks the callback tokens of dispatches; nil
 	// when callers are not authenticated.
 	Callbacks *auth.Callbacks
@@ -79,6 +82,7 @@ var ServiceNames = []string{
 	loomv1connect.HistoryServiceName,
 	loomv1connect.MetricsServiceName,
 	loomv1connect.RolloutServiceName,
+	loomv1connect.SessionServiceName,
 }
 
 // compressMinBytes is the smallest answer compressed for a client that
@@ -98,7 +102,7 @@ func NewHandler(o Options) http.Handler {
 	interceptors = append(interceptors, errorInterceptor{log: o.Logger})
 	var openOpts []connect.HandlerOption
 	if o.Authenticator != nil {
-		authn := &authInterceptor{authn: o.Authenticator, limit: newCallerLimits(o.RateLimit, o.Burst), registry: o.Registry}
+		authn := &authInterceptor{authn: o.Authenticator, sessions: o.Sessions, limit: newCallerLimits(o.RateLimit, o.Burst), registry: o.Registry}
 		interceptors = append(interceptors, authn)
 		if o.ProtectHealth {
 			openOpts = append(openOpts, connect.WithInterceptors(healthAuth{authn}))
@@ -121,6 +125,11 @@ func NewHandler(o Options) http.Handler {
 	mux.Handle(loomv1connect.NewEventServiceHandler(newEventServer(o.Runs, o.Callbacks, o.Meter), opts...))
 	mux.Handle(loomv1connect.NewHistoryServiceHandler(&HistoryServer{History: o.History}, opts...))
 	mux.Handle(loomv1connect.NewMetricsServiceHandler(&MetricsServer{Metrics: o.Metrics}, opts...))
+	sessions := o.Sessions
+	if o.Authenticator == nil {
+		sessions = nil
+	}
+	mux.Handle(loomv1connect.NewSessionServiceHandler(&SessionServer{Sessions: sessions, Log: o.Logger}, opts...))
 	if o.Rollouts != nil {
 		mux.Handle(loomv1connect.NewRolloutServiceHandler(&RolloutServer{Rollouts: o.Rollouts}, opts...))
 	}
@@ -134,7 +143,7 @@ func NewHandler(o Options) http.Handler {
 	}
 
 	if len(o.CORSOrigins) == 0 {
-		return mux
+		return withRequestInfo(mux)
 	}
 	return cors.New(cors.Options{
 		AllowedOrigins: o.CORSOrigins,
@@ -142,5 +151,5 @@ func NewHandler(o Options) http.Handler {
 		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
 		ExposedHeaders: append(connectcors.ExposedHeaders(), serverTimingHeader),
 		MaxAge:         7200,
-	}).Handler(mux)
+	}).Handler(withRequestInfo(mux))
 }

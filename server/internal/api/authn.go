@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"sync"
 	"time"
@@ -24,7 +25,10 @@ import (
 // nothing.
 type authInterceptor struct {
 	authn *auth.Authenticator
-	limit *callerLimits
+	// sessions, when set, also authenticates calls by the session cookie
+	// (a bearer token, when sent, takes precedence).
+	sessions *auth.Sessions
+	limit    *callerLimits
 	// registry reads the Migrations that may allow a call
 	// (auth.Rule.IfMigrationAllows); nil allows none.
 	registry *migration.Registry
@@ -36,7 +40,10 @@ type requestCheck func(ctx context.Context, msg any) error
 
 func (i *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		p, check, err := i.admit(ctx, req.Spec().Procedure, req.Header().Get("Authorization"))
+		if sessionProcedures[req.Spec().Procedure] {
+			return next(ctx, req)
+		}
+		p, check, err := i.admit(ctx, req.Spec().Procedure, req.Header())
 		if err != nil {
 			return nil, err
 		}
@@ -55,7 +62,7 @@ func (i *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) 
 
 func (i *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		p, check, err := i.admit(ctx, conn.Spec().Procedure, conn.RequestHeader().Get("Authorization"))
+		p, check, err := i.admit(ctx, conn.Spec().Procedure, conn.RequestHeader())
 		if err != nil {
 			return err
 		}
@@ -68,9 +75,13 @@ func (i *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc
 
 // admit authenticates the caller and checks its role and rate; check is
 // what the request must then pass.
-func (i *authInterceptor) admit(ctx context.Context, procedure, header string) (p auth.Principal, check requestCheck, err error) {
-	p, err = i.authn.Authenticate(ctx, header)
+func (i *authInterceptor) admit(ctx context.Context, procedure string, h http.Header) (p auth.Principal, check requestCheck, err error) {
+	p, err = i.authenticate(ctx, h)
 	if err != nil {
+		var cerr *connect.Error
+		if errors.As(err, &cerr) || errors.Is(err, migration.ErrUnavailable) {
+			return p, nil, err // the session's own refusal, or Redis unreachable
+		}
 		if errors.Is(err, auth.ErrNoRole) {
 			return p, nil, connect.NewError(connect.CodePermissionDenied, err)
 		}
@@ -94,6 +105,21 @@ func (i *authInterceptor) admit(ctx context.Context, procedure, header string) (
 			fmt.Errorf("%s is over its rate limit; retry later", p.Subject))
 	}
 	return p, check, nil
+}
+
+// authenticate finds the caller: by its bearer token when it sends one (API
+// clients; a token always wins), else by the session cookie of a browser.
+func (i *authInterceptor) authenticate(ctx context.Context, h http.Header) (auth.Principal, error) {
+	header := h.Get("Authorization")
+	if header != "" || i.sessions == nil {
+		return i.authn.Authenticate(ctx, header)
+	}
+	id := sessionID(h, secureCookies(ctx))
+	if id == "" {
+		return auth.Principal{}, auth.ErrNoToken
+	}
+	sess, err := sessionOf(ctx, i.sessions, h, id)
+	return sess.Principal, err
 }
 
 // checkOwnership refuses a Migrator's call about a Migration it does not own.
