@@ -16,7 +16,9 @@ export default defineConfig({
   },
   server: {
     proxy: {
-      "^/(loom\\.v1\\.|grpc\\.)": { target: api, changeOrigin: true },
+      // The Origin too: Loom accepts its session cookie only from its own
+      // origin, which the browser's page here is, by way of this proxy.
+      "^/(loom\\.v1\\.|grpc\\.)": { target: api, changeOrigin: true, secure: false, headers: { origin: new URL(api).origin } },
     },
   },
   test: {

@@ -13,6 +13,10 @@
 // paused, even with its pacing lifted; resumed, it starts them again) and
 // cancel it.
 //
+// One sign-in serves every tab of a browser (a session cookie): a second
+// tab opened with no token is signed in, and signing out in one tab signs
+// both out.
+//
 // Single sign-on is tried against a real OpenID Provider (../tools/testidp:
 // zitadel/oidc's provider library): `loom-dev` is pointed at it, and a new
 // browser signs in through its login form with the authorization-code flow
@@ -385,6 +389,45 @@ try {
     await ctx.close();
   });
 
+  await step("one sign-in per browser: a second tab is signed in by the first; sign-out ends both", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const first = await ctx.newPage();
+    first.on("pageerror", (e) => pageErrors.push(e));
+    await first.goto(loom.consoleURL);
+    await first.getByRole("link", { name: "Raise the go directive" }).first().waitFor();
+    // The session's cookie is out of the page's reach, and the token is
+    // nowhere the page's scripts can read.
+    const session = (await ctx.cookies()).find((c) => c.name === "loom_session");
+    if (!session?.httpOnly || session.sameSite !== "Strict") throw new Error(`session cookie ${JSON.stringify(session)}`);
+    const readable = await first.evaluate(() => document.cookie + JSON.stringify({ ...sessionStorage }) + JSON.stringify({ ...localStorage }));
+    if (readable.includes(operator) || readable.includes(session.value)) throw new Error(`the page can read a credential: ${readable}`);
+    // A second tab, opened on a Candidate with no token, is signed in, and
+    // stays so across a reload.
+    const second = await ctx.newPage();
+    second.on("pageerror", (e) => pageErrors.push(e));
+    await second.goto(`${origin}/m/go-directive/c/svc-01`);
+    await second.getByRole("heading", { name: "svc-01" }).waitFor();
+    await second.getByText("dev-operator (operator)").waitFor();
+    await second.reload();
+    await second.getByRole("heading", { name: "svc-01" }).waitFor();
+    const csrf = (await ctx.cookies()).find((c) => c.name === "loom_csrf")?.value;
+    // Signing out in the first tab ends the session on the server: both
+    // tabs show the sign-in form (the second hears of it at once).
+    await first.getByRole("button", { name: "Sign out" }).click();
+    await first.getByRole("heading", { name: "Sign in" }).first().waitFor();
+    await second.getByRole("heading", { name: "Sign in" }).first().waitFor();
+    // The old cookie, replayed, is refused: the server forgot the session.
+    const res = await fetch(`${origin}/loom.v1.RegistryService/GetCaller`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Origin: origin, Cookie: `loom_session=${session.value}`, "Loom-CSRF": csrf ?? "" },
+      body: "{}",
+    });
+    const body = await res.json();
+    if (body.code !== "unauthenticated") throw new Error(`the ended session still answers: ${res.status} ${JSON.stringify(body)}`);
+    await second.screenshot({ path: join(shots, "13a-signed-out-everywhere.png"), fullPage: true });
+    await ctx.close();
+  });
+
   await step("single sign-on at the OpenID Provider, with PKCE", async () => {
     const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     const p = await ctx.newPage();
@@ -405,8 +448,9 @@ try {
     await p.waitForURL(`${origin}/m/go-directive`);
     await p.getByText("u-ada (operator)").waitFor();
     await p.getByText(/Candidates match/).waitFor();
-    const token = await p.evaluate(() => sessionStorage.getItem("loom.token"));
-    if (!token || token.split(".").length !== 3) throw new Error(`the token kept is not a JWT: ${token}`);
+    // The provider's token started a session: the page keeps no token.
+    if (await p.evaluate(() => sessionStorage.getItem("loom.token"))) throw new Error("the page kept the provider's token");
+    if (!(await ctx.cookies()).some((c) => c.name === "loom_session" && c.httpOnly)) throw new Error("no session cookie");
     await p.screenshot({ path: join(shots, "14-signed-in-by-oidc.png"), fullPage: true });
     await ctx.close();
   });

@@ -1,23 +1,30 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { getToken } from "./auth";
+import { apiBase, csrfToken, getToken } from "./auth";
 import { ErrorReason } from "./gen/loom/v1/error_reason_pb";
 
 // The console is served by the Loom it talks to, so the API is its own
 // origin; VITE_LOOM_API points a console served elsewhere at another Loom
 // (which must then list this origin in -cors-origins).
-const baseUrl = import.meta.env.VITE_LOOM_API ?? window.location.origin;
+const baseUrl = apiBase;
 
-const bearer: Interceptor = (next) => async (req) => {
+// credentials authenticates every call: by the bearer token of a console
+// served elsewhere, else by the session cookie the browser sends itself,
+// with the session's CSRF token, which Loom requires beside the cookie.
+export const credentials: Interceptor = (next) => async (req) => {
   const token = getToken();
   if (token) req.header.set("Authorization", `Bearer ${token}`);
+  else {
+    const csrf = csrfToken();
+    if (csrf) req.header.set("Loom-CSRF", csrf);
+  }
   return next(req);
 };
 
 // The transport to the Loom serving the console; components reach it
 // through the TransportProvider (transport.tsx), never directly.
-export const transport = createConnectTransport({ baseUrl, interceptors: [bearer] });
+export const transport = createConnectTransport({ baseUrl, interceptors: [credentials] });
 
 // errorText is how every server error is shown: its Connect code, its
 // message, which names the field or says why, and the reason of the

@@ -1,20 +1,35 @@
-// The caller's bearer token, kept for this browser session only
-// (sessionStorage: gone when the tab closes, never sent to another origin).
-// `loom dev` prints a console URL carrying the operator's token in the
-// fragment, which browsers never send to a server; it is taken from there
-// once and removed from the address bar.
-const key = "loom.token";
+import { Code, ConnectError } from "@connectrpc/connect";
 
-export function takeTokenFromURL(loc: Location = window.location, hist: History = window.history): void {
-  const params = new URLSearchParams(loc.hash.replace(/^#/, ""));
-  const token = params.get("token");
-  if (!token) return;
-  setToken(token);
-  params.delete("token");
-  const rest = params.toString();
-  hist.replaceState(hist.state, "", loc.pathname + loc.search + (rest ? "#" + rest : ""));
+// Signing in. The console is normally served by the Loom it talks to: it
+// then signs the browser in once, with a session kept by the server and
+// named by an HttpOnly cookie (SessionService), valid in every tab and
+// across reloads, and no script of the page ever holds a token after
+// sign-in. The token it signs in with (pasted, from `loom dev`'s printed
+// URL, or from single sign-on) is sent to CreateSession once and dropped.
+// Calls made with the cookie carry the session's CSRF token, read from the
+// readable `loom_csrf` cookie, in the Loom-CSRF header.
+//
+// A console served elsewhere (VITE_LOOM_API names another origin) cannot
+// use the cookie, which Loom accepts from its own pages only: it keeps the
+// bearer token in the tab's sessionStorage, as before sessions existed.
+
+// apiBase is the Loom the console talks to.
+export const apiBase: string = import.meta.env.VITE_LOOM_API ?? window.location.origin;
+
+// usesSession says whether the console signs in with a session cookie
+// (served by its Loom) or keeps a bearer token (served elsewhere).
+export function usesSession(base: string = apiBase, loc: Location = window.location): boolean {
+  try {
+    return new URL(base, loc.href).origin === loc.origin;
+  } catch {
+    return false;
+  }
 }
 
+const key = "loom.token";
+const errorKey = "loom.signin.error";
+
+// The bearer token of a console served elsewhere; "" in session mode.
 export function getToken(): string {
   return sessionStorage.getItem(key) ?? "";
 }
@@ -30,6 +45,118 @@ const listeners = new Set<() => void>();
 export function onTokenChange(l: () => void): () => void {
   listeners.add(l);
   return () => listeners.delete(l);
+}
+
+// The CSRF token of this browser's session (the __Host- cookie over https),
+// "" when signed out.
+export function csrfToken(doc: Document = document): string {
+  for (const part of doc.cookie.split(";")) {
+    const [name, ...rest] = part.trim().split("=");
+    if (name === "__Host-loom_csrf" || name === "loom_csrf") return decodeURIComponent(rest.join("="));
+  }
+  return "";
+}
+
+// signedIn says whether this browser seems signed in: a session's CSRF
+// cookie, or a bearer token. The server decides at every call.
+export function signedIn(): boolean {
+  return getToken() !== "" || csrfToken() !== "";
+}
+
+// Every tab learns of a sign-in or sign-out made in another at once (a tab
+// left alone would only notice at its next call).
+export type AuthChange = "signed-in" | "signed-out";
+const channelName = "loom.auth";
+
+function announce(change: AuthChange): void {
+  if (typeof BroadcastChannel === "undefined") return;
+  const c = new BroadcastChannel(channelName);
+  c.postMessage(change);
+  c.close();
+}
+
+export function onAuthChange(l: (change: AuthChange) => void): () => void {
+  if (typeof BroadcastChannel === "undefined") return () => {};
+  const c = new BroadcastChannel(channelName);
+  c.onmessage = (e: MessageEvent) => {
+    if (e.data === "signed-in" || e.data === "signed-out") l(e.data);
+  };
+  return () => c.close();
+}
+
+// callSession calls a SessionService procedure with Connect's JSON
+// protocol (the cookies ride along: same origin).
+async function callSession(procedure: string, body: object, fetchFn: typeof fetch): Promise<Record<string, unknown>> {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  const csrf = csrfToken();
+  if (csrf) headers["Loom-CSRF"] = csrf;
+  let res: Response;
+  try {
+    res = await fetchFn(`${apiBase}/loom.v1.SessionService/${procedure}`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+      credentials: "same-origin",
+    });
+  } catch (e) {
+    throw new ConnectError(`Loom cannot be reached: ${e instanceof Error ? e.message : String(e)}`, Code.Unavailable);
+  }
+  const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (!res.ok) {
+    const name = String(json.code ?? "unknown").replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+    const code = (Code as unknown as Record<string, Code>)[name.charAt(0).toUpperCase() + name.slice(1)] ?? Code.Unknown;
+    throw new ConnectError(String(json.message ?? res.statusText), code);
+  }
+  return json;
+}
+
+export interface SignedIn {
+  subject: string;
+  role: string;
+}
+
+// signIn signs this browser in with token: a session for every tab, or, for
+// a console served elsewhere, the token kept in this tab. A refused token
+// throws the server's error (unauthenticated; unavailable when Loom cannot
+// reach Redis: nothing changed, try again).
+export async function signIn(token: string, fetchFn: typeof fetch = fetch): Promise<SignedIn | null> {
+  token = token.trim();
+  if (!usesSession()) {
+    setToken(token);
+    return null;
+  }
+  const res = await callSession("CreateSession", { token }, fetchFn);
+  // A token kept by an older console in this tab would take precedence.
+  sessionStorage.removeItem(key);
+  announce("signed-in");
+  return { subject: String(res.subject ?? ""), role: String(res.role ?? "") };
+}
+
+// signOut ends the session on the server, so every tab of this browser is
+// signed out (the others are told at once), and forgets any bearer token.
+export async function signOut(fetchFn: typeof fetch = fetch): Promise<void> {
+  setToken("");
+  if (!usesSession()) return;
+  await callSession("DeleteSession", {}, fetchFn);
+  announce("signed-out");
+}
+
+// takeTokenFromURL signs in with the token `loom dev`'s printed URL carries
+// in its fragment (which browsers never send to a server), and removes it
+// from the address bar first, whatever happens. A failure is kept for the
+// sign-in form (takeSignInError).
+export async function takeTokenFromURL(loc: Location = window.location, hist: History = window.history, fetchFn: typeof fetch = fetch): Promise<void> {
+  const params = new URLSearchParams(loc.hash.replace(/^#/, ""));
+  const token = params.get("token");
+  if (!token) return;
+  params.delete("token");
+  const rest = params.toString();
+  hist.replaceState(hist.state, "", loc.pathname + loc.search + (rest ? "#" + rest : ""));
+  try {
+    await signIn(token, fetchFn);
+  } catch (e) {
+    sessionStorage.setItem(errorKey, e instanceof Error ? e.message : String(e));
+  }
 }
 
 // Single sign-on at an OpenID Provider: the authorization-code flow with
@@ -50,7 +177,6 @@ export interface OIDCConfig {
 
 export const callbackPath = "/signin/callback";
 const pendingKey = "loom.oidc.pending";
-const errorKey = "loom.signin.error";
 
 interface Pending {
   state: string;
@@ -161,7 +287,7 @@ export async function completeSignIn(
     }
     const token = cfg.useIdToken ? body.id_token : body.access_token;
     if (!token) throw new Error(`the token endpoint sent no ${cfg.useIdToken ? "ID" : "access"} token`);
-    setToken(token);
+    await signIn(token, fetchFn);
   } catch (e) {
     sessionStorage.setItem(errorKey, e instanceof Error ? e.message : String(e));
   }

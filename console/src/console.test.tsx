@@ -70,10 +70,16 @@ describe("the preview", () => {
 });
 
 describe("signing in from loom dev's URL", () => {
-  it("keeps the token for the session and removes it from the address bar", () => {
+  it("starts the browser's session with the token, keeps nothing, and removes it from the address bar", async () => {
     window.history.replaceState(null, "", "/m/x#token=loom_abc&other=1");
-    takeTokenFromURL();
-    expect(getToken()).toBe("loom_abc");
+    const bodies: unknown[] = [];
+    const fetchFn = (async (_url: string, init: RequestInit) => {
+      bodies.push(JSON.parse(init.body as string));
+      return new Response(JSON.stringify({ subject: "dev-operator", role: "operator", csrfToken: "c" }));
+    }) as unknown as typeof fetch;
+    await takeTokenFromURL(window.location, window.history, fetchFn);
+    expect(bodies).toEqual([{ token: "loom_abc" }]);
+    expect(getToken()).toBe("");
     expect(window.location.hash).toBe("#other=1");
     expect(window.location.pathname).toBe("/m/x");
   });

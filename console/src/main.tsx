@@ -3,14 +3,15 @@ import { createRoot } from "react-dom/client";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { BrowserRouter } from "react-router";
 import { App } from "./App";
-import { completeSignIn, oidcConfig, takeTokenFromURL } from "./auth";
+import { completeSignIn, oidcConfig, onAuthChange, takeTokenFromURL } from "./auth";
 import { isUnauthenticated, transport } from "./api";
 import { TransportProvider } from "./transport";
 import "./styles.css";
 import "diff2html/bundles/css/diff2html.min.css";
 import "uplot/dist/uPlot.min.css";
 
-takeTokenFromURL();
+// A sign-in or sign-out in another tab applies here at once.
+onAuthChange(() => window.location.reload());
 
 const queryClient = new QueryClient({
   defaultOptions: {
@@ -23,18 +24,21 @@ const queryClient = new QueryClient({
   },
 });
 
-// A sign-in coming back from the provider is finished before the first
-// render, so that no page asks the server anything without its token.
-void completeSignIn(oidcConfig()).finally(() =>
-  createRoot(document.getElementById("root")!).render(
-    <StrictMode>
-      <TransportProvider transport={transport}>
-        <QueryClientProvider client={queryClient}>
-          <BrowserRouter>
-            <App />
-          </BrowserRouter>
-        </QueryClientProvider>
-      </TransportProvider>
-    </StrictMode>,
-  ),
-);
+// A sign-in by `loom dev`'s URL, or coming back from the provider, is
+// finished before the first render, so that no page asks the server
+// anything signed out.
+void takeTokenFromURL()
+  .then(() => completeSignIn(oidcConfig()))
+  .finally(() =>
+    createRoot(document.getElementById("root")!).render(
+      <StrictMode>
+        <TransportProvider transport={transport}>
+          <QueryClientProvider client={queryClient}>
+            <BrowserRouter>
+              <App />
+            </BrowserRouter>
+          </QueryClientProvider>
+        </TransportProvider>
+      </StrictMode>,
+    ),
+  );

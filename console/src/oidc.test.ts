@@ -57,7 +57,12 @@ describe("single sign-on", () => {
     expect(q.get("code_challenge_method")).toBe("S256");
 
     let sent: URLSearchParams | undefined;
-    const fetchFn = (async (_url: string, init: RequestInit) => {
+    let session: unknown;
+    const fetchFn = (async (url: string, init: RequestInit) => {
+      if (url.endsWith("/loom.v1.SessionService/CreateSession")) {
+        session = JSON.parse(init.body as string);
+        return new Response(JSON.stringify({ subject: "ada", role: "operator", csrfToken: "c" }));
+      }
       sent = init.body as URLSearchParams;
       return new Response(JSON.stringify({ access_token: "the-access-token", id_token: jwt({ nonce: q.get("nonce") }) }));
     }) as unknown as typeof fetch;
@@ -65,7 +70,9 @@ describe("single sign-on", () => {
     const { hist, urls } = history();
     expect(await completeSignIn(cfg, back.loc, hist, fetchFn)).toBe(true);
     expect(takeSignInError()).toBe("");
-    expect(getToken()).toBe("the-access-token");
+    // The token starts the browser's session and is not kept by the page.
+    expect(session).toEqual({ token: "the-access-token" });
+    expect(getToken()).toBe("");
     expect(urls).toEqual(["/m/go-upgrade?status=failed"]);
     // The verifier sent is the one whose challenge the provider was given.
     expect(sent?.get("grant_type")).toBe("authorization_code");

@@ -1,7 +1,7 @@
 import { useState, type ReactNode } from "react";
 import { Link } from "react-router";
 import { errorText, isUnauthenticated } from "../api";
-import { beginSignIn, oidcConfig, setToken, takeSignInError } from "../auth";
+import { beginSignIn, oidcConfig, signIn, takeSignInError, usesSession } from "../auth";
 
 // ErrorBox shows a server error as the server said it: Connect code and
 // message. A missing or refused token offers the sign-in form instead.
@@ -17,21 +17,34 @@ export function ErrorBox({ error }: { error: unknown }) {
 export function SignIn({ message }: { message?: string }) {
   const [token, setValue] = useState("");
   const [failure, setFailure] = useState(takeSignInError);
+  const [refused, setRefused] = useState("");
+  const [busy, setBusy] = useState(false);
   const oidc = oidcConfig();
   return (
     <form
       className="card signin"
       onSubmit={(e) => {
         e.preventDefault();
-        setToken(token);
-        window.location.reload();
+        setBusy(true);
+        signIn(token).then(
+          () => window.location.reload(),
+          (err: unknown) => {
+            setBusy(false);
+            setRefused(errorText(err));
+          },
+        );
       }}
     >
       <h2>Sign in</h2>
       {message && <p className="muted">{message}</p>}
       {failure && (
         <p role="alert" className="error">
-          Single sign-on failed: {failure}
+          Sign-in failed: {failure}
+        </p>
+      )}
+      {refused && (
+        <p role="alert" className="error">
+          {refused}
         </p>
       )}
       {oidc && (
@@ -46,13 +59,18 @@ export function SignIn({ message }: { message?: string }) {
       )}
       <p>
         {oidc ? "Or paste" : "Paste"} a Loom token (<code>loom tokens create</code> makes one; <code>loom-dev</code> prints a console URL that
-        signs you in). It is kept for this browser tab only.
+        signs you in).{" "}
+        {usesSession()
+          ? "You stay signed in in every tab of this browser until you sign out; the token itself is not kept."
+          : "It is kept for this browser tab only."}
       </p>
       <label>
         Token
         <input type="password" autoComplete="off" value={token} onChange={(e) => setValue(e.target.value)} required />
       </label>
-      <button type="submit">Sign in</button>
+      <button type="submit" disabled={busy}>
+        Sign in
+      </button>
     </form>
   );
 }

@@ -1,7 +1,9 @@
 import { Suspense, useEffect, useState } from "react";
 import { Link, NavLink, Outlet } from "react-router";
 import { Toaster } from "sonner";
-import { getToken, setToken } from "../auth";
+import { toast } from "sonner";
+import { signedIn as isSignedIn, signOut } from "../auth";
+import { errorText } from "../api";
 import { CommandPalette } from "./CommandPalette";
 import { RunningPanel } from "./RunningPanel";
 import { FleetFeedContext, useFleetFeedSource } from "../fleetFeed";
@@ -33,7 +35,7 @@ export function Layout() {
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
   }, []);
-  const signedIn = getToken() !== "";
+  const signedIn = isSignedIn();
   const caller = useCaller();
   const feed = useFleetFeedSource();
   return (
@@ -75,8 +77,13 @@ export function Layout() {
               type="button"
               className="ghost"
               onClick={() => {
-                setToken("");
-                window.location.reload();
+                // Ended on the server: every tab of this browser is signed
+                // out. Should Loom not answer, the session stays, and so
+                // does this page.
+                signOut().then(
+                  () => window.location.reload(),
+                  (e: unknown) => toast.error(`Sign-out failed: ${errorText(e)}`),
+                );
               }}
             >
               Sign out
