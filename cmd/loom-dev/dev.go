@@ -29,6 +29,7 @@ func parseDev(args []string, env cli.LookupEnv, stderr io.Writer) (devConfig, er
 	f.String(&c.env.Addr, "addr", "127.0.0.1:8080", "address the API listens on")
 	f.String(&c.env.AdminAddr, "admin-addr", "127.0.0.1:8081", "address of /metrics, /healthz and /readyz; empty: off")
 	f.Bool(&console, "console", true, "serve the browser console at the API's address")
+	f.Bool(&c.env.TLS, "tls", false, "serve https with a self-signed certificate for 127.0.0.1/localhost made in the data directory (browsers then use HTTP/2)")
 	cli.CORSOriginsFlag(f, &cors)
 	cli.DispatchWindowFlag(f, &c.env.DispatchWindow, server.DefaultConfig().DispatchWindow)
 	f.Int(&c.env.TemporalPort, "temporal-port", 7233, "port of the embedded Temporal server")
@@ -81,7 +82,13 @@ func printWelcome(w io.Writer, e devenv.Env) {
 	if !e.Persistent {
 		state = "IN MEMORY: nothing survives a restart (install redis-server to keep state)"
 	}
-	host := e.APIURL[len("http://"):]
+	host := strings.TrimPrefix(strings.TrimPrefix(e.APIURL, "http://"), "https://")
+	// grpcurl's way to reach the API: in clear, or trusting loom dev's
+	// certificate.
+	conn := "-plaintext"
+	if e.CertFile != "" {
+		conn = "-cacert " + e.CertFile
+	}
 	fmt.Fprint(w, "\nLoom is running.\n")
 	if e.ConsoleURL != "" {
 		fmt.Fprintf(w, "  Console    %s  (open it: signs you in as the operator)\n", e.ConsoleURL)
@@ -91,6 +98,9 @@ func printWelcome(w io.Writer, e devenv.Env) {
   Redis      %s
   State      %s
 `, e.APIURL, e.TemporalAddr, e.RedisAddr, state)
+	if e.CertFile != "" {
+		fmt.Fprintf(w, "  TLS        %s  (self-signed, made for this data directory: trust it, or accept the browser's warning once)\n", e.CertFile)
+	}
 	if e.AdminURL != "" {
 		fmt.Fprintf(w, "  Admin      %s/metrics  /healthz  /readyz\n", e.AdminURL)
 	}
@@ -105,18 +115,18 @@ func printWelcome(w io.Writer, e devenv.Env) {
 
 Try (callers need a token: the operator's is in the data directory):
   export LOOM_TOKEN=$(cat %[2]s)
-  grpcurl -plaintext %[1]s list
-`, host, e.OperatorTokenFile, e.MigratorTokenFile, e.TokensFile, e.AdminTokenFile)
+  grpcurl %[6]s %[1]s list
+`, host, e.OperatorTokenFile, e.MigratorTokenFile, e.TokensFile, e.AdminTokenFile, conn)
 	// The example's Migration exists only when the example Migrator runs:
 	// without it, these would answer not_found.
 	if e.FleetDir != "" {
-		fmt.Fprintf(w, `  grpcurl -plaintext -H "authorization: Bearer $LOOM_TOKEN" -d '{"migration_id": "go-directive"}' %[1]s loom.v1.DiscoveryService/ListCandidates
-  grpcurl -plaintext -H "authorization: Bearer $LOOM_TOKEN" -d '{"migration_id": "go-directive", "candidate_id": "svc-01", "inputs": {"go_version": "1.23", "toolchain": "1.23.4"}}' %[1]s loom.v1.RunService/PreviewRun
-`, host)
+		fmt.Fprintf(w, `  grpcurl %[2]s -H "authorization: Bearer $LOOM_TOKEN" -d '{"migration_id": "go-directive"}' %[1]s loom.v1.DiscoveryService/ListCandidates
+  grpcurl %[2]s -H "authorization: Bearer $LOOM_TOKEN" -d '{"migration_id": "go-directive", "candidate_id": "svc-01", "inputs": {"go_version": "1.23", "toolchain": "1.23.4"}}' %[1]s loom.v1.RunService/PreviewRun
+`, host, conn)
 	} else {
-		fmt.Fprintf(w, `  grpcurl -plaintext -H "authorization: Bearer $LOOM_TOKEN" -d '{}' %[1]s loom.v1.RegistryService/ListMigrations
+		fmt.Fprintf(w, `  grpcurl %[3]s -H "authorization: Bearer $LOOM_TOKEN" -d '{}' %[1]s loom.v1.RegistryService/ListMigrations
   (no example Migrator: run yours against %[2]s with the migrator token)
-`, host, e.APIURL)
+`, host, e.APIURL, conn)
 	}
 	fmt.Fprint(w, "\nStop with Ctrl-C.\n")
 }

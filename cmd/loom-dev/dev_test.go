@@ -99,3 +99,19 @@ func TestDevConfigTakesServesCORSAndDispatchWindow(t *testing.T) {
 		}
 	}
 }
+
+// With -tls the welcome prints https URLs and grpcurl calls that trust loom
+// dev's certificate instead of speaking in clear.
+func TestDevWelcomeWithTLS(t *testing.T) {
+	var out bytes.Buffer
+	printWelcome(&out, devenv.Env{APIURL: "https://127.0.0.1:8080", ConsoleURL: "https://127.0.0.1:8080/#token=x",
+		CertFile: "/d/tls/cert.pem", TokensFile: "/d/tokens.json"})
+	for _, s := range []string{"https://127.0.0.1:8080/#token=x", "grpcurl -cacert /d/tls/cert.pem 127.0.0.1:8080 list", "TLS        /d/tls/cert.pem"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("the welcome lacks %q:\n%s", s, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "-plaintext") {
+		t.Errorf("the welcome speaks in clear to a TLS server:\n%s", out.String())
+	}
+}

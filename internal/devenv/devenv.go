@@ -9,6 +9,7 @@ package devenv
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -59,6 +60,11 @@ type Config struct {
 	// The tokens loom dev writes keep working.
 	JWT         auth.JWTConfig
 	ConsoleOIDC server.ConsoleOIDC
+	// TLS serves the API over https with a self-signed certificate for
+	// 127.0.0.1 and localhost, made on the first start in DataDir/tls and
+	// reused: browsers then speak HTTP/2 with Loom. Plain h2c is served
+	// either way without it.
+	TLS bool
 }
 
 // Env is a running development environment.
@@ -89,6 +95,9 @@ type Env struct {
 	// reread when it changes, so a token added to it (loom tokens create
 	// -add-to) works within seconds.
 	TokensFile string
+	// CertFile is the certificate of the API with TLS ("" without): trust
+	// it (curl --cacert, grpcurl -cacert) or accept the browser's warning.
+	CertFile string
 }
 
 // Run starts Redis, Temporal, the Loom server and, if asked, the example
@@ -149,6 +158,13 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 	// Migrators run on this machine in development.
 	scfg.Security.AllowMigratorNets = []string{"127.0.0.0/8", "::1/128"}
 	scfg.Security.RateLimit = 0
+	scheme := "http"
+	if cfg.TLS {
+		if scfg.TLS.CertFile, scfg.TLS.KeyFile, err = ensureDevCert(dir, time.Now()); err != nil {
+			return err
+		}
+		scheme = "https"
+	}
 	scfg.Redis.Addrs = []string{rds.Addr()}
 	scfg.Temporal.HostPort = tmp.HostPort()
 	scfg.Temporal.Namespace = tmp.Namespace()
@@ -181,7 +197,8 @@ func Run(ctx context.Context, cfg Config, ready func(Env)) (err error) {
 	}()
 
 	env := Env{
-		APIURL:            "http://" + l.Addr().String(),
+		APIURL:            scheme + "://" + l.Addr().String(),
+		CertFile:          scfg.TLS.CertFile,
 		AdminURL:          adminURL(admin),
 		DataDir:           dir,
 		Persistent:        rds.Persistent() && tmp.Persistent(),
@@ -229,8 +246,18 @@ func startExample(ctx context.Context, cfg Config, env Env, log *slog.Logger) (s
 	if err != nil {
 		return nil, fmt.Errorf("listen for the example migrator on %s: %w", cfg.ExampleAddr, err)
 	}
+	client := migratorsdk.DefaultHTTPClient()
+	if env.CertFile != "" {
+		pool, err := devCertPool(env.CertFile)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	m, err := migratorsdk.New(gomigrator.Spec(env.FleetDir), migratorsdk.Options{
 		LoomURL:         env.APIURL,
+		HTTPClient:      client,
 		Token:           env.MigratorToken,
 		ListenAddr:      l.Addr().String(),
 		Logger:          log.With("component", "example-migrator"),

@@ -2,10 +2,13 @@ package devenv_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -310,5 +313,48 @@ func TestASecondLoomDevOnTheSameDirectoryIsRefused(t *testing.T) {
 	err := devenv.Run(context.Background(), devenv.Config{DataDir: dir, Addr: "127.0.0.1:0"}, nil)
 	if !errors.Is(err, devenv.ErrLocked) {
 		t.Fatalf("second loom dev: %v", err)
+	}
+}
+
+// loom dev -tls serves https with its own certificate, and a client that
+// trusts it speaks HTTP/2 (ALPN h2) with Loom, as browsers do; the example
+// Migrator reaches Loom over it too (it announced its Migration).
+func TestLoomDevServesHTTP2OverTLS(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir, func(c *devenv.Config) { c.TLS = true; c.FleetSize = 1 })
+	if !strings.HasPrefix(d.env.APIURL, "https://") || !strings.HasPrefix(d.env.ConsoleURL, "https://") ||
+		d.env.CertFile != filepath.Join(dir, "tls", "cert.pem") {
+		t.Fatalf("env %+v", d.env)
+	}
+	pem, err := os.ReadFile(d.env.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		u := strings.Replace(d.env.APIURL, "127.0.0.1", host, 1)
+		req, _ := http.NewRequest(http.MethodPost, u+"/loom.v1.RegistryService/ListMigrations", strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+d.env.OperatorToken)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK || res.ProtoMajor != 2 || res.TLS == nil || res.TLS.NegotiatedProtocol != "h2" {
+			t.Fatalf("%s: %s over %s: %s", host, res.Status, res.Proto, body)
+		}
+		if !strings.Contains(string(body), migrationID) {
+			t.Errorf("%s: the example's Migration is not listed: %s", host, body)
+		}
+	}
+	// The certificate is kept for the next start.
+	d.stop()
+	again := startDev(t, dir, func(c *devenv.Config) { c.TLS = true; c.FleetSize = 1 })
+	if pem2, _ := os.ReadFile(again.env.CertFile); string(pem2) != string(pem) {
+		t.Error("a restart made a new certificate")
 	}
 }
