@@ -27,7 +27,7 @@ const (
 type CreateSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The token to sign in with: a Loom token ("loom_…", as `loom tokens
-	// create` prints and `loom dev` writes), or the access (or ID) token of
+	// create` prints and `loom-dev` writes), or the access (or ID) token of
 	// a single sign-on. It is checked once and not kept.
 	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields

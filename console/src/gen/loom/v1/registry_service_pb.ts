@@ -455,7 +455,10 @@ export const RegistryService: GenService<{
    * GetCaller says who the caller is to this Loom and which procedures it
    * may call, so that a client (the console) shows only the controls its
    * caller can use. The server still checks every call.
-   * Errors: none of its own.
+   * Errors: none of its own; called with a browser's session cookie (see
+   * SessionService), as every call can be, UNAVAILABLE STORE_UNAVAILABLE
+   * when Redis cannot be reached to check the session (the session is not
+   * ended: retry).
    *
    * @generated from rpc loom.v1.RegistryService.GetCaller
    */
