@@ -666,13 +666,16 @@ try {
     // PauseRollout answers once the rollout has stopped starting: no Run
     // may start after its answer, which counts the Runs started before.
     const paused = page.waitForResponse((r) => r.url().endsWith("/loom.v1.RolloutService/PauseRollout"));
-    await page.getByRole("group", { name: "Rollout actions" }).getByRole("button", { name: "Pause" }).click();
+    await page.getByRole("group", { name: "Rollout actions" }).getByRole("button", { name: "Pause…" }).click();
+    const pauseDialog = page.getByRole("dialog", { name: /^Pause rollout/ });
+    await pauseDialog.getByRole("textbox").fill("e2e: hold the rest");
+    await pauseDialog.getByRole("button", { name: "Pause", exact: true }).click();
     const { rollout: atPause } = await (await paused).json();
     if (atPause.state !== "ROLLOUT_STATE_PAUSED") throw new Error(`the pause answered ${atPause.state}`);
     const started = atPause.progress?.started ?? 0;
     await page.getByRole("button", { name: "Resume" }).waitFor({ timeout: 5_000 });
     await page.locator(".page-head .badge-paused").first().waitFor();
-    await page.getByText("paused from the console").waitFor();
+    await page.getByText("e2e: hold the rest").waitFor();
     // Lift what else holds starts back (pacing, max in flight): were it
     // running, the rollout would start Runs at once, without waiting for a
     // pacing interval. UpdateRollout answers once the rollout acted on it

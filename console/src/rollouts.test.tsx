@@ -353,7 +353,7 @@ describe("the rollout page", () => {
           pauseRollout: (req) => {
             opts.paused?.push(req);
             return {
-              rollout: { ...base, state: RolloutState.PAUSED, stateReason: "paused from the console", stateActor: "ana", version: 9n },
+              rollout: { ...base, state: RolloutState.PAUSED, stateReason: req.reason, stateActor: "ana", version: 9n },
             };
           },
           resumeRollout: () => {
@@ -398,12 +398,18 @@ describe("the rollout page", () => {
     expect(within(screen.getByLabelText("in flight")).getByText("8")).toBeTruthy();
     expect(within(screen.getByLabelText("waiting")).getByText("26")).toBeTruthy();
 
-    fireEvent.click(screen.getByRole("button", { name: "Pause" }));
+    // Pause asks why, and sends what the operator wrote.
+    fireEvent.click(screen.getByRole("button", { name: "Pause…" }));
+    const dialog = screen.getByRole("dialog", { name: "Pause rollout ro-0123456789ab?" });
+    expect(paused).toHaveLength(0);
+    fireEvent.change(within(dialog).getByRole("textbox"), { target: { value: "the payments team asked" } });
+    fireEvent.click(within(dialog).getByRole("button", { name: "Pause" }));
     await waitFor(() => expect(paused).toHaveLength(1));
-    expect(paused[0]).toMatchObject({ migrationId: "go-upgrade", rolloutId: "ro-0123456789ab" });
+    expect(paused[0]).toMatchObject({ migrationId: "go-upgrade", rolloutId: "ro-0123456789ab", reason: "the payments team asked" });
     expect(await screen.findByRole("button", { name: "Resume" })).toBeTruthy();
-    expect(screen.getByText("paused from the console")).toBeTruthy();
-    expect(screen.queryByRole("button", { name: "Pause" })).toBeNull();
+    expect(screen.getByText("the payments team asked")).toBeTruthy();
+    expect(screen.queryByRole("dialog")).toBeNull();
+    expect(screen.queryByRole("button", { name: "Pause…" })).toBeNull();
   });
 
   it("asks for approval after the canary, and changes max in flight", async () => {

@@ -184,6 +184,8 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
   const refreshRollouts = useRefreshRollouts(r.migrationId);
   const refreshSelection = useRefreshSelection(r.migrationId);
   const [cancelling, setCancelling] = useState(false);
+  // The reason a pause is asked for; null while its dialog is closed.
+  const [pauseReason, setPauseReason] = useState<string | null>(null);
   const [maxDraft, setMaxDraft] = useState<string | null>(null);
   const ids = { migrationId: r.migrationId, rolloutId: r.id };
   const done = (what: string) => (res: { rollout?: Rollout }) => {
@@ -193,8 +195,11 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
   };
   const failed = (what: string) => (err: unknown) => toast.error(`${what} failed: ${errorText(err)}`);
   const pause = useMutation({
-    mutationFn: () => rollouts.pauseRollout({ ...ids, reason: "paused from the console" }),
-    onSuccess: done("paused"),
+    mutationFn: (reason: string) => rollouts.pauseRollout({ ...ids, reason: reason.trim() || "paused from the console" }),
+    onSuccess: (res) => {
+      setPauseReason(null);
+      done("paused")(res);
+    },
     onError: failed("Pause"),
   });
   const resume = useMutation({
@@ -218,8 +223,8 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
   return (
     <div className="actions" role="group" aria-label="Rollout actions">
       {r.state === RolloutState.RUNNING && can(RolloutService.method.pauseRollout) && (
-        <button type="button" disabled={busy} onClick={() => pause.mutate()}>
-          Pause
+        <button type="button" disabled={busy} onClick={() => setPauseReason("")}>
+          Pause…
         </button>
       )}
       {(r.state === RolloutState.PAUSED || r.state === RolloutState.AWAITING_APPROVAL) && can(RolloutService.method.resumeRollout) && (
@@ -257,6 +262,31 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
         <button type="button" className="danger" disabled={busy} onClick={() => setCancelling(true)}>
           Cancel…
         </button>
+      )}
+      {pauseReason !== null && (
+        <Dialog title={`Pause rollout ${r.id}?`} onClose={() => setPauseReason(null)}>
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              pause.mutate(pauseReason);
+            }}
+          >
+            <p>No Run starts once it answers; the Runs in flight go on. Resume starts them again.</p>
+            <label>
+              Why (recorded in the rollout; empty: “paused from the console”)
+              <input value={pauseReason} maxLength={2000} onChange={(e) => setPauseReason(e.target.value)} />
+            </label>
+            {pause.isError && <ErrorBox error={pause.error} />}
+            <div className="actions">
+              <button type="submit" className="primary" disabled={pause.isPending}>
+                {pause.isPending ? "Pausing…" : "Pause"}
+              </button>
+              <button type="button" onClick={() => setPauseReason(null)}>
+                Back
+              </button>
+            </div>
+          </form>
+        </Dialog>
       )}
       {cancelling && (
         <CancelRolloutDialog
