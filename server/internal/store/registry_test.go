@@ -445,6 +445,12 @@ func TestCheckSettingsNamesWhatCostsCandidatesMemory(t *testing.T) {
 	if got := s.CheckSettings(ctx); len(got) != 2 || !strings.Contains(got[1], "stream-node-max-bytes 4096") {
 		t.Fatalf("with Redis's defaults: %v", got)
 	}
+	if err := rdb.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CheckSettings(ctx); len(got) != 3 || !strings.Contains(got[2], "maxmemory-policy allkeys-lru") {
+		t.Fatalf("with keys that may be evicted: %v", got)
+	}
 }
 
 // With Redis down, a delete answers unavailable (STORE_UNAVAILABLE) and

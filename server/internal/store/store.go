@@ -119,5 +119,12 @@ func (s *Store) CheckSettings(ctx context.Context) []string {
 				n, 4389-804, MaxStreamNodeBytes))
 		}
 	}
+	// Loom's keys are data, not a cache: an evicted one is a Candidate,
+	// a Run's view or history lost.
+	if vals, err = s.rdb.ConfigGet(ctx, "maxmemory-policy").Result(); err == nil {
+		if p := vals["maxmemory-policy"]; p != "" && p != "noeviction" {
+			out = append(out, fmt.Sprintf("Redis has maxmemory-policy %s: when its memory is full it drops keys, and Loom's keys are data, not cache; set it to noeviction (docs/production.md)", p))
+		}
+	}
 	return out
 }
