@@ -392,7 +392,9 @@ end
 local out = {0, total, estimate, ''}
 if total == 0 then return out end
 local found, scanned = 0, 0
-local last
+-- The last Candidate examined, as its score and id (joined only for the
+-- cursor of a page cut short: not once per Candidate examined).
+local last_score, last_id
 
 -- idWalk fills the page from filters fs in id order after id after, each
 -- row scored score. Returns whether the walk ended by the budget.
@@ -408,7 +410,7 @@ local function idWalk(fs, after, score)
     local ok = keep(others, ids)
     for i, id in ipairs(ids) do
       scanned = scanned + 1
-      last = score .. ' ' .. id
+      last_score, last_id = score, id
       if ok[i] then
         row(out, id, score)
         found = found + 1
@@ -502,7 +504,7 @@ local function scoredWalk(src, fs, after_score, after_id)
     local ok = keep(others, ids)
     for i, id in ipairs(ids) do
       scanned = scanned + 1
-      last = r[2 * i] .. ' ' .. id
+      last_score, last_id = r[2 * i], id
       if ok[i] and (prefix == '' or string.sub(id, 1, #prefix) == prefix) then
         row(out, id, r[2 * i])
         found = found + 1
@@ -563,7 +565,7 @@ else
 end
 -- Cut short by the budget: the page's cursor is the last Candidate
 -- examined.
-if cut and found < n and last then out[4] = last end
+if cut and found < n and last_id then out[4] = last_score .. ' ' .. last_id end
 return out
 `)
 
