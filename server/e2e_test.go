@@ -496,10 +496,21 @@ func TestRetryCancelAndStartAgain(t *testing.T) {
 	_, err = l.runs.RetryStep(ctx, connect.NewRequest(&loomv1.RetryStepRequest{RunId: runID, StepName: "review", Attempt: 1}))
 	wantCode(t, err, connect.CodeFailedPrecondition, loomv1.ErrorReason_STEP_NOT_CURRENT)
 
-	retried, err := l.runs.RetryStep(ctx, connect.NewRequest(&loomv1.RetryStepRequest{RunId: runID, StepName: "bump-go", Attempt: 1}))
+	retried, err := l.runs.RetryStep(ctx, connect.NewRequest(&loomv1.RetryStepRequest{RunId: runID, StepName: "bump-go", Attempt: 1,
+		Note: "go mod tidy needed the new proxy"}))
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The operator's note is in the history with the retry, not on the new
+	// attempt (below).
+	history := loomv1connect.NewHistoryServiceClient(http.DefaultClient, l.url)
+	// (The history is written after the answer, in the background.)
+	eventually(t, "the retry's note in the history", func() bool {
+		ev, err := history.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "go-upgrade",
+			Kinds: []loomv1.EventKind{loomv1.EventKind_EVENT_KIND_STEP_RETRIED}}))
+		return err == nil && len(ev.Msg.Events) == 1 && ev.Msg.Events[0].Details["note"] == "go mod tidy needed the new proxy" &&
+			ev.Msg.Events[0].Details["failed_attempt"] == "1"
+	})
 	// The new attempt starts clean: the failed one's pull request, metadata
 	// and message are not its own.
 	if s := retried.Msg.Run.StepResults[0]; s.Attempt != 2 || s.Status != loomv1.StepStatus_STEP_STATUS_IN_PROGRESS ||

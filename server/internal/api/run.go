@@ -77,6 +77,7 @@ func (s *RunServer) RetryStep(ctx context.Context, req *connect.Request[loomv1.R
 		Kind:    migration.ActionRetry,
 		Step:    req.Msg.GetStepName(),
 		Attempt: int(req.Msg.GetAttempt()),
+		Message: req.Msg.GetNote(),
 		Actor:   caller(ctx, req),
 	})
 	if err != nil {

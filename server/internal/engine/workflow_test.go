@@ -545,7 +545,7 @@ func TestTheWorkflowRecordsEveryTransition(t *testing.T) {
 	h.at(time.Minute, report("open-pr", 1, migration.StepOpen))
 	h.at(3*time.Hour, report("open-pr", 1, migration.StepMerged))
 	h.at(3*time.Hour+time.Minute, report("review", 1, migration.StepFailed))
-	h.at(4*time.Hour, migration.StepAction{Kind: migration.ActionRetry, Step: "review", Attempt: 1, Actor: "alice"})
+	h.at(4*time.Hour, migration.StepAction{Kind: migration.ActionRetry, Step: "review", Attempt: 1, Message: "the runner was out of disk", Actor: "alice"})
 	h.at(4*time.Hour+time.Minute, report("review", 2, migration.StepAwaitingReview))
 	h.at(5*time.Hour, migration.StepAction{Kind: migration.ActionFinishReview, Step: "review", Attempt: 2, Status: migration.StepCompleted, Actor: "bob"})
 	if err := h.run(in); err != nil {
@@ -560,7 +560,8 @@ func TestTheWorkflowRecordsEveryTransition(t *testing.T) {
 		t.Fatalf("events\n got %v\nwant %v", got, want)
 	}
 	for _, e := range h.store.events {
-		if e.Kind == migration.EventStepRetried && (e.Actor != "alice" || e.Attempt != 1) {
+		// The operator's note travels with the Update into the retry's event.
+		if e.Kind == migration.EventStepRetried && (e.Actor != "alice" || e.Attempt != 1 || e.Details["note"] != "the runner was out of disk") {
 			t.Errorf("retry event %+v", e)
 		}
 		if e.Kind == migration.EventReviewFinished && (e.Actor != "bob" || e.Attempt != 2) {

@@ -215,7 +215,13 @@ func (r *Run) ActionEvents(a StepAction, now time.Time) []Event {
 		maps.Copy(d, prefixed("metadata.", a.Metadata))
 		return []Event{r.event(EventStepReported, now, a.Actor, d)}
 	case ActionRetry:
-		retried := r.event(EventStepRetried, now, a.Actor, map[string]string{"failed_attempt": strconv.Itoa(a.Attempt)})
+		d := map[string]string{"failed_attempt": strconv.Itoa(a.Attempt)}
+		if a.Message != "" {
+			// Only when given: a retry without a note records what it
+			// always did.
+			d["note"] = a.Message
+		}
+		retried := r.event(EventStepRetried, now, a.Actor, d)
 		retried.Attempt = a.Attempt
 		return []Event{retried, r.DispatchedEvent(now)}
 	case ActionFinishReview:

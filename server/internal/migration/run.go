@@ -253,8 +253,9 @@ type StepAction struct {
 	// (ActionFinishReview).
 	Status StepStatus
 	// PRURL is the reported pull request (ActionReport) or the adopted one
-	// (ActionAdoptPR); Message the report's message, the review's note, or
-	// the reason of a skip.
+	// (ActionAdoptPR); Message the report's message, the review's note, the
+	// reason of a skip, or the operator's note on a retry (recorded in the
+	// history only: the new attempt starts without a message).
 	PRURL    string
 	Message  string
 	Metadata map[string]string
