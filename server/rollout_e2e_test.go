@@ -236,8 +236,14 @@ func TestRolloutWithCanaryApprovalAutoPauseAndResume(t *testing.T) {
 	if r.Progress.Started != 2 || r.Progress.Completed != 2 || !r.Progress.CanaryPassed {
 		t.Fatalf("after the canary: %v", r.Progress)
 	}
-	if _, err := rs.ResumeRollout(ctx, connect.NewRequest(&loomv1.ResumeRolloutRequest{MigrationId: "go-upgrade", RolloutId: id})); err != nil {
+	approved, err := rs.ResumeRollout(ctx, connect.NewRequest(&loomv1.ResumeRolloutRequest{MigrationId: "go-upgrade", RolloutId: id,
+		Reason: "canary services look healthy"}))
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The approval's reason is kept where a pause's is: the state reason.
+	if r := approved.Msg.Rollout; r.StateReason != "canary services look healthy" || r.StateActor != "alice" {
+		t.Fatalf("approved: %q by %q", r.StateReason, r.StateActor)
 	}
 
 	r = awaitRollout(t, rs, id, loomv1.RolloutState_ROLLOUT_STATE_PAUSED)
@@ -269,6 +275,17 @@ func TestRolloutWithCanaryApprovalAutoPauseAndResume(t *testing.T) {
 	want := []string{"STARTED by alice", "AWAITING_APPROVAL by loom", "RESUMED by alice", "PAUSED by loom", "RESUMED by alice", "COMPLETED by loom"}
 	if got := rolloutEvents(t, history); !slices.Equal(got, want) {
 		t.Fatalf("rollout history %v, want %v", got, want)
+	}
+	// ... and in the history: the approval with its reason, the second
+	// resume (no reason given) without one.
+	resumed, err := history.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "go-upgrade",
+		Kinds: []loomv1.EventKind{loomv1.EventKind_EVENT_KIND_ROLLOUT_RESUMED}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := resumed.Msg.Events; len(ev) != 2 || ev[1].Details["reason"] != "canary services look healthy" || ev[1].Details["approved"] != "true" ||
+		ev[0].Details["reason"] != "" || ev[0].Details["approved"] != "false" {
+		t.Fatalf("resume events (newest first): %v", ev)
 	}
 	// Viewers (here: the Migration's migrator) read it; nobody steers an
 	// ended rollout.

@@ -93,7 +93,7 @@ func (s *RolloutServer) PauseRollout(ctx context.Context, req *connect.Request[l
 // ResumeRollout resumes or approves a rollout.
 func (s *RolloutServer) ResumeRollout(ctx context.Context, req *connect.Request[loomv1.ResumeRolloutRequest]) (*connect.Response[loomv1.ResumeRolloutResponse], error) {
 	out, err := s.Rollouts.Control(ctx, req.Msg.GetMigrationId(), req.Msg.GetRolloutId(),
-		migration.RolloutControl{Kind: migration.ControlResume})
+		migration.RolloutControl{Kind: migration.ControlResume, Reason: req.Msg.GetReason()})
 	if err != nil {
 		return nil, err
 	}

@@ -358,10 +358,17 @@ func (f *rolloutFlow) control(ctx workflow.Context, c migration.RolloutControl) 
 	case migration.ControlResume:
 		if f.r.State == migration.RolloutPaused || f.r.State == migration.RolloutAwaitingApproval {
 			approved := f.r.State == migration.RolloutAwaitingApproval
-			f.r.State, f.r.StateReason, f.r.StateActor = migration.RolloutRunning, "", c.Actor
+			// The operator's reason, if any, replaces the pause's: it says
+			// why the rollout runs again. (Controls sent before resumes had
+			// a reason carry none: the state and event are what they were.)
+			f.r.State, f.r.StateReason, f.r.StateActor = migration.RolloutRunning, c.Reason, c.Actor
 			// Failures before the resume were judged by the operator.
 			f.window = nil
-			f.changed(ctx, f.event(ctx, migration.EventRolloutResumed, c.Actor, map[string]string{"approved": strconv.FormatBool(approved)}))
+			d := map[string]string{"approved": strconv.FormatBool(approved)}
+			if c.Reason != "" {
+				d["reason"] = c.Reason
+			}
+			f.changed(ctx, f.event(ctx, migration.EventRolloutResumed, c.Actor, d))
 		}
 	case migration.ControlUpdate:
 		f.r.Settings = f.r.Settings.Apply(c.Settings, c.Mask)

@@ -204,7 +204,7 @@ func TestRolloutCanaryWaitsForApproval(t *testing.T) {
 		atApproval = h.fleet.last()
 		startedBefore = len(h.fleet.started)
 	}, 10*time.Second)
-	res := h.control(20*time.Second, migration.RolloutControl{Kind: migration.ControlResume, Actor: "u-ada"})
+	res := h.control(20*time.Second, migration.RolloutControl{Kind: migration.ControlResume, Actor: "u-ada", Reason: "canary dashboards are green"})
 	h.env.ExecuteWorkflow(RolloutWorkflow, in)
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -213,8 +213,14 @@ func TestRolloutCanaryWaitsForApproval(t *testing.T) {
 		t.Fatalf("before approval: %s, canary passed %v, %d started; want awaiting_approval after the 2 canary Runs only",
 			atApproval.State, atApproval.Progress.CanaryPassed, startedBefore)
 	}
-	if res.Rollout.State != migration.RolloutRunning || res.Rollout.StateActor != "u-ada" {
-		t.Fatalf("resume answered %s by %q", res.Rollout.State, res.Rollout.StateActor)
+	// The approval's reason is the rollout's state reason and its event's.
+	if res.Rollout.State != migration.RolloutRunning || res.Rollout.StateActor != "u-ada" || res.Rollout.StateReason != "canary dashboards are green" {
+		t.Fatalf("resume answered %s by %q (%q)", res.Rollout.State, res.Rollout.StateActor, res.Rollout.StateReason)
+	}
+	for _, e := range h.fleet.events {
+		if e.Kind == migration.EventRolloutResumed && (e.Actor != "u-ada" || e.Details["reason"] != "canary dashboards are green" || e.Details["approved"] != "true") {
+			t.Errorf("resume event %+v", e)
+		}
 	}
 	if r := h.fleet.last(); r.State != migration.RolloutCompleted || r.Progress.Completed != 10 {
 		t.Fatalf("rollout = %s %+v", r.State, r.Progress)

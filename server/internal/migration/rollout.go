@@ -151,7 +151,7 @@ type Rollout struct {
 	MigrationID string
 	State       RolloutState
 	// StateReason and StateActor say why and by whom it was last paused,
-	// resumed or cancelled.
+	// resumed or cancelled (a resume's reason is the operator's, if given).
 	StateReason string `json:",omitempty"`
 	StateActor  string `json:",omitempty"`
 	// Filter is the selection's filter; nil for a list of ids (the list is
@@ -252,7 +252,7 @@ type RunChange struct {
 type RolloutControl struct {
 	Kind  RolloutControlKind
 	Actor string
-	// Reason of a pause or cancel.
+	// Reason of a pause, resume or cancel.
 	Reason string `json:",omitempty"`
 	// Settings and Mask of an update.
 	Settings RolloutSettings `json:",omitzero"`
