@@ -251,7 +251,7 @@ try {
     await shot("05-awaiting-review");
   });
 
-  await step("fail the review step with a note (asked in a dialog), retry it, finish it: completed", async () => {
+  await step("fail the review step with a note (asked in a dialog), retry it saying why, finish it: completed", async () => {
     await page.getByRole("button", { name: "Review failed…" }).click();
     let dialog = page.getByRole("dialog", { name: "Finish the review of review as failed?" });
     await dialog.waitFor();
@@ -265,7 +265,12 @@ try {
     await step1("review").and(page.locator('[data-status="failed"]')).waitFor({ timeout: 30_000 });
     await step1("review").getByText("e2e: canary too slow").waitFor();
     await shot("06-failed");
-    await page.getByRole("button", { name: "Retry step" }).click();
+    // Retry asks why too (optional); the note goes to the history.
+    await page.getByRole("button", { name: "Retry step…" }).click();
+    const retryDialog = page.getByRole("dialog", { name: "Retry review?" });
+    await retryDialog.getByLabel("Why", { exact: true }).fill("e2e: canary fixed");
+    await retryDialog.getByRole("button", { name: "Retry the step" }).click();
+    await retryDialog.waitFor({ state: "detached" });
     await step1("review").and(page.locator('[data-status="awaiting_review"]')).waitFor({ timeout: 30_000 });
     await page.getByRole("button", { name: "Review done…" }).click();
     dialog = page.getByRole("dialog", { name: "Finish the review of review as done?" });
@@ -286,6 +291,7 @@ try {
     await history.getByText("review finished").first().waitFor();
     // The notes typed in the dialogs are what was recorded.
     await history.getByText("e2e: canary too slow").waitFor();
+    await history.getByText("e2e: canary fixed").waitFor();
     await history.getByText("e2e: looks good").waitFor();
     await history.getByText("run started").waitFor();
     await shot("07-completed-history");

@@ -6,8 +6,14 @@ import { mount, untilAborted } from "./test/mount";
 import { CandidatePage } from "./pages/CandidatePage";
 import { RegistryService } from "./gen/loom/v1/registry_service_pb";
 import { DiscoveryService } from "./gen/loom/v1/discovery_service_pb";
-import { RunService, type CancelRunRequest, type FinishReviewRequest, type MarkStepMergedRequest } from "./gen/loom/v1/run_service_pb";
-import { HistoryService } from "./gen/loom/v1/history_service_pb";
+import {
+  RunService,
+  type CancelRunRequest,
+  type FinishReviewRequest,
+  type MarkStepMergedRequest,
+  type RetryStepRequest,
+} from "./gen/loom/v1/run_service_pb";
+import { EventKind, EventSchema, HistoryService, type Event } from "./gen/loom/v1/history_service_pb";
 import { MigrationSchema } from "./gen/loom/v1/migration_pb";
 import { CandidateSchema, CandidateStatus } from "./gen/loom/v1/candidate_pb";
 import { RunSchema, RunStatus, StepStatus, type Run } from "./gen/loom/v1/run_pb";
@@ -47,12 +53,20 @@ function runAt(step: "bump-go" | "deploy", status: StepStatus, more: MessageInit
   });
 }
 
-type Sent = { reviews?: number; reviewed?: FinishReviewRequest; merged?: MarkStepMergedRequest; cancelled?: CancelRunRequest };
+type Sent = {
+  reviews?: number;
+  reviewed?: FinishReviewRequest;
+  merged?: MarkStepMergedRequest;
+  cancelled?: CancelRunRequest;
+  retries?: number;
+  retried?: RetryStepRequest;
+};
 
 // serve mounts the Candidate page over a server where the caller may do
 // everything, the Candidate's Run is run, and what the page sends is
-// recorded in sent; refuse makes each action refused.
-function serve(run: Run, sent: Sent, refuse?: ConnectError) {
+// recorded in sent; refuse makes each action refused; events are the
+// Candidate's history.
+function serve(run: Run, sent: Sent, refuse?: ConnectError, events: Event[] = []) {
   const act = <T,>(record: (req: T) => void) => (req: T) => {
     if (refuse) throw refuse;
     record(req);
@@ -66,7 +80,12 @@ function serve(run: Run, sent: Sent, refuse?: ConnectError) {
       r.service(RegistryService, {
         getCaller: () => ({
           authenticated: true,
-          allowedProcedures: procedures(RunService.method.finishReview, RunService.method.markStepMerged, RunService.method.cancelRun),
+          allowedProcedures: procedures(
+            RunService.method.finishReview,
+            RunService.method.markStepMerged,
+            RunService.method.cancelRun,
+            RunService.method.retryStep,
+          ),
         }),
         getMigration: () => ({ migration }),
       });
@@ -79,9 +98,13 @@ function serve(run: Run, sent: Sent, refuse?: ConnectError) {
         }),
         markStepMerged: act((req: MarkStepMergedRequest) => (sent.merged = req)),
         cancelRun: act((req: CancelRunRequest) => (sent.cancelled = req)),
+        retryStep: act((req: RetryStepRequest) => {
+          sent.retries = (sent.retries ?? 0) + 1;
+          return (sent.retried = req);
+        }),
       });
       r.service(HistoryService, {
-        listEvents: () => ({ events: [] }),
+        listEvents: () => ({ events }),
         async *watchEvents(_req, ctx) {
           await untilAborted(ctx.signal);
         },
@@ -167,6 +190,57 @@ describe("finishing a review", () => {
     fireEvent.click(submitOf(dialog, "Fail the review"));
     expect((await within(dialog).findByRole("alert")).textContent).toContain("failed_precondition: step deploy is not awaiting review");
     expect(noteOf(dialog).value).toBe("broke staging");
+  });
+});
+
+describe("retrying a failed step", () => {
+  it("asks why first, with an optional note sent as typed with the failed attempt; Back sends nothing", async () => {
+    const sent: Sent = {};
+    serve(runAt("bump-go", StepStatus.FAILED), sent);
+    fireEvent.click(await screen.findByRole("button", { name: "Retry step…" }));
+    let dialog = screen.getByRole("dialog", { name: "Retry bump-go?" });
+    // Nothing is sent by the click alone, and Back sends nothing either.
+    expect(sent.retries).toBeUndefined();
+    fireEvent.click(within(dialog).getByRole("button", { name: "Back" }));
+    expect(screen.queryByRole("dialog")).toBeNull();
+    expect(sent.retries).toBeUndefined();
+
+    fireEvent.click(screen.getByRole("button", { name: "Retry step…" }));
+    dialog = screen.getByRole("dialog", { name: "Retry bump-go?" });
+    const note = noteOf(dialog);
+    expect(document.activeElement).toBe(note);
+    expect(note.required).toBe(false);
+    expect(within(dialog).getByText(/dispatched again as attempt 3/)).toBeTruthy();
+    fireEvent.change(note, { target: { value: "  the runner ran out of disk  " } });
+    fireEvent.keyDown(note, { key: "Enter" });
+    await waitFor(() => expect(sent.retried).toBeDefined());
+    expect(sent.retries).toBe(1);
+    expect(sent.retried).toMatchObject({ runId: "go-upgrade__acme/billing", stepName: "bump-go", attempt: 2, note: "the runner ran out of disk" });
+    await waitFor(() => expect(screen.queryByRole("dialog")).toBeNull());
+  });
+
+  it("without a note sends none of the console's own", async () => {
+    const sent: Sent = {};
+    serve(runAt("bump-go", StepStatus.FAILED), sent);
+    fireEvent.click(await screen.findByRole("button", { name: "Retry step…" }));
+    fireEvent.click(submitOf(screen.getByRole("dialog", { name: "Retry bump-go?" }), "Retry the step"));
+    await waitFor(() => expect(sent.retried).toBeDefined());
+    expect(sent.retried!.note).toBe("");
+  });
+
+  it("shows the retry's note in the Candidate's history", async () => {
+    const retried = create(EventSchema, {
+      id: "5-0",
+      kind: EventKind.STEP_RETRIED,
+      migrationId: "go-upgrade",
+      candidateId: "acme/billing",
+      step: "bump-go",
+      attempt: 1,
+      actor: "ana",
+      details: { failed_attempt: "1", note: "the runner ran out of disk" },
+    });
+    serve(runAt("bump-go", StepStatus.FAILED), {}, undefined, [retried]);
+    expect(await screen.findByText("the runner ran out of disk")).toBeTruthy();
   });
 });
 

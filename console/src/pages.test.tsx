@@ -243,10 +243,12 @@ describe("the Candidate page", () => {
     expect(watched).toEqual([expect.objectContaining({ migrationId: "" })]);
   });
 
-  it("retries a failed step with its attempt", async () => {
+  it("retries a failed step with its attempt, once confirmed in a dialog", async () => {
     const sent: Sent = {};
     serve(procedures(RunService.method.retryStep), sent);
-    fireEvent.click(await screen.findByRole("button", { name: "Retry step" }));
+    fireEvent.click(await screen.findByRole("button", { name: "Retry step…" }));
+    expect(sent.retried).toBeUndefined();
+    fireEvent.click(within(screen.getByRole("dialog", { name: "Retry bump-go?" })).getByRole("button", { name: "Retry the step" }));
     await waitFor(() => expect(sent.retried).toBeDefined());
     expect(sent.retried).toMatchObject({ runId: run.id, stepName: "bump-go", attempt: 2 });
   });

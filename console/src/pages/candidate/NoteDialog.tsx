@@ -4,10 +4,11 @@ import { Dialog } from "../../components/Dialog";
 import { ErrorBox } from "../../components/Common";
 
 // NoteDialog asks an operator to confirm a deliberate action on a Run
-// (finish a review, mark a step merged, cancel the Run) with a note for the
-// record: required or optional, it is sent as typed (trimmed) and kept by
-// the server as the step's message or the Run's cancel reason, and in the
-// history. Focus starts in the note; Enter sends when the note will do
+// (retry a step, finish a review, mark a step merged, cancel the Run) with a
+// note for the record: required or optional, it is sent as typed (trimmed)
+// and kept by the server in the history, and as the step's message or the
+// Run's cancel reason (a retry's note is in the history only: the new
+// attempt starts clean). Focus starts in the note; Enter sends when the note will do
 // (Shift+Enter starts a new line), Escape or "Back" closes without sending.
 // A refusal is shown in the dialog, which stays open.
 export function NoteDialog(props: {

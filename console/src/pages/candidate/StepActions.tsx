@@ -1,7 +1,5 @@
 import { useState, type ReactNode } from "react";
-import { useMutation } from "@tanstack/react-query";
 import { toast } from "sonner";
-import { errorText } from "../../api";
 import { StepStatus, type Run, type StepResult } from "../../gen/loom/v1/run_pb";
 import { RunService } from "../../gen/loom/v1/run_service_pb";
 import { useCan } from "../../data/registry";
@@ -10,24 +8,16 @@ import { StepOverride, type Override } from "./StepOverride";
 import { NoteDialog } from "./NoteDialog";
 
 // StepActions are what an operator may do to a step of a running Run:
-// retry it when it failed; finish its review as done (confirmed, with an
-// optional note) or failed (with a required note); mark its pull request
-// merged (confirmed, with an optional note); and, on the current step, skip
-// it or adopt its existing pull request. Each but the retry asks in an
-// in-page dialog, and the note typed there is what is sent and recorded.
+// retry it when it failed (confirmed, with an optional note); finish its
+// review as done (confirmed, with an optional note) or failed (with a
+// required note); mark its pull request merged (confirmed, with an optional
+// note); and, on the current step, skip it or adopt its existing pull
+// request. Each asks in an in-page dialog, and the note typed there is what
+// is sent and recorded in the Run's history.
 export function StepActions({ run, step, onChanged }: { run: Run; step: StepResult; onChanged: () => void }) {
-  const runs = useRunClient();
   const can = useCan();
   const [asking, setAsking] = useState<Override | null>(null);
   const [deciding, setDeciding] = useState<Decision | null>(null);
-  const retry = useMutation({
-    mutationFn: () => runs.retryStep({ runId: run.id, stepName: step.stepName, attempt: step.attempt }),
-    onSuccess: () => {
-      toast.success(`${step.stepName}: retrying`);
-      onChanged();
-    },
-    onError: (err) => toast.error(`${step.stepName}: ${errorText(err)}`),
-  });
   const b = (what: Decision, label: string, cls = "") => (
     <button type="button" className={cls} disabled={deciding !== null} onClick={() => setDeciding(what)}>
       {label}
@@ -42,13 +32,7 @@ export function StepActions({ run, step, onChanged }: { run: Run; step: StepResu
   switch (step.status) {
     case StepStatus.FAILED:
       if (can(RunService.method.retryStep)) {
-        actions.push(
-          <span key="retry">
-            <button type="button" className="primary" disabled={retry.isPending} onClick={() => retry.mutate()}>
-              Retry step
-            </button>
-          </span>,
-        );
+        actions.push(<span key="retry">{b("retry", "Retry step…", "primary")}</span>);
       }
       break;
     case StepStatus.AWAITING_REVIEW:
@@ -95,11 +79,11 @@ const skippable = [StepStatus.IN_PROGRESS, StepStatus.OPEN, StepStatus.AWAITING_
 const adoptable = [StepStatus.IN_PROGRESS, StepStatus.FAILED];
 
 // The decisions an operator confirms in a dialog, with a note.
-type Decision = "done" | "failed" | "merged";
+type Decision = "retry" | "done" | "failed" | "merged";
 
-// DecisionDialog confirms finishing a review or marking a step merged, and
-// sends the note the operator typed (required when a review fails: the
-// Migration's owners read why). The request names the step and its attempt,
+// DecisionDialog confirms retrying a step, finishing a review or marking a
+// step merged, and sends the note the operator typed (required when a
+// review fails: the Migration's owners read why). The request names the step and its attempt,
 // so a decision meant for one attempt never lands on a retry.
 function DecisionDialog({ what, run, step, onClose, onDone }: { what: Decision; run: Run; step: StepResult; onClose: () => void; onDone: () => void }) {
   const runs = useRunClient();
@@ -109,6 +93,25 @@ function DecisionDialog({ what, run, step, onClose, onDone }: { what: Decision; 
     onDone();
   };
   switch (what) {
+    case "retry":
+      return (
+        <NoteDialog
+          title={`Retry ${step.stepName}?`}
+          noteLabel="Why"
+          required={false}
+          maxLength={4000}
+          placeholder="e.g. the runner ran out of disk, fixed in INFRA-88"
+          submit="Retry the step"
+          send={(note) => runs.retryStep({ ...base, note })}
+          onClose={onClose}
+          onDone={done("retrying")}
+        >
+          <p>
+            Attempt {step.attempt} failed: the step is dispatched again as attempt {step.attempt + 1}, starting clean.{" "}
+            {step.message && <span className="muted small">Its last message: {step.message}</span>}
+          </p>
+        </NoteDialog>
+      );
     case "done":
     case "failed": {
       const failed = what === "failed";
