@@ -679,7 +679,7 @@ try {
     const { rollout: atPause } = await (await paused).json();
     if (atPause.state !== "ROLLOUT_STATE_PAUSED") throw new Error(`the pause answered ${atPause.state}`);
     const started = atPause.progress?.started ?? 0;
-    await page.getByRole("button", { name: "Resume" }).waitFor({ timeout: 5_000 });
+    await page.getByRole("button", { name: "Resume…" }).waitFor({ timeout: 5_000 });
     await page.locator(".page-head .badge-paused").first().waitFor();
     await page.getByText("e2e: hold the rest").waitFor();
     // Lift what else holds starts back (pacing, max in flight): were it
@@ -704,9 +704,14 @@ try {
     await setting("max in flight").filter({ hasText: /^10$/ }).waitFor();
     if ((await tile("started").innerText()) !== String(started)) throw new Error(`started ${started} at the pause, ${await tile("started").innerText()} shown after`);
     await shot("17-rollout-paused");
-    // Resumed, it starts Runs at once: what the pause held back.
-    await page.getByRole("button", { name: "Resume" }).click();
+    // Resumed (saying why, in its dialog), it starts Runs at once: what the
+    // pause held back.
+    await page.getByRole("button", { name: "Resume…" }).click();
+    const resumeDialog = page.getByRole("dialog", { name: /^Resume rollout/ });
+    await resumeDialog.getByRole("textbox").fill("e2e: carry on");
+    await resumeDialog.getByRole("button", { name: "Resume", exact: true }).click();
     await page.locator(".page-head .badge-running").first().waitFor({ timeout: 5_000 });
+    await page.getByText("e2e: carry on").waitFor();
     await page.waitForFunction((n) => Number(document.querySelector('[aria-label="started"] .value')?.textContent) > n, started, {
       timeout: 30_000,
     });
@@ -719,6 +724,8 @@ try {
       operator,
     );
     const kinds = events.map((e) => e.kind).reverse(); // newest first in the listing
+    const resumedEvent = events.find((e) => e.kind === "EVENT_KIND_ROLLOUT_RESUMED");
+    if (resumedEvent?.details?.reason !== "e2e: carry on") throw new Error(`the resume's event: ${JSON.stringify(resumedEvent)}`);
     const pausedAt = kinds.indexOf("EVENT_KIND_ROLLOUT_PAUSED");
     const resumedAt = kinds.indexOf("EVENT_KIND_ROLLOUT_RESUMED");
     if (pausedAt < 0 || resumedAt < pausedAt) throw new Error(`history: ${kinds.join(" ")}`);

@@ -14,6 +14,7 @@ import { RunService, type BulkRetryStepsRequest } from "./gen/loom/v1/run_servic
 import {
   RolloutService,
   type PauseRolloutRequest,
+  type ResumeRolloutRequest,
   type PreviewSelectionRequest,
   type StartRolloutRequest,
   type UpdateRolloutRequest,
@@ -332,7 +333,7 @@ describe("the rollout page", () => {
     feed?: Event[]; // sent on the fleet feed once the page has read the rollout
     paused?: PauseRolloutRequest[];
     updated?: UpdateRolloutRequest[];
-    resumed?: number[];
+    resumed?: ResumeRolloutRequest[];
   }) {
     return mount({
       path: "/m/go-upgrade/r/ro-0123456789ab",
@@ -356,9 +357,9 @@ describe("the rollout page", () => {
               rollout: { ...base, state: RolloutState.PAUSED, stateReason: req.reason, stateActor: "ana", version: 9n },
             };
           },
-          resumeRollout: () => {
-            opts.resumed?.push(1);
-            return { rollout: { ...base, state: RolloutState.RUNNING, version: 10n } };
+          resumeRollout: (req) => {
+            opts.resumed?.push(req);
+            return { rollout: { ...base, state: RolloutState.RUNNING, stateReason: req.reason, stateActor: "ana", version: 10n } };
           },
           updateRollout: (req) => {
             opts.updated?.push(req);
@@ -377,13 +378,14 @@ describe("the rollout page", () => {
     });
   }
 
-  it("shows its progress live, read again when the feed has an event of its Migration's Runs, and pauses it", async () => {
+  it("shows its progress live, read again when the feed has an event of its Migration's Runs, pauses it and resumes it, asking why", async () => {
     const reads: number[] = [];
     const paused: PauseRolloutRequest[] = [];
+    const resumed: ResumeRolloutRequest[] = [];
     const next = create(RolloutSchema, { ...base, progress: { ...base.progress!, completed: 6, inFlight: 8, failed: 1 }, version: 4n });
     const completed = create(EventSchema, { id: "9-0", kind: EventKind.RUN_COMPLETED, migrationId: "go-upgrade", candidateId: "acme/b" });
     const elsewhere = create(EventSchema, { id: "9-1", kind: EventKind.RUN_COMPLETED, migrationId: "node-20", candidateId: "acme/b" });
-    serveRollout({ versions: [base, next], reads, paused, feed: [elsewhere, completed] });
+    serveRollout({ versions: [base, next], reads, paused, resumed, feed: [elsewhere, completed] });
     expect((await screen.findByRole("heading", { level: 1 })).textContent).toBe("Rollout ro-0123456789ab");
     const bar = screen.getByRole("progressbar", { name: "Rollout progress" });
     expect(bar.getAttribute("aria-valuemax")).toBe("40");
@@ -406,19 +408,43 @@ describe("the rollout page", () => {
     fireEvent.click(within(dialog).getByRole("button", { name: "Pause" }));
     await waitFor(() => expect(paused).toHaveLength(1));
     expect(paused[0]).toMatchObject({ migrationId: "go-upgrade", rolloutId: "ro-0123456789ab", reason: "the payments team asked" });
-    expect(await screen.findByRole("button", { name: "Resume" })).toBeTruthy();
+    expect(await screen.findByRole("button", { name: "Resume…" })).toBeTruthy();
     expect(screen.getByText("the payments team asked")).toBeTruthy();
     expect(screen.queryByRole("dialog")).toBeNull();
     expect(screen.queryByRole("button", { name: "Pause…" })).toBeNull();
+
+    // Resume asks why too: Back sends nothing; the reason typed is sent and
+    // shown as the rollout's.
+    fireEvent.click(screen.getByRole("button", { name: "Resume…" }));
+    let resuming = screen.getByRole("dialog", { name: "Resume rollout ro-0123456789ab?" });
+    fireEvent.click(within(resuming).getByRole("button", { name: "Back" }));
+    expect(screen.queryByRole("dialog")).toBeNull();
+    expect(resumed).toHaveLength(0);
+    fireEvent.click(screen.getByRole("button", { name: "Resume…" }));
+    resuming = screen.getByRole("dialog", { name: "Resume rollout ro-0123456789ab?" });
+    fireEvent.change(within(resuming).getByRole("textbox"), { target: { value: " payments is done with its freeze " } });
+    fireEvent.click(within(resuming).getByRole("button", { name: "Resume" }));
+    await waitFor(() => expect(resumed).toHaveLength(1));
+    expect(resumed[0]).toMatchObject({ migrationId: "go-upgrade", rolloutId: "ro-0123456789ab", reason: "payments is done with its freeze" });
+    expect(await screen.findByText("payments is done with its freeze")).toBeTruthy();
+    expect(screen.queryByRole("dialog")).toBeNull();
+    expect(screen.getByRole("button", { name: "Pause…" })).toBeTruthy();
   });
 
   it("asks for approval after the canary, and changes max in flight", async () => {
     const updated: UpdateRolloutRequest[] = [];
-    const resumed: number[] = [];
+    const resumed: ResumeRolloutRequest[] = [];
     const waiting = create(RolloutSchema, { ...base, state: RolloutState.AWAITING_APPROVAL, stateReason: "the canary wave succeeded" });
     serveRollout({ versions: [waiting], reads: [], updated, resumed });
-    fireEvent.click(await screen.findByRole("button", { name: "Approve and continue" }));
+    // The approval asks why (optional), and sends nothing of its own
+    // when left empty.
+    fireEvent.click(await screen.findByRole("button", { name: "Approve and continue…" }));
+    const approving = screen.getByRole("dialog", { name: "Approve rollout ro-0123456789ab and continue?" });
+    expect(resumed).toHaveLength(0);
+    fireEvent.click(within(approving).getByRole("button", { name: "Approve" }));
     await waitFor(() => expect(resumed).toHaveLength(1));
+    expect(resumed[0].reason).toBe("");
+    await waitFor(() => expect(screen.queryByRole("dialog")).toBeNull());
     fireEvent.click(screen.getByRole("button", { name: "Change max in flight…" }));
     const form = screen.getByRole("form", { name: "Change max in flight" });
     fireEvent.change(within(form).getByRole("spinbutton"), { target: { value: "50" } });

@@ -186,6 +186,8 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
   const [cancelling, setCancelling] = useState(false);
   // The reason a pause is asked for; null while its dialog is closed.
   const [pauseReason, setPauseReason] = useState<string | null>(null);
+  // The reason a resume (or an approval) is asked for; null while closed.
+  const [resumeReason, setResumeReason] = useState<string | null>(null);
   const [maxDraft, setMaxDraft] = useState<string | null>(null);
   const ids = { migrationId: r.migrationId, rolloutId: r.id };
   const done = (what: string) => (res: { rollout?: Rollout }) => {
@@ -202,10 +204,16 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
     },
     onError: failed("Pause"),
   });
+  const approving = r.state === RolloutState.AWAITING_APPROVAL;
+  // Unlike a pause's, an empty reason is sent empty: the resume is
+  // recorded with its actor alone, and nothing in the operator's place.
   const resume = useMutation({
-    mutationFn: () => rollouts.resumeRollout(ids),
-    onSuccess: done(r.state === RolloutState.AWAITING_APPROVAL ? "approved" : "resumed"),
-    onError: failed("Resume"),
+    mutationFn: (reason: string) => rollouts.resumeRollout({ ...ids, reason: reason.trim() }),
+    onSuccess: (res) => {
+      setResumeReason(null);
+      done(approving ? "approved" : "resumed")(res);
+    },
+    onError: failed(approving ? "Approval" : "Resume"),
   });
   const update = useMutation({
     mutationFn: (maxInFlight: number) =>
@@ -228,8 +236,8 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
         </button>
       )}
       {(r.state === RolloutState.PAUSED || r.state === RolloutState.AWAITING_APPROVAL) && can(RolloutService.method.resumeRollout) && (
-        <button type="button" className="primary" disabled={busy} onClick={() => resume.mutate()}>
-          {r.state === RolloutState.AWAITING_APPROVAL ? "Approve and continue" : "Resume"}
+        <button type="button" className="primary" disabled={busy} onClick={() => setResumeReason("")}>
+          {approving ? "Approve and continue…" : "Resume…"}
         </button>
       )}
       {can(RolloutService.method.updateRollout) &&
@@ -282,6 +290,35 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
                 {pause.isPending ? "Pausing…" : "Pause"}
               </button>
               <button type="button" onClick={() => setPauseReason(null)}>
+                Back
+              </button>
+            </div>
+          </form>
+        </Dialog>
+      )}
+      {resumeReason !== null && (
+        <Dialog title={approving ? `Approve rollout ${r.id} and continue?` : `Resume rollout ${r.id}?`} onClose={() => setResumeReason(null)}>
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              resume.mutate(resumeReason);
+            }}
+          >
+            <p>
+              {approving
+                ? "The canary wave succeeded: the rollout starts the rest of its Candidates, at its pace."
+                : "The rollout starts Runs again, at its pace; failures are counted afresh from here."}
+            </p>
+            <label>
+              Why (optional; recorded in the rollout and its history)
+              <input value={resumeReason} maxLength={2000} onChange={(e) => setResumeReason(e.target.value)} />
+            </label>
+            {resume.isError && <ErrorBox error={resume.error} />}
+            <div className="actions">
+              <button type="submit" className="primary" disabled={resume.isPending}>
+                {resume.isPending ? "Sending…" : approving ? "Approve" : "Resume"}
+              </button>
+              <button type="button" onClick={() => setResumeReason(null)}>
                 Back
               </button>
             </div>
