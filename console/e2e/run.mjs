@@ -505,12 +505,21 @@ try {
       };
       const candidate = (id) => `${origin}/m/go-directive/c/${id}`;
       const rendered = (p, id) => p.getByRole("heading", { level: 1, name: id }).waitFor({ timeout: 30_000 });
+      // A page over 2 s fails its step, once every page of the step was
+      // measured and the times printed: one slow page on a loaded machine
+      // reads differently from pages slower with each tab.
+      let slow = [];
       const timed = async (what, fn) => {
         const began = Date.now();
         await fn();
         const ms = Date.now() - began;
-        if (ms > 2_000) throw new Error(`${what}: ${ms} ms, over 2 s`);
+        if (ms > 2_000) slow.push(`${what}: ${ms} ms`);
         return ms;
+      };
+      const noneSlow = () => {
+        const over = slow;
+        slow = [];
+        if (over.length) throw new Error(`over 2 s: ${over.join("; ")}`);
       };
       // A dozen tabs, as issue 18's operator keeps open all day: the 4
       // Candidates of the fleet three times over (so one Candidate's
@@ -559,6 +568,7 @@ try {
         console.log(
           `MEASURE ${ids.length} Candidate tabs, first render: ${firsts.join(", ")} ms; after a reload: ${reloads.join(", ")} ms; streams open at most: ${most}`,
         );
+        noneSlow();
       });
 
       await step("10 back/forward navigations with the cache on, each under 2 s, restored and live again", async () => {
@@ -593,6 +603,7 @@ try {
         }
         budget("back and forward");
         console.log(`MEASURE 10 back/forward navigations (from the cache): ${times.join(", ")} ms; streams open at most: ${most}`);
+        noneSlow();
       });
       await ctx.close();
     } finally {
