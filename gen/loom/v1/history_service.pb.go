@@ -51,7 +51,8 @@ const (
 	EventKind_EVENT_KIND_STEP_REPORTED EventKind = 10
 	// Loom failed a step itself: dispatch refused or given up, no report.
 	EventKind_EVENT_KIND_STEP_FAILED EventKind = 11
-	// An operator retried a failed step (a new attempt follows).
+	// An operator retried a failed step (a new attempt follows; details:
+	// failed_attempt, and note when the operator gave one).
 	EventKind_EVENT_KIND_STEP_RETRIED EventKind = 12
 	// An operator finished a review (details: status, message).
 	EventKind_EVENT_KIND_REVIEW_FINISHED EventKind = 13
@@ -72,7 +73,7 @@ const (
 	// `rollout_id`, `reason`).
 	EventKind_EVENT_KIND_ROLLOUT_PAUSED EventKind = 21
 	// A rollout resumed, or was approved after its canary wave (details:
-	// `rollout_id`, `approved`).
+	// `rollout_id`, `approved`, and `reason` when the operator gave one).
 	EventKind_EVENT_KIND_ROLLOUT_RESUMED EventKind = 22
 	// A rollout's settings changed (details: `rollout_id` and the new values).
 	EventKind_EVENT_KIND_ROLLOUT_UPDATED EventKind = 23

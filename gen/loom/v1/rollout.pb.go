@@ -164,7 +164,8 @@ type Rollout struct {
 	State RolloutState `protobuf:"varint,3,opt,name=state,proto3,enum=loom.v1.RolloutState" json:"state,omitempty"`
 	// Why it is paused (ROLLOUT_STATE_PAUSED), awaits approval, or was
 	// cancelled, for a person: e.g. "3 of the last 20 step outcomes were
-	// failures (threshold 3)" or the operator's reason. Empty otherwise.
+	// failures (threshold 3)" or the operator's reason; once resumed or
+	// approved, the reason given to ResumeRollout, if any. Empty otherwise.
 	StateReason string `protobuf:"bytes,4,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
 	// Who paused, cancelled or last resumed it: a principal, or `loom` when
 	// the rollout paused itself.

@@ -878,7 +878,11 @@ type ResumeRolloutRequest struct {
 	// The Migration.
 	MigrationId string `protobuf:"bytes,1,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
 	// The rollout.
-	RolloutId     string `protobuf:"bytes,2,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	RolloutId string `protobuf:"bytes,2,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	// Why, for the history and the rollout's page. Optional. Recorded as
+	// PauseRollout's reason is: the rollout's state_reason (with state_actor
+	// the caller) and the `reason` of its EVENT_KIND_ROLLOUT_RESUMED event.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -923,6 +927,13 @@ func (x *ResumeRolloutRequest) GetMigrationId() string {
 func (x *ResumeRolloutRequest) GetRolloutId() string {
 	if x != nil {
 		return x.RolloutId
+	}
+	return ""
+}
+
+func (x *ResumeRolloutRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1289,11 +1300,12 @@ const file_loom_v1_rollout_service_proto_rawDesc = "" +
 	"rollout_id\x18\x02 \x01(\tB\x18\xbaH\x15r\x132\x11^ro-[0-9a-f]{12}$R\trolloutId\x12 \n" +
 	"\x06reason\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06reason\"B\n" +
 	"\x14PauseRolloutResponse\x12*\n" +
-	"\arollout\x18\x01 \x01(\v2\x10.loom.v1.RolloutR\arollout\"\x9f\x01\n" +
+	"\arollout\x18\x01 \x01(\v2\x10.loom.v1.RolloutR\arollout\"\xc1\x01\n" +
 	"\x14ResumeRolloutRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x127\n" +
 	"\n" +
-	"rollout_id\x18\x02 \x01(\tB\x18\xbaH\x15r\x132\x11^ro-[0-9a-f]{12}$R\trolloutId\"C\n" +
+	"rollout_id\x18\x02 \x01(\tB\x18\xbaH\x15r\x132\x11^ro-[0-9a-f]{12}$R\trolloutId\x12 \n" +
+	"\x06reason\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06reason\"C\n" +
 	"\x15ResumeRolloutResponse\x12*\n" +
 	"\arollout\x18\x01 \x01(\v2\x10.loom.v1.RolloutR\arollout\"\xe2\x02\n" +
 	"\x14UpdateRolloutRequest\x12N\n" +

@@ -357,7 +357,11 @@ type RetryStepRequest struct {
 	StepName string `protobuf:"bytes,2,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
 	// The attempt that failed (StepResult.attempt), so that two operators
 	// retrying at once start one new attempt, not two.
-	Attempt       int32 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// Why the step is retried, for the record. Optional. Recorded with the
+	// retry in the history (EVENT_KIND_STEP_RETRIED, detail `note`), as
+	// FinishReview's note is; the new attempt starts without a message.
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -411,6 +415,13 @@ func (x *RetryStepRequest) GetAttempt() int32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *RetryStepRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
 }
 
 // Response of RunService.RetryStep.
@@ -2005,11 +2016,12 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\x06run_id\x18\x01 \x01(\tBN\xbaHKrI2G^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?__[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x05runId\x12 \n" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06reason\"3\n" +
 	"\x11CancelRunResponse\x12\x1e\n" +
-	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\xe6\x01\n" +
+	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\x84\x02\n" +
 	"\x10RetryStepRequest\x12e\n" +
 	"\x06run_id\x18\x01 \x01(\tBN\xbaHKrI2G^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?__[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x05runId\x12H\n" +
 	"\tstep_name\x18\x02 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\bstepName\x12!\n" +
-	"\aattempt\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\aattempt\"3\n" +
+	"\aattempt\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\aattempt\x12\x1c\n" +
+	"\x04note\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\"3\n" +
 	"\x11RetryStepResponse\x12\x1e\n" +
 	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\xc2\x02\n" +
 	"\x13FinishReviewRequest\x12e\n" +

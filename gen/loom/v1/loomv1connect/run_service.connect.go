@@ -111,7 +111,8 @@ type RunServiceClient interface {
 	// stop anyway, and a retry then answers FAILED_PRECONDITION
 	// RUN_NOT_RUNNING with `run_status` cancelled.
 	CancelRun(context.Context, *connect.Request[v1.CancelRunRequest]) (*connect.Response[v1.CancelRunResponse], error)
-	// RetryStep dispatches a failed step again as its next attempt.
+	// RetryStep dispatches a failed step again as its next attempt, recording
+	// the operator's note, if any, in the history.
 	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
 	// unknown Run; FAILED_PRECONDITION RUN_NOT_RUNNING, STEP_NOT_CURRENT,
 	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED unless the Run is running and the
@@ -531,7 +532,8 @@ type RunServiceHandler interface {
 	// stop anyway, and a retry then answers FAILED_PRECONDITION
 	// RUN_NOT_RUNNING with `run_status` cancelled.
 	CancelRun(context.Context, *connect.Request[v1.CancelRunRequest]) (*connect.Response[v1.CancelRunResponse], error)
-	// RetryStep dispatches a failed step again as its next attempt.
+	// RetryStep dispatches a failed step again as its next attempt, recording
+	// the operator's note, if any, in the history.
 	// Errors: INVALID_ARGUMENT INVALID_RUN_ID; NOT_FOUND RUN_NOT_FOUND for an
 	// unknown Run; FAILED_PRECONDITION RUN_NOT_RUNNING, STEP_NOT_CURRENT,
 	// STALE_ATTEMPT, TRANSITION_NOT_ALLOWED unless the Run is running and the

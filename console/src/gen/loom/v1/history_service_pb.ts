@@ -404,7 +404,8 @@ export enum EventKind {
   STEP_FAILED = 11,
 
   /**
-   * An operator retried a failed step (a new attempt follows).
+   * An operator retried a failed step (a new attempt follows; details:
+   * failed_attempt, and note when the operator gave one).
    *
    * @generated from enum value: EVENT_KIND_STEP_RETRIED = 12;
    */
@@ -470,7 +471,7 @@ export enum EventKind {
 
   /**
    * A rollout resumed, or was approved after its canary wave (details:
-   * `rollout_id`, `approved`).
+   * `rollout_id`, `approved`, and `reason` when the operator gave one).
    *
    * @generated from enum value: EVENT_KIND_ROLLOUT_RESUMED = 22;
    */
