@@ -52,8 +52,13 @@ func (unreachableHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 }
 
 // busyPrefixes are Redis answers that say "not now": loading its data,
-// a cluster or a replica not ready, a script running too long.
-var busyPrefixes = []string{"LOADING ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "BUSY ", "READONLY "}
+// a cluster or a replica not ready, a script running too long, and a
+// Redis Cluster's slot still moving. go-redis follows MOVED and ASK
+// itself, up to its redirect limit; one that reaches us is a cluster
+// settling after a failover, its nodes not yet agreeing who serves the
+// slot (the cluster test saw StartRun answer internal with "MOVED 877 …"
+// while a killed master's replica was being promoted).
+var busyPrefixes = []string{"LOADING ", "MASTERDOWN ", "CLUSTERDOWN ", "TRYAGAIN ", "BUSY ", "READONLY ", "MOVED ", "ASK "}
 
 // unreachable is err as an unavailable refusal when it says Redis could
 // not be reached or cannot serve now; nil otherwise.
