@@ -30,8 +30,9 @@ const migration = "go-directive"
 
 var inputs = map[string]string{"go_version": "1.23", "toolchain": "1.23.4"}
 
-// fleet gives 12 Candidates: every fifth repository is already on go 1.23.
-const fleet, candidates = 15, 12
+// candidatesOf is how many Candidates a fleet of n repositories gives:
+// every fifth repository is already on go 1.23.
+func candidatesOf(n int) int { return n - n/5 }
 
 // TestRunsAcrossReplicas runs the production topology (package clusterenv:
 // PostgreSQL, a Temporal server on it, a Redis Cluster of 3 masters and 3
@@ -46,20 +47,21 @@ const fleet, candidates = 15, 12
 func TestRunsAcrossReplicas(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	env := start(ctx, t)
+	const fleet = 15
+	env := start(ctx, t, fleet)
 	a, b, c := env.Replicas[0], env.Replicas[1], env.Replicas[2]
 	// The Migrator was started announcing to replica 1 (B).
 	op := newClient(a.URL, env.Tokens["operator"])
 	watcher := newClient(c.URL, env.Tokens["viewer"])
-	ids := waitCandidates(ctx, t, watcher)
+	ids := waitCandidates(ctx, t, watcher, candidatesOf(fleet))
 
-	feeds := watchFeeds(ctx, t, watcher, op, ids[0])
+	strict := &calls{strict: true}
+	feeds := watchFeeds(ctx, t, strict, watcher, op, ids[0])
 	began := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, len(ids))
-	seen := make([][]int64, len(ids))
 	for i, id := range ids {
-		wg.Go(func() { seen[i], errs[i] = drive(ctx, op, watcher, id) })
+		wg.Go(func() { errs[i] = drive(ctx, strict, op, watcher, id, 0) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -99,7 +101,7 @@ func TestMain(m *testing.M) {
 
 // start starts the environment for the test; its logs are printed when
 // the test fails.
-func start(ctx context.Context, t *testing.T) *clusterenv.Env {
+func start(ctx context.Context, t *testing.T, fleet int) *clusterenv.Env {
 	t.Helper()
 	dir := t.TempDir()
 	began := time.Now()
@@ -111,7 +113,7 @@ func start(ctx context.Context, t *testing.T) *clusterenv.Env {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, r := range env.Replicas {
-				t.Logf("the end of %s:\n%s", r.Name(), tailOf(filepath.Join(dir, r.Name()+".log"), 4000))
+				t.Logf("the warnings and errors of %s:\n%s", r.Name(), warnings(filepath.Join(dir, r.Name()+".log"), 30))
 			}
 			t.Logf("the end of the Migrator's log:\n%s", tailOf(filepath.Join(dir, "migrator.log"), 2000))
 			t.Logf("the end of Temporal's log:\n%s", tailOf(filepath.Join(dir, "temporal.log"), 2000))
@@ -141,7 +143,7 @@ func newClient(url, token string) *caller {
 }
 
 // waitCandidates waits until the Migrator has discovered its Candidates.
-func waitCandidates(ctx context.Context, t *testing.T, c *caller) []string {
+func waitCandidates(ctx context.Context, t *testing.T, c *caller, candidates int) []string {
 	t.Helper()
 	for {
 		res, err := c.disc.ListCandidates(ctx, connect.NewRequest(&loomv1.ListCandidatesRequest{MigrationId: migration, PageSize: 100}))
@@ -159,60 +161,162 @@ func waitCandidates(ctx context.Context, t *testing.T, c *caller) []string {
 	}
 }
 
+// calls are the test's calls of the surviving replicas. Strict, every
+// call must succeed at once; else an unavailable answer (the most a
+// caller may see while a replica or a Redis master fails) is counted and
+// the call tried again, as a client would.
+type calls struct {
+	strict      bool
+	mu          sync.Mutex
+	unavailable map[string]int
+}
+
+func (c *calls) note(what string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.unavailable == nil {
+		c.unavailable = map[string]int{}
+	}
+	c.unavailable[what]++
+}
+
+// tolerated reports whether err may be tried again.
+func (c *calls) tolerated(what string, err error) bool {
+	if c.strict || connect.CodeOf(err) != connect.CodeUnavailable {
+		return false
+	}
+	c.note(what, err)
+	return true
+}
+
+// do calls f until it succeeds. Once an attempt was answered unavailable,
+// an answer of code landed says that attempt did land (its answer was
+// lost).
+func (c *calls) do(ctx context.Context, what string, landed connect.Code, f func() error) error {
+	retried := false
+	for {
+		err := f()
+		if err == nil || retried && connect.CodeOf(err) == landed {
+			return nil
+		}
+		if !c.tolerated(what, err) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		retried = true
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *calls) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.unavailable) == 0 {
+		return "none"
+	}
+	var out []string
+	for k, n := range c.unavailable {
+		out = append(out, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
 // drive starts the Run of candidate through op and, from what watcher's
 // WatchRun shows, merges its two pull requests and finishes its review
-// through op, until watcher shows it completed. It returns the versions
-// the watch delivered, which must only ever grow.
-func drive(ctx context.Context, op, watcher *caller, candidate string) ([]int64, error) {
+// through op (after think, as a person would), until watcher shows it
+// completed. The watch must only ever send newer versions; one that ends
+// unavailable is resumed after the last version seen.
+func drive(ctx context.Context, cs *calls, op, watcher *caller, candidate string, think time.Duration) error {
 	runID := migration + "__" + candidate
-	if _, err := op.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migration, CandidateId: candidate, Inputs: inputs})); err != nil {
-		return nil, fmt.Errorf("%s: start: %w", runID, err)
-	}
-	var versions []int64
-	acted := map[string]bool{}
-	stream, err := watcher.runs.WatchRun(ctx, connect.NewRequest(&loomv1.WatchRunRequest{RunId: runID}))
+	// A Run that stalls (a change its watcher never showed) fails in a
+	// minute and a half, not at the test's deadline: with the faults of
+	// these tests a Run takes seconds.
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	err := cs.do(ctx, "StartRun", connect.CodeAlreadyExists, func() error {
+		_, err := op.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migration, CandidateId: candidate, Inputs: inputs}))
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: watch: %w", runID, err)
+		return fmt.Errorf("%s: %w", runID, err)
 	}
-	defer stream.Close()
-	for stream.Receive() {
-		run := stream.Msg().GetRun()
-		if run == nil {
-			continue // a heartbeat
+	var last int64
+	acted := map[string]bool{}
+	for {
+		stream, err := watcher.runs.WatchRun(ctx, connect.NewRequest(&loomv1.WatchRunRequest{RunId: runID, AfterVersion: last}))
+		if err != nil {
+			return fmt.Errorf("%s: watch: %w", runID, err)
 		}
-		if n := len(versions); n > 0 && run.GetVersion() <= versions[n-1] {
-			return versions, fmt.Errorf("%s: the watch sent version %d after %d", runID, run.GetVersion(), versions[n-1])
-		}
-		versions = append(versions, run.GetVersion())
-		if run.GetStatus() == loomv1.RunStatus_RUN_STATUS_COMPLETED {
-			return versions, nil
-		}
-		if run.GetStatus() != loomv1.RunStatus_RUN_STATUS_RUNNING {
-			return versions, fmt.Errorf("%s: %v", runID, run.GetStatus())
-		}
-		for _, s := range run.GetStepResults() {
-			key := fmt.Sprintf("%s/%d/%v", s.GetStepName(), s.GetAttempt(), s.GetStatus())
-			if acted[key] {
-				continue
+		for stream.Receive() {
+			run := stream.Msg().GetRun()
+			if run == nil {
+				continue // a heartbeat
 			}
-			var err error
-			switch s.GetStatus() {
-			case loomv1.StepStatus_STEP_STATUS_OPEN:
-				_, err = op.runs.MarkStepMerged(ctx, connect.NewRequest(&loomv1.MarkStepMergedRequest{RunId: runID, StepName: s.GetStepName(), Attempt: s.GetAttempt(), Note: "merged by the cluster test"}))
-			case loomv1.StepStatus_STEP_STATUS_AWAITING_REVIEW:
-				_, err = op.runs.FinishReview(ctx, connect.NewRequest(&loomv1.FinishReviewRequest{RunId: runID, StepName: s.GetStepName(), Attempt: s.GetAttempt(), Outcome: loomv1.StepStatus_STEP_STATUS_COMPLETED}))
-			case loomv1.StepStatus_STEP_STATUS_FAILED:
-				return versions, fmt.Errorf("%s: step %s failed: %s", runID, s.GetStepName(), s.GetMessage())
-			default:
-				continue
+			if run.GetVersion() <= last {
+				stream.Close()
+				return fmt.Errorf("%s: the watch sent version %d after %d", runID, run.GetVersion(), last)
 			}
-			if err != nil {
-				return versions, fmt.Errorf("%s: step %s %v: %w", runID, s.GetStepName(), s.GetStatus(), err)
+			last = run.GetVersion()
+			if run.GetStatus() == loomv1.RunStatus_RUN_STATUS_COMPLETED {
+				stream.Close()
+				return nil
 			}
-			acted[key] = true
+			if err := act(ctx, cs, op, run, acted, think); err != nil {
+				stream.Close()
+				return fmt.Errorf("%s: %w", runID, err)
+			}
+		}
+		err = stream.Err()
+		stream.Close()
+		if err == nil || !cs.tolerated("WatchRun", err) {
+			return fmt.Errorf("%s: the watch ended at version %d before the Run completed: %v", runID, last, err)
 		}
 	}
-	return versions, fmt.Errorf("%s: the watch ended before the Run completed (versions %v): %v", runID, versions, stream.Err())
+}
+
+// act does what an operator does for run: merge an open pull request,
+// finish an awaited review.
+func act(ctx context.Context, cs *calls, op *caller, run *loomv1.Run, acted map[string]bool, think time.Duration) error {
+	if run.GetStatus() != loomv1.RunStatus_RUN_STATUS_RUNNING {
+		return fmt.Errorf("%v", run.GetStatus())
+	}
+	for _, s := range run.GetStepResults() {
+		key := fmt.Sprintf("%s/%d/%v", s.GetStepName(), s.GetAttempt(), s.GetStatus())
+		if acted[key] {
+			continue
+		}
+		var call func() error
+		what := ""
+		switch s.GetStatus() {
+		case loomv1.StepStatus_STEP_STATUS_OPEN:
+			what = "MarkStepMerged"
+			call = func() error {
+				_, err := op.runs.MarkStepMerged(ctx, connect.NewRequest(&loomv1.MarkStepMergedRequest{RunId: run.GetId(), StepName: s.GetStepName(), Attempt: s.GetAttempt(), Note: "merged by the cluster test"}))
+				return err
+			}
+		case loomv1.StepStatus_STEP_STATUS_AWAITING_REVIEW:
+			what = "FinishReview"
+			call = func() error {
+				_, err := op.runs.FinishReview(ctx, connect.NewRequest(&loomv1.FinishReviewRequest{RunId: run.GetId(), StepName: s.GetStepName(), Attempt: s.GetAttempt(), Outcome: loomv1.StepStatus_STEP_STATUS_COMPLETED}))
+				return err
+			}
+		case loomv1.StepStatus_STEP_STATUS_FAILED:
+			return fmt.Errorf("step %s failed: %s", s.GetStepName(), s.GetMessage())
+		default:
+			continue
+		}
+		time.Sleep(think)
+		// A retried action whose first try landed finds the step moved on.
+		if err := cs.do(ctx, what, connect.CodeFailedPrecondition, call); err != nil {
+			return fmt.Errorf("step %s %v: %w", s.GetStepName(), s.GetStatus(), err)
+		}
+		acted[key] = true
+	}
+	return nil
 }
 
 // checkRuns checks that every replica reads every Run completed at the same
@@ -339,15 +443,19 @@ func count(list []string, s string) int {
 // feeds are the event streams watched through one replica: the
 // Migration's WatchEvents, from just before the test's first change, and
 // the fleet feed (every Migration's new events), from its first event on.
+// The Migration's watch resumes after its last event when it ends
+// unavailable; the fleet feed has no position to resume from, so a break
+// may leave a gap in it (noted), never a duplicate.
 type feeds struct {
 	watcher        *caller
 	cursor         string
 	mu             sync.Mutex
 	migration, all []*loomv1.Event
+	fleetBroke     int
 	errs           []error
 }
 
-func watchFeeds(ctx context.Context, t *testing.T, watcher, op *caller, probe string) *feeds {
+func watchFeeds(ctx context.Context, t *testing.T, cs *calls, watcher, op *caller, probe string) *feeds {
 	t.Helper()
 	f := &feeds{watcher: watcher}
 	events, err := listEvents(ctx, watcher, "")
@@ -355,26 +463,48 @@ func watchFeeds(ctx context.Context, t *testing.T, watcher, op *caller, probe st
 		t.Fatalf("the Migration's events before the test: %v %v", len(events), err)
 	}
 	f.cursor = events[len(events)-1].GetId()
-	follow := func(req *loomv1.WatchEventsRequest, into *[]*loomv1.Event) {
-		stream, err := watcher.history.WatchEvents(ctx, connect.NewRequest(req))
-		if err != nil {
-			f.fail(err)
-			return
-		}
-		defer stream.Close()
-		for stream.Receive() {
-			if e := stream.Msg().GetEvent(); e != nil {
+	follow := func(fleet bool) {
+		after := f.cursor
+		for {
+			req := &loomv1.WatchEventsRequest{MigrationId: migration, AfterId: after}
+			if fleet {
+				req = &loomv1.WatchEventsRequest{}
+			}
+			stream, err := watcher.history.WatchEvents(ctx, connect.NewRequest(req))
+			if err != nil {
+				f.fail(err)
+				return
+			}
+			for stream.Receive() {
+				if e := stream.Msg().GetEvent(); e != nil {
+					f.mu.Lock()
+					if fleet {
+						f.all = append(f.all, e)
+					} else {
+						f.migration = append(f.migration, e)
+						after = e.GetId()
+					}
+					f.mu.Unlock()
+				}
+			}
+			err = stream.Err()
+			stream.Close()
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil || !cs.tolerated("WatchEvents", err) {
+				f.fail(fmt.Errorf("WatchEvents %+v ended: %v", req, err))
+				return
+			}
+			if fleet {
 				f.mu.Lock()
-				*into = append(*into, e)
+				f.fleetBroke++
 				f.mu.Unlock()
 			}
 		}
-		if ctx.Err() == nil {
-			f.fail(fmt.Errorf("WatchEvents %+v ended: %v", req, stream.Err()))
-		}
 	}
-	go follow(&loomv1.WatchEventsRequest{MigrationId: migration, AfterId: f.cursor}, &f.migration)
-	go follow(&loomv1.WatchEventsRequest{}, &f.all)
+	go follow(false)
+	go follow(true)
 	// The fleet feed starts when its subscription does, which the client
 	// cannot see: change a Candidate's inputs through another replica
 	// until the feed shows a change. From then on it must miss nothing.
@@ -460,10 +590,29 @@ func (f *feeds) check(ctx context.Context, t *testing.T) {
 		t.Errorf("the fleet feed's first event %s is not in the Migration's history", f.all[0].GetId())
 		return
 	}
-	if got, want := ids(f.all), ids(history[first:]); !slices.Equal(got, want) {
-		t.Errorf("the fleet feed delivered %d events, the history holds %d from its first:\n got %v\nwant %v", len(got), len(want), got, want)
+	got, want := ids(f.all), ids(history[first:])
+	if f.fleetBroke == 0 {
+		if !slices.Equal(got, want) {
+			t.Errorf("the fleet feed delivered %d events, the history holds %d from its first:\n got %v\nwant %v", len(got), len(want), got, want)
+		}
+		t.Logf("WatchEvents of the Migration delivered %d events, the fleet feed %d: each event of the history once, in order", len(f.migration), len(f.all))
+		return
 	}
-	t.Logf("WatchEvents of the Migration delivered %d events, the fleet feed %d: each event of the history once, in order", len(f.migration), len(f.all))
+	// Resubscribed, the fleet feed may have a gap, but what it delivered
+	// must be events of the history, in its order, each once.
+	j := 0
+	for _, id := range got {
+		for j < len(want) && want[j] != id {
+			j++
+		}
+		if j == len(want) {
+			t.Errorf("the fleet feed (resubscribed %d times) delivered %s out of order, twice or not in the history:\n got %v\nwant a subsequence of %v", f.fleetBroke, id, got, want)
+			return
+		}
+		j++
+	}
+	t.Logf("WatchEvents of the Migration delivered %d events (each event of the history once, in order); the fleet feed, resubscribed %d times, %d of the %d, in order, none twice",
+		len(f.migration), f.fleetBroke, len(got), len(want))
 }
 
 // dispatchesByReplica counts the "dispatching step" lines of each
@@ -482,6 +631,21 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// warnings are the last n lines of a log above level INFO.
+func warnings(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			out = append(out, line)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return strings.Join(out, "\n")
 }
 
 func tailOf(path string, n int) string {

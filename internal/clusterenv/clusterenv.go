@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,9 +166,12 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 // lookBinaries fails with what to install when a binary is missing.
 func lookBinaries() error {
 	var missing []string
+	for _, bin := range []string{"initdb", "postgres"} {
+		if _, err := pgBinary(bin); err != nil {
+			missing = append(missing, err.Error())
+		}
+	}
 	for bin, hint := range map[string]string{
-		"initdb":       "PostgreSQL's server (Debian: apt-get install -y postgresql; initdb and postgres are in /usr/lib/postgresql/*/bin, put it on PATH)",
-		"postgres":     "PostgreSQL's server (Debian: apt-get install -y postgresql; put /usr/lib/postgresql/*/bin on PATH)",
 		"redis-server": "apt-get install -y redis-server",
 		"redis-cli":    "apt-get install -y redis-tools",
 		"git":          "apt-get install -y git (the example Migrator's fleet is git repositories)",
@@ -181,6 +185,26 @@ func lookBinaries() error {
 		return errors.New(strings.Join(missing, "; "))
 	}
 	return nil
+}
+
+// pgBinary finds a PostgreSQL server binary: on PATH, else where Debian's
+// packages put them, /usr/lib/postgresql/<version>/bin (the newest).
+func pgBinary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	found, _ := filepath.Glob(filepath.Join("/usr/lib/postgresql", "*", "bin", name))
+	sort.Slice(found, func(i, j int) bool { return pgVersion(found[i]) > pgVersion(found[j]) })
+	if len(found) == 0 {
+		return "", fmt.Errorf("%s is not on PATH nor in /usr/lib/postgresql/*/bin (install PostgreSQL's server: apt-get install -y postgresql)", name)
+	}
+	return found[0], nil
+}
+
+// pgVersion is the major version in /usr/lib/postgresql/<version>/bin/x.
+func pgVersion(path string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
+	return v
 }
 
 // Build builds loom, example-migrator and temporalserver into dir with the
@@ -301,7 +325,15 @@ func (e *Env) startPostgres(ctx context.Context) error {
 	}
 	data := filepath.Join(dir, "data")
 	initLog := filepath.Join(e.Dir, "initdb.log")
-	initdb, err := startProcess("initdb", initLog, cred, nil, "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+	initdbBin, err := pgBinary("initdb")
+	if err != nil {
+		return err
+	}
+	postgresBin, err := pgBinary("postgres")
+	if err != nil {
+		return err
+	}
+	initdb, err := startProcess("initdb", initLog, cred, nil, initdbBin, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
 	if err != nil {
 		return err
 	}
@@ -317,7 +349,7 @@ func (e *Env) startPostgres(ctx context.Context) error {
 	e.PostgresAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// fsync off: this PostgreSQL is never crashed by the tests, and on a
 	// loaded machine the cluster test should wait for Loom, not for disks.
-	e.postgres, err = startProcess("postgres", filepath.Join(e.Dir, "postgres.log"), cred, nil, "postgres",
+	e.postgres, err = startProcess("postgres", filepath.Join(e.Dir, "postgres.log"), cred, nil, postgresBin,
 		"-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
 	if err != nil {

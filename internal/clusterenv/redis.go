@@ -153,3 +153,105 @@ func (n *RedisNode) Stop() {
 func (n *RedisNode) client() *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: n.Addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxRetries: -1})
 }
+
+// Role is what the node says it is: "master" or "slave", and for a replica
+// the port of its master; "" when it does not answer.
+func (n *RedisNode) Role(ctx context.Context) (role string, masterPort int) {
+	c := n.client()
+	defer c.Close()
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", 0
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch k {
+		case "role":
+			role = v
+		case "master_port":
+			masterPort, _ = strconv.Atoi(v)
+		}
+	}
+	return role, masterPort
+}
+
+// MasterOf is the node that serves key's slot now, and a replica of it.
+func (e *Env) MasterOf(ctx context.Context, key string) (master, replica *RedisNode, err error) {
+	var slot int64 = -1
+	for _, n := range e.Redis {
+		c := n.client()
+		slot, err = c.ClusterKeySlot(ctx, key).Result()
+		var slots []redis.ClusterSlot
+		if err == nil {
+			slots, err = c.ClusterSlots(ctx).Result()
+		}
+		c.Close()
+		if err != nil {
+			continue
+		}
+		for _, s := range slots {
+			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
+				master = e.node(s.Nodes[0].Addr)
+				for _, r := range s.Nodes[1:] {
+					if replica == nil {
+						replica = e.node(r.Addr)
+					}
+				}
+			}
+		}
+		if master != nil && replica != nil {
+			return master, replica, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("no node says it serves slot %d of %s with a replica: %v", slot, key, err)
+}
+
+func (e *Env) node(addr string) *RedisNode {
+	for _, n := range e.Redis {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	return nil
+}
+
+// Failover is an operator's CLUSTER FAILOVER on this replica: it becomes
+// its master's master once the two have agreed (no write lost), and the
+// call returns once it says it is a master.
+func (n *RedisNode) Failover(ctx context.Context) error {
+	c := n.client()
+	defer c.Close()
+	if err := c.ClusterFailover(ctx).Err(); err != nil {
+		return fmt.Errorf("CLUSTER FAILOVER on %s: %w", n.Addr, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if role, _ := n.Role(ctx); role == "master" {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s is not a master 30s after CLUSTER FAILOVER", n.Addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// AwaitMaster waits until n says it is a master and sees the cluster ok:
+// after its master was killed, its promotion.
+func (e *Env) AwaitMaster(ctx context.Context, n *RedisNode, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		if role, _ := n.Role(ctx); role == "master" {
+			c := n.client()
+			info, err := c.ClusterInfo(ctx).Result()
+			c.Close()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s is not a master of an ok cluster after %v", n.Addr, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
