@@ -73,6 +73,8 @@ var Allowed = map[string]bool{
 	"cat": true, "echo": true, "export": true, "sed": true,
 	"git":          true,
 	"redis-server": true, "redis-cli": true,
+	// A private PostgreSQL for Temporal, in the cluster test's recipe.
+	"initdb": true, "postgres": true,
 	// Shipping the image and the chart: the chart's values are checked by
 	// tools/chart's test, the image by tools/image's.
 	"docker": true, "crane": true, "kubectl": true, "helm": true,
