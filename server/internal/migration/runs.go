@@ -96,6 +96,15 @@ func (u *Runs) Start(ctx context.Context, req StartRequest) (Run, error) {
 				return cur, nil
 			}
 		}
+		// The store could not be reached (or its answer was lost): the
+		// execution stands. Its workflow records it on its own first
+		// step, and a start tried again finds it running (already
+		// exists). Withdrawing it would make that retry start a second
+		// execution, and the Migrator do the first step twice (the
+		// cluster test, a Redis master killed during starts, saw it).
+		if errors.Is(err, ErrUnavailable) {
+			return Run{}, err
+		}
 		// Else the Candidate changed under us (completed by a Run that
 		// ended meanwhile): withdraw the execution just started.
 		if cerr := u.Engine.CancelRun(context.WithoutCancel(ctx), runID, "start refused: "+err.Error(), ActorLoom); cerr != nil && !errors.Is(cerr, ErrRunNotActive) {

@@ -16,6 +16,9 @@ import (
 type startStore struct {
 	*bulkStore
 	other bool
+	// unreachable: the store cannot be reached when StartRun records the
+	// execution.
+	unreachable bool
 }
 
 func (s *startStore) GetMigrationAndCandidate(_ context.Context, m, c string) (migration.Migration, migration.Candidate, error) {
@@ -24,6 +27,9 @@ func (s *startStore) GetMigrationAndCandidate(_ context.Context, m, c string) (m
 }
 
 func (s *startStore) BeginRun(_ context.Context, r migration.Run) (migration.Run, error) {
+	if s.unreachable {
+		return migration.Run{}, migration.Unavailable(migration.ReasonStoreUnavailable, "the store (Redis) cannot be reached: connection refused")
+	}
 	done := r.Clone()
 	if s.other {
 		done.Execution++
@@ -63,5 +69,19 @@ func TestStartAnsweredByARunThatFinishedFirst(t *testing.T) {
 		if !errors.As(err, &ref) || ref.Reason != migration.ReasonCandidateCompleted || len(eng.cancelled) != 1 {
 			t.Fatalf("another execution: %v, cancelled %v", err, eng.cancelled)
 		}
+	}
+}
+
+// A start whose execution the store could not record keeps it: the
+// workflow records it on its first step, and the caller's retry finds it
+// running. Withdrawn, the retry would start a second execution and the
+// Migrator would do the first step twice.
+func TestStartWithTheStoreUnreachableKeepsTheExecution(t *testing.T) {
+	st := &startStore{bulkStore: newBulkStore(), unreachable: true}
+	eng := &startEngine{bulkEngine: bulkEngine{store: st.bulkStore}}
+	u := &migration.Runs{Store: st, Engine: eng, Now: func() time.Time { return t0 }}
+	_, err := u.Start(context.Background(), migration.StartRequest{MigrationID: "m", CandidateID: "c"})
+	if !errors.Is(err, migration.ErrUnavailable) || len(eng.started) != 1 || len(eng.cancelled) != 0 {
+		t.Fatalf("start with the store unreachable: %v, started %d, cancelled %v", err, len(eng.started), eng.cancelled)
 	}
 }
