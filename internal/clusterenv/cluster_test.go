@@ -103,11 +103,15 @@ func TestMain(m *testing.M) {
 // the test fails.
 func start(ctx context.Context, t *testing.T, fleet int) *clusterenv.Env {
 	t.Helper()
-	dir := t.TempDir()
+	// Not t.TempDir: a failed test keeps its logs and data to read.
+	dir, err := os.MkdirTemp("", "loom-cluster-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	began := time.Now()
 	env, err := clusterenv.Start(ctx, clusterenv.Options{Dir: dir, BinDir: bin, Fleet: fleet, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
 	if err != nil {
-		t.Fatalf("start the cluster: %v", err)
+		t.Fatalf("start the cluster: %v (logs in %s)", err, dir)
 	}
 	t.Logf("the cluster is up after %v", time.Since(began).Round(100*time.Millisecond))
 	t.Cleanup(func() {
@@ -119,6 +123,11 @@ func start(ctx context.Context, t *testing.T, fleet int) *clusterenv.Env {
 			t.Logf("the end of Temporal's log:\n%s", tailOf(filepath.Join(dir, "temporal.log"), 2000))
 		}
 		env.Stop()
+		if t.Failed() {
+			t.Logf("the logs and data of every process are kept in %s", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
 	})
 	return env
 }
@@ -193,7 +202,7 @@ func (c *calls) tolerated(what string, err error) bool {
 // an answer of code landed says that attempt did land (its answer was
 // lost).
 func (c *calls) do(ctx context.Context, what string, landed connect.Code, f func() error) error {
-	retried := false
+	retried, tries := false, 0
 	for {
 		err := f()
 		if err == nil || retried && connect.CodeOf(err) == landed {
@@ -202,12 +211,24 @@ func (c *calls) do(ctx context.Context, what string, landed connect.Code, f func
 		if !c.tolerated(what, err) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		retried = true
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, tries) {
 			return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), err)
-		case <-time.After(100 * time.Millisecond):
 		}
+		retried = true
+		tries++
+	}
+}
+
+// sleep waits before the next try, as a client backs off: 100 ms doubled
+// each try up to 1 s (tries closer together would spend the caller's rate
+// limit on a replica that cannot answer). It reports false if ctx ended.
+func sleep(ctx context.Context, tries int) bool {
+	d := min(100*time.Millisecond<<min(tries, 4), time.Second)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 
@@ -237,14 +258,16 @@ func drive(ctx context.Context, cs *calls, op, watcher *caller, candidate string
 	// these tests a Run takes seconds.
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
+	retried := false
 	err := cs.do(ctx, "StartRun", connect.CodeAlreadyExists, func() error {
 		_, err := op.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{MigrationId: migration, CandidateId: candidate, Inputs: inputs}))
+		retried = retried || err != nil
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", runID, err)
 	}
-	var last int64
+	var last, execution int64
 	acted := map[string]bool{}
 	for {
 		stream, err := watcher.runs.WatchRun(ctx, connect.NewRequest(&loomv1.WatchRunRequest{RunId: runID, AfterVersion: last}))
@@ -261,6 +284,13 @@ func drive(ctx context.Context, cs *calls, op, watcher *caller, candidate string
 				return fmt.Errorf("%s: the watch sent version %d after %d", runID, run.GetVersion(), last)
 			}
 			last = run.GetVersion()
+			if execution == 0 {
+				execution = run.GetExecution()
+			}
+			if run.GetExecution() != execution {
+				stream.Close()
+				return fmt.Errorf("%s: a second execution of the Run started (%d after %d): its steps run again", runID, run.GetExecution(), execution)
+			}
 			if run.GetStatus() == loomv1.RunStatus_RUN_STATUS_COMPLETED {
 				stream.Close()
 				return nil
@@ -272,8 +302,22 @@ func drive(ctx context.Context, cs *calls, op, watcher *caller, candidate string
 		}
 		err = stream.Err()
 		stream.Close()
+		// A start answered unavailable (Redis down) stands, and its retry
+		// answers already_exists, but the Run's view is written by its
+		// workflow, which may not have done so yet: until then the Run is
+		// not found.
+		if retried && last == 0 && connect.CodeOf(err) == connect.CodeNotFound {
+			cs.note("WatchRun not_found after a retried start", err)
+			if !sleep(ctx, 2) {
+				return fmt.Errorf("%s: the Run was never recorded after its start was retried: %w", runID, err)
+			}
+			continue
+		}
 		if err == nil || !cs.tolerated("WatchRun", err) {
 			return fmt.Errorf("%s: the watch ended at version %d before the Run completed: %v", runID, last, err)
+		}
+		if !sleep(ctx, 0) {
+			return fmt.Errorf("%s: %w", runID, ctx.Err())
 		}
 	}
 }
@@ -430,16 +474,6 @@ var runHistory = []string{
 	"step_reported review awaiting_review",
 }
 
-func count(list []string, s string) int {
-	n := 0
-	for _, x := range list {
-		if x == s {
-			n++
-		}
-	}
-	return n
-}
-
 // feeds are the event streams watched through one replica: the
 // Migration's WatchEvents, from just before the test's first change, and
 // the fleet feed (every Migration's new events), from its first event on.
@@ -500,6 +534,9 @@ func watchFeeds(ctx context.Context, t *testing.T, cs *calls, watcher, op *calle
 				f.mu.Lock()
 				f.fleetBroke++
 				f.mu.Unlock()
+			}
+			if !sleep(ctx, 0) {
+				return
 			}
 		}
 	}

@@ -23,7 +23,7 @@ import (
 func TestReplicaKilledAndRedisFailedOver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	const fleet = 37
+	const fleet = 56 // 45 Candidates
 	env := start(ctx, t, fleet)
 	a, b, c := env.Replicas[0], env.Replicas[1], env.Replicas[2]
 	op := newClient(a.URL, env.Tokens["operator"])
@@ -32,8 +32,8 @@ func TestReplicaKilledAndRedisFailedOver(t *testing.T) {
 	cs := &calls{}
 	feeds := watchFeeds(ctx, t, cs, watcher, op, ids[0])
 
-	// Runs start 300 ms apart and the operator takes 200 ms to act on
-	// each step: about 6 Runs are under way whenever a fault comes.
+	// Runs start 150 ms apart and the operator takes 300 ms to act on
+	// each step: about 8 Runs are under way whenever a fault comes.
 	var wg sync.WaitGroup
 	var started, completed atomic.Int32
 	errs := make([]error, len(ids))
@@ -41,11 +41,11 @@ func TestReplicaKilledAndRedisFailedOver(t *testing.T) {
 		for i, id := range ids {
 			started.Add(1)
 			wg.Go(func() {
-				if errs[i] = drive(ctx, cs, op, watcher, id, 200*time.Millisecond); errs[i] == nil {
+				if errs[i] = drive(ctx, cs, op, watcher, id, 300*time.Millisecond); errs[i] == nil {
 					completed.Add(1)
 				}
 			})
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(150 * time.Millisecond)
 		}
 	}()
 	progress := func() string {
