@@ -524,9 +524,10 @@ try {
       // Five tabs, as issue 18's test asks: the fleet's 4 Candidates and
       // svc-01 again (so one Candidate's change must reach two tabs).
       // E2E_TABS=12 opens a dozen (the fleet three times over), as an
-      // operator keeps all day: on this 2-core machine, busy with other
-      // work, tabs past the sixth took 1.2–2.6 s to first render, while
-      // reloads stayed under 0.6 s.
+      // operator keeps all day: on this 2-core machine, even idle, each
+      // new tab's first render took about 0.17 s more than the one before
+      // (0.6 s for the first, 2.6 s for the twelfth), while reloads stayed
+      // under 0.6 s: see docs/console.md.
       const fleet = ["svc-01", "svc-02", "svc-03", "svc-04"];
       const tabCount = Number(process.env.E2E_TABS || 5);
       const ids = Array.from({ length: tabCount }, (_, i) => fleet[i % fleet.length]);
