@@ -583,12 +583,15 @@ func (s *Store) sweep(ctx context.Context, m, round string, now time.Time) ([]st
 }
 
 // candidateRowLua reads what a Candidate's row shows beside its hash:
-// progressOf(runKey, changeKey, id) returns {HMGET of its run view's
-// status, cstep, step (nil each when it has no run view), its last change
-// (ZSCORE, "" when unknown)}.
+// runFieldsOf(runKey) is the HMGET of its run view's status, cstep, step
+// (nil each when it has no run view); progressOf(runKey, changeKey, id)
+// returns {those, its last change (ZSCORE, "" when unknown)}.
 const candidateRowLua = `
+local function runFieldsOf(runKey)
+  return redis.call('HMGET', runKey, 'status', 'cstep', 'step')
+end
 local function progressOf(runKey, changeKey, id)
-  return {redis.call('HMGET', runKey, 'status', 'cstep', 'step'), redis.call('ZSCORE', changeKey, id) or ''}
+  return {runFieldsOf(runKey), redis.call('ZSCORE', changeKey, id) or ''}
 end
 `
 

@@ -231,28 +231,42 @@ local function keep(others, ids)
     local negate = f.complement ~= nil and f.complement.size < f.size
     local c
     if negate then c = lookups(f, 'neg', f.complement.ranges) else c = lookups(f, 'pos', f.ranges) end
-    -- hit: the pending ids the ranges hold.
-    local hit = {}
+    -- An id found in a range is decided (kept, or dropped when negate);
+    -- one found in none is dropped (kept when negate) once every range
+    -- was looked at.
     if c.set then
       local still = {}
       for _, i in ipairs(pending) do
-        if c.set[ids[i]] then hit[i] = true else still[#still + 1] = i end
+        if c.set[ids[i]] then
+          if negate then ok[i] = false end
+        else
+          still[#still + 1] = i
+        end
       end
       pending = still
     end
     for _, r in ipairs(c.big) do
       if #pending == 0 then break end
+      -- (Lua copies a string concatenated after an empty one.)
       local ms = {}
-      for j, i in ipairs(pending) do ms[j] = r.pre .. ids[i] end
+      if r.pre == '' then
+        for j, i in ipairs(pending) do ms[j] = ids[i] end
+      else
+        for j, i in ipairs(pending) do ms[j] = r.pre .. ids[i] end
+      end
       local sc = redis.call('ZMSCORE', r.key, unpack(ms))
       local still = {}
       for j, i in ipairs(pending) do
-        if sc[j] then hit[i] = true else still[#still + 1] = i end
+        if sc[j] then
+          if negate then ok[i] = false end
+        else
+          still[#still + 1] = i
+        end
       end
       pending = still
     end
-    for i = 1, #ids do
-      if ok[i] and (hit[i] or false) == negate then ok[i] = false end
+    if not negate then
+      for _, i in ipairs(pending) do ok[i] = false end
     end
   end
   return ok
@@ -344,13 +358,23 @@ local function walker(f, after, back)
   end
 end
 
+-- row(out, id, score) adds a row to the page; rows() reads them once
+-- the page is known, each row's last change for all in one ZMSCORE.
+local page_ids, page_scores = {}, {}
 local function row(out, id, score)
-  local p = progressOf(KEYS[3] .. id, KEYS[4], id)
-  out[#out + 1] = id
-  out[#out + 1] = score
-  out[#out + 1] = redis.call('HGETALL', KEYS[2] .. id)
-  out[#out + 1] = p[1]
-  out[#out + 1] = p[2]
+  page_ids[#page_ids + 1] = id
+  page_scores[#page_scores + 1] = score
+end
+local function rows(out)
+  if #page_ids == 0 then return end
+  local changed = redis.call('ZMSCORE', KEYS[4], unpack(page_ids))
+  for i, id in ipairs(page_ids) do
+    out[#out + 1] = id
+    out[#out + 1] = page_scores[i]
+    out[#out + 1] = redis.call('HGETALL', KEYS[2] .. id)
+    out[#out + 1] = runFieldsOf(KEYS[3] .. id)
+    out[#out + 1] = changed[i] or ''
+  end
 end
 
 -- The total, from the filters of the listing (whatever its order).
@@ -478,40 +502,46 @@ local function scoredWalk(src, fs, after_score, after_id)
     pos = card - 1
     if after_id ~= '' then pos = before(src, after_score, after_id, false) - 1 end
   end
+  -- The walk reads ids alone: Redis formats a score as text for every
+  -- member of a WITHSCORES reply, which cost more than everything else a
+  -- walk did per Candidate examined (0.5 µs of its 2.4 at 100,000); the
+  -- scores are read for the page's rows, and for the last Candidate
+  -- examined when the budget cuts the page short.
   local cut = false
-  while found < n do
+  local page = {}
+  while found + #page < n do
     if scanned >= budget then cut = true break end
     local take = math.min(256, budget - scanned)
-    local r
+    local ids
     if not desc then
       if pos >= card then break end
-      r = redis.call('ZRANGE', src, pos, pos + take - 1, 'WITHSCORES')
-      pos = pos + #r / 2
+      ids = redis.call('ZRANGE', src, pos, pos + take - 1)
+      pos = pos + #ids
     else
       if pos < 0 then break end
       local from = math.max(0, pos - take + 1)
-      local fwd = redis.call('ZRANGE', src, from, pos, 'WITHSCORES')
-      r = {}
-      for i = #fwd - 1, 1, -2 do
-        r[#r + 1] = fwd[i]
-        r[#r + 1] = fwd[i + 1]
-      end
+      local fwd = redis.call('ZRANGE', src, from, pos)
+      ids = {}
+      for i = #fwd, 1, -1 do ids[#ids + 1] = fwd[i] end
       pos = from - 1
     end
-    if #r == 0 then break end
-    local ids = {}
-    for i = 1, #r, 2 do ids[#ids + 1] = r[i] end
+    if #ids == 0 then break end
     local ok = keep(others, ids)
     for i, id in ipairs(ids) do
       scanned = scanned + 1
-      last_score, last_id = r[2 * i], id
+      last_id = id
       if ok[i] and (prefix == '' or string.sub(id, 1, #prefix) == prefix) then
-        row(out, id, r[2 * i])
-        found = found + 1
-        if found == n then break end
+        page[#page + 1] = id
+        if found + #page == n then break end
       end
     end
   end
+  if #page > 0 then
+    local sc = redis.call('ZMSCORE', src, unpack(page))
+    for i, id in ipairs(page) do row(out, id, sc[i]) end
+    found = found + #page
+  end
+  if cut and found < n and last_id then last_score = redis.call('ZSCORE', src, last_id) end
   if src == KEYS[9] then redis.call('DEL', KEYS[9]) end
   return cut
 end
@@ -566,6 +596,7 @@ end
 -- Cut short by the budget: the page's cursor is the last Candidate
 -- examined.
 if cut and found < n and last_id then out[4] = last_score .. ' ' .. last_id end
+rows(out)
 return out
 `)
 
