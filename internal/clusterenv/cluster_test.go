@@ -74,6 +74,8 @@ func TestRunsAcrossReplicas(t *testing.T) {
 	checkHistories(ctx, t, watcher, ids)
 	feeds.check(ctx, t)
 	t.Logf("steps dispatched by each replica's worker: %s", dispatchesByReplica(t, env))
+	checkSessionsAcrossReplicas(t, env)
+	checkRateLimitsPerReplica(ctx, t, env)
 }
 
 // bin holds loom, example-migrator and temporalserver, built once for
@@ -101,7 +103,7 @@ func TestMain(m *testing.M) {
 
 // start starts the environment for the test; its logs are printed when
 // the test fails.
-func start(ctx context.Context, t *testing.T, fleet int) *clusterenv.Env {
+func start(ctx context.Context, t testing.TB, fleet int) *clusterenv.Env {
 	t.Helper()
 	// Not t.TempDir: a failed test keeps its logs and data to read.
 	dir, err := os.MkdirTemp("", "loom-cluster-test-")
@@ -663,7 +665,7 @@ func dispatchesByReplica(t *testing.T, env *clusterenv.Env) string {
 	return strings.Join(out, ", ")
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
