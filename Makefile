@@ -10,7 +10,7 @@ MODULES := . gen migratorsdk pullrequest
 # Where third_party/protovalidate comes from.
 PROTOVALIDATE_VERSION := v1.2.2
 
-.PHONY: all deps test check generate check-generated check-vendored lint fmt breaking bench bench-rollout bench-scale faults cluster-faults \
+.PHONY: all deps test check generate check-generated check-vendored lint fmt breaking bench bench-replicas bench-rollout bench-scale faults cluster-faults \
 	console console-deps check-console test-console image check-image check-chart
 
 all: check test
@@ -119,6 +119,10 @@ cluster-faults:
 bench:
 	go test -run '^$$' -bench . -benchtime 200x ./server/internal/store/
 	go run ./cmd/loom-bench
+
+## bench-replicas: the same Runs through one Loom replica, then through three, on the cluster test's topology (PostgreSQL, Temporal, Redis Cluster): Runs/s and the CPU of each part (see docs/production.md, "Several replicas")
+bench-replicas:
+	go test -run '^$$' -bench BenchmarkReplicas -benchtime 1x -timeout 40m -v ./internal/clusterenv/
 
 ## bench-rollout: one rollout against the same Runs started with StartRun, the rollout's own state, its pause latency, 1,000 Candidates in one rollout (see docs/development.md, "Performance")
 bench-rollout:
