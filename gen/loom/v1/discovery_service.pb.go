@@ -458,10 +458,11 @@ type ListCandidatesResponse struct {
 	// Candidate id: one entry per Candidate of `candidates`, read together
 	// with it.
 	Progress map[string]*CandidateProgress `protobuf:"bytes,4,rep,name=progress,proto3" json:"progress,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// total_size was estimated from a sample of 1,024 Candidates of the most
+	// total_size was estimated from a sample of 512 Candidates of the most
 	// selective filter (several filters, none of them selecting 2,000
-	// Candidates or fewer): off by at most about 3% of that filter's size,
-	// and more, relative to the total, the rarer the matches.
+	// Candidates or fewer): off by at most about 4.5% of that filter's size
+	// (95% of the time), and more, relative to the total, the rarer the
+	// matches.
 	TotalSizeIsEstimate bool `protobuf:"varint,5,opt,name=total_size_is_estimate,json=totalSizeIsEstimate,proto3" json:"total_size_is_estimate,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache

@@ -295,10 +295,11 @@ export type ListCandidatesResponse = Message<"loom.v1.ListCandidatesResponse"> &
   progress: { [key: string]: CandidateProgress };
 
   /**
-   * total_size was estimated from a sample of 1,024 Candidates of the most
+   * total_size was estimated from a sample of 512 Candidates of the most
    * selective filter (several filters, none of them selecting 2,000
-   * Candidates or fewer): off by at most about 3% of that filter's size,
-   * and more, relative to the total, the rarer the matches.
+   * Candidates or fewer): off by at most about 4.5% of that filter's size
+   * (95% of the time), and more, relative to the total, the rarer the
+   * matches.
    *
    * @generated from field: bool total_size_is_estimate = 5;
    */
