@@ -118,7 +118,7 @@ function BulkActionDialog({
     mutationFn: async (): Promise<BulkResult | undefined> => {
       switch (action) {
         case "retry":
-          return (await runs.bulkRetrySteps({ ...base, stepName: onlyStep })).result;
+          return (await runs.bulkRetrySteps({ ...base, stepName: onlyStep, note })).result;
         case "cancel":
           return (await runs.bulkCancelRuns({ ...base, reason })).result;
         case "review":
@@ -206,6 +206,10 @@ function BulkActionDialog({
                     </option>
                   ))}
                 </select>
+              </label>
+              <label>
+                Note
+                <input value={note} maxLength={4000} onChange={(e) => setNote(e.target.value)} placeholder="why: the flaky CI is fixed" />
               </label>
             </>
           )}

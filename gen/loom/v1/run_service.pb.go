@@ -967,7 +967,10 @@ type BulkRetryStepsRequest struct {
 	Selection *CandidateSelection `protobuf:"bytes,2,opt,name=selection,proto3" json:"selection,omitempty"`
 	// Only retry this step: a Run whose current step is another is refused
 	// (STEP_NOT_CURRENT). Empty retries whichever step each Run failed at.
-	StepName      string `protobuf:"bytes,3,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
+	StepName string `protobuf:"bytes,3,opt,name=step_name,json=stepName,proto3" json:"step_name,omitempty"`
+	// Why the steps are retried, for the record. Optional. Recorded with
+	// each retry in its Run's history, as RetryStepRequest.note is.
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1019,6 +1022,13 @@ func (x *BulkRetryStepsRequest) GetSelection() *CandidateSelection {
 func (x *BulkRetryStepsRequest) GetStepName() string {
 	if x != nil {
 		return x.StepName
+	}
+	return ""
+}
+
+func (x *BulkRetryStepsRequest) GetNote() string {
+	if x != nil {
+		return x.Note
 	}
 	return ""
 }
@@ -2055,11 +2065,12 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\x06pr_url\x18\x04 \x01(\tBz\xbaHw\xba\x01l\n" +
 	"\vpr_url.http\x12\"must be an http:// or https:// URL\x1a9this.startsWith('http://') || this.startsWith('https://')r\x06\x18\x80\x10\x88\x01\x01R\x05prUrl\":\n" +
 	"\x18AdoptPullRequestResponse\x12\x1e\n" +
-	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\xf7\x01\n" +
+	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\x95\x02\n" +
 	"\x15BulkRetryStepsRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12A\n" +
 	"\tselection\x18\x02 \x01(\v2\x1b.loom.v1.CandidateSelectionB\x06\xbaH\x03\xc8\x01\x01R\tselection\x12K\n" +
-	"\tstep_name\x18\x03 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\bstepName\"E\n" +
+	"\tstep_name\x18\x03 \x01(\tB.\xbaH+\xd8\x01\x01r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\bstepName\x12\x1c\n" +
+	"\x04note\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\"E\n" +
 	"\x16BulkRetryStepsResponse\x12+\n" +
 	"\x06result\x18\x01 \x01(\v2\x13.loom.v1.BulkResultR\x06result\"\xcc\x01\n" +
 	"\x15BulkCancelRunsRequest\x12N\n" +

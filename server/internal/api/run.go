@@ -150,7 +150,7 @@ func (s *RunServer) AdoptPullRequest(ctx context.Context, req *connect.Request[l
 // BulkRetrySteps retries the failed steps of a selection of Runs.
 func (s *RunServer) BulkRetrySteps(ctx context.Context, req *connect.Request[loomv1.BulkRetryStepsRequest]) (*connect.Response[loomv1.BulkRetryStepsResponse], error) {
 	m := req.Msg.GetMigrationId()
-	rep, err := s.Runs.BulkRetry(ctx, protoconv.SelectionFromProto(m, req.Msg.GetSelection()), req.Msg.GetStepName(), caller(ctx, req))
+	rep, err := s.Runs.BulkRetry(ctx, protoconv.SelectionFromProto(m, req.Msg.GetSelection()), req.Msg.GetStepName(), req.Msg.GetNote(), caller(ctx, req))
 	if err != nil {
 		return nil, err
 	}

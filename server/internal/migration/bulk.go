@@ -254,10 +254,10 @@ func candidateOf(ctx context.Context, st CandidateStore, migrationID, candidateI
 }
 
 // BulkRetry retries, as RetryStep does, the failed current step of the Run
-// of each Candidate sel selects, at its next attempt; when step is not
-// empty, only a current step of that name.
-func (u *Runs) BulkRetry(ctx context.Context, sel Selection, step, actor string) (BulkReport, error) {
-	return u.bulkStepAction(ctx, sel, StepAction{Kind: ActionRetry, Step: step, Actor: actor})
+// of each Candidate sel selects, at its next attempt, with note; when step
+// is not empty, only a current step of that name.
+func (u *Runs) BulkRetry(ctx context.Context, sel Selection, step, note, actor string) (BulkReport, error) {
+	return u.bulkStepAction(ctx, sel, StepAction{Kind: ActionRetry, Step: step, Message: note, Actor: actor})
 }
 
 // BulkFinishReview finishes, as FinishReview does, the step awaiting review

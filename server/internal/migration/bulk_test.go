@@ -240,7 +240,7 @@ func TestBulkRetryOfAThousandRunsIsBounded(t *testing.T) {
 	for _, id := range all {
 		st.add(id, failedRun())
 	}
-	rep, err := u.BulkRetry(context.Background(), migration.Selection{MigrationID: "m", CandidateIDs: all}, "", "ada")
+	rep, err := u.BulkRetry(context.Background(), migration.Selection{MigrationID: "m", CandidateIDs: all}, "", "flaky CI fixed", "ada")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestBulkRetryOfAThousandRunsIsBounded(t *testing.T) {
 	}
 	// Each action names what the view showed, and the caller.
 	for _, a := range eng.acted {
-		if a.Kind != migration.ActionRetry || a.Execution != 2 || a.Step != "one" || a.Attempt != 1 || a.Actor != "ada" {
+		if a.Kind != migration.ActionRetry || a.Execution != 2 || a.Step != "one" || a.Attempt != 1 || a.Actor != "ada" || a.Message != "flaky CI fixed" {
 			t.Fatalf("engine asked %+v", a)
 		}
 	}
@@ -285,7 +285,7 @@ func TestBulkRetryJudgesEachCandidateAlone(t *testing.T) {
 		return nil
 	}
 	sel := migration.Selection{MigrationID: "m", CandidateIDs: []string{"in-progress", "failed", "ghost", "cancelled", "never-started", "behind"}}
-	rep, err := u.BulkRetry(context.Background(), sel, "", "ada")
+	rep, err := u.BulkRetry(context.Background(), sel, "", "", "ada")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestBulkRetryJudgesEachCandidateAlone(t *testing.T) {
 	two.Results[1].Status = migration.StepFailed
 	st.add("at-two", &two)
 	st.add("at-one", failedRun())
-	rep, err = u.BulkRetry(context.Background(), migration.Selection{MigrationID: "m", CandidateIDs: []string{"at-one", "at-two"}}, "two", "ada")
+	rep, err = u.BulkRetry(context.Background(), migration.Selection{MigrationID: "m", CandidateIDs: []string{"at-one", "at-two"}}, "two", "", "ada")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestSelections(t *testing.T) {
 
 	// A filter is resolved page by page, in id order, whatever order it asks.
 	rep, err := u.BulkRetry(ctx, migration.Selection{MigrationID: "m",
-		Filter: &migration.CandidateFilter{Status: migration.CandidateRunning, Order: migration.OrderByLastChange, Descending: true}}, "", "ada")
+		Filter: &migration.CandidateFilter{Status: migration.CandidateRunning, Order: migration.OrderByLastChange, Descending: true}}, "", "", "ada")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestSelections(t *testing.T) {
 	refused := func(sel migration.Selection) *migration.Refusal {
 		t.Helper()
 		before, listed := eng.calls(), st.listed
-		_, err := u.BulkRetry(ctx, sel, "", "ada")
+		_, err := u.BulkRetry(ctx, sel, "", "", "ada")
 		var ref *migration.Refusal
 		if !errors.As(err, &ref) {
 			t.Fatalf("%+v: %v, want a refusal", sel, err)
@@ -500,7 +500,7 @@ func TestBulkStopsStartingButFinishesWhatItStarted(t *testing.T) {
 		eng.delay = 20 * time.Millisecond
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		rep, err := u.BulkRetry(ctx, sel, "", "ada")
+		rep, err := u.BulkRetry(ctx, sel, "", "", "ada")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -516,7 +516,7 @@ func TestBulkStopsStartingButFinishesWhatItStarted(t *testing.T) {
 		eng.delay = 5 * time.Millisecond
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(100*time.Millisecond, cancel)
-		rep, err := u.BulkRetry(ctx, sel, "", "ada")
+		rep, err := u.BulkRetry(ctx, sel, "", "", "ada")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -529,7 +529,7 @@ func TestBulkStopsStartingButFinishesWhatItStarted(t *testing.T) {
 		eng.refuse = func(string) error {
 			return migration.Unavailable(migration.ReasonExecutionEngineFailure, "the execution engine is unavailable")
 		}
-		rep, err := u.BulkRetry(context.Background(), sel, "", "ada")
+		rep, err := u.BulkRetry(context.Background(), sel, "", "", "ada")
 		if err != nil {
 			t.Fatal(err)
 		}
