@@ -1,7 +1,20 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createRouterTransport, createClient } from "@connectrpc/connect";
-import { csrfToken, getToken, onAuthChange, setToken, signIn, signOut, signedIn, takeSignInError, takeTokenFromURL, usesSession } from "./auth";
+import {
+  csrfToken,
+  getToken,
+  mustReload,
+  noteCaller,
+  onAuthChange,
+  setToken,
+  signIn,
+  signOut,
+  signedIn,
+  takeSignInError,
+  takeTokenFromURL,
+  usesSession,
+} from "./auth";
 import { credentials } from "./api";
 import { RegistryService } from "./gen/loom/v1/registry_service_pb";
 
@@ -16,6 +29,15 @@ function loom(answer: (procedure: string) => { status?: number; body: object }) 
     return new Response(JSON.stringify(a.body), { status: a.status ?? 200 });
   }) as unknown as typeof fetch;
   return { fetchFn, calls };
+}
+
+// anotherTab listens to the tabs' sign-in channel as another tab would
+// (onAuthChange leaves out this tab's own announcements).
+function anotherTab() {
+  const heard: string[] = [];
+  const c = new BroadcastChannel("loom.auth");
+  c.onmessage = (e: MessageEvent) => heard.push((e.data as { change: string }).change);
+  return { heard, stop: () => c.close() };
 }
 
 function clearCookies() {
@@ -111,8 +133,7 @@ describe("one sign-in per browser", () => {
 
   it("signs out on the server with the CSRF token, and tells the other tabs", async () => {
     document.cookie = "loom_csrf=csrf-1; path=/";
-    const otherTab: string[] = [];
-    const stop = onAuthChange((c) => otherTab.push(c));
+    const { heard: otherTab, stop } = anotherTab();
     const { fetchFn, calls } = loom(() => ({ body: {} }));
     await signOut(fetchFn);
     expect(calls).toEqual([expect.objectContaining({ procedure: "DeleteSession", headers: expect.objectContaining({ "Loom-CSRF": "csrf-1" }) })]);
@@ -121,8 +142,7 @@ describe("one sign-in per browser", () => {
   });
 
   it("a failed sign-out says so and tells no tab", async () => {
-    const otherTab: string[] = [];
-    const stop = onAuthChange((c) => otherTab.push(c));
+    const { heard: otherTab, stop } = anotherTab();
     const away = loom(() => ({ status: 503, body: { code: "unavailable", message: "redis is unreachable" } }));
     await expect(signOut(away.fetchFn)).rejects.toMatchObject({ code: Code.Unavailable });
     // A sign-in next tells the other tabs: a message of the failed sign-out
@@ -130,5 +150,33 @@ describe("one sign-in per browser", () => {
     await signIn("loom_tok", loom(() => ({ body: { subject: "alice", role: "operator" } })).fetchFn);
     await vi.waitFor(() => expect(otherTab).toEqual(["signed-in"]));
     stop();
+  });
+
+  it("another tab's sign-in as the same caller reloads nothing here; another caller's, or a sign-out, does", async () => {
+    const changes: [string, unknown][] = [];
+    const stop = onAuthChange((c, who) => changes.push([c, who]));
+    const other = new BroadcastChannel("loom.auth");
+    try {
+      // This tab's own sign-in is not news to it.
+      await signIn("loom_tok", loom(() => ({ body: { subject: "alice", role: "operator" } })).fetchFn);
+      const alice = { subject: "alice", role: "operator" };
+      other.postMessage({ change: "signed-in", who: alice, from: "another tab" });
+      await vi.waitFor(() => expect(changes).toEqual([["signed-in", alice]]));
+      expect(mustReload("signed-in", alice)).toBe(false);
+      expect(mustReload("signed-in", { subject: "alice", role: "viewer" })).toBe(true);
+      expect(mustReload("signed-in", { subject: "bob", role: "operator" })).toBe(true);
+      expect(mustReload("signed-in")).toBe(true);
+      expect(mustReload("signed-out")).toBe(true);
+      // A tab that does not know whom it shows (signed out, or not told
+      // yet) reloads.
+      noteCaller(null);
+      expect(mustReload("signed-in", alice)).toBe(true);
+      // A console of before senders were named posted bare strings.
+      other.postMessage("signed-out");
+      await vi.waitFor(() => expect(changes.map((c) => c[0])).toEqual(["signed-in", "signed-out"]));
+    } finally {
+      other.close();
+      stop();
+    }
   });
 });

@@ -64,24 +64,62 @@ export function signedIn(): boolean {
 }
 
 // Every tab learns of a sign-in or sign-out made in another at once (a tab
-// left alone would only notice at its next call).
+// left alone would only notice at its next call). A sign-in says who signed
+// in, so that a tab already signed in as the same subject with the same
+// role carries on as it is: its next calls send the new session's cookie
+// and CSRF token by themselves. Reloading it instead cost a dozen open tabs
+// a dozen page loads at each tab opened from `loom dev`'s URL (each signs
+// in), and so each new tab's first render was slower than the last (see
+// docs/console.md, "Live views").
 export type AuthChange = "signed-in" | "signed-out";
+export interface Caller {
+  subject: string;
+  role: string;
+}
+type AuthMessage = { change: AuthChange; who?: Caller; from: string };
 const channelName = "loom.auth";
 
-function announce(change: AuthChange): void {
+// This tab, to tell its own announcements (which a BroadcastChannel of the
+// same page hears too) from the others'.
+const tabId = `${Date.now().toString(36)}.${Math.random().toString(36).slice(2)}`;
+
+// Who this tab shows as signed in (GetCaller's answer, or its own
+// sign-in's), undefined while unknown or signed out.
+let current: Caller | undefined;
+
+// noteCaller records who the server says this tab acts as (null: nobody).
+export function noteCaller(who: Caller | null): void {
+  current = who ? { subject: who.subject, role: who.role } : undefined;
+}
+
+function announce(change: AuthChange, who?: Caller): void {
   if (typeof BroadcastChannel === "undefined") return;
   const c = new BroadcastChannel(channelName);
-  c.postMessage(change);
+  c.postMessage({ change, who, from: tabId } satisfies AuthMessage);
   c.close();
 }
 
-export function onAuthChange(l: (change: AuthChange) => void): () => void {
+// onAuthChange calls l when another tab signed in or out (who: whom a
+// sign-in was for, when it says).
+export function onAuthChange(l: (change: AuthChange, who?: Caller) => void): () => void {
   if (typeof BroadcastChannel === "undefined") return () => {};
   const c = new BroadcastChannel(channelName);
   c.onmessage = (e: MessageEvent) => {
-    if (e.data === "signed-in" || e.data === "signed-out") l(e.data);
+    const m = e.data as Partial<AuthMessage> | AuthChange | null;
+    // A bare string: a console of before this message had a sender.
+    if (m === "signed-in" || m === "signed-out") return l(m);
+    if (!m || typeof m !== "object" || m.from === tabId) return;
+    if (m.change === "signed-in" || m.change === "signed-out") l(m.change, m.who);
   };
   return () => c.close();
+}
+
+// mustReload says whether another tab's sign-in or sign-out changes what
+// this tab may show: any sign-out, and a sign-in unless this tab is signed
+// in already as the same subject with the same role.
+export function mustReload(change: AuthChange, who?: Caller): boolean {
+  if (change === "signed-out" || !who || !current) return true;
+  return who.subject !== current.subject || who.role !== current.role;
 }
 
 // callSession calls a SessionService procedure with Connect's JSON
@@ -128,8 +166,10 @@ export async function signIn(token: string, fetchFn: typeof fetch = fetch): Prom
   const res = await callSession("CreateSession", { token }, fetchFn);
   // A token kept by an older console in this tab would take precedence.
   sessionStorage.removeItem(key);
-  announce("signed-in");
-  return { subject: String(res.subject ?? ""), role: String(res.role ?? "") };
+  const who = { subject: String(res.subject ?? ""), role: String(res.role ?? "") };
+  noteCaller(who);
+  announce("signed-in", who);
+  return who;
 }
 
 // signOut ends the session on the server, so every tab of this browser is
@@ -138,6 +178,7 @@ export async function signOut(fetchFn: typeof fetch = fetch): Promise<void> {
   setToken("");
   if (!usesSession()) return;
   await callSession("DeleteSession", {}, fetchFn);
+  noteCaller(null);
   announce("signed-out");
 }
 

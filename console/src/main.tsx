@@ -3,15 +3,18 @@ import { createRoot } from "react-dom/client";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { BrowserRouter } from "react-router";
 import { App } from "./App";
-import { completeSignIn, oidcConfig, onAuthChange, takeTokenFromURL } from "./auth";
+import { completeSignIn, mustReload, oidcConfig, onAuthChange, takeTokenFromURL } from "./auth";
 import { isUnauthenticated, transport } from "./api";
 import { TransportProvider } from "./transport";
 import "./styles.css";
 import "diff2html/bundles/css/diff2html.min.css";
 import "uplot/dist/uPlot.min.css";
 
-// A sign-in or sign-out in another tab applies here at once.
-onAuthChange(() => window.location.reload());
+// A sign-in or sign-out in another tab applies here at once, unless it
+// changes nothing here (the same caller signed in again: see mustReload).
+onAuthChange((change, who) => {
+  if (mustReload(change, who)) window.location.reload();
+});
 
 const queryClient = new QueryClient({
   defaultOptions: {

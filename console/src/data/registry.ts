@@ -5,6 +5,7 @@ import { RunService } from "../gen/loom/v1/run_service_pb";
 import type { GetCallerResponse } from "../gen/loom/v1/registry_service_pb";
 import { queryKeys } from "../queryKeys";
 import { useRegistryClient } from "../transport";
+import { noteCaller } from "../auth";
 
 // useMigration reads a Migration (RegistryService.GetMigration).
 export function useMigration(migrationId: string) {
@@ -21,7 +22,12 @@ export function useCaller() {
   const registry = useRegistryClient();
   return useQuery({
     queryKey: queryKeys.caller(),
-    queryFn: ({ signal }) => registry.getCaller({}, { signal }),
+    queryFn: async ({ signal }) => {
+      const res = await registry.getCaller({}, { signal });
+      // Kept for another tab's sign-in: the same caller again reloads nothing.
+      noteCaller(res.authenticated ? res : null);
+      return res;
+    },
     staleTime: Infinity,
   });
 }
