@@ -6,6 +6,7 @@ import { useHistoryClient } from "./transport";
 import type { Event } from "./gen/loom/v1/history_service_pb";
 import { queryKeys } from "./queryKeys";
 import { browserEnv, channelName, followPageLifecycle, LiveHub, type HubEnv } from "./live/hub";
+import { invalidateSeen } from "./live/visible";
 
 // The fleet feed: the one WatchEvents stream without a Migration of the
 // browser (live/hub.ts: one tab holds it for every tab), which keeps the
@@ -45,8 +46,8 @@ export function useFleetFeedSource(env: HubEnv = browserEnv()): FleetFeed {
       if (timer) return;
       timer = setTimeout(() => {
         timer = undefined;
-        qc.invalidateQueries({ queryKey: queryKeys.fleet() });
-        qc.invalidateQueries({ queryKey: queryKeys.allRunning() });
+        invalidateSeen(qc, queryKeys.fleet());
+        invalidateSeen(qc, queryKeys.allRunning());
       }, 500);
     };
     const unsubscribe = hub.subscribe(refresh);
@@ -98,7 +99,7 @@ export function useFleetRefresh(pick: (e: Event | null) => QueryKey[], ms: numbe
         timer.current = undefined;
         const keys = [...pending.current.values()];
         pending.current.clear();
-        for (const queryKey of keys) qc.invalidateQueries({ queryKey });
+        for (const queryKey of keys) invalidateSeen(qc, queryKey);
       }, ms);
     },
     [pick, ms, qc],

@@ -4,6 +4,7 @@ import type { ListCandidatesRequestSchema } from "../gen/loom/v1/discovery_servi
 import type { Migration } from "../gen/loom/v1/migration_pb";
 import { queryKeys } from "../queryKeys";
 import { useDiscoveryClient } from "../transport";
+import { invalidateSeen } from "../live/visible";
 
 // useCandidate reads a Candidate (DiscoveryService.GetCandidate).
 export function useCandidate(migrationId: string, candidateId: string) {
@@ -16,13 +17,14 @@ export function useCandidate(migrationId: string, candidateId: string) {
 
 // useRefreshCandidate returns what reads a Candidate again after it changed
 // (a Run started, ended or was cancelled, a step acted on, inputs saved):
-// the Candidate, the fleet's figures and its Migration's table.
+// the Candidate, the fleet's figures and its Migration's table; in a hidden
+// tab (told by the feed), once it is shown.
 export function useRefreshCandidate(migrationId: string, candidateId: string): () => void {
   const qc = useQueryClient();
   return () => {
-    qc.invalidateQueries({ queryKey: queryKeys.candidate(migrationId, candidateId) });
-    qc.invalidateQueries({ queryKey: queryKeys.fleet() });
-    qc.invalidateQueries({ queryKey: queryKeys.candidates(migrationId) });
+    invalidateSeen(qc, queryKeys.candidate(migrationId, candidateId));
+    invalidateSeen(qc, queryKeys.fleet());
+    invalidateSeen(qc, queryKeys.candidates(migrationId));
   };
 }
 

@@ -1,6 +1,7 @@
 import { useContext, useEffect, useRef, type DependencyList } from "react";
 import { FleetFeedContext } from "../fleetFeed";
 import type { Event } from "../gen/loom/v1/history_service_pb";
+import { tabHidden } from "./visible";
 
 // useFeedReads keeps a view current from the browser's one feed instead of
 // a stream of its own: read runs at once, again whenever the feed carries
@@ -8,7 +9,9 @@ import type { Event } from "../gen/loom/v1/history_service_pb";
 // every pollMs while poll() says the view can change without an event (a
 // Run's dispatch failures cleared, a rollout's counts). Reads never
 // overlap: events heard during one make one more after it, so a burst of
-// events costs two reads, not one each. deps restart it all.
+// events costs two reads, not one each. A hidden tab reads neither on
+// events nor on the timer: it reads once when shown again, if it heard of
+// a change meanwhile or polls. deps restart it all.
 export function useFeedReads(
   read: (signal: AbortSignal) => Promise<void>,
   matches: (e: Event) => boolean,
@@ -40,13 +43,20 @@ export function useFeedReads(
       reading = false;
     };
     void go();
+    // Heard of a change while hidden: read when shown.
+    let missed = false;
     const unsubscribe = feed?.subscribe((e) => {
-      if (e === null || latest.current.matches(e)) void go();
+      if (e !== null && !latest.current.matches(e)) return;
+      if (tabHidden()) missed = true;
+      else void go();
     });
-    // A hidden tab polls not on a timer but once when shown again.
-    const due = () => document.visibilityState !== "hidden" && latest.current.poll?.while() === true;
+    const due = () => !tabHidden() && latest.current.poll?.while() === true;
     const timer = pollMs === undefined ? undefined : setInterval(() => due() && void go(), pollMs);
-    const shown = () => pollMs !== undefined && due() && void go();
+    const shown = () => {
+      if (tabHidden()) return;
+      if (missed || (pollMs !== undefined && due())) void go();
+      missed = false;
+    };
     document.addEventListener("visibilitychange", shown);
     return () => {
       ctl.abort();
