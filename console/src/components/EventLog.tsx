@@ -6,6 +6,7 @@ import { candidatePath, Empty, ErrorBox, Loading } from "./Common";
 import { useFeedLive, useFleetEvents } from "../fleetFeed";
 import { useEventPages, type EventRange } from "../data/history";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { tabHidden } from "../live/visible";
 
 // EventLog is the lifecycle history of a Migration or of one Candidate:
 // pages of ListEvents, newest first, and new events as the browser's feed
@@ -41,9 +42,17 @@ export function EventLog({
   onEventRef.current = onEvent;
   const refetch = q.refetch;
   const kindsKey = kinds.join(",");
+  // After a gap in the feed a hidden tab reads its pages again only when
+  // shown (a handover of the feed, a tab closed or reloaded, made every
+  // open tab read its history again at once).
+  const missedGap = useRef(false);
   const listener = useCallback(
     (e: Event | null) => {
       if (e === null) {
+        if (tabHidden()) {
+          missedGap.current = true;
+          return;
+        }
         setHeard([]);
         void refetch();
         return;
@@ -61,6 +70,16 @@ export function EventLog({
   );
   useEffect(() => setHeard([]), [migrationId, candidateId, kindsKey, candidatePrefix, startMs, endMs]);
   useFleetEvents(listener);
+  useEffect(() => {
+    const shown = () => {
+      if (tabHidden() || !missedGap.current) return;
+      missedGap.current = false;
+      setHeard([]);
+      void refetch();
+    };
+    document.addEventListener("visibilitychange", shown);
+    return () => document.removeEventListener("visibilitychange", shown);
+  }, [refetch]);
   const newest = q.data?.pages[0]?.events[0]?.id ?? "";
   const link = live ? "live" : wasLive ? "reconnecting" : "connecting";
   if (q.isPending) return <Loading what="history" />;

@@ -7,6 +7,12 @@ import { FleetFeedContext, type FleetFeed, type FleetListener } from "../fleetFe
 import { EventSchema } from "../gen/loom/v1/history_service_pb";
 import { useFeedReads } from "./reads";
 import { invalidateSeen } from "./visible";
+import { createRouterTransport } from "@connectrpc/connect";
+import { render } from "@testing-library/react";
+import { MemoryRouter } from "react-router";
+import { TransportProvider } from "../transport";
+import { HistoryService } from "../gen/loom/v1/history_service_pb";
+import { EventLog } from "../components/EventLog";
 
 // A feed the test speaks for, and a tab the test shows and hides (Playwright
 // keeps every tab visible: the browser tests cannot tell this).
@@ -20,7 +26,12 @@ function fakeFeed() {
     onStatus: () => () => {},
     isLive: () => true,
   };
-  return { feed, emit: (candidateId: string) => act(() => listeners.forEach((l) => l(create(EventSchema, { migrationId: "m", candidateId })))) };
+  return {
+    feed,
+    emit: (candidateId: string) => act(() => listeners.forEach((l) => l(create(EventSchema, { migrationId: "m", candidateId })))),
+    // A gap in the feed (another tab took it over): read everything again.
+    gap: () => act(() => listeners.forEach((l) => l(null))),
+  };
 }
 
 let visibility: DocumentVisibilityState = "visible";
@@ -94,5 +105,42 @@ describe("a view kept current by the feed", () => {
     expect(qc.getQueryState(["q"])?.isInvalidated).toBe(true);
     show("visible");
     await waitFor(() => expect(read).toHaveBeenCalledTimes(3));
+  });
+
+  it("a history reads its pages again after a gap in the feed: at once while seen, when shown if hidden", async () => {
+    const { feed, gap } = fakeFeed();
+    let lists = 0;
+    const transport = createRouterTransport((r) => {
+      r.service(HistoryService, {
+        listEvents: () => {
+          lists++;
+          return { events: [] };
+        },
+      });
+    });
+    const qc = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+    render(
+      <TransportProvider transport={transport}>
+        <QueryClientProvider client={qc}>
+          <FleetFeedContext.Provider value={feed}>
+            <MemoryRouter>
+              <EventLog migrationId="m" candidateId="a" />
+            </MemoryRouter>
+          </FleetFeedContext.Provider>
+        </QueryClientProvider>
+      </TransportProvider>,
+    );
+    await waitFor(() => expect(lists).toBe(1));
+    gap();
+    await waitFor(() => expect(lists).toBe(2));
+    show("hidden");
+    gap();
+    gap();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(lists).toBe(2);
+    show("visible");
+    await waitFor(() => expect(lists).toBe(3));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(lists).toBe(3);
   });
 });
