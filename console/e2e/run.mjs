@@ -524,10 +524,12 @@ try {
       // Five tabs, as issue 18's test asks: the fleet's 4 Candidates and
       // svc-01 again (so one Candidate's change must reach two tabs).
       // E2E_TABS=12 opens a dozen (the fleet three times over), as an
-      // operator keeps all day: on this 2-core machine, even idle, each
-      // new tab's first render took about 0.17 s more than the one before
-      // (0.6 s for the first, 2.6 s for the twelfth), while reloads stayed
-      // under 0.6 s: see docs/console.md.
+      // operator keeps all day. Each tab is opened from the URL `loom dev`
+      // prints, so each signs in. Every tab once reloaded at any sign-in in
+      // another (and the one signing in reloaded itself): tab k's first
+      // render raced k page loads, each new tab's 0.17 s slower than the
+      // last (2.6 s for the twelfth on 2 idle cores); see docs/console.md.
+      // So no tab may load its page twice here, however fast the machine.
       const fleet = ["svc-01", "svc-02", "svc-03", "svc-04"];
       const tabCount = Number(process.env.E2E_TABS || 5);
       const ids = Array.from({ length: tabCount }, (_, i) => fleet[i % fleet.length]);
@@ -535,11 +537,17 @@ try {
       await step(`${ids.length} Candidate tabs and their reloads, each first render under 2 s, on one live stream`, async () => {
         const tabs = [];
         const firsts = [];
+        // Documents each tab loaded: its page, and any reload.
+        const loads = new Map();
+        const reloaded = () => tabs.map((p, i) => `tab ${i + 1}: ${loads.get(p)}`).filter((_, i) => loads.get(tabs[i]) !== 1);
         for (const id of ids) {
           const p = await ctx.newPage();
           p.on("pageerror", (e) => pageErrors.push(e));
+          loads.set(p, 0);
+          p.on("domcontentloaded", () => loads.set(p, loads.get(p) + 1));
           tabs.push(p);
-          // Each tab signs in from the URL (the token is kept per tab).
+          // Each tab signs in from the URL, as when the operator opens
+          // `loom dev`'s URL again; the tabs signed in already carry on.
           firsts.push(await timed(`tab ${tabs.length} (${id})`, async () => {
             await p.goto(`${candidate(id)}#token=${encodeURIComponent(operator)}`, { waitUntil: "commit" });
             await rendered(p, id);
@@ -548,6 +556,7 @@ try {
         // Every tab follows the feed, live (its history says so: svc-03 has
         // no Run), though one tab holds it.
         for (const p of tabs) await p.locator(".eventlog").getByText("● live").waitFor({ timeout: 10_000 });
+        if (reloaded().length) throw new Error(`tabs loaded their page more than once, reloaded by a sign-in (documents loaded): ${reloaded().join(", ")}`);
         const reloads = [];
         for (const [i, p] of tabs.entries()) {
           reloads.push(await timed(`reload of tab ${i + 1}`, async () => {
