@@ -1,7 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { apiBase, csrfToken, getToken } from "./auth";
+import { apiBase, csrfToken, getToken, noteCaller } from "./auth";
 import { ErrorReason } from "./gen/loom/v1/error_reason_pb";
 
 // The console is served by the Loom it talks to, so the API is its own
@@ -12,6 +12,8 @@ const baseUrl = apiBase;
 // credentials authenticates every call: by the bearer token of a console
 // served elsewhere, else by the session cookie the browser sends itself,
 // with the session's CSRF token, which Loom requires beside the cookie.
+// A call refused as unauthenticated means this tab is signed in as nobody
+// now: another tab's sign-in must then reload it (see mustReload).
 export const credentials: Interceptor = (next) => async (req) => {
   const token = getToken();
   if (token) req.header.set("Authorization", `Bearer ${token}`);
@@ -19,7 +21,12 @@ export const credentials: Interceptor = (next) => async (req) => {
     const csrf = csrfToken();
     if (csrf) req.header.set("Loom-CSRF", csrf);
   }
-  return next(req);
+  try {
+    return await next(req);
+  } catch (err) {
+    if (isUnauthenticated(err)) noteCaller(null);
+    throw err;
+  }
 };
 
 // The transport to the Loom serving the console; components reach it

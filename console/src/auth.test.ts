@@ -179,4 +179,21 @@ describe("one sign-in per browser", () => {
       stop();
     }
   });
+
+  it("a tab whose call was refused as unauthenticated is signed in as nobody: any sign-in reloads it", async () => {
+    noteCaller({ subject: "alice", role: "operator" });
+    expect(mustReload("signed-in", { subject: "alice", role: "operator" })).toBe(false);
+    const transport = createRouterTransport(
+      ({ service }) => {
+        service(RegistryService, {
+          getCaller: () => {
+            throw new ConnectError("session ended", Code.Unauthenticated);
+          },
+        });
+      },
+      { transport: { interceptors: [credentials] } },
+    );
+    await expect(createClient(RegistryService, transport).getCaller({})).rejects.toMatchObject({ code: Code.Unauthenticated });
+    expect(mustReload("signed-in", { subject: "alice", role: "operator" })).toBe(true);
+  });
 });

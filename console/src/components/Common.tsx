@@ -1,7 +1,7 @@
-import { useState, type ReactNode } from "react";
+import { useEffect, useState, type ReactNode } from "react";
 import { Link } from "react-router";
 import { errorText, isUnauthenticated } from "../api";
-import { beginSignIn, oidcConfig, signIn, takeSignInError, usesSession } from "../auth";
+import { beginSignIn, noteCaller, oidcConfig, signIn, takeSignInError, usesSession } from "../auth";
 
 // ErrorBox shows a server error as the server said it: Connect code and
 // message. A missing or refused token offers the sign-in form instead.
@@ -15,6 +15,9 @@ export function ErrorBox({ error }: { error: unknown }) {
 }
 
 export function SignIn({ message }: { message?: string }) {
+  // Shown the form, this tab is signed in as nobody: another tab's sign-in
+  // reloads it (see mustReload).
+  useEffect(() => noteCaller(null), []);
   const [token, setValue] = useState("");
   const [failure, setFailure] = useState(takeSignInError);
   const [refused, setRefused] = useState("");
