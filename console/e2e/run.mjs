@@ -521,17 +521,17 @@ try {
         slow = [];
         if (over.length) throw new Error(`over 2 s: ${over.join("; ")}`);
       };
-      // Five tabs, as issue 18's test asks: the fleet's 4 Candidates and
-      // svc-01 again (so one Candidate's change must reach two tabs).
-      // E2E_TABS=12 opens a dozen (the fleet three times over), as an
-      // operator keeps all day. Each tab is opened from the URL `loom dev`
-      // prints, so each signs in. Every tab once reloaded at any sign-in in
-      // another (and the one signing in reloaded itself): tab k's first
-      // render raced k page loads, each new tab's 0.17 s slower than the
-      // last (2.6 s for the twelfth on 2 idle cores); see docs/console.md.
-      // So no tab may load its page twice here, however fast the machine.
+      // A dozen tabs, as an operator keeps all day (issue 18): the fleet's
+      // 4 Candidates three times over (so one Candidate's change must reach
+      // three tabs); E2E_TABS=5 for fewer. Each tab is opened from the URL
+      // `loom dev` prints, so each signs in. Every tab once reloaded at any
+      // sign-in in another (and the one signing in reloaded itself): tab
+      // k's first render raced k page loads, each new tab's 0.17 s slower
+      // than the last (2.6 s for the twelfth on 2 idle cores); see
+      // docs/console.md. So no tab may load its page twice here, however
+      // fast the machine.
       const fleet = ["svc-01", "svc-02", "svc-03", "svc-04"];
-      const tabCount = Number(process.env.E2E_TABS || 5);
+      const tabCount = Number(process.env.E2E_TABS || 12);
       const ids = Array.from({ length: tabCount }, (_, i) => fleet[i % fleet.length]);
 
       await step(`${ids.length} Candidate tabs and their reloads, each first render under 2 s, on one live stream`, async () => {
