@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/loomhq/loom/server/internal/migration"
+	"github.com/loomhq/loom/server/internal/store"
 )
 
 // probeTimeout bounds one readiness check of Redis and Temporal.
@@ -82,4 +84,45 @@ func (s *Server) observeRuns(meter metric.Meter) error {
 		return nil
 	}, runs)
 	return err
+}
+
+// observeReplicaWait says when Loom's writes were not acknowledged by as
+// many Redis replicas as asked (see RedisConfig.WaitReplicas): it
+// publishes loom_redis_replica_shortfalls_total and logs a warning, at most
+// one every 10 s per Redis master, since a master without its replica
+// comes short on every write until the replica is back.
+func (s *Server) observeReplicaWait(meter metric.Meter) error {
+	n := s.store.WaitsForReplicas()
+	if n == 0 {
+		s.log.Info("Loom's writes wait for no Redis replica", "redis_wait_replicas", 0)
+		return nil
+	}
+	s.log.Info("each of Loom's writes waits for Redis replicas", "redis_wait_replicas", n, "timeout", s.cfg.Redis.WaitTimeout)
+	shortfalls, err := meter.Int64ObservableCounter("loom.redis.replica.shortfalls", metric.WithUnit("{write}"),
+		metric.WithDescription("Writes fewer Redis replicas acknowledged than -redis-wait-replicas within -redis-wait-timeout: kept, but a crash of their master before its replica caught up loses them."))
+	if err != nil {
+		return err
+	}
+	if _, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(shortfalls, s.store.ReplicaShortfalls())
+		return nil
+	}, shortfalls); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	warned := map[string]time.Time{}
+	s.store.OnReplicaShortfall(func(sf store.ReplicaShortfall) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(warned[sf.Addr]) < 10*time.Second {
+			return
+		}
+		warned[sf.Addr] = time.Now()
+		attrs := []any{"redis_master", sf.Addr, "acknowledged", sf.Acked, "wanted", sf.Want, "writes_so_far", s.store.ReplicaShortfalls()}
+		if sf.Err != nil {
+			attrs = append(attrs, "error", sf.Err)
+		}
+		s.log.Warn("a write of Loom's was not acknowledged by enough Redis replicas in time: it stands, but a crash of this master before its replica catches up would lose it (replica down or slow?)", attrs...)
+	})
+	return nil
 }

@@ -87,7 +87,7 @@ func DefaultConfig() Config {
 	return Config{
 		Addr:      "127.0.0.1:8080",
 		AdminAddr: "127.0.0.1:8081",
-		Redis:     RedisConfig{Addrs: []string{"127.0.0.1:6379"}},
+		Redis:     RedisConfig{Addrs: []string{"127.0.0.1:6379"}, WaitReplicas: -1, WaitTimeout: store.DefaultWaitTimeout},
 		Temporal: TemporalConfig{
 			HostPort:  "127.0.0.1:7233",
 			Namespace: "default",
@@ -116,6 +116,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Redis.Addrs) == 0 {
 		return errors.New("redis addr: at least one address is needed")
+	}
+	if c.Redis.WaitTimeout < 0 || c.Redis.WaitTimeout >= 5*time.Second {
+		return errors.New("redis wait timeout: from 0 (1 s) to below 5 s, the read timeout of Redis's connections")
 	}
 	if c.Temporal.HostPort == "" || c.Temporal.Namespace == "" || c.Temporal.TaskQueue == "" {
 		return errors.New("temporal: address, namespace and task queue are needed")
@@ -159,6 +162,16 @@ type RedisConfig struct {
 	Password string
 	// DB is the database number; not with Redis Cluster.
 	DB int
+	// WaitReplicas is how many replicas must acknowledge each of Loom's
+	// writes (Redis WAIT, on the write's connection) before Loom answers
+	// for it: a master that crashes then cannot lose a write Loom
+	// reported done. 0 waits for none; < 0 (DefaultConfig) is 1 on Redis
+	// Cluster (several Addrs) and 0 on a single server. A write fewer
+	// replicas acknowledge within WaitTimeout stands, with a warning and
+	// loom_redis_replica_shortfalls_total (docs/production.md).
+	WaitReplicas int
+	// WaitTimeout bounds that wait (0: 1 s); below 5 s.
+	WaitTimeout time.Duration
 }
 
 // New connects to Redis and Temporal and builds the API and the worker.
@@ -218,6 +231,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, store: st, temporal: tc, tls: tlsCfg, metrics: metrics, tokens: sec.tokens}
 	meter := metrics.Meter("github.com/loomhq/loom/server")
 	if err := s.observeRuns(meter); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.observeReplicaWait(meter); err != nil {
 		s.Close()
 		return nil, err
 	}

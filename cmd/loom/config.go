@@ -23,6 +23,8 @@ func parseServe(args []string, env cli.LookupEnv, stderr io.Writer) (server.Conf
 	f.String(&cfg.Redis.Username, "redis-username", "", "Redis ACL user name")
 	f.String(&cfg.Redis.Password, "redis-password", "", "Redis password")
 	f.Int(&cfg.Redis.DB, "redis-db", 0, "Redis database number (not with Redis Cluster)")
+	f.Int(&cfg.Redis.WaitReplicas, "redis-wait-replicas", cfg.Redis.WaitReplicas, "Redis replicas that must acknowledge each write before Loom answers for it (WAIT); -1: 1 with Redis Cluster (several -redis-addr), 0 with one address")
+	f.Duration(&cfg.Redis.WaitTimeout, "redis-wait-timeout", cfg.Redis.WaitTimeout, "how long a write waits for -redis-wait-replicas; after it the write stands, with a warning")
 	f.String(&cfg.Temporal.HostPort, "temporal-addr", cfg.Temporal.HostPort, "Temporal frontend address")
 	f.String(&cfg.Temporal.Namespace, "temporal-namespace", cfg.Temporal.Namespace, "Temporal namespace")
 	f.String(&cfg.Temporal.TaskQueue, "task-queue", cfg.Temporal.TaskQueue, "Temporal task queue of Runs (the same on every replica)")

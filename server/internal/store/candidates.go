@@ -607,7 +607,7 @@ end
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound} or
 // {replyOK, HGETALL of the Candidate, run fields, last change} (see
 // candidateRowLua).
-var getCandidateScript = redis.NewScript(candidateRowLua + `
+var getCandidateScript = readOnlyScript(candidateRowLua + `
 -- A deleted Migration's Candidates are gone at once, however far the sweep
 -- of their keys has gone.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
@@ -637,7 +637,7 @@ func (s *Store) GetCandidate(ctx context.Context, m, c string) (migration.Candid
 // Returns {replyMigrationNotFound}, {replyCandidateNotFound} or
 // {replyOK, HGETALL of the Candidate, run fields, last change, HGETALL of
 // the Migration}.
-var getMigrationCandidateScript = redis.NewScript(candidateRowLua + `
+var getMigrationCandidateScript = readOnlyScript(candidateRowLua + `
 local m = redis.call('HGETALL', KEYS[1])
 if #m == 0 then return {1} end
 local h = redis.call('HGETALL', KEYS[2])

@@ -21,6 +21,13 @@ type Options struct {
 	Password string
 	// DB is the database number; not with Redis Cluster.
 	DB int
+	// WaitReplicas is how many replicas must acknowledge each write (WAIT)
+	// before the store answers for it (see wait.go); 0 waits for none; < 0
+	// is 1 on Redis Cluster (several Addrs), whose masters each have a
+	// replica to fail over to, and 0 on a single server.
+	WaitReplicas int
+	// WaitTimeout bounds that wait; 0 is DefaultWaitTimeout.
+	WaitTimeout time.Duration
 }
 
 func init() {
@@ -39,7 +46,7 @@ func (quietLogger) Printf(ctx context.Context, format string, v ...any) {
 // Open connects to Redis and checks that it answers. The Store owns the
 // connection: Close releases it.
 func Open(ctx context.Context, o Options) (*Store, error) {
-	client := redis.NewUniversalClient(&redis.UniversalOptions{
+	uo := &redis.UniversalOptions{
 		Addrs:        o.Addrs,
 		Username:     o.Username,
 		Password:     o.Password,
@@ -47,7 +54,42 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		DialTimeout:  5 * time.Second,
 		ReadTimeout:  5 * time.Second,
 		WriteTimeout: 5 * time.Second,
-	})
+	}
+	replicas := o.WaitReplicas
+	if replicas < 0 {
+		replicas = 0
+		if len(o.Addrs) > 1 {
+			replicas = 1
+		}
+	}
+	var wait *waitReplies
+	if replicas > 0 {
+		wait = newWaitReplies(replicas, o.WaitTimeout)
+		if ms := wait.timeoutMs; time.Duration(ms)*time.Millisecond >= uo.ReadTimeout {
+			return nil, fmt.Errorf("redis wait timeout %v: must be below the read timeout, %v", time.Duration(ms)*time.Millisecond, uo.ReadTimeout)
+		}
+	}
+	var client redis.UniversalClient
+	switch {
+	case len(o.Addrs) > 1:
+		co := uo.Cluster()
+		if wait != nil {
+			// The hook goes on each node's client, where a command has a
+			// connection (see wait.go); set before any node exists.
+			co.NewClient = func(opt *redis.Options) *redis.Client {
+				c := redis.NewClient(opt)
+				c.AddHook(wait.hook(c))
+				return c
+			}
+		}
+		client = redis.NewClusterClient(co)
+	default:
+		c := redis.NewClient(uo.Simple())
+		if wait != nil {
+			c.AddHook(wait.hook(c))
+		}
+		client = c
+	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := client.Ping(pctx).Err(); err != nil {
@@ -56,6 +98,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := New(client)
 	s.owned = true
+	s.wait = wait
 	return s, nil
 }
 

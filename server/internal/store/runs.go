@@ -427,7 +427,7 @@ func (s *Store) runRefusal(res []any, run migration.Run, op string) error {
 // Returns {replyRunNotFound} (also when the Migration is gone: its run
 // views are swept away after it disappears) or {replyOK, HGETALL of the
 // run view}.
-var getRunScript = redis.NewScript(`
+var getRunScript = readOnlyScript(`
 if redis.call('EXISTS', KEYS[2]) == 0 then return {7} end
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return {7} end
@@ -514,7 +514,7 @@ func (s *Store) ListRuns(ctx context.Context, m string, f migration.RunFilter, p
 // environment: not used). Returns {replyMigrationNotFound} when the
 // Migration does not exist, else {replyOK, the sum of the indexes' ZCARD,
 // id1, HGETALL of id1, id2, ...}.
-var listPageScript = redis.NewScript(`
+var listPageScript = readOnlyScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
 local min = '-'
 if ARGV[1] ~= '' then min = '(' .. ARGV[1] end

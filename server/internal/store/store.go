@@ -53,7 +53,8 @@ import (
 // number of server replicas sharing one Redis.
 type Store struct {
 	rdb        redis.UniversalClient
-	owned      bool // Close closes rdb
+	owned      bool         // Close closes rdb
+	wait       *waitReplies // nil: writes wait for no replica (see wait.go)
 	sweepBatch int
 	retention  Retention
 	// walkBudget, exactCountMax and smallRangeMax: see
