@@ -128,6 +128,9 @@ type bulkEngine struct {
 	store  *bulkStore
 	delay  time.Duration
 	refuse func(runID string) error
+	// inspect, when set, says where a Run stands in the engine; else the
+	// engine has what the store has.
+	inspect func(runID string) (migration.EngineRun, error)
 
 	inFlight, maxInFlight atomic.Int32
 	mu                    sync.Mutex
@@ -189,7 +192,19 @@ func (e *bulkEngine) CancelRun(_ context.Context, runID, reason, _ string) error
 
 func (e *bulkEngine) StartRun(context.Context, migration.Manifest) error { panic("not used") }
 
-func (e *bulkEngine) Inspect(context.Context, string) (migration.EngineRun, error) { panic("not used") }
+func (e *bulkEngine) Inspect(_ context.Context, runID string) (migration.EngineRun, error) {
+	if e.inspect != nil {
+		return e.inspect(runID)
+	}
+	_, id, _ := migration.ParseRunID(runID)
+	e.store.mu.Lock()
+	defer e.store.mu.Unlock()
+	r, ok := e.store.runs[id]
+	if !ok {
+		return migration.EngineRun{}, migration.ErrRunNotActive
+	}
+	return migration.EngineRun{State: migration.EngineRunning, Run: &r}, nil
+}
 
 func (e *bulkEngine) calls() int {
 	e.mu.Lock()
@@ -283,6 +298,11 @@ func TestBulkRetryJudgesEachCandidateAlone(t *testing.T) {
 			return migration.FailedPrecondition(migration.ReasonStaleAttempt, "attempt 1 is not the current one (2)")
 		}
 		return nil
+	}
+	eng.inspect = func(runID string) (migration.EngineRun, error) {
+		r := *failedRun()
+		r.Seq += 2 // the engine is ahead of the view
+		return migration.EngineRun{State: migration.EngineRunning, Run: &r}, nil
 	}
 	sel := migration.Selection{MigrationID: "m", CandidateIDs: []string{"in-progress", "failed", "ghost", "cancelled", "never-started", "behind"}}
 	rep, err := u.BulkRetry(context.Background(), sel, "", "", "ada")

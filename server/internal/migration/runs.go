@@ -186,6 +186,9 @@ func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Acted, erro
 	if err == nil && !acted.Changed && a.Kind == ActionReport {
 		u.repairIfBehind(ctx, runID, acted.Step)
 	}
+	if errors.Is(err, ErrFailedPrecondition) {
+		return acted, u.refusedAgainstView(ctx, runID, a, err)
+	}
 	if !errors.Is(err, ErrRunNotActive) {
 		return acted, err
 	}
@@ -211,6 +214,55 @@ func (u *Runs) Act(ctx context.Context, runID string, a StepAction) (Acted, erro
 	// Retry later: the reconciler records how it ended, if it did.
 	return Acted{}, Unavailable(ReasonExecutionEngineFailure,
 		"run %s has no running execution in the engine though its view says running: retry later (if its workflow ended, ReconcileRuns — loom reconcile — records how)", runID).With("run_id", runID)
+}
+
+// catchUpWindow is how long after its last change a Run's view that
+// allows an action the engine refuses is taken to be catching up (see
+// refusedAgainstView); past it, the disagreement is not transient and the
+// engine's refusal stands.
+const catchUpWindow = time.Minute
+
+// inspectWait bounds how long refusedAgainstView asks the engine where
+// the Run stands: a workflow whose worker just died answers queries only
+// once its task is retried elsewhere (up to the workflow task timeout).
+const inspectWait = 3 * time.Second
+
+// refusedAgainstView answers the engine's failed_precondition refusal of a
+// when the Run's stored view says a is allowed: the view and the engine
+// disagree. The view is written by the Run's workflow from inside a
+// workflow task; a replica that dies in the middle of one can leave the
+// view showing a change Temporal never recorded (a step open that Temporal
+// still has in progress) until the task is retried elsewhere or the
+// Migrator's report is sent again (seconds). An operator who acted on what
+// the view showed is then answered unavailable (retry: the Run is catching
+// up), not failed_precondition (do not retry: the state forbids it), which
+// would be false a few seconds later.
+//
+// The refusal stands when the view refuses a too, when the Run is not
+// running or the action names another execution, when the view has not
+// changed for catchUpWindow (not a transient disagreement), and when the
+// engine says it is ahead of the view (a view behind, about to be written:
+// the refusal is the answer it will give). When the engine does not say
+// in time, the caller is told to retry, which then finds them agreeing.
+func (u *Runs) refusedAgainstView(ctx context.Context, runID string, a StepAction, refusal error) error {
+	view, err := u.GetRun(ctx, runID)
+	if err != nil || view.Status != RunRunning || (a.Execution != 0 && a.Execution != view.Execution) ||
+		u.Now().Sub(view.UpdateTime) > catchUpWindow {
+		return refusal
+	}
+	probe := view.Clone()
+	if _, err := probe.Apply(a, u.Now()); err != nil {
+		return refusal // the view refuses it too: they agree
+	}
+	ictx, cancel := context.WithTimeout(ctx, inspectWait)
+	defer cancel()
+	if ins, err := u.Engine.Inspect(ictx, runID); err == nil && ins.Run != nil &&
+		ins.Run.Execution == view.Execution && ins.Run.Seq > view.Seq {
+		return refusal // the view is behind the engine, which knows better
+	}
+	return Unavailable(ReasonExecutionEngineFailure,
+		"run %s is catching up: its view (version %d) allows this but the execution engine has not recorded that state (%v); retry in a few seconds",
+		runID, view.Version, refusal).With("run_id", runID)
 }
 
 // ResumeSteps dispatches again every step of a Migration's running Runs
