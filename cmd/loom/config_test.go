@@ -58,6 +58,7 @@ func TestServeConfigRefusesNonsense(t *testing.T) {
 		{"tokens without keys", nil, []string{"-tokens-file", "t.json"}},
 		{"a certificate without its key", nil, []string{"-insecure-no-auth", "-tls-cert", "c.pem"}},
 		{"console sign-in without an issuer", nil, []string{"-tokens-file", "t.json", "-keys-file", "k.json", "-oidc-client-id", "loom-console"}},
+		{"a replica wait as long as a read", nil, []string{"-insecure-no-auth", "-redis-wait-timeout", "5s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := parseServe(tc.args, env(tc.env), io.Discard); err == nil {
@@ -76,5 +77,28 @@ func TestServeConfigTakesTheConsolesSignIn(t *testing.T) {
 	o := cfg.Security.ConsoleOIDC
 	if o.ClientID != "loom-console" || !o.UseIDToken || strings.Join(o.Scopes, ",") != "openid,groups" {
 		t.Errorf("console sign-in %+v", o)
+	}
+}
+
+// Waiting for Redis replicas: decided by the store from the addresses
+// unless set (-1), from the environment or a flag.
+func TestServeConfigWaitsForRedisReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		env     map[string]string
+		args    []string
+		want    int
+		timeout time.Duration
+	}{
+		{map[string]string{}, nil, -1, time.Second},
+		{map[string]string{"LOOM_REDIS_WAIT_REPLICAS": "2", "LOOM_REDIS_WAIT_TIMEOUT": "300ms"}, nil, 2, 300 * time.Millisecond},
+		{map[string]string{"LOOM_REDIS_WAIT_REPLICAS": "2"}, []string{"-redis-wait-replicas", "0"}, 0, time.Second},
+	} {
+		cfg, _, err := parseServe(append([]string{"-insecure-no-auth"}, tc.args...), env(tc.env), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Redis.WaitReplicas != tc.want || cfg.Redis.WaitTimeout != tc.timeout {
+			t.Errorf("%v %v: wait for %d replicas %v, want %d %v", tc.env, tc.args, cfg.Redis.WaitReplicas, cfg.Redis.WaitTimeout, tc.want, tc.timeout)
+		}
 	}
 }
