@@ -276,8 +276,16 @@ func (f *runFlow) logger(ctx workflow.Context) log.Logger {
 	return log.With(workflow.GetLogger(ctx), "execution", f.in.Manifest.Execution)
 }
 
-// record notes events for the next save.
+// record notes events for the next save. Every call follows the change
+// that made them (which raised the Run's Seq): each event carries that Seq,
+// so the store records it once even when a save of a workflow task that
+// died already recorded it (see the store's saveRunScript).
 func (f *runFlow) record(_ time.Time, events ...migration.Event) {
+	for i := range events {
+		if events[i].Seq == 0 {
+			events[i].Seq = f.run.Seq
+		}
+	}
 	f.events = append(f.events, events...)
 }
 

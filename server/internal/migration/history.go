@@ -59,6 +59,10 @@ type Event struct {
 	Attempt     int
 	Actor       string
 	Details     map[string]string
+	// Seq is, for an event of a Run's change, the Run's Seq after that
+	// change; 0 when it is of no Run's change. Not kept: the store uses it
+	// to record each change's events once (see the store's saveRunScript).
+	Seq int64 `json:",omitempty"`
 }
 
 // EventFilter selects events. Zero fields select all.

@@ -254,6 +254,9 @@ type eventRecord struct {
 	A  int               `json:"a,omitempty"`
 	By string            `json:"by,omitempty"`
 	D  map[string]string `json:"d,omitempty"`
+	// Q is the Run's Seq after the change of the event (migration.Event's
+	// Seq), 0 when none; not kept in the stream (see saveRunScript).
+	Q int64 `json:"q,omitempty"`
 }
 
 // eventCandidates are the Candidates events are about, each once.
@@ -269,7 +272,7 @@ func encodeEvents(events []migration.Event) (string, error) {
 	recs := make([]eventRecord, len(events))
 	for i, e := range events {
 		recs[i] = eventRecord{K: string(e.Kind), T: strconv.FormatInt(millis(e.Time), 10), C: e.CandidateID, R: e.RunID,
-			X: e.Execution, S: e.Step, A: e.Attempt, By: e.Actor, D: e.Details}
+			X: e.Execution, S: e.Step, A: e.Attempt, By: e.Actor, D: e.Details, Q: e.Seq}
 	}
 	b, err := json.Marshal(recs)
 	return string(b), err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +166,49 @@ func TestEventsOfASaveAreAppliedOnceWhenRetried(t *testing.T) {
 	}
 	if got := kindsOf(allEvents(t, s, "m", migration.EventFilter{})); strings.Count(got, "step_dispatched") != 1 {
 		t.Fatalf("a late duplicate applied again: %s", got)
+	}
+}
+
+// A workflow task that dies after its save leaves that save's events
+// recorded though Temporal never recorded the change (the cluster test saw
+// a Migrator's report recorded twice after a replica's SIGKILL). The task
+// retried elsewhere makes the change again, and its save carries it along
+// with the next change: only the next change's events are new.
+func TestEventsOfAChangeSavedByADeadTaskAreNotRecordedAgain(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
+	r := newRun("m", "a", 1, at(1))
+	mustBegin(t, s, r)
+	r.BeginStep(0, 1, at(2))
+	dispatched := r.DispatchedEvent(at(2))
+	dispatched.Seq = r.Seq
+	saveWith(t, s, &r, at(2), dispatched)
+	report := reportAction(&r, migration.StepOpen)
+	report.PRURL = "https://x.example/1"
+	runAct(t, &r, report, at(3))
+	reported := r.ActionEvents(report, at(3))
+	for i := range reported {
+		reported[i].Seq = r.Seq
+	}
+	// The dead task's save.
+	if _, err := s.SaveRun(ctx, r.Clone(), reported, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The retried task: the same report, then the operator's merge, in one
+	// save.
+	merge := migration.StepAction{Kind: migration.ActionMarkMerged, Step: "bump", Attempt: 1, Actor: "op"}
+	runAct(t, &r, merge, at(4))
+	merged := r.ActionEvents(merge, at(4))
+	for i := range merged {
+		merged[i].Seq = r.Seq
+	}
+	if _, err := s.SaveRun(ctx, r.Clone(), append(slices.Clone(reported), merged...), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := kindsOf(allEvents(t, s, "m", migration.EventFilter{Kinds: []migration.EventKind{migration.EventStepDispatched, migration.EventStepReported, migration.EventStepMarkedMerged}})); got != "step_dispatched:bump,step_reported:bump,step_marked_merged:bump" {
+		t.Fatalf("events: %s", got)
 	}
 }
 

@@ -270,7 +270,14 @@ type observationRecord struct {
 //
 // Events and measures are applied with a seq above every seq whose events
 // were applied (evseq, one field: the record does not grow with the Run's
-// age), so never twice (a retried save after a lost answer). A Run's
+// age), so never twice (a retried save after a lost answer). Each event
+// of a change also carries the seq of its change (q): one at or below
+// evseq is skipped. A workflow task that dies after its save leaves that
+// save's events recorded though Temporal never recorded the change; when
+// the change is made again in a later task, the save then carries it
+// along with later ones, and only those are new. (Should the later task
+// make another change at that seq, its events are the ones skipped: the
+// history then shows the dead task's change in its place.) A Run's
 // workflow writes one save at a time, in order, each carrying every change
 // since the last write, so none is skipped. Failures (a step
 // failed by Loom, reported failed, or a review finished as failed) are
@@ -299,17 +306,22 @@ if not r[1] then return {6, exec} end
 -- A save with nothing to apply (a repair copying the engine's Run) leaves
 -- evseq alone: the writer's own save of that seq still brings its events.
 local evs, obs = cjson.decode(ARGV[10]), cjson.decode(ARGV[11])
-if (#evs > 0 or #obs > 0) and seq > eventsSeq(k_run, r[2]) then
+local applied = eventsSeq(k_run, r[2])
+if (#evs > 0 or #obs > 0) and seq > applied then
   redis.call('HSET', k_run, 'evseq', seq)
   for _, e in ipairs(evs) do
-    addEvent(e)
-    local d = e.d or {}
-    if e.k == 'step_failed' or ((e.k == 'step_reported' or e.k == 'review_finished') and d.status == 'failed') then
-      redis.call('LPUSH', k_failures, cjson.encode({t = e.t, c = e.c, s = e.s, a = e.a, m = d.message or d.reason or ''}))
-      redis.call('LTRIM', k_failures, 0, 49)
-      redis.call('HINCRBY', k_metrics, 'f:' .. e.s, 1)
-    elseif e.k == 'step_skipped' then
-      redis.call('HINCRBY', k_metrics, 'sk:' .. e.s, 1)
+    -- An event whose change's seq was applied already was recorded by the
+    -- save of a workflow task that then died: not again.
+    if not e.q or tonumber(e.q) > applied then
+      addEvent(e)
+      local d = e.d or {}
+      if e.k == 'step_failed' or ((e.k == 'step_reported' or e.k == 'review_finished') and d.status == 'failed') then
+        redis.call('LPUSH', k_failures, cjson.encode({t = e.t, c = e.c, s = e.s, a = e.a, m = d.message or d.reason or ''}))
+        redis.call('LTRIM', k_failures, 0, 49)
+        redis.call('HINCRBY', k_metrics, 'f:' .. e.s, 1)
+      elseif e.k == 'step_skipped' then
+        redis.call('HINCRBY', k_metrics, 'sk:' .. e.s, 1)
+      end
     end
   end
   for _, o in ipairs(obs) do
