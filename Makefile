@@ -111,9 +111,9 @@ check-chart:
 faults:
 	go run ./cmd/loom-faults
 
-## cluster-faults: the cluster's fault scenarios (a replica SIGKILLed, a Redis master failed over and killed); not in make test while the two problems they found are open (docs/production.md, "Several replicas")
+## cluster-faults: the cluster's fault scenarios alone (a replica SIGKILLed, a Redis master failed over and killed; make test runs them too; docs/production.md, "Several replicas")
 cluster-faults:
-	go test -tags clusterfaults -count=1 -run 'TestReplicaKilledAndRedisFailedOver|TestRedisMasterKilled' -v ./internal/clusterenv/
+	go test -count=1 -run 'TestReplicaKilledAndRedisFailedOver|TestRedisMasterKilled' -v ./internal/clusterenv/
 
 ## bench: the storage benchmarks, then Loom against bare Temporal side by side (see docs/development.md, "Performance")
 bench:
