@@ -74,22 +74,28 @@ func MachineCPU() (busy time.Duration, cpus int) {
 	return busy, cpus
 }
 
-// procCPU is pid's user and system time; 0 once it is gone.
+// procCPU is pid's user and system time, with that of its children that
+// ended (the Migrator's git commands, PostgreSQL's closed backends); 0
+// once it is gone.
 func procCPU(pid int) time.Duration {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
 	}
 	// The command name, in parentheses, may hold spaces: fields count
-	// from after it. utime and stime are fields 14 and 15 of the line.
+	// from after it. utime, stime, cutime and cstime are fields 14 to 17
+	// of the line.
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0
 	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	k, _ := strconv.ParseInt(f[12], 10, 64)
-	return ticksToDuration(u + k)
+	var ticks int64
+	for _, v := range f[11:15] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return ticksToDuration(ticks)
 }
 
 // children are the processes whose parent is pid.
