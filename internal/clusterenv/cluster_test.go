@@ -307,7 +307,8 @@ func drive(ctx context.Context, cs *calls, op, watcher *caller, candidate string
 		// A start answered unavailable (Redis down) stands, and its retry
 		// answers already_exists, but the Run's view is written by its
 		// workflow, which may not have done so yet: until then the Run is
-		// not found.
+		// unavailable (Loom asked Temporal), or not found when Temporal
+		// did not say within half a second, which is noted.
 		if retried && last == 0 && connect.CodeOf(err) == connect.CodeNotFound {
 			cs.note("WatchRun not_found after a retried start", err)
 			if !sleep(ctx, 2) {

@@ -81,3 +81,56 @@ func TestRefusalOfWhatTheViewAllowsIsUnavailable(t *testing.T) {
 		})
 	}
 }
+
+// A Run started while the store was down has an execution but no view
+// until its workflow writes one: GetRun and WatchRun answer unavailable
+// (retry), not not_found, while the engine says it runs. A Run the engine
+// does not know, or when the engine cannot say, is not found.
+func TestRunNotRecordedYetIsUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		engine  func(string) (migration.EngineRun, error)
+		want    error
+		wantWhy string
+	}{
+		{"the engine runs it", func(string) (migration.EngineRun, error) {
+			return migration.EngineRun{State: migration.EngineRunning}, nil
+		}, migration.ErrUnavailable, migration.ReasonStoreUnavailable},
+		{"the engine has none", func(string) (migration.EngineRun, error) {
+			return migration.EngineRun{State: migration.EngineMissing}, nil
+		}, migration.ErrNotFound, migration.ReasonRunNotFound},
+		{"the engine's ended", func(string) (migration.EngineRun, error) {
+			return migration.EngineRun{State: migration.EngineCompleted}, nil
+		}, migration.ErrNotFound, migration.ReasonRunNotFound},
+		{"the engine does not say", func(string) (migration.EngineRun, error) {
+			return migration.EngineRun{}, context.DeadlineExceeded
+		}, migration.ErrNotFound, migration.ReasonRunNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, st, eng := newBulkRuns()
+			eng.inspect = tc.engine
+			u.Store = watchableStore{st}
+			check := func(what string, err error) {
+				t.Helper()
+				var ref *migration.Refusal
+				if !errors.Is(err, tc.want) || !errors.As(err, &ref) || ref.Reason != tc.wantWhy {
+					t.Fatalf("%s answered %v, want %v %s", what, err, tc.want, tc.wantWhy)
+				}
+			}
+			_, err := u.GetRun(context.Background(), migration.RunID("m", "c"))
+			check("GetRun", err)
+			err = u.WatchRun(context.Background(), migration.RunID("m", "c"), 0,
+				func(migration.Run) error { return errors.New("sent a Run that does not exist") },
+				func(time.Time) error { return nil })
+			check("WatchRun", err)
+		})
+	}
+}
+
+// watchableStore is a bulkStore whose Runs never change: a watch starts
+// with a read of the Run.
+type watchableStore struct{ *bulkStore }
+
+func (watchableStore) WatchRun(context.Context, string, string) (<-chan struct{}, error) {
+	return make(chan struct{}), nil
+}

@@ -454,8 +454,38 @@ func (u *Runs) GetRun(ctx context.Context, runID string) (Run, error) {
 	if !ok {
 		return Run{}, InvalidArgument("run_id", ReasonInvalidRunID, "run id %q is not {migration_id}__{candidate_id}", runID)
 	}
-	return u.Store.GetRun(ctx, m, c)
+	return u.getRun(ctx, runID, m, c)
 }
+
+// getRun reads the view of Run runID (of Candidate c of Migration m). A
+// Run the store has no view of, but whose execution the engine says is
+// running, was started and is not recorded yet: a start answered
+// unavailable (the store down after the engine started it) stands, its
+// retry answers already_exists, and the view is written by the Run's
+// workflow once the store answers it again. Such a Run is answered
+// unavailable (retry in a few seconds), not not_found, which would be
+// false. The engine is asked only for a view not found, for at most
+// notRecordedWait; when it cannot say, not_found stands, as for a
+// Candidate never run (by far the most common case, which must not wait
+// long for an engine that is down).
+func (u *Runs) getRun(ctx context.Context, runID, m, c string) (Run, error) {
+	run, err := u.Store.GetRun(ctx, m, c)
+	var ref *Refusal
+	if err == nil || u.Engine == nil || !errors.As(err, &ref) || ref.Reason != ReasonRunNotFound {
+		return run, err
+	}
+	ictx, cancel := context.WithTimeout(ctx, notRecordedWait)
+	defer cancel()
+	if ins, ierr := u.Engine.Inspect(ictx, runID); ierr == nil && ins.State == EngineRunning {
+		return Run{}, Unavailable(ReasonStoreUnavailable,
+			"run %s was started and its execution is running, but it is not recorded yet (the store was unavailable when it started); retry in a few seconds", runID).With("run_id", runID)
+	}
+	return run, err
+}
+
+// notRecordedWait bounds how long getRun asks the engine about a Run with
+// no view.
+const notRecordedWait = 500 * time.Millisecond
 
 // ListRuns returns a page of a Migration's Runs in Candidate id order.
 func (u *Runs) ListRuns(ctx context.Context, migrationID string, f RunFilter, page PageRequest) (RunPage, error) {
@@ -473,7 +503,7 @@ func (u *Runs) WatchRun(ctx context.Context, runID string, afterVersion int64, s
 	}
 	return watchView(ctx, watchedView[Run]{
 		subscribe: func(ctx context.Context) (<-chan struct{}, error) { return u.Store.WatchRun(ctx, m, c) },
-		read:      func(ctx context.Context) (Run, error) { return u.Store.GetRun(ctx, m, c) },
+		read:      func(ctx context.Context) (Run, error) { return u.getRun(ctx, runID, m, c) },
 		version:   func(r Run) int64 { return r.Version },
 		ended:     func(r Run) bool { return r.Status != RunRunning },
 		interrupted: func(last int64) error {
