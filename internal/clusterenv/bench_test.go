@@ -91,7 +91,9 @@ func (p phaseResult) busy() float64 {
 
 func (p phaseResult) String() string {
 	slices.Sort(p.durations)
-	q := func(f float64) time.Duration { return p.durations[int(f*float64(len(p.durations)-1))].Round(10 * time.Millisecond) }
+	q := func(f float64) time.Duration {
+		return p.durations[int(f*float64(len(p.durations)-1))].Round(10 * time.Millisecond)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "through %d replica(s): %d Runs in %v: %.2f Runs/s, %.1f steps/s; a Run p50 %v, p99 %v; machine %.0f %% busy\n",
 		p.replicas, p.runs, p.wall.Round(10*time.Millisecond), p.perSecond(), 3*p.perSecond(), q(0.5), q(0.99), 100*p.busy())
