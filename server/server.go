@@ -117,8 +117,8 @@ func (c Config) Validate() error {
 	if len(c.Redis.Addrs) == 0 {
 		return errors.New("redis addr: at least one address is needed")
 	}
-	if c.Redis.WaitTimeout < 0 || c.Redis.WaitTimeout >= 5*time.Second {
-		return errors.New("redis wait timeout: from 0 (1 s) to below 5 s, the read timeout of Redis's connections")
+	if c.Redis.WaitTimeout < 0 || c.Redis.WaitTimeout >= store.CallTimeout {
+		return fmt.Errorf("redis wait timeout: from 0 (1 s) to below %v, the read timeout of Redis's connections", store.CallTimeout)
 	}
 	if c.Temporal.HostPort == "" || c.Temporal.Namespace == "" || c.Temporal.TaskQueue == "" {
 		return errors.New("temporal: address, namespace and task queue are needed")

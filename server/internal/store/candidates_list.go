@@ -361,10 +361,10 @@ local function walker(f, after, back)
   end
 end
 
--- row(out, id, score) adds a row to the page; rows() reads them once
--- the page is known, each row's last change for all in one ZMSCORE.
+-- row(id, score) adds a row to the page; rows(out) reads them once the
+-- page is known, each row's last change for all in one ZMSCORE.
 local page_ids, page_scores = {}, {}
-local function row(out, id, score)
+local function row(id, score)
   page_ids[#page_ids + 1] = id
   page_scores[#page_scores + 1] = score
 end
@@ -439,7 +439,7 @@ local function idWalk(fs, after, score)
       scanned = scanned + 1
       last_score, last_id = score, id
       if ok[i] then
-        row(out, id, score)
+        row(id, score)
         found = found + 1
         if found == n then return false end
       end
@@ -541,7 +541,7 @@ local function scoredWalk(src, fs, after_score, after_id)
   end
   if #page > 0 then
     local sc = redis.call('ZMSCORE', src, unpack(page))
-    for i, id in ipairs(page) do row(out, id, sc[i]) end
+    for i, id in ipairs(page) do row(id, sc[i]) end
     found = found + #page
   end
   if cut and found < n and last_id then last_score = redis.call('ZSCORE', src, last_id) end

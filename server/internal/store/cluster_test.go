@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +23,24 @@ import (
 // (CROSSSLOT refusals, slot routing, scripts bound to one slot), which is
 // what the store must survive. (redistest starts plain servers only.)
 func startClusterNode(t *testing.T) string {
+	t.Helper()
+	addr, _ := startNode(t)
+	node := redis.NewClient(&redis.Options{Addr: addr})
+	defer node.Close()
+	ctx := context.Background()
+	if err := node.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+		t.Fatal(err)
+	}
+	awaitTrue(t, "the cluster is ok", func() bool {
+		info, _ := node.ClusterInfo(ctx).Result()
+		return strings.Contains(info, "cluster_state:ok")
+	})
+	return addr
+}
+
+// startNode starts a redis-server in cluster mode owning no slot yet, and
+// returns its address and process.
+func startNode(t *testing.T) (string, *os.Process) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -39,28 +59,25 @@ func startClusterNode(t *testing.T) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGCONT) // a test that failed while it was stopped
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	node := redis.NewClient(&redis.Options{Addr: addr})
-	defer node.Close()
-	ctx := context.Background()
-	deadline := time.Now().Add(10 * time.Second)
-	for node.Ping(ctx).Err() != nil {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	awaitTrue(t, "redis-server answers", func() bool { return c.Ping(context.Background()).Err() == nil })
+	return addr, cmd.Process
+}
+
+// awaitTrue polls f until it reports true, failing the test after 15 s.
+func awaitTrue(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !f() {
 		if time.Now().After(deadline) {
-			t.Fatal("cluster node does not answer")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := node.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		info, _ := node.ClusterInfo(ctx).Result()
-		if strings.Contains(info, "cluster_state:ok") {
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster not ok: %s", info)
+			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

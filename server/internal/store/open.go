@@ -43,6 +43,12 @@ func (quietLogger) Printf(ctx context.Context, format string, v ...any) {
 	slog.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
 
+// CallTimeout bounds dialing Redis, and each read and write of its
+// connections: a call to a Redis that does not answer fails after it
+// (unavailable). A write's wait for its replicas (WaitTimeout) must end
+// before it.
+const CallTimeout = 5 * time.Second
+
 // Open connects to Redis and checks that it answers. The Store owns the
 // connection: Close releases it.
 func Open(ctx context.Context, o Options) (*Store, error) {
@@ -51,9 +57,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		Username:     o.Username,
 		Password:     o.Password,
 		DB:           o.DB,
-		DialTimeout:  5 * time.Second,
-		ReadTimeout:  5 * time.Second,
-		WriteTimeout: 5 * time.Second,
+		DialTimeout:  CallTimeout,
+		ReadTimeout:  CallTimeout,
+		WriteTimeout: CallTimeout,
 	}
 	replicas := o.WaitReplicas
 	if replicas < 0 {

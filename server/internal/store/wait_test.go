@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,39 +16,6 @@ import (
 
 	"github.com/loomhq/loom/server/internal/migration"
 )
-
-// startNode starts a redis-server in cluster mode owning no slot yet, and
-// returns its address and process.
-func startNode(t *testing.T) (string, *os.Process) {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is not on PATH: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "no", "--logfile", filepath.Join(dir, "redis.log"),
-		"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT) // a test that failed while it was stopped
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	awaitTrue(t, "redis-server answers", func() bool { return c.Ping(context.Background()).Err() == nil })
-	return addr, cmd.Process
-}
 
 // startMasterAndReplica starts a Redis Cluster of one master, owning every
 // slot, and its replica, in sync.
@@ -89,17 +53,6 @@ func startMasterAndReplica(t *testing.T) (master, replica string, replicaProc *o
 			strings.Contains(cinfo, "cluster_state:ok")
 	})
 	return master, replica, replicaProc
-}
-
-func awaitTrue(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // replicaReader reads the replica itself (READONLY), not its master.
