@@ -223,12 +223,12 @@ func TestRolloutWithCanaryApprovalAutoPauseAndResume(t *testing.T) {
 	}
 
 	started, err := rs.StartRollout(ctx, connect.NewRequest(&loomv1.StartRolloutRequest{MigrationId: "go-upgrade", Selection: selection, Settings: settings,
-		DefaultInputs: map[string]string{"target_version": "1.23"}}))
+		DefaultInputs: map[string]string{"target_version": "1.23"}, Reason: "wave 1 of the Go bump"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := started.Msg.Rollout.Id
-	if started.Msg.Rollout.Progress.Planned != 12 || started.Msg.Rollout.CreatedBy != "alice" {
+	if started.Msg.Rollout.Progress.Planned != 12 || started.Msg.Rollout.CreatedBy != "alice" || started.Msg.Rollout.StateReason != "wave 1 of the Go bump" {
 		t.Fatalf("started: %v", started.Msg.Rollout)
 	}
 
@@ -276,16 +276,17 @@ func TestRolloutWithCanaryApprovalAutoPauseAndResume(t *testing.T) {
 	if got := rolloutEvents(t, history); !slices.Equal(got, want) {
 		t.Fatalf("rollout history %v, want %v", got, want)
 	}
-	// ... and in the history: the approval with its reason, the second
-	// resume (no reason given) without one.
+	// ... and in the history: the start and the approval with their
+	// reasons, the second resume (no reason given) without one.
 	resumed, err := history.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "go-upgrade",
-		Kinds: []loomv1.EventKind{loomv1.EventKind_EVENT_KIND_ROLLOUT_RESUMED}}))
+		Kinds: []loomv1.EventKind{loomv1.EventKind_EVENT_KIND_ROLLOUT_RESUMED, loomv1.EventKind_EVENT_KIND_ROLLOUT_STARTED}}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := resumed.Msg.Events; len(ev) != 2 || ev[1].Details["reason"] != "canary services look healthy" || ev[1].Details["approved"] != "true" ||
-		ev[0].Details["reason"] != "" || ev[0].Details["approved"] != "false" {
-		t.Fatalf("resume events (newest first): %v", ev)
+	if ev := resumed.Msg.Events; len(ev) != 3 || ev[1].Details["reason"] != "canary services look healthy" || ev[1].Details["approved"] != "true" ||
+		ev[0].Details["reason"] != "" || ev[0].Details["approved"] != "false" ||
+		ev[2].Kind != loomv1.EventKind_EVENT_KIND_ROLLOUT_STARTED || ev[2].Details["reason"] != "wave 1 of the Go bump" {
+		t.Fatalf("start and resume events (newest first): %v", ev)
 	}
 	// Viewers (here: the Migration's migrator) read it; nobody steers an
 	// ended rollout.

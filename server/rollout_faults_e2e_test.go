@@ -334,7 +334,7 @@ func TestRolloutWithTemporalUnreachable(t *testing.T) {
 	l := w.startLoom()
 	ids := svcIDs(4)
 	l.setup(t, w.migrator.url, ids...)
-	rs, _ := rolloutClients(l, "")
+	rs, hist := rolloutClients(l, "")
 	before := pausedRollout(t, w, rs, ids[:2])
 
 	toTemporal.cut()
@@ -389,7 +389,7 @@ func TestRolloutWithTemporalUnreachable(t *testing.T) {
 	var updated *loomv1.Rollout
 	for deadline := time.Now().Add(90 * time.Second); ; {
 		res, err := rs.UpdateRollout(ctx, connect.NewRequest(&loomv1.UpdateRolloutRequest{MigrationId: "go-upgrade", RolloutId: before.Id,
-			Settings: &loomv1.RolloutSettings{MaxInFlight: 2}, UpdateMask: []string{"max_in_flight"}}))
+			Settings: &loomv1.RolloutSettings{MaxInFlight: 2}, UpdateMask: []string{"max_in_flight"}, Reason: "CI has room again"}))
 		if err == nil {
 			updated = res.Msg.Rollout
 			break
@@ -401,6 +401,16 @@ func TestRolloutWithTemporalUnreachable(t *testing.T) {
 	}
 	if updated.State != loomv1.RolloutState_ROLLOUT_STATE_PAUSED || updated.StateReason != "hold" || updated.Settings.MaxInFlight != 2 {
 		t.Fatalf("updated once Temporal is back: %v (%q), max in flight %d", updated.State, updated.StateReason, updated.Settings.MaxInFlight)
+	}
+	// The update's why is in the history, and the one answered unavailable
+	// recorded nothing.
+	ev, err := hist.ListEvents(ctx, connect.NewRequest(&loomv1.ListEventsRequest{MigrationId: "go-upgrade",
+		Kinds: []loomv1.EventKind{loomv1.EventKind_EVENT_KIND_ROLLOUT_UPDATED}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := ev.Msg.Events; len(e) != 1 || e[0].Details["reason"] != "CI has room again" || e[0].Details["max_in_flight"] != "2" {
+		t.Fatalf("rollout_updated events %v", e)
 	}
 	res, err := rs.ResumeRollout(ctx, connect.NewRequest(&loomv1.ResumeRolloutRequest{MigrationId: "go-upgrade", RolloutId: before.Id}))
 	if err != nil || res.Msg.Rollout.State != loomv1.RolloutState_ROLLOUT_STATE_RUNNING {

@@ -88,7 +88,8 @@ func TestSkipAStepAndAdoptAPullRequest(t *testing.T) {
 	const adoptRun = "go-upgrade__adopt-me"
 	const pr = "https://git.example/acme/adopt-me/pull/9"
 	d = start("adopt-me")
-	adopt := &loomv1.AdoptPullRequestRequest{RunId: adoptRun, StepName: "bump-go", Attempt: 1, PrUrl: pr}
+	const why = "opened by hand: the Migrator's push was refused"
+	adopt := &loomv1.AdoptPullRequestRequest{RunId: adoptRun, StepName: "bump-go", Attempt: 1, PrUrl: pr, Note: why}
 	_, err = migrator.runs.AdoptPullRequest(ctx, connect.NewRequest(adopt))
 	wantCode(t, err, connect.CodePermissionDenied, "")
 	_, err = operator.runs.AdoptPullRequest(ctx, connect.NewRequest(&loomv1.AdoptPullRequestRequest{RunId: adoptRun, StepName: "bump-go", Attempt: 1, PrUrl: "git@git.example:pull/9"}))
@@ -99,7 +100,8 @@ func TestSkipAStepAndAdoptAPullRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := adopted.Msg.Run; r.CurrentStepStatus != loomv1.StepStatus_STEP_STATUS_OPEN || r.StepResults[0].PrUrl != pr || r.StepResults[0].Actor != "alice" {
+	if r := adopted.Msg.Run; r.CurrentStepStatus != loomv1.StepStatus_STEP_STATUS_OPEN || r.StepResults[0].PrUrl != pr || r.StepResults[0].Actor != "alice" ||
+		r.StepResults[0].Message != why {
 		t.Fatalf("adopted %v", r)
 	}
 	if _, err := operator.runs.AdoptPullRequest(ctx, connect.NewRequest(adopt)); err != nil {
@@ -121,7 +123,7 @@ func TestSkipAStepAndAdoptAPullRequest(t *testing.T) {
 		t.Fatalf("adopted step after its merge %v", s)
 	}
 	evs = events(loomv1.EventKind_EVENT_KIND_PR_ADOPTED, "adopt-me")
-	if len(evs) != 1 || evs[0].Actor != "alice" || evs[0].Details["pr_url"] != pr || evs[0].Step != "bump-go" {
+	if len(evs) != 1 || evs[0].Actor != "alice" || evs[0].Details["pr_url"] != pr || evs[0].Details["note"] != why || evs[0].Step != "bump-go" {
 		t.Fatalf("pr_adopted events %v", evs)
 	}
 }

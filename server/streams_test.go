@@ -37,10 +37,13 @@ func TestWatchesAnswerAtOnceAndResume(t *testing.T) {
 	}
 	if _, err := l.runs.StartRun(ctx, connect.NewRequest(&loomv1.StartRunRequest{
 		MigrationId: "go-upgrade", CandidateId: "acme/billing", Inputs: map[string]string{"target_version": "1.23"},
+		Note: "billing asked for it before the freeze",
 	})); err != nil {
 		t.Fatal(err)
 	}
-	if !s.Receive() || s.Msg().GetEvent().GetKind() != loomv1.EventKind_EVENT_KIND_RUN_STARTED {
+	// The start's why is in its event.
+	if !s.Receive() || s.Msg().GetEvent().GetKind() != loomv1.EventKind_EVENT_KIND_RUN_STARTED ||
+		s.Msg().GetEvent().GetDetails()["note"] != "billing asked for it before the freeze" {
 		t.Fatalf("after a start: %v, %v", s.Msg(), s.Err())
 	}
 	started := s.Msg().GetEvent().GetId()

@@ -232,6 +232,7 @@ try {
   });
 
   await step("start; the first step becomes open without a reload", async () => {
+    await page.getByLabel("Why", { exact: true }).fill("e2e: first of the wave");
     await page.getByRole("button", { name: "Start Run" }).click();
     await page.getByText("Started svc-01").waitFor();
     await step1("bump-go").and(page.locator('[data-status="open"]')).waitFor({ timeout: 30_000 });
@@ -293,6 +294,7 @@ try {
     await history.getByText("e2e: canary too slow").waitFor();
     await history.getByText("e2e: canary fixed").waitFor();
     await history.getByText("e2e: looks good").waitFor();
+    await history.getByText("e2e: first of the wave").waitFor();
     await history.getByText("run started").waitFor();
     await shot("07-completed-history");
   });

@@ -7,7 +7,7 @@ import { Home } from "./pages/Home";
 import { CandidatePage } from "./pages/CandidatePage";
 import { MetricsService, MigrationSummarySchema } from "./gen/loom/v1/metrics_service_pb";
 import { RegistryService } from "./gen/loom/v1/registry_service_pb";
-import { DiscoveryService } from "./gen/loom/v1/discovery_service_pb";
+import { DiscoveryService, type UpdateCandidateInputsRequest } from "./gen/loom/v1/discovery_service_pb";
 import {
   RunService,
   type AdoptPullRequestRequest,
@@ -109,7 +109,13 @@ describe("the Candidate page", () => {
     currentStepStatus: StepStatus.FAILED,
     stepResults: [{ stepName: "bump-go", status: StepStatus.FAILED, attempt: 2, message: "tests failed" }],
   });
-  type Sent = { started?: StartRunRequest; retried?: RetryStepRequest; skipped?: SkipStepRequest; adopted?: AdoptPullRequestRequest };
+  type Sent = {
+    started?: StartRunRequest;
+    retried?: RetryStepRequest;
+    skipped?: SkipStepRequest;
+    adopted?: AdoptPullRequestRequest;
+    inputs?: UpdateCandidateInputsRequest;
+  };
 
   // A server where the caller may do everything listed, the Candidate has a
   // running Run and one event; what the page sends is recorded.
@@ -130,6 +136,10 @@ describe("the Candidate page", () => {
           getCandidate: (req) => {
             if (req.candidateId !== "acme/billing") throw new ConnectError("no such Candidate", Code.NotFound);
             return { candidate };
+          },
+          updateCandidateInputs: (req) => {
+            sent.inputs = req;
+            return { candidate: { ...candidate, inputs: req.inputs } };
           },
         });
         r.service(RunService, {
@@ -276,14 +286,39 @@ describe("the Candidate page", () => {
     serve(procedures(RunService.method.adoptPullRequest, RunService.method.skipStep), sent);
     fireEvent.click(await screen.findByRole("button", { name: "Adopt existing PR…" }));
     const dialog = screen.getByRole("dialog", { name: "Adopt existing PR: bump-go" });
-    const url = within(dialog).getByRole("textbox") as HTMLInputElement;
+    const url = within(dialog).getByRole("textbox", { name: "Pull request URL" }) as HTMLInputElement;
     fireEvent.change(url, { target: { value: "git@github.com:acme/billing/pull/7" } });
+    fireEvent.change(within(dialog).getByRole("textbox", { name: "Why" }), { target: { value: "opened by hand" } });
     fireEvent.click(within(dialog).getByRole("button", { name: "Adopt PR" }));
     expect(within(dialog).getByRole("alert").textContent).toBe("An http:// or https:// URL.");
     fireEvent.change(url, { target: { value: "https://github.com/acme/billing/pull/7" } });
     fireEvent.click(within(dialog).getByRole("button", { name: "Adopt PR" }));
     await waitFor(() => expect(sent.adopted).toBeDefined());
-    expect(sent.adopted).toMatchObject({ runId: run.id, stepName: "bump-go", attempt: 2, prUrl: "https://github.com/acme/billing/pull/7" });
+    expect(sent.adopted).toMatchObject({
+      runId: run.id,
+      stepName: "bump-go",
+      attempt: 2,
+      prUrl: "https://github.com/acme/billing/pull/7",
+      note: "opened by hand",
+    });
+  });
+
+  it("edits the stored inputs and sends why", async () => {
+    const sent: Sent = {};
+    serve(procedures(DiscoveryService.method.updateCandidateInputs), sent);
+    fireEvent.click(await screen.findByRole("button", { name: "Edit inputs" }));
+    const form = screen.getByRole("form", { name: "Edit inputs" });
+    fireEvent.change(within(form).getByRole("textbox", { name: "ticket" }), { target: { value: "OPS-2" } });
+    fireEvent.change(within(form).getByRole("textbox", { name: "Why" }), { target: { value: "OPS-1 was closed" } });
+    fireEvent.click(within(form).getByRole("button", { name: "Save" }));
+    await waitFor(() => expect(sent.inputs).toBeDefined());
+    expect(sent.inputs).toMatchObject({
+      migrationId: "go-upgrade",
+      candidateId: "acme/billing",
+      inputs: { ticket: "OPS-2" },
+      removeInputs: [],
+      note: "OPS-1 was closed",
+    });
   });
 
   it("shows a skipped step with its reason", async () => {
@@ -339,15 +374,21 @@ describe("the Candidate page", () => {
     expect(await screen.findByText("Not started yet.")).toBeTruthy();
     fireEvent.click(await screen.findByRole("button", { name: "Preview or start…" }));
     const form = screen.getByRole("form", { name: "Preview or start a Run" });
-    const ticket = within(form).getByRole("textbox") as HTMLInputElement;
+    const ticket = within(form).getByRole("textbox", { name: /^Ticket/ }) as HTMLInputElement;
     expect(ticket.value).toBe("OPS-1");
     fireEvent.change(ticket, { target: { value: " " } });
     fireEvent.click(within(form).getByRole("button", { name: "Start Run" }));
     expect(within(form).getByRole("alert").textContent).toBe("Required: Ticket");
     fireEvent.change(ticket, { target: { value: "OPS-2" } });
+    fireEvent.change(within(form).getByRole("textbox", { name: "Why" }), { target: { value: "before the freeze" } });
     fireEvent.click(within(form).getByRole("button", { name: "Start Run" }));
     await waitFor(() => expect(sent.started).toBeDefined());
-    expect(sent.started).toMatchObject({ migrationId: "go-upgrade", candidateId: "acme/billing", inputs: { ticket: "OPS-2" } });
+    expect(sent.started).toMatchObject({
+      migrationId: "go-upgrade",
+      candidateId: "acme/billing",
+      inputs: { ticket: "OPS-2" },
+      note: "before the freeze",
+    });
     await waitFor(() => expect(screen.queryByRole("form", { name: "Preview or start a Run" })).toBeNull());
   });
 

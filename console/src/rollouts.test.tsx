@@ -9,7 +9,7 @@ import { MigrationPage } from "./pages/MigrationPage";
 import { RolloutPage } from "./pages/RolloutPage";
 import { CandidatePage } from "./pages/CandidatePage";
 import { RegistryService } from "./gen/loom/v1/registry_service_pb";
-import { DiscoveryService } from "./gen/loom/v1/discovery_service_pb";
+import { DiscoveryService, type BulkUpdateCandidateInputsRequest } from "./gen/loom/v1/discovery_service_pb";
 import { RunService, type BulkRetryStepsRequest } from "./gen/loom/v1/run_service_pb";
 import {
   RolloutService,
@@ -60,6 +60,7 @@ function serveTable(opts: {
   total?: bigint;
   listed?: unknown[];
   retried?: BulkRetryStepsRequest[];
+  inputsSet?: BulkUpdateCandidateInputsRequest[];
   previewed?: PreviewSelectionRequest[];
   started?: StartRolloutRequest[];
   startError?: ConnectError;
@@ -78,6 +79,10 @@ function serveTable(opts: {
         listCandidates: (req) => {
           opts.listed?.push(req);
           return { candidates, totalSize: opts.total ?? 2n, nextPageToken: (opts.total ?? 2n) > 2n ? "p2" : "" };
+        },
+        bulkUpdateCandidateInputs: (req) => {
+          opts.inputsSet?.push(req);
+          return { result: { selectedCount: 2, doneCount: 2, outcomes: candidates.map((c) => ({ candidateId: c.id, outcome: BulkOutcome.DONE })) } };
         },
       });
       r.service(RunService, {
@@ -224,6 +229,20 @@ describe("a bulk action", () => {
     fireEvent.click(within(dialog).getByRole("button", { name: "Close" }));
     expect(screen.queryByRole("dialog")).toBeNull();
   });
+
+  it("updates the inputs of the selection with the why asked", async () => {
+    const inputsSet: BulkUpdateCandidateInputsRequest[] = [];
+    serveTable({ path: "/m/go-upgrade", inputsSet });
+    fireEvent.click(await screen.findByRole("checkbox", { name: "Select every Candidate on this page" }));
+    fireEvent.click(screen.getByRole("button", { name: "Update inputs…" }));
+    const dialog = screen.getByRole("dialog", { name: "Update the inputs of 2 Candidates?" });
+    fireEvent.change(within(dialog).getByRole("textbox", { name: /^Ticket/ }), { target: { value: "OPS-9" } });
+    fireEvent.change(within(dialog).getByRole("textbox", { name: "Why" }), { target: { value: "one ticket for the wave" } });
+    fireEvent.click(within(dialog).getByRole("button", { name: "Update inputs (2)" }));
+    await waitFor(() => expect(inputsSet).toHaveLength(1));
+    expect(inputsSet[0]).toMatchObject({ inputs: { ticket: "OPS-9" }, removeInputs: [], note: "one ticket for the wave" });
+    expect(inputsSet[0].selection?.candidateIds).toEqual(["acme/a", "acme/b"]);
+  });
 });
 
 describe("a bulk cancel or failed review", () => {
@@ -273,6 +292,7 @@ describe("the Start rollout dialog", () => {
     fireEvent.change(within(dialog).getByLabelText(/^Canary size/), { target: { value: "3" } });
     fireEvent.click(within(dialog).getByLabelText("after the canary: continue by itself"));
     fireEvent.change(within(dialog).getByLabelText(/^Max starts per minute/), { target: { value: "30" } });
+    fireEvent.change(within(dialog).getByLabelText(/^Why/), { target: { value: "wave 2: payments signed off" } });
     fireEvent.click(start);
     await waitFor(() => expect(started).toHaveLength(1));
     expect(started[0]).toMatchObject({
@@ -286,6 +306,7 @@ describe("the Start rollout dialog", () => {
         maxStartsPerMinute: 30,
         maxOpenPullRequests: 0,
       },
+      reason: "wave 2: payments signed off",
     });
     expect(started[0].selection?.candidateIds).toEqual(["acme/a", "acme/b"]);
     // Started: the rollout's page.
@@ -448,10 +469,12 @@ describe("the rollout page", () => {
     fireEvent.click(screen.getByRole("button", { name: "Change max in flight…" }));
     const form = screen.getByRole("form", { name: "Change max in flight" });
     fireEvent.change(within(form).getByRole("spinbutton"), { target: { value: "50" } });
+    fireEvent.change(within(form).getByRole("textbox", { name: "Why" }), { target: { value: "the runners scaled up" } });
     fireEvent.click(within(form).getByRole("button", { name: "Set" }));
     await waitFor(() => expect(updated).toHaveLength(1));
     expect(updated[0].updateMask).toEqual(["max_in_flight"]);
     expect(updated[0].settings?.maxInFlight).toBe(50);
+    expect(updated[0].reason).toBe("the runners scaled up");
   });
 
   it("offers a viewer no control", async () => {

@@ -134,7 +134,7 @@ function BulkActionDialog({
           return (await runs.bulkMarkStepsMerged({ ...base, stepName: step, note })).result;
         case "inputs": {
           const set = Object.fromEntries(Object.entries(inputs).filter(([k, v]) => v.trim() && !remove.includes(k)));
-          return (await discovery.bulkUpdateCandidateInputs({ ...base, inputs: set, removeInputs: remove })).result;
+          return (await discovery.bulkUpdateCandidateInputs({ ...base, inputs: set, removeInputs: remove, note })).result;
         }
       }
     },
@@ -274,6 +274,16 @@ function BulkActionDialog({
                   </label>
                 </div>
               ))}
+              <label>
+                Why
+                <input
+                  name="note"
+                  value={note}
+                  maxLength={4000}
+                  onChange={(e) => setNote(e.target.value)}
+                  placeholder="e.g. the registry moved, see INFRA-102"
+                />
+              </label>
             </>
           )}
           {invalid && (

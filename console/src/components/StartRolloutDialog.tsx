@@ -94,6 +94,7 @@ export function StartRolloutDialog({ migration, selection, onClose }: { migratio
     maxOpenPullRequests: 0,
   });
   const [tried, setTried] = useState(false);
+  const [reason, setReason] = useState("");
   const set = (changes: Partial<Form>) => setForm({ ...form, ...changes });
   const defaults = given(inputs);
   const settled = useDebounced(defaults, 400);
@@ -116,6 +117,7 @@ export function StartRolloutDialog({ migration, selection, onClose }: { migratio
           maxStartsPerMinute: form.maxStartsPerMinute,
           maxOpenPullRequests: form.maxOpenPullRequests,
         },
+        reason: reason.trim(),
       }),
     onSuccess: (res) => {
       refreshRollouts();
@@ -208,6 +210,17 @@ export function StartRolloutDialog({ migration, selection, onClose }: { migratio
                 </div>
               )}
             </fieldset>
+            <label>
+              Why
+              <input
+                name="reason"
+                value={reason}
+                maxLength={2000}
+                placeholder="optional, e.g. wave 2: the payments team signed off"
+                onChange={(e) => setReason(e.target.value)}
+              />
+              <span className="muted small">Shown on the rollout until it is paused or resumed, and kept in the history.</span>
+            </label>
           </div>
           <SelectionPreviewView
             migrationId={migration.id}

@@ -189,6 +189,7 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
   // The reason a resume (or an approval) is asked for; null while closed.
   const [resumeReason, setResumeReason] = useState<string | null>(null);
   const [maxDraft, setMaxDraft] = useState<string | null>(null);
+  const [maxReason, setMaxReason] = useState("");
   const ids = { migrationId: r.migrationId, rolloutId: r.id };
   const done = (what: string) => (res: { rollout?: Rollout }) => {
     if (res.rollout) onChanged(res.rollout);
@@ -217,9 +218,15 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
   });
   const update = useMutation({
     mutationFn: (maxInFlight: number) =>
-      rollouts.updateRollout({ ...ids, settings: r.settings ? { ...r.settings, maxInFlight } : { maxInFlight }, updateMask: ["max_in_flight"] }),
+      rollouts.updateRollout({
+        ...ids,
+        settings: r.settings ? { ...r.settings, maxInFlight } : { maxInFlight },
+        updateMask: ["max_in_flight"],
+        reason: maxReason.trim(),
+      }),
     onSuccess: (res) => {
       setMaxDraft(null);
+      setMaxReason("");
       done("max in flight changed")(res);
     },
     onError: failed("Changing max in flight"),
@@ -257,6 +264,16 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
             <label className="inline">
               Max in flight
               <input type="number" min={1} max={10000} value={maxDraft} onChange={(e) => setMaxDraft(e.target.value)} />
+            </label>
+            <label className="inline">
+              Why
+              <input
+                name="reason"
+                value={maxReason}
+                maxLength={2000}
+                placeholder="optional, recorded in the history"
+                onChange={(e) => setMaxReason(e.target.value)}
+              />
             </label>
             <button type="submit" className="primary" disabled={!maxValid || busy}>
               Set

@@ -712,7 +712,10 @@ type UpdateCandidateInputsRequest struct {
 	// stored value). At most 50.
 	Inputs map[string]string `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Names of stored inputs to remove. Applied before `inputs`.
-	RemoveInputs  []string `protobuf:"bytes,4,rep,name=remove_inputs,json=removeInputs,proto3" json:"remove_inputs,omitempty"`
+	RemoveInputs []string `protobuf:"bytes,4,rep,name=remove_inputs,json=removeInputs,proto3" json:"remove_inputs,omitempty"`
+	// Why the inputs change, for the record. Optional. Recorded in the
+	// history (EVENT_KIND_CANDIDATE_INPUTS_UPDATED, detail `note`).
+	Note          string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -775,6 +778,13 @@ func (x *UpdateCandidateInputsRequest) GetRemoveInputs() []string {
 	return nil
 }
 
+func (x *UpdateCandidateInputsRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
 // Response of DiscoveryService.UpdateCandidateInputs.
 type UpdateCandidateInputsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -832,7 +842,11 @@ type BulkUpdateCandidateInputsRequest struct {
 	// replaces the stored value). At most 50.
 	Inputs map[string]string `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Names of stored inputs to remove from each. Applied before `inputs`.
-	RemoveInputs  []string `protobuf:"bytes,4,rep,name=remove_inputs,json=removeInputs,proto3" json:"remove_inputs,omitempty"`
+	RemoveInputs []string `protobuf:"bytes,4,rep,name=remove_inputs,json=removeInputs,proto3" json:"remove_inputs,omitempty"`
+	// Why the inputs change, for the record. Optional. Recorded with each
+	// change in its Candidate's history, as UpdateCandidateInputsRequest.note
+	// is.
+	Note          string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -893,6 +907,13 @@ func (x *BulkUpdateCandidateInputsRequest) GetRemoveInputs() []string {
 		return x.RemoveInputs
 	}
 	return nil
+}
+
+func (x *BulkUpdateCandidateInputsRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
 }
 
 // Response of DiscoveryService.BulkUpdateCandidateInputs.
@@ -1009,23 +1030,25 @@ const file_loom_v1_discovery_service_proto_rawDesc = "" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12M\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB*\xbaH'r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\"H\n" +
 	"\x14GetCandidateResponse\x120\n" +
-	"\tcandidate\x18\x01 \x01(\v2\x12.loom.v1.CandidateR\tcandidate\"\xc9\x04\n" +
+	"\tcandidate\x18\x01 \x01(\v2\x12.loom.v1.CandidateR\tcandidate\"\xe7\x04\n" +
 	"\x1cUpdateCandidateInputsRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12M\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB*\xbaH'r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\x12~\n" +
 	"\x06inputs\x18\x03 \x03(\v21.loom.v1.UpdateCandidateInputsRequest.InputsEntryB3\xbaH0\x9a\x01-\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$*\x05r\x03\x18\x80 R\x06inputs\x12Q\n" +
-	"\rremove_inputs\x18\x04 \x03(\tB,\xbaH)\x92\x01&\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$R\fremoveInputs\x1a9\n" +
+	"\rremove_inputs\x18\x04 \x03(\tB,\xbaH)\x92\x01&\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$R\fremoveInputs\x12\x1c\n" +
+	"\x04note\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:|\xbaHy\x1aw\n" +
 	"!update_candidate_inputs.not_empty\x12\x1bset inputs or remove_inputs\x1a5size(this.inputs) > 0 || size(this.remove_inputs) > 0\"Q\n" +
 	"\x1dUpdateCandidateInputsResponse\x120\n" +
-	"\tcandidate\x18\x01 \x01(\v2\x12.loom.v1.CandidateR\tcandidate\"\xcc\x04\n" +
+	"\tcandidate\x18\x01 \x01(\v2\x12.loom.v1.CandidateR\tcandidate\"\xea\x04\n" +
 	" BulkUpdateCandidateInputsRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12A\n" +
 	"\tselection\x18\x02 \x01(\v2\x1b.loom.v1.CandidateSelectionB\x06\xbaH\x03\xc8\x01\x01R\tselection\x12\x82\x01\n" +
 	"\x06inputs\x18\x03 \x03(\v25.loom.v1.BulkUpdateCandidateInputsRequest.InputsEntryB3\xbaH0\x9a\x01-\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$*\x05r\x03\x18\x80 R\x06inputs\x12Q\n" +
-	"\rremove_inputs\x18\x04 \x03(\tB,\xbaH)\x92\x01&\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$R\fremoveInputs\x1a9\n" +
+	"\rremove_inputs\x18\x04 \x03(\tB,\xbaH)\x92\x01&\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$R\fremoveInputs\x12\x1c\n" +
+	"\x04note\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01:\x81\x01\xbaH~\x1a|\n" +

@@ -39,9 +39,12 @@ const (
 	EventKind_EVENT_KIND_CANDIDATES_DISCOVERED EventKind = 4
 	// One Candidate was added or updated by discovery (in its history).
 	EventKind_EVENT_KIND_CANDIDATE_DISCOVERED EventKind = 5
-	// A Candidate's stored inputs changed.
+	// A Candidate's stored inputs changed (details: `inputs.<name>` for each
+	// set, `removed.<name>` for each removed, and `note` when the operator
+	// gave one).
 	EventKind_EVENT_KIND_CANDIDATE_INPUTS_UPDATED EventKind = 6
-	// A Run execution started, with its inputs.
+	// A Run execution started (details: `inputs.<name>` for each input, and
+	// `note` when the operator gave one).
 	EventKind_EVENT_KIND_RUN_STARTED EventKind = 7
 	// A step's attempt was dispatched to the Migrator.
 	EventKind_EVENT_KIND_STEP_DISPATCHED EventKind = 8
@@ -65,9 +68,10 @@ const (
 	// An operator skipped a step (details: reason).
 	EventKind_EVENT_KIND_STEP_SKIPPED EventKind = 17
 	// An operator adopted an existing pull request for a step, which became
-	// `open` (details: pr_url).
+	// `open` (details: pr_url, and note when the operator gave one).
 	EventKind_EVENT_KIND_PR_ADOPTED EventKind = 18
-	// A rollout started (details: `rollout_id`, `planned`, settings).
+	// A rollout started (details: `rollout_id`, `planned`, settings, and
+	// `reason` when the operator gave one).
 	EventKind_EVENT_KIND_ROLLOUT_STARTED EventKind = 20
 	// A rollout paused, by an operator or by itself (actor `loom`; details:
 	// `rollout_id`, `reason`).
@@ -75,7 +79,8 @@ const (
 	// A rollout resumed, or was approved after its canary wave (details:
 	// `rollout_id`, `approved`, and `reason` when the operator gave one).
 	EventKind_EVENT_KIND_ROLLOUT_RESUMED EventKind = 22
-	// A rollout's settings changed (details: `rollout_id` and the new values).
+	// A rollout's settings changed (details: `rollout_id`, the new values,
+	// and `reason` when the operator gave one).
 	EventKind_EVENT_KIND_ROLLOUT_UPDATED EventKind = 23
 	// A rollout's canary wave completed and it awaits approval (details:
 	// `rollout_id`).

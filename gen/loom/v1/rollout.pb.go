@@ -165,7 +165,8 @@ type Rollout struct {
 	// Why it is paused (ROLLOUT_STATE_PAUSED), awaits approval, or was
 	// cancelled, for a person: e.g. "3 of the last 20 step outcomes were
 	// failures (threshold 3)" or the operator's reason; once resumed or
-	// approved, the reason given to ResumeRollout, if any. Empty otherwise.
+	// approved, the reason given to ResumeRollout, if any; while running from
+	// its start, the reason given to StartRollout, if any. Empty otherwise.
 	StateReason string `protobuf:"bytes,4,opt,name=state_reason,json=stateReason,proto3" json:"state_reason,omitempty"`
 	// Who paused, cancelled or last resumed it: a principal, or `loom` when
 	// the rollout paused itself.

@@ -313,7 +313,12 @@ type StartRolloutRequest struct {
 	// Inputs every Run gets unless its Candidate has its own stored value.
 	DefaultInputs map[string]string `protobuf:"bytes,3,rep,name=default_inputs,json=defaultInputs,proto3" json:"default_inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// How it paces itself and when it pauses.
-	Settings      *RolloutSettings `protobuf:"bytes,4,opt,name=settings,proto3" json:"settings,omitempty"`
+	Settings *RolloutSettings `protobuf:"bytes,4,opt,name=settings,proto3" json:"settings,omitempty"`
+	// Why, for the record, e.g. "wave 2: the payments team signed off".
+	// Optional. Kept as the rollout's state_reason until it is next paused,
+	// resumed or cancelled, and recorded as the `reason` of its
+	// EVENT_KIND_ROLLOUT_STARTED event.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +379,13 @@ func (x *StartRolloutRequest) GetSettings() *RolloutSettings {
 		return x.Settings
 	}
 	return nil
+}
+
+func (x *StartRolloutRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // Response of RolloutService.StartRollout.
@@ -997,7 +1009,10 @@ type UpdateRolloutRequest struct {
 	// The fields of settings to change, by name: max_in_flight,
 	// max_starts_per_minute, max_open_pull_requests, pause_on_failures (unset
 	// there: never pause). At least one.
-	UpdateMask    []string `protobuf:"bytes,4,rep,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	UpdateMask []string `protobuf:"bytes,4,rep,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// Why the pacing changes, for the record. Optional. Recorded as the
+	// `reason` of the EVENT_KIND_ROLLOUT_UPDATED event.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1058,6 +1073,13 @@ func (x *UpdateRolloutRequest) GetUpdateMask() []string {
 		return x.UpdateMask
 	}
 	return nil
+}
+
+func (x *UpdateRolloutRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // Response of RolloutService.UpdateRollout.
@@ -1261,12 +1283,13 @@ const file_loom_v1_rollout_service_proto_rawDesc = "" +
 	"\x10CandidatePreview\x12!\n" +
 	"\fcandidate_id\x18\x01 \x01(\tR\vcandidateId\x12*\n" +
 	"\x05steps\x18\x02 \x03(\v2\x14.loom.v1.StepPreviewR\x05steps\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xb6\x03\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xd8\x03\n" +
 	"\x13StartRolloutRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12A\n" +
 	"\tselection\x18\x02 \x01(\v2\x1b.loom.v1.CandidateSelectionB\x06\xbaH\x03\xc8\x01\x01R\tselection\x12\x8b\x01\n" +
 	"\x0edefault_inputs\x18\x03 \x03(\v2/.loom.v1.StartRolloutRequest.DefaultInputsEntryB3\xbaH0\x9a\x01-\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$*\x05r\x03\x18\x80 R\rdefaultInputs\x12<\n" +
-	"\bsettings\x18\x04 \x01(\v2\x18.loom.v1.RolloutSettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\x1a@\n" +
+	"\bsettings\x18\x04 \x01(\v2\x18.loom.v1.RolloutSettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\x12 \n" +
+	"\x06reason\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06reason\x1a@\n" +
 	"\x12DefaultInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"B\n" +
@@ -1307,14 +1330,15 @@ const file_loom_v1_rollout_service_proto_rawDesc = "" +
 	"rollout_id\x18\x02 \x01(\tB\x18\xbaH\x15r\x132\x11^ro-[0-9a-f]{12}$R\trolloutId\x12 \n" +
 	"\x06reason\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06reason\"C\n" +
 	"\x15ResumeRolloutResponse\x12*\n" +
-	"\arollout\x18\x01 \x01(\v2\x10.loom.v1.RolloutR\arollout\"\xe2\x02\n" +
+	"\arollout\x18\x01 \x01(\v2\x10.loom.v1.RolloutR\arollout\"\x84\x03\n" +
 	"\x14UpdateRolloutRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x127\n" +
 	"\n" +
 	"rollout_id\x18\x02 \x01(\tB\x18\xbaH\x15r\x132\x11^ro-[0-9a-f]{12}$R\trolloutId\x12<\n" +
 	"\bsettings\x18\x03 \x01(\v2\x18.loom.v1.RolloutSettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\x12\x82\x01\n" +
 	"\vupdate_mask\x18\x04 \x03(\tBa\xbaH^\x92\x01[\b\x01\x10\x04\x18\x01\"SrQR\rmax_in_flightR\x15max_starts_per_minuteR\x16max_open_pull_requestsR\x11pause_on_failuresR\n" +
-	"updateMask\"C\n" +
+	"updateMask\x12 \n" +
+	"\x06reason\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\x06reason\"C\n" +
 	"\x15UpdateRolloutResponse\x12*\n" +
 	"\arollout\x18\x01 \x01(\v2\x10.loom.v1.RolloutR\arollout\"\xe2\x01\n" +
 	"\x14CancelRolloutRequest\x12N\n" +

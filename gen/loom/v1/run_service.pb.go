@@ -145,7 +145,11 @@ type StartRunRequest struct {
 	// Inputs for the Run, merged over those stored on the Candidate and
 	// stored back. Every required input of the Migration must have a
 	// non-empty value after the merge.
-	Inputs        map[string]string `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Inputs map[string]string `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Why the Run starts, for the record, e.g. "the team asked for it before
+	// the freeze". Optional. Recorded in the history (EVENT_KIND_RUN_STARTED,
+	// detail `note`).
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +203,13 @@ func (x *StartRunRequest) GetInputs() map[string]string {
 		return x.Inputs
 	}
 	return nil
+}
+
+func (x *StartRunRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
 }
 
 // Response of RunService.StartRun.
@@ -849,7 +860,11 @@ type AdoptPullRequestRequest struct {
 	// The current attempt of the step (StepResult.attempt).
 	Attempt int32 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// URL of the existing pull request, http:// or https://. Required.
-	PrUrl         string `protobuf:"bytes,4,opt,name=pr_url,json=prUrl,proto3" json:"pr_url,omitempty"`
+	PrUrl string `protobuf:"bytes,4,opt,name=pr_url,json=prUrl,proto3" json:"pr_url,omitempty"`
+	// Why the pull request is adopted, e.g. "opened by hand after the
+	// Migrator's push was refused". Optional. Kept as the step's message and
+	// recorded in the history (EVENT_KIND_PR_ADOPTED, detail `note`).
+	Note          string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -908,6 +923,13 @@ func (x *AdoptPullRequestRequest) GetAttempt() int32 {
 func (x *AdoptPullRequestRequest) GetPrUrl() string {
 	if x != nil {
 		return x.PrUrl
+	}
+	return ""
+}
+
+func (x *AdoptPullRequestRequest) GetNote() string {
+	if x != nil {
+		return x.Note
 	}
 	return ""
 }
@@ -2012,11 +2034,12 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
 	"\x12PreviewRunResponse\x12*\n" +
-	"\x05steps\x18\x01 \x03(\v2\x14.loom.v1.StepPreviewR\x05steps\"\xde\x02\n" +
+	"\x05steps\x18\x01 \x03(\v2\x14.loom.v1.StepPreviewR\x05steps\"\xfc\x02\n" +
 	"\x0fStartRunRequest\x12N\n" +
 	"\fmigration_id\x18\x01 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\vmigrationId\x12M\n" +
 	"\fcandidate_id\x18\x02 \x01(\tB*\xbaH'r%2#^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\vcandidateId\x12q\n" +
-	"\x06inputs\x18\x03 \x03(\v2$.loom.v1.StartRunRequest.InputsEntryB3\xbaH0\x9a\x01-\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$*\x05r\x03\x18\x80 R\x06inputs\x1a9\n" +
+	"\x06inputs\x18\x03 \x03(\v2$.loom.v1.StartRunRequest.InputsEntryB3\xbaH0\x9a\x01-\x102\"\"r 2\x1e^[A-Za-z][A-Za-z0-9_.-]{0,63}$*\x05r\x03\x18\x80 R\x06inputs\x12\x1c\n" +
+	"\x04note\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
@@ -2057,13 +2080,14 @@ const file_loom_v1_run_service_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\bR\x06reason\"2\n" +
 	"\x10SkipStepResponse\x12\x1e\n" +
-	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\x81\x03\n" +
+	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\x9f\x03\n" +
 	"\x17AdoptPullRequestRequest\x12e\n" +
 	"\x06run_id\x18\x01 \x01(\tBN\xbaHKrI2G^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?__[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$R\x05runId\x12H\n" +
 	"\tstep_name\x18\x02 \x01(\tB+\xbaH(r&2$^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$R\bstepName\x12!\n" +
 	"\aattempt\x18\x03 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\aattempt\x12\x91\x01\n" +
 	"\x06pr_url\x18\x04 \x01(\tBz\xbaHw\xba\x01l\n" +
-	"\vpr_url.http\x12\"must be an http:// or https:// URL\x1a9this.startsWith('http://') || this.startsWith('https://')r\x06\x18\x80\x10\x88\x01\x01R\x05prUrl\":\n" +
+	"\vpr_url.http\x12\"must be an http:// or https:// URL\x1a9this.startsWith('http://') || this.startsWith('https://')r\x06\x18\x80\x10\x88\x01\x01R\x05prUrl\x12\x1c\n" +
+	"\x04note\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\x04note\":\n" +
 	"\x18AdoptPullRequestResponse\x12\x1e\n" +
 	"\x03run\x18\x01 \x01(\v2\f.loom.v1.RunR\x03run\"\x95\x02\n" +
 	"\x15BulkRetryStepsRequest\x12N\n" +

@@ -117,6 +117,7 @@ func (s *DiscoveryServer) UpdateCandidateInputs(ctx context.Context, req *connec
 	c, err := s.Discovery.UpdateInputs(ctx, req.Msg.GetMigrationId(), req.Msg.GetCandidateId(), migration.InputChange{
 		Set:    req.Msg.GetInputs(),
 		Remove: req.Msg.GetRemoveInputs(),
+		Note:   req.Msg.GetNote(),
 	})
 	if err != nil {
 		return nil, err
@@ -131,6 +132,7 @@ func (s *DiscoveryServer) BulkUpdateCandidateInputs(ctx context.Context, req *co
 	rep, err := s.Discovery.BulkUpdateInputs(ctx, protoconv.SelectionFromProto(m, req.Msg.GetSelection()), migration.InputChange{
 		Set:    req.Msg.GetInputs(),
 		Remove: req.Msg.GetRemoveInputs(),
+		Note:   req.Msg.GetNote(),
 	})
 	if err != nil {
 		return nil, err

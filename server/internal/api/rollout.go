@@ -35,7 +35,7 @@ func (s *RolloutServer) PreviewSelection(ctx context.Context, req *connect.Reque
 func (s *RolloutServer) StartRollout(ctx context.Context, req *connect.Request[loomv1.StartRolloutRequest]) (*connect.Response[loomv1.StartRolloutResponse], error) {
 	m := req.Msg.GetMigrationId()
 	r, err := s.Rollouts.StartRollout(ctx, protoconv.SelectionFromProto(m, req.Msg.GetSelection()),
-		req.Msg.GetDefaultInputs(), protoconv.RolloutSettingsFromProto(req.Msg.GetSettings()))
+		req.Msg.GetDefaultInputs(), protoconv.RolloutSettingsFromProto(req.Msg.GetSettings()), req.Msg.GetReason())
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,8 @@ func (s *RolloutServer) ResumeRollout(ctx context.Context, req *connect.Request[
 // UpdateRollout changes a rollout's pacing.
 func (s *RolloutServer) UpdateRollout(ctx context.Context, req *connect.Request[loomv1.UpdateRolloutRequest]) (*connect.Response[loomv1.UpdateRolloutResponse], error) {
 	out, err := s.Rollouts.Control(ctx, req.Msg.GetMigrationId(), req.Msg.GetRolloutId(), migration.RolloutControl{
-		Kind: migration.ControlUpdate, Settings: protoconv.RolloutSettingsFromProto(req.Msg.GetSettings()), Mask: req.Msg.GetUpdateMask()})
+		Kind: migration.ControlUpdate, Settings: protoconv.RolloutSettingsFromProto(req.Msg.GetSettings()), Mask: req.Msg.GetUpdateMask(),
+		Reason: req.Msg.GetReason()})
 	if err != nil {
 		return nil, err
 	}

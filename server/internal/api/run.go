@@ -55,7 +55,8 @@ func (s *RunServer) PreviewRun(ctx context.Context, req *connect.Request[loomv1.
 
 // StartRun starts the Run of one Candidate.
 func (s *RunServer) StartRun(ctx context.Context, req *connect.Request[loomv1.StartRunRequest]) (*connect.Response[loomv1.StartRunResponse], error) {
-	run, err := s.Runs.StartRun(ctx, req.Msg.GetMigrationId(), req.Msg.GetCandidateId(), req.Msg.GetInputs())
+	run, err := s.Runs.Start(ctx, migration.StartRequest{MigrationID: req.Msg.GetMigrationId(), CandidateID: req.Msg.GetCandidateId(),
+		Inputs: req.Msg.GetInputs(), Note: req.Msg.GetNote()})
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +140,7 @@ func (s *RunServer) AdoptPullRequest(ctx context.Context, req *connect.Request[l
 		Step:    req.Msg.GetStepName(),
 		Attempt: int(req.Msg.GetAttempt()),
 		PRURL:   req.Msg.GetPrUrl(),
+		Message: req.Msg.GetNote(),
 		Actor:   caller(ctx, req),
 	})
 	if err != nil {

@@ -372,7 +372,11 @@ func (f *rolloutFlow) control(ctx workflow.Context, c migration.RolloutControl) 
 		}
 	case migration.ControlUpdate:
 		f.r.Settings = f.r.Settings.Apply(c.Settings, c.Mask)
-		f.changed(ctx, f.event(ctx, migration.EventRolloutUpdated, c.Actor, migration.SettingsDetails(f.r.Settings)))
+		d := migration.SettingsDetails(f.r.Settings)
+		if c.Reason != "" {
+			d["reason"] = c.Reason
+		}
+		f.changed(ctx, f.event(ctx, migration.EventRolloutUpdated, c.Actor, d))
 	case migration.ControlCancel:
 		reason := c.Reason
 		if reason == "" {

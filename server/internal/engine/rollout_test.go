@@ -332,7 +332,7 @@ func TestRolloutMaxInFlightChangesWhileItRuns(t *testing.T) {
 	h.endRuns(10*time.Second, time.Second, 60, nil)
 	var before, after int
 	h.env.RegisterDelayedCallback(func() { before = len(h.fleet.inFlight()) }, 4*time.Second)
-	res := h.control(5*time.Second, migration.RolloutControl{Kind: migration.ControlUpdate, Actor: "u-ada",
+	res := h.control(5*time.Second, migration.RolloutControl{Kind: migration.ControlUpdate, Actor: "u-ada", Reason: "the runners scaled up",
 		Settings: migration.RolloutSettings{MaxInFlight: 6, MaxStartsPerMinute: 999}, Mask: []string{migration.SettingMaxInFlight}})
 	h.env.RegisterDelayedCallback(func() { after = len(h.fleet.inFlight()) }, 9*time.Second)
 	h.env.ExecuteWorkflow(RolloutWorkflow, in)
@@ -350,6 +350,9 @@ func TestRolloutMaxInFlightChangesWhileItRuns(t *testing.T) {
 	}
 	if got := eventKinds(h.fleet.events); !slices.Equal(got, []migration.EventKind{migration.EventRolloutUpdated, migration.EventRolloutCompleted}) {
 		t.Fatalf("events %v", got)
+	}
+	if d := h.fleet.events[0].Details; d["reason"] != "the runners scaled up" || d["max_in_flight"] != "6" || d["rollout_id"] == "" {
+		t.Fatalf("rollout_updated details %v", d)
 	}
 }
 

@@ -173,6 +173,9 @@ func (r *Run) StartedEvent(actor string) Event {
 	for k, v := range r.Inputs {
 		d["inputs."+k] = v
 	}
+	if r.StartNote != "" {
+		d["note"] = r.StartNote
+	}
 	return r.event(EventRunStarted, r.StartTime, actor, d)
 }
 
@@ -235,7 +238,11 @@ func (r *Run) ActionEvents(a StepAction, now time.Time) []Event {
 	case ActionSkip:
 		return []Event{r.event(EventStepSkipped, now, a.Actor, map[string]string{"reason": a.Message})}
 	case ActionAdoptPR:
-		return []Event{r.event(EventPRAdopted, now, a.Actor, map[string]string{"pr_url": a.PRURL})}
+		d := map[string]string{"pr_url": a.PRURL}
+		if a.Message != "" {
+			d["note"] = a.Message
+		}
+		return []Event{r.event(EventPRAdopted, now, a.Actor, d)}
 	case ActionRedispatch:
 		ev := r.RedispatchedEvent(now, "the Migrator started again and asked for its steps in progress")
 		ev.Actor = a.Actor

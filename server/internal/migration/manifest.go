@@ -19,6 +19,8 @@ type Manifest struct {
 	Inputs      map[string]string
 	// StartedBy is who started the Run.
 	StartedBy string
+	// StartNote is why, when the starter said (run_started's `note`).
+	StartNote string `json:",omitempty"`
 	// RolloutID is the rollout that started the Run, if one did: the Run
 	// tells it each time its standing changes (see RunChange).
 	RolloutID string `json:",omitempty"`
@@ -41,6 +43,7 @@ func NewRun(m Manifest, now time.Time) Run {
 		StartTime:   now,
 		UpdateTime:  now,
 		StartedBy:   m.StartedBy,
+		StartNote:   m.StartNote,
 		RolloutID:   m.RolloutID,
 	}
 }

@@ -151,7 +151,8 @@ type Rollout struct {
 	MigrationID string
 	State       RolloutState
 	// StateReason and StateActor say why and by whom it was last paused,
-	// resumed or cancelled (a resume's reason is the operator's, if given).
+	// resumed or cancelled (a resume's reason is the operator's, if given),
+	// or started, when its starter said why.
 	StateReason string `json:",omitempty"`
 	StateActor  string `json:",omitempty"`
 	// Filter is the selection's filter; nil for a list of ids (the list is

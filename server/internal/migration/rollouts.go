@@ -206,7 +206,7 @@ func (u *Rollouts) PreviewSelection(ctx context.Context, sel Selection, defaults
 
 // StartRollout resolves and checks sel, stores the rollout with the
 // snapshot of its Candidates, and starts its workflow.
-func (u *Rollouts) StartRollout(ctx context.Context, sel Selection, defaults map[string]string, set RolloutSettings) (Rollout, error) {
+func (u *Rollouts) StartRollout(ctx context.Context, sel Selection, defaults map[string]string, set RolloutSettings, reason string) (Rollout, error) {
 	if set.AfterCanary == "" {
 		set.AfterCanary = AfterCanaryApproval
 	}
@@ -243,6 +243,9 @@ func (u *Rollouts) StartRollout(ctx context.Context, sel Selection, defaults map
 		CreateTime:    now,
 		UpdateTime:    now,
 		Seq:           1,
+	}
+	if reason != "" {
+		r.StateReason, r.StateActor = reason, r.CreatedBy
 	}
 	if sel.Filter != nil {
 		f := *sel.Filter

@@ -74,7 +74,7 @@ func TestStartRolloutChecksEveryCandidatesInputsFirst(t *testing.T) {
 	}
 	w.add("c00099", &migration.Run{Status: migration.RunRunning})
 	sel := migration.Selection{MigrationID: "m", Filter: &migration.CandidateFilter{}}
-	_, err := u.StartRollout(context.Background(), sel, nil, migration.RolloutSettings{MaxInFlight: 5})
+	_, err := u.StartRollout(context.Background(), sel, nil, migration.RolloutSettings{MaxInFlight: 5}, "")
 	var ref *migration.Refusal
 	if !errors.As(err, &ref) || ref.Reason != migration.ReasonMissingInputs || ref.Metadata["count"] != "28" ||
 		len(strings.Split(ref.Metadata["candidates"], ",")) != 20 || ref.Metadata["missing"] != "target" {
@@ -87,20 +87,22 @@ func TestStartRolloutChecksEveryCandidatesInputsFirst(t *testing.T) {
 	if err != nil || p.Count != 31 || p.MissingInputsCount != 28 || p.NotStartableCount != 1 || len(p.MissingInputs) != 28 {
 		t.Fatalf("preview: %+v, %v", p, err)
 	}
-	r, err := u.StartRollout(context.Background(), sel, map[string]string{"target": "1.23"}, migration.RolloutSettings{MaxInFlight: 5, CanarySize: 2})
+	r, err := u.StartRollout(context.Background(), sel, map[string]string{"target": "1.23"}, migration.RolloutSettings{MaxInFlight: 5, CanarySize: 2},
+		"wave 1: the payments team signed off")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Progress.Planned != 31 || len(w.created) != 31 || r.State != migration.RolloutRunning || r.Settings.AfterCanary != migration.AfterCanaryApproval {
+	if r.Progress.Planned != 31 || len(w.created) != 31 || r.State != migration.RolloutRunning || r.Settings.AfterCanary != migration.AfterCanaryApproval ||
+		r.StateReason != "wave 1: the payments team signed off" || r.StateActor != r.CreatedBy {
 		t.Fatalf("started %+v with %d ids", r, len(w.created))
 	}
 	_, err = u.StartRollout(context.Background(), migration.Selection{MigrationID: "m", Filter: &migration.CandidateFilter{IDPrefix: "zz"}},
-		map[string]string{"target": "1.23"}, migration.RolloutSettings{MaxInFlight: 5})
+		map[string]string{"target": "1.23"}, migration.RolloutSettings{MaxInFlight: 5}, "")
 	if !errors.As(err, &ref) || ref.Reason != migration.ReasonEmptySelection {
 		t.Fatalf("empty selection: %v", err)
 	}
 	_, err = u.StartRollout(context.Background(), migration.Selection{MigrationID: "m", CandidateIDs: []string{"c00001", "nope"}},
-		map[string]string{"target": "1.23"}, migration.RolloutSettings{MaxInFlight: 5})
+		map[string]string{"target": "1.23"}, migration.RolloutSettings{MaxInFlight: 5}, "")
 	if !errors.As(err, &ref) || !errors.Is(err, migration.ErrNotFound) || ref.Field != "selection.candidate_ids[1]" {
 		t.Fatalf("unknown id: %v %+v", err, ref)
 	}
@@ -112,7 +114,7 @@ func TestStartRolloutWithTheEngineDownLeavesNoRunningView(t *testing.T) {
 	w, u := newRolloutWorld(ids(3)...)
 	w.down = migration.Unavailable(migration.ReasonExecutionEngineFailure, "temporal: connection refused")
 	_, err := u.StartRollout(context.Background(), migration.Selection{MigrationID: "m", Filter: &migration.CandidateFilter{}},
-		map[string]string{"target": "1.23"}, migration.RolloutSettings{MaxInFlight: 5})
+		map[string]string{"target": "1.23"}, migration.RolloutSettings{MaxInFlight: 5}, "")
 	var ref *migration.Refusal
 	if !errors.Is(err, migration.ErrUnavailable) || !errors.As(err, &ref) {
 		t.Fatalf("start: %v", err)

@@ -65,6 +65,9 @@ type Run struct {
 	CancelReason string
 	// StartedBy is who started this execution.
 	StartedBy string
+	// StartNote is why it was started, when its starter said; recorded in
+	// run_started only, not kept in the view.
+	StartNote string `json:",omitempty"`
 	// RolloutID is the rollout that started this execution, if one did.
 	RolloutID string `json:",omitempty"`
 	// Seq counts the changes of this execution; the store keeps a view only
@@ -310,8 +313,9 @@ func (r *Run) Apply(a StepAction, now time.Time) (changed bool, err error) {
 		c.Status, c.Message = StepSkipped, a.Message
 	case ActionAdoptPR:
 		// The failure or progress message of the attempt belonged to the
-		// work the pull request replaces; it stays in the history.
-		c.Status, c.PRURL, c.Message = StepOpen, a.PRURL, ""
+		// work the pull request replaces; it stays in the history. The
+		// operator's note, if any, says why the step is open.
+		c.Status, c.PRURL, c.Message = StepOpen, a.PRURL, a.Message
 		if c.OpenTime.IsZero() {
 			c.OpenTime = now
 		}

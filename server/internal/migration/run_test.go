@@ -298,9 +298,17 @@ func TestSkipAndAdoptRepeatsChangeNothing(t *testing.T) {
 	}
 
 	r = runAt(migration.StepInProgress)
-	adopt := migration.StepAction{Kind: migration.ActionAdoptPR, Step: "one", Attempt: 1, PRURL: "https://git.example/pr/2", Actor: "bob"}
+	adopt := migration.StepAction{Kind: migration.ActionAdoptPR, Step: "one", Attempt: 1, PRURL: "https://git.example/pr/2", Actor: "bob",
+		Message: "opened by hand"}
 	if changed, err := r.Apply(adopt, t0); err != nil || !changed {
 		t.Fatalf("adopt: changed=%v err=%v", changed, err)
+	}
+	// The operator's note is the open step's message and in the history.
+	if c := r.Current(); c.Message != "opened by hand" {
+		t.Fatalf("adopted step's message %q", c.Message)
+	}
+	if ev := r.ActionEvents(adopt, t0); len(ev) != 1 || ev[0].Details["note"] != "opened by hand" || ev[0].Details["pr_url"] != adopt.PRURL {
+		t.Fatalf("adopt events %+v", ev)
 	}
 	if changed, err := r.Apply(adopt, t0.Add(time.Minute)); err != nil || changed {
 		t.Fatalf("repeated adopt: changed=%v err=%v", changed, err)

@@ -37,6 +37,8 @@ type StartRequest struct {
 	Inputs, DefaultInputs map[string]string
 	// RolloutID is the rollout starting the Run, if one is.
 	RolloutID string
+	// Note is the operator's why, for the history; optional.
+	Note string
 }
 
 // Start starts the Run of one Candidate, as StartRun does.
@@ -72,6 +74,7 @@ func (u *Runs) Start(ctx context.Context, req StartRequest) (Run, error) {
 		Candidate:     c,
 		Inputs:        merged,
 		StartedBy:     ActorFrom(ctx),
+		StartNote:     req.Note,
 		DispatchLease: m.DispatchLease,
 		LeaseByType:   m.LeaseByType,
 	}

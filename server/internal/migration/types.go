@@ -232,6 +232,8 @@ type MigrationPage struct {
 type InputChange struct {
 	Set    map[string]string
 	Remove []string
+	// Note says why, for the history (detail `note`); optional.
+	Note string
 }
 
 // RunID is the identifier of a Candidate's Run: "{migrationID}__{candidateID}".

@@ -681,12 +681,13 @@ func (s *Store) GetMigrationAndCandidate(ctx context.Context, m, c string) (migr
 //	     history KEYS (see historyLua; the block: c)
 //	ARGV[1] now, unix milliseconds
 //	ARGV[2] c, the Candidate id
-//	ARGV[3] r: the number of input names to remove
-//	ARGV[4..3+r] input names to remove
-//	ARGV[4+r..] pairs of input name, value to set; then the history ARGV
+//	ARGV[3] the operator's note, "" for none
+//	ARGV[4] r: the number of input names to remove
+//	ARGV[5..4+r] input names to remove
+//	ARGV[5+r..] pairs of input name, value to set; then the history ARGV
 //
-// Sets inputs (removed when none is left) and utime = now, and records candidate_inputs_updated with
-// the names set and removed. Returns {replyMigrationNotFound},
+// Sets inputs (removed when none is left) and utime = now, and records
+// candidate_inputs_updated with the names set and removed, and the note. Returns {replyMigrationNotFound},
 // {replyCandidateNotFound} or {replyOK, HGETALL of the Candidate after, run
 // fields, last change} (see candidateRowLua).
 var updateInputsScript = newHistoryScript(scriptKeys{
@@ -701,10 +702,11 @@ end
 local raw = redis.call('HGET', k_candidate, 'inputs')
 local inputs = {}
 if raw and raw ~= '' then inputs = cjson.decode(raw) end
-local r = tonumber(ARGV[3])
+local r = tonumber(ARGV[4])
 local d = {}
-for i = 4, 3 + r do inputs[ARGV[i]] = nil; d['removed.' .. ARGV[i]] = '' end
-for i = 4 + r, own_argc, 2 do inputs[ARGV[i]] = ARGV[i + 1]; d['inputs.' .. ARGV[i]] = ARGV[i + 1] end
+if ARGV[3] ~= '' then d['note'] = ARGV[3] end
+for i = 5, 4 + r do inputs[ARGV[i]] = nil; d['removed.' .. ARGV[i]] = '' end
+for i = 5 + r, own_argc, 2 do inputs[ARGV[i]] = ARGV[i + 1]; d['inputs.' .. ARGV[i]] = ARGV[i + 1] end
 -- No inputs: the field is removed, absent meaning none (see encode.go,
 -- fields with a default).
 if next(inputs) ~= nil then
@@ -723,8 +725,8 @@ return {0, redis.call('HGETALL', k_candidate), p[1], p[2]}
 // stored inputs of a Candidate, in any status, and moves its update time to
 // now (see updateInputsScript).
 func (s *Store) UpdateCandidateInputs(ctx context.Context, m, c string, change migration.InputChange, now time.Time) (migration.Candidate, error) {
-	args := make([]any, 0, 3+len(change.Remove)+2*len(change.Set))
-	args = append(args, millis(now), c, len(change.Remove))
+	args := make([]any, 0, 4+len(change.Remove)+2*len(change.Set))
+	args = append(args, millis(now), c, change.Note, len(change.Remove))
 	for _, k := range change.Remove {
 		args = append(args, k)
 	}

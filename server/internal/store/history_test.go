@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -65,12 +66,12 @@ func TestEveryChangeRecordsItsEvent(t *testing.T) {
 	if _, err := s.SubmitCandidates(ctx, migration.Submission{MigrationID: "hist", Candidates: []migration.Candidate{cand("a", "svc"), cand("b", "svc")}}, at(3)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.UpdateCandidateInputs(ctx, "hist", "a", migration.InputChange{Set: map[string]string{"tag": "v2"}}, at(4)); err != nil {
+	if _, err := s.UpdateCandidateInputs(ctx, "hist", "a", migration.InputChange{Set: map[string]string{"tag": "v2"}, Remove: []string{"old"}, Note: "v1 is withdrawn"}, at(4)); err != nil {
 		t.Fatal(err)
 	}
 
 	r := newRun("hist", "a", 1, at(5))
-	r.StartedBy = "bob"
+	r.StartedBy, r.StartNote = "bob", "before the freeze"
 	if _, err := s.BeginRun(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -89,10 +90,11 @@ func TestEveryChangeRecordsItsEvent(t *testing.T) {
 	if kindsOf(got) != want {
 		t.Fatalf("events\n got %s\nwant %s", kindsOf(got), want)
 	}
-	if got[0].Actor != "alice" || got[2].Details["added"] != "2" || got[3].Details["inputs.tag"] != "v2" || got[3].CandidateID != "a" {
+	if got[0].Actor != "alice" || got[2].Details["added"] != "2" || got[3].CandidateID != "a" ||
+		!maps.Equal(got[3].Details, map[string]string{"inputs.tag": "v2", "removed.old": "", "note": "v1 is withdrawn"}) {
 		t.Errorf("details: %+v / %+v / %+v", got[0], got[2], got[3])
 	}
-	if e := got[4]; e.Actor != "bob" || e.RunID != "hist__a" || e.Execution != 1 || e.Details["inputs.tag"] != "v1" {
+	if e := got[4]; e.Actor != "bob" || e.RunID != "hist__a" || e.Execution != 1 || e.Details["inputs.tag"] != "v1" || e.Details["note"] != "before the freeze" {
 		t.Errorf("run started: %+v", e)
 	}
 	if e := got[6]; e.Details["status"] != "open" || e.Details["pr_url"] != "https://git.example/pr/1" || e.Attempt != 1 {

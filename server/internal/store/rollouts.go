@@ -92,7 +92,7 @@ func (s *Store) CreateRollout(ctx context.Context, r migration.Rollout, ids []st
 		return migration.Rollout{}, fmt.Errorf("create rollout %s: %w", r.ID, err)
 	}
 	events, err := encodeEvents([]migration.Event{r.Event(migration.EventRolloutStarted, r.CreateTime, r.CreatedBy,
-		withCounts(r.Settings, r.Progress))})
+		startedDetails(r))})
 	if err != nil {
 		return migration.Rollout{}, err
 	}
@@ -115,11 +115,14 @@ func (s *Store) CreateRollout(ctx context.Context, r migration.Rollout, ids []st
 	return r, nil
 }
 
-// withCounts are a rollout start's event details: its settings and how
+// startedDetails are a rollout start's event details: its settings and how
 // many Candidates it planned.
-func withCounts(set migration.RolloutSettings, p migration.RolloutProgress) map[string]string {
-	d := migration.SettingsDetails(set)
-	d["planned"] = strconv.Itoa(p.Planned)
+func startedDetails(r migration.Rollout) map[string]string {
+	d := migration.SettingsDetails(r.Settings)
+	d["planned"] = strconv.Itoa(r.Progress.Planned)
+	if r.StateReason != "" {
+		d["reason"] = r.StateReason
+	}
 	return d
 }
 

@@ -175,7 +175,9 @@ func stepPosition(r migration.Run) int {
 //	ARGV[5] seq of the view
 //	ARGV[6] now, unix milliseconds
 //	ARGV[7] runChannel(m, c)
-//	ARGV[8] the Run id; then the history ARGV (the actor: who started it)
+//	ARGV[8] the Run id
+//	ARGV[9] the starter's note, "" for none; then the history ARGV (the
+//	        actor: who started it)
 //
 // Allowed when the Candidate is not_started with exec < N, or running with
 // exec < N (a start whose workflow never ran: the ExecutionEngine admits one
@@ -204,6 +206,7 @@ redis.call('HSET', k_run, 'evseq', ARGV[5])
 dropDispatchFailure(id, n, '')
 local d = {}
 for k, v in pairs(cjson.decode(ARGV[3])) do d['inputs.' .. k] = v end
+if ARGV[9] ~= '' then d['note'] = ARGV[9] end
 addEvent({k = 'run_started', t = now, c = id, r = ARGV[8], x = n, d = d})
 -- exec is 0 until the Candidate's first execution is recorded here, and
 -- only grows: a later execution (after a cancel, or replacing a start whose
@@ -234,7 +237,7 @@ func (s *Store) BeginRun(ctx context.Context, run migration.Run) (migration.Run,
 	}
 	res, err := beginRunScript.run(ctx, s.rdb, run.MigrationID, run.CandidateID, []string{run.CandidateID},
 		s.historyArgsAs(starter, run.StartTime, run.CandidateID, run.Execution, string(in), view, run.Seq, millis(run.StartTime),
-			runChannel(run.MigrationID, run.CandidateID), run.ID)...).Slice()
+			runChannel(run.MigrationID, run.CandidateID), run.ID, run.StartNote)...).Slice()
 	if err != nil {
 		return migration.Run{}, fmt.Errorf("begin run %s: %w", run.ID, err)
 	}

@@ -17,6 +17,7 @@ export function InputsEditor(props: {
 }) {
   const discovery = useDiscoveryClient();
   const [draft, setDraft] = useState<Record<string, string> | null>(null);
+  const [note, setNote] = useState("");
   const can = useCan();
   const save = useMutation({
     mutationFn: (inputs: Record<string, string>) => {
@@ -31,11 +32,13 @@ export function InputsEditor(props: {
         candidateId: props.candidateId,
         inputs: set,
         removeInputs: remove,
+        note: note.trim(),
       });
     },
     onSuccess: () => {
       toast.success("Inputs saved");
       setDraft(null);
+      setNote("");
       props.onSaved();
     },
     onError: (err) => toast.error(`Saving inputs failed: ${errorText(err)}`),
@@ -80,6 +83,16 @@ export function InputsEditor(props: {
           <input value={draft[k] ?? ""} onChange={(e) => setDraft({ ...draft, [k]: e.target.value })} />
         </label>
       ))}
+      <label>
+        Why
+        <input
+          name="note"
+          value={note}
+          maxLength={4000}
+          placeholder="e.g. the canary needs the new tag"
+          onChange={(e) => setNote(e.target.value)}
+        />
+      </label>
       <div className="actions">
         <button type="submit" className="primary" disabled={save.isPending}>
           Save

@@ -32,9 +32,10 @@ export function RunForm(props: {
   const [inputs, setInputs] = useState<Record<string, string>>(() => ({ ...props.stored }));
   const [tried, setTried] = useState(false);
   const [confirming, setConfirming] = useState(false);
+  const [note, setNote] = useState("");
   const missing = requiredMissing(props.m, inputs);
   const start = useMutation({
-    mutationFn: () => runs.startRun({ migrationId: props.m.id, candidateId: props.candidateId, inputs }),
+    mutationFn: () => runs.startRun({ migrationId: props.m.id, candidateId: props.candidateId, inputs, note: note.trim() }),
     onSuccess: () => {
       setConfirming(false);
       toast.success(`Started ${props.candidateId}`);
@@ -76,6 +77,18 @@ export function RunForm(props: {
           {i.description && <span className="muted small">{i.description}</span>}
         </label>
       ))}
+      {props.canStart && (
+        <label>
+          Why
+          <input
+            name="note"
+            value={note}
+            maxLength={4000}
+            placeholder="optional, recorded with the start, e.g. the team asked before the freeze"
+            onChange={(e) => setNote(e.target.value)}
+          />
+        </label>
+      )}
       {tried && missing.length > 0 && (
         <div role="alert" className="error">
           Required: {missing.join(", ")}

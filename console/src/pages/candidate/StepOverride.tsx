@@ -50,6 +50,7 @@ export function StepOverride(props: { what: Override; run: Run; step: StepResult
   const { what, run, step } = props;
   const runs = useRunClient();
   const [value, setValue] = useState("");
+  const [note, setNote] = useState("");
   const [tried, setTried] = useState(false);
   const t = texts[what];
   const problem = check(what, value);
@@ -57,7 +58,7 @@ export function StepOverride(props: { what: Override; run: Run; step: StepResult
     mutationFn: async () => {
       const base = { runId: run.id, stepName: step.stepName, attempt: step.attempt };
       if (what === "skip") await runs.skipStep({ ...base, reason: value.trim() });
-      else await runs.adoptPullRequest({ ...base, prUrl: value.trim() });
+      else await runs.adoptPullRequest({ ...base, prUrl: value.trim(), note: note.trim() });
     },
     onSuccess: () => {
       toast.success(`${step.stepName}: ${what === "skip" ? "skipped" : "pull request adopted"}`);
@@ -96,6 +97,18 @@ export function StepOverride(props: { what: Override; run: Run; step: StepResult
           aria-invalid={tried && !!problem}
         />
       </label>
+      {what === "adopt" && (
+        <label>
+          Why
+          <input
+            name="note"
+            value={note}
+            maxLength={4000}
+            placeholder="e.g. opened by hand after the Migrator's push was refused"
+            onChange={(e) => setNote(e.target.value)}
+          />
+        </label>
+      )}
       {tried && problem && (
         <div role="alert" className="error">
           {problem}

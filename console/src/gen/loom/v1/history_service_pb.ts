@@ -362,14 +362,17 @@ export enum EventKind {
   CANDIDATE_DISCOVERED = 5,
 
   /**
-   * A Candidate's stored inputs changed.
+   * A Candidate's stored inputs changed (details: `inputs.<name>` for each
+   * set, `removed.<name>` for each removed, and `note` when the operator
+   * gave one).
    *
    * @generated from enum value: EVENT_KIND_CANDIDATE_INPUTS_UPDATED = 6;
    */
   CANDIDATE_INPUTS_UPDATED = 6,
 
   /**
-   * A Run execution started, with its inputs.
+   * A Run execution started (details: `inputs.<name>` for each input, and
+   * `note` when the operator gave one).
    *
    * @generated from enum value: EVENT_KIND_RUN_STARTED = 7;
    */
@@ -448,14 +451,15 @@ export enum EventKind {
 
   /**
    * An operator adopted an existing pull request for a step, which became
-   * `open` (details: pr_url).
+   * `open` (details: pr_url, and note when the operator gave one).
    *
    * @generated from enum value: EVENT_KIND_PR_ADOPTED = 18;
    */
   PR_ADOPTED = 18,
 
   /**
-   * A rollout started (details: `rollout_id`, `planned`, settings).
+   * A rollout started (details: `rollout_id`, `planned`, settings, and
+   * `reason` when the operator gave one).
    *
    * @generated from enum value: EVENT_KIND_ROLLOUT_STARTED = 20;
    */
@@ -478,7 +482,8 @@ export enum EventKind {
   ROLLOUT_RESUMED = 22,
 
   /**
-   * A rollout's settings changed (details: `rollout_id` and the new values).
+   * A rollout's settings changed (details: `rollout_id`, the new values,
+   * and `reason` when the operator gave one).
    *
    * @generated from enum value: EVENT_KIND_ROLLOUT_UPDATED = 23;
    */

@@ -55,7 +55,8 @@ export type Rollout = Message<"loom.v1.Rollout"> & {
    * Why it is paused (ROLLOUT_STATE_PAUSED), awaits approval, or was
    * cancelled, for a person: e.g. "3 of the last 20 step outcomes were
    * failures (threshold 3)" or the operator's reason; once resumed or
-   * approved, the reason given to ResumeRollout, if any. Empty otherwise.
+   * approved, the reason given to ResumeRollout, if any; while running from
+   * its start, the reason given to StartRollout, if any. Empty otherwise.
    *
    * @generated from field: string state_reason = 4;
    */
