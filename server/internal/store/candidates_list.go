@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/loomhq/loom/server/internal/migration"
 )
 
@@ -93,7 +91,7 @@ import (
 // is an estimate else "0", the cursor of a short page ("" when the page is
 // full or the last), then per row: id, score in the order, HGETALL of the
 // Candidate, its run fields and last change (candidateRowLua)}.
-var listCandidatesScript = redis.NewScript(candidateRowLua + `
+var listCandidatesScript = unreplicatedScript(candidateRowLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end
 -- A listing only reads; its writes are to the scratch set, which it
 -- deletes before it ends. Propagated, each would be an entry of the

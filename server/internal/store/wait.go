@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -97,7 +98,7 @@ func newWaitReplies(replicas int, timeout time.Duration) *waitReplies {
 		timeout = DefaultWaitTimeout
 	}
 	w := &waitReplies{replicas: int64(replicas), timeoutMs: max(timeout.Milliseconds(), 1), readOnly: map[string]bool{}}
-	for _, src := range readOnlySources {
+	for _, src := range append(slices.Clip(readOnlySources), unreplicatedSources...) {
 		w.readOnly[redis.NewScript(src).Hash()] = true
 	}
 	return w
@@ -279,6 +280,23 @@ var readOnlySources []string
 // readOnlyScript is redis.NewScript(src) for a script that only reads.
 func readOnlyScript(src string) *redis.Script {
 	readOnlySources = append(readOnlySources, src)
+	return redis.NewScript(src)
+}
+
+// unreplicatedSources are the sources of the scripts whose writes no
+// replica receives (declared with unreplicatedScript; wait_test.go checks
+// that they turn replication off before their first write): for WAIT they
+// are reads, as nothing they do is replicated to wait for.
+var unreplicatedSources []string
+
+// unreplicatedScript is redis.NewScript(src) for a script that writes only
+// after redis.set_repl(redis.REPL_NONE): scratch keys of its own, which
+// exist on the node running it, while it runs. ListCandidates' scratch set
+// is one: waited for as a write, each listing would wait for a replica
+// that receives nothing, and a whole WAIT timeout while its master has
+// none (just after a failover).
+func unreplicatedScript(src string) *redis.Script {
+	unreplicatedSources = append(unreplicatedSources, src)
 	return redis.NewScript(src)
 }
 

@@ -166,6 +166,11 @@ func TestWritesWaitForTheReplica(t *testing.T) {
 	if _, err := s.ListMigrations(ctx, migration.PageRequest{Limit: 10}); err != nil {
 		t.Error(err)
 	}
+	// A listing writes its scratch set unreplicated: nothing to wait for.
+	if _, err := s.ListCandidates(ctx, "warm", migration.CandidateFilter{Kind: "service", Metadata: map[string]string{"team": "a"}},
+		migration.PageRequest{Limit: 10}); err != nil {
+		t.Error(err)
+	}
 	if took := time.Since(began); took > time.Second {
 		t.Errorf("reads took %v with the replica stopped: they waited for it", took)
 	}
@@ -246,6 +251,33 @@ func TestReadOnlyScriptsOnlyRead(t *testing.T) {
 		for _, c := range calls {
 			if name := strings.ToLower(c[1]); !noWait[name] {
 				t.Errorf("read-only script %d calls %s, which is not a read", i, c[1])
+			}
+		}
+	}
+}
+
+// The scripts declared unreplicated turn replication off, once and for
+// good, before anything in them that may write: were one to write before,
+// its write would reach replicas without being waited for.
+func TestUnreplicatedScriptsWriteNothingReplicated(t *testing.T) {
+	if len(unreplicatedSources) == 0 {
+		t.Fatal("no unreplicated scripts")
+	}
+	const off = "redis.set_repl(redis.REPL_NONE)"
+	call := regexp.MustCompile(`redis\.p?call\(\s*('([A-Za-z]+)')?`)
+	for i, src := range unreplicatedSources {
+		if strings.Count(src, "set_repl(") != 1 || strings.Count(src, off) != 1 {
+			t.Errorf("unreplicated script %d: want exactly one set_repl, %s", i, off)
+			continue
+		}
+		at := strings.Index(src, off)
+		for _, c := range call.FindAllStringSubmatchIndex(src, -1) {
+			name := ""
+			if c[4] >= 0 {
+				name = strings.ToLower(src[c[4]:c[5]])
+			}
+			if c[0] < at && !noWait[name] {
+				t.Errorf("unreplicated script %d: %q may write before %s", i, src[c[0]:c[1]], off)
 			}
 		}
 	}
