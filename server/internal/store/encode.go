@@ -260,9 +260,12 @@ func decodeCandidate(migrationID, id string, h map[string]string) (migration.Can
 	fail := func(what string, err error) (migration.Candidate, error) {
 		return migration.Candidate{}, fmt.Errorf("decode candidate %s/%s: %s: %w", migrationID, id, what, err)
 	}
-	var r candidateRecord
-	if err := unmarshalRecord(h[fieldDef], &r); err != nil {
-		return fail("def", err)
+	r, ok := parseCandidateDef(h[fieldDef])
+	if !ok || r.V != recordVersion {
+		r = candidateRecord{}
+		if err := unmarshalRecord(h[fieldDef], &r); err != nil {
+			return fail("def", err)
+		}
 	}
 	c := migration.Candidate{
 		ID:                 id,
