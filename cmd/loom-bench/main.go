@@ -63,7 +63,7 @@ func main() {
 			os.Exit(2)
 		}
 		if err := bench.RunScale(ctx, bench.ScaleConfig{Sizes: ns, Batch: 1000, Pages: *pages, Starts: *starts, Steps: *steps,
-			Out: os.Stdout, Progress: os.Stderr}); err != nil {
+			ProfileDir: *profiles, Out: os.Stdout, Progress: os.Stderr}); err != nil {
 			fmt.Fprintln(os.Stderr, "loom-bench:", err)
 			os.Exit(1)
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,9 @@ type ScaleConfig struct {
 	Batch int
 	// Pages is how many ListCandidates calls each filter (or pair) gets.
 	Pages int
+	// ProfileDir, when set, receives a CPU profile of the pages and of the
+	// delete at each size (this process: Loom, Temporal and the bench).
+	ProfileDir string
 	// Starts is how many Runs StartRun starts per size (at most half the
 	// size); a quarter of them fail their first step and are held there, so
 	// the current-step filters have something to find.
@@ -170,6 +174,11 @@ type scaleResult struct {
 	// append-only file to end; pageRewrites how many ran during them.
 	rewriteWait  time.Duration
 	pageRewrites int64
+	// pageStalls and deleteStalls are what Redis's latency monitor saw
+	// take ≥ latencyThreshold during the pages and during the delete
+	// (fork, fsync, a slow command...): Redis's own stalls, as against the
+	// machine's.
+	pageStalls, deleteStalls string
 	// Delete.
 	deleteTime time.Duration
 	// deleteErr is DeleteMigration's error, when it answered one; then
@@ -208,6 +217,9 @@ func RunScale(ctx context.Context, cfg ScaleConfig) error {
 		return err
 	}
 	defer s.close()
+	if err := s.rc.ConfigSet(ctx, "latency-monitor-threshold", strconv.Itoa(int(latencyThreshold.Milliseconds()))).Err(); err != nil {
+		return fmt.Errorf("redis latency monitor: %w", err)
+	}
 
 	fmt.Fprintln(cfg.Progress, "scale: the reader's Migration (30 Candidates, 20 completed Runs: the warm-up)")
 	reader, err := s.readerMigration(ctx)
@@ -555,9 +567,17 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	}
 
 	fmt.Fprintf(p, "%s: ListCandidates pages of 100, %d per filter and pair of filters\n", m, s.cfg.Pages)
-	if r.pages, err = s.listPages(ctx, m, f); err != nil {
+	s.rc.Do(ctx, "LATENCY", "RESET")
+	stopProfile, err := profile(s.cfg.ProfileDir, m+"-pages.pprof")
+	if err != nil {
 		return nil, err
 	}
+	r.pages, err = s.listPages(ctx, m, f)
+	stopProfile()
+	if err != nil {
+		return nil, err
+	}
+	r.pageStalls = s.latencyEvents(ctx)
 	rewritesAfter, err := s.persistence(ctx, "aof_rewrites")
 	if err != nil {
 		return nil, err
@@ -580,9 +600,16 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 		return nil, err
 	}
 	stopMigrator()
-	if err := s.deleteUnderRead(ctx, r, reader); err != nil {
+	s.rc.Do(ctx, "LATENCY", "RESET")
+	if stopProfile, err = profile(s.cfg.ProfileDir, m+"-delete.pprof"); err != nil {
 		return nil, err
 	}
+	err = s.deleteUnderRead(ctx, r, reader)
+	stopProfile()
+	if err != nil {
+		return nil, err
+	}
+	r.deleteStalls = s.latencyEvents(ctx)
 	settleRedis()
 	if r.after, err = s.usedMemory(ctx); err != nil {
 		return nil, err
@@ -758,6 +785,33 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 	}
 	r.readerBase = percentilesOf(base)
 	return nil
+}
+
+// latencyThreshold is the least stall Redis's latency monitor records.
+const latencyThreshold = 5 * time.Millisecond
+
+// latencyEvents says what Redis's latency monitor recorded since its last
+// LATENCY RESET: each event with its longest stall and how many times it
+// was the latest ("none" when nothing took latencyThreshold).
+func (s *scaleWorld) latencyEvents(ctx context.Context) string {
+	res, err := s.rc.Do(ctx, "LATENCY", "LATEST").Slice()
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	var out []string
+	for _, e := range res {
+		// [event, time of the latest, latest ms, max ms]
+		f, ok := e.([]any)
+		if !ok || len(f) < 4 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%v (longest %v ms)", f[0], f[3]))
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
 }
 
 // persistence reads an integer field of INFO persistence.

@@ -206,6 +206,11 @@ func printScale(cfg ScaleConfig, rs []*scaleResult) {
 			sizes[i], r.rewriteWait.Round(time.Millisecond), r.pageRewrites)
 	}
 	fmt.Fprintln(w)
+	for i, r := range rs {
+		fmt.Fprintf(w, "\nRedis's own stalls of %v or more (its latency monitor), at %s: during the pages %s; during the delete %s.",
+			latencyThreshold, sizes[i], r.pageStalls, r.deleteStalls)
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "\nListCandidates, a page of 100: p50 / p99 as the client saw them, the server's own p99 (Server-Timing), and the first call's total_size (✓ when it is the exact count of matching Candidates; ≈ an estimate, flagged so by the API, with its error)")
 	fmt.Fprintln(w)
