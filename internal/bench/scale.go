@@ -188,11 +188,14 @@ type scaleResult struct {
 	// readerCalls answered (readerFailed failed) while the delete ran;
 	// readerLongest is the longest of them, readerStall the longest the
 	// reader went without an answer.
-	readerCalls       int
-	readerLongest     time.Duration
-	readerFailed      int
-	readerStall       time.Duration
-	readerBase        percentiles
+	readerCalls   int
+	readerLongest time.Duration
+	readerFailed  int
+	readerStall   time.Duration
+	readerBase    percentiles
+	// readerBaseStall is the longest the reader went without an answer in
+	// the second before the delete: what the machine does to it anyway.
+	readerBaseStall   time.Duration
 	leftKeys          int
 	leftBytes         int64 // used_memory after the delete − before the discovery
 	leftClasses       []keyClass
@@ -779,6 +782,9 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 		if !c.failed {
 			if prev.Before(t1) && c.end.After(t0) {
 				r.readerStall = max(r.readerStall, c.end.Sub(prev))
+			}
+			if c.end.Before(t0) {
+				r.readerBaseStall = max(r.readerBaseStall, c.end.Sub(prev))
 			}
 			prev = c.end
 		}

@@ -108,6 +108,8 @@ var scaleFigures = []scaleFigure{
 	{name: "reader: calls answered during the delete", unit: "x", val: func(r *scaleResult) float64 { return float64(r.readerCalls) }},
 	{name: "reader: calls that failed during the delete", unit: "x", val: func(r *scaleResult) float64 { return float64(r.readerFailed) }},
 	{name: "reader: p50 before the delete", unit: "ms", val: func(r *scaleResult) float64 { return msOf(r.readerBase.P50) }},
+	{name: "reader: longest without an answer in the second before the delete", unit: "ms",
+		val: func(r *scaleResult) float64 { return msOf(r.readerBaseStall) }},
 	{name: "keys of the Migration left after the delete", unit: "x", val: func(r *scaleResult) float64 { return float64(r.leftKeys) }},
 	{name: "Redis bytes / Candidate left after the delete (used_memory Δ)", unit: "B",
 		val: func(r *scaleResult) float64 { return perCandidate(r.leftBytes, r.n) }},
