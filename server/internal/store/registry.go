@@ -334,8 +334,10 @@ const sweepChunk = 250
 // chunks of a large delete kept Redis busy and its disk syncing the
 // append-only file's writes ~400 times a second: with appendfsync always,
 // one fsync held Redis for up to 17 ms (loom-bench -scale, 100,000
-// Candidates, Redis's latency monitor). Paced, its longest was 7 ms, and
-// the sweep took 1.7 s instead of 0.9 s.
+// Candidates, Redis's latency monitor). Paced, the longest was 7 ms in one
+// run and 14 ms in another (the disk's own jitter), a reader of another
+// Migration got six times as many answers during the sweep, and the sweep
+// took 1.7 s instead of 0.9 s.
 const sweepPause = 2 * time.Millisecond
 
 // DeleteMigration makes the Migration id disappear at once, refusing while
