@@ -122,6 +122,10 @@ func (s *Server) observeReplicaWait(meter metric.Meter) error {
 		if sf.Err != nil {
 			attrs = append(attrs, "error", sf.Err)
 		}
+		if sf.NoReplica {
+			s.log.Warn("Loom's writes to this Redis master go without waiting for replicas: it has fewer connected than -redis-wait-replicas; they stand, but a crash of this master would lose them until a replica is back and caught up", attrs...)
+			return
+		}
 		s.log.Warn("a write of Loom's was not acknowledged by enough Redis replicas in time: it stands, but a crash of this master before its replica catches up would lose it (replica down or slow?)", attrs...)
 	})
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,63 @@ const DefaultWaitTimeout = time.Second
 type replicaWait struct {
 	client  *redis.Client // the node the hook is installed on
 	replies *waitReplies
+	// alone is, in unix nanoseconds, until when the node is known to have
+	// fewer replicas connected than a write waits for (0: not known to).
+	// WAIT cannot be met then, and would hold every write for its whole
+	// timeout: writes go without it, each a shortfall, until a look at the
+	// node's replication (INFO, at most once per replicaRecheck) finds
+	// enough replicas again.
+	alone    atomic.Int64
+	checking atomic.Bool
+}
+
+// replicaRecheck is how long a node found without enough replicas is
+// written to without WAIT before its replication is looked at again.
+const replicaRecheck = time.Second
+
+// skipWait reports whether writes to the node go without WAIT: it had too
+// few replicas at the last look, and either that look is recent or another
+// caller is looking again. The caller whose turn it is looks (INFO
+// replication, a read) and waits as usual if enough replicas are back.
+func (h *replicaWait) skipWait(ctx context.Context) bool {
+	until := h.alone.Load()
+	if until == 0 {
+		return false
+	}
+	if time.Now().UnixNano() < until || !h.checking.CompareAndSwap(false, true) {
+		return true
+	}
+	defer h.checking.Store(false)
+	return h.tooFewReplicas(ctx)
+}
+
+// tooFewReplicas looks at the node's replication: with fewer replicas
+// connected than a write waits for, it marks the node alone for
+// replicaRecheck and reports true; else it clears the mark. A look that
+// fails (the node unreachable: its writes fail anyway) keeps the mark.
+func (h *replicaWait) tooFewReplicas(ctx context.Context) bool {
+	info, err := h.client.Info(ctx, "replication").Result()
+	if err != nil {
+		if h.alone.Load() != 0 {
+			h.alone.Store(time.Now().Add(replicaRecheck).UnixNano())
+			return true
+		}
+		return false
+	}
+	connected := int64(-1)
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				connected = n
+			}
+		}
+	}
+	if connected >= 0 && connected < h.replies.replicas {
+		h.alone.Store(time.Now().Add(replicaRecheck).UnixNano())
+		return true
+	}
+	h.alone.Store(0)
+	return false
 }
 
 // waitReplies is what every node's hook shares: what to ask, and what
@@ -91,6 +149,9 @@ type ReplicaShortfall struct {
 	Acked, Want int64
 	// Err is WAIT's own error when Redis refused it; nil for a timeout.
 	Err error
+	// NoReplica is true when the write did not wait at all: its master had
+	// fewer replicas connected than asked (see replicaWait.alone).
+	NoReplica bool
 }
 
 func newWaitReplies(replicas int, timeout time.Duration) *waitReplies {
@@ -118,6 +179,13 @@ func (h *replicaWait) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if !h.replies.isWrite(cmd) {
 			return next(ctx, cmd)
 		}
+		if h.skipWait(ctx) {
+			err := next(ctx, cmd)
+			if cmd.Err() == nil {
+				h.replies.short(ReplicaShortfall{Addr: h.client.Options().Addr, Want: h.replies.replicas, NoReplica: true})
+			}
+			return err
+		}
 		pipe := h.client.Pipeline()
 		_ = pipe.Process(ctx, cmd)
 		_, _ = pipe.Exec(ctx)
@@ -133,6 +201,14 @@ func (h *replicaWait) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		if wait == nil {
 			return next(ctx, cmds)
 		}
+		if len(all) > len(cmds) && h.skipWait(ctx) {
+			// (A pipeline sent again with its WAIT keeps it.)
+			err := next(ctx, cmds)
+			if h.anyWritten(cmds) {
+				h.replies.short(ReplicaShortfall{Addr: h.client.Options().Addr, Want: h.replies.replicas, NoReplica: true})
+			}
+			return err
+		}
 		err := next(ctx, all)
 		werr := wait.Err()
 		var rerr redis.Error
@@ -140,6 +216,9 @@ func (h *replicaWait) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		case werr == nil:
 			if acked := wait.Val(); acked < h.replies.replicas && h.anyWritten(cmds) {
 				h.replies.short(ReplicaShortfall{Addr: h.client.Options().Addr, Acked: acked, Want: h.replies.replicas})
+				// Too few replicas connected: the next writes need not
+				// wait for them (see alone).
+				h.tooFewReplicas(ctx)
 			}
 		case errors.As(werr, &rerr):
 			// Redis answered WAIT with an error (a node that turned

@@ -21,16 +21,24 @@ import (
 // slot, and its replica, in sync.
 func startMasterAndReplica(t *testing.T) (master, replica string, replicaProc *os.Process) {
 	t.Helper()
-	ctx := context.Background()
 	master, _ = startNode(t)
+	if err := redis.NewClient(&redis.Options{Addr: master}).Do(context.Background(), "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+		t.Fatal(err)
+	}
+	replica, replicaProc = attachReplica(t, master)
+	return master, replica, replicaProc
+}
+
+// attachReplica starts a node that joins master's cluster as its replica,
+// and waits until it is in sync.
+func attachReplica(t *testing.T, master string) (replica string, replicaProc *os.Process) {
+	t.Helper()
+	ctx := context.Background()
 	replica, replicaProc = startNode(t)
 	m := redis.NewClient(&redis.Options{Addr: master})
 	defer m.Close()
 	r := redis.NewClient(&redis.Options{Addr: replica})
 	defer r.Close()
-	if err := m.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
-		t.Fatal(err)
-	}
 	host, port, _ := net.SplitHostPort(master)
 	if err := r.ClusterMeet(ctx, host, port).Err(); err != nil {
 		t.Fatal(err)
@@ -52,7 +60,7 @@ func startMasterAndReplica(t *testing.T) (master, replica string, replicaProc *o
 		return strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online") &&
 			strings.Contains(cinfo, "cluster_state:ok")
 	})
-	return master, replica, replicaProc
+	return replica, replicaProc
 }
 
 // replicaReader reads the replica itself (READONLY), not its master.
@@ -233,6 +241,81 @@ func TestSingleServerWaitsForNoReplicaByDefault(t *testing.T) {
 	defer o.Close()
 	if o.WaitsForReplicas() != 0 {
 		t.Fatalf("waits for %d replicas on a single server by default", o.WaitsForReplicas())
+	}
+}
+
+// A master whose replica is gone (not slow: no replica connected) cannot
+// meet WAIT: after the first write finds it so, its writes go without
+// waiting, each a shortfall saying so, instead of each taking the whole
+// timeout; once a replica is connected again, writes wait for it again.
+func TestWritesToAMasterWithoutReplicaDoNotWait(t *testing.T) {
+	t.Parallel()
+	master, replica, proc := startMasterAndReplica(t)
+	ctx := context.Background()
+	const timeout = time.Second
+	s, err := Open(ctx, Options{Addrs: []string{master, replica}, WaitReplicas: 1, WaitTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	var mu sync.Mutex
+	var got []ReplicaShortfall
+	s.OnReplicaShortfall(func(sf ReplicaShortfall) {
+		mu.Lock()
+		got = append(got, sf)
+		mu.Unlock()
+	})
+	mustPut(t, s, "warm")
+
+	m := redis.NewClient(&redis.Options{Addr: master})
+	t.Cleanup(func() { _ = m.Close() })
+	if err := proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	awaitTrue(t, "the master has no replica connected", func() bool {
+		info, _ := m.Info(ctx, "replication").Result()
+		return strings.Contains(info, "connected_slaves:0")
+	})
+	const writes = 20
+	began := time.Now()
+	for i := range writes {
+		if _, _, _, err := s.PutMigration(ctx, testMigration(fmt.Sprintf("alone-%d", i)), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(began)
+	// The first write waits the timeout and finds the master alone; the
+	// others do not wait (20 s without that).
+	if took > timeout+time.Second {
+		t.Fatalf("%d writes to a master without replica took %v: they waited for it", writes, took)
+	}
+	if n := s.ReplicaShortfalls(); n < writes {
+		t.Errorf("%d shortfalls for %d writes no replica acknowledged", n, writes)
+	}
+	mu.Lock()
+	if len(got) < 2 || got[0].NoReplica || !got[len(got)-1].NoReplica {
+		t.Errorf("shortfalls %+v: want a timed-out WAIT, then writes that did not wait", got)
+	}
+	mu.Unlock()
+	t.Logf("%d writes without a replica took %v", writes, took.Round(time.Millisecond))
+
+	// A replica again: within replicaRecheck, writes wait for it.
+	_, proc2 := attachReplica(t, master)
+	time.Sleep(replicaRecheck)
+	mustPut(t, s, "again") // the look at the replication
+	before := s.ReplicaShortfalls()
+	resumed := pauseReplica(t, proc2, 600*time.Millisecond)
+	began = time.Now()
+	if _, _, _, err := s.PutMigration(ctx, testMigration("waited"), t0); err != nil {
+		t.Fatal(err)
+	}
+	took = time.Since(began)
+	resumed()
+	if took < 400*time.Millisecond {
+		t.Errorf("a write with the new replica stopped for 600ms answered after %v: it did not wait for it", took)
+	}
+	if n := s.ReplicaShortfalls(); n != before {
+		t.Errorf("%d shortfalls once the replica is back, want none", n-before)
 	}
 }
 
