@@ -413,7 +413,10 @@ func (f *runFlow) act(ctx workflow.Context, a migration.StepAction) (ActionResul
 			"status", string(cur.Status), "actor", a.Actor)
 		f.record(now, f.run.ActionEvents(a, now)...)
 		// An action is what makes a step succeed: measure it then, once.
-		f.observations = append(f.observations, f.run.Observations(now)...)
+		for _, o := range f.run.Observations(now) {
+			o.Seq = f.run.Seq
+			f.observations = append(f.observations, o)
+		}
 		if err := f.save(ctx); err != nil {
 			return ActionResult{}, err
 		}

@@ -266,6 +266,10 @@ type Observation struct {
 	// dispatch → success.
 	Merge    bool
 	Duration time.Duration
+	// Seq is, as Event.Seq, the Run's Seq after the change measured: the
+	// store counts an observation once per change, even when a save of a
+	// workflow task that then died counted it already.
+	Seq int64 `json:",omitempty"`
 }
 
 // Observations measures the current step if it just succeeded.

@@ -214,6 +214,48 @@ func TestEventsOfAChangeSavedByADeadTaskAreNotRecordedAgain(t *testing.T) {
 	}
 }
 
+// A step's durations are counted once per change too: the merge measured
+// by a dead task's save, then by the retried task's with the next change,
+// is one observation of each kind.
+func TestDurationsOfAChangeSavedByADeadTaskAreNotCountedAgain(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
+	r := newRun("m", "a", 1, at(1))
+	mustBegin(t, s, r)
+	r.BeginStep(0, 1, at(2))
+	saveWith(t, s, &r, at(2), r.DispatchedEvent(at(2)))
+	open := reportAction(&r, migration.StepOpen)
+	open.PRURL = "https://x.example/1"
+	runAct(t, &r, open, at(3))
+	saveWith(t, s, &r, at(3), r.ActionEvents(open, at(3))...)
+	merge := migration.StepAction{Kind: migration.ActionMarkMerged, Step: "bump", Attempt: 1, Actor: "op"}
+	runAct(t, &r, merge, at(60))
+	measured := r.Observations(at(60))
+	if len(measured) != 2 {
+		t.Fatalf("observations of a merge: %+v", measured)
+	}
+	for i := range measured {
+		measured[i].Seq = r.Seq
+	}
+	// The dead task's save, then the retried task's: the same merge and the
+	// next step's dispatch.
+	if _, err := s.SaveRun(ctx, r.Clone(), nil, measured); err != nil {
+		t.Fatal(err)
+	}
+	r.BeginStep(1, 1, at(61))
+	next := r.DispatchedEvent(at(61))
+	next.Seq = r.Seq
+	if _, err := s.SaveRun(ctx, r.Clone(), []migration.Event{next}, measured); err != nil {
+		t.Fatal(err)
+	}
+	figs := rdb.HGetAll(ctx, metricsKey("m")).Val()
+	if figs["n:bump"] != "1" || figs["mn:bump"] != "1" {
+		t.Fatalf("durations counted %s and %s times, want once each (%v)", figs["n:bump"], figs["mn:bump"], figs)
+	}
+}
+
 // The run view's record keeps the same fields however many times it is
 // saved: reading or saving a Run weeks old costs what it cost on day one.
 func TestARunViewDoesNotGrowWithItsSaves(t *testing.T) {

@@ -250,6 +250,8 @@ type observationRecord struct {
 	M  bool   `json:"m,omitempty"`
 	MS int64  `json:"ms"`
 	B  int    `json:"b"`
+	// Q is the seq of the change measured (see Observation.Seq).
+	Q int64 `json:"q,omitempty"`
 }
 
 // saveRunScript stores a newer run view of the current execution, with the
@@ -328,12 +330,15 @@ if (#evs > 0 or #obs > 0) and seq > applied then
     end
   end
   for _, o in ipairs(obs) do
-    local p, h, mx = 'n:', 'hn:', 'max:'
-    if o.m then p, h, mx = 'mn:', 'hm:', 'mmax:' end
-    redis.call('HINCRBY', k_metrics, p .. o.s, 1)
-    redis.call('HINCRBY', k_metrics, h .. o.s .. ':' .. o.b, 1)
-    if o.ms > tonumber(redis.call('HGET', k_metrics, mx .. o.s) or '0') then
-      redis.call('HSET', k_metrics, mx .. o.s, o.ms)
+    -- Counted once per change, as events are recorded.
+    if not o.q or tonumber(o.q) > applied then
+      local p, h, mx = 'n:', 'hn:', 'max:'
+      if o.m then p, h, mx = 'mn:', 'hm:', 'mmax:' end
+      redis.call('HINCRBY', k_metrics, p .. o.s, 1)
+      redis.call('HINCRBY', k_metrics, h .. o.s .. ':' .. o.b, 1)
+      if o.ms > tonumber(redis.call('HGET', k_metrics, mx .. o.s) or '0') then
+        redis.call('HSET', k_metrics, mx .. o.s, o.ms)
+      end
     end
   end
   if status == 'running' and ARGV[5] == 'running' then redis.call('ZADD', k_activity, now, id) end
@@ -374,7 +379,7 @@ func (s *Store) SaveRun(ctx context.Context, run migration.Run, events []migrati
 	}
 	recs := make([]observationRecord, len(obs))
 	for i, o := range obs {
-		recs[i] = observationRecord{S: o.Step, M: o.Merge, MS: o.Duration.Milliseconds(), B: migration.BucketOf(o.Duration)}
+		recs[i] = observationRecord{S: o.Step, M: o.Merge, MS: o.Duration.Milliseconds(), B: migration.BucketOf(o.Duration), Q: o.Seq}
 	}
 	ob, _ := json.Marshal(recs)
 	res, err := saveRunScript.run(ctx, s.rdb, run.MigrationID, run.CandidateID, eventCandidates(events, run.CandidateID),
