@@ -41,6 +41,13 @@
 // with GitHub's headers (X-GitHub-Event, X-GitHub-Delivery,
 // X-Hub-Signature-256). Deleting a branch closes its open pull requests, as
 // on GitHub. Deliveries are made before the method returns.
+//
+// GitHub's passing failures are injected with Fail: the next n requests
+// to a route answer a Fault instead, a status with GitHub's error body and
+// any headers (a 502, a 429 with Retry-After, a 403 with
+// X-RateLimit-Remaining: 0), or a closed connection; with After, the
+// request is served first and only its answer is lost, as when GitHub
+// created a pull request but a proxy in front of it timed out.
 package githubtest
 
 import (
@@ -79,6 +86,7 @@ type Server struct {
 	hooks         []hook
 	deliveries    []Delivery
 	requests      map[string]int
+	faults        map[string]*pendingFault // by route
 	nextID        int64
 	// outbox holds the deliveries to make once the lock is released.
 	outbox []func()
@@ -141,6 +149,7 @@ func Start() *Server {
 		tokens:        map[string]time.Time{},
 		tokenLifetime: time.Hour,
 		requests:      map[string]int{},
+		faults:        map[string]*pendingFault{},
 		nextID:        1000,
 	}
 	mux := http.NewServeMux()

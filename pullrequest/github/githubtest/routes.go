@@ -27,10 +27,23 @@ func (s *Server) routes(mux *http.ServeMux) {
 			s.mu.Lock()
 			defer s.unlock()
 			s.requests[pattern]++
-			if auth && !s.authorized(w, r) {
-				return
+			f, faulty := s.fault(pattern)
+			out := w
+			if faulty {
+				if !f.After {
+					f.answer(w)
+					return
+				}
+				// Served with all its effects, but its answer is lost and
+				// the fault's sent instead.
+				out = discard{header: http.Header{}}
 			}
-			h(w, r)
+			if !auth || s.authorized(out, r) {
+				h(out, r)
+			}
+			if faulty {
+				f.answer(w)
+			}
 		})
 	}
 	route("POST /app/installations/{installation_id}/access_tokens", false, s.accessToken)
