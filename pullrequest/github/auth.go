@@ -80,7 +80,8 @@ func (t *appTransport) installationToken(ctx context.Context) (string, error) {
 	if t.token != "" && t.now().Add(renewBefore).Before(t.expires) {
 		return t.token, nil
 	}
-	tok, _, err := t.exchange.Apps.CreateInstallationToken(ctx, t.app.InstallationID, nil)
+	// Asked twice, GitHub makes two tokens; the one not kept expires.
+	tok, _, err := t.exchange.Apps.CreateInstallationToken(repeatable(ctx), t.app.InstallationID, nil)
 	if err != nil {
 		return "", fmt.Errorf("github: installation token of App %d, installation %d: %w", t.app.ID, t.app.InstallationID, err)
 	}

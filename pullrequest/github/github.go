@@ -16,6 +16,9 @@
 // Webhook receives GitHub's pull_request deliveries so that a merge is
 // reported at once. See Webhook.
 //
+// A call that fails for a passing reason (no answer, a 5xx, a rate limit)
+// is retried within a budget before the Host reports it: see RetryPolicy.
+//
 // Package githubtest is a fake GitHub for tests.
 package github
 
@@ -57,11 +60,19 @@ type Options struct {
 	// and renews before it expires.
 	App *App
 	// HTTPClient makes the calls (its Transport and Timeout are used, and
-	// it is not changed); default one with a 30 s timeout.
+	// it is not changed); default one with a 30 s timeout. With retries
+	// on, the Timeout bounds each attempt and Retry.Budget the call.
 	HTTPClient *http.Client
 	// Base is the branch pull requests merge into; default each
 	// repository's default branch.
 	Base string
+	// Retry says how a call that failed for a passing reason (no answer,
+	// a 5xx, a rate limit) is retried before the Host reports its error:
+	// by default with exponential backoff from 500 ms, as GitHub's
+	// Retry-After or X-RateLimit-Reset ask, for up to a minute per call
+	// and never past the context's deadline. Retry.Off turns retries
+	// off. See RetryPolicy.
+	Retry RetryPolicy
 }
 
 // App is a GitHub App installation's credentials. The App needs the
@@ -109,6 +120,16 @@ func New(opts Options) (*Host, error) {
 	if opts.HTTPClient != nil {
 		c := *opts.HTTPClient // go-github wraps the client's transport: leave the caller's alone
 		hc = &c
+	}
+	if !opts.Retry.Off {
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		// The client's Timeout would end the retries with the attempt:
+		// it bounds each attempt instead.
+		hc.Transport = &retryTransport{next: next, policy: opts.Retry.withDefaults(), attempt: hc.Timeout}
+		hc.Timeout = 0
 	}
 	clientOpts := []gh.ClientOptionsFunc{gh.WithURLs(&base, &base), gh.WithUserAgent("loom-pullrequest")}
 	switch {
@@ -270,7 +291,8 @@ func (p *publish) commit(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tree, _, err := git.CreateTree(ctx, p.owner, p.name, baseTree, entries)
+	// A tree, like a blob, is named by its content: made twice, it is one.
+	tree, _, err := git.CreateTree(repeatable(ctx), p.owner, p.name, baseTree, entries)
 	if err != nil {
 		return "", fmt.Errorf("create tree: %w", err)
 	}
@@ -296,14 +318,17 @@ func (p *publish) commit(ctx context.Context) (string, error) {
 	if p.c.Body != "" {
 		message += "\n\n" + p.c.Body
 	}
-	commit, _, err := git.CreateCommit(ctx, p.owner, p.name, gh.Commit{
+	// Made twice, a commit may be two (GitHub dates it); only the one whose
+	// answer came is pointed at, the other is never seen.
+	commit, _, err := git.CreateCommit(repeatable(ctx), p.owner, p.name, gh.Commit{
 		Message: &message, Tree: &gh.Tree{SHA: tree.SHA}, Parents: []*gh.Commit{{SHA: &baseSHA}},
 	}, nil)
 	if err != nil {
 		return "", fmt.Errorf("create commit: %w", err)
 	}
 	if head == nil {
-		_, _, err = git.CreateRef(ctx, p.owner, p.name, gh.CreateRef{Ref: "refs/heads/" + p.c.Branch, SHA: commit.GetSHA()})
+		// Made twice, the second is refused as existing, and handled so.
+		_, _, err = git.CreateRef(repeatable(ctx), p.owner, p.name, gh.CreateRef{Ref: "refs/heads/" + p.c.Branch, SHA: commit.GetSHA()})
 		if err == nil {
 			return commit.GetSHA(), nil
 		}
@@ -314,7 +339,8 @@ func (p *publish) commit(ctx context.Context) (string, error) {
 		// Created meanwhile (Reference already exists): move it.
 	}
 	force := true
-	if _, _, err := git.UpdateRef(ctx, p.owner, p.name, "heads/"+p.c.Branch, gh.UpdateRef{SHA: commit.GetSHA(), Force: &force}); err != nil {
+	// Moving the branch to a given commit twice moves it once.
+	if _, _, err := git.UpdateRef(repeatable(ctx), p.owner, p.name, "heads/"+p.c.Branch, gh.UpdateRef{SHA: commit.GetSHA(), Force: &force}); err != nil {
 		return "", fmt.Errorf("update branch %s: %w", p.c.Branch, err)
 	}
 	return commit.GetSHA(), nil
@@ -352,7 +378,8 @@ func (p *publish) entries(ctx context.Context, baseTree string) ([]*gh.TreeEntry
 			continue
 		}
 		encoding := "base64"
-		b, _, err := p.h.client.Git.CreateBlob(ctx, p.owner, p.name, gh.Blob{Content: base64.StdEncoding.EncodeToString([]byte(*content)), Encoding: &encoding})
+		// A blob is named by its content: made twice, it is one.
+		b, _, err := p.h.client.Git.CreateBlob(repeatable(ctx), p.owner, p.name, gh.Blob{Content: base64.StdEncoding.EncodeToString([]byte(*content)), Encoding: &encoding})
 		if err != nil {
 			return nil, fmt.Errorf("create blob of %s: %w", path, err)
 		}
@@ -379,7 +406,8 @@ func (p *publish) pullRequest(ctx context.Context, commit string) (*gh.PullReque
 				return pr, nil
 			}
 			title, body := p.c.Title, p.c.Body
-			edited, _, err := pulls.Edit(ctx, p.owner, p.name, pr.GetNumber(), &gh.PullRequest{Title: &title, Body: &body})
+			// Setting the same title and body twice sets them once.
+			edited, _, err := pulls.Edit(repeatable(ctx), p.owner, p.name, pr.GetNumber(), &gh.PullRequest{Title: &title, Body: &body})
 			if err != nil {
 				return nil, fmt.Errorf("edit #%d: %w", pr.GetNumber(), err)
 			}
@@ -389,7 +417,10 @@ func (p *publish) pullRequest(ctx context.Context, commit string) (*gh.PullReque
 		}
 	}
 	body := p.c.Body
-	created, resp, err := pulls.Create(ctx, p.owner, p.name, gh.CreatePullRequest{Title: &p.c.Title, Head: p.c.Branch, Base: p.base, Body: &body})
+	// Made twice (its answer was lost after GitHub opened it), the second
+	// is refused: a branch has one open pull request per base. Then it is
+	// found, as one opened meanwhile is.
+	created, resp, err := pulls.Create(repeatable(ctx), p.owner, p.name, gh.CreatePullRequest{Title: &p.c.Title, Head: p.c.Branch, Base: p.base, Body: &body})
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusUnprocessableEntity {
 			// Opened meanwhile ("A pull request already exists"): find it.
