@@ -101,6 +101,22 @@
 // changed) replaces the branch's commit and updates the pull request. So
 // the handler needs no bookkeeping of its own.
 //
+// # Passing failures
+//
+// A Host retries what fails for a passing reason before the step fails.
+// Package github retries a call to GitHub that had no answer (a refused or
+// reset connection, an attempt that timed out) or answered 500, 502, 503,
+// 504, 429 or a rate-limit 403, with exponential backoff from 500 ms
+// (jittered) or as long as GitHub's Retry-After or X-RateLimit-Reset asks,
+// for up to a minute per call and never past the context's deadline; then
+// its error says how many attempts were made and what GitHub said last.
+// A 401, 404, 422 and the like fail at once. Reads are always retried;
+// each write of Publish is one that comes to the same done twice (a blob,
+// a tree, moving the branch, editing the pull request) or whose repeat is
+// refused and handled (creating the branch, opening the pull request: a
+// pull request opened but whose answer was lost is found, not opened
+// again). github.Options.Retry tunes this or turns it off.
+//
 // # Previews
 //
 // Steps.Preview runs the EditFunc of every step on one overlay of files
