@@ -142,7 +142,7 @@ func TestRetryHonoursRateLimits(t *testing.T) {
 	}
 
 	// The primary one spent: a 403 with the reset time.
-	reset := time.Now().Add(time.Second).Truncate(time.Second).Add(time.Second)
+	reset := time.Now().Truncate(time.Second).Add(time.Second)
 	fake.Fail(routeContents, 1, githubtest.Fault{Status: http.StatusForbidden, Message: "API rate limit exceeded", Header: http.Header{
 		"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {strconv.FormatInt(reset.Unix(), 10)}}})
 	if _, _, err := host.Read(ctx, "acme/svc", "README.md"); err != nil {
