@@ -226,7 +226,10 @@ func TestRetryEnds(t *testing.T) {
 	defer cancel()
 	start = time.Now()
 	_, _, err = slow.Read(ctx, "acme/svc", "README.md")
-	if err == nil || !strings.Contains(err.Error(), "past the context's deadline") || time.Since(start) > 300*time.Millisecond {
+	// Under load the deadline may come during an attempt rather than
+	// before a wait: then the context's error is the answer.
+	if err == nil || !(strings.Contains(err.Error(), "past the context's deadline") || errors.Is(err, context.DeadlineExceeded)) ||
+		time.Since(start) > 400*time.Millisecond {
 		t.Fatalf("read: %v after %s", err, time.Since(start))
 	}
 
