@@ -152,6 +152,9 @@ type Server struct {
 	runs     *migration.Runs
 	// tokens is the tokens file, reread while serving; nil without one.
 	tokens *auth.FileTokens
+	// sweepNow asks the sweeper of deleted Migrations to run at once (a
+	// Migration was just deleted), not at its next interval.
+	sweepNow chan struct{}
 }
 
 // RedisConfig says how to reach Redis: a server, or Redis Cluster.
@@ -228,7 +231,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	} else if !d.AOF {
 		log.Warn("Redis has no append-only file: a Redis restart loses Migrations, Candidates and Run views; run it with --appendonly yes --appendfsync everysec")
 	}
-	s := &Server{cfg: cfg, log: log, store: st, temporal: tc, tls: tlsCfg, metrics: metrics, tokens: sec.tokens}
+	s := &Server{cfg: cfg, log: log, store: st, temporal: tc, tls: tlsCfg, metrics: metrics, tokens: sec.tokens, sweepNow: make(chan struct{}, 1)}
+	// A delete answers once its Migration is gone from every read; its keys
+	// are swept by sweepDeletedEvery, woken here.
+	st.SweepDeletesLater(func(string) {
+		select {
+		case s.sweepNow <- struct{}{}:
+		default: // a sweep is due already: it takes every deleted Migration
+		}
+	})
 	meter := metrics.Meter("github.com/loomhq/loom/server")
 	if err := s.observeRuns(meter); err != nil {
 		s.Close()
@@ -435,6 +446,7 @@ func (s *Server) sweepDeletedEvery(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-time.After(every):
+		case <-s.sweepNow:
 		}
 	}
 }

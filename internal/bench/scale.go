@@ -179,8 +179,10 @@ type scaleResult struct {
 	// (fork, fsync, a slow command...): Redis's own stalls, as against the
 	// machine's.
 	pageStalls, deleteStalls string
-	// Delete.
-	deleteTime time.Duration
+	// Delete: deleteTime runs until its keys were swept (the sweep goes on
+	// in the background once DeleteMigration answered, after
+	// deleteAnswered).
+	deleteTime, deleteAnswered time.Duration
 	// deleteErr is DeleteMigration's error, when it answered one; then
 	// deleteTime runs until the Migration was gone.
 	deleteErr string
@@ -621,7 +623,8 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	if r.leftClasses, r.leftKeys, err = scanClasses(ctx, s.rc, tag); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(p, "  deleted in %v; the reader went %v without an answer\n", r.deleteTime.Round(time.Millisecond), r.readerStall.Round(time.Millisecond))
+	fmt.Fprintf(p, "  answered in %v, swept in %v; the reader went %v without an answer\n", r.deleteAnswered.Round(time.Millisecond),
+		r.deleteTime.Round(time.Millisecond), r.readerStall.Round(time.Millisecond))
 	return r, nil
 }
 
@@ -743,6 +746,22 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	answered := time.Since(t0)
+	// The Migration is gone from every read; its keys are swept in the
+	// background, and the reader reads on until the tombstone, the sweep's
+	// last key, is gone too.
+	tombstone := "loom:{" + r.migration + "}:deleting"
+	for deadline := time.Now().Add(10 * time.Minute); err == nil; {
+		n, xerr := s.rc.Exists(ctx, tombstone).Result()
+		if xerr == nil && n == 0 {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			err = fmt.Errorf("its keys were not swept within 10 minutes (%v)", xerr)
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	t1 := time.Now()
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
@@ -752,7 +771,7 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", r.migration, err)
 	}
-	r.deleteTime = t1.Sub(t0)
+	r.deleteTime, r.deleteAnswered = t1.Sub(t0), answered
 	if res != nil {
 		r.deleted = res.Msg.GetDeletedCandidates()
 	}

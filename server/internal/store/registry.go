@@ -385,9 +385,21 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 	// The Migration is deleted: what remains is cleaning up, which
 	// SweepDeleted finishes should it be cut short here.
 	_ = s.rdb.ZAdd(ctx, deletingKey(), redis.Z{Score: float64(millis(now)), Member: id}).Err()
+	if s.sweepLater != nil {
+		s.sweepLater(id)
+		return n, nil
+	}
 	_ = s.sweepDeleted(ctx, id)
 	return n, nil
 }
+
+// SweepDeletesLater makes DeleteMigration answer once the Migration is a
+// tombstone, gone from every read, and tell kick instead of sweeping its
+// keys itself: kick's side runs SweepDeleted (the server's sweeper, which
+// also finishes sweeps cut short). A sweep of a million Candidates takes
+// seconds, paced; the caller's deadline, or its patience, is not the
+// sweep's. Call it before the Store is used.
+func (s *Store) SweepDeletesLater(kick func(id string)) { s.sweepLater = kick }
 
 // sweepDeleted removes the keys of the deleted Migration id, a chunk per
 // script, its rollouts and its index entry, then unlists it from

@@ -493,3 +493,34 @@ func TestDeleteWithRedisDown(t *testing.T) {
 		t.Fatalf("keys left: %v", left)
 	}
 }
+
+// With SweepDeletesLater, DeleteMigration answers once the Migration is a
+// tombstone, gone from every read, and leaves its keys to the sweeper it
+// tells; SweepDeleted then removes them.
+func TestADeleteCanLeaveItsSweepToTheSweeper(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	var told []string
+	s.SweepDeletesLater(func(id string) { told = append(told, id) })
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc"), cand("b", "svc")}}, at(1))
+	n, err := s.DeleteMigration(ctx, "m", at(2))
+	if err != nil || n != 2 {
+		t.Fatalf("delete: %d, %v", n, err)
+	}
+	if len(told) != 1 || told[0] != "m" {
+		t.Fatalf("the sweeper was told %v", told)
+	}
+	if _, err := s.GetMigration(ctx, "m"); !errors.Is(err, migration.ErrNotFound) {
+		t.Fatalf("the deleted Migration reads %v", err)
+	}
+	if rdb.Exists(ctx, tombstoneKey("m"), candidateKey("m", "a")).Val() != 2 {
+		t.Fatal("the keys were swept before the sweeper ran")
+	}
+	if done, err := s.SweepDeleted(ctx); err != nil || done != 1 {
+		t.Fatalf("sweep: %d, %v", done, err)
+	}
+	if n := rdb.Exists(ctx, tombstoneKey("m"), candidateKey("m", "a"), candidateKey("m", "b")).Val(); n != 0 {
+		t.Fatalf("%d keys left after the sweep", n)
+	}
+}

@@ -56,6 +56,9 @@ type Store struct {
 	owned      bool         // Close closes rdb
 	wait       *waitReplies // nil: writes wait for no replica (see wait.go)
 	sweepBatch int
+	// sweepLater, when set, is told of each deleted Migration whose sweep
+	// DeleteMigration leaves to it (see SweepDeletesLater).
+	sweepLater func(id string)
 	retention  Retention
 	// walkBudget, exactCountMax and smallRangeMax: see
 	// listCandidatesScript (tests lower them).
