@@ -49,6 +49,18 @@ func saveWith(t *testing.T, s *Store, r *migration.Run, now time.Time, events ..
 	return mustGetRun(t, s, r.MigrationID, r.CandidateID)
 }
 
+// dispatchedRun is Candidate a of Migration m (both made here) with its Run
+// begun and its first step dispatched and saved.
+func dispatchedRun(t *testing.T, s *Store) migration.Run {
+	t.Helper()
+	setupRuns(t, s, "m", "a")
+	r := newRun("m", "a", 1, at(1))
+	mustBegin(t, s, r)
+	r.BeginStep(0, 1, at(2))
+	saveWith(t, s, &r, at(2), r.DispatchedEvent(at(2)))
+	return r
+}
+
 func TestEveryChangeRecordsItsEvent(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := migration.WithActor(context.Background(), "alice")
@@ -220,12 +232,7 @@ func TestEventsOfAChangeSavedByADeadTaskAreNotRecordedAgain(t *testing.T) {
 func TestDurationsOfAChangeSavedByADeadTaskAreNotCountedAgain(t *testing.T) {
 	s, rdb := newStore(t)
 	ctx := context.Background()
-	mustPut(t, s, "m")
-	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
-	r := newRun("m", "a", 1, at(1))
-	mustBegin(t, s, r)
-	r.BeginStep(0, 1, at(2))
-	saveWith(t, s, &r, at(2), r.DispatchedEvent(at(2)))
+	r := dispatchedRun(t, s)
 	open := reportAction(&r, migration.StepOpen)
 	open.PRURL = "https://x.example/1"
 	runAct(t, &r, open, at(3))
@@ -261,12 +268,7 @@ func TestDurationsOfAChangeSavedByADeadTaskAreNotCountedAgain(t *testing.T) {
 func TestARunViewDoesNotGrowWithItsSaves(t *testing.T) {
 	s, rdb := newStore(t)
 	ctx := context.Background()
-	mustPut(t, s, "m")
-	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
-	r := newRun("m", "a", 1, at(1))
-	mustBegin(t, s, r)
-	r.BeginStep(0, 1, at(2))
-	saveWith(t, s, &r, at(2), r.DispatchedEvent(at(2)))
+	r := dispatchedRun(t, s)
 	fields := rdb.HLen(ctx, runKey("m", "a")).Val()
 	for i := range 200 {
 		a := reportAction(&r, migration.StepInProgress)
@@ -288,12 +290,7 @@ func TestARunViewDoesNotGrowWithItsSaves(t *testing.T) {
 func TestALegacyRunViewLosesItsPerSaveFields(t *testing.T) {
 	s, rdb := newStore(t)
 	ctx := context.Background()
-	mustPut(t, s, "m")
-	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(0))
-	r := newRun("m", "a", 1, at(1))
-	mustBegin(t, s, r)
-	r.BeginStep(0, 1, at(2))
-	saveWith(t, s, &r, at(2), r.DispatchedEvent(at(2)))
+	r := dispatchedRun(t, s)
 	key := runKey("m", "a")
 	// As an older Loom left it.
 	rdb.HDel(ctx, key, "evseq")

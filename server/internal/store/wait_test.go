@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,6 +62,31 @@ func attachReplica(t *testing.T, master string) (replica string, replicaProc *os
 			strings.Contains(cinfo, "cluster_state:ok")
 	})
 	return replica, replicaProc
+}
+
+// openWaiting opens a store on master and replica that waits for one
+// replica up to timeout, and warms it (the cluster's slots known, scripts
+// loaded); reported says the shortfalls it reported so far.
+func openWaiting(t *testing.T, master, replica string, timeout time.Duration) (s *Store, reported func() []ReplicaShortfall) {
+	t.Helper()
+	s, err := Open(context.Background(), Options{Addrs: []string{master, replica}, WaitReplicas: 1, WaitTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	var mu sync.Mutex
+	var got []ReplicaShortfall
+	s.OnReplicaShortfall(func(sf ReplicaShortfall) {
+		mu.Lock()
+		got = append(got, sf)
+		mu.Unlock()
+	})
+	mustPut(t, s, "warm")
+	return s, func() []ReplicaShortfall {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
 }
 
 // replicaReader reads the replica itself (READONLY), not its master.
@@ -192,23 +218,11 @@ func TestWriteWithoutReplicaAcknowledgement(t *testing.T) {
 	master, replica, proc := startMasterAndReplica(t)
 	ctx := context.Background()
 	const timeout = 250 * time.Millisecond
-	s, err := Open(ctx, Options{Addrs: []string{master, replica}, WaitReplicas: 1, WaitTimeout: timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	var mu sync.Mutex
-	var got []ReplicaShortfall
-	s.OnReplicaShortfall(func(sf ReplicaShortfall) {
-		mu.Lock()
-		got = append(got, sf)
-		mu.Unlock()
-	})
-	mustPut(t, s, "warm")
+	s, reported := openWaiting(t, master, replica, timeout)
 
 	resumed := pauseReplica(t, proc, 1500*time.Millisecond)
 	began := time.Now()
-	_, _, _, err = s.PutMigration(ctx, testMigration("short"), t0)
+	_, _, _, err := s.PutMigration(ctx, testMigration("short"), t0)
 	took := time.Since(began)
 	resumed()
 	if err != nil {
@@ -218,9 +232,7 @@ func TestWriteWithoutReplicaAcknowledgement(t *testing.T) {
 		t.Errorf("answered after %v, want about the timeout, %v", took, timeout)
 	}
 	// PutMigration is its script, then the index's ZADD: two writes.
-	mu.Lock()
-	defer mu.Unlock()
-	if s.ReplicaShortfalls() != 2 || len(got) != 2 || got[0] != (ReplicaShortfall{Addr: master, Acked: 0, Want: 1}) {
+	if got := reported(); s.ReplicaShortfalls() != 2 || len(got) != 2 || got[0] != (ReplicaShortfall{Addr: master, Acked: 0, Want: 1}) {
 		t.Fatalf("shortfalls %d, reported %+v; want 2, of %s acked 0 of 1", s.ReplicaShortfalls(), got, master)
 	}
 	if m, err := s.GetMigration(ctx, "short"); err != nil || m.ID != "short" {
@@ -253,19 +265,7 @@ func TestWritesToAMasterWithoutReplicaDoNotWait(t *testing.T) {
 	master, replica, proc := startMasterAndReplica(t)
 	ctx := context.Background()
 	const timeout = time.Second
-	s, err := Open(ctx, Options{Addrs: []string{master, replica}, WaitReplicas: 1, WaitTimeout: timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	var mu sync.Mutex
-	var got []ReplicaShortfall
-	s.OnReplicaShortfall(func(sf ReplicaShortfall) {
-		mu.Lock()
-		got = append(got, sf)
-		mu.Unlock()
-	})
-	mustPut(t, s, "warm")
+	s, reported := openWaiting(t, master, replica, timeout)
 
 	m := redis.NewClient(&redis.Options{Addr: master})
 	t.Cleanup(func() { _ = m.Close() })
@@ -292,17 +292,19 @@ func TestWritesToAMasterWithoutReplicaDoNotWait(t *testing.T) {
 	if n := s.ReplicaShortfalls(); n < writes {
 		t.Errorf("%d shortfalls for %d writes no replica acknowledged", n, writes)
 	}
-	mu.Lock()
-	if len(got) < 2 || got[0].NoReplica || !got[len(got)-1].NoReplica {
+	if got := reported(); len(got) < 2 || got[0].NoReplica || !got[len(got)-1].NoReplica {
 		t.Errorf("shortfalls %+v: want a timed-out WAIT, then writes that did not wait", got)
 	}
-	mu.Unlock()
 	t.Logf("%d writes without a replica took %v", writes, took.Round(time.Millisecond))
 
-	// A replica again: within replicaRecheck, writes wait for it.
+	// A replica again: within replicaRecheck, writes wait for it (a write
+	// it acknowledges adds no shortfall).
 	_, proc2 := attachReplica(t, master)
-	time.Sleep(replicaRecheck)
-	mustPut(t, s, "again") // the look at the replication
+	awaitTrue(t, "a write is acknowledged by the new replica", func() bool {
+		before := s.ReplicaShortfalls()
+		mustPut(t, s, "again")
+		return s.ReplicaShortfalls() == before
+	})
 	before := s.ReplicaShortfalls()
 	resumed := pauseReplica(t, proc2, 600*time.Millisecond)
 	began = time.Now()
