@@ -11,7 +11,7 @@ import { useRefreshSelection } from "../data/discovery";
 import { useCan } from "../data/registry";
 import { candidatesLabel, maxBulkSelection, selectionCount, selectionMessage, type Selection } from "../selection";
 import { useDiscoveryClient, useRunClient } from "../transport";
-import { candidatePath, ErrorBox } from "./Common";
+import { candidatePath, ErrorBox, WhyField } from "./Common";
 import { Dialog } from "./Dialog";
 
 // The dialog shows the Migrator's diffs: the diff renderer loads when it
@@ -274,16 +274,7 @@ function BulkActionDialog({
                   </label>
                 </div>
               ))}
-              <label>
-                Why
-                <input
-                  name="note"
-                  value={note}
-                  maxLength={4000}
-                  onChange={(e) => setNote(e.target.value)}
-                  placeholder="e.g. the registry moved, see INFRA-102"
-                />
-              </label>
+              <WhyField value={note} onChange={setNote} placeholder="e.g. the registry moved, see INFRA-102" />
             </>
           )}
           {invalid && (

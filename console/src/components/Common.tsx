@@ -109,3 +109,30 @@ export function candidatePath(migrationId: string, candidateId: string): string 
 export function rolloutPath(migrationId: string, rolloutId: string): string {
   return `/m/${encodeURIComponent(migrationId)}/r/${encodeURIComponent(rolloutId)}`;
 }
+
+// WhyField asks why an action is taken. It may stay empty; what is typed
+// is sent with the action and kept in its history event (a note, up to
+// 4,000 characters, or a rollout's reason, up to 2,000).
+export function WhyField(props: {
+  value: string;
+  onChange: (value: string) => void;
+  placeholder: string;
+  name?: "note" | "reason";
+  inline?: boolean;
+  children?: ReactNode;
+}) {
+  const name = props.name ?? "note";
+  return (
+    <label className={props.inline ? "inline" : undefined}>
+      Why
+      <input
+        name={name}
+        value={props.value}
+        maxLength={name === "note" ? 4000 : 2000}
+        placeholder={props.placeholder}
+        onChange={(e) => props.onChange(e.target.value)}
+      />
+      {props.children}
+    </label>
+  );
+}

@@ -10,7 +10,7 @@ import { useRefreshSelection } from "../data/discovery";
 import { useRefreshRollouts, useSelectionPreview } from "../data/rollouts";
 import { candidatesLabel, maxRolloutSelection, selectionCount, selectionMessage, type Selection } from "../selection";
 import { useRolloutClient } from "../transport";
-import { candidatePath, ErrorBox, rolloutPath } from "./Common";
+import { candidatePath, ErrorBox, rolloutPath, WhyField } from "./Common";
 import { Dialog } from "./Dialog";
 import { PreviewView } from "./Preview";
 
@@ -210,17 +210,9 @@ export function StartRolloutDialog({ migration, selection, onClose }: { migratio
                 </div>
               )}
             </fieldset>
-            <label>
-              Why
-              <input
-                name="reason"
-                value={reason}
-                maxLength={2000}
-                placeholder="optional, e.g. wave 2: the payments team signed off"
-                onChange={(e) => setReason(e.target.value)}
-              />
+            <WhyField name="reason" value={reason} onChange={setReason} placeholder="optional, e.g. wave 2: the payments team signed off">
               <span className="muted small">Shown on the rollout until it is paused or resumed, and kept in the history.</span>
-            </label>
+            </WhyField>
           </div>
           <SelectionPreviewView
             migrationId={migration.id}

@@ -3,7 +3,7 @@ import { Link, useParams } from "react-router";
 import { useMutation } from "@tanstack/react-query";
 import { toast } from "sonner";
 import { errorText } from "../api";
-import { Badge, ErrorBox, Loading } from "../components/Common";
+import { Badge, ErrorBox, Loading, WhyField } from "../components/Common";
 import { Dialog } from "../components/Dialog";
 import { RolloutProgressBar } from "../components/Rollouts";
 import { useRefreshSelection } from "../data/discovery";
@@ -265,16 +265,7 @@ function RolloutControls({ rollout: r, onChanged }: { rollout: Rollout; onChange
               Max in flight
               <input type="number" min={1} max={10000} value={maxDraft} onChange={(e) => setMaxDraft(e.target.value)} />
             </label>
-            <label className="inline">
-              Why
-              <input
-                name="reason"
-                value={maxReason}
-                maxLength={2000}
-                placeholder="optional, recorded in the history"
-                onChange={(e) => setMaxReason(e.target.value)}
-              />
-            </label>
+            <WhyField inline name="reason" value={maxReason} onChange={setMaxReason} placeholder="optional, recorded in the history" />
             <button type="submit" className="primary" disabled={!maxValid || busy}>
               Set
             </button>

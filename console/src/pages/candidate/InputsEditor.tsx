@@ -6,6 +6,7 @@ import type { Migration } from "../../gen/loom/v1/migration_pb";
 import { DiscoveryService } from "../../gen/loom/v1/discovery_service_pb";
 import { useCan } from "../../data/registry";
 import { useDiscoveryClient } from "../../transport";
+import { WhyField } from "../../components/Common";
 
 // InputsEditor shows a Candidate's stored inputs and edits them.
 export function InputsEditor(props: {
@@ -83,16 +84,7 @@ export function InputsEditor(props: {
           <input value={draft[k] ?? ""} onChange={(e) => setDraft({ ...draft, [k]: e.target.value })} />
         </label>
       ))}
-      <label>
-        Why
-        <input
-          name="note"
-          value={note}
-          maxLength={4000}
-          placeholder="e.g. the canary needs the new tag"
-          onChange={(e) => setNote(e.target.value)}
-        />
-      </label>
+      <WhyField value={note} onChange={setNote} placeholder="e.g. the canary needs the new tag" />
       <div className="actions">
         <button type="submit" className="primary" disabled={save.isPending}>
           Save

@@ -6,6 +6,7 @@ import type { Migration } from "../../gen/loom/v1/migration_pb";
 import type { PreviewRunResponse } from "../../gen/loom/v1/run_service_pb";
 import { useRunClient } from "../../transport";
 import { Dialog } from "../../components/Dialog";
+import { WhyField } from "../../components/Common";
 
 function requiredMissing(m: Migration, inputs: Record<string, string>): string[] {
   return m.requiredInputs.filter((i) => !(inputs[i.name] ?? "").trim()).map((i) => i.label || i.name);
@@ -78,16 +79,7 @@ export function RunForm(props: {
         </label>
       ))}
       {props.canStart && (
-        <label>
-          Why
-          <input
-            name="note"
-            value={note}
-            maxLength={4000}
-            placeholder="optional, recorded with the start, e.g. the team asked before the freeze"
-            onChange={(e) => setNote(e.target.value)}
-          />
-        </label>
+        <WhyField value={note} onChange={setNote} placeholder="optional, recorded with the start, e.g. the team asked before the freeze" />
       )}
       {tried && missing.length > 0 && (
         <div role="alert" className="error">

@@ -4,6 +4,7 @@ import { toast } from "sonner";
 import { errorText } from "../../api";
 import type { Run, StepResult } from "../../gen/loom/v1/run_pb";
 import { useRunClient } from "../../transport";
+import { WhyField } from "../../components/Common";
 
 // What an operator may tell Loom about a step the Migrator will not finish:
 // skip it (with a reason), or adopt the pull request that already exists.
@@ -98,16 +99,7 @@ export function StepOverride(props: { what: Override; run: Run; step: StepResult
         />
       </label>
       {what === "adopt" && (
-        <label>
-          Why
-          <input
-            name="note"
-            value={note}
-            maxLength={4000}
-            placeholder="e.g. opened by hand after the Migrator's push was refused"
-            onChange={(e) => setNote(e.target.value)}
-          />
-        </label>
+        <WhyField value={note} onChange={setNote} placeholder="e.g. opened by hand after the Migrator's push was refused" />
       )}
       {tried && problem && (
         <div role="alert" className="error">
