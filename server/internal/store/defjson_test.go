@@ -20,29 +20,37 @@ func randomText(r *rand.Rand) string {
 	return string(b)
 }
 
+// randomRecord is a def with every optional part drawn at random, its
+// strings from text: sometimes a kind, metadata (sometimes an empty map),
+// file groups, a step of its own.
+func randomRecord(r *rand.Rand, text func(*rand.Rand) string) candidateRecord {
+	rec := candidateRecord{V: recordVersion}
+	if r.IntN(4) == 0 {
+		rec.Kind = text(r)
+	}
+	if n := r.IntN(5); n > 0 || r.IntN(2) == 0 {
+		rec.Metadata = map[string]string{}
+		for range n {
+			rec.Metadata[text(r)] = text(r)
+		}
+	}
+	for range r.IntN(3) {
+		g := fileGroupRecord{Name: text(r)}
+		for range r.IntN(3) {
+			g.Files = append(g.Files, fileRefRecord{Path: text(r), URL: text(r)})
+		}
+		rec.Files = append(rec.Files, g)
+	}
+	if r.IntN(20) == 0 {
+		rec.Steps = []stepRecord{{Name: "bump", Config: map[string]string{text(r): text(r)}}}
+	}
+	return rec
+}
+
 func TestCandidateDefIsWhatEncodingJSONWrites(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 20_000 {
-		rec := candidateRecord{V: recordVersion}
-		if r.IntN(4) == 0 {
-			rec.Kind = randomText(r)
-		}
-		if n := r.IntN(5); n > 0 || r.IntN(2) == 0 {
-			rec.Metadata = map[string]string{}
-			for range n {
-				rec.Metadata[randomText(r)] = randomText(r)
-			}
-		}
-		for range r.IntN(3) {
-			g := fileGroupRecord{Name: randomText(r)}
-			for range r.IntN(3) {
-				g.Files = append(g.Files, fileRefRecord{Path: randomText(r), URL: randomText(r)})
-			}
-			rec.Files = append(rec.Files, g)
-		}
-		if r.IntN(20) == 0 {
-			rec.Steps = []stepRecord{{Name: "bump", Config: map[string]string{randomText(r): randomText(r)}}}
-		}
+		rec := randomRecord(r, randomText)
 		want, err := json.Marshal(rec)
 		if err != nil {
 			t.Fatal(err)
@@ -60,7 +68,6 @@ func TestParseCandidateDefReadsWhatEncodingJSONReads(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	fast := 0
 	for i := range 20_000 {
-		rec := candidateRecord{V: recordVersion}
 		text := randomText
 		if r.IntN(2) == 0 {
 			// Mostly plain: the common Candidate, which the fast path reads.
@@ -68,25 +75,7 @@ func TestParseCandidateDefReadsWhatEncodingJSONReads(t *testing.T) {
 				return []string{"", "a", "team-03", "git@example.com:org/x.git", "~ /{x}"}[r.IntN(5)]
 			}
 		}
-		if r.IntN(4) == 0 {
-			rec.Kind = text(r)
-		}
-		if n := r.IntN(5); n > 0 {
-			rec.Metadata = map[string]string{}
-			for range n {
-				rec.Metadata[text(r)] = text(r)
-			}
-		}
-		for range r.IntN(3) {
-			g := fileGroupRecord{Name: text(r)}
-			for range r.IntN(3) {
-				g.Files = append(g.Files, fileRefRecord{Path: text(r), URL: text(r)})
-			}
-			rec.Files = append(rec.Files, g)
-		}
-		if r.IntN(20) == 0 {
-			rec.Steps = []stepRecord{{Name: "bump"}}
-		}
+		rec := randomRecord(r, text)
 		def, err := appendCandidateDef(nil, rec)
 		if err != nil {
 			t.Fatal(err)
