@@ -23,11 +23,6 @@ type Runs struct {
 	Heartbeat time.Duration
 }
 
-// StartRun starts the Run of one Candidate.
-func (u *Runs) StartRun(ctx context.Context, migrationID, candidateID string, inputs map[string]string) (Run, error) {
-	return u.Start(ctx, StartRequest{MigrationID: migrationID, CandidateID: candidateID, Inputs: inputs})
-}
-
 // StartRequest asks for the start of one Candidate's Run.
 type StartRequest struct {
 	MigrationID, CandidateID string
@@ -41,7 +36,8 @@ type StartRequest struct {
 	Note string
 }
 
-// Start starts the Run of one Candidate, as StartRun does.
+// Start starts the Run of one Candidate (RunService.StartRun, and each
+// start of a rollout).
 func (u *Runs) Start(ctx context.Context, req StartRequest) (Run, error) {
 	migrationID, candidateID, inputs := req.MigrationID, req.CandidateID, req.Inputs
 	m, c, err := u.Store.GetMigrationAndCandidate(ctx, migrationID, candidateID)
