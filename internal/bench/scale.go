@@ -174,6 +174,11 @@ type scaleResult struct {
 	// append-only file to end; pageRewrites how many ran during them.
 	rewriteWait  time.Duration
 	pageRewrites int64
+	// discoverRewrites and deleteRewrites are the rewrites that ran (or
+	// started) during the first discovery pass and during the delete: each
+	// a fork, then a child process on one of the CPUs, and pages copied as
+	// Redis writes on.
+	discoverRewrites, deleteRewrites int64
 	// pageStalls and deleteStalls are what Redis's latency monitor saw
 	// take ≥ latencyThreshold during the pages and during the delete
 	// (fork, fsync, a slow command...): Redis's own stalls, as against the
@@ -445,11 +450,18 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	// Discovery, as a Migrator submits one pass.
 	fmt.Fprintf(p, "%s: discovering %d Candidates in requests of %d\n", m, n, s.cfg.Batch)
 	s.m.reset()
+	rewrites, err := s.rewriteMark(ctx)
+	if err != nil {
+		return nil, err
+	}
 	before := s.m.read()
 	if r.submits, r.submitsServer, r.submitsFailed, err = s.discover(ctx, f, m, "first", func(res *loomv1.SubmitCandidatesResponse) { r.added += int(res.GetAddedCount()) }); err != nil {
 		return nil, err
 	}
 	after := s.m.read()
+	if r.discoverRewrites, err = s.rewritesSince(ctx, rewrites); err != nil {
+		return nil, err
+	}
 	r.discoverCPU, r.discoverRedis = after.cpu-before.cpu, after.redisCPU-before.redisCPU
 	r.discover, r.lastSubmit = sum(r.submits), r.submits[len(r.submits)-1]
 	if r.added != n {
@@ -566,7 +578,7 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	if r.rewriteWait, err = s.awaitNoRewrite(ctx); err != nil {
 		return nil, err
 	}
-	rewritesBefore, err := s.persistence(ctx, "aof_rewrites")
+	rewritesBefore, err := s.rewriteMark(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -583,13 +595,8 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 		return nil, err
 	}
 	r.pageStalls = s.latencyEvents(ctx)
-	rewritesAfter, err := s.persistence(ctx, "aof_rewrites")
-	if err != nil {
+	if r.pageRewrites, err = s.rewritesSince(ctx, rewritesBefore); err != nil {
 		return nil, err
-	}
-	r.pageRewrites = rewritesAfter - rewritesBefore
-	if busy, _ := s.persistence(ctx, "aof_rewrite_in_progress"); busy == 1 {
-		r.pageRewrites++
 	}
 
 	fmt.Fprintf(p, "%s: cancelling the held Runs, then DeleteMigration while a reader reads %s\n", m, "scale-reader")
@@ -606,6 +613,9 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	}
 	stopMigrator()
 	s.rc.Do(ctx, "LATENCY", "RESET")
+	if rewritesBefore, err = s.rewriteMark(ctx); err != nil {
+		return nil, err
+	}
 	if stopProfile, err = profile(s.cfg.ProfileDir, m+"-delete.pprof"); err != nil {
 		return nil, err
 	}
@@ -615,6 +625,9 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 		return nil, err
 	}
 	r.deleteStalls = s.latencyEvents(ctx)
+	if r.deleteRewrites, err = s.rewritesSince(ctx, rewritesBefore); err != nil {
+		return nil, err
+	}
 	settleRedis()
 	if r.after, err = s.usedMemory(ctx); err != nil {
 		return nil, err
@@ -851,6 +864,26 @@ func (s *scaleWorld) persistence(ctx context.Context, field string) (int64, erro
 		}
 	}
 	return 0, fmt.Errorf("INFO persistence has no %s", field)
+}
+
+// rewriteMark is the count of Redis's rewrites of its append-only file
+// so far, for rewritesSince.
+func (s *scaleWorld) rewriteMark(ctx context.Context) (int64, error) {
+	return s.persistence(ctx, "aof_rewrites")
+}
+
+// rewritesSince counts the rewrites of Redis's append-only file since
+// mark (rewriteMark): those that ended, and the one running now.
+func (s *scaleWorld) rewritesSince(ctx context.Context, mark int64) (int64, error) {
+	done, err := s.rewriteMark(ctx)
+	if err != nil {
+		return 0, err
+	}
+	busy, err := s.persistence(ctx, "aof_rewrite_in_progress")
+	if err != nil {
+		return 0, err
+	}
+	return done - mark + busy, nil
 }
 
 // awaitNoRewrite waits until Redis rewrites no append-only file and has

@@ -205,8 +205,8 @@ func printScale(cfg ScaleConfig, rs []*scaleResult) {
 		fmt.Fprintf(w, "\nThe slowest pair at %s: %s.\n", sizes[len(sizes)-1], name)
 	}
 	for i, r := range rs {
-		fmt.Fprintf(w, "\nPages at %s: timed after Redis's append-only file rewrite ended (waited %s); rewrites during them: %d.",
-			sizes[i], r.rewriteWait.Round(time.Millisecond), r.pageRewrites)
+		fmt.Fprintf(w, "\nAt %s, Redis rewrote its append-only file (a fork, then a child on one of the CPUs) %d times during the discovery and %d during the delete; the pages were timed after a rewrite ended (waited %s), and %d ran during them.",
+			sizes[i], r.discoverRewrites, r.deleteRewrites, r.rewriteWait.Round(time.Millisecond), r.pageRewrites)
 	}
 	fmt.Fprintln(w)
 	for i, r := range rs {
