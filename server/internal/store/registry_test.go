@@ -524,3 +524,103 @@ func TestADeleteCanLeaveItsSweepToTheSweeper(t *testing.T) {
 		t.Fatalf("%d keys left after the sweep", n)
 	}
 }
+
+// persistenceField is the value of field in the INFO persistence of rdb.
+func persistenceField(t testing.TB, rdb *redis.Client, field string) string {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "persistence").Result()
+	if err != nil {
+		t.Fatalf("info persistence: %v", err)
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	t.Fatalf("no %s in INFO persistence: %q", field, info)
+	return ""
+}
+
+// While Redis runs a fork child (here a BGSAVE, made to last by
+// rdb-key-save-delay, Redis's own setting for tests), the sweep of a
+// deleted Migration removes nothing; once the child is gone, it finishes.
+func TestTheSweepWaitsWhileRedisRunsAForkChild(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	s.SweepDeletesLater(func(string) {}) // the test runs the sweep
+	mustPut(t, s, "m")
+	const n = 300
+	var cs []migration.Candidate
+	for _, id := range ids("acme/repo-", 0, n) {
+		cs = append(cs, cand(id, "svc", "repo", id))
+	}
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs}, at(1))
+	// Keys for the child to save: with 1 ms per key, a BGSAVE of ~2,000
+	// keys lasts about 2 s.
+	pipe := rdb.Pipeline()
+	for i := range 1500 {
+		pipe.Set(ctx, fmt.Sprintf("filler:%d", i), "x", 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ConfigSet(ctx, "rdb-key-save-delay", "1000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.BgSave(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := persistenceField(t, rdb, "rdb_bgsave_in_progress"); got != "1" {
+		t.Fatalf("rdb_bgsave_in_progress:%s right after BGSAVE", got)
+	}
+	if got, err := s.DeleteMigration(ctx, "m", time.Now()); err != nil || got != n {
+		t.Fatalf("delete: %d, %v", got, err)
+	}
+	type result struct {
+		done int
+		err  error
+	}
+	swept := make(chan result, 1)
+	go func() {
+		done, err := s.SweepDeleted(ctx)
+		swept <- result{done, err}
+	}()
+
+	for range 5 {
+		time.Sleep(100 * time.Millisecond)
+		if left := len(scanKeys(t, rdb, "loom:{m}:c:*")); left != n {
+			t.Fatalf("%d of %d Candidates left while Redis saves: the sweep did not wait", left, n)
+		}
+	}
+	select {
+	case r := <-swept:
+		t.Fatalf("the sweep ended while Redis saves: %d, %v", r.done, r.err)
+	default:
+	}
+	if got := persistenceField(t, rdb, "rdb_bgsave_in_progress"); got != "1" {
+		t.Fatal("the BGSAVE ended before the test looked: it proves nothing (more keys, or a longer rdb-key-save-delay)")
+	}
+
+	// Once the child is gone, the sweep goes on.
+	for deadline := time.Now().Add(30 * time.Second); persistenceField(t, rdb, "rdb_bgsave_in_progress") != "0"; {
+		if time.Now().After(deadline) {
+			t.Fatal("the BGSAVE still runs after 30 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := rdb.ConfigSet(ctx, "rdb-key-save-delay", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-swept:
+		if r.err != nil || r.done != 1 {
+			t.Fatalf("sweep: %d, %v", r.done, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sweep did not end within 10 s of the BGSAVE")
+	}
+	if left := stateKeysLeft(t, rdb, "m"); len(left) != 0 {
+		t.Fatalf("keys left: %d, e.g. %v", len(left), left[:min(5, len(left))])
+	}
+}
