@@ -272,8 +272,10 @@ var sweepKeys = scriptKeys{
 // Returns {1} when there is more to sweep, {0} when the Migration is gone
 // (or was never deleted).
 //
-// A call holds Redis for as long as it runs, and far longer while Redis
-// runs a fork child: sweepDeleted calls none then (see waitForkChild).
+// A call holds Redis for as long as it runs, and the same chunk costs far
+// more at times (see sweepChunkTarget): sweepDeleted sizes each call's
+// chunk by how long the last took, and calls none while Redis runs a fork
+// child (see waitForkChild).
 var sweepDeletedScript = newKeyedScript(sweepKeys, `
 if redis.call('EXISTS', k_tombstone) == 0 then return {0} end
 local n = tonumber(ARGV[1])
@@ -330,9 +332,40 @@ end
 return {0}
 `)
 
-// sweepChunk is how many Candidates (or metadata pairs, Runs) one call of
-// sweepDeletedScript removes: about a millisecond of Redis's time.
+// sweepChunk is the most Candidates (or Runs) one call of
+// sweepDeletedScript removes, and the chunk a sweep starts with: about a
+// millisecond of Redis's time when all goes well. sweepDeleted makes it
+// smaller while calls take longer than sweepChunkTarget.
 const sweepChunk = 250
+
+// sweepChunkTarget is the longest a call of sweepDeletedScript should take,
+// timed as its round trip. The chunk is what holds Redis, and the same
+// chunk costs ten times more at times: with appendfsync always, Redis
+// syncs the chunk's writes to disk before it serves anyone else (an fsync
+// of a slow disk was seen to take 20 ms), and while a fork child runs
+// every page the chunk touches is copied first. A call slower than the
+// target halves the next chunk (down to sweepChunkMin); one faster than
+// half of it makes the next half as large again (up to sweepChunk). The
+// round trip also counts the network and, when writes wait for replicas,
+// their WAIT: a chunk made smaller for those only makes the sweep slower.
+const sweepChunkTarget = 4 * time.Millisecond
+
+// sweepChunkMin is the smallest chunk: below it a call's cost is mostly its
+// fixed part (the round trip, the fsync of however few writes), so smaller
+// chunks would only make the sweep longer.
+const sweepChunkMin = 25
+
+// nextSweepChunk is the chunk after a call of n that took took (see
+// sweepChunkTarget).
+func nextSweepChunk(n int, took time.Duration) int {
+	switch {
+	case took > sweepChunkTarget:
+		return max(n/2, sweepChunkMin)
+	case took < sweepChunkTarget/2:
+		return min(n+n/2, sweepChunk)
+	}
+	return n
+}
 
 // forkPoll is how often a sweep waiting for Redis's fork child to end
 // looks again (see forkChildRunning).
@@ -429,6 +462,7 @@ func (s *Store) sweepDeleted(ctx context.Context, id string) error {
 	if err := s.upgradeLayout(ctx, id); err != nil {
 		return fmt.Errorf("sweep deleted migration %s: %w", id, err)
 	}
+	chunk := sweepChunk
 	for first := true; ; first = false {
 		if !first {
 			select {
@@ -440,7 +474,9 @@ func (s *Store) sweepDeleted(ctx context.Context, id string) error {
 		if err := s.waitForkChild(ctx, id); err != nil {
 			return fmt.Errorf("sweep deleted migration %s: %w", id, err)
 		}
-		res, err := sweepDeletedScript.run(ctx, s.rdb, id, "", nil, sweepChunk).Slice()
+		start := time.Now()
+		res, err := sweepDeletedScript.run(ctx, s.rdb, id, "", nil, chunk).Slice()
+		chunk = nextSweepChunk(chunk, time.Since(start))
 		if err != nil {
 			return fmt.Errorf("sweep deleted migration %s: %w", id, err)
 		}

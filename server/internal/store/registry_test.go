@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -622,5 +624,122 @@ func TestTheSweepWaitsWhileRedisRunsAForkChild(t *testing.T) {
 	}
 	if left := stateKeysLeft(t, rdb, "m"); len(left) != 0 {
 		t.Fatalf("keys left: %d, e.g. %v", len(left), left[:min(5, len(left))])
+	}
+}
+
+// A sweep call slower than sweepChunkTarget halves the next chunk, down to
+// sweepChunkMin; faster than half of it, the chunk grows again, up to
+// sweepChunk.
+func TestNextSweepChunk(t *testing.T) {
+	t.Parallel()
+	slow, fast, fair := 2*sweepChunkTarget, sweepChunkTarget/4, sweepChunkTarget*3/4
+	for _, c := range []struct {
+		n    int
+		took time.Duration
+		want int
+	}{
+		{sweepChunk, slow, sweepChunk / 2},
+		{sweepChunkMin + 1, slow, sweepChunkMin},
+		{sweepChunkMin, time.Second, sweepChunkMin},
+		{sweepChunkMin, fast, sweepChunkMin + sweepChunkMin/2},
+		{100, fast, 150},
+		{sweepChunk - 1, fast, sweepChunk},
+		{sweepChunk, 0, sweepChunk},
+		{100, fair, 100},
+		{100, sweepChunkTarget, 100},
+	} {
+		if got := nextSweepChunk(c.n, c.took); got != c.want {
+			t.Errorf("after %d in %v: %d, want %d", c.n, c.took, got, c.want)
+		}
+	}
+}
+
+// slowSweep is a client hook that delays the first `slow` calls of
+// sweepDeletedScript by delay (a slow network, or a Redis slow to answer)
+// and records the chunk each call asks for.
+type slowSweep struct {
+	delay  time.Duration
+	mu     sync.Mutex
+	slow   int
+	chunks []string
+}
+
+func (h *slowSweep) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *slowSweep) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if cmd.Name() == "evalsha" && len(args) > 1 && args[1] == sweepDeletedScript.script.Hash() {
+			h.mu.Lock()
+			h.chunks = append(h.chunks, fmt.Sprint(args[len(args)-1]))
+			delay := h.slow > 0
+			h.slow--
+			h.mu.Unlock()
+			if delay {
+				time.Sleep(h.delay)
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *slowSweep) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// The sweep sizes its chunks by how long the calls take: slow calls halve
+// the chunk, down to sweepChunkMin, and fast ones grow it back to
+// sweepChunk.
+func TestSweepChunksShrinkWhenSlowAndGrowBack(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	s.SweepDeletesLater(func(string) {}) // the test runs the sweep
+	mustPut(t, s, "m")
+	const n = 5000 // calls enough for the chunk to grow back on a busy machine
+	all := ids("acme/repo-", 0, n)
+	for i := 0; i < n; i += 1000 {
+		var cs []migration.Candidate
+		for _, id := range all[i:min(i+1000, n)] {
+			cs = append(cs, cand(id, "svc"))
+		}
+		mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs}, at(1))
+	}
+	if got, err := s.DeleteMigration(ctx, "m", time.Now()); err != nil || got != n {
+		t.Fatalf("delete: %d, %v", got, err)
+	}
+	h := &slowSweep{delay: sweepChunkTarget + 2*time.Millisecond, slow: 6}
+	rdb.AddHook(h)
+	if done, err := s.SweepDeleted(ctx); err != nil || done != 1 {
+		t.Fatalf("sweep: %d, %v", done, err)
+	}
+	if left := stateKeysLeft(t, rdb, "m"); len(left) != 0 {
+		t.Fatalf("keys left: %d, e.g. %v", len(left), left[:min(5, len(left))])
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var chunks []int
+	for _, c := range h.chunks {
+		v, err := strconv.Atoi(c)
+		if err != nil {
+			t.Fatalf("chunk %q", c)
+		}
+		chunks = append(chunks, v)
+	}
+	// Six slow calls: halved each time, down to the floor.
+	if want := []int{250, 125, 62, 31, 25, 25, 25}; len(chunks) < len(want) || !slices.Equal(chunks[:len(want)], want) {
+		t.Fatalf("chunks %v, want them to start %v", chunks, want)
+	}
+	grown := false
+	for i, c := range chunks {
+		if c < sweepChunkMin || c > sweepChunk {
+			t.Fatalf("chunk %d of %v out of bounds", i, chunks)
+		}
+		if i > 6 && c == sweepChunk {
+			grown = true
+		}
+	}
+	if !grown {
+		t.Fatalf("chunks %v: never grew back to %d", chunks, sweepChunk)
 	}
 }
