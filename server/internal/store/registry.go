@@ -261,10 +261,12 @@ var sweepKeys = scriptKeys{
 //	ARGV[1] the most Candidates (or Runs) to remove
 //
 // In order, one kind per call: ARGV[1] Candidates, from the status×kind
-// indexes (their hash and run view UNLINKed, their stream set to expire
-// with the Migration's history, their id removed from the index); then Run
-// views left without a Candidate (from the Run status indexes, and k_runs
-// of Migrations from before those were enough); then, at once, the
+// indexes (their hash UNLINKed, their stream set to expire with the
+// Migration's history, their id removed from the index); then the Run
+// views, from the Run status indexes (and k_runs of Migrations from before
+// those were enough), which list every one: a Candidate's chunk names no
+// run view of its own, as most Candidates of a large Migration have none,
+// and each name was a write of the append-only file; then, at once, the
 // remaining keys (indexes of statuses, steps and metadata, orders, metrics:
 // a few dozen keys, large ones freed off Redis's main thread by UNLINK) and
 // the tombstone.
@@ -291,7 +293,6 @@ for _, k in ipairs(kinds) do
       local keys = {}
       for _, id in ipairs(ids) do
         keys[#keys + 1] = k_candidate_prefix .. id
-        keys[#keys + 1] = k_run_prefix .. id
         redis.call('PEXPIRE', k_candidate_events_prefix .. id, ttl)
       end
       redis.call('UNLINK', unpack(keys))
