@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -229,6 +230,11 @@ func RunScale(ctx context.Context, cfg ScaleConfig) error {
 	defer s.close()
 	if err := s.rc.ConfigSet(ctx, "latency-monitor-threshold", strconv.Itoa(int(latencyThreshold.Milliseconds()))).Err(); err != nil {
 		return fmt.Errorf("redis latency monitor: %w", err)
+	}
+	// The slow log names the commands behind the monitor's "command"
+	// events (the latency monitor says only how long).
+	if err := s.rc.ConfigSet(ctx, "slowlog-log-slower-than", strconv.Itoa(int(latencyThreshold.Microseconds()))).Err(); err != nil {
+		return fmt.Errorf("redis slow log: %w", err)
 	}
 
 	fmt.Fprintln(cfg.Progress, "scale: the reader's Migration (30 Candidates, 20 completed Runs: the warm-up)")
@@ -584,7 +590,7 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 	}
 
 	fmt.Fprintf(p, "%s: ListCandidates pages of 100, %d per filter and pair of filters\n", m, s.cfg.Pages)
-	s.rc.Do(ctx, "LATENCY", "RESET")
+	s.resetStalls(ctx)
 	stopProfile, err := profile(s.cfg.ProfileDir, m+"-pages.pprof")
 	if err != nil {
 		return nil, err
@@ -612,7 +618,7 @@ func (s *scaleWorld) size(ctx context.Context, m string, n int, reader *fleet) (
 		return nil, err
 	}
 	stopMigrator()
-	s.rc.Do(ctx, "LATENCY", "RESET")
+	s.resetStalls(ctx)
 	if rewritesBefore, err = s.rewriteMark(ctx); err != nil {
 		return nil, err
 	}
@@ -825,6 +831,13 @@ func (s *scaleWorld) deleteUnderRead(ctx context.Context, r *scaleResult, reader
 	return nil
 }
 
+// resetStalls clears Redis's latency monitor and slow log, so that
+// latencyEvents says what happened since.
+func (s *scaleWorld) resetStalls(ctx context.Context) {
+	s.rc.Do(ctx, "LATENCY", "RESET")
+	s.rc.SlowLogReset(ctx)
+}
+
 // latencyThreshold is the least stall Redis's latency monitor records.
 const latencyThreshold = 5 * time.Millisecond
 
@@ -849,7 +862,31 @@ func (s *scaleWorld) latencyEvents(ctx context.Context) string {
 		return "none"
 	}
 	slices.Sort(out)
-	return strings.Join(out, ", ")
+	return strings.Join(out, ", ") + s.slowCommands(ctx)
+}
+
+// slowCommands lists what Redis's slow log holds (commands that took
+// latencyThreshold or more since resetStalls), slowest first, each by its
+// name and first key (a script's first key says which script it is):
+// "; slowest commands: EVALSHA loom:{m}:deleting 12 ms, …".
+func (s *scaleWorld) slowCommands(ctx context.Context) string {
+	logs, err := s.rc.SlowLogGet(ctx, 128).Result()
+	if err != nil || len(logs) == 0 {
+		return ""
+	}
+	slices.SortFunc(logs, func(a, b redis.SlowLog) int { return cmp.Compare(b.Duration, a.Duration) })
+	var out []string
+	for _, l := range logs[:min(len(logs), 5)] {
+		what := strings.ToUpper(l.Args[0])
+		switch {
+		case (what == "EVALSHA" || what == "EVAL") && len(l.Args) > 3 && l.Args[2] != "0":
+			what += " " + l.Args[3]
+		case len(l.Args) > 1:
+			what += " " + l.Args[1]
+		}
+		out = append(out, fmt.Sprintf("%s %v", what, l.Duration.Round(100*time.Microsecond)))
+	}
+	return "; slowest commands: " + strings.Join(out, ", ")
 }
 
 // persistence reads an integer field of INFO persistence.
