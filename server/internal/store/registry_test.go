@@ -688,15 +688,14 @@ func (h *slowSweep) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 }
 
 // The sweep sizes its chunks by how long the calls take: slow calls halve
-// the chunk, down to sweepChunkMin, and fast ones grow it back to
-// sweepChunk.
+// the chunk, down to sweepChunkMin, and fast ones grow it again.
 func TestSweepChunksShrinkWhenSlowAndGrowBack(t *testing.T) {
 	t.Parallel()
 	s, rdb := newStore(t)
 	ctx := context.Background()
 	s.SweepDeletesLater(func(string) {}) // the test runs the sweep
 	mustPut(t, s, "m")
-	const n = 5000 // calls enough for the chunk to grow back on a busy machine
+	const n = 5000 // calls enough for some to be fast on a busy machine
 	all := ids("acme/repo-", 0, n)
 	for i := 0; i < n; i += 1000 {
 		var cs []migration.Candidate
@@ -730,16 +729,19 @@ func TestSweepChunksShrinkWhenSlowAndGrowBack(t *testing.T) {
 	if want := []int{250, 125, 62, 31, 25, 25, 25}; len(chunks) < len(want) || !slices.Equal(chunks[:len(want)], want) {
 		t.Fatalf("chunks %v, want them to start %v", chunks, want)
 	}
+	// Once calls are fast again the chunks grow (by how much depends on how
+	// busy the machine is; nextSweepChunk's own test checks the growth up
+	// to sweepChunk).
 	grown := false
 	for i, c := range chunks {
 		if c < sweepChunkMin || c > sweepChunk {
 			t.Fatalf("chunk %d of %v out of bounds", i, chunks)
 		}
-		if i > 6 && c == sweepChunk {
+		if i > 6 && c > sweepChunkMin {
 			grown = true
 		}
 	}
 	if !grown {
-		t.Fatalf("chunks %v: never grew back to %d", chunks, sweepChunk)
+		t.Fatalf("chunks %v: never grew again after the slow calls", chunks)
 	}
 }
