@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"reflect"
 	"slices"
 	"strconv"
@@ -549,20 +550,71 @@ func persistenceField(t testing.TB, rdb *redis.Client, field string) string {
 func TestTheSweepWaitsWhileRedisRunsAForkChild(t *testing.T) {
 	t.Parallel()
 	s, rdb := newStore(t)
+	sweepWaitsForForkChild(t, s, rdb, "m")
+}
+
+// On a Redis Cluster the sweep looks at the master of the Migration's
+// slot: of two masters, the one that holds the Migration saves, and the
+// other, the one the client was given, does not.
+func TestTheSweepWaitsWhileTheMigrationsClusterNodeRunsAForkChild(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	first, _ := startNode(t)
+	second, _ := startNode(t)
+	a := redis.NewClient(&redis.Options{Addr: first})
+	t.Cleanup(func() { _ = a.Close() })
+	b := redis.NewClient(&redis.Options{Addr: second})
+	t.Cleanup(func() { _ = b.Close() })
+	if err := a.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 8191).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 8192, 16383).Err(); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(second)
+	if err := a.Do(ctx, "CLUSTER", "MEET", host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*redis.Client{a, b} {
+		awaitTrue(t, "the cluster is ok", func() bool {
+			info, _ := n.ClusterInfo(ctx).Result()
+			return strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:2")
+		})
+	}
+	// A Migration whose slot is the second master's.
+	m := ""
+	for i := 0; m == ""; i++ {
+		id := fmt.Sprintf("m%d", i)
+		if slot, err := a.ClusterKeySlot(ctx, tombstoneKey(id)).Result(); err != nil {
+			t.Fatal(err)
+		} else if slot >= 8192 {
+			m = id
+		}
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{first}})
+	t.Cleanup(func() { _ = cc.Close() })
+	sweepWaitsForForkChild(t, New(cc), b, m)
+}
+
+// sweepWaitsForForkChild deletes Migration m of s while rdb, the node
+// that holds it, runs a BGSAVE made to last, and checks that the sweep
+// removes nothing until the BGSAVE ends, then everything.
+func sweepWaitsForForkChild(t *testing.T, s *Store, rdb *redis.Client, m string) {
+	t.Helper()
 	ctx := context.Background()
 	s.SweepDeletesLater(func(string) {}) // the test runs the sweep
-	mustPut(t, s, "m")
+	mustPut(t, s, m)
 	const n = 300
 	var cs []migration.Candidate
 	for _, id := range ids("acme/repo-", 0, n) {
 		cs = append(cs, cand(id, "svc", "repo", id))
 	}
-	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: cs}, at(1))
+	mustSubmit(t, s, migration.Submission{MigrationID: m, Candidates: cs}, at(1))
 	// Keys for the child to save: with 1 ms per key, a BGSAVE of ~2,000
 	// keys lasts about 2 s.
 	pipe := rdb.Pipeline()
 	for i := range 1500 {
-		pipe.Set(ctx, fmt.Sprintf("filler:%d", i), "x", 0)
+		pipe.Set(ctx, fmt.Sprintf("{%s}filler:%d", m, i), "x", 0) // on rdb, in a cluster too
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)
@@ -576,7 +628,7 @@ func TestTheSweepWaitsWhileRedisRunsAForkChild(t *testing.T) {
 	if got := persistenceField(t, rdb, "rdb_bgsave_in_progress"); got != "1" {
 		t.Fatalf("rdb_bgsave_in_progress:%s right after BGSAVE", got)
 	}
-	if got, err := s.DeleteMigration(ctx, "m", time.Now()); err != nil || got != n {
+	if got, err := s.DeleteMigration(ctx, m, time.Now()); err != nil || got != n {
 		t.Fatalf("delete: %d, %v", got, err)
 	}
 	type result struct {
@@ -591,7 +643,7 @@ func TestTheSweepWaitsWhileRedisRunsAForkChild(t *testing.T) {
 
 	for range 5 {
 		time.Sleep(100 * time.Millisecond)
-		if left := len(scanKeys(t, rdb, "loom:{m}:c:*")); left != n {
+		if left := len(scanKeys(t, rdb, "loom:{"+m+"}:c:*")); left != n {
 			t.Fatalf("%d of %d Candidates left while Redis saves: the sweep did not wait", left, n)
 		}
 	}
@@ -622,7 +674,7 @@ func TestTheSweepWaitsWhileRedisRunsAForkChild(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the sweep did not end within 10 s of the BGSAVE")
 	}
-	if left := stateKeysLeft(t, rdb, "m"); len(left) != 0 {
+	if left := stateKeysLeft(t, rdb, m); len(left) != 0 {
 		t.Fatalf("keys left: %d, e.g. %v", len(left), left[:min(5, len(left))])
 	}
 }
