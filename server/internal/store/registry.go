@@ -71,8 +71,15 @@ func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now tim
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: %w", m.ID, err)
 	}
 	if code, _ := replyCode(res); len(res) == 1 && code == replyBeingDeleted {
-		// Resume a sweep cut short, so that the announce's retry succeeds.
-		_ = s.sweepDeleted(ctx, m.ID)
+		// Resume a sweep cut short, so that the announce's retry succeeds:
+		// the server's sweeper, when there is one, as the answer is not the
+		// sweep's to wait for (it waits out Redis's fork children, see
+		// waitForkChild).
+		if s.sweepLater != nil {
+			s.sweepLater(m.ID)
+		} else {
+			_ = s.sweepDeleted(ctx, m.ID)
+		}
 		return migration.Migration{}, false, false, migration.Unavailable(migration.ReasonMigrationBeingDeleted,
 			"migration %q is being deleted: announce it again in a few seconds", m.ID).With("migration_id", m.ID)
 	}

@@ -426,6 +426,37 @@ func TestAnnounceWhileSweepingIsRefusedThenSucceeds(t *testing.T) {
 	}
 }
 
+// With the server's sweeper (SweepDeletesLater), an announce of a
+// Migration being swept wakes the sweeper and answers at once, sweeping
+// nothing itself: the sweep may be waiting out a fork of Redis's for
+// longer than the call may take. Its retry succeeds once the sweep ends.
+func TestAnnounceWhileSweepingWakesTheSweeper(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	var kicked []string
+	s.SweepDeletesLater(func(id string) { kicked = append(kicked, id) })
+	mustPut(t, s, "m")
+	mustSubmit(t, s, migration.Submission{MigrationID: "m", Candidates: []migration.Candidate{cand("a", "svc")}}, at(1))
+	if _, err := s.DeleteMigration(ctx, "m", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err := s.PutMigration(ctx, testMigration("m"), at(2))
+	refusal(t, err, migration.ErrUnavailable, migration.ReasonMigrationBeingDeleted)
+	if !slices.Equal(kicked, []string{"m", "m"}) { // the delete's, then the announce's
+		t.Fatalf("sweeper woken for %v", kicked)
+	}
+	if rdb.Exists(ctx, candidateKey("m", "a")).Val() != 1 {
+		t.Fatal("the announce swept the Candidate itself")
+	}
+	if done, err := s.SweepDeleted(ctx); err != nil || done != 1 {
+		t.Fatalf("sweep: %d, %v", done, err)
+	}
+	if _, created, _, err := s.PutMigration(ctx, testMigration("m"), at(3)); err != nil || !created {
+		t.Fatalf("the retry: created %v, %v", created, err)
+	}
+}
+
 // Loom says when Redis keeps Candidates' hashes in their large encoding, or
 // gives each of their streams more room than it needs, and is quiet when
 // it does neither.
