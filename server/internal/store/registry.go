@@ -411,8 +411,13 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 	case replyMigrationNotFound:
 		// Finish a sweep of an earlier delete, if one is pending, and drop a
 		// stale index entry left by a crash (sweepDeleted does both); best
-		// effort, the answer is "not found" either way.
-		_ = s.sweepDeleted(ctx, id)
+		// effort, the answer is "not found" either way, and the server's
+		// sweeper's when there is one (see PutMigration).
+		if s.sweepLater != nil {
+			s.sweepLater(id)
+		} else {
+			_ = s.sweepDeleted(ctx, id)
+		}
 		return 0, migration.MigrationNotFound(id)
 	case replyHasRunning:
 		_ = s.rdb.ZRem(ctx, deletingKey(), id).Err() // nothing to sweep

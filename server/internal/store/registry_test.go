@@ -426,9 +426,9 @@ func TestAnnounceWhileSweepingIsRefusedThenSucceeds(t *testing.T) {
 	}
 }
 
-// With the server's sweeper (SweepDeletesLater), an announce of a
-// Migration being swept wakes the sweeper and answers at once, sweeping
-// nothing itself: the sweep may be waiting out a fork of Redis's for
+// With the server's sweeper (SweepDeletesLater), an announce (or a
+// delete) of a Migration being swept wakes the sweeper and answers at
+// once, sweeping nothing itself: the sweep may be waiting out a fork of Redis's for
 // longer than the call may take. Its retry succeeds once the sweep ends.
 func TestAnnounceWhileSweepingWakesTheSweeper(t *testing.T) {
 	t.Parallel()
@@ -448,6 +448,12 @@ func TestAnnounceWhileSweepingWakesTheSweeper(t *testing.T) {
 	}
 	if rdb.Exists(ctx, candidateKey("m", "a")).Val() != 1 {
 		t.Fatal("the announce swept the Candidate itself")
+	}
+	// A second delete finds no Migration and wakes the sweeper too.
+	_, err = s.DeleteMigration(ctx, "m", time.Now())
+	refusal(t, err, migration.ErrNotFound, migration.ReasonMigrationNotFound)
+	if len(kicked) != 3 || rdb.Exists(ctx, candidateKey("m", "a")).Val() != 1 {
+		t.Fatalf("after a second delete: sweeper woken for %v, the Candidate swept by the call: %v", kicked, rdb.Exists(ctx, candidateKey("m", "a")).Val() == 0)
 	}
 	if done, err := s.SweepDeleted(ctx); err != nil || done != 1 {
 		t.Fatalf("sweep: %d, %v", done, err)
