@@ -71,15 +71,8 @@ func (s *Store) PutMigration(ctx context.Context, m migration.Migration, now tim
 		return migration.Migration{}, false, false, fmt.Errorf("put migration %s: %w", m.ID, err)
 	}
 	if code, _ := replyCode(res); len(res) == 1 && code == replyBeingDeleted {
-		// Resume a sweep cut short, so that the announce's retry succeeds:
-		// the server's sweeper, when there is one, as the answer is not the
-		// sweep's to wait for (it waits out Redis's fork children, see
-		// waitForkChild).
-		if s.sweepLater != nil {
-			s.sweepLater(m.ID)
-		} else {
-			_ = s.sweepDeleted(ctx, m.ID)
-		}
+		// Resume a sweep cut short, so that the announce's retry succeeds.
+		s.sweepSoon(ctx, m.ID)
 		return migration.Migration{}, false, false, migration.Unavailable(migration.ReasonMigrationBeingDeleted,
 			"migration %q is being deleted: announce it again in a few seconds", m.ID).With("migration_id", m.ID)
 	}
@@ -411,13 +404,8 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 	case replyMigrationNotFound:
 		// Finish a sweep of an earlier delete, if one is pending, and drop a
 		// stale index entry left by a crash (sweepDeleted does both); best
-		// effort, the answer is "not found" either way, and the server's
-		// sweeper's when there is one (see PutMigration).
-		if s.sweepLater != nil {
-			s.sweepLater(id)
-		} else {
-			_ = s.sweepDeleted(ctx, id)
-		}
+		// effort, the answer is "not found" either way.
+		s.sweepSoon(ctx, id)
 		return 0, migration.MigrationNotFound(id)
 	case replyHasRunning:
 		_ = s.rdb.ZRem(ctx, deletingKey(), id).Err() // nothing to sweep
@@ -439,12 +427,20 @@ func (s *Store) DeleteMigration(ctx context.Context, id string, now time.Time) (
 	// The Migration is deleted: what remains is cleaning up, which
 	// SweepDeleted finishes should it be cut short here.
 	_ = s.rdb.ZAdd(ctx, deletingKey(), redis.Z{Score: float64(millis(now)), Member: id}).Err()
+	s.sweepSoon(ctx, id)
+	return n, nil
+}
+
+// sweepSoon has the keys of the deleted Migration id swept: by the server's
+// sweeper when there is one (SweepDeletesLater), as no caller's answer is
+// the sweep's to wait for (it waits out Redis's fork children, see
+// waitForkChild); else here, best effort (SweepDeleted finishes it).
+func (s *Store) sweepSoon(ctx context.Context, id string) {
 	if s.sweepLater != nil {
 		s.sweepLater(id)
-		return n, nil
+		return
 	}
 	_ = s.sweepDeleted(ctx, id)
-	return n, nil
 }
 
 // SweepDeletesLater makes DeleteMigration answer once the Migration is a
